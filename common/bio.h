@@ -1,0 +1,106 @@
+/*
+ * bio.h - buffered, bounded I/O over a socket or file descriptor.
+ *
+ * Every network read in postern goes through a struct bio: reads are large
+ * and buffered, every wait has a deadline, every line has a maximum length.
+ * Lines end only at CRLF; a bare CR or bare LF inside a line is kept as
+ * data and reported in flags, never treated as a line end (RFC 5321 2.3.8,
+ * and the SMTP smuggling class of bugs). Writes are buffered until
+ * bio_flush(), so replies to a pipelined group leave in one write.
+ *
+ * A transport layer (TLS) plugs in through the ops table; the buffering
+ * and line logic above it do not change.
+ */
+#ifndef POSTERN_BIO_H
+#define POSTERN_BIO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "str.h"
+
+enum bio_status {
+	BIO_OK = 0,
+	BIO_EOF,	/* peer closed before a complete line / all bytes */
+	BIO_TIMEOUT,	/* deadline passed */
+	BIO_TOOLONG,	/* line longer than max: consumed through CRLF, dropped */
+	BIO_ERROR,	/* I/O error (errno set) */
+};
+
+/* Flags describing the line just read. */
+#define BIO_LINE_BARE_LF 0x01	/* an LF not preceded by CR inside the line */
+#define BIO_LINE_BARE_CR 0x02	/* a CR not followed by LF inside the line */
+#define BIO_LINE_PARTIAL 0x04	/* bio_readline_part: no CRLF yet, more follows */
+
+struct bio;
+
+/* Transport operations; the default is plain read(2)/write(2). */
+struct bio_ops {
+	/* Like read(2)/write(2); return -1 with errno EAGAIN to wait. */
+	ssize_t (*read)(struct bio *b, void *buf, size_t len);
+	ssize_t (*write)(struct bio *b, const void *buf, size_t len);
+	/* Bytes the transport holds already decrypted (0 for plain). */
+	size_t (*pending)(struct bio *b);
+	/* Which poll events the transport waits for after EAGAIN. */
+	short (*want)(struct bio *b);
+};
+
+struct bio {
+	int fd;
+	int timeout_ms;		/* per wait; < 0 means no deadline */
+	char *rbuf;
+	size_t rpos, rlen, rcap;
+	char *wbuf;
+	size_t wlen, wcap;
+	const struct bio_ops *ops;
+	void *transport;	/* e.g. the SSL object */
+	bool write_failed;	/* sticky: a write or flush failed */
+	unsigned long long bytes_in, bytes_out;
+};
+
+void bio_init(struct bio *b, int fd, int timeout_ms);
+/* Frees buffers; does not close fd. */
+void bio_free(struct bio *b);
+void bio_set_timeout(struct bio *b, int timeout_ms);
+
+/*
+ * Read one line, without its CRLF, into line (replacing its contents).
+ * A line longer than max bytes is consumed through its CRLF and dropped:
+ * BIO_TOOLONG. *flags gets BIO_LINE_* bits (may be NULL).
+ */
+enum bio_status bio_readline(struct bio *b, struct str *line, size_t max,
+    unsigned *flags);
+
+/*
+ * Read at most max bytes of a line, appending to out. If the CRLF was
+ * reached it is consumed and not stored; otherwise BIO_LINE_PARTIAL is set
+ * and the rest of the line comes with the next call. For message bodies,
+ * whose lines may legitimately exceed what we want to hold at once.
+ */
+enum bio_status bio_readline_part(struct bio *b, struct str *out, size_t max,
+    unsigned *flags);
+
+/* Read exactly len bytes, appending to out (BDAT chunks). */
+enum bio_status bio_read_exact(struct bio *b, struct str *out, size_t len);
+/* Read exactly len bytes and throw them away. */
+enum bio_status bio_skip_exact(struct bio *b, size_t len);
+
+/* Bytes already read from the peer and buffered, not yet consumed. */
+size_t bio_buffered(const struct bio *b);
+/* Throw away buffered input (after STARTTLS, RFC 3207 4.2). */
+void bio_discard_input(struct bio *b);
+/* Wait up to timeout_ms for input to be available (0: just check). */
+bool bio_input_ready(struct bio *b, int timeout_ms);
+
+/* Buffer output; false once a write has failed. */
+bool bio_write(struct bio *b, const void *p, size_t len);
+bool bio_puts(struct bio *b, const char *s);
+bool bio_printf(struct bio *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Send everything buffered; BIO_OK or BIO_TIMEOUT/BIO_ERROR. */
+enum bio_status bio_flush(struct bio *b);
+
+const char *bio_status_name(enum bio_status st);
+
+#endif

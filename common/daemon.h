@@ -1,0 +1,84 @@
+/*
+ * daemon.h - the skeleton every daemon that master starts runs inside.
+ *
+ * master forks and execs "PROGRAM -c CONFIGDIR -s SERVICE" with:
+ *   fd 3: write end of master's status pipe (struct daemon_status records)
+ *   fd 4: read end of the "master alive" pipe: EOF means master is gone
+ *         or wants this process to finish (reload, stop)
+ *   fd 5..: listening sockets; POSTERN_LISTEN_FDS says how many
+ *   POSTERN_LISTEN_NAMES: their endpoint texts, separated by spaces
+ * The skeleton loads the config, runs the service's pre_drop hook (still
+ * root: open keys), drops privileges, runs init, and then either accepts
+ * connections one at a time (serve) or hands over to run() for
+ * long-running single processes such as qmgr. An accept server tells
+ * master when it is busy or idle, exits after max_use connections, after
+ * max_idle without work, and when master goes away (after finishing the
+ * connection in hand).
+ */
+#ifndef POSTERN_DAEMON_H
+#define POSTERN_DAEMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#define DAEMON_STATUS_FD 3
+#define DAEMON_ALIVE_FD 4
+#define DAEMON_LISTEN_FD_START 5
+#define DAEMON_MAX_LISTENERS 32
+
+enum daemon_state {
+	DAEMON_READY = 1,	/* initialised, accepting */
+	DAEMON_BUSY,		/* serving a connection */
+	DAEMON_IDLE,		/* back to accepting */
+};
+
+/* One record on the status pipe; small enough to be written atomically. */
+struct daemon_status {
+	pid_t pid;
+	int state;		/* enum daemon_state */
+	unsigned int generation;
+};
+
+struct daemon_conn {
+	int fd;
+	const char *service;		/* "smtp", "submission", "smtps", ... */
+	const char *listener;		/* endpoint text it arrived on */
+	struct sockaddr_storage peer;
+	socklen_t peer_len;
+	struct sockaddr_storage local;
+	socklen_t local_len;
+	bool peer_is_unix;
+	char peer_addr[64];		/* "192.0.2.7", "::1", "unix" */
+	int peer_port;
+};
+
+struct daemon_service {
+	const char *program;		/* "smtpd" */
+	bool run_as_mailbox_owner;	/* lmtpd; others run as cfg.user */
+	/* Still root (if started so): open private keys, etc. May be NULL. */
+	void (*pre_drop)(const char *service);
+	/* After privileges are dropped. May be NULL. */
+	void (*init)(const char *service);
+	/* Accept server: serve one connection; the skeleton closes fd. */
+	void (*serve)(struct daemon_conn *conn);
+	/* Long-running process (serve == NULL): never returns normally. */
+	void (*run)(const char *service);
+};
+
+int daemon_main(int argc, char **argv, const struct daemon_service *svc)
+    __attribute__((noreturn));
+
+/* For run() services: the inherited listening sockets. */
+size_t daemon_listener_count(void);
+int daemon_listener_fd(size_t i);
+const char *daemon_listener_name(size_t i);
+/* fd that becomes readable (EOF) when master is gone or asks us to stop. */
+int daemon_alive_fd(void);
+/* True once master has gone away or asked us to stop (non-blocking). */
+bool daemon_stop_requested(void);
+/* The service name given with -s. */
+const char *daemon_service_name(void);
+
+#endif

@@ -1,0 +1,71 @@
+/*
+ * esmtp.h - the SMTP/LMTP grammar shared by smtpd and lmtpd: splitting a
+ * command line into verb and argument, parsing and validating MAIL and
+ * RCPT parameters (SIZE, BODY, SMTPUTF8, RET, ENVID, NOTIFY, ORCPT,
+ * AUTH=), and writing replies that always pair the basic code with its
+ * RFC 3463 enhanced status code.
+ */
+#ifndef POSTERN_ESMTP_H
+#define POSTERN_ESMTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "bio.h"
+#include "queue.h"
+
+/* "MAIL FROM:<a@b> SIZE=10" -> verb "MAIL", arg "FROM:<a@b> SIZE=10". */
+struct esmtp_command {
+	char verb[16];		/* upper-cased; "" if the verb is too long */
+	const char *arg;	/* points into the line; "" if none */
+};
+void esmtp_split_command(const char *line, struct esmtp_command *cmd);
+
+/* Parameters of MAIL FROM (RFC 1870, 6152, 3030, 6531, 3461, 4954). */
+struct esmtp_mail_params {
+	long long size;		/* -1 if not given */
+	enum queue_body body;
+	bool body_given;
+	bool smtputf8;
+	enum queue_ret ret;
+	char *envid;		/* xtext-decoded, NULL if not given */
+	char *auth;		/* AUTH= value, decoded, NULL if not given */
+};
+
+/* Parameters of RCPT TO (RFC 3461). */
+struct esmtp_rcpt_params {
+	unsigned notify;	/* QUEUE_NOTIFY_* bits, 0 if not given */
+	char *orcpt;		/* "rfc822;addr" decoded, NULL if not given */
+};
+
+/*
+ * Parse the text after the path. On failure returns false and sets
+ * *code/*enhanced/*why for the reply: 555 5.5.4 for an unknown parameter,
+ * 501 5.5.4 for a malformed value (RFC 5321 4.1.1.11, RFC 3461 4).
+ * Which extensions are enabled is given by the ESMTP_EXT_* bits.
+ */
+#define ESMTP_EXT_SIZE 0x01
+#define ESMTP_EXT_8BITMIME 0x02
+#define ESMTP_EXT_SMTPUTF8 0x04
+#define ESMTP_EXT_DSN 0x08
+#define ESMTP_EXT_CHUNKING 0x10	/* BODY=BINARYMIME needs it */
+#define ESMTP_EXT_AUTH 0x20
+bool esmtp_parse_mail_params(const char *text, unsigned ext,
+    struct esmtp_mail_params *out, int *code, const char **enhanced,
+    const char **why);
+bool esmtp_parse_rcpt_params(const char *text, unsigned ext,
+    struct esmtp_rcpt_params *out, int *code, const char **enhanced,
+    const char **why);
+void esmtp_mail_params_free(struct esmtp_mail_params *p);
+void esmtp_rcpt_params_free(struct esmtp_rcpt_params *p);
+
+/*
+ * Queue one reply line "CODE X.Y.Z text" (enhanced may be NULL for 220/
+ * 221 greetings where it is optional; never for errors). last=false
+ * writes "CODE-" for multi-line replies. The text is ours, never raw
+ * client bytes. Output is buffered in b; the caller flushes.
+ */
+void esmtp_reply(struct bio *b, int code, const char *enhanced, bool last,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+#endif

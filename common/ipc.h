@@ -1,0 +1,80 @@
+/*
+ * ipc.h - typed, length-checked messages between postern processes.
+ *
+ * A message is text lines "name=value\n" ended by an empty line. The first
+ * line is always "type=<type>". Values are %-escaped for '%', CR, LF and
+ * other control bytes, so any value fits on its line. A message larger
+ * than IPC_MAX_MESSAGE or with more than IPC_MAX_ATTRS attributes is
+ * malformed; the receiver logs it and ends that conversation.
+ *
+ * Conversations (the socket each runs on):
+ *   run_directory/qmgr (qmgr's socket, any local user may connect; qmgr
+ *   checks SO_PEERCRED before control commands):
+ *     type=wakeup                    new mail in incoming/ or maildrop/;
+ *                                    no reply
+ *     type=flush                     retry every deferred message now;
+ *                                    reply type=ok or type=error reason=...
+ *   run_directory/deliver (deliver processes; qmgr connects):
+ *     qmgr -> deliver: type=job, see deliver/ for the attributes
+ *     deliver -> qmgr: type=result, one "rcpt=" per recipient
+ */
+#ifndef POSTERN_IPC_H
+#define POSTERN_IPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "bio.h"
+#include "str.h"
+
+#define IPC_MAX_MESSAGE (4 * 1024 * 1024)
+#define IPC_MAX_ATTRS 100000
+#define IPC_SOCKET_QMGR "qmgr"
+#define IPC_SOCKET_DELIVER "deliver"
+
+struct ipc_attr {
+	char *name;
+	char *value;
+};
+
+struct ipc_msg {
+	char *type;
+	struct ipc_attr *attrs;
+	size_t count;
+	size_t cap;
+};
+
+void ipc_msg_init(struct ipc_msg *m, const char *type);
+void ipc_msg_free(struct ipc_msg *m);
+/* Add an attribute; names are [a-z0-9_]+. */
+void ipc_add(struct ipc_msg *m, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* First value of name, or NULL. */
+const char *ipc_get(const struct ipc_msg *m, const char *name);
+/* First value of name as an integer; false if absent or not a number. */
+bool ipc_get_ll(const struct ipc_msg *m, const char *name, long long *out);
+
+/* Append the encoded message to out. */
+void ipc_encode(const struct ipc_msg *m, struct str *out);
+
+enum ipc_decode_result {
+	IPC_NEED_MORE,		/* no complete message in buf yet */
+	IPC_DONE,		/* *m filled in, *consumed bytes used */
+	IPC_BAD,		/* malformed: end the conversation */
+};
+/* Decode one message from the front of buf (for event loops). */
+enum ipc_decode_result ipc_decode(const char *buf, size_t len,
+    struct ipc_msg *m, size_t *consumed);
+
+/* Blocking helpers over a bio (deadline from the bio). */
+bool ipc_send(struct bio *b, const struct ipc_msg *m);
+/* BIO_OK with *m filled in; BIO_TOOLONG for a malformed message. */
+enum bio_status ipc_recv(struct bio *b, struct ipc_msg *m);
+
+/*
+ * Tell qmgr that new mail is waiting. Best effort and quick: if qmgr is
+ * not running the mail waits for its next scan.
+ */
+void ipc_wake_qmgr(const char *run_directory);
+
+#endif

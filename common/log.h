@@ -1,0 +1,44 @@
+/*
+ * log.h - the one logging interface.
+ *
+ * Lines go to syslog (facility mail) as "postern/PROGRAM[pid]: text", or to
+ * stderr in that same shape when running in the foreground. Levels have
+ * fixed meanings: info (normal events), warning (something is wrong but we
+ * go on), error (a request failed), fatal (logs, then exit(1)), panic
+ * (a broken invariant: logs, then abort()). Use "%m" for strerror(errno).
+ * Text that came from outside must pass through log_escape() first.
+ */
+#ifndef POSTERN_LOG_H
+#define POSTERN_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum log_dest {
+	LOG_DEST_SYSLOG,
+	LOG_DEST_STDERR,
+};
+
+/* program is the short name ("smtpd"); the tag becomes "postern/smtpd". */
+void log_init(const char *program, enum log_dest dest);
+void log_set_verbose(int level);
+int log_verbose_level(void);
+const char *log_program(void);
+
+void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_fatal(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
+void log_panic(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
+
+/*
+ * Copy untrusted bytes into out for logging: printable ASCII is kept,
+ * everything else becomes \xNN (\r, \n, \t as such); truncated with "..."
+ * to fit. out is always NUL-terminated. Returns out.
+ */
+char *log_escape(char *out, size_t outsize, const void *in, size_t inlen);
+
+#endif

@@ -1,0 +1,22 @@
+/*
+ * priv.h - dropping root for good.
+ *
+ * Only master keeps root. Every other program looks up its user, opens
+ * what needs privilege, then calls priv_drop(). When not started as root
+ * there is nothing to drop: the program runs as the invoking user
+ * (developer and test mode) and logs that once.
+ */
+#ifndef POSTERN_PRIV_H
+#define POSTERN_PRIV_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+bool priv_is_root(void);
+/* Look up a user name; false if unknown. */
+bool priv_lookup_user(const char *user, uid_t *uid, gid_t *gid);
+bool priv_lookup_group(const char *group, gid_t *gid);
+/* initgroups, setgid, setuid, then verify that root cannot be regained. */
+void priv_drop(const char *user);
+
+#endif

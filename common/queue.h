@@ -1,0 +1,233 @@
+/*
+ * queue.h - queue IDs, queue directories and the queue file format.
+ *
+ * One file per message, named by its queue ID. The file is text records,
+ * one per line, "<letter> <value>\n", then the content, then a trailer:
+ *
+ *   V 1                          format version (first record, always)
+ *   I <queue id>
+ *   T <seconds>.<microseconds>   arrival time
+ *   F <sender>                   envelope sender, empty for <>
+ *   B <7BIT|8BITMIME|BINARYMIME> body type
+ *   U                            SMTPUTF8 was requested
+ *   E <envid>                    DSN ENVID, xtext-decoded (optional)
+ *   N <FULL|HDRS>                DSN RET (optional)
+ *   K <kind>                     MAIL (default), BOUNCE, DELAY, SUCCESS,
+ *                                DOUBLE (bounce about a bounce): DSN-ness
+ *   A <name>=<value>             attributes: client_name, client_addr,
+ *                                helo, protocol, sasl_user, origin...
+ *   W <0|1>                      delay warning sent (updated in place)
+ *   R <st> <notify> <orcpt> <address>
+ *                                one per recipient, in RCPT order; st is
+ *                                one status byte updated in place; notify
+ *                                is "-" or letters S F D N; orcpt is "-"
+ *                                or "type;address" xtext-decoded
+ *   D <20-digit content length>  patched in place at commit
+ *   <content: the message as received, CRLF line ends, not dot-stuffed>
+ *   trailer, appended later by qmgr, each record "<letter> <value>\n":
+ *   X <parent> <st> <notify> <orcpt> <address>
+ *                                a recipient produced by expanding
+ *                                recipient number <parent> (alias); it
+ *                                has its own in-place status byte. A
+ *                                recipient with children is expanded
+ *                                whatever its own status byte says.
+ *   Z <rcpt> <dsn status> <text> last temporary failure of recipient
+ *                                number <rcpt> (the last one wins)
+ *
+ * Recipient numbers count R records in order, then X records in order.
+ * A file is written under a temporary name ".<ID>" in its directory, then
+ * fsync'd, renamed to <ID>, and the directory fsync'd: only then is the
+ * message acknowledged. Readers skip names that start with ".".
+ */
+#ifndef POSTERN_QUEUE_H
+#define POSTERN_QUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define QUEUE_FORMAT_VERSION 1
+#define QUEUE_ID_LEN 14
+#define QUEUE_ID_SIZE (QUEUE_ID_LEN + 1)
+
+/* Queue subdirectories (DESIGN.md "The queue"). */
+#define QUEUE_MAILDROP "maildrop"
+#define QUEUE_INCOMING "incoming"
+#define QUEUE_ACTIVE "active"
+#define QUEUE_DEFERRED "deferred"
+#define QUEUE_HOLD "hold"
+#define QUEUE_CORRUPT "corrupt"
+/* deferred/ is hashed into this many one-hex-digit subdirectories */
+#define QUEUE_DEFERRED_HASH 16
+
+/* Recipient status bytes. */
+#define QUEUE_RCPT_PENDING 'P'	/* still to be delivered */
+#define QUEUE_RCPT_SENT 'S'	/* delivered (and success DSN, if any, made) */
+#define QUEUE_RCPT_FAILED 'F'	/* failed for good; bounce already queued */
+#define QUEUE_RCPT_EXPANDED 'A'	/* replaced by its X children */
+
+/* DSN NOTIFY bits (RFC 3461 4.1); 0 means "not given" (= FAILURE,DELAY). */
+#define QUEUE_NOTIFY_NEVER 0x01
+#define QUEUE_NOTIFY_SUCCESS 0x02
+#define QUEUE_NOTIFY_FAILURE 0x04
+#define QUEUE_NOTIFY_DELAY 0x08
+
+enum queue_ret {
+	QUEUE_RET_DEFAULT = 0,
+	QUEUE_RET_FULL,
+	QUEUE_RET_HDRS,
+};
+
+enum queue_body {
+	QUEUE_BODY_7BIT = 0,
+	QUEUE_BODY_8BITMIME,
+	QUEUE_BODY_BINARYMIME,
+};
+
+enum queue_kind {
+	QUEUE_KIND_MAIL = 0,
+	QUEUE_KIND_BOUNCE,	/* failure DSN */
+	QUEUE_KIND_DELAY,	/* delay DSN */
+	QUEUE_KIND_SUCCESS,	/* success DSN */
+	QUEUE_KIND_DOUBLE,	/* an undeliverable DSN sent to postmaster */
+};
+
+struct queue_rcpt {
+	char *address;		/* "user@domain" or "postmaster"; no brackets */
+	char *orcpt;		/* "rfc822;user@domain" or NULL */
+	unsigned notify;	/* QUEUE_NOTIFY_* bits */
+	char status;		/* QUEUE_RCPT_* */
+	int parent;		/* -1, or the recipient this was expanded from */
+	off_t status_offset;	/* file offset of the status byte (reader) */
+	char *last_dsn;		/* from the last Z record, or NULL */
+	char *last_reason;
+};
+
+struct queue_attr {
+	char *name;
+	char *value;
+};
+
+struct queue_envelope {
+	char id[QUEUE_ID_SIZE];
+	long long arrival_sec;
+	long arrival_usec;
+	char *sender;		/* "" for the null sender */
+	enum queue_body body;
+	bool smtputf8;
+	char *envid;		/* NULL if none */
+	enum queue_ret ret;
+	enum queue_kind kind;
+	bool delay_warned;
+	off_t delay_warned_offset;	/* of the W digit (reader) */
+	struct queue_attr *attrs;
+	size_t nattrs;
+	struct queue_rcpt *rcpts;
+	size_t nrcpts;
+	off_t content_offset;	/* reader: where the content starts */
+	off_t content_length;
+	off_t trailer_offset;	/* reader: content_offset + content_length */
+};
+
+/* ---- IDs and paths ---- */
+
+/*
+ * A new queue ID: 14 characters from [0-9A-Za-z], sortable by arrival
+ * time, unique on this host (time to the microsecond plus process ID,
+ * never repeated within a process).
+ */
+void queue_id_new(char id[QUEUE_ID_SIZE]);
+bool queue_id_valid(const char *id);
+
+/*
+ * The path of a queue file: "<queue_directory>/<subdir>/<id>", with the
+ * hash subdirectory for deferred/ ("deferred/7/<id>").
+ */
+void queue_path(char *out, size_t outsize, const char *queue_directory,
+    const char *subdir, const char *id);
+
+/*
+ * Create any missing queue subdirectories with owner uid/gid (or leave
+ * owners alone when not root) and mode 0700 (maildrop/: 0730 group gid_drop,
+ * so setgid sendmail can write). false with a message in err on failure.
+ */
+bool queue_dirs_create(const char *queue_directory, uid_t uid, gid_t gid,
+    gid_t gid_drop, char *err, size_t errsize);
+/* Report (in err) the first missing directory or wrong owner/mode. */
+bool queue_dirs_check(const char *queue_directory, uid_t uid, char *err,
+    size_t errsize);
+
+/* ---- envelope in memory ---- */
+
+void queue_envelope_init(struct queue_envelope *env);
+void queue_envelope_free(struct queue_envelope *env);
+/* Copies the strings. orcpt may be NULL. Returns the recipient's number. */
+size_t queue_envelope_add_rcpt(struct queue_envelope *env, const char *address,
+    unsigned notify, const char *orcpt);
+void queue_envelope_set_attr(struct queue_envelope *env, const char *name,
+    const char *value);
+/* NULL if absent. */
+const char *queue_envelope_attr(const struct queue_envelope *env,
+    const char *name);
+
+/* ---- writing a new queue file ---- */
+
+struct queue_writer;
+
+/*
+ * Start a new file in <queue_directory>/<subdir>/ (incoming or maildrop):
+ * picks a new queue ID into env->id, creates ".<ID>" with O_EXCL and mode
+ * 0600, writes the envelope records. NULL with err on failure.
+ */
+struct queue_writer *queue_writer_open(const char *queue_directory,
+    const char *subdir, struct queue_envelope *env, char *err, size_t errsize);
+/* Append content bytes (buffered). false on write error (disk full). */
+bool queue_writer_write(struct queue_writer *w, const void *p, size_t len);
+off_t queue_writer_content_length(const struct queue_writer *w);
+/*
+ * Patch the content length, fsync the file, rename it into place, fsync
+ * the directory. Only after true may the message be acknowledged. Frees w
+ * either way; on false the temporary file is gone.
+ */
+bool queue_writer_commit(struct queue_writer *w, char *err, size_t errsize);
+/* Throw the message away: close and unlink the temporary file. Frees w. */
+void queue_writer_abort(struct queue_writer *w);
+
+/* ---- reading and updating ---- */
+
+enum queue_read_result {
+	QUEUE_READ_OK = 0,
+	QUEUE_READ_CORRUPT,	/* does not parse: move to corrupt/ */
+	QUEUE_READ_ERROR,	/* I/O error, errno set */
+};
+
+/*
+ * Parse envelope and trailer of an open queue file. On CORRUPT, err says
+ * what is wrong. env must be initialised; it is filled in.
+ */
+enum queue_read_result queue_read(int fd, struct queue_envelope *env,
+    char *err, size_t errsize);
+
+/* Set recipient number i's status byte in place (no fsync). */
+bool queue_set_rcpt_status(int fd, struct queue_envelope *env, size_t i,
+    char status);
+/* Set the delay-warning flag in place (no fsync). */
+bool queue_set_delay_warned(int fd, struct queue_envelope *env);
+/*
+ * Append X records for recipients expanded from recipient parent; they are
+ * added to env with their status offsets. No fsync.
+ */
+bool queue_append_expansion(int fd, struct queue_envelope *env, size_t parent,
+    const char *const *addresses, size_t count);
+/* Append a Z record (last temporary failure). No fsync. */
+bool queue_append_reason(int fd, struct queue_envelope *env, size_t rcpt,
+    const char *dsn_status, const char *text);
+
+/*
+ * Move a queue file between subdirectories (rename, then fsync the target
+ * directory). Used by qmgr (incoming -> active -> deferred...) and admin.
+ */
+bool queue_move(const char *queue_directory, const char *from_subdir,
+    const char *to_subdir, const char *id, char *err, size_t errsize);
+
+#endif

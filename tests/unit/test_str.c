@@ -1,0 +1,103 @@
+/* Unit tests for common/str.c and log_escape(). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "str.h"
+#include "unit.h"
+
+static void test_append_and_max(void)
+{
+	struct str s;
+	str_init(&s, 10);
+	CHECK_STR(str_cstr(&s), "");
+	CHECK(str_append_cstr(&s, "hello"));
+	CHECK(str_append(&s, " wor", 4));
+	CHECK_INT(s.len, 9);
+	CHECK(!str_append_cstr(&s, "ld"));	/* would pass max */
+	CHECK_STR(str_cstr(&s), "hello wor");	/* unchanged */
+	CHECK(str_append_char(&s, 'l'));
+	CHECK(!str_append_char(&s, 'd'));
+	CHECK_INT(s.len, 10);
+	str_free(&s);
+}
+
+static void test_binary_safe(void)
+{
+	struct str s;
+	str_init(&s, STR_NO_MAX);
+	CHECK(str_append(&s, "a\0b", 3));
+	CHECK_INT(s.len, 3);
+	CHECK(memcmp(s.data, "a\0b", 4) == 0);	/* spare NUL after */
+	str_free(&s);
+}
+
+static void test_appendf_grows(void)
+{
+	struct str s;
+	str_init(&s, STR_NO_MAX);
+	for (int i = 0; i < 1000; i++)
+		CHECK(str_appendf(&s, "%04d", i));
+	CHECK_INT(s.len, 4000);
+	CHECK(strncmp(s.data + 3996, "0999", 4) == 0);
+	char big[1000];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	str_clear(&s);
+	CHECK(str_appendf(&s, "<%s>", big));
+	CHECK_INT(s.len, 1001);
+	str_free(&s);
+}
+
+static void test_appendf_respects_max(void)
+{
+	struct str s;
+	str_init(&s, 5);
+	CHECK(!str_appendf(&s, "%s", "123456"));
+	CHECK_INT(s.len, 0);
+	CHECK(str_appendf(&s, "%d", 12345));
+	str_free(&s);
+}
+
+static void test_consume_truncate_steal(void)
+{
+	struct str s;
+	str_init(&s, 100);
+	str_set(&s, "abcdef");
+	str_consume(&s, 2);
+	CHECK_STR(str_cstr(&s), "cdef");
+	str_truncate(&s, 2);
+	CHECK_STR(str_cstr(&s), "cd");
+	str_consume(&s, 10);
+	CHECK_STR(str_cstr(&s), "");
+	str_set(&s, "xyz");
+	char *p = str_steal(&s);
+	CHECK_STR(p, "xyz");
+	CHECK_STR(str_cstr(&s), "");
+	free(p);
+	str_free(&s);
+}
+
+static void test_log_escape(void)
+{
+	char out[32];
+	CHECK_STR(log_escape(out, sizeof(out), "plain text", 10), "plain text");
+	CHECK_STR(log_escape(out, sizeof(out), "a\r\nb\x01", 5), "a\\r\\nb\\x01");
+	CHECK_STR(log_escape(out, sizeof(out), "back\\slash", 10),
+	    "back\\\\slash");
+	char small[8];
+	CHECK_STR(log_escape(small, sizeof(small), "0123456789", 10), "0123...");
+	CHECK_STR(log_escape(small, sizeof(small), "0123456", 7), "0123456");
+	CHECK_STR(log_escape(small, sizeof(small), "\x01\x02", 2), "\\x01...");
+}
+
+int main(void)
+{
+	RUN(test_append_and_max);
+	RUN(test_binary_safe);
+	RUN(test_appendf_grows);
+	RUN(test_appendf_respects_max);
+	RUN(test_consume_truncate_steal);
+	RUN(test_log_escape);
+	return unit_done();
+}
