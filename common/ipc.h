@@ -14,9 +14,35 @@
  *                                    no reply
  *     type=flush                     retry every deferred message now;
  *                                    reply type=ok or type=error reason=...
- *   run_directory/deliver (deliver processes; qmgr connects):
- *     qmgr -> deliver: type=job, see deliver/ for the attributes
- *     deliver -> qmgr: type=result, one "rcpt=" per recipient
+ *   run_directory/deliver (deliver processes; qmgr connects, and sends
+ *   job after job on one connection; a deliver process serves one qmgr
+ *   connection until qmgr closes it):
+ *     qmgr -> deliver: type=job
+ *       transport=smtp|lmtp
+ *       nexthop=    smtp: "example.net" (MX lookup), "[host]" or
+ *                   "[host]:port" (no MX lookup), "host:port" (MX lookup,
+ *                   that port); lmtp: "unix:/path", "[host]:port"
+ *       queue_id=   queue_file= (relative to queue_directory, "active/ID")
+ *       content_offset=  content_length=   (bytes, from the queue file)
+ *       sender=     (empty for <>)
+ *       body=7BIT|8BITMIME|BINARYMIME   smtputf8=yes|no
+ *       envid=      ret=FULL|HDRS       (only when given)
+ *       arrival=<sec>.<usec>   job_time=<sec>.<usec> (for delay=, delays=)
+ *       rcpt=<number> <notify> <orcpt> <address>   one per recipient, in
+ *                   order; number is the queue file's recipient number;
+ *                   notify is "-" or letters of S F D N; orcpt "-" or
+ *                   "type;address"
+ *     deliver -> qmgr: type=result
+ *       rcpt=<number> <S|D|B> <x.y.z> <diagnostic>   one per recipient of
+ *                   the job: S sent, D deferred (temporary), B bounce
+ *                   (permanent); diagnostic is the peer's reply ("550 5.1.1
+ *                   <b@example.net>: user unknown") or our own words
+ *                   ("connect to mx.example.net[192.0.2.4]:25: Connection
+ *                   refused")
+ *       relay=      "mx.example.net[192.0.2.4]:25", or "none"
+ *       remote_mta= "mx.example.net" when a peer was reached
+ *       nexthop_status=ok|down   down: the destination could not be
+ *                   reached at all (qmgr backs off the whole destination)
  */
 #ifndef POSTERN_IPC_H
 #define POSTERN_IPC_H

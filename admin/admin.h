@@ -1,0 +1,15 @@
+/*
+ * admin.h - subcommands of the postern administration command.
+ *
+ * admin/postern.c holds the command table; each group of subcommands lives
+ * in its own admin/postern_*.c and exposes one entry point here, called
+ * with argv[0] being the subcommand's name ("queue", "map") and the config
+ * already loaded into the global cfg.
+ */
+#ifndef POSTERN_ADMIN_H
+#define POSTERN_ADMIN_H
+
+int admin_queue_main(int argc, char **argv);	/* postern_queue.c */
+int admin_map_main(int argc, char **argv);	/* postern_map.c */
+
+#endif
