@@ -8,9 +8,7 @@
  * the retry timers are short, because such servers are local (tests,
  * split DNS) and a dead one should defer mail quickly, not hang a job.
  */
-#include <arpa/inet.h>
 #include <arpa/nameser.h>
-#include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <resolv.h>
@@ -18,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 
 #include <bsd/stdlib.h>
 #include <bsd/string.h>
@@ -26,6 +23,7 @@
 #include "dns.h"
 #include "log.h"
 #include "mem.h"
+#include "sock.h"
 
 /* Short resolver timers when dns_servers names our own servers. */
 #define DNS_OVERRIDE_RETRANS 2	/* seconds per try */
@@ -34,59 +32,16 @@
 static struct __res_state dns_res;
 static bool dns_ready;
 
-/* Parse "192.0.2.1", "192.0.2.1:5353", "[::1]:53", "::1" into ss. */
+/* "192.0.2.1", "192.0.2.1:5353", "[::1]:53" (the endpoint syntax). */
 static bool dns_parse_server(const char *text, struct sockaddr_storage *ss)
 {
-	char host[INET6_ADDRSTRLEN + 1];
-	const char *port_text = NULL;
-	const char *colon = strchr(text, ':');
-	size_t hostlen;
+	struct endpoint ep;
+	socklen_t len;
+	char err[256];
 
-	if (text[0] == '[') {
-		const char *close = strchr(text, ']');
-		if (close == NULL)
-			return false;
-		hostlen = (size_t)(close - text - 1);
-		if (close[1] == ':')
-			port_text = close + 2;
-		else if (close[1] != '\0')
-			return false;
-		text++;
-	} else if (colon != NULL && strchr(colon + 1, ':') == NULL) {
-		hostlen = (size_t)(colon - text);	/* host:port */
-		port_text = colon + 1;
-	} else {
-		hostlen = strlen(text);			/* bare address */
-	}
-	if (hostlen == 0 || hostlen >= sizeof(host))
-		return false;
-	memcpy(host, text, hostlen);
-	host[hostlen] = '\0';
-
-	long port = 53;
-	if (port_text != NULL) {
-		char *end;
-		errno = 0;
-		port = strtol(port_text, &end, 10);
-		if (errno != 0 || end == port_text || *end != '\0' || port < 1 ||
-		    port > 65535)
-			return false;
-	}
-
-	memset(ss, 0, sizeof(*ss));
-	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons((uint16_t)port);
-		return true;
-	}
-	if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((uint16_t)port);
-		return true;
-	}
-	return false;
+	return endpoint_parse(text, NAMESERVER_PORT, &ep, err, sizeof(err)) &&
+	    ep.kind == ENDPOINT_INET &&
+	    sock_addr_parse(ep.host, ep.port, ss, &len);
 }
 
 bool dns_init(const struct cfg_list *servers, char *err, size_t errsize)
@@ -352,19 +307,7 @@ enum dns_result dns_lookup_addrs(const char *host, int port,
 
 	/* An IP literal needs no lookup. */
 	struct dns_addr lit;
-	memset(&lit, 0, sizeof(lit));
-	struct sockaddr_in *sin = (struct sockaddr_in *)&lit.sa;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&lit.sa;
-	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons((uint16_t)port);
-		lit.salen = sizeof(*sin);
-	} else if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((uint16_t)port);
-		lit.salen = sizeof(*sin6);
-	}
-	if (lit.salen != 0) {
+	if (sock_addr_parse(host, port, &lit.sa, &lit.salen)) {
 		*addrsp = xmalloc(sizeof(lit));
 		**addrsp = lit;
 		*countp = 1;
