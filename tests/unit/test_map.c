@@ -337,6 +337,12 @@ static void test_rebuild_while_reading(void)
 				_exit(3);
 			free(tmp);
 		}
+		/* Leave nothing behind for valgrind's leak check. */
+		map_close(m);
+		free(spec);
+		free(src);
+		free(old_text);
+		free(new_text);
 		_exit(0);
 	}
 	CHECK(pid > 0);
