@@ -1,0 +1,396 @@
+/*
+ * bio.c - buffered, bounded I/O with deadlines (see bio.h).
+ *
+ * Trusts nothing it reads: every line is bounded, every wait has a
+ * deadline, and only CRLF ends a line.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bio.h"
+#include "mem.h"
+
+#define BIO_READ_SIZE 65536
+#define BIO_WRITE_FLUSH 65536
+
+static ssize_t plain_read(struct bio *b, void *buf, size_t len)
+{
+	return read(b->fd, buf, len);
+}
+
+static ssize_t plain_write(struct bio *b, const void *buf, size_t len)
+{
+	return write(b->fd, buf, len);
+}
+
+static size_t plain_pending(struct bio *b)
+{
+	return 0;
+}
+
+static short plain_want(struct bio *b)
+{
+	return 0;
+}
+
+static const struct bio_ops plain_ops = {
+	.read = plain_read,
+	.write = plain_write,
+	.pending = plain_pending,
+	.want = plain_want,
+};
+
+void bio_init(struct bio *b, int fd, int timeout_ms)
+{
+	memset(b, 0, sizeof(*b));
+	b->fd = fd;
+	b->timeout_ms = timeout_ms;
+	b->ops = &plain_ops;
+}
+
+void bio_free(struct bio *b)
+{
+	free(b->rbuf);
+	free(b->wbuf);
+	b->rbuf = b->wbuf = NULL;
+	b->rpos = b->rlen = b->rcap = b->wlen = b->wcap = 0;
+}
+
+void bio_set_timeout(struct bio *b, int timeout_ms)
+{
+	b->timeout_ms = timeout_ms;
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Wait for events on the fd until deadline (ms, monotonic; < 0: none). */
+static enum bio_status wait_fd(struct bio *b, short events, long long deadline)
+{
+	for (;;) {
+		int timeout = -1;
+		if (deadline >= 0) {
+			long long left = deadline - now_ms();
+			if (left <= 0)
+				return BIO_TIMEOUT;
+			timeout = left > 1000000 ? 1000000 : (int)left;
+		}
+		struct pollfd pfd = { .fd = b->fd, .events = events };
+		int n = poll(&pfd, 1, timeout);
+		if (n > 0)
+			return BIO_OK;
+		if (n == 0)
+			continue;	/* loop re-checks the deadline */
+		if (errno != EINTR)
+			return BIO_ERROR;
+	}
+}
+
+static long long deadline_for(const struct bio *b)
+{
+	return b->timeout_ms < 0 ? -1 : now_ms() + b->timeout_ms;
+}
+
+/* Read more input into rbuf; at least one byte or a status. */
+static enum bio_status fill(struct bio *b, long long deadline)
+{
+	if (b->rpos == b->rlen)
+		b->rpos = b->rlen = 0;
+	if (b->rcap == 0) {
+		b->rcap = BIO_READ_SIZE;
+		b->rbuf = xmalloc(b->rcap);
+	}
+	if (b->rpos > 0 && b->rlen == b->rcap) {
+		memmove(b->rbuf, b->rbuf + b->rpos, b->rlen - b->rpos);
+		b->rlen -= b->rpos;
+		b->rpos = 0;
+	}
+	for (;;) {
+		ssize_t n = b->ops->read(b, b->rbuf + b->rlen, b->rcap - b->rlen);
+		if (n > 0) {
+			b->rlen += (size_t)n;
+			b->bytes_in += (unsigned long long)n;
+			return BIO_OK;
+		}
+		if (n == 0)
+			return BIO_EOF;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return BIO_ERROR;
+		short want = b->ops->want(b);
+		enum bio_status st = wait_fd(b, want ? want : POLLIN, deadline);
+		if (st != BIO_OK)
+			return st;
+	}
+}
+
+/*
+ * Before blocking in read(2), a plain fd is polled first so that the
+ * deadline holds even on a blocking socket.
+ */
+static enum bio_status fill_with_deadline(struct bio *b, long long deadline)
+{
+	if (b->ops->pending(b) == 0) {
+		enum bio_status st = wait_fd(b, POLLIN, deadline);
+		if (st != BIO_OK)
+			return st;
+	}
+	return fill(b, deadline);
+}
+
+/* Scan buffered bytes for CRLF starting at from; returns index of CR. */
+static const char *find_crlf(const char *p, size_t len)
+{
+	const char *end = p + len;
+	while (p < end) {
+		const char *cr = memchr(p, '\r', (size_t)(end - p));
+		if (cr == NULL || cr + 1 >= end)
+			return NULL;
+		if (cr[1] == '\n')
+			return cr;
+		p = cr + 1;
+	}
+	return NULL;
+}
+
+static unsigned scan_bare(const char *p, size_t len)
+{
+	unsigned flags = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (p[i] == '\n' && (i == 0 || p[i - 1] != '\r'))
+			flags |= BIO_LINE_BARE_LF;
+		else if (p[i] == '\r' && (i + 1 == len || p[i + 1] != '\n'))
+			flags |= BIO_LINE_BARE_CR;
+	}
+	return flags;
+}
+
+enum bio_status bio_readline_part(struct bio *b, struct str *out, size_t max,
+    unsigned *flags)
+{
+	long long deadline = deadline_for(b);
+	size_t taken = 0;
+	unsigned f = 0;
+
+	for (;;) {
+		const char *start = b->rbuf + b->rpos;
+		size_t avail = b->rlen - b->rpos;
+		const char *cr = avail ? find_crlf(start, avail) : NULL;
+		if (cr != NULL && (size_t)(cr - start) <= max - taken) {
+			size_t n = (size_t)(cr - start);
+			f |= scan_bare(start, n);
+			if (!str_append(out, start, n))
+				return BIO_TOOLONG;
+			b->rpos += n + 2;
+			if (flags)
+				*flags = f;
+			return BIO_OK;
+		}
+		/*
+		 * No CRLF within reach. Hand out what we have if the line
+		 * already holds max bytes; keep a trailing CR back, it may be
+		 * the first half of a CRLF.
+		 */
+		size_t usable = avail;
+		if (usable > 0 && start[usable - 1] == '\r')
+			usable--;
+		if (usable > max - taken)
+			usable = max - taken;
+		/* A full buffer without CRLF must be handed out too. */
+		bool buffer_full = b->rcap > 0 && avail == b->rcap;
+		if (buffer_full && usable == 0)
+			usable = avail;
+		if (taken + usable >= max || (buffer_full && usable > 0)) {
+			f |= scan_bare(start, usable) | BIO_LINE_PARTIAL;
+			if (!str_append(out, start, usable))
+				return BIO_TOOLONG;
+			b->rpos += usable;
+			if (flags)
+				*flags = f;
+			return BIO_OK;
+		}
+		enum bio_status st = fill_with_deadline(b, deadline);
+		if (st != BIO_OK)
+			return st;
+	}
+}
+
+enum bio_status bio_readline(struct bio *b, struct str *line, size_t max,
+    unsigned *flags)
+{
+	unsigned f = 0;
+	str_clear(line);
+	enum bio_status st = bio_readline_part(b, line, max, &f);
+	if (st != BIO_OK)
+		return st;
+	if (!(f & BIO_LINE_PARTIAL)) {
+		if (flags)
+			*flags = f;
+		return BIO_OK;
+	}
+	/* Too long: swallow the rest of the line, keep nothing. */
+	struct str rest;
+	str_init(&rest, 4096);
+	do {
+		str_clear(&rest);
+		st = bio_readline_part(b, &rest, 4096, &f);
+	} while (st == BIO_OK && (f & BIO_LINE_PARTIAL));
+	str_free(&rest);
+	str_clear(line);
+	return st == BIO_OK ? BIO_TOOLONG : st;
+}
+
+enum bio_status bio_read_exact(struct bio *b, struct str *out, size_t len)
+{
+	long long deadline = deadline_for(b);
+	if (!str_reserve(out, len))
+		return BIO_TOOLONG;
+	while (len > 0) {
+		size_t avail = b->rlen - b->rpos;
+		if (avail == 0) {
+			enum bio_status st = fill_with_deadline(b, deadline);
+			if (st != BIO_OK)
+				return st;
+			continue;
+		}
+		size_t n = avail < len ? avail : len;
+		str_append(out, b->rbuf + b->rpos, n);
+		b->rpos += n;
+		len -= n;
+	}
+	return BIO_OK;
+}
+
+enum bio_status bio_skip_exact(struct bio *b, size_t len)
+{
+	long long deadline = deadline_for(b);
+	while (len > 0) {
+		size_t avail = b->rlen - b->rpos;
+		if (avail == 0) {
+			enum bio_status st = fill_with_deadline(b, deadline);
+			if (st != BIO_OK)
+				return st;
+			continue;
+		}
+		size_t n = avail < len ? avail : len;
+		b->rpos += n;
+		len -= n;
+	}
+	return BIO_OK;
+}
+
+size_t bio_buffered(const struct bio *b)
+{
+	return b->rlen - b->rpos;
+}
+
+void bio_discard_input(struct bio *b)
+{
+	b->rpos = b->rlen = 0;
+}
+
+bool bio_input_ready(struct bio *b, int timeout_ms)
+{
+	if (bio_buffered(b) > 0 || b->ops->pending(b) > 0)
+		return true;
+	struct pollfd pfd = { .fd = b->fd, .events = POLLIN };
+	return poll(&pfd, 1, timeout_ms) > 0;
+}
+
+bool bio_write(struct bio *b, const void *p, size_t len)
+{
+	if (b->write_failed)
+		return false;
+	if (b->wlen + len > b->wcap) {
+		size_t cap = b->wcap ? b->wcap : 4096;
+		while (cap < b->wlen + len)
+			cap *= 2;
+		b->wbuf = xrealloc(b->wbuf, cap);
+		b->wcap = cap;
+	}
+	memcpy(b->wbuf + b->wlen, p, len);
+	b->wlen += len;
+	if (b->wlen >= BIO_WRITE_FLUSH)
+		return bio_flush(b) == BIO_OK;
+	return true;
+}
+
+bool bio_puts(struct bio *b, const char *s)
+{
+	return bio_write(b, s, strlen(s));
+}
+
+bool bio_printf(struct bio *b, const char *fmt, ...)
+{
+	struct str s;
+	va_list ap;
+
+	str_init(&s, STR_NO_MAX);
+	va_start(ap, fmt);
+	str_vappendf(&s, fmt, ap);
+	va_end(ap);
+	bool ok = bio_write(b, s.data ? s.data : "", s.len);
+	str_free(&s);
+	return ok;
+}
+
+enum bio_status bio_flush(struct bio *b)
+{
+	long long deadline = deadline_for(b);
+	size_t off = 0;
+
+	if (b->write_failed)
+		return BIO_ERROR;
+	while (off < b->wlen) {
+		ssize_t n = b->ops->write(b, b->wbuf + off, b->wlen - off);
+		if (n > 0) {
+			off += (size_t)n;
+			b->bytes_out += (unsigned long long)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			short want = b->ops->want(b);
+			enum bio_status st = wait_fd(b, want ? want : POLLOUT,
+			    deadline);
+			if (st != BIO_OK) {
+				b->write_failed = true;
+				return st;
+			}
+			continue;
+		}
+		b->write_failed = true;
+		return BIO_ERROR;
+	}
+	b->wlen = 0;
+	return BIO_OK;
+}
+
+const char *bio_status_name(enum bio_status st)
+{
+	switch (st) {
+	case BIO_OK:
+		return "ok";
+	case BIO_EOF:
+		return "lost connection";
+	case BIO_TIMEOUT:
+		return "timeout";
+	case BIO_TOOLONG:
+		return "line too long";
+	case BIO_ERROR:
+		return "I/O error";
+	}
+	return "unknown";
+}

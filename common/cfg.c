@@ -1,0 +1,608 @@
+/*
+ * cfg.c - postern.conf parsing into the typed global struct cfg.
+ *
+ * The config file is trusted (root-owned) but may be wrong: every error
+ * names the file and line. Values are expanded ($name) after the whole
+ * file is read, so order in the file does not matter.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <bsd/string.h>
+
+#include "cfg.h"
+#include "log.h"
+#include "mem.h"
+#include "sock.h"
+#include "str.h"
+
+struct cfg cfg;
+
+enum cfg_type {
+	CFG_TYPE_STRING,
+	CFG_TYPE_LIST,
+	CFG_TYPE_INT,
+	CFG_TYPE_SIZE,
+	CFG_TYPE_DURATION,
+	CFG_TYPE_BOOL,
+};
+
+struct cfg_key_def {
+	const char *name;
+	enum cfg_type type;
+	const char *default_value;
+	size_t offset;
+};
+
+static const struct cfg_key_def key_defs[] = {
+#define CFG_DEF(type, name, def) \
+	{ #name, CFG_TYPE_##type, def, offsetof(struct cfg, name) },
+	CFG_KEYS(CFG_DEF)
+#undef CFG_DEF
+};
+
+#define KEY_COUNT (sizeof(key_defs) / sizeof(key_defs[0]))
+
+/* Expanded text of every key, kept for cfg_print and cfg_value_text. */
+static char *effective_text[KEY_COUNT];
+
+static int key_index(const char *name, size_t len)
+{
+	for (size_t i = 0; i < KEY_COUNT; i++)
+		if (strlen(key_defs[i].name) == len &&
+		    memcmp(key_defs[i].name, name, len) == 0)
+			return (int)i;
+	return -1;
+}
+
+bool cfg_key_exists(const char *key)
+{
+	return key_index(key, strlen(key)) >= 0;
+}
+
+/* ---- value parsers ---- */
+
+static bool parse_number(const char *text, long long *out, const char **unit)
+{
+	char *end;
+	errno = 0;
+	while (isspace((unsigned char)*text))
+		text++;
+	if (!isdigit((unsigned char)*text))
+		return false;
+	long long v = strtoll(text, &end, 10);
+	if (errno == ERANGE || v < 0)
+		return false;
+	*out = v;
+	*unit = end;
+	return true;
+}
+
+static bool scale(long long v, long long factor, long long *out)
+{
+	if (v > LLONG_MAX / factor)
+		return false;
+	*out = v * factor;
+	return true;
+}
+
+bool cfg_parse_size(const char *text, long long *out)
+{
+	long long v;
+	const char *unit;
+	if (!parse_number(text, &v, &unit))
+		return false;
+	long long factor = 1;
+	switch (tolower((unsigned char)*unit)) {
+	case '\0':
+		break;
+	case 'k':
+		factor = 1024;
+		break;
+	case 'm':
+		factor = 1024LL * 1024;
+		break;
+	case 'g':
+		factor = 1024LL * 1024 * 1024;
+		break;
+	default:
+		return false;
+	}
+	if (*unit && unit[1] != '\0' && !(tolower((unsigned char)unit[1]) == 'b' &&
+	    unit[2] == '\0'))
+		return false;
+	return scale(v, factor, out);
+}
+
+bool cfg_parse_duration(const char *text, long long *out)
+{
+	long long v;
+	const char *unit;
+	if (!parse_number(text, &v, &unit))
+		return false;
+	long long factor = 1;
+	switch (*unit) {
+	case '\0':
+	case 's':
+		break;
+	case 'm':
+		factor = 60;
+		break;
+	case 'h':
+		factor = 3600;
+		break;
+	case 'd':
+		factor = 86400;
+		break;
+	case 'w':
+		factor = 7 * 86400;
+		break;
+	default:
+		return false;
+	}
+	if (*unit && unit[1] != '\0')
+		return false;
+	return scale(v, factor, out);
+}
+
+bool cfg_parse_bool(const char *text, bool *out)
+{
+	if (strcasecmp(text, "yes") == 0 || strcasecmp(text, "true") == 0 ||
+	    strcmp(text, "1") == 0) {
+		*out = true;
+		return true;
+	}
+	if (strcasecmp(text, "no") == 0 || strcasecmp(text, "false") == 0 ||
+	    strcmp(text, "0") == 0) {
+		*out = false;
+		return true;
+	}
+	return false;
+}
+
+struct cfg_list cfg_split_list(const char *text)
+{
+	struct cfg_list list = { .items = xcalloc(1, sizeof(char *)), .count = 0 };
+	const char *p = text;
+
+	for (;;) {
+		while (*p == ',' || isspace((unsigned char)*p))
+			p++;
+		if (*p == '\0')
+			break;
+		const char *start = p;
+		while (*p && *p != ',' && !isspace((unsigned char)*p))
+			p++;
+		list.items = xreallocarray(list.items, list.count + 2,
+		    sizeof(char *));
+		list.items[list.count++] = xstrndup(start, (size_t)(p - start));
+		list.items[list.count] = NULL;
+	}
+	return list;
+}
+
+void cfg_list_free(struct cfg_list *list)
+{
+	xfree_strv(list->items);
+	list->items = NULL;
+	list->count = 0;
+}
+
+bool cfg_list_contains_nocase(const struct cfg_list *list, const char *s)
+{
+	for (size_t i = 0; i < list->count; i++)
+		if (strcasecmp(list->items[i], s) == 0)
+			return true;
+	return false;
+}
+
+/* ---- loading ---- */
+
+struct raw_value {
+	char *text;	/* as written, NULL if not set */
+	int line;
+};
+
+struct loader {
+	struct raw_value raw[KEY_COUNT];
+	char *expanded[KEY_COUNT];
+	bool expanding[KEY_COUNT];
+	const char *file;
+	const char *config_directory;
+	char *err;
+	size_t errsize;
+};
+
+static bool fail(struct loader *ld, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static bool fail(struct loader *ld, int line, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (line > 0)
+		snprintf(ld->err, ld->errsize, "%s:%d: %s", ld->file, line, msg);
+	else
+		snprintf(ld->err, ld->errsize, "%s: %s", ld->file, msg);
+	return false;
+}
+
+static char *trim(char *s)
+{
+	while (isspace((unsigned char)*s))
+		s++;
+	size_t n = strlen(s);
+	while (n > 0 && isspace((unsigned char)s[n - 1]))
+		s[--n] = '\0';
+	return s;
+}
+
+static bool store_line(struct loader *ld, char *logical, int line)
+{
+	char *eq = strchr(logical, '=');
+	if (eq == NULL)
+		return fail(ld, line, "missing '=' in \"%.60s\"", logical);
+	*eq = '\0';
+	char *key = trim(logical);
+	char *value = trim(eq + 1);
+	if (*key == '\0')
+		return fail(ld, line, "missing parameter name before '='");
+	int idx = key_index(key, strlen(key));
+	if (idx < 0)
+		return fail(ld, line, "unknown parameter \"%.60s\"", key);
+	if (ld->raw[idx].text != NULL)
+		return fail(ld, line, "parameter \"%s\" already set at line %d",
+		    key, ld->raw[idx].line);
+	ld->raw[idx].text = xstrdup(value);
+	ld->raw[idx].line = line;
+	return true;
+}
+
+static bool read_file(struct loader *ld, FILE *fp)
+{
+	char *buf = NULL;
+	size_t bufsize = 0;
+	ssize_t n;
+	int lineno = 0, logical_line = 0;
+	struct str logical;
+	bool ok = true;
+
+	str_init(&logical, 64 * 1024);
+	while ((n = getline(&buf, &bufsize, fp)) >= 0) {
+		lineno++;
+		if (memchr(buf, '\0', (size_t)n) != NULL) {
+			ok = fail(ld, lineno, "NUL byte in line");
+			break;
+		}
+		while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+			buf[--n] = '\0';
+		char *t = trim(buf);
+		if (*t == '#' || *t == '\0')
+			continue;
+		if (isspace((unsigned char)buf[0])) {
+			if (logical.len == 0) {
+				ok = fail(ld, lineno,
+				    "continuation line without a parameter");
+				break;
+			}
+			if (!str_append_char(&logical, ' ') ||
+			    !str_append_cstr(&logical, t)) {
+				ok = fail(ld, lineno, "value too long");
+				break;
+			}
+			continue;
+		}
+		if (logical.len > 0 &&
+		    !store_line(ld, logical.data, logical_line)) {
+			ok = false;
+			break;
+		}
+		str_set(&logical, t);
+		logical_line = lineno;
+	}
+	if (ok && logical.len > 0)
+		ok = store_line(ld, logical.data, logical_line);
+	str_free(&logical);
+	free(buf);
+	return ok;
+}
+
+static const char *raw_text(struct loader *ld, size_t i)
+{
+	return ld->raw[i].text ? ld->raw[i].text : key_defs[i].default_value;
+}
+
+static int raw_line(struct loader *ld, size_t i)
+{
+	return ld->raw[i].text ? ld->raw[i].line : 0;
+}
+
+static char *default_hostname(void)
+{
+	char host[256];
+	if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
+		return xstrdup("localhost");
+	host[sizeof(host) - 1] = '\0';
+	return xstrdup(host);
+}
+
+static bool expand_key(struct loader *ld, size_t i, int depth);
+
+/* Expand $name and ${name} in text; "$$" is a literal '$'. */
+static bool expand_text(struct loader *ld, size_t owner, const char *text,
+    int depth, char **out)
+{
+	struct str s;
+	str_init(&s, 64 * 1024);
+	for (const char *p = text; *p; p++) {
+		if (*p != '$') {
+			str_append_char(&s, *p);
+			continue;
+		}
+		if (p[1] == '$') {
+			str_append_char(&s, '$');
+			p++;
+			continue;
+		}
+		bool braced = p[1] == '{';
+		const char *name = p + 1 + braced;
+		size_t len = 0;
+		while (name[len] == '_' || isalnum((unsigned char)name[len]))
+			len++;
+		if (len == 0 || (braced && name[len] != '}')) {
+			str_free(&s);
+			return fail(ld, raw_line(ld, owner),
+			    "%s: bad \"$\" reference", key_defs[owner].name);
+		}
+		if (len == strlen("config_directory") &&
+		    memcmp(name, "config_directory", len) == 0) {
+			str_append_cstr(&s, ld->config_directory);
+		} else {
+			int ref = key_index(name, len);
+			if (ref < 0) {
+				str_free(&s);
+				return fail(ld, raw_line(ld, owner),
+				    "%s: unknown parameter \"$%.*s\"",
+				    key_defs[owner].name, (int)len, name);
+			}
+			if (!expand_key(ld, (size_t)ref, depth + 1)) {
+				str_free(&s);
+				return false;
+			}
+			str_append_cstr(&s, ld->expanded[ref]);
+		}
+		p = name + len - 1 + braced;
+	}
+	*out = str_steal(&s);
+	return true;
+}
+
+static bool expand_key(struct loader *ld, size_t i, int depth)
+{
+	if (ld->expanded[i] != NULL)
+		return true;
+	if (ld->expanding[i] || depth > 20)
+		return fail(ld, raw_line(ld, i),
+		    "%s: recursive \"$\" reference", key_defs[i].name);
+	ld->expanding[i] = true;
+	const char *text = raw_text(ld, i);
+	char *out = NULL;
+	if (strcmp(key_defs[i].name, "myhostname") == 0 && *text == '\0') {
+		out = default_hostname();
+	} else if (!expand_text(ld, i, text, depth, &out)) {
+		ld->expanding[i] = false;
+		return false;
+	}
+	ld->expanding[i] = false;
+	ld->expanded[i] = out;
+	return true;
+}
+
+/* Type check and store one key's expanded value into dst. */
+static bool convert(struct loader *ld, size_t i, struct cfg *dst)
+{
+	const struct cfg_key_def *def = &key_defs[i];
+	const char *text = ld->expanded[i];
+	void *field = (char *)dst + def->offset;
+	int line = raw_line(ld, i);
+	long long v;
+
+	switch (def->type) {
+	case CFG_TYPE_STRING:
+		*(char **)field = xstrdup(text);
+		return true;
+	case CFG_TYPE_LIST:
+		*(struct cfg_list *)field = cfg_split_list(text);
+		return true;
+	case CFG_TYPE_INT: {
+		char *end;
+		errno = 0;
+		v = strtoll(text, &end, 10);
+		if (*text == '\0' || *end != '\0' || errno == ERANGE)
+			return fail(ld, line, "%s: \"%.60s\" is not a number",
+			    def->name, text);
+		*(long long *)field = v;
+		return true;
+	}
+	case CFG_TYPE_SIZE:
+		if (!cfg_parse_size(text, &v))
+			return fail(ld, line, "%s: \"%.60s\" is not a size "
+			    "(like 4096, 512k, 20m, 1g)", def->name, text);
+		*(long long *)field = v;
+		return true;
+	case CFG_TYPE_DURATION:
+		if (!cfg_parse_duration(text, &v))
+			return fail(ld, line, "%s: \"%.60s\" is not a duration "
+			    "(like 30s, 5m, 4h, 5d)", def->name, text);
+		*(long long *)field = v;
+		return true;
+	case CFG_TYPE_BOOL:
+		if (!cfg_parse_bool(text, (bool *)field))
+			return fail(ld, line, "%s: \"%.60s\" is not yes or no",
+			    def->name, text);
+		return true;
+	}
+	return false;
+}
+
+/* Checks that need more than the type: endpoints, networks, ranges. */
+static bool check_semantics(struct loader *ld, const struct cfg *c)
+{
+	static const char *const endpoint_lists[] = {
+		"smtp_listen", "submission_listen", "smtps_listen", "lmtp_listen",
+	};
+	char err[256];
+
+	for (size_t k = 0; k < sizeof(endpoint_lists) / sizeof(*endpoint_lists); k++) {
+		int i = key_index(endpoint_lists[k], strlen(endpoint_lists[k]));
+		const struct cfg_list *l =
+		    (const struct cfg_list *)((const char *)c + key_defs[i].offset);
+		for (size_t j = 0; j < l->count; j++) {
+			struct endpoint ep;
+			if (!endpoint_parse(l->items[j], 0, &ep, err, sizeof(err)))
+				return fail(ld, raw_line(ld, (size_t)i), "%s: %s",
+				    key_defs[i].name, err);
+			if (ep.kind == ENDPOINT_INET && ep.port == 0)
+				return fail(ld, raw_line(ld, (size_t)i),
+				    "%s: \"%s\" needs a port", key_defs[i].name,
+				    l->items[j]);
+		}
+	}
+	for (size_t j = 0; j < c->mynetworks.count; j++) {
+		if (!sock_network_valid(c->mynetworks.items[j]))
+			return fail(ld, raw_line(ld, (size_t)key_index("mynetworks",
+			    10)), "mynetworks: \"%s\" is not a network "
+			    "(like 192.0.2.0/24 or [2001:db8::]/32)",
+			    c->mynetworks.items[j]);
+	}
+	if (c->lmtp_destination[0] != '\0') {
+		struct endpoint ep;
+		if (!endpoint_parse(c->lmtp_destination, 24, &ep, err, sizeof(err)))
+			return fail(ld, raw_line(ld, (size_t)key_index(
+			    "lmtp_destination", 16)), "lmtp_destination: %s", err);
+	}
+	struct { const char *name; long long value; long long min; } ranges[] = {
+		{ "smtpd_processes", c->smtpd_processes, 1 },
+		{ "lmtpd_processes", c->lmtpd_processes, 1 },
+		{ "deliver_processes", c->deliver_processes, 1 },
+		{ "max_use", c->max_use, 1 },
+		{ "process_min_idle", c->process_min_idle, 0 },
+		{ "smtpd_recipient_limit", c->smtpd_recipient_limit, 1 },
+		{ "qmgr_active_limit", c->qmgr_active_limit, 1 },
+		{ "destination_concurrency_limit", c->destination_concurrency_limit, 1 },
+		{ "initial_destination_concurrency", c->initial_destination_concurrency, 1 },
+		{ "smtpd_timeout", c->smtpd_timeout, 1 },
+		{ "minimal_backoff", c->minimal_backoff, 1 },
+	};
+	for (size_t k = 0; k < sizeof(ranges) / sizeof(*ranges); k++) {
+		if (ranges[k].value < ranges[k].min) {
+			int i = key_index(ranges[k].name, strlen(ranges[k].name));
+			return fail(ld, raw_line(ld, (size_t)i),
+			    "%s: must be at least %lld", ranges[k].name,
+			    ranges[k].min);
+		}
+	}
+	if (c->maximal_backoff < c->minimal_backoff)
+		return fail(ld, raw_line(ld, (size_t)key_index("maximal_backoff",
+		    15)), "maximal_backoff is less than minimal_backoff");
+	return true;
+}
+
+static void cfg_free_fields(struct cfg *c)
+{
+	for (size_t i = 0; i < KEY_COUNT; i++) {
+		void *field = (char *)c + key_defs[i].offset;
+		if (key_defs[i].type == CFG_TYPE_STRING) {
+			free(*(char **)field);
+			*(char **)field = NULL;
+		} else if (key_defs[i].type == CFG_TYPE_LIST) {
+			cfg_list_free((struct cfg_list *)field);
+		}
+	}
+	free(c->config_directory);
+	free(c->config_file);
+	c->config_directory = c->config_file = NULL;
+}
+
+static void loader_free(struct loader *ld)
+{
+	for (size_t i = 0; i < KEY_COUNT; i++) {
+		free(ld->raw[i].text);
+		free(ld->expanded[i]);
+	}
+}
+
+bool cfg_load(const char *config_directory, bool allow_missing, char *err,
+    size_t errsize)
+{
+	struct loader ld;
+	struct cfg fresh;
+	char *file = xasprintf("%s/%s", config_directory, CFG_FILE_NAME);
+	bool ok = true;
+
+	memset(&ld, 0, sizeof(ld));
+	memset(&fresh, 0, sizeof(fresh));
+	ld.file = file;
+	ld.config_directory = config_directory;
+	ld.err = err;
+	ld.errsize = errsize;
+
+	FILE *fp = fopen(file, "re");
+	if (fp == NULL) {
+		if (!(errno == ENOENT && allow_missing)) {
+			snprintf(err, errsize, "%s: %s", file, strerror(errno));
+			ok = false;
+		}
+	} else {
+		ok = read_file(&ld, fp);
+		fclose(fp);
+	}
+	for (size_t i = 0; ok && i < KEY_COUNT; i++)
+		ok = expand_key(&ld, i, 0);
+	for (size_t i = 0; ok && i < KEY_COUNT; i++)
+		ok = convert(&ld, i, &fresh);
+	if (ok)
+		ok = check_semantics(&ld, &fresh);
+	if (!ok) {
+		cfg_free_fields(&fresh);
+		loader_free(&ld);
+		free(file);
+		return false;
+	}
+	cfg_free_fields(&cfg);
+	cfg = fresh;
+	cfg.config_directory = xstrdup(config_directory);
+	cfg.config_file = file;
+	for (size_t i = 0; i < KEY_COUNT; i++) {
+		free(effective_text[i]);
+		effective_text[i] = ld.expanded[i];
+		ld.expanded[i] = NULL;
+	}
+	loader_free(&ld);
+	return true;
+}
+
+void cfg_print(FILE *out)
+{
+	for (size_t i = 0; i < KEY_COUNT; i++)
+		fprintf(out, "%s = %s\n", key_defs[i].name,
+		    effective_text[i] ? effective_text[i] : "");
+}
+
+bool cfg_value_text(const char *key, char *out, size_t outsize)
+{
+	int i = key_index(key, strlen(key));
+	if (i < 0)
+		return false;
+	strlcpy(out, effective_text[i] ? effective_text[i] : "", outsize);
+	return true;
+}

@@ -1,0 +1,222 @@
+/*
+ * daemon.c - the skeleton that every daemon started by master runs in
+ * (see daemon.h for the file descriptors and environment master hands
+ * over). It trusts master's file descriptors and the config file; it
+ * trusts nothing that arrives on the accepted connections, which it only
+ * hands to the service after privileges are dropped.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <bsd/string.h>
+
+#include "cfg.h"
+#include "daemon.h"
+#include "log.h"
+#include "mem.h"
+#include "priv.h"
+#include "sock.h"
+
+static size_t listener_count;
+static int listener_fds[DAEMON_MAX_LISTENERS];
+static char *listener_names[DAEMON_MAX_LISTENERS];
+static const char *service_name = "";
+static unsigned int generation;
+static bool stop_requested;
+
+size_t daemon_listener_count(void)
+{
+	return listener_count;
+}
+
+int daemon_listener_fd(size_t i)
+{
+	return i < listener_count ? listener_fds[i] : -1;
+}
+
+const char *daemon_listener_name(size_t i)
+{
+	return i < listener_count ? listener_names[i] : "";
+}
+
+int daemon_alive_fd(void)
+{
+	return DAEMON_ALIVE_FD;
+}
+
+const char *daemon_service_name(void)
+{
+	return service_name;
+}
+
+bool daemon_stop_requested(void)
+{
+	if (stop_requested)
+		return true;
+	struct pollfd pfd = { .fd = DAEMON_ALIVE_FD, .events = POLLIN };
+	if (poll(&pfd, 1, 0) > 0)
+		stop_requested = true;
+	return stop_requested;
+}
+
+static void report(enum daemon_state state)
+{
+	struct daemon_status st = {
+		.pid = getpid(),
+		.state = (int)state,
+		.generation = generation,
+	};
+	/* Atomic (< PIPE_BUF); if master is gone we learn it elsewhere. */
+	ssize_t n = write(DAEMON_STATUS_FD, &st, sizeof(st));
+	(void)n;
+}
+
+static void take_listeners(void)
+{
+	const char *count = getenv("POSTERN_LISTEN_FDS");
+	const char *names = getenv("POSTERN_LISTEN_NAMES");
+	const char *gen = getenv("POSTERN_GENERATION");
+
+	if (count == NULL)
+		log_fatal("this program is started by master: use \"postern "
+		    "start\"");
+	listener_count = (size_t)strtoul(count, NULL, 10);
+	if (listener_count > DAEMON_MAX_LISTENERS)
+		log_fatal("bad POSTERN_LISTEN_FDS");
+	generation = gen ? (unsigned)strtoul(gen, NULL, 10) : 0;
+	char *copy = xstrdup(names ? names : "");
+	char *save = NULL, *tok = strtok_r(copy, " ", &save);
+	for (size_t i = 0; i < listener_count; i++) {
+		listener_fds[i] = DAEMON_LISTEN_FD_START + (int)i;
+		listener_names[i] = xstrdup(tok ? tok : "?");
+		tok = strtok_r(NULL, " ", &save);
+		fcntl(listener_fds[i], F_SETFD, FD_CLOEXEC);
+	}
+	free(copy);
+	fcntl(DAEMON_STATUS_FD, F_SETFD, FD_CLOEXEC);
+	fcntl(DAEMON_ALIVE_FD, F_SETFD, FD_CLOEXEC);
+}
+
+static void fill_conn(struct daemon_conn *conn, int fd, size_t li)
+{
+	memset(conn, 0, sizeof(*conn));
+	conn->fd = fd;
+	conn->service = service_name;
+	conn->listener = listener_names[li];
+	conn->peer_len = sizeof(conn->peer);
+	getpeername(fd, (struct sockaddr *)&conn->peer, &conn->peer_len);
+	conn->local_len = sizeof(conn->local);
+	getsockname(fd, (struct sockaddr *)&conn->local, &conn->local_len);
+	if (conn->peer.ss_family == AF_UNIX || conn->peer_len == 0 ||
+	    conn->peer.ss_family == AF_UNSPEC) {
+		conn->peer_is_unix = true;
+		strlcpy(conn->peer_addr, "unix", sizeof(conn->peer_addr));
+	} else {
+		sock_addr_format((struct sockaddr *)&conn->peer,
+		    conn->peer_addr, sizeof(conn->peer_addr), &conn->peer_port);
+	}
+}
+
+/* Accept and serve connections until max_use, max_idle or stop. */
+static void accept_loop(const struct daemon_service *svc)
+{
+	struct pollfd pfds[DAEMON_MAX_LISTENERS + 1];
+	long long served = 0;
+
+	report(DAEMON_READY);
+	for (;;) {
+		for (size_t i = 0; i < listener_count; i++) {
+			pfds[i].fd = listener_fds[i];
+			pfds[i].events = POLLIN;
+			pfds[i].revents = 0;
+		}
+		pfds[listener_count].fd = DAEMON_ALIVE_FD;
+		pfds[listener_count].events = POLLIN;
+		pfds[listener_count].revents = 0;
+		int timeout = cfg.max_idle > 0 ? (int)cfg.max_idle * 1000 : -1;
+		int n = poll(pfds, listener_count + 1, timeout);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			log_fatal("poll: %m");
+		}
+		if (n == 0)
+			exit(0);	/* idle for max_idle: master refills */
+		if (pfds[listener_count].revents)
+			exit(0);	/* master gone or asks us to stop */
+		for (size_t i = 0; i < listener_count; i++) {
+			if (!(pfds[i].revents & POLLIN))
+				continue;
+			int fd = accept4(listener_fds[i], NULL, NULL,
+			    SOCK_CLOEXEC);
+			if (fd < 0) {
+				if (errno != EAGAIN && errno != EWOULDBLOCK &&
+				    errno != EINTR && errno != ECONNABORTED)
+					log_warning("accept on %s: %m",
+					    listener_names[i]);
+				continue;
+			}
+			struct daemon_conn conn;
+			fill_conn(&conn, fd, i);
+			report(DAEMON_BUSY);
+			svc->serve(&conn);
+			close(fd);
+			report(DAEMON_IDLE);
+			if (++served >= cfg.max_use || daemon_stop_requested())
+				exit(0);
+			break;	/* poll again: fair across listeners */
+		}
+	}
+}
+
+int daemon_main(int argc, char **argv, const struct daemon_service *svc)
+{
+	const char *config_dir = CFG_DEFAULT_DIRECTORY;
+	int c;
+	char err[512];
+
+	log_init(svc->program, getenv("POSTERN_LOG_STDERR") ?
+	    LOG_DEST_STDERR : LOG_DEST_SYSLOG);
+	if (getenv("POSTERN_VERBOSE"))
+		log_set_verbose(atoi(getenv("POSTERN_VERBOSE")));
+	while ((c = getopt(argc, argv, "c:s:v")) != -1) {
+		switch (c) {
+		case 'c':
+			config_dir = optarg;
+			break;
+		case 's':
+			service_name = optarg;
+			break;
+		case 'v':
+			log_set_verbose(log_verbose_level() + 1);
+			break;
+		default:
+			log_fatal("usage: %s -c config_dir -s service",
+			    svc->program);
+		}
+	}
+	take_listeners();
+	signal(SIGPIPE, SIG_IGN);
+	if (!cfg_load(config_dir, false, err, sizeof(err)))
+		log_fatal("%s", err);
+	if (svc->pre_drop)
+		svc->pre_drop(service_name);
+	priv_drop(svc->run_as_mailbox_owner ? cfg.mailbox_owner : cfg.user);
+	if (svc->init)
+		svc->init(service_name);
+	if (svc->serve == NULL) {
+		report(DAEMON_READY);
+		svc->run(service_name);
+		exit(0);
+	}
+	accept_loop(svc);
+	exit(0);
+}
