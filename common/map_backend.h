@@ -7,7 +7,8 @@
  * noticing a replaced file, lists, address lookups). A new type ("lmdb",
  * "cdb") is one map_<type>.c file defining one struct map_backend and one
  * row in map.c's table. Keys reach the backend already lowercased, as
- * bytes without a terminating NUL; values likewise.
+ * keylen bytes to store without a terminating NUL (for get, key[keylen]
+ * is a NUL all the same); values likewise.
  */
 #ifndef POSTERN_MAP_BACKEND_H
 #define POSTERN_MAP_BACKEND_H

@@ -4,8 +4,11 @@
  * Readers open the file with DB_RDONLY and no environment: no locking is
  * needed because a file is never changed in place once it has its final
  * name (map.c builds aside and renames). Keys and values are stored as
- * their bytes without a terminating NUL. Trusts the file only as far as
- * Berkeley DB checks it; values are copied out and NUL-terminated here.
+ * their bytes without a terminating NUL. Tables written by Postfix's
+ * postmap/postalias (keys and values ending in a NUL byte on Linux) are
+ * read too, so existing .db files keep working during a migration. Trusts
+ * the file only as far as Berkeley DB checks it; values are copied out and
+ * NUL-terminated here.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -68,36 +71,73 @@ static DB *hash_handle(const char *file, u_int32_t flags, int mode,
 	return db;
 }
 
+/* A reader. Until a lookup succeeds we do not know whether the file's
+ * keys carry a NUL (Postfix) or not (ours); the first hit settles it. */
+struct hash_reader {
+	DB *db;
+	bool try_plain;
+	bool try_nul;
+};
+
 static void *hash_open(const char *file, char *err, size_t errsize)
 {
-	return hash_handle(file, DB_RDONLY, 0, err, errsize);
+	DB *db = hash_handle(file, DB_RDONLY, 0, err, errsize);
+	struct hash_reader *r;
+
+	if (db == NULL)
+		return NULL;
+	r = xmalloc(sizeof(*r));
+	r->db = db;
+	r->try_plain = true;
+	r->try_nul = true;
+	return r;
 }
 
 static void hash_close(void *handle)
 {
-	DB *db = handle;
-	db->close(db, 0);
+	struct hash_reader *r = handle;
+	r->db->close(r->db, 0);
+	free(r);
+}
+
+/* One get; 0 found, DB_NOTFOUND, or another error. */
+static int hash_get_form(DB *db, const char *key, size_t keylen, DBT *v)
+{
+	DBT k;
+
+	memset(&k, 0, sizeof(k));
+	memset(v, 0, sizeof(*v));
+	k.data = (void *)key;
+	k.size = (u_int32_t)keylen;
+	return db->get(db, NULL, &k, v, 0);
 }
 
 static enum map_result hash_get(void *handle, const char *key,
     size_t keylen, char **value, char *err, size_t errsize)
 {
-	DB *db = handle;
-	DBT k, v;
-	int ret;
+	struct hash_reader *r = handle;
+	DBT v;
+	int ret = DB_NOTFOUND;
 
-	memset(&k, 0, sizeof(k));
-	memset(&v, 0, sizeof(v));
-	k.data = (void *)key;
-	k.size = (u_int32_t)keylen;
-	ret = db->get(db, NULL, &k, &v, 0);
+	if (r->try_plain) {
+		ret = hash_get_form(r->db, key, keylen, &v);
+		if (ret == 0)
+			r->try_nul = false;
+	}
+	if (ret == DB_NOTFOUND && r->try_nul) {
+		/* key is a C string: its NUL is there to include. */
+		ret = hash_get_form(r->db, key, keylen + 1, &v);
+		if (ret == 0)
+			r->try_plain = false;
+	}
 	if (ret == DB_NOTFOUND)
 		return MAP_NOTFOUND;
 	if (ret != 0) {
 		hash_error(err, errsize, "cannot read", NULL, ret);
 		return MAP_ERROR;
 	}
-	/* v.data belongs to the handle until its next call: copy it now. */
+	/* v.data belongs to the handle until its next call: copy it now
+	 * (xstrndup also drops a Postfix-style trailing NUL). */
 	*value = xstrndup(v.data, v.size);
 	return MAP_FOUND;
 }
@@ -105,7 +145,7 @@ static enum map_result hash_get(void *handle, const char *key,
 static bool hash_walk(void *handle, map_walk_fn *fn, void *arg, char *err,
     size_t errsize)
 {
-	DB *db = handle;
+	DB *db = ((struct hash_reader *)handle)->db;
 	DBC *cursor;
 	DBT k, v;
 	int ret;
