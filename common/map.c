@@ -461,8 +461,9 @@ static bool map_parse_alias(struct map_builder *b, char *line,
 	while (map_is_space(*p))
 		p++;
 	if (*p == '\0') {
-		snprintf(b->err, b->errsize, "%s:%lu: no value after \"%.*s:\"",
-		    b->source, lineno, (int)(n > 64 ? 64 : n), line);
+		char shown[80];
+		snprintf(b->err, b->errsize, "%s:%lu: no value after \"%s:\"",
+		    b->source, lineno, log_escape(shown, sizeof(shown), line, n));
 		return false;
 	}
 	*key = line;
