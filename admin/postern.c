@@ -298,6 +298,7 @@ static const struct command commands[] = {
 	{ "status", cmd_status, "status          is postern running?" },
 	{ "check", cmd_check, "check           validate configuration and directories" },
 	{ "config", cmd_config, "config [KEY...] print effective configuration" },
+	{ "queue", admin_queue_main, "queue ...       list, show, delete, hold, release, flush the queue" },
 	{ "map", admin_map_main, "map ...         build, query and list lookup tables" },
 };
 
