@@ -121,12 +121,16 @@ static struct deliver_session *dest_open(struct deliver_job *job)
 	struct deliver_outcome last = { 0 };
 	struct deliver_session *s = xcalloc(1, sizeof(*s));
 
-	if (!endpoint_parse(job->nexthop, lmtp ? 24 : 25, &ep, err,
-	    sizeof(err)) || ep.port == 0 || (!lmtp && ep.kind == ENDPOINT_UNIX)) {
+	bool parsed = endpoint_parse(job->nexthop, lmtp ? 24 : 25, &ep, err,
+	    sizeof(err));
+	if (parsed && !lmtp && ep.kind == ENDPOINT_UNIX) {
+		snprintf(err, sizeof(err), "SMTP needs a host, not a Unix socket");
+		parsed = false;
+	}
+	if (!parsed) {
 		char text[700];
 		snprintf(text, sizeof(text), "bad nexthop \"%s\" for %s: %s",
-		    job->nexthop, lmtp ? "lmtp" : "smtp",
-		    ep.kind == ENDPOINT_UNIX ? "no Unix sockets for SMTP" : err);
+		    job->nexthop, lmtp ? "lmtp" : "smtp", err);
 		log_warning("%s: %s", job->queue_id, text);
 		deliver_fail_open(job, 'D', "4.3.5", text, text);
 		free(s);
