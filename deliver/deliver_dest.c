@@ -187,6 +187,17 @@ static struct deliver_session *dest_open(struct deliver_job *job)
 	return NULL;
 }
 
+/*
+ * The peer for the result: Remote-MTA of a DSN is the name we looked up
+ * (RFC 3464 2.3.5), or for a Unix socket the name the server gave.
+ */
+static void note_peer(struct deliver_job *job, const struct deliver_session *s)
+{
+	strlcpy(job->relay, s->relay, sizeof(job->relay));
+	strlcpy(job->remote_mta, s->port == 0 && s->greeting_name[0] ?
+	    s->greeting_name : s->host, sizeof(job->remote_mta));
+}
+
 static void dest_key(const struct deliver_job *job, char *out, size_t outsize)
 {
 	snprintf(out, outsize, "%s:%s", job->transport == TRANSPORT_LMTP ?
@@ -205,11 +216,7 @@ void dest_deliver(struct deliver_job *job)
 	if (s == NULL)
 		return;
 	job->t_connected = deliver_now();
-	if (reused) {
-		strlcpy(job->relay, s->relay, sizeof(job->relay));
-		strlcpy(job->remote_mta, s->greeting_name[0] ? s->greeting_name :
-		    s->host, sizeof(job->remote_mta));
-	}
+	note_peer(job, s);
 	job->conn_use = s->uses + 1;
 	if (!smtp_transaction(s, job, reused)) {
 		/* The cached connection died unseen: once more, fresh. */
@@ -221,6 +228,7 @@ void dest_deliver(struct deliver_job *job)
 		if (s == NULL)
 			return;
 		job->t_connected = deliver_now();
+		note_peer(job, s);
 		job->conn_use = 1;
 		smtp_transaction(s, job, false);
 	}

@@ -389,6 +389,8 @@ static enum open_step open_once(struct deliver_session *s,
 		deliver_outcome_set(out, 'D', "4.4.1", text, text);
 		return OPEN_FAILED;
 	}
+	/* A server answered: from now on it is the relay of the log line. */
+	strlcpy(job->relay, s->relay, sizeof(job->relay));
 	/* Non-blocking, so that writes too honour the bio's deadlines. */
 	int fl = fcntl(s->fd, F_GETFL);
 	if (fl >= 0)
@@ -470,7 +472,6 @@ enum sess_open_result session_open(struct deliver_session *s,
 		snprintf(s->relay, sizeof(s->relay), "%s[%s]:%d", host, s->addr,
 		    s->port);
 	}
-	strlcpy(job->relay, s->relay, sizeof(job->relay));
 	job->tls_info[0] = '\0';
 
 	str_init(&s->reply.text, REPLY_TEXT_MAX + 64);
@@ -487,8 +488,6 @@ enum sess_open_result session_open(struct deliver_session *s,
 		session_close(s, s->fd >= 0 && s->usable);
 		return SESS_OPEN_FAILED;
 	}
-	strlcpy(job->remote_mta, s->greeting_name[0] ? s->greeting_name : host,
-	    sizeof(job->remote_mta));
 	session_enter(s, SESS_READY);
 	return SESS_OPEN_OK;
 }

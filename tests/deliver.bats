@@ -35,7 +35,7 @@ log_line_re() {	# ADDRESS DSN STATUS
 	[[ "$output" == *"rcpt=0 S 2.0.0 250 2.0.0 Ok"* ]]
 	[[ "$output" == *"rcpt=1 S 2.0.0 250 2.0.0 Ok"* ]]
 	[[ "$output" == *"relay=127.0.0.1[127.0.0.1]:$CAPTURE_PORT"* ]]
-	[[ "$output" == *"remote_mta=smtp-sink"* ]]
+	[[ "$output" == *"remote_mta=127.0.0.1"* ]]
 	[[ "$output" == *"nexthop_status=ok"* ]]
 	wait_for_log "$(log_line_re b@example.net 2.0.0 sent)\(250 2.0.0 Ok\)"
 	wait_for_log "$(log_line_re c@example.net 2.0.0 sent)"
@@ -106,6 +106,7 @@ log_line_re() {	# ADDRESS DSN STATUS
 	echo "$output"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	[[ "$output" == *"relay=mx2.two.test[127.0.0.1]:$SINK_PORT"* ]]
+	[[ "$output" == *"remote_mta=mx2.two.test"* ]]
 	wait_for_log "connect to mx1.two.test\[127.0.0.2\]:$SINK_PORT: Connection refused; trying the next host"
 	wait_for_log "$(log_line_re b@two.test 2.0.0 sent)"
 }
@@ -159,6 +160,8 @@ log_line_re() {	# ADDRESS DSN STATUS
 	echo "$output"
 	[[ "$output" == *"rcpt=0 D 4.4.1 connect to mx2.down.test[127.0.0.3]:$SINK_PORT: Connection refused"* ]]
 	[[ "$output" == *"nexthop_status=down"* ]]
+	[[ "$output" == *"relay=none"* ]]
+	[[ "$output" != *"remote_mta="* ]]
 	wait_for_log "$(log_line_re b@down.test 4.4.1 deferred)\(connect to mx2"
 }
 
