@@ -16,6 +16,7 @@ setup() {
 teardown() {
 	suite_stop
 	peers_stop
+	postfix_peer_stop
 }
 
 # The log line of one recipient, per DESIGN.md.
@@ -278,4 +279,32 @@ log_line_re() {	# ADDRESS DSN STATUS
 		--to b@example.net
 	echo "$output"
 	[[ "$output" == *"rcpt=0 D 4.4.2 conversation with 127.0.0.1[127.0.0.1]:$SINK_PORT timed out while sending DATA command"* ]]
+}
+
+@test "Postfix as the peer: STARTTLS, per-recipient RCPT results, SIZE" {
+	[ "$(id -u)" -eq 0 ] || skip "postfix start needs root"
+	PF_SIZE_LIMIT=4000 postfix_peer_start
+	suite_start
+	run deliver_job --nexthop "[127.0.0.1]:$PF_PORT" --from a@example.org \
+		--to ok@pf.test --to refused@pf.test
+	echo "$output"
+	[[ "$output" == *"rcpt=0 S 2.0.0 250 2.0.0 Ok: queued as "* ]]
+	[[ "$output" == *"rcpt=1 B 5.1.1 550 5.1.1 <refused@pf.test>: Recipient address rejected: no such user"* ]]
+	wait_for_log "T[0-9]+: Untrusted TLS connection established to 127.0.0.1\[127.0.0.1\]:$PF_PORT: TLSv1.[23] with cipher "
+	wait_for_log "to=<refused@pf.test>, .*status=bounced \(host 127.0.0.1\[127.0.0.1\]:$PF_PORT said: 550 5.1.1 <refused@pf.test>: Recipient address rejected: no such user \(in reply to RCPT TO command\)\)"
+	grep -q 'TLS connection established from localhost\[127.0.0.1\]' "$P/maillog"
+
+	# Postfix announces "SIZE 4000": a bigger message is not even offered.
+	head -c 6000 /dev/zero | tr '\0' 'x' | fold -w 70 | sed 's/$/\r/' > "$T/big"
+	run deliver_job --nexthop "[127.0.0.1]:$PF_PORT" --from a@example.org \
+		--to ok@pf.test --message "$T/big"
+	echo "$output"
+	[[ "$output" == *"rcpt=0 B 5.3.4 message size "*" exceeds size limit 4000 of server 127.0.0.1[127.0.0.1]:$PF_PORT"* ]]
+
+	# Postfix offers SMTPUTF8: UTF-8 mail goes through.
+	run deliver_job --nexthop "[127.0.0.1]:$PF_PORT" --smtputf8 \
+		--from a@example.org --to 'jörg@pf.test'
+	echo "$output"
+	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
+	postfix_peer_stop
 }

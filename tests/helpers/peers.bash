@@ -105,3 +105,83 @@ deliver_job() {
 	"$BATS_TEST_DIRNAME/helpers/deliver-job" --run "$T/run" \
 		--queue "$T/queue" "$@"
 }
+
+# A private Postfix instance as an SMTP peer: its smtpd on 127.0.0.1:$PF_PORT
+# with opportunistic STARTTLS (a fresh self-signed key), SMTPUTF8, a
+# message_size_limit of PF_SIZE_LIMIT bytes, and one recipient it refuses
+# (refused@pf.test); mail for pf.test is accepted and discarded. Config,
+# queue and log (maillog) live in $T/postfix. "postfix start" needs root.
+postfix_peer_start() {
+	P="$T/postfix"
+	PF_PORT=$(free_port)
+	mkdir -p "$P/conf" "$P/queue" "$P/data"
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=pf.test \
+		-keyout "$P/conf/key.pem" -out "$P/conf/cert.pem" 2>/dev/null
+	cat > "$P/conf/master.cf" <<-CF
+	127.0.0.1:$PF_PORT inet n - n - - smtpd
+	cleanup   unix  n - n - 0 cleanup
+	qmgr      unix  n - n 300 1 qmgr
+	rewrite   unix  - - n - - trivial-rewrite
+	bounce    unix  - - n - 0 bounce
+	defer     unix  - - n - 0 bounce
+	trace     unix  - - n - 0 bounce
+	verify    unix  - - n - 1 verify
+	proxymap  unix  - - n - - proxymap
+	error     unix  - - n - - error
+	retry     unix  - - n - - error
+	discard   unix  - - n - - discard
+	anvil     unix  - - n - 1 anvil
+	scache    unix  - - n - 1 scache
+	tlsmgr    unix  - - n 1000? 1 tlsmgr
+	postlog   unix-dgram n - n - 1 postlogd
+	CF
+	cat > "$P/conf/main.cf" <<-CF
+	compatibility_level = 3.6
+	queue_directory = $P/queue
+	data_directory = $P/data
+	myhostname = pf.test
+	mydestination =
+	inet_interfaces = 127.0.0.1
+	inet_protocols = ipv4
+	mynetworks = 127.0.0.0/8
+	syslog_name = postfix-deliver-test
+	maillog_file = $P/maillog
+	maillog_file_prefixes = $P
+	relay_domains = pf.test
+	relay_transport = discard:
+	smtpd_recipient_restrictions = check_recipient_access inline:{ { refused@pf.test = 550 5.1.1 no such user } }, permit_mynetworks, reject
+	smtpd_tls_security_level = may
+	smtpd_tls_cert_file = $P/conf/cert.pem
+	smtpd_tls_key_file = $P/conf/key.pem
+	smtpd_tls_loglevel = 1
+	smtputf8_enable = yes
+	message_size_limit = ${PF_SIZE_LIMIT:-100000}
+	alias_maps =
+	alias_database =
+	CF
+	chown postfix "$P/data"
+	if ! postfix -c "$P/conf" start >/dev/null 2>&1; then
+		sed 's/^/# /' "$P/maillog" >&3 2>/dev/null
+		return 1
+	fi
+	local i
+	for ((i = 0; i < 100; i++)); do
+		listening "$PF_PORT" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+postfix_peer_stop() {
+	[ -n "${P:-}" ] && [ -d "$P/conf" ] || return 0
+	postfix -c "$P/conf" stop >/dev/null 2>&1 || true
+	# "postfix stop" returns before its master is gone.
+	local i pid
+	for ((i = 0; i < 50; i++)); do
+		[ -e "$P/queue/pid/master.pid" ] || break
+		pid=$(tr -d ' ' < "$P/queue/pid/master.pid")
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.2
+	done
+	P=
+}
