@@ -308,3 +308,17 @@ log_line_re() {	# ADDRESS DSN STATUS
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	postfix_peer_stop
 }
+
+@test "a failed TLS handshake falls back to plain text" {
+	[ "$(id -u)" -eq 0 ] || skip "postfix start needs root"
+	# The peer offers STARTTLS but speaks only TLS 1.0/1.1, below our floor.
+	PF_EXTRA='smtpd_tls_protocols = <=TLSv1.1' postfix_peer_start
+	suite_start
+	run deliver_job --nexthop "[127.0.0.1]:$PF_PORT" --from a@example.org \
+		--to ok@pf.test
+	echo "$output"
+	[[ "$output" == *"rcpt=0 S 2.0.0 250 2.0.0 Ok: queued as "* ]]
+	wait_for_log "TLS handshake failed with 127.0.0.1\[127.0.0.1\]:$PF_PORT: .*; trying again without TLS"
+	! grep -q 'Untrusted TLS connection established' "$T/log"
+	postfix_peer_stop
+}

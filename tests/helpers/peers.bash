@@ -109,7 +109,8 @@ deliver_job() {
 # A private Postfix instance as an SMTP peer: its smtpd on 127.0.0.1:$PF_PORT
 # with opportunistic STARTTLS (a fresh self-signed key), SMTPUTF8, a
 # message_size_limit of PF_SIZE_LIMIT bytes, and one recipient it refuses
-# (refused@pf.test); mail for pf.test is accepted and discarded. Config,
+# (refused@pf.test); mail for pf.test is accepted and discarded. PF_EXTRA
+# is appended to main.cf. Config,
 # queue and log (maillog) live in $T/postfix. "postfix start" needs root.
 postfix_peer_start() {
 	P="$T/postfix"
@@ -158,6 +159,7 @@ postfix_peer_start() {
 	message_size_limit = ${PF_SIZE_LIMIT:-100000}
 	alias_maps =
 	alias_database =
+	${PF_EXTRA:-}
 	CF
 	chown postfix "$P/data"
 	if ! postfix -c "$P/conf" start >/dev/null 2>&1; then
