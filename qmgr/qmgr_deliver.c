@@ -270,8 +270,10 @@ static bool handle_result(struct qconn *c, const struct ipc_msg *m)
 	if (job == NULL || strcmp(m->type, "result") != 0)
 		return false;
 
-	struct qresult *res = xcalloc(job->nrcpts, sizeof(*res));
-	char **dsns = xcalloc(job->nrcpts, sizeof(char *));
+	/* The job is freed when it finishes: keep its size. */
+	size_t nrcpts = job->nrcpts;
+	struct qresult *res = xcalloc(nrcpts, sizeof(*res));
+	char **dsns = xcalloc(nrcpts, sizeof(char *));
 	const char *first_defer_dsn = NULL, *first_defer_text = NULL;
 	bool ok = true;
 
@@ -336,7 +338,7 @@ static bool handle_result(struct qconn *c, const struct ipc_msg *m)
 		qmgr_sched_job_finished(job, up, down, first_defer_dsn,
 		    first_defer_text);
 	}
-	for (size_t k = 0; k < job->nrcpts; k++)
+	for (size_t k = 0; k < nrcpts; k++)
 		free(dsns[k]);
 	free(dsns);
 	free(res);
