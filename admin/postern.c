@@ -294,6 +294,7 @@ static const struct command commands[] = {
 	{ "status", cmd_status, "status          is postern running?" },
 	{ "check", cmd_check, "check           validate configuration and directories" },
 	{ "config", cmd_config, "config [KEY...] print effective configuration" },
+	{ "map", admin_map_main, "map ...         build, query and list lookup tables" },
 };
 
 static void usage(void)
