@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -248,8 +249,27 @@ static time_t next_try_time(const struct qmsg *msg, time_t now)
 	return now + (time_t)backoff;
 }
 
+static void forget(struct qmsg *msg)
+{
+	qmgr_active_count--;
+	msg_free(msg);
+}
+
 static void finish(struct qmsg *msg)
 {
+	char path[4096];
+	struct stat st;
+
+	/* Deleted meanwhile ("postern queue delete"): nothing to record. */
+	queue_path(path, sizeof(path), cfg.queue_directory, QUEUE_ACTIVE,
+	    msg->id);
+	if (stat(path, &st) < 0 && errno == ENOENT) {
+		log_info("%s: no longer in %s; forgotten", msg->id,
+		    QUEUE_ACTIVE);
+		forget(msg);
+		return;
+	}
+
 	time_t now = time(NULL);
 	long long age = (long long)now - msg->env.arrival_sec;
 	size_t nr = msg->env.nrcpts;
@@ -365,9 +385,6 @@ static void finish(struct qmsg *msg)
 	free(fail);
 
 	if (npending == 0) {
-		char path[4096];
-		queue_path(path, sizeof(path), cfg.queue_directory,
-		    QUEUE_ACTIVE, msg->id);
 		if (unlink(path) < 0 && errno != ENOENT)
 			log_warning("%s: remove %s: %m", msg->id, path);
 		else
@@ -375,9 +392,7 @@ static void finish(struct qmsg *msg)
 	} else {
 		qmgr_scan_defer(msg->id, next_try_time(msg, now));
 	}
-
-	qmgr_active_count--;
-	msg_free(msg);
+	forget(msg);
 }
 
 void qmgr_message_job_done(struct qmsg *msg)
