@@ -61,23 +61,7 @@ table() {
 }
 
 qmgr_flush() {
-	if "$BUILD/postern" -c "$T/conf" queue flush 2>/dev/null; then
-		return 0
-	fi
-	# Until "postern queue" exists: the same request on qmgr's socket.
-	python3 - "$T/run/qmgr" <<'PY'
-import socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-s.sendall(b"type=flush\n\n")
-data = b""
-while not data.endswith(b"\n\n"):
-    chunk = s.recv(4096)
-    if not chunk:
-        break
-    data += chunk
-sys.exit(0 if data.startswith(b"type=ok\n") else 1)
-PY
+	"$BUILD/postern" -c "$T/conf" queue flush
 }
 
 # The envelope sender and the recipients of a stored message.
