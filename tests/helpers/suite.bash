@@ -1,0 +1,160 @@
+# suite.bash - start and stop a private postern instance for bats tests.
+#
+#   load helpers/suite
+#   setup()    { suite_init; suite_conf key value; suite_start; }
+#   teardown() { suite_stop; }
+#
+# Everything lives in a temp dir $T: config in $T/conf, queue in $T/queue,
+# sockets in $T/run, Maildirs in $T/mail, master's log in $T/log. Ports
+# are picked free on 127.0.0.1. Processes are killed only by PID.
+
+: "${BUILD:=$(cd "$BATS_TEST_DIRNAME/.." && pwd)/build}"
+export BUILD
+POSTERN="$BUILD/postern"
+
+free_port() {
+	python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+
+# The unprivileged user daemons run as: when root, a dedicated test user.
+suite_user() {
+	if [ "$(id -u)" -eq 0 ]; then
+		if ! id posternt >/dev/null 2>&1; then
+			useradd --system --no-create-home --home-dir /nonexistent \
+				--shell /usr/sbin/nologin posternt >/dev/null 2>&1 ||
+				id posternt >/dev/null 2>&1 || return 1
+		fi
+		echo posternt
+	else
+		id -un
+	fi
+}
+
+suite_init() {
+	T=$(mktemp -d /tmp/postern-test.XXXXXX)
+	chmod 755 "$T"
+	mkdir -p "$T/conf" "$T/mail"
+	SMTP_PORT=$(free_port)
+	SUBMISSION_PORT=$(free_port)
+	TEST_USER=$(suite_user)
+	if [ "$(id -u)" -eq 0 ]; then
+		chown "$TEST_USER" "$T/mail"
+	fi
+	export T SMTP_PORT SUBMISSION_PORT TEST_USER
+	cat > "$T/conf/postern.conf" <<CONF
+# postern test instance in $T
+myhostname = mx.postern.test
+mydomains = localhost, postern.test
+queue_directory = $T/queue
+run_directory = $T/run
+daemon_directory = $BUILD
+user = $TEST_USER
+mailbox_owner = $TEST_USER
+postdrop_group = $(id -gn "$TEST_USER")
+smtp_listen = 127.0.0.1:$SMTP_PORT
+submission_listen = 127.0.0.1:$SUBMISSION_PORT
+lmtp_listen = unix:$T/run/lmtp
+lmtp_destination = unix:$T/run/lmtp
+mailbox_base = $T/mail
+service_throttle_time = 2s
+shutdown_timeout = 10s
+minimal_backoff = 1s
+maximal_backoff = 4s
+queue_run_delay = 1s
+process_min_idle = 2
+smtpd_processes = 20
+CONF
+}
+
+# suite_conf KEY VALUE: set (or replace) a key in the test config.
+suite_conf() {
+	local key=$1
+	shift
+	local file="$T/conf/postern.conf"
+	grep -v "^$key[[:space:]]*=" "$file" > "$file.new" || true
+	printf '%s = %s\n' "$key" "$*" >> "$file.new"
+	mv "$file.new" "$file"
+}
+
+master_pid() {
+	[ -f "$T/run/master.pid" ] && head -n1 "$T/run/master.pid"
+}
+
+# Wait until REGEX appears in the log (default 10 s).
+wait_for_log() {
+	local re=$1 secs=${2:-10} i
+	for ((i = 0; i < secs * 10; i++)); do
+		grep -Eq -- "$re" "$T/log" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "# timed out waiting for log /$re/; log follows:" >&3 2>/dev/null || true
+	tail -n 30 "$T/log" | sed 's/^/# /' >&3 2>/dev/null || true
+	return 1
+}
+
+# Wait until a TCP port on 127.0.0.1 accepts connections.
+wait_for_port() {
+	local port=$1 secs=${2:-10} i
+	for ((i = 0; i < secs * 10; i++)); do
+		if (exec 9<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	return 1
+}
+
+# Start master in the foreground (as a background job of the test).
+suite_start() {
+	: > "$T/log"
+	"$POSTERN" -c "$T/conf" start -f >>"$T/log" 2>&1 &
+	SUITE_PID=$!
+	export SUITE_PID
+	wait_for_log 'daemon started' 10 || return 1
+	if [ -x "$BUILD/smtpd" ]; then
+		wait_for_port "$SMTP_PORT" 10 || return 1
+	fi
+}
+
+# Children of a process, by PID (direct children only).
+child_pids() {
+	local pid=$1
+	ps -o pid= --ppid "$pid" 2>/dev/null | tr -d ' '
+}
+
+suite_stop() {
+	[ -n "${SUITE_PID:-}" ] || return 0
+	local kids i
+	kids=$(child_pids "$SUITE_PID")
+	if kill -0 "$SUITE_PID" 2>/dev/null; then
+		kill -TERM "$SUITE_PID" 2>/dev/null
+		for ((i = 0; i < 200; i++)); do
+			kill -0 "$SUITE_PID" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$SUITE_PID" 2>/dev/null || true
+	fi
+	for pid in $kids; do
+		kill -KILL "$pid" 2>/dev/null || true
+	done
+	wait "$SUITE_PID" 2>/dev/null || true
+	SUITE_PID=
+	if [ -n "${KEEP_TEST_DIR:-}" ]; then
+		echo "# kept $T" >&3
+	else
+		rm -rf "$T"
+	fi
+}
+
+# Send one message with swaks; extra swaks options may follow.
+send_mail() {
+	swaks --server 127.0.0.1 --port "$SMTP_PORT" --silent 2 "$@"
+}
+
+# Count the files of the queue (all subdirectories).
+queue_count() {
+	find "$T/queue/${1:-}" -type f ! -name '.*' 2>/dev/null | wc -l
+}

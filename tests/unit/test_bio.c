@@ -1,0 +1,287 @@
+/*
+ * Unit tests for common/bio.c: the bounded line reader over a socket pair,
+ * with partial reads, long lines, bare CR/LF, timeouts and EOF.
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bio.h"
+#include "str.h"
+#include "unit.h"
+
+struct pair {
+	int reader;
+	int writer;
+};
+
+static struct pair make_pair(void)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		abort();
+	return (struct pair){ sv[0], sv[1] };
+}
+
+static void put(int fd, const char *s)
+{
+	size_t n = strlen(s);
+	if (write(fd, s, n) != (ssize_t)n)
+		abort();
+}
+
+/* Write pieces with pauses from a child process: partial reads. */
+static pid_t dribble(int fd, const char *const *pieces, int pause_ms)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		for (size_t i = 0; pieces[i]; i++) {
+			put(fd, pieces[i]);
+			usleep((useconds_t)pause_ms * 1000);
+		}
+		_exit(0);
+	}
+	return pid;
+}
+
+static void test_simple_lines(void)
+{
+	struct pair p = make_pair();
+	struct bio b;
+	struct str line;
+	unsigned flags;
+
+	bio_init(&b, p.reader, 2000);
+	str_init(&line, 512);
+	put(p.writer, "EHLO a\r\nMAIL FROM:<x>\r\n\r\n");
+	CHECK_INT(bio_readline(&b, &line, 512, &flags), BIO_OK);
+	CHECK_STR(str_cstr(&line), "EHLO a");
+	CHECK_INT(flags, 0);
+	CHECK_INT(bio_readline(&b, &line, 512, &flags), BIO_OK);
+	CHECK_STR(str_cstr(&line), "MAIL FROM:<x>");
+	CHECK_INT(bio_readline(&b, &line, 512, &flags), BIO_OK);
+	CHECK_STR(str_cstr(&line), "");
+	close(p.writer);
+	CHECK_INT(bio_readline(&b, &line, 512, &flags), BIO_EOF);
+	str_free(&line);
+	bio_free(&b);
+	close(p.reader);
+}
+
+static void test_partial_reads(void)
+{
+	struct pair p = make_pair();
+	const char *const pieces[] = { "QU", "IT\r", "\nNO", "OP\r\n", NULL };
+	pid_t pid = dribble(p.writer, pieces, 20);
+	struct bio b;
+	struct str line;
+
+	bio_init(&b, p.reader, 2000);
+	str_init(&line, 512);
+	CHECK_INT(bio_readline(&b, &line, 512, NULL), BIO_OK);
+	CHECK_STR(str_cstr(&line), "QUIT");
+	CHECK_INT(bio_readline(&b, &line, 512, NULL), BIO_OK);
+	CHECK_STR(str_cstr(&line), "NOOP");
+	waitpid(pid, NULL, 0);
+	str_free(&line);
+	bio_free(&b);
+	close(p.reader);
+	close(p.writer);
+}
+
+static void test_bare_lf_and_cr_are_not_line_ends(void)
+{
+	struct pair p = make_pair();
+	struct bio b;
+	struct str line;
+	unsigned flags;
+
+	bio_init(&b, p.reader, 2000);
+	str_init(&line, 512);
+	/* The smuggling shapes: none of these may end a line. */
+	put(p.writer, "a\nb\r\nc\rd\r\n.\n.\r\nx\r.\r\r\n");
+	CHECK_INT(bio_readline(&b, &line, 512, &flags), BIO_OK);
+	CHECK_INT(line.len, 3);
+	CHECK(memcmp(line.data, "a\nb", 3) == 0);
+	CHECK_INT(flags, BIO_LINE_BARE_LF);
+	CHECK_INT(bio_readline(&b, &line, 512, &flags), BIO_OK);
+	CHECK(line.len == 3 && memcmp(line.data, "c\rd", 3) == 0);
+	CHECK_INT(flags, BIO_LINE_BARE_CR);
+	CHECK_INT(bio_readline(&b, &line, 512, &flags), BIO_OK);
+	CHECK(line.len == 3 && memcmp(line.data, ".\n.", 3) == 0);
+	CHECK_INT(flags, BIO_LINE_BARE_LF);
+	CHECK_INT(bio_readline(&b, &line, 512, &flags), BIO_OK);
+	CHECK(line.len == 4 && memcmp(line.data, "x\r.\r", 4) == 0);
+	CHECK_INT(flags, BIO_LINE_BARE_CR);
+	str_free(&line);
+	bio_free(&b);
+	close(p.reader);
+	close(p.writer);
+}
+
+static void test_too_long_is_consumed(void)
+{
+	struct pair p = make_pair();
+	struct bio b;
+	struct str line;
+	char big[2000];
+
+	memset(big, 'x', sizeof(big));
+	big[sizeof(big) - 1] = '\0';
+	bio_init(&b, p.reader, 2000);
+	str_init(&line, 512);
+	put(p.writer, big);
+	put(p.writer, "\r\nNEXT\r\n");
+	CHECK_INT(bio_readline(&b, &line, 512, NULL), BIO_TOOLONG);
+	CHECK_INT(line.len, 0);
+	CHECK_INT(bio_readline(&b, &line, 512, NULL), BIO_OK);
+	CHECK_STR(str_cstr(&line), "NEXT");
+	/* Exactly max bytes is fine. */
+	memset(big, 'y', 512);
+	big[512] = '\0';
+	put(p.writer, big);
+	put(p.writer, "\r\n");
+	CHECK_INT(bio_readline(&b, &line, 512, NULL), BIO_OK);
+	CHECK_INT(line.len, 512);
+	str_free(&line);
+	bio_free(&b);
+	close(p.reader);
+	close(p.writer);
+}
+
+static void test_readline_part_hands_out_long_lines(void)
+{
+	struct pair p = make_pair();
+	struct bio b;
+	struct str out;
+	unsigned flags;
+	char big[3001];
+
+	memset(big, 'z', 3000);
+	big[3000] = '\0';
+	bio_init(&b, p.reader, 2000);
+	str_init(&out, 1 << 20);
+	put(p.writer, big);
+	put(p.writer, "\r\n");
+	size_t total = 0;
+	int parts = 0;
+	do {
+		str_clear(&out);
+		CHECK_INT(bio_readline_part(&b, &out, 1000, &flags), BIO_OK);
+		total += out.len;
+		parts++;
+	} while ((flags & BIO_LINE_PARTIAL) && parts < 10);
+	CHECK_INT(total, 3000);
+	CHECK_INT(parts, 3);	/* 1000, 1000, then 1000 with its CRLF */
+	str_free(&out);
+	bio_free(&b);
+	close(p.reader);
+	close(p.writer);
+}
+
+static void test_cr_split_from_lf_across_reads(void)
+{
+	struct pair p = make_pair();
+	const char *const pieces[] = { "abc\r", "\n", NULL };
+	pid_t pid = dribble(p.writer, pieces, 50);
+	struct bio b;
+	struct str out;
+	unsigned flags;
+
+	bio_init(&b, p.reader, 2000);
+	str_init(&out, 100);
+	CHECK_INT(bio_readline_part(&b, &out, 3, &flags), BIO_OK);
+	CHECK_STR(str_cstr(&out), "abc");
+	CHECK(flags & BIO_LINE_PARTIAL);
+	str_clear(&out);
+	CHECK_INT(bio_readline_part(&b, &out, 3, &flags), BIO_OK);
+	CHECK_STR(str_cstr(&out), "");
+	CHECK(!(flags & BIO_LINE_PARTIAL));
+	CHECK(!(flags & BIO_LINE_BARE_CR));
+	waitpid(pid, NULL, 0);
+	str_free(&out);
+	bio_free(&b);
+	close(p.reader);
+	close(p.writer);
+}
+
+static void test_timeout(void)
+{
+	struct pair p = make_pair();
+	struct bio b;
+	struct str line;
+
+	bio_init(&b, p.reader, 100);
+	str_init(&line, 512);
+	put(p.writer, "no end of line");
+	CHECK_INT(bio_readline(&b, &line, 512, NULL), BIO_TIMEOUT);
+	str_free(&line);
+	bio_free(&b);
+	close(p.reader);
+	close(p.writer);
+}
+
+static void test_read_exact_and_write(void)
+{
+	struct pair p = make_pair();
+	struct bio r, w;
+	struct str out;
+
+	bio_init(&r, p.reader, 2000);
+	bio_init(&w, p.writer, 2000);
+	str_init(&out, 100);
+	CHECK(bio_puts(&w, "250-first\r\n"));
+	CHECK(bio_printf(&w, "250 %s\r\n", "second"));
+	CHECK_INT(bio_buffered(&r), 0);
+	CHECK_INT(bio_flush(&w), BIO_OK);
+	CHECK_INT(bio_read_exact(&r, &out, 11), BIO_OK);
+	CHECK_STR(str_cstr(&out), "250-first\r\n");
+	CHECK_INT(bio_skip_exact(&r, 4), BIO_OK);
+	str_clear(&out);
+	CHECK_INT(bio_readline(&r, &out, 100, NULL), BIO_OK);
+	CHECK_STR(str_cstr(&out), "second");
+	close(p.writer);
+	str_clear(&out);
+	CHECK_INT(bio_read_exact(&r, &out, 1), BIO_EOF);
+	str_free(&out);
+	bio_free(&r);
+	bio_free(&w);
+	close(p.reader);
+}
+
+static void test_discard_input(void)
+{
+	struct pair p = make_pair();
+	struct bio b;
+	struct str line;
+
+	bio_init(&b, p.reader, 2000);
+	str_init(&line, 100);
+	put(p.writer, "STARTTLS\r\nMAIL FROM:<evil>\r\n");
+	CHECK_INT(bio_readline(&b, &line, 100, NULL), BIO_OK);
+	CHECK(bio_buffered(&b) > 0);
+	bio_discard_input(&b);
+	CHECK_INT(bio_buffered(&b), 0);
+	str_free(&line);
+	bio_free(&b);
+	close(p.reader);
+	close(p.writer);
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	RUN(test_simple_lines);
+	RUN(test_partial_reads);
+	RUN(test_bare_lf_and_cr_are_not_line_ends);
+	RUN(test_too_long_is_consumed);
+	RUN(test_readline_part_hands_out_long_lines);
+	RUN(test_cr_split_from_lf_across_reads);
+	RUN(test_timeout);
+	RUN(test_read_exact_and_write);
+	RUN(test_discard_input);
+	return unit_done();
+}
