@@ -20,6 +20,7 @@
 #include <strings.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <bsd/string.h>
 
@@ -102,6 +103,41 @@ static void session_set_state(struct lmtp_session *s, enum lmtp_state st)
 		log_debug("%s: state %s -> %s", s->peer,
 		    lmtp_state_names[s->state], lmtp_state_names[st]);
 	s->state = st;
+}
+
+/*
+ * A transaction ID for log lines and replies, shaped like a queue ID (14
+ * characters of [0-9A-Za-z], sortable by time): seconds, microseconds and
+ * process ID, with the microseconds made strictly increasing within the
+ * process so that no two transactions on the host share one.
+ */
+static void txn_new_id(char id[QUEUE_ID_SIZE])
+{
+	static const char digits[] =
+	    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+	static long long last;
+	struct timeval tv;
+	unsigned long long parts[3];
+	const int widths[3] = { 6, 4, 4 };
+	size_t o = 0;
+
+	gettimeofday(&tv, NULL);
+	long long now = (long long)tv.tv_sec * 1000000 + tv.tv_usec;
+	if (now <= last)
+		now = last + 1;
+	last = now;
+	parts[0] = (unsigned long long)(now / 1000000);
+	parts[1] = (unsigned long long)(now % 1000000);
+	parts[2] = (unsigned long long)getpid();
+	for (int i = 0; i < 3; i++) {
+		unsigned long long v = parts[i];
+		for (int w = widths[i] - 1; w >= 0; w--) {
+			id[o + (size_t)w] = digits[v % 62];
+			v /= 62;
+		}
+		o += (size_t)widths[i];
+	}
+	id[o] = '\0';
 }
 
 static const char *txn_id(const struct lmtp_session *s)
@@ -261,7 +297,7 @@ static void cmd_mail(struct lmtp_session *s, const char *arg)
 	}
 
 	s->in_txn = true;
-	queue_id_new(s->txn.id);
+	txn_new_id(s->txn.id);
 	s->txn.sender = xstrdup(sender.address);
 	s->txn.params = params;
 	gettimeofday(&s->txn.start, NULL);
