@@ -1,0 +1,470 @@
+/*
+ * sink - the far end of the relay benchmarks: an SMTP server that accepts
+ * every message at once, keeps nothing, and counts what arrived.
+ *
+ * It answers EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP and QUIT (with
+ * PIPELINING), so that Postfix's smtp client and postern's deliver can
+ * relay to it. Every completed DATA counts one message; the Message-Id
+ * header of each message is remembered (as a 64-bit hash) so that the
+ * count of distinct messages, and of duplicates, is exact: bench/run
+ * compares the distinct count with the number of messages it sent and
+ * reports the difference as lost.
+ *
+ * A client that sends "XCOUNT" gets one line with the counters, so the
+ * driver can poll without signals or files:
+ *   250 messages=N unique=N duplicates=N recipients=N bytes=N connections=N
+ *
+ * Trusts: nothing that arrives on the socket (bounded buffers, no echo);
+ * it is a measuring instrument for loopback use, not a mail server.
+ * Single-threaded, epoll, non-blocking: the sink must never be the
+ * bottleneck of a benchmark.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define IN_SIZE (64 * 1024)	/* read buffer; a longer line is consumed in pieces */
+#define OUT_SIZE (16 * 1024)	/* pending replies; a pipelined group fits easily */
+#define CMD_MAX 1000		/* longer command lines are answered 500 */
+
+enum sink_state {
+	SINK_COMMAND,		/* reading SMTP commands */
+	SINK_DATA,		/* inside DATA, until CRLF . CRLF */
+};
+
+struct conn {
+	int fd;
+	enum sink_state state;
+	bool in_header;		/* DATA: still in the header section */
+	bool mid_line;		/* a line was cut by the buffer: not at line start */
+	bool closing;		/* close once the output is flushed */
+	uint64_t msgid_hash;	/* hash of this message's Message-Id, 0 if none */
+	unsigned int rcpts;	/* recipients of the current transaction */
+	uint64_t msg_bytes;
+	size_t in_len;
+	size_t out_len;
+	char in[IN_SIZE];
+	char out[OUT_SIZE];
+};
+
+static struct {
+	unsigned long long messages, unique, duplicates, recipients, bytes, connections;
+} counts;
+
+/* Open-addressing set of 64-bit Message-Id hashes (0 = empty slot). */
+static uint64_t *seen;
+static size_t seen_cap, seen_len;
+
+static volatile sig_atomic_t stop_flag;
+static const char *hostname = "sink.bench.test";
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_flag = 1;
+}
+
+static void die(const char *what)
+{
+	fprintf(stderr, "sink: %s: %s\n", what, strerror(errno));
+	exit(1);
+}
+
+static uint64_t fnv1a(const char *s, size_t n)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 1099511628211ULL;
+	}
+	return h ? h : 1;
+}
+
+static void seen_grow(void);
+
+/* Adds h to the set; returns false if it was already there. */
+static bool seen_add(uint64_t h)
+{
+	size_t i;
+
+	if ((seen_len + 1) * 2 > seen_cap)
+		seen_grow();
+	for (i = h & (seen_cap - 1); seen[i] != 0; i = (i + 1) & (seen_cap - 1))
+		if (seen[i] == h)
+			return false;
+	seen[i] = h;
+	seen_len++;
+	return true;
+}
+
+static void seen_grow(void)
+{
+	uint64_t *old = seen;
+	size_t old_cap = seen_cap;
+
+	seen_cap = old_cap ? old_cap * 2 : 4096;
+	seen = calloc(seen_cap, sizeof(*seen));
+	if (seen == NULL)
+		die("calloc");
+	seen_len = 0;
+	for (size_t i = 0; i < old_cap; i++)
+		if (old[i] != 0)
+			seen_add(old[i]);
+	free(old);
+}
+
+static void reply(struct conn *c, const char *text)
+{
+	size_t n = strlen(text);
+
+	if (c->out_len + n > OUT_SIZE) {
+		/* A client that pipelines this much without reading is broken. */
+		c->closing = true;
+		return;
+	}
+	memcpy(c->out + c->out_len, text, n);
+	c->out_len += n;
+}
+
+static void reply_counts(struct conn *c)
+{
+	char line[512];
+
+	snprintf(line, sizeof(line),
+	    "250 messages=%llu unique=%llu duplicates=%llu recipients=%llu "
+	    "bytes=%llu connections=%llu\r\n",
+	    counts.messages, counts.unique, counts.duplicates, counts.recipients,
+	    counts.bytes, counts.connections);
+	reply(c, line);
+}
+
+static bool verb_is(const char *line, size_t len, const char *verb)
+{
+	size_t n = strlen(verb);
+
+	return len >= n && strncasecmp(line, verb, n) == 0 &&
+	    (len == n || line[n] == ' ' || line[n] == ':');
+}
+
+/* One command line, without its line end. */
+static void do_command(struct conn *c, const char *line, size_t len)
+{
+	char buf[256];
+
+	if (len > CMD_MAX) {
+		reply(c, "500 5.5.2 Line too long\r\n");
+	} else if (verb_is(line, len, "EHLO") || verb_is(line, len, "LHLO")) {
+		snprintf(buf, sizeof(buf), "250-%s\r\n250-PIPELINING\r\n"
+		    "250-SIZE 0\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n",
+		    hostname);
+		reply(c, buf);
+	} else if (verb_is(line, len, "HELO")) {
+		snprintf(buf, sizeof(buf), "250 %s\r\n", hostname);
+		reply(c, buf);
+	} else if (verb_is(line, len, "MAIL")) {
+		c->rcpts = 0;
+		reply(c, "250 2.1.0 Ok\r\n");
+	} else if (verb_is(line, len, "RCPT")) {
+		c->rcpts++;
+		reply(c, "250 2.1.5 Ok\r\n");
+	} else if (verb_is(line, len, "DATA")) {
+		if (c->rcpts == 0) {
+			reply(c, "554 5.5.1 No valid recipients\r\n");
+			return;
+		}
+		c->state = SINK_DATA;
+		c->in_header = true;
+		c->msgid_hash = 0;
+		c->msg_bytes = 0;
+		reply(c, "354 End data with <CR><LF>.<CR><LF>\r\n");
+	} else if (verb_is(line, len, "RSET")) {
+		c->rcpts = 0;
+		reply(c, "250 2.0.0 Ok\r\n");
+	} else if (verb_is(line, len, "NOOP")) {
+		reply(c, "250 2.0.0 Ok\r\n");
+	} else if (verb_is(line, len, "XCOUNT")) {
+		reply_counts(c);
+	} else if (verb_is(line, len, "QUIT")) {
+		reply(c, "221 2.0.0 Bye\r\n");
+		c->closing = true;
+	} else {
+		reply(c, "502 5.5.2 Command not recognized\r\n");
+	}
+}
+
+static void end_of_message(struct conn *c)
+{
+	counts.messages++;
+	counts.recipients += c->rcpts;
+	counts.bytes += c->msg_bytes;
+	if (c->msgid_hash == 0 || seen_add(c->msgid_hash))
+		counts.unique++;
+	else
+		counts.duplicates++;
+	c->state = SINK_COMMAND;
+	c->rcpts = 0;
+	reply(c, "250 2.0.0 Ok: queued\r\n");
+}
+
+/* One DATA line (without line end); start says it began at a line start. */
+static void do_data_line(struct conn *c, const char *line, size_t len, bool start)
+{
+	static const char hdr[] = "Message-Id:";
+	size_t hlen = sizeof(hdr) - 1;
+
+	if (start && len == 1 && line[0] == '.') {
+		end_of_message(c);
+		return;
+	}
+	c->msg_bytes += len + 2;
+	if (!c->in_header || !start)
+		return;
+	if (len == 0) {
+		c->in_header = false;
+	} else if (len > hlen && strncasecmp(line, hdr, hlen) == 0) {
+		const char *v = line + hlen;
+		size_t vlen = len - hlen;
+
+		while (vlen > 0 && isspace((unsigned char)*v)) {
+			v++;
+			vlen--;
+		}
+		c->msgid_hash = fnv1a(v, vlen);
+	}
+}
+
+/* Consumes the complete lines in c->in; keeps a partial line for later. */
+static void process_input(struct conn *c)
+{
+	size_t pos = 0;
+
+	while (pos < c->in_len && !c->closing) {
+		char *start = c->in + pos;
+		char *lf = memchr(start, '\n', c->in_len - pos);
+		size_t len;
+		bool at_start = !c->mid_line;
+
+		if (lf == NULL) {
+			if (pos > 0 || c->in_len < IN_SIZE)
+				break;
+			/* A full buffer without a line end: use it as a piece. */
+			len = c->in_len;
+			if (c->state == SINK_DATA)
+				do_data_line(c, start, len, at_start);
+			c->mid_line = true;
+			pos = c->in_len;
+			break;
+		}
+		len = (size_t)(lf - start);
+		pos += len + 1;
+		c->mid_line = false;
+		if (len > 0 && start[len - 1] == '\r')
+			len--;
+		if (c->state == SINK_DATA)
+			do_data_line(c, start, len, at_start);
+		else if (at_start)
+			do_command(c, start, len);
+		else
+			reply(c, "500 5.5.2 Line too long\r\n");
+	}
+	memmove(c->in, c->in + pos, c->in_len - pos);
+	c->in_len -= pos;
+}
+
+/* Writes what is pending; false when the connection should be closed. */
+static bool flush_output(int ep, struct conn *c)
+{
+	while (c->out_len > 0) {
+		ssize_t n = write(c->fd, c->out, c->out_len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.ptr = c };
+
+				epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+				return true;
+			}
+			return false;
+		}
+		memmove(c->out, c->out + n, c->out_len - (size_t)n);
+		c->out_len -= (size_t)n;
+	}
+	if (c->closing)
+		return false;
+	{
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+
+		epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+	}
+	return true;
+}
+
+static void close_conn(struct conn *c)
+{
+	close(c->fd);
+	free(c);
+}
+
+static void accept_all(int ep, int lfd)
+{
+	for (;;) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int one = 1;
+		struct conn *c;
+		struct epoll_event ev;
+		char banner[256];
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				fprintf(stderr, "sink: accept: %s\n", strerror(errno));
+			return;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		c = calloc(1, sizeof(*c));
+		if (c == NULL)
+			die("calloc");
+		c->fd = fd;
+		counts.connections++;
+		snprintf(banner, sizeof(banner), "220 %s ESMTP bench sink\r\n", hostname);
+		reply(c, banner);
+		ev.events = EPOLLIN;
+		ev.data.ptr = c;
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0)
+			die("epoll_ctl");
+		if (!flush_output(ep, c))
+			close_conn(c);
+	}
+}
+
+static void handle_readable(int ep, struct conn *c)
+{
+	for (;;) {
+		ssize_t n = read(c->fd, c->in + c->in_len, IN_SIZE - c->in_len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				break;
+			close_conn(c);
+			return;
+		}
+		if (n == 0) {
+			close_conn(c);
+			return;
+		}
+		c->in_len += (size_t)n;
+		process_input(c);
+		if (c->closing)
+			break;
+	}
+	if (!flush_output(ep, c))
+		close_conn(c);
+}
+
+static int listen_on(const char *addr, int port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1;
+
+	if (fd < 0)
+		die("socket");
+	if (inet_pton(AF_INET, addr, &sin.sin_addr) != 1) {
+		fprintf(stderr, "sink: bad IPv4 address %s\n", addr);
+		exit(2);
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0)
+		die("bind");
+	if (listen(fd, 1024) < 0)
+		die("listen");
+	return fd;
+}
+
+int main(int argc, char **argv)
+{
+	const char *addr = "127.0.0.1";
+	int port = 0, opt, lfd, ep;
+	struct epoll_event ev;
+	struct sigaction sa;
+
+	while ((opt = getopt(argc, argv, "a:p:n:")) != -1) {
+		switch (opt) {
+		case 'a':
+			addr = optarg;
+			break;
+		case 'p':
+			port = atoi(optarg);
+			break;
+		case 'n':
+			hostname = optarg;
+			break;
+		default:
+			fprintf(stderr, "usage: sink -p port [-a ipv4addr] [-n hostname]\n");
+			return 2;
+		}
+	}
+	if (port <= 0 || port > 65535) {
+		fprintf(stderr, "usage: sink -p port [-a ipv4addr] [-n hostname]\n");
+		return 2;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	seen_grow();
+
+	lfd = listen_on(addr, port);
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	if (ep < 0)
+		die("epoll_create1");
+	ev.events = EPOLLIN;
+	ev.data.ptr = NULL;	/* NULL marks the listener */
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev) < 0)
+		die("epoll_ctl");
+
+	while (!stop_flag) {
+		struct epoll_event evs[64];
+		int n = epoll_wait(ep, evs, 64, 500);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			die("epoll_wait");
+		}
+		for (int i = 0; i < n; i++) {
+			struct conn *c = evs[i].data.ptr;
+
+			if (c == NULL)
+				accept_all(ep, lfd);
+			else if (evs[i].events & EPOLLIN)
+				handle_readable(ep, c);
+			else if (evs[i].events & (EPOLLERR | EPOLLHUP))
+				close_conn(c);
+			else if (!flush_output(ep, c))
+				close_conn(c);
+		}
+	}
+	printf("messages=%llu unique=%llu duplicates=%llu recipients=%llu bytes=%llu connections=%llu\n",
+	    counts.messages, counts.unique, counts.duplicates, counts.recipients,
+	    counts.bytes, counts.connections);
+	return 0;
+}

@@ -1,0 +1,403 @@
+/*
+ * smtp-latency - a load client that measures how long a server takes to
+ * acknowledge a message: the time from the client's end of DATA (the
+ * lone "." line written) to the server's final reply. That interval holds
+ * everything a durable MTA does before it may say 250: parse the rest of
+ * the message, write the queue file, fsync it and its directory.
+ *
+ * It speaks plain SMTP like Postfix's smtp-source (no pipelining, EHLO,
+ * one recipient), with S sessions in parallel (threads) sending M messages
+ * in all, a new connection per message unless -d. Each message carries a
+ * unique Message-Id so the counting sink can tell lost from duplicated.
+ *
+ * Trusts: the server's replies only as far as their 3-digit code; every
+ * read has a timeout so a stuck server cannot hang the benchmark.
+ *
+ * Output: one line of key=value pairs, for bench/run:
+ *   sent=500 ok=500 failed=0 seconds=1.52 rate=328.9 p50_ms=1.90 p90_ms=2.4 p99_ms=4.10 max_ms=9.8
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#define REPLY_TIMEOUT_S 120
+#define RBUF_SIZE 4096
+
+struct session {
+	pthread_t thread;
+	int id;
+	int fd;
+	char rbuf[RBUF_SIZE];
+	size_t rlen, rpos;
+	double *lat_ms;
+	size_t nlat;
+	unsigned long ok, failed;
+	char last_error[256];
+};
+
+static struct sockaddr_in server;
+static const char *from_addr = "bench@source.bench.test";
+static const char *to_addr = "bench@relay.bench.test";
+static const char *helo_name = "source.bench.test";
+static const char *tag = "lat";
+static size_t body_len = 2048;
+static long total_messages = 100;
+static bool keep_connection;
+static atomic_long next_message;
+static char *body;		/* body lines, CRLF, without the final "." */
+static size_t body_size;
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Reads one reply (all its lines); returns its code, or -1 on error. */
+static int read_reply(struct session *s)
+{
+	char line[1024];
+	size_t llen = 0;
+
+	for (;;) {
+		if (s->rpos == s->rlen) {
+			ssize_t n = recv(s->fd, s->rbuf, sizeof(s->rbuf), 0);
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				snprintf(s->last_error, sizeof(s->last_error), "read: %s",
+				    n == 0 ? "connection closed" : strerror(errno));
+				return -1;
+			}
+			s->rpos = 0;
+			s->rlen = (size_t)n;
+		}
+		char ch = s->rbuf[s->rpos++];
+
+		if (ch != '\n') {
+			if (llen < sizeof(line) - 1)
+				line[llen++] = ch;
+			continue;
+		}
+		line[llen] = '\0';
+		if (llen < 3) {
+			snprintf(s->last_error, sizeof(s->last_error), "short reply line");
+			return -1;
+		}
+		if (llen >= 4 && line[3] == '-') {
+			llen = 0;
+			continue;	/* continuation line of a multi-line reply */
+		}
+		if (line[0] < '2' || line[0] > '5') {
+			snprintf(s->last_error, sizeof(s->last_error), "bad reply");
+			return -1;
+		}
+		if (line[0] >= '4') {
+			if (line[llen - 1] == '\r')
+				line[llen - 1] = '\0';
+			snprintf(s->last_error, sizeof(s->last_error), "%.200s", line);
+		}
+		return atoi(line);
+	}
+}
+
+/* Sends one command and checks the reply class. */
+static bool command(struct session *s, const char *cmd, int want_class)
+{
+	int code;
+
+	if (write_all(s->fd, cmd, strlen(cmd)) < 0) {
+		snprintf(s->last_error, sizeof(s->last_error), "write: %s", strerror(errno));
+		return false;
+	}
+	code = read_reply(s);
+	return code / 100 == want_class;
+}
+
+static void disconnect(struct session *s)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+	s->rpos = s->rlen = 0;
+}
+
+static bool connect_session(struct session *s)
+{
+	struct timeval tv = { REPLY_TIMEOUT_S, 0 };
+	char ehlo[300];
+	int one = 1;
+
+	s->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s->fd < 0) {
+		snprintf(s->last_error, sizeof(s->last_error), "socket: %s", strerror(errno));
+		return false;
+	}
+	setsockopt(s->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(s->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	/* Like a real client: the lone "." must not wait for a delayed ACK. */
+	setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(s->fd, (struct sockaddr *)&server, sizeof(server)) < 0) {
+		snprintf(s->last_error, sizeof(s->last_error), "connect: %s", strerror(errno));
+		disconnect(s);
+		return false;
+	}
+	if (read_reply(s) / 100 != 2)
+		goto fail;
+	snprintf(ehlo, sizeof(ehlo), "EHLO %s\r\n", helo_name);
+	if (!command(s, ehlo, 2))
+		goto fail;
+	return true;
+fail:
+	disconnect(s);
+	return false;
+}
+
+/* One transaction; records the end-of-DATA latency on success. */
+static bool send_message(struct session *s, long seq)
+{
+	char cmd[600], hdr[1024];
+	double t0, t1;
+	int code;
+
+	snprintf(cmd, sizeof(cmd), "MAIL FROM:<%s>\r\n", from_addr);
+	if (!command(s, cmd, 2))
+		return false;
+	snprintf(cmd, sizeof(cmd), "RCPT TO:<%s>\r\n", to_addr);
+	if (!command(s, cmd, 2))
+		return false;
+	if (!command(s, "DATA\r\n", 3))
+		return false;
+	snprintf(hdr, sizeof(hdr),
+	    "From: <%s>\r\nTo: <%s>\r\nSubject: bench %s %ld\r\n"
+	    "Message-Id: <%s.%ld.%ld@source.bench.test>\r\n\r\n",
+	    from_addr, to_addr, tag, seq, tag, (long)getpid(), seq);
+	if (write_all(s->fd, hdr, strlen(hdr)) < 0 ||
+	    write_all(s->fd, body, body_size) < 0) {
+		snprintf(s->last_error, sizeof(s->last_error), "write: %s", strerror(errno));
+		return false;
+	}
+	t0 = now_s();
+	if (write_all(s->fd, ".\r\n", 3) < 0) {
+		snprintf(s->last_error, sizeof(s->last_error), "write: %s", strerror(errno));
+		return false;
+	}
+	code = read_reply(s);
+	t1 = now_s();
+	if (code / 100 != 2)
+		return false;
+	s->lat_ms[s->nlat++] = (t1 - t0) * 1000.0;
+	return true;
+}
+
+static void *session_main(void *arg)
+{
+	struct session *s = arg;
+
+	s->fd = -1;
+	for (;;) {
+		long seq = atomic_fetch_add(&next_message, 1);
+
+		if (seq >= total_messages)
+			break;
+		if (s->fd < 0 && !connect_session(s)) {
+			s->failed++;
+			continue;
+		}
+		if (send_message(s, seq)) {
+			s->ok++;
+		} else {
+			s->failed++;
+			disconnect(s);
+			continue;
+		}
+		if (!keep_connection) {
+			command(s, "QUIT\r\n", 2);
+			disconnect(s);
+		}
+	}
+	if (s->fd >= 0) {
+		command(s, "QUIT\r\n", 2);
+		disconnect(s);
+	}
+	return NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static double percentile(const double *v, size_t n, double p)
+{
+	size_t rank;
+
+	if (n == 0)
+		return 0.0;
+	rank = (size_t)(p / 100.0 * (double)n + 0.999999);
+	if (rank < 1)
+		rank = 1;
+	if (rank > n)
+		rank = n;
+	return v[rank - 1];
+}
+
+/* Body of about body_len octets: lines of 76 'X' (and one shorter). */
+static void build_body(void)
+{
+	size_t lines = body_len / 78 + 2, pos = 0;
+
+	body = malloc(lines * 78 + 1);
+	if (body == NULL) {
+		fprintf(stderr, "smtp-latency: out of memory\n");
+		exit(1);
+	}
+	while (pos < body_len) {
+		size_t n = body_len - pos >= 78 ? 76 : (body_len - pos > 2 ? body_len - pos - 2 : 1);
+
+		memset(body + pos, 'X', n);
+		memcpy(body + pos + n, "\r\n", 2);
+		pos += n + 2;
+	}
+	body_size = pos;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: smtp-latency [-d] [-s sessions] [-m messages] [-l bytes]\n"
+	    "    [-f from] [-t to] [-M helo] [-T tag] host:port\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	int nsessions = 1, opt;
+	struct session *sessions;
+	char host[256], *colon;
+	double t0, elapsed, *all;
+	size_t nall = 0;
+	unsigned long ok = 0, failed = 0;
+
+	while ((opt = getopt(argc, argv, "ds:m:l:f:t:M:T:")) != -1) {
+		switch (opt) {
+		case 'd':
+			keep_connection = true;
+			break;
+		case 's':
+			nsessions = atoi(optarg);
+			break;
+		case 'm':
+			total_messages = atol(optarg);
+			break;
+		case 'l':
+			body_len = (size_t)strtoul(optarg, NULL, 10);
+			break;
+		case 'f':
+			from_addr = optarg;
+			break;
+		case 't':
+			to_addr = optarg;
+			break;
+		case 'M':
+			helo_name = optarg;
+			break;
+		case 'T':
+			tag = optarg;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc - 1 || nsessions < 1 || nsessions > 10000 ||
+	    total_messages < 1 || body_len > 512 * 1024 * 1024 ||
+	    strlen(from_addr) > 256 || strlen(to_addr) > 256 || strlen(tag) > 64)
+		usage();
+	snprintf(host, sizeof(host), "%s", argv[optind]);
+	colon = strrchr(host, ':');
+	if (colon == NULL)
+		usage();
+	*colon = '\0';
+	server.sin_family = AF_INET;
+	server.sin_port = htons((uint16_t)atoi(colon + 1));
+	if (inet_pton(AF_INET, host, &server.sin_addr) != 1)
+		usage();
+
+	build_body();
+	sessions = calloc((size_t)nsessions, sizeof(*sessions));
+	if (sessions == NULL) {
+		fprintf(stderr, "smtp-latency: out of memory\n");
+		return 1;
+	}
+	for (int i = 0; i < nsessions; i++) {
+		sessions[i].id = i;
+		sessions[i].lat_ms = calloc((size_t)total_messages, sizeof(double));
+		if (sessions[i].lat_ms == NULL) {
+			fprintf(stderr, "smtp-latency: out of memory\n");
+			return 1;
+		}
+	}
+	t0 = now_s();
+	for (int i = 0; i < nsessions; i++)
+		if (pthread_create(&sessions[i].thread, NULL, session_main, &sessions[i]) != 0) {
+			fprintf(stderr, "smtp-latency: pthread_create failed\n");
+			return 1;
+		}
+	for (int i = 0; i < nsessions; i++)
+		pthread_join(sessions[i].thread, NULL);
+	elapsed = now_s() - t0;
+
+	all = calloc((size_t)total_messages, sizeof(double));
+	if (all == NULL) {
+		fprintf(stderr, "smtp-latency: out of memory\n");
+		return 1;
+	}
+	for (int i = 0; i < nsessions; i++) {
+		memcpy(all + nall, sessions[i].lat_ms, sessions[i].nlat * sizeof(double));
+		nall += sessions[i].nlat;
+		ok += sessions[i].ok;
+		failed += sessions[i].failed;
+		if (sessions[i].failed > 0)
+			fprintf(stderr, "smtp-latency: session %d: %lu failed, last: %s\n",
+			    i, sessions[i].failed, sessions[i].last_error);
+	}
+	qsort(all, nall, sizeof(double), cmp_double);
+	printf("sent=%ld ok=%lu failed=%lu seconds=%.2f rate=%.1f p50_ms=%.2f "
+	    "p90_ms=%.2f p99_ms=%.2f max_ms=%.2f\n",
+	    total_messages, ok, failed, elapsed, (double)ok / elapsed,
+	    percentile(all, nall, 50), percentile(all, nall, 90),
+	    percentile(all, nall, 99), nall ? all[nall - 1] : 0.0);
+	return failed > 0;
+}
