@@ -496,7 +496,7 @@ static void deliver_one(struct lmtp_session *s, const struct lmtp_rcpt *r,
 	switch (res) {
 	case LMTPD_STORE_OK:
 		log_delivery(s, r, "2.0.0", "sent", "delivered to maildir");
-		esmtp_reply(&s->bio, 250, "2.0.0", true, "<%s> %s Saved",
+		esmtp_reply(&s->bio, 250, "2.0.0", true, "<%s> Delivered (%s)",
 		    shown, s->txn.id);
 		return;
 	case LMTPD_STORE_QUOTA:
