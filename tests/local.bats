@@ -245,7 +245,7 @@ start_dovecot() {
 	[ "$(queue_count)" -eq 1 ]
 	# Retries (minimal_backoff is 1s here) go to alice only: bob keeps
 	# exactly one copy.
-	wait_for_log 'to=<alice@localhost>.*status=deferred(.|\n)*to=<alice@localhost>.*status=deferred' 10 || true
-	sleep 2
+	alice_deferrals() { grep -Ec 'postern/deliver\[.*to=<alice@localhost>.*status=deferred' "$T/log"; }
+	wait_for_count 2 alice_deferrals
 	[ "$(new_count bob)" -eq 1 ]
 }
