@@ -23,6 +23,7 @@ import json
 import os
 import re
 import sys
+import time
 
 ID_RE = re.compile(rb"^[0-9A-Za-z]{14}$")
 
@@ -213,17 +214,27 @@ def main(argv):
         print("%d files, %d bad" % (n, bad))
         return 1 if bad else 0
     qid = argv[3]
-    path = find(qdir, qid)
+    # qmgr may move the file (incoming, active, deferred) while we look:
+    # look again, for a bounded time.
+    for attempt in range(50):
+        path = find(qdir, qid)
+        if path is None:
+            time.sleep(0.1)
+            continue
+        if cmd == "find":
+            print(path)
+            return 0
+        try:
+            env = parse(path)
+            break
+        except FileNotFoundError:
+            path = None
+            time.sleep(0.1)
+        except Corrupt as e:
+            print("%s: corrupt: %s" % (path, e), file=sys.stderr)
+            return 1
     if path is None:
         print("%s: not in the queue" % qid, file=sys.stderr)
-        return 1
-    if cmd == "find":
-        print(path)
-        return 0
-    try:
-        env = parse(path)
-    except Corrupt as e:
-        print("%s: corrupt: %s" % (path, e), file=sys.stderr)
         return 1
     if cmd == "show":
         content = env.pop("_content")
