@@ -37,6 +37,11 @@
 /* Returned in full when RET is not given and the content is this small. */
 #define QMGR_BOUNCE_FULL_LIMIT 50000
 
+/* poll() set size, and the deliver connections that fit in it beside
+ * the control clients. */
+#define QMGR_MAX_POLLFDS 4096
+#define QMGR_MAX_DELIVER_CONNS (QMGR_MAX_POLLFDS - 128)
+
 /* ---- time (qmgr.c) ---- */
 
 /* Monotonic milliseconds, for timers. */

@@ -157,7 +157,8 @@ struct qconn *qmgr_deliver_get(const char *key)
 	}
 	/* A new process rather than tearing down another destination's
 	 * open session; then the longest idle one. */
-	if (nconns < (size_t)cfg.deliver_processes) {
+	if (nconns < (size_t)cfg.deliver_processes &&
+	    nconns < QMGR_MAX_DELIVER_CONNS) {
 		struct qconn *c = conn_open();
 		if (c != NULL)
 			return c;
