@@ -81,11 +81,12 @@ void session_set_timeout(struct deliver_session *s)
 	bio_set_timeout(&s->bio, (int)ms);
 }
 
-void reply_enhanced(int code, const char *text, char *out, size_t outsize)
+/* "2.1.0 Ok" -> enhanced code "2.1.0" (RFC 3463; class must match). */
+static void reply_enhanced(int code, const char *text, char *out, size_t outsize)
 {
 	/* RFC 3463 2: class "." subject "." detail, class matching the code. */
 	const char *p = text;
-	size_t n1 = 0, n2 = 0, n3 = 0;
+	size_t n1 = 0, n2 = 0;
 
 	out[0] = '\0';
 	if (p[0] - '0' != code / 100 || p[1] != '.')
@@ -100,7 +101,6 @@ void reply_enhanced(int code, const char *text, char *out, size_t outsize)
 		n2++;
 	if (n2 < 1 || n2 > 3 || (q[n2] != ' ' && q[n2] != '\0'))
 		return;
-	(void)n3;
 	size_t len = (size_t)(q + n2 - text);
 	if (len < outsize) {
 		memcpy(out, text, len);
@@ -125,12 +125,8 @@ bool session_read_reply(struct deliver_session *s)
 	r->code = 0;
 	r->enhanced[0] = '\0';
 	for (;;) {
+		/* A line past REPLY_LINE_MAX is BIO_TOOLONG: a malformed reply. */
 		st = bio_readline(&s->bio, &line, REPLY_LINE_MAX, NULL);
-		if (st == BIO_TOOLONG) {
-			str_set(&line, "");
-			st = BIO_OK;	/* keep the code, lose the text */
-			continue;
-		}
 		if (st != BIO_OK)
 			break;
 		const char *l = str_cstr(&line);
