@@ -188,7 +188,7 @@ log_line_re() {	# ADDRESS DSN STATUS
 		--from a@example.org --to 'jörg@example.net'
 	echo "$output"
 	[[ "$output" == *"rcpt=0 B 5.6.7 SMTPUTF8 is required, but was not offered by host 127.0.0.1[127.0.0.1]:$SINK_PORT"* ]]
-	! grep -q 'MAIL FROM' "$T/sink.out"
+	[ "$(grep -c 'MAIL FROM' "$T/sink.out")" -eq 0 ]
 	run deliver_job --nexthop "[127.0.0.1]:$SINK_PORT" --smtputf8 \
 		--from a@example.org --to b@example.net
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
@@ -206,7 +206,7 @@ log_line_re() {	# ADDRESS DSN STATUS
 	[[ "$output" == *"rcpt=0 B 5.3.0 500 5.3.0 Error: command failed"* ]]
 	[[ "$output" == *"rcpt=1 B 5.3.0 500 5.3.0 Error: command failed"* ]]
 	wait_for_log "status=bounced \(host 127.0.0.1\[127.0.0.1\]:$SINK_PORT said: 500 5.3.0 Error: command failed \(in reply to RCPT TO command\)\)"
-	! grep -q 'smtp-sink: DATA' "$T/sink.out"
+	[ "$(grep -c 'smtp-sink: DATA' "$T/sink.out")" -eq 0 ]
 	run deliver_job --nexthop "[127.0.0.1]:$SINK2_PORT" --from a@example.org \
 		--to b@example.net --to c@example.net
 	echo "$output"
@@ -319,6 +319,6 @@ log_line_re() {	# ADDRESS DSN STATUS
 	echo "$output"
 	[[ "$output" == *"rcpt=0 S 2.0.0 250 2.0.0 Ok: queued as "* ]]
 	wait_for_log "TLS handshake failed with 127.0.0.1\[127.0.0.1\]:$PF_PORT: .*; trying again without TLS"
-	! grep -q 'Untrusted TLS connection established' "$T/log"
+	[ "$(grep -c 'Untrusted TLS connection established' "$T/log")" -eq 0 ]
 	postfix_peer_stop
 }
