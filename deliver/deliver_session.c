@@ -298,10 +298,15 @@ static void reply_first_word(const struct deliver_session *s, char *out,
 	out[n] = '\0';
 }
 
-/* RFC 5321 6.3 (and Postfix's rule): a peer that is us means a loop. */
-static bool names_myself(const char *name)
+/*
+ * RFC 5321 6.3 (and Postfix's rule): an SMTP peer that is us means a
+ * loop. Not for LMTP: our own lmtpd is the usual final destination, and
+ * it rightly gives our name.
+ */
+static bool names_myself(const struct deliver_session *s, const char *name)
 {
-	return cfg.myhostname[0] != '\0' && strcasecmp(name, cfg.myhostname) == 0;
+	return !s->lmtp && cfg.myhostname[0] != '\0' &&
+	    strcasecmp(name, cfg.myhostname) == 0;
 }
 
 static void loop_outcome(struct deliver_job *job, struct deliver_outcome *o)
@@ -335,7 +340,7 @@ static bool hello(struct deliver_session *s, struct deliver_job *job,
 	}
 	if (s->reply.code / 100 == 2) {
 		reply_first_word(s, name, sizeof(name));
-		if (names_myself(name)) {
+		if (names_myself(s, name)) {
 			loop_outcome(job, out);
 			return false;
 		}
@@ -404,7 +409,7 @@ static enum open_step open_once(struct deliver_session *s,
 		return OPEN_FAILED;
 	}
 	reply_first_word(s, s->greeting_name, sizeof(s->greeting_name));
-	if (names_myself(s->greeting_name)) {
+	if (names_myself(s, s->greeting_name)) {
 		loop_outcome(job, out);
 		return OPEN_FAILED;
 	}

@@ -36,7 +36,7 @@ log_line_re() {	# ADDRESS DSN STATUS
 	[[ "$output" == *"rcpt=0 S 2.0.0 250 2.0.0 Ok"* ]]
 	[[ "$output" == *"rcpt=1 S 2.0.0 250 2.0.0 Ok"* ]]
 	[[ "$output" == *"relay=127.0.0.1[127.0.0.1]:$CAPTURE_PORT"* ]]
-	[[ "$output" == *"remote_mta=127.0.0.1"* ]]
+	[[ "$output" == *"remote_mta=smtp-sink"* ]]
 	[[ "$output" == *"nexthop_status=ok"* ]]
 	wait_for_log "$(log_line_re b@example.net 2.0.0 sent)\(250 2.0.0 Ok\)"
 	wait_for_log "$(log_line_re c@example.net 2.0.0 sent)"
@@ -107,7 +107,6 @@ log_line_re() {	# ADDRESS DSN STATUS
 	echo "$output"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	[[ "$output" == *"relay=mx2.two.test[127.0.0.1]:$SINK_PORT"* ]]
-	[[ "$output" == *"remote_mta=mx2.two.test"* ]]
 	wait_for_log "connect to mx1.two.test\[127.0.0.2\]:$SINK_PORT: Connection refused; trying the next host"
 	wait_for_log "$(log_line_re b@two.test 2.0.0 sent)"
 }
@@ -257,7 +256,8 @@ log_line_re() {	# ADDRESS DSN STATUS
 }
 
 @test "LMTP over a Unix socket: one reply per recipient" {
-	start_sink lmtp -L unix:"$T/lmtp.sock"
+	# Our own lmtpd gives our name: with LMTP that is no mail loop.
+	start_sink lmtp -L -h mx.postern.test unix:"$T/lmtp.sock"
 	suite_start
 	run deliver_job --transport lmtp --nexthop "unix:$T/lmtp.sock" \
 		--from '' --to b@example.net --to c@example.net
