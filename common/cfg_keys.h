@@ -39,7 +39,8 @@
 	X(DURATION, smtpd_timeout, "300s") \
 	X(INT, smtpd_processes, "100") \
 	X(INT, smtpd_error_limit, "20") \
-	X(INT, smtpd_junk_command_limit, "100")
+	X(INT, smtpd_junk_command_limit, "100") \
+	X(BOOL, smtpd_peername_lookup, "yes")
 
 /* qmgr */
 #define CFG_KEYS_QMGR(X) \

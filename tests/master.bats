@@ -79,6 +79,7 @@ need_smtpd() {
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"started"* ]]
 	pid=$(master_pid)
+	SUITE_PID=$pid	# so that teardown stops it if a check fails
 	kill -0 "$pid"
 	run "$POSTERN" -c "$T/conf" stop
 	[ "$status" -eq 0 ]
