@@ -395,6 +395,8 @@ new_count() {
 	run lmtp_py <<-'EOF'
 	import lmtp, os
 	s = lmtp.greet(os.environ["LMTP"])
+	# Not announced: a Maildir could not keep binary data intact.
+	s.send("MAIL FROM:<a@example.org> BODY=BINARYMIME\r\n"); print(s.expect("555"))
 	s.send("MAIL FROM:<a@example.org>\r\n"); s.expect("250")
 	s.send("RCPT TO:<alice@postern.test> NOTIFY=NEVER\r\n"); print(s.expect("555"))
 	s.send("RCPT TO:<not an address>\r\n"); print(s.expect("501"))
