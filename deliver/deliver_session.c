@@ -339,7 +339,7 @@ static bool hello(struct deliver_session *s, struct deliver_job *job,
 	}
 	if (s->reply.code / 100 == 2) {
 		reply_first_word(s, name, sizeof(name));
-		if (names_myself(name)) {
+		if (!s->lmtp && names_myself(name)) {
 			loop_outcome(job, out);
 			return false;
 		}
@@ -408,7 +408,11 @@ static enum open_step open_once(struct deliver_session *s,
 		return OPEN_FAILED;
 	}
 	reply_first_word(s, s->greeting_name, sizeof(s->greeting_name));
-	if (names_myself(s->greeting_name)) {
+	/*
+	 * Not for LMTP: it is the last hop, and our own lmtpd rightly
+	 * greets with our name.
+	 */
+	if (!s->lmtp && names_myself(s->greeting_name)) {
 		loop_outcome(job, out);
 		return OPEN_FAILED;
 	}
