@@ -86,7 +86,7 @@ check-sanitize:
 
 run: all
 	tests/helpers/make-run-config run
-	$(BUILD)/postern -c run start -f
+	$(BUILD)/postern -c $$(cd run && pwd -P) start -f
 
 bench: all
 	bench/run

@@ -40,7 +40,7 @@ struct esmtp_rcpt_params {
 
 /*
  * Parse the text after the path. On failure returns false and sets
- * *code/*enhanced/*why for the reply: 555 5.5.4 for an unknown parameter,
+ * *code, *enhanced and *why for the reply: 555 5.5.4 for an unknown parameter,
  * 501 5.5.4 for a malformed value (RFC 5321 4.1.1.11, RFC 3461 4).
  * Which extensions are enabled is given by the ESMTP_EXT_* bits.
  */

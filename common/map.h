@@ -32,6 +32,13 @@ void map_close(struct map *m);
 const char *map_name(const struct map *m);
 /* *value is malloc'd on MAP_FOUND. */
 enum map_result map_lookup(struct map *m, const char *key, char **value);
+/*
+ * Call fn for every entry, in no particular order (for "postern map
+ * list"). MAP_FOUND when every entry was seen, MAP_ERROR if the table is
+ * missing or unreadable.
+ */
+typedef void map_walk_fn(const char *key, const char *value, void *arg);
+enum map_result map_walk(struct map *m, map_walk_fn *fn, void *arg);
 
 /* An ordered list of tables (a config list value): first match wins. */
 struct map_list;

@@ -119,6 +119,13 @@ suite_start() {
 	fi
 }
 
+# Is a process alive (and not a zombie waiting to be reaped)?
+is_alive() {
+	local state
+	state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+	[[ "$state" != Z* ]]
+}
+
 # Children of a process, by PID (direct children only).
 child_pids() {
 	local pid=$1

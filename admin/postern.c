@@ -1,0 +1,338 @@
+/*
+ * postern.c - the administration command.
+ *
+ *   postern [-c DIR] start [-f]   start master (in the foreground with -f)
+ *   postern [-c DIR] stop         stop gracefully, wait until gone
+ *   postern [-c DIR] reload       re-read the configuration
+ *   postern [-c DIR] status       exit 0 if running, 1 if not
+ *   postern [-c DIR] check        validate configuration and directories
+ *   postern [-c DIR] config [KEY...]  print effective values
+ *   postern [-c DIR] queue ...    queue inspection and control
+ *   postern [-c DIR] map ...      lookup tables
+ *
+ * Runs as the invoking user. The config directory comes from -c, else
+ * $POSTERN_CONFIG_DIR, else /etc/postern.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "cfg.h"
+#include "log.h"
+#include "mem.h"
+#include "priv.h"
+#include "queue.h"
+#include "sock.h"
+
+static const char *config_dir = CFG_DEFAULT_DIRECTORY;
+
+static void load_config(bool quiet_missing)
+{
+	char err[512];
+	if (!cfg_load(config_dir, false, err, sizeof(err))) {
+		fprintf(stderr, "postern: %s\n", err);
+		exit(1);
+	}
+	(void)quiet_missing;
+}
+
+/*
+ * The master's pid if one runs for this configuration, else 0. A running
+ * master holds an exclusive lock on its pid file.
+ */
+static pid_t running_master(void)
+{
+	char *path = xasprintf("%s/master.pid", cfg.run_directory);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	free(path);
+	if (fd < 0)
+		return 0;
+	pid_t pid = 0;
+	if (flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK) {
+		char buf[32] = "";
+		ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+		buf[n > 0 ? n : 0] = '\0';
+		pid = (pid_t)strtol(buf, NULL, 10);
+	}
+	close(fd);
+	return pid;
+}
+
+static char *master_path(void)
+{
+	return xasprintf("%s/master", cfg.daemon_directory);
+}
+
+static int cmd_start(int argc, char **argv)
+{
+	bool foreground = argc > 1 && strcmp(argv[1], "-f") == 0;
+	bool verbose = argc > 1 && strcmp(argv[argc - 1], "-v") == 0;
+	pid_t pid = running_master();
+	if (pid > 0) {
+		fprintf(stderr, "postern: already running (master pid %ld)\n",
+		    (long)pid);
+		return 1;
+	}
+	char *path = master_path();
+	if (access(path, X_OK) != 0) {
+		fprintf(stderr, "postern: %s: %s (check daemon_directory)\n",
+		    path, strerror(errno));
+		return 1;
+	}
+	char *args[] = { "master", "-c", (char *)config_dir,
+		foreground ? "-e" : NULL, verbose ? "-v" : NULL, NULL };
+	if (!foreground && verbose) {
+		args[3] = "-v";
+		args[4] = NULL;
+	}
+	if (foreground) {
+		execv(path, args);
+		fprintf(stderr, "postern: exec %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	/* Background: detach, log to syslog, wait until it is up. */
+	pid_t child = fork();
+	if (child < 0) {
+		perror("postern: fork");
+		return 1;
+	}
+	if (child == 0) {
+		setsid();
+		int null = open("/dev/null", O_RDWR);
+		if (null >= 0) {
+			dup2(null, 0);
+			dup2(null, 1);
+			dup2(null, 2);
+			if (null > 2)
+				close(null);
+		}
+		execv(path, args);
+		_exit(127);
+	}
+	for (int i = 0; i < 100; i++) {
+		pid = running_master();
+		if (pid > 0) {
+			printf("postern: started (master pid %ld)\n", (long)pid);
+			return 0;
+		}
+		int status;
+		if (waitpid(child, &status, WNOHANG) == child) {
+			fprintf(stderr, "postern: master did not start; see the "
+			    "mail log (or run \"postern start -f\")\n");
+			return 1;
+		}
+		usleep(100 * 1000);
+	}
+	fprintf(stderr, "postern: master did not report in 10 seconds\n");
+	return 1;
+}
+
+static int signal_master(int sig, const char *what)
+{
+	pid_t pid = running_master();
+	if (pid <= 0) {
+		fprintf(stderr, "postern: not running\n");
+		return 1;
+	}
+	if (kill(pid, sig) < 0) {
+		fprintf(stderr, "postern: %s: kill %ld: %s\n", what, (long)pid,
+		    strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
+static int cmd_stop(int argc, char **argv)
+{
+	if (signal_master(SIGTERM, "stop") != 0)
+		return 1;
+	/* Wait for master to finish sessions and exit (bounded). */
+	long long limit = (cfg.shutdown_timeout + 15) * 10;
+	for (long long i = 0; i < limit; i++) {
+		if (running_master() == 0) {
+			printf("postern: stopped\n");
+			return 0;
+		}
+		usleep(100 * 1000);
+	}
+	fprintf(stderr, "postern: master still running\n");
+	return 1;
+}
+
+static int cmd_reload(int argc, char **argv)
+{
+	char err[512];
+	/* Refuse to send a config that master would reject. */
+	if (!cfg_load(config_dir, false, err, sizeof(err))) {
+		fprintf(stderr, "postern: %s\n", err);
+		return 1;
+	}
+	if (signal_master(SIGHUP, "reload") != 0)
+		return 1;
+	printf("postern: reloading\n");
+	return 0;
+}
+
+static int cmd_status(int argc, char **argv)
+{
+	pid_t pid = running_master();
+	if (pid > 0) {
+		printf("postern is running (master pid %ld)\n", (long)pid);
+		return 0;
+	}
+	printf("postern is not running\n");
+	return 1;
+}
+
+static int check_dir(const char *what, const char *path, bool must_exist)
+{
+	struct stat st;
+	if (stat(path, &st) < 0) {
+		if (!must_exist && errno == ENOENT)
+			return 0;
+		fprintf(stderr, "postern: %s %s: %s\n", what, path,
+		    strerror(errno));
+		return 1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "postern: %s %s is not a directory\n", what, path);
+		return 1;
+	}
+	return 0;
+}
+
+static int cmd_check(int argc, char **argv)
+{
+	int bad = 0;
+	char err[512];
+
+	/* The config itself was checked by load_config(). */
+	char *path = master_path();
+	if (access(path, X_OK) != 0) {
+		fprintf(stderr, "postern: daemon_directory: %s: %s\n", path,
+		    strerror(errno));
+		bad++;
+	}
+	free(path);
+	uid_t uid = getuid();
+	gid_t gid;
+	if (priv_is_root()) {
+		if (!priv_lookup_user(cfg.user, &uid, &gid)) {
+			fprintf(stderr, "postern: user: \"%s\" does not exist\n",
+			    cfg.user);
+			bad++;
+		}
+		uid_t mu;
+		if (!priv_lookup_user(cfg.mailbox_owner, &mu, &gid)) {
+			fprintf(stderr, "postern: mailbox_owner: \"%s\" does not "
+			    "exist\n", cfg.mailbox_owner);
+			bad++;
+		}
+	}
+	bad += check_dir("queue_directory", cfg.queue_directory, false);
+	struct stat st;
+	if (bad == 0 && stat(cfg.queue_directory, &st) == 0 &&
+	    !queue_dirs_check(cfg.queue_directory, uid, err, sizeof(err))) {
+		fprintf(stderr, "postern: %s\n", err);
+		bad++;
+	}
+	bad += check_dir("run_directory", cfg.run_directory, false);
+	if (cfg.smtp_listen.count + cfg.submission_listen.count +
+	    cfg.smtps_listen.count == 0)
+		fprintf(stderr, "postern: warning: no SMTP listeners "
+		    "(smtp_listen, submission_listen, smtps_listen)\n");
+	if (cfg.smtps_listen.count > 0 && (cfg.tls_cert_file[0] == '\0' ||
+	    cfg.tls_key_file[0] == '\0')) {
+		fprintf(stderr, "postern: smtps_listen needs tls_cert_file and "
+		    "tls_key_file\n");
+		bad++;
+	}
+	if (bad == 0)
+		printf("postern: configuration %s is valid\n", cfg.config_file);
+	return bad ? 1 : 0;
+}
+
+static int cmd_config(int argc, char **argv)
+{
+	if (argc == 1) {
+		cfg_print(stdout);
+		return 0;
+	}
+	int rc = 0;
+	for (int i = 1; i < argc; i++) {
+		char value[8192];
+		if (!cfg_value_text(argv[i], value, sizeof(value))) {
+			fprintf(stderr, "postern: unknown parameter \"%s\"\n",
+			    argv[i]);
+			rc = 1;
+			continue;
+		}
+		printf("%s = %s\n", argv[i], value);
+	}
+	return rc;
+}
+
+struct command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *help;
+};
+
+static const struct command commands[] = {
+	{ "start", cmd_start, "start [-f]      start postern (-f: foreground)" },
+	{ "stop", cmd_stop, "stop            stop postern gracefully" },
+	{ "reload", cmd_reload, "reload          re-read the configuration" },
+	{ "status", cmd_status, "status          is postern running?" },
+	{ "check", cmd_check, "check           validate configuration and directories" },
+	{ "config", cmd_config, "config [KEY...] print effective configuration" },
+	{ "map", admin_map_main, "map ...         build, query and list lookup tables" },
+};
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: postern [-c config_dir] command [args]\n"
+	    "commands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(stderr, "  %s\n", commands[i].help);
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	int i = 1;
+	const char *env = getenv("POSTERN_CONFIG_DIR");
+
+	log_init("postern", LOG_DEST_STDERR);
+	if (env && *env)
+		config_dir = env;
+	while (i < argc && argv[i][0] == '-') {
+		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+			config_dir = argv[i + 1];
+			i += 2;
+		} else if (strncmp(argv[i], "-c", 2) == 0 && argv[i][2]) {
+			config_dir = argv[i] + 2;
+			i++;
+		} else {
+			usage();
+		}
+	}
+	if (i >= argc)
+		usage();
+	for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++) {
+		if (strcmp(argv[i], commands[k].name) == 0) {
+			load_config(false);
+			return commands[k].run(argc - i, argv + i);
+		}
+	}
+	fprintf(stderr, "postern: unknown command \"%s\"\n", argv[i]);
+	usage();
+}

@@ -1,0 +1,354 @@
+/*
+ * dns.c - MX and address lookups for the SMTP client, through libresolv.
+ *
+ * Trusts nothing in an answer: every record is parsed with ns_parserr,
+ * names are expanded with bounds, and records of unexpected types or
+ * classes are skipped. One resolver state per process (deliver is single
+ * threaded). dns_servers replaces the name servers of resolv.conf; with it
+ * the retry timers are short, because such servers are local (tests,
+ * split DNS) and a dead one should defer mail quickly, not hang a job.
+ */
+#include <arpa/nameser.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <resolv.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <bsd/stdlib.h>
+#include <bsd/string.h>
+
+#include "dns.h"
+#include "log.h"
+#include "mem.h"
+#include "sock.h"
+
+/* Short resolver timers when dns_servers names our own servers. */
+#define DNS_OVERRIDE_RETRANS 2	/* seconds per try */
+#define DNS_OVERRIDE_RETRY 2	/* tries per server */
+
+static struct __res_state dns_res;
+static bool dns_ready;
+
+/* "192.0.2.1", "192.0.2.1:5353", "[::1]:53" (the endpoint syntax). */
+static bool dns_parse_server(const char *text, struct sockaddr_storage *ss)
+{
+	struct endpoint ep;
+	socklen_t len;
+	char err[256];
+
+	return endpoint_parse(text, NAMESERVER_PORT, &ep, err, sizeof(err)) &&
+	    ep.kind == ENDPOINT_INET &&
+	    sock_addr_parse(ep.host, ep.port, ss, &len);
+}
+
+bool dns_init(const struct cfg_list *servers, char *err, size_t errsize)
+{
+	struct sockaddr_storage ss[MAXNS];
+	size_t n = servers != NULL ? servers->count : 0;
+
+	if (n > MAXNS) {
+		snprintf(err, errsize, "dns_servers: at most %d servers", MAXNS);
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!dns_parse_server(servers->items[i], &ss[i])) {
+			snprintf(err, errsize, "dns_servers: bad server \"%s\" "
+			    "(want an address, address:port or [address]:port)",
+			    servers->items[i]);
+			return false;
+		}
+	}
+
+	if (dns_ready)
+		res_nclose(&dns_res);	/* frees _u._ext.nsaddrs too */
+	memset(&dns_res, 0, sizeof(dns_res));
+	if (res_ninit(&dns_res) != 0) {
+		snprintf(err, errsize, "cannot initialise the resolver");
+		return false;
+	}
+	/* We ask for exact names; no search list, no default domain. */
+	dns_res.options &= ~(unsigned long)(RES_DEFNAMES | RES_DNSRCH);
+	dns_res.options |= RES_USE_EDNS0;
+
+	if (n > 0) {
+		dns_res.nscount = (int)n;
+		for (size_t i = 0; i < n; i++) {
+			memset(&dns_res.nsaddr_list[i], 0,
+			    sizeof(dns_res.nsaddr_list[i]));
+			if (ss[i].ss_family == AF_INET) {
+				memcpy(&dns_res.nsaddr_list[i], &ss[i],
+				    sizeof(struct sockaddr_in));
+				dns_res._u._ext.nsaddrs[i] = NULL;
+			} else {
+				/*
+				 * glibc: family 0 here means "see nsaddrs";
+				 * it owns that memory (res_nclose frees it).
+				 */
+				struct sockaddr_in6 *sin6 =
+				    xmalloc(sizeof(*sin6));
+				memcpy(sin6, &ss[i], sizeof(*sin6));
+				dns_res._u._ext.nsaddrs[i] = sin6;
+			}
+		}
+		dns_res.retrans = DNS_OVERRIDE_RETRANS;
+		dns_res.retry = DNS_OVERRIDE_RETRY;
+	}
+	dns_ready = true;
+	return true;
+}
+
+static bool dns_ensure_ready(char *err, size_t errsize)
+{
+	return dns_ready || dns_init(NULL, err, errsize);
+}
+
+/* Words for a failed query, from the resolver's h_errno. */
+static enum dns_result dns_query_failed(const char *name, const char *type,
+    char *err, size_t errsize)
+{
+	switch (dns_res.res_h_errno) {
+	case HOST_NOT_FOUND:
+		snprintf(err, errsize, "Host or domain name not found. "
+		    "Name service error for name=%s type=%s: Host not found",
+		    name, type);
+		return DNS_NOTFOUND;
+	case NO_DATA:
+		snprintf(err, errsize, "no %s record for %s", type, name);
+		return DNS_NOTFOUND;
+	case TRY_AGAIN:
+		snprintf(err, errsize, "Host or domain name not found. "
+		    "Name service error for name=%s type=%s: Host not found, "
+		    "try again", name, type);
+		return DNS_TEMPFAIL;
+	default:
+		/*
+		 * NO_RECOVERY: FORMERR, REFUSED, NOTIMP from every server,
+		 * or no server answered at all. A lame or misconfigured
+		 * resolver is no reason to bounce mail: try again later.
+		 */
+		snprintf(err, errsize, "Name service error for name=%s "
+		    "type=%s: %s", name, type,
+		    dns_res.res_h_errno == NO_RECOVERY ?
+		    "Non-recoverable error" : "resolver failure");
+		return DNS_TEMPFAIL;
+	}
+}
+
+/*
+ * Send one query; on DNS_OK the answer is parsed into *msg (which points
+ * into answer). NOTFOUND also covers an answer with no records.
+ */
+static enum dns_result dns_query(const char *name, int type,
+    const char *type_name, unsigned char *answer, int answer_size,
+    ns_msg *msg, char *err, size_t errsize)
+{
+	if (!dns_ensure_ready(err, errsize))
+		return DNS_TEMPFAIL;
+	if (name[0] == '\0' || strlen(name) > NS_MAXDNAME - 2) {
+		snprintf(err, errsize, "bad domain name \"%s\"", name);
+		return DNS_FAIL;
+	}
+	dns_res.res_h_errno = 0;
+	int len = res_nquery(&dns_res, name, ns_c_in, type, answer,
+	    answer_size);
+	if (len < 0)
+		return dns_query_failed(name, type_name, err, errsize);
+	if (len > answer_size)
+		len = answer_size;	/* truncated: parse what we have */
+	if (ns_initparse(answer, len, msg) < 0) {
+		snprintf(err, errsize, "malformed DNS answer for name=%s "
+		    "type=%s", name, type_name);
+		return DNS_TEMPFAIL;
+	}
+	return DNS_OK;
+}
+
+static int dns_mx_compare(const void *a, const void *b)
+{
+	const struct dns_mx *x = a, *y = b;
+	return x->preference - y->preference;
+}
+
+/* RFC 5321 5.1: equal preferences are tried in random order. */
+static void dns_mx_shuffle_equal(struct dns_mx *mx, size_t count)
+{
+	size_t start = 0;
+	while (start < count) {
+		size_t end = start + 1;
+		while (end < count && mx[end].preference == mx[start].preference)
+			end++;
+		for (size_t i = end - 1; i > start; i--) {
+			size_t j = start + arc4random_uniform(
+			    (uint32_t)(i - start + 1));
+			struct dns_mx tmp = mx[i];
+			mx[i] = mx[j];
+			mx[j] = tmp;
+		}
+		start = end;
+	}
+}
+
+enum dns_result dns_lookup_mx(const char *domain, struct dns_mx **mxp,
+    size_t *countp, char *err, size_t errsize)
+{
+	unsigned char answer[8192];
+	ns_msg msg;
+	enum dns_result r;
+
+	*mxp = NULL;
+	*countp = 0;
+	r = dns_query(domain, ns_t_mx, "MX", answer, sizeof(answer), &msg, err,
+	    errsize);
+	if (r != DNS_OK)
+		return r;
+
+	int nanswers = ns_msg_count(msg, ns_s_an);
+	struct dns_mx *mx = xcalloc(nanswers > 0 ? (size_t)nanswers : 1,
+	    sizeof(*mx));
+	size_t count = 0;
+	bool null_mx = false;
+
+	for (int i = 0; i < nanswers; i++) {
+		ns_rr rr;
+		if (ns_parserr(&msg, ns_s_an, i, &rr) < 0)
+			break;		/* truncated: keep what parsed */
+		/* CNAMEs in the chain come first; take only MX records. */
+		if (ns_rr_type(rr) != ns_t_mx || ns_rr_class(rr) != ns_c_in ||
+		    ns_rr_rdlen(rr) < 3)
+			continue;
+		const unsigned char *rd = ns_rr_rdata(rr);
+		char host[NS_MAXDNAME];
+		if (ns_name_uncompress(ns_msg_base(msg), ns_msg_end(msg),
+		    rd + 2, host, sizeof(host)) < 0)
+			continue;
+		/* RFC 7505 3: "MX 0 ." means the domain accepts no mail. */
+		if (host[0] == '\0' || strcmp(host, ".") == 0) {
+			null_mx = true;
+			continue;
+		}
+		if (strlen(host) >= sizeof(mx[count].host))
+			continue;
+		strlcpy(mx[count].host, host, sizeof(mx[count].host));
+		mx[count].preference = ns_get16(rd);
+		count++;
+	}
+
+	if (null_mx) {
+		free(mx);
+		snprintf(err, errsize, "Domain %s does not accept mail "
+		    "(nullMX)", domain);
+		return DNS_NULLMX;
+	}
+	if (count == 0) {
+		free(mx);
+		snprintf(err, errsize, "no MX record for %s", domain);
+		return DNS_NOTFOUND;
+	}
+	qsort(mx, count, sizeof(*mx), dns_mx_compare);
+	dns_mx_shuffle_equal(mx, count);
+	*mxp = mx;
+	*countp = count;
+	return DNS_OK;
+}
+
+/* Append the A or AAAA records of one answer to the address vector. */
+static void dns_collect_addrs(ns_msg *msg, ns_type type, int port,
+    struct dns_addr **addrs, size_t *count, size_t *cap)
+{
+	int nanswers = ns_msg_count(*msg, ns_s_an);
+
+	for (int i = 0; i < nanswers; i++) {
+		ns_rr rr;
+		if (ns_parserr(msg, ns_s_an, i, &rr) < 0)
+			break;
+		if (ns_rr_type(rr) != type || ns_rr_class(rr) != ns_c_in)
+			continue;
+		struct dns_addr a;
+		memset(&a, 0, sizeof(a));
+		if (type == ns_t_a) {
+			if (ns_rr_rdlen(rr) != 4)
+				continue;
+			struct sockaddr_in *sin = (struct sockaddr_in *)&a.sa;
+			sin->sin_family = AF_INET;
+			sin->sin_port = htons((uint16_t)port);
+			memcpy(&sin->sin_addr, ns_rr_rdata(rr), 4);
+			a.salen = sizeof(*sin);
+		} else {
+			if (ns_rr_rdlen(rr) != 16)
+				continue;
+			struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a.sa;
+			sin6->sin6_family = AF_INET6;
+			sin6->sin6_port = htons((uint16_t)port);
+			memcpy(&sin6->sin6_addr, ns_rr_rdata(rr), 16);
+			a.salen = sizeof(*sin6);
+		}
+		if (*count == *cap) {
+			*cap = *cap ? *cap * 2 : 8;
+			*addrs = xreallocarray(*addrs, *cap, sizeof(**addrs));
+		}
+		(*addrs)[(*count)++] = a;
+	}
+}
+
+enum dns_result dns_lookup_addrs(const char *host, int port,
+    struct dns_addr **addrsp, size_t *countp, char *err, size_t errsize)
+{
+	unsigned char answer[8192];
+	struct dns_addr *addrs = NULL;
+	size_t count = 0, cap = 0;
+	ns_msg msg;
+	char err6[256] = "", err4[256] = "";
+
+	*addrsp = NULL;
+	*countp = 0;
+
+	/* An IP literal needs no lookup. */
+	struct dns_addr lit;
+	if (sock_addr_parse(host, port, &lit.sa, &lit.salen)) {
+		*addrsp = xmalloc(sizeof(lit));
+		**addrsp = lit;
+		*countp = 1;
+		return DNS_OK;
+	}
+
+	/*
+	 * IPv6 first, then IPv4; a caller that cannot reach one address
+	 * simply tries the next, so a host without IPv6 loses little.
+	 */
+	enum dns_result r6 = dns_query(host, ns_t_aaaa, "AAAA", answer,
+	    sizeof(answer), &msg, err6, sizeof(err6));
+	if (r6 == DNS_OK)
+		dns_collect_addrs(&msg, ns_t_aaaa, port, &addrs, &count, &cap);
+	if (r6 == DNS_FAIL) {
+		snprintf(err, errsize, "%s", err6);
+		return DNS_FAIL;
+	}
+	enum dns_result r4 = dns_query(host, ns_t_a, "A", answer,
+	    sizeof(answer), &msg, err4, sizeof(err4));
+	if (r4 == DNS_OK)
+		dns_collect_addrs(&msg, ns_t_a, port, &addrs, &count, &cap);
+
+	if (count > 0) {
+		*addrsp = addrs;
+		*countp = count;
+		return DNS_OK;
+	}
+	free(addrs);
+	/* Nothing found: a temporary failure of either lookup wins. */
+	if (r4 == DNS_TEMPFAIL || r6 == DNS_TEMPFAIL) {
+		snprintf(err, errsize, "%s", r4 == DNS_TEMPFAIL ? err4 : err6);
+		return DNS_TEMPFAIL;
+	}
+	if (r4 == DNS_FAIL) {
+		snprintf(err, errsize, "%s", err4);
+		return DNS_FAIL;
+	}
+	if (r4 == DNS_NOTFOUND)
+		snprintf(err, errsize, "%s", err4);
+	else
+		snprintf(err, errsize, "no address record for %s", host);
+	return DNS_NOTFOUND;
+}

@@ -1,0 +1,339 @@
+/*
+ * master.c - postern's supervisor: reads the config, prepares the queue
+ * and run directories, binds every listener while still root, pre-forks
+ * and supervises the daemons, reloads on SIGHUP, stops gracefully on
+ * SIGTERM, and talks to systemd. It parses no network input.
+ *
+ * Usage: master [-c config_dir] [-e] [-v]   (-e: log to stderr)
+ * Normally started by "postern start".
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cfg.h"
+#include "log.h"
+#include "master.h"
+#include "mem.h"
+#include "priv.h"
+#include "queue.h"
+
+#define PID_FILE_NAME "master.pid"
+
+static int signal_pipe[2] = { -1, -1 };
+static volatile sig_atomic_t got_term, got_hup, got_chld;
+
+static void on_signal(int sig)
+{
+	int saved = errno;
+	if (sig == SIGTERM || sig == SIGINT)
+		got_term = sig;
+	else if (sig == SIGHUP)
+		got_hup = 1;
+	else if (sig == SIGCHLD)
+		got_chld = 1;
+	char c = (char)sig;
+	ssize_t n = write(signal_pipe[1], &c, 1);
+	(void)n;
+	errno = saved;
+}
+
+static void setup_signals(void)
+{
+	if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		log_fatal("pipe: %m");
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGCHLD, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* Create a directory if missing; fix owner when root. */
+static void ensure_dir(const char *path, mode_t mode, uid_t uid, gid_t gid)
+{
+	if (mkdir(path, mode) < 0 && errno != EEXIST)
+		log_fatal("mkdir %s: %m", path);
+	struct stat st;
+	if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+		log_fatal("%s is not a directory", path);
+	if (priv_is_root() && (st.st_uid != uid || st.st_gid != gid) &&
+	    chown(path, uid, gid) < 0)
+		log_fatal("chown %s: %m", path);
+}
+
+static void prepare_directories(void)
+{
+	uid_t uid = getuid(), qroot_uid = getuid();
+	gid_t gid = getgid(), qroot_gid = getgid(), drop_gid = getgid();
+	char err[512];
+
+	if (priv_is_root()) {
+		if (!priv_lookup_user(cfg.user, &uid, &gid))
+			log_fatal("user \"%s\" (setting \"user\") does not "
+			    "exist: create it (see INSTALL)", cfg.user);
+		uid_t mu;
+		gid_t mg;
+		if (!priv_lookup_user(cfg.mailbox_owner, &mu, &mg))
+			log_fatal("user \"%s\" (setting \"mailbox_owner\") "
+			    "does not exist: create it (see INSTALL)",
+			    cfg.mailbox_owner);
+		if (!priv_lookup_group(cfg.postdrop_group, &drop_gid)) {
+			log_warning("group \"%s\" does not exist: local "
+			    "submission with sendmail works for root only",
+			    cfg.postdrop_group);
+			drop_gid = gid;
+		}
+		qroot_uid = 0;
+		qroot_gid = 0;
+	}
+	/* The queue root is root's (as Postfix's); its parts are user's. */
+	ensure_dir(cfg.queue_directory, 0755, qroot_uid, qroot_gid);
+	if (!queue_dirs_create(cfg.queue_directory, uid, gid, drop_gid, err,
+	    sizeof(err)))
+		log_fatal("%s", err);
+	ensure_dir(cfg.run_directory, 0755, uid, gid);
+}
+
+/* Lock and write the pid file; refuse a second master. */
+static int take_pid_file(void)
+{
+	char *path = xasprintf("%s/%s", cfg.run_directory, PID_FILE_NAME);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		log_fatal("open %s: %m", path);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		char buf[32] = "";
+		ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+		buf[n > 0 ? n : 0] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		log_fatal("postern is already running (master pid %s, "
+		    "configuration %s)", buf[0] ? buf : "unknown",
+		    cfg.config_directory);
+	}
+	char pid[32];
+	int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) != len)
+		log_fatal("write %s: %m", path);
+	free(path);
+	return fd;
+}
+
+static void remove_pid_file(void)
+{
+	char *path = xasprintf("%s/%s", cfg.run_directory, PID_FILE_NAME);
+	unlink(path);
+	free(path);
+}
+
+struct master_state {
+	struct master_service *services;
+	size_t nservices;
+	unsigned int generation;
+	int status_pipe[2];	/* children write, master reads */
+	int alive_pipe[2];	/* master keeps the write end */
+};
+
+static void new_alive_pipe(struct master_state *ms)
+{
+	if (pipe2(ms->alive_pipe, O_CLOEXEC) < 0)
+		log_fatal("pipe: %m");
+}
+
+static void read_status(struct master_state *ms)
+{
+	struct daemon_status st[64];
+	for (;;) {
+		ssize_t n = read(ms->status_pipe[0], st, sizeof(st));
+		if (n <= 0)
+			return;
+		for (size_t i = 0; i < (size_t)n / sizeof(st[0]); i++)
+			master_status_record(&st[i]);
+	}
+}
+
+static bool reload(struct master_state *ms)
+{
+	char err[512];
+	char *dir = xstrdup(cfg.config_directory);
+	struct master_service *svcs;
+	size_t n;
+
+	master_notify("RELOADING=1");
+	if (!cfg_load(dir, false, err, sizeof(err))) {
+		log_error("reload failed, keeping the running configuration: %s",
+		    err);
+		free(dir);
+		master_notify("READY=1");
+		return false;
+	}
+	free(dir);
+	if (!master_services_setup(&svcs, &n, ms->services, ms->nservices, err,
+	    sizeof(err))) {
+		log_error("reload failed: %s", err);
+		master_notify("READY=1");
+		return false;
+	}
+	/*
+	 * Retire the old generation: closing the alive pipe tells each old
+	 * child to finish the session in hand and exit.
+	 */
+	close(ms->alive_pipe[0]);
+	close(ms->alive_pipe[1]);
+	master_forget_services();
+	master_services_close(ms->services, ms->nservices);
+	ms->services = svcs;
+	ms->nservices = n;
+	ms->generation++;
+	new_alive_pipe(ms);
+	log_info("reload -- configuration %s", cfg.config_directory);
+	master_notify("READY=1");
+	return true;
+}
+
+static void shutdown_children(struct master_state *ms)
+{
+	master_notify("STOPPING=1");
+	/* Stop accepting: close listeners, tell children to finish. */
+	master_services_close(ms->services, ms->nservices);
+	ms->services = NULL;
+	ms->nservices = 0;
+	master_forget_services();
+	close(ms->alive_pipe[1]);
+	close(ms->alive_pipe[0]);
+
+	time_t deadline = time(NULL) + cfg.shutdown_timeout;
+	bool termed = false;
+	while (master_child_count() > 0) {
+		master_reap();
+		read_status(ms);
+		if (master_child_count() == 0)
+			break;
+		time_t now = time(NULL);
+		if (now >= deadline && !termed) {
+			log_warning("sessions still running after %llds: "
+			    "terminating them", cfg.shutdown_timeout);
+			master_signal_children(SIGTERM);
+			termed = true;
+			deadline = now + 5;
+		} else if (now >= deadline && termed) {
+			master_signal_children(SIGKILL);
+			deadline = now + 5;
+		}
+		struct pollfd pfd = { .fd = signal_pipe[0], .events = POLLIN };
+		if (poll(&pfd, 1, 200) > 0) {
+			char buf[64];
+			while (read(signal_pipe[0], buf, sizeof(buf)) > 0)
+				;
+		}
+	}
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: master [-c config_dir] [-e] [-v]\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	const char *config_dir = CFG_DEFAULT_DIRECTORY;
+	bool to_stderr = false;
+	int verbose = 0, c;
+	char err[512];
+
+	while ((c = getopt(argc, argv, "c:ev")) != -1) {
+		switch (c) {
+		case 'c':
+			config_dir = optarg;
+			break;
+		case 'e':
+			to_stderr = true;
+			break;
+		case 'v':
+			verbose++;
+			break;
+		default:
+			usage();
+		}
+	}
+	log_init("master", to_stderr ? LOG_DEST_STDERR : LOG_DEST_SYSLOG);
+	log_set_verbose(verbose);
+	if (to_stderr)
+		setenv("POSTERN_LOG_STDERR", "1", 1);
+	else
+		unsetenv("POSTERN_LOG_STDERR");
+	if (verbose) {
+		char v[16];
+		snprintf(v, sizeof(v), "%d", verbose);
+		setenv("POSTERN_VERBOSE", v, 1);
+	}
+	if (!cfg_load(config_dir, false, err, sizeof(err)))
+		log_fatal("%s", err);
+	umask(022);
+
+	prepare_directories();
+	int pid_fd = take_pid_file();
+	setup_signals();
+
+	struct master_state ms;
+	memset(&ms, 0, sizeof(ms));
+	if (pipe2(ms.status_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		log_fatal("pipe: %m");
+	new_alive_pipe(&ms);
+	if (!master_services_setup(&ms.services, &ms.nservices, NULL, 0, err,
+	    sizeof(err)))
+		log_fatal("%s", err);
+	if (!priv_is_root())
+		log_info("not running as root: every process runs as uid %ld",
+		    (long)getuid());
+	log_info("daemon started -- configuration %s", cfg.config_directory);
+	master_notify("READY=1");
+
+	while (!got_term) {
+		master_spawn_needed(ms.services, ms.nservices, ms.generation,
+		    ms.status_pipe[1], ms.alive_pipe[0]);
+		struct pollfd pfds[2] = {
+			{ .fd = signal_pipe[0], .events = POLLIN },
+			{ .fd = ms.status_pipe[0], .events = POLLIN },
+		};
+		int n = poll(pfds, 2, 1000);
+		if (n < 0 && errno != EINTR)
+			log_fatal("poll: %m");
+		if (pfds[0].revents) {
+			char buf[64];
+			while (read(signal_pipe[0], buf, sizeof(buf)) > 0)
+				;
+		}
+		read_status(&ms);
+		if (got_chld) {
+			got_chld = 0;
+			master_reap();
+		}
+		if (got_hup) {
+			got_hup = 0;
+			reload(&ms);
+		}
+	}
+	log_info("terminating on signal %d", (int)got_term);
+	shutdown_children(&ms);
+	remove_pid_file();
+	close(pid_fd);
+	log_info("stopped");
+	return 0;
+}

@@ -1,0 +1,60 @@
+/*
+ * master.h - the supervisor's services and children.
+ */
+#ifndef POSTERN_MASTER_H
+#define POSTERN_MASTER_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "daemon.h"
+
+struct master_listener {
+	char *name;		/* endpoint text, e.g. "127.0.0.1:25" */
+	int fd;
+};
+
+struct master_service {
+	const char *name;	/* "smtp", "submission", "lmtp", "qmgr"... */
+	const char *program;	/* "smtpd" */
+	char *path;		/* daemon_directory/program */
+	bool enabled;		/* program exists and has listeners */
+	bool single;		/* exactly one process (qmgr) */
+	int max_procs;
+	int min_idle;
+	struct master_listener listeners[DAEMON_MAX_LISTENERS];
+	size_t nlisteners;
+	/* run-time state */
+	int nprocs;		/* children of the current generation */
+	int nidle;		/* of those: starting or idle */
+	time_t throttled_until;
+	bool throttle_logged;
+};
+
+struct master_child {
+	pid_t pid;
+	struct master_service *svc;	/* NULL once the service is retired */
+	unsigned int generation;
+	int state;			/* enum daemon_state, 0 while starting */
+	time_t started;
+	struct master_child *next;
+};
+
+/* master_service.c */
+bool master_services_setup(struct master_service **services, size_t *count,
+    struct master_service *old, size_t old_count, char *err, size_t errsize);
+void master_services_close(struct master_service *services, size_t count);
+void master_spawn_needed(struct master_service *services, size_t count,
+    unsigned int generation, int status_fd, int alive_fd);
+void master_reap(void);
+void master_status_record(const struct daemon_status *st);
+struct master_child *master_children(void);
+size_t master_child_count(void);
+void master_signal_children(int sig);
+void master_forget_services(void);
+
+/* master_notify.c */
+void master_notify(const char *state);
+
+#endif

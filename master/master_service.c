@@ -1,0 +1,384 @@
+/*
+ * master_service.c - the table of services master runs, their listening
+ * sockets, and the life of their child processes: pre-forking, status
+ * records from the children, reaping, and throttling a service that
+ * keeps failing at start-up.
+ *
+ * Trusts: the config (root-owned) and the status records (written by our
+ * own children, but still checked against the child list).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <bsd/string.h>
+
+#include "cfg.h"
+#include "ipc.h"
+#include "log.h"
+#include "master.h"
+#include "mem.h"
+#include "priv.h"
+#include "sock.h"
+
+/* master's own descriptors live above this, so dup2 into 3.. is safe. */
+#define MASTER_FD_FLOOR 64
+
+static struct master_child *children;
+static size_t nchildren;
+
+struct service_def {
+	const char *name;
+	const char *program;
+	const struct cfg_list *listen;	/* NULL: a private socket */
+	const char *private_socket;	/* in run_directory */
+	mode_t socket_mode;
+	long long max_procs;
+	bool single;
+	bool mailbox_owner;		/* socket owned by mailbox_owner */
+};
+
+struct master_child *master_children(void)
+{
+	return children;
+}
+
+size_t master_child_count(void)
+{
+	return nchildren;
+}
+
+static int move_fd_high(int fd)
+{
+	int high = fcntl(fd, F_DUPFD_CLOEXEC, MASTER_FD_FLOOR);
+	if (high < 0)
+		log_fatal("fcntl(F_DUPFD): %m");
+	close(fd);
+	return high;
+}
+
+static void owner_of(bool mailbox_owner, uid_t *uid, gid_t *gid)
+{
+	*uid = getuid();
+	*gid = getgid();
+	if (priv_is_root() && !priv_lookup_user(mailbox_owner ?
+	    cfg.mailbox_owner : cfg.user, uid, gid))
+		log_fatal("unknown user \"%s\"", mailbox_owner ?
+		    cfg.mailbox_owner : cfg.user);
+}
+
+/* Reuse an old listener with the same name, or bind a new one. */
+static int take_or_bind(const char *name, mode_t mode, bool mailbox_owner,
+    struct master_service *old, size_t old_count, char *err, size_t errsize)
+{
+	for (size_t i = 0; i < old_count; i++) {
+		for (size_t j = 0; j < old[i].nlisteners; j++) {
+			struct master_listener *l = &old[i].listeners[j];
+			if (l->fd >= 0 && strcmp(l->name, name) == 0) {
+				int fd = l->fd;
+				l->fd = -1;
+				return fd;
+			}
+		}
+	}
+	struct endpoint ep;
+	if (!endpoint_parse(name, 0, &ep, err, errsize))
+		return -1;
+	int fd = sock_listen(&ep, 511, mode, err, errsize);
+	if (fd < 0) {
+		/* A host without IPv6 must still start on IPv4. */
+		if (ep.kind == ENDPOINT_INET && strchr(ep.host, ':') &&
+		    (errno == EAFNOSUPPORT || errno == EADDRNOTAVAIL)) {
+			log_warning("%s: IPv6 is not available here; skipped",
+			    name);
+			return -2;
+		}
+		return -1;
+	}
+	if (ep.kind == ENDPOINT_UNIX && priv_is_root()) {
+		uid_t uid;
+		gid_t gid;
+		owner_of(mailbox_owner, &uid, &gid);
+		if (chown(ep.path, uid, gid) < 0)
+			log_warning("chown %s: %m", ep.path);
+	}
+	return move_fd_high(fd);
+}
+
+bool master_services_setup(struct master_service **services, size_t *count,
+    struct master_service *old, size_t old_count, char *err, size_t errsize)
+{
+	char *deliver_sock = xasprintf("unix:%s/%s", cfg.run_directory,
+	    IPC_SOCKET_DELIVER);
+	char *qmgr_sock = xasprintf("unix:%s/%s", cfg.run_directory,
+	    IPC_SOCKET_QMGR);
+	const struct service_def defs[] = {
+		{ "smtp", "smtpd", &cfg.smtp_listen, NULL, 0, cfg.smtpd_processes,
+		  false, false },
+		{ "submission", "smtpd", &cfg.submission_listen, NULL, 0,
+		  cfg.smtpd_processes, false, false },
+		{ "smtps", "smtpd", &cfg.smtps_listen, NULL, 0, cfg.smtpd_processes,
+		  false, false },
+		/* Any local MTA may deliver into lmtpd, as with Dovecot. */
+		{ "lmtp", "lmtpd", &cfg.lmtp_listen, NULL, 0666,
+		  cfg.lmtpd_processes, false, true },
+		{ "deliver", "deliver", NULL, deliver_sock, 0600,
+		  cfg.deliver_processes, false, false },
+		/* Anyone may wake qmgr; it checks peers before control. */
+		{ "qmgr", "qmgr", NULL, qmgr_sock, 0666, 1, true, false },
+	};
+	size_t n = sizeof(defs) / sizeof(defs[0]);
+	struct master_service *svcs = xcalloc(n, sizeof(*svcs));
+	bool ok = true;
+
+	for (size_t i = 0; i < n && ok; i++) {
+		const struct service_def *d = &defs[i];
+		struct master_service *s = &svcs[i];
+		s->name = d->name;
+		s->program = d->program;
+		s->path = xasprintf("%s/%s", cfg.daemon_directory, d->program);
+		s->single = d->single;
+		s->max_procs = d->single ? 1 : (int)d->max_procs;
+		s->min_idle = d->single ? 1 : (int)cfg.process_min_idle;
+		if (s->min_idle > s->max_procs)
+			s->min_idle = s->max_procs;
+		if (access(s->path, X_OK) != 0) {
+			log_warning("service %s: %s is not there: not started",
+			    s->name, s->path);
+			continue;
+		}
+		struct cfg_list priv = { 0 };
+		const struct cfg_list *names = d->listen;
+		if (names == NULL) {
+			priv = cfg_split_list(d->private_socket);
+			names = &priv;
+		}
+		for (size_t j = 0; j < names->count && ok; j++) {
+			if (s->nlisteners == DAEMON_MAX_LISTENERS) {
+				snprintf(err, errsize, "service %s: too many "
+				    "listeners", s->name);
+				ok = false;
+				break;
+			}
+			int fd = take_or_bind(names->items[j], d->socket_mode ?
+			    d->socket_mode : 0666, d->mailbox_owner, old,
+			    old_count, err, errsize);
+			if (fd == -2)
+				continue;
+			if (fd < 0) {
+				ok = false;
+				break;
+			}
+			s->listeners[s->nlisteners].name = xstrdup(names->items[j]);
+			s->listeners[s->nlisteners].fd = fd;
+			s->nlisteners++;
+		}
+		cfg_list_free(&priv);
+		s->enabled = ok && s->nlisteners > 0;
+	}
+	free(deliver_sock);
+	free(qmgr_sock);
+	if (!ok) {
+		master_services_close(svcs, n);
+		return false;
+	}
+	*services = svcs;
+	*count = n;
+	return true;
+}
+
+void master_services_close(struct master_service *services, size_t count)
+{
+	for (size_t i = 0; i < count; i++) {
+		for (size_t j = 0; j < services[i].nlisteners; j++) {
+			if (services[i].listeners[j].fd >= 0)
+				close(services[i].listeners[j].fd);
+			free(services[i].listeners[j].name);
+		}
+		free(services[i].path);
+	}
+	free(services);
+}
+
+/* Children of a replaced service table must not point into it. */
+void master_forget_services(void)
+{
+	for (struct master_child *c = children; c; c = c->next)
+		c->svc = NULL;
+}
+
+static void exec_child(struct master_service *s, unsigned int generation,
+    int status_fd, int alive_fd)
+{
+	char names[4096] = "";
+	char num[32];
+
+	/* Descriptors: 3 status, 4 alive, 5.. listeners (daemon.h). */
+	if (dup2(status_fd, DAEMON_STATUS_FD) < 0 ||
+	    dup2(alive_fd, DAEMON_ALIVE_FD) < 0)
+		_exit(127);
+	for (size_t i = 0; i < s->nlisteners; i++) {
+		if (dup2(s->listeners[i].fd, DAEMON_LISTEN_FD_START + (int)i) < 0)
+			_exit(127);
+		if (i)
+			strlcat(names, " ", sizeof(names));
+		strlcat(names, s->listeners[i].name, sizeof(names));
+	}
+	closefrom(DAEMON_LISTEN_FD_START + (int)s->nlisteners);
+	snprintf(num, sizeof(num), "%zu", s->nlisteners);
+	setenv("POSTERN_LISTEN_FDS", num, 1);
+	setenv("POSTERN_LISTEN_NAMES", names, 1);
+	snprintf(num, sizeof(num), "%u", generation);
+	setenv("POSTERN_GENERATION", num, 1);
+
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	for (int sig = 1; sig < NSIG; sig++)
+		signal(sig, SIG_DFL);
+
+	char *argv[] = { (char *)s->program, "-c", cfg.config_directory, "-s",
+		(char *)s->name, NULL };
+	execv(s->path, argv);
+	log_error("exec %s: %m", s->path);
+	_exit(127);
+}
+
+static void spawn(struct master_service *s, unsigned int generation,
+    int status_fd, int alive_fd)
+{
+	pid_t pid = fork();
+	if (pid < 0) {
+		log_warning("service %s: fork: %m", s->name);
+		return;
+	}
+	if (pid == 0)
+		exec_child(s, generation, status_fd, alive_fd);
+	struct master_child *c = xcalloc(1, sizeof(*c));
+	c->pid = pid;
+	c->svc = s;
+	c->generation = generation;
+	c->started = time(NULL);
+	c->next = children;
+	children = c;
+	nchildren++;
+	s->nprocs++;
+	s->nidle++;		/* starting counts as idle: no over-forking */
+	log_debug("service %s: started %s pid %ld", s->name, s->path,
+	    (long)pid);
+}
+
+void master_spawn_needed(struct master_service *services, size_t count,
+    unsigned int generation, int status_fd, int alive_fd)
+{
+	time_t now = time(NULL);
+
+	for (size_t i = 0; i < count; i++) {
+		struct master_service *s = &services[i];
+		if (!s->enabled)
+			continue;
+		if (s->throttled_until > now)
+			continue;
+		if (s->throttled_until != 0) {
+			log_info("service %s: throttle ends, trying again",
+			    s->name);
+			s->throttled_until = 0;
+			s->throttle_logged = false;
+			/* One try: if it fails at start-up we throttle again. */
+			if (s->nprocs < s->max_procs)
+				spawn(s, generation, status_fd, alive_fd);
+			continue;
+		}
+		while (s->nprocs < s->max_procs &&
+		    (s->single ? s->nprocs < 1 : s->nidle < s->min_idle))
+			spawn(s, generation, status_fd, alive_fd);
+	}
+}
+
+static struct master_child *find_child(pid_t pid, struct master_child ***link)
+{
+	for (struct master_child **pp = &children; *pp; pp = &(*pp)->next) {
+		if ((*pp)->pid == pid) {
+			if (link)
+				*link = pp;
+			return *pp;
+		}
+	}
+	return NULL;
+}
+
+void master_status_record(const struct daemon_status *st)
+{
+	struct master_child *c = find_child(st->pid, NULL);
+	if (c == NULL || st->state < DAEMON_READY || st->state > DAEMON_IDLE)
+		return;
+	struct master_service *s = c->svc;
+	bool was_idle = c->state == 0 || c->state == DAEMON_READY ||
+	    c->state == DAEMON_IDLE;
+	bool now_idle = st->state != DAEMON_BUSY;
+	c->state = st->state;
+	if (s == NULL || c->generation != st->generation)
+		return;
+	if (was_idle && !now_idle)
+		s->nidle--;
+	else if (!was_idle && now_idle)
+		s->nidle++;
+}
+
+void master_reap(void)
+{
+	int status;
+	pid_t pid;
+	time_t now = time(NULL);
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		struct master_child **link;
+		struct master_child *c = find_child(pid, &link);
+		if (c == NULL)
+			continue;
+		*link = c->next;
+		nchildren--;
+		struct master_service *s = c->svc;
+		bool idle = c->state != DAEMON_BUSY;
+		bool abnormal = !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+		const char *name = s ? s->name : "retired";
+		if (WIFSIGNALED(status))
+			log_warning("service %s: process %ld killed by signal %d",
+			    name, (long)pid, WTERMSIG(status));
+		else if (abnormal)
+			log_warning("service %s: process %ld exit status %d",
+			    name, (long)pid, WEXITSTATUS(status));
+		if (s != NULL) {
+			s->nprocs--;
+			if (idle)
+				s->nidle--;
+			/*
+			 * A process that dies before it ever got ready is a
+			 * broken installation or config: retrying at once
+			 * would only spin. Wait service_throttle_time.
+			 */
+			if (abnormal && c->state == 0) {
+				s->throttled_until = now + cfg.service_throttle_time;
+				if (!s->throttle_logged)
+					log_warning("service %s: %s fails at "
+					    "start-up -- throttling for %llds",
+					    s->name, s->path,
+					    cfg.service_throttle_time);
+				s->throttle_logged = true;
+			}
+		}
+		free(c);
+	}
+}
+
+void master_signal_children(int sig)
+{
+	for (struct master_child *c = children; c; c = c->next)
+		kill(c->pid, sig);
+}

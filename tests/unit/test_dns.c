@@ -1,0 +1,363 @@
+/*
+ * test_dns.c - common/dns.c against a real dnsmasq on a free loopback port.
+ *
+ * The zone the test serves (all under .test, answered only by dnsmasq):
+ *   order.test    MX 30 mx3, 10 mx1, 20 mx2
+ *   equal.test    MX 10 e1..e4, MX 5 first, MX 50 last
+ *   plain.test    no MX; A 127.0.0.2, AAAA ::2
+ *   v4only.test   no MX; A 127.0.0.3
+ *   nullmx.test   MX 0 . (RFC 7505), written as raw rdata
+ *   nullmx2.test  MX 0 . through --mx-host with target "."
+ *   anything else NXDOMAIN (--local=/test/)
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dns.h"
+#include "unit.h"
+
+static pid_t dnsmasq_pid = -1;
+static int dnsmasq_port;
+
+/* A port free for both UDP and TCP on 127.0.0.1 and ::1 right now. */
+static int free_port(void)
+{
+	for (int attempt = 0; attempt < 50; attempt++) {
+		int u = socket(AF_INET, SOCK_DGRAM, 0);
+		struct sockaddr_in sin = { .sin_family = AF_INET };
+		socklen_t len = sizeof(sin);
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		if (u < 0 || bind(u, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
+		    getsockname(u, (struct sockaddr *)&sin, &len) != 0) {
+			if (u >= 0)
+				close(u);
+			continue;
+		}
+		int t = socket(AF_INET, SOCK_STREAM, 0);
+		int ok = t >= 0 &&
+		    bind(t, (struct sockaddr *)&sin, sizeof(sin)) == 0;
+		int port = ntohs(sin.sin_port);
+		if (t >= 0)
+			close(t);
+		close(u);
+		if (ok)
+			return port;
+	}
+	return -1;
+}
+
+static void stop_dnsmasq(void)
+{
+	if (dnsmasq_pid > 0) {
+		kill(dnsmasq_pid, SIGTERM);
+		waitpid(dnsmasq_pid, NULL, 0);
+		dnsmasq_pid = -1;
+	}
+}
+
+static void use_servers(const char *server)
+{
+	char text[64], err[256];
+	char *items[2] = { text, NULL };
+	struct cfg_list list = { items, 1 };
+
+	snprintf(text, sizeof(text), "%s", server);
+	if (!dns_init(&list, err, sizeof(err))) {
+		printf("# dns_init: %s\n", err);
+		exit(1);
+	}
+}
+
+static bool start_dnsmasq(void)
+{
+	char port_arg[32];
+
+	dnsmasq_port = free_port();
+	if (dnsmasq_port < 0)
+		return false;
+	snprintf(port_arg, sizeof(port_arg), "--port=%d", dnsmasq_port);
+	dnsmasq_pid = fork();
+	if (dnsmasq_pid < 0)
+		return false;
+	if (dnsmasq_pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+		if (null >= 0) {
+			dup2(null, 1);
+			dup2(null, 2);
+		}
+		execl("/usr/sbin/dnsmasq", "dnsmasq", "--no-daemon", port_arg,
+		    "--listen-address=127.0.0.1", "--listen-address=::1",
+		    "--bind-interfaces", "--no-resolv", "--no-hosts",
+		    "--conf-file=/dev/null", "--pid-file=", "--local=/test/",
+		    "--mx-host=order.test,mx3.order.test,30",
+		    "--mx-host=order.test,mx1.order.test,10",
+		    "--mx-host=order.test,mx2.order.test,20",
+		    "--mx-host=equal.test,first.equal.test,5",
+		    "--mx-host=equal.test,e1.equal.test,10",
+		    "--mx-host=equal.test,e2.equal.test,10",
+		    "--mx-host=equal.test,e3.equal.test,10",
+		    "--mx-host=equal.test,e4.equal.test,10",
+		    "--mx-host=equal.test,last.equal.test,50",
+		    "--host-record=plain.test,127.0.0.2,::2",
+		    "--host-record=v4only.test,127.0.0.3",
+		    "--dns-rr=nullmx.test,15,0000:00",
+		    "--mx-host=nullmx2.test,.,0",
+		    (char *)NULL);
+		_exit(127);
+	}
+
+	/* Ready when it answers; bounded wait of about five seconds. */
+	char server[64];
+	snprintf(server, sizeof(server), "127.0.0.1:%d", dnsmasq_port);
+	use_servers(server);
+	for (int i = 0; i < 100; i++) {
+		struct dns_addr *addrs;
+		size_t count;
+		char err[256];
+		if (dns_lookup_addrs("v4only.test", 25, &addrs, &count, err,
+		    sizeof(err)) == DNS_OK) {
+			free(addrs);
+			return true;
+		}
+		if (waitpid(dnsmasq_pid, NULL, WNOHANG) == dnsmasq_pid) {
+			dnsmasq_pid = -1;
+			return false;
+		}
+		struct timespec ts = { 0, 50 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	return false;
+}
+
+static void use_ipv4_server(void)
+{
+	char server[64];
+	snprintf(server, sizeof(server), "127.0.0.1:%d", dnsmasq_port);
+	use_servers(server);
+}
+
+static void test_mx_sorted_by_preference(void)
+{
+	struct dns_mx *mx;
+	size_t count;
+	char err[256];
+
+	use_ipv4_server();
+	CHECK_INT(dns_lookup_mx("order.test", &mx, &count, err, sizeof(err)),
+	    DNS_OK);
+	CHECK_INT(count, 3);
+	if (count == 3) {
+		CHECK_STR(mx[0].host, "mx1.order.test");
+		CHECK_INT(mx[0].preference, 10);
+		CHECK_STR(mx[1].host, "mx2.order.test");
+		CHECK_STR(mx[2].host, "mx3.order.test");
+		CHECK_INT(mx[2].preference, 30);
+	}
+	free(mx);
+}
+
+static void test_mx_equal_preference_shuffled(void)
+{
+	bool seen_first[4] = { false, false, false, false };
+	bool order_ok = true;
+
+	use_ipv4_server();
+	/* 4 equal hosts, 60 lookups: the chance one never leads is ~1e-7. */
+	for (int round = 0; round < 60; round++) {
+		struct dns_mx *mx;
+		size_t count;
+		char err[256];
+		if (dns_lookup_mx("equal.test", &mx, &count, err,
+		    sizeof(err)) != DNS_OK || count != 6) {
+			order_ok = false;
+			break;
+		}
+		if (strcmp(mx[0].host, "first.equal.test") != 0 ||
+		    strcmp(mx[5].host, "last.equal.test") != 0)
+			order_ok = false;
+		for (size_t i = 1; i < 5; i++)
+			if (mx[i].preference != 10)
+				order_ok = false;
+		if (strncmp(mx[1].host, "e", 1) == 0 && mx[1].host[1] >= '1' &&
+		    mx[1].host[1] <= '4')
+			seen_first[mx[1].host[1] - '1'] = true;
+		free(mx);
+	}
+	CHECK(order_ok);
+	for (int i = 0; i < 4; i++)
+		CHECK(seen_first[i]);
+}
+
+static void test_no_mx_falls_back_to_addresses(void)
+{
+	struct dns_mx *mx;
+	struct dns_addr *addrs;
+	size_t count;
+	char err[256];
+
+	use_ipv4_server();
+	CHECK_INT(dns_lookup_mx("plain.test", &mx, &count, err, sizeof(err)),
+	    DNS_NOTFOUND);
+	CHECK_INT(count, 0);
+	CHECK_INT(dns_lookup_addrs("plain.test", 2525, &addrs, &count, err,
+	    sizeof(err)), DNS_OK);
+	CHECK_INT(count, 2);
+	bool v4 = false, v6 = false;
+	for (size_t i = 0; i < count; i++) {
+		char text[64];
+		if (addrs[i].sa.ss_family == AF_INET) {
+			struct sockaddr_in *sin = (struct sockaddr_in *)&addrs[i].sa;
+			inet_ntop(AF_INET, &sin->sin_addr, text, sizeof(text));
+			v4 = strcmp(text, "127.0.0.2") == 0 &&
+			    ntohs(sin->sin_port) == 2525 &&
+			    addrs[i].salen == sizeof(*sin);
+		} else if (addrs[i].sa.ss_family == AF_INET6) {
+			struct sockaddr_in6 *sin6 =
+			    (struct sockaddr_in6 *)&addrs[i].sa;
+			inet_ntop(AF_INET6, &sin6->sin6_addr, text, sizeof(text));
+			v6 = strcmp(text, "::2") == 0 &&
+			    ntohs(sin6->sin6_port) == 2525;
+		}
+	}
+	CHECK(v4);
+	CHECK(v6);
+	free(addrs);
+
+	CHECK_INT(dns_lookup_addrs("v4only.test", 25, &addrs, &count, err,
+	    sizeof(err)), DNS_OK);
+	CHECK_INT(count, 1);
+	free(addrs);
+}
+
+static void test_null_mx(void)
+{
+	struct dns_mx *mx;
+	size_t count;
+	char err[256];
+
+	use_ipv4_server();
+	CHECK_INT(dns_lookup_mx("nullmx.test", &mx, &count, err, sizeof(err)),
+	    DNS_NULLMX);
+	CHECK(strstr(err, "nullmx.test") != NULL);
+	CHECK_INT(dns_lookup_mx("nullmx2.test", &mx, &count, err, sizeof(err)),
+	    DNS_NULLMX);
+}
+
+static void test_nxdomain(void)
+{
+	struct dns_mx *mx;
+	struct dns_addr *addrs;
+	size_t count;
+	char err[256];
+
+	use_ipv4_server();
+	CHECK_INT(dns_lookup_mx("nosuch.test", &mx, &count, err, sizeof(err)),
+	    DNS_NOTFOUND);
+	CHECK(strstr(err, "nosuch.test") != NULL);
+	CHECK_INT(dns_lookup_addrs("nosuch.test", 25, &addrs, &count, err,
+	    sizeof(err)), DNS_NOTFOUND);
+	CHECK_INT(count, 0);
+}
+
+static void test_ip_literal_needs_no_lookup(void)
+{
+	struct dns_addr *addrs;
+	size_t count;
+	char err[256];
+
+	use_servers("127.0.0.1:1");	/* would fail if it were asked */
+	CHECK_INT(dns_lookup_addrs("192.0.2.9", 587, &addrs, &count, err,
+	    sizeof(err)), DNS_OK);
+	CHECK_INT(count, 1);
+	CHECK_INT(addrs[0].sa.ss_family, AF_INET);
+	free(addrs);
+	CHECK_INT(dns_lookup_addrs("2001:db8::1", 25, &addrs, &count, err,
+	    sizeof(err)), DNS_OK);
+	CHECK_INT(count, 1);
+	CHECK_INT(addrs[0].sa.ss_family, AF_INET6);
+	free(addrs);
+}
+
+static void test_ipv6_server(void)
+{
+	struct dns_mx *mx;
+	size_t count;
+	char server[64], err[256];
+
+	snprintf(server, sizeof(server), "[::1]:%d", dnsmasq_port);
+	use_servers(server);
+	CHECK_INT(dns_lookup_mx("order.test", &mx, &count, err, sizeof(err)),
+	    DNS_OK);
+	CHECK_INT(count, 3);
+	free(mx);
+}
+
+static void test_unreachable_server_tempfails_quickly(void)
+{
+	struct dns_mx *mx;
+	struct dns_addr *addrs;
+	size_t count;
+	char server[64], err[256];
+	int port = free_port();		/* nothing listens there */
+	struct timespec t0, t1;
+
+	snprintf(server, sizeof(server), "127.0.0.1:%d", port);
+	use_servers(server);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	CHECK_INT(dns_lookup_mx("order.test", &mx, &count, err, sizeof(err)),
+	    DNS_TEMPFAIL);
+	CHECK_INT(dns_lookup_addrs("plain.test", 25, &addrs, &count, err,
+	    sizeof(err)), DNS_TEMPFAIL);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	/* Generous bound: the resolver timers, not a hang (2 s x 2 tries). */
+	CHECK(t1.tv_sec - t0.tv_sec < 20);
+}
+
+static void test_bad_server_config(void)
+{
+	char err[256];
+	const char *bad[] = { "mx.example.net", "127.0.0.1:0", "[::1",
+		"127.0.0.1:99999", "" };
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *items[2] = { (char *)bad[i], NULL };
+		struct cfg_list list = { items, 1 };
+		CHECK(!dns_init(&list, err, sizeof(err)));
+	}
+	char *four[5] = { "127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4",
+		NULL };
+	struct cfg_list many = { four, 4 };
+	CHECK(!dns_init(&many, err, sizeof(err)));
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	if (!start_dnsmasq()) {
+		printf("not ok 1 - start dnsmasq (/usr/sbin/dnsmasq)\n1..1\n");
+		stop_dnsmasq();
+		return 1;
+	}
+	RUN(test_mx_sorted_by_preference);
+	RUN(test_mx_equal_preference_shuffled);
+	RUN(test_no_mx_falls_back_to_addresses);
+	RUN(test_null_mx);
+	RUN(test_nxdomain);
+	RUN(test_ip_literal_needs_no_lookup);
+	RUN(test_ipv6_server);
+	RUN(test_unreachable_server_tempfails_quickly);
+	RUN(test_bad_server_config);
+	stop_dnsmasq();
+	return unit_done();
+}
