@@ -35,14 +35,14 @@
 
 static const char *config_dir = CFG_DEFAULT_DIRECTORY;
 
-static void load_config(bool quiet_missing)
+/* allow_missing: the command works on defaults without a config file. */
+static void load_config(bool allow_missing)
 {
 	char err[512];
-	if (!cfg_load(config_dir, false, err, sizeof(err))) {
+	if (!cfg_load(config_dir, allow_missing, err, sizeof(err))) {
 		fprintf(stderr, "postern: %s\n", err);
 		exit(1);
 	}
-	(void)quiet_missing;
 }
 
 /*
@@ -86,6 +86,7 @@ static int cmd_start(int argc, char **argv)
 	if (access(path, X_OK) != 0) {
 		fprintf(stderr, "postern: %s: %s (check daemon_directory)\n",
 		    path, strerror(errno));
+		free(path);
 		return 1;
 	}
 	char *args[] = { "master", "-c", (char *)config_dir,
@@ -97,6 +98,7 @@ static int cmd_start(int argc, char **argv)
 	if (foreground) {
 		execv(path, args);
 		fprintf(stderr, "postern: exec %s: %s\n", path, strerror(errno));
+		free(path);
 		return 1;
 	}
 	/* Background: detach, log to syslog, wait until it is up. */
@@ -115,9 +117,11 @@ static int cmd_start(int argc, char **argv)
 			if (null > 2)
 				close(null);
 		}
+		closefrom(3);	/* nothing of ours leaks into the daemon */
 		execv(path, args);
 		_exit(127);
 	}
+	free(path);
 	for (int i = 0; i < 100; i++) {
 		pid = running_master();
 		if (pid > 0) {
@@ -294,6 +298,7 @@ static const struct command commands[] = {
 	{ "status", cmd_status, "status          is postern running?" },
 	{ "check", cmd_check, "check           validate configuration and directories" },
 	{ "config", cmd_config, "config [KEY...] print effective configuration" },
+	{ "queue", admin_queue_main, "queue ...       list, show, delete, hold, release, flush the queue" },
 	{ "map", admin_map_main, "map ...         build, query and list lookup tables" },
 };
 
@@ -329,7 +334,7 @@ int main(int argc, char **argv)
 		usage();
 	for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++) {
 		if (strcmp(argv[i], commands[k].name) == 0) {
-			load_config(false);
+			load_config(commands[k].run == admin_map_main);
 			return commands[k].run(argc - i, argv + i);
 		}
 	}

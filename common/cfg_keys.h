@@ -39,7 +39,8 @@
 	X(DURATION, smtpd_timeout, "300s") \
 	X(INT, smtpd_processes, "100") \
 	X(INT, smtpd_error_limit, "20") \
-	X(INT, smtpd_junk_command_limit, "100")
+	X(INT, smtpd_junk_command_limit, "100") \
+	X(BOOL, smtpd_peername_lookup, "yes")
 
 /* qmgr */
 #define CFG_KEYS_QMGR(X) \
@@ -69,7 +70,11 @@
 	X(INT, lmtpd_processes, "20") \
 	X(STRING, mailbox_base, "/var/vmail") \
 	X(LIST, mailbox_maps, "") \
-	X(SIZE, mailbox_quota, "0")
+	X(SIZE, mailbox_quota, "0") \
+	X(BOOL, mailbox_quota_tempfail, "yes") \
+	X(INT, lmtpd_max_delivered_to, "20") \
+	X(INT, lmtpd_recipient_limit, "1000") \
+	X(DURATION, lmtpd_timeout, "300s")
 
 #define CFG_KEYS(X) \
 	CFG_KEYS_CORE(X) \

@@ -1,0 +1,670 @@
+/*
+ * postern_queue.c - "postern queue list|show|delete|hold|release|flush",
+ * also behind mailq (sendmail -bp).
+ *
+ * Reads and moves queue files directly, so the caller must be root or the
+ * postern user (the owner of the queue directories); flush asks qmgr over
+ * its control socket. Trust: the queue files are parsed by the strict
+ * reader, and everything printed from them has control characters masked,
+ * so a hostile address cannot drive the administrator's terminal. Message
+ * content (show) is printed as it is, like Postfix's postcat.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bsd/string.h>
+
+#include "admin.h"
+#include "bio.h"
+#include "cfg.h"
+#include "ipc.h"
+#include "log.h"
+#include "mem.h"
+#include "priv.h"
+#include "queue.h"
+#include "sock.h"
+
+#define QUEUE_CMD "postern queue"
+/* How long flush waits for qmgr's answer. */
+#define QUEUE_FLUSH_TIMEOUT_MS 10000
+
+/* The queues a message can be in, in the order a message moves. */
+static const char *const queue_all_dirs[] = {
+	QUEUE_MAILDROP, QUEUE_INCOMING, QUEUE_ACTIVE, QUEUE_DEFERRED,
+	QUEUE_HOLD, QUEUE_CORRUPT,
+};
+#define QUEUE_NDIRS (sizeof(queue_all_dirs) / sizeof(queue_all_dirs[0]))
+/* Listed by "list" and removed by "delete ALL": everything but corrupt/. */
+#define QUEUE_NLIVE (QUEUE_NDIRS - 1)
+
+struct queue_entry {
+	char id[QUEUE_ID_SIZE];
+	const char *subdir;
+};
+
+struct queue_entries {
+	struct queue_entry *items;
+	size_t count, cap;
+};
+
+static void print_masked(FILE *out, const char *s)
+{
+	/* UTF-8 stays; C0 controls and DEL become '?'. */
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		putc(c < 0x20 || c == 0x7f ? '?' : c, out);
+	}
+}
+
+static void add_entry(struct queue_entries *e, const char *id,
+    const char *subdir)
+{
+	if (e->count == e->cap) {
+		e->cap = e->cap ? e->cap * 2 : 64;
+		e->items = xreallocarray(e->items, e->cap, sizeof(*e->items));
+	}
+	strlcpy(e->items[e->count].id, id, QUEUE_ID_SIZE);
+	e->items[e->count].subdir = subdir;
+	e->count++;
+}
+
+/* Queue file names in one directory; skips temporary (".") names. */
+static bool scan_dir(const char *path, const char *subdir,
+    struct queue_entries *e)
+{
+	DIR *d = opendir(path);
+	if (d == NULL) {
+		fprintf(stderr, "%s: %s: %s\n", QUEUE_CMD, path, strerror(errno));
+		return false;
+	}
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL)
+		if (queue_id_valid(de->d_name))
+			add_entry(e, de->d_name, subdir);
+	closedir(d);
+	return true;
+}
+
+static bool scan_queue(size_t ndirs, struct queue_entries *e)
+{
+	char path[PATH_MAX];
+	bool ok = true;
+
+	for (size_t i = 0; i < ndirs; i++) {
+		const char *sub = queue_all_dirs[i];
+		if (strcmp(sub, QUEUE_DEFERRED) == 0) {
+			for (int h = 0; h < QUEUE_DEFERRED_HASH; h++) {
+				snprintf(path, sizeof(path), "%s/%s/%x",
+				    cfg.queue_directory, sub, h);
+				ok = scan_dir(path, sub, e) && ok;
+			}
+		} else {
+			snprintf(path, sizeof(path), "%s/%s",
+			    cfg.queue_directory, sub);
+			ok = scan_dir(path, sub, e) && ok;
+		}
+	}
+	return ok;
+}
+
+static int compare_entries(const void *a, const void *b)
+{
+	const struct queue_entry *x = a, *y = b;
+	return strcmp(x->id, y->id);
+}
+
+/* Which queue holds id (NULL if none); searches corrupt/ too. */
+static const char *find_message(const char *id, size_t ndirs)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	for (size_t i = 0; i < ndirs; i++) {
+		queue_path(path, sizeof(path), cfg.queue_directory,
+		    queue_all_dirs[i], id);
+		if (lstat(path, &st) == 0 && S_ISREG(st.st_mode))
+			return queue_all_dirs[i];
+	}
+	return NULL;
+}
+
+/*
+ * Open and parse a queue file. Returns the fd (caller closes) or -1:
+ * *gone is set when the file vanished meanwhile (qmgr moved or removed it).
+ */
+static int open_message(const char *subdir, const char *id,
+    struct queue_envelope *env, bool *gone)
+{
+	char path[PATH_MAX], err[256];
+
+	*gone = false;
+	queue_path(path, sizeof(path), cfg.queue_directory, subdir, id);
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			*gone = true;
+		else
+			fprintf(stderr, "%s: %s: %s\n", QUEUE_CMD, path,
+			    strerror(errno));
+		return -1;
+	}
+	enum queue_read_result r = queue_read(fd, env, err, sizeof(err));
+	if (r != QUEUE_READ_OK) {
+		fprintf(stderr, "%s: %s: %s%s\n", QUEUE_CMD, path,
+		    r == QUEUE_READ_CORRUPT ? "corrupt queue file: " : "", err);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* ---- list ---- */
+
+static void print_list_entry(const struct queue_entry *qe,
+    const struct queue_envelope *env)
+{
+	char when[64];
+	time_t t = (time_t)env->arrival_sec;
+	struct tm tm;
+	char mark = ' ';
+
+	if (strcmp(qe->subdir, QUEUE_ACTIVE) == 0)
+		mark = '*';
+	else if (strcmp(qe->subdir, QUEUE_HOLD) == 0)
+		mark = '!';
+	localtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%a %b %e %H:%M:%S", &tm);
+	printf("%s%c %8lld %s  ", env->id, mark, (long long)env->content_length,
+	    when);
+	print_masked(stdout, env->sender[0] ? env->sender : "MAILER-DAEMON");
+	putchar('\n');
+
+	/* Pending recipients; a deferred one is preceded by its last reason,
+	 * once for a run of recipients with the same reason (as Postfix). */
+	const char *last_reason = NULL;
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		const struct queue_rcpt *r = &env->rcpts[i];
+		if (r->status != QUEUE_RCPT_PENDING)
+			continue;
+		/* An expanded recipient lives on in its X children. */
+		bool has_children = false;
+		for (size_t k = i + 1; k < env->nrcpts && !has_children; k++)
+			has_children = env->rcpts[k].parent == (int)i;
+		if (has_children)
+			continue;
+		if (r->last_reason && (last_reason == NULL ||
+		    strcmp(last_reason, r->last_reason) != 0)) {
+			putchar('(');
+			print_masked(stdout, r->last_reason[0] ? r->last_reason :
+			    r->last_dsn);
+			printf(")\n");
+			last_reason = r->last_reason;
+		}
+		printf("%*s", QUEUE_ID_LEN + 32, "");
+		print_masked(stdout, r->address);
+		putchar('\n');
+	}
+	putchar('\n');
+}
+
+static int queue_list(void)
+{
+	struct queue_entries e = { 0 };
+	long long total = 0;
+	size_t shown = 0;
+	bool ok = scan_queue(QUEUE_NLIVE, &e);
+
+	qsort(e.items, e.count, sizeof(*e.items), compare_entries);
+	for (size_t i = 0; i < e.count; i++) {
+		struct queue_envelope env;
+		bool gone;
+		queue_envelope_init(&env);
+		int fd = open_message(e.items[i].subdir, e.items[i].id, &env,
+		    &gone);
+		if (fd < 0) {
+			ok = ok && gone;
+			queue_envelope_free(&env);
+			continue;
+		}
+		close(fd);
+		if (shown == 0)
+			printf("%-*s  --Size-- ----Arrival Time--- "
+			    " -Sender/Recipient-------\n", QUEUE_ID_LEN,
+			    "-Queue ID-----");
+		print_list_entry(&e.items[i], &env);
+		total += env.content_length;
+		shown++;
+		queue_envelope_free(&env);
+	}
+	if (shown == 0)
+		printf("Mail queue is empty\n");
+	else
+		printf("-- %lld Kbytes in %zu Request%s.\n", (total + 1023) / 1024,
+		    shown, shown == 1 ? "" : "s");
+	free(e.items);
+	return ok ? 0 : 1;
+}
+
+/* ---- show ---- */
+
+static const char *status_name(char st)
+{
+	switch (st) {
+	case QUEUE_RCPT_PENDING: return "pending";
+	case QUEUE_RCPT_SENT: return "sent";
+	case QUEUE_RCPT_FAILED: return "failed";
+	case QUEUE_RCPT_EXPANDED: return "expanded";
+	}
+	return "?";
+}
+
+static void print_notify(unsigned notify)
+{
+	static const struct { unsigned bit; const char *name; } names[] = {
+		{ QUEUE_NOTIFY_NEVER, "NEVER" },
+		{ QUEUE_NOTIFY_SUCCESS, "SUCCESS" },
+		{ QUEUE_NOTIFY_FAILURE, "FAILURE" },
+		{ QUEUE_NOTIFY_DELAY, "DELAY" },
+	};
+	const char *sep = "";
+	if (notify == 0) {
+		printf("default");
+		return;
+	}
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (notify & names[i].bit) {
+			printf("%s%s", sep, names[i].name);
+			sep = ",";
+		}
+	}
+}
+
+/* Copy the content to stdout with CRLF shown as LF. */
+static bool print_content(int fd, const struct queue_envelope *env)
+{
+	char buf[65536];
+	off_t off = env->content_offset, left = env->content_length;
+	bool cr_pending = false;
+
+	while (left > 0) {
+		size_t want = left < (off_t)sizeof(buf) ? (size_t)left : sizeof(buf);
+		ssize_t n = pread(fd, buf, want, off);
+		if (n <= 0) {
+			fprintf(stderr, "%s: read content: %s\n", QUEUE_CMD,
+			    n < 0 ? strerror(errno) : "file is shorter than "
+			    "its envelope says");
+			return false;
+		}
+		for (ssize_t i = 0; i < n; i++) {
+			if (cr_pending && buf[i] != '\n')
+				putchar('\r');
+			cr_pending = buf[i] == '\r';
+			if (!cr_pending)
+				putchar(buf[i]);
+		}
+		off += n;
+		left -= n;
+	}
+	if (cr_pending)
+		putchar('\r');
+	return true;
+}
+
+static int queue_show(int argc, char **argv)
+{
+	static const char *const kinds[] = { "MAIL", "BOUNCE", "DELAY",
+	    "SUCCESS", "DOUBLE" };
+	static const char *const bodies[] = { "7BIT", "8BITMIME", "BINARYMIME" };
+	static const char *const rets[] = { "default", "FULL", "HDRS" };
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: %s show ID\n", QUEUE_CMD);
+		return 1;
+	}
+	const char *id = argv[1];
+	if (!queue_id_valid(id)) {
+		fprintf(stderr, "%s: not a queue ID: ", QUEUE_CMD);
+		print_masked(stderr, id);
+		fputc('\n', stderr);
+		return 1;
+	}
+	const char *subdir = find_message(id, QUEUE_NDIRS);
+	if (subdir == NULL) {
+		fprintf(stderr, "%s: %s: no such message in the queue\n",
+		    QUEUE_CMD, id);
+		return 1;
+	}
+	struct queue_envelope env;
+	bool gone;
+	queue_envelope_init(&env);
+	int fd = open_message(subdir, id, &env, &gone);
+	if (fd < 0) {
+		if (gone)
+			fprintf(stderr, "%s: %s: the message left the queue\n",
+			    QUEUE_CMD, id);
+		queue_envelope_free(&env);
+		return 1;
+	}
+	char when[64];
+	time_t t = (time_t)env.arrival_sec;
+	struct tm tm;
+	localtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%a, %d %b %Y %H:%M:%S %z", &tm);
+
+	printf("*** ENVELOPE %s ***\n", env.id);
+	printf("queue: %s\n", subdir);
+	printf("arrival: %s\n", when);
+	printf("sender: <");
+	print_masked(stdout, env.sender);
+	printf(">\n");
+	printf("size: %lld\n", (long long)env.content_length);
+	printf("body: %s\n", bodies[env.body]);
+	printf("smtputf8: %s\n", env.smtputf8 ? "yes" : "no");
+	if (env.envid) {
+		printf("envid: ");
+		print_masked(stdout, env.envid);
+		putchar('\n');
+	}
+	printf("ret: %s\n", rets[env.ret]);
+	printf("kind: %s\n", kinds[env.kind]);
+	printf("delay warning sent: %s\n", env.delay_warned ? "yes" : "no");
+	for (size_t i = 0; i < env.nattrs; i++) {
+		printf("attribute: %s=", env.attrs[i].name);
+		print_masked(stdout, env.attrs[i].value);
+		putchar('\n');
+	}
+	for (size_t i = 0; i < env.nrcpts; i++) {
+		const struct queue_rcpt *r = &env.rcpts[i];
+		printf("recipient %zu: <", i);
+		print_masked(stdout, r->address);
+		printf("> status=%s notify=", status_name(r->status));
+		print_notify(r->notify);
+		if (r->orcpt) {
+			printf(" orcpt=");
+			print_masked(stdout, r->orcpt);
+		}
+		if (r->parent >= 0)
+			printf(" expanded-from=%d", r->parent);
+		putchar('\n');
+		if (r->last_dsn) {
+			printf("  last reason: %s ", r->last_dsn);
+			print_masked(stdout, r->last_reason);
+			putchar('\n');
+		}
+	}
+	printf("*** CONTENT %s ***\n", env.id);
+	fflush(stdout);
+	bool ok = print_content(fd, &env);
+	printf("*** END %s ***\n", env.id);
+	close(fd);
+	queue_envelope_free(&env);
+	return ok ? 0 : 1;
+}
+
+/* ---- delete, hold, release ---- */
+
+enum queue_op {
+	QUEUE_OP_DELETE,
+	QUEUE_OP_HOLD,
+	QUEUE_OP_RELEASE,
+};
+
+/*
+ * Apply op to one message found in subdir; false with a message (none if
+ * quiet_gone and the file was already gone: qmgr finished it meanwhile).
+ */
+static bool apply_op(enum queue_op op, const char *id, const char *subdir,
+    bool quiet_gone)
+{
+	char path[PATH_MAX], err[512];
+
+	switch (op) {
+	case QUEUE_OP_DELETE:
+		queue_path(path, sizeof(path), cfg.queue_directory, subdir, id);
+		if (unlink(path) < 0) {
+			if (errno == ENOENT && quiet_gone)
+				return false;
+			fprintf(stderr, "%s: delete %s: %s\n", QUEUE_CMD, path,
+			    strerror(errno));
+			return false;
+		}
+		log_info("%s: removed by the administrator (from %s)", id,
+		    subdir);
+		return true;
+	case QUEUE_OP_HOLD:
+	case QUEUE_OP_RELEASE: {
+		const char *to = op == QUEUE_OP_HOLD ? QUEUE_HOLD :
+		    QUEUE_INCOMING;
+		if (!queue_move(cfg.queue_directory, subdir, to, id, err,
+		    sizeof(err))) {
+			if (errno == ENOENT && quiet_gone)
+				return false;
+			fprintf(stderr, "%s: %s\n", QUEUE_CMD, err);
+			return false;
+		}
+		log_info("%s: %s by the administrator", id,
+		    op == QUEUE_OP_HOLD ? "placed on hold" : "released from hold");
+		return true;
+	}
+	}
+	return false;
+}
+
+/* Where op may find a message: hold takes what qmgr has not finished. */
+static const char *op_source(enum queue_op op, const char *id)
+{
+	static const char *const holdable[] = { QUEUE_INCOMING, QUEUE_ACTIVE,
+	    QUEUE_DEFERRED };
+	char path[PATH_MAX];
+	struct stat st;
+
+	switch (op) {
+	case QUEUE_OP_DELETE:
+		return find_message(id, QUEUE_NDIRS);
+	case QUEUE_OP_HOLD:
+		for (size_t i = 0; i < 3; i++) {
+			queue_path(path, sizeof(path), cfg.queue_directory,
+			    holdable[i], id);
+			if (lstat(path, &st) == 0 && S_ISREG(st.st_mode))
+				return holdable[i];
+		}
+		return NULL;
+	case QUEUE_OP_RELEASE:
+		queue_path(path, sizeof(path), cfg.queue_directory, QUEUE_HOLD,
+		    id);
+		return lstat(path, &st) == 0 && S_ISREG(st.st_mode) ?
+		    QUEUE_HOLD : NULL;
+	}
+	return NULL;
+}
+
+static int queue_op_main(enum queue_op op, int argc, char **argv)
+{
+	static const char *const verbs[] = { "deleted", "placed on hold",
+	    "released from hold" };
+	static const char *const where[] = { "in the queue",
+	    "in incoming, active or deferred", "on hold" };
+	size_t done = 0;
+	bool ok = true;
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: %s %s ID...%s\n", QUEUE_CMD, argv[0],
+		    op == QUEUE_OP_HOLD ? "" : "|ALL");
+		return 1;
+	}
+	if (argc == 2 && strcmp(argv[1], "ALL") == 0 && op != QUEUE_OP_HOLD) {
+		struct queue_entries e = { 0 };
+		ok = scan_queue(op == QUEUE_OP_DELETE ? QUEUE_NLIVE : QUEUE_NDIRS,
+		    &e);
+		for (size_t i = 0; i < e.count; i++) {
+			if (op == QUEUE_OP_RELEASE &&
+			    strcmp(e.items[i].subdir, QUEUE_HOLD) != 0)
+				continue;
+			if (apply_op(op, e.items[i].id, e.items[i].subdir, true))
+				done++;
+			else if (errno != ENOENT)	/* gone meanwhile: fine */
+				ok = false;
+		}
+		free(e.items);
+	} else {
+		for (int i = 1; i < argc; i++) {
+			const char *id = argv[i];
+			if (!queue_id_valid(id)) {
+				fprintf(stderr, "%s: not a queue ID: ", QUEUE_CMD);
+				print_masked(stderr, id);
+				fputc('\n', stderr);
+				ok = false;
+				continue;
+			}
+			const char *subdir = op_source(op, id);
+			if (subdir == NULL) {
+				fprintf(stderr, "%s: %s: no such message %s\n",
+				    QUEUE_CMD, id, where[op]);
+				ok = false;
+				continue;
+			}
+			if (apply_op(op, id, subdir, false))
+				done++;
+			else
+				ok = false;
+		}
+	}
+	if (op == QUEUE_OP_RELEASE && done > 0)
+		ipc_wake_qmgr(cfg.run_directory);
+	printf("%s: %zu message%s\n", verbs[op], done, done == 1 ? "" : "s");
+	return ok ? 0 : 1;
+}
+
+/* ---- flush ---- */
+
+static int queue_flush(void)
+{
+	char path[PATH_MAX];
+	struct bio b;
+	struct ipc_msg req, reply;
+	int rc = 1;
+
+	snprintf(path, sizeof(path), "%s/%s", cfg.run_directory, IPC_SOCKET_QMGR);
+	int fd = sock_connect_unix(path, QUEUE_FLUSH_TIMEOUT_MS);
+	if (fd < 0) {
+		fprintf(stderr, "%s: flush: cannot reach qmgr at %s: %s "
+		    "(is postern running?)\n", QUEUE_CMD, path, strerror(errno));
+		return 1;
+	}
+	bio_init(&b, fd, QUEUE_FLUSH_TIMEOUT_MS);
+	ipc_msg_init(&req, "flush");
+	ipc_msg_init(&reply, "none");
+	if (!ipc_send(&b, &req)) {
+		fprintf(stderr, "%s: flush: sending to qmgr: %s\n", QUEUE_CMD,
+		    strerror(errno));
+		goto out;
+	}
+	enum bio_status st = ipc_recv(&b, &reply);
+	if (st != BIO_OK) {
+		fprintf(stderr, "%s: flush: no answer from qmgr (%s)\n",
+		    QUEUE_CMD, bio_status_name(st));
+		goto out;
+	}
+	if (strcmp(reply.type, "ok") == 0) {
+		printf("flush: qmgr is retrying every deferred message now\n");
+		rc = 0;
+	} else {
+		const char *reason = ipc_get(&reply, "reason");
+		fprintf(stderr, "%s: flush: qmgr refused: ", QUEUE_CMD);
+		print_masked(stderr, reason ? reason : reply.type);
+		fputc('\n', stderr);
+	}
+out:
+	ipc_msg_free(&req);
+	ipc_msg_free(&reply);
+	bio_free(&b);
+	close(fd);
+	return rc;
+}
+
+/* ---- entry ---- */
+
+/* Root or the queue's owner (the postern user); anyone else gets a clear
+ * message rather than a scatter of "Permission denied". */
+static bool may_use_queue(void)
+{
+	uid_t uid, euid = geteuid();
+	gid_t gid;
+	struct stat st;
+	char path[PATH_MAX];
+
+	if (euid == 0)
+		return true;
+	if (priv_lookup_user(cfg.user, &uid, &gid) && uid == euid)
+		return true;
+	/* Developer mode: the queue belongs to whoever runs the suite. */
+	snprintf(path, sizeof(path), "%s/%s", cfg.queue_directory,
+	    QUEUE_INCOMING);
+	if (stat(path, &st) == 0 && st.st_uid == euid)
+		return true;
+	fprintf(stderr, "%s: permission denied: run this as root or as the "
+	    "user \"%s\"\n", QUEUE_CMD, cfg.user);
+	return false;
+}
+
+static void queue_usage(void)
+{
+	fprintf(stderr,
+	    "usage: %s list\n"
+	    "       %s show ID\n"
+	    "       %s delete ID...|ALL\n"
+	    "       %s hold ID...\n"
+	    "       %s release ID...|ALL\n"
+	    "       %s flush\n",
+	    QUEUE_CMD, QUEUE_CMD, QUEUE_CMD, QUEUE_CMD, QUEUE_CMD, QUEUE_CMD);
+}
+
+int admin_queue_main(int argc, char **argv)
+{
+	if (argc < 2) {
+		queue_usage();
+		return 1;
+	}
+	const char *sub = argv[1];
+	if (strcmp(sub, "flush") == 0) {
+		if (argc != 2) {
+			queue_usage();
+			return 1;
+		}
+		return queue_flush();
+	}
+	bool known = strcmp(sub, "list") == 0 || strcmp(sub, "show") == 0 ||
+	    strcmp(sub, "delete") == 0 || strcmp(sub, "hold") == 0 ||
+	    strcmp(sub, "release") == 0;
+	if (!known) {
+		fprintf(stderr, "%s: unknown subcommand \"", QUEUE_CMD);
+		print_masked(stderr, sub);
+		fprintf(stderr, "\"\n");
+		queue_usage();
+		return 1;
+	}
+	if (!may_use_queue())
+		return 1;
+	if (strcmp(sub, "list") == 0) {
+		if (argc != 2) {
+			queue_usage();
+			return 1;
+		}
+		return queue_list();
+	}
+	if (strcmp(sub, "show") == 0)
+		return queue_show(argc - 1, argv + 1);
+	if (strcmp(sub, "delete") == 0)
+		return queue_op_main(QUEUE_OP_DELETE, argc - 1, argv + 1);
+	if (strcmp(sub, "hold") == 0)
+		return queue_op_main(QUEUE_OP_HOLD, argc - 1, argv + 1);
+	return queue_op_main(QUEUE_OP_RELEASE, argc - 1, argv + 1);
+}

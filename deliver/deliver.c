@@ -1,0 +1,444 @@
+/*
+ * deliver.c - the delivery agent: "deliver" serves one qmgr connection on
+ * run_directory/deliver, takes job after job (common/ipc.h), delivers each
+ * by SMTP or LMTP, logs one line per recipient and answers with one result
+ * per recipient.
+ *
+ * Trusts qmgr as a peer process of the same user, but checks every job
+ * field before use; a malformed job ends the conversation (qmgr then
+ * treats its recipients as not delivered). Between jobs the process keeps
+ * at most one session open for the next job to the same nexthop.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <bsd/string.h>
+
+#include "cfg.h"
+#include "daemon.h"
+#include "deliver.h"
+#include "dns.h"
+#include "ipc.h"
+#include "log.h"
+#include "mem.h"
+
+#define CONN_CACHE_IDLE_MS 5000	/* close a cached session after this */
+#define JOB_READ_TIMEOUT_MS 60000 /* a job once begun arrives whole */
+#define RESULT_WRITE_TIMEOUT_MS 60000
+
+double deliver_now(void)
+{
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+void deliver_outcome_set(struct deliver_outcome *o, char status,
+    const char *dsn, const char *diag, const char *text)
+{
+	char *d = xstrdup(diag), *t = xstrdup(text);	/* may alias o's */
+	deliver_outcome_free(o);
+	o->status = status;
+	strlcpy(o->dsn, dsn, sizeof(o->dsn));
+	o->diag = d;
+	o->text = t;
+}
+
+void deliver_outcome_free(struct deliver_outcome *o)
+{
+	free(o->diag);
+	free(o->text);
+	o->diag = o->text = NULL;
+	o->status = 0;
+	o->dsn[0] = '\0';
+}
+
+void deliver_fail_open(struct deliver_job *job, char status, const char *dsn,
+    const char *diag, const char *text)
+{
+	for (size_t i = 0; i < job->nrcpts; i++) {
+		struct deliver_rcpt *r = &job->rcpts[i];
+		if (r->done)
+			continue;
+		deliver_outcome_set(&r->out, status, dsn, diag, text);
+		r->done = true;
+		r->accepted = false;
+	}
+}
+
+/* ---- the job message ---- */
+
+static void job_free(struct deliver_job *job)
+{
+	free(job->nexthop);
+	free(job->queue_id);
+	free(job->queue_file);
+	free(job->sender);
+	free(job->envid);
+	for (size_t i = 0; i < job->nrcpts; i++) {
+		free(job->rcpts[i].address);
+		free(job->rcpts[i].orcpt);
+		deliver_outcome_free(&job->rcpts[i].out);
+	}
+	free(job->rcpts);
+	if (job->content_fd >= 0)
+		close(job->content_fd);
+	memset(job, 0, sizeof(*job));
+	job->content_fd = -1;
+}
+
+static bool parse_time(const char *text, double *out)
+{
+	char *end;
+	if (text == NULL)
+		return false;
+	errno = 0;
+	*out = strtod(text, &end);
+	return errno == 0 && end != text && *end == '\0' && *out >= 0;
+}
+
+static bool parse_notify(const char *text, unsigned *out)
+{
+	*out = 0;
+	if (strcmp(text, "-") == 0)
+		return true;
+	for (const char *p = text; *p; p++) {
+		switch (*p) {
+		case 'S': *out |= QUEUE_NOTIFY_SUCCESS; break;
+		case 'F': *out |= QUEUE_NOTIFY_FAILURE; break;
+		case 'D': *out |= QUEUE_NOTIFY_DELAY; break;
+		case 'N': *out |= QUEUE_NOTIFY_NEVER; break;
+		default: return false;
+		}
+	}
+	return true;
+}
+
+/* "rcpt=<number> <notify> <orcpt> <address>" */
+static bool parse_rcpt(const char *value, struct deliver_rcpt *r)
+{
+	char *copy = xstrdup(value), *save = NULL;
+	char *number = strtok_r(copy, " ", &save);
+	char *notify = strtok_r(NULL, " ", &save);
+	char *orcpt = strtok_r(NULL, " ", &save);
+	char *address = save;
+	char *end;
+	bool ok = false;
+
+	memset(r, 0, sizeof(*r));
+	if (number == NULL || notify == NULL || orcpt == NULL ||
+	    address == NULL || *address == '\0')
+		goto out;
+	errno = 0;
+	r->number = strtol(number, &end, 10);
+	if (errno != 0 || *end != '\0' || r->number < 0 ||
+	    !parse_notify(notify, &r->notify))
+		goto out;
+	/* The address goes into "RCPT TO:<...>": no controls, no brackets. */
+	for (const char *p = address; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == '<' ||
+		    *p == '>')
+			goto out;
+	r->address = xstrdup(address);
+	if (strcmp(orcpt, "-") != 0)
+		r->orcpt = xstrdup(orcpt);
+	ok = true;
+out:
+	free(copy);
+	return ok;
+}
+
+static bool job_parse(const struct ipc_msg *m, struct deliver_job *job,
+    char *err, size_t errsize)
+{
+	const char *v;
+	long long n;
+
+	memset(job, 0, sizeof(*job));
+	job->content_fd = -1;
+	if (strcmp(m->type, "job") != 0) {
+		snprintf(err, errsize, "unexpected message type");
+		return false;
+	}
+	v = ipc_get(m, "transport");
+	if (v != NULL && strcmp(v, "smtp") == 0)
+		job->transport = TRANSPORT_SMTP;
+	else if (v != NULL && strcmp(v, "lmtp") == 0)
+		job->transport = TRANSPORT_LMTP;
+	else {
+		snprintf(err, errsize, "bad transport");
+		return false;
+	}
+	v = ipc_get(m, "nexthop");
+	if (v == NULL || *v == '\0') {
+		snprintf(err, errsize, "no nexthop");
+		return false;
+	}
+	job->nexthop = xstrdup(v);
+	v = ipc_get(m, "queue_id");
+	if (v == NULL || *v == '\0' || strlen(v) > 64) {
+		snprintf(err, errsize, "bad queue_id");
+		return false;
+	}
+	for (const char *p = v; *p; p++)
+		if (!isalnum((unsigned char)*p)) {
+			snprintf(err, errsize, "bad queue_id");
+			return false;
+		}
+	job->queue_id = xstrdup(v);
+	v = ipc_get(m, "queue_file");
+	if (v == NULL || *v == '\0' || *v == '/' || strstr(v, "..") != NULL) {
+		snprintf(err, errsize, "bad queue_file");
+		return false;
+	}
+	job->queue_file = xstrdup(v);
+	if (!ipc_get_ll(m, "content_offset", &n) || n < 0) {
+		snprintf(err, errsize, "bad content_offset");
+		return false;
+	}
+	job->content_offset = (off_t)n;
+	if (!ipc_get_ll(m, "content_length", &n) || n < 0) {
+		snprintf(err, errsize, "bad content_length");
+		return false;
+	}
+	job->content_length = (off_t)n;
+	v = ipc_get(m, "sender");
+	job->sender = xstrdup(v ? v : "");
+	for (const char *p = job->sender; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == '<' || *p == '>') {
+			snprintf(err, errsize, "bad sender");
+			return false;
+		}
+	v = ipc_get(m, "body");
+	if (v == NULL || strcmp(v, "7BIT") == 0)
+		job->body = QUEUE_BODY_7BIT;
+	else if (strcmp(v, "8BITMIME") == 0)
+		job->body = QUEUE_BODY_8BITMIME;
+	else if (strcmp(v, "BINARYMIME") == 0)
+		job->body = QUEUE_BODY_BINARYMIME;
+	else {
+		snprintf(err, errsize, "bad body");
+		return false;
+	}
+	v = ipc_get(m, "smtputf8");
+	job->smtputf8 = v != NULL && strcmp(v, "yes") == 0;
+	v = ipc_get(m, "envid");
+	if (v != NULL)
+		job->envid = xstrdup(v);
+	v = ipc_get(m, "ret");
+	job->ret = v == NULL ? QUEUE_RET_DEFAULT : strcmp(v, "FULL") == 0 ?
+	    QUEUE_RET_FULL : strcmp(v, "HDRS") == 0 ? QUEUE_RET_HDRS :
+	    QUEUE_RET_DEFAULT;
+	job->t_received = deliver_now();
+	if (!parse_time(ipc_get(m, "arrival"), &job->arrival))
+		job->arrival = job->t_received;
+	if (!parse_time(ipc_get(m, "job_time"), &job->job_time))
+		job->job_time = job->t_received;
+
+	for (size_t i = 0; i < m->count; i++) {
+		if (strcmp(m->attrs[i].name, "rcpt") != 0)
+			continue;
+		job->rcpts = xreallocarray(job->rcpts, job->nrcpts + 1,
+		    sizeof(*job->rcpts));
+		if (!parse_rcpt(m->attrs[i].value, &job->rcpts[job->nrcpts])) {
+			snprintf(err, errsize, "bad rcpt");
+			return false;
+		}
+		job->nrcpts++;
+	}
+	if (job->nrcpts == 0) {
+		snprintf(err, errsize, "no recipients");
+		return false;
+	}
+	strlcpy(job->relay, "none", sizeof(job->relay));
+	return true;
+}
+
+/* ---- logging ---- */
+
+/* Seconds as Postfix prints them: "0.42", "0.2", "0", "12", "3.1". */
+static void format_delay(double v, char *out, size_t outsize)
+{
+	if (v < 0)
+		v = 0;
+	if (v >= 100)
+		snprintf(out, outsize, "%.0f", v);
+	else
+		snprintf(out, outsize, v >= 10 ? "%.1f" : "%.2f", v);
+	if (strchr(out, '.') != NULL) {
+		size_t len = strlen(out);
+		while (len > 0 && out[len - 1] == '0')
+			out[--len] = '\0';
+		if (len > 0 && out[len - 1] == '.')
+			out[--len] = '\0';
+	}
+}
+
+static void log_results(const struct deliver_job *job, double t_end)
+{
+	char delay[32], a[32], b[32], c[32], d[32], conn_use[32] = "";
+	double t_conn = job->t_connected > 0 ? job->t_connected : t_end;
+
+	format_delay(t_end - job->arrival, delay, sizeof(delay));
+	format_delay(job->job_time - job->arrival, a, sizeof(a));
+	format_delay(job->t_received - job->job_time, b, sizeof(b));
+	format_delay(t_conn - job->t_received, c, sizeof(c));
+	format_delay(t_end - t_conn, d, sizeof(d));
+	if (job->conn_use > 1)
+		snprintf(conn_use, sizeof(conn_use), "conn_use=%u, ",
+		    job->conn_use);
+	for (size_t i = 0; i < job->nrcpts; i++) {
+		const struct deliver_rcpt *r = &job->rcpts[i];
+		char to[600];
+		log_escape(to, sizeof(to), r->address, strlen(r->address));
+		const char *status = r->out.status == 'S' ? "sent" :
+		    r->out.status == 'B' ? "bounced" : "deferred";
+		log_info("%s: to=<%s>, relay=%s, %sdelay=%s, delays=%s/%s/%s/%s, "
+		    "dsn=%s, status=%s (%s)", job->queue_id, to, job->relay,
+		    conn_use, delay, a, b, c, d, r->out.dsn, status,
+		    r->out.text ? r->out.text : "");
+	}
+}
+
+/* ---- one job ---- */
+
+static void job_run(struct deliver_job *job)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/%s", cfg.queue_directory,
+	    job->queue_file);
+	job->content_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (job->content_fd < 0) {
+		char text[600];
+		snprintf(text, sizeof(text), "cannot open queue file %s: %s",
+		    job->queue_file, strerror(errno));
+		log_warning("%s: %s", job->queue_id, text);
+		deliver_fail_open(job, 'D', "4.3.0", text, text);
+	} else {
+		dest_deliver(job);
+	}
+	/* Every recipient has its outcome; make sure of it. */
+	deliver_fail_open(job, 'D', "4.3.0", "internal error: no outcome",
+	    "internal error: no outcome");
+	log_results(job, deliver_now());
+}
+
+static bool send_result(struct bio *b, const struct deliver_job *job)
+{
+	struct ipc_msg m;
+
+	ipc_msg_init(&m, "result");
+	for (size_t i = 0; i < job->nrcpts; i++) {
+		const struct deliver_rcpt *r = &job->rcpts[i];
+		ipc_add(&m, "rcpt", "%ld %c %s %s", r->number, r->out.status,
+		    r->out.dsn, r->out.diag ? r->out.diag : "");
+	}
+	ipc_add(&m, "relay", "%s", job->relay);
+	if (job->remote_mta[0] != '\0')
+		ipc_add(&m, "remote_mta", "%s", job->remote_mta);
+	ipc_add(&m, "nexthop_status", "%s", job->nexthop_down ? "down" : "ok");
+	bio_set_timeout(b, RESULT_WRITE_TIMEOUT_MS);
+	bool ok = ipc_send(b, &m);
+	ipc_msg_free(&m);
+	return ok;
+}
+
+/*
+ * Wait for qmgr's next job. A cached session is closed after
+ * CONN_CACHE_IDLE_MS without one. false: master wants us gone, and
+ * between jobs is the moment to go.
+ */
+static bool wait_for_job(struct bio *b)
+{
+	for (;;) {
+		if (bio_buffered(b) > 0)
+			return true;
+		struct pollfd pfd[2] = {
+			{ .fd = b->fd, .events = POLLIN },
+			{ .fd = daemon_alive_fd(), .events = POLLIN },
+		};
+		int n = poll(pfd, 2, conn_cache_active() ? CONN_CACHE_IDLE_MS :
+		    -1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			log_warning("poll: %m");
+			return false;
+		}
+		if (n == 0) {
+			conn_cache_close();
+			continue;
+		}
+		if (pfd[0].revents)
+			return true;
+		if (pfd[1].revents)
+			return false;
+	}
+}
+
+static void deliver_serve(struct daemon_conn *conn)
+{
+	struct bio b;
+
+	bio_init(&b, conn->fd, JOB_READ_TIMEOUT_MS);
+	while (wait_for_job(&b)) {
+		struct ipc_msg m;
+		struct deliver_job job;
+		char err[256];
+
+		bio_set_timeout(&b, JOB_READ_TIMEOUT_MS);
+		enum bio_status st = ipc_recv(&b, &m);
+		if (st == BIO_EOF)
+			break;
+		if (st != BIO_OK) {
+			log_warning("reading a job from qmgr: %s",
+			    st == BIO_TOOLONG ? "malformed message" :
+			    bio_status_name(st));
+			break;
+		}
+		if (!job_parse(&m, &job, err, sizeof(err))) {
+			log_warning("malformed job from qmgr: %s", err);
+			ipc_msg_free(&m);
+			job_free(&job);
+			break;
+		}
+		ipc_msg_free(&m);
+		job_run(&job);
+		bool sent = send_result(&b, &job);
+		job_free(&job);
+		if (!sent) {
+			log_warning("cannot send a result to qmgr: %s",
+			    bio_status_name(bio_flush(&b)));
+			break;
+		}
+	}
+	conn_cache_close();
+	bio_free(&b);
+}
+
+static void deliver_init(const char *service)
+{
+	char err[512];
+
+	if (!dns_init(&cfg.dns_servers, err, sizeof(err)))
+		log_fatal("%s", err);
+	tls_client_init();
+}
+
+int main(int argc, char **argv)
+{
+	static const struct daemon_service svc = {
+		.program = "deliver",
+		.init = deliver_init,
+		.serve = deliver_serve,
+	};
+	daemon_main(argc, argv, &svc);
+}

@@ -1,0 +1,205 @@
+/*
+ * deliver.h - the delivery agent's private interfaces: one job from qmgr
+ * (common/ipc.h), the SMTP/LMTP client session that carries it, the one
+ * cached connection, and the opportunistic TLS layer.
+ *
+ * A job is trusted as far as qmgr is (same user, our own socket), but
+ * still checked field by field. Everything a peer says is untrusted:
+ * bounded, parsed strictly, escaped before it is logged.
+ */
+#ifndef POSTERN_DELIVER_H
+#define POSTERN_DELIVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "bio.h"
+#include "queue.h"
+#include "str.h"
+
+enum deliver_transport {
+	TRANSPORT_SMTP,
+	TRANSPORT_LMTP,
+};
+
+/* What happened to a recipient (or to all of a job's recipients). */
+struct deliver_outcome {
+	char status;		/* 'S' sent, 'D' deferred, 'B' bounced */
+	char dsn[16];		/* RFC 3463 "x.y.z" */
+	char *diag;		/* for qmgr: the peer's reply or our words */
+	char *text;		/* for the log: "host H[A] said: ... (in reply
+				   to RCPT TO command)" or our words */
+};
+
+struct deliver_rcpt {
+	long number;		/* the queue file's recipient number */
+	char *address;		/* "user@domain", no brackets */
+	unsigned notify;	/* QUEUE_NOTIFY_* bits, 0 if not given */
+	char *orcpt;		/* "type;address" or NULL */
+	bool in_txn;		/* RCPT sent in the current transaction */
+	bool accepted;		/* RCPT got 2xx in the current transaction */
+	bool done;		/* outcome is final for this job */
+	struct deliver_outcome out;
+};
+
+struct deliver_job {
+	enum deliver_transport transport;
+	char *nexthop;
+	char *queue_id;
+	char *queue_file;	/* relative to queue_directory */
+	off_t content_offset;
+	off_t content_length;
+	int content_fd;
+	char *sender;		/* "" for <> */
+	enum queue_body body;
+	bool smtputf8;
+	char *envid;		/* NULL if none */
+	enum queue_ret ret;
+	double arrival;		/* epoch seconds */
+	double job_time;	/* when qmgr made the job */
+	double t_received;	/* when this process got it */
+	double t_connected;	/* session ready (or reused) */
+	struct deliver_rcpt *rcpts;
+	size_t nrcpts;
+	/* for the result */
+	char relay[320];	/* "mx.example.net[192.0.2.4]:25" or "none" */
+	char remote_mta[256];
+	bool nexthop_down;
+	unsigned conn_use;	/* transactions on the session, this one included */
+	char tls_info[160];	/* "TLSv1.3 with cipher ..." or "" */
+};
+
+/* ---- deliver.c ---- */
+double deliver_now(void);
+void deliver_outcome_set(struct deliver_outcome *o, char status,
+    const char *dsn, const char *diag, const char *text);
+void deliver_outcome_free(struct deliver_outcome *o);
+/* Give every recipient still open this outcome. */
+void deliver_fail_open(struct deliver_job *job, char status, const char *dsn,
+    const char *diag, const char *text);
+
+/* ---- deliver_session.c: one SMTP or LMTP connection ---- */
+
+#define SESS_EXT_PIPELINING 0x001
+#define SESS_EXT_SIZE 0x002
+#define SESS_EXT_8BITMIME 0x004
+#define SESS_EXT_SMTPUTF8 0x008
+#define SESS_EXT_DSN 0x010
+#define SESS_EXT_STARTTLS 0x020
+#define SESS_EXT_ENHANCED 0x040
+#define SESS_EXT_CHUNKING 0x080
+#define SESS_EXT_BINARYMIME 0x100
+
+/* Where the client is in the conversation; names the "while ..." texts. */
+enum sess_state {
+	SESS_CONNECT,
+	SESS_GREETING,
+	SESS_EHLO,
+	SESS_HELO,
+	SESS_STARTTLS,
+	SESS_TLS_HANDSHAKE,
+	SESS_READY,		/* between transactions */
+	SESS_MAIL,
+	SESS_RCPT,
+	SESS_DATA,
+	SESS_BODY,
+	SESS_DOT,		/* waiting for the reply(ies) to end of data */
+	SESS_RSET,
+	SESS_QUIT,
+	SESS_CLOSED,
+};
+
+struct smtp_reply {
+	int code;		/* 0 if none could be read */
+	char enhanced[16];	/* "" if the reply carried none */
+	struct str text;	/* "250 2.0.0 Ok" lines joined by a space */
+	struct str lines;	/* each line's text after the code, '\n' ended */
+};
+
+struct deliver_session {
+	enum sess_state state;
+	bool lmtp;
+	int fd;
+	struct bio bio;
+	void *tls;		/* deliver_tls.c state, NULL when plain */
+	char host[256];		/* the name we looked up (MX host) */
+	char addr[64];		/* "192.0.2.4", or the Unix socket path */
+	int port;		/* 0 for Unix sockets */
+	char relay[320];	/* "host[addr]:port" or "host[path]" */
+	char greeting_name[256]; /* first word of the greeting */
+	unsigned ext;		/* SESS_EXT_* the peer announced */
+	long long size_limit;	/* SIZE n, 0 if none */
+	unsigned uses;		/* transactions completed on it */
+	bool usable;		/* in sync, may carry another transaction */
+	enum bio_status last_io; /* why the last read or flush failed */
+	struct smtp_reply reply;
+};
+
+/* Result of opening a session to one address. */
+enum sess_open_result {
+	SESS_OPEN_OK,
+	SESS_OPEN_FAILED,	/* *out says why: try the next address */
+};
+
+enum sess_open_result session_open(struct deliver_session *s,
+    struct deliver_job *job, const struct sockaddr *sa, socklen_t salen,
+    const char *host, const char *unix_path, bool lmtp,
+    struct deliver_outcome *out);
+void session_enter(struct deliver_session *s, enum sess_state state);
+/* Read one (possibly multi-line) reply into s->reply. */
+bool session_read_reply(struct deliver_session *s);
+/* Send what is buffered; false on failure. */
+bool session_flush(struct deliver_session *s);
+/* Failure texts for I/O trouble in the current state. */
+void session_io_failure(struct deliver_session *s, struct deliver_outcome *o,
+    enum bio_status st);
+/* An outcome from the peer's reply in the current state. */
+void session_reply_outcome(struct deliver_session *s,
+    struct deliver_outcome *o);
+void session_set_timeout(struct deliver_session *s);
+/* QUIT politely (short wait) and close. */
+void session_close(struct deliver_session *s, bool say_quit);
+/* Is a cached, idle session still there (no 421, no EOF pending)? */
+bool session_alive(struct deliver_session *s);
+/* "250 2.1.0 Ok" -> enhanced code "2.1.0" (class must match). */
+void reply_enhanced(int code, const char *text, char *out, size_t outsize);
+
+/* ---- deliver_smtp.c: one mail transaction on an open session ---- */
+
+/*
+ * Run MAIL/RCPT/DATA (or BDAT) for the job's open recipients. Returns
+ * false when the session broke before any recipient was accepted, so the
+ * caller may retry on a fresh connection (a cached one can die unseen).
+ */
+bool smtp_transaction(struct deliver_session *s, struct deliver_job *job,
+    bool may_retry);
+
+/* ---- deliver_dest.c: from nexthop to a session ---- */
+
+/*
+ * Deliver the job's recipients: reuse the cached session for its nexthop
+ * or open a new one, run the transaction, keep the session for the next
+ * job. Every recipient has an outcome afterwards.
+ */
+void dest_deliver(struct deliver_job *job);
+
+/* ---- deliver_conn.c: the one cached connection ---- */
+
+/* The cached session for key, if it is still alive; else closes it. */
+struct deliver_session *conn_cache_take(const char *key);
+/* Keep s for the next job to key (closes any other cached session). */
+void conn_cache_put(struct deliver_session *s, const char *key);
+bool conn_cache_active(void);
+void conn_cache_close(void);
+
+/* ---- deliver_tls.c: opportunistic STARTTLS (no verification) ---- */
+
+void tls_client_init(void);
+/* Handshake on s->fd; on success s->bio reads and writes through TLS. */
+bool tls_client_start(struct deliver_session *s, int timeout_ms,
+    char *info, size_t infosize, char *err, size_t errsize);
+void tls_client_end(struct deliver_session *s);
+
+#endif

@@ -1,0 +1,66 @@
+/*
+ * deliver_conn.c - the one connection a deliver process keeps open
+ * between jobs, so that the next message to the same destination skips
+ * DNS, TCP, greeting, EHLO and TLS (DESIGN.md "connection reuse").
+ *
+ * qmgr sends job after job on one socket; it groups mail by nexthop, so
+ * one cached session per process is enough. The session is keyed by
+ * transport and nexthop; it is closed when a job for another nexthop
+ * arrives, after CONN_CACHE_IDLE_MS without work (deliver.c), or when the
+ * peer has said something while idle (421, or closed the connection).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "deliver.h"
+#include "log.h"
+#include "mem.h"
+
+static struct deliver_session *cached;
+static char *cached_key;
+
+struct deliver_session *conn_cache_take(const char *key)
+{
+	if (cached == NULL)
+		return NULL;
+	struct deliver_session *s = cached;
+	bool same = strcmp(cached_key, key) == 0;
+	cached = NULL;
+	free(cached_key);
+	cached_key = NULL;
+	if (same && session_alive(s))
+		return s;
+	if (same)
+		log_debug("cached session with %s is gone", s->relay);
+	session_close(s, true);
+	free(s);
+	return NULL;
+}
+
+void conn_cache_put(struct deliver_session *s, const char *key)
+{
+	conn_cache_close();
+	if (!s->usable) {
+		session_close(s, false);
+		free(s);
+		return;
+	}
+	cached = s;
+	cached_key = xstrdup(key);
+}
+
+bool conn_cache_active(void)
+{
+	return cached != NULL;
+}
+
+void conn_cache_close(void)
+{
+	if (cached == NULL)
+		return;
+	session_close(cached, true);
+	free(cached);
+	cached = NULL;
+	free(cached_key);
+	cached_key = NULL;
+}

@@ -1,0 +1,236 @@
+/*
+ * deliver_dest.c - from a job's nexthop to an open session: MX lookup
+ * (RFC 5321 5.1), null MX (RFC 7505), implicit MX, address records, and
+ * trying the hosts in order until one talks to us.
+ *
+ * nexthop comes from qmgr (common/ipc.h): "example.net" and "host:port"
+ * get an MX lookup, "[host]" and "[host]:port" do not; LMTP takes
+ * "unix:/path" or "[host]:port" and never looks up MX records.
+ *
+ * A failure at one host (no connection, 4xx or 5xx greeting, EHLO refused,
+ * a loop) moves on to the next; only the last host's failure decides the
+ * recipients' fate, as in Postfix, so that one broken MX never bounces
+ * mail another MX would take.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <bsd/string.h>
+
+#include "cfg.h"
+#include "deliver.h"
+#include "dns.h"
+#include "log.h"
+#include "mem.h"
+#include "sock.h"
+
+#define DEST_MAX_ADDRESSES 10	/* addresses tried per job, all MX hosts */
+
+struct target {
+	char host[256];
+	struct dns_addr addr;
+};
+
+struct target_list {
+	struct target *v;
+	size_t count;
+	bool tempfail;		/* some lookup failed for now */
+	char err[512];		/* the last lookup failure */
+};
+
+static void targets_add_host(struct target_list *tl, const char *host,
+    int port)
+{
+	struct dns_addr *addrs;
+	size_t n;
+	char err[512];
+
+	enum dns_result r = dns_lookup_addrs(host, port, &addrs, &n, err,
+	    sizeof(err));
+	if (r != DNS_OK) {
+		if (r == DNS_TEMPFAIL)
+			tl->tempfail = true;
+		strlcpy(tl->err, err, sizeof(tl->err));
+		return;
+	}
+	for (size_t i = 0; i < n && tl->count < DEST_MAX_ADDRESSES; i++) {
+		tl->v = xreallocarray(tl->v, tl->count + 1, sizeof(*tl->v));
+		strlcpy(tl->v[tl->count].host, host, sizeof(tl->v[0].host));
+		tl->v[tl->count].addr = addrs[i];
+		tl->count++;
+	}
+	free(addrs);
+}
+
+/* Fill tl for an SMTP nexthop; false when the job is decided already. */
+static bool smtp_targets(struct deliver_job *job, const struct endpoint *ep,
+    struct target_list *tl)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	bool literal = sock_addr_parse(ep->host, ep->port, &ss, &sslen);
+
+	if (ep->bracketed || literal) {
+		targets_add_host(tl, ep->host, ep->port);
+	} else {
+		struct dns_mx *mx;
+		size_t n;
+		char err[512];
+		enum dns_result r = dns_lookup_mx(ep->host, &mx, &n, err,
+		    sizeof(err));
+		switch (r) {
+		case DNS_OK:
+			for (size_t i = 0; i < n; i++)
+				targets_add_host(tl, mx[i].host, ep->port);
+			free(mx);
+			break;
+		case DNS_NOTFOUND:
+			/* RFC 5321 5.1: the domain itself is the implicit MX. */
+			targets_add_host(tl, ep->host, ep->port);
+			break;
+		case DNS_NULLMX:
+			deliver_fail_open(job, 'B', "5.1.10", err, err);
+			return false;
+		case DNS_TEMPFAIL:
+			deliver_fail_open(job, 'D', "4.4.3", err, err);
+			job->nexthop_down = true;
+			return false;
+		case DNS_FAIL:
+			deliver_fail_open(job, 'B', "5.4.4", err, err);
+			return false;
+		}
+	}
+	if (tl->count == 0) {
+		if (tl->tempfail) {
+			deliver_fail_open(job, 'D', "4.4.3", tl->err, tl->err);
+			job->nexthop_down = true;
+		} else {
+			deliver_fail_open(job, 'B', "5.4.4", tl->err, tl->err);
+		}
+		return false;
+	}
+	return true;
+}
+
+static struct deliver_session *dest_open(struct deliver_job *job)
+{
+	bool lmtp = job->transport == TRANSPORT_LMTP;
+	struct endpoint ep;
+	char err[512];
+	struct deliver_outcome last = { 0 };
+	struct deliver_session *s = xcalloc(1, sizeof(*s));
+
+	bool parsed = endpoint_parse(job->nexthop, lmtp ? 24 : 25, &ep, err,
+	    sizeof(err));
+	if (parsed && !lmtp && ep.kind == ENDPOINT_UNIX) {
+		snprintf(err, sizeof(err), "SMTP needs a host, not a Unix socket");
+		parsed = false;
+	}
+	if (!parsed) {
+		char text[700];
+		snprintf(text, sizeof(text), "bad nexthop \"%s\" for %s: %s",
+		    job->nexthop, lmtp ? "lmtp" : "smtp", err);
+		log_warning("%s: %s", job->queue_id, text);
+		deliver_fail_open(job, 'D', "4.3.5", text, text);
+		free(s);
+		return NULL;
+	}
+
+	if (ep.kind == ENDPOINT_UNIX) {
+		if (session_open(s, job, NULL, 0, "localhost", ep.path, true,
+		    &last) == SESS_OPEN_OK) {
+			deliver_outcome_free(&last);
+			return s;
+		}
+		job->nexthop_down = true;
+		deliver_fail_open(job, last.status, last.dsn, last.diag,
+		    last.text);
+		deliver_outcome_free(&last);
+		free(s);
+		return NULL;
+	}
+
+	struct target_list tl = { 0 };
+	if (lmtp)
+		targets_add_host(&tl, ep.host, ep.port);
+	if (lmtp && tl.count == 0) {
+		deliver_fail_open(job, 'D', "4.4.3", tl.err, tl.err);
+		job->nexthop_down = true;
+		free(s);
+		return NULL;
+	}
+	if (!lmtp && !smtp_targets(job, &ep, &tl)) {
+		free(tl.v);
+		free(s);
+		return NULL;
+	}
+	for (size_t i = 0; i < tl.count; i++) {
+		deliver_outcome_free(&last);
+		if (session_open(s, job, (struct sockaddr *)&tl.v[i].addr.sa,
+		    tl.v[i].addr.salen, tl.v[i].host, NULL, lmtp, &last) ==
+		    SESS_OPEN_OK) {
+			deliver_outcome_free(&last);
+			free(tl.v);
+			return s;
+		}
+		if (i + 1 < tl.count)
+			log_info("%s: %s; trying the next host", job->queue_id,
+			    last.text);
+	}
+	free(tl.v);
+	free(s);
+	/* The last host's answer decides; a 5xx there is for real. */
+	job->nexthop_down = last.status != 'B';
+	deliver_fail_open(job, last.status, last.dsn, last.diag, last.text);
+	deliver_outcome_free(&last);
+	return NULL;
+}
+
+/*
+ * The peer for the result: Remote-MTA of a DSN is the name we looked up
+ * (RFC 3464 2.3.5), or for a Unix socket the name the server gave.
+ */
+static void note_peer(struct deliver_job *job, const struct deliver_session *s)
+{
+	strlcpy(job->relay, s->relay, sizeof(job->relay));
+	strlcpy(job->remote_mta, s->port == 0 && s->greeting_name[0] ?
+	    s->greeting_name : s->host, sizeof(job->remote_mta));
+}
+
+static void dest_key(const struct deliver_job *job, char *out, size_t outsize)
+{
+	snprintf(out, outsize, "%s:%s", job->transport == TRANSPORT_LMTP ?
+	    "lmtp" : "smtp", job->nexthop);
+}
+
+void dest_deliver(struct deliver_job *job)
+{
+	char key[600];
+	dest_key(job, key, sizeof(key));
+
+	struct deliver_session *s = conn_cache_take(key);
+	bool reused = s != NULL;
+	if (s == NULL)
+		s = dest_open(job);
+	if (s == NULL)
+		return;
+	job->t_connected = deliver_now();
+	note_peer(job, s);
+	job->conn_use = s->uses + 1;
+	if (!smtp_transaction(s, job, reused)) {
+		/* The cached connection died unseen: once more, fresh. */
+		log_info("%s: cached connection to %s was lost; reconnecting",
+		    job->queue_id, s->relay);
+		session_close(s, false);
+		free(s);
+		s = dest_open(job);
+		if (s == NULL)
+			return;
+		job->t_connected = deliver_now();
+		note_peer(job, s);
+		job->conn_use = 1;
+		smtp_transaction(s, job, false);
+	}
+	conn_cache_put(s, key);
+}

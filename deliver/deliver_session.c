@@ -1,0 +1,521 @@
+/*
+ * deliver_session.c - one client connection to an SMTP or LMTP server:
+ * connect, greeting, EHLO/LHLO (HELO fallback), opportunistic STARTTLS,
+ * reading replies, QUIT.
+ *
+ * Trusts nothing the peer sends: replies are read through the bounded
+ * line reader with a deadline per state (RFC 5321 4.5.3.2), their codes
+ * are checked, and their text is escaped before it reaches a log line.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <bsd/string.h>
+
+#include "cfg.h"
+#include "deliver.h"
+#include "log.h"
+#include "mem.h"
+#include "sock.h"
+
+#define REPLY_LINE_MAX 2048	/* RFC 5321 4.5.3.1.5 says 512; be lenient */
+#define REPLY_LINES_MAX 100
+#define REPLY_TEXT_MAX 4096
+#define QUIT_TIMEOUT_MS 2000
+
+/*
+ * Per state: the words for "while ...", the command a reply answers, and
+ * the reply deadline as a multiple of smtp_timeout in fifths. With the
+ * default smtp_timeout of 300s these are RFC 5321 4.5.3.2's values:
+ * greeting, MAIL, RCPT 5 min; DATA 2 min; data blocks 3 min; end of data
+ * 10 min.
+ */
+static const struct {
+	const char *name;
+	const char *stage;
+	const char *command;
+	int fifths;
+} sess_states[] = {
+	[SESS_CONNECT] = { "connect", "while connecting", NULL, 5 },
+	[SESS_GREETING] = { "greeting",
+	    "while receiving the initial server greeting", NULL, 5 },
+	[SESS_EHLO] = { "ehlo", "while performing the EHLO handshake", "EHLO", 5 },
+	[SESS_HELO] = { "helo", "while performing the HELO handshake", "HELO", 5 },
+	[SESS_STARTTLS] = { "starttls", "while sending STARTTLS", "STARTTLS", 5 },
+	[SESS_TLS_HANDSHAKE] = { "tls", "while performing the TLS handshake",
+	    NULL, 5 },
+	[SESS_READY] = { "ready", "while idle", NULL, 5 },
+	[SESS_MAIL] = { "mail", "while sending MAIL FROM", "MAIL FROM", 5 },
+	[SESS_RCPT] = { "rcpt", "while sending RCPT TO", "RCPT TO", 5 },
+	[SESS_DATA] = { "data", "while sending DATA command", "DATA", 2 },
+	[SESS_BODY] = { "body", "while sending message body", NULL, 3 },
+	[SESS_DOT] = { "dot", "while sending end of data -- message may be "
+	    "sent more than once", "end of DATA", 10 },
+	[SESS_RSET] = { "rset", "while sending RSET", "RSET", 5 },
+	[SESS_QUIT] = { "quit", "while sending QUIT", "QUIT", 1 },
+	[SESS_CLOSED] = { "closed", "after the connection was closed", NULL, 5 },
+};
+
+void session_enter(struct deliver_session *s, enum sess_state state)
+{
+	if (log_verbose_level() > 0)
+		log_debug("%s: state %s -> %s", s->relay,
+		    sess_states[s->state].name, sess_states[state].name);
+	s->state = state;
+	session_set_timeout(s);
+}
+
+void session_set_timeout(struct deliver_session *s)
+{
+	long long ms = cfg.smtp_timeout * 1000 * sess_states[s->state].fifths / 5;
+	if (s->state == SESS_QUIT)
+		ms = QUIT_TIMEOUT_MS;
+	if (ms <= 0 || ms > 24LL * 3600 * 1000)
+		ms = 24LL * 3600 * 1000;
+	bio_set_timeout(&s->bio, (int)ms);
+}
+
+void reply_enhanced(int code, const char *text, char *out, size_t outsize)
+{
+	/* RFC 3463 2: class "." subject "." detail, class matching the code. */
+	const char *p = text;
+	size_t n1 = 0, n2 = 0, n3 = 0;
+
+	out[0] = '\0';
+	if (p[0] - '0' != code / 100 || p[1] != '.')
+		return;
+	p += 2;
+	while (isdigit((unsigned char)p[n1]))
+		n1++;
+	if (n1 < 1 || n1 > 3 || p[n1] != '.')
+		return;
+	const char *q = p + n1 + 1;
+	while (isdigit((unsigned char)q[n2]))
+		n2++;
+	if (n2 < 1 || n2 > 3 || (q[n2] != ' ' && q[n2] != '\0'))
+		return;
+	(void)n3;
+	size_t len = (size_t)(q + n2 - text);
+	if (len < outsize) {
+		memcpy(out, text, len);
+		out[len] = '\0';
+	}
+}
+
+/*
+ * One reply, possibly multi-line (RFC 5321 4.2.1): every line carries the
+ * same code; "-" after the code means more lines follow.
+ */
+bool session_read_reply(struct deliver_session *s)
+{
+	struct str line;
+	struct smtp_reply *r = &s->reply;
+	enum bio_status st;
+	int lines = 0;
+
+	str_init(&line, REPLY_LINE_MAX);
+	str_clear(&r->text);
+	str_clear(&r->lines);
+	r->code = 0;
+	r->enhanced[0] = '\0';
+	for (;;) {
+		st = bio_readline(&s->bio, &line, REPLY_LINE_MAX, NULL);
+		if (st == BIO_TOOLONG) {
+			str_set(&line, "");
+			st = BIO_OK;	/* keep the code, lose the text */
+			continue;
+		}
+		if (st != BIO_OK)
+			break;
+		const char *l = str_cstr(&line);
+		if (line.len < 3 || !isdigit((unsigned char)l[0]) ||
+		    !isdigit((unsigned char)l[1]) ||
+		    !isdigit((unsigned char)l[2]) || l[0] < '2' || l[0] > '5' ||
+		    (line.len > 3 && l[3] != ' ' && l[3] != '-')) {
+			st = BIO_TOOLONG;	/* not a reply: protocol error */
+			break;
+		}
+		int code = (l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0');
+		if (lines > 0 && code != r->code) {
+			st = BIO_TOOLONG;
+			break;
+		}
+		const char *body = line.len > 4 ? l + 4 : "";
+		str_appendf(&r->lines, "%s\n", body);
+		if (lines == 0) {
+			r->code = code;
+			reply_enhanced(code, body, r->enhanced, sizeof(r->enhanced));
+			str_appendf(&r->text, "%d", code);
+		}
+		/* Continuation lines: their text only, the code said once. */
+		if (r->text.len + strlen(body) + 2 < REPLY_TEXT_MAX) {
+			const char *t = body;
+			if (lines > 0 && r->enhanced[0] != '\0' &&
+			    strncmp(t, r->enhanced, strlen(r->enhanced)) == 0) {
+				t += strlen(r->enhanced);
+				while (*t == ' ')
+					t++;
+			}
+			if (*t != '\0' || lines == 0)
+				str_appendf(&r->text, " %s", t);
+		}
+		lines++;
+		if (line.len == 3 || l[3] == ' ')
+			break;
+		if (lines >= REPLY_LINES_MAX) {
+			st = BIO_TOOLONG;
+			break;
+		}
+	}
+	str_free(&line);
+	/* Trailing space of "250 " with no text. */
+	while (r->text.len > 0 && r->text.data[r->text.len - 1] == ' ')
+		str_truncate(&r->text, r->text.len - 1);
+	if (st != BIO_OK) {
+		r->code = 0;
+		s->usable = false;
+		s->last_io = st;
+		return false;
+	}
+	return true;
+}
+
+bool session_flush(struct deliver_session *s)
+{
+	enum bio_status st = bio_flush(&s->bio);
+	if (st != BIO_OK) {
+		s->usable = false;
+		s->last_io = st;
+		return false;
+	}
+	return true;
+}
+
+/* The peer's reply, made safe for our log and for qmgr. */
+static char *reply_text_safe(const struct deliver_session *s)
+{
+	char buf[REPLY_TEXT_MAX + 64];
+	log_escape(buf, sizeof(buf), s->reply.text.data ? s->reply.text.data : "",
+	    s->reply.text.len);
+	return xstrdup(buf);
+}
+
+void session_io_failure(struct deliver_session *s, struct deliver_outcome *o,
+    enum bio_status st)
+{
+	char text[1024];
+	const char *stage = sess_states[s->state].stage;
+
+	if (st == BIO_TIMEOUT)
+		snprintf(text, sizeof(text), "conversation with %s timed out %s",
+		    s->relay, stage);
+	else if (st == BIO_TOOLONG)
+		snprintf(text, sizeof(text), "%s sent a malformed reply %s",
+		    s->relay, stage);
+	else
+		snprintf(text, sizeof(text), "lost connection with %s %s",
+		    s->relay, stage);
+	deliver_outcome_set(o, 'D', "4.4.2", text, text);
+}
+
+void session_reply_outcome(struct deliver_session *s,
+    struct deliver_outcome *o)
+{
+	struct smtp_reply *r = &s->reply;
+	char dsn[16], text[REPLY_TEXT_MAX + 512];
+	char *safe = reply_text_safe(s);
+	const char *command = sess_states[s->state].command;
+
+	if (r->enhanced[0] != '\0')
+		strlcpy(dsn, r->enhanced, sizeof(dsn));
+	else
+		snprintf(dsn, sizeof(dsn), "%d.0.0", r->code / 100);
+	if (r->code / 100 == 2)
+		snprintf(text, sizeof(text), "%s", safe);
+	else if (command != NULL)
+		snprintf(text, sizeof(text), "host %s said: %s (in reply to %s "
+		    "command)", s->relay, safe, s->lmtp && s->state == SESS_EHLO ?
+		    "LHLO" : command);
+	else
+		snprintf(text, sizeof(text), "host %s refused to talk to me: %s",
+		    s->relay, safe);
+	char status = r->code / 100 == 2 ? 'S' : r->code / 100 == 5 ? 'B' : 'D';
+	deliver_outcome_set(o, status, dsn, safe, text);
+	free(safe);
+}
+
+/* EHLO keywords (RFC 5321 4.1.1.1) we use; the rest are ignored. */
+static void parse_extensions(struct deliver_session *s)
+{
+	static const struct {
+		const char *keyword;
+		unsigned bit;
+	} known[] = {
+		{ "PIPELINING", SESS_EXT_PIPELINING },
+		{ "SIZE", SESS_EXT_SIZE },
+		{ "8BITMIME", SESS_EXT_8BITMIME },
+		{ "SMTPUTF8", SESS_EXT_SMTPUTF8 },
+		{ "DSN", SESS_EXT_DSN },
+		{ "STARTTLS", SESS_EXT_STARTTLS },
+		{ "ENHANCEDSTATUSCODES", SESS_EXT_ENHANCED },
+		{ "CHUNKING", SESS_EXT_CHUNKING },
+		{ "BINARYMIME", SESS_EXT_BINARYMIME },
+	};
+	const char *p = str_cstr(&s->reply.lines);
+
+	s->ext = 0;
+	s->size_limit = 0;
+	p = strchr(p, '\n');	/* the first line is the server's name */
+	while (p != NULL && *++p != '\0') {
+		size_t n = strcspn(p, " \n");
+		for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+			if (strlen(known[i].keyword) != n ||
+			    strncasecmp(p, known[i].keyword, n) != 0)
+				continue;
+			s->ext |= known[i].bit;
+			/* RFC 1870 4: "SIZE 0" or no number means no limit. */
+			if (known[i].bit == SESS_EXT_SIZE && p[n] == ' ')
+				s->size_limit = strtoll(p + n + 1, NULL, 10);
+		}
+		p = strchr(p, '\n');
+	}
+	if (s->size_limit < 0)
+		s->size_limit = 0;
+}
+
+/* The first word after the code: the name a server gives itself. */
+static void reply_first_word(const struct deliver_session *s, char *out,
+    size_t outsize)
+{
+	const char *p = str_cstr(&s->reply.text);
+	p += strlen(p) >= 4 ? 4 : strlen(p);
+	size_t n = strcspn(p, " ");
+	if (n >= outsize)
+		n = outsize - 1;
+	memcpy(out, p, n);
+	out[n] = '\0';
+}
+
+/* RFC 5321 6.3 (and Postfix's rule): a peer that is us means a loop. */
+static bool names_myself(const char *name)
+{
+	return cfg.myhostname[0] != '\0' && strcasecmp(name, cfg.myhostname) == 0;
+}
+
+static void loop_outcome(struct deliver_job *job, struct deliver_outcome *o)
+{
+	char text[600];
+	snprintf(text, sizeof(text), "mail for %s loops back to myself",
+	    job->nexthop);
+	deliver_outcome_set(o, 'B', "5.4.6", text, text);
+}
+
+/* Send a command line and read its reply. */
+static bool command(struct deliver_session *s, enum sess_state state,
+    const char *line)
+{
+	session_enter(s, state);
+	bio_printf(&s->bio, "%s\r\n", line);
+	return session_flush(s) && session_read_reply(s);
+}
+
+/* EHLO or LHLO, with a HELO fallback for old SMTP servers. */
+static bool hello(struct deliver_session *s, struct deliver_job *job,
+    struct deliver_outcome *out)
+{
+	char line[300], name[256];
+
+	snprintf(line, sizeof(line), "%s %s", s->lmtp ? "LHLO" : "EHLO",
+	    cfg.myhostname);
+	if (!command(s, SESS_EHLO, line)) {
+		session_io_failure(s, out, s->last_io);
+		return false;
+	}
+	if (s->reply.code / 100 == 2) {
+		reply_first_word(s, name, sizeof(name));
+		if (!s->lmtp && names_myself(name)) {
+			loop_outcome(job, out);
+			return false;
+		}
+		parse_extensions(s);
+		return true;
+	}
+	/* RFC 5321 4.1.4: a server that does not know EHLO says 5xx. */
+	if (s->lmtp || s->reply.code / 100 != 5) {
+		session_reply_outcome(s, out);
+		return false;
+	}
+	snprintf(line, sizeof(line), "HELO %s", cfg.myhostname);
+	if (!command(s, SESS_HELO, line)) {
+		session_io_failure(s, out, s->last_io);
+		return false;
+	}
+	if (s->reply.code / 100 != 2) {
+		session_reply_outcome(s, out);
+		return false;
+	}
+	s->ext = 0;
+	s->size_limit = 0;
+	return true;
+}
+
+enum open_step {
+	OPEN_OK,
+	OPEN_FAILED,
+	OPEN_TLS_FAILED,	/* try the same address again without TLS */
+};
+
+static enum open_step open_once(struct deliver_session *s,
+    struct deliver_job *job, const struct sockaddr *sa, socklen_t salen,
+    const char *unix_path, bool try_tls, struct deliver_outcome *out)
+{
+	long long connect_ms = cfg.smtp_connect_timeout * 1000;
+	if (connect_ms <= 0 || connect_ms > 3600 * 1000)
+		connect_ms = 3600 * 1000;
+
+	session_enter(s, SESS_CONNECT);
+	s->fd = unix_path != NULL ? sock_connect_unix(unix_path, (int)connect_ms) :
+	    sock_connect_sa(sa, salen, (int)connect_ms);
+	if (s->fd < 0) {
+		char text[600];
+		snprintf(text, sizeof(text), "connect to %s: %s", s->relay,
+		    strerror(errno));
+		deliver_outcome_set(out, 'D', "4.4.1", text, text);
+		return OPEN_FAILED;
+	}
+	/* A server answered: from now on it is the relay of the log line. */
+	strlcpy(job->relay, s->relay, sizeof(job->relay));
+	/* Non-blocking, so that writes too honour the bio's deadlines. */
+	int fl = fcntl(s->fd, F_GETFL);
+	if (fl >= 0)
+		fcntl(s->fd, F_SETFL, fl | O_NONBLOCK);
+	bio_init(&s->bio, s->fd, 0);
+	s->usable = true;
+
+	session_enter(s, SESS_GREETING);
+	if (!session_read_reply(s)) {
+		session_io_failure(s, out, s->last_io);
+		return OPEN_FAILED;
+	}
+	if (s->reply.code / 100 != 2) {
+		session_reply_outcome(s, out);
+		return OPEN_FAILED;
+	}
+	reply_first_word(s, s->greeting_name, sizeof(s->greeting_name));
+	/*
+	 * Not for LMTP: it is the last hop, and our own lmtpd rightly
+	 * greets with our name.
+	 */
+	if (!s->lmtp && names_myself(s->greeting_name)) {
+		loop_outcome(job, out);
+		return OPEN_FAILED;
+	}
+	if (!hello(s, job, out))
+		return OPEN_FAILED;
+
+	if (!try_tls || !(s->ext & SESS_EXT_STARTTLS))
+		return OPEN_OK;
+	/* RFC 3207: opportunistic; a refusal means we carry on in plain. */
+	if (!command(s, SESS_STARTTLS, "STARTTLS")) {
+		session_io_failure(s, out, s->last_io);
+		return OPEN_FAILED;
+	}
+	if (s->reply.code != 220)
+		return OPEN_OK;
+	/* RFC 3207 4.2: nothing the server sent before TLS counts. */
+	bio_discard_input(&s->bio);
+	session_enter(s, SESS_TLS_HANDSHAKE);
+	char err[256];
+	if (!tls_client_start(s, (int)(cfg.smtp_timeout * 1000), job->tls_info,
+	    sizeof(job->tls_info), err, sizeof(err))) {
+		log_info("%s: TLS handshake failed with %s: %s; trying again "
+		    "without TLS", job->queue_id, s->relay, err);
+		return OPEN_TLS_FAILED;
+	}
+	log_info("%s: Untrusted TLS connection established to %s: %s",
+	    job->queue_id, s->relay, job->tls_info);
+	/* RFC 3207 4.2: the session starts over; ask again. */
+	if (!hello(s, job, out))
+		return OPEN_FAILED;
+	return OPEN_OK;
+}
+
+static void session_reset_fields(struct deliver_session *s)
+{
+	s->state = SESS_CLOSED;
+	s->fd = -1;
+	s->tls = NULL;
+	s->ext = 0;
+	s->size_limit = 0;
+	s->uses = 0;
+	s->usable = false;
+	s->greeting_name[0] = '\0';
+}
+
+enum sess_open_result session_open(struct deliver_session *s,
+    struct deliver_job *job, const struct sockaddr *sa, socklen_t salen,
+    const char *host, const char *unix_path, bool lmtp,
+    struct deliver_outcome *out)
+{
+	memset(s, 0, sizeof(*s));
+	session_reset_fields(s);
+	s->lmtp = lmtp;
+	strlcpy(s->host, host, sizeof(s->host));
+	if (unix_path != NULL) {
+		strlcpy(s->addr, unix_path, sizeof(s->addr));
+		s->port = 0;
+		snprintf(s->relay, sizeof(s->relay), "%s[%s]", host, unix_path);
+	} else {
+		sock_addr_format(sa, s->addr, sizeof(s->addr), &s->port);
+		snprintf(s->relay, sizeof(s->relay), "%s[%s]:%d", host, s->addr,
+		    s->port);
+	}
+	job->tls_info[0] = '\0';
+
+	str_init(&s->reply.text, REPLY_TEXT_MAX + 64);
+	str_init(&s->reply.lines, REPLY_TEXT_MAX + 64);
+	enum open_step step = open_once(s, job, sa, salen, unix_path, true, out);
+	if (step == OPEN_TLS_FAILED) {
+		session_close(s, false);
+		session_reset_fields(s);
+		str_init(&s->reply.text, REPLY_TEXT_MAX + 64);
+		str_init(&s->reply.lines, REPLY_TEXT_MAX + 64);
+		step = open_once(s, job, sa, salen, unix_path, false, out);
+	}
+	if (step != OPEN_OK) {
+		session_close(s, s->fd >= 0 && s->usable);
+		return SESS_OPEN_FAILED;
+	}
+	session_enter(s, SESS_READY);
+	return SESS_OPEN_OK;
+}
+
+void session_close(struct deliver_session *s, bool say_quit)
+{
+	if (s->fd >= 0) {
+		if (say_quit && s->usable) {
+			/* A courtesy: do not wait long for "221". */
+			command(s, SESS_QUIT, "QUIT");
+		}
+		tls_client_end(s);
+		bio_free(&s->bio);
+		close(s->fd);
+		s->fd = -1;
+	}
+	s->usable = false;
+	s->state = SESS_CLOSED;
+	str_free(&s->reply.text);
+	str_free(&s->reply.lines);
+}
+
+bool session_alive(struct deliver_session *s)
+{
+	/* An idle server says nothing; anything pending is 421 or EOF. */
+	return s->fd >= 0 && s->usable && !bio_input_ready(&s->bio, 0);
+}

@@ -1,0 +1,450 @@
+/*
+ * deliver_smtp.c - one mail transaction on an open SMTP or LMTP session:
+ * MAIL, RCPT, DATA (or BDAT for BINARYMIME), the dot-stuffed content, and
+ * the replies that decide each recipient's fate.
+ *
+ * Rules this file carries out:
+ * - PIPELINING (RFC 2920): MAIL, every RCPT and DATA leave in one write;
+ *   the replies are read back in order.
+ * - SIZE (RFC 1870): a message larger than the peer's limit is not sent.
+ * - SMTPUTF8 (RFC 6531 3.7.5): mail that needs it, to a peer without it,
+ *   fails permanently.
+ * - DSN (RFC 3461): RET, ENVID, NOTIFY, ORCPT go along when offered.
+ * - 5xx to MAIL fails every recipient, 4xx defers every one; 5xx/4xx to
+ *   RCPT decides that recipient; after DATA the reply applies to every
+ *   accepted recipient. LMTP (RFC 2033 4.2): one reply per accepted
+ *   recipient after the final dot.
+ * - Transparency (RFC 5321 4.5.2): a line starting with "." gets another.
+ *
+ * The content comes from the queue file, which qmgr trusts and so do we;
+ * only its bytes are copied, never interpreted beyond line starts.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "cfg.h"
+#include "deliver.h"
+#include "log.h"
+#include "mem.h"
+
+#define CONTENT_CHUNK 65536
+
+static bool has_8bit(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s >= 0x80)
+			return true;
+	return false;
+}
+
+/*
+ * Does this message need SMTPUTF8 from the next hop? Its envelope or its
+ * header section carries UTF-8 (RFC 6532). The body alone does not.
+ */
+static bool needs_smtputf8(const struct deliver_job *job)
+{
+	if (has_8bit(job->sender))
+		return true;
+	for (size_t i = 0; i < job->nrcpts; i++)
+		if (!job->rcpts[i].done && has_8bit(job->rcpts[i].address))
+			return true;
+
+	char buf[CONTENT_CHUNK];
+	off_t off = 0;
+	int state = 0;		/* how much of CRLF CRLF we have seen */
+	while (off < job->content_length) {
+		size_t want = sizeof(buf);
+		if ((off_t)want > job->content_length - off)
+			want = (size_t)(job->content_length - off);
+		ssize_t n = pread(job->content_fd, buf, want,
+		    job->content_offset + off);
+		if (n <= 0)
+			return false;
+		for (ssize_t i = 0; i < n; i++) {
+			unsigned char c = (unsigned char)buf[i];
+			if (c >= 0x80)
+				return true;
+			static const char end[] = "\r\n\r\n";
+			state = c == (unsigned char)end[state] ? state + 1 :
+			    c == '\r' ? 1 : 0;
+			if (state == 4)
+				return false;	/* end of the header section */
+		}
+		off += n;
+	}
+	return false;
+}
+
+/* NOTIFY=... value (RFC 3461 4.1) from QUEUE_NOTIFY_* bits. */
+static void notify_text(unsigned notify, char *out, size_t outsize)
+{
+	out[0] = '\0';
+	if (notify & QUEUE_NOTIFY_NEVER) {
+		snprintf(out, outsize, "NEVER");
+		return;
+	}
+	const char *sep = "";
+	static const struct { unsigned bit; const char *word; } words[] = {
+		{ QUEUE_NOTIFY_SUCCESS, "SUCCESS" },
+		{ QUEUE_NOTIFY_FAILURE, "FAILURE" },
+		{ QUEUE_NOTIFY_DELAY, "DELAY" },
+	};
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+		if (notify & words[i].bit) {
+			size_t len = strlen(out);
+			snprintf(out + len, outsize - len, "%s%s", sep,
+			    words[i].word);
+			sep = ",";
+		}
+	}
+}
+
+static void queue_mail_command(struct deliver_session *s,
+    const struct deliver_job *job)
+{
+	bio_printf(&s->bio, "MAIL FROM:<%s>", job->sender);
+	if (s->ext & SESS_EXT_SIZE)
+		bio_printf(&s->bio, " SIZE=%lld", (long long)job->content_length);
+	if (job->body == QUEUE_BODY_8BITMIME && (s->ext & SESS_EXT_8BITMIME))
+		bio_puts(&s->bio, " BODY=8BITMIME");
+	else if (job->body == QUEUE_BODY_BINARYMIME)
+		bio_puts(&s->bio, " BODY=BINARYMIME");
+	if (job->smtputf8 && (s->ext & SESS_EXT_SMTPUTF8))
+		bio_puts(&s->bio, " SMTPUTF8");
+	if (s->ext & SESS_EXT_DSN) {
+		if (job->ret == QUEUE_RET_FULL)
+			bio_puts(&s->bio, " RET=FULL");
+		else if (job->ret == QUEUE_RET_HDRS)
+			bio_puts(&s->bio, " RET=HDRS");
+		if (job->envid != NULL) {
+			char *x = addr_xtext_encode(job->envid);
+			bio_printf(&s->bio, " ENVID=%s", x);
+			free(x);
+		}
+	}
+	bio_puts(&s->bio, "\r\n");
+}
+
+static void queue_rcpt_command(struct deliver_session *s,
+    const struct deliver_rcpt *r)
+{
+	bio_printf(&s->bio, "RCPT TO:<%s>", r->address);
+	if (s->ext & SESS_EXT_DSN) {
+		char notify[64];
+		notify_text(r->notify, notify, sizeof(notify));
+		if (notify[0] != '\0')
+			bio_printf(&s->bio, " NOTIFY=%s", notify);
+		const char *semi = r->orcpt ? strchr(r->orcpt, ';') : NULL;
+		if (semi != NULL) {
+			/* RFC 3461 4.2: addr-type ";" xtext */
+			char *x = addr_xtext_encode(semi + 1);
+			bio_printf(&s->bio, " ORCPT=%.*s;%s",
+			    (int)(semi - r->orcpt), r->orcpt, x);
+			free(x);
+		}
+	}
+	bio_puts(&s->bio, "\r\n");
+}
+
+/* Copy the content with dot-stuffing (RFC 5321 4.5.2) and end it. */
+static bool send_content_data(struct deliver_session *s,
+    const struct deliver_job *job, char *err, size_t errsize)
+{
+	char buf[CONTENT_CHUNK];
+	off_t off = 0;
+	char prev = '\n';	/* the content starts at a line start */
+
+	while (off < job->content_length) {
+		size_t want = sizeof(buf);
+		if ((off_t)want > job->content_length - off)
+			want = (size_t)(job->content_length - off);
+		ssize_t n = pread(job->content_fd, buf, want,
+		    job->content_offset + off);
+		if (n <= 0) {
+			snprintf(err, errsize, "cannot read queue file %s: %s",
+			    job->queue_file, n == 0 ? "file too short" :
+			    strerror(errno));
+			return false;
+		}
+		size_t from = 0;
+		for (size_t i = 0; i < (size_t)n; i++) {
+			/*
+			 * A line starts after LF, and (for peers that take a
+			 * bare CR as a line end) after a CR; doubling a dot
+			 * there never changes a well-formed message.
+			 */
+			bool line_start = prev == '\n' ||
+			    (prev == '\r' && buf[i] != '\n');
+			if (buf[i] == '.' && line_start) {
+				bio_write(&s->bio, buf + from, i - from);
+				bio_write(&s->bio, ".", 1);
+				from = i;
+			}
+			prev = buf[i];
+		}
+		if (!bio_write(&s->bio, buf + from, (size_t)n - from))
+			return true;	/* the flush reports the failure */
+		off += n;
+	}
+	/* The final CRLF of the content belongs to the "." line's CRLF. */
+	if (prev != '\n')
+		bio_write(&s->bio, "\r\n", 2);
+	bio_write(&s->bio, ".\r\n", 3);
+	return true;
+}
+
+/* RFC 3030: the content as one chunk, not stuffed. */
+static bool send_content_bdat(struct deliver_session *s,
+    const struct deliver_job *job, char *err, size_t errsize)
+{
+	char buf[CONTENT_CHUNK];
+	off_t off = 0;
+
+	bio_printf(&s->bio, "BDAT %lld LAST\r\n", (long long)job->content_length);
+	while (off < job->content_length) {
+		size_t want = sizeof(buf);
+		if ((off_t)want > job->content_length - off)
+			want = (size_t)(job->content_length - off);
+		ssize_t n = pread(job->content_fd, buf, want,
+		    job->content_offset + off);
+		if (n <= 0) {
+			snprintf(err, errsize, "cannot read queue file %s: %s",
+			    job->queue_file, n == 0 ? "file too short" :
+			    strerror(errno));
+			return false;
+		}
+		if (!bio_write(&s->bio, buf, (size_t)n))
+			return true;
+		off += n;
+	}
+	return true;
+}
+
+static void rcpt_finish(struct deliver_rcpt *r, const struct deliver_outcome *o)
+{
+	deliver_outcome_set(&r->out, o->status, o->dsn, o->diag, o->text);
+	r->done = true;
+	r->accepted = false;
+}
+
+/* Apply a reply (in the session's current state) to one recipient. */
+static void rcpt_reply(struct deliver_session *s, struct deliver_rcpt *r)
+{
+	struct deliver_outcome o = { 0 };
+	session_reply_outcome(s, &o);
+	rcpt_finish(r, &o);
+	deliver_outcome_free(&o);
+}
+
+/* Apply to every recipient accepted in this transaction. */
+static void accepted_reply(struct deliver_session *s, struct deliver_job *job)
+{
+	for (size_t i = 0; i < job->nrcpts; i++)
+		if (job->rcpts[i].accepted)
+			rcpt_reply(s, &job->rcpts[i]);
+}
+
+/* The session broke: every open recipient is deferred. */
+static void io_failure(struct deliver_session *s, struct deliver_job *job)
+{
+	struct deliver_outcome o = { 0 };
+	session_io_failure(s, &o, s->last_io);
+	deliver_fail_open(job, o.status, o.dsn, o.diag, o.text);
+	deliver_outcome_free(&o);
+	s->usable = false;
+}
+
+/* Back to a clean state after a failed transaction (RFC 5321 4.1.1.5). */
+static void reset(struct deliver_session *s)
+{
+	session_enter(s, SESS_RSET);
+	bio_puts(&s->bio, "RSET\r\n");
+	if (!session_flush(s) || !session_read_reply(s) ||
+	    s->reply.code / 100 != 2)
+		s->usable = false;
+	session_enter(s, SESS_READY);
+}
+
+/* Checks before MAIL: what the peer announced rules some mail out. */
+static bool precheck(struct deliver_session *s, struct deliver_job *job)
+{
+	char text[700];
+
+	if ((s->ext & SESS_EXT_SIZE) && s->size_limit > 0 &&
+	    job->content_length > s->size_limit) {
+		snprintf(text, sizeof(text), "message size %lld exceeds size "
+		    "limit %lld of server %s", (long long)job->content_length,
+		    s->size_limit, s->relay);
+		deliver_fail_open(job, 'B', "5.3.4", text, text);
+		return false;
+	}
+	if (job->smtputf8 && !(s->ext & SESS_EXT_SMTPUTF8) &&
+	    needs_smtputf8(job)) {
+		snprintf(text, sizeof(text), "SMTPUTF8 is required, but was "
+		    "not offered by host %s", s->relay);
+		deliver_fail_open(job, 'B', "5.6.7", text, text);
+		return false;
+	}
+	if (job->body == QUEUE_BODY_BINARYMIME &&
+	    (s->ext & (SESS_EXT_CHUNKING | SESS_EXT_BINARYMIME)) !=
+	    (SESS_EXT_CHUNKING | SESS_EXT_BINARYMIME)) {
+		snprintf(text, sizeof(text), "message is BINARYMIME, but host "
+		    "%s does not offer CHUNKING and BINARYMIME", s->relay);
+		deliver_fail_open(job, 'B', "5.6.3", text, text);
+		return false;
+	}
+	return true;
+}
+
+bool smtp_transaction(struct deliver_session *s, struct deliver_job *job,
+    bool may_retry)
+{
+	bool pipelining = (s->ext & SESS_EXT_PIPELINING) != 0;
+	bool bdat = job->body == QUEUE_BODY_BINARYMIME;
+	size_t naccepted = 0;
+	char err[512];
+
+	if (!precheck(s, job))
+		return true;
+	for (size_t i = 0; i < job->nrcpts; i++) {
+		job->rcpts[i].in_txn = !job->rcpts[i].done;
+		job->rcpts[i].accepted = false;
+	}
+
+	/* MAIL, then RCPT for each open recipient, then DATA. */
+	session_enter(s, SESS_MAIL);
+	queue_mail_command(s, job);
+	if (pipelining) {
+		for (size_t i = 0; i < job->nrcpts; i++)
+			if (job->rcpts[i].in_txn)
+				queue_rcpt_command(s, &job->rcpts[i]);
+		if (!bdat)
+			bio_puts(&s->bio, "DATA\r\n");
+	}
+	if (!session_flush(s) || !session_read_reply(s))
+		goto broken_early;
+
+	/* The MAIL reply is in hand. */
+	bool mail_ok = s->reply.code / 100 == 2;
+	if (!mail_ok) {
+		struct deliver_outcome o = { 0 };
+		session_reply_outcome(s, &o);
+		deliver_fail_open(job, o.status, o.dsn, o.diag, o.text);
+		deliver_outcome_free(&o);
+		if (!pipelining) {
+			reset(s);
+			return true;
+		}
+	}
+
+	/*
+	 * RCPT replies; without pipelining each command goes out first.
+	 * After a failed MAIL the pipelined replies are read only to stay in
+	 * step with the server.
+	 */
+	session_enter(s, SESS_RCPT);
+	for (size_t i = 0; i < job->nrcpts; i++) {
+		struct deliver_rcpt *r = &job->rcpts[i];
+		if (!r->in_txn)
+			continue;
+		if (!pipelining) {
+			queue_rcpt_command(s, r);
+			if (!session_flush(s))
+				goto broken;
+		}
+		if (!session_read_reply(s))
+			goto broken;
+		if (!mail_ok)
+			continue;
+		if (s->reply.code / 100 == 2) {
+			r->accepted = true;
+			naccepted++;
+		} else {
+			rcpt_reply(s, r);
+		}
+	}
+
+	/* DATA */
+	session_enter(s, SESS_DATA);
+	if (!bdat) {
+		if (!pipelining) {
+			if (naccepted == 0) {
+				reset(s);
+				return true;
+			}
+			bio_puts(&s->bio, "DATA\r\n");
+			if (!session_flush(s))
+				goto broken;
+		}
+		if (!session_read_reply(s))
+			goto broken;
+		if (s->reply.code != 354) {
+			if (mail_ok)
+				accepted_reply(s, job);
+			reset(s);
+			return true;
+		}
+		if (naccepted == 0) {
+			/*
+			 * RFC 2920 3.1: a server that said 354 although no
+			 * recipient was accepted gets an empty message.
+			 */
+			session_enter(s, SESS_DOT);
+			bio_puts(&s->bio, ".\r\n");
+			if (!session_flush(s) || !session_read_reply(s))
+				goto broken;
+			reset(s);
+			return true;
+		}
+	} else if (naccepted == 0 || !mail_ok) {
+		reset(s);
+		return true;
+	}
+
+	/* The content. */
+	session_enter(s, SESS_BODY);
+	bool read_ok = bdat ? send_content_bdat(s, job, err, sizeof(err)) :
+	    send_content_data(s, job, err, sizeof(err));
+	if (!read_ok) {
+		/* Our own trouble: do not let a partial message through. */
+		log_warning("%s: %s", job->queue_id, err);
+		deliver_fail_open(job, 'D', "4.3.0", err, err);
+		session_close(s, false);
+		return true;
+	}
+	if (!session_flush(s))
+		goto broken;
+
+	/* One reply (SMTP), or one per accepted recipient (LMTP). */
+	session_enter(s, SESS_DOT);
+	for (size_t i = 0; i < job->nrcpts; i++) {
+		struct deliver_rcpt *r = &job->rcpts[i];
+		if (!r->accepted)
+			continue;
+		if (!session_read_reply(s))
+			goto broken;
+		if (s->lmtp) {
+			rcpt_reply(s, r);
+		} else {
+			accepted_reply(s, job);
+			break;
+		}
+	}
+	s->uses++;
+	session_enter(s, SESS_READY);
+	return true;
+
+broken_early:
+	/* Nothing accepted yet: a cached connection may just have died. */
+	if (may_retry) {
+		s->usable = false;
+		return false;
+	}
+broken:
+	io_failure(s, job);
+	return true;
+}

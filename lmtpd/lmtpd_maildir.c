@@ -1,0 +1,343 @@
+/*
+ * lmtpd_maildir.c - the Maildir store.
+ *
+ * The Maildir convention (no RFC; as its author describes it): a message
+ * is written under a unique name into tmp/, flushed to disk, then linked
+ * into new/, and only then acknowledged. Readers only look at new/ and cur/
+ * so they never see a partial file. We also fsync new/ so that the link
+ * itself survives a crash before the 250 goes out.
+ *
+ * Trusts: the Maildir path (it comes from mailbox_maps through
+ * lmtpd_rcpt.c, which refuses ".." and absolute paths). File names found in
+ * new/ and cur/ are not trusted beyond reading a size from them.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bsd/string.h>
+
+#include "lmtpd.h"
+#include "log.h"
+#include "mem.h"
+#include "str.h"
+
+/* Attempts at a fresh name when one is taken (it should never be). */
+#define MAILDIR_NAME_TRIES 5
+
+static char maildir_host[256];
+static unsigned long maildir_counter;
+
+char *lmtpd_maildir_path(const char *base, const char *value)
+{
+	const char *start = value, *end;
+	struct str path;
+
+	while (*start == ' ' || *start == '\t')
+		start++;
+	end = start + strlen(start);
+	while (end > start && (end[-1] == ' ' || end[-1] == '\t' ||
+	    end[-1] == '\r' || end[-1] == '\n'))
+		end--;
+	if (end == start || *start == '/' || base == NULL || base[0] != '/')
+		return NULL;
+
+	/* Every component must be a plain name: no "..", no ".". */
+	for (const char *c = start; c < end;) {
+		const char *slash = memchr(c, '/', (size_t)(end - c));
+		size_t n = slash ? (size_t)(slash - c) : (size_t)(end - c);
+		if ((n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' &&
+		    c[1] == '.'))
+			return NULL;
+		for (size_t i = 0; i < n; i++)
+			if ((unsigned char)c[i] < 0x20 || c[i] == 0x7f)
+				return NULL;
+		c += n + (slash ? 1 : 0);
+	}
+
+	str_init(&path, 4000);
+	bool ok = str_append_cstr(&path, base);
+	while (ok && path.len > 1 && path.data[path.len - 1] == '/')
+		str_truncate(&path, path.len - 1);
+	ok = ok && str_append_char(&path, '/') &&
+	    str_append(&path, start, (size_t)(end - start));
+	if (ok && path.data[path.len - 1] != '/')
+		ok = str_append_char(&path, '/');
+	/* Collapse "//" that a value like "a//b/" would leave. */
+	if (ok) {
+		size_t o = 0;
+		for (size_t i = 0; i < path.len; i++) {
+			if (path.data[i] == '/' && o > 0 &&
+			    path.data[o - 1] == '/')
+				continue;
+			path.data[o++] = path.data[i];
+		}
+		str_truncate(&path, o);
+	}
+	if (!ok) {
+		str_free(&path);
+		return NULL;
+	}
+	return str_steal(&path);
+}
+
+/* The host name with '/' and ':' escaped ("\057", "\072"), computed once. */
+static const char *maildir_hostname(void)
+{
+	char raw[256];
+	size_t o = 0;
+
+	if (maildir_host[0] != '\0')
+		return maildir_host;
+	if (gethostname(raw, sizeof(raw)) != 0 || raw[0] == '\0')
+		strlcpy(raw, "localhost", sizeof(raw));
+	raw[sizeof(raw) - 1] = '\0';
+	for (const char *p = raw; *p != '\0' && o + 5 < sizeof(maildir_host); p++) {
+		if (*p == '/') {
+			memcpy(maildir_host + o, "\\057", 4);
+			o += 4;
+		} else if (*p == ':') {
+			memcpy(maildir_host + o, "\\072", 4);
+			o += 4;
+		} else {
+			maildir_host[o++] = *p;
+		}
+	}
+	maildir_host[o] = '\0';
+	return maildir_host;
+}
+
+void lmtpd_maildir_name(char *out, size_t outsize, long long size)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	snprintf(out, outsize, "%lld.M%ldP%ldQ%lu.%s,S=%lld",
+	    (long long)tv.tv_sec, (long)tv.tv_usec, (long)getpid(),
+	    ++maildir_counter, maildir_hostname(), size);
+}
+
+static bool mkdir_exists_ok(const char *path)
+{
+	return mkdir(path, 0700) == 0 || errno == EEXIST;
+}
+
+/* mkdir -p for the Maildir itself (its parents get mode 0700 too). */
+static bool mkdir_parents(const char *path)
+{
+	char *copy = xstrdup(path);
+	bool ok = true;
+
+	for (char *p = copy + 1; *p != '\0' && ok; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		ok = mkdir_exists_ok(copy);
+		*p = '/';
+	}
+	if (ok)
+		ok = mkdir_exists_ok(copy);
+	free(copy);
+	return ok;
+}
+
+bool lmtpd_maildir_create(const char *maildir, char *err, size_t errsize)
+{
+	static const char *const subdirs[] = { "tmp", "new", "cur" };
+
+	for (size_t i = 0; i < 3; i++) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s%s", maildir, subdirs[i]);
+		if (mkdir_exists_ok(path))
+			continue;
+		if (errno != ENOENT || !mkdir_parents(maildir) ||
+		    !mkdir_exists_ok(path)) {
+			snprintf(err, errsize, "create %s: %s", path,
+			    strerror(errno));
+			return false;
+		}
+	}
+	return true;
+}
+
+/* The size a Maildir file name carries (",S=<digits>"), or -1. */
+static long long name_size(const char *name)
+{
+	const char *s = strstr(name, ",S=");
+	long long v = 0;
+
+	if (s == NULL)
+		return -1;
+	s += 3;
+	if (*s < '0' || *s > '9')
+		return -1;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		if (v > (1LL << 50))
+			return -1;
+		v = v * 10 + (*s - '0');
+	}
+	return v;
+}
+
+static long long dir_usage(const char *dir)
+{
+	DIR *d = opendir(dir);
+	long long total = 0;
+	struct dirent *e;
+
+	if (d == NULL)
+		return errno == ENOENT ? 0 : -1;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		long long sz = name_size(e->d_name);
+		if (sz < 0) {
+			struct stat st;
+			if (fstatat(dirfd(d), e->d_name, &st, 0) != 0)
+				continue;	/* gone meanwhile: a reader moved it */
+			sz = st.st_size;
+		}
+		total += sz;
+	}
+	closedir(d);
+	return total;
+}
+
+long long lmtpd_maildir_usage(const char *maildir)
+{
+	char path[4096];
+	long long n, c;
+
+	snprintf(path, sizeof(path), "%snew", maildir);
+	n = dir_usage(path);
+	snprintf(path, sizeof(path), "%scur", maildir);
+	c = dir_usage(path);
+	if (n < 0 || c < 0)
+		return -1;
+	return n + c;
+}
+
+static enum lmtpd_store_result errno_result(int e)
+{
+	return (e == ENOSPC || e == EDQUOT) ? LMTPD_STORE_NOSPACE :
+	    LMTPD_STORE_TEMPFAIL;
+}
+
+static bool fsync_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	bool ok = fsync(fd) == 0;
+	int saved = errno;
+	close(fd);
+	errno = saved;
+	return ok;
+}
+
+/* Write one copy into tmp/name and flush it to disk. */
+static bool write_copy(const char *tmppath, const char *header,
+    size_t header_len, struct lmtpd_spool *sp)
+{
+	int fd = open(tmppath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return false;
+
+	bool ok = true;
+	for (size_t off = 0; ok && off < header_len;) {
+		ssize_t n = write(fd, header + off, header_len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			ok = false;
+		else
+			off += (size_t)n;
+	}
+	ok = ok && lmtpd_spool_copy_to(sp, fd) && fsync(fd) == 0;
+	int saved = errno;
+	if (close(fd) != 0 && ok) {
+		ok = false;	/* NFS and friends report late write errors here */
+		saved = errno;
+	}
+	if (!ok) {
+		unlink(tmppath);
+		errno = saved;
+	}
+	return ok;
+}
+
+enum lmtpd_store_result lmtpd_maildir_store(const char *maildir,
+    const char *header, size_t header_len, struct lmtpd_spool *sp,
+    long long quota, char *name, size_t namesize, char *err, size_t errsize)
+{
+	long long size = (long long)header_len + (long long)sp->size;
+	char file[512], tmppath[4096], newpath[4096], newdir[4096];
+
+	if (!lmtpd_maildir_create(maildir, err, errsize))
+		return errno_result(errno);
+	if (quota > 0) {
+		long long used = lmtpd_maildir_usage(maildir);
+		if (used < 0) {
+			snprintf(err, errsize, "read %s: %s", maildir,
+			    strerror(errno));
+			return LMTPD_STORE_TEMPFAIL;
+		}
+		if (used + size > quota) {
+			snprintf(err, errsize, "mailbox %s holds %lld of %lld "
+			    "bytes, message is %lld", maildir, used, quota, size);
+			return LMTPD_STORE_QUOTA;
+		}
+	}
+
+	snprintf(newdir, sizeof(newdir), "%snew", maildir);
+	for (int attempt = 0; attempt < MAILDIR_NAME_TRIES; attempt++) {
+		lmtpd_maildir_name(file, sizeof(file), size);
+		snprintf(tmppath, sizeof(tmppath), "%stmp/%s", maildir, file);
+		snprintf(newpath, sizeof(newpath), "%snew/%s", maildir, file);
+
+		if (!write_copy(tmppath, header, header_len, sp)) {
+			if (errno == EEXIST)
+				continue;
+			snprintf(err, errsize, "write %s: %s", tmppath,
+			    strerror(errno));
+			return errno_result(errno);
+		}
+		if (link(tmppath, newpath) == 0) {
+			unlink(tmppath);
+		} else {
+			int e = errno;
+			if (e == EEXIST) {
+				unlink(tmppath);
+				continue;
+			}
+			/* File systems without hard links: rename instead. */
+			if ((e != EPERM && e != ENOTSUP && e != EXDEV) ||
+			    rename(tmppath, newpath) != 0) {
+				unlink(tmppath);
+				snprintf(err, errsize, "link %s: %s", newpath,
+				    strerror(e));
+				return errno_result(e);
+			}
+		}
+		if (!fsync_dir(newdir)) {
+			int e = errno;
+			/* Not known to be on disk: take it back, try later. */
+			unlink(newpath);
+			snprintf(err, errsize, "fsync %s: %s", newdir,
+			    strerror(e));
+			return errno_result(e);
+		}
+		if (name != NULL)
+			strlcpy(name, file, namesize);
+		return LMTPD_STORE_OK;
+	}
+	snprintf(err, errsize, "no unique file name in %stmp", maildir);
+	return LMTPD_STORE_TEMPFAIL;
+}

@@ -1,0 +1,263 @@
+/*
+ * lmtpd_spool.c - the message data of one LMTP transaction, held once and
+ * copied into every recipient's Maildir.
+ *
+ * Trusts nothing about the bytes: they are the client's message. What it
+ * does to them is what the Maildir convention asks: CRLF becomes LF, so a
+ * stored message has LF line ends. It counts Delivered-To header fields on
+ * the way through (the loop guard) and stops storing past the size limit
+ * while still counting, so the client gets one clean 552 at the end.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "cfg.h"
+#include "lmtpd.h"
+#include "log.h"
+#include "mem.h"
+#include "str.h"
+
+/* Once in a temporary file, writes are gathered into this many bytes. */
+#define SPOOL_WRITE_CHUNK (64 * 1024)
+
+static const char delivered_to[] = "delivered-to:";
+
+void lmtpd_spool_init(struct lmtpd_spool *sp, long long limit)
+{
+	memset(sp, 0, sizeof(*sp));
+	str_init(&sp->mem, STR_NO_MAX);
+	sp->fd = -1;
+	sp->limit = limit;
+	sp->in_headers = true;
+}
+
+void lmtpd_spool_free(struct lmtpd_spool *sp)
+{
+	if (sp->fd >= 0)
+		close(sp->fd);
+	sp->fd = -1;
+	str_free(&sp->mem);
+}
+
+void lmtpd_spool_reset(struct lmtpd_spool *sp)
+{
+	struct str keep = sp->mem;
+	long long limit = sp->limit;
+
+	if (sp->fd >= 0)
+		close(sp->fd);
+	str_clear(&keep);
+	memset(sp, 0, sizeof(*sp));
+	sp->mem = keep;
+	sp->fd = -1;
+	sp->limit = limit;
+	sp->in_headers = true;
+}
+
+/* An unlinked file for a large message: in mailbox_base, else /tmp. */
+static int spool_open_file(void)
+{
+	const char *dirs[] = { cfg.mailbox_base, getenv("TMPDIR"), "/tmp" };
+
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		if (dirs[i] == NULL || dirs[i][0] != '/')
+			continue;
+		int fd = open(dirs[i], O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			return fd;
+		/* File systems without O_TMPFILE: a named file, unlinked. */
+		char *path = xasprintf("%s/.lmtpd-spool.XXXXXX", dirs[i]);
+		fd = mkostemp(path, O_CLOEXEC);
+		if (fd >= 0)
+			unlink(path);
+		free(path);
+		if (fd >= 0)
+			return fd;
+	}
+	return -1;
+}
+
+static bool write_all(int fd, const char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return false;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
+static void spool_flush(struct lmtpd_spool *sp)
+{
+	if (sp->fd < 0 || sp->mem.len == 0)
+		return;
+	if (!sp->write_failed && !write_all(sp->fd, sp->mem.data, sp->mem.len)) {
+		sp->write_failed = true;
+		sp->write_errno = errno;
+	}
+	str_clear(&sp->mem);
+}
+
+/* Store bytes that are already in their final (LF) form. */
+static void spool_store(struct lmtpd_spool *sp, const char *p, size_t len)
+{
+	if (sp->too_big || sp->write_failed || len == 0)
+		return;
+	if (sp->limit > 0 && (long long)sp->size + (long long)len > sp->limit) {
+		/* Keep nothing more: the message will be refused as a whole. */
+		sp->too_big = true;
+		return;
+	}
+	if (sp->fd < 0 && sp->mem.len + len > LMTPD_SPOOL_MEMORY) {
+		sp->fd = spool_open_file();
+		if (sp->fd < 0) {
+			sp->write_failed = true;
+			sp->write_errno = errno;
+			log_warning("cannot create a temporary spool file: %m");
+			return;
+		}
+	}
+	if (!str_append(&sp->mem, p, len))
+		log_panic("lmtpd_spool: memory buffer limit");
+	sp->size += (off_t)len;
+	if (sp->fd >= 0 && sp->mem.len >= SPOOL_WRITE_CHUNK)
+		spool_flush(sp);
+}
+
+/*
+ * Follow the header section (RFC 5322 2.2) to count Delivered-To fields.
+ * Only the first bytes of each line matter, so this keeps just those.
+ */
+static void spool_scan_headers(struct lmtpd_spool *sp, const char *p,
+    size_t len)
+{
+	for (size_t i = 0; i < len && sp->in_headers; i++) {
+		char c = p[i];
+		if (c == '\n') {
+			if (!sp->line_start_seen) {
+				/* An empty line ends the header section. */
+				sp->in_headers = false;
+				break;
+			}
+			if (sp->line_head_len == sizeof(delivered_to) - 1 &&
+			    memcmp(sp->line_head, delivered_to,
+			    sizeof(delivered_to) - 1) == 0)
+				sp->delivered_to++;
+			sp->line_start_seen = false;
+			sp->line_head_len = 0;
+			continue;
+		}
+		sp->line_start_seen = true;
+		if (sp->line_head_len < sizeof(delivered_to) - 1) {
+			char lc = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+			sp->line_head[sp->line_head_len++] = lc;
+		} else if (sp->line_head_len == sizeof(delivered_to) - 1) {
+			/* Longer than the name: remember only whether it matched. */
+			if (memcmp(sp->line_head, delivered_to,
+			    sizeof(delivered_to) - 1) != 0)
+				sp->line_head_len = sizeof(sp->line_head) - 1;
+		}
+	}
+}
+
+static void spool_emit(struct lmtpd_spool *sp, const char *p, size_t len)
+{
+	if (sp->in_headers)
+		spool_scan_headers(sp, p, len);
+	spool_store(sp, p, len);
+}
+
+void lmtpd_spool_put_line(struct lmtpd_spool *sp, const char *p, size_t len,
+    bool complete)
+{
+	sp->received_bytes += len + (complete ? 2 : 0);
+	spool_emit(sp, p, len);
+	if (complete)
+		spool_emit(sp, "\n", 1);
+}
+
+void lmtpd_spool_put_crlf(struct lmtpd_spool *sp, const char *p, size_t len)
+{
+	size_t start = 0;
+
+	sp->received_bytes += len;
+	if (len == 0)
+		return;
+	if (sp->pending_cr) {
+		sp->pending_cr = false;
+		if (p[0] == '\n') {
+			spool_emit(sp, "\n", 1);
+			start = 1;
+		} else {
+			spool_emit(sp, "\r", 1);
+		}
+	}
+	for (size_t i = start; i < len; i++) {
+		if (p[i] != '\r')
+			continue;
+		if (i + 1 == len) {
+			/* The LF may come with the next chunk. */
+			spool_emit(sp, p + start, i - start);
+			sp->pending_cr = true;
+			return;
+		}
+		if (p[i + 1] == '\n') {
+			spool_emit(sp, p + start, i - start);
+			start = i + 1;	/* the LF is emitted with what follows */
+			i++;
+		}
+	}
+	spool_emit(sp, p + start, len - start);
+}
+
+void lmtpd_spool_finish(struct lmtpd_spool *sp)
+{
+	if (sp->pending_cr) {
+		sp->pending_cr = false;
+		spool_emit(sp, "\r", 1);
+	}
+	spool_flush(sp);
+}
+
+bool lmtpd_spool_copy_to(struct lmtpd_spool *sp, int fd)
+{
+	if (sp->write_failed) {
+		errno = sp->write_errno;
+		return false;
+	}
+	if (sp->fd < 0)
+		return write_all(fd, str_cstr(&sp->mem), sp->mem.len);
+	spool_flush(sp);
+	if (sp->write_failed) {
+		errno = sp->write_errno;
+		return false;
+	}
+
+	char buf[SPOOL_WRITE_CHUNK];
+	off_t off = 0;
+	while (off < sp->size) {
+		ssize_t n = pread(sp->fd, buf, sizeof(buf), off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return false;
+		}
+		if (n == 0) {
+			errno = EIO;	/* the file is shorter than we wrote */
+			return false;
+		}
+		if (!write_all(fd, buf, (size_t)n))
+			return false;
+		off += n;
+	}
+	return true;
+}

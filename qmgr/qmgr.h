@@ -1,0 +1,253 @@
+/*
+ * qmgr.h - the queue manager's internal interfaces, shared by the files of
+ * qmgr/ only.
+ *
+ * qmgr is one long-lived process with a poll() loop. Its in-memory state
+ * is a cache of the queue files: everything that matters survives in the
+ * files (recipient status bytes, expansion and reason records, the
+ * deferred file's mtime as its next-try time), so a restart rebuilds it
+ * from the queue directories. Objects:
+ *
+ *   qmsg   one message in active/, with a per-recipient outcome of the
+ *          current attempt and a count of its unfinished jobs
+ *   qjob   some recipients of one message for one destination
+ *   qdest  a destination (transport + nexthop): queue of jobs, concurrency
+ *          window, dead/alive state
+ *   qconn  a connection to a deliver process, carrying one job at a time
+ */
+#ifndef POSTERN_QMGR_H
+#define POSTERN_QMGR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <poll.h>
+#include <time.h>
+
+#include "map.h"
+#include "queue.h"
+#include "str.h"
+
+/* Recipients per SMTP job (Postfix's default_destination_recipient_limit);
+ * an LMTP job carries all local recipients of a message. */
+#define QMGR_SMTP_RCPT_LIMIT 50
+/* Alias chains deeper than this are treated as loops (RFC 5321 6.3). */
+#define QMGR_EXPAND_DEPTH 20
+/* No message grows beyond this many recipients through expansion. */
+#define QMGR_EXPAND_MAX_RCPTS 10000
+/* Returned in full when RET is not given and the content is this small. */
+#define QMGR_BOUNCE_FULL_LIMIT 50000
+
+/* ---- time (qmgr.c) ---- */
+
+/* Monotonic milliseconds, for timers. */
+long long qmgr_now_ms(void);
+
+/* ---- messages (qmgr_message.c) ---- */
+
+/* The outcome of one recipient in the current attempt. */
+struct qoutcome {
+	char what;		/* 0 not yet, 'S' sent, 'B' bounce, 'D' deferred */
+	char *dsn;		/* "5.1.1" */
+	char *text;		/* the diagnostic */
+	char *remote_mta;	/* "mx.example.net" or NULL */
+};
+
+struct qmsg {
+	char id[QUEUE_ID_SIZE];
+	struct queue_envelope env;
+	struct qoutcome *out;	/* one per env.rcpts entry */
+	size_t out_cap;
+	size_t jobs_pending;	/* jobs queued or in flight */
+	long long active_ms;	/* when it entered active (monotonic) */
+	double active_wall;	/* the same, wall clock (for delays) */
+};
+
+extern size_t qmgr_active_count;
+
+/*
+ * Take the message <id> that is already in active/: read it, resolve
+ * and expand its recipients and queue its jobs. Files that do not parse
+ * go to corrupt/.
+ */
+void qmgr_message_activate(const char *id);
+/* Make msg->out as long as msg->env.rcpts (after expansion). */
+void qmgr_message_grow(struct qmsg *msg);
+/* Decide recipient i's outcome without a delivery attempt (expansion
+ * errors); recorded with the other results at activation. */
+void qmgr_message_decide(struct qmsg *msg, size_t i, char what,
+    const char *dsn, const char *text);
+/* Set a status byte in the file and in memory. */
+bool qmgr_message_set_status(struct qmsg *msg, int fd, size_t i, char st);
+
+/* One recipient's result of an attempt. */
+struct qresult {
+	size_t rcpt;		/* recipient number */
+	char what;		/* 'S', 'B' or 'D' */
+	const char *dsn;	/* "5.1.1" */
+	const char *text;	/* diagnostic */
+};
+
+/*
+ * Record results in the queue file before anything acts on them: S (after
+ * a success DSN if one was asked for) and the Z reason of D are written
+ * and fsync'd; B waits in memory until the message is finished, when one
+ * bounce covers all of them and only then are they marked F. transport
+ * says which success DSN applies ("lmtp": delivered). log_it: qmgr
+ * decided these itself, so it logs the to= lines (deliver logs its own).
+ */
+void qmgr_message_results(struct qmsg *msg, const struct qresult *r,
+    size_t n, const char *transport, const char *relay,
+    const char *remote_mta, bool log_it);
+/* One of the message's jobs is over; finishes the message after the last. */
+void qmgr_message_job_done(struct qmsg *msg);
+const char *qmgr_notify_letters(unsigned notify, char *buf, size_t size);
+/* Seconds since arrival, for log lines. */
+double qmgr_message_delay(const struct qmsg *msg);
+/* Is recipient i still to be delivered? (Expanded ones are marked A when
+ * the message is activated, so P means a pending leaf.) */
+bool qmgr_message_rcpt_pending(const struct qmsg *msg, size_t i);
+
+/* ---- recipient resolution (qmgr_resolve.c) ---- */
+
+struct qroute {
+	enum { ROUTE_DELIVER, ROUTE_BOUNCE, ROUTE_DEFER } kind;
+	char transport[8];	/* "smtp", "lmtp" */
+	char *nexthop;		/* malloc'd */
+	char dsn[16];		/* for BOUNCE/DEFER */
+	char *text;		/* for BOUNCE/DEFER, malloc'd */
+};
+
+void qmgr_resolve_init(void);
+void qmgr_route_free(struct qroute *r);
+/* Where does this (already expanded) recipient go? */
+void qmgr_resolve_route(const char *address, struct qroute *route);
+bool qmgr_is_local_address(const char *address);
+/*
+ * Expand aliases (virtual_alias_maps for every recipient, alias_maps for
+ * local ones), recording the expansions in the queue file (fd) before the
+ * parents are marked expanded. Recipients whose expansion fails get an
+ * outcome (bounce or defer). false if the file could not be updated.
+ */
+bool qmgr_resolve_expand(struct qmsg *msg, int fd);
+
+/* ---- scheduling (qmgr_sched.c) ---- */
+
+struct qdest;
+struct qconn;
+
+struct qjob {
+	struct qmsg *msg;
+	struct qdest *dest;
+	size_t *rcpts;		/* recipient numbers */
+	size_t nrcpts;
+	size_t cap;
+	struct qconn *conn;	/* while in flight */
+	long long started_ms;
+	struct qjob *next;	/* in the destination's queue */
+};
+
+/* Find or create the destination and append recipient i of msg to a job
+ * for it (one job per message and destination, split for SMTP). */
+void qmgr_sched_add(struct qmsg *msg, const char *transport,
+    const char *nexthop, size_t i);
+/* The message's jobs are complete: queue them. */
+void qmgr_sched_commit(struct qmsg *msg);
+/* Hand queued jobs to deliver connections while slots are free. */
+void qmgr_sched_dispatch(void);
+/* A job came back (result parsed and recorded by the caller). */
+void qmgr_sched_job_finished(struct qjob *job, bool nexthop_ok,
+    bool nexthop_down, const char *down_dsn, const char *down_text);
+/* The delivery agent failed (died, spoke nonsense, took too long): the
+ * job's recipients are deferred, never bounced. */
+void qmgr_sched_job_lost(struct qjob *job, const char *text);
+void qmgr_job_free(struct qjob *job);
+/* flush: forget dead destinations. */
+void qmgr_sched_revive_all(void);
+/* Work for timers: revive destinations whose dead time is over. */
+long long qmgr_sched_timer(long long now_ms);
+size_t qmgr_sched_queued_jobs(void);
+const char *qmgr_dest_transport(const struct qdest *d);
+const char *qmgr_dest_nexthop(const struct qdest *d);
+const char *qmgr_dest_key(const struct qdest *d);
+
+/* ---- deliver connections (qmgr_deliver.c) ---- */
+
+void qmgr_deliver_init(void);
+/* A connection ready for a job to this destination key, or NULL. */
+struct qconn *qmgr_deliver_get(const char *key);
+/* Send job on conn (takes ownership until the result). */
+void qmgr_deliver_start(struct qconn *conn, struct qjob *job);
+size_t qmgr_deliver_busy(void);
+/* poll() plumbing: add our fds, handle their events, timers. */
+size_t qmgr_deliver_pollfds(struct pollfd *pfds, size_t max);
+void qmgr_deliver_events(struct pollfd *pfds, size_t n);
+long long qmgr_deliver_timer(long long now_ms);
+void qmgr_deliver_close_all(void);
+
+/* ---- queue scans and pickup (qmgr_scan.c) ---- */
+
+void qmgr_scan_startup(void);
+/* Ask for a scan of incoming/ and maildrop/ soon. */
+void qmgr_scan_wakeup(void);
+/* Make every deferred message due now (flush). */
+void qmgr_scan_flush(void);
+/* Move due mail into active/ while the active queue has room. */
+void qmgr_scan_feed(void);
+long long qmgr_scan_timer(long long now_ms);
+/* Move a message out of active/ into deferred/ with its next-try time. */
+bool qmgr_scan_defer(const char *id, time_t next_try);
+
+/* ---- bounces and other DSNs (qmgr_bounce.c) ---- */
+
+enum qdsn_kind {
+	QDSN_FAILED,		/* non-delivery: bounce */
+	QDSN_DELAYED,		/* delay notice */
+	QDSN_DELIVERED,		/* success: final delivery (LMTP) */
+	QDSN_RELAYED,		/* success: handed to an MTA that may not
+				 * report further */
+};
+
+struct qdsn_rcpt {
+	size_t index;		/* recipient number in the original */
+	const char *dsn;	/* "5.1.1" */
+	const char *text;	/* the diagnostic */
+	const char *remote_mta;	/* or NULL */
+	enum qdsn_kind action;
+};
+
+/*
+ * Write a DSN (RFC 3464) about msg for the given recipients into
+ * incoming/. For ordinary mail it goes to the sender; for a DSN or mail
+ * from <> it goes to postmaster (kind DOUBLE, non-delivery only); a DOUBLE
+ * never produces another message. Returns false if it could not be
+ * written (then the caller must not record the recipients as done); true
+ * also when no message was needed.
+ */
+bool qmgr_bounce_write(struct qmsg *msg, enum qdsn_kind kind,
+    const struct qdsn_rcpt *rcpts, size_t count);
+
+/* ---- control socket (qmgr_ctl.c) ---- */
+
+void qmgr_ctl_init(int listen_fd);
+size_t qmgr_ctl_pollfds(struct pollfd *pfds, size_t max);
+void qmgr_ctl_events(struct pollfd *pfds, size_t n);
+long long qmgr_ctl_timer(long long now_ms);
+
+/* ---- small helpers (qmgr_util.c) ---- */
+
+/* A set of lowercased strings (open addressing). */
+struct qset {
+	char **slots;
+	size_t cap;
+	size_t count;
+};
+void qset_init(struct qset *s);
+void qset_free(struct qset *s);
+/* false if already present. */
+bool qset_add(struct qset *s, const char *key);
+bool qset_has(const struct qset *s, const char *key);
+unsigned long qmgr_hash(const char *s);
+/* RFC 5322 3.3 date-time for a wall-clock time. */
+void qmgr_rfc5322_date(time_t t, char *out, size_t size);
+
+#endif

@@ -1,0 +1,222 @@
+/*
+ * qmgr_ctl.c - qmgr's control socket, run_directory/qmgr (ipc.h).
+ *
+ * Any local process may connect (smtpd and sendmail send type=wakeup after
+ * queueing mail); commands that change the queue (type=flush) are taken
+ * only from root or from our own user, checked with SO_PEERCRED. Clients
+ * are untrusted: messages are size-checked by ipc_decode, a client gets a
+ * bounded number of messages and a bounded time, and there is a bound on
+ * how many clients are served at once.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cfg.h"
+#include "ipc.h"
+#include "log.h"
+#include "mem.h"
+#include "qmgr.h"
+
+#define CTL_MAX_CLIENTS 64
+#define CTL_MAX_INPUT 8192
+#define CTL_TIMEOUT_MS 10000
+
+struct ctl_client {
+	int fd;
+	uid_t uid;
+	struct str in;
+	struct str out;
+	size_t out_off;
+	bool closing;		/* close once out is written */
+	long long deadline_ms;
+};
+
+static int listen_fd = -1;
+static struct ctl_client clients[CTL_MAX_CLIENTS];
+static size_t nclients;
+/* What index in clients[] each of the last pollfds belongs to. */
+static int polled[CTL_MAX_CLIENTS + 1];
+
+void qmgr_ctl_init(int fd)
+{
+	listen_fd = fd;
+}
+
+static void client_close(size_t i)
+{
+	close(clients[i].fd);
+	str_free(&clients[i].in);
+	str_free(&clients[i].out);
+	clients[i] = clients[--nclients];
+	memset(&clients[nclients], 0, sizeof(clients[nclients]));
+}
+
+static void reply(struct ctl_client *c, const char *type, const char *reason)
+{
+	struct ipc_msg m;
+	ipc_msg_init(&m, type);
+	if (reason != NULL)
+		ipc_add(&m, "reason", "%s", reason);
+	ipc_encode(&m, &c->out);
+	ipc_msg_free(&m);
+}
+
+static void handle(struct ctl_client *c, const struct ipc_msg *m)
+{
+	if (strcmp(m->type, "wakeup") == 0) {
+		qmgr_scan_wakeup();
+	} else if (strcmp(m->type, "flush") == 0) {
+		if (c->uid != 0 && c->uid != geteuid()) {
+			log_warning("flush refused for uid %lu",
+			    (unsigned long)c->uid);
+			reply(c, "error", "permission denied");
+			return;
+		}
+		log_info("flush requested by uid %lu", (unsigned long)c->uid);
+		qmgr_sched_revive_all();
+		qmgr_scan_flush();
+		reply(c, "ok", NULL);
+	} else {
+		reply(c, "error", "unknown command");
+		c->closing = true;
+	}
+}
+
+static void accept_clients(void)
+{
+	for (;;) {
+		int fd = accept4(listen_fd, NULL, NULL,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK &&
+			    errno != EINTR && errno != ECONNABORTED)
+				log_warning("accept on control socket: %m");
+			return;
+		}
+		if (nclients == CTL_MAX_CLIENTS) {
+			/* Busy: a wake-up is implied by the attempt. */
+			qmgr_scan_wakeup();
+			close(fd);
+			continue;
+		}
+		struct ctl_client *c = &clients[nclients++];
+		memset(c, 0, sizeof(*c));
+		c->fd = fd;
+		struct ucred cred;
+		socklen_t len = sizeof(cred);
+		c->uid = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred,
+		    &len) == 0 ? cred.uid : (uid_t)-1;
+		str_init(&c->in, CTL_MAX_INPUT);
+		str_init(&c->out, STR_NO_MAX);
+		c->deadline_ms = qmgr_now_ms() + CTL_TIMEOUT_MS;
+	}
+}
+
+size_t qmgr_ctl_pollfds(struct pollfd *pfds, size_t max)
+{
+	size_t n = 0;
+	if (max == 0)
+		return 0;
+	pfds[n].fd = listen_fd;
+	pfds[n].events = POLLIN;
+	pfds[n].revents = 0;
+	polled[n++] = -1;
+	for (size_t i = 0; i < nclients && n < max; i++) {
+		struct ctl_client *c = &clients[i];
+		pfds[n].fd = c->fd;
+		pfds[n].events = c->out.len > c->out_off ? POLLOUT :
+		    c->closing ? 0 : POLLIN;
+		pfds[n].revents = 0;
+		polled[n++] = (int)i;
+	}
+	return n;
+}
+
+/* Serve client i; false once it is to be closed. */
+static bool client_event(struct ctl_client *c, short revents)
+{
+	if (revents & POLLOUT) {
+		ssize_t w = write(c->fd, c->out.data + c->out_off,
+		    c->out.len - c->out_off);
+		if (w < 0)
+			return errno == EAGAIN || errno == EINTR;
+		c->out_off += (size_t)w;
+		if (c->out_off == c->out.len) {
+			str_clear(&c->out);
+			c->out_off = 0;
+			if (c->closing)
+				return false;
+		}
+		return true;
+	}
+	if (!(revents & (POLLIN | POLLHUP | POLLERR)))
+		return true;
+	char buf[4096];
+	ssize_t r = read(c->fd, buf, sizeof(buf));
+	if (r < 0)
+		return errno == EAGAIN || errno == EINTR;
+	if (r == 0)
+		return false;
+	if (!str_append(&c->in, buf, (size_t)r))
+		return false;	/* more than any command needs */
+	for (;;) {
+		struct ipc_msg m;
+		size_t used;
+		enum ipc_decode_result dr = ipc_decode(c->in.data, c->in.len,
+		    &m, &used);
+		if (dr == IPC_NEED_MORE)
+			return true;
+		if (dr == IPC_BAD) {
+			log_warning("malformed message on control socket");
+			return false;
+		}
+		handle(c, &m);
+		ipc_msg_free(&m);
+		str_consume(&c->in, used);
+		if (c->closing)
+			return true;
+	}
+}
+
+void qmgr_ctl_events(struct pollfd *pfds, size_t n)
+{
+	bool accept_now = false;
+	bool drop[CTL_MAX_CLIENTS] = { false };
+
+	for (size_t k = 0; k < n; k++) {
+		if (pfds[k].revents == 0)
+			continue;
+		if (polled[k] < 0) {
+			accept_now = true;
+			continue;
+		}
+		struct ctl_client *c = &clients[polled[k]];
+		if (!client_event(c, pfds[k].revents))
+			drop[polled[k]] = true;
+	}
+	/* Close from the end: client_close moves the last one into place. */
+	for (size_t i = nclients; i > 0; i--)
+		if (drop[i - 1])
+			client_close(i - 1);
+	if (accept_now)
+		accept_clients();
+}
+
+long long qmgr_ctl_timer(long long now_ms)
+{
+	long long next = 0;
+	for (size_t i = nclients; i > 0; i--) {
+		struct ctl_client *c = &clients[i - 1];
+		if (c->deadline_ms <= now_ms) {
+			client_close(i - 1);
+			continue;
+		}
+		if (next == 0 || c->deadline_ms < next)
+			next = c->deadline_ms;
+	}
+	return next;
+}

@@ -1,0 +1,482 @@
+/*
+ * qmgr_deliver.c - the pool of connections to deliver processes.
+ *
+ * master pre-forks deliver processes on run_directory/deliver; qmgr opens
+ * one connection per delivery slot it wants (at most deliver_processes)
+ * and sends job after job on it (ipc.h: type=job, answered by one
+ * type=result). A connection whose last job went to the same destination
+ * is preferred, since deliver keeps that SMTP/LMTP session open.
+ * Everything is non-blocking; a connection that dies, sends something
+ * malformed or takes too long loses its job, whose recipients are
+ * deferred (never bounced: nothing is known about them).
+ *
+ * Trusts deliver no more than ipc.c's checks plus ours: every result must
+ * name each recipient of the job exactly once, with a known verdict.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <bsd/string.h>
+
+#include "cfg.h"
+#include "ipc.h"
+#include "log.h"
+#include "mem.h"
+#include "qmgr.h"
+
+/* Close a connection that has had no job for this long. */
+#define CONN_IDLE_MS 30000
+/* After a failed connect, wait this long before trying again. */
+#define CONNECT_RETRY_MS 1000
+#define READ_CHUNK 65536
+
+struct qconn {
+	int fd;
+	struct str out;
+	size_t out_off;
+	struct str in;
+	struct qjob *job;
+	char *last_key;
+	long long idle_since_ms;
+	long long deadline_ms;
+	struct qconn *next;
+};
+
+static struct qconn *conns;
+static size_t nconns, nbusy;
+static char *deliver_path;
+static long long unavailable_until_ms;
+static long long last_connect_warning_ms;
+static struct qconn **polled;
+static size_t polled_cap;
+
+void qmgr_deliver_init(void)
+{
+	deliver_path = xasprintf("%s/%s", cfg.run_directory,
+	    IPC_SOCKET_DELIVER);
+	if (strlen(deliver_path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		log_fatal("deliver socket path too long: %s", deliver_path);
+}
+
+size_t qmgr_deliver_busy(void)
+{
+	return nbusy;
+}
+
+/* How long a job may take before we give up on its deliver process:
+ * deliver has its own timeouts per stage, this only catches a hang. */
+static long long job_timeout_ms(void)
+{
+	long long s = 6 * cfg.smtp_timeout + 4 * cfg.smtp_connect_timeout;
+	if (s < 3600)
+		s = 3600;
+	return s * 1000;
+}
+
+static struct qconn *conn_open(void)
+{
+	long long now = qmgr_now_ms();
+	if (now < unavailable_until_ms)
+		return NULL;
+
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	strlcpy(sun.sun_path, deliver_path, sizeof(sun.sun_path));
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 &&
+	    errno != EINPROGRESS)) {
+		/* Rate-limited: master may simply not be ready yet. */
+		if (now - last_connect_warning_ms > 60000) {
+			log_warning("connect to %s: %m", deliver_path);
+			last_connect_warning_ms = now;
+		}
+		if (fd >= 0)
+			close(fd);
+		unavailable_until_ms = now + CONNECT_RETRY_MS;
+		return NULL;
+	}
+	struct qconn *c = xcalloc(1, sizeof(*c));
+	c->fd = fd;
+	str_init(&c->out, STR_NO_MAX);
+	str_init(&c->in, IPC_MAX_MESSAGE + READ_CHUNK);
+	c->idle_since_ms = now;
+	c->next = conns;
+	conns = c;
+	nconns++;
+	return c;
+}
+
+static void conn_close(struct qconn *c, const char *why)
+{
+	if (c->job != NULL) {
+		struct qjob *job = c->job;
+		char esc[200];
+		log_escape(esc, sizeof(esc), why, strlen(why));
+		log_warning("%s: delivery agent for %s: %s; recipients "
+		    "deferred", job->msg->id, qmgr_dest_key(job->dest), esc);
+		c->job = NULL;
+		nbusy--;
+		qmgr_sched_job_lost(job, "lost connection with the delivery "
+		    "agent");
+	}
+	for (struct qconn **pp = &conns; *pp; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
+	nconns--;
+	close(c->fd);
+	str_free(&c->out);
+	str_free(&c->in);
+	free(c->last_key);
+	/* A conn may still be listed in polled[]: mark it dead there. */
+	for (size_t i = 0; i < polled_cap; i++)
+		if (polled[i] == c)
+			polled[i] = NULL;
+	free(c);
+}
+
+struct qconn *qmgr_deliver_get(const char *key)
+{
+	struct qconn *oldest = NULL;
+
+	for (struct qconn *c = conns; c != NULL; c = c->next) {
+		if (c->job != NULL)
+			continue;
+		if (c->last_key != NULL && strcmp(c->last_key, key) == 0)
+			return c;
+		if (oldest == NULL || c->idle_since_ms < oldest->idle_since_ms)
+			oldest = c;
+	}
+	/* A new process rather than tearing down another destination's
+	 * open session; then the longest idle one. */
+	if (nconns < (size_t)cfg.deliver_processes) {
+		struct qconn *c = conn_open();
+		if (c != NULL)
+			return c;
+	}
+	return oldest;
+}
+
+static void add_time(struct ipc_msg *m, const char *name, double t)
+{
+	long long sec = (long long)t;
+	long usec = (long)((t - (double)sec) * 1e6);
+	ipc_add(m, name, "%lld.%06ld", sec, usec);
+}
+
+static const char *body_name(enum queue_body b)
+{
+	switch (b) {
+	case QUEUE_BODY_8BITMIME:
+		return "8BITMIME";
+	case QUEUE_BODY_BINARYMIME:
+		return "BINARYMIME";
+	default:
+		return "7BIT";
+	}
+}
+
+void qmgr_deliver_start(struct qconn *c, struct qjob *job)
+{
+	const struct qmsg *msg = job->msg;
+	const struct queue_envelope *env = &msg->env;
+	struct ipc_msg m;
+
+	ipc_msg_init(&m, "job");
+	ipc_add(&m, "transport", "%s", qmgr_dest_transport(job->dest));
+	ipc_add(&m, "nexthop", "%s", qmgr_dest_nexthop(job->dest));
+	ipc_add(&m, "queue_id", "%s", msg->id);
+	ipc_add(&m, "queue_file", "%s/%s", QUEUE_ACTIVE, msg->id);
+	ipc_add(&m, "content_offset", "%lld", (long long)env->content_offset);
+	ipc_add(&m, "content_length", "%lld", (long long)env->content_length);
+	ipc_add(&m, "sender", "%s", env->sender);
+	ipc_add(&m, "body", "%s", body_name(env->body));
+	ipc_add(&m, "smtputf8", "%s", env->smtputf8 ? "yes" : "no");
+	if (env->envid != NULL)
+		ipc_add(&m, "envid", "%s", env->envid);
+	if (env->ret != QUEUE_RET_DEFAULT)
+		ipc_add(&m, "ret", "%s", env->ret == QUEUE_RET_FULL ? "FULL" :
+		    "HDRS");
+	add_time(&m, "arrival", (double)env->arrival_sec +
+	    env->arrival_usec / 1e6);
+	add_time(&m, "job_time", msg->active_wall);
+	for (size_t k = 0; k < job->nrcpts; k++) {
+		const struct queue_rcpt *r = &env->rcpts[job->rcpts[k]];
+		char letters[8];
+		ipc_add(&m, "rcpt", "%zu %s %s %s", job->rcpts[k],
+		    qmgr_notify_letters(r->notify, letters, sizeof(letters)),
+		    r->orcpt && *r->orcpt ? r->orcpt : "-", r->address);
+	}
+	ipc_encode(&m, &c->out);
+	ipc_msg_free(&m);
+
+	c->job = job;
+	job->conn = c;
+	nbusy++;
+	free(c->last_key);
+	c->last_key = xstrdup(qmgr_dest_key(job->dest));
+	c->deadline_ms = qmgr_now_ms() + job_timeout_ms();
+}
+
+/* "5.1.1"-shaped, class digit matching the verdict. */
+static bool dsn_valid(const char *dsn, char what)
+{
+	char cls = what == 'S' ? '2' : what == 'D' ? '4' : '5';
+	if (dsn[0] != cls || dsn[1] != '.')
+		return false;
+	const char *p = dsn + 2;
+	for (int part = 0; part < 2; part++) {
+		size_t n = strspn(p, "0123456789");
+		if (n == 0 || n > 3)
+			return false;
+		p += n;
+		if (part == 0) {
+			if (*p != '.')
+				return false;
+			p++;
+		}
+	}
+	return *p == '\0';
+}
+
+/* Position of recipient number n in the job (rcpts are ascending). */
+static long job_index(const struct qjob *job, size_t n)
+{
+	size_t lo = 0, hi = job->nrcpts;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (job->rcpts[mid] == n)
+			return (long)mid;
+		if (job->rcpts[mid] < n)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+/* Check and apply one type=result. false: protocol error. */
+static bool handle_result(struct qconn *c, const struct ipc_msg *m)
+{
+	struct qjob *job = c->job;
+	if (job == NULL || strcmp(m->type, "result") != 0)
+		return false;
+
+	/* The job is freed when it finishes: keep its size. */
+	size_t nrcpts = job->nrcpts;
+	struct qresult *res = xcalloc(nrcpts, sizeof(*res));
+	char **dsns = xcalloc(nrcpts, sizeof(char *));
+	const char *first_defer_dsn = NULL, *first_defer_text = NULL;
+	bool ok = true;
+
+	for (size_t a = 0; ok && a < m->count; a++) {
+		if (strcmp(m->attrs[a].name, "rcpt") != 0)
+			continue;
+		/* "<number> <S|D|B> <x.y.z> <diagnostic>" */
+		const char *v = m->attrs[a].value;
+		char *end;
+		if (!isdigit((unsigned char)*v)) {
+			ok = false;
+			break;
+		}
+		unsigned long long num = strtoull(v, &end, 10);
+		long k = num > job->rcpts[job->nrcpts - 1] ? -1 :
+		    job_index(job, (size_t)num);
+		if (k < 0 || res[k].what != 0 || end[0] != ' ' ||
+		    (end[1] != 'S' && end[1] != 'D' && end[1] != 'B') ||
+		    end[2] != ' ') {
+			ok = false;
+			break;
+		}
+		char what = end[1];
+		const char *dsn = end + 3;
+		const char *sp = strchr(dsn, ' ');
+		size_t dlen = sp ? (size_t)(sp - dsn) : strlen(dsn);
+		dsns[k] = xstrndup(dsn, dlen);
+		if (!dsn_valid(dsns[k], what)) {
+			free(dsns[k]);
+			dsns[k] = xstrdup(what == 'S' ? "2.0.0" :
+			    what == 'D' ? "4.0.0" : "5.0.0");
+		}
+		res[k] = (struct qresult){ (size_t)num, what, dsns[k],
+		    sp ? sp + 1 : "" };
+		if (what == 'D' && first_defer_dsn == NULL) {
+			first_defer_dsn = dsns[k];
+			first_defer_text = res[k].text;
+		}
+	}
+	if (ok) {
+		/* A recipient without a verdict is deferred, not lost. */
+		for (size_t k = 0; k < job->nrcpts; k++) {
+			if (res[k].what != 0)
+				continue;
+			log_warning("%s: delivery agent gave no result for "
+			    "recipient %zu; deferred", job->msg->id,
+			    job->rcpts[k]);
+			res[k] = (struct qresult){ job->rcpts[k], 'D', "4.3.0",
+			    "delivery agent reported no result" };
+		}
+		const char *relay = ipc_get(m, "relay");
+		const char *remote = ipc_get(m, "remote_mta");
+		const char *status = ipc_get(m, "nexthop_status");
+		qmgr_message_results(job->msg, res, job->nrcpts,
+		    qmgr_dest_transport(job->dest), relay,
+		    remote && *remote ? remote : NULL, false);
+		c->job = NULL;
+		nbusy--;
+		c->idle_since_ms = qmgr_now_ms();
+		bool up = status != NULL && strcmp(status, "ok") == 0;
+		bool down = status != NULL && strcmp(status, "down") == 0;
+		qmgr_sched_job_finished(job, up, down, first_defer_dsn,
+		    first_defer_text);
+	}
+	for (size_t k = 0; k < nrcpts; k++)
+		free(dsns[k]);
+	free(dsns);
+	free(res);
+	return ok;
+}
+
+size_t qmgr_deliver_pollfds(struct pollfd *pfds, size_t max)
+{
+	size_t n = 0;
+
+	if (polled_cap < nconns) {
+		polled_cap = nconns;
+		polled = xreallocarray(polled, polled_cap, sizeof(*polled));
+	}
+	for (size_t i = 0; i < polled_cap; i++)
+		polled[i] = NULL;
+	for (struct qconn *c = conns; c != NULL && n < max; c = c->next) {
+		pfds[n].fd = c->fd;
+		pfds[n].events = POLLIN;
+		if (c->out.len > c->out_off)
+			pfds[n].events |= POLLOUT;
+		pfds[n].revents = 0;
+		polled[n] = c;
+		n++;
+	}
+	return n;
+}
+
+static void conn_write(struct qconn *c)
+{
+	while (c->out_off < c->out.len) {
+		ssize_t w = write(c->fd, c->out.data + c->out_off,
+		    c->out.len - c->out_off);
+		if (w < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				return;
+			conn_close(c, "write failed");
+			return;
+		}
+		c->out_off += (size_t)w;
+	}
+	str_clear(&c->out);
+	c->out_off = 0;
+}
+
+static void conn_read(struct qconn *c)
+{
+	if (!str_reserve(&c->in, READ_CHUNK)) {
+		conn_close(c, "result too large");
+		return;
+	}
+	ssize_t r = read(c->fd, c->in.data + c->in.len, READ_CHUNK);
+	if (r < 0) {
+		if (errno == EAGAIN || errno == EINTR)
+			return;
+		conn_close(c, "read failed");
+		return;
+	}
+	if (r == 0) {
+		conn_close(c, "connection closed");
+		return;
+	}
+	c->in.len += (size_t)r;
+	c->in.data[c->in.len] = '\0';
+	for (;;) {
+		struct ipc_msg m;
+		size_t used = 0;
+		enum ipc_decode_result dr = ipc_decode(c->in.data, c->in.len,
+		    &m, &used);
+		if (dr == IPC_NEED_MORE)
+			return;
+		if (dr == IPC_BAD) {
+			conn_close(c, "malformed message");
+			return;
+		}
+		bool good = handle_result(c, &m);
+		ipc_msg_free(&m);
+		if (!good) {
+			conn_close(c, "unexpected or malformed result");
+			return;
+		}
+		str_consume(&c->in, used);
+	}
+}
+
+void qmgr_deliver_events(struct pollfd *pfds, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct qconn *c = polled[i];
+		if (c == NULL || pfds[i].revents == 0)
+			continue;
+		if (pfds[i].revents & POLLOUT)
+			conn_write(c);
+		if (polled[i] == NULL)
+			continue;	/* closed by the write */
+		if (pfds[i].revents & (POLLIN | POLLHUP | POLLERR))
+			conn_read(c);
+	}
+}
+
+long long qmgr_deliver_timer(long long now_ms)
+{
+	long long next = 0;
+	struct qconn *c = conns;
+
+	while (c != NULL) {
+		struct qconn *following = c->next;
+		long long due;
+		if (c->job != NULL) {
+			due = c->deadline_ms;
+			if (due <= now_ms) {
+				conn_close(c, "no result in time");
+				c = following;
+				continue;
+			}
+		} else {
+			due = c->idle_since_ms + CONN_IDLE_MS;
+			if (due <= now_ms) {
+				conn_close(c, "idle");
+				c = following;
+				continue;
+			}
+		}
+		if (next == 0 || due < next)
+			next = due;
+		c = following;
+	}
+	if (unavailable_until_ms > now_ms && qmgr_sched_queued_jobs() > 0 &&
+	    (next == 0 || unavailable_until_ms < next))
+		next = unavailable_until_ms;
+	return next;
+}
+
+void qmgr_deliver_close_all(void)
+{
+	while (conns != NULL) {
+		struct qconn *c = conns;
+		conns = c->next;
+		close(c->fd);
+	}
+}

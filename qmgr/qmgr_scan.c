@@ -1,0 +1,468 @@
+/*
+ * qmgr_scan.c - getting mail into the active queue: scans of incoming/
+ * and deferred/, the start-up recovery, and pickup of local submissions
+ * from maildrop/.
+ *
+ * The queue's states and how a start-up restores them:
+ *   S1 maildrop/ID   a local user's submission, untrusted: validated,
+ *                    rewritten into incoming/ under a new ID, then removed
+ *                    (a crash in between gives a duplicate, never a loss)
+ *   S2 incoming/ID   accepted, not yet taken
+ *   S3 active/ID     qmgr is working on it; at start-up every active/ file
+ *                    goes back to incoming/ (nothing is in flight then)
+ *   S4 deferred/H/ID waiting; its mtime is the next-try time
+ *   S5 corrupt/ID    did not parse; kept for the administrator
+ * Names starting with "." are files still being written: never touched.
+ *
+ * Work per message stays constant with queue size: a directory is read
+ * into a list once and the list is consumed as the active queue has room;
+ * incoming/ is read again only when its list is used up, deferred/ only
+ * every queue_run_delay and on flush.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "cfg.h"
+#include "log.h"
+#include "mem.h"
+#include "qmgr.h"
+
+/* Safety-net scan of incoming/ and maildrop/ when no wake-up came. */
+#define SCAN_INCOMING_INTERVAL_MS 10000
+/* Pickups per pass, so that a flood of local mail cannot stall the loop. */
+#define PICKUP_BATCH 200
+
+struct idlist {
+	char (*ids)[QUEUE_ID_SIZE];
+	size_t count, pos, cap;
+};
+
+static struct idlist incoming_list, deferred_list;
+static long long incoming_due_ms = 1;	/* scan incoming/ at this time */
+static long long deferred_due_ms = 1;	/* scan deferred/ at this time */
+static bool flush_pending;		/* next deferred scan takes all */
+static bool prefer_deferred;		/* alternate between the lists */
+
+static void idlist_clear(struct idlist *l)
+{
+	l->count = l->pos = 0;
+}
+
+static void idlist_add(struct idlist *l, const char *id)
+{
+	if (l->count == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 256;
+		l->ids = xreallocarray(l->ids, l->cap, sizeof(*l->ids));
+	}
+	memcpy(l->ids[l->count++], id, QUEUE_ID_SIZE);
+}
+
+static int id_compare(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+static char *queue_subdir_path(const char *subdir)
+{
+	return xasprintf("%s/%s", cfg.queue_directory, subdir);
+}
+
+/* Read the queue IDs of one directory into l (IDs sort by arrival). */
+static void scan_dir_ids(const char *dirpath, struct idlist *l, bool only_due,
+    time_t now)
+{
+	DIR *d = opendir(dirpath);
+	struct dirent *e;
+
+	if (d == NULL) {
+		log_warning("open directory %s: %m", dirpath);
+		return;
+	}
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		if (!queue_id_valid(e->d_name)) {
+			log_warning("%s: ignoring unexpected file %s", dirpath,
+			    e->d_name);
+			continue;
+		}
+		if (only_due) {
+			struct stat st;
+			if (fstatat(dirfd(d), e->d_name, &st,
+			    AT_SYMLINK_NOFOLLOW) < 0 || st.st_mtime > now)
+				continue;
+		}
+		idlist_add(l, e->d_name);
+	}
+	closedir(d);
+}
+
+static void scan_incoming(void)
+{
+	char *path = queue_subdir_path(QUEUE_INCOMING);
+	idlist_clear(&incoming_list);
+	scan_dir_ids(path, &incoming_list, false, 0);
+	free(path);
+	qsort(incoming_list.ids, incoming_list.count, QUEUE_ID_SIZE,
+	    id_compare);
+}
+
+/* deferred/ is hashed: read every subdirectory. */
+static void scan_deferred(bool all)
+{
+	char *top = queue_subdir_path(QUEUE_DEFERRED);
+	DIR *d = opendir(top);
+	struct dirent *e;
+	time_t now = time(NULL);
+
+	idlist_clear(&deferred_list);
+	if (d == NULL) {
+		log_warning("open directory %s: %m", top);
+		free(top);
+		return;
+	}
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		char *sub = xasprintf("%s/%s", top, e->d_name);
+		struct stat st;
+		if (stat(sub, &st) == 0 && S_ISDIR(st.st_mode))
+			scan_dir_ids(sub, &deferred_list, !all, now);
+		free(sub);
+	}
+	closedir(d);
+	free(top);
+	qsort(deferred_list.ids, deferred_list.count, QUEUE_ID_SIZE,
+	    id_compare);
+	if (all && deferred_list.count > 0)
+		log_info("flush: %zu deferred messages", deferred_list.count);
+}
+
+/* ---- pickup ---- */
+
+static void maildrop_to_corrupt(const char *name, const char *why)
+{
+	char *from = xasprintf("%s/%s/%s", cfg.queue_directory, QUEUE_MAILDROP,
+	    name);
+	char *to = xasprintf("%s/%s/%s", cfg.queue_directory, QUEUE_CORRUPT,
+	    name);
+	char esc[128];
+
+	log_escape(esc, sizeof(esc), name, strlen(name));
+	if (rename(from, to) < 0) {
+		log_warning("maildrop file %s: %s; cannot move it to %s: %m",
+		    esc, why, QUEUE_CORRUPT);
+		unlink(from);	/* never pick it up again and again */
+	} else {
+		log_warning("maildrop file %s: %s; moved to %s", esc, why,
+		    QUEUE_CORRUPT);
+	}
+	free(from);
+	free(to);
+}
+
+static bool valid_address(const char *a, bool allow_null)
+{
+	struct addr parsed;
+	const char *why;
+
+	if (*a == '\0')
+		return allow_null;
+	if (!addr_parse_mailbox(a, ADDR_ALLOW_UTF8 | ADDR_ALLOW_POSTMASTER,
+	    &parsed, &why))
+		return false;
+	addr_free(&parsed);
+	return true;
+}
+
+/*
+ * Copy the content, turning bare LF and bare CR into CRLF: the file came
+ * from a local user, and a lone LF must never reach a peer that might
+ * take it for a line end (SMTP smuggling). BINARYMIME is copied as is.
+ */
+static bool copy_content(int fd, off_t offset, off_t length, bool binary,
+    struct queue_writer *w)
+{
+	char in[65536];
+	char out[2 * sizeof(in) + 2];
+	bool pending_cr = false;
+
+	while (length > 0) {
+		size_t want = length > (off_t)sizeof(in) ? sizeof(in) :
+		    (size_t)length;
+		ssize_t n = pread(fd, in, want, offset);
+		if (n <= 0)
+			return false;
+		offset += n;
+		length -= n;
+		if (binary) {
+			if (!queue_writer_write(w, in, (size_t)n))
+				return false;
+			continue;
+		}
+		size_t o = 0;
+		for (ssize_t i = 0; i < n; i++) {
+			char c = in[i];
+			if (pending_cr) {
+				out[o++] = '\r';
+				out[o++] = '\n';
+				pending_cr = false;
+				if (c == '\n')
+					continue;
+			}
+			if (c == '\r') {
+				pending_cr = true;
+			} else if (c == '\n') {
+				out[o++] = '\r';
+				out[o++] = '\n';
+			} else {
+				out[o++] = c;
+			}
+		}
+		if (!queue_writer_write(w, out, o))
+			return false;
+	}
+	if (pending_cr && !queue_writer_write(w, "\r\n", 2))
+		return false;
+	return true;
+}
+
+/* Validate one maildrop file and requeue it into incoming/. */
+static void pickup_one(int dirfd_, const char *name)
+{
+	char err[256];
+	struct queue_envelope in, out;
+	struct stat st;
+	int fd = openat(dirfd_, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC);
+
+	if (fd < 0) {
+		if (errno != ENOENT)
+			maildrop_to_corrupt(name, "cannot be opened");
+		return;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		maildrop_to_corrupt(name, "not a regular file");
+		return;
+	}
+	queue_envelope_init(&in);
+	enum queue_read_result rr = queue_read(fd, &in, err, sizeof(err));
+	if (rr == QUEUE_READ_ERROR) {
+		log_warning("maildrop file %s: read: %m", name);
+		queue_envelope_free(&in);
+		close(fd);
+		return;
+	}
+	const char *bad = NULL;
+	if (rr == QUEUE_READ_CORRUPT)
+		bad = err;
+	else if (in.nrcpts == 0)
+		bad = "no recipients";
+	else if (!valid_address(in.sender, true))
+		bad = "bad sender address";
+	else if (cfg.message_size_limit > 0 &&
+	    in.content_length > cfg.message_size_limit)
+		bad = "message too large";
+	for (size_t i = 0; bad == NULL && i < in.nrcpts; i++) {
+		if (in.rcpts[i].parent >= 0 ||
+		    in.rcpts[i].status != QUEUE_RCPT_PENDING)
+			bad = "recipient records not fresh";
+		else if (!valid_address(in.rcpts[i].address, false))
+			bad = "bad recipient address";
+	}
+	if (bad != NULL) {
+		queue_envelope_free(&in);
+		close(fd);
+		maildrop_to_corrupt(name, bad);
+		return;
+	}
+
+	/* A fresh envelope: only what a local user may decide. */
+	queue_envelope_init(&out);
+	out.arrival_sec = in.arrival_sec;
+	out.arrival_usec = in.arrival_usec;
+	out.sender = xstrdup(in.sender);
+	out.body = in.body;
+	out.smtputf8 = in.smtputf8;
+	out.envid = in.envid ? xstrdup(in.envid) : NULL;
+	out.ret = in.ret;
+	out.kind = QUEUE_KIND_MAIL;
+	queue_envelope_set_attr(&out, "origin", "local");
+	char uid[32];
+	snprintf(uid, sizeof(uid), "%lu", (unsigned long)st.st_uid);
+	queue_envelope_set_attr(&out, "uid", uid);
+	for (size_t i = 0; i < in.nrcpts; i++)
+		queue_envelope_add_rcpt(&out, in.rcpts[i].address,
+		    in.rcpts[i].notify, in.rcpts[i].orcpt);
+
+	struct queue_writer *w = queue_writer_open(cfg.queue_directory,
+	    QUEUE_INCOMING, &out, err, sizeof(err));
+	if (w == NULL) {
+		log_warning("pickup of maildrop file %s: %s", name, err);
+	} else if (!copy_content(fd, in.content_offset, in.content_length,
+	    in.body == QUEUE_BODY_BINARYMIME, w)) {
+		log_warning("pickup of maildrop file %s: copy failed: %m", name);
+		queue_writer_abort(w);
+	} else if (!queue_writer_commit(w, err, sizeof(err))) {
+		log_warning("pickup of maildrop file %s: %s", name, err);
+	} else {
+		char esc[300];
+		log_escape(esc, sizeof(esc), out.sender, strlen(out.sender));
+		log_info("%s: uid=%s from=<%s>", out.id, uid, esc);
+		if (unlinkat(dirfd_, name, 0) < 0)
+			log_warning("remove maildrop file %s: %m", name);
+	}
+	queue_envelope_free(&out);
+	queue_envelope_free(&in);
+	close(fd);
+}
+
+/* Pick up at most PICKUP_BATCH files; true if more may be waiting. */
+static bool pickup(void)
+{
+	char *path = queue_subdir_path(QUEUE_MAILDROP);
+	DIR *d = opendir(path);
+	struct dirent *e;
+	size_t done = 0;
+
+	if (d == NULL) {
+		log_warning("open directory %s: %m", path);
+		free(path);
+		return false;
+	}
+	while (done < PICKUP_BATCH && (e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		pickup_one(dirfd(d), e->d_name);
+		done++;
+	}
+	closedir(d);
+	free(path);
+	return done == PICKUP_BATCH;
+}
+
+/* ---- the public side ---- */
+
+void qmgr_scan_startup(void)
+{
+	/* S3 at start-up: nothing is in flight, so everything in active/
+	 * is simply taken again from the start. */
+	char *path = queue_subdir_path(QUEUE_ACTIVE);
+	struct idlist stranded = { 0 };
+	char err[256];
+
+	scan_dir_ids(path, &stranded, false, 0);
+	free(path);
+	for (size_t i = 0; i < stranded.count; i++)
+		if (!queue_move(cfg.queue_directory, QUEUE_ACTIVE,
+		    QUEUE_INCOMING, stranded.ids[i], err, sizeof(err)))
+			log_warning("%s: %s", stranded.ids[i], err);
+	if (stranded.count > 0)
+		log_info("recovered %zu messages from %s", stranded.count,
+		    QUEUE_ACTIVE);
+	free(stranded.ids);
+	incoming_due_ms = 1;
+	deferred_due_ms = 1;
+}
+
+void qmgr_scan_wakeup(void)
+{
+	incoming_due_ms = 1;
+}
+
+void qmgr_scan_flush(void)
+{
+	flush_pending = true;
+	deferred_due_ms = 1;
+	incoming_due_ms = 1;
+}
+
+long long qmgr_scan_timer(long long now_ms)
+{
+	if (incoming_due_ms > 0 && incoming_due_ms <= now_ms) {
+		bool more = pickup();
+		if (incoming_list.pos >= incoming_list.count)
+			scan_incoming();
+		incoming_due_ms = more ? now_ms : now_ms +
+		    SCAN_INCOMING_INTERVAL_MS;
+	}
+	if (deferred_due_ms > 0 && deferred_due_ms <= now_ms) {
+		/* A flush takes everything; otherwise read only when the
+		 * last list is used up, so no ID is listed twice. */
+		if (flush_pending || deferred_list.pos >= deferred_list.count)
+			scan_deferred(flush_pending);
+		flush_pending = false;
+		deferred_due_ms = now_ms + cfg.queue_run_delay * 1000;
+	}
+	long long next = incoming_due_ms;
+	if (deferred_due_ms < next)
+		next = deferred_due_ms;
+	return next;
+}
+
+/* Take one message from a list into active/. false if the list is empty. */
+static bool feed_from(struct idlist *l, const char *subdir)
+{
+	char err[256];
+
+	while (l->pos < l->count) {
+		const char *id = l->ids[l->pos++];
+		if (queue_move(cfg.queue_directory, subdir, QUEUE_ACTIVE, id,
+		    err, sizeof(err))) {
+			qmgr_message_activate(id);
+			return true;
+		}
+		/* Gone meanwhile (deleted, held, or already taken). */
+		if (errno != ENOENT)
+			log_warning("%s: %s", id, err);
+	}
+	return false;
+}
+
+void qmgr_scan_feed(void)
+{
+	while (qmgr_active_count < (size_t)cfg.qmgr_active_limit) {
+		bool took;
+		if (prefer_deferred)
+			took = feed_from(&deferred_list, QUEUE_DEFERRED) ||
+			    feed_from(&incoming_list, QUEUE_INCOMING);
+		else
+			took = feed_from(&incoming_list, QUEUE_INCOMING) ||
+			    feed_from(&deferred_list, QUEUE_DEFERRED);
+		if (!took)
+			break;
+		prefer_deferred = !prefer_deferred;
+	}
+	if (incoming_list.pos >= incoming_list.count && incoming_list.count) {
+		/* Used up: look again soon for what arrived meanwhile. */
+		idlist_clear(&incoming_list);
+		incoming_due_ms = 1;
+	}
+}
+
+bool qmgr_scan_defer(const char *id, time_t next_try)
+{
+	char path[4096], err[256];
+	struct timespec times[2];
+
+	queue_path(path, sizeof(path), cfg.queue_directory, QUEUE_ACTIVE, id);
+	times[0].tv_sec = next_try;
+	times[0].tv_nsec = 0;
+	times[1] = times[0];
+	if (utimensat(AT_FDCWD, path, times, 0) < 0)
+		log_warning("%s: set next try time: %m", id);
+	if (!queue_move(cfg.queue_directory, QUEUE_ACTIVE, QUEUE_DEFERRED, id,
+	    err, sizeof(err))) {
+		log_warning("%s: %s", id, err);
+		return false;
+	}
+	return true;
+}

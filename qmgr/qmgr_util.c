@@ -1,0 +1,81 @@
+/*
+ * qmgr_util.c - small helpers for qmgr: a set of lowercased strings (for
+ * duplicate elimination during alias expansion), a string hash, and RFC
+ * 5322 dates. Trusts its callers.
+ */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "mem.h"
+#include "qmgr.h"
+
+unsigned long qmgr_hash(const char *s)
+{
+	/* FNV-1a over the lowercased bytes: keys compare case-insensitively. */
+	unsigned long h = 2166136261UL;
+	for (; *s; s++) {
+		h ^= (unsigned char)tolower((unsigned char)*s);
+		h *= 16777619UL;
+	}
+	return h;
+}
+
+void qset_init(struct qset *s)
+{
+	s->cap = 64;
+	s->count = 0;
+	s->slots = xcalloc(s->cap, sizeof(*s->slots));
+}
+
+void qset_free(struct qset *s)
+{
+	for (size_t i = 0; i < s->cap; i++)
+		free(s->slots[i]);
+	free(s->slots);
+	memset(s, 0, sizeof(*s));
+}
+
+static size_t qset_find(char **slots, size_t cap, const char *key)
+{
+	size_t i = qmgr_hash(key) & (cap - 1);
+	while (slots[i] != NULL && strcasecmp(slots[i], key) != 0)
+		i = (i + 1) & (cap - 1);
+	return i;
+}
+
+bool qset_has(const struct qset *s, const char *key)
+{
+	return s->slots[qset_find(s->slots, s->cap, key)] != NULL;
+}
+
+bool qset_add(struct qset *s, const char *key)
+{
+	if ((s->count + 1) * 2 > s->cap) {
+		size_t ncap = s->cap * 2;
+		char **n = xcalloc(ncap, sizeof(*n));
+		for (size_t i = 0; i < s->cap; i++)
+			if (s->slots[i] != NULL)
+				n[qset_find(n, ncap, s->slots[i])] = s->slots[i];
+		free(s->slots);
+		s->slots = n;
+		s->cap = ncap;
+	}
+	size_t i = qset_find(s->slots, s->cap, key);
+	if (s->slots[i] != NULL)
+		return false;
+	s->slots[i] = xstrdup(key);
+	s->count++;
+	return true;
+}
+
+void qmgr_rfc5322_date(time_t t, char *out, size_t size)
+{
+	struct tm tm;
+	localtime_r(&t, &tm);
+	/* "Mon, 23 Nov 2026 16:31:06 +0000": %z gives the numeric zone. */
+	if (strftime(out, size, "%a, %d %b %Y %H:%M:%S %z", &tm) == 0 &&
+	    size > 0)
+		out[0] = '\0';
+}

@@ -1,0 +1,111 @@
+/*
+ * smtpd.c - postern's SMTP server: main() and the per-connection entry.
+ *
+ * master pre-forks this program for the services "smtp" (port 25 role),
+ * "submission" (587) and "smtps" (465, TLS comes later); the daemon
+ * skeleton drops privileges and hands over one accepted connection at a
+ * time. Everything that arrives on a connection is untrusted; the config
+ * and the inherited sockets are trusted.
+ */
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <bsd/string.h>
+
+#include "cfg.h"
+#include "daemon.h"
+#include "log.h"
+#include "mem.h"
+#include "smtpd.h"
+#include "sock.h"
+
+/*
+ * The client's name: the reverse lookup, kept only when the name resolves
+ * back to the same address (forward-confirmed), else "unknown", as
+ * Postfix does. Loopback names come from /etc/hosts without DNS.
+ */
+static void lookup_client_name(struct smtpd_session *s)
+{
+	struct daemon_conn *c = s->conn;
+	char host[NI_MAXHOST];
+
+	strlcpy(s->client_name, "unknown", sizeof(s->client_name));
+	if (c->peer_is_unix || !cfg.smtpd_peername_lookup)
+		return;
+	if (getnameinfo((struct sockaddr *)&c->peer, c->peer_len, host,
+	    sizeof(host), NULL, 0, NI_NAMEREQD) != 0)
+		return;
+	if (!addr_domain_valid(host, false))
+		return;
+	struct addrinfo hints = { .ai_family = c->peer.ss_family,
+	    .ai_socktype = SOCK_STREAM };
+	struct addrinfo *res = NULL;
+	if (getaddrinfo(host, NULL, &hints, &res) != 0)
+		return;
+	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+		char a[64];
+		int port;
+		sock_addr_format(ai->ai_addr, a, sizeof(a), &port);
+		if (strcmp(a, c->peer_addr) == 0) {
+			strlcpy(s->client_name, host, sizeof(s->client_name));
+			break;
+		}
+	}
+	freeaddrinfo(res);
+}
+
+static void smtpd_serve(struct daemon_conn *conn)
+{
+	struct smtpd_session s;
+
+	memset(&s, 0, sizeof(s));
+	s.conn = conn;
+	s.submission = strcmp(conn->service, "submission") == 0;
+	/* Non-blocking, so that writes to a stalled client also time out. */
+	int fl = fcntl(conn->fd, F_GETFL);
+	if (fl >= 0)
+		fcntl(conn->fd, F_SETFL, fl | O_NONBLOCK);
+	long long timeout_ms = cfg.smtpd_timeout * 1000;
+	if (timeout_ms <= 0 || timeout_ms > 24LL * 3600 * 1000)
+		timeout_ms = 300 * 1000;
+	bio_init(&s.bio, conn->fd, (int)timeout_ms);
+	str_init(&s.line, SMTPD_LINE_MAX + 2);
+	strlcpy(s.client_addr, conn->peer_addr, sizeof(s.client_addr));
+	lookup_client_name(&s);
+	snprintf(s.client_log, sizeof(s.client_log), "%s[%s]", s.client_name,
+	    s.client_addr);
+	s.client_trusted = !conn->peer_is_unix &&
+	    sock_addr_in_networks((struct sockaddr *)&conn->peer,
+	    &cfg.mynetworks);
+
+	smtpd_session_run(&s);
+
+	smtpd_txn_free(&s);
+	free(s.helo);
+	free(s.auth_user);
+	free(s.counts);
+	str_free(&s.line);
+	bio_free(&s.bio);
+}
+
+static void smtpd_init(const char *service)
+{
+	if (cfg.myhostname == NULL || *cfg.myhostname == '\0')
+		log_fatal("myhostname is not set");
+	smtpd_check_init();
+}
+
+static const struct daemon_service smtpd_service = {
+	.program = "smtpd",
+	.init = smtpd_init,
+	.serve = smtpd_serve,
+};
+
+int main(int argc, char **argv)
+{
+	daemon_main(argc, argv, &smtpd_service);
+}

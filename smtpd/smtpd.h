@@ -1,0 +1,128 @@
+/*
+ * smtpd.h - the SMTP server's session and transaction, shared by the
+ * files of smtpd/ (smtpd.c service entry, smtpd_proto.c state machine,
+ * smtpd_check.c policy, smtpd_data.c message body and queueing).
+ *
+ * The session lives for one connection; the transaction (MAIL to the end
+ * of the message) is a separate object freed by RSET, EHLO, HELO and the
+ * end of each message, never together with the session.
+ */
+#ifndef POSTERN_SMTPD_H
+#define POSTERN_SMTPD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "addr.h"
+#include "bio.h"
+#include "daemon.h"
+#include "esmtp.h"
+#include "queue.h"
+#include "str.h"
+
+/* RFC 5321 4.5.3.1.4: a command line is at most 512 octets with CRLF. */
+#define SMTPD_LINE_MAX 510
+#define SMTPD_HELO_MAX 255
+
+/* The states of one SMTP session (RFC 5321 4.1.4 command order). */
+enum smtpd_state {
+	SMTPD_STATE_CONNECTED,	/* greeting sent, no HELO/EHLO yet */
+	SMTPD_STATE_READY,	/* greeted, no transaction */
+	SMTPD_STATE_MAIL,	/* MAIL accepted, no recipient yet */
+	SMTPD_STATE_RCPT,	/* at least one recipient accepted */
+	SMTPD_STATE_BDAT,	/* inside a BDAT sequence (RFC 3030) */
+	SMTPD_STATE_CLOSING,	/* QUIT, 421, lost connection: stop reading */
+};
+
+/* One recipient accepted at RCPT. */
+struct smtpd_rcpt {
+	char *address;
+	unsigned notify;
+	char *orcpt;
+};
+
+/* One mail transaction: MAIL FROM to the end of the message. */
+struct smtpd_txn {
+	char *sender;			/* canonical, "" for <> */
+	struct esmtp_mail_params params;
+	bool sender_utf8;
+	struct smtpd_rcpt *rcpts;
+	size_t nrcpts, rcpt_cap;
+	size_t rcpt_rejected;		/* RCPTs refused in this transaction */
+	/* the message being received (DATA or BDAT) */
+	struct queue_envelope env;	/* valid while writer != NULL */
+	struct queue_writer *writer;
+	char queue_id[QUEUE_ID_SIZE];
+	unsigned long long size;	/* content octets so far */
+	bool too_big;			/* passed message_size_limit */
+	bool write_failed;		/* queue file write error */
+	bool bare_newline;		/* bare CR or LF seen in the content */
+	bool bdat_failed;		/* a BDAT chunk got an error reply */
+	int bdat_fail_code;		/* ... and this is the reply */
+	const char *bdat_fail_enh, *bdat_fail_text;
+	bool bdat_prev_cr;		/* last BDAT byte was a CR */
+	bool bdat_prev_crlf;		/* the chunks so far end with CRLF */
+};
+
+/* Per-command counters for the disconnect log line. */
+struct smtpd_count {
+	unsigned ok, total;
+};
+
+struct smtpd_session {
+	struct bio bio;
+	struct daemon_conn *conn;
+	bool submission;		/* port 587 role */
+	char client_name[256];		/* verified reverse name or "unknown" */
+	char client_addr[64];
+	char client_log[330];		/* "name[addr]" for logs */
+	bool client_trusted;		/* inside mynetworks */
+	enum smtpd_state state;
+	bool esmtp;			/* EHLO (not HELO) was used */
+	char *helo;			/* as given, validated; NULL before */
+	/* Drop-in points for STARTTLS and AUTH (later issue). */
+	bool tls_active;
+	char *auth_user;		/* authenticated user, NULL if none */
+	struct smtpd_txn *txn;		/* NULL outside a transaction */
+	const char *last_verb;		/* for "lost connection after X" */
+	unsigned errors;		/* error replies sent */
+	unsigned junk;			/* commands since the last MAIL */
+	struct smtpd_count *counts;	/* one per command table row */
+	struct smtpd_count unknown;
+	struct str line;
+};
+
+/* smtpd_proto.c */
+void smtpd_session_run(struct smtpd_session *s);
+void smtpd_enter_state(struct smtpd_session *s, enum smtpd_state st);
+/* Queue a reply; counts errors (4xx/5xx). */
+void smtpd_reply(struct smtpd_session *s, int code, const char *enhanced,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Send buffered replies now. false if the client is gone. */
+bool smtpd_flush(struct smtpd_session *s);
+/* Log "timeout/lost connection after VERB from client" and close. */
+void smtpd_io_failed(struct smtpd_session *s, enum bio_status st);
+const char *smtpd_protocol_name(const struct smtpd_session *s);
+void smtpd_txn_free(struct smtpd_session *s);
+/* The message is done (queued or refused): back to READY. */
+void smtpd_txn_end(struct smtpd_session *s, bool queued);
+/* Log one rejection in the Postfix shape (NOQUEUE: reject: ...). */
+void smtpd_log_reject(struct smtpd_session *s, const char *stage,
+    const char *recipient, int code, const char *enhanced, const char *text);
+
+/* smtpd_check.c */
+void smtpd_check_init(void);
+/* Is the HELO/EHLO argument acceptable? why for the 501 reply. */
+bool smtpd_check_helo(const char *arg, const char **why);
+/*
+ * Decide about one recipient. Returns 250 or an error code with the
+ * enhanced code and the reason (our text, for the reply and the log).
+ */
+int smtpd_check_rcpt(struct smtpd_session *s, const char *address,
+    const char **enhanced, const char **reason);
+
+/* smtpd_data.c */
+void smtpd_cmd_data(struct smtpd_session *s, const char *arg);
+void smtpd_cmd_bdat(struct smtpd_session *s, const char *arg);
+
+#endif

@@ -1,0 +1,168 @@
+/*
+ * smtpd_check.c - smtpd's policy: which HELO names, and which recipients
+ * from which clients, are accepted.
+ *
+ * Recipients in mydomains must exist in virtual_alias_maps, alias_maps or
+ * mailbox_maps, so that unknown users are refused at RCPT (550 5.1.1) and
+ * never accepted and bounced later (no backscatter). A table that cannot
+ * be read is a temporary failure (451 4.3.0), never a reason to accept or
+ * to refuse for good. Other domains are relayed only for clients inside
+ * mynetworks (later also after AUTH): never an open relay.
+ *
+ * Trusts the config and the lookup tables; the address it is given has
+ * passed the strict parser of common/addr.c.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "addr.h"
+#include "cfg.h"
+#include "log.h"
+#include "map.h"
+#include "mem.h"
+#include "smtpd.h"
+
+static struct map_list *virtual_alias_tables;
+static struct map_list *alias_tables;
+static struct map_list *mailbox_tables;
+static bool tables_broken;	/* a table list could not be opened */
+
+static struct map_list *open_tables(const char *key,
+    const struct cfg_list *specs)
+{
+	char err[256];
+	if (specs->count == 0)
+		return NULL;
+	struct map_list *ml = map_list_open(specs, err, sizeof(err));
+	if (ml == NULL) {
+		/* Refuse for now rather than accept blindly: 451 at RCPT. */
+		log_warning("%s: %s: local recipients get a temporary error",
+		    key, err);
+		tables_broken = true;
+	}
+	return ml;
+}
+
+void smtpd_check_init(void)
+{
+	virtual_alias_tables = open_tables("virtual_alias_maps",
+	    &cfg.virtual_alias_maps);
+	alias_tables = open_tables("alias_maps", &cfg.alias_maps);
+	mailbox_tables = open_tables("mailbox_maps", &cfg.mailbox_maps);
+}
+
+bool smtpd_check_helo(const char *arg, const char **why)
+{
+	size_t len = strlen(arg);
+	if (len > SMTPD_HELO_MAX) {
+		*why = "name too long";
+		return false;
+	}
+	/* RFC 5321 4.1.1.1: a domain or an address literal. Real clients
+	 * send all kinds of names (underscores, bare words), as Postfix
+	 * knows; we insist only on one word of printable ASCII. */
+	for (const unsigned char *p = (const unsigned char *)arg; *p; p++) {
+		if (*p <= ' ' || *p >= 0x7f) {
+			*why = "invalid character in name";
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool domain_is_local(const char *domain)
+{
+	return domain != NULL && cfg_list_contains_nocase(&cfg.mydomains,
+	    domain);
+}
+
+/* Combine one lookup into the running verdict. */
+static void note(enum map_result r, bool *found, bool *error)
+{
+	if (r == MAP_FOUND)
+		*found = true;
+	else if (r == MAP_ERROR)
+		*error = true;
+}
+
+/* alias_maps are keyed by local part ("postmaster: root"), with the
+ * +extension dropped when the full local part is not there. */
+static enum map_result alias_lookup(const char *address)
+{
+	const char *at = strrchr(address, '@');
+	size_t llen = at ? (size_t)(at - address) : strlen(address);
+	char *local = xstrndup(address, llen);
+	char *value = NULL;
+	enum map_result r = map_list_lookup(alias_tables, local, &value);
+	if (r == MAP_NOTFOUND) {
+		char *plus = strchr(local, '+');
+		if (plus != NULL && plus != local) {
+			*plus = '\0';
+			r = map_list_lookup(alias_tables, local, &value);
+		}
+	}
+	free(value);
+	free(local);
+	return r;
+}
+
+/* Is a recipient in one of our domains known to some table? */
+static int check_local_recipient(const char *address, const char **enhanced,
+    const char **reason)
+{
+	bool found = false, error = tables_broken;
+	char *value = NULL;
+
+	if (virtual_alias_tables == NULL && alias_tables == NULL &&
+	    mailbox_tables == NULL && !tables_broken) {
+		/* No recipient tables at all: every local name is taken,
+		 * as Postfix does with an empty local_recipient_maps. */
+		return 250;
+	}
+	if (virtual_alias_tables != NULL) {
+		note(map_list_lookup_address(virtual_alias_tables, address,
+		    &value, NULL), &found, &error);
+		free(value);
+		value = NULL;
+	}
+	if (!found && alias_tables != NULL)
+		note(alias_lookup(address), &found, &error);
+	if (!found && mailbox_tables != NULL) {
+		note(map_list_lookup_address(mailbox_tables, address, &value,
+		    NULL), &found, &error);
+		free(value);
+	}
+	if (found)
+		return 250;
+	if (error) {
+		*enhanced = "4.3.0";
+		*reason = "Recipient address rejected: Temporary lookup failure";
+		return 451;
+	}
+	*enhanced = "5.1.1";
+	*reason = "Recipient address rejected: User unknown in local "
+	    "recipient table";
+	return 550;
+}
+
+int smtpd_check_rcpt(struct smtpd_session *s, const char *address,
+    const char **enhanced, const char **reason)
+{
+	/* RFC 5321 4.5.1: postmaster is always accepted. */
+	if (strcasecmp(address, "postmaster") == 0)
+		return 250;
+	const char *domain = addr_domain_of(address);
+	if (domain_is_local(domain)) {
+		size_t llen = (size_t)(domain - 1 - address);
+		if (llen == 10 && strncasecmp(address, "postmaster", 10) == 0)
+			return 250;
+		return check_local_recipient(address, enhanced, reason);
+	}
+	/* Relaying: only for our own networks (and, later, after AUTH). */
+	if (s->client_trusted || s->auth_user != NULL)
+		return 250;
+	*enhanced = "5.7.1";
+	*reason = "Relay access denied";
+	return 554;
+}

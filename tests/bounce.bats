@@ -1,0 +1,153 @@
+#!/usr/bin/env bats
+# Bounces and other delivery status notifications (RFC 3464, RFC 3461):
+# written by qmgr, delivered like any mail, parsed here with Python's
+# email package. The peer is tests/helpers/qmgr_sink.py, which refuses
+# local parts "hard*" (550) and "soft*" (451) and accepts the rest.
+
+load helpers/suite
+load helpers/qmgr
+
+DSN_PARSE="$BATS_TEST_DIRNAME/helpers/dsn_parse.py"
+
+setup() {
+	suite_init
+	sink_start sink
+	suite_conf relayhost "[127.0.0.1]:$sink_PORT"
+}
+
+teardown() {
+	sinks_stop
+	suite_stop
+}
+
+# The stored message whose envelope sender is <> (the notification).
+notification() {
+	local env
+	env=$(grep -l '^MAIL FROM:<>' "$T"/sink/*.env 2>/dev/null | head -n1)
+	[ -n "$env" ] && echo "${env%.env}.eml"
+}
+
+notifications() {
+	grep -l '^MAIL FROM:<>' "$T"/sink/*.env 2>/dev/null | grep -c . || true
+}
+
+@test "one 5xx recipient among good ones bounces alone, as RFC 3464" {
+	suite_start
+	send_mail --from sender@example.org \
+		--to good1@example.net,hard1@example.net,good2@example.net \
+		--header "Subject: mixed fortunes"
+	wait_for_count notifications 1 15
+	wait_for_count "log_count ': removed'" 2
+	# The original reached the two good recipients, in one transaction.
+	orig=$(grep -l '^MAIL FROM:<sender@example.org>' "$T"/sink/*.env)
+	grep -q '^RCPT TO:<good1@example.net>' "$orig"
+	grep -q '^RCPT TO:<good2@example.net>' "$orig"
+	! grep -q 'hard1' "$orig"
+	b=$(notification)
+	grep -q '^RCPT TO:<sender@example.org>' "${b%.eml}.env"
+	run python3 "$DSN_PARSE" "$b"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	echo "$output" | grep -q '^content-type=multipart/report$'
+	echo "$output" | grep -q '^report-type=delivery-status$'
+	echo "$output" | grep -q '^reporting-mta=dns; mx.postern.test$'
+	echo "$output" | grep -q '^auto-submitted=auto-replied$'
+	[ "$(echo "$output" | grep -c '^rcpt=')" -eq 1 ]
+	echo "$output" | grep -q '^rcpt=<hard1@example.net> action=failed status=5.1.1 remote=<dns; sink.test> diag=<smtp; 550 5.1.1 <hard1>: user unknown>'
+	# No RET: a small message comes back whole.
+	echo "$output" | grep -q '^returned=message/rfc822$'
+	echo "$output" | grep -q '^returned-subject=mixed fortunes$'
+	echo "$output" | grep -q '^returned-body=yes$'
+	grep -Eq ': sender non-delivery notification: [0-9A-Za-z]{14}$' "$T/log"
+	[ "$(queue_count)" -eq 0 ]
+}
+
+@test "after maximal_queue_lifetime the remaining recipients bounce" {
+	suite_conf maximal_queue_lifetime 3s
+	suite_start
+	send_mail --from sender@example.org \
+		--to soft1@example.net,fine@example.net
+	wait_for_count "sink_count sink" 1
+	wait_for_count notifications 1 20
+	wait_for_log 'status=expired, returned to sender' 5
+	run python3 "$DSN_PARSE" "$(notification)"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(echo "$output" | grep -c '^rcpt=')" -eq 1 ]
+	echo "$output" | grep -q '^rcpt=<soft1@example.net> action=failed status=5.4.7 .*diag=<X-Postern; delivery time expired; last error: 451 4.2.0 <soft1>: mailbox busy>'
+	wait_for_count "log_count ': removed'" 2
+	[ "$(queue_count)" -eq 0 ]
+}
+
+@test "a delay notice goes out once after delay_warning_time" {
+	suite_conf delay_warning_time 2s
+	suite_start
+	send_mail --from sender@example.org --to soft2@example.net
+	wait_for_count notifications 1 20
+	wait_for_log 'sender delay notification: ' 5
+	run python3 "$DSN_PARSE" "$(notification)"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	echo "$output" | grep -q '^subject=Delayed Mail'
+	echo "$output" | grep -q '^rcpt=<soft2@example.net> action=delayed status=4.2.0'
+	# Only the headers come back with a delay notice.
+	echo "$output" | grep -q '^returned=text/rfc822-headers$'
+	# The message stays queued; a few more retries send no second notice.
+	wait_for_count "log_count 'to=<soft2@example.net>.*status=deferred'" 4
+	[ "$(notifications)" -eq 1 ]
+	[ "$(log_count 'delay notification')" -eq 1 ]
+}
+
+@test "NOTIFY, RET, ENVID and ORCPT are honoured (RFC 3461)" {
+	suite_start
+	python3 - "$SMTP_PORT" <<'PY'
+import smtplib, sys
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]))
+s.ehlo("client.test")
+msg = (b"From: sender@example.org\r\nTo: several@example.net\r\n"
+       b"Subject: dsn parameters\r\n\r\nbody line\r\n")
+s.mail("sender@example.org", ["RET=HDRS", "ENVID=env+2Dcheck42"])
+for rcpt, opts in (("hardnever@example.net", ["NOTIFY=NEVER"]),
+                   ("hardfail@example.net",
+                    ["NOTIFY=FAILURE", "ORCPT=rfc822;orig@example.net"]),
+                   ("happy@example.net", ["NOTIFY=SUCCESS"])):
+    code, _ = s.rcpt(rcpt, opts)
+    assert code == 250, (rcpt, code)
+code, _ = s.data(msg)
+assert code == 250, code
+s.quit()
+PY
+	# One bounce (hardfail only) and one success report (happy).
+	wait_for_count notifications 2 15
+	wait_for_count "log_count ': removed'" 3
+	for env in $(grep -l '^MAIL FROM:<>' "$T"/sink/*.env); do
+		python3 "$DSN_PARSE" "${env%.env}.eml" >> "$T/dsns"
+	done
+	cat "$T/dsns"
+	! grep -q 'hardnever' "$T/dsns"
+	grep -q '^rcpt=<hardfail@example.net> action=failed status=5.1.1 orcpt=<rfc822;orig@example.net>' "$T/dsns"
+	grep -q '^rcpt=<happy@example.net> action=relayed status=2.0.0' "$T/dsns"
+	[ "$(grep -c '^envid=env-check42$' "$T/dsns")" -eq 2 ]
+	# RET=HDRS: headers only, even in the bounce.
+	[ "$(grep -c '^returned=text/rfc822-headers$' "$T/dsns")" -eq 2 ]
+	grep -q '^returned-subject=dsn parameters$' "$T/dsns"
+}
+
+@test "mail from <> is never bounced back; postmaster gets one copy, once" {
+	suite_start
+	python3 - "$SMTP_PORT" <<'PY'
+import smtplib, sys
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]))
+s.sendmail("", ["hardnull@example.net"],
+           b"From: MAILER-DAEMON@example.org\r\nSubject: a bounce\r\n\r\nx\r\n")
+s.quit()
+PY
+	# The failure goes to postmaster (local, no mailbox here: it fails
+	# too), and that failure is dropped instead of bouncing again.
+	wait_for_log 'postmaster non-delivery notification: ' 15
+	wait_for_log 'undeliverable postmaster notification discarded' 15
+	wait_for_count "log_count ': removed'" 2
+	[ "$(notifications)" -eq 0 ]
+	[ "$(log_count 'non-delivery notification')" -eq 1 ]
+	[ "$(queue_count)" -eq 0 ]
+}

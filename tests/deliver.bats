@@ -1,0 +1,324 @@
+#!/usr/bin/env bats
+# deliver: the SMTP and LMTP client against real peers (Postfix's
+# smtp-sink, dnsmasq), driven through deliver's own socket the way qmgr
+# drives it (tests/helpers/deliver-job), with deliver started by master.
+
+load helpers/suite
+load helpers/peers
+
+setup() {
+	suite_init
+	suite_conf smtp_timeout 10s
+	suite_conf smtp_connect_timeout 5s
+	SINK_PORT=$(free_port)
+}
+
+teardown() {
+	suite_stop
+	peers_stop
+	postfix_peer_stop
+}
+
+# The log line of one recipient, per DESIGN.md.
+log_line_re() {	# ADDRESS DSN STATUS
+	printf '%s' "postern/deliver\[[0-9]+\]: T[0-9]+: to=<$1>, relay=[^ ]+, (conn_use=[0-9]+, )?delay=[0-9.]+, delays=[0-9.]+/[0-9.]+/[0-9.]+/[0-9.]+, dsn=$2, status=$3 "
+}
+
+@test "delivers to smtp-sink, pipelined, one log line per recipient" {
+	start_sink sink 127.0.0.1:$SINK_PORT
+	CAPTURE_PORT=$(free_port)
+	start_capture "$CAPTURE_PORT" "$SINK_PORT"
+	suite_start
+	run deliver_job --nexthop "[127.0.0.1]:$CAPTURE_PORT" \
+		--from a@example.org --to b@example.net --to c@example.net
+	[ "$status" -eq 0 ]
+	echo "$output"
+	[[ "$output" == *"rcpt=0 S 2.0.0 250 2.0.0 Ok"* ]]
+	[[ "$output" == *"rcpt=1 S 2.0.0 250 2.0.0 Ok"* ]]
+	[[ "$output" == *"relay=127.0.0.1[127.0.0.1]:$CAPTURE_PORT"* ]]
+	[[ "$output" == *"remote_mta=127.0.0.1"* ]]
+	[[ "$output" == *"nexthop_status=ok"* ]]
+	wait_for_log "$(log_line_re b@example.net 2.0.0 sent)\(250 2.0.0 Ok\)"
+	wait_for_log "$(log_line_re c@example.net 2.0.0 sent)"
+	# PIPELINING: MAIL, both RCPTs and DATA left in one write.
+	grep -F "MAIL FROM:<a@example.org>\\r\\nRCPT TO:<b@example.net>\\r\\nRCPT TO:<c@example.net>\\r\\nDATA\\r\\n'" "$T/capture"
+	grep -q 'EHLO mx.postern.test' "$T/sink.out"
+}
+
+@test "without PIPELINING each command waits for its reply" {
+	start_sink sink -p 127.0.0.1:$SINK_PORT
+	CAPTURE_PORT=$(free_port)
+	start_capture "$CAPTURE_PORT" "$SINK_PORT"
+	suite_start
+	run deliver_job --nexthop "[127.0.0.1]:$CAPTURE_PORT" \
+		--from a@example.org --to b@example.net --to c@example.net
+	echo "$output"
+	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
+	[[ "$output" == *"rcpt=1 S 2.0.0"* ]]
+	grep -F "b'MAIL FROM:<a@example.org>\\r\\n'" "$T/capture"
+	grep -F "b'RCPT TO:<c@example.net>\\r\\n'" "$T/capture"
+	grep -F "b'DATA\\r\\n'" "$T/capture"
+}
+
+@test "two jobs, one connection; the idle connection is closed with QUIT" {
+	start_sink sink 127.0.0.1:$SINK_PORT
+	suite_start
+	run deliver_job --nexthop "[127.0.0.1]:$SINK_PORT" --repeat 2 \
+		--from a@example.org --to b@example.net
+	echo "$output"
+	[ "$(grep -c 'rcpt=0 S 2.0.0' <<<"$output")" -eq 2 ]
+	wait_for_log 'to=<b@example.net>, relay=127.0.0.1\[127.0.0.1\]:[0-9]+, conn_use=2, '
+	[ "$(grep -c 'smtp-sink: connect' "$T/sink.out")" -eq 1 ]
+	[ "$(grep -c 'smtp-sink: MAIL FROM' "$T/sink.out")" -eq 2 ]
+	# About 5 s idle, then QUIT.
+	for ((i = 0; i < 150; i++)); do
+		grep -q 'smtp-sink: QUIT' "$T/sink.out" && break
+		sleep 0.1
+	done
+	grep -q 'smtp-sink: QUIT' "$T/sink.out"
+}
+
+@test "a job for another nexthop closes the cached connection" {
+	start_sink sink 127.0.0.1:$SINK_PORT
+	SINK2_PORT=$(free_port)
+	start_sink sink2 127.0.0.1:$SINK2_PORT
+	suite_start
+	run deliver_job --nexthop "[127.0.0.1]:$SINK_PORT" --from a@example.org \
+		--to b@example.net
+	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
+	run deliver_job --nexthop "[127.0.0.1]:$SINK2_PORT" --from a@example.org \
+		--to b@example.net
+	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
+	# Each deliver-job run is a new qmgr connection: the session of the
+	# first ends with it, and the second went to the other sink.
+	grep -q 'smtp-sink: QUIT' "$T/sink.out"
+	grep -q 'smtp-sink: MAIL FROM' "$T/sink2.out"
+}
+
+@test "MX: the preferred host is down, the second one gets the mail" {
+	start_dnsmasq --mx-host=two.test,mx1.two.test,10 \
+		--mx-host=two.test,mx2.two.test,20 \
+		--host-record=mx1.two.test,127.0.0.2 \
+		--host-record=mx2.two.test,127.0.0.1
+	start_sink sink 127.0.0.1:$SINK_PORT
+	suite_start
+	run deliver_job --nexthop "two.test:$SINK_PORT" --from a@example.org \
+		--to b@two.test
+	echo "$output"
+	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
+	[[ "$output" == *"relay=mx2.two.test[127.0.0.1]:$SINK_PORT"* ]]
+	[[ "$output" == *"remote_mta=mx2.two.test"* ]]
+	wait_for_log "connect to mx1.two.test\[127.0.0.2\]:$SINK_PORT: Connection refused; trying the next host"
+	wait_for_log "$(log_line_re b@two.test 2.0.0 sent)"
+}
+
+@test "MX: a domain without MX gets mail at its address (implicit MX)" {
+	start_dnsmasq --host-record=plain.test,127.0.0.1
+	start_sink sink 127.0.0.1:$SINK_PORT
+	suite_start
+	run deliver_job --nexthop "plain.test:$SINK_PORT" --from a@example.org \
+		--to b@plain.test
+	echo "$output"
+	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
+	[[ "$output" == *"relay=plain.test[127.0.0.1]:$SINK_PORT"* ]]
+}
+
+@test "null MX bounces (RFC 7505)" {
+	start_dnsmasq --mx-host=null.test,.,0
+	suite_start
+	run deliver_job --nexthop null.test --from a@example.org --to b@null.test
+	echo "$output"
+	[[ "$output" == *"rcpt=0 B 5.1.10 Domain null.test does not accept mail (nullMX)"* ]]
+	[[ "$output" == *"relay=none"* ]]
+	wait_for_log "$(log_line_re b@null.test 5.1.10 bounced)"
+}
+
+@test "a domain that does not exist bounces; a dead DNS server defers" {
+	start_dnsmasq --host-record=plain.test,127.0.0.1
+	suite_start
+	run deliver_job --nexthop nosuch.test --from a@example.org --to b@nosuch.test
+	echo "$output"
+	[[ "$output" == *"rcpt=0 B 5.4.4 Host or domain name not found"* ]]
+	suite_stop
+	peers_stop
+	suite_init
+	suite_conf dns_servers "127.0.0.1:$(free_dns_port)"
+	suite_start
+	run deliver_job --nexthop plain.test --from a@example.org --to b@plain.test
+	echo "$output"
+	[[ "$output" == *"rcpt=0 D 4.4.3 "* ]]
+	[[ "$output" == *"nexthop_status=down"* ]]
+}
+
+@test "all hosts refuse the connection: deferred, nexthop down" {
+	start_dnsmasq --mx-host=down.test,mx1.down.test,10 \
+		--mx-host=down.test,mx2.down.test,20 \
+		--host-record=mx1.down.test,127.0.0.2 \
+		--host-record=mx2.down.test,127.0.0.3
+	suite_start
+	run deliver_job --nexthop "down.test:$SINK_PORT" --from a@example.org \
+		--to b@down.test
+	echo "$output"
+	[[ "$output" == *"rcpt=0 D 4.4.1 connect to mx2.down.test[127.0.0.3]:$SINK_PORT: Connection refused"* ]]
+	[[ "$output" == *"nexthop_status=down"* ]]
+	[[ "$output" == *"relay=none"* ]]
+	[[ "$output" != *"remote_mta="* ]]
+	wait_for_log "$(log_line_re b@down.test 4.4.1 deferred)\(connect to mx2"
+}
+
+@test "a 5xx greeting at the first MX moves on to the next" {
+	start_dnsmasq --mx-host=grumpy.test,mx1.grumpy.test,10 \
+		--mx-host=grumpy.test,mx2.grumpy.test,20 \
+		--host-record=mx1.grumpy.test,127.0.0.2 \
+		--host-record=mx2.grumpy.test,127.0.0.1
+	start_sink grumpy -f connect 127.0.0.2:$SINK_PORT
+	start_sink sink 127.0.0.1:$SINK_PORT
+	suite_start
+	run deliver_job --nexthop "grumpy.test:$SINK_PORT" --from a@example.org \
+		--to b@grumpy.test
+	echo "$output"
+	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
+	wait_for_log "host mx1.grumpy.test\[127.0.0.2\]:$SINK_PORT refused to talk to me: 5"
+}
+
+@test "a peer without SMTPUTF8: UTF-8 mail bounces, ASCII mail goes" {
+	start_sink sink 127.0.0.1:$SINK_PORT
+	suite_start
+	run deliver_job --nexthop "[127.0.0.1]:$SINK_PORT" --smtputf8 \
+		--from a@example.org --to 'jörg@example.net'
+	echo "$output"
+	[[ "$output" == *"rcpt=0 B 5.6.7 SMTPUTF8 is required, but was not offered by host 127.0.0.1[127.0.0.1]:$SINK_PORT"* ]]
+	! grep -q 'MAIL FROM' "$T/sink.out"
+	run deliver_job --nexthop "[127.0.0.1]:$SINK_PORT" --smtputf8 \
+		--from a@example.org --to b@example.net
+	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
+	grep -q 'MAIL FROM:<a@example.org>$' "$T/sink.out"
+}
+
+@test "5xx to RCPT bounces, 4xx to MAIL defers every recipient" {
+	start_sink sink -f rcpt 127.0.0.1:$SINK_PORT
+	SINK2_PORT=$(free_port)
+	start_sink sink2 -r mail 127.0.0.1:$SINK2_PORT
+	suite_start
+	run deliver_job --nexthop "[127.0.0.1]:$SINK_PORT" --from a@example.org \
+		--to b@example.net --to c@example.net
+	echo "$output"
+	[[ "$output" == *"rcpt=0 B 5.3.0 500 5.3.0 Error: command failed"* ]]
+	[[ "$output" == *"rcpt=1 B 5.3.0 500 5.3.0 Error: command failed"* ]]
+	wait_for_log "status=bounced \(host 127.0.0.1\[127.0.0.1\]:$SINK_PORT said: 500 5.3.0 Error: command failed \(in reply to RCPT TO command\)\)"
+	! grep -q 'smtp-sink: DATA' "$T/sink.out"
+	run deliver_job --nexthop "[127.0.0.1]:$SINK2_PORT" --from a@example.org \
+		--to b@example.net --to c@example.net
+	echo "$output"
+	[[ "$output" == *"rcpt=0 D 4.3.0 450 4.3.0 Error: command failed"* ]]
+	[[ "$output" == *"rcpt=1 D 4.3.0 450 4.3.0 Error: command failed"* ]]
+	wait_for_log "in reply to MAIL FROM command"
+}
+
+@test "a peer that names our own host is a mail loop" {
+	start_sink sink -h mx.postern.test 127.0.0.1:$SINK_PORT
+	suite_start
+	run deliver_job --nexthop "[127.0.0.1]:$SINK_PORT" --from a@example.org \
+		--to b@example.net
+	echo "$output"
+	[[ "$output" == *"rcpt=0 B 5.4.6 mail for [127.0.0.1]:$SINK_PORT loops back to myself"* ]]
+}
+
+@test "HELO for a server without ESMTP" {
+	start_sink sink -e 127.0.0.1:$SINK_PORT
+	suite_start
+	run deliver_job --nexthop "[127.0.0.1]:$SINK_PORT" --from a@example.org \
+		--to b@example.net
+	echo "$output"
+	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
+	grep -q 'HELO mx.postern.test' "$T/sink.out"
+}
+
+@test "content is dot-stuffed; DSN and 8BITMIME parameters are passed on" {
+	mkdir "$T/dump"
+	[ "$(id -u)" -ne 0 ] || chown "$TEST_USER" "$T/dump"
+	start_sink sink -d "$T/dump/%M." 127.0.0.1:$SINK_PORT
+	suite_start
+	printf 'Subject: dots\r\n\r\n.\r\n..two\r\n.one\r\nlast line without CRLF' > "$T/msg"
+	run deliver_job --nexthop "[127.0.0.1]:$SINK_PORT" --from a@example.org \
+		--to b@example.net --message "$T/msg" --body 8BITMIME \
+		--notify SF --orcpt 'rfc822;B+@example.net' --envid 'id 1' --ret HDRS
+	echo "$output"
+	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
+	dump=$(cat "$T"/dump/*)
+	echo "$dump"
+	[[ "$dump" == *"X-Mail-Args: <a@example.org> BODY=8BITMIME RET=HDRS ENVID=id+201"* ]]
+	[[ "$dump" == *"X-Rcpt-Args: <b@example.net> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;B+2B@example.net"* ]]
+	# The sink undoes the stuffing: the lines arrive as written.
+	grep -qx $'\\.\r\\?' <(sed -n '/^Subject: dots/,$p' "$T"/dump/*)
+	grep -q '^\.\.two' "$T"/dump/*
+	grep -q '^\.one' "$T"/dump/*
+	grep -q '^last line without CRLF' "$T"/dump/*
+}
+
+@test "LMTP over a Unix socket: one reply per recipient" {
+	start_sink lmtp -L unix:"$T/lmtp.sock"
+	suite_start
+	run deliver_job --transport lmtp --nexthop "unix:$T/lmtp.sock" \
+		--from '' --to b@example.net --to c@example.net
+	echo "$output"
+	[[ "$output" == *"rcpt=0 S 2.2.0"* ]]
+	[[ "$output" == *"rcpt=1 S 2.2.0"* ]]
+	[[ "$output" == *"relay=localhost[$T/lmtp.sock]"* ]]
+	grep -q 'LHLO mx.postern.test' "$T/lmtp.out"
+	grep -q 'MAIL FROM:<>' "$T/lmtp.out"
+}
+
+@test "a server that stalls after DATA times out and defers" {
+	suite_conf smtp_timeout 2s
+	# -p: no PIPELINING, so the stall is met at DATA (the sink holds
+	# pipelined replies back until it answers the whole group).
+	start_sink sink -p -w 5 127.0.0.1:$SINK_PORT
+	suite_start
+	run deliver_job --nexthop "[127.0.0.1]:$SINK_PORT" --from a@example.org \
+		--to b@example.net
+	echo "$output"
+	[[ "$output" == *"rcpt=0 D 4.4.2 conversation with 127.0.0.1[127.0.0.1]:$SINK_PORT timed out while sending DATA command"* ]]
+}
+
+@test "Postfix as the peer: STARTTLS, per-recipient RCPT results, SIZE" {
+	[ "$(id -u)" -eq 0 ] || skip "postfix start needs root"
+	PF_SIZE_LIMIT=4000 postfix_peer_start
+	suite_start
+	run deliver_job --nexthop "[127.0.0.1]:$PF_PORT" --from a@example.org \
+		--to ok@pf.test --to refused@pf.test
+	echo "$output"
+	[[ "$output" == *"rcpt=0 S 2.0.0 250 2.0.0 Ok: queued as "* ]]
+	[[ "$output" == *"rcpt=1 B 5.1.1 550 5.1.1 <refused@pf.test>: Recipient address rejected: no such user"* ]]
+	wait_for_log "T[0-9]+: Untrusted TLS connection established to 127.0.0.1\[127.0.0.1\]:$PF_PORT: TLSv1.[23] with cipher "
+	wait_for_log "to=<refused@pf.test>, .*status=bounced \(host 127.0.0.1\[127.0.0.1\]:$PF_PORT said: 550 5.1.1 <refused@pf.test>: Recipient address rejected: no such user \(in reply to RCPT TO command\)\)"
+	grep -q 'TLS connection established from localhost\[127.0.0.1\]' "$P/maillog"
+
+	# Postfix announces "SIZE 4000": a bigger message is not even offered.
+	head -c 6000 /dev/zero | tr '\0' 'x' | fold -w 70 | sed 's/$/\r/' > "$T/big"
+	run deliver_job --nexthop "[127.0.0.1]:$PF_PORT" --from a@example.org \
+		--to ok@pf.test --message "$T/big"
+	echo "$output"
+	[[ "$output" == *"rcpt=0 B 5.3.4 message size "*" exceeds size limit 4000 of server 127.0.0.1[127.0.0.1]:$PF_PORT"* ]]
+
+	# Postfix offers SMTPUTF8: UTF-8 mail goes through.
+	run deliver_job --nexthop "[127.0.0.1]:$PF_PORT" --smtputf8 \
+		--from a@example.org --to 'jörg@pf.test'
+	echo "$output"
+	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
+	postfix_peer_stop
+}
+
+@test "a failed TLS handshake falls back to plain text" {
+	[ "$(id -u)" -eq 0 ] || skip "postfix start needs root"
+	# The peer offers STARTTLS but speaks only TLS 1.0/1.1, below our floor.
+	PF_EXTRA='smtpd_tls_protocols = <=TLSv1.1' postfix_peer_start
+	suite_start
+	run deliver_job --nexthop "[127.0.0.1]:$PF_PORT" --from a@example.org \
+		--to ok@pf.test
+	echo "$output"
+	[[ "$output" == *"rcpt=0 S 2.0.0 250 2.0.0 Ok: queued as "* ]]
+	wait_for_log "TLS handshake failed with 127.0.0.1\[127.0.0.1\]:$PF_PORT: .*; trying again without TLS"
+	! grep -q 'Untrusted TLS connection established' "$T/log"
+	postfix_peer_stop
+}

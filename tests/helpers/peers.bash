@@ -1,0 +1,189 @@
+# peers.bash - real peers for deliver's tests: dnsmasq (DNS), Postfix's
+# smtp-sink (SMTP/LMTP server), a recording relay. Every peer runs on
+# loopback, is started in the background and is killed only by its PID
+# (peers_stop, from teardown).
+#
+#   load helpers/peers
+#   start_dnsmasq --mx-host=two.test,mx1.two.test,10 ...   sets DNS_PORT
+#   start_sink NAME [smtp-sink options] ADDR:PORT           output $T/NAME.out
+#   deliver_job [deliver-job options]                        runs a job
+
+PEER_PIDS=()
+
+peers_stop() {
+	local pid
+	for pid in "${PEER_PIDS[@]}"; do
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	for pid in "${PEER_PIDS[@]}"; do
+		wait "$pid" 2>/dev/null || true
+	done
+	PEER_PIDS=()
+}
+
+# A free port for both UDP and TCP on 127.0.0.1 (dnsmasq needs both).
+free_dns_port() {
+	python3 -c 'import socket
+for _ in range(50):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("127.0.0.1", 0))
+    p = u.getsockname()[1]
+    t = socket.socket()
+    try:
+        t.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    print(p)
+    break'
+}
+
+# dnsmasq answering only from its command line; everything under .test
+# not listed is NXDOMAIN. Sets DNS_PORT and the suite's dns_servers.
+start_dnsmasq() {
+	DNS_PORT=$(free_dns_port)
+	dnsmasq --no-daemon --port="$DNS_PORT" --listen-address=127.0.0.1 \
+		--bind-interfaces --no-resolv --no-hosts --conf-file=/dev/null \
+		--pid-file= --local=/test/ "$@" >"$T/dnsmasq.out" 2>&1 &
+	PEER_PIDS+=($!)
+	export DNS_PORT
+	suite_conf dns_servers "127.0.0.1:$DNS_PORT"
+	local i
+	for ((i = 0; i < 50; i++)); do
+		grep -q 'started' "$T/dnsmasq.out" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "# dnsmasq did not start:" >&3
+	sed 's/^/# /' "$T/dnsmasq.out" >&3
+	return 1
+}
+
+# Is a TCP port listening? (Checked without connecting to it.)
+listening() {
+	[ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]
+}
+
+# start_sink NAME [options] ENDPOINT: smtp-sink -v, output in $T/NAME.out.
+start_sink() {
+	local name=$1
+	shift
+	local user=()
+	[ "$(id -u)" -eq 0 ] && user=(-u "$TEST_USER")
+	smtp-sink "${user[@]}" -v "$@" 100 >"$T/$name.out" 2>&1 &
+	PEER_PIDS+=($!)
+	local last=${*: -1} i
+	# Wait without connecting: tests count the sink's connections.
+	for ((i = 0; i < 50; i++)); do
+		case "$last" in
+		unix:*)
+			if [ -S "${last#unix:}" ]; then
+				chmod 777 "${last#unix:}"
+				return 0
+			fi ;;
+		*)
+			listening "${last##*:}" && return 0 ;;
+		esac
+		sleep 0.1
+	done
+	echo "# smtp-sink $name did not start" >&3
+	return 1
+}
+
+# start_capture LISTEN_PORT TARGET_PORT: records client writes in $T/capture.
+start_capture() {
+	"$BATS_TEST_DIRNAME/helpers/tcp-capture" "$1" "$2" "$T/capture" &
+	PEER_PIDS+=($!)
+	local i
+	for ((i = 0; i < 50; i++)); do
+		listening "$1" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# Hand deliver a job the way qmgr does; prints the result(s).
+deliver_job() {
+	"$BATS_TEST_DIRNAME/helpers/deliver-job" --run "$T/run" \
+		--queue "$T/queue" "$@"
+}
+
+# A private Postfix instance as an SMTP peer: its smtpd on 127.0.0.1:$PF_PORT
+# with opportunistic STARTTLS (a fresh self-signed key), SMTPUTF8, a
+# message_size_limit of PF_SIZE_LIMIT bytes, and one recipient it refuses
+# (refused@pf.test); mail for pf.test is accepted and discarded. PF_EXTRA
+# is appended to main.cf. Config,
+# queue and log (maillog) live in $T/postfix. "postfix start" needs root.
+postfix_peer_start() {
+	P="$T/postfix"
+	PF_PORT=$(free_port)
+	mkdir -p "$P/conf" "$P/queue" "$P/data"
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=pf.test \
+		-keyout "$P/conf/key.pem" -out "$P/conf/cert.pem" 2>/dev/null
+	cat > "$P/conf/master.cf" <<-CF
+	127.0.0.1:$PF_PORT inet n - n - - smtpd
+	cleanup   unix  n - n - 0 cleanup
+	qmgr      unix  n - n 300 1 qmgr
+	rewrite   unix  - - n - - trivial-rewrite
+	bounce    unix  - - n - 0 bounce
+	defer     unix  - - n - 0 bounce
+	trace     unix  - - n - 0 bounce
+	verify    unix  - - n - 1 verify
+	proxymap  unix  - - n - - proxymap
+	error     unix  - - n - - error
+	retry     unix  - - n - - error
+	discard   unix  - - n - - discard
+	anvil     unix  - - n - 1 anvil
+	scache    unix  - - n - 1 scache
+	tlsmgr    unix  - - n 1000? 1 tlsmgr
+	postlog   unix-dgram n - n - 1 postlogd
+	CF
+	cat > "$P/conf/main.cf" <<-CF
+	compatibility_level = 3.6
+	queue_directory = $P/queue
+	data_directory = $P/data
+	myhostname = pf.test
+	mydestination =
+	inet_interfaces = 127.0.0.1
+	inet_protocols = ipv4
+	mynetworks = 127.0.0.0/8
+	syslog_name = postfix-deliver-test
+	maillog_file = $P/maillog
+	maillog_file_prefixes = $P
+	relay_domains = pf.test
+	relay_transport = discard:
+	smtpd_recipient_restrictions = check_recipient_access inline:{ { refused@pf.test = 550 5.1.1 no such user } }, permit_mynetworks, reject
+	smtpd_tls_security_level = may
+	smtpd_tls_cert_file = $P/conf/cert.pem
+	smtpd_tls_key_file = $P/conf/key.pem
+	smtpd_tls_loglevel = 1
+	smtputf8_enable = yes
+	message_size_limit = ${PF_SIZE_LIMIT:-100000}
+	alias_maps =
+	alias_database =
+	${PF_EXTRA:-}
+	CF
+	chown postfix "$P/data"
+	if ! postfix -c "$P/conf" start >/dev/null 2>&1; then
+		sed 's/^/# /' "$P/maillog" >&3 2>/dev/null
+		return 1
+	fi
+	local i
+	for ((i = 0; i < 100; i++)); do
+		listening "$PF_PORT" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+postfix_peer_stop() {
+	[ -n "${P:-}" ] && [ -d "$P/conf" ] || return 0
+	postfix -c "$P/conf" stop >/dev/null 2>&1 || true
+	# "postfix stop" returns before its master is gone.
+	local i pid
+	for ((i = 0; i < 50; i++)); do
+		[ -e "$P/queue/pid/master.pid" ] || break
+		pid=$(tr -d ' ' < "$P/queue/pid/master.pid")
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.2
+	done
+	P=
+}

@@ -1,0 +1,82 @@
+# qmgr.bash - helpers for the qmgr and bounce tests (load after suite).
+#
+# sink_start NAME   start tests/helpers/qmgr_sink.py on a free port; sets
+#                   ${NAME}_PORT and stores mail under $T/NAME
+# sink_files NAME   the stored messages (*.eml), one per line
+# wait_for_count CMD N [secs]   wait until CMD prints a number >= N
+# qmgr_flush        ask qmgr to retry deferred mail now (postern queue flush)
+
+QMGR_SINK="$BATS_TEST_DIRNAME/helpers/qmgr_sink.py"
+SINK_PIDS=()
+
+sink_start() {
+	local name=$1 port
+	port=$(free_port)
+	mkdir -p "$T/$name"
+	python3 "$QMGR_SINK" "$port" "$T/$name" 2>>"$T/$name.log" &
+	SINK_PIDS+=($!)
+	printf -v "${name}_PORT" '%s' "$port"
+	export "${name}_PORT"
+	wait_for_port "$port" 10
+}
+
+sinks_stop() {
+	local pid
+	for pid in "${SINK_PIDS[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
+	SINK_PIDS=()
+}
+
+sink_files() {
+	ls "$T/$1"/msg-*.eml 2>/dev/null || true
+}
+
+sink_count() {
+	sink_files "$1" | grep -c . || true
+}
+
+# wait_for_count "command" N [seconds]
+wait_for_count() {
+	local cmd=$1 want=$2 secs=${3:-15} i n
+	for ((i = 0; i < secs * 10; i++)); do
+		n=$(eval "$cmd")
+		[ "${n:-0}" -ge "$want" ] && return 0
+		sleep 0.1
+	done
+	echo "# timed out: '$cmd' is ${n:-0}, want $want" >&3
+	tail -n 40 "$T/log" | sed 's/^/# /' >&3
+	return 1
+}
+
+log_count() {
+	grep -cE -- "$1" "$T/log" || true
+}
+
+# Build a hash: table from text: table NAME <<EOF ... EOF
+table() {
+	local file="$T/conf/$1"
+	cat > "$file"
+	"$BUILD/postern" -c "$T/conf" map build ${2:-} "$file"
+}
+
+qmgr_flush() {
+	"$BUILD/postern" -c "$T/conf" queue flush
+}
+
+# The envelope sender and the recipients of a stored message.
+env_of() {
+	cat "${1%.eml}.env"
+}
+
+# PID of a running postern program (a child of this test's master).
+program_pid() {
+	local pid
+	for pid in $(child_pids "$SUITE_PID"); do
+		if [ "$(ps -o comm= -p "$pid" 2>/dev/null)" = "$1" ]; then
+			echo "$pid"
+			return 0
+		fi
+	done
+	return 1
+}

@@ -1,0 +1,61 @@
+# smtp_common.bash - shared pieces of smtpd's bats files (tests/smtpd*.bats).
+#
+#   load helpers/suite
+#   load helpers/smtp_common
+#
+# raw PAYLOAD...      tests/helpers/smtp_raw.py against the smtp port
+# psend ARGS...       tests/helpers/smtp_send.py send against the smtp port
+# qtool CMD [ID]      tests/helpers/smtp_queue.py on the test queue
+# smtp_maps           mailbox and alias tables built with Postfix's postmap
+# queued_id TEXT      the queue ID from a "queued as" reply in TEXT
+# suite_halt          stop master (and so smtpd) but keep $T for inspection
+
+HELPERS=$BATS_TEST_DIRNAME/helpers
+
+raw() {
+	python3 "$HELPERS/smtp_raw.py" "$SMTP_PORT" "$@"
+}
+
+raw_port() {
+	python3 "$HELPERS/smtp_raw.py" "$@"
+}
+
+psend() {
+	python3 "$HELPERS/smtp_send.py" send "$SMTP_PORT" "$@"
+}
+
+qtool() {
+	python3 "$HELPERS/smtp_queue.py" "$1" "$T/queue" "${@:2}"
+}
+
+queued_id() {
+	printf '%s\n' "$1" | sed -n 's/.*queued as \([0-9A-Za-z]\{14\}\).*/\1/p' | head -n1
+}
+
+# Local recipients: alice and carol have mailboxes; root is an alias.
+smtp_maps() {
+	cat > "$T/conf/mailboxes" <<'MAP'
+alice@postern.test	postern.test/alice/
+carol@localhost	localhost/carol/
+MAP
+	cat > "$T/conf/aliases" <<'MAP'
+root: alice@postern.test
+MAP
+	postmap "hash:$T/conf/mailboxes"
+	postalias "hash:$T/conf/aliases"
+	suite_conf mailbox_maps "hash:$T/conf/mailboxes"
+	suite_conf alias_maps "hash:$T/conf/aliases"
+	# Remote mail is kept in the queue: its relay does not answer.
+	suite_conf relayhost "[127.0.0.1]:$(free_port)"
+}
+
+suite_halt() {
+	local i
+	[ -n "${SUITE_PID:-}" ] || return 0
+	kill -TERM "$SUITE_PID" 2>/dev/null || return 0
+	for ((i = 0; i < 150; i++)); do
+		kill -0 "$SUITE_PID" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	return 1
+}

@@ -1,0 +1,143 @@
+#!/usr/bin/env bats
+# qmgr end to end: mail accepted by smtpd (swaks) goes through qmgr and
+# deliver to real peers (tests/helpers/qmgr_sink.py, Postfix's smtp-sink,
+# lmtpd), with routing by relayhost and transport_maps, retries with
+# backoff, flush, unreachable destinations and alias expansion.
+
+load helpers/suite
+load helpers/qmgr
+
+setup() {
+	suite_init
+}
+
+teardown() {
+	sinks_stop
+	suite_stop
+}
+
+@test "mail is relayed to the next hop, logged, and removed from the queue" {
+	sink_start sink
+	suite_conf relayhost "[127.0.0.1]:$sink_PORT"
+	suite_start
+	send_mail --from a@example.org --to b@example.net \
+		--header "Subject: hello qmgr"
+	wait_for_count "sink_count sink" 1
+	wait_for_log ': removed' 10
+	f=$(sink_files sink)
+	grep -q '^Subject: hello qmgr' "$f"
+	grep -q '^MAIL FROM:<a@example.org>' "${f%.eml}.env"
+	grep -q '^RCPT TO:<b@example.net>' "${f%.eml}.env"
+	grep -Eq 'qmgr\[[0-9]+\]: [0-9A-Za-z]{14}: from=<a@example.org>, size=[0-9]+, nrcpt=1 \(queue active\)' "$T/log"
+	[ "$(queue_count)" -eq 0 ]
+}
+
+@test "transport_maps routes domains; error: bounces with its own status" {
+	sink_start sink
+	table transport <<EOF
+routed.test	smtp:[127.0.0.1]:$sink_PORT
+refused.test	error:5.7.1 this domain takes no mail
+EOF
+	suite_conf transport_maps "hash:$T/conf/transport"
+	suite_start
+	send_mail --from s@routed.test --to x@routed.test
+	wait_for_count "sink_count sink" 1
+	send_mail --from s@routed.test --to y@refused.test \
+		--header "Subject: to refused"
+	wait_for_count "sink_count sink" 2
+	wait_for_log 'sender non-delivery notification: ' 10
+	bounce=$(grep -l '^MAIL FROM:<>' "$T"/sink/*.env)
+	grep -q '^RCPT TO:<s@routed.test>' "$bounce"
+	run python3 "$BATS_TEST_DIRNAME/helpers/dsn_parse.py" "${bounce%.env}.eml"
+	[ "$status" -eq 0 ]
+	echo "$output" | grep -q '^rcpt=<y@refused.test> action=failed status=5.7.1 .*this domain takes no mail'
+	echo "$output" | grep -q '^returned-subject=to refused'
+	grep -q 'to=<y@refused.test>, relay=none, .*dsn=5.7.1, status=bounced' "$T/log"
+}
+
+@test "a temporary failure is deferred, retried with backoff, then delivered" {
+	sink_start sink
+	touch "$T/sink/tempfail"
+	suite_conf relayhost "[127.0.0.1]:$sink_PORT"
+	suite_start
+	send_mail --from a@example.org --to later@example.net
+	wait_for_log 'status=deferred' 10
+	# Waiting in deferred/ (hashed), with its reason recorded.
+	wait_for_count "queue_count deferred" 1
+	f=$(find "$T/queue/deferred" -type f | head -n1)
+	grep -aq '^Z 0 4.3.0 451 4.3.0 try again later' "$f"
+	wait_for_count "log_count 'to=<later@example.net>.*status=deferred'" 2
+	rm "$T/sink/tempfail"
+	wait_for_count "sink_count sink" 1 20
+	wait_for_log ': removed' 10
+	[ "$(queue_count)" -eq 0 ]
+}
+
+@test "postern queue flush retries deferred mail at once" {
+	sink_start sink
+	touch "$T/sink/tempfail"
+	suite_conf relayhost "[127.0.0.1]:$sink_PORT"
+	suite_conf minimal_backoff 1h
+	suite_conf maximal_backoff 1h
+	suite_conf queue_run_delay 1h
+	suite_start
+	send_mail --from a@example.org --to flushme@example.net
+	wait_for_log 'status=deferred' 10
+	wait_for_count "queue_count deferred" 1
+	rm "$T/sink/tempfail"
+	sleep 2
+	# Nothing retries it on its own within the hour...
+	[ "$(sink_count sink)" -eq 0 ]
+	[ "$(queue_count deferred)" -eq 1 ]
+	qmgr_flush
+	wait_for_count "sink_count sink" 1 10
+	wait_for_log ': removed' 10
+	[ "$(queue_count)" -eq 0 ]
+}
+
+@test "an unreachable destination is suspended and does not hold up others" {
+	sink_start sink
+	dead_port=$(free_port)
+	table transport <<EOF
+dead.test	smtp:[127.0.0.1]:$dead_port
+EOF
+	suite_conf transport_maps "hash:$T/conf/transport"
+	suite_conf relayhost "[127.0.0.1]:$sink_PORT"
+	suite_start
+	for i in 1 2 3; do
+		send_mail --from a@example.org --to "u$i@dead.test"
+	done
+	send_mail --from a@example.org --to alive@example.net
+	wait_for_count "sink_count sink" 1 15
+	wait_for_log 'destination smtp:\[127.0.0.1\]:[0-9]+ is not reachable' 10
+	wait_for_count "log_count 'to=<u[123]@dead.test>.*status=deferred'" 3
+	# Deferred, not bounced, and waiting in deferred/.
+	! grep -q 'non-delivery notification' "$T/log"
+	wait_for_count "queue_count deferred" 3
+}
+
+@test "kill -9 of qmgr during a delivery: the message is taken again from active/" {
+	# smtp-sink waits before answering DATA, so the message sits in
+	# active/ while qmgr is killed.
+	port=$(free_port)
+	mkdir -p "$T/slow"
+	smtp-sink -u "$(id -un)" -w 3 -d "$T/slow/%M." "127.0.0.1:$port" 100 \
+		2>>"$T/slow.log" &
+	SINK_PIDS+=($!)
+	wait_for_port "$port" 10
+	suite_conf relayhost "[127.0.0.1]:$port"
+	suite_start
+	send_mail --from a@example.org --to slow@example.net
+	wait_for_count "queue_count active" 1
+	qmgr=$(program_pid qmgr)
+	[ -n "$qmgr" ]
+	kill -9 "$qmgr"
+	# master starts a new qmgr, which finds the message in active/.
+	wait_for_log 'recovered 1 messages from active' 15
+	wait_for_log ': removed' 20
+	[ "$(queue_count)" -eq 0 ]
+	# Delivered at least once; a second copy only from the delivery
+	# that was in flight when qmgr died.
+	n=$(ls "$T/slow" | wc -l)
+	[ "$n" -ge 1 ] && [ "$n" -le 2 ]
+}

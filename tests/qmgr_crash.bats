@@ -1,0 +1,82 @@
+#!/usr/bin/env bats
+# Crash safety of the delivery path: 2,000 messages from Postfix's
+# smtp-source into smtpd, relayed by qmgr and deliver to Postfix's
+# smtp-sink, while qmgr and then every deliver process are killed with
+# SIGKILL. After master has restarted them, every message must arrive;
+# duplicates may only come from deliveries in flight at a kill (each
+# kill can leave at most one window of the destination's concurrency).
+
+load helpers/suite
+load helpers/qmgr
+
+MESSAGES=2000
+
+setup() {
+	suite_init
+}
+
+teardown() {
+	sinks_stop
+	suite_stop
+}
+
+# Postern queue IDs of the messages the sink has stored, one per line
+# (from smtpd's Received: "... with ESMTP id QUEUEID").
+sink_ids() {
+	cat "$T"/sink/* 2>/dev/null |
+		sed -n 's/^.*(postern) with [A-Z]* id \([0-9A-Za-z]\{14\}\).*$/\1/p'
+}
+
+sink_messages() {
+	ls "$T/sink" | wc -l
+}
+
+@test "kill -9 of qmgr and deliver during 2,000 deliveries loses nothing" {
+	port=$(free_port)
+	mkdir -p "$T/sink"
+	smtp-sink -u "$(id -un)" -d "$T/sink/%M." "127.0.0.1:$port" 256 \
+		2>>"$T/sink.log" &
+	SINK_PIDS+=($!)
+	wait_for_port "$port" 10
+	suite_conf relayhost "[127.0.0.1]:$port"
+	suite_conf destination_concurrency_limit 10
+	suite_start
+
+	smtp-source -s 10 -m "$MESSAGES" -f src@example.org \
+		-t dst@example.net "127.0.0.1:$SMTP_PORT" 2>"$T/source.log" &
+	source_pid=$!
+
+	wait_for_count sink_messages 300 60
+	qmgr=$(program_pid qmgr)
+	kill -9 "$qmgr"
+	echo "# killed qmgr $qmgr at $(sink_messages) delivered" >&3
+
+	wait_for_count sink_messages 900 90
+	wait_for_log 'recovered [0-9]+ messages from active' 30
+	killed=0
+	for pid in $(child_pids "$SUITE_PID"); do
+		if [ "$(ps -o comm= -p "$pid" 2>/dev/null)" = deliver ]; then
+			kill -9 "$pid" && killed=$((killed + 1))
+		fi
+	done
+	echo "# killed $killed deliver processes at $(sink_messages) delivered" >&3
+	[ "$killed" -ge 1 ]
+
+	wait "$source_pid"
+	! grep -qi 'error\|fail' "$T/source.log"
+	# Everything accepted leaves the queue (retries are 1-4 s here).
+	for ((i = 0; i < 1200; i++)); do
+		[ "$(queue_count)" -eq 0 ] && break
+		sleep 0.1
+	done
+	[ "$(queue_count)" -eq 0 ]
+
+	total=$(sink_ids | wc -l)
+	distinct=$(sink_ids | sort -u | wc -l)
+	accepted=$(grep -cE 'smtpd\[[0-9]+\]: [0-9A-Za-z]{14}: client=' "$T/log")
+	echo "# accepted $accepted, stored $total, distinct $distinct, duplicates $((total - distinct))" >&3
+	[ "$accepted" -eq "$MESSAGES" ]
+	[ "$distinct" -eq "$MESSAGES" ]
+	# At most one concurrency window (10) per kill was in flight.
+	[ $((total - distinct)) -le 20 ]
+}

@@ -1,0 +1,143 @@
+#!/usr/bin/env bats
+# smtpd: limits and policy that need their own configuration: message size,
+# recipients, timeouts, error and junk counters, relay denial, broken
+# tables, and a full or unwritable queue. One instance per test.
+
+bats_require_minimum_version 1.5.0
+load helpers/suite
+load helpers/smtp_common
+
+setup() {
+	suite_init
+	smtp_maps
+}
+
+teardown() {
+	if [ -n "${TMPFS_MOUNTED:-}" ]; then
+		suite_halt || true
+		umount "$T/queue" 2>/dev/null || true
+		TMPFS_MOUNTED=
+	fi
+	suite_stop
+}
+
+# Files of the queue that are messages or half-written messages.
+all_queue_files() {
+	find "$T/queue" -type f 2>/dev/null | wc -l
+}
+
+@test "message_size_limit: SIZE= at MAIL, a growing body, a BDAT chunk" {
+	suite_conf message_size_limit 10k
+	suite_start
+	run raw 'EHLO c.test\r\nMAIL FROM:<a@example.org> SIZE=20000\r\nQUIT\r\n'
+	printf '%s\n' "${lines[@]}" | grep -qx "250-SIZE 10240"
+	[ "${lines[9]}" = "552 5.3.4 Message size exceeds fixed limit" ]
+
+	body=$(python3 -c 'print("x" * 76 + "\\r\\n", end="")')
+	big=$(for i in $(seq 200); do printf '%s' "$body"; done)
+	run raw 'EHLO c.test\r\nMAIL FROM:<big@example.org> SIZE=1000\r\nRCPT TO:<alice@postern.test>\r\nDATA\r\n' "$big" '.\r\nNOOP\r\nQUIT\r\n'
+	[ "${lines[12]}" = "552 5.3.4 Error: message file too big" ]
+	[ "${lines[13]}" = "250 2.0.0 Ok" ]
+	wait_for_log 'NOQUEUE: reject: END-OF-MESSAGE from localhost\[127.0.0.1\]: 552 5.3.4 Error: message file too big; from=<big@example.org>'
+
+	chunk=$(python3 -c 'print("y" * 12000, end="")')
+	run raw 'EHLO c.test\r\nMAIL FROM:<bdat@example.org>\r\nRCPT TO:<alice@postern.test>\r\nBDAT 12000\r\n' "$chunk" 'BDAT 5 LAST\r\nyyyyyNOOP\r\nQUIT\r\n'
+	[ "${lines[11]}" = "552 5.3.4 Error: message file too big" ]
+	# later chunks of the same message get the same answer, and are read
+	[ "${lines[12]}" = "552 5.3.4 Error: message file too big" ]
+	[ "${lines[13]}" = "250 2.0.0 Ok" ]
+	[ "$(all_queue_files)" -eq 0 ]
+}
+
+@test "smtpd_recipient_limit: 452 4.5.3 past the limit" {
+	suite_conf smtpd_recipient_limit 2
+	suite_start
+	run raw 'EHLO c.test\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<alice@postern.test>\r\nRCPT TO:<root@postern.test>\r\nRCPT TO:<carol@localhost>\r\nDATA\r\nSubject: two\r\n\r\nx\r\n.\r\nQUIT\r\n'
+	[ "${lines[10]}" = "250 2.1.5 Ok" ]
+	[ "${lines[11]}" = "250 2.1.5 Ok" ]
+	[ "${lines[12]}" = "452 4.5.3 Error: too many recipients" ]
+	[[ "${lines[14]}" == "250 2.0.0 Ok: queued as "* ]]
+	id=$(queued_id "${lines[14]}")
+	[ "$(qtool show "$id" | grep -c '"address"')" -eq 2 ]
+}
+
+@test "smtpd_timeout: a silent client gets 421 4.4.2, mid-DATA queues nothing" {
+	suite_conf smtpd_timeout 2s
+	suite_start
+	run raw --timeout 15 'EHLO slow.test\r\n'
+	[ "$status" -eq 0 ]
+	[ "${lines[-1]}" = "421 4.4.2 mx.postern.test Error: timeout exceeded" ]
+	wait_for_log 'timeout after EHLO from localhost\[127.0.0.1\]'
+	run raw --timeout 15 'EHLO slow.test\r\nMAIL FROM:<slow@example.org>\r\nRCPT TO:<alice@postern.test>\r\nDATA\r\nSubject: slow\r\n\r\npart'
+	[ "${lines[-1]}" = "421 4.4.2 mx.postern.test Error: timeout exceeded" ]
+	wait_for_log 'timeout after DATA from localhost\[127.0.0.1\]'
+	[ "$(all_queue_files)" -eq 0 ]
+}
+
+@test "smtpd_error_limit: 421 after too many errors" {
+	suite_conf smtpd_error_limit 3
+	suite_start
+	run raw 'EHLO c.test\r\nFOO\r\nBAR\r\nBAZ\r\nNOOP\r\nQUIT\r\n'
+	[ "${lines[11]}" = "500 5.5.2 Error: command not recognized" ]
+	[ "${lines[12]}" = "421 4.7.0 mx.postern.test Error: too many errors" ]
+	[ "${#lines[@]}" -eq 13 ]
+	wait_for_log 'too many errors after'
+}
+
+@test "smtpd_junk_command_limit: 421 after too many commands without mail" {
+	suite_conf smtpd_junk_command_limit 5
+	suite_start
+	run raw 'EHLO c.test\r\nNOOP\r\nNOOP\r\nRSET\r\nVRFY x\r\nNOOP\r\nNOOP\r\nQUIT\r\n'
+	[ "${lines[-1]}" = "421 4.7.0 mx.postern.test Error: too many commands without mail" ]
+	# a queued message starts the count again
+	run raw 'EHLO c.test\r\nNOOP\r\nNOOP\r\nMAIL FROM:<j@example.org>\r\nRCPT TO:<alice@postern.test>\r\nDATA\r\nSubject: j\r\n\r\nx\r\n.\r\nNOOP\r\nNOOP\r\nNOOP\r\nQUIT\r\n'
+	[ "${lines[-1]}" = "221 2.0.0 Bye" ]
+}
+
+@test "relay denied outside mynetworks, on smtp and submission; local mail accepted" {
+	suite_conf mynetworks 192.0.2.0/24
+	suite_start
+	for port in "$SMTP_PORT" "$SUBMISSION_PORT"; do
+		run raw_port "$port" 'EHLO c.test\r\nMAIL FROM:<r@example.org>\r\nRCPT TO:<victim@elsewhere.example>\r\nRCPT TO:<x@[192.0.2.1]>\r\nRCPT TO:<alice@postern.test>\r\nRCPT TO:<postmaster>\r\nQUIT\r\n'
+		[ "${lines[10]}" = "554 5.7.1 <victim@elsewhere.example>: Relay access denied" ]
+		[ "${lines[11]}" = "554 5.7.1 <x@[192.0.2.1]>: Relay access denied" ]
+		[ "${lines[12]}" = "250 2.1.5 Ok" ]
+		[ "${lines[13]}" = "250 2.1.5 Ok" ]
+	done
+	wait_for_log 'NOQUEUE: reject: RCPT from localhost\[127.0.0.1\]: 554 5.7.1 <victim@elsewhere.example>: Relay access denied; from=<r@example.org> to=<victim@elsewhere.example> proto=ESMTP helo=<c.test>'
+}
+
+@test "a table that cannot be read: 451 4.3.0, never 550" {
+	suite_conf virtual_alias_maps "hash:$T/conf/missing"
+	suite_start
+	run raw 'EHLO c.test\r\nMAIL FROM:<t@example.org>\r\nRCPT TO:<alice@postern.test>\r\nRCPT TO:<unknown@postern.test>\r\nQUIT\r\n'
+	[ "${lines[10]}" = "250 2.1.5 Ok" ]
+	[ "${lines[11]}" = "451 4.3.0 <unknown@postern.test>: Recipient address rejected: Temporary lookup failure" ]
+}
+
+@test "queue not writable: 451 4.3.0 at DATA, nothing left behind" {
+	suite_start
+	chmod 0500 "$T/queue/incoming"
+	run raw 'EHLO c.test\r\nMAIL FROM:<w@example.org>\r\nRCPT TO:<alice@postern.test>\r\nDATA\r\nQUIT\r\n'
+	chmod 0700 "$T/queue/incoming"
+	[ "$(id -u)" -ne 0 ] || [ "$TEST_USER" != root ] || skip "root ignores modes"
+	[ "${lines[11]}" = "451 4.3.0 Error: queue file write error" ]
+	[ "$(all_queue_files)" -eq 0 ]
+	wait_for_log 'NOQUEUE: cannot create queue file'
+}
+
+@test "full disk: 452 4.3.1 after the data, no partial file" {
+	[ "$(id -u)" -eq 0 ] || skip "needs root to mount a small tmpfs"
+	mkdir -p "$T/queue"
+	mount -t tmpfs -o size=1m,mode=0755 tmpfs "$T/queue" 2>/dev/null ||
+		skip "cannot mount tmpfs here"
+	TMPFS_MOUNTED=1
+	suite_start
+	run psend --size-mb 2 full@example.org alice@postern.test
+	[ "$status" -eq 1 ]
+	echo "$output" | grep -q "^DATA 452 4.3.1 Error: insufficient system storage"
+	[ "$(all_queue_files)" -eq 0 ]
+	# and with room again, mail flows
+	run psend small@example.org alice@postern.test
+	[ "$status" -eq 0 ]
+}

@@ -1,0 +1,329 @@
+/*
+ * Unit tests for lmtpd's message spool and Maildir store (lmtpd/lmtpd_spool.c,
+ * lmtpd/lmtpd_maildir.c). The program's files are compiled in here: they
+ * are not part of libpostern. Works in a fresh temporary directory.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../../lmtpd/lmtpd_maildir.c"
+#include "../../lmtpd/lmtpd_spool.c"
+#include "unit.h"
+
+static char tmpdir[] = "/tmp/test_lmtpd.XXXXXX";
+
+/* Read a whole file into a malloc'd string (NULL if unreadable). */
+static char *slurp(const char *path, size_t *len)
+{
+	int fd = open(path, O_RDONLY);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0)
+		return NULL;
+	char *buf = malloc((size_t)st.st_size + 1);
+	ssize_t n = read(fd, buf, (size_t)st.st_size);
+	close(fd);
+	buf[n < 0 ? 0 : n] = '\0';
+	if (len)
+		*len = n < 0 ? 0 : (size_t)n;
+	return buf;
+}
+
+/* The spool's content, via lmtpd_spool_copy_to into a scratch file. */
+static char *spool_text(struct lmtpd_spool *sp, size_t *len)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "%s/copy", tmpdir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	bool ok = lmtpd_spool_copy_to(sp, fd);
+	close(fd);
+	return ok ? slurp(path, len) : NULL;
+}
+
+/* Names in a directory (not . and ..). */
+static int count_files(const char *dir, char *first, size_t firstsize)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+	if (d == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		if (n++ == 0 && first)
+			snprintf(first, firstsize, "%s", e->d_name);
+	}
+	closedir(d);
+	return n;
+}
+
+static void test_spool_lines(void)
+{
+	struct lmtpd_spool sp;
+	size_t len;
+	lmtpd_spool_init(&sp, 0);
+	lmtpd_spool_put_line(&sp, "Subject: hi", 11, true);
+	lmtpd_spool_put_line(&sp, "", 0, true);
+	lmtpd_spool_put_line(&sp, "long ", 5, false);	/* continues */
+	lmtpd_spool_put_line(&sp, "line", 4, true);
+	lmtpd_spool_finish(&sp);
+	char *t = spool_text(&sp, &len);
+	CHECK_STR(t, "Subject: hi\n\nlong line\n");
+	CHECK_INT(sp.size, 23);
+	CHECK_INT(sp.received_bytes, 13 + 2 + 5 + 6);
+	free(t);
+	lmtpd_spool_free(&sp);
+}
+
+static void test_spool_crlf_across_chunks(void)
+{
+	struct lmtpd_spool sp;
+	static const char *const chunks[] = {
+		"A: 1\r", "\nB: 2\r\n\r\nbare\rcr and bare\nlf\r", "\r\n", "end\r",
+	};
+	lmtpd_spool_init(&sp, 0);
+	for (size_t i = 0; i < 4; i++)
+		lmtpd_spool_put_crlf(&sp, chunks[i], strlen(chunks[i]));
+	lmtpd_spool_finish(&sp);
+	char *t = spool_text(&sp, NULL);
+	/* CRLF -> LF even when split; bare CR and LF are left alone. */
+	CHECK_STR(t, "A: 1\nB: 2\n\nbare\rcr and bare\nlf\r\nend\r");
+	free(t);
+
+	/* A CR alone at a chunk end, followed by something else. */
+	lmtpd_spool_reset(&sp);
+	lmtpd_spool_put_crlf(&sp, "x\r", 2);
+	lmtpd_spool_put_crlf(&sp, "y\r\n", 3);
+	lmtpd_spool_finish(&sp);
+	t = spool_text(&sp, NULL);
+	CHECK_STR(t, "x\ry\n");
+	free(t);
+	lmtpd_spool_free(&sp);
+}
+
+static void test_spool_delivered_to(void)
+{
+	struct lmtpd_spool sp;
+	static const char msg[] =
+	    "Delivered-To: a@example.org\r\n"
+	    "delivered-to: b@example.org\r\n"
+	    "DELIVERED-TO:c@example.org\r\n"
+	    "Delivered-To-Not: x\r\n"
+	    "X-Delivered-To: y\r\n"
+	    "Subject: loop\r\n"
+	    "\r\n"
+	    "Delivered-To: in the body does not count\r\n";
+	lmtpd_spool_init(&sp, 0);
+	/* Byte by byte: header names split across every boundary. */
+	for (size_t i = 0; i < sizeof(msg) - 1; i++)
+		lmtpd_spool_put_crlf(&sp, msg + i, 1);
+	lmtpd_spool_finish(&sp);
+	CHECK_INT(sp.delivered_to, 3);
+	CHECK(!sp.in_headers);
+
+	lmtpd_spool_reset(&sp);
+	CHECK_INT(sp.delivered_to, 0);
+	lmtpd_spool_put_line(&sp, "Delivered-", 10, false);
+	lmtpd_spool_put_line(&sp, "To: z", 5, true);
+	lmtpd_spool_finish(&sp);
+	CHECK_INT(sp.delivered_to, 1);
+	lmtpd_spool_free(&sp);
+}
+
+static void test_spool_limit(void)
+{
+	struct lmtpd_spool sp;
+	lmtpd_spool_init(&sp, 10);
+	lmtpd_spool_put_line(&sp, "12345678", 8, true);	/* 9 bytes */
+	CHECK(!sp.too_big);
+	lmtpd_spool_put_line(&sp, "12", 2, true);
+	CHECK(sp.too_big);
+	lmtpd_spool_put_line(&sp, "more", 4, true);
+	CHECK(sp.too_big);
+	CHECK_INT(sp.received_bytes, 10 + 4 + 6);
+	lmtpd_spool_free(&sp);
+}
+
+static void test_spool_large_goes_to_file(void)
+{
+	struct lmtpd_spool sp;
+	char line[1000];
+	size_t len;
+	const size_t lines = 3000;	/* ~3 MB: past LMTPD_SPOOL_MEMORY */
+
+	memset(line, 'x', sizeof(line));
+	lmtpd_spool_init(&sp, 0);
+	for (size_t i = 0; i < lines; i++) {
+		line[0] = (char)('a' + i % 26);
+		lmtpd_spool_put_line(&sp, line, sizeof(line) - 1, true);
+	}
+	lmtpd_spool_finish(&sp);
+	CHECK(sp.fd >= 0);
+	CHECK(!sp.write_failed);
+	CHECK_INT(sp.size, (long long)(lines * sizeof(line)));
+	char *t = spool_text(&sp, &len);
+	CHECK(t != NULL);
+	CHECK_INT(len, lines * sizeof(line));
+	bool same = t != NULL;
+	for (size_t i = 0; same && i < lines; i++) {
+		const char *l = t + i * sizeof(line);
+		same = l[0] == (char)('a' + i % 26) && l[1] == 'x' &&
+		    l[sizeof(line) - 1] == '\n';
+	}
+	CHECK(same);
+	free(t);
+	/* A second copy reads the same file again from its start. */
+	t = spool_text(&sp, &len);
+	CHECK_INT(len, lines * sizeof(line));
+	free(t);
+	lmtpd_spool_free(&sp);
+}
+
+static void test_maildir_path(void)
+{
+	char *p;
+	p = lmtpd_maildir_path("/var/vmail", "example.org/alice/");
+	CHECK_STR(p, "/var/vmail/example.org/alice/");
+	free(p);
+	p = lmtpd_maildir_path("/var/vmail/", " example.org//bob ");
+	CHECK_STR(p, "/var/vmail/example.org/bob/");
+	free(p);
+	p = lmtpd_maildir_path("/srv/mail", "Maildir");
+	CHECK_STR(p, "/srv/mail/Maildir/");
+	free(p);
+	CHECK(lmtpd_maildir_path("/var/vmail", "/etc/") == NULL);
+	CHECK(lmtpd_maildir_path("/var/vmail", "a/../../etc/") == NULL);
+	CHECK(lmtpd_maildir_path("/var/vmail", "../x/") == NULL);
+	CHECK(lmtpd_maildir_path("/var/vmail", "a/./b/") == NULL);
+	CHECK(lmtpd_maildir_path("/var/vmail", "") == NULL);
+	CHECK(lmtpd_maildir_path("/var/vmail", "a\nb/") == NULL);
+	CHECK(lmtpd_maildir_path("relative", "a/") == NULL);
+	/* ".." inside a name is just a name. */
+	p = lmtpd_maildir_path("/m", "a..b/");
+	CHECK_STR(p, "/m/a..b/");
+	free(p);
+}
+
+static void test_maildir_name(void)
+{
+	char a[300], b[300];
+	lmtpd_maildir_name(a, sizeof(a), 1234);
+	lmtpd_maildir_name(b, sizeof(b), 1234);
+	CHECK(strcmp(a, b) != 0);
+	CHECK(strstr(a, ",S=1234") != NULL);
+	CHECK(strchr(a, '/') == NULL);
+	CHECK(strchr(a, ':') == NULL);
+	CHECK_INT(name_size(a), 1234);
+	CHECK_INT(name_size("123.x,S=77:2,S"), 77);
+	CHECK_INT(name_size("123.x"), -1);
+	CHECK_INT(name_size("123.x,S=abc"), -1);
+}
+
+static void test_maildir_store_and_quota(void)
+{
+	char maildir[256], dir[300], name[512], first[512], err[512], path[900];
+	struct lmtpd_spool sp;
+	const char header[] = "Return-Path: <s@example.org>\n"
+	    "Delivered-To: alice@example.org\n";
+
+	snprintf(maildir, sizeof(maildir), "%s/mail/example.org/alice/",
+	    tmpdir);
+	lmtpd_spool_init(&sp, 0);
+	lmtpd_spool_put_crlf(&sp, "Subject: t\r\n\r\nbody\r\n", 20);
+	lmtpd_spool_finish(&sp);
+
+	/* The Maildir and its parents are created on first delivery. */
+	CHECK_INT(lmtpd_maildir_store(maildir, header, strlen(header), &sp, 0,
+	    name, sizeof(name), err, sizeof(err)), LMTPD_STORE_OK);
+	snprintf(dir, sizeof(dir), "%snew", maildir);
+	CHECK_INT(count_files(dir, first, sizeof(first)), 1);
+	CHECK_STR(first, name);
+	snprintf(dir, sizeof(dir), "%stmp", maildir);
+	CHECK_INT(count_files(dir, NULL, 0), 0);
+	snprintf(dir, sizeof(dir), "%scur", maildir);
+	CHECK_INT(count_files(dir, NULL, 0), 0);
+
+	snprintf(path, sizeof(path), "%snew/%s", maildir, name);
+	size_t len;
+	char *t = slurp(path, &len);
+	CHECK_STR(t, "Return-Path: <s@example.org>\n"
+	    "Delivered-To: alice@example.org\n"
+	    "Subject: t\n\nbody\n");
+	long long size = (long long)len;
+	CHECK_INT(name_size(name), size);
+	struct stat st;
+	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+	free(t);
+
+	/* Usage counts new/ and cur/, by the sizes in the names. */
+	CHECK_INT(lmtpd_maildir_usage(maildir), size);
+	char curpath[900];
+	snprintf(curpath, sizeof(curpath), "%scur/%s:2,S", maildir, name);
+	CHECK(rename(path, curpath) == 0);
+	CHECK_INT(lmtpd_maildir_usage(maildir), size);
+
+	/* Quota: room for exactly one more copy, then refused. */
+	CHECK_INT(lmtpd_maildir_store(maildir, header, strlen(header), &sp,
+	    2 * size, name, sizeof(name), err, sizeof(err)), LMTPD_STORE_OK);
+	CHECK_INT(lmtpd_maildir_usage(maildir), 2 * size);
+	CHECK_INT(lmtpd_maildir_store(maildir, header, strlen(header), &sp,
+	    2 * size, name, sizeof(name), err, sizeof(err)), LMTPD_STORE_QUOTA);
+	snprintf(dir, sizeof(dir), "%snew", maildir);
+	CHECK_INT(count_files(dir, NULL, 0), 1);
+	snprintf(dir, sizeof(dir), "%stmp", maildir);
+	CHECK_INT(count_files(dir, NULL, 0), 0);
+
+	/* A file without ",S=" is measured with stat(). */
+	snprintf(path, sizeof(path), "%scur/legacy", maildir);
+	FILE *f = fopen(path, "w");
+	fputs("0123456789", f);
+	fclose(f);
+	CHECK_INT(lmtpd_maildir_usage(maildir), 2 * size + 10);
+	lmtpd_spool_free(&sp);
+}
+
+static void test_maildir_unwritable(void)
+{
+	char maildir[256], err[512];
+	struct lmtpd_spool sp;
+
+	if (geteuid() == 0)
+		return;		/* root writes anywhere: nothing to see */
+	snprintf(maildir, sizeof(maildir), "%s/ro/", tmpdir);
+	mkdir(maildir, 0500);
+	snprintf(maildir, sizeof(maildir), "%s/ro/box/", tmpdir);
+	lmtpd_spool_init(&sp, 0);
+	lmtpd_spool_put_line(&sp, "x", 1, true);
+	CHECK_INT(lmtpd_maildir_store(maildir, "", 0, &sp, 0, NULL, 0, err,
+	    sizeof(err)), LMTPD_STORE_TEMPFAIL);
+	CHECK(strstr(err, "Permission denied") != NULL);
+	lmtpd_spool_free(&sp);
+}
+
+int main(void)
+{
+	if (mkdtemp(tmpdir) == NULL) {
+		perror("mkdtemp");
+		return 2;
+	}
+	cfg.mailbox_base = tmpdir;
+	RUN(test_spool_lines);
+	RUN(test_spool_crlf_across_chunks);
+	RUN(test_spool_delivered_to);
+	RUN(test_spool_limit);
+	RUN(test_spool_large_goes_to_file);
+	RUN(test_maildir_path);
+	RUN(test_maildir_name);
+	RUN(test_maildir_store_and_quota);
+	RUN(test_maildir_unwritable);
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	if (system(cmd) != 0)
+		return 2;
+	return unit_done();
+}
