@@ -222,7 +222,8 @@ static int queue_list(void)
 	size_t shown = 0;
 	bool ok = scan_queue(QUEUE_NLIVE, &e);
 
-	qsort(e.items, e.count, sizeof(*e.items), compare_entries);
+	if (e.count > 0)
+		qsort(e.items, e.count, sizeof(*e.items), compare_entries);
 	for (size_t i = 0; i < e.count; i++) {
 		struct queue_envelope env;
 		bool gone;

@@ -24,8 +24,6 @@
 #include "log.h"
 #include "qmgr.h"
 
-#define QMGR_MAX_POLLFDS 4096
-
 long long qmgr_now_ms(void)
 {
 	struct timespec ts;

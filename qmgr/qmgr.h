@@ -37,6 +37,11 @@
 /* Returned in full when RET is not given and the content is this small. */
 #define QMGR_BOUNCE_FULL_LIMIT 50000
 
+/* poll() set size, and the deliver connections that fit in it beside
+ * the control clients. */
+#define QMGR_MAX_POLLFDS 4096
+#define QMGR_MAX_DELIVER_CONNS (QMGR_MAX_POLLFDS - 128)
+
 /* ---- time (qmgr.c) ---- */
 
 /* Monotonic milliseconds, for timers. */
@@ -58,8 +63,7 @@ struct qmsg {
 	struct qoutcome *out;	/* one per env.rcpts entry */
 	size_t out_cap;
 	size_t jobs_pending;	/* jobs queued or in flight */
-	long long active_ms;	/* when it entered active (monotonic) */
-	double active_wall;	/* the same, wall clock (for delays) */
+	double active_wall;	/* when it entered active (for delays=) */
 };
 
 extern size_t qmgr_active_count;
@@ -103,9 +107,6 @@ void qmgr_message_job_done(struct qmsg *msg);
 const char *qmgr_notify_letters(unsigned notify, char *buf, size_t size);
 /* Seconds since arrival, for log lines. */
 double qmgr_message_delay(const struct qmsg *msg);
-/* Is recipient i still to be delivered? (Expanded ones are marked A when
- * the message is activated, so P means a pending leaf.) */
-bool qmgr_message_rcpt_pending(const struct qmsg *msg, size_t i);
 
 /* ---- recipient resolution (qmgr_resolve.c) ---- */
 
@@ -141,8 +142,6 @@ struct qjob {
 	size_t *rcpts;		/* recipient numbers */
 	size_t nrcpts;
 	size_t cap;
-	struct qconn *conn;	/* while in flight */
-	long long started_ms;
 	struct qjob *next;	/* in the destination's queue */
 };
 
@@ -177,7 +176,6 @@ void qmgr_deliver_init(void);
 struct qconn *qmgr_deliver_get(const char *key);
 /* Send job on conn (takes ownership until the result). */
 void qmgr_deliver_start(struct qconn *conn, struct qjob *job);
-size_t qmgr_deliver_busy(void);
 /* poll() plumbing: add our fds, handle their events, timers. */
 size_t qmgr_deliver_pollfds(struct pollfd *pfds, size_t max);
 void qmgr_deliver_events(struct pollfd *pfds, size_t n);

@@ -50,7 +50,7 @@ struct qconn {
 };
 
 static struct qconn *conns;
-static size_t nconns, nbusy;
+static size_t nconns;
 static char *deliver_path;
 static long long unavailable_until_ms;
 static long long last_connect_warning_ms;
@@ -63,11 +63,6 @@ void qmgr_deliver_init(void)
 	    IPC_SOCKET_DELIVER);
 	if (strlen(deliver_path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
 		log_fatal("deliver socket path too long: %s", deliver_path);
-}
-
-size_t qmgr_deliver_busy(void)
-{
-	return nbusy;
 }
 
 /* How long a job may take before we give up on its deliver process:
@@ -121,7 +116,6 @@ static void conn_close(struct qconn *c, const char *why)
 		log_warning("%s: delivery agent for %s: %s; recipients "
 		    "deferred", job->msg->id, qmgr_dest_key(job->dest), esc);
 		c->job = NULL;
-		nbusy--;
 		qmgr_sched_job_lost(job, "lost connection with the delivery "
 		    "agent");
 	}
@@ -157,7 +151,8 @@ struct qconn *qmgr_deliver_get(const char *key)
 	}
 	/* A new process rather than tearing down another destination's
 	 * open session; then the longest idle one. */
-	if (nconns < (size_t)cfg.deliver_processes) {
+	if (nconns < (size_t)cfg.deliver_processes &&
+	    nconns < QMGR_MAX_DELIVER_CONNS) {
 		struct qconn *c = conn_open();
 		if (c != NULL)
 			return c;
@@ -219,8 +214,6 @@ void qmgr_deliver_start(struct qconn *c, struct qjob *job)
 	ipc_msg_free(&m);
 
 	c->job = job;
-	job->conn = c;
-	nbusy++;
 	free(c->last_key);
 	c->last_key = xstrdup(qmgr_dest_key(job->dest));
 	c->deadline_ms = qmgr_now_ms() + job_timeout_ms();
@@ -331,7 +324,6 @@ static bool handle_result(struct qconn *c, const struct ipc_msg *m)
 		    qmgr_dest_transport(job->dest), relay,
 		    remote && *remote ? remote : NULL, false);
 		c->job = NULL;
-		nbusy--;
 		c->idle_since_ms = qmgr_now_ms();
 		bool up = status != NULL && strcmp(status, "ok") == 0;
 		bool down = status != NULL && strcmp(status, "down") == 0;

@@ -104,7 +104,9 @@ double qmgr_message_delay(const struct qmsg *msg)
 	return now > arrival ? now - arrival : 0;
 }
 
-bool qmgr_message_rcpt_pending(const struct qmsg *msg, size_t i)
+/* Is recipient i still to be delivered? Expanded ones are marked A when
+ * the message is activated, so P means a pending leaf. */
+static bool qmgr_message_rcpt_pending(const struct qmsg *msg, size_t i)
 {
 	return msg->env.rcpts[i].status == QUEUE_RCPT_PENDING;
 }
@@ -445,7 +447,6 @@ void qmgr_message_activate(const char *id)
 		return;
 	}
 	qmgr_message_grow(msg);
-	msg->active_ms = qmgr_now_ms();
 	struct timeval tv;
 	gettimeofday(&tv, NULL);
 	msg->active_wall = (double)tv.tv_sec + tv.tv_usec / 1e6;

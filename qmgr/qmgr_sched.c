@@ -264,7 +264,6 @@ void qmgr_sched_dispatch(void)
 		d->active++;
 		ring = d->ring_next;	/* round robin */
 		ring_update(d);
-		job->started_ms = qmgr_now_ms();
 		qmgr_deliver_start(conn, job);
 	}
 }

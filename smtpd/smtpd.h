@@ -85,6 +85,7 @@ struct smtpd_session {
 	char *auth_user;		/* authenticated user, NULL if none */
 	struct smtpd_txn *txn;		/* NULL outside a transaction */
 	const char *last_verb;		/* for "lost connection after X" */
+	int last_code;			/* of the last reply, for counters */
 	unsigned errors;		/* error replies sent */
 	unsigned junk;			/* commands since the last MAIL */
 	struct smtpd_count *counts;	/* one per command table row */

@@ -78,9 +78,6 @@ static const char *const state_names[] = {
 	[SMTPD_STATE_CLOSING] = "CLOSING",
 };
 
-/* The last reply code, so the command loop can count successes. */
-static int last_reply_code;
-
 void smtpd_enter_state(struct smtpd_session *s, enum smtpd_state st)
 {
 	if (s->state != st)
@@ -99,7 +96,7 @@ void smtpd_reply(struct smtpd_session *s, int code, const char *enhanced,
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	esmtp_reply(&s->bio, code, enhanced, true, "%s", text);
-	last_reply_code = code;
+	s->last_code = code;
 	if (code >= 400)
 		s->errors++;
 }
@@ -244,7 +241,7 @@ static void ehlo_extensions(struct smtpd_session *s)
 	esmtp_reply(b, 250, NULL, false, "DSN");
 	esmtp_reply(b, 250, NULL, false, "SMTPUTF8");
 	esmtp_reply(b, 250, NULL, true, "CHUNKING");
-	last_reply_code = 250;
+	s->last_code = 250;
 }
 
 /* The extensions whose MAIL/RCPT parameters this session accepts. */
@@ -271,7 +268,7 @@ static void cmd_helo(struct smtpd_session *s, const char *arg)
 	s->esmtp = false;
 	/* RFC 2034: the HELO/EHLO reply carries no enhanced code. */
 	esmtp_reply(&s->bio, 250, NULL, true, "%s", cfg.myhostname);
-	last_reply_code = 250;
+	s->last_code = 250;
 }
 
 /* ---- MAIL and RCPT ---- */
@@ -582,12 +579,12 @@ static void one_command(struct smtpd_session *s)
 		return;
 	}
 	s->last_verb = c->verb;
-	last_reply_code = 0;
+	s->last_code = 0;
 	if (c->flags & CMD_JUNK)
 		s->junk++;
 	c->handler(s, cmd.arg);
 	s->counts[idx].total++;
-	if (last_reply_code > 0 && last_reply_code < 400)
+	if (s->last_code > 0 && s->last_code < 400)
 		s->counts[idx].ok++;
 }
 

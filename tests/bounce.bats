@@ -53,7 +53,7 @@ notifications() {
 	echo "$output" | grep -q '^reporting-mta=dns; mx.postern.test$'
 	echo "$output" | grep -q '^auto-submitted=auto-replied$'
 	[ "$(echo "$output" | grep -c '^rcpt=')" -eq 1 ]
-	echo "$output" | grep -q '^rcpt=<hard1@example.net> action=failed status=5.1.1 remote=<dns; sink.test> diag=<smtp; 550 5.1.1 <hard1>: user unknown>'
+	echo "$output" | grep -Eq '^rcpt=<hard1@example.net> action=failed status=5.1.1 remote=<dns; (sink.test|127.0.0.1)> diag=<smtp; 550 5.1.1 <hard1>: user unknown>'
 	# No RET: a small message comes back whole.
 	echo "$output" | grep -q '^returned=message/rfc822$'
 	echo "$output" | grep -q '^returned-subject=mixed fortunes$'
@@ -150,4 +150,51 @@ PY
 	[ "$(notifications)" -eq 0 ]
 	[ "$(log_count 'non-delivery notification')" -eq 1 ]
 	[ "$(queue_count)" -eq 0 ]
+}
+
+@test "without RET a large message comes back as headers only" {
+	suite_start
+	python3 - "$SMTP_PORT" <<'PY'
+import smtplib, sys
+body = b"".join(b"line %05d of a long message\r\n" % i for i in range(3000))
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]))
+s.sendmail("sender@example.org", ["hardbig@example.net"],
+           b"From: sender@example.org\r\nSubject: big one\r\n\r\n" + body)
+s.quit()
+PY
+	wait_for_count notifications 1 15
+	b=$(notification)
+	run python3 "$DSN_PARSE" "$b"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	echo "$output" | grep -q '^returned=text/rfc822-headers$'
+	echo "$output" | grep -q '^returned-subject=big one$'
+	! grep -q 'line 00001 of a long message' "$b"
+}
+
+@test "an SMTPUTF8 message gets an RFC 6533 report, sent with SMTPUTF8" {
+	suite_start
+	python3 - "$SMTP_PORT" <<'PY'
+import smtplib, sys
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]))
+s.ehlo("client.test")
+msg = ("From: jörg@example.org\r\nSubject: grüße\r\n\r\nhallo\r\n").encode()
+s.mail("jörg@example.org", ["SMTPUTF8", "BODY=8BITMIME"])
+code, _ = s.rcpt("hardümlaut@example.net")
+assert code == 250, code
+code, _ = s.data(msg)
+assert code == 250, code
+s.quit()
+PY
+	wait_for_count notifications 1 15
+	b=$(notification)
+	grep -q '^MAIL FROM:<> .*SMTPUTF8' "${b%.eml}.env"
+	grep -q '^RCPT TO:<jörg@example.org>' "${b%.eml}.env"
+	run python3 "$DSN_PARSE" "$b"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	echo "$output" | grep -q '^report-type=global-delivery-status$'
+	echo "$output" | grep -q '^rcpt=<hardümlaut@example.net> action=failed status=5.1.1'
+	echo "$output" | grep -q '^returned=message/global$'
+	echo "$output" | grep -q '^returned-subject=grüße$'
 }

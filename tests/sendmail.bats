@@ -348,6 +348,11 @@ PY
 
 @test "setgid postdrop: -C and the environment cannot borrow the group" {
 	[ "$(id -u)" -eq 0 ] || skip "needs root to make a setgid copy"
+	# A sanitizer runtime cannot read its options in a setgid process and
+	# LeakSanitizer then fails the exit status (make check-sanitize).
+	if grep -q __asan_init "$BUILD/sendmail"; then
+		skip "sanitizer build: LeakSanitizer cannot run setgid"
+	fi
 	group=$(id -gn "$TEST_USER")
 	chown "$TEST_USER:$group" "$T/queue/maildrop"
 	install -d -m 0755 "$T/bin"

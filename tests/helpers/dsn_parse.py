@@ -20,6 +20,24 @@ import email
 import email.policy
 import sys
 
+
+def u(text):
+    """Undo the parser's surrogate escapes: show UTF-8 as UTF-8."""
+    if text is None:
+        return ""
+    return str(text).encode("utf-8", "surrogateescape").decode("utf-8",
+                                                                "replace")
+
+
+def header_raw(m, name):
+    """A header's value as sent, UTF-8 included (compat32 would turn
+    8-bit values into Header objects that print as replacement marks)."""
+    for k, v in m.raw_items():
+        if k.lower() == name.lower():
+            return u(v).strip()
+    return ""
+
+
 with open(sys.argv[1], "rb") as f:
     msg = email.message_from_binary_file(f, policy=email.policy.compat32)
 
@@ -40,8 +58,17 @@ if status.get_content_type() not in ("message/delivery-status",
                                      "message/global-delivery-status"):
     sys.exit(1)
 # The email package parses message/delivery-status into a list of
-# header blocks: the per-message one, then one per recipient.
+# header blocks: the per-message one, then one per recipient. It leaves
+# message/global-delivery-status (RFC 6533) as text: split it here.
 blocks = status.get_payload()
+if status.get_content_type() == "message/global-delivery-status":
+    # Parsed like message/rfc822: the first block as headers, the rest
+    # as its body. Put the text back together and split it.
+    raw = (blocks[0].as_bytes().decode("utf-8", "replace")
+           if isinstance(blocks, list) else u(blocks))
+    raw = raw.replace("\r\n", "\n").strip("\n")
+    blocks = [email.message_from_string(b + "\n")
+              for b in raw.split("\n\n") if b.strip()]
 if not isinstance(blocks, list) or len(blocks) < 2:
     sys.exit(1)
 per_msg = blocks[0]
@@ -51,12 +78,12 @@ if per_msg.get("Original-Envelope-Id"):
 if not per_msg.get("Reporting-MTA"):
     sys.exit(1)
 for b in blocks[1:]:
-    final = b.get("Final-Recipient", "")
+    final = header_raw(b, "Final-Recipient")
     addr = final.split(";", 1)[1].strip() if ";" in final else final
     for required in ("Final-Recipient", "Action", "Status"):
         if not b.get(required):
             sys.exit(1)
-    line = "rcpt=<%s> action=%s status=%s" % (addr, b.get("Action"),
+    line = "rcpt=<%s> action=%s status=%s" % (u(addr), b.get("Action"),
                                                b.get("Status"))
     if b.get("Original-Recipient"):
         line += " orcpt=<%s>" % b.get("Original-Recipient")
@@ -70,7 +97,10 @@ if len(parts) >= 3:
     print("returned=%s" % ret.get_content_type())
     if ret.get_content_type() in ("message/rfc822", "message/global"):
         inner = ret.get_payload()[0]
-        print("returned-subject=%s" % inner.get("Subject", ""))
+    else:
+        inner = None
+    if inner is not None:
+        print("returned-subject=%s" % header_raw(inner, "Subject"))
         body = inner.get_payload()
         print("returned-body=%s" % ("yes" if body and str(body).strip()
                                     else "no"))

@@ -8,6 +8,12 @@ from the format in common/queue.h, for smtpd's tests.
   smtp_queue.py body QUEUEDIR ID      the content after our Received header
   smtp_queue.py ids QUEUEDIR          every queue ID, one a line
   smtp_queue.py check QUEUEDIR        validate every file; exit 1 if any fails
+  smtp_queue.py same-body QUEUEDIR FILE
+                                      every message's content after our
+                                      Received header equals FILE
+  smtp_queue.py acked QUEUEDIR LIST   every "ID N" line of LIST (written by
+                                      smtp_send.py load) is a valid file
+                                      holding message N
 
 Being a second implementation, it catches a writer and a reader of
 common/queue.c that agree with each other but not with the documented
@@ -17,6 +23,7 @@ import json
 import os
 import re
 import sys
+import time
 
 ID_RE = re.compile(rb"^[0-9A-Za-z]{14}$")
 
@@ -154,6 +161,46 @@ def main(argv):
         for path in sorted(queue_files(qdir)):
             print(os.path.basename(path))
         return 0
+    if cmd == "same-body":
+        with open(argv[3], "rb") as f:
+            want = f.read()
+        n = bad = 0
+        for path in queue_files(qdir):
+            n += 1
+            try:
+                if body_after_received(parse(path)["_content"]) != want:
+                    print("%s: content differs" % path)
+                    bad += 1
+            except Corrupt as e:
+                print("%s: %s" % (path, e))
+                bad += 1
+        print("%d files, %d bad" % (n, bad))
+        return 1 if bad or n == 0 else 0
+    if cmd == "acked":
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import smtp_send
+        n = bad = 0
+        paths = {os.path.basename(p): p for p in queue_files(qdir)}
+        with open(argv[3]) as f:
+            for line in f:
+                qid, num = line.split()
+                n += 1
+                path = paths.get(qid)
+                if path is None:
+                    print("%s (message %s): acknowledged but missing" %
+                          (qid, num))
+                    bad += 1
+                    continue
+                try:
+                    env = parse(path)
+                    body = body_after_received(env["_content"])
+                    if body != smtp_send.make_message(int(num)):
+                        raise Corrupt("content differs")
+                except Corrupt as e:
+                    print("%s: %s" % (path, e))
+                    bad += 1
+        print("%d acknowledged, %d bad" % (n, bad))
+        return 1 if bad else 0
     if cmd == "check":
         bad = 0
         n = 0
@@ -167,17 +214,27 @@ def main(argv):
         print("%d files, %d bad" % (n, bad))
         return 1 if bad else 0
     qid = argv[3]
-    path = find(qdir, qid)
+    # qmgr may move the file (incoming, active, deferred) while we look:
+    # look again, for a bounded time.
+    for attempt in range(50):
+        path = find(qdir, qid)
+        if path is None:
+            time.sleep(0.1)
+            continue
+        if cmd == "find":
+            print(path)
+            return 0
+        try:
+            env = parse(path)
+            break
+        except FileNotFoundError:
+            path = None
+            time.sleep(0.1)
+        except Corrupt as e:
+            print("%s: corrupt: %s" % (path, e), file=sys.stderr)
+            return 1
     if path is None:
         print("%s: not in the queue" % qid, file=sys.stderr)
-        return 1
-    if cmd == "find":
-        print(path)
-        return 0
-    try:
-        env = parse(path)
-    except Corrupt as e:
-        print("%s: corrupt: %s" % (path, e), file=sys.stderr)
         return 1
     if cmd == "show":
         content = env.pop("_content")

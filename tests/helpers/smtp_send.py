@@ -11,12 +11,14 @@
       --bdat N           send with BDAT in chunks of N octets (CHUNKING)
       --helo NAME        EHLO name (default client.test)
       --helo-only        use HELO instead of EHLO
-  smtp_send.py load PORT COUNT SESSIONS SECONDS OUTFILE FROM TO
+  smtp_send.py load PORT COUNT SESSIONS SECONDS OUTFILE FROM TO [BANNER]
       COUNT messages over SESSIONS parallel connections, for at most
       SECONDS. Each accepted message's queue ID and number is appended to
       OUTFILE ("ID N") and flushed as soon as the 250 arrives, so that the
       list survives the server being killed. Connection errors are
       counted, not fatal (the crash test kills the server on purpose).
+      With BANNER, a server whose greeting lacks that text is not used
+      (another test instance that took the port while ours was down).
 """
 import re
 import smtplib
@@ -111,6 +113,7 @@ def cmd_load(args):
     port, count, sessions, seconds = (int(args[0]), int(args[1]),
                                       int(args[2]), float(args[3]))
     outfile, sender, rcpt = args[4], args[5], args[6]
+    banner = args[7] if len(args) > 7 else None
     out = open(outfile, "a")
     lock = threading.Lock()
     state = {"next": 0, "ok": 0, "errors": 0}
@@ -131,7 +134,11 @@ def cmd_load(args):
                 break
             try:
                 if s is None:
-                    s = smtplib.SMTP("127.0.0.1", port, timeout=10)
+                    s = smtplib.SMTP(timeout=10)
+                    code, greeting = s.connect("127.0.0.1", port)
+                    if banner and banner not in reply_text(greeting):
+                        s.close()
+                        raise OSError("not our server")
                     s.ehlo("load.test")
                 s.mail(sender)
                 s.rcpt(rcpt)
