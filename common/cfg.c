@@ -484,6 +484,18 @@ static bool check_semantics(struct loader *ld, const struct cfg *c)
 			    "(like 192.0.2.0/24 or [2001:db8::]/32)",
 			    c->mynetworks.items[j]);
 	}
+	for (size_t j = 0; j < c->dns_servers.count; j++) {
+		struct endpoint ep;
+		struct sockaddr_storage ss;
+		socklen_t sslen;
+		if (!endpoint_parse(c->dns_servers.items[j], 53, &ep, err,
+		    sizeof(err)) || ep.kind != ENDPOINT_INET ||
+		    !sock_addr_parse(ep.host, ep.port, &ss, &sslen))
+			return fail(ld, raw_line(ld, (size_t)key_index("dns_servers",
+			    11)), "dns_servers: \"%s\" is not an IP address "
+			    "(like 127.0.0.1, 127.0.0.1:5353 or [::1]:53)",
+			    c->dns_servers.items[j]);
+	}
 	if (c->lmtp_destination[0] != '\0') {
 		struct endpoint ep;
 		if (!endpoint_parse(c->lmtp_destination, 24, &ep, err, sizeof(err)))

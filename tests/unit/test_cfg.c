@@ -112,6 +112,7 @@ static void test_errors_name_file_and_line(void)
 		{ "mynetworks = 10.0.0.0/33\n", "postern.conf:1: mynetworks: \"10.0.0.0/33\" is not a network" },
 		{ "\n\n\nsmtpd_processes = 0\n", "postern.conf:4: smtpd_processes: must be at least 1" },
 		{ "lmtp_listen = unix:relative\n", "must be absolute" },
+		{ "dns_servers = ns.example.org\n", "postern.conf:1: dns_servers: \"ns.example.org\" is not an IP address" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char err[512];
