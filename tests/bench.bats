@@ -25,6 +25,9 @@ setup() {
 	grep -E '^ +p99 end-of-DATA ms +[0-9]+\.[0-9]+ ' <<<"$table"
 	grep -E '^ +RSS KiB per session +[0-9]+ ' <<<"$table"
 	grep -E '^fsync ceiling .*: [0-9]+/s with 1 writer, [0-9]+/s with 20$' <<<"$table"
-	# Nothing lost, counted at the sink and in the Maildirs.
+	# Nothing lost, duplicated or bounced, counted at the sink and in the
+	# Maildirs.
 	grep -E '^messages lost \(all runs\) +count at the sink +0 +(0|n/a)$' <<<"$table"
+	grep -E '^messages duplicated \(all runs\) +same Message-Id +0 +(0|n/a)$' <<<"$table"
+	grep -E '^bounces \(all runs\) +DSNs at the sink +0 +(0|n/a)$' <<<"$table"
 }
