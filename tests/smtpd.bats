@@ -133,6 +133,14 @@ teardown_file() {
 	echo "$output" | grep -q '"notify": "SF"\|"notify": "FS"'
 }
 
+@test "an ORCPT the queue cannot hold (a space) is dropped, not the message" {
+	run psend --rcpt-opt 'ORCPT=rfc822;"a+20b"@postern.test' sp@example.org alice@postern.test
+	[ "$status" -eq 0 ]
+	id=$(queued_id "$output")
+	run qtool show "$id"
+	echo "$output" | grep -q '"orcpt": null'
+}
+
 @test "bad and unknown parameters: 501 5.5.4 and 555 5.5.4; SIZE over the limit 552" {
 	run raw 'EHLO c.test\r\nMAIL FROM:<a@example.org> SIZE=abc\r\nMAIL FROM:<a@example.org> XFOO=1\r\nMAIL FROM:<a@example.org> SIZE=60000000\r\nMAIL FROM:<a@example.org> BODY=9BIT\r\nMAIL FROM:<a@example.org> RET=ALL\r\nMAIL FROM:<a@example.org>SIZE=1\r\nMAIL FROM:<a@example.org> ENVID=a+0Db\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<alice@postern.test> NOTIFY=NEVER,DELAY\r\nRCPT TO:<alice@postern.test> ORCPT=nosemicolon\r\nRCPT TO:<alice@postern.test> FOO=BAR\r\nQUIT\r\n'
 	[ "${lines[9]}" = "501 5.5.4 Bad SIZE syntax" ]
