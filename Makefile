@@ -109,4 +109,4 @@ clean:
 
 .PHONY: all check check-sanitize run bench install clean
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/tests -name '*.d' 2>/dev/null)

@@ -4,7 +4,8 @@
  * Each writer thread repeats the cycle every durable mail queue performs to
  * accept one message (DESIGN.md, "The queue"): create a file under a unique
  * temporary name (O_EXCL, 0600), write the message, fsync the file, rename
- * it into incoming/, fsync incoming/. The file is then unlinked (without an
+ * it into incoming/, fsync incoming/. -o late and -o postfix measure other
+ * orders of the same steps (see enum cycle_order), for comparison only. The file is then unlinked (without an
  * fsync) so that the directory stays the size of a queue in steady state.
  * The rate of that loop, with 1 and with 20 writers, is the physical ceiling
  * of any acceptance rate on this disk: no MTA that keeps its promise can
@@ -58,7 +59,8 @@ static double now_s(void)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: fsync-ceiling -d DIR [-w writers] [-t seconds] [-s bytes]\n");
+	fprintf(stderr, "usage: fsync-ceiling -d DIR [-w writers] [-t seconds] [-s bytes]\n"
+	    "    [-o postern|late|postfix]\n");
 	exit(2);
 }
 
@@ -79,11 +81,43 @@ static int write_all(int fd, const char *buf, size_t len)
 	return 0;
 }
 
+/*
+ * The order of the durable steps. postern's (DESIGN.md) fsyncs the file
+ * before the rename and the directory after it. Postfix's cleanup renames
+ * first and then fsyncs the file only; "late" renames first and then
+ * fsyncs both, which on a journalling file system such as ext4 lets one
+ * journal commit carry the data and the new name together.
+ */
+enum cycle_order {
+	ORDER_POSTERN,		/* write, fsync file, rename, fsync dir */
+	ORDER_LATE,		/* write, rename, fsync file, fsync dir */
+	ORDER_POSTFIX,		/* write, rename, fsync file */
+};
+static enum cycle_order order = ORDER_POSTERN;
+
+static int do_fsync(struct writer *w, int fd, const char *what)
+{
+	if (fsync(fd) < 0) {
+		w->what = what;
+		return -1;
+	}
+	return 0;
+}
+
+static int do_rename(struct writer *w, const char *from, const char *to)
+{
+	if (rename(from, to) < 0) {
+		w->what = "rename";
+		return -1;
+	}
+	return 0;
+}
+
 /* One queue-acceptance cycle; on failure records which call failed. */
 static int one_cycle(struct writer *w, uint64_t seq)
 {
 	char tmp[4096], final[4096];
-	int fd;
+	int fd, rc;
 
 	snprintf(tmp, sizeof(tmp), "%s/tmp/w%d.%llu", base_dir, w->id,
 	    (unsigned long long)seq);
@@ -99,23 +133,25 @@ static int one_cycle(struct writer *w, uint64_t seq)
 		close(fd);
 		return -1;
 	}
-	if (fsync(fd) < 0) {
-		w->what = "fsync(file)";
-		close(fd);
-		return -1;
+	switch (order) {
+	case ORDER_POSTERN:
+		rc = do_fsync(w, fd, "fsync(file)") || do_rename(w, tmp, final) ||
+		    do_fsync(w, incoming_fd, "fsync(dir)");
+		break;
+	case ORDER_LATE:
+		rc = do_rename(w, tmp, final) || do_fsync(w, fd, "fsync(file)") ||
+		    do_fsync(w, incoming_fd, "fsync(dir)");
+		break;
+	default:
+		rc = do_rename(w, tmp, final) || do_fsync(w, fd, "fsync(file)");
+		break;
 	}
-	if (close(fd) < 0) {
+	if (close(fd) < 0 && rc == 0) {
 		w->what = "close";
-		return -1;
+		rc = -1;
 	}
-	if (rename(tmp, final) < 0) {
-		w->what = "rename";
+	if (rc != 0)
 		return -1;
-	}
-	if (fsync(incoming_fd) < 0) {
-		w->what = "fsync(dir)";
-		return -1;
-	}
 	if (unlink(final) < 0) {
 		w->what = "unlink";
 		return -1;
@@ -184,8 +220,18 @@ int main(int argc, char **argv)
 	size_t nall = 0;
 	char path[4096];
 
-	while ((opt = getopt(argc, argv, "d:w:t:s:")) != -1) {
+	while ((opt = getopt(argc, argv, "d:w:t:s:o:")) != -1) {
 		switch (opt) {
+		case 'o':
+			if (strcmp(optarg, "postern") == 0)
+				order = ORDER_POSTERN;
+			else if (strcmp(optarg, "late") == 0)
+				order = ORDER_LATE;
+			else if (strcmp(optarg, "postfix") == 0)
+				order = ORDER_POSTFIX;
+			else
+				usage();
+			break;
 		case 'd':
 			base_dir = optarg;
 			break;

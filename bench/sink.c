@@ -10,9 +10,13 @@
  * compares the distinct count with the number of messages it sent and
  * reports the difference as lost.
  *
+ * Messages from the null sender (MAIL FROM:<>) are delivery status
+ * notifications: a benchmark that makes any has gone wrong, so they are
+ * counted apart (bounces=N) and never as arrived messages.
+ *
  * A client that sends "XCOUNT" gets one line with the counters, so the
  * driver can poll without signals or files:
- *   250 messages=N unique=N duplicates=N recipients=N bytes=N connections=N
+ *   250 messages=N unique=N duplicates=N bounces=N recipients=N bytes=N connections=N
  *
  * Trusts: nothing that arrives on the socket (bounded buffers, no echo);
  * it is a measuring instrument for loopback use, not a mail server.
@@ -51,6 +55,7 @@ struct conn {
 	bool in_header;		/* DATA: still in the header section */
 	bool mid_line;		/* a line was cut by the buffer: not at line start */
 	bool closing;		/* close once the output is flushed */
+	bool null_sender;	/* MAIL FROM:<>: a bounce, counted apart */
 	uint64_t msgid_hash;	/* hash of this message's Message-Id, 0 if none */
 	unsigned int rcpts;	/* recipients of the current transaction */
 	uint64_t msg_bytes;
@@ -61,7 +66,7 @@ struct conn {
 };
 
 static struct {
-	unsigned long long messages, unique, duplicates, recipients, bytes, connections;
+	unsigned long long messages, unique, duplicates, bounces, recipients, bytes, connections;
 } counts;
 
 /* Open-addressing set of 64-bit Message-Id hashes (0 = empty slot). */
@@ -145,10 +150,10 @@ static void reply_counts(struct conn *c)
 	char line[512];
 
 	snprintf(line, sizeof(line),
-	    "250 messages=%llu unique=%llu duplicates=%llu recipients=%llu "
-	    "bytes=%llu connections=%llu\r\n",
-	    counts.messages, counts.unique, counts.duplicates, counts.recipients,
-	    counts.bytes, counts.connections);
+	    "250 messages=%llu unique=%llu duplicates=%llu bounces=%llu "
+	    "recipients=%llu bytes=%llu connections=%llu\r\n",
+	    counts.messages, counts.unique, counts.duplicates, counts.bounces,
+	    counts.recipients, counts.bytes, counts.connections);
 	reply(c, line);
 }
 
@@ -158,6 +163,23 @@ static bool verb_is(const char *line, size_t len, const char *verb)
 
 	return len >= n && strncasecmp(line, verb, n) == 0 &&
 	    (len == n || line[n] == ' ' || line[n] == ':');
+}
+
+/* True for the argument of "MAIL" that names the null sender: FROM:<> */
+static bool is_null_sender(const char *arg, size_t len)
+{
+	static const char from[] = " FROM:";
+	size_t n = sizeof(from) - 1;
+
+	if (len < n || strncasecmp(arg, from, n) != 0)
+		return false;
+	arg += n;
+	len -= n;
+	while (len > 0 && *arg == ' ') {
+		arg++;
+		len--;
+	}
+	return len >= 2 && arg[0] == '<' && arg[1] == '>';
 }
 
 /* One command line, without its line end. */
@@ -177,6 +199,7 @@ static void do_command(struct conn *c, const char *line, size_t len)
 		reply(c, buf);
 	} else if (verb_is(line, len, "MAIL")) {
 		c->rcpts = 0;
+		c->null_sender = is_null_sender(line + 4, len - 4);
 		reply(c, "250 2.1.0 Ok\r\n");
 	} else if (verb_is(line, len, "RCPT")) {
 		c->rcpts++;
@@ -208,13 +231,17 @@ static void do_command(struct conn *c, const char *line, size_t len)
 
 static void end_of_message(struct conn *c)
 {
-	counts.messages++;
 	counts.recipients += c->rcpts;
 	counts.bytes += c->msg_bytes;
-	if (c->msgid_hash == 0 || seen_add(c->msgid_hash))
-		counts.unique++;
-	else
-		counts.duplicates++;
+	if (c->null_sender) {
+		counts.bounces++;
+	} else {
+		counts.messages++;
+		if (c->msgid_hash == 0 || seen_add(c->msgid_hash))
+			counts.unique++;
+		else
+			counts.duplicates++;
+	}
 	c->state = SINK_COMMAND;
 	c->rcpts = 0;
 	reply(c, "250 2.0.0 Ok: queued\r\n");
@@ -463,8 +490,9 @@ int main(int argc, char **argv)
 				close_conn(c);
 		}
 	}
-	printf("messages=%llu unique=%llu duplicates=%llu recipients=%llu bytes=%llu connections=%llu\n",
-	    counts.messages, counts.unique, counts.duplicates, counts.recipients,
-	    counts.bytes, counts.connections);
+	printf("messages=%llu unique=%llu duplicates=%llu bounces=%llu recipients=%llu "
+	    "bytes=%llu connections=%llu\n",
+	    counts.messages, counts.unique, counts.duplicates, counts.bounces,
+	    counts.recipients, counts.bytes, counts.connections);
 	return 0;
 }

@@ -163,8 +163,6 @@ void session_set_timeout(struct deliver_session *s);
 void session_close(struct deliver_session *s, bool say_quit);
 /* Is a cached, idle session still there (no 421, no EOF pending)? */
 bool session_alive(struct deliver_session *s);
-/* "250 2.1.0 Ok" -> enhanced code "2.1.0" (class must match). */
-void reply_enhanced(int code, const char *text, char *out, size_t outsize);
 
 /* ---- deliver_smtp.c: one mail transaction on an open session ---- */
 

@@ -188,14 +188,14 @@ static struct deliver_session *dest_open(struct deliver_job *job)
 }
 
 /*
- * The peer for the result: Remote-MTA of a DSN is the name we looked up
- * (RFC 3464 2.3.5), or for a Unix socket the name the server gave.
+ * The peer for the result: remote_mta (a DSN's Remote-MTA) is the name the
+ * server gave in its greeting, else the name we looked up.
  */
 static void note_peer(struct deliver_job *job, const struct deliver_session *s)
 {
 	strlcpy(job->relay, s->relay, sizeof(job->relay));
-	strlcpy(job->remote_mta, s->port == 0 && s->greeting_name[0] ?
-	    s->greeting_name : s->host, sizeof(job->remote_mta));
+	strlcpy(job->remote_mta, s->greeting_name[0] ? s->greeting_name :
+	    s->host, sizeof(job->remote_mta));
 }
 
 static void dest_key(const struct deliver_job *job, char *out, size_t outsize)

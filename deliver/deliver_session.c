@@ -81,11 +81,12 @@ void session_set_timeout(struct deliver_session *s)
 	bio_set_timeout(&s->bio, (int)ms);
 }
 
-void reply_enhanced(int code, const char *text, char *out, size_t outsize)
+/* "2.1.0 Ok" -> enhanced code "2.1.0" (RFC 3463; class must match). */
+static void reply_enhanced(int code, const char *text, char *out, size_t outsize)
 {
 	/* RFC 3463 2: class "." subject "." detail, class matching the code. */
 	const char *p = text;
-	size_t n1 = 0, n2 = 0, n3 = 0;
+	size_t n1 = 0, n2 = 0;
 
 	out[0] = '\0';
 	if (p[0] - '0' != code / 100 || p[1] != '.')
@@ -100,7 +101,6 @@ void reply_enhanced(int code, const char *text, char *out, size_t outsize)
 		n2++;
 	if (n2 < 1 || n2 > 3 || (q[n2] != ' ' && q[n2] != '\0'))
 		return;
-	(void)n3;
 	size_t len = (size_t)(q + n2 - text);
 	if (len < outsize) {
 		memcpy(out, text, len);
@@ -125,12 +125,8 @@ bool session_read_reply(struct deliver_session *s)
 	r->code = 0;
 	r->enhanced[0] = '\0';
 	for (;;) {
+		/* A line past REPLY_LINE_MAX is BIO_TOOLONG: a malformed reply. */
 		st = bio_readline(&s->bio, &line, REPLY_LINE_MAX, NULL);
-		if (st == BIO_TOOLONG) {
-			str_set(&line, "");
-			st = BIO_OK;	/* keep the code, lose the text */
-			continue;
-		}
 		if (st != BIO_OK)
 			break;
 		const char *l = str_cstr(&line);
@@ -302,10 +298,15 @@ static void reply_first_word(const struct deliver_session *s, char *out,
 	out[n] = '\0';
 }
 
-/* RFC 5321 6.3 (and Postfix's rule): a peer that is us means a loop. */
-static bool names_myself(const char *name)
+/*
+ * RFC 5321 6.3 (and Postfix's rule): an SMTP peer that is us means a
+ * loop. Not for LMTP: our own lmtpd is the usual final destination, and
+ * it rightly gives our name.
+ */
+static bool names_myself(const struct deliver_session *s, const char *name)
 {
-	return cfg.myhostname[0] != '\0' && strcasecmp(name, cfg.myhostname) == 0;
+	return !s->lmtp && cfg.myhostname[0] != '\0' &&
+	    strcasecmp(name, cfg.myhostname) == 0;
 }
 
 static void loop_outcome(struct deliver_job *job, struct deliver_outcome *o)
@@ -339,7 +340,7 @@ static bool hello(struct deliver_session *s, struct deliver_job *job,
 	}
 	if (s->reply.code / 100 == 2) {
 		reply_first_word(s, name, sizeof(name));
-		if (!s->lmtp && names_myself(name)) {
+		if (names_myself(s, name)) {
 			loop_outcome(job, out);
 			return false;
 		}
@@ -408,11 +409,7 @@ static enum open_step open_once(struct deliver_session *s,
 		return OPEN_FAILED;
 	}
 	reply_first_word(s, s->greeting_name, sizeof(s->greeting_name));
-	/*
-	 * Not for LMTP: it is the last hop, and our own lmtpd rightly
-	 * greets with our name.
-	 */
-	if (!s->lmtp && names_myself(s->greeting_name)) {
+	if (names_myself(s, s->greeting_name)) {
 		loop_outcome(job, out);
 		return OPEN_FAILED;
 	}

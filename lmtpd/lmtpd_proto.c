@@ -39,9 +39,14 @@
 #define LMTP_ERROR_LIMIT 20		/* protocol errors before we hang up */
 #define LMTP_JUNK_LIMIT 100		/* commands between transactions */
 
-/* The extensions LHLO announces, and that MAIL and RCPT accept. */
+/*
+ * The parameters MAIL and RCPT accept. CHUNKING is announced, but not
+ * BINARYMIME: a Maildir stores text with LF line ends, which binary data
+ * would not survive, so BODY=BINARYMIME is refused (555) like any
+ * parameter we do not offer.
+ */
 #define LMTP_EXTENSIONS (ESMTP_EXT_SIZE | ESMTP_EXT_8BITMIME | \
-	ESMTP_EXT_SMTPUTF8 | ESMTP_EXT_CHUNKING)
+	ESMTP_EXT_SMTPUTF8)
 
 enum lmtp_state {
 	LMTP_STATE_GREETED,	/* connected, no LHLO yet */
@@ -603,11 +608,6 @@ static void cmd_data(struct lmtp_session *s, const char *arg)
 	if (s->state == LMTP_STATE_MAIL) {
 		/* RFC 2033 4.2: no successful RCPT, DATA must fail. */
 		reply_error(s, 503, "5.5.1", "No valid recipients");
-		return;
-	}
-	if (s->txn.params.body == QUEUE_BODY_BINARYMIME) {
-		/* RFC 3030 3: BINARYMIME data comes only with BDAT. */
-		reply_error(s, 503, "5.5.1", "BODY=BINARYMIME requires BDAT");
 		return;
 	}
 	esmtp_reply(&s->bio, 354, NULL, true,

@@ -36,7 +36,7 @@ log_line_re() {	# ADDRESS DSN STATUS
 	[[ "$output" == *"rcpt=0 S 2.0.0 250 2.0.0 Ok"* ]]
 	[[ "$output" == *"rcpt=1 S 2.0.0 250 2.0.0 Ok"* ]]
 	[[ "$output" == *"relay=127.0.0.1[127.0.0.1]:$CAPTURE_PORT"* ]]
-	[[ "$output" == *"remote_mta=127.0.0.1"* ]]
+	[[ "$output" == *"remote_mta=smtp-sink"* ]]
 	[[ "$output" == *"nexthop_status=ok"* ]]
 	wait_for_log "$(log_line_re b@example.net 2.0.0 sent)\(250 2.0.0 Ok\)"
 	wait_for_log "$(log_line_re c@example.net 2.0.0 sent)"
@@ -107,7 +107,6 @@ log_line_re() {	# ADDRESS DSN STATUS
 	echo "$output"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	[[ "$output" == *"relay=mx2.two.test[127.0.0.1]:$SINK_PORT"* ]]
-	[[ "$output" == *"remote_mta=mx2.two.test"* ]]
 	wait_for_log "connect to mx1.two.test\[127.0.0.2\]:$SINK_PORT: Connection refused; trying the next host"
 	wait_for_log "$(log_line_re b@two.test 2.0.0 sent)"
 }
@@ -188,7 +187,7 @@ log_line_re() {	# ADDRESS DSN STATUS
 		--from a@example.org --to 'jörg@example.net'
 	echo "$output"
 	[[ "$output" == *"rcpt=0 B 5.6.7 SMTPUTF8 is required, but was not offered by host 127.0.0.1[127.0.0.1]:$SINK_PORT"* ]]
-	! grep -q 'MAIL FROM' "$T/sink.out"
+	[ "$(grep -c 'MAIL FROM' "$T/sink.out")" -eq 0 ]
 	run deliver_job --nexthop "[127.0.0.1]:$SINK_PORT" --smtputf8 \
 		--from a@example.org --to b@example.net
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
@@ -206,7 +205,7 @@ log_line_re() {	# ADDRESS DSN STATUS
 	[[ "$output" == *"rcpt=0 B 5.3.0 500 5.3.0 Error: command failed"* ]]
 	[[ "$output" == *"rcpt=1 B 5.3.0 500 5.3.0 Error: command failed"* ]]
 	wait_for_log "status=bounced \(host 127.0.0.1\[127.0.0.1\]:$SINK_PORT said: 500 5.3.0 Error: command failed \(in reply to RCPT TO command\)\)"
-	! grep -q 'smtp-sink: DATA' "$T/sink.out"
+	[ "$(grep -c 'smtp-sink: DATA' "$T/sink.out")" -eq 0 ]
 	run deliver_job --nexthop "[127.0.0.1]:$SINK2_PORT" --from a@example.org \
 		--to b@example.net --to c@example.net
 	echo "$output"
@@ -257,7 +256,8 @@ log_line_re() {	# ADDRESS DSN STATUS
 }
 
 @test "LMTP over a Unix socket: one reply per recipient" {
-	start_sink lmtp -L unix:"$T/lmtp.sock"
+	# Our own lmtpd gives our name: with LMTP that is no mail loop.
+	start_sink lmtp -L -h mx.postern.test unix:"$T/lmtp.sock"
 	suite_start
 	run deliver_job --transport lmtp --nexthop "unix:$T/lmtp.sock" \
 		--from '' --to b@example.net --to c@example.net
@@ -319,6 +319,6 @@ log_line_re() {	# ADDRESS DSN STATUS
 	echo "$output"
 	[[ "$output" == *"rcpt=0 S 2.0.0 250 2.0.0 Ok: queued as "* ]]
 	wait_for_log "TLS handshake failed with 127.0.0.1\[127.0.0.1\]:$PF_PORT: .*; trying again without TLS"
-	! grep -q 'Untrusted TLS connection established' "$T/log"
+	[ "$(grep -c 'Untrusted TLS connection established' "$T/log")" -eq 0 ]
 	postfix_peer_stop
 }

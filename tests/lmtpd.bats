@@ -126,6 +126,30 @@ new_count() {
 	grep -qx 'Delivered-To: alice+lists@postern.test' "$(new_files alice)"
 }
 
+@test "lmtp_listen on TCP too; lmtpd runs as mailbox_owner, not as user" {
+	[ "$(id -u)" -eq 0 ] || skip "needs root to run as another user"
+	LMTP_PORT=$(free_port)
+	suite_conf lmtp_listen "unix:$T/run/lmtp, 127.0.0.1:$LMTP_PORT"
+	suite_conf mailbox_owner nobody
+	chown nobody "$T/mail"
+	start
+	wait_for_port "$LMTP_PORT"
+	run swaks --server "127.0.0.1:$LMTP_PORT" --protocol LMTP \
+		--from sender@example.org --to carol@postern.test
+	echo "$output"
+	[ "$status" -eq 0 ]
+	f=$(new_files carol)
+	[ "$(stat -c %U "$f")" = nobody ]
+	[ "$(stat -c %U "$T/mail/postern.test/carol")" = nobody ]
+	grep -q '^Received: from .* (127.0.0.1)$' "$f"
+	# Every lmtpd process has dropped to nobody.
+	pids=$(pgrep -P "$SUITE_PID" -x lmtpd || true)
+	[ -n "$pids" ]
+	for p in $pids; do
+		[ "$(ps -o user= -p "$p")" = nobody ]
+	done
+}
+
 @test "a mailbox_maps value outside mailbox_base is refused with a temporary error" {
 	start
 	run lmtp_py <<-'EOF'
@@ -371,6 +395,8 @@ new_count() {
 	run lmtp_py <<-'EOF'
 	import lmtp, os
 	s = lmtp.greet(os.environ["LMTP"])
+	# Not announced: a Maildir could not keep binary data intact.
+	s.send("MAIL FROM:<a@example.org> BODY=BINARYMIME\r\n"); print(s.expect("555"))
 	s.send("MAIL FROM:<a@example.org>\r\n"); s.expect("250")
 	s.send("RCPT TO:<alice@postern.test> NOTIFY=NEVER\r\n"); print(s.expect("555"))
 	s.send("RCPT TO:<not an address>\r\n"); print(s.expect("501"))

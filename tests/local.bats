@@ -249,3 +249,35 @@ start_dovecot() {
 	wait_for_count 2 alice_deferrals
 	[ "$(new_count bob)" -eq 1 ]
 }
+
+@test "the make run configuration delivers to alice@localhost and bob@localhost out of the box" {
+	# make-run-config as a non-root developer would run it (as root it
+	# keeps its data in one shared /var/tmp directory, not for tests).
+	local dev="$T/devrun" as=()
+	mkdir -p "$dev"
+	if [ "$(id -u)" -eq 0 ]; then
+		chown "$TEST_USER" "$dev"
+		as=(setpriv --reuid="$TEST_USER" --regid="$(id -g "$TEST_USER")" --init-groups)
+	fi
+	"${as[@]}" env BUILD="$BUILD" "$BATS_TEST_DIRNAME/helpers/make-run-config" "$dev"
+	# Same configuration, on free ports.
+	local port sub
+	port=$(free_port)
+	sub=$(free_port)
+	sed -i -e "s/^smtp_listen = .*/smtp_listen = 127.0.0.1:$port/" \
+		-e "s/^submission_listen = .*/submission_listen = 127.0.0.1:$sub/" \
+		"$dev/postern.conf"
+	"${as[@]}" "$BUILD/postern" -c "$dev" start -f >"$T/log" 2>&1 &
+	SUITE_PID=$!
+	wait_for_log 'daemon started' 10
+	wait_for_port "$port"
+	run swaks --server "127.0.0.1:$port" --silent 2 --from someone@example.org \
+		--to alice@localhost,bob@localhost --header "Subject: make run"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	dev_count() { find "$dev/mail/$1/new" -type f 2>/dev/null | wc -l; }
+	wait_for_count 1 dev_count alice
+	wait_for_count 1 dev_count bob
+	grep -qx 'Delivered-To: alice@localhost' "$dev"/mail/alice/new/*
+	grep -q '^Subject: make run$' "$dev"/mail/bob/new/*
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bats
+# bench.bats - keeps the benchmark harness from rotting: bench/run in its
+# quick mode (a handful of messages per case, one run) must start its
+# private Postfix (and postern, once the build has it), print the table
+# with a figure for every case, and lose no message. It asserts no speed:
+# performance is measured by `make bench`, never tested.
+
+setup() {
+	[ "$(id -u)" -eq 0 ] || skip "bench/run needs root (Postfix's master runs as root)"
+	command -v postfix >/dev/null || skip "Postfix is not installed"
+	TOP=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
+}
+
+@test "bench/run quick mode prints the table and loses no message" {
+	run env BENCH_QUICK=1 BENCH_OUT="$BATS_TEST_TMPDIR/table" "$TOP/bench/run"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	table=$(cat "$BATS_TEST_TMPDIR/table")
+	# One msgs/s row per case, with a number in the Postfix column.
+	for title in "accept, 1 session, 2 KiB" "accept, 20 sessions, 2 KiB" \
+		"accept, 100 sessions, 2 KiB" "accept, 4 sessions, 1 MiB" \
+		"end-to-end relay, 20 sessions" "end-to-end Maildir, 20 sessions"; do
+		grep -E "^$title +msgs/s +[0-9]+\.[0-9] " <<<"$table"
+	done
+	grep -E '^ +p99 end-of-DATA ms +[0-9]+\.[0-9]+ ' <<<"$table"
+	grep -E '^ +RSS KiB per session +[0-9]+ ' <<<"$table"
+	grep -E '^fsync ceiling .*: [0-9]+/s with 1 writer, [0-9]+/s with 20$' <<<"$table"
+	# Nothing lost, counted at the sink and in the Maildirs.
+	grep -E '^messages lost \(all runs\) +count at the sink +0 +(0|n/a)$' <<<"$table"
+}
