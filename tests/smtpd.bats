@@ -281,8 +281,9 @@ teardown_file() {
 		[ "${lines[13]}" = "221 2.0.0 Bye" ]
 		[ "${#lines[@]}" -eq 14 ]
 	done
-	run grep -rl 'smuggled@example.org' "$T/queue"
-	[ "$status" -eq 1 ]
+	# (qmgr may move files meanwhile: -s, and judge by what is found)
+	run grep -rls 'smuggled@example.org' "$T/queue"
+	[ -z "$output" ]
 	wait_for_log 'NOQUEUE: reject: END-OF-MESSAGE from localhost\[127.0.0.1\]: 550 5.5.2'
 	wait_for_log 'warning: bare <CR> or <LF> in message text'
 }
@@ -308,11 +309,12 @@ teardown_file() {
 @test "disconnect line counts commands; client gone mid-DATA queues nothing" {
 	run raw 'EHLO count.test\r\nMAIL FROM:<cnt@example.org>\r\nRCPT TO:<alice@postern.test>\r\nRCPT TO:<nobody3@postern.test>\r\nNOOP\r\nBOGUS\r\nQUIT\r\n'
 	wait_for_log 'disconnect from localhost\[127.0.0.1\] ehlo=1 mail=1 rcpt=1/2 noop=1 quit=1 unknown=0/1 commands=5/7'
-	before=$(qtool ids | wc -l)
+	# smtpd logs "ID: client=" for each message it commits
+	before=$(grep -c ': client=' "$T/log" || true)
 	run raw 'EHLO gone.test\r\nMAIL FROM:<gone@example.org>\r\nRCPT TO:<alice@postern.test>\r\nDATA\r\nSubject: half\r\n\r\nhalf a message'
 	wait_for_log 'lost connection after DATA from localhost'
-	[ "$(qtool ids | wc -l)" -eq "$before" ]
-	run find "$T/queue/incoming" -name '.*' -type f
+	[ "$(grep -c ': client=' "$T/log" || true)" -eq "$before" ]
+	run grep -rls 'half a message' "$T/queue"
 	[ -z "$output" ]
 }
 
