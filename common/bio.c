@@ -312,6 +312,8 @@ bool bio_write(struct bio *b, const void *p, size_t len)
 {
 	if (b->write_failed)
 		return false;
+	if (len == 0)
+		return true;	/* wbuf and p may be NULL: no memcpy */
 	if (b->wlen + len > b->wcap) {
 		size_t cap = b->wcap ? b->wcap : 4096;
 		while (cap < b->wlen + len)

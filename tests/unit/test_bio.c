@@ -252,6 +252,27 @@ static void test_read_exact_and_write(void)
 	close(p.reader);
 }
 
+/* An empty string (data still NULL) written to a fresh bio: no bytes, and
+ * no memcpy from or to NULL (UBSan in make check-sanitize). */
+static void test_write_nothing(void)
+{
+	struct pair p = make_pair();
+	struct bio w;
+	struct str empty;
+
+	bio_init(&w, p.writer, 2000);
+	str_init(&empty, 100);
+	CHECK(bio_write(&w, empty.data, empty.len));
+	CHECK_INT(bio_flush(&w), BIO_OK);
+	CHECK(bio_write(&w, "x", 1));
+	CHECK(bio_write(&w, NULL, 0));
+	CHECK_INT(bio_flush(&w), BIO_OK);
+	str_free(&empty);
+	bio_free(&w);
+	close(p.writer);
+	close(p.reader);
+}
+
 static void test_discard_input(void)
 {
 	struct pair p = make_pair();
@@ -282,6 +303,7 @@ int main(void)
 	RUN(test_cr_split_from_lf_across_reads);
 	RUN(test_timeout);
 	RUN(test_read_exact_and_write);
+	RUN(test_write_nothing);
 	RUN(test_discard_input);
 	return unit_done();
 }
