@@ -194,10 +194,10 @@ teardown_file() {
 	echo "$output" | grep -q 'queued as'
 }
 
-@test "swaks --tlsc: implicit TLS on smtps, with AUTH; 530 without" {
-	run swaks --server 127.0.0.1 --port "$SMTPS_PORT" --tlsc \
+@test "swaks --tlsc --pipeline: implicit TLS on smtps, with AUTH; 530 without" {
+	run swaks --server 127.0.0.1 --port "$SMTPS_PORT" --tlsc --pipeline \
 		--auth PLAIN --auth-user alice --auth-password 'alice secret' \
-		--from alice@postern.test --to far@example.net
+		--from alice@postern.test --to alice@postern.test,far@example.net
 	[ "$status" -eq 0 ]
 	id=$(queued_id "$output")
 	[ -n "$id" ]
