@@ -550,7 +550,8 @@ static int queue_flush(void)
 {
 	char path[PATH_MAX];
 	struct bio b;
-	struct ipc_msg req, reply;
+	struct ipc_msg req;
+	struct ipc_msg reply = { 0 };	/* ipc_recv fills it in */
 	int rc = 1;
 
 	snprintf(path, sizeof(path), "%s/%s", cfg.run_directory, IPC_SOCKET_QMGR);
@@ -562,7 +563,6 @@ static int queue_flush(void)
 	}
 	bio_init(&b, fd, QUEUE_FLUSH_TIMEOUT_MS);
 	ipc_msg_init(&req, "flush");
-	ipc_msg_init(&reply, "none");
 	if (!ipc_send(&b, &req)) {
 		fprintf(stderr, "%s: flush: sending to qmgr: %s\n", QUEUE_CMD,
 		    strerror(errno));

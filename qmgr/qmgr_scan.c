@@ -69,6 +69,13 @@ static int id_compare(const void *a, const void *b)
 	return strcmp(a, b);
 }
 
+/* qsort's array must not be NULL even when empty (C17 7.22.5). */
+static void idlist_sort(struct idlist *l)
+{
+	if (l->count > 1)
+		qsort(l->ids, l->count, QUEUE_ID_SIZE, id_compare);
+}
+
 static char *queue_subdir_path(const char *subdir)
 {
 	return xasprintf("%s/%s", cfg.queue_directory, subdir);
@@ -110,8 +117,7 @@ static void scan_incoming(void)
 	idlist_clear(&incoming_list);
 	scan_dir_ids(path, &incoming_list, false, 0);
 	free(path);
-	qsort(incoming_list.ids, incoming_list.count, QUEUE_ID_SIZE,
-	    id_compare);
+	idlist_sort(&incoming_list);
 }
 
 /* deferred/ is hashed: read every subdirectory. */
@@ -139,8 +145,7 @@ static void scan_deferred(bool all)
 	}
 	closedir(d);
 	free(top);
-	qsort(deferred_list.ids, deferred_list.count, QUEUE_ID_SIZE,
-	    id_compare);
+	idlist_sort(&deferred_list);
 	if (all && deferred_list.count > 0)
 		log_info("flush: %zu deferred messages", deferred_list.count);
 }
