@@ -62,6 +62,13 @@ static void smtpd_serve(struct daemon_conn *conn)
 {
 	struct smtpd_session s;
 
+	if (strcmp(conn->service, "smtps") == 0) {
+		/* Implicit TLS (RFC 8314) arrives with the TLS issue; a TLS
+		 * client must not get a plaintext session meanwhile. */
+		log_warning("smtps: implicit TLS is not available yet: closing "
+		    "the connection from [%s]", conn->peer_addr);
+		return;
+	}
 	memset(&s, 0, sizeof(s));
 	s.conn = conn;
 	s.submission = strcmp(conn->service, "submission") == 0;

@@ -113,6 +113,7 @@ static bool open_message(struct smtpd_session *s)
 	return true;
 }
 
+/* Throw the half-written message away; its queue ID is no more. */
 static void discard_message(struct smtpd_txn *t)
 {
 	if (t->writer != NULL) {
@@ -120,6 +121,7 @@ static void discard_message(struct smtpd_txn *t)
 		t->writer = NULL;
 		queue_envelope_free(&t->env);
 	}
+	t->queue_id[0] = '\0';
 }
 
 /* Append content octets, enforcing message_size_limit. */
@@ -165,7 +167,6 @@ static void finish_message(struct smtpd_session *s, const char *stage)
 	}
 	if (code != 0) {
 		discard_message(t);
-		t->queue_id[0] = '\0';
 		smtpd_reply(s, code, enh, "%s", text);
 		smtpd_log_reject(s, stage, NULL, code, enh, text);
 		smtpd_txn_end(s, false);
@@ -424,6 +425,7 @@ void smtpd_cmd_bdat(struct smtpd_session *s, const char *arg)
 	if (cfg.message_size_limit > 0 &&
 	    t->size + size > (unsigned long long)cfg.message_size_limit) {
 		/* RFC 3030 2: the chunk is still read, then refused. */
+		discard_message(t);
 		smtpd_log_reject(s, "BDAT", NULL, 552, "5.3.4",
 		    "Error: message file too big");
 		refuse_chunk(s, size, last, 552, "5.3.4",

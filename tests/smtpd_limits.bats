@@ -141,3 +141,16 @@ all_queue_files() {
 	run psend small@example.org alice@postern.test
 	[ "$status" -eq 0 ]
 }
+
+@test "IPv6 client: [IPv6:::1] in Received and attributes, ::1 in mynetworks" {
+	suite_conf smtp_listen "127.0.0.1:$SMTP_PORT, [::1]:$SMTP_PORT"
+	suite_start
+	run raw --host ::1 'EHLO v6.test\r\nMAIL FROM:<v6@example.org>\r\nRCPT TO:<rcpt@remote.example>\r\nDATA\r\nSubject: v6\r\n\r\nx\r\n.\r\nQUIT\r\n'
+	[ "$status" -eq 0 ]
+	id=$(queued_id "$output")
+	[ -n "$id" ]
+	run qtool show "$id"
+	echo "$output" | grep -q '"client_addr": "::1"'
+	qtool content "$id" | grep -q '^Received: from v6.test ([^ ]* \[IPv6:::1\])'
+	wait_for_log "$id: client=[^ ]*\[::1\]"
+}

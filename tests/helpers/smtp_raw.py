@@ -17,6 +17,7 @@ shown as a line end. Options:
   --timeout SECS    give up reading after SECS (default 20); exit 3 then
   --repeat N        the payloads N times over (load in one session)
   --file PATH       append the bytes of PATH as one more payload
+  --host ADDR       connect to ADDR (default 127.0.0.1; "::1" for IPv6)
 
 Exit status 0 when the server closed the connection, 3 on timeout.
 """
@@ -55,6 +56,7 @@ def main(argv):
     timeout = 20.0
     repeat = 1
     extra = []
+    host = "127.0.0.1"
     while args and args[0].startswith("--"):
         opt = args.pop(0)
         if opt == "--wait-greeting":
@@ -65,6 +67,8 @@ def main(argv):
             timeout = float(args.pop(0))
         elif opt == "--repeat":
             repeat = int(args.pop(0))
+        elif opt == "--host":
+            host = args.pop(0)
         elif opt == "--file":
             with open(args.pop(0), "rb") as f:
                 extra.append(f.read())
@@ -74,7 +78,7 @@ def main(argv):
     payloads = [decode_payload(a) for a in args] * repeat + extra
     deadline = time.monotonic() + timeout
     out = sys.stdout.buffer
-    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock = socket.create_connection((host, port), timeout=timeout)
     buf = b""
     try:
         if wait_greeting or step:
