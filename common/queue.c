@@ -787,10 +787,10 @@ static bool queue_pwrite_all(int fd, const void *p, size_t len, off_t off)
 /*
  * The order of the durable steps (queue.h, "Durability"): the complete
  * file is renamed to its final name first and then fsync'd, then its
- * directory. On ext4 (and any file system that journals metadata in
- * order) the file's fsync commits the rename in the same journal
- * transaction, so the directory's fsync finds nothing left to write: one
- * flush per message instead of two. Nothing is acknowledged before both
+ * directory. On ext4 with a journal the file's fsync commits the rename
+ * in the same journal transaction; without one, the fsync of a new file
+ * writes its directory too. Either way the directory's fsync finds
+ * nothing left to write. Nothing is acknowledged before both
  * fsyncs succeed, so acknowledged mail is as durable as with a temporary
  * name; a crash before them may leave an unfinished file under its final
  * name, which queue_read() reports as CORRUPT (the D record, the C record

@@ -172,7 +172,6 @@ static bool wants(unsigned notify, unsigned bit)
 	return (notify & bit) != 0;
 }
 
-
 void qmgr_message_results(struct qmsg *msg, const struct qresult *r,
     size_t n, const char *transport, const char *relay,
     const char *remote_mta, bool log_it)

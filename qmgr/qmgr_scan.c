@@ -426,8 +426,22 @@ static bool feed_from(struct idlist *l, const char *subdir)
 	return false;
 }
 
+/* One fsync of active/ for a batch of moves into it (qmgr_util.c). */
+static void sync_active_dir(void)
+{
+	char *path = queue_subdir_path(QUEUE_ACTIVE);
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0)
+		log_warning("fsync %s: %m", path);
+	if (fd >= 0)
+		close(fd);
+	free(path);
+}
+
 void qmgr_scan_feed(void)
 {
+	size_t moved = 0;
+
 	while (qmgr_active_count < (size_t)cfg.qmgr_active_limit) {
 		bool took;
 		if (prefer_deferred)
@@ -438,8 +452,11 @@ void qmgr_scan_feed(void)
 			    feed_from(&deferred_list, QUEUE_DEFERRED);
 		if (!took)
 			break;
+		moved++;
 		prefer_deferred = !prefer_deferred;
 	}
+	if (moved > 0)
+		sync_active_dir();
 	if (incoming_list.pos >= incoming_list.count && incoming_list.count) {
 		/* Used up: look again soon for what arrived meanwhile. */
 		idlist_clear(&incoming_list);

@@ -84,15 +84,19 @@ void qmgr_rfc5322_date(time_t t, char *out, size_t size)
 }
 
 /*
- * Why qmgr's moves need no fsync of the directory (queue_move() does one):
- * fsync only matters for a power cut, since the page cache survives a
- * kill -9 of any process. A rename that a power cut undoes leaves the
- * file in the directory it came from, whole: the queue file itself was
- * made durable when it was accepted. qmgr's start-up takes everything in
- * incoming/ and active/ and the due part of deferred/, so a message found
- * back in incoming/ or active/ is simply tried again (at worst a second
- * delivery, never a loss). The move is the one rename(2); nothing else
- * in the file changes.
+ * Why qmgr's moves need no fsync of the directory each (queue_move() does
+ * one): fsync only matters for a power cut, since the page cache survives
+ * a kill -9 of any process. On a file system that makes a rename atomic
+ * across a power cut (any journaling one: ext4 with its journal, XFS,
+ * btrfs), a rename that a power cut undoes leaves the file in the
+ * directory it came from, whole: the queue file itself was made durable
+ * when it was accepted. qmgr's start-up takes everything in incoming/ and
+ * active/ and the due part of deferred/, so a message found back there is
+ * simply tried again (at worst a second delivery, never a loss). Without
+ * a journal a rename is two directory writes that reach the disk in any
+ * order, so the callers that take files out of incoming/ still flush
+ * active/ once per batch of moves (qmgr_scan_feed), which keeps that
+ * window as short as it was with one fsync per move.
  */
 bool qmgr_move(const char *from_subdir, const char *to_subdir,
     const char *id, char *err, size_t errsize)
