@@ -62,8 +62,7 @@ bool dns_init(const struct cfg_list *servers, char *err, size_t errsize)
 		}
 	}
 
-	if (dns_ready)
-		res_nclose(&dns_res);	/* frees _u._ext.nsaddrs too */
+	dns_close();	/* res_nclose frees _u._ext.nsaddrs too */
 	memset(&dns_res, 0, sizeof(dns_res));
 	if (res_ninit(&dns_res) != 0) {
 		snprintf(err, errsize, "cannot initialise the resolver");
@@ -98,6 +97,13 @@ bool dns_init(const struct cfg_list *servers, char *err, size_t errsize)
 	}
 	dns_ready = true;
 	return true;
+}
+
+void dns_close(void)
+{
+	if (dns_ready)
+		res_nclose(&dns_res);
+	dns_ready = false;
 }
 
 static bool dns_ensure_ready(char *err, size_t errsize)

@@ -33,6 +33,8 @@ struct dns_addr {
 
 /* Configure the resolver from dns_servers (empty list: system default). */
 bool dns_init(const struct cfg_list *servers, char *err, size_t errsize);
+/* Release the resolver state (sockets, glibc's resolv.conf copy). */
+void dns_close(void);
 /*
  * MX records sorted by preference, equal preferences shuffled. *mx is
  * malloc'd. DNS_NOTFOUND when the domain exists but has no MX (caller

@@ -94,7 +94,10 @@ enum ipc_decode_result ipc_decode(const char *buf, size_t len,
 
 /* Blocking helpers over a bio (deadline from the bio). */
 bool ipc_send(struct bio *b, const struct ipc_msg *m);
-/* BIO_OK with *m filled in; BIO_TOOLONG for a malformed message. */
+/*
+ * BIO_OK with *m filled in (m is initialised here: pass it uninitialised
+ * or freed); BIO_TOOLONG for a malformed message.
+ */
 enum bio_status ipc_recv(struct bio *b, struct ipc_msg *m);
 
 /*

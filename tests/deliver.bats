@@ -14,9 +14,11 @@ setup() {
 }
 
 teardown() {
-	suite_stop
+	local status=0
+	suite_stop || status=$?
 	peers_stop
 	postfix_peer_stop
+	return $status
 }
 
 # The log line of one recipient, per DESIGN.md.

@@ -13,8 +13,10 @@ setup() {
 }
 
 teardown() {
-	suite_stop
+	local status=0
+	suite_stop || status=$?
 	peers_stop
+	return $status
 }
 
 @test "two messages, one connection, MAIL/RCPT/DATA pipelined" {

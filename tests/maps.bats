@@ -13,8 +13,10 @@ setup() {
 }
 
 teardown() {
-	suite_stop
+	local status=0
+	suite_stop || status=$?
 	rm -rf "$T"
+	return $status
 }
 
 pmap() {

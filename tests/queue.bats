@@ -20,7 +20,7 @@ setup() {
 }
 
 teardown() {
-	suite_stop
+	suite_stop || return
 	[ -n "${KEEP_TEST_DIR:-}" ] || rm -rf "$T"
 }
 

@@ -132,6 +132,30 @@ child_pids() {
 	ps -o pid= --ppid "$pid" 2>/dev/null | tr -d ' '
 }
 
+# A sanitizer build (make check-sanitize) links the ASan runtime.
+SUITE_SANITIZED=
+if grep -q __asan_init "$BUILD/master" 2>/dev/null; then
+	SUITE_SANITIZED=1
+fi
+
+# What AddressSanitizer, UBSan and LeakSanitizer print when they find
+# something (or cannot run). A report inside a daemon does not fail a test
+# by itself: master restarts the daemon and the test may still pass.
+SANITIZER_REPORT='runtime error:|ERROR: (AddressSanitizer|LeakSanitizer)|Sanitizer has encountered a fatal error'
+
+# In a sanitizer build: print the reports in FILE and fail if there are any.
+sanitizer_check() {
+	local file=$1
+	[ -n "$SUITE_SANITIZED" ] && [ -f "$file" ] || return 0
+	grep -Eq -- "$SANITIZER_REPORT" "$file" || return 0
+	echo "# sanitizer reports in $file:"
+	grep -E -A 40 -- "$SANITIZER_REPORT" "$file" | head -n 200 | sed 's/^/# /'
+	return 1
+}
+
+# Stop the suite. In a sanitizer build it fails (after the cleanup) when
+# the log holds a sanitizer report, and keeps $T for a look. A teardown
+# that does more after suite_stop must return its status.
 suite_stop() {
 	[ -n "${SUITE_PID:-}" ] || return 0
 	local kids i
@@ -149,6 +173,10 @@ suite_stop() {
 	done
 	wait "$SUITE_PID" 2>/dev/null || true
 	SUITE_PID=
+	if ! sanitizer_check "$T/log"; then
+		echo "# kept $T"
+		return 1
+	fi
 	if [ -n "${KEEP_TEST_DIR:-}" ]; then
 		echo "# kept $T" >&3
 	else

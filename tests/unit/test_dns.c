@@ -358,6 +358,7 @@ int main(void)
 	RUN(test_ipv6_server);
 	RUN(test_unreachable_server_tempfails_quickly);
 	RUN(test_bad_server_config);
+	dns_close();
 	stop_dnsmasq();
 	return unit_done();
 }
