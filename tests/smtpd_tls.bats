@@ -83,6 +83,7 @@ CONF
 }
 
 teardown_file() {
+	local b_ok=0
 	if [ -n "${B_PID:-}" ]; then
 		kill -TERM "$B_PID" 2>/dev/null || true
 		for ((i = 0; i < 100; i++)); do
@@ -90,8 +91,11 @@ teardown_file() {
 			sleep 0.1
 		done
 		kill -KILL "$B_PID" 2>/dev/null || true
+		wait "$B_PID" 2>/dev/null || true
+		sanitizer_check "$B/log" || b_ok=1
 	fi
-	suite_stop
+	suite_stop || return 1
+	return $b_ok
 }
 
 @test "in clear: STARTTLS offered, AUTH neither offered nor accepted" {
