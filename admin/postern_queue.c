@@ -525,17 +525,30 @@ static int queue_op_main(enum queue_op op, int argc, char **argv)
 				ok = false;
 				continue;
 			}
-			const char *subdir = op_source(op, id);
-			if (subdir == NULL) {
-				fprintf(stderr, "%s: %s: no such message %s\n",
-				    QUEUE_CMD, id, where[op]);
-				ok = false;
-				continue;
+			/*
+			 * qmgr may move the file between our lookup and our
+			 * rename (active/ to deferred/): look again, a few
+			 * times, before calling it gone.
+			 */
+			bool applied = false, failed = false;
+			for (int attempt = 0; attempt < 5 && !applied && !failed;
+			    attempt++) {
+				const char *subdir = op_source(op, id);
+				if (subdir == NULL)
+					break;
+				if (apply_op(op, id, subdir, true))
+					applied = true;
+				else if (errno != ENOENT)
+					failed = true;
 			}
-			if (apply_op(op, id, subdir, false))
+			if (applied) {
 				done++;
-			else
+			} else {
+				if (!failed)
+					fprintf(stderr, "%s: %s: no such message "
+					    "%s\n", QUEUE_CMD, id, where[op]);
 				ok = false;
+			}
 		}
 	}
 	if (op == QUEUE_OP_RELEASE && done > 0)

@@ -3,9 +3,11 @@
  *
  * Each writer thread repeats the cycle every durable mail queue performs to
  * accept one message (DESIGN.md, "The queue"): create a file under a unique
- * temporary name (O_EXCL, 0600), write the message, fsync the file, rename
- * it into incoming/, fsync incoming/. -o late and -o postfix measure other
- * orders of the same steps (see enum cycle_order), for comparison only. The file is then unlinked (without an
+ * temporary name (O_EXCL, 0600), write the message, rename it into
+ * incoming/, fsync the file, fsync incoming/ (common/queue.h). -o early
+ * (postern's order before the first performance pass) and -o postfix
+ * measure other orders of the same steps (see enum cycle_order), for
+ * comparison only. The file is then unlinked (without an
  * fsync) so that the directory stays the size of a queue in steady state.
  * The rate of that loop, with 1 and with 20 writers, is the physical ceiling
  * of any acceptance rate on this disk: no MTA that keeps its promise can
@@ -60,7 +62,7 @@ static double now_s(void)
 static void usage(void)
 {
 	fprintf(stderr, "usage: fsync-ceiling -d DIR [-w writers] [-t seconds] [-s bytes]\n"
-	    "    [-o postern|late|postfix]\n");
+	    "    [-o postern|early|postfix]\n");
 	exit(2);
 }
 
@@ -82,15 +84,17 @@ static int write_all(int fd, const char *buf, size_t len)
 }
 
 /*
- * The order of the durable steps. postern's (DESIGN.md) fsyncs the file
- * before the rename and the directory after it. Postfix's cleanup renames
- * first and then fsyncs the file only; "late" renames first and then
- * fsyncs both, which on a journalling file system such as ext4 lets one
- * journal commit carry the data and the new name together.
+ * The order of the durable steps. postern's (common/queue.h) renames the
+ * complete file first and then fsyncs it and the directory: on ext4 with
+ * a journal one commit carries the data and the new name; without one,
+ * fsync of a new file writes its directory too (ext4_sync_parent), so
+ * the directory's fsync has nothing left to write. "early" fsyncs the
+ * file before the rename (postern's order until the first performance
+ * pass). Postfix's cleanup renames first and then fsyncs the file only.
  */
 enum cycle_order {
-	ORDER_POSTERN,		/* write, fsync file, rename, fsync dir */
-	ORDER_LATE,		/* write, rename, fsync file, fsync dir */
+	ORDER_POSTERN,		/* write, rename, fsync file, fsync dir */
+	ORDER_EARLY,		/* write, fsync file, rename, fsync dir */
 	ORDER_POSTFIX,		/* write, rename, fsync file */
 };
 static enum cycle_order order = ORDER_POSTERN;
@@ -135,11 +139,11 @@ static int one_cycle(struct writer *w, uint64_t seq)
 	}
 	switch (order) {
 	case ORDER_POSTERN:
-		rc = do_fsync(w, fd, "fsync(file)") || do_rename(w, tmp, final) ||
+		rc = do_rename(w, tmp, final) || do_fsync(w, fd, "fsync(file)") ||
 		    do_fsync(w, incoming_fd, "fsync(dir)");
 		break;
-	case ORDER_LATE:
-		rc = do_rename(w, tmp, final) || do_fsync(w, fd, "fsync(file)") ||
+	case ORDER_EARLY:
+		rc = do_fsync(w, fd, "fsync(file)") || do_rename(w, tmp, final) ||
 		    do_fsync(w, incoming_fd, "fsync(dir)");
 		break;
 	default:
@@ -225,8 +229,8 @@ int main(int argc, char **argv)
 		case 'o':
 			if (strcmp(optarg, "postern") == 0)
 				order = ORDER_POSTERN;
-			else if (strcmp(optarg, "late") == 0)
-				order = ORDER_LATE;
+			else if (strcmp(optarg, "early") == 0)
+				order = ORDER_EARLY;
 			else if (strcmp(optarg, "postfix") == 0)
 				order = ORDER_POSTFIX;
 			else

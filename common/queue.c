@@ -36,6 +36,8 @@
 /* Longest record line the reader accepts (a record is never near this). */
 #define QUEUE_MAX_RECORD (64 * 1024)
 #define QUEUE_LENGTH_DIGITS 20
+/* The D value until commit: QUEUE_LENGTH_DIGITS characters, not digits. */
+#define QUEUE_LENGTH_UNSET "--------------------"
 /* How often the writer picks a new ID when the name is taken. */
 #define QUEUE_CREATE_TRIES 10
 
@@ -637,7 +639,9 @@ static bool queue_writer_envelope(struct queue_writer *w,
 		    queue_writer_put(w, "\n", 1);
 	}
 	w->length_offset = queue_writer_offset(w) + 2;
-	ok = ok && queue_writer_record(w, 'D', "00000000000000000000");
+	/* Not digits until commit patches it: a file the writer never
+	 * finished reads as corrupt, whatever else reached the disk. */
+	ok = ok && queue_writer_record(w, 'D', QUEUE_LENGTH_UNSET);
 	w->content_offset = queue_writer_offset(w);
 	env->content_offset = w->content_offset;
 	return ok;
@@ -780,10 +784,24 @@ static bool queue_pwrite_all(int fd, const void *p, size_t len, off_t off)
 	return true;
 }
 
+/*
+ * The order of the durable steps (queue.h, "Durability"): the complete
+ * file is renamed to its final name first and then fsync'd, then its
+ * directory. On ext4 with a journal the file's fsync commits the rename
+ * in the same journal transaction; without one, the fsync of a new file
+ * writes its directory too. Either way the directory's fsync finds
+ * nothing left to write. Nothing is acknowledged before both
+ * fsyncs succeed, so acknowledged mail is as durable as with a temporary
+ * name; a crash before them may leave an unfinished file under its final
+ * name, which queue_read() reports as CORRUPT (the D record, the C record
+ * and the file's size catch every truncation and zero-filled tail).
+ */
 bool queue_writer_commit(struct queue_writer *w, char *err, size_t errsize)
 {
 	const char *step = "write";
 	char digits[QUEUE_LENGTH_DIGITS + 1];
+	char end[QUEUE_LENGTH_DIGITS + 4];
+	const char *name = w->tmpname;
 	int e;
 
 	if (w->failed) {
@@ -791,7 +809,11 @@ bool queue_writer_commit(struct queue_writer *w, char *err, size_t errsize)
 		goto fail;
 	}
 	off_t length = queue_writer_content_length(w);
-	if (!queue_writer_flush(w)) {
+	/* The C record closes the file: a zero-filled or cut tail cannot
+	 * pass for it (queue.h). */
+	int endlen = snprintf(end, sizeof(end), "C %lld\n", (long long)length);
+	if (!queue_writer_put(w, end, (size_t)endlen) ||
+	    !queue_writer_flush(w)) {
 		e = w->saved_errno;
 		goto fail;
 	}
@@ -801,34 +823,37 @@ bool queue_writer_commit(struct queue_writer *w, char *err, size_t errsize)
 		e = errno;
 		goto fail;
 	}
-	step = "fsync";
-	if (fsync(w->fd) < 0) {
-		e = errno;
-		goto fail;
-	}
+	/* Everything is written: a reader that finds the final name (qmgr
+	 * may, before the fsyncs) finds a complete file in the page cache. */
 	step = "rename";
 	if (renameat(w->dirfd, w->tmpname, w->dirfd, w->id) < 0) {
 		e = errno;
 		goto fail;
 	}
 	w->unlinked = true;	/* the name is now the final one */
+	name = w->id;
+	step = "fsync";
+	if (fsync(w->fd) < 0)
+		goto fail_renamed;
 	step = "fsync directory";
-	if ((w->dir_readable ? fsync(w->dirfd) : syncfs(w->fd)) < 0) {
-		e = errno;
-		/* Not durable, so not acknowledged: the client will send it
-		 * again, and this copy must not be delivered as well. */
-		if (unlinkat(w->dirfd, w->id, 0) < 0)
-			log_warning("%s: cannot remove %s/%s: %m", w->id,
-			    w->dirpath, w->id);
-		goto fail;
-	}
+	if ((w->dir_readable ? fsync(w->dirfd) : syncfs(w->fd)) < 0)
+		goto fail_renamed;
 	w->env->content_length = length;
 	w->env->trailer_offset = w->content_offset + length;
 	queue_writer_free(w);
 	return true;
 
+fail_renamed:
+	e = errno;
+	/* Not durable, so not acknowledged: the client will send it again,
+	 * and this copy must not be delivered as well. If qmgr took it
+	 * meanwhile the name is gone and a duplicate is the price (never a
+	 * loss). */
+	if (unlinkat(w->dirfd, w->id, 0) < 0)
+		log_warning("%s: cannot remove %s/%s: %m", w->id, w->dirpath,
+		    w->id);
 fail:
-	snprintf(err, errsize, "%s %s/%s: %s", step, w->dirpath, w->tmpname,
+	snprintf(err, errsize, "%s %s/%s: %s", step, w->dirpath, name,
 	    strerror(e));
 	queue_writer_abort(w);
 	errno = e;
@@ -1124,6 +1149,11 @@ static bool queue_parse_envelope_record(struct queue_envelope *env,
 		return queue_parse_rcpt_fields(v, vlen, voff, r, why);
 	}
 	case 'D':
+		if (vlen == QUEUE_LENGTH_DIGITS &&
+		    memcmp(v, QUEUE_LENGTH_UNSET, vlen) == 0) {
+			*why = "unfinished file (content length never set)";
+			return false;
+		}
 		if (vlen != QUEUE_LENGTH_DIGITS ||
 		    !queue_parse_number(v, vlen, QUEUE_LENGTH_DIGITS, &n) ||
 		    n > (unsigned long long)LLONG_MAX) {
@@ -1144,6 +1174,16 @@ static bool queue_parse_trailer_record(struct queue_envelope *env,
 	unsigned long long n;
 	size_t used = queue_parse_field_number(v, vlen, &n);
 
+	if (letter == 'C') {
+		/* Only the writer's own first trailer record. */
+		if (voff - 2 != env->trailer_offset ||
+		    !queue_parse_number(v, vlen, QUEUE_LENGTH_DIGITS, &n) ||
+		    n != (unsigned long long)env->content_length) {
+			*why = "bad C record";
+			return false;
+		}
+		return true;
+	}
 	if (letter != 'X' && letter != 'Z') {
 		*why = "unknown trailer record";
 		return false;

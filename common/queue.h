@@ -22,9 +22,14 @@
  *                                one status byte updated in place; notify
  *                                is "-" or letters S F D N; orcpt is "-"
  *                                or "type;address" xtext-decoded
- *   D <20-digit content length>  patched in place at commit
+ *   D <20-digit content length>  patched in place at commit; until
+ *                                then 20 '-' (an unfinished file)
  *   <content: the message as received, CRLF line ends, not dot-stuffed>
- *   trailer, appended later by qmgr, each record "<letter> <value>\n":
+ *   trailer, each record "<letter> <value>\n":
+ *   C <content length>           written by queue_writer_commit() right
+ *                                after the content (first trailer record;
+ *                                files without it are still read)
+ *   records appended later by qmgr:
  *   X <parent> <st> <notify> <orcpt> <address>
  *                                a recipient produced by expanding
  *                                recipient number <parent> (alias); it
@@ -35,9 +40,24 @@
  *                                number <rcpt> (the last one wins)
  *
  * Recipient numbers count R records in order, then X records in order.
- * A file is written under a temporary name ".<ID>" in its directory, then
- * fsync'd, renamed to <ID>, and the directory fsync'd: only then is the
- * message acknowledged. Readers skip names that start with ".".
+ *
+ * Durability: a file is written under a temporary name ".<ID>" in its
+ * directory (readers skip names that start with "."), completely, with
+ * its D length and C record; then renamed to <ID>; then the file is
+ * fsync'd and then its directory: only then is the message acknowledged.
+ * Renaming before the fsyncs lets one journal commit carry the data and
+ * the name (ext4), so the directory's fsync is nearly free: one disk
+ * flush per message, not two. Acknowledged mail is exactly as durable as
+ * with fsync before rename. A power cut before the fsyncs may leave an
+ * unacknowledged, unfinished file under its final name: a prefix of its
+ * bytes or a zero-filled tail. queue_read() reports every such file as
+ * CORRUPT (the D length is not digits until commit and must fit in the
+ * file; records may hold no NUL; a tail of zeros cannot end in a valid
+ * record), except a cut that keeps the whole content and loses only the
+ * C record, which is a complete message. qmgr moves corrupt files to
+ * corrupt/ (never deletes them). A hole inside the content under a valid
+ * D and C would not be seen; journaling file systems in their default
+ * modes (ext4 data=ordered, XFS, btrfs) never expose one.
  */
 #ifndef POSTERN_QUEUE_H
 #define POSTERN_QUEUE_H
@@ -185,9 +205,10 @@ struct queue_writer *queue_writer_open(const char *queue_directory,
 bool queue_writer_write(struct queue_writer *w, const void *p, size_t len);
 off_t queue_writer_content_length(const struct queue_writer *w);
 /*
- * Patch the content length, fsync the file, rename it into place, fsync
- * the directory. Only after true may the message be acknowledged. Frees w
- * either way; on false the temporary file is gone.
+ * Write the C record, patch the content length, rename the file into
+ * place, fsync it, fsync the directory. Only after true may the message
+ * be acknowledged. Frees w either way; on false the file is gone (unless
+ * qmgr took it between the rename and a failed fsync: then a duplicate).
  */
 bool queue_writer_commit(struct queue_writer *w, char *err, size_t errsize);
 /* Throw the message away: close and unlink the temporary file. Frees w. */

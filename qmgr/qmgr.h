@@ -63,6 +63,7 @@ struct qmsg {
 	struct qoutcome *out;	/* one per env.rcpts entry */
 	size_t out_cap;
 	size_t jobs_pending;	/* jobs queued or in flight */
+	bool unsynced;		/* results written but not yet fsync'd */
 	double active_wall;	/* when it entered active (for delays=) */
 };
 
@@ -94,8 +95,9 @@ struct qresult {
 /*
  * Record results in the queue file before anything acts on them: S (after
  * a success DSN if one was asked for) and the Z reason of D are written
- * and fsync'd; B waits in memory until the message is finished, when one
- * bounce covers all of them and only then are they marked F. transport
+ * (fsync'd when the message stays in the queue, see qmgr_message.c); B
+ * waits in memory until the message is finished, when one bounce covers
+ * all of them and only then are they marked F. transport
  * says which success DSN applies ("lmtp": delivered). log_it: qmgr
  * decided these itself, so it logs the to= lines (deliver logs its own).
  */
@@ -247,5 +249,12 @@ bool qset_has(const struct qset *s, const char *key);
 unsigned long qmgr_hash(const char *s);
 /* RFC 5322 3.3 date-time for a wall-clock time. */
 void qmgr_rfc5322_date(time_t t, char *out, size_t size);
+/*
+ * Move a queue file between incoming/, active/ and deferred/ without
+ * syncing the directory (qmgr_util.c says why that is safe). errno set
+ * and a message in err on failure.
+ */
+bool qmgr_move(const char *from_subdir, const char *to_subdir,
+    const char *id, char *err, size_t errsize);
 
 #endif

@@ -4,11 +4,25 @@
  * place, and finishing (bounce, delay notice, removal or deferral with
  * the next-try time).
  *
- * Crash rule: a result is in the queue file, fsync'd, before anything
- * acts on it. A recipient marked S is never delivered again; one marked
- * F has its bounce already queued (the bounce file is committed before
- * the F byte is written). A recipient whose bounce was not yet written is
- * still P after a crash and is simply tried again.
+ * Crash rule: a result is in the queue file before anything acts on it.
+ * A recipient marked S is never delivered again; one marked F has its
+ * bounce already queued (the bounce file is committed, with the full
+ * acceptance durability, before the F byte is written). A recipient whose
+ * bounce was not yet written is still P after a crash and is simply
+ * tried again.
+ *
+ * Which of these writes are fsync'd: a kill -9 of any process loses
+ * nothing that was written (the page cache survives it), so an fsync only
+ * matters for a power cut, and a status byte or Z record that a power cut
+ * loses leaves the recipient P: it is delivered (or bounced) a second
+ * time, never lost. So results are written without a flush while the
+ * message is active, and flushed once when the message is finished and
+ * stays in the queue (deferred), where it may wait for days; a message
+ * that is finished for good is removed instead, and a flush of a file
+ * about to be unlinked buys nothing. The flush that is not optional is
+ * the one that orders two writes: alias expansion's X records are
+ * fsync'd before their parents are marked A (qmgr_resolve.c), since an A
+ * that reached the disk without its children would lose recipients.
  *
  * Trusts the queue file (it was validated when it was written or picked
  * up; one that does not parse goes to corrupt/).
@@ -158,15 +172,6 @@ static bool wants(unsigned notify, unsigned bit)
 	return (notify & bit) != 0;
 }
 
-static bool sync_and_close(struct qmsg *msg, int fd)
-{
-	bool ok = fsync(fd) == 0;
-	if (!ok)
-		log_warning("%s: fsync: %m", msg->id);
-	close(fd);
-	return ok;
-}
-
 void qmgr_message_results(struct qmsg *msg, const struct qresult *r,
     size_t n, const char *transport, const char *relay,
     const char *remote_mta, bool log_it)
@@ -229,9 +234,8 @@ void qmgr_message_results(struct qmsg *msg, const struct qresult *r,
 		}
 	}
 	if (wrote)
-		sync_and_close(msg, fd);
-	else
-		close(fd);
+		msg->unsynced = true;
+	close(fd);
 }
 
 /* ---- finishing ---- */
@@ -375,16 +379,17 @@ static void finish(struct qmsg *msg)
 		}
 		free(late);
 	}
-	if (fd >= 0) {
-		if (wrote)
-			sync_and_close(msg, fd);
-		else
-			close(fd);
-	}
 	for (size_t i = 0; i < nr; i++)
 		free(expired_text[i]);
 	free(expired_text);
 	free(fail);
+
+	/* Staying in the queue: its records go to disk now (see the top). */
+	if (fd >= 0 && npending > 0 && (wrote || msg->unsynced) &&
+	    fsync(fd) < 0)
+		log_warning("%s: fsync: %m", msg->id);
+	if (fd >= 0)
+		close(fd);
 
 	if (npending == 0) {
 		if (unlink(path) < 0 && errno != ENOENT)

@@ -367,8 +367,8 @@ void qmgr_scan_startup(void)
 	scan_dir_ids(path, &stranded, false, 0);
 	free(path);
 	for (size_t i = 0; i < stranded.count; i++)
-		if (!queue_move(cfg.queue_directory, QUEUE_ACTIVE,
-		    QUEUE_INCOMING, stranded.ids[i], err, sizeof(err)))
+		if (!qmgr_move(QUEUE_ACTIVE, QUEUE_INCOMING, stranded.ids[i],
+		    err, sizeof(err)))
 			log_warning("%s: %s", stranded.ids[i], err);
 	if (stranded.count > 0)
 		log_info("recovered %zu messages from %s", stranded.count,
@@ -420,8 +420,7 @@ static bool feed_from(struct idlist *l, const char *subdir)
 
 	while (l->pos < l->count) {
 		const char *id = l->ids[l->pos++];
-		if (queue_move(cfg.queue_directory, subdir, QUEUE_ACTIVE, id,
-		    err, sizeof(err))) {
+		if (qmgr_move(subdir, QUEUE_ACTIVE, id, err, sizeof(err))) {
 			qmgr_message_activate(id);
 			return true;
 		}
@@ -432,8 +431,22 @@ static bool feed_from(struct idlist *l, const char *subdir)
 	return false;
 }
 
+/* One fsync of active/ for a batch of moves into it (qmgr_util.c). */
+static void sync_active_dir(void)
+{
+	char *path = queue_subdir_path(QUEUE_ACTIVE);
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0)
+		log_warning("fsync %s: %m", path);
+	if (fd >= 0)
+		close(fd);
+	free(path);
+}
+
 void qmgr_scan_feed(void)
 {
+	size_t moved = 0;
+
 	while (qmgr_active_count < (size_t)cfg.qmgr_active_limit) {
 		bool took;
 		if (prefer_deferred)
@@ -444,8 +457,11 @@ void qmgr_scan_feed(void)
 			    feed_from(&deferred_list, QUEUE_DEFERRED);
 		if (!took)
 			break;
+		moved++;
 		prefer_deferred = !prefer_deferred;
 	}
+	if (moved > 0)
+		sync_active_dir();
 	if (incoming_list.pos >= incoming_list.count && incoming_list.count) {
 		/* Used up: look again soon for what arrived meanwhile. */
 		idlist_clear(&incoming_list);
@@ -464,8 +480,7 @@ bool qmgr_scan_defer(const char *id, time_t next_try)
 	times[1] = times[0];
 	if (utimensat(AT_FDCWD, path, times, 0) < 0)
 		log_warning("%s: set next try time: %m", id);
-	if (!queue_move(cfg.queue_directory, QUEUE_ACTIVE, QUEUE_DEFERRED, id,
-	    err, sizeof(err))) {
+	if (!qmgr_move(QUEUE_ACTIVE, QUEUE_DEFERRED, id, err, sizeof(err))) {
 		log_warning("%s: %s", id, err);
 		return false;
 	}

@@ -2,7 +2,7 @@
  * smtpd.c - postern's SMTP server: main() and the per-connection entry.
  *
  * master pre-forks this program for the services "smtp" (port 25 role),
- * "submission" (587) and "smtps" (465, TLS comes later); the daemon
+ * "submission" (587) and "smtps" (465, implicit TLS); the daemon
  * skeleton drops privileges and hands over one accepted connection at a
  * time. Everything that arrives on a connection is untrusted; the config
  * and the inherited sockets are trusted.
@@ -62,16 +62,17 @@ static void smtpd_serve(struct daemon_conn *conn)
 {
 	struct smtpd_session s;
 
-	if (strcmp(conn->service, "smtps") == 0) {
-		/* Implicit TLS (RFC 8314) arrives with the TLS issue; a TLS
-		 * client must not get a plaintext session meanwhile. */
-		log_warning("smtps: implicit TLS is not available yet: closing "
-		    "the connection from [%s]", conn->peer_addr);
-		return;
-	}
 	memset(&s, 0, sizeof(s));
 	s.conn = conn;
 	s.submission = strcmp(conn->service, "submission") == 0;
+	s.implicit_tls = strcmp(conn->service, "smtps") == 0;
+	if (s.implicit_tls && !smtpd_tls_available()) {
+		/* postern check refuses this config; never fall back to a
+		 * plaintext session on a port where clients expect TLS. */
+		log_warning("smtps: no tls_cert_file/tls_key_file: closing "
+		    "the connection from [%s]", conn->peer_addr);
+		return;
+	}
 	/* Non-blocking, so that writes to a stalled client also time out. */
 	int fl = fcntl(conn->fd, F_GETFL);
 	if (fl >= 0)
@@ -91,6 +92,7 @@ static void smtpd_serve(struct daemon_conn *conn)
 
 	smtpd_session_run(&s);
 
+	smtpd_tls_end(&s);
 	smtpd_txn_free(&s);
 	free(s.helo);
 	free(s.auth_user);
@@ -99,15 +101,23 @@ static void smtpd_serve(struct daemon_conn *conn)
 	bio_free(&s.bio);
 }
 
+/* Still root: the private key may be readable by root alone. */
+static void smtpd_pre_drop(const char *service)
+{
+	smtpd_tls_init();
+}
+
 static void smtpd_init(const char *service)
 {
 	if (cfg.myhostname == NULL || *cfg.myhostname == '\0')
 		log_fatal("myhostname is not set");
 	smtpd_check_init();
+	smtpd_auth_init();
 }
 
 static const struct daemon_service smtpd_service = {
 	.program = "smtpd",
+	.pre_drop = smtpd_pre_drop,
 	.init = smtpd_init,
 	.serve = smtpd_serve,
 };

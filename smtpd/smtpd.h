@@ -73,6 +73,7 @@ struct smtpd_session {
 	struct bio bio;
 	struct daemon_conn *conn;
 	bool submission;		/* port 587 role */
+	bool implicit_tls;		/* smtps: port 465 role (RFC 8314) */
 	char client_name[256];		/* verified reverse name or "unknown" */
 	char client_addr[64];
 	char client_log[330];		/* "name[addr]" for logs */
@@ -80,9 +81,10 @@ struct smtpd_session {
 	enum smtpd_state state;
 	bool esmtp;			/* EHLO (not HELO) was used */
 	char *helo;			/* as given, validated; NULL before */
-	/* Drop-in points for STARTTLS and AUTH (later issue). */
-	bool tls_active;
+	bool tls_active;		/* STARTTLS done, or smtps */
+	char tls_info[160];		/* "TLSv1.3 with cipher ..." */
 	char *auth_user;		/* authenticated user, NULL if none */
+	const char *auth_method;	/* "PLAIN", "LOGIN" */
 	struct smtpd_txn *txn;		/* NULL outside a transaction */
 	const char *last_verb;		/* for "lost connection after X" */
 	int last_code;			/* of the last reply, for counters */
@@ -121,6 +123,28 @@ bool smtpd_check_helo(const char *arg, const char **why);
  */
 int smtpd_check_rcpt(struct smtpd_session *s, const char *address,
     const char **enhanced, const char **reason);
+
+/*
+ * Submission and smtps without AUTH (submission_require_auth): 250, or
+ * 530 with the enhanced code and reason.
+ */
+int smtpd_check_mail(struct smtpd_session *s, const char **enhanced,
+    const char **reason);
+
+/* smtpd_tls.c */
+/* Load tls_cert_file and tls_key_file if set (still root); fatal if bad. */
+void smtpd_tls_init(void);
+bool smtpd_tls_available(void);
+/* Server handshake on the session's connection; logs either way. */
+bool smtpd_tls_handshake(struct smtpd_session *s);
+void smtpd_tls_end(struct smtpd_session *s);
+void smtpd_cmd_starttls(struct smtpd_session *s, const char *arg);
+
+/* smtpd_auth.c */
+void smtpd_auth_init(void);
+/* Is AUTH advertised (and accepted) in this session? */
+bool smtpd_auth_offered(const struct smtpd_session *s);
+void smtpd_cmd_auth(struct smtpd_session *s, const char *arg);
 
 /* smtpd_data.c */
 void smtpd_cmd_data(struct smtpd_session *s, const char *arg);

@@ -7,7 +7,9 @@
  * never accepted and bounced later (no backscatter). A table that cannot
  * be read is a temporary failure (451 4.3.0), never a reason to accept or
  * to refuse for good. Other domains are relayed only for clients inside
- * mynetworks (later also after AUTH): never an open relay.
+ * mynetworks or after AUTH: never an open relay. On submission and smtps
+ * (RFC 6409 4.3, RFC 8314) MAIL needs AUTH unless the client is inside
+ * mynetworks (submission_require_auth).
  *
  * Trusts the config and the lookup tables; the address it is given has
  * passed the strict parser of common/addr.c.
@@ -170,10 +172,24 @@ int smtpd_check_rcpt(struct smtpd_session *s, const char *address,
 			return 250;
 		return check_local_recipient(address, enhanced, reason);
 	}
-	/* Relaying: only for our own networks (and, later, after AUTH). */
+	/* Relaying: only for our own networks, or after AUTH. */
 	if (s->client_trusted || s->auth_user != NULL)
 		return 250;
 	*enhanced = "5.7.1";
 	*reason = "Relay access denied";
 	return 554;
+}
+
+int smtpd_check_mail(struct smtpd_session *s, const char **enhanced,
+    const char **reason)
+{
+	if (!(s->submission || s->implicit_tls) ||
+	    !cfg.submission_require_auth || s->auth_user != NULL ||
+	    s->client_trusted)
+		return 250;
+	*enhanced = "5.7.0";
+	/* RFC 4954 6: 530 5.7.0; say what is missing first. */
+	*reason = smtpd_tls_available() && !s->tls_active ?
+	    "Must issue a STARTTLS command first" : "Authentication required";
+	return 530;
 }

@@ -58,6 +58,9 @@ static bool write_received(struct smtpd_session *s)
 	str_appendf(&h, "Received: from %s (%s [%s%s])\r\n", s->helo,
 	    s->client_name, strchr(s->client_addr, ':') ? "IPv6:" : "",
 	    s->client_addr);
+	/* As Postfix writes it, so that readers of headers know it. */
+	if (s->tls_active && s->tls_info[0] != '\0')
+		str_appendf(&h, "\t(using %s)\r\n", s->tls_info);
 	str_appendf(&h, "\tby %s (postern) with %s id %s", cfg.myhostname,
 	    smtpd_protocol_name(s), t->queue_id);
 	if (t->nrcpts == 1)
@@ -90,6 +93,8 @@ static bool open_message(struct smtpd_session *s)
 	queue_envelope_set_attr(env, "client_addr", s->client_addr);
 	queue_envelope_set_attr(env, "helo", s->helo);
 	queue_envelope_set_attr(env, "protocol", smtpd_protocol_name(s));
+	if (s->auth_user != NULL)
+		queue_envelope_set_attr(env, "sasl_user", s->auth_user);
 	for (size_t i = 0; i < t->nrcpts; i++) {
 		/* The queue's R record has no room for an ORCPT holding a
 		 * space (a quoted local part); ORCPT is informational, so
@@ -184,7 +189,15 @@ static void finish_message(struct smtpd_session *s, const char *stage)
 		return;
 	}
 	/* On disk, with its directory entry: now it may be acknowledged. */
-	log_info("%s: client=%s", t->queue_id, s->client_log);
+	if (s->auth_user != NULL) {
+		char user[300];
+		log_escape(user, sizeof(user), s->auth_user,
+		    strlen(s->auth_user));
+		log_info("%s: client=%s, sasl_method=%s, sasl_username=%s",
+		    t->queue_id, s->client_log, s->auth_method, user);
+	} else {
+		log_info("%s: client=%s", t->queue_id, s->client_log);
+	}
 	smtpd_reply(s, 250, "2.0.0", "Ok: queued as %s", t->queue_id);
 	smtpd_txn_end(s, true);
 	ipc_wake_qmgr(cfg.run_directory);

@@ -56,9 +56,8 @@ static const struct smtpd_command smtpd_commands[] = {
 	{ "QUIT", cmd_quit, 0 },
 	{ "VRFY", cmd_vrfy, CMD_JUNK },
 	{ "HELP", cmd_help, CMD_JUNK },
-	/* STARTTLS and AUTH become real rows when TLS lands. */
-	{ "STARTTLS", cmd_not_offered, CMD_JUNK | CMD_NOT_OFFERED },
-	{ "AUTH", cmd_not_offered, CMD_JUNK | CMD_NOT_OFFERED },
+	{ "STARTTLS", smtpd_cmd_starttls, CMD_JUNK },
+	{ "AUTH", smtpd_cmd_auth, 0 },
 	{ "EXPN", cmd_not_offered, CMD_JUNK | CMD_NOT_OFFERED },
 	{ "ETRN", cmd_not_offered, CMD_JUNK | CMD_NOT_OFFERED },
 	{ "TURN", cmd_not_offered, CMD_JUNK | CMD_NOT_OFFERED },
@@ -225,7 +224,7 @@ static bool greet(struct smtpd_session *s, const char *verb, const char *arg)
 	return true;
 }
 
-/* The one place that lists what EHLO offers (STARTTLS, AUTH go here). */
+/* The one place that lists what EHLO offers. */
 static void ehlo_extensions(struct smtpd_session *s)
 {
 	struct bio *b = &s->bio;
@@ -236,6 +235,12 @@ static void ehlo_extensions(struct smtpd_session *s)
 		    cfg.message_size_limit);
 	else
 		esmtp_reply(b, 250, NULL, false, "SIZE");
+	/* RFC 3207 4.2: not offered again once TLS is active. */
+	if (smtpd_tls_available() && !s->tls_active)
+		esmtp_reply(b, 250, NULL, false, "STARTTLS");
+	/* DESIGN.md: never a password in clear text, so only over TLS. */
+	if (smtpd_auth_offered(s))
+		esmtp_reply(b, 250, NULL, false, "AUTH PLAIN LOGIN");
 	esmtp_reply(b, 250, NULL, false, "ENHANCEDSTATUSCODES");
 	esmtp_reply(b, 250, NULL, false, "8BITMIME");
 	esmtp_reply(b, 250, NULL, false, "DSN");
@@ -250,7 +255,8 @@ static unsigned session_extensions(const struct smtpd_session *s)
 	if (!s->esmtp)
 		return 0;
 	return ESMTP_EXT_SIZE | ESMTP_EXT_8BITMIME | ESMTP_EXT_SMTPUTF8 |
-	    ESMTP_EXT_DSN | ESMTP_EXT_CHUNKING;
+	    ESMTP_EXT_DSN | ESMTP_EXT_CHUNKING |
+	    (smtpd_auth_offered(s) ? ESMTP_EXT_AUTH : 0);
 }
 
 static void cmd_ehlo(struct smtpd_session *s, const char *arg)
@@ -303,6 +309,14 @@ static void cmd_mail(struct smtpd_session *s, const char *arg)
 	}
 	if ((p = path_after(arg, "FROM:")) == NULL) {
 		smtpd_reply(s, 501, "5.5.4", "Syntax: MAIL FROM:<address>");
+		return;
+	}
+	const char *reason;
+	if ((code = smtpd_check_mail(s, &enh, &reason)) != 250) {
+		smtpd_reply(s, code, enh, "%s", reason);
+		char text[300];
+		snprintf(text, sizeof(text), "%s", reason);
+		smtpd_log_reject(s, "MAIL", NULL, code, enh, text);
 		return;
 	}
 	unsigned flags = ADDR_ALLOW_NULL | (s->esmtp ? ADDR_ALLOW_UTF8 : 0);
@@ -473,8 +487,8 @@ static void cmd_vrfy(struct smtpd_session *s, const char *arg)
 
 static void cmd_help(struct smtpd_session *s, const char *arg)
 {
-	smtpd_reply(s, 214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA "
-	    "BDAT RSET NOOP QUIT VRFY HELP");
+	smtpd_reply(s, 214, "2.0.0", "Commands: EHLO HELO STARTTLS AUTH MAIL "
+	    "RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
 }
 
 static void cmd_not_offered(struct smtpd_session *s, const char *arg)
@@ -593,6 +607,11 @@ void smtpd_session_run(struct smtpd_session *s)
 	s->counts = xcalloc(NCOMMANDS, sizeof(*s->counts));
 	log_info("connect from %s", s->client_log);
 	s->state = SMTPD_STATE_CONNECTED;
+	/* RFC 8314 3.3: on smtps the handshake comes before the greeting. */
+	if (s->implicit_tls && !smtpd_tls_handshake(s)) {
+		log_disconnect(s);
+		return;
+	}
 	/* RFC 5321 4.3.1: the greeting; no enhanced code (RFC 2034). */
 	esmtp_reply(&s->bio, 220, NULL, true, "%s", cfg.smtpd_banner);
 

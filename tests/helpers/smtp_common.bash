@@ -52,12 +52,17 @@ MAP
 }
 
 suite_halt() {
-	local i
+	local i pid kids
 	[ -n "${SUITE_PID:-}" ] || return 0
+	# master's children too: qmgr must not move files while we look
+	kids=$(child_pids "$SUITE_PID")
 	kill -TERM "$SUITE_PID" 2>/dev/null || return 0
-	for ((i = 0; i < 150; i++)); do
-		kill -0 "$SUITE_PID" 2>/dev/null || return 0
-		sleep 0.1
+	for pid in "$SUITE_PID" $kids; do
+		for ((i = 0; i < 150; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -0 "$pid" 2>/dev/null && return 1
 	done
-	return 1
+	return 0
 }

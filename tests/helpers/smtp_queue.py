@@ -121,7 +121,10 @@ def parse(path):
             env["content_offset"] = pos
             env["content_length"] = length
             env["_content"] = data[pos:pos + length]
-            for rec in data[pos + length:].split(b"\n")[:-1]:
+            for n, rec in enumerate(data[pos + length:].split(b"\n")[:-1]):
+                # C <length> closes what the writer wrote (queue.h).
+                if n == 0 and rec == b"C %d" % length:
+                    continue
                 if rec[:1] not in (b"X", b"Z"):
                     raise Corrupt("bad trailer record")
                 env["trailer"].append(rec.decode("utf-8", "replace"))

@@ -276,9 +276,15 @@ static void test_roundtrip(void)
 		CHECK(fd >= 0);
 		CHECK(pread(fd, back, len, got.content_offset) == (ssize_t)len);
 		CHECK(len == 0 || memcmp(back, content, len) == 0);
+		/* After it only the writer's C record, repeating the length. */
 		struct stat st;
+		char end[40], want_end[40];
+		int want_len = snprintf(want_end, sizeof(want_end), "C %zu\n",
+		    len);
 		CHECK(fstat(fd, &st) == 0);
-		CHECK_INT(st.st_size, got.trailer_offset);
+		CHECK_INT(st.st_size, got.trailer_offset + want_len);
+		CHECK(pread(fd, end, (size_t)want_len, got.trailer_offset) ==
+		    want_len && memcmp(end, want_end, (size_t)want_len) == 0);
 		CHECK_INT(st.st_mode & 07777, 0600);
 		close(fd);
 		free(back);
@@ -1095,6 +1101,80 @@ static void test_truncations_and_mutations(void)
 	free(copy);
 }
 
+/*
+ * A crash before the commit's fsyncs may leave the file under its final
+ * name with any prefix of its bytes on disk, or with a zero-filled tail
+ * (queue.h, "Durability"). Every such file reads as CORRUPT, except a cut
+ * that leaves the complete content and only loses the C record.
+ */
+static void test_unfinished_files(void)
+{
+	struct queue_envelope env, got;
+	char err[256], path[512];
+
+	make_three(&env);
+	struct queue_writer *w = queue_writer_open(qdir, QUEUE_INCOMING, &env,
+	    err, sizeof(err));
+	CHECK(w != NULL);
+	if (w == NULL)
+		return;
+	static const char content[] = "Subject: t\r\n\r\nbody\r\n";
+	CHECK(queue_writer_write(w, content, sizeof(content) - 1));
+	CHECK(queue_writer_commit(w, err, sizeof(err)));
+	queue_path(path, sizeof(path), qdir, QUEUE_INCOMING, env.id);
+	int fd = open(path, O_RDONLY);
+	struct stat st;
+	CHECK(fd >= 0 && fstat(fd, &st) == 0);
+	size_t full = (size_t)st.st_size;
+	char *file = xmalloc(full);
+	CHECK(pread(fd, file, full, 0) == (ssize_t)full);
+	close(fd);
+	unlink(path);
+	size_t content_end = (size_t)(strstr(file, "body\r\n") - file) + 6;
+
+	int wrong = 0;
+	queue_envelope_init(&got);
+	for (size_t cut = 0; cut < full; cut++) {
+		int f = make_file(file, cut);
+		enum queue_read_result r = queue_read(f, &got, err, sizeof(err));
+		close(f);
+		enum queue_read_result want = cut == content_end ?
+		    QUEUE_READ_OK : QUEUE_READ_CORRUPT;
+		if (r != want && wrong++ < 5)
+			printf("# cut at %zu: result %d (%s)\n", cut, r, err);
+		queue_envelope_free(&got);
+	}
+	/* Zero-filled tails of every length. */
+	char *copy = xmalloc(full);
+	for (size_t zeros = 1; zeros <= full; zeros++) {
+		memcpy(copy, file, full);
+		memset(copy + full - zeros, 0, zeros);
+		int f = make_file(copy, full);
+		enum queue_read_result r = queue_read(f, &got, err, sizeof(err));
+		close(f);
+		if (r != QUEUE_READ_CORRUPT && wrong++ < 5)
+			printf("# %zu zero bytes at the end: result %d\n",
+			    zeros, r);
+		queue_envelope_free(&got);
+	}
+	CHECK_INT(wrong, 0);
+
+	/* The length was never patched in: said so. */
+	memcpy(copy, file, full);
+	char *d = strstr(copy, "\nD ");
+	CHECK(d != NULL);
+	if (d != NULL)
+		memset(d + 3, '-', 20);
+	int f = make_file(copy, full);
+	CHECK_INT(queue_read(f, &got, err, sizeof(err)), QUEUE_READ_CORRUPT);
+	CHECK(strstr(err, "unfinished") != NULL);
+	close(f);
+	queue_envelope_free(&got);
+	free(copy);
+	free(file);
+	queue_envelope_free(&env);
+}
+
 int main(void)
 {
 	setup_queue();
@@ -1113,6 +1193,7 @@ int main(void)
 	RUN(test_valid_file_reads);
 	RUN(test_corrupt_files);
 	RUN(test_truncations_and_mutations);
+	RUN(test_unfinished_files);
 	remove_tree(qdir);
 	return unit_done();
 }

@@ -1,0 +1,58 @@
+/*
+ * tls.h - TLS over a struct bio, with OpenSSL 3, for both ends: the
+ * server side of smtpd (STARTTLS, implicit TLS on smtps) and the client
+ * side of deliver (opportunistic STARTTLS).
+ *
+ * After a successful tls_start() the bio reads and writes through TLS:
+ * the line reader, its bounds and its deadlines work unchanged above it.
+ * The caller owns the policy (which context, what to verify, what to
+ * log); this module owns the plumbing (non-blocking handshake with a
+ * deadline, the bio ops, the "TLSv1.3 with cipher ..." description).
+ */
+#ifndef POSTERN_TLS_H
+#define POSTERN_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <openssl/ssl.h>
+
+#include "bio.h"
+
+/*
+ * A server context: certificate chain and private key from PEM files,
+ * TLS 1.2 at least, the server's cipher preference, no compression, no
+ * renegotiation, no session tickets (pre-forked processes share no ticket
+ * key). NULL with err naming the file that failed.
+ */
+SSL_CTX *tls_server_context(const char *cert_file, const char *key_file,
+    char *err, size_t errsize);
+
+/* A client context: TLS 1.2 at least; verification is the caller's. */
+SSL_CTX *tls_client_context(void);
+
+enum tls_role {
+	TLS_ROLE_CLIENT,
+	TLS_ROLE_SERVER,
+};
+
+/*
+ * Handshake on b's (non-blocking) fd within timeout_ms. sni is the server
+ * name a client sends (NULL: none). On success b reads and writes through
+ * TLS; on failure b is untouched and err says why.
+ */
+bool tls_start(struct bio *b, SSL_CTX *ctx, enum tls_role role,
+    const char *sni, int timeout_ms, char *err, size_t errsize);
+
+/* Is b running over TLS? */
+bool tls_active(const struct bio *b);
+
+/* "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)", the shape
+ * Postfix logs and writes into Received headers; "" if b is plain. */
+void tls_describe(const struct bio *b, char *out, size_t outsize);
+
+/* One try at close_notify (never waits for the peer's), then free the
+ * TLS state; b afterwards fails every read and write. */
+void tls_end(struct bio *b);
+
+#endif
