@@ -495,6 +495,8 @@ static bool queue_writer_put(struct queue_writer *w, const void *p, size_t len)
 {
 	if (w->failed)
 		return false;
+	if (len == 0)
+		return true;	/* p may be NULL then: no memcpy from it */
 	if (w->buflen + len > QUEUE_WRITE_BUFFER) {
 		if (!queue_writer_flush(w))
 			return false;
