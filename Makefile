@@ -19,7 +19,7 @@ LIBEXECDIR ?= $(PREFIX)/lib/postern
 MANDIR ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
 
-HARDEN = -D_FORTIFY_SOURCE=3 -fstack-protector-strong -fPIE
+HARDEN = -U_FORTIFY_SOURCE -D_FORTIFY_SOURCE=3 -fstack-protector-strong -fPIE
 WARN = -Wall -Wextra -Wformat=2 -Wshadow -Wpointer-arith -Wstrict-prototypes \
 	-Wmissing-prototypes -Wno-unused-parameter -Werror
 OPT ?= -O2 -g
