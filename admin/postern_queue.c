@@ -4,7 +4,8 @@
  *
  * Reads and moves queue files directly, so the caller must be root or the
  * postern user (the owner of the queue directories); flush asks qmgr over
- * its control socket. Trust: the queue files are parsed by the strict
+ * its control socket, and so does list for any other user (qmgr reads the
+ * queue for them: anyone may list, as with Postfix's mailq). Trust: the queue files are parsed by the strict
  * reader, and everything printed from them has control characters masked,
  * so a hostile address cannot drive the administrator's terminal. Message
  * content (show) is printed as it is, like Postfix's postcat.
@@ -29,12 +30,15 @@
 #include "log.h"
 #include "mem.h"
 #include "priv.h"
+#include "qlist.h"
 #include "queue.h"
 #include "sock.h"
 
 #define QUEUE_CMD "postern queue"
 /* How long flush waits for qmgr's answer. */
 #define QUEUE_FLUSH_TIMEOUT_MS 10000
+/* How long list waits for each part of qmgr's listing. */
+#define QUEUE_LIST_TIMEOUT_MS 30000
 
 /* The queues a message can be in, in the order a message moves. */
 static const char *const queue_all_dirs[] = {
@@ -168,64 +172,80 @@ static int open_message(const char *subdir, const char *id,
 
 /* ---- list ---- */
 
-static void print_list_entry(const struct queue_entry *qe,
-    const struct queue_envelope *env)
+/*
+ * The listing is printed from type=entry messages (qlist.h), whether we
+ * built them from the files or qmgr sent them: the same output either way.
+ */
+struct list_state {
+	long long total;
+	size_t shown;
+};
+
+static void print_list_entry(const struct ipc_msg *m, struct list_state *ls)
 {
 	char when[64];
-	time_t t = (time_t)env->arrival_sec;
+	long long size = 0, arrival = 0;
+	const char *id = ipc_get(m, "id"), *subdir = ipc_get(m, "queue");
+	const char *sender = ipc_get(m, "sender");
 	struct tm tm;
 	char mark = ' ';
 
-	if (strcmp(qe->subdir, QUEUE_ACTIVE) == 0)
+	(void)ipc_get_ll(m, "size", &size);
+	(void)ipc_get_ll(m, "arrival", &arrival);
+	if (subdir && strcmp(subdir, QUEUE_ACTIVE) == 0)
 		mark = '*';
-	else if (strcmp(qe->subdir, QUEUE_HOLD) == 0)
+	else if (subdir && strcmp(subdir, QUEUE_HOLD) == 0)
 		mark = '!';
+	time_t t = (time_t)arrival;
 	localtime_r(&t, &tm);
 	strftime(when, sizeof(when), "%a %b %e %H:%M:%S", &tm);
-	printf("%s%c %8lld %s  ", env->id, mark, (long long)env->content_length,
-	    when);
-	print_masked(stdout, env->sender[0] ? env->sender : "MAILER-DAEMON");
+	if (ls->shown == 0)
+		printf("%-*s  --Size-- ----Arrival Time--- "
+		    " -Sender/Recipient-------\n", QUEUE_ID_LEN,
+		    "-Queue ID-----");
+	print_masked(stdout, id ? id : "?");
+	printf("%c %8lld %s  ", mark, size, when);
+	print_masked(stdout, sender && sender[0] ? sender : "MAILER-DAEMON");
 	putchar('\n');
-
-	/* Pending recipients; a deferred one is preceded by its last reason,
-	 * once for a run of recipients with the same reason (as Postfix). */
-	const char *last_reason = NULL;
-	for (size_t i = 0; i < env->nrcpts; i++) {
-		const struct queue_rcpt *r = &env->rcpts[i];
-		if (r->status != QUEUE_RCPT_PENDING)
-			continue;
-		/* An expanded recipient lives on in its X children. */
-		bool has_children = false;
-		for (size_t k = i + 1; k < env->nrcpts && !has_children; k++)
-			has_children = env->rcpts[k].parent == (int)i;
-		if (has_children)
-			continue;
-		if (r->last_reason && (last_reason == NULL ||
-		    strcmp(last_reason, r->last_reason) != 0)) {
+	for (size_t i = 0; i < m->count; i++) {
+		const struct ipc_attr *a = &m->attrs[i];
+		if (strcmp(a->name, "reason") == 0) {
 			putchar('(');
-			print_masked(stdout, r->last_reason[0] ? r->last_reason :
-			    r->last_dsn);
+			print_masked(stdout, a->value);
 			printf(")\n");
-			last_reason = r->last_reason;
+		} else if (strcmp(a->name, "rcpt") == 0) {
+			printf("%*s", QUEUE_ID_LEN + 32, "");
+			print_masked(stdout, a->value);
+			putchar('\n');
 		}
-		printf("%*s", QUEUE_ID_LEN + 32, "");
-		print_masked(stdout, r->address);
-		putchar('\n');
 	}
 	putchar('\n');
+	ls->total += size;
+	ls->shown++;
 }
 
-static int queue_list(void)
+static void print_list_end(const struct list_state *ls)
+{
+	if (ls->shown == 0)
+		printf("Mail queue is empty\n");
+	else
+		printf("-- %lld Kbytes in %zu Request%s.\n",
+		    (ls->total + 1023) / 1024, ls->shown,
+		    ls->shown == 1 ? "" : "s");
+}
+
+/* The listing from the queue files (root, the postern user). */
+static int queue_list_files(void)
 {
 	struct queue_entries e = { 0 };
-	long long total = 0;
-	size_t shown = 0;
+	struct list_state ls = { 0 };
 	bool ok = scan_queue(QUEUE_NLIVE, &e);
 
 	if (e.count > 0)
 		qsort(e.items, e.count, sizeof(*e.items), compare_entries);
 	for (size_t i = 0; i < e.count; i++) {
 		struct queue_envelope env;
+		struct ipc_msg m;
 		bool gone;
 		queue_envelope_init(&env);
 		int fd = open_message(e.items[i].subdir, e.items[i].id, &env,
@@ -236,22 +256,72 @@ static int queue_list(void)
 			continue;
 		}
 		close(fd);
-		if (shown == 0)
-			printf("%-*s  --Size-- ----Arrival Time--- "
-			    " -Sender/Recipient-------\n", QUEUE_ID_LEN,
-			    "-Queue ID-----");
-		print_list_entry(&e.items[i], &env);
-		total += env.content_length;
-		shown++;
+		qlist_entry(&env, e.items[i].subdir, &m);
+		print_list_entry(&m, &ls);
+		ipc_msg_free(&m);
 		queue_envelope_free(&env);
 	}
-	if (shown == 0)
-		printf("Mail queue is empty\n");
-	else
-		printf("-- %lld Kbytes in %zu Request%s.\n", (total + 1023) / 1024,
-		    shown, shown == 1 ? "" : "s");
+	print_list_end(&ls);
 	free(e.items);
 	return ok ? 0 : 1;
+}
+
+/*
+ * The listing from qmgr (type=list, ipc.h): for users who may not read
+ * the queue directories. Everyone may, as Postfix's showq allows.
+ */
+static int queue_list_qmgr(void)
+{
+	char path[PATH_MAX];
+	struct bio b;
+	struct ipc_msg req;
+	struct list_state ls = { 0 };
+	int rc = 1;
+
+	snprintf(path, sizeof(path), "%s/%s", cfg.run_directory, IPC_SOCKET_QMGR);
+	int fd = sock_connect_unix(path, QUEUE_LIST_TIMEOUT_MS);
+	if (fd < 0) {
+		fprintf(stderr, "%s: mail system is down: cannot reach qmgr "
+		    "at %s: %s\n", QUEUE_CMD, path, strerror(errno));
+		return 1;
+	}
+	bio_init(&b, fd, QUEUE_LIST_TIMEOUT_MS);
+	ipc_msg_init(&req, "list");
+	if (!ipc_send(&b, &req)) {
+		fprintf(stderr, "%s: list: sending to qmgr: %s\n", QUEUE_CMD,
+		    strerror(errno));
+		goto out;
+	}
+	for (;;) {
+		struct ipc_msg m;
+		enum bio_status st = ipc_recv(&b, &m);
+		if (st != BIO_OK) {
+			fprintf(stderr, "%s: list: qmgr ended the listing early "
+			    "(%s)\n", QUEUE_CMD, bio_status_name(st));
+			break;
+		}
+		if (strcmp(m.type, "entry") == 0) {
+			print_list_entry(&m, &ls);
+			ipc_msg_free(&m);
+			continue;
+		}
+		if (strcmp(m.type, "end") == 0) {
+			print_list_end(&ls);
+			rc = 0;
+		} else {
+			const char *reason = ipc_get(&m, "reason");
+			fprintf(stderr, "%s: list: qmgr refused: ", QUEUE_CMD);
+			print_masked(stderr, reason ? reason : m.type);
+			fputc('\n', stderr);
+		}
+		ipc_msg_free(&m);
+		break;
+	}
+out:
+	ipc_msg_free(&req);
+	bio_free(&b);
+	close(fd);
+	return rc;
 }
 
 /* ---- show ---- */
@@ -607,8 +677,8 @@ out:
 /* ---- entry ---- */
 
 /* Root or the queue's owner (the postern user); anyone else gets a clear
- * message rather than a scatter of "Permission denied". */
-static bool may_use_queue(void)
+ * message (unless quiet) rather than a scatter of "Permission denied". */
+static bool may_use_queue(bool quiet)
 {
 	uid_t uid, euid = geteuid();
 	gid_t gid;
@@ -624,6 +694,8 @@ static bool may_use_queue(void)
 	    QUEUE_INCOMING);
 	if (stat(path, &st) == 0 && st.st_uid == euid)
 		return true;
+	if (quiet)
+		return false;
 	fprintf(stderr, "%s: permission denied: run this as root or as the "
 	    "user \"%s\"\n", QUEUE_CMD, cfg.user);
 	return false;
@@ -665,15 +737,17 @@ int admin_queue_main(int argc, char **argv)
 		queue_usage();
 		return 1;
 	}
-	if (!may_use_queue())
-		return 1;
 	if (strcmp(sub, "list") == 0) {
 		if (argc != 2) {
 			queue_usage();
 			return 1;
 		}
-		return queue_list();
+		/* Read the files when we may, else ask qmgr, as anyone may. */
+		return may_use_queue(true) ? queue_list_files() :
+		    queue_list_qmgr();
 	}
+	if (!may_use_queue(false))
+		return 1;
 	if (strcmp(sub, "show") == 0)
 		return queue_show(argc - 1, argv + 1);
 	if (strcmp(sub, "delete") == 0)

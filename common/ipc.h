@@ -14,6 +14,19 @@
  *                                    no reply
  *     type=flush                     retry every deferred message now;
  *                                    reply type=ok or type=error reason=...
+ *     type=list                      the queue listing (mailq), for any
+ *                                    user, as Postfix's showq; qmgr
+ *                                    streams, in queue ID order:
+ *       type=entry  one per message in maildrop/, incoming/, active/,
+ *                   deferred/, hold/ (qlist.h): id= queue= size=
+ *                   arrival=<sec> sender= (empty for <>), then reason=
+ *                   (last delay reason of the recipients that follow) and
+ *                   rcpt= (pending recipient) attributes in display order
+ *       type=end count=<entries sent>, and qmgr closes the connection;
+ *       or type=error reason=... (too many listings at once).
+ *                   qmgr reads the envelopes a chunk at a time as the
+ *                   client takes them; a file that is unreadable or left
+ *                   the queue meanwhile is left out.
  *   run_directory/deliver (deliver processes; qmgr connects, and sends
  *   job after job on one connection; a deliver process serves one qmgr
  *   connection until qmgr closes it):

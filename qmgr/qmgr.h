@@ -233,6 +233,18 @@ size_t qmgr_ctl_pollfds(struct pollfd *pfds, size_t max);
 void qmgr_ctl_events(struct pollfd *pfds, size_t n);
 long long qmgr_ctl_timer(long long now_ms);
 
+/* ---- queue listing for any local user (qmgr_list.c) ---- */
+
+struct qmgr_list;
+/* Collect and sort the names of the listed messages (no file is read). */
+struct qmgr_list *qmgr_list_start(void);
+/*
+ * Append the next QLIST_CHUNK type=entry messages to out, then type=end
+ * after the last; false once type=end has been appended before.
+ */
+bool qmgr_list_more(struct qmgr_list *l, struct str *out);
+void qmgr_list_free(struct qmgr_list *l);
+
 /* ---- small helpers (qmgr_util.c) ---- */
 
 /* A set of lowercased strings (open addressing). */

@@ -3,7 +3,9 @@
  *
  * Any local process may connect (smtpd and sendmail send type=wakeup after
  * queueing mail); commands that change the queue (type=flush) are taken
- * only from root or from our own user, checked with SO_PEERCRED. Clients
+ * only from root or from our own user, checked with SO_PEERCRED; any user
+ * may ask for the listing (type=list, qmgr_list.c), as Postfix lets anyone
+ * run mailq (authorized_mailq_users = static:anyone). Clients
  * are untrusted: messages are size-checked by ipc_decode, a client gets a
  * bounded number of messages and a bounded time, and there is a bound on
  * how many clients are served at once.
@@ -24,6 +26,10 @@
 #define CTL_MAX_CLIENTS 64
 #define CTL_MAX_INPUT 8192
 #define CTL_TIMEOUT_MS 10000
+/* Listings served at once; each holds the sorted names of the queue. */
+#define CTL_MAX_LISTINGS 4
+/* Read more envelopes for a listing only when less than this is unsent. */
+#define CTL_LIST_LOW_WATER 16384
 
 struct ctl_client {
 	int fd;
@@ -32,12 +38,14 @@ struct ctl_client {
 	struct str out;
 	size_t out_off;
 	bool closing;		/* close once out is written */
+	struct qmgr_list *list;	/* a listing in progress, or NULL */
 	long long deadline_ms;
 };
 
 static int listen_fd = -1;
 static struct ctl_client clients[CTL_MAX_CLIENTS];
 static size_t nclients;
+static size_t nlistings;
 /* What index in clients[] each of the last pollfds belongs to. */
 static int polled[CTL_MAX_CLIENTS + 1];
 
@@ -49,6 +57,10 @@ void qmgr_ctl_init(int fd)
 static void client_close(size_t i)
 {
 	close(clients[i].fd);
+	if (clients[i].list != NULL) {
+		qmgr_list_free(clients[i].list);
+		nlistings--;
+	}
 	str_free(&clients[i].in);
 	str_free(&clients[i].out);
 	clients[i] = clients[--nclients];
@@ -80,6 +92,17 @@ static void handle(struct ctl_client *c, const struct ipc_msg *m)
 		qmgr_sched_revive_all();
 		qmgr_scan_flush();
 		reply(c, "ok", NULL);
+	} else if (strcmp(m->type, "list") == 0) {
+		/* No uid check: the listing is for everyone (see above). */
+		if (c->list != NULL || nlistings == CTL_MAX_LISTINGS) {
+			reply(c, "error", c->list ? "one listing at a time" :
+			    "busy: too many listings, try again");
+			c->closing = true;
+			return;
+		}
+		c->list = qmgr_list_start();
+		nlistings++;
+		/* The entries follow as the client reads (client_event). */
 	} else {
 		reply(c, "error", "unknown command");
 		c->closing = true;
@@ -128,7 +151,7 @@ size_t qmgr_ctl_pollfds(struct pollfd *pfds, size_t max)
 	for (size_t i = 0; i < nclients && n < max; i++) {
 		struct ctl_client *c = &clients[i];
 		pfds[n].fd = c->fd;
-		pfds[n].events = c->out.len > c->out_off ? POLLOUT :
+		pfds[n].events = c->out.len > c->out_off || c->list ? POLLOUT :
 		    c->closing ? 0 : POLLIN;
 		pfds[n].revents = 0;
 		polled[n++] = (int)i;
@@ -139,12 +162,23 @@ size_t qmgr_ctl_pollfds(struct pollfd *pfds, size_t max)
 /* Serve client i; false once it is to be closed. */
 static bool client_event(struct ctl_client *c, short revents)
 {
-	if (revents & POLLOUT) {
+	if ((revents & POLLOUT) && c->list != NULL &&
+	    c->out.len - c->out_off < CTL_LIST_LOW_WATER &&
+	    !qmgr_list_more(c->list, &c->out)) {
+		/* type=end is queued: one listing per connection. */
+		qmgr_list_free(c->list);
+		c->list = NULL;
+		nlistings--;
+		c->closing = true;
+	}
+	if ((revents & POLLOUT) && c->out.len > c->out_off) {
 		ssize_t w = write(c->fd, c->out.data + c->out_off,
 		    c->out.len - c->out_off);
 		if (w < 0)
 			return errno == EAGAIN || errno == EINTR;
 		c->out_off += (size_t)w;
+		/* A client that keeps reading keeps its connection. */
+		c->deadline_ms = qmgr_now_ms() + CTL_TIMEOUT_MS;
 		if (c->out_off == c->out.len) {
 			str_clear(&c->out);
 			c->out_off = 0;
