@@ -307,7 +307,9 @@ static void cmd_mail(struct smtpd_session *s, const char *arg)
 		smtpd_reply(s, 503, "5.5.1", "Error: nested MAIL command");
 		return;
 	}
-	if ((p = path_after(arg, "FROM:")) == NULL) {
+	/* No path at all is a command syntax error (5.5.4), not a bad
+	 * address (5.1.7), as Postfix answers. */
+	if ((p = path_after(arg, "FROM:")) == NULL || *p == '\0') {
 		smtpd_reply(s, 501, "5.5.4", "Syntax: MAIL FROM:<address>");
 		return;
 	}
@@ -388,7 +390,7 @@ static void cmd_rcpt(struct smtpd_session *s, const char *arg)
 		smtpd_reply(s, 503, "5.5.1", "Error: RCPT inside BDAT");
 		return;
 	}
-	if ((p = path_after(arg, "TO:")) == NULL) {
+	if ((p = path_after(arg, "TO:")) == NULL || *p == '\0') {
 		smtpd_reply(s, 501, "5.5.4", "Syntax: RCPT TO:<address>");
 		return;
 	}

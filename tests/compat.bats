@@ -58,9 +58,28 @@ compat() {
 @test "compat: command order" { compat order-; }
 @test "compat: unknown and malformed commands, HELO/EHLO" { compat cmd- helo- ehlo-; }
 @test "compat: MAIL FROM syntax" { compat mail-; }
-@test "compat: ESMTP parameters" { compat size- body- rcpt-notify- rcpt-orcpt- rcpt-unknown-param; }
-@test "compat: RCPT policy" { compat rcpt-known rcpt-unknown-user rcpt-postmaster rcpt-relay rcpt-literal rcpt-quoted rcpt-space rcpt-empty rcpt-too-many; }
+@test "compat: SIZE and BODY (NOTIFY, ORCPT: with RCPT)" { compat size- body-; }
+@test "compat: RCPT syntax and policy" { compat rcpt-; }
 @test "compat: DATA and pipelining" { compat data- pipelined-; }
 @test "compat: BDAT" { compat bdat-; }
-@test "compat: VRFY, EXPN, HELP, NOOP, RSET, QUIT, AUTH" { compat vrfy- expn help noop- rset- quit- auth-; }
+@test "compat: VRFY, EXPN, HELP, NOOP, RSET, QUIT, AUTH, STARTTLS" { compat vrfy- expn help noop- rset- quit auth- starttls-; }
 @test "compat: NUL, bare LF, long lines" { compat nul- bare- long-; }
+
+@test "compat: every case of the table belongs to one of the tests above" {
+	run python3 - "$BATS_TEST_DIRNAME" <<'PY'
+import re, sys
+sys.path.insert(0, sys.argv[1] + "/helpers")
+import smtp_compat
+prefixes = []
+for line in open(sys.argv[1] + "/compat.bats"):
+    m = re.search(r"\{ compat (.*); \}", line)
+    if m:
+        prefixes += m.group(1).split()
+missing = [c[0] for c in smtp_compat.CASES
+           if not any(c[0].startswith(p) for p in prefixes)]
+print(" ".join(missing))
+sys.exit(1 if missing or not prefixes else 0)
+PY
+	echo "$output"
+	[ "$status" -eq 0 ]
+}
