@@ -407,8 +407,10 @@ void smtpd_cmd_bdat(struct smtpd_session *s, const char *arg)
 
 	if (!parse_bdat(arg, &size, &last)) {
 		/* Without a size we cannot tell the chunk from commands:
-		 * the only safe thing is to stop reading. */
-		smtpd_reply(s, 501, "5.5.4", "Syntax: BDAT count [LAST]");
+		 * the only safe thing is to stop reading. 521 rather than
+		 * 501 says the connection ends with this reply, as Postfix
+		 * answers (RFC 7504 3: 521, the server accepts no more). */
+		smtpd_reply(s, 521, "5.5.4", "Syntax: BDAT count [LAST]");
 		log_info("bad BDAT syntax from %s: disconnecting",
 		    s->client_log);
 		smtpd_enter_state(s, SMTPD_STATE_CLOSING);

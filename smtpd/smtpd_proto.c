@@ -307,7 +307,9 @@ static void cmd_mail(struct smtpd_session *s, const char *arg)
 		smtpd_reply(s, 503, "5.5.1", "Error: nested MAIL command");
 		return;
 	}
-	if ((p = path_after(arg, "FROM:")) == NULL) {
+	/* No path at all is a command syntax error (5.5.4), not a bad
+	 * address (5.1.7), as Postfix answers. */
+	if ((p = path_after(arg, "FROM:")) == NULL || *p == '\0') {
 		smtpd_reply(s, 501, "5.5.4", "Syntax: MAIL FROM:<address>");
 		return;
 	}
@@ -319,7 +321,11 @@ static void cmd_mail(struct smtpd_session *s, const char *arg)
 		smtpd_log_reject(s, "MAIL", NULL, code, enh, text);
 		return;
 	}
-	unsigned flags = ADDR_ALLOW_NULL | (s->esmtp ? ADDR_ALLOW_UTF8 : 0);
+	/* Like Postfix with strict_rfc821_envelopes = no: a path without
+	 * <> is tolerated (RFC 5321 4.1.2 requires them; old clients and
+	 * scripts omit them). */
+	unsigned flags = ADDR_ALLOW_NULL | ADDR_ALLOW_NO_BRACKETS |
+	    (s->esmtp ? ADDR_ALLOW_UTF8 : 0);
 	if (!addr_parse_path(p, flags, &a, &end, &why)) {
 		smtpd_reply(s, 501, "5.1.7", "Bad sender address syntax: %s",
 		    why);
@@ -384,11 +390,11 @@ static void cmd_rcpt(struct smtpd_session *s, const char *arg)
 		smtpd_reply(s, 503, "5.5.1", "Error: RCPT inside BDAT");
 		return;
 	}
-	if ((p = path_after(arg, "TO:")) == NULL) {
+	if ((p = path_after(arg, "TO:")) == NULL || *p == '\0') {
 		smtpd_reply(s, 501, "5.5.4", "Syntax: RCPT TO:<address>");
 		return;
 	}
-	unsigned flags = ADDR_ALLOW_POSTMASTER |
+	unsigned flags = ADDR_ALLOW_POSTMASTER | ADDR_ALLOW_NO_BRACKETS |
 	    (s->esmtp ? ADDR_ALLOW_UTF8 : 0);
 	if (!addr_parse_path(p, flags, &a, &end, &why)) {
 		smtpd_reply(s, 501, "5.1.3", "Bad recipient address syntax: %s",

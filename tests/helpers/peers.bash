@@ -110,7 +110,9 @@ deliver_job() {
 # with opportunistic STARTTLS (a fresh self-signed key), SMTPUTF8, a
 # message_size_limit of PF_SIZE_LIMIT bytes, and one recipient it refuses
 # (refused@pf.test); mail for pf.test is accepted and discarded. PF_EXTRA
-# is appended to main.cf. Config,
+# holds "key = value" lines that are added or replace a key, through
+# postconf -e (a duplicate key makes every Postfix daemon log a warning
+# to syslog, which blocks where no syslog daemon reads /dev/log). Config,
 # queue and log (maillog) live in $T/postfix. "postfix start" needs root.
 postfix_peer_start() {
 	P="$T/postfix"
@@ -159,8 +161,12 @@ postfix_peer_start() {
 	message_size_limit = ${PF_SIZE_LIMIT:-100000}
 	alias_maps =
 	alias_database =
-	${PF_EXTRA:-}
 	CF
+	local line
+	while IFS= read -r line; do
+		[ -n "$line" ] || continue
+		postconf -c "$P/conf" -e "$line" || return 1
+	done <<< "${PF_EXTRA:-}"
 	chown postfix "$P/data"
 	if ! postfix -c "$P/conf" start >/dev/null 2>&1; then
 		sed 's/^/# /' "$P/maillog" >&3 2>/dev/null
