@@ -266,6 +266,35 @@ static int queue_list_files(void)
 	return ok ? 0 : 1;
 }
 
+enum qmgr_request_result {
+	QMGR_SENT,		/* *b is open on the request's connection */
+	QMGR_UNREACHABLE,	/* no connection (errno set); *b untouched */
+	QMGR_SEND_FAILED,	/* connected, the request did not go out */
+};
+
+/*
+ * Connect to qmgr's control socket and send one request of the given
+ * type; the caller reads the answer from *b, then closes b->fd and frees
+ * b. path gets the socket's path for error messages.
+ */
+static enum qmgr_request_result qmgr_request(const char *type, int timeout_ms,
+    struct bio *b, char *path, size_t pathsize)
+{
+	struct ipc_msg req;
+
+	snprintf(path, pathsize, "%s/%s", cfg.run_directory, IPC_SOCKET_QMGR);
+	int fd = sock_connect_unix(path, timeout_ms);
+	if (fd < 0)
+		return QMGR_UNREACHABLE;
+	bio_init(b, fd, timeout_ms);
+	ipc_msg_init(&req, type);
+	bool sent = ipc_send(b, &req);
+	int saved = errno;
+	ipc_msg_free(&req);
+	errno = saved;
+	return sent ? QMGR_SENT : QMGR_SEND_FAILED;
+}
+
 /*
  * The listing from qmgr (type=list, ipc.h): for users who may not read
  * the queue directories. Everyone may, as Postfix's showq allows.
@@ -274,23 +303,21 @@ static int queue_list_qmgr(void)
 {
 	char path[PATH_MAX];
 	struct bio b;
-	struct ipc_msg req;
 	struct list_state ls = { 0 };
 	int rc = 1;
 
-	snprintf(path, sizeof(path), "%s/%s", cfg.run_directory, IPC_SOCKET_QMGR);
-	int fd = sock_connect_unix(path, QUEUE_LIST_TIMEOUT_MS);
-	if (fd < 0) {
+	switch (qmgr_request("list", QUEUE_LIST_TIMEOUT_MS, &b, path,
+	    sizeof(path))) {
+	case QMGR_UNREACHABLE:
 		fprintf(stderr, "%s: mail system is down: cannot reach qmgr "
 		    "at %s: %s\n", QUEUE_CMD, path, strerror(errno));
 		return 1;
-	}
-	bio_init(&b, fd, QUEUE_LIST_TIMEOUT_MS);
-	ipc_msg_init(&req, "list");
-	if (!ipc_send(&b, &req)) {
+	case QMGR_SEND_FAILED:
 		fprintf(stderr, "%s: list: sending to qmgr: %s\n", QUEUE_CMD,
 		    strerror(errno));
 		goto out;
+	case QMGR_SENT:
+		break;
 	}
 	for (;;) {
 		struct ipc_msg m;
@@ -318,9 +345,8 @@ static int queue_list_qmgr(void)
 		break;
 	}
 out:
-	ipc_msg_free(&req);
+	close(b.fd);
 	bio_free(&b);
-	close(fd);
 	return rc;
 }
 
@@ -633,23 +659,21 @@ static int queue_flush(void)
 {
 	char path[PATH_MAX];
 	struct bio b;
-	struct ipc_msg req;
 	struct ipc_msg reply = { 0 };	/* ipc_recv fills it in */
 	int rc = 1;
 
-	snprintf(path, sizeof(path), "%s/%s", cfg.run_directory, IPC_SOCKET_QMGR);
-	int fd = sock_connect_unix(path, QUEUE_FLUSH_TIMEOUT_MS);
-	if (fd < 0) {
+	switch (qmgr_request("flush", QUEUE_FLUSH_TIMEOUT_MS, &b, path,
+	    sizeof(path))) {
+	case QMGR_UNREACHABLE:
 		fprintf(stderr, "%s: flush: cannot reach qmgr at %s: %s "
 		    "(is postern running?)\n", QUEUE_CMD, path, strerror(errno));
 		return 1;
-	}
-	bio_init(&b, fd, QUEUE_FLUSH_TIMEOUT_MS);
-	ipc_msg_init(&req, "flush");
-	if (!ipc_send(&b, &req)) {
+	case QMGR_SEND_FAILED:
 		fprintf(stderr, "%s: flush: sending to qmgr: %s\n", QUEUE_CMD,
 		    strerror(errno));
 		goto out;
+	case QMGR_SENT:
+		break;
 	}
 	enum bio_status st = ipc_recv(&b, &reply);
 	if (st != BIO_OK) {
@@ -667,10 +691,9 @@ static int queue_flush(void)
 		fputc('\n', stderr);
 	}
 out:
-	ipc_msg_free(&req);
 	ipc_msg_free(&reply);
+	close(b.fd);
 	bio_free(&b);
-	close(fd);
 	return rc;
 }
 
