@@ -58,6 +58,20 @@
  * corrupt/ (never deletes them). A hole inside the content under a valid
  * D and C would not be seen; journaling file systems in their default
  * modes (ext4 data=ordered, XFS, btrfs) never expose one.
+ *
+ * Recycling: qmgr does not unlink a finished file of up to
+ * QUEUE_RECYCLE_MAX_SIZE bytes; it renames it to recycle/<slot>, one of
+ * QUEUE_RECYCLE_SLOTS names used in turn (a rename onto a taken slot
+ * frees the older file, so recycle/ never holds more). A writer into
+ * incoming/ claims such a file by renaming it to its ".<ID>" and
+ * truncating it, instead of creating a new inode. Creating and freeing
+ * an inode per message is what a busy queue directory spends most of its
+ * file system time on (ext4's allocator scans past recently freed inodes
+ * under the directory's lock); a rename and a truncate are cheaper on
+ * every file system. recycle/ is mode 0700 like the rest of the queue;
+ * its files are finished messages' bytes until reused, never read. A
+ * writer takes only a regular file of its own with mode 0600 and one
+ * link; master empties recycle/ at start (queue_recycle_clear()).
  */
 #ifndef POSTERN_QUEUE_H
 #define POSTERN_QUEUE_H
@@ -77,6 +91,7 @@
 #define QUEUE_DEFERRED "deferred"
 #define QUEUE_HOLD "hold"
 #define QUEUE_CORRUPT "corrupt"
+#define QUEUE_RECYCLE "recycle"
 /* deferred/ is hashed into this many one-hex-digit subdirectories */
 #define QUEUE_DEFERRED_HASH 16
 
@@ -192,12 +207,16 @@ const char *queue_envelope_attr(const struct queue_envelope *env,
 
 /* ---- writing a new queue file ---- */
 
+#define QUEUE_RECYCLE_SLOTS 256
+#define QUEUE_RECYCLE_MAX_SIZE (64 * 1024)
+
 struct queue_writer;
 
 /*
  * Start a new file in <queue_directory>/<subdir>/ (incoming or maildrop):
  * picks a new queue ID into env->id, creates ".<ID>" with O_EXCL and mode
- * 0600, writes the envelope records. NULL with err on failure.
+ * 0600 (in incoming/, claims a recycled file when there is one), writes
+ * the envelope records. NULL with err on failure.
  */
 struct queue_writer *queue_writer_open(const char *queue_directory,
     const char *subdir, struct queue_envelope *env, char *err, size_t errsize);
@@ -250,5 +269,21 @@ bool queue_append_reason(int fd, struct queue_envelope *env, size_t rcpt,
  */
 bool queue_move(const char *queue_directory, const char *from_subdir,
     const char *to_subdir, const char *id, char *err, size_t errsize);
+
+/*
+ * Remove a finished queue file (path, anywhere in the queue): recycled
+ * when it is small enough (see "Recycling" above), else unlinked. No
+ * fsync: a removal lost in a power cut means a duplicate, never a loss.
+ * false with errno when the file could not be removed.
+ */
+bool queue_remove(const char *queue_directory, const char *path);
+/*
+ * Unlink everything in recycle/ (master, at start, before any writer).
+ * After a power cut on a file system without a journal, a rename out of
+ * recycle/ may be on disk only in its target directory; the stale name
+ * would give the file of an acknowledged message to the next writer. A
+ * name removed here never takes the bytes of a file that has another.
+ */
+void queue_recycle_clear(const char *queue_directory);
 
 #endif

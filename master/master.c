@@ -107,6 +107,7 @@ static void prepare_directories(void)
 	if (!queue_dirs_create(cfg.queue_directory, uid, gid, drop_gid, err,
 	    sizeof(err)))
 		log_fatal("%s", err);
+	queue_recycle_clear(cfg.queue_directory);
 	ensure_dir(cfg.run_directory, 0755, uid, gid);
 }
 

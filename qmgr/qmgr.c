@@ -73,6 +73,8 @@ static void qmgr_run(const char *service)
 		pfds[n].events = POLLIN;
 		pfds[n].revents = 0;
 		n++;
+		size_t scan_first = n;
+		n += qmgr_scan_pollfds(pfds + n, QMGR_MAX_POLLFDS - n);
 		size_t ctl_first = n;
 		n += qmgr_ctl_pollfds(pfds + n, QMGR_MAX_POLLFDS - n);
 		size_t dlv_first = n;
@@ -100,6 +102,7 @@ static void qmgr_run(const char *service)
 		}
 		if (r == 0)
 			continue;
+		qmgr_scan_events(pfds + scan_first, ctl_first - scan_first);
 		qmgr_ctl_events(pfds + ctl_first, dlv_first - ctl_first);
 		qmgr_deliver_events(pfds + dlv_first, n - dlv_first);
 	}

@@ -189,6 +189,9 @@ void qmgr_deliver_close_all(void);
 void qmgr_scan_startup(void);
 /* Ask for a scan of incoming/ and maildrop/ soon. */
 void qmgr_scan_wakeup(void);
+/* The inotify watch on incoming/ and maildrop/ for the poll set. */
+size_t qmgr_scan_pollfds(struct pollfd *pfds, size_t room);
+void qmgr_scan_events(const struct pollfd *pfds, size_t n);
 /* Make every deferred message due now (flush). */
 void qmgr_scan_flush(void);
 /* Move due mail into active/ while the active queue has room. */

@@ -1,8 +1,9 @@
 /*
  * qmgr_ctl.c - qmgr's control socket, run_directory/qmgr (ipc.h).
  *
- * Any local process may connect (smtpd and sendmail send type=wakeup after
- * queueing mail); commands that change the queue (type=flush) are taken
+ * Any local process may connect (sendmail and postern queue send
+ * type=wakeup after queueing mail, though qmgr also watches the queue
+ * with inotify, qmgr_scan.c); commands that change the queue (type=flush) are taken
  * only from root or from our own user, checked with SO_PEERCRED; any user
  * may ask for the listing (type=list, qmgr_list.c), as Postfix lets anyone
  * run mailq (authorized_mailq_users = static:anyone). Clients

@@ -392,7 +392,7 @@ static void finish(struct qmsg *msg)
 		close(fd);
 
 	if (npending == 0) {
-		if (unlink(path) < 0 && errno != ENOENT)
+		if (!queue_remove(cfg.queue_directory, path) && errno != ENOENT)
 			log_warning("%s: remove %s: %m", msg->id, path);
 		else
 			log_info("%s: removed", msg->id);

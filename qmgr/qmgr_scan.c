@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,6 +37,9 @@
 
 /* Safety-net scan of incoming/ and maildrop/ when no wake-up came. */
 #define SCAN_INCOMING_INTERVAL_MS 10000
+/* The same without the inotify watch, which is then the only wake-up
+ * from smtpd. */
+#define SCAN_INCOMING_UNWATCHED_MS 1000
 /* Pickups per pass, so that a flood of local mail cannot stall the loop. */
 #define PICKUP_BATCH 200
 
@@ -49,6 +53,9 @@ static long long incoming_due_ms = 1;	/* scan incoming/ at this time */
 static long long deferred_due_ms = 1;	/* scan deferred/ at this time */
 static bool flush_pending;		/* next deferred scan takes all */
 static bool prefer_deferred;		/* alternate between the lists */
+static int watch_fd = -1;		/* inotify on incoming/, maildrop/ */
+
+static void watch_start(void);
 
 static void idlist_clear(struct idlist *l)
 {
@@ -374,8 +381,57 @@ void qmgr_scan_startup(void)
 		log_info("recovered %zu messages from %s", stranded.count,
 		    QUEUE_ACTIVE);
 	free(stranded.ids);
+	watch_start();
 	incoming_due_ms = 1;
 	deferred_due_ms = 1;
+}
+
+/*
+ * New mail announces itself: a queue writer's last step is a rename into
+ * incoming/ (smtpd, qmgr) or maildrop/ (sendmail), which inotify reports
+ * as IN_MOVED_TO. Writers need no wake-up call of their own, and one read
+ * here covers every message committed since the last. Without the watch
+ * (inotify limits reached) the periodic scan runs every second instead.
+ */
+static void watch_start(void)
+{
+	static const char *const watched[] = { QUEUE_INCOMING, QUEUE_MAILDROP };
+
+	watch_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	for (size_t i = 0; watch_fd >= 0 && i < 2; i++) {
+		char *path = queue_subdir_path(watched[i]);
+		if (inotify_add_watch(watch_fd, path, IN_MOVED_TO |
+		    IN_ONLYDIR) < 0) {
+			close(watch_fd);
+			watch_fd = -1;
+		}
+		free(path);
+	}
+	if (watch_fd < 0)
+		log_warning("cannot watch the queue for new mail (%m): "
+		    "scanning incoming/ every %d ms", SCAN_INCOMING_UNWATCHED_MS);
+}
+
+size_t qmgr_scan_pollfds(struct pollfd *pfds, size_t room)
+{
+	if (watch_fd < 0 || room == 0)
+		return 0;
+	pfds[0].fd = watch_fd;
+	pfds[0].events = POLLIN;
+	pfds[0].revents = 0;
+	return 1;
+}
+
+void qmgr_scan_events(const struct pollfd *pfds, size_t n)
+{
+	if (n == 0 || pfds[0].revents == 0)
+		return;
+	/* The events themselves do not matter (names starting with "."
+	 * never come: writers rename away from them): drain and scan. */
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	while (read(watch_fd, buf, sizeof(buf)) > 0)
+		;
+	incoming_due_ms = 1;
 }
 
 void qmgr_scan_wakeup(void)
@@ -396,8 +452,8 @@ long long qmgr_scan_timer(long long now_ms)
 		bool more = pickup();
 		if (incoming_list.pos >= incoming_list.count)
 			scan_incoming();
-		incoming_due_ms = more ? now_ms : now_ms +
-		    SCAN_INCOMING_INTERVAL_MS;
+		incoming_due_ms = more ? now_ms : now_ms + (watch_fd >= 0 ?
+		    SCAN_INCOMING_INTERVAL_MS : SCAN_INCOMING_UNWATCHED_MS);
 	}
 	if (deferred_due_ms > 0 && deferred_due_ms <= now_ms) {
 		/* A flush takes everything; otherwise read only when the

@@ -23,7 +23,6 @@
 #include <time.h>
 
 #include "cfg.h"
-#include "ipc.h"
 #include "log.h"
 #include "mem.h"
 #include "smtpd.h"
@@ -200,7 +199,7 @@ static void finish_message(struct smtpd_session *s, const char *stage)
 	}
 	smtpd_reply(s, 250, "2.0.0", "Ok: queued as %s", t->queue_id);
 	smtpd_txn_end(s, true);
-	ipc_wake_qmgr(cfg.run_directory);
+	/* No wake-up call: qmgr watches incoming/ for the rename. */
 }
 
 /* ---- DATA ---- */

@@ -96,13 +96,7 @@ EOF
 }
 
 @test "an unreachable destination is suspended and does not hold up others" {
-	sink_start sink
-	dead_port=$(free_port)
-	table transport <<EOF
-dead.test	smtp:[127.0.0.1]:$dead_port
-EOF
-	suite_conf transport_maps "hash:$T/conf/transport"
-	suite_conf relayhost "[127.0.0.1]:$sink_PORT"
+	sink_and_dead_destination
 	suite_start
 	for i in 1 2 3; do
 		send_mail --from a@example.org --to "u$i@dead.test"
@@ -140,4 +134,42 @@ EOF
 	# that was in flight when qmgr died.
 	n=$(ls "$T/slow" | wc -l)
 	[ "$n" -ge 1 ] && [ "$n" -le 2 ]
+}
+
+@test "finished queue files are recycled: the next message reuses the inode" {
+	sink_and_dead_destination
+	suite_start
+	send_mail --from a@example.org --to r1@example.net \
+		--header "Subject: recycled one"
+	wait_for_count "sink_count sink" 1
+	wait_for_log ': removed' 10
+	# The finished file waits in recycle/ instead of being unlinked.
+	[ "$(find "$T/queue/recycle" -type f | wc -l)" -eq 1 ]
+	[ "$(queue_count)" -eq 0 ]
+	old=$(find "$T/queue/recycle" -type f -printf '%i')
+	# A message that stays (its destination is down) sits in deferred/
+	# in that inode, holding only its own bytes.
+	sleep 0.2	# past smtpd's pause after it last found recycle/ empty
+	send_mail --from a@example.org --to stays@dead.test \
+		--header "Subject: the second"
+	wait_for_count "queue_count deferred" 1
+	f=$(find "$T/queue/deferred" -type f)
+	[ "$(stat -c %i "$f")" = "$old" ]
+	[ "$(find "$T/queue/recycle" -type f | wc -l)" -eq 0 ]
+	grep -aq '^Subject: the second' "$f"
+	! grep -aq 'recycled one' "$f"
+	[ "$(stat -c %a "$f")" = 600 ]
+}
+
+@test "qmgr picks up new mail at once, without waiting for its periodic scan" {
+	sink_start sink
+	suite_conf relayhost "[127.0.0.1]:$sink_PORT"
+	suite_start
+	wait_for_log 'qmgr\[[0-9]+\]: starting' 10
+	# Past qmgr's start-up scans: from here only the inotify watch on
+	# incoming/ brings the message in before the next scan, 10 s on.
+	sleep 1
+	! grep -q 'cannot watch the queue' "$T/log"
+	send_mail --from a@example.org --to quick@example.net
+	wait_for_count "sink_count sink" 1 5
 }

@@ -60,6 +60,18 @@ table() {
 	"$BUILD/postern" -c "$T/conf" map build ${2:-} "$file"
 }
 
+# Start a sink, relay everything to it, but route dead.test to a port
+# nobody listens on (mail for it is deferred and stays in the queue).
+sink_and_dead_destination() {
+	sink_start sink
+	dead_port=$(free_port)
+	table transport <<EOF
+dead.test	smtp:[127.0.0.1]:$dead_port
+EOF
+	suite_conf transport_maps "hash:$T/conf/transport"
+	suite_conf relayhost "[127.0.0.1]:$sink_PORT"
+}
+
 qmgr_flush() {
 	"$BUILD/postern" -c "$T/conf" queue flush
 }

@@ -189,7 +189,9 @@ send_mail() {
 	swaks --server 127.0.0.1 --port "$SMTP_PORT" --silent 2 "$@"
 }
 
-# Count the files of the queue (all subdirectories).
+# Count the messages in the queue (all subdirectories but recycle/, which
+# holds finished files for reuse: common/queue.h, "Recycling").
 queue_count() {
-	find "$T/queue/${1:-}" -type f ! -name '.*' 2>/dev/null | wc -l
+	find "$T/queue/${1:-}" -path "$T/queue/recycle" -prune -o \
+		-type f ! -name '.*' -print 2>/dev/null | wc -l
 }

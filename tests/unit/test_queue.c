@@ -1175,6 +1175,105 @@ static void test_unfinished_files(void)
 	queue_envelope_free(&env);
 }
 
+/* ---- recycling ---- */
+
+static void test_recycle(void)
+{
+	struct queue_envelope a, b, got;
+	char err[256], path[512];
+	struct stat st_a, st_b;
+
+	make_three(&a);
+	CHECK(queue_move(qdir, QUEUE_INCOMING, QUEUE_ACTIVE, a.id, err,
+	    sizeof(err)));
+	queue_path(path, sizeof(path), qdir, QUEUE_ACTIVE, a.id);
+	CHECK(stat(path, &st_a) == 0);
+	CHECK(queue_remove(qdir, path));
+	CHECK(stat(path, &st_b) < 0 && errno == ENOENT);
+	CHECK_INT(count_entries(QUEUE_RECYCLE), 1);
+
+	/* The next file in incoming/ is that inode, holding only itself
+	 * (once the writer looks again: make_three found recycle/ empty). */
+	usleep(150 * 1000);
+	queue_envelope_init(&b);
+	b.sender = xstrdup("");
+	queue_envelope_add_rcpt(&b, "x@example.com", 0, NULL);
+	CHECK(write_message(QUEUE_INCOMING, &b, "X: 1\r\n\r\n", 8));
+	CHECK_INT(count_entries(QUEUE_RECYCLE), 0);
+	queue_path(path, sizeof(path), qdir, QUEUE_INCOMING, b.id);
+	CHECK(stat(path, &st_b) == 0);
+	CHECK(st_b.st_ino == st_a.st_ino);
+	CHECK_INT(st_b.st_mode & 07777, 0600);
+	CHECK_INT(st_b.st_size, b.trailer_offset + 4);	/* "C 8\n" */
+	queue_envelope_init(&got);
+	CHECK_INT(read_message(QUEUE_INCOMING, b.id, &got, err, sizeof(err)),
+	    QUEUE_READ_OK);
+	CHECK_STR(got.sender, "");
+	CHECK_INT(got.nrcpts, 1);
+	CHECK_INT(got.content_length, 8);
+	queue_envelope_free(&got);
+
+	/* recycle/ is empty now: a new file is created, and a file too big
+	 * to keep is unlinked, not recycled. */
+	make_three(&a);
+	queue_path(path, sizeof(path), qdir, QUEUE_INCOMING, a.id);
+	CHECK(stat(path, &st_a) == 0 && st_a.st_ino != st_b.st_ino);
+	CHECK(truncate(path, QUEUE_RECYCLE_MAX_SIZE + 1) == 0);
+	CHECK(queue_remove(qdir, path));
+	CHECK_INT(count_entries(QUEUE_RECYCLE), 0);
+	CHECK(stat(path, &st_a) < 0 && errno == ENOENT);
+
+	/* A file in recycle/ that qmgr would not have left there (another
+	 * mode) is removed, never written into. */
+	usleep(150 * 1000);
+	snprintf(path, sizeof(path), "%s/%s/7", qdir, QUEUE_RECYCLE);
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0644);
+	CHECK(fd >= 0 && fchmod(fd, 0644) == 0);
+	CHECK(fd >= 0 && write(fd, "keep", 4) == 4);
+	queue_envelope_free(&b);
+	queue_envelope_init(&b);
+	b.sender = xstrdup("s@example.org");
+	queue_envelope_add_rcpt(&b, "y@example.com", 0, NULL);
+	CHECK(write_message(QUEUE_INCOMING, &b, "", 0));
+	queue_path(path, sizeof(path), qdir, QUEUE_INCOMING, b.id);
+	CHECK(stat(path, &st_b) == 0);
+	CHECK_INT(st_b.st_mode & 07777, 0600);
+	CHECK_INT(count_entries(QUEUE_RECYCLE), 0);
+	char kept[8] = "";
+	CHECK(fd >= 0 && fstat(fd, &st_a) == 0 && st_a.st_nlink == 0);
+	CHECK(fd >= 0 && pread(fd, kept, sizeof(kept), 0) == 4);
+	CHECK_STR(kept, "keep");
+	if (fd >= 0)
+		close(fd);
+
+	/* A stale second name of a queued file (a power cut kept only the
+	 * rename's target): never claimed, and clearing recycle/ at start
+	 * removes the name, not the message. */
+	char link_path[512];
+	queue_path(path, sizeof(path), qdir, QUEUE_INCOMING, b.id);
+	snprintf(link_path, sizeof(link_path), "%s/%s/9", qdir, QUEUE_RECYCLE);
+	CHECK(link(path, link_path) == 0);
+	usleep(150 * 1000);
+	make_three(&a);
+	CHECK(stat(path, &st_a) == 0 && st_a.st_size > 0);
+	queue_envelope_init(&got);
+	CHECK_INT(read_message(QUEUE_INCOMING, b.id, &got, err, sizeof(err)),
+	    QUEUE_READ_OK);
+	queue_envelope_free(&got);
+	CHECK(link(path, link_path) == 0 || errno == EEXIST);
+	queue_recycle_clear(qdir);
+	CHECK_INT(count_entries(QUEUE_RECYCLE), 0);
+	CHECK(stat(path, &st_a) == 0 && st_a.st_nlink == 1 &&
+	    st_a.st_size > 0);
+	queue_envelope_free(&a);
+
+	/* Removing a file that is gone reports ENOENT. */
+	CHECK(!queue_remove(qdir, "/nonexistent/queue/file"));
+	CHECK_INT(errno, ENOENT);
+	queue_envelope_free(&a);
+	queue_envelope_free(&b);
+}
+
 int main(void)
 {
 	setup_queue();
@@ -1194,6 +1293,7 @@ int main(void)
 	RUN(test_corrupt_files);
 	RUN(test_truncations_and_mutations);
 	RUN(test_unfinished_files);
+	RUN(test_recycle);
 	remove_tree(qdir);
 	return unit_done();
 }
