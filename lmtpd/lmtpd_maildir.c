@@ -273,6 +273,31 @@ static bool write_copy(const char *tmppath, const char *header,
 	return ok;
 }
 
+/*
+ * tmp/name -> new/name without ever replacing a file there (the Maildir
+ * rule that qmail meets with link() and unlink()): one rename with
+ * RENAME_NOREPLACE, or link and unlink where the file system lacks it,
+ * or a plain rename where it lacks hard links too. 0 or an errno value;
+ * on failure tmp/name is still there.
+ */
+static int move_to_new(const char *tmppath, const char *newpath)
+{
+	if (renameat2(AT_FDCWD, tmppath, AT_FDCWD, newpath,
+	    RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return errno;
+	if (link(tmppath, newpath) == 0) {
+		unlink(tmppath);
+		return 0;
+	}
+	int e = errno;
+	if ((e == EPERM || e == ENOTSUP || e == EXDEV) &&
+	    rename(tmppath, newpath) == 0)
+		return 0;
+	return e;
+}
+
 enum lmtpd_store_result lmtpd_maildir_store(const char *maildir,
     const char *header, size_t header_len, struct lmtpd_spool *sp,
     long long quota, char *name, size_t namesize, char *err, size_t errsize)
@@ -280,8 +305,6 @@ enum lmtpd_store_result lmtpd_maildir_store(const char *maildir,
 	long long size = (long long)header_len + (long long)sp->size;
 	char file[512], tmppath[4096], newpath[4096], newdir[4096];
 
-	if (!lmtpd_maildir_create(maildir, err, errsize))
-		return errno_result(errno);
 	if (quota > 0) {
 		long long used = lmtpd_maildir_usage(maildir);
 		if (used < 0) {
@@ -297,37 +320,49 @@ enum lmtpd_store_result lmtpd_maildir_store(const char *maildir,
 	}
 
 	snprintf(newdir, sizeof(newdir), "%snew", maildir);
+	bool created = false;	/* lmtpd_maildir_create() ran already */
 	for (int attempt = 0; attempt < MAILDIR_NAME_TRIES; attempt++) {
 		lmtpd_maildir_name(file, sizeof(file), size);
 		snprintf(tmppath, sizeof(tmppath), "%stmp/%s", maildir, file);
 		snprintf(newpath, sizeof(newpath), "%snew/%s", maildir, file);
 
-		if (!write_copy(tmppath, header, header_len, sp)) {
+		bool ok = write_copy(tmppath, header, header_len, sp);
+		if (!ok && errno == ENOENT && !created) {
+			/* The first delivery: make the Maildir, then again. */
+			if (!lmtpd_maildir_create(maildir, err, errsize))
+				return errno_result(errno);
+			created = true;
+			ok = write_copy(tmppath, header, header_len, sp);
+		}
+		if (!ok) {
 			if (errno == EEXIST)
 				continue;
 			snprintf(err, errsize, "write %s: %s", tmppath,
 			    strerror(errno));
 			return errno_result(errno);
 		}
-		if (link(tmppath, newpath) == 0) {
+		int e = move_to_new(tmppath, newpath);
+		if (e == ENOENT && !created) {
+			/* new/ is missing: make the Maildir whole again. */
+			if (!lmtpd_maildir_create(maildir, err, errsize)) {
+				unlink(tmppath);
+				return errno_result(errno);
+			}
+			created = true;
+			e = move_to_new(tmppath, newpath);
+		}
+		if (e == EEXIST) {
 			unlink(tmppath);
-		} else {
-			int e = errno;
-			if (e == EEXIST) {
-				unlink(tmppath);
-				continue;
-			}
-			/* File systems without hard links: rename instead. */
-			if ((e != EPERM && e != ENOTSUP && e != EXDEV) ||
-			    rename(tmppath, newpath) != 0) {
-				unlink(tmppath);
-				snprintf(err, errsize, "link %s: %s", newpath,
-				    strerror(e));
-				return errno_result(e);
-			}
+			continue;
+		}
+		if (e != 0) {
+			unlink(tmppath);
+			snprintf(err, errsize, "link %s: %s", newpath,
+			    strerror(e));
+			return errno_result(e);
 		}
 		if (!fsync_dir(newdir)) {
-			int e = errno;
+			e = errno;
 			/* Not known to be on disk: take it back, try later. */
 			unlink(newpath);
 			snprintf(err, errsize, "fsync %s: %s", newdir,

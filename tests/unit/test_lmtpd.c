@@ -284,6 +284,20 @@ static void test_maildir_store_and_quota(void)
 	fputs("0123456789", f);
 	fclose(f);
 	CHECK_INT(lmtpd_maildir_usage(maildir), 2 * size + 10);
+
+	/* A Maildir that lost new/ and cur/ is made whole again. */
+	snprintf(dir, sizeof(dir), "%snew", maildir);
+	snprintf(path, sizeof(path), "rm -rf '%snew' '%scur'", maildir,
+	    maildir);
+	CHECK(system(path) == 0);
+	CHECK_INT(lmtpd_maildir_store(maildir, header, strlen(header), &sp, 0,
+	    name, sizeof(name), err, sizeof(err)), LMTPD_STORE_OK);
+	CHECK_INT(count_files(dir, first, sizeof(first)), 1);
+	CHECK_STR(first, name);
+	snprintf(dir, sizeof(dir), "%scur", maildir);
+	CHECK_INT(count_files(dir, NULL, 0), 0);
+	snprintf(dir, sizeof(dir), "%stmp", maildir);
+	CHECK_INT(count_files(dir, NULL, 0), 0);
 	lmtpd_spool_free(&sp);
 }
 
