@@ -458,6 +458,7 @@ struct queue_writer {
 	char *buf;
 	size_t buflen;
 	off_t flushed;		/* bytes of the file already written */
+	off_t old_size;		/* a recycled file's length before */
 	off_t length_offset;	/* offset of the D digits */
 	off_t content_offset;
 	struct queue_envelope *env;
@@ -720,13 +721,17 @@ static bool queue_recycle_refill(const char *queue_directory)
 }
 
 /*
- * Rename a recycled file to dirfd/tmpname and open it truncated; -1 when
- * there is none to take (the caller creates a file). A file that is not
- * what qmgr leaves there (a regular file of ours, mode 0600, one link) is
- * removed, never written.
+ * Rename a recycled file to dirfd/tmpname and open it; -1 when there is
+ * none to take (the caller creates a file). The new message overwrites
+ * the old bytes from the start and the commit cuts the file to its new
+ * length (*old_size says whether it must): no block is freed and
+ * allocated again for a message of the same size, and freeing blocks is
+ * not cheap (a file system mounted with "discard" and no journal trims
+ * them on the spot). A file that is not what qmgr leaves there (a
+ * regular file of ours, mode 0600, one link) is removed, never written.
  */
 static int queue_recycle_claim(const char *queue_directory, int dirfd,
-    const char *tmpname)
+    const char *tmpname, off_t *old_size)
 {
 	for (int tries = 0; tries < QUEUE_RECYCLE_TRIES; tries++) {
 		if (recycle.next == recycle.count) {
@@ -752,8 +757,10 @@ static int queue_recycle_claim(const char *queue_directory, int dirfd,
 		struct stat st;
 		if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
 		    st.st_uid == geteuid() && st.st_nlink == 1 &&
-		    (st.st_mode & 07777) == 0600 && ftruncate(fd, 0) == 0)
+		    (st.st_mode & 07777) == 0600) {
+			*old_size = st.st_size;
 			return fd;
+		}
 		if (fd >= 0)
 			close(fd);
 		unlinkat(dirfd, tmpname, 0);
@@ -851,7 +858,7 @@ struct queue_writer *queue_writer_open(const char *queue_directory,
 		snprintf(w->tmpname, sizeof(w->tmpname), ".%s", w->id);
 		if (incoming && tries == 0)
 			w->fd = queue_recycle_claim(queue_directory, w->dirfd,
-			    w->tmpname);
+			    w->tmpname, &w->old_size);
 		if (w->fd < 0)
 			w->fd = openat(w->dirfd, w->tmpname, O_WRONLY |
 			    O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -988,6 +995,12 @@ bool queue_writer_commit(struct queue_writer *w, char *err, size_t errsize)
 	snprintf(digits, sizeof(digits), "%020lld", (long long)length);
 	if (!queue_pwrite_all(w->fd, digits, QUEUE_LENGTH_DIGITS,
 	    w->length_offset)) {
+		e = errno;
+		goto fail;
+	}
+	/* A recycled file may hold more of its old bytes past ours. */
+	step = "truncate";
+	if (w->old_size > w->flushed && ftruncate(w->fd, w->flushed) < 0) {
 		e = errno;
 		goto fail;
 	}

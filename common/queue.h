@@ -64,14 +64,17 @@
  * QUEUE_RECYCLE_SLOTS names used in turn (a rename onto a taken slot
  * frees the older file, so recycle/ never holds more). A writer into
  * incoming/ claims such a file by renaming it to its ".<ID>" and
- * truncating it, instead of creating a new inode. Creating and freeing
- * an inode per message is what a busy queue directory spends most of its
- * file system time on (ext4's allocator scans past recently freed inodes
- * under the directory's lock); a rename and a truncate are cheaper on
- * every file system. recycle/ is mode 0700 like the rest of the queue;
- * its files are finished messages' bytes until reused, never read. A
- * writer takes only a regular file of its own with mode 0600 and one
- * link; master empties recycle/ at start (queue_recycle_clear()).
+ * overwriting it (cut to its new length at commit), instead of creating a
+ * new inode. Creating and freeing an inode per message is what a busy
+ * queue directory spends most of its file system time on (ext4's
+ * allocator scans past recently freed inodes under the directory's lock);
+ * two renames and an overwrite are cheaper on every file system. recycle/
+ * is mode 0700 like the rest of the queue; its files are finished
+ * messages' bytes until reused, never read. A writer takes only a regular
+ * file of its own with mode 0600 and one link; master empties recycle/ at
+ * start (queue_recycle_clear()). A power cut before the commit's fsyncs
+ * may leave old bytes under the new name, as a new file may hold garbage:
+ * their I record names another ID, which qmgr reads as corrupt.
  */
 #ifndef POSTERN_QUEUE_H
 #define POSTERN_QUEUE_H
