@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,55 +126,66 @@ static void fill_conn(struct daemon_conn *conn, int fd, size_t li)
 	}
 }
 
-/* Accept and serve connections until max_use, max_idle or stop. */
+/*
+ * Accept and serve connections until max_use, max_idle or stop.
+ *
+ * Every idle process of a service waits on the same listeners. With
+ * poll() each connection would wake all of them and all but one would
+ * find accept() empty: a thundering herd that costs a context switch per
+ * idle process per connection. EPOLLEXCLUSIVE wakes one (Linux >= 4.5),
+ * which is what Postfix gets from its accept lock.
+ */
 static void accept_loop(const struct daemon_service *svc)
 {
-	struct pollfd pfds[DAEMON_MAX_LISTENERS + 1];
 	long long served = 0;
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	if (ep < 0)
+		log_fatal("epoll_create1: %m");
+	for (size_t i = 0; i <= listener_count; i++) {
+		bool alive = i == listener_count;
+		struct epoll_event ev = {
+			.events = alive ? EPOLLIN : EPOLLIN | EPOLLEXCLUSIVE,
+			.data.u64 = i,
+		};
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, alive ? DAEMON_ALIVE_FD :
+		    listener_fds[i], &ev) < 0)
+			log_fatal("epoll_ctl: %m");
+	}
 
 	report(DAEMON_READY);
 	for (;;) {
-		for (size_t i = 0; i < listener_count; i++) {
-			pfds[i].fd = listener_fds[i];
-			pfds[i].events = POLLIN;
-			pfds[i].revents = 0;
-		}
-		pfds[listener_count].fd = DAEMON_ALIVE_FD;
-		pfds[listener_count].events = POLLIN;
-		pfds[listener_count].revents = 0;
+		struct epoll_event events[DAEMON_MAX_LISTENERS + 1];
 		int timeout = cfg.max_idle > 0 ? (int)cfg.max_idle * 1000 : -1;
-		int n = poll(pfds, listener_count + 1, timeout);
+		int n = epoll_wait(ep, events, (int)listener_count + 1, timeout);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			log_fatal("poll: %m");
+			log_fatal("epoll_wait: %m");
 		}
 		if (n == 0)
 			exit(0);	/* idle for max_idle: master refills */
-		if (pfds[listener_count].revents)
-			exit(0);	/* master gone or asks us to stop */
-		for (size_t i = 0; i < listener_count; i++) {
-			if (!(pfds[i].revents & POLLIN))
-				continue;
-			int fd = accept4(listener_fds[i], NULL, NULL,
-			    SOCK_CLOEXEC);
-			if (fd < 0) {
-				if (errno != EAGAIN && errno != EWOULDBLOCK &&
-				    errno != EINTR && errno != ECONNABORTED)
-					log_warning("accept on %s: %m",
-					    listener_names[i]);
-				continue;
-			}
-			struct daemon_conn conn;
-			fill_conn(&conn, fd, i);
-			report(DAEMON_BUSY);
-			svc->serve(&conn);
-			close(fd);
-			report(DAEMON_IDLE);
-			if (++served >= cfg.max_use || daemon_stop_requested())
-				exit(0);
-			break;	/* poll again: fair across listeners */
+		for (int k = 0; k < n; k++)
+			if (events[k].data.u64 == listener_count)
+				exit(0);	/* master gone or asks us to stop */
+		/* One connection per wake-up, from the first ready listener:
+		 * the others stay ready and are reported again. */
+		size_t i = (size_t)events[0].data.u64;
+		int fd = accept4(listener_fds[i], NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK &&
+			    errno != EINTR && errno != ECONNABORTED)
+				log_warning("accept on %s: %m",
+				    listener_names[i]);
+			continue;
 		}
+		struct daemon_conn conn;
+		fill_conn(&conn, fd, i);
+		report(DAEMON_BUSY);
+		svc->serve(&conn);
+		close(fd);
+		report(DAEMON_IDLE);
+		if (++served >= cfg.max_use || daemon_stop_requested())
+			exit(0);
 	}
 }
 
