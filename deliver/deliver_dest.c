@@ -113,13 +113,76 @@ static bool smtp_targets(struct deliver_job *job, const struct endpoint *ep,
 	return true;
 }
 
-static struct deliver_session *dest_open(struct deliver_job *job)
+/*
+ * Open a session to the first host from tl->v[*next] on that talks to us;
+ * *next then names the host after it. When none does, the last host's
+ * answer decides the recipients' fate (a 5xx there is for real).
+ */
+static struct deliver_session *open_next(struct deliver_job *job,
+    struct target_list *tl, size_t *next)
+{
+	bool lmtp = job->transport == TRANSPORT_LMTP;
+	struct deliver_outcome last = { 0 };
+	struct deliver_session *s = xcalloc(1, sizeof(*s));
+
+	for (size_t i = *next; i < tl->count; i++) {
+		deliver_outcome_free(&last);
+		if (session_open(s, job, (struct sockaddr *)&tl->v[i].addr.sa,
+		    tl->v[i].addr.salen, tl->v[i].host, NULL, lmtp, &last) ==
+		    SESS_OPEN_OK) {
+			deliver_outcome_free(&last);
+			*next = i + 1;
+			return s;
+		}
+		if (i + 1 < tl->count)
+			log_info("%s: %s; trying the next host", job->queue_id,
+			    last.text);
+	}
+	*next = tl->count;
+	free(s);
+	if (last.status == 0)
+		return NULL;	/* no host was left to try */
+	job->nexthop_down = last.status != 'B';
+	deliver_fail_open(job, last.status, last.dsn, last.diag, last.text);
+	deliver_outcome_free(&last);
+	return NULL;
+}
+
+/* A session over the Unix socket at path (LMTP), or NULL when decided. */
+static struct deliver_session *open_unix(struct deliver_job *job,
+    const char *path)
+{
+	struct deliver_outcome last = { 0 };
+	struct deliver_session *s = xcalloc(1, sizeof(*s));
+
+	if (session_open(s, job, NULL, 0, "localhost", path, true, &last) ==
+	    SESS_OPEN_OK) {
+		deliver_outcome_free(&last);
+		return s;
+	}
+	job->nexthop_down = true;
+	deliver_fail_open(job, last.status, last.dsn, last.diag, last.text);
+	deliver_outcome_free(&last);
+	free(s);
+	return NULL;
+}
+
+/*
+ * The hosts of job's nexthop into tl (replacing what it held) and a
+ * session to the first that talks to us, *next naming the host after it.
+ * A Unix socket (LMTP) leaves tl empty. NULL when the job is decided:
+ * its recipients have their outcome.
+ */
+static struct deliver_session *dest_open(struct deliver_job *job,
+    struct target_list *tl, size_t *next)
 {
 	bool lmtp = job->transport == TRANSPORT_LMTP;
 	struct endpoint ep;
 	char err[512];
-	struct deliver_outcome last = { 0 };
-	struct deliver_session *s = xcalloc(1, sizeof(*s));
+
+	free(tl->v);
+	memset(tl, 0, sizeof(*tl));
+	*next = 0;
 
 	bool parsed = endpoint_parse(job->nexthop, lmtp ? 24 : 25, &ep, err,
 	    sizeof(err));
@@ -133,58 +196,21 @@ static struct deliver_session *dest_open(struct deliver_job *job)
 		    job->nexthop, lmtp ? "lmtp" : "smtp", err);
 		log_warning("%s: %s", job->queue_id, text);
 		deliver_fail_open(job, 'D', "4.3.5", text, text);
-		free(s);
 		return NULL;
 	}
+	if (ep.kind == ENDPOINT_UNIX)
+		return open_unix(job, ep.path);
 
-	if (ep.kind == ENDPOINT_UNIX) {
-		if (session_open(s, job, NULL, 0, "localhost", ep.path, true,
-		    &last) == SESS_OPEN_OK) {
-			deliver_outcome_free(&last);
-			return s;
-		}
-		job->nexthop_down = true;
-		deliver_fail_open(job, last.status, last.dsn, last.diag,
-		    last.text);
-		deliver_outcome_free(&last);
-		free(s);
-		return NULL;
-	}
-
-	struct target_list tl = { 0 };
 	if (lmtp)
-		targets_add_host(&tl, ep.host, ep.port);
-	if (lmtp && tl.count == 0) {
-		deliver_fail_open(job, 'D', "4.4.3", tl.err, tl.err);
+		targets_add_host(tl, ep.host, ep.port);
+	if (lmtp && tl->count == 0) {
+		deliver_fail_open(job, 'D', "4.4.3", tl->err, tl->err);
 		job->nexthop_down = true;
-		free(s);
 		return NULL;
 	}
-	if (!lmtp && !smtp_targets(job, &ep, &tl)) {
-		free(tl.v);
-		free(s);
+	if (!lmtp && !smtp_targets(job, &ep, tl))
 		return NULL;
-	}
-	for (size_t i = 0; i < tl.count; i++) {
-		deliver_outcome_free(&last);
-		if (session_open(s, job, (struct sockaddr *)&tl.v[i].addr.sa,
-		    tl.v[i].addr.salen, tl.v[i].host, NULL, lmtp, &last) ==
-		    SESS_OPEN_OK) {
-			deliver_outcome_free(&last);
-			free(tl.v);
-			return s;
-		}
-		if (i + 1 < tl.count)
-			log_info("%s: %s; trying the next host", job->queue_id,
-			    last.text);
-	}
-	free(tl.v);
-	free(s);
-	/* The last host's answer decides; a 5xx there is for real. */
-	job->nexthop_down = last.status != 'B';
-	deliver_fail_open(job, last.status, last.dsn, last.diag, last.text);
-	deliver_outcome_free(&last);
-	return NULL;
+	return open_next(job, tl, next);
 }
 
 /*
@@ -204,33 +230,73 @@ static void dest_key(const struct deliver_job *job, char *out, size_t outsize)
 	    "lmtp" : "smtp", job->nexthop);
 }
 
+/*
+ * Recipients a 4xx to MAIL deferred are open again for the next host;
+ * the reply goes to the log, as a refused greeting does.
+ */
+static void reopen_mail_tempfailed(struct deliver_job *job)
+{
+	bool logged = false;
+	for (size_t i = 0; i < job->nrcpts; i++) {
+		struct deliver_rcpt *r = &job->rcpts[i];
+		if (r->in_txn && r->done) {
+			if (!logged)
+				log_info("%s: %s; trying the next host",
+				    job->queue_id, r->out.text);
+			logged = true;
+			deliver_outcome_free(&r->out);
+			r->done = false;
+		}
+	}
+}
+
 void dest_deliver(struct deliver_job *job)
 {
 	char key[600];
+	struct target_list tl = { 0 };
+	size_t next = 0;
 	dest_key(job, key, sizeof(key));
 
 	struct deliver_session *s = conn_cache_take(key);
 	bool reused = s != NULL;
 	if (s == NULL)
-		s = dest_open(job);
-	if (s == NULL)
-		return;
-	job->t_connected = deliver_now();
-	note_peer(job, s);
-	job->conn_use = s->uses + 1;
-	if (!smtp_transaction(s, job, reused)) {
-		/* The cached connection died unseen: once more, fresh. */
-		log_info("%s: cached connection to %s was lost; reconnecting",
-		    job->queue_id, s->relay);
-		session_close(s, false);
-		free(s);
-		s = dest_open(job);
-		if (s == NULL)
-			return;
+		s = dest_open(job, &tl, &next);
+	while (s != NULL) {
 		job->t_connected = deliver_now();
 		note_peer(job, s);
-		job->conn_use = 1;
-		smtp_transaction(s, job, false);
+		job->conn_use = s->uses + 1;
+		if (!smtp_transaction(s, job, reused)) {
+			/* The cached connection died unseen: once more,
+			 * fresh. */
+			log_info("%s: cached connection to %s was lost; "
+			    "reconnecting", job->queue_id, s->relay);
+			session_close(s, false);
+			free(s);
+			reused = false;
+			s = dest_open(job, &tl, &next);
+			continue;
+		}
+		/*
+		 * A 4xx to MAIL is this host's trouble, not the message's:
+		 * as Postfix does, another host of the nexthop gets the
+		 * mail; the last host's answer stands. A cached session
+		 * says nothing of where it stands in the list: start over,
+		 * which comes back to this host first.
+		 */
+		if (!job->mail_tempfail || (!reused && next >= tl.count))
+			break;
+		session_close(s, true);
+		free(s);
+		reopen_mail_tempfailed(job);
+		job->mail_tempfail = false;
+		if (reused) {
+			reused = false;
+			s = dest_open(job, &tl, &next);
+		} else {
+			s = open_next(job, &tl, &next);
+		}
 	}
-	conn_cache_put(s, key);
+	free(tl.v);
+	if (s != NULL)
+		conn_cache_put(s, key);
 }

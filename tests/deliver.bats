@@ -182,6 +182,35 @@ log_line_re() {	# ADDRESS DSN STATUS
 	wait_for_log "host mx1.grumpy.test\[127.0.0.2\]:$SINK_PORT refused to talk to me: 5"
 }
 
+@test "a 4xx to MAIL FROM at the first MX moves on to the next; the last host's answer stands" {
+	start_dnsmasq --mx-host=busy.test,mx1.busy.test,10 \
+		--mx-host=busy.test,mx2.busy.test,20 \
+		--host-record=mx1.busy.test,127.0.0.2 \
+		--host-record=mx2.busy.test,127.0.0.1 \
+		--mx-host=allbusy.test,mx1.busy.test,10 \
+		--mx-host=allbusy.test,mx3.busy.test,20 \
+		--host-record=mx3.busy.test,127.0.0.3
+	# mx1 speaks plain SMTP (no PIPELINING), mx3 pipelines: both ways.
+	start_sink busy -e -r mail 127.0.0.2:$SINK_PORT
+	start_sink busy3 -r mail 127.0.0.3:$SINK_PORT
+	start_sink sink 127.0.0.1:$SINK_PORT
+	suite_start
+	run deliver_job --nexthop "busy.test:$SINK_PORT" --from a@example.org \
+		--to b@busy.test --to c@busy.test
+	echo "$output"
+	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
+	[[ "$output" == *"rcpt=1 S 2.0.0"* ]]
+	wait_for_log "host mx1.busy.test\[127.0.0.2\]:$SINK_PORT said: 4[0-9][0-9] .* \(in reply to MAIL FROM command\); trying the next host"
+	grep -q 'MAIL FROM:<a@example.org>' "$T/busy.out"
+	[ "$(grep -c 'smtp-sink: DATA' "$T/busy.out")" -eq 0 ]
+	# Every host busy: the mail waits, it does not bounce.
+	run deliver_job --nexthop "allbusy.test:$SINK_PORT" \
+		--from a@example.org --to b@allbusy.test
+	echo "$output"
+	[[ "$output" == *"rcpt=0 D 4."* ]]
+	grep -q 'MAIL FROM:<a@example.org>' "$T/busy3.out"
+}
+
 @test "a peer without SMTPUTF8: UTF-8 mail bounces, ASCII mail goes" {
 	start_sink sink 127.0.0.1:$SINK_PORT
 	suite_start
