@@ -16,19 +16,25 @@
  *   accepted recipient. LMTP (RFC 2033 4.2): one reply per accepted
  *   recipient after the final dot.
  * - Transparency (RFC 5321 4.5.2): a line starting with "." gets another.
+ * - 8BITMIME (RFC 6152 3): 8-bit content to a peer without it is
+ *   converted to 7-bit MIME (deliver_mime.c), as Postfix does.
  *
  * The content comes from the queue file, which qmgr trusts and so do we;
- * only its bytes are copied, never interpreted beyond line starts.
+ * its bytes are copied, interpreted beyond line starts only for that
+ * conversion.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "addr.h"
 #include "cfg.h"
 #include "deliver.h"
+#include "deliver_mime.h"
 #include "log.h"
 #include "mem.h"
 
@@ -151,15 +157,56 @@ static void queue_rcpt_command(struct deliver_session *s,
 	bio_puts(&s->bio, "\r\n");
 }
 
-/* Copy the content with dot-stuffing (RFC 5321 4.5.2) and end it. */
+/*
+ * Dot-stuffing (RFC 5321 4.5.2) on the way into the session's buffer. A
+ * line starts after LF, and (for peers that take a bare CR as a line
+ * end) after a CR; doubling a dot there never changes a well-formed
+ * message.
+ */
+struct stuffer {
+	struct deliver_session *s;
+	char prev;		/* the last byte written; '\n' at the start */
+	bool failed;		/* the buffer could not be flushed */
+};
+
+static void stuff_write(void *ctx, const char *data, size_t len)
+{
+	struct stuffer *st = ctx;
+	size_t from = 0;
+
+	if (st->failed)
+		return;
+	for (size_t i = 0; i < len; i++) {
+		bool line_start = st->prev == '\n' ||
+		    (st->prev == '\r' && data[i] != '\n');
+		if (data[i] == '.' && line_start) {
+			bio_write(&st->s->bio, data + from, i - from);
+			bio_write(&st->s->bio, ".", 1);
+			from = i;
+		}
+		st->prev = data[i];
+	}
+	if (!bio_write(&st->s->bio, data + from, len - from))
+		st->failed = true;	/* the flush reports the failure */
+}
+
+/* The end of DATA: the content's last line end is the "." line's CRLF. */
+static void stuff_finish(struct stuffer *st)
+{
+	if (st->prev != '\n')
+		bio_write(&st->s->bio, "\r\n", 2);
+	bio_write(&st->s->bio, ".\r\n", 3);
+}
+
+/* Copy the content, stuffed, and end it. */
 static bool send_content_data(struct deliver_session *s,
     const struct deliver_job *job, char *err, size_t errsize)
 {
 	char buf[CONTENT_CHUNK];
 	off_t off = 0;
-	char prev = '\n';	/* the content starts at a line start */
+	struct stuffer st = { s, '\n', false };
 
-	while (off < job->content_length) {
+	while (off < job->content_length && !st.failed) {
 		size_t want = sizeof(buf);
 		if ((off_t)want > job->content_length - off)
 			want = (size_t)(job->content_length - off);
@@ -171,30 +218,58 @@ static bool send_content_data(struct deliver_session *s,
 			    strerror(errno));
 			return false;
 		}
-		size_t from = 0;
-		for (size_t i = 0; i < (size_t)n; i++) {
-			/*
-			 * A line starts after LF, and (for peers that take a
-			 * bare CR as a line end) after a CR; doubling a dot
-			 * there never changes a well-formed message.
-			 */
-			bool line_start = prev == '\n' ||
-			    (prev == '\r' && buf[i] != '\n');
-			if (buf[i] == '.' && line_start) {
-				bio_write(&s->bio, buf + from, i - from);
-				bio_write(&s->bio, ".", 1);
-				from = i;
-			}
-			prev = buf[i];
-		}
-		if (!bio_write(&s->bio, buf + from, (size_t)n - from))
-			return true;	/* the flush reports the failure */
+		stuff_write(&st, buf, (size_t)n);
 		off += n;
 	}
-	/* The final CRLF of the content belongs to the "." line's CRLF. */
-	if (prev != '\n')
-		bio_write(&s->bio, "\r\n", 2);
-	bio_write(&s->bio, ".\r\n", 3);
+	stuff_finish(&st);
+	return true;
+}
+
+/*
+ * The content mapped into memory, for the MIME conversion; NULL with err
+ * set when it cannot be. *base and *maplen are for munmap.
+ */
+static const char *map_content(const struct deliver_job *job, void **base,
+    size_t *maplen, char *err, size_t errsize)
+{
+	struct stat st;
+	*maplen = (size_t)(job->content_offset + job->content_length);
+	if (fstat(job->content_fd, &st) != 0 || st.st_size < (off_t)*maplen) {
+		snprintf(err, errsize, "cannot read queue file %s: %s",
+		    job->queue_file, "file too short");
+		return NULL;
+	}
+	*base = mmap(NULL, *maplen, PROT_READ, MAP_PRIVATE, job->content_fd, 0);
+	if (*base == MAP_FAILED) {
+		snprintf(err, errsize, "cannot map queue file %s: %s",
+		    job->queue_file, strerror(errno));
+		return NULL;
+	}
+	return (const char *)*base + job->content_offset;
+}
+
+/*
+ * RFC 6152 3: 8-bit content for a peer without 8BITMIME goes as 7-bit
+ * MIME (deliver_mime.c); content with no 8-bit byte goes as it is.
+ */
+static bool send_content_downgraded(struct deliver_session *s,
+    const struct deliver_job *job, char *err, size_t errsize)
+{
+	if (job->content_length == 0)
+		return send_content_data(s, job, err, errsize);
+	void *base;
+	size_t maplen;
+	const char *msg = map_content(job, &base, &maplen, err, errsize);
+	if (msg == NULL)
+		return false;
+	size_t len = (size_t)job->content_length;
+	struct stuffer st = { s, '\n', false };
+	if (mime_has_8bit(msg, len))
+		mime_downgrade(msg, len, stuff_write, &st);
+	else
+		stuff_write(&st, msg, len);
+	stuff_finish(&st);
+	munmap(base, maplen);
 	return true;
 }
 
@@ -410,8 +485,13 @@ bool smtp_transaction(struct deliver_session *s, struct deliver_job *job,
 
 	/* The content. */
 	session_enter(s, SESS_BODY);
-	bool read_ok = bdat ? send_content_bdat(s, job, err, sizeof(err)) :
-	    send_content_data(s, job, err, sizeof(err));
+	bool read_ok;
+	if (bdat)
+		read_ok = send_content_bdat(s, job, err, sizeof(err));
+	else if (!(s->ext & SESS_EXT_8BITMIME))
+		read_ok = send_content_downgraded(s, job, err, sizeof(err));
+	else
+		read_ok = send_content_data(s, job, err, sizeof(err));
 	if (!read_ok) {
 		/* Our own trouble: do not let a partial message through. */
 		log_warning("%s: %s", job->queue_id, err);

@@ -286,6 +286,50 @@ log_line_re() {	# ADDRESS DSN STATUS
 	grep -q '^last line without CRLF' "$T"/dump/*
 }
 
+@test "8-bit mail to a peer without 8BITMIME goes as quoted-printable, and decodes to what was sent" {
+	mkdir "$T/dump"
+	[ "$(id -u)" -ne 0 ] || chown "$TEST_USER" "$T/dump"
+	start_sink sink -8 -d "$T/dump/%M." 127.0.0.1:$SINK_PORT
+	suite_start
+	printf '%s\r\n' 'Subject: =?utf-8?q?gr=C3=BC=C3=9Fe?=' 'MIME-Version: 1.0' \
+		'Content-Type: multipart/mixed; boundary="b1"' '' 'preamble' \
+		'--b1' 'Content-Type: text/plain; charset=utf-8' \
+		'Content-Transfer-Encoding: 8bit' '' 'Grüße aus Köln = 100%' \
+		'.a dot' '--b1' 'Content-Type: text/plain' '' 'ascii only' \
+		'--b1--' > "$T/msg"
+	run deliver_job --nexthop "[127.0.0.1]:$SINK_PORT" --from a@example.org \
+		--to b@example.net --message "$T/msg" --body 8BITMIME
+	echo "$output"
+	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
+	cat "$T"/dump/*
+	grep -q '^X-Mail-Args: <a@example.org>.\?$' "$T"/dump/*
+	# Not one 8-bit byte on the wire.
+	[ "$(LC_ALL=C grep -c $'[\x80-\xff]' "$T"/dump/*)" -eq 0 ]
+	grep -q '^Gr=C3=BC=C3=9Fe aus K=C3=B6ln =3D 100%' "$T"/dump/*
+	# A MIME parser reads the same text back.
+	python3 - "$T"/dump/* <<-'PY'
+	import email, email.policy, sys
+	raw = open(sys.argv[1], "rb").read()
+	msg = email.message_from_bytes(raw[raw.index(b"Subject:"):],
+	                               policy=email.policy.default)
+	parts = [p for p in msg.walk() if not p.is_multipart()]
+	assert parts[0]["Content-Transfer-Encoding"] == "quoted-printable"
+	assert parts[0].get_content() == "Grüße aus Köln = 100%\n.a dot", \
+	    repr(parts[0].get_content())
+	assert parts[1].get_content() == "ascii only"
+	assert "Content-Transfer-Encoding" not in parts[1]
+	PY
+	# The same message to a peer with 8BITMIME goes as it is.
+	SINK2_PORT=$(free_port)
+	mkdir "$T/dump2"
+	[ "$(id -u)" -ne 0 ] || chown "$TEST_USER" "$T/dump2"
+	start_sink sink2 -d "$T/dump2/%M." 127.0.0.1:$SINK2_PORT
+	run deliver_job --nexthop "[127.0.0.1]:$SINK2_PORT" --from a@example.org \
+		--to b@example.net --message "$T/msg" --body 8BITMIME
+	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
+	grep -q '^Grüße aus Köln = 100%' "$T"/dump2/*
+}
+
 @test "LMTP over a Unix socket: one reply per recipient" {
 	# Our own lmtpd gives our name: with LMTP that is no mail loop.
 	start_sink lmtp -L -h mx.postern.test unix:"$T/lmtp.sock"
