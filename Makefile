@@ -39,8 +39,10 @@ COMMON_SRC := $(wildcard common/*.c)
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 LIB := $(BUILD)/libpostern.a
 
-ADMIN_SHARED := $(filter-out admin/postern.c admin/sendmail.c,$(wildcard admin/*.c))
+# admin/sendmail*.c build sendmail; the other admin/*.c are shared.
+ADMIN_SHARED := $(filter-out admin/postern.c admin/sendmail%.c,$(wildcard admin/*.c))
 ADMIN_SHARED_OBJ := $(ADMIN_SHARED:%.c=$(BUILD)/obj/%.o)
+SENDMAIL_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard admin/sendmail*.c))
 
 PROGRAMS := $(addprefix $(BUILD)/,$(DAEMONS) $(if $(wildcard admin/postern.c),postern) $(if $(wildcard admin/sendmail.c),sendmail))
 LINKS := $(if $(wildcard admin/sendmail.c),$(BUILD)/mailq $(BUILD)/newaliases)
@@ -68,7 +70,7 @@ $(foreach d,$(DAEMONS),$(eval $(call daemon_rule,$(d))))
 $(BUILD)/postern: $(BUILD)/obj/admin/postern.o $(ADMIN_SHARED_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS)
 
-$(BUILD)/sendmail: $(BUILD)/obj/admin/sendmail.o $(ADMIN_SHARED_OBJ) $(LIB)
+$(BUILD)/sendmail: $(SENDMAIL_OBJ) $(ADMIN_SHARED_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS)
 
 $(BUILD)/mailq $(BUILD)/newaliases: $(BUILD)/sendmail

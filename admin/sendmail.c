@@ -1,6 +1,8 @@
 /*
  * sendmail.c - the traditional local mail interface: sendmail, mailq
  * (sendmail -bp) and newaliases (sendmail -bi); argv[0] decides.
+ * sendmail -bs speaks SMTP on standard input and output instead
+ * (sendmail_smtp.c).
  *
  * Installed setgid postdrop so that any local user can drop a message
  * into maildrop/ (mode 0730); qmgr picks it up from there. Trust: nothing
@@ -39,6 +41,7 @@
 #include "map.h"
 #include "mem.h"
 #include "queue.h"
+#include "sendmail.h"
 #include "str.h"
 
 #define SENDMAIL_READ_CHUNK 65536
@@ -48,6 +51,7 @@ enum sendmail_mode {
 	MODE_PRINT_QUEUE,	/* -bp, mailq */
 	MODE_ALIASES,		/* -bi, newaliases */
 	MODE_FLUSH,		/* -q */
+	MODE_SMTP,		/* -bs: SMTP on stdin and stdout */
 };
 
 struct sendmail_opts {
@@ -154,8 +158,7 @@ static void parse_options(int argc, char **argv, struct sendmail_opts *o)
 			else if (strcmp(optarg, "i") == 0)
 				o->mode = MODE_ALIASES;
 			else if (strcmp(optarg, "s") == 0)
-				fail(EX_USAGE, "-bs is not supported: submit "
-				    "over SMTP to port 587 instead");
+				o->mode = MODE_SMTP;
 			else if (strcmp(optarg, "d") == 0)
 				fail(EX_USAGE, "-bd is not supported: the "
 				    "daemons run under \"postern start\"");
@@ -270,13 +273,7 @@ static void sanitize_fds(void)
 
 /* ---- addresses ---- */
 
-struct rcpt_list {
-	char **items;
-	size_t count, cap;
-	bool utf8;
-};
-
-static void rcpt_add(struct rcpt_list *l, const char *address)
+void rcpt_list_add(struct rcpt_list *l, const char *address)
 {
 	for (size_t i = 0; i < l->count; i++)
 		if (strcmp(l->items[i], address) == 0)
@@ -288,12 +285,17 @@ static void rcpt_add(struct rcpt_list *l, const char *address)
 	l->items[l->count++] = xstrdup(address);
 }
 
-/*
- * Check one address as a user typed it: brackets optional, "user" alone
- * gets @myhostname (a local user, as in every sendmail). Returns the
- * canonical form (caller frees) or NULL with *why.
- */
-static char *canonical_address(const char *text, bool *utf8, const char **why)
+void rcpt_list_free(struct rcpt_list *l)
+{
+	for (size_t i = 0; i < l->count; i++)
+		free(l->items[i]);
+	free(l->items);
+	memset(l, 0, sizeof(*l));
+}
+
+/* See sendmail.h. */
+char *sendmail_canonical_address(const char *text, bool *utf8,
+    const char **why)
 {
 	struct addr a;
 	char *copy = xstrdup(text);
@@ -333,11 +335,11 @@ static void add_checked(struct rcpt_list *l, const char *text,
     const char *where)
 {
 	const char *why = "bad address";
-	char *addr = canonical_address(text, &l->utf8, &why);
+	char *addr = sendmail_canonical_address(text, &l->utf8, &why);
 	if (addr == NULL)
 		fail(EX_DATAERR, "bad recipient address \"%s\" %s: %s",
 		    esc(text), where, why);
-	rcpt_add(l, addr);
+	rcpt_list_add(l, addr);
 	free(addr);
 }
 
@@ -638,14 +640,119 @@ static bool has_8bit(const char *p, size_t len)
 
 /* ---- submission ---- */
 
+/* See sendmail.h. */
+bool sendmail_enqueue(const struct local_submission *m, const struct str *msg,
+    char *id, size_t idsize, char *err, size_t errsize)
+{
+	struct queue_envelope env;
+	struct headers h;
+	struct str head;
+	char date[64];
+	uid_t uid = getuid();
+
+	split_headers(msg, &h);
+	queue_envelope_init(&env);
+	env.sender = xstrdup(m->sender);
+	env.ret = m->ret;
+	env.envid = m->envid ? xstrdup(m->envid) : NULL;
+	env.body = m->body >= 0 ? (enum queue_body)m->body :
+	    has_8bit(msg->data, msg->len) ? QUEUE_BODY_8BITMIME :
+	    QUEUE_BODY_7BIT;
+	/* UTF-8 in the envelope or the headers needs SMTPUTF8 (RFC 6531,
+	 * 6532); Postfix autodetects it the same way for sendmail. */
+	env.smtputf8 = m->smtputf8 || m->rcpts->utf8 ||
+	    has_8bit(msg->data, h.body_start);
+	queue_envelope_set_attr(&env, "origin", "local");
+	char uidtext[32];
+	snprintf(uidtext, sizeof(uidtext), "%ld", (long)uid);
+	queue_envelope_set_attr(&env, "uid", uidtext);
+	for (size_t i = 0; i < m->rcpts->count; i++)
+		queue_envelope_add_rcpt(&env, m->rcpts->items[i], m->notify,
+		    NULL);
+
+	struct queue_writer *w = queue_writer_open(cfg.queue_directory,
+	    QUEUE_MAILDROP, &env, err, errsize);
+	if (w == NULL) {
+		free(h.items);
+		queue_envelope_free(&env);
+		return false;
+	}
+
+	/* Our trace header first, then the caller's headers, then those
+	 * RFC 5322 3.6 requires and the message lacks. */
+	time_t now = time(NULL);
+	struct tm tm;
+	localtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
+	str_init(&head, STR_NO_MAX);
+	str_append_cstr(&head, "Received: ");
+	if (m->helo != NULL)
+		str_appendf(&head, "from %s ", esc(m->helo));
+	str_appendf(&head, "by %s (postern, from userid %ld)\r\n\t",
+	    cfg.myhostname, (long)uid);
+	if (m->protocol != NULL)
+		str_appendf(&head, "with %s ", m->protocol);
+	str_appendf(&head, "id %s; %s\r\n", env.id, date);
+	bool have_from = false, have_date = false, have_msgid = false;
+	for (size_t i = 0; i < h.count; i++) {
+		const struct header *hd = &h.items[i];
+		have_from |= header_is(msg, hd, "From");
+		have_date |= header_is(msg, hd, "Date");
+		have_msgid |= header_is(msg, hd, "Message-ID");
+		if (!header_dropped(msg, hd))
+			str_append(&head, msg->data + hd->start, hd->len);
+	}
+	if (!have_date)
+		str_appendf(&head, "Date: %s\r\n", date);
+	if (!have_msgid) {
+		char stamp[32];
+		strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &tm);
+		str_appendf(&head, "Message-ID: <%s.%s@%s>\r\n", stamp, env.id,
+		    cfg.myhostname);
+	}
+	if (!have_from) {
+		const char *from = m->sender[0] ? m->sender : "MAILER-DAEMON";
+		str_append_cstr(&head, "From: ");
+		if (m->fullname && m->fullname[0]) {
+			append_phrase(&head, m->fullname);
+			str_appendf(&head, " <%s>\r\n", from);
+		} else {
+			str_appendf(&head, "%s\r\n", from);
+		}
+	}
+	str_append_cstr(&head, "\r\n");
+
+	const char *body = msg->data ? msg->data + h.body_start : "";
+	size_t body_len = msg->len - h.body_start;
+	bool ok = queue_writer_write(w, head.data, head.len) &&
+	    queue_writer_write(w, body, body_len);
+	if (!ok) {
+		snprintf(err, errsize, "write: %s", strerror(errno));
+		queue_writer_abort(w);
+	} else {
+		off_t size = queue_writer_content_length(w);
+		ok = queue_writer_commit(w, err, errsize);
+		if (ok) {
+			log_info("%s: uid=%ld from=<%s> size=%lld nrcpt=%zu",
+			    env.id, (long)uid, esc(m->sender), (long long)size,
+			    m->rcpts->count);
+			strlcpy(id, env.id, idsize);
+			ipc_wake_qmgr(cfg.run_directory);
+		}
+	}
+	str_free(&head);
+	free(h.items);
+	queue_envelope_free(&env);	/* frees its sender */
+	return ok;
+}
+
 static int submit(struct sendmail_opts *o)
 {
 	struct rcpt_list rcpts = { 0 };
-	struct queue_envelope env;
-	struct str msg, head;
 	struct headers h;
-	char err[512], date[64], *sender;
-	char *fullname = NULL;
+	struct str msg;
+	char err[512], id[QUEUE_ID_LEN + 1];
+	char *sender, *fullname = NULL;
 	uid_t uid = getuid();
 	bool utf8 = false;
 
@@ -656,7 +763,8 @@ static int submit(struct sendmail_opts *o)
 			sender = xstrdup("");
 		} else {
 			const char *why = "bad address";
-			sender = canonical_address(o->sender, &utf8, &why);
+			sender = sendmail_canonical_address(o->sender, &utf8,
+			    &why);
 			if (sender == NULL)
 				fail(EX_USAGE, "bad sender address \"%s\": %s",
 				    esc(o->sender), why);
@@ -678,103 +786,32 @@ static int submit(struct sendmail_opts *o)
 	    (size_t)cfg.message_size_limit : STR_NO_MAX;
 	str_init(&msg, limit);
 	read_message(&msg, o->ignore_dots);
-	split_headers(&msg, &h);
 
 	for (int i = 0; i < o->rcpt_argc; i++)
 		parse_address_list(&rcpts, o->rcpt_args[i], "on the command line");
-	if (o->extract)
+	if (o->extract) {
+		split_headers(&msg, &h);
 		extract_recipients(&msg, &h, &rcpts);
+		free(h.items);
+	}
 	if (rcpts.count == 0)
 		fail(EX_USAGE, "no recipients: give them as arguments or use "
 		    "-t to take them from the To, Cc and Bcc headers");
 
-	queue_envelope_init(&env);
-	env.sender = sender;
-	env.ret = o->ret;
-	env.envid = o->envid ? xstrdup(o->envid) : NULL;
-	env.body = o->body >= 0 ? (enum queue_body)o->body :
-	    has_8bit(msg.data, msg.len) ? QUEUE_BODY_8BITMIME : QUEUE_BODY_7BIT;
-	/* UTF-8 in the envelope or the headers needs SMTPUTF8 (RFC 6531,
-	 * 6532); Postfix autodetects it the same way for sendmail. */
-	env.smtputf8 = utf8 || rcpts.utf8 || has_8bit(msg.data, h.body_start);
-	queue_envelope_set_attr(&env, "origin", "local");
-	char uidtext[32];
-	snprintf(uidtext, sizeof(uidtext), "%ld", (long)uid);
-	queue_envelope_set_attr(&env, "uid", uidtext);
-	for (size_t i = 0; i < rcpts.count; i++)
-		queue_envelope_add_rcpt(&env, rcpts.items[i], o->notify, NULL);
-
-	struct queue_writer *w = queue_writer_open(cfg.queue_directory,
-	    QUEUE_MAILDROP, &env, err, sizeof(err));
-	if (w == NULL)
+	struct local_submission m = {
+		.sender = sender, .fullname = fullname, .rcpts = &rcpts,
+		.notify = o->notify, .ret = o->ret, .envid = o->envid,
+		.body = o->body, .smtputf8 = utf8,
+	};
+	if (!sendmail_enqueue(&m, &msg, id, sizeof(id), err, sizeof(err)))
 		fail(EX_TEMPFAIL, "cannot queue the message: %s", err);
-
-	/* Our trace header first, then the caller's headers, then those
-	 * RFC 5322 3.6 requires and the message lacks. */
-	time_t now = time(NULL);
-	struct tm tm;
-	localtime_r(&now, &tm);
-	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
-	str_init(&head, STR_NO_MAX);
-	str_appendf(&head, "Received: by %s (postern, from userid %ld)\r\n"
-	    "\tid %s; %s\r\n", cfg.myhostname, (long)uid, env.id, date);
-	bool have_from = false, have_date = false, have_msgid = false;
-	for (size_t i = 0; i < h.count; i++) {
-		const struct header *hd = &h.items[i];
-		have_from |= header_is(&msg, hd, "From");
-		have_date |= header_is(&msg, hd, "Date");
-		have_msgid |= header_is(&msg, hd, "Message-ID");
-		if (!header_dropped(&msg, hd))
-			str_append(&head, msg.data + hd->start, hd->len);
-	}
-	if (!have_date)
-		str_appendf(&head, "Date: %s\r\n", date);
-	if (!have_msgid) {
-		char stamp[32];
-		strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &tm);
-		str_appendf(&head, "Message-ID: <%s.%s@%s>\r\n", stamp, env.id,
-		    cfg.myhostname);
-	}
-	if (!have_from) {
-		str_append_cstr(&head, "From: ");
-		if (fullname && fullname[0]) {
-			append_phrase(&head, fullname);
-			str_appendf(&head, " <%s>\r\n", sender[0] ? sender :
-			    "MAILER-DAEMON");
-		} else {
-			str_appendf(&head, "%s\r\n", sender[0] ? sender :
-			    "MAILER-DAEMON");
-		}
-	}
-	str_append_cstr(&head, "\r\n");
-
-	const char *body = msg.data ? msg.data + h.body_start : "";
-	size_t body_len = msg.len - h.body_start;
-	if (!queue_writer_write(w, head.data, head.len) ||
-	    !queue_writer_write(w, body, body_len)) {
-		int e = errno;
-		queue_writer_abort(w);
-		fail(EX_TEMPFAIL, "cannot queue the message: write: %s",
-		    strerror(e));
-	}
-	off_t size = queue_writer_content_length(w);
-	if (!queue_writer_commit(w, err, sizeof(err)))
-		fail(EX_TEMPFAIL, "cannot queue the message: %s", err);
-
-	log_info("%s: uid=%ld from=<%s> size=%lld nrcpt=%zu", env.id,
-	    (long)uid, esc(sender), (long long)size, rcpts.count);
 	if (o->verbose)
-		fprintf(stderr, "%s: queued as %s\n", progname, env.id);
-	ipc_wake_qmgr(cfg.run_directory);
+		fprintf(stderr, "%s: queued as %s\n", progname, id);
 
-	str_free(&head);
 	str_free(&msg);
-	free(h.items);
+	free(sender);
 	free(fullname);
-	for (size_t i = 0; i < rcpts.count; i++)
-		free(rcpts.items[i]);
-	free(rcpts.items);
-	queue_envelope_free(&env);	/* frees sender */
+	rcpt_list_free(&rcpts);
 	return EX_OK;
 }
 
@@ -850,7 +887,7 @@ int main(int argc, char **argv)
 	if (!cfg_load(o.config_dir, false, err, sizeof(err)))
 		fail(EX_CONFIG, "%s", err);
 
-	if (o.mode != MODE_DELIVER)
+	if (o.mode != MODE_DELIVER && o.mode != MODE_SMTP)
 		drop_group();
 	switch (o.mode) {
 	case MODE_PRINT_QUEUE:
@@ -859,6 +896,8 @@ int main(int argc, char **argv)
 		return flush_queue();
 	case MODE_ALIASES:
 		return build_aliases(o.verbose);
+	case MODE_SMTP:
+		return sendmail_smtp();
 	case MODE_DELIVER:
 		break;
 	}

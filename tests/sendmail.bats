@@ -289,7 +289,7 @@ PY
 	run sm -Q a@example.org </dev/null
 	[ "$status" -eq 64 ]
 	[[ "$output" == *"unknown option -Q"* ]]
-	run sm -bs </dev/null
+	run sm -bd </dev/null
 	[ "$status" -eq 64 ]
 	run sm -f
 	[ "$status" -eq 64 ]
@@ -297,6 +297,103 @@ PY
 	# sendmail 8 options without meaning here are accepted.
 	sm -oem -odb -oQ/tmp -U -m -n a@example.org <<<$'Subject: o\n\nx'
 	[ -n "$(maildrop_ids)" ]
+}
+
+@test "sendmail -bs: swaks submits over a pipe, pipelined too" {
+	run swaks --pipe "$BUILD/sendmail -C $CONF -bs" --helo client.example \
+		--from alice@example.org --to bob@example.net,carol@example.net \
+		--header 'Subject: over a pipe' --body $'line\n.dot\n.'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"250-PIPELINING"* ]]
+	[[ "$output" == *"250-8BITMIME"* ]]
+	[[ "$output" == *"250 2.0.0 Ok: queued as "* ]]
+	id=$(only_id)
+	[[ "$output" == *"queued as $id"* ]]
+	envelope "$id" > "$T/env"
+	grep -qx "F alice@example.org" "$T/env"
+	grep -qx "R P - - bob@example.net" "$T/env"
+	grep -qx "R P - - carol@example.net" "$T/env"
+	grep -qx "A origin=local" "$T/env"
+	grep -qx "A uid=$(id -u)" "$T/env"
+	content "$id" > "$T/msg"
+	python3 - "$T/msg" "$id" <<'PY'
+import sys, email, email.policy
+msg = email.message_from_binary_file(open(sys.argv[1], 'rb'), policy=email.policy.default)
+rcvd = msg.get_all('Received')
+assert len(rcvd) == 1, rcvd
+assert rcvd[0].startswith('from client.example by mx.postern.test'), rcvd
+assert 'with ESMTP id ' + sys.argv[2] in rcvd[0], rcvd
+assert msg['Subject'] == 'over a pipe'
+assert msg['Message-ID'] and msg['Date'], msg
+# swaks stuffs the dots and we take them off again: the lines arrive as
+# written (swaks adds empty lines at the end).
+assert msg.get_content().startswith('line\n.dot\n.\n'), repr(msg.get_content())
+PY
+	run swaks --pipe "$BUILD/sendmail -C $CONF -bs" --pipeline \
+		--from alice@example.org --to dave@example.net
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(maildrop_ids | wc -l)" -eq 2 ]
+}
+
+@test "sendmail -bs: replies to bad commands, LF line ends, a message cut short" {
+	run sm -bs < <(printf '%s\n' 'MAIL FROM:<a@example.org>' 'EHLO' \
+		'HELO client.example' 'RCPT TO:<b@example.org>' \
+		'MAIL FROM:<a@example.org> SIZE=10' 'MAIL FROM:<a@example.org>' \
+		'DATA' 'RCPT TO:<bad@@x>' 'RCPT TO:<b@example.org> NOTIFY=NEVER' \
+		'RCPT TO:<bob>' 'BDAT 10 LAST' 'FOO' 'DATA' 'Subject: lf' '' \
+		'typed by hand' '.' 'QUIT')
+	echo "$output"
+	[ "$status" -eq 0 ]
+	want=(
+		'220 mx.postern.test ESMTP postern'
+		'503 5.5.1 Error: send HELO/EHLO first'
+		'501 5.5.4 Syntax: EHLO hostname'
+		'250 mx.postern.test'
+		'503 5.5.1 Error: need MAIL command'
+		'555 5.5.4 '
+		'250 2.1.0 Ok'
+		'503 5.5.1 Error: need RCPT command'
+		'501 5.1.3 Bad recipient address syntax'
+		'555 5.5.4 '
+		'250 2.1.5 Ok'
+		'502 5.5.1 Error: command not implemented'
+		'500 5.5.2 Error: command not recognized'
+		'354 '
+		'250 2.0.0 Ok: queued as '
+		'221 2.0.0 Bye'
+	)
+	for i in "${!want[@]}"; do
+		[[ "${lines[$i]}" == "${want[$i]}"* ]] || {
+			echo "# line $i: ${lines[$i]}, want ${want[$i]}" >&3
+			return 1
+		}
+	done
+	id=$(only_id)
+	envelope "$id" | grep -qx "R P - - bob@mx.postern.test"
+	content "$id" | grep -q $'^typed by hand\r$'
+	# The input ends inside a message: nothing is queued.
+	rm -f "$T/queue/maildrop/$id"
+	run sm -bs < <(printf '%s\r\n' 'EHLO c' 'MAIL FROM:<a@example.org>' \
+		'RCPT TO:<b@example.org>' 'DATA' 'Subject: cut' '' 'half')
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"354 "* ]]
+	[ -z "$(maildrop_ids)" ]
+}
+
+@test "sendmail -bs: a message over message_size_limit gets 552 and leaves nothing" {
+	echo "message_size_limit = 1000" >> "$CONF/postern.conf"
+	run sm -bs < <(printf '%s\r\n' 'EHLO c' 'MAIL FROM:<a@example.org> SIZE=5000' \
+		'MAIL FROM:<a@example.org>' 'RCPT TO:<b@example.org>' 'DATA'
+		for i in $(seq 100); do printf '%s\r\n' "line $i of a long message"; done
+		printf '%s\r\n' '.' 'QUIT')
+	echo "$output"
+	[[ "$output" == *"250-SIZE 1000"* ]]
+	[[ "$output" == *"552 5.3.4 Message size exceeds fixed limit"* ]]
+	[[ "$output" == *"552 5.3.4 Error: message file too big"* ]]
+	[[ "$output" == *"221 2.0.0 Bye"* ]]
+	[ -z "$(maildrop_ids)" ]
 }
 
 @test "a message over message_size_limit is refused and leaves nothing" {
