@@ -168,25 +168,21 @@ static struct deliver_session *open_unix(struct deliver_job *job,
 }
 
 /*
- * The hosts of job's nexthop into tl (replacing what it held) and a
- * session to the first that talks to us, *next naming the host after it.
- * A Unix socket (LMTP) leaves tl empty. NULL when the job is decided:
- * its recipients have their outcome.
+ * The hosts of job's nexthop into tl, replacing what it held. A Unix
+ * socket (LMTP) leaves tl empty (ep says where). False when the job
+ * is decided: its recipients have their outcome.
  */
-static struct deliver_session *dest_open(struct deliver_job *job,
-    struct target_list *tl, size_t *next)
+static bool dest_targets(struct deliver_job *job, struct target_list *tl,
+    struct endpoint *ep)
 {
 	bool lmtp = job->transport == TRANSPORT_LMTP;
-	struct endpoint ep;
 	char err[512];
 
 	free(tl->v);
 	memset(tl, 0, sizeof(*tl));
-	*next = 0;
-
-	bool parsed = endpoint_parse(job->nexthop, lmtp ? 24 : 25, &ep, err,
+	bool parsed = endpoint_parse(job->nexthop, lmtp ? 24 : 25, ep, err,
 	    sizeof(err));
-	if (parsed && !lmtp && ep.kind == ENDPOINT_UNIX) {
+	if (parsed && !lmtp && ep->kind == ENDPOINT_UNIX) {
 		snprintf(err, sizeof(err), "SMTP needs a host, not a Unix socket");
 		parsed = false;
 	}
@@ -196,21 +192,60 @@ static struct deliver_session *dest_open(struct deliver_job *job,
 		    job->nexthop, lmtp ? "lmtp" : "smtp", err);
 		log_warning("%s: %s", job->queue_id, text);
 		deliver_fail_open(job, 'D', "4.3.5", text, text);
-		return NULL;
+		return false;
 	}
-	if (ep.kind == ENDPOINT_UNIX)
-		return open_unix(job, ep.path);
-
+	if (ep->kind == ENDPOINT_UNIX)
+		return true;
 	if (lmtp)
-		targets_add_host(tl, ep.host, ep.port);
+		targets_add_host(tl, ep->host, ep->port);
 	if (lmtp && tl->count == 0) {
 		deliver_fail_open(job, 'D', "4.4.3", tl->err, tl->err);
 		job->nexthop_down = true;
-		return NULL;
+		return false;
 	}
-	if (!lmtp && !smtp_targets(job, &ep, tl))
+	return lmtp || smtp_targets(job, ep, tl);
+}
+
+/*
+ * A session to the first host of job's nexthop that talks to us, with
+ * the list in tl and *next naming the host after it. NULL when the job
+ * is decided.
+ */
+static struct deliver_session *dest_open(struct deliver_job *job,
+    struct target_list *tl, size_t *next)
+{
+	struct endpoint ep;
+
+	*next = 0;
+	if (!dest_targets(job, tl, &ep))
 		return NULL;
+	if (ep.kind == ENDPOINT_UNIX)
+		return open_unix(job, ep.path);
 	return open_next(job, tl, next);
+}
+
+/*
+ * Where a cached session's host stands in job's list: *next is set past
+ * it, so that what the host deferred goes to the others. False when no
+ * other host is left (or the list cannot be had now).
+ */
+static bool skip_cached_host(struct deliver_job *job,
+    const struct deliver_session *s, struct target_list *tl, size_t *next)
+{
+	struct endpoint ep;
+
+	*next = 0;
+	if (!dest_targets(job, tl, &ep))
+		return false;
+	for (size_t i = 0; i < tl->count; i++) {
+		char addr[64];
+		int port;
+		sock_addr_format((const struct sockaddr *)&tl->v[i].addr.sa,
+		    addr, sizeof(addr), &port);
+		if (strcmp(addr, s->addr) == 0 && port == s->port)
+			*next = i + 1;
+	}
+	return *next < tl->count;
 }
 
 /*
@@ -230,23 +265,36 @@ static void dest_key(const struct deliver_job *job, char *out, size_t outsize)
 	    "lmtp" : "smtp", job->nexthop);
 }
 
+/* Did this transaction defer a recipient (a 4xx reply, a broken session)? */
+static bool deferred_in_txn(const struct deliver_job *job)
+{
+	for (size_t i = 0; i < job->nrcpts; i++) {
+		const struct deliver_rcpt *r = &job->rcpts[i];
+		if (r->in_txn && r->done && r->out.status == 'D')
+			return true;
+	}
+	return false;
+}
+
 /*
- * Recipients a 4xx to MAIL deferred are open again for the next host;
- * the reply goes to the log, as a refused greeting does.
+ * Recipients this transaction deferred are open again for the next host:
+ * as Postfix does, a soft failure is taken to be this host's, not the
+ * message's. The first reason goes to the log, as a refused greeting's
+ * does.
  */
-static void reopen_mail_tempfailed(struct deliver_job *job)
+static void reopen_deferred(struct deliver_job *job)
 {
 	bool logged = false;
 	for (size_t i = 0; i < job->nrcpts; i++) {
 		struct deliver_rcpt *r = &job->rcpts[i];
-		if (r->in_txn && r->done) {
-			if (!logged)
-				log_info("%s: %s; trying the next host",
-				    job->queue_id, r->out.text);
-			logged = true;
-			deliver_outcome_free(&r->out);
-			r->done = false;
-		}
+		if (!r->in_txn || !r->done || r->out.status != 'D')
+			continue;
+		if (!logged)
+			log_info("%s: %s; trying the next host", job->queue_id,
+			    r->out.text);
+		logged = true;
+		deliver_outcome_free(&r->out);
+		r->done = false;
 	}
 }
 
@@ -277,24 +325,21 @@ void dest_deliver(struct deliver_job *job)
 			continue;
 		}
 		/*
-		 * A 4xx to MAIL is this host's trouble, not the message's:
-		 * as Postfix does, another host of the nexthop gets the
-		 * mail; the last host's answer stands. A cached session
-		 * says nothing of where it stands in the list: start over,
-		 * which comes back to this host first.
+		 * What this host deferred goes to the next one; the last
+		 * host's answer stands. A cached session came without the
+		 * list: look it up and go on after the session's host.
 		 */
-		if (!job->mail_tempfail || (!reused && next >= tl.count))
+		if (job->local_trouble || !deferred_in_txn(job))
 			break;
+		bool more_hosts = reused ?
+		    skip_cached_host(job, s, &tl, &next) : next < tl.count;
+		if (!more_hosts)
+			break;
+		reopen_deferred(job);
 		session_close(s, true);
 		free(s);
-		reopen_mail_tempfailed(job);
-		job->mail_tempfail = false;
-		if (reused) {
-			reused = false;
-			s = dest_open(job, &tl, &next);
-		} else {
-			s = open_next(job, &tl, &next);
-		}
+		reused = false;
+		s = open_next(job, &tl, &next);
 	}
 	free(tl.v);
 	if (s != NULL)

@@ -10,10 +10,10 @@
  * - SMTPUTF8 (RFC 6531 3.7.5): mail that needs it, to a peer without it,
  *   fails permanently.
  * - DSN (RFC 3461): RET, ENVID, NOTIFY, ORCPT go along when offered.
- * - 5xx to MAIL fails every recipient, 4xx defers every one (and lets
- *   deliver_dest.c try the next host); 5xx/4xx to
+ * - 5xx to MAIL fails every recipient, 4xx defers every one; 5xx/4xx to
  *   RCPT decides that recipient; after DATA the reply applies to every
- *   accepted recipient. LMTP (RFC 2033 4.2): one reply per accepted
+ *   accepted recipient. What a host deferred, deliver_dest.c may take to
+ *   the next host. LMTP (RFC 2033 4.2): one reply per accepted
  *   recipient after the final dot.
  * - Transparency (RFC 5321 4.5.2): a line starting with "." gets another.
  * - 8BITMIME (RFC 6152 3): 8-bit content to a peer without it is
@@ -384,7 +384,7 @@ bool smtp_transaction(struct deliver_session *s, struct deliver_job *job,
 	size_t naccepted = 0;
 	char err[512];
 
-	job->mail_tempfail = false;
+	job->local_trouble = false;
 	if (!precheck(s, job))
 		return true;
 	for (size_t i = 0; i < job->nrcpts; i++) {
@@ -412,7 +412,6 @@ bool smtp_transaction(struct deliver_session *s, struct deliver_job *job,
 		session_reply_outcome(s, &o);
 		deliver_fail_open(job, o.status, o.dsn, o.diag, o.text);
 		deliver_outcome_free(&o);
-		job->mail_tempfail = s->reply.code / 100 == 4;
 		if (!pipelining) {
 			reset(s);
 			return true;
@@ -496,6 +495,7 @@ bool smtp_transaction(struct deliver_session *s, struct deliver_job *job,
 		/* Our own trouble: do not let a partial message through. */
 		log_warning("%s: %s", job->queue_id, err);
 		deliver_fail_open(job, 'D', "4.3.0", err, err);
+		job->local_trouble = true;
 		session_close(s, false);
 		return true;
 	}

@@ -211,6 +211,94 @@ log_line_re() {	# ADDRESS DSN STATUS
 	grep -q 'MAIL FROM:<a@example.org>' "$T/busy3.out"
 }
 
+@test "a 4xx to RCPT or to the end of data at the first MX: those recipients go to the next" {
+	start_dnsmasq --mx-host=rcptsoft.test,mx1.rcptsoft.test,10 \
+		--mx-host=rcptsoft.test,mx2.rcptsoft.test,20 \
+		--host-record=mx1.rcptsoft.test,127.0.0.4 \
+		--host-record=mx2.rcptsoft.test,127.0.0.1 \
+		--mx-host=dotsoft.test,mx1.dotsoft.test,10 \
+		--mx-host=dotsoft.test,mx2.rcptsoft.test,20 \
+		--host-record=mx1.dotsoft.test,127.0.0.5
+	start_sink rcptsoft -r rcpt 127.0.0.4:$SINK_PORT
+	start_sink dotsoft -r . 127.0.0.5:$SINK_PORT
+	start_sink sink 127.0.0.1:$SINK_PORT
+	suite_start
+	run deliver_job --nexthop "rcptsoft.test:$SINK_PORT" --from a@example.org \
+		--to b@rcptsoft.test --to c@rcptsoft.test
+	echo "$output"
+	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
+	[[ "$output" == *"rcpt=1 S 2.0.0"* ]]
+	wait_for_log "host mx1.rcptsoft.test\[127.0.0.4\]:$SINK_PORT said: 4[0-9][0-9] .* \(in reply to RCPT TO command\); trying the next host"
+	run deliver_job --nexthop "dotsoft.test:$SINK_PORT" --from a@example.org \
+		--to b@dotsoft.test
+	echo "$output"
+	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
+	wait_for_log "host mx1.dotsoft.test\[127.0.0.5\]:$SINK_PORT said: 4[0-9][0-9] .* \(in reply to end of DATA command\); trying the next host"
+	[ "$(grep -c 'smtp-sink: DATA' "$T/sink.out")" -eq 2 ]
+}
+
+@test "a cached connection's host says 4xx: the mail goes on to the other MX, not back to it" {
+	start_dnsmasq --mx-host=flaky.test,mx1.flaky.test,10 \
+		--mx-host=flaky.test,mx2.flaky.test,20 \
+		--host-record=mx1.flaky.test,127.0.0.2 \
+		--host-record=mx2.flaky.test,127.0.0.1
+	# mx1 takes the first message and answers 451 to every MAIL after it.
+	python3 - 127.0.0.2 "$SINK_PORT" >"$T/flaky.out" 2>&1 <<-'PY' &
+	import socket, sys
+	srv = socket.socket()
+	srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+	srv.bind((sys.argv[1], int(sys.argv[2])))
+	srv.listen(5)
+	print("listening", flush=True)
+	mails = 0
+	while True:
+	    conn, _ = srv.accept()
+	    f = conn.makefile("rb")
+	    conn.sendall(b"220 mx1.flaky.test ESMTP\r\n")
+	    in_data = False
+	    for line in f:
+	        cmd = line.strip().upper()
+	        print("C:", line.strip().decode(), flush=True)
+	        if in_data:
+	            if line.rstrip(b"\r\n") == b".":
+	                in_data = False
+	                conn.sendall(b"250 2.0.0 queued\r\n")
+	        elif cmd.startswith(b"EHLO"):
+	            conn.sendall(b"250-mx1.flaky.test\r\n250 8BITMIME\r\n")
+	        elif cmd.startswith(b"MAIL"):
+	            mails += 1
+	            conn.sendall(b"250 2.1.0 ok\r\n" if mails == 1 else
+	                         b"451 4.3.2 slow down\r\n")
+	        elif cmd.startswith(b"RCPT"):
+	            conn.sendall(b"250 2.1.5 ok\r\n")
+	        elif cmd == b"DATA":
+	            in_data = True
+	            conn.sendall(b"354 go\r\n")
+	        elif cmd == b"QUIT":
+	            conn.sendall(b"221 bye\r\n")
+	            break
+	        else:
+	            conn.sendall(b"250 ok\r\n")
+	    conn.close()
+	PY
+	PEER_PIDS+=($!)
+	for ((i = 0; i < 50; i++)); do
+		grep -q listening "$T/flaky.out" 2>/dev/null && break
+		sleep 0.1
+	done
+	start_sink sink 127.0.0.1:$SINK_PORT
+	suite_start
+	run deliver_job --nexthop "flaky.test:$SINK_PORT" --repeat 2 \
+		--from a@example.org --to b@flaky.test
+	echo "$output"
+	cat "$T/flaky.out"
+	[ "$(grep -c 'rcpt=0 S 2.0.0' <<<"$output")" -eq 2 ]
+	wait_for_log "host mx1.flaky.test\[127.0.0.2\]:$SINK_PORT said: 451 4.3.2 slow down \(in reply to MAIL FROM command\); trying the next host"
+	# mx1 saw two MAILs on one connection, and was not tried a third time.
+	[ "$(grep -c '^C: MAIL' "$T/flaky.out")" -eq 2 ]
+	[ "$(grep -c 'smtp-sink: MAIL FROM' "$T/sink.out")" -eq 1 ]
+}
+
 @test "a peer without SMTPUTF8: UTF-8 mail bounces, ASCII mail goes" {
 	start_sink sink 127.0.0.1:$SINK_PORT
 	suite_start
