@@ -17,6 +17,7 @@
 #include <bsd/string.h>
 
 #include "cfg.h"
+#include "dns.h"
 #include "log.h"
 #include "mem.h"
 #include "sock.h"
@@ -495,6 +496,14 @@ static bool check_semantics(struct loader *ld, const struct cfg *c)
 			    11)), "dns_servers: \"%s\" is not an IP address "
 			    "(like 127.0.0.1, 127.0.0.1:5353 or [::1]:53)",
 			    c->dns_servers.items[j]);
+	}
+	for (size_t j = 0; j < c->smtpd_dnsbl_sites.count; j++) {
+		struct dns_dnsbl list;
+		if (!dns_dnsbl_parse(c->smtpd_dnsbl_sites.items[j], &list, err,
+		    sizeof(err)))
+			return fail(ld, raw_line(ld, (size_t)key_index(
+			    "smtpd_dnsbl_sites", 17)), "smtpd_dnsbl_sites: %s",
+			    err);
 	}
 	if (c->lmtp_destination[0] != '\0') {
 		struct endpoint ep;

@@ -1,10 +1,11 @@
 /*
- * dns.c - MX and address lookups for the SMTP client, through libresolv.
+ * dns.c - MX and address lookups for the SMTP client, DNS blocklist
+ * lookups for smtpd, through libresolv.
  *
  * Trusts nothing in an answer: every record is parsed with ns_parserr,
  * names are expanded with bounds, and records of unexpected types or
- * classes are skipped. One resolver state per process (deliver is single
- * threaded). dns_servers replaces the name servers of resolv.conf; with it
+ * classes are skipped. One resolver state per process (deliver and smtpd
+ * are single threaded). dns_servers replaces the name servers of resolv.conf; with it
  * the retry timers are short, because such servers are local (tests,
  * split DNS) and a dead one should defer mail quickly, not hang a job.
  */
@@ -356,5 +357,202 @@ enum dns_result dns_lookup_addrs(const char *host, int port,
 		snprintf(err, errsize, "%s", err4);
 	else
 		snprintf(err, errsize, "no address record for %s", host);
+	return DNS_NOTFOUND;
+}
+
+/* ---- DNS blocklists (RFC 5782) ---- */
+
+/* One octet pattern: "N", "[lo..hi]" or "[a;b;c]"; *p moves past it. */
+static bool dnsbl_parse_octet(const char **p, unsigned char ok[32])
+{
+	const char *s = *p;
+	char *end;
+
+	memset(ok, 0, 32);
+	if (*s != '[') {
+		if (*s < '0' || *s > '9')
+			return false;
+		long v = strtol(s, &end, 10);
+		if (v > 255)
+			return false;
+		ok[v / 8] |= (unsigned char)(1u << (v % 8));
+		*p = end;
+		return true;
+	}
+	for (s++;;) {
+		if (*s < '0' || *s > '9')
+			return false;
+		long lo = strtol(s, &end, 10), hi = lo;
+		s = end;
+		if (s[0] == '.' && s[1] == '.') {
+			if (s[2] < '0' || s[2] > '9')
+				return false;
+			hi = strtol(s + 2, &end, 10);
+			s = end;
+		}
+		if (lo > 255 || hi > 255 || lo > hi)
+			return false;
+		for (long v = lo; v <= hi; v++)
+			ok[v / 8] |= (unsigned char)(1u << (v % 8));
+		if (*s == ']') {
+			*p = s + 1;
+			return true;
+		}
+		if (*s != ';')
+			return false;
+		s++;
+	}
+}
+
+bool dns_dnsbl_parse(const char *spec, struct dns_dnsbl *list, char *err,
+    size_t errsize)
+{
+	memset(list, 0, sizeof(*list));
+	const char *eq = strchr(spec, '=');
+	size_t zlen = eq ? (size_t)(eq - spec) : strlen(spec);
+	if (zlen == 0 || zlen >= sizeof(list->zone)) {
+		snprintf(err, errsize, "\"%s\" names no DNS zone", spec);
+		return false;
+	}
+	memcpy(list->zone, spec, zlen);
+	list->zone[zlen] = '\0';
+	if (list->zone[zlen - 1] == '.')
+		list->zone[zlen - 1] = '\0';
+	if (list->zone[0] == '\0' || strspn(list->zone,
+	    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789-._") != strlen(list->zone)) {
+		snprintf(err, errsize, "\"%s\" is not a DNS zone", list->zone);
+		return false;
+	}
+	if (eq == NULL)
+		return true;
+	const char *p = eq + 1;
+	for (int i = 0; i < 4; i++) {
+		if ((i > 0 && *p++ != '.') ||
+		    !dnsbl_parse_octet(&p, list->octet_ok[i])) {
+			snprintf(err, errsize, "\"%s\": the filter after \"=\" "
+			    "must look like 127.0.0.2, 127.0.0.[2..11] or "
+			    "127.0.0.[2;4;8]", spec);
+			return false;
+		}
+	}
+	if (*p != '\0') {
+		snprintf(err, errsize, "\"%s\": junk after the filter", spec);
+		return false;
+	}
+	list->filtered = true;
+	return true;
+}
+
+static bool dnsbl_matches(const struct dns_dnsbl *list,
+    const unsigned char a[4])
+{
+	if (!list->filtered)
+		return a[0] == 127 && !(a[1] == 255 && a[2] == 255);
+	for (int i = 0; i < 4; i++)
+		if (!(list->octet_ok[i][a[i] / 8] & (1u << (a[i] % 8))))
+			return false;
+	return true;
+}
+
+/* The name to ask: the address's octets (or nibbles) reversed, then zone. */
+static bool dnsbl_query_name(const struct dns_dnsbl *list,
+    const struct sockaddr *client, char *name, size_t namesize)
+{
+	const unsigned char *b;
+	int n;
+
+	if (client->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 =
+		    (const struct sockaddr_in6 *)client;
+		b = sin6->sin6_addr.s6_addr;
+		if (!IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+			static const char hex[] = "0123456789abcdef";
+			size_t k = 0;
+			for (int i = 15; i >= 0 && k + 4 < namesize; i--) {
+				name[k++] = hex[b[i] & 15];
+				name[k++] = '.';
+				name[k++] = hex[b[i] >> 4];
+				name[k++] = '.';
+			}
+			n = snprintf(name + k, namesize - k, "%s", list->zone);
+			return n > 0 && (size_t)n < namesize - k;
+		}
+		b += 12;
+	} else if (client->sa_family == AF_INET) {
+		b = (const unsigned char *)
+		    &((const struct sockaddr_in *)client)->sin_addr;
+	} else {
+		return false;
+	}
+	n = snprintf(name, namesize, "%u.%u.%u.%u.%s", b[3], b[2], b[1], b[0],
+	    list->zone);
+	return n > 0 && (size_t)n < namesize;
+}
+
+/* The first TXT record at name, its strings joined; "" if none. */
+static void dnsbl_reason(const char *name, char *reason, size_t reasonsize)
+{
+	unsigned char answer[4096];
+	ns_msg msg;
+	char err[256];
+
+	reason[0] = '\0';
+	if (dns_query(name, ns_t_txt, "TXT", answer, sizeof(answer), &msg, err,
+	    sizeof(err)) != DNS_OK)
+		return;
+	for (int i = 0; i < ns_msg_count(msg, ns_s_an); i++) {
+		ns_rr rr;
+		if (ns_parserr(&msg, ns_s_an, i, &rr) < 0)
+			return;
+		if (ns_rr_type(rr) != ns_t_txt || ns_rr_class(rr) != ns_c_in)
+			continue;
+		const unsigned char *p = ns_rr_rdata(rr);
+		const unsigned char *end = p + ns_rr_rdlen(rr);
+		size_t k = 0;
+		while (p < end) {
+			size_t len = *p++;
+			if (len > (size_t)(end - p))
+				len = (size_t)(end - p);
+			for (size_t j = 0; j < len && k + 1 < reasonsize; j++)
+				reason[k++] = (char)p[j];
+			p += len;
+		}
+		reason[k] = '\0';
+		return;
+	}
+}
+
+enum dns_result dns_dnsbl_lookup(const struct dns_dnsbl *list,
+    const struct sockaddr *client, char *reason, size_t reasonsize,
+    char *err, size_t errsize)
+{
+	char name[NS_MAXDNAME];
+	unsigned char answer[4096];
+	ns_msg msg;
+
+	reason[0] = '\0';
+	if (!dnsbl_query_name(list, client, name, sizeof(name))) {
+		snprintf(err, errsize, "no DNSBL name for this client in %s",
+		    list->zone);
+		return DNS_FAIL;
+	}
+	enum dns_result r = dns_query(name, ns_t_a, "A", answer,
+	    sizeof(answer), &msg, err, errsize);
+	if (r != DNS_OK)
+		return r;
+	for (int i = 0; i < ns_msg_count(msg, ns_s_an); i++) {
+		ns_rr rr;
+		if (ns_parserr(&msg, ns_s_an, i, &rr) < 0)
+			break;
+		if (ns_rr_type(rr) != ns_t_a || ns_rr_class(rr) != ns_c_in ||
+		    ns_rr_rdlen(rr) != 4)
+			continue;
+		if (dnsbl_matches(list, ns_rr_rdata(rr))) {
+			dnsbl_reason(name, reason, reasonsize);
+			return DNS_OK;
+		}
+	}
+	snprintf(err, errsize, "%s: no matching A record", name);
 	return DNS_NOTFOUND;
 }

@@ -1,6 +1,7 @@
 /*
- * dns.h - the DNS lookups the SMTP client needs, through libresolv:
- * MX records (RFC 5321 5.1, RFC 7505 null MX) and A/AAAA addresses.
+ * dns.h - the DNS lookups postern needs, through libresolv: MX records
+ * (RFC 5321 5.1, RFC 7505 null MX) and A/AAAA addresses for the SMTP
+ * client; DNS blocklists (RFC 5782) for smtpd.
  * dns_servers (config) replaces the system resolver's name servers, for
  * tests and split DNS ("127.0.0.1:5353", "[::1]:53").
  */
@@ -45,5 +46,31 @@ enum dns_result dns_lookup_mx(const char *domain, struct dns_mx **mx,
 /* A and AAAA records of host (port set in each); *addrs malloc'd. */
 enum dns_result dns_lookup_addrs(const char *host, int port,
     struct dns_addr **addrs, size_t *count, char *err, size_t errsize);
+
+/*
+ * A DNS blocklist from smtpd_dnsbl_sites: "zone" or "zone=filter". The
+ * filter is matched against the list's A records, octet by octet, each a
+ * number, "[lo..hi]" or "[a;b;c]", as Postfix writes it:
+ * "zen.spamhaus.org=127.0.0.[2..11]". Without a filter any A record in
+ * 127.0.0.0/8 but 127.255.255.0/24 (the lists' own error codes, such as
+ * "query refused") means listed.
+ */
+struct dns_dnsbl {
+	char zone[256];
+	bool filtered;
+	unsigned char octet_ok[4][32];	/* bit n of octet i: value n matches */
+};
+
+bool dns_dnsbl_parse(const char *spec, struct dns_dnsbl *list, char *err,
+    size_t errsize);
+
+/*
+ * Is client (IPv4 or IPv6) on list? DNS_OK: listed, with the list's TXT
+ * record, if any, in reason ("" if none); DNS_NOTFOUND: not listed;
+ * DNS_TEMPFAIL or DNS_FAIL (err says why): could not tell.
+ */
+enum dns_result dns_dnsbl_lookup(const struct dns_dnsbl *list,
+    const struct sockaddr *client, char *reason, size_t reasonsize,
+    char *err, size_t errsize);
 
 #endif

@@ -18,6 +18,7 @@
 
 #include "cfg.h"
 #include "daemon.h"
+#include "dns.h"
 #include "log.h"
 #include "mem.h"
 #include "smtpd.h"
@@ -109,8 +110,12 @@ static void smtpd_pre_drop(const char *service)
 
 static void smtpd_init(const char *service)
 {
+	char err[512];
+
 	if (cfg.myhostname == NULL || *cfg.myhostname == '\0')
 		log_fatal("myhostname is not set");
+	if (!dns_init(&cfg.dns_servers, err, sizeof(err)))
+		log_fatal("%s", err);
 	smtpd_check_init();
 	smtpd_auth_init();
 }

@@ -78,6 +78,8 @@ struct smtpd_session {
 	char client_addr[64];
 	char client_log[330];		/* "name[addr]" for logs */
 	bool client_trusted;		/* inside mynetworks */
+	enum { DNSBL_UNCHECKED, DNSBL_CLEAN, DNSBL_LISTED } dnsbl;
+	char dnsbl_reply[768];		/* the 554 text when listed */
 	enum smtpd_state state;
 	bool esmtp;			/* EHLO (not HELO) was used */
 	char *helo;			/* as given, validated; NULL before */
@@ -120,9 +122,11 @@ bool smtpd_check_helo(const char *arg, const char **why);
 /*
  * Decide about one recipient. Returns 250 or an error code with the
  * enhanced code and the reason (our text, for the reply and the log).
+ * *about_client is set when the reason is the client, not the address
+ * (a DNS blocklist): the reply then does not name the recipient.
  */
 int smtpd_check_rcpt(struct smtpd_session *s, const char *address,
-    const char **enhanced, const char **reason);
+    const char **enhanced, const char **reason, bool *about_client);
 
 /*
  * Submission and smtps without AUTH (submission_require_auth): 250, or

@@ -7,7 +7,11 @@
  * never accepted and bounced later (no backscatter). A table that cannot
  * be read is a temporary failure (451 4.3.0), never a reason to accept or
  * to refuse for good. Other domains are relayed only for clients inside
- * mynetworks or after AUTH: never an open relay. On submission and smtps
+ * mynetworks or after AUTH: never an open relay. A client on one of
+ * smtpd_dnsbl_sites (RFC 5782) gets 554 5.7.1 for every recipient but
+ * postmaster, unless it is inside mynetworks or authenticated; a list
+ * that cannot be asked counts as "not listed", as in Postfix, so a dead
+ * list never stops mail. On submission and smtps
  * (RFC 6409 4.3, RFC 8314) MAIL needs AUTH unless the client is inside
  * mynetworks (submission_require_auth).
  *
@@ -20,11 +24,14 @@
 
 #include "addr.h"
 #include "cfg.h"
+#include "dns.h"
 #include "log.h"
 #include "map.h"
 #include "mem.h"
 #include "smtpd.h"
 
+static struct dns_dnsbl *dnsbl_lists;	/* from smtpd_dnsbl_sites */
+static size_t dnsbl_count;
 static struct map_list *virtual_alias_tables;
 static struct map_list *alias_tables;
 static struct map_list *mailbox_tables;
@@ -63,6 +70,54 @@ void smtpd_check_init(void)
 	    &cfg.virtual_alias_maps);
 	alias_tables = open_tables("alias_maps", &cfg.alias_maps);
 	mailbox_tables = open_tables("mailbox_maps", &cfg.mailbox_maps);
+
+	/* postern check has parsed them already; a bad one here is skipped. */
+	dnsbl_lists = xcalloc(cfg.smtpd_dnsbl_sites.count + 1,
+	    sizeof(*dnsbl_lists));
+	for (size_t i = 0; i < cfg.smtpd_dnsbl_sites.count; i++) {
+		char err[512];
+		if (dns_dnsbl_parse(cfg.smtpd_dnsbl_sites.items[i],
+		    &dnsbl_lists[dnsbl_count], err, sizeof(err)))
+			dnsbl_count++;
+		else
+			log_warning("smtpd_dnsbl_sites: %s", err);
+	}
+}
+
+/*
+ * Is the client on a blocklist? Asked once a session, at its first
+ * recipient (as Postfix asks at RCPT), in the order of smtpd_dnsbl_sites.
+ */
+static int check_dnsbl(struct smtpd_session *s, const char **enhanced,
+    const char **reason)
+{
+	if (s->dnsbl == DNSBL_UNCHECKED) {
+		s->dnsbl = DNSBL_CLEAN;
+		const struct sockaddr *peer =
+		    (const struct sockaddr *)&s->conn->peer;
+		for (size_t i = 0; i < dnsbl_count && !s->conn->peer_is_unix;
+		    i++) {
+			char txt[256], err[512];
+			enum dns_result r = dns_dnsbl_lookup(&dnsbl_lists[i],
+			    peer, txt, sizeof(txt), err, sizeof(err));
+			if (r == DNS_TEMPFAIL || r == DNS_FAIL)
+				log_warning("%s: DNSBL %s: %s", s->client_log,
+				    dnsbl_lists[i].zone, err);
+			if (r != DNS_OK)
+				continue;
+			s->dnsbl = DNSBL_LISTED;
+			snprintf(s->dnsbl_reply, sizeof(s->dnsbl_reply),
+			    "Service unavailable; Client host [%s] blocked "
+			    "using %s%s%s", s->client_addr, dnsbl_lists[i].zone,
+			    txt[0] ? "; " : "", txt);
+			break;
+		}
+	}
+	if (s->dnsbl != DNSBL_LISTED)
+		return 250;
+	*enhanced = "5.7.1";
+	*reason = s->dnsbl_reply;
+	return 554;
 }
 
 bool smtpd_check_helo(const char *arg, const char **why)
@@ -160,8 +215,9 @@ static int check_local_recipient(const char *address, const char **enhanced,
 }
 
 int smtpd_check_rcpt(struct smtpd_session *s, const char *address,
-    const char **enhanced, const char **reason)
+    const char **enhanced, const char **reason, bool *about_client)
 {
+	*about_client = false;
 	/* RFC 5321 4.5.1: postmaster is always accepted. */
 	if (strcasecmp(address, "postmaster") == 0)
 		return 250;
@@ -170,6 +226,13 @@ int smtpd_check_rcpt(struct smtpd_session *s, const char *address,
 		size_t llen = (size_t)(domain - 1 - address);
 		if (llen == 10 && strncasecmp(address, "postmaster", 10) == 0)
 			return 250;
+		if (!s->client_trusted && s->auth_user == NULL) {
+			int code = check_dnsbl(s, enhanced, reason);
+			if (code != 250) {
+				*about_client = true;
+				return code;
+			}
+		}
 		return check_local_recipient(address, enhanced, reason);
 	}
 	/* Relaying: only for our own networks, or after AUTH. */

@@ -426,11 +426,15 @@ static void cmd_rcpt(struct smtpd_session *s, const char *arg)
 		smtpd_reply(s, 452, "4.5.3", "Error: too many recipients");
 		goto rejected;
 	}
-	code = smtpd_check_rcpt(s, a.address, &enh, &reason);
+	bool about_client;
+	code = smtpd_check_rcpt(s, a.address, &enh, &reason, &about_client);
 	if (code != 250) {
-		smtpd_reply(s, code, enh, "<%s>: %s", a.address, reason);
-		char text[300];
-		snprintf(text, sizeof(text), "<%s>: %s", a.address, reason);
+		/* As Postfix: "<rcpt>: reason", but a blocklist's text alone. */
+		char text[900];
+		snprintf(text, sizeof(text), "%s%s%s%s", about_client ? "" : "<",
+		    about_client ? "" : a.address, about_client ? "" : ">: ",
+		    reason);
+		smtpd_reply(s, code, enh, "%s", text);
 		smtpd_log_reject(s, "RCPT", a.address, code, enh, text);
 		goto rejected;
 	}

@@ -8,6 +8,9 @@
  *   v4only.test   no MX; A 127.0.0.3
  *   nullmx.test   MX 0 . (RFC 7505), written as raw rdata
  *   nullmx2.test  MX 0 . through --mx-host with target "."
+ *   bl.test       a DNS blocklist: 127.0.0.2 listed (A 127.0.0.2 and a
+ *                 TXT), 127.0.0.3 listed with code 127.0.0.10, 127.0.0.4
+ *                 answered 127.255.255.254 (an error code), ::1 listed
  *   anything else NXDOMAIN (--local=/test/)
  */
 #include <arpa/inet.h>
@@ -87,6 +90,11 @@ static bool start_dnsmasq(void)
 	if (dnsmasq_port < 0)
 		return false;
 	snprintf(port_arg, sizeof(port_arg), "--port=%d", dnsmasq_port);
+	/* ::1 on bl.test: 31 zero nibbles after the 1, reversed. */
+	char v6_listed[200] = "--host-record=1.";
+	for (int i = 0; i < 31; i++)
+		strcat(v6_listed, "0.");
+	strcat(v6_listed, "bl.test,127.0.0.4");
 	dnsmasq_pid = fork();
 	if (dnsmasq_pid < 0)
 		return false;
@@ -113,6 +121,12 @@ static bool start_dnsmasq(void)
 		    "--host-record=v4only.test,127.0.0.3",
 		    "--dns-rr=nullmx.test,15,0000:00",
 		    "--mx-host=nullmx2.test,.,0",
+		    "--host-record=2.0.0.127.bl.test,127.0.0.2",
+		    "--txt-record=2.0.0.127.bl.test,listed: see "
+		    "https://bl.test/?127.0.0.2",
+		    "--host-record=3.0.0.127.bl.test,127.0.0.10",
+		    "--host-record=4.0.0.127.bl.test,127.255.255.254",
+		    v6_listed,
 		    (char *)NULL);
 		_exit(127);
 	}
@@ -341,6 +355,87 @@ static void test_bad_server_config(void)
 	CHECK(!dns_init(&many, err, sizeof(err)));
 }
 
+static void test_dnsbl_spec_parse(void)
+{
+	struct dns_dnsbl l;
+	char err[256];
+
+	CHECK(dns_dnsbl_parse("zen.spamhaus.org", &l, err, sizeof(err)));
+	CHECK_STR(l.zone, "zen.spamhaus.org");
+	CHECK(!l.filtered);
+	CHECK(dns_dnsbl_parse("bl.test.=127.0.0.[2..11]", &l, err, sizeof(err)));
+	CHECK_STR(l.zone, "bl.test");
+	CHECK(l.filtered);
+	CHECK(dns_dnsbl_parse("bl.test=127.0.[0;1].[2;4..5]", &l, err,
+	    sizeof(err)));
+	CHECK(!dns_dnsbl_parse("", &l, err, sizeof(err)));
+	CHECK(!dns_dnsbl_parse("=127.0.0.2", &l, err, sizeof(err)));
+	CHECK(!dns_dnsbl_parse("bad zone", &l, err, sizeof(err)));
+	CHECK(!dns_dnsbl_parse("bl.test=127.0.0", &l, err, sizeof(err)));
+	CHECK(!dns_dnsbl_parse("bl.test=127.0.0.256", &l, err, sizeof(err)));
+	CHECK(!dns_dnsbl_parse("bl.test=127.0.0.[5..2]", &l, err, sizeof(err)));
+	CHECK(!dns_dnsbl_parse("bl.test=127.0.0.[2", &l, err, sizeof(err)));
+	CHECK(!dns_dnsbl_parse("bl.test=127.0.0.2x", &l, err, sizeof(err)));
+	CHECK(strstr(err, "junk") != NULL);
+}
+
+static enum dns_result dnsbl_ask(const char *spec, const char *client,
+    char *reason, size_t reasonsize)
+{
+	struct dns_dnsbl l;
+	struct sockaddr_storage ss = { 0 };
+	char err[256];
+
+	if (!dns_dnsbl_parse(spec, &l, err, sizeof(err)))
+		return DNS_FAIL;
+	if (strchr(client, ':')) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+		sin6->sin6_family = AF_INET6;
+		inet_pton(AF_INET6, client, &sin6->sin6_addr);
+	} else {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+		sin->sin_family = AF_INET;
+		inet_pton(AF_INET, client, &sin->sin_addr);
+	}
+	enum dns_result r = dns_dnsbl_lookup(&l, (struct sockaddr *)&ss,
+	    reason, reasonsize, err, sizeof(err));
+	if (r != DNS_OK && r != DNS_NOTFOUND)
+		printf("# %s in %s: %s\n", client, spec, err);	/* why */
+	return r;
+}
+
+static void test_dnsbl_lookup(void)
+{
+	char reason[256];
+
+	use_ipv4_server();	/* test_ip_literal... pointed it elsewhere */
+
+	CHECK_INT(dnsbl_ask("bl.test", "127.0.0.2", reason, sizeof(reason)),
+	    DNS_OK);
+	CHECK_STR(reason, "listed: see https://bl.test/?127.0.0.2");
+	CHECK_INT(dnsbl_ask("bl.test", "127.0.0.3", reason, sizeof(reason)),
+	    DNS_OK);
+	CHECK_STR(reason, "");
+	/* Not listed; and the lists' own error codes are not a listing. */
+	CHECK_INT(dnsbl_ask("bl.test", "127.0.0.9", reason, sizeof(reason)),
+	    DNS_NOTFOUND);
+	CHECK_INT(dnsbl_ask("bl.test", "127.0.0.4", reason, sizeof(reason)),
+	    DNS_NOTFOUND);
+	/* A filter picks the codes that count. */
+	CHECK_INT(dnsbl_ask("bl.test=127.0.0.[2..9]", "127.0.0.3", reason,
+	    sizeof(reason)), DNS_NOTFOUND);
+	CHECK_INT(dnsbl_ask("bl.test=127.0.0.[2..11]", "127.0.0.3", reason,
+	    sizeof(reason)), DNS_OK);
+	CHECK_INT(dnsbl_ask("bl.test=127.255.255.[1..255]", "127.0.0.4",
+	    reason, sizeof(reason)), DNS_OK);
+	/* IPv6: nibbles; an IPv4-mapped address is asked as IPv4. */
+	CHECK_INT(dnsbl_ask("bl.test", "::1", reason, sizeof(reason)), DNS_OK);
+	CHECK_INT(dnsbl_ask("bl.test", "::2", reason, sizeof(reason)),
+	    DNS_NOTFOUND);
+	CHECK_INT(dnsbl_ask("bl.test", "::ffff:127.0.0.2", reason,
+	    sizeof(reason)), DNS_OK);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -355,6 +450,8 @@ int main(void)
 	RUN(test_null_mx);
 	RUN(test_nxdomain);
 	RUN(test_ip_literal_needs_no_lookup);
+	RUN(test_dnsbl_spec_parse);
+	RUN(test_dnsbl_lookup);
 	RUN(test_ipv6_server);
 	RUN(test_unreachable_server_tempfails_quickly);
 	RUN(test_bad_server_config);
