@@ -65,7 +65,9 @@
 	X(INT, deliver_processes, "100") \
 	X(DURATION, smtp_connect_timeout, "30s") \
 	X(DURATION, smtp_timeout, "300s") \
-	X(STRING, lmtp_destination, "unix:$run_directory/lmtp")
+	X(STRING, lmtp_destination, "unix:$run_directory/lmtp") \
+	X(LIST, smtp_sasl_password_maps, "") \
+	X(BOOL, smtp_sasl_allow_plaintext, "no")
 
 /* lmtpd */
 #define CFG_KEYS_LMTPD(X) \

@@ -431,6 +431,7 @@ static void deliver_init(const char *service)
 	if (!dns_init(&cfg.dns_servers, err, sizeof(err)))
 		log_fatal("%s", err);
 	tls_client_init();
+	deliver_auth_init();
 }
 
 int main(int argc, char **argv)

@@ -92,6 +92,11 @@ void deliver_fail_open(struct deliver_job *job, char status, const char *dsn,
 #define SESS_EXT_ENHANCED 0x040
 #define SESS_EXT_CHUNKING 0x080
 #define SESS_EXT_BINARYMIME 0x100
+#define SESS_EXT_AUTH 0x200
+
+/* SASL mechanisms a server offers in its AUTH keyword, that we speak. */
+#define SESS_AUTH_PLAIN 0x1
+#define SESS_AUTH_LOGIN 0x2
 
 /* Where the client is in the conversation; names the "while ..." texts. */
 enum sess_state {
@@ -101,6 +106,7 @@ enum sess_state {
 	SESS_HELO,
 	SESS_STARTTLS,
 	SESS_TLS_HANDSHAKE,
+	SESS_AUTH,
 	SESS_READY,		/* between transactions */
 	SESS_MAIL,
 	SESS_RCPT,
@@ -131,6 +137,7 @@ struct deliver_session {
 	char relay[320];	/* "host[addr]:port" or "host[path]" */
 	char greeting_name[256]; /* first word of the greeting */
 	unsigned ext;		/* SESS_EXT_* the peer announced */
+	unsigned auth_mechs;	/* SESS_AUTH_* in its AUTH keyword */
 	long long size_limit;	/* SIZE n, 0 if none */
 	unsigned uses;		/* transactions completed on it */
 	bool usable;		/* in sync, may carry another transaction */
@@ -149,6 +156,9 @@ enum sess_open_result session_open(struct deliver_session *s,
     const char *host, const char *unix_path, bool lmtp,
     struct deliver_outcome *out);
 void session_enter(struct deliver_session *s, enum sess_state state);
+/* Send one command line and read its reply; false on I/O failure. */
+bool session_command(struct deliver_session *s, enum sess_state state,
+    const char *line);
 /* Read one (possibly multi-line) reply into s->reply. */
 bool session_read_reply(struct deliver_session *s);
 /* Send what is buffered; false on failure. */
@@ -200,5 +210,14 @@ void tls_client_init(void);
 bool tls_client_start(struct deliver_session *s, int timeout_ms,
     char *info, size_t infosize, char *err, size_t errsize);
 void tls_client_end(struct deliver_session *s);
+
+/* deliver_auth.c: SMTP AUTH as a client (RFC 4954). */
+void deliver_auth_init(void);
+/*
+ * Authenticate s when smtp_sasl_password_maps has credentials for it;
+ * true when done or not wanted, false with *out saying why not.
+ */
+bool session_authenticate(struct deliver_session *s, struct deliver_job *job,
+    struct deliver_outcome *out);
 
 #endif

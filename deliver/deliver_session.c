@@ -50,6 +50,7 @@ static const struct {
 	[SESS_STARTTLS] = { "starttls", "while sending STARTTLS", "STARTTLS", 5 },
 	[SESS_TLS_HANDSHAKE] = { "tls", "while performing the TLS handshake",
 	    NULL, 5 },
+	[SESS_AUTH] = { "auth", "while authenticating", "AUTH", 5 },
 	[SESS_READY] = { "ready", "while idle", NULL, 5 },
 	[SESS_MAIL] = { "mail", "while sending MAIL FROM", "MAIL FROM", 5 },
 	[SESS_RCPT] = { "rcpt", "while sending RCPT TO", "RCPT TO", 5 },
@@ -246,6 +247,20 @@ void session_reply_outcome(struct deliver_session *s,
 	free(safe);
 }
 
+/* The mechanisms after "AUTH" to the end of the line. */
+static void parse_auth_mechs(struct deliver_session *s, const char *p)
+{
+	while (*p != '\0' && *p != '\n') {
+		p += strspn(p, " =");
+		size_t n = strcspn(p, " \n");
+		if (n == 5 && strncasecmp(p, "PLAIN", 5) == 0)
+			s->auth_mechs |= SESS_AUTH_PLAIN;
+		else if (n == 5 && strncasecmp(p, "LOGIN", 5) == 0)
+			s->auth_mechs |= SESS_AUTH_LOGIN;
+		p += n;
+	}
+}
+
 /* EHLO keywords (RFC 5321 4.1.1.1) we use; the rest are ignored. */
 static void parse_extensions(struct deliver_session *s)
 {
@@ -262,14 +277,19 @@ static void parse_extensions(struct deliver_session *s)
 		{ "ENHANCEDSTATUSCODES", SESS_EXT_ENHANCED },
 		{ "CHUNKING", SESS_EXT_CHUNKING },
 		{ "BINARYMIME", SESS_EXT_BINARYMIME },
+		{ "AUTH", SESS_EXT_AUTH },
 	};
 	const char *p = str_cstr(&s->reply.lines);
 
 	s->ext = 0;
+	s->auth_mechs = 0;
 	s->size_limit = 0;
 	p = strchr(p, '\n');	/* the first line is the server's name */
 	while (p != NULL && *++p != '\0') {
-		size_t n = strcspn(p, " \n");
+		size_t n = strcspn(p, " =\n");
+		/* "AUTH PLAIN LOGIN", or the old "AUTH=PLAIN LOGIN". */
+		if (n == 4 && strncasecmp(p, "AUTH", 4) == 0)
+			parse_auth_mechs(s, p + 4);
 		for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
 			if (strlen(known[i].keyword) != n ||
 			    strncasecmp(p, known[i].keyword, n) != 0)
@@ -318,7 +338,7 @@ static void loop_outcome(struct deliver_job *job, struct deliver_outcome *o)
 }
 
 /* Send a command line and read its reply. */
-static bool command(struct deliver_session *s, enum sess_state state,
+bool session_command(struct deliver_session *s, enum sess_state state,
     const char *line)
 {
 	session_enter(s, state);
@@ -334,7 +354,7 @@ static bool hello(struct deliver_session *s, struct deliver_job *job,
 
 	snprintf(line, sizeof(line), "%s %s", s->lmtp ? "LHLO" : "EHLO",
 	    cfg.myhostname);
-	if (!command(s, SESS_EHLO, line)) {
+	if (!session_command(s, SESS_EHLO, line)) {
 		session_io_failure(s, out, s->last_io);
 		return false;
 	}
@@ -353,7 +373,7 @@ static bool hello(struct deliver_session *s, struct deliver_job *job,
 		return false;
 	}
 	snprintf(line, sizeof(line), "HELO %s", cfg.myhostname);
-	if (!command(s, SESS_HELO, line)) {
+	if (!session_command(s, SESS_HELO, line)) {
 		session_io_failure(s, out, s->last_io);
 		return false;
 	}
@@ -417,14 +437,16 @@ static enum open_step open_once(struct deliver_session *s,
 		return OPEN_FAILED;
 
 	if (!try_tls || !(s->ext & SESS_EXT_STARTTLS))
-		return OPEN_OK;
+		return session_authenticate(s, job, out) ? OPEN_OK :
+		    OPEN_FAILED;
 	/* RFC 3207: opportunistic; a refusal means we carry on in plain. */
-	if (!command(s, SESS_STARTTLS, "STARTTLS")) {
+	if (!session_command(s, SESS_STARTTLS, "STARTTLS")) {
 		session_io_failure(s, out, s->last_io);
 		return OPEN_FAILED;
 	}
 	if (s->reply.code != 220)
-		return OPEN_OK;
+		return session_authenticate(s, job, out) ? OPEN_OK :
+		    OPEN_FAILED;
 	/* RFC 3207 4.2: nothing the server sent before TLS counts. */
 	bio_discard_input(&s->bio);
 	session_enter(s, SESS_TLS_HANDSHAKE);
@@ -440,7 +462,7 @@ static enum open_step open_once(struct deliver_session *s,
 	/* RFC 3207 4.2: the session starts over; ask again. */
 	if (!hello(s, job, out))
 		return OPEN_FAILED;
-	return OPEN_OK;
+	return session_authenticate(s, job, out) ? OPEN_OK : OPEN_FAILED;
 }
 
 static void session_reset_fields(struct deliver_session *s)
@@ -498,7 +520,7 @@ void session_close(struct deliver_session *s, bool say_quit)
 	if (s->fd >= 0) {
 		if (say_quit && s->usable) {
 			/* A courtesy: do not wait long for "221". */
-			command(s, SESS_QUIT, "QUIT");
+			session_command(s, SESS_QUIT, "QUIT");
 		}
 		tls_client_end(s);
 		bio_free(&s->bio);

@@ -299,6 +299,97 @@ log_line_re() {	# ADDRESS DSN STATUS
 	[ "$(grep -c 'smtp-sink: MAIL FROM' "$T/sink.out")" -eq 1 ]
 }
 
+# smtp_sasl_password_maps with entries for the sink's nexthop and for
+# LOGIN_PORT; the password never goes out without TLS unless allowed.
+sasl_passwords() {
+	LOGIN_PORT=$(free_port)
+	printf '[127.0.0.1]:%s bob:s3cret\n[127.0.0.1]:%s bob:s3cret\n' \
+		"$SINK_PORT" "$LOGIN_PORT" > "$T/conf/sasl_passwd"
+	"$BUILD/postern" -c "$T/conf" map build "$T/conf/sasl_passwd"
+	suite_conf smtp_sasl_password_maps "hash:$T/conf/sasl_passwd"
+}
+
+@test "SMTP AUTH: no password in clear text unless smtp_sasl_allow_plaintext" {
+	sasl_passwords
+	start_sink sink 127.0.0.1:$SINK_PORT
+	suite_start
+	run deliver_job --nexthop "[127.0.0.1]:$SINK_PORT" --from a@example.org \
+		--to b@example.net
+	echo "$output"
+	[[ "$output" == *"rcpt=0 D 4.7.0 cannot authenticate to 127.0.0.1[127.0.0.1]:$SINK_PORT: no TLS, and smtp_sasl_allow_plaintext is off"* ]]
+	[ "$(grep -c 'AUTH' "$T/sink.out")" -eq 0 ]
+	[ "$(grep -c 'MAIL FROM' "$T/sink.out")" -eq 0 ]
+}
+
+@test "SMTP AUTH PLAIN to smtp-sink, AUTH LOGIN to a server that offers only that" {
+	sasl_passwords
+	suite_conf smtp_sasl_allow_plaintext yes
+	start_sink sink 127.0.0.1:$SINK_PORT
+	python3 - 127.0.0.1 "$LOGIN_PORT" >"$T/login.out" 2>&1 <<-'PY' &
+	import base64, socket, sys
+	srv = socket.socket()
+	srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+	srv.bind((sys.argv[1], int(sys.argv[2])))
+	srv.listen(5)
+	print("listening", flush=True)
+	while True:
+	    conn, _ = srv.accept()
+	    f = conn.makefile("rb")
+	    say = lambda t: conn.sendall(t.encode() + b"\r\n")
+	    say("220 login-only ESMTP")
+	    authed = False
+	    for line in f:
+	        cmd = line.strip()
+	        up = cmd.upper()
+	        print("C:", cmd.decode(), flush=True)
+	        if up.startswith(b"EHLO"):
+	            say("250-login-only\r\n250-AUTH LOGIN CRAM-MD5\r\n250 8BITMIME")
+	        elif up == b"AUTH LOGIN":
+	            say("334 VXNlcm5hbWU6")
+	            user = base64.b64decode(f.readline().strip())
+	            say("334 UGFzc3dvcmQ6")
+	            pw = base64.b64decode(f.readline().strip())
+	            authed = (user, pw) == (b"bob", b"s3cret")
+	            print("login", user.decode(), authed, flush=True)
+	            say("235 2.7.0 ok" if authed else "535 5.7.8 no")
+	        elif up.startswith(b"MAIL"):
+	            say("250 2.1.0 ok" if authed else "530 5.7.0 auth first")
+	        elif up.startswith(b"RCPT"):
+	            say("250 2.1.5 ok")
+	        elif up == b"DATA":
+	            say("354 go")
+	            for l in f:
+	                if l.rstrip(b"\r\n") == b".":
+	                    break
+	            say("250 2.0.0 queued")
+	        elif up == b"QUIT":
+	            say("221 bye")
+	            break
+	        else:
+	            say("250 ok")
+	    conn.close()
+	PY
+	PEER_PIDS+=($!)
+	for ((i = 0; i < 50; i++)); do
+		grep -q listening "$T/login.out" 2>/dev/null && break
+		sleep 0.1
+	done
+	suite_start
+	run deliver_job --nexthop "[127.0.0.1]:$SINK_PORT" --from a@example.org \
+		--to b@example.net
+	echo "$output"
+	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
+	# PLAIN: NUL bob NUL s3cret
+	grep -q "AUTH PLAIN $(printf '\0bob\0s3cret' | base64 -w0)\$" "$T/sink.out"
+	wait_for_log "authenticated to 127.0.0.1\[127.0.0.1\]:$SINK_PORT as bob"
+	run deliver_job --nexthop "[127.0.0.1]:$LOGIN_PORT" --from a@example.org \
+		--to b@example.net
+	echo "$output"
+	cat "$T/login.out"
+	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
+	grep -q "^login bob True" "$T/login.out"
+}
+
 @test "a peer without SMTPUTF8: UTF-8 mail bounces, ASCII mail goes" {
 	start_sink sink 127.0.0.1:$SINK_PORT
 	suite_start

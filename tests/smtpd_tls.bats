@@ -24,7 +24,8 @@ setup_file() {
 	smtp_maps
 	SMTPS_PORT=$(free_port)
 	B_PORT=$(free_port)
-	export SMTPS_PORT B_PORT
+	B_SUB_PORT=$(free_port)
+	export SMTPS_PORT B_PORT B_SUB_PORT
 	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=mx.postern.test \
 		-keyout "$T/conf/key.pem" -out "$T/conf/cert.pem" 2>/dev/null
 	chmod 600 "$T/conf/key.pem"
@@ -34,7 +35,15 @@ setup_file() {
 		> "$T/conf/sasl_users"
 	"$POSTERN" -c "$T/conf" map build "$T/conf/sasl_users"
 	printf 'remote.test smtp:[127.0.0.1]:%s\n' "$B_PORT" > "$T/conf/transport"
+	# B's submission port relays for carol after AUTH: our deliver logs
+	# in with the password for the nexthop, or a wrong one for 127.0.0.2.
+	printf 'authrelay.test smtp:[127.0.0.1]:%s\n' "$B_SUB_PORT" >> "$T/conf/transport"
+	printf 'wrongpw.test smtp:[127.0.0.2]:%s\n' "$B_SUB_PORT" >> "$T/conf/transport"
 	"$POSTERN" -c "$T/conf" map build "$T/conf/transport"
+	printf '[127.0.0.1]:%s carol:carol pw\n127.0.0.2 carol:not it\n' \
+		"$B_SUB_PORT" > "$T/conf/sasl_passwd"
+	"$POSTERN" -c "$T/conf" map build "$T/conf/sasl_passwd"
+	suite_conf smtp_sasl_password_maps "hash:$T/conf/sasl_passwd"
 	suite_conf tls_cert_file "$T/conf/cert.pem"
 	suite_conf tls_key_file "$T/conf/key.pem"
 	suite_conf smtps_listen "127.0.0.1:$SMTPS_PORT"
@@ -64,7 +73,9 @@ user = $TEST_USER
 mailbox_owner = $TEST_USER
 postdrop_group = $(id -gn "$TEST_USER")
 smtp_listen = 127.0.0.1:$B_PORT
-submission_listen =
+submission_listen = 127.0.0.1:$B_SUB_PORT, 127.0.0.2:$B_SUB_PORT
+mynetworks = [::1]/128
+smtpd_sasl_users = hash:$B/conf/sasl_users
 lmtp_listen = unix:$B/run/lmtp
 lmtp_destination = unix:$B/run/nowhere
 mailbox_base = $T/mail
@@ -75,6 +86,8 @@ process_min_idle = 1
 minimal_backoff = 60s
 queue_run_delay = 60s
 CONF
+	printf 'carol %s\n' "$(openssl passwd -6 'carol pw')" > "$B/conf/sasl_users"
+	"$POSTERN" -c "$B/conf" map build "$B/conf/sasl_users"
 	: > "$B/log"
 	"$POSTERN" -c "$B/conf" start -f >>"$B/log" 2>&1 &
 	B_PID=$!
@@ -310,6 +323,26 @@ PY
 	run python3 "$HELPERS/smtp_queue.py" content "$B/queue" "$id"
 	echo "$output" | head -n 3 | grep -q "by mx2.postern.test (postern) with ESMTPS id $id"
 	echo "$output" | grep -q "with ESMTPSA id"
+}
+
+@test "deliver logs in to a relay with SMTP AUTH over STARTTLS; a wrong password defers" {
+	run swaks --server 127.0.0.1 --port "$SMTP_PORT" --tls \
+		--auth PLAIN --auth-user alice --auth-password 'alice secret' \
+		--from alice@postern.test --to someone@authrelay.test \
+		--header "Subject: via an authenticated relay"
+	[ "$status" -eq 0 ]
+	wait_for_log "authenticated to 127.0.0.1\[127.0.0.1\]:$B_SUB_PORT as carol" 20
+	wait_for_log "to=<someone@authrelay.test>, relay=127.0.0.1\[127.0.0.1\]:$B_SUB_PORT, .*status=sent" 20
+	grep -q "sasl_method=PLAIN, sasl_username=carol" "$B/log"
+	# The password is in no log.
+	run -1 grep -q "carol pw" "$T/log" "$B/log"
+	run swaks --server 127.0.0.1 --port "$SMTP_PORT" --tls \
+		--auth PLAIN --auth-user alice --auth-password 'alice secret' \
+		--from alice@postern.test --to someone@wrongpw.test \
+		--header "Subject: wrong password"
+	[ "$status" -eq 0 ]
+	wait_for_log "to=<someone@wrongpw.test>, relay=127.0.0.2\[127.0.0.2\]:$B_SUB_PORT, .*dsn=4\.7\.8, status=deferred \(SASL authentication failed; host 127.0.0.2\[127.0.0.2\]:$B_SUB_PORT said: 535 5\.7\.8 .*\(in reply to AUTH command\)\)" 20
+	grep -q "authentication failure, sasl_username=carol" "$B/log"
 }
 
 @test "a bad key file is a fatal error at start-up naming the file" {
