@@ -196,7 +196,7 @@ static bool mail_param(const struct param *pa, unsigned ext,
 		else if (strcasecmp(v, "8BITMIME") == 0)
 			out->body = QUEUE_BODY_8BITMIME;
 		else if (strcasecmp(v, "BINARYMIME") == 0 &&
-		    (ext & ESMTP_EXT_CHUNKING))
+		    (ext & ESMTP_EXT_CHUNKING) && (ext & ESMTP_EXT_BINARYMIME))
 			out->body = QUEUE_BODY_BINARYMIME;
 		else
 			return fail(code, enhanced, why, 555, "5.5.4",

@@ -48,8 +48,9 @@ struct esmtp_rcpt_params {
 #define ESMTP_EXT_8BITMIME 0x02
 #define ESMTP_EXT_SMTPUTF8 0x04
 #define ESMTP_EXT_DSN 0x08
-#define ESMTP_EXT_CHUNKING 0x10	/* BODY=BINARYMIME needs it */
+#define ESMTP_EXT_CHUNKING 0x10
 #define ESMTP_EXT_AUTH 0x20
+#define ESMTP_EXT_BINARYMIME 0x40	/* BODY=BINARYMIME, with CHUNKING */
 bool esmtp_parse_mail_params(const char *text, unsigned ext,
     struct esmtp_mail_params *out, int *code, const char **enhanced,
     const char **why);

@@ -20,9 +20,17 @@
 #include "queue.h"
 #include "str.h"
 
-/* RFC 5321 4.5.3.1.4: a command line is at most 512 octets with CRLF. */
+/*
+ * RFC 5321 4.5.3.1.4: a command line is at most 512 octets with CRLF;
+ * extensions may raise it. MAIL and RCPT parameters (RFC 3461's ORCPT
+ * alone may be 500 octets) and AUTH's initial response (RFC 4954 4) get
+ * up to 2048, as Postfix's line_length_limit.
+ */
 #define SMTPD_LINE_MAX 510
+#define SMTPD_LONG_LINE_MAX 2046
 #define SMTPD_HELO_MAX 255
+/* 452s past smtpd_recipient_limit that are not counted as errors. */
+#define SMTPD_RCPT_OVERSHOOT_MAX 1000
 
 /* The states of one SMTP session (RFC 5321 4.1.4 command order). */
 enum smtpd_state {
@@ -49,6 +57,7 @@ struct smtpd_txn {
 	struct smtpd_rcpt *rcpts;
 	size_t nrcpts, rcpt_cap;
 	size_t rcpt_rejected;		/* RCPTs refused in this transaction */
+	size_t rcpt_overshoot;		/* of them, past smtpd_recipient_limit */
 	/* the message being received (DATA or BDAT) */
 	struct queue_envelope env;	/* valid while writer != NULL */
 	struct queue_writer *writer;

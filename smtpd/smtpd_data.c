@@ -289,12 +289,6 @@ void smtpd_cmd_data(struct smtpd_session *s, const char *arg)
 		    "Error: need RCPT command");
 		return;
 	}
-	if (t->params.body == QUEUE_BODY_BINARYMIME) {
-		/* RFC 3030 3: BINARYMIME content only through BDAT. */
-		smtpd_reply(s, 503, "5.5.1", "Error: BODY=BINARYMIME needs "
-		    "BDAT");
-		return;
-	}
 	if (!open_message(s)) {
 		smtpd_reply(s, 451, "4.3.0", "Error: queue file write error");
 		smtpd_txn_end(s, false);
@@ -456,7 +450,6 @@ void smtpd_cmd_bdat(struct smtpd_session *s, const char *arg)
 	}
 	smtpd_enter_state(s, SMTPD_STATE_BDAT);
 
-	bool binary = t->params.body == QUEUE_BODY_BINARYMIME;
 	struct str piece;
 	str_init(&piece, SMTPD_DATA_PIECE);
 	unsigned long long left = size;
@@ -471,8 +464,7 @@ void smtpd_cmd_bdat(struct smtpd_session *s, const char *arg)
 			smtpd_io_failed(s, st);
 			return;
 		}
-		if (!binary)
-			scan_newlines(t, piece.data, piece.len);
+		scan_newlines(t, piece.data, piece.len);
 		append_content(t, piece.data, piece.len, piece.len);
 		left -= want;
 	}
@@ -482,12 +474,10 @@ void smtpd_cmd_bdat(struct smtpd_session *s, const char *arg)
 		smtpd_reply(s, 250, "2.0.0", "Ok: %llu octets received", size);
 		return;
 	}
-	if (!binary) {
-		if (t->bdat_prev_cr)
-			t->bare_newline = true;		/* ends in a bare CR */
-		else if (!t->bdat_prev_crlf)
-			append_content(t, "\r\n", 2, 0);	/* end the last line */
-	}
+	if (t->bdat_prev_cr)
+		t->bare_newline = true;		/* ends in a bare CR */
+	else if (!t->bdat_prev_crlf)
+		append_content(t, "\r\n", 2, 0);	/* end the last line */
 	if (t->bare_newline)
 		log_info("%s: warning: bare <CR> or <LF> in message text from "
 		    "%s", t->queue_id, s->client_log);

@@ -422,8 +422,15 @@ static void cmd_rcpt(struct smtpd_session *s, const char *arg)
 	}
 	if (cfg.smtpd_recipient_limit > 0 &&
 	    t->nrcpts >= (size_t)cfg.smtpd_recipient_limit) {
-		/* RFC 5321 4.5.3.1.10 */
+		/*
+		 * RFC 5321 4.5.3.1.10: the client sends the rest in another
+		 * transaction. Not an error, so a client that pipelined more
+		 * is not cut off, for SMTPD_RCPT_OVERSHOOT_MAX of them (as
+		 * Postfix's smtpd_recipient_overshoot_limit).
+		 */
 		smtpd_reply(s, 452, "4.5.3", "Error: too many recipients");
+		if (++t->rcpt_overshoot <= SMTPD_RCPT_OVERSHOOT_MAX)
+			s->errors--;
 		goto rejected;
 	}
 	bool about_client;
@@ -565,7 +572,7 @@ static void one_command(struct smtpd_session *s)
 		smtpd_io_failed(s, BIO_ERROR);
 		return;
 	}
-	st = bio_readline(&s->bio, &s->line, SMTPD_LINE_MAX, &flags);
+	st = bio_readline(&s->bio, &s->line, SMTPD_LONG_LINE_MAX, &flags);
 	if (st == BIO_TOOLONG) {
 		/* RFC 5321 4.5.3.1.4 */
 		smtpd_reply(s, 500, "5.5.2", "Error: line too long");
@@ -595,6 +602,12 @@ static void one_command(struct smtpd_session *s)
 	struct esmtp_command cmd;
 	size_t idx = 0;
 	esmtp_split_command(line, &cmd);
+	if (s->line.len > SMTPD_LINE_MAX && strcmp(cmd.verb, "MAIL") != 0 &&
+	    strcmp(cmd.verb, "RCPT") != 0 && strcmp(cmd.verb, "AUTH") != 0) {
+		smtpd_reply(s, 500, "5.5.2", "Error: line too long");
+		s->unknown.total++;
+		return;
+	}
 	const struct smtpd_command *c = find_command(cmd.verb, &idx);
 	if (c == NULL) {
 		smtpd_reply(s, 500, "5.5.2", "Error: command not recognized");

@@ -61,6 +61,24 @@ all_queue_files() {
 	[ "$(qtool show "$id" | grep -c '"address"')" -eq 2 ]
 }
 
+@test "smtpd_recipient_limit: a client that pipelines far past it is not cut off" {
+	# 30 over a limit of 2: with smtpd_error_limit 20 the 452s would
+	# have ended the session; they are not errors (RFC 5321 4.5.3.1.10).
+	suite_conf smtpd_recipient_limit 2
+	suite_start
+	rcpts=$(for i in $(seq 32); do printf 'RCPT TO:<alice+%s@postern.test>\\r\\n' "$i"; done)
+	run raw "EHLO c.test\r\nMAIL FROM:<a@example.org>\r\n$rcpts" 'DATA\r\nSubject: many\r\n\r\nx\r\n.\r\nQUIT\r\n'
+	echo "$output"
+	[ "$(printf '%s\n' "${lines[@]}" | grep -c '^452 4.5.3 Error: too many recipients$')" -eq 30 ]
+	printf '%s\n' "${lines[@]}" | grep -q '^250 2.0.0 Ok: queued as '
+	[ "${lines[-1]}" = "221 2.0.0 Bye" ]
+	# Past 1000 of them (Postfix's smtpd_recipient_overshoot_limit)
+	# they count as errors again.
+	rcpts=$(for i in $(seq 1030); do printf 'RCPT TO:<alice+%s@postern.test>\\r\\n' "$i"; done)
+	run raw "EHLO c.test\r\nMAIL FROM:<a@example.org>\r\n$rcpts" 'QUIT\r\n'
+	printf '%s\n' "${lines[@]}" | grep -q '^421 4.7.0 .*too many errors'
+}
+
 @test "smtpd_timeout: a silent client gets 421 4.4.2, mid-DATA queues nothing" {
 	suite_conf smtpd_timeout 2s
 	suite_start

@@ -28,7 +28,7 @@ static void test_split(void)
 }
 
 #define ALL (ESMTP_EXT_SIZE | ESMTP_EXT_8BITMIME | ESMTP_EXT_SMTPUTF8 | \
-    ESMTP_EXT_DSN | ESMTP_EXT_CHUNKING)
+    ESMTP_EXT_DSN | ESMTP_EXT_CHUNKING | ESMTP_EXT_BINARYMIME)
 
 struct mail_case {
 	const char *text;
@@ -52,6 +52,7 @@ static const struct mail_case mail_cases[] = {
 	{ "BODY=8bitmime", ALL, 0 },
 	{ "BODY=BINARYMIME", ALL, 0 },
 	{ "BODY=BINARYMIME", ALL & ~ESMTP_EXT_CHUNKING, 555 },
+	{ "BODY=BINARYMIME", ALL & ~ESMTP_EXT_BINARYMIME, 555 },
 	{ "BODY=9BIT", ALL, 555 },
 	{ "BODY", ALL, 501 },
 	{ "SMTPUTF8", ALL, 0 },
