@@ -9,7 +9,13 @@
 #
 # Each program folder builds one program from all its .c files; admin/
 # builds postern and sendmail (mailq and newaliases are links to sendmail).
-# common/*.c becomes build/libpostern.a, linked into every program.
+# The shared code is in two layers, each a static library linked into
+# every program: util/ (generic plumbing: strings, memory, bounded I/O,
+# logging, sockets, privileges, typed IPC; no mail knowledge) becomes
+# build/libutil.a, mail/ (config, the daemon skeleton, addresses, ESMTP,
+# the queue, maps, DNS, TLS) build/libmail.a. util/ is compiled with only
+# -Iutil, so a util/ file that includes a mail/ header does not build
+# (doc/HACKING, "Layers").
 
 BUILD ?= build
 CC ?= gcc
@@ -28,16 +34,17 @@ ifneq ($(SANITIZE),)
 HARDEN = -fstack-protector-strong -fPIE
 OPT = -O1 -g -fno-omit-frame-pointer -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
 endif
-CPPFLAGS += -D_GNU_SOURCE -Icommon
+CPPFLAGS += -D_GNU_SOURCE
 CFLAGS += -std=c17 $(OPT) $(WARN) $(HARDEN) -MMD -MP
 LDFLAGS += -pie -Wl,-z,relro,-z,now $(if $(SANITIZE),-fsanitize=$(SANITIZE))
 LDLIBS += -lssl -lcrypto -lbsd -ldb -lresolv -lcrypt
 
 # Daemons: one program per folder, built only once the folder has code.
 DAEMONS := $(foreach d,master smtpd qmgr deliver lmtpd,$(if $(wildcard $(d)/*.c),$(d)))
-COMMON_SRC := $(wildcard common/*.c)
-COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
-LIB := $(BUILD)/libpostern.a
+UTIL_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard util/*.c))
+MAIL_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard mail/*.c))
+# Order matters to the linker: mail/ uses util/.
+LIB := $(BUILD)/libmail.a $(BUILD)/libutil.a
 
 # admin/sendmail*.c build sendmail; the other admin/*.c are shared.
 ADMIN_SHARED := $(filter-out admin/postern.c admin/sendmail%.c,$(wildcard admin/*.c))
@@ -52,11 +59,17 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 all: $(PROGRAMS) $(LINKS) $(UNIT_BIN)
 
+# The include path of each layer: util/ sees only itself.
+$(BUILD)/obj/util/%.o: INCLUDES = -Iutil
+INCLUDES ?= -Iutil -Imail
+
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+	$(CC) $(CPPFLAGS) $(INCLUDES) $(CFLAGS) -c $< -o $@
 
-$(LIB): $(COMMON_OBJ)
+$(BUILD)/libutil.a: $(UTIL_OBJ)
+$(BUILD)/libmail.a: $(MAIL_OBJ)
+$(LIB):
 	@mkdir -p $(dir $@)
 	rm -f $@
 	ar rcs $@ $^
@@ -78,7 +91,7 @@ $(BUILD)/mailq $(BUILD)/newaliases: $(BUILD)/sendmail
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+	$(CC) $(CPPFLAGS) -Iutil -Imail -Itests/unit $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
 check: all
 	BUILD=$(abspath $(BUILD)) tests/run-tests

@@ -4,7 +4,7 @@
  * Each writer thread repeats the cycle every durable mail queue performs to
  * accept one message (DESIGN.md, "The queue"): create a file under a unique
  * temporary name (O_EXCL, 0600), write the message, rename it into
- * incoming/, fsync the file, fsync incoming/ (common/queue.h). -o early
+ * incoming/, fsync the file, fsync incoming/ (mail/queue.h). -o early
  * (postern's order before the first performance pass) and -o postfix
  * measure other orders of the same steps (see enum cycle_order), for
  * comparison only. The file is then unlinked (without an
@@ -84,7 +84,7 @@ static int write_all(int fd, const char *buf, size_t len)
 }
 
 /*
- * The order of the durable steps. postern's (common/queue.h) renames the
+ * The order of the durable steps. postern's (mail/queue.h) renames the
  * complete file first and then fsyncs it and the directory: on ext4 with
  * a journal one commit carries the data and the new name; without one,
  * fsync of a new file writes its directory too (ext4_sync_parent), so

@@ -1,6 +1,6 @@
 /*
  * deliver_tls.c - opportunistic STARTTLS for the SMTP/LMTP client
- * (RFC 3207): the client policy on top of common/tls.c.
+ * (RFC 3207): the client policy on top of mail/tls.c.
  *
  * Opportunistic means Postfix's "may" level: encrypt when the peer offers
  * it, verify no certificate (an unauthenticated MX cannot be checked

@@ -89,7 +89,7 @@ static void smtpd_serve(struct daemon_conn *conn)
 	    s.client_addr);
 	s.client_trusted = !conn->peer_is_unix &&
 	    sock_addr_in_networks((struct sockaddr *)&conn->peer,
-	    &cfg.mynetworks);
+	    cfg.mynetworks.items, cfg.mynetworks.count);
 
 	smtpd_session_run(&s);
 

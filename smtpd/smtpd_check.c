@@ -16,7 +16,7 @@
  * mynetworks (submission_require_auth).
  *
  * Trusts the config and the lookup tables; the address it is given has
- * passed the strict parser of common/addr.c.
+ * passed the strict parser of mail/addr.c.
  */
 #include <stdlib.h>
 #include <string.h>

@@ -5,7 +5,7 @@
  *
  * Every command line is untrusted: it is bounded (512 octets), must end in
  * CRLF (a bare CR or LF is never a line end, bio.c), must not hold NUL,
- * and is parsed by the strict grammar of common/esmtp.c and common/addr.c.
+ * and is parsed by the strict grammar of mail/esmtp.c and mail/addr.c.
  * Replies are our own text; client text reaches a reply only after it
  * passed the address parser, and reaches the log only through log_escape.
  *

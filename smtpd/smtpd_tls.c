@@ -1,7 +1,7 @@
 /*
  * smtpd_tls.c - the server side of TLS for smtpd: STARTTLS (RFC 3207) on
  * the smtp and submission services, and implicit TLS (RFC 8314) on smtps,
- * on top of common/tls.c.
+ * on top of mail/tls.c.
  *
  * The certificate and key are loaded while the process is still root
  * (daemon_service.pre_drop), so the key file may be readable by root

@@ -32,7 +32,7 @@ teardown() {
 }
 
 @test "every configuration key is documented in postern.conf(5)" {
-	keys=$(sed -n 's/^\tX([A-Z]*, \([a-z_0-9]*\), .*/\1/p' "$TOP/common/cfg_keys.h")
+	keys=$(sed -n 's/^\tX([A-Z]*, \([a-z_0-9]*\), .*/\1/p' "$TOP/mail/cfg_keys.h")
 	[ -n "$keys" ]
 	missing=""
 	for k in $keys; do

@@ -1,11 +1,11 @@
 /*
  * fuzz_addr.c - libFuzzer harness for the RFC 5321 address parser and
- * xtext (common/addr.c). Not built by make. Build and run from the top of
+ * xtext (mail/addr.c). Not built by make. Build and run from the top of
  * the tree:
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
- *       -Icommon tests/fuzz/fuzz_addr.c common/addr.c common/str.c \
- *       common/mem.c common/log.c -lbsd -o build/fuzz_addr
+ *       -Iutil -Imail tests/fuzz/fuzz_addr.c mail/addr.c util/str.c \
+ *       util/mem.c util/log.c -lbsd -o build/fuzz_addr
  *   mkdir -p build/fuzz-addr-corpus
  *   build/fuzz_addr -max_total_time=60 build/fuzz-addr-corpus \
  *       tests/fuzz/corpus_addr

@@ -1,12 +1,12 @@
 /*
  * fuzz_command.c - libFuzzer harness for smtpd's command grammar: verb
- * splitting, MAIL/RCPT paths and parameters (common/esmtp.c, addr.c), and
+ * splitting, MAIL/RCPT paths and parameters (mail/esmtp.c, addr.c), and
  * the reply writer. Not built by make. Build and run from the top of the
  * tree:
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
- *       -Icommon tests/fuzz/fuzz_command.c common/esmtp.c common/addr.c \
- *       common/bio.c common/str.c common/mem.c common/log.c -lbsd \
+ *       -Iutil -Imail tests/fuzz/fuzz_command.c mail/esmtp.c mail/addr.c \
+ *       util/bio.c util/str.c util/mem.c util/log.c -lbsd \
  *       -o build/fuzz_command
  *   mkdir -p build/fuzz-command-corpus
  *   build/fuzz_command -max_total_time=60 -dict=tests/fuzz/smtp.dict \

@@ -8,7 +8,7 @@
  *
  * Not part of `make`. Build and run from the top of the tree:
  *
- *   clang -g -O1 -D_GNU_SOURCE -Icommon -Ideliver \
+ *   clang -g -O1 -D_GNU_SOURCE -Iutil -Imail -Ideliver \
  *       -fsanitize=fuzzer,address,undefined \
  *       tests/fuzz/fuzz_mime.c deliver/deliver_mime.c -o build/fuzz_mime
  *   mkdir -p build/fuzz-mime-corpus

@@ -1,14 +1,14 @@
 /*
  * fuzz_queue.c - libFuzzer harness for the queue file reader (queue_read
- * in common/queue.c). The reader must return OK or CORRUPT for any bytes,
+ * in mail/queue.c). The reader must return OK or CORRUPT for any bytes,
  * never crash, leak or read out of bounds; a file it accepts must have
  * offsets that lie inside the file and status bytes where it says.
  *
  * Not part of `make`. Build and run from the top of the tree:
  *
- *   clang -g -O1 -D_GNU_SOURCE -Icommon -fsanitize=fuzzer,address,undefined \
- *       tests/fuzz/fuzz_queue.c common/queue.c common/str.c common/mem.c \
- *       common/log.c -lbsd -o build/fuzz_queue
+ *   clang -g -O1 -D_GNU_SOURCE -Iutil -Imail -fsanitize=fuzzer,address,undefined \
+ *       tests/fuzz/fuzz_queue.c mail/queue.c util/str.c util/mem.c \
+ *       util/log.c -lbsd -o build/fuzz_queue
  *   mkdir -p build/fuzz-queue-corpus
  *   build/fuzz_queue -max_total_time=300 build/fuzz-queue-corpus
  *

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """smtp_queue.py - an independent reader of postern queue files, written
-from the format in common/queue.h, for smtpd's tests.
+from the format in mail/queue.h, for smtpd's tests.
 
   smtp_queue.py find QUEUEDIR ID      path of the file (any subdirectory)
   smtp_queue.py show QUEUEDIR ID      the envelope as JSON
@@ -16,7 +16,7 @@ from the format in common/queue.h, for smtpd's tests.
                                       holding message N
 
 Being a second implementation, it catches a writer and a reader of
-common/queue.c that agree with each other but not with the documented
+mail/queue.c that agree with each other but not with the documented
 format. Temporary files (names starting with ".") are not messages.
 """
 import json

@@ -190,7 +190,7 @@ send_mail() {
 }
 
 # Count the messages in the queue (all subdirectories but recycle/, which
-# holds finished files for reuse: common/queue.h, "Recycling").
+# holds finished files for reuse: mail/queue.h, "Recycling").
 queue_count() {
 	find "$T/queue/${1:-}" -path "$T/queue/recycle" -prune -o \
 		-type f ! -name '.*' -print 2>/dev/null | wc -l

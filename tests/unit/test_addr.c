@@ -1,4 +1,4 @@
-/* Unit tests for common/addr.c: RFC 5321 4.1.2 paths, domains, xtext. */
+/* Unit tests for mail/addr.c: RFC 5321 4.1.2 paths, domains, xtext. */
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,5 +1,5 @@
 /*
- * Unit tests for common/bio.c: the bounded line reader over a socket pair,
+ * Unit tests for util/bio.c: the bounded line reader over a socket pair,
  * with partial reads, long lines, bare CR/LF, timeouts and EOF.
  */
 #include <signal.h>

@@ -1,5 +1,5 @@
 /*
- * Unit tests for common/cfg.c: defaults, types, $name expansion,
+ * Unit tests for mail/cfg.c: defaults, types, $name expansion,
  * continuation lines, and errors that name the file and line.
  */
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /*
- * test_dns.c - common/dns.c against a real dnsmasq on a free loopback port.
+ * test_dns.c - mail/dns.c against a real dnsmasq on a free loopback port.
  *
  * The zone the test serves (all under .test, answered only by dnsmasq):
  *   order.test    MX 30 mx3, 10 mx1, 20 mx2

@@ -1,4 +1,4 @@
-/* Unit tests for common/esmtp.c: verbs, MAIL/RCPT parameters, replies. */
+/* Unit tests for mail/esmtp.c: verbs, MAIL/RCPT parameters, replies. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>

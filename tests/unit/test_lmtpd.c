@@ -1,7 +1,7 @@
 /*
  * Unit tests for lmtpd's message spool and Maildir store (lmtpd/lmtpd_spool.c,
  * lmtpd/lmtpd_maildir.c). The program's files are compiled in here: they
- * are not part of libpostern. Works in a fresh temporary directory.
+ * are not part of libmail or libutil. Works in a fresh temporary directory.
  */
 #include <dirent.h>
 #include <fcntl.h>

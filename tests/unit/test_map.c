@@ -1,5 +1,5 @@
 /*
- * Unit tests for common/map.c and the hash backend: real Berkeley DB files
+ * Unit tests for mail/map.c and the hash backend: real Berkeley DB files
  * in a temporary directory, built by map_build and read by map_open.
  */
 #include <dirent.h>

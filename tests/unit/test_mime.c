@@ -1,7 +1,7 @@
 /*
  * Unit tests for deliver's 8-bit to 7-bit MIME conversion
  * (deliver/deliver_mime.c), compiled in here: it is not part of
- * libpostern.
+ * libmail.
  */
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /*
- * Unit tests for common/queue.c: IDs, paths, directories, writing and
+ * Unit tests for mail/queue.c: IDs, paths, directories, writing and
  * reading queue files, in-place updates, trailer records, and the
  * reader's behaviour on damaged files. Works in a fresh temp directory.
  */

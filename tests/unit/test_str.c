@@ -1,4 +1,4 @@
-/* Unit tests for common/str.c and log_escape(). */
+/* Unit tests for util/str.c and log_escape(). */
 #include <stdlib.h>
 #include <string.h>
 

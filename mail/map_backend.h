@@ -1,6 +1,6 @@
 /*
  * map_backend.h - the operations one table type provides to map.c.
- * Private to common/map*.c: programs use map.h only.
+ * Private to mail/map*.c: programs use map.h only.
  *
  * A backend knows how to read and write one on-disk file format; map.c
  * does everything else (names, source parsing, atomic replacement,

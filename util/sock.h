@@ -10,8 +10,6 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
-#include "cfg.h"
-
 enum endpoint_kind {
 	ENDPOINT_INET,		/* host is an IP literal or a name */
 	ENDPOINT_UNIX,
@@ -56,7 +54,7 @@ bool sock_addr_parse(const char *text, int port, struct sockaddr_storage *ss,
  * IPv4 networks.
  */
 bool sock_addr_in_networks(const struct sockaddr *sa,
-    const struct cfg_list *networks);
+    char *const *networks, size_t count);
 /* Validate one network entry (for config checks). */
 bool sock_network_valid(const char *text);
 

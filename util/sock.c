@@ -367,7 +367,7 @@ static bool prefix_match(const unsigned char *a, const unsigned char *b,
 }
 
 bool sock_addr_in_networks(const struct sockaddr *sa,
-    const struct cfg_list *networks)
+    char *const *networks, size_t count)
 {
 	unsigned char addr[16];
 	int family;
@@ -388,10 +388,10 @@ bool sock_addr_in_networks(const struct sockaddr *sa,
 	} else {
 		return false;
 	}
-	for (size_t i = 0; i < networks->count; i++) {
+	for (size_t i = 0; i < count; i++) {
 		int nfamily, bits;
 		unsigned char net[16];
-		if (!parse_network(networks->items[i], &nfamily, net, &bits))
+		if (!parse_network(networks[i], &nfamily, net, &bits))
 			continue;
 		if (nfamily == family && prefix_match(addr, net, bits))
 			return true;
