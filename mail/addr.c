@@ -341,6 +341,19 @@ static size_t scan_mailbox(const char *text, unsigned flags, struct addr *out,
 	if (n == 0)
 		goto fail;
 	i = n;
+	if (text[i] != '@' && (flags & ADDR_ALLOW_LOCAL_ONLY) &&
+	    (text[i] == '\0' || text[i] == '>' || text[i] == ' ')) {
+		/* A local user's "bob", qualified by the caller. */
+		struct str local;
+		str_init(&local, STR_NO_MAX);
+		append_canonical_local(&local, &bare);
+		addr_clear(out);
+		out->address = str_steal(&local);
+		out->local = xstrndup(text, i);
+		out->has_utf8 = has_utf8;
+		str_free(&bare);
+		return i;
+	}
 	if (text[i] != '@') {
 		*why = text[i] == '\0' || text[i] == '>' ?
 		    "no domain in address" : "bad character in local part";

@@ -20,6 +20,8 @@
 #define ADDR_ALLOW_UTF8 0x02	/* SMTPUTF8 was given on MAIL */
 #define ADDR_ALLOW_POSTMASTER 0x04 /* "<postmaster>" without a domain */
 #define ADDR_ALLOW_NO_BRACKETS 0x08 /* tolerate a path without <> */
+#define ADDR_ALLOW_LOCAL_ONLY 0x10 /* "user" without a domain: domain NULL,
+				    * for a local user's sendmail -bs */
 
 struct addr {
 	char *address;	/* "local@domain", "" for <>, "postmaster" */

@@ -40,6 +40,7 @@
 	X(INT, smtpd_processes, "100") \
 	X(INT, smtpd_error_limit, "20") \
 	X(INT, smtpd_junk_command_limit, "100") \
+	X(INT, hopcount_limit, "50") \
 	X(BOOL, smtpd_peername_lookup, "yes") \
 	X(LIST, smtpd_dnsbl_sites, "") \
 	X(LIST, smtpd_sasl_users, "") \

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "addr.h"
 #include "esmtp.h"
@@ -191,16 +192,14 @@ static bool mail_param(const struct param *pa, unsigned ext,
 	case 0x02:	/* RFC 6152, RFC 3030 3 */
 		if (v == NULL)
 			return BAD_SYNTAX("Bad BODY syntax");
-		if (strcasecmp(v, "7BIT") == 0)
+		if (!esmtp_body_from_name(v, &out->body) ||
+		    (out->body == QUEUE_BODY_BINARYMIME &&
+		    (!(ext & ESMTP_EXT_CHUNKING) ||
+		    !(ext & ESMTP_EXT_BINARYMIME)))) {
 			out->body = QUEUE_BODY_7BIT;
-		else if (strcasecmp(v, "8BITMIME") == 0)
-			out->body = QUEUE_BODY_8BITMIME;
-		else if (strcasecmp(v, "BINARYMIME") == 0 &&
-		    (ext & ESMTP_EXT_CHUNKING) && (ext & ESMTP_EXT_BINARYMIME))
-			out->body = QUEUE_BODY_BINARYMIME;
-		else
 			return fail(code, enhanced, why, 555, "5.5.4",
 			    "Unsupported BODY type");
+		}
 		out->body_given = true;
 		return true;
 	case 0x04:	/* RFC 6531 3.4: no value */
@@ -372,6 +371,93 @@ bool esmtp_parse_rcpt_params(const char *text, unsigned ext,
 		return BAD_SYNTAX("Bad RCPT parameter syntax");
 	}
 	return true;
+}
+
+/* ---- paths, BDAT, body types ---- */
+
+bool esmtp_parse_path_arg(const char *arg, bool rcpt, unsigned addr_flags,
+    struct addr *out, const char **params, int *code, const char **enhanced,
+    char *text, size_t textsize)
+{
+	const char *keyword = rcpt ? "TO:" : "FROM:";
+	const char *syntax = rcpt ? "Syntax: RCPT TO:<address>" :
+	    "Syntax: MAIL FROM:<address>";
+	size_t n = strlen(keyword);
+	const char *end, *why;
+
+	memset(out, 0, sizeof(*out));
+	*code = 501;
+	*enhanced = "5.5.4";
+	snprintf(text, textsize, "%s", syntax);
+	if (strncasecmp(arg, keyword, n) != 0)
+		return false;
+	arg += n;
+	while (*arg == ' ')
+		arg++;
+	if (*arg == '\0')
+		return false;
+	if (!addr_parse_path(arg, addr_flags, out, &end, &why)) {
+		*enhanced = rcpt ? "5.1.3" : "5.1.7";
+		snprintf(text, textsize, "Bad %s address syntax: %s",
+		    rcpt ? "recipient" : "sender", why);
+		return false;
+	}
+	if (*end != '\0' && *end != ' ') {
+		addr_free(out);
+		return false;
+	}
+	*params = end;
+	return true;
+}
+
+bool esmtp_parse_bdat(const char *arg, unsigned long long *size, bool *last)
+{
+	unsigned long long v = 0;
+	const char *p = arg;
+
+	if (*p < '0' || *p > '9')
+		return false;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (0x7fffffffffffffffULL - 9) / 10)
+			return false;
+		v = v * 10 + (unsigned)(*p - '0');
+	}
+	*last = false;
+	if (*p == ' ') {
+		if (strcasecmp(p + 1, "LAST") != 0)
+			return false;
+		*last = true;
+	} else if (*p != '\0') {
+		return false;
+	}
+	*size = v;
+	return true;
+}
+
+static const char *const esmtp_body_names[] = {
+	[QUEUE_BODY_7BIT] = "7BIT",
+	[QUEUE_BODY_8BITMIME] = "8BITMIME",
+	[QUEUE_BODY_BINARYMIME] = "BINARYMIME",
+};
+
+const char *esmtp_body_name(enum queue_body body)
+{
+	if ((size_t)body >= sizeof(esmtp_body_names) /
+	    sizeof(esmtp_body_names[0]))
+		return "7BIT";
+	return esmtp_body_names[body];
+}
+
+bool esmtp_body_from_name(const char *name, enum queue_body *body)
+{
+	for (size_t i = 0; i < sizeof(esmtp_body_names) /
+	    sizeof(esmtp_body_names[0]); i++) {
+		if (strcasecmp(name, esmtp_body_names[i]) == 0) {
+			*body = (enum queue_body)i;
+			return true;
+		}
+	}
+	return false;
 }
 
 /* ---- replies ---- */

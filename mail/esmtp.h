@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "addr.h"
 #include "bio.h"
 #include "queue.h"
 
@@ -59,6 +60,33 @@ bool esmtp_parse_rcpt_params(const char *text, unsigned ext,
     const char **why);
 void esmtp_mail_params_free(struct esmtp_mail_params *p);
 void esmtp_rcpt_params_free(struct esmtp_rcpt_params *p);
+
+/*
+ * The path of MAIL FROM: / RCPT TO: (rcpt says which), one grammar for
+ * smtpd, lmtpd and sendmail -bs: the keyword, optional spaces after the
+ * colon (RFC 5321 has none; clients send them and Postfix allows them),
+ * the path parsed by addr_parse_path() with addr_flags, then SP or the
+ * end. On success *params points at the parameters. On failure *code,
+ * *enhanced and text hold the reply, as Postfix answers: no keyword or
+ * no path is 501 5.5.4 (a command syntax error), a bad address 501 5.1.7
+ * (sender) or 5.1.3 (recipient).
+ */
+bool esmtp_parse_path_arg(const char *arg, bool rcpt, unsigned addr_flags,
+    struct addr *out, const char **params, int *code, const char **enhanced,
+    char *text, size_t textsize);
+
+/*
+ * RFC 3030 2: bdat-cmd = "BDAT" SP chunk-size [ SP end-marker ], with
+ * chunk-size = 1*DIGIT and end-marker = "LAST" (any case): the argument
+ * after the verb and its one SP. A size that does not fit 63 bits is a
+ * syntax error.
+ */
+bool esmtp_parse_bdat(const char *arg, unsigned long long *size, bool *last);
+
+/* The body types' names (RFC 6152, RFC 3030): "7BIT", "8BITMIME"... */
+const char *esmtp_body_name(enum queue_body body);
+/* Name (any case, as ESMTP keywords) to type; false if unknown. */
+bool esmtp_body_from_name(const char *name, enum queue_body *body);
 
 /*
  * Queue one reply line "CODE X.Y.Z text" (enhanced may be NULL for 220/

@@ -82,7 +82,6 @@ static void smtpd_serve(struct daemon_conn *conn)
 	if (timeout_ms <= 0 || timeout_ms > 24LL * 3600 * 1000)
 		timeout_ms = 300 * 1000;
 	bio_init(&s.bio, conn->fd, (int)timeout_ms);
-	str_init(&s.line, SMTPD_LONG_LINE_MAX + 2);
 	strlcpy(s.client_addr, conn->peer_addr, sizeof(s.client_addr));
 	lookup_client_name(&s);
 	snprintf(s.client_log, sizeof(s.client_log), "%s[%s]", s.client_name,
@@ -91,14 +90,14 @@ static void smtpd_serve(struct daemon_conn *conn)
 	    sock_addr_in_networks((struct sockaddr *)&conn->peer,
 	    cfg.mynetworks.items, cfg.mynetworks.count);
 
+	smtpd_session_init(&s);
 	smtpd_session_run(&s);
 
 	smtpd_tls_end(&s);
 	smtpd_txn_free(&s);
 	free(s.helo);
 	free(s.auth_user);
-	free(s.counts);
-	str_free(&s.line);
+	smtp_server_free(&s.srv);
 	bio_free(&s.bio);
 }
 

@@ -18,29 +18,12 @@
 #include "daemon.h"
 #include "esmtp.h"
 #include "queue.h"
+#include "smtp_server.h"
 #include "str.h"
 
-/*
- * RFC 5321 4.5.3.1.4: a command line is at most 512 octets with CRLF;
- * extensions may raise it. MAIL and RCPT parameters (RFC 3461's ORCPT
- * alone may be 500 octets) and AUTH's initial response (RFC 4954 4) get
- * up to 2048, as Postfix's line_length_limit.
- */
-#define SMTPD_LINE_MAX 510
-#define SMTPD_LONG_LINE_MAX 2046
 #define SMTPD_HELO_MAX 255
 /* 452s past smtpd_recipient_limit that are not counted as errors. */
 #define SMTPD_RCPT_OVERSHOOT_MAX 1000
-
-/* The states of one SMTP session (RFC 5321 4.1.4 command order). */
-enum smtpd_state {
-	SMTPD_STATE_CONNECTED,	/* greeting sent, no HELO/EHLO yet */
-	SMTPD_STATE_READY,	/* greeted, no transaction */
-	SMTPD_STATE_MAIL,	/* MAIL accepted, no recipient yet */
-	SMTPD_STATE_RCPT,	/* at least one recipient accepted */
-	SMTPD_STATE_BDAT,	/* inside a BDAT sequence (RFC 3030) */
-	SMTPD_STATE_CLOSING,	/* QUIT, 421, lost connection: stop reading */
-};
 
 /* One recipient accepted at RCPT. */
 struct smtpd_rcpt {
@@ -65,20 +48,14 @@ struct smtpd_txn {
 	unsigned long long size;	/* content octets so far */
 	bool too_big;			/* passed message_size_limit */
 	bool write_failed;		/* queue file write error */
-	bool bare_newline;		/* bare CR or LF seen in the content */
+	struct smtp_message msg;	/* what the core's readers saw */
 	bool bdat_failed;		/* a BDAT chunk got an error reply */
 	int bdat_fail_code;		/* ... and this is the reply */
 	const char *bdat_fail_enh, *bdat_fail_text;
-	bool bdat_prev_cr;		/* last BDAT byte was a CR */
-	bool bdat_prev_crlf;		/* the chunks so far end with CRLF */
-};
-
-/* Per-command counters for the disconnect log line. */
-struct smtpd_count {
-	unsigned ok, total;
 };
 
 struct smtpd_session {
+	struct smtp_server srv;		/* the protocol core */
 	struct bio bio;
 	struct daemon_conn *conn;
 	bool submission;		/* port 587 role */
@@ -89,7 +66,6 @@ struct smtpd_session {
 	bool client_trusted;		/* inside mynetworks */
 	enum { DNSBL_UNCHECKED, DNSBL_CLEAN, DNSBL_LISTED } dnsbl;
 	char dnsbl_reply[768];		/* the 554 text when listed */
-	enum smtpd_state state;
 	bool esmtp;			/* EHLO (not HELO) was used */
 	char *helo;			/* as given, validated; NULL before */
 	bool tls_active;		/* STARTTLS done, or smtps */
@@ -97,19 +73,14 @@ struct smtpd_session {
 	char *auth_user;		/* authenticated user, NULL if none */
 	const char *auth_method;	/* "PLAIN", "LOGIN" */
 	struct smtpd_txn *txn;		/* NULL outside a transaction */
-	const char *last_verb;		/* for "lost connection after X" */
-	int last_code;			/* of the last reply, for counters */
-	unsigned errors;		/* error replies sent */
-	unsigned junk;			/* commands since the last MAIL */
-	struct smtpd_count *counts;	/* one per command table row */
-	struct smtpd_count unknown;
-	struct str line;
 };
 
 /* smtpd_proto.c */
+/* Set up the core (after client_log is known); run the session. */
+void smtpd_session_init(struct smtpd_session *s);
 void smtpd_session_run(struct smtpd_session *s);
-void smtpd_enter_state(struct smtpd_session *s, enum smtpd_state st);
-/* Queue a reply; counts errors (4xx/5xx). */
+void smtpd_enter_state(struct smtpd_session *s, enum smtp_server_state st);
+/* Queue a reply (smtp_server_reply); the core counts errors. */
 void smtpd_reply(struct smtpd_session *s, int code, const char *enhanced,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Send buffered replies now. false if the client is gone. */
@@ -151,16 +122,18 @@ bool smtpd_tls_available(void);
 /* Server handshake on the session's connection; logs either way. */
 bool smtpd_tls_handshake(struct smtpd_session *s);
 void smtpd_tls_end(struct smtpd_session *s);
-void smtpd_cmd_starttls(struct smtpd_session *s, const char *arg);
+void smtpd_cmd_starttls(struct smtp_server *srv, const char *arg);
 
 /* smtpd_auth.c */
 void smtpd_auth_init(void);
 /* Is AUTH advertised (and accepted) in this session? */
 bool smtpd_auth_offered(const struct smtpd_session *s);
 void smtpd_cmd_auth(struct smtpd_session *s, const char *arg);
+/* The command table's row for AUTH (smtpd_auth.c keeps its signature). */
+void smtpd_cmd_auth_row(struct smtp_server *srv, const char *arg);
 
 /* smtpd_data.c */
-void smtpd_cmd_data(struct smtpd_session *s, const char *arg);
-void smtpd_cmd_bdat(struct smtpd_session *s, const char *arg);
+void smtpd_cmd_data(struct smtp_server *srv, const char *arg);
+void smtpd_cmd_bdat(struct smtp_server *srv, const char *arg);
 
 #endif

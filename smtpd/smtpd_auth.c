@@ -316,7 +316,7 @@ void smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
 		    "requested authentication mechanism");
 		return;
 	}
-	if (s->state == SMTPD_STATE_CONNECTED || !s->esmtp) {
+	if (s->srv.state == SMTP_SERVER_CONNECTED || !s->esmtp) {
 		smtpd_reply(s, 503, "5.5.1", "Error: send EHLO first");
 		return;
 	}

@@ -7,14 +7,13 @@
  * then our Received header, then the content (CRLF line ends, dots
  * unstuffed). Nothing is acknowledged before queue_writer_commit() has
  * fsync'd the file and its directory; any failure, a message over
- * message_size_limit, a bare CR or LF in the text, or a client that goes
- * away leaves no file behind.
+ * message_size_limit, a bare CR or LF in the text, too many hops, or a
+ * client that goes away leaves no file behind.
  *
- * SMTP smuggling (CVE-2023-51764 class): only CRLF "." CRLF ends DATA.
- * bio.c never ends a line at a bare CR or LF, so <LF>.<LF>, <LF>.<CR><LF>
- * and <CR>.<CR> stay inside the message; and a message that holds a bare
- * CR or LF anywhere is refused whole, as Postfix's
- * smtpd_forbid_bare_newline does.
+ * The text itself is read by the server core (mail/smtp_server_data.c),
+ * which holds the smuggling rule (only CRLF "." CRLF ends DATA; a bare CR
+ * or LF refuses the message) and counts the hops; this file decides what
+ * to do with what it hands over.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,21 +24,10 @@
 #include "cfg.h"
 #include "log.h"
 #include "mem.h"
+#include "rfc5322.h"
 #include "smtpd.h"
 
-/* How much of a text line or a BDAT chunk is held in memory at once. */
-#define SMTPD_DATA_PIECE 65536
-
 /* ---- the queue file ---- */
-
-/* RFC 5322 3.3 date-time for the Received header. */
-static void rfc5322_date(char *out, size_t outsize, time_t t)
-{
-	struct tm tm;
-	localtime_r(&t, &tm);
-	if (strftime(out, outsize, "%a, %d %b %Y %H:%M:%S %z", &tm) == 0)
-		out[0] = '\0';
-}
 
 /*
  * RFC 5321 4.4: "from" the HELO name and the TCP-info, "by" us, "with"
@@ -49,10 +37,10 @@ static void rfc5322_date(char *out, size_t outsize, time_t t)
 static bool write_received(struct smtpd_session *s)
 {
 	struct smtpd_txn *t = s->txn;
-	char date[64];
+	char date[RFC5322_DATE_SIZE];
 	struct str h;
 
-	rfc5322_date(date, sizeof(date), time(NULL));
+	rfc5322_date(time(NULL), date, sizeof(date));
 	str_init(&h, STR_NO_MAX);
 	str_appendf(&h, "Received: from %s (%s [%s%s])\r\n", s->helo,
 	    s->client_name, strchr(s->client_addr, ':') ? "IPv6:" : "",
@@ -128,19 +116,30 @@ static void discard_message(struct smtpd_txn *t)
 	t->queue_id[0] = '\0';
 }
 
-/* Append content octets, enforcing message_size_limit. */
-static void append_content(struct smtpd_txn *t, const char *p, size_t n,
-    size_t counted)
+/*
+ * The core's sink: one line or piece at a time into the queue file, with
+ * CRLF line ends, until message_size_limit is passed or something failed
+ * (the rest is still read, to answer once at the end).
+ */
+static void put_content(void *ctx, const char *p, size_t n, bool line_end)
 {
-	t->size += counted;
+	struct smtpd_txn *t = ctx;
+
+	t->size = t->msg.size;
 	if (cfg.message_size_limit > 0 &&
 	    t->size > (unsigned long long)cfg.message_size_limit)
 		t->too_big = true;
-	if (t->too_big || t->write_failed || t->bare_newline ||
+	if (t->too_big || t->write_failed || t->msg.bare_newline ||
 	    t->writer == NULL)
 		return;
-	if (!queue_writer_write(t->writer, p, n))
+	if ((n > 0 && !queue_writer_write(t->writer, p, n)) ||
+	    (line_end && !queue_writer_write(t->writer, "\r\n", 2)))
 		t->write_failed = true;
+}
+
+static struct smtp_message_sink sink_of(struct smtpd_txn *t)
+{
+	return (struct smtp_message_sink){ .put = put_content, .ctx = t };
 }
 
 /*
@@ -154,10 +153,13 @@ static void finish_message(struct smtpd_session *s, const char *stage)
 	int code = 0;
 	const char *enh = NULL, *text = NULL;
 
-	if (t->bare_newline) {
+	if (t->msg.bare_newline) {
 		code = 550;
 		enh = "5.5.2";
 		text = "Error: bare <CR> or <LF> received in message text";
+		log_info("%s: warning: bare <CR> or <LF> in message text from "
+		    "%s", t->queue_id[0] ? t->queue_id : "NOQUEUE",
+		    s->client_log);
 	} else if (t->too_big) {
 		/* RFC 1870 6.2 */
 		code = 552;
@@ -168,6 +170,11 @@ static void finish_message(struct smtpd_session *s, const char *stage)
 		enh = "4.3.1";
 		text = "Error: insufficient system storage";
 		log_warning("%s: queue file write error: %m", t->queue_id);
+	} else if (smtp_message_too_many_hops(&t->msg)) {
+		/* RFC 5321 6.3: a loop; Postfix's hopcount_limit. */
+		code = 554;
+		enh = "5.4.6";
+		text = "Error: Too many hops";
 	}
 	if (code != 0) {
 		discard_message(t);
@@ -204,82 +211,14 @@ static void finish_message(struct smtpd_session *s, const char *stage)
 
 /* ---- DATA ---- */
 
-/*
- * Read the text up to CRLF "." CRLF, unstuffing dots (RFC 5321 4.5.2).
- * Lines are taken in pieces of at most SMTPD_DATA_PIECE octets, so a long
- * line costs no memory; only the first piece of a line can be "." or
- * start with a stuffed dot.
- */
-static enum bio_status receive_text(struct smtpd_session *s)
+void smtpd_cmd_data(struct smtp_server *srv, const char *arg)
 {
-	struct smtpd_txn *t = s->txn;
-	struct str piece;
-	bool line_start = true;
-	bool dot_pending = false;	/* a line began with "." not yet known
-					 * to be the end or a stuffed dot */
-	enum bio_status st;
-
-	str_init(&piece, SMTPD_DATA_PIECE + 2);
-	for (;;) {
-		unsigned flags = 0;
-		str_clear(&piece);
-		st = bio_readline_part(&s->bio, &piece, SMTPD_DATA_PIECE,
-		    &flags);
-		if (st != BIO_OK)
-			break;
-		bool complete = !(flags & BIO_LINE_PARTIAL);
-		const char *p = str_cstr(&piece);
-		size_t n = piece.len;
-		if (flags & (BIO_LINE_BARE_CR | BIO_LINE_BARE_LF))
-			t->bare_newline = true;
-		if (dot_pending) {
-			dot_pending = false;
-			if (complete && n == 0)
-				break;		/* "." CRLF after all */
-		} else if (line_start && n > 0 && p[0] == '.') {
-			if (complete && n == 1)
-				break;		/* end of data */
-			if (n == 1) {
-				dot_pending = true;
-				line_start = false;
-				continue;
-			}
-			p++;
-			n--;
-		}
-		if (complete)
-			str_append(&piece, "\r\n", 2);
-		append_content(t, p, n + (complete ? 2 : 0),
-		    n + (complete ? 2 : 0));
-		line_start = complete;
-	}
-	str_free(&piece);
-	if (st == BIO_OK && t->bare_newline)
-		log_info("%s: warning: bare <CR> or <LF> in message text from "
-		    "%s", t->queue_id[0] ? t->queue_id : "NOQUEUE",
-		    s->client_log);
-	return st;
-}
-
-void smtpd_cmd_data(struct smtpd_session *s, const char *arg)
-{
+	struct smtpd_session *s = SMTP_SERVER_SESSION(srv,
+	    struct smtpd_session);
 	struct smtpd_txn *t = s->txn;
 
 	if (*arg != '\0') {
 		smtpd_reply(s, 501, "5.5.4", "Syntax: DATA");
-		return;
-	}
-	if (s->state == SMTPD_STATE_CONNECTED) {
-		smtpd_reply(s, 503, "5.5.1", "Error: send HELO/EHLO first");
-		return;
-	}
-	if (t == NULL) {
-		smtpd_reply(s, 503, "5.5.1", "Error: need RCPT command");
-		return;
-	}
-	if (s->state == SMTPD_STATE_BDAT) {
-		/* RFC 3030 2: DATA and BDAT do not mix in one message. */
-		smtpd_reply(s, 503, "5.5.1", "Error: DATA after BDAT");
 		return;
 	}
 	if (t->nrcpts == 0) {
@@ -300,7 +239,8 @@ void smtpd_cmd_data(struct smtpd_session *s, const char *arg)
 		smtpd_io_failed(s, BIO_ERROR);
 		return;
 	}
-	enum bio_status st = receive_text(s);
+	struct smtp_message_sink sink = sink_of(t);
+	enum bio_status st = smtp_server_read_data(srv, &t->msg, &sink);
 	if (st != BIO_OK) {
 		/* Client gone or too slow mid-DATA: nothing is queued. */
 		discard_message(t);
@@ -312,54 +252,11 @@ void smtpd_cmd_data(struct smtpd_session *s, const char *arg)
 
 /* ---- BDAT ---- */
 
-/* Track CRLF pairs across chunk boundaries (RFC 3030 chunks are not
- * lines); a CR not followed by LF, or an LF without CR, is bare. */
-static void scan_newlines(struct smtpd_txn *t, const char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		char c = p[i];
-		if (t->bdat_prev_cr && c != '\n')
-			t->bare_newline = true;
-		else if (!t->bdat_prev_cr && c == '\n')
-			t->bare_newline = true;
-		t->bdat_prev_crlf = t->bdat_prev_cr && c == '\n';
-		t->bdat_prev_cr = c == '\r';
-	}
-}
-
-/* "BDAT" SP chunk-size [ SP end-marker ] (RFC 3030 2). */
-static bool parse_bdat(const char *arg, unsigned long long *size, bool *last)
-{
-	unsigned long long v = 0;
-	const char *p = arg;
-	if (*p < '0' || *p > '9')
-		return false;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (p - arg >= 19)
-			return false;
-		v = v * 10 + (unsigned)(*p - '0');
-	}
-	*last = false;
-	if (*p == ' ') {
-		while (*p == ' ')
-			p++;
-		if (strncasecmp(p, "LAST", 4) != 0)
-			return false;
-		p += 4;
-		*last = true;
-		while (*p == ' ')
-			p++;
-	}
-	if (*p != '\0')
-		return false;
-	*size = v;
-	return true;
-}
-
 /* Read a chunk and throw it away; false if the client is gone. */
 static bool skip_chunk(struct smtpd_session *s, unsigned long long size)
 {
-	enum bio_status st = bio_skip_exact(&s->bio, (size_t)size);
+	enum bio_status st = smtp_server_read_chunk(&s->srv, NULL, size,
+	    NULL);
 	if (st != BIO_OK) {
 		if (s->txn != NULL)
 			discard_message(s->txn);
@@ -388,17 +285,19 @@ static void refuse_chunk(struct smtpd_session *s, unsigned long long size,
 		t->bdat_fail_code = code;
 		t->bdat_fail_enh = enh;
 		t->bdat_fail_text = text;
-		smtpd_enter_state(s, SMTPD_STATE_BDAT);
+		smtpd_enter_state(s, SMTP_SERVER_BDAT);
 	}
 }
 
-void smtpd_cmd_bdat(struct smtpd_session *s, const char *arg)
+void smtpd_cmd_bdat(struct smtp_server *srv, const char *arg)
 {
+	struct smtpd_session *s = SMTP_SERVER_SESSION(srv,
+	    struct smtpd_session);
 	struct smtpd_txn *t = s->txn;
 	unsigned long long size;
 	bool last;
 
-	if (!parse_bdat(arg, &size, &last)) {
+	if (!esmtp_parse_bdat(arg, &size, &last)) {
 		/* Without a size we cannot tell the chunk from commands:
 		 * the only safe thing is to stop reading. 521 rather than
 		 * 501 says the connection ends with this reply, as Postfix
@@ -406,10 +305,10 @@ void smtpd_cmd_bdat(struct smtpd_session *s, const char *arg)
 		smtpd_reply(s, 521, "5.5.4", "Syntax: BDAT count [LAST]");
 		log_info("bad BDAT syntax from %s: disconnecting",
 		    s->client_log);
-		smtpd_enter_state(s, SMTPD_STATE_CLOSING);
+		smtpd_enter_state(s, SMTP_SERVER_CLOSING);
 		return;
 	}
-	if (s->state == SMTPD_STATE_CONNECTED || !s->esmtp) {
+	if (srv->state == SMTP_SERVER_CONNECTED || !s->esmtp) {
 		refuse_chunk(s, size, last, 503, "5.5.1",
 		    "Error: send EHLO first");
 		return;
@@ -431,7 +330,7 @@ void smtpd_cmd_bdat(struct smtpd_session *s, const char *arg)
 		return;
 	}
 	if (cfg.message_size_limit > 0 &&
-	    t->size + size > (unsigned long long)cfg.message_size_limit) {
+	    t->msg.size + size > (unsigned long long)cfg.message_size_limit) {
 		/* RFC 3030 2: the chunk is still read, then refused. */
 		discard_message(t);
 		smtpd_log_reject(s, "BDAT", NULL, 552, "5.3.4",
@@ -440,46 +339,24 @@ void smtpd_cmd_bdat(struct smtpd_session *s, const char *arg)
 		    "Error: message file too big");
 		return;
 	}
-	if (t->writer == NULL) {
-		if (!open_message(s)) {
-			refuse_chunk(s, size, last, 451, "4.3.0",
-			    "Error: queue file write error");
-			return;
-		}
-		t->bdat_prev_crlf = true;	/* an empty text ends well */
+	if (t->writer == NULL && !open_message(s)) {
+		refuse_chunk(s, size, last, 451, "4.3.0",
+		    "Error: queue file write error");
+		return;
 	}
-	smtpd_enter_state(s, SMTPD_STATE_BDAT);
+	smtpd_enter_state(s, SMTP_SERVER_BDAT);
 
-	struct str piece;
-	str_init(&piece, SMTPD_DATA_PIECE);
-	unsigned long long left = size;
-	while (left > 0) {
-		size_t want = left > SMTPD_DATA_PIECE ? SMTPD_DATA_PIECE :
-		    (size_t)left;
-		str_clear(&piece);
-		enum bio_status st = bio_read_exact(&s->bio, &piece, want);
-		if (st != BIO_OK) {
-			str_free(&piece);
-			discard_message(t);
-			smtpd_io_failed(s, st);
-			return;
-		}
-		scan_newlines(t, piece.data, piece.len);
-		append_content(t, piece.data, piece.len, piece.len);
-		left -= want;
+	struct smtp_message_sink sink = sink_of(t);
+	enum bio_status st = smtp_server_read_chunk(srv, &t->msg, size, &sink);
+	if (st != BIO_OK) {
+		discard_message(t);
+		smtpd_io_failed(s, st);
+		return;
 	}
-	str_free(&piece);
-
 	if (!last) {
 		smtpd_reply(s, 250, "2.0.0", "Ok: %llu octets received", size);
 		return;
 	}
-	if (t->bdat_prev_cr)
-		t->bare_newline = true;		/* ends in a bare CR */
-	else if (!t->bdat_prev_crlf)
-		append_content(t, "\r\n", 2, 0);	/* end the last line */
-	if (t->bare_newline)
-		log_info("%s: warning: bare <CR> or <LF> in message text from "
-		    "%s", t->queue_id, s->client_log);
+	smtp_server_end_chunks(&t->msg, &sink);
 	finish_message(s, "BDAT");
 }

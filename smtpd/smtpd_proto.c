@@ -1,17 +1,13 @@
 /*
- * smtpd_proto.c - the SMTP session: command table, state machine, the
- * commands of the envelope (EHLO, HELO, MAIL, RCPT, RSET, NOOP, QUIT,
- * VRFY, HELP), replies, limits and the session's log lines.
+ * smtpd_proto.c - the SMTP session: smtpd's command table for the server
+ * core (mail/smtp_server.c), the commands of the envelope (EHLO, HELO,
+ * MAIL, RCPT, RSET, NOOP, QUIT, VRFY, HELP) and the session's log lines.
  *
- * Every command line is untrusted: it is bounded (512 octets), must end in
- * CRLF (a bare CR or LF is never a line end, bio.c), must not hold NUL,
- * and is parsed by the strict grammar of mail/esmtp.c and mail/addr.c.
- * Replies are our own text; client text reaches a reply only after it
- * passed the address parser, and reaches the log only through log_escape.
- *
- * PIPELINING (RFC 2920): commands are read from one buffer and answered
- * in order; replies are written out only when no complete command is left
- * in the input buffer, so a pipelined group gets its replies in one write.
+ * Every command line is untrusted: the core bounds it, refuses NUL and
+ * bare CR/LF, checks the state and counts errors; the arguments are
+ * parsed by the strict grammar of mail/esmtp.c and mail/addr.c. Replies
+ * are our own text; client text reaches a reply only after it passed the
+ * address parser, and reaches the log only through log_escape.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,65 +20,53 @@
 #include "mem.h"
 #include "smtpd.h"
 
-struct smtpd_command {
-	const char *verb;
-	void (*handler)(struct smtpd_session *s, const char *arg);
-	unsigned flags;
-};
+static void cmd_ehlo(struct smtp_server *srv, const char *arg);
+static void cmd_helo(struct smtp_server *srv, const char *arg);
+static void cmd_mail(struct smtp_server *srv, const char *arg);
+static void cmd_rcpt(struct smtp_server *srv, const char *arg);
+static void cmd_rset(struct smtp_server *srv, const char *arg);
+static void cmd_noop(struct smtp_server *srv, const char *arg);
+static void cmd_quit(struct smtp_server *srv, const char *arg);
+static void cmd_vrfy(struct smtp_server *srv, const char *arg);
+static void cmd_help(struct smtp_server *srv, const char *arg);
 
-#define CMD_JUNK 0x01		/* counts toward smtpd_junk_command_limit */
-#define CMD_NOT_OFFERED 0x02	/* known to SMTP, not offered here: 502 */
+#define ANY SMTP_SERVER_ANY_STATE
+#define IN(st) SMTP_SERVER_IN(SMTP_SERVER_##st)
 
-static void cmd_ehlo(struct smtpd_session *s, const char *arg);
-static void cmd_helo(struct smtpd_session *s, const char *arg);
-static void cmd_mail(struct smtpd_session *s, const char *arg);
-static void cmd_rcpt(struct smtpd_session *s, const char *arg);
-static void cmd_rset(struct smtpd_session *s, const char *arg);
-static void cmd_noop(struct smtpd_session *s, const char *arg);
-static void cmd_quit(struct smtpd_session *s, const char *arg);
-static void cmd_vrfy(struct smtpd_session *s, const char *arg);
-static void cmd_help(struct smtpd_session *s, const char *arg);
-static void cmd_not_offered(struct smtpd_session *s, const char *arg);
-
-static const struct smtpd_command smtpd_commands[] = {
-	{ "EHLO", cmd_ehlo, CMD_JUNK },
-	{ "HELO", cmd_helo, CMD_JUNK },
-	{ "MAIL", cmd_mail, 0 },
-	{ "RCPT", cmd_rcpt, 0 },
-	{ "DATA", smtpd_cmd_data, 0 },
-	{ "BDAT", smtpd_cmd_bdat, 0 },
-	{ "RSET", cmd_rset, CMD_JUNK },
-	{ "NOOP", cmd_noop, CMD_JUNK },
-	{ "QUIT", cmd_quit, 0 },
-	{ "VRFY", cmd_vrfy, CMD_JUNK },
-	{ "HELP", cmd_help, CMD_JUNK },
-	{ "STARTTLS", smtpd_cmd_starttls, CMD_JUNK },
-	{ "AUTH", smtpd_cmd_auth, 0 },
-	{ "EXPN", cmd_not_offered, CMD_JUNK | CMD_NOT_OFFERED },
-	{ "ETRN", cmd_not_offered, CMD_JUNK | CMD_NOT_OFFERED },
-	{ "TURN", cmd_not_offered, CMD_JUNK | CMD_NOT_OFFERED },
-	{ "SEND", cmd_not_offered, CMD_JUNK | CMD_NOT_OFFERED },
-	{ "SOML", cmd_not_offered, CMD_JUNK | CMD_NOT_OFFERED },
-	{ "SAML", cmd_not_offered, CMD_JUNK | CMD_NOT_OFFERED },
+/* RFC 5321 4.1.4: where each verb may come; the core says the rest. */
+static const struct smtp_server_command smtpd_commands[] = {
+	{ "EHLO", cmd_ehlo, ANY, SMTP_CMD_JUNK },
+	{ "HELO", cmd_helo, ANY, SMTP_CMD_JUNK },
+	{ "MAIL", cmd_mail, IN(READY), SMTP_CMD_LONG_LINE },
+	{ "RCPT", cmd_rcpt, IN(MAIL) | IN(RCPT), SMTP_CMD_LONG_LINE },
+	{ "DATA", smtpd_cmd_data, IN(MAIL) | IN(RCPT), 0 },
+	/* BDAT checks its state itself: the chunk is read in any case. */
+	{ "BDAT", smtpd_cmd_bdat, ANY, 0 },
+	{ "RSET", cmd_rset, ANY, SMTP_CMD_JUNK },
+	{ "NOOP", cmd_noop, ANY, SMTP_CMD_JUNK },
+	{ "QUIT", cmd_quit, ANY, SMTP_CMD_NO_ERROR },
+	{ "VRFY", cmd_vrfy, ANY, SMTP_CMD_JUNK },
+	{ "HELP", cmd_help, ANY, SMTP_CMD_JUNK },
+	{ "STARTTLS", smtpd_cmd_starttls, ANY, SMTP_CMD_JUNK },
+	{ "AUTH", smtpd_cmd_auth_row, ANY, SMTP_CMD_LONG_LINE },
+	{ "EXPN", NULL, ANY, SMTP_CMD_JUNK | SMTP_CMD_NOT_OFFERED },
+	{ "ETRN", NULL, ANY, SMTP_CMD_JUNK | SMTP_CMD_NOT_OFFERED },
+	{ "TURN", NULL, ANY, SMTP_CMD_JUNK | SMTP_CMD_NOT_OFFERED },
+	{ "SEND", NULL, ANY, SMTP_CMD_JUNK | SMTP_CMD_NOT_OFFERED },
+	{ "SOML", NULL, ANY, SMTP_CMD_JUNK | SMTP_CMD_NOT_OFFERED },
+	{ "SAML", NULL, ANY, SMTP_CMD_JUNK | SMTP_CMD_NOT_OFFERED },
 };
 
 #define NCOMMANDS (sizeof(smtpd_commands) / sizeof(smtpd_commands[0]))
 
-static const char *const state_names[] = {
-	[SMTPD_STATE_CONNECTED] = "CONNECTED",
-	[SMTPD_STATE_READY] = "READY",
-	[SMTPD_STATE_MAIL] = "MAIL",
-	[SMTPD_STATE_RCPT] = "RCPT",
-	[SMTPD_STATE_BDAT] = "BDAT",
-	[SMTPD_STATE_CLOSING] = "CLOSING",
-};
-
-void smtpd_enter_state(struct smtpd_session *s, enum smtpd_state st)
+static struct smtpd_session *session_of(struct smtp_server *srv)
 {
-	if (s->state != st)
-		log_debug("%s: state %s -> %s", s->client_log,
-		    state_names[s->state], state_names[st]);
-	s->state = st;
+	return SMTP_SERVER_SESSION(srv, struct smtpd_session);
+}
+
+void smtpd_enter_state(struct smtpd_session *s, enum smtp_server_state st)
+{
+	smtp_server_enter_state(&s->srv, st);
 }
 
 void smtpd_reply(struct smtpd_session *s, int code, const char *enhanced,
@@ -94,24 +78,17 @@ void smtpd_reply(struct smtpd_session *s, int code, const char *enhanced,
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	esmtp_reply(&s->bio, code, enhanced, true, "%s", text);
-	s->last_code = code;
-	if (code >= 400)
-		s->errors++;
+	smtp_server_reply(&s->srv, code, enhanced, "%s", text);
 }
 
 bool smtpd_flush(struct smtpd_session *s)
 {
-	if (s->bio.wlen == 0)
-		return !s->bio.write_failed;
-	return bio_flush(&s->bio) == BIO_OK;
+	return smtp_server_flush(&s->srv);
 }
 
-/* Is a whole command line already buffered (so replies may wait)? */
-static bool line_buffered(const struct bio *b)
+void smtpd_cmd_auth_row(struct smtp_server *srv, const char *arg)
 {
-	size_t n = bio_buffered(b);
-	return n >= 2 && memmem(b->rbuf + b->rpos, n, "\r\n", 2) != NULL;
+	smtpd_cmd_auth(session_of(srv), arg);
 }
 
 const char *smtpd_protocol_name(const struct smtpd_session *s)
@@ -130,20 +107,7 @@ const char *smtpd_protocol_name(const struct smtpd_session *s)
 
 void smtpd_io_failed(struct smtpd_session *s, enum bio_status st)
 {
-	const char *after = s->last_verb ? s->last_verb : "CONNECT";
-	if (st == BIO_TIMEOUT) {
-		log_info("timeout after %s from %s", after, s->client_log);
-		/* RFC 5321 4.5.3.2: a server may close after a timeout. */
-		s->bio.write_failed = false;
-		s->bio.wlen = 0;
-		smtpd_reply(s, 421, "4.4.2", "%s Error: timeout exceeded",
-		    cfg.myhostname);
-		smtpd_flush(s);
-	} else {
-		log_info("lost connection after %s from %s", after,
-		    s->client_log);
-	}
-	smtpd_enter_state(s, SMTPD_STATE_CLOSING);
+	smtp_server_io_failed(&s->srv, st);
 }
 
 void smtpd_txn_free(struct smtpd_session *s)
@@ -170,9 +134,9 @@ void smtpd_txn_free(struct smtpd_session *s)
 static void txn_reset(struct smtpd_session *s)
 {
 	smtpd_txn_free(s);
-	if (s->state != SMTPD_STATE_CONNECTED &&
-	    s->state != SMTPD_STATE_CLOSING)
-		smtpd_enter_state(s, SMTPD_STATE_READY);
+	if (s->srv.state != SMTP_SERVER_CONNECTED &&
+	    s->srv.state != SMTP_SERVER_CLOSING)
+		smtpd_enter_state(s, SMTP_SERVER_READY);
 }
 
 void smtpd_log_reject(struct smtpd_session *s, const char *stage,
@@ -220,33 +184,8 @@ static bool greet(struct smtpd_session *s, const char *verb, const char *arg)
 	txn_reset(s);
 	free(s->helo);
 	s->helo = name;
-	smtpd_enter_state(s, SMTPD_STATE_READY);
+	smtpd_enter_state(s, SMTP_SERVER_READY);
 	return true;
-}
-
-/* The one place that lists what EHLO offers. */
-static void ehlo_extensions(struct smtpd_session *s)
-{
-	struct bio *b = &s->bio;
-	esmtp_reply(b, 250, NULL, false, "%s", cfg.myhostname);
-	esmtp_reply(b, 250, NULL, false, "PIPELINING");
-	if (cfg.message_size_limit > 0)
-		esmtp_reply(b, 250, NULL, false, "SIZE %lld",
-		    cfg.message_size_limit);
-	else
-		esmtp_reply(b, 250, NULL, false, "SIZE");
-	/* RFC 3207 4.2: not offered again once TLS is active. */
-	if (smtpd_tls_available() && !s->tls_active)
-		esmtp_reply(b, 250, NULL, false, "STARTTLS");
-	/* DESIGN.md: never a password in clear text, so only over TLS. */
-	if (smtpd_auth_offered(s))
-		esmtp_reply(b, 250, NULL, false, "AUTH PLAIN LOGIN");
-	esmtp_reply(b, 250, NULL, false, "ENHANCEDSTATUSCODES");
-	esmtp_reply(b, 250, NULL, false, "8BITMIME");
-	esmtp_reply(b, 250, NULL, false, "DSN");
-	esmtp_reply(b, 250, NULL, false, "SMTPUTF8");
-	esmtp_reply(b, 250, NULL, true, "CHUNKING");
-	s->last_code = 250;
 }
 
 /* The extensions whose MAIL/RCPT parameters this session accepts. */
@@ -259,95 +198,79 @@ static unsigned session_extensions(const struct smtpd_session *s)
 	    (smtpd_auth_offered(s) ? ESMTP_EXT_AUTH : 0);
 }
 
-static void cmd_ehlo(struct smtpd_session *s, const char *arg)
+static void cmd_ehlo(struct smtp_server *srv, const char *arg)
 {
+	struct smtpd_session *s = session_of(srv);
 	if (!greet(s, "EHLO", arg))
 		return;
 	s->esmtp = true;
-	ehlo_extensions(s);
+	/* DESIGN.md: never a password in clear text, so AUTH only over TLS
+	 * (smtpd_auth_offered). */
+	smtp_server_ehlo_reply(srv, ESMTP_EXT_SIZE | ESMTP_EXT_8BITMIME |
+	    ESMTP_EXT_DSN | ESMTP_EXT_SMTPUTF8 | ESMTP_EXT_CHUNKING |
+	    (smtpd_tls_available() && !s->tls_active ?
+	    SMTP_SERVER_OFFER_STARTTLS : 0) |
+	    (smtpd_auth_offered(s) ? SMTP_SERVER_OFFER_AUTH : 0),
+	    cfg.message_size_limit);
 }
 
-static void cmd_helo(struct smtpd_session *s, const char *arg)
+static void cmd_helo(struct smtp_server *srv, const char *arg)
 {
+	struct smtpd_session *s = session_of(srv);
 	if (!greet(s, "HELO", arg))
 		return;
 	s->esmtp = false;
 	/* RFC 2034: the HELO/EHLO reply carries no enhanced code. */
-	esmtp_reply(&s->bio, 250, NULL, true, "%s", cfg.myhostname);
-	s->last_code = 250;
+	smtp_server_reply(srv, 250, NULL, "%s", cfg.myhostname);
 }
 
 /* ---- MAIL and RCPT ---- */
 
-/* "FROM:" / "TO:" then the path; a space after the colon is tolerated
- * (RFC 5321 has none, but many clients send one and Postfix allows it). */
-static const char *path_after(const char *arg, const char *keyword)
+static void cmd_mail(struct smtp_server *srv, const char *arg)
 {
-	size_t n = strlen(keyword);
-	if (strncasecmp(arg, keyword, n) != 0)
-		return NULL;
-	arg += n;
-	while (*arg == ' ')
-		arg++;
-	return arg;
-}
-
-static void cmd_mail(struct smtpd_session *s, const char *arg)
-{
+	struct smtpd_session *s = session_of(srv);
 	struct addr a;
-	const char *p, *end, *why, *enh;
-	int code;
-	struct esmtp_mail_params params;
+	const char *params, *why, *enh, *reason;
+	char text[300];
+	int code, check_code;
+	struct esmtp_mail_params mp;
 
-	if (s->state == SMTPD_STATE_CONNECTED) {
-		smtpd_reply(s, 503, "5.5.1", "Error: send HELO/EHLO first");
-		return;
-	}
-	if (s->txn != NULL) {
-		smtpd_reply(s, 503, "5.5.1", "Error: nested MAIL command");
-		return;
-	}
-	/* No path at all is a command syntax error (5.5.4), not a bad
-	 * address (5.1.7), as Postfix answers. */
-	if ((p = path_after(arg, "FROM:")) == NULL || *p == '\0') {
-		smtpd_reply(s, 501, "5.5.4", "Syntax: MAIL FROM:<address>");
-		return;
-	}
-	const char *reason;
-	if ((code = smtpd_check_mail(s, &enh, &reason)) != 250) {
-		smtpd_reply(s, code, enh, "%s", reason);
-		char text[300];
-		snprintf(text, sizeof(text), "%s", reason);
-		smtpd_log_reject(s, "MAIL", NULL, code, enh, text);
-		return;
-	}
 	/* Like Postfix with strict_rfc821_envelopes = no: a path without
 	 * <> is tolerated (RFC 5321 4.1.2 requires them; old clients and
 	 * scripts omit them). */
 	unsigned flags = ADDR_ALLOW_NULL | ADDR_ALLOW_NO_BRACKETS |
 	    (s->esmtp ? ADDR_ALLOW_UTF8 : 0);
-	if (!addr_parse_path(p, flags, &a, &end, &why)) {
-		smtpd_reply(s, 501, "5.1.7", "Bad sender address syntax: %s",
-		    why);
+	bool parsed = esmtp_parse_path_arg(arg, false, flags, &a, &params,
+	    &code, &enh, text, sizeof(text));
+	if (!parsed && strcmp(enh, "5.5.4") == 0) {
+		/* No path at all is a command syntax error, as Postfix. */
+		smtpd_reply(s, code, enh, "%s", text);
 		return;
 	}
-	if (*end != '\0' && *end != ' ') {
-		smtpd_reply(s, 501, "5.5.4", "Syntax: MAIL FROM:<address>");
-		addr_free(&a);
+	if ((check_code = smtpd_check_mail(s, &enh, &reason)) != 250) {
+		if (parsed)
+			addr_free(&a);
+		smtpd_reply(s, check_code, enh, "%s", reason);
+		snprintf(text, sizeof(text), "%s", reason);
+		smtpd_log_reject(s, "MAIL", NULL, check_code, enh, text);
 		return;
 	}
-	if (!esmtp_parse_mail_params(end, session_extensions(s), &params,
+	if (!parsed) {
+		smtpd_reply(s, code, "5.1.7", "%s", text);
+		return;
+	}
+	if (!esmtp_parse_mail_params(params, session_extensions(s), &mp,
 	    &code, &enh, &why)) {
 		smtpd_reply(s, code, enh, "%s", why);
 		addr_free(&a);
 		return;
 	}
-	if (a.has_utf8 && !params.smtputf8) {
+	if (a.has_utf8 && !mp.smtputf8) {
 		/* RFC 6531 3.5 */
 		smtpd_reply(s, 553, "5.6.7", "Error: non-ASCII sender address "
 		    "needs SMTPUTF8");
 	} else if (cfg.message_size_limit > 0 &&
-	    params.size > cfg.message_size_limit) {
+	    mp.size > cfg.message_size_limit) {
 		/* RFC 1870 6.1 */
 		smtpd_reply(s, 552, "5.3.4", "Message size exceeds fixed "
 		    "limit");
@@ -355,14 +278,14 @@ static void cmd_mail(struct smtpd_session *s, const char *arg)
 		struct smtpd_txn *t = xcalloc(1, sizeof(*t));
 		t->sender = xstrdup(a.address);
 		t->sender_utf8 = a.has_utf8;
-		t->params = params;
+		t->params = mp;
 		s->txn = t;
-		smtpd_enter_state(s, SMTPD_STATE_MAIL);
+		smtpd_enter_state(s, SMTP_SERVER_MAIL);
 		smtpd_reply(s, 250, "2.1.0", "Ok");
 		addr_free(&a);
 		return;
 	}
-	esmtp_mail_params_free(&params);
+	esmtp_mail_params_free(&mp);
 	addr_free(&a);
 }
 
@@ -374,38 +297,23 @@ static bool rcpt_already_listed(const struct smtpd_txn *t, const char *address)
 	return false;
 }
 
-static void cmd_rcpt(struct smtpd_session *s, const char *arg)
+static void cmd_rcpt(struct smtp_server *srv, const char *arg)
 {
+	struct smtpd_session *s = session_of(srv);
 	struct smtpd_txn *t = s->txn;
 	struct addr a;
-	const char *p, *end, *why, *enh, *reason;
+	const char *end, *why, *enh, *reason;
+	char text[300];
 	int code;
 	struct esmtp_rcpt_params params;
 
-	if (t == NULL) {
-		smtpd_reply(s, 503, "5.5.1", "Error: need MAIL command");
-		return;
-	}
-	if (s->state == SMTPD_STATE_BDAT) {
-		smtpd_reply(s, 503, "5.5.1", "Error: RCPT inside BDAT");
-		return;
-	}
-	if ((p = path_after(arg, "TO:")) == NULL || *p == '\0') {
-		smtpd_reply(s, 501, "5.5.4", "Syntax: RCPT TO:<address>");
-		return;
-	}
 	unsigned flags = ADDR_ALLOW_POSTMASTER | ADDR_ALLOW_NO_BRACKETS |
 	    (s->esmtp ? ADDR_ALLOW_UTF8 : 0);
-	if (!addr_parse_path(p, flags, &a, &end, &why)) {
-		smtpd_reply(s, 501, "5.1.3", "Bad recipient address syntax: %s",
-		    why);
-		t->rcpt_rejected++;
-		return;
-	}
-	if (*end != '\0' && *end != ' ') {
-		smtpd_reply(s, 501, "5.5.4", "Syntax: RCPT TO:<address>");
-		t->rcpt_rejected++;
-		addr_free(&a);
+	if (!esmtp_parse_path_arg(arg, true, flags, &a, &end, &code, &enh,
+	    text, sizeof(text))) {
+		smtpd_reply(s, code, enh, "%s", text);
+		if (strcmp(enh, "5.5.4") != 0)
+			t->rcpt_rejected++;
 		return;
 	}
 	if (!esmtp_parse_rcpt_params(end, session_extensions(s), &params,
@@ -430,19 +338,19 @@ static void cmd_rcpt(struct smtpd_session *s, const char *arg)
 		 */
 		smtpd_reply(s, 452, "4.5.3", "Error: too many recipients");
 		if (++t->rcpt_overshoot <= SMTPD_RCPT_OVERSHOOT_MAX)
-			s->errors--;
+			srv->error_excused = true;
 		goto rejected;
 	}
 	bool about_client;
 	code = smtpd_check_rcpt(s, a.address, &enh, &reason, &about_client);
 	if (code != 250) {
 		/* As Postfix: "<rcpt>: reason", but a blocklist's text alone. */
-		char text[900];
-		snprintf(text, sizeof(text), "%s%s%s%s", about_client ? "" : "<",
-		    about_client ? "" : a.address, about_client ? "" : ">: ",
-		    reason);
-		smtpd_reply(s, code, enh, "%s", text);
-		smtpd_log_reject(s, "RCPT", a.address, code, enh, text);
+		char rtext[900];
+		snprintf(rtext, sizeof(rtext), "%s%s%s%s", about_client ? "" :
+		    "<", about_client ? "" : a.address, about_client ? "" :
+		    ">: ", reason);
+		smtpd_reply(s, code, enh, "%s", rtext);
+		smtpd_log_reject(s, "RCPT", a.address, code, enh, rtext);
 		goto rejected;
 	}
 	if (!rcpt_already_listed(t, a.address)) {
@@ -457,7 +365,7 @@ static void cmd_rcpt(struct smtpd_session *s, const char *arg)
 		r->orcpt = params.orcpt;
 		params.orcpt = NULL;
 	}
-	smtpd_enter_state(s, SMTPD_STATE_RCPT);
+	smtpd_enter_state(s, SMTP_SERVER_RCPT);
 	smtpd_reply(s, 250, "2.1.5", "Ok");
 	esmtp_rcpt_params_free(&params);
 	addr_free(&a);
@@ -470,8 +378,9 @@ rejected:
 
 /* ---- the rest ---- */
 
-static void cmd_rset(struct smtpd_session *s, const char *arg)
+static void cmd_rset(struct smtp_server *srv, const char *arg)
 {
+	struct smtpd_session *s = session_of(srv);
 	if (*arg != '\0') {
 		smtpd_reply(s, 501, "5.5.4", "Syntax: RSET");
 		return;
@@ -480,156 +389,50 @@ static void cmd_rset(struct smtpd_session *s, const char *arg)
 	smtpd_reply(s, 250, "2.0.0", "Ok");
 }
 
-static void cmd_noop(struct smtpd_session *s, const char *arg)
+static void cmd_noop(struct smtp_server *srv, const char *arg)
 {
-	smtpd_reply(s, 250, "2.0.0", "Ok");
+	smtp_server_reply(srv, 250, "2.0.0", "Ok");
 }
 
-static void cmd_quit(struct smtpd_session *s, const char *arg)
+static void cmd_quit(struct smtp_server *srv, const char *arg)
 {
-	smtpd_reply(s, 221, "2.0.0", "Bye");
-	smtpd_enter_state(s, SMTPD_STATE_CLOSING);
+	smtp_server_reply(srv, 221, "2.0.0", "Bye");
+	smtp_server_enter_state(srv, SMTP_SERVER_CLOSING);
 }
 
-static void cmd_vrfy(struct smtpd_session *s, const char *arg)
+static void cmd_vrfy(struct smtp_server *srv, const char *arg)
 {
 	if (*arg == '\0') {
-		smtpd_reply(s, 501, "5.5.4", "Syntax: VRFY address");
+		smtp_server_reply(srv, 501, "5.5.4", "Syntax: VRFY address");
 		return;
 	}
 	/* RFC 5321 3.5.3: 252, and never a user list. */
-	smtpd_reply(s, 252, "2.0.0", "Cannot VRFY user, but will accept "
-	    "message and attempt delivery");
+	smtp_server_reply(srv, 252, "2.0.0", "Cannot VRFY user, but will "
+	    "accept message and attempt delivery");
 }
 
-static void cmd_help(struct smtpd_session *s, const char *arg)
+static void cmd_help(struct smtp_server *srv, const char *arg)
 {
-	smtpd_reply(s, 214, "2.0.0", "Commands: EHLO HELO STARTTLS AUTH MAIL "
-	    "RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
+	smtp_server_reply(srv, 214, "2.0.0", "Commands: EHLO HELO STARTTLS "
+	    "AUTH MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
 }
 
-static void cmd_not_offered(struct smtpd_session *s, const char *arg)
-{
-	smtpd_reply(s, 502, "5.5.1", "Error: command not implemented");
-}
-
-/* ---- the loop ---- */
+/* ---- the session ---- */
 
 static void log_disconnect(struct smtpd_session *s)
 {
 	struct str line;
-	unsigned ok = 0, total = 0;
 
 	str_init(&line, STR_NO_MAX);
 	str_appendf(&line, "disconnect from %s", s->client_log);
-	for (size_t i = 0; i < NCOMMANDS; i++) {
-		const struct smtpd_count *c = &s->counts[i];
-		if (c->total == 0)
-			continue;
-		char verb[16];
-		size_t j;
-		for (j = 0; smtpd_commands[i].verb[j] && j + 1 < sizeof(verb);
-		    j++)
-			verb[j] = (char)(smtpd_commands[i].verb[j] | 0x20);
-		verb[j] = '\0';
-		if (c->ok == c->total)
-			str_appendf(&line, " %s=%u", verb, c->total);
-		else
-			str_appendf(&line, " %s=%u/%u", verb, c->ok, c->total);
-		ok += c->ok;
-		total += c->total;
-	}
-	if (s->unknown.total) {
-		str_appendf(&line, " unknown=0/%u", s->unknown.total);
-		total += s->unknown.total;
-	}
-	if (ok == total)
-		str_appendf(&line, " commands=%u", total);
-	else
-		str_appendf(&line, " commands=%u/%u", ok, total);
+	smtp_server_append_counts(&s->srv, &line);
 	log_info("%s", str_cstr(&line));
 	str_free(&line);
 }
 
-static const struct smtpd_command *find_command(const char *verb, size_t *idx)
-{
-	for (size_t i = 0; i < NCOMMANDS; i++) {
-		if (strcmp(smtpd_commands[i].verb, verb) == 0) {
-			*idx = i;
-			return &smtpd_commands[i];
-		}
-	}
-	return NULL;
-}
-
-/* Read and answer one command line. */
-static void one_command(struct smtpd_session *s)
-{
-	unsigned flags = 0;
-	enum bio_status st;
-
-	if (!line_buffered(&s->bio) && !smtpd_flush(s)) {
-		smtpd_io_failed(s, BIO_ERROR);
-		return;
-	}
-	st = bio_readline(&s->bio, &s->line, SMTPD_LONG_LINE_MAX, &flags);
-	if (st == BIO_TOOLONG) {
-		/* RFC 5321 4.5.3.1.4 */
-		smtpd_reply(s, 500, "5.5.2", "Error: line too long");
-		s->unknown.total++;
-		return;
-	}
-	if (st != BIO_OK) {
-		smtpd_io_failed(s, st);
-		return;
-	}
-	const char *line = str_cstr(&s->line);
-	if (memchr(line, '\0', s->line.len) != NULL) {
-		smtpd_reply(s, 500, "5.5.2", "Error: NUL character in command");
-		s->unknown.total++;
-		return;
-	}
-	if (flags & (BIO_LINE_BARE_CR | BIO_LINE_BARE_LF)) {
-		/* Never a line end (RFC 5321 2.3.8): refuse the whole line. */
-		log_info("warning: bare <%s> in command from %s",
-		    (flags & BIO_LINE_BARE_LF) ? "LF" : "CR", s->client_log);
-		smtpd_reply(s, 500, "5.5.2", "Error: bare <CR> or <LF> "
-		    "received in command");
-		s->unknown.total++;
-		return;
-	}
-
-	struct esmtp_command cmd;
-	size_t idx = 0;
-	esmtp_split_command(line, &cmd);
-	if (s->line.len > SMTPD_LINE_MAX && strcmp(cmd.verb, "MAIL") != 0 &&
-	    strcmp(cmd.verb, "RCPT") != 0 && strcmp(cmd.verb, "AUTH") != 0) {
-		smtpd_reply(s, 500, "5.5.2", "Error: line too long");
-		s->unknown.total++;
-		return;
-	}
-	const struct smtpd_command *c = find_command(cmd.verb, &idx);
-	if (c == NULL) {
-		smtpd_reply(s, 500, "5.5.2", "Error: command not recognized");
-		s->unknown.total++;
-		s->junk++;
-		return;
-	}
-	s->last_verb = c->verb;
-	s->last_code = 0;
-	if (c->flags & CMD_JUNK)
-		s->junk++;
-	c->handler(s, cmd.arg);
-	s->counts[idx].total++;
-	if (s->last_code > 0 && s->last_code < 400)
-		s->counts[idx].ok++;
-}
-
 void smtpd_session_run(struct smtpd_session *s)
 {
-	s->counts = xcalloc(NCOMMANDS, sizeof(*s->counts));
 	log_info("connect from %s", s->client_log);
-	s->state = SMTPD_STATE_CONNECTED;
 	/* RFC 8314 3.3: on smtps the handshake comes before the greeting. */
 	if (s->implicit_tls && !smtpd_tls_handshake(s)) {
 		log_disconnect(s);
@@ -637,36 +440,19 @@ void smtpd_session_run(struct smtpd_session *s)
 	}
 	/* RFC 5321 4.3.1: the greeting; no enhanced code (RFC 2034). */
 	esmtp_reply(&s->bio, 220, NULL, true, "%s", cfg.smtpd_banner);
-
-	while (s->state != SMTPD_STATE_CLOSING) {
-		one_command(s);
-		if (s->state == SMTPD_STATE_CLOSING)
-			break;
-		if (cfg.smtpd_error_limit > 0 &&
-		    s->errors >= (unsigned)cfg.smtpd_error_limit) {
-			log_info("too many errors after %s from %s",
-			    s->last_verb ? s->last_verb : "CONNECT",
-			    s->client_log);
-			smtpd_reply(s, 421, "4.7.0", "%s Error: too many errors",
-			    cfg.myhostname);
-			smtpd_enter_state(s, SMTPD_STATE_CLOSING);
-		} else if (cfg.smtpd_junk_command_limit > 0 &&
-		    s->junk > (unsigned)cfg.smtpd_junk_command_limit) {
-			log_info("too many junk commands after %s from %s",
-			    s->last_verb ? s->last_verb : "CONNECT",
-			    s->client_log);
-			smtpd_reply(s, 421, "4.7.0", "%s Error: too many "
-			    "commands without mail", cfg.myhostname);
-			smtpd_enter_state(s, SMTPD_STATE_CLOSING);
-		}
-	}
-	smtpd_flush(s);
+	smtp_server_run(&s->srv);
 	log_disconnect(s);
+}
+
+void smtpd_session_init(struct smtpd_session *s)
+{
+	smtp_server_init(&s->srv, s, smtpd_commands, NCOMMANDS, 0, &s->bio,
+	    &s->bio, cfg.myhostname, s->client_log);
 }
 
 void smtpd_txn_end(struct smtpd_session *s, bool queued)
 {
 	if (queued)
-		s->junk = 0;
+		smtp_server_message_done(&s->srv);
 	txn_reset(s);
 }

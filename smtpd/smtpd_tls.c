@@ -74,8 +74,10 @@ void smtpd_tls_end(struct smtpd_session *s)
 		tls_end(&s->bio);
 }
 
-void smtpd_cmd_starttls(struct smtpd_session *s, const char *arg)
+void smtpd_cmd_starttls(struct smtp_server *srv, const char *arg)
 {
+	struct smtpd_session *s = SMTP_SERVER_SESSION(srv, struct smtpd_session);
+
 	if (server_ctx == NULL) {
 		smtpd_reply(s, 502, "5.5.1", "Error: command not implemented");
 		return;
@@ -88,7 +90,7 @@ void smtpd_cmd_starttls(struct smtpd_session *s, const char *arg)
 		smtpd_reply(s, 501, "5.5.4", "Syntax: STARTTLS");
 		return;
 	}
-	if (s->state == SMTPD_STATE_CONNECTED) {
+	if (s->srv.state == SMTP_SERVER_CONNECTED) {
 		smtpd_reply(s, 503, "5.5.1", "Error: send HELO/EHLO first");
 		return;
 	}
@@ -110,7 +112,7 @@ void smtpd_cmd_starttls(struct smtpd_session *s, const char *arg)
 		bio_discard_input(&s->bio);
 	}
 	if (!smtpd_tls_handshake(s)) {
-		smtpd_enter_state(s, SMTPD_STATE_CLOSING);
+		smtpd_enter_state(s, SMTP_SERVER_CLOSING);
 		return;
 	}
 	/* RFC 3207 4.2: the session starts over; the client must EHLO
@@ -119,5 +121,5 @@ void smtpd_cmd_starttls(struct smtpd_session *s, const char *arg)
 	free(s->helo);
 	s->helo = NULL;
 	s->esmtp = false;
-	smtpd_enter_state(s, SMTPD_STATE_CONNECTED);
+	smtpd_enter_state(s, SMTP_SERVER_CONNECTED);
 }
