@@ -3,9 +3,12 @@
  * stores mail into Maildirs. Not a contract with other programs.
  *
  *   lmtpd.c          main, configuration, one connection at a time
- *   lmtpd_proto.c    the LMTP session: command table and state machine
+ *   lmtpd_proto.c    the LMTP session: lmtpd's command table for the
+ *                    server core (mail/smtp_server.c) and its commands
+ *   lmtpd_deliver.c  after the message: one copy and one reply per
+ *                    recipient (RFC 2033 4.2), trace fields, log lines
  *   lmtpd_spool.c    message data held once per transaction (memory, then
- *                    a temporary file), CRLF turned into LF, headers counted
+ *                    a temporary file), lines stored with LF ends
  *   lmtpd_rcpt.c     recipient address -> Maildir path (mailbox_maps)
  *   lmtpd_maildir.c  the Maildir store: tmp/, fsync, link into new/, quota
  */
@@ -14,9 +17,13 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/time.h>
 #include <sys/types.h>
 
 #include "daemon.h"
+#include "esmtp.h"
+#include "queue.h"
+#include "smtp_server.h"
 #include "str.h"
 
 /* ---- lmtpd.c: settings derived from the configuration ---- */
@@ -31,11 +38,6 @@ struct lmtpd_settings {
 	int timeout_ms;			/* per network wait */
 };
 extern struct lmtpd_settings lmtpd_settings;
-
-/* ---- lmtpd_proto.c ---- */
-
-/* Serve one LMTP connection to its end. */
-void lmtpd_session_run(struct daemon_conn *conn);
 
 /* ---- lmtpd_spool.c: the message data of one transaction ---- */
 
@@ -54,13 +56,6 @@ struct lmtpd_spool {
 	bool too_big;		/* limit passed: the rest was counted, dropped */
 	bool write_failed;	/* temporary file could not be written */
 	int write_errno;
-	bool pending_cr;	/* CRLF mode: a CR ended the last chunk */
-	/* header scan: where we are in the header section */
-	bool in_headers;
-	bool line_start_seen;	/* the current line has begun */
-	char line_head[16];	/* first bytes of the current line, lowercased */
-	size_t line_head_len;
-	unsigned delivered_to;	/* Delivered-To header fields seen */
 	unsigned long long received_bytes;	/* as counted before storing */
 };
 
@@ -69,20 +64,67 @@ void lmtpd_spool_free(struct lmtpd_spool *sp);
 /* Restart for a new message (keeps the memory buffer allocated). */
 void lmtpd_spool_reset(struct lmtpd_spool *sp);
 /*
- * DATA: append one line of text (its CRLF already removed, dot-stuffing
- * already undone). complete=false when the line continues in the next call.
+ * Append one line of text (its CRLF already removed, dot-stuffing already
+ * undone) or a piece of one: complete=false when the line continues in
+ * the next call. The sink of the core's DATA and BDAT readers.
  */
 void lmtpd_spool_put_line(struct lmtpd_spool *sp, const char *p, size_t len,
     bool complete);
-/* BDAT: append raw bytes; CRLF pairs become LF, even across chunks. */
-void lmtpd_spool_put_crlf(struct lmtpd_spool *sp, const char *p, size_t len);
-/* End of the message: flush a CR held back by put_crlf. */
+/* End of the message: write out what is still buffered. */
 void lmtpd_spool_finish(struct lmtpd_spool *sp);
 /*
  * Copy the held message to fd (from its start). false with errno set on a
  * read or write error.
  */
 bool lmtpd_spool_copy_to(struct lmtpd_spool *sp, int fd);
+
+/* ---- lmtpd_proto.c: the session ---- */
+
+struct lmtpd_rcpt {
+	char *address;		/* as the client gave it, after parsing */
+	char *maildir;		/* absolute path, ends in "/" */
+};
+
+/* One mail transaction: MAIL to the end of the message, or RSET. */
+struct lmtpd_txn {
+	char id[QUEUE_ID_SIZE];	/* queue_id_new(): unique on the host */
+	char *sender;		/* "" for <> */
+	struct esmtp_mail_params params;
+	struct lmtpd_rcpt *rcpts;
+	size_t nrcpts, cap;
+	struct timeval start;
+	struct smtp_message msg;	/* what the core's readers saw */
+};
+
+struct lmtpd_session {
+	struct smtp_server srv;	/* the protocol core */
+	struct daemon_conn *conn;
+	struct bio bio;
+	/*
+	 * Who the client is, the one place the Received header and the log
+	 * lines take it from: "unix" or "192.0.2.7" (the peer's uid goes
+	 * here once daemon.h's connection carries it).
+	 */
+	char peer[80];
+	char *lhlo;		/* the client's name, sanitised */
+	bool in_txn;
+	struct lmtpd_txn txn;
+	struct lmtpd_spool spool;
+	unsigned long messages;
+};
+
+/* Serve one LMTP connection to its end. */
+void lmtpd_session_run(struct daemon_conn *conn);
+/* The transaction's ID for log lines, "NOQUEUE" outside one. */
+const char *lmtpd_txn_id(const struct lmtpd_session *s);
+/* A recipient address fit for a reply: printable ASCII, else generic. */
+const char *lmtpd_printable_address(const char *address);
+
+/* ---- lmtpd_deliver.c ---- */
+
+/* The message is complete: one copy and one reply per recipient, in
+ * RCPT order (RFC 2033 4.2). */
+void lmtpd_deliver_all(struct lmtpd_session *s);
 
 /* ---- lmtpd_rcpt.c: which mailbox an address stands for ---- */
 

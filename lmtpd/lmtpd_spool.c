@@ -2,11 +2,12 @@
  * lmtpd_spool.c - the message data of one LMTP transaction, held once and
  * copied into every recipient's Maildir.
  *
- * Trusts nothing about the bytes: they are the client's message. What it
- * does to them is what the Maildir convention asks: CRLF becomes LF, so a
- * stored message has LF line ends. It counts Delivered-To header fields on
- * the way through (the loop guard) and stops storing past the size limit
- * while still counting, so the client gets one clean 552 at the end.
+ * Trusts nothing about the bytes: they are the client's message, as the
+ * server core's readers hand it over line by line (mail/smtp_server_data.c
+ * holds the bare CR/LF policy and counts the hops). What it does to them
+ * is what the Maildir convention asks: lines end in LF. It stops storing
+ * past the size limit while still counting, so the client gets one clean
+ * 552 at the end.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,15 +25,12 @@
 /* Once in a temporary file, writes are gathered into this many bytes. */
 #define SPOOL_WRITE_CHUNK (64 * 1024)
 
-static const char delivered_to[] = "delivered-to:";
-
 void lmtpd_spool_init(struct lmtpd_spool *sp, long long limit)
 {
 	memset(sp, 0, sizeof(*sp));
 	str_init(&sp->mem, STR_NO_MAX);
 	sp->fd = -1;
 	sp->limit = limit;
-	sp->in_headers = true;
 }
 
 void lmtpd_spool_free(struct lmtpd_spool *sp)
@@ -55,7 +53,6 @@ void lmtpd_spool_reset(struct lmtpd_spool *sp)
 	sp->mem = keep;
 	sp->fd = -1;
 	sp->limit = limit;
-	sp->in_headers = true;
 }
 
 /* An unlinked file for a large message: in mailbox_base, else /tmp. */
@@ -133,98 +130,17 @@ static void spool_store(struct lmtpd_spool *sp, const char *p, size_t len)
 		spool_flush(sp);
 }
 
-/*
- * Follow the header section (RFC 5322 2.2) to count Delivered-To fields.
- * Only the first bytes of each line matter, so this keeps just those.
- */
-static void spool_scan_headers(struct lmtpd_spool *sp, const char *p,
-    size_t len)
-{
-	for (size_t i = 0; i < len && sp->in_headers; i++) {
-		char c = p[i];
-		if (c == '\n') {
-			if (!sp->line_start_seen) {
-				/* An empty line ends the header section. */
-				sp->in_headers = false;
-				break;
-			}
-			if (sp->line_head_len == sizeof(delivered_to) - 1 &&
-			    memcmp(sp->line_head, delivered_to,
-			    sizeof(delivered_to) - 1) == 0)
-				sp->delivered_to++;
-			sp->line_start_seen = false;
-			sp->line_head_len = 0;
-			continue;
-		}
-		sp->line_start_seen = true;
-		if (sp->line_head_len < sizeof(delivered_to) - 1) {
-			char lc = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
-			sp->line_head[sp->line_head_len++] = lc;
-		} else if (sp->line_head_len == sizeof(delivered_to) - 1) {
-			/* Longer than the name: remember only whether it matched. */
-			if (memcmp(sp->line_head, delivered_to,
-			    sizeof(delivered_to) - 1) != 0)
-				sp->line_head_len = sizeof(sp->line_head) - 1;
-		}
-	}
-}
-
-static void spool_emit(struct lmtpd_spool *sp, const char *p, size_t len)
-{
-	if (sp->in_headers)
-		spool_scan_headers(sp, p, len);
-	spool_store(sp, p, len);
-}
-
 void lmtpd_spool_put_line(struct lmtpd_spool *sp, const char *p, size_t len,
     bool complete)
 {
 	sp->received_bytes += len + (complete ? 2 : 0);
-	spool_emit(sp, p, len);
+	spool_store(sp, p, len);
 	if (complete)
-		spool_emit(sp, "\n", 1);
-}
-
-void lmtpd_spool_put_crlf(struct lmtpd_spool *sp, const char *p, size_t len)
-{
-	size_t start = 0;
-
-	sp->received_bytes += len;
-	if (len == 0)
-		return;
-	if (sp->pending_cr) {
-		sp->pending_cr = false;
-		if (p[0] == '\n') {
-			spool_emit(sp, "\n", 1);
-			start = 1;
-		} else {
-			spool_emit(sp, "\r", 1);
-		}
-	}
-	for (size_t i = start; i < len; i++) {
-		if (p[i] != '\r')
-			continue;
-		if (i + 1 == len) {
-			/* The LF may come with the next chunk. */
-			spool_emit(sp, p + start, i - start);
-			sp->pending_cr = true;
-			return;
-		}
-		if (p[i + 1] == '\n') {
-			spool_emit(sp, p + start, i - start);
-			start = i + 1;	/* the LF is emitted with what follows */
-			i++;
-		}
-	}
-	spool_emit(sp, p + start, len - start);
+		spool_store(sp, "\n", 1);
 }
 
 void lmtpd_spool_finish(struct lmtpd_spool *sp)
 {
-	if (sp->pending_cr) {
-		sp->pending_cr = false;
-		spool_emit(sp, "\r", 1);
-	}
 	spool_flush(sp);
 }
 

@@ -418,7 +418,7 @@ bool esmtp_parse_bdat(const char *arg, unsigned long long *size, bool *last)
 	if (*p < '0' || *p > '9')
 		return false;
 	for (; *p >= '0' && *p <= '9'; p++) {
-		if (v > (0x7fffffffffffffffULL - 9) / 10)
+		if (v > (0x7fffffffffffffffULL - (unsigned)(*p - '0')) / 10)
 			return false;
 		v = v * 10 + (unsigned)(*p - '0');
 	}

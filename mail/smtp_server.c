@@ -49,6 +49,8 @@ void smtp_server_init(struct smtp_server *srv, void *session,
 	srv->dialect = dialect;
 	srv->in = in;
 	srv->out = out;
+	/* The one explicit exception to "only CRLF ends a line". */
+	in->lf_ends_line = (dialect & SMTP_SERVER_LOCAL) != 0;
 	srv->hostname = hostname;
 	srv->peer = peer;
 	srv->state = SMTP_SERVER_CONNECTED;

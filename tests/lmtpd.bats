@@ -222,7 +222,7 @@ new_count() {
 	import lmtp, os
 	s = lmtp.greet(os.environ["LMTP"])
 	c1 = b"Subject: chunked\r\n\r\n.not stuffed\r"
-	c2 = b"\nbare\rCR kept\r\nend"
+	c2 = b"\nsecond line\r\nend"
 	s.send(b"MAIL FROM:<sender@example.org>\r\nRCPT TO:<alice@postern.test>\r\n"
 	       b"RCPT TO:<bob@postern.test>\r\n"
 	       + b"BDAT %d\r\n" % len(c1) + c1
@@ -240,9 +240,10 @@ new_count() {
 	f=$(new_files alice)
 	cat -A "$f"
 	grep -qx '.not stuffed' "$f"
-	# the CRLF split between the chunks became one LF; a bare CR stays.
-	[ "$(tail -n 2 "$f" | head -n 1)" = $'bare\rCR kept' ]
-	[ "$(tail -c 3 "$f")" = "end" ]
+	# the CRLF split between the chunks became one LF; the last line
+	# gets its line end, as in smtpd (bare CR/LF: see the test at the end).
+	[ "$(tail -n 2 "$f" | head -n 1)" = 'second line' ]
+	[ "$(tail -c 4 "$f" | od -An -c | tr -d ' ')" = 'end\n' ]
 	cmp <(tail -n 4 "$f") <(tail -n 4 "$(new_files bob)")
 	[ "$(new_count carol)" -eq 1 ]
 	grep -qx 'Return-Path: <>' "$(new_files carol)"
@@ -403,8 +404,9 @@ new_count() {
 	s.send("X" * 600 + "\r\n"); print(s.expect("500"))
 	s.send("FOO\r\n"); print(s.expect("500"))
 	s.send("RCPT TO:<alice@postern.test>\nDATA\r\n"); print(s.expect("500"))
-	# A BDAT without a size cannot be framed: the server hangs up.
-	s.send("BDAT lots\r\n"); print(s.expect("501")); print(s.expect("421"))
+	# A BDAT without a size cannot be framed: the server hangs up
+	# (521, as smtpd and Postfix).
+	s.send("BDAT lots\r\n"); print(s.expect("521"))
 	print(s.reply())
 	EOF
 	echo "$output"
@@ -500,4 +502,89 @@ postfix_private_stop() {
 	grep -q '^Subject: via postfix$' "$(new_files alice)"
 	grep -qx 'Delivered-To: bob+x@postern.test' "$(new_files bob)"
 	grep -Eq 'status=sent \(250 2.0.0 <alice@postern.test>' "$P/maillog"
+}
+
+@test "settled with smtpd: MAIL FROM: without a path is 501 5.5.4, VRFY 252 2.0.0, bad BDAT syntax (RFC 3030) closes" {
+	start
+	run lmtp_py <<-'EOF'
+	import lmtp, os
+	s = lmtp.greet(os.environ["LMTP"])
+	s.send("MAIL FROM:\r\n"); print(s.expect("501"))
+	s.send("VRFY alice@postern.test\r\n"); print(s.expect("252"))
+	s.send("MAIL FROM:<a@example.org>\r\nRCPT TO:<alice@postern.test>\r\n")
+	s.expect("250"); s.expect("250")
+	# RFC 3030 2: one SP between the size and LAST, nothing after it.
+	s.send("BDAT 3  LAST\r\nabc"); print(s.expect("521"))
+	print(s.reply())
+	EOF
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "${lines[0]}" == "501 5.5.4 "* ]]
+	[[ "${lines[1]}" == "252 2.0.0 "* ]]
+	[[ "${lines[2]}" == "521 5.5.4 "* ]]
+	[ "${lines[3]}" = "(None, [])" ]
+	[ "$(new_count alice)" -eq 0 ]
+}
+
+@test "bare CR or LF in DATA or BDAT is refused as smtpd refuses it (550 5.5.2); nothing stored" {
+	start
+	run lmtp_py <<-'EOF'
+	import lmtp, os
+	s = lmtp.greet(os.environ["LMTP"])
+	for text in (b"Subject: lf\r\n\r\nouter\n.\nsmuggled\r\n.\r\n",
+	             b"Subject: cr\r\n\r\nbare\rcr\r\n.\r\n"):
+	    s.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<alice@postern.test>\r\nDATA\r\n")
+	    s.expect("250"); s.expect("250"); s.expect("354")
+	    s.send(text); print(s.expect("550"))
+	chunk = b"Subject: bdat\r\n\r\nbare\nlf\r\n"
+	s.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<alice@postern.test>\r\n"
+	       + b"BDAT %d LAST\r\n" % len(chunk) + chunk)
+	s.expect("250"); s.expect("250"); print(s.expect("550"))
+	s.send("QUIT\r\n"); s.expect("221")
+	EOF
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(echo "$output" | grep -c '^550 5.5.2 <alice@postern.test>: Error: bare <CR> or <LF>')" -eq 3 ]
+	[ "$(new_count alice)" -eq 0 ]
+}
+
+@test "hop count: 51 Received headers are refused (554 5.4.6), 50 are delivered" {
+	start
+	run lmtp_py <<-'EOF'
+	import lmtp, os
+	s = lmtp.greet(os.environ["LMTP"])
+	for n, code in ((51, "554"), (50, "250")):
+	    head = "".join("Received: from hop%d.example by x; Mon, 1 Jan 2026 00:00:00 +0000\r\n" % i
+	                   for i in range(n))
+	    s.send("MAIL FROM:<a@example.org>\r\nRCPT TO:<alice@postern.test>\r\nDATA\r\n")
+	    s.expect("250"); s.expect("250"); s.expect("354")
+	    s.send(head + "Subject: hops %d\r\n\r\nloop?\r\n.\r\n" % n)
+	    print(s.expect(code))
+	s.send("QUIT\r\n"); s.expect("221")
+	EOF
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "${lines[0]}" == "554 5.4.6 <alice@postern.test>: Error: Too many hops" ]]
+	[[ "${lines[1]}" == "250 2.0.0 "* ]]
+	[ "$(new_count alice)" -eq 1 ]
+	grep -q '^Subject: hops 50' "$(new_files alice)"
+}
+
+@test "errors are counted as in smtpd: smtpd_error_limit ends the session with 421 4.7.0" {
+	suite_conf smtpd_error_limit 3
+	start
+	run lmtp_py <<-'EOF'
+	import lmtp, os
+	s = lmtp.greet(os.environ["LMTP"])
+	s.send("MAIL FROM:<a@example.org>\r\n"); s.expect("250")
+	s.send("RCPT TO:<nobody@postern.test>\r\n"); print(s.expect("550"))
+	s.send("FOO\r\n"); print(s.expect("500"))
+	s.send("RCPT TO:<x@@y>\r\n"); print(s.expect("501"))
+	print(s.expect("421"))
+	print(s.reply())
+	EOF
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "${lines[3]}" == "421 4.7.0 "*"too many errors" ]]
+	[ "${lines[4]}" = "(None, [])" ]
 }

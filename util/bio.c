@@ -187,12 +187,23 @@ enum bio_status bio_readline_part(struct bio *b, struct str *out, size_t max,
 		const char *start = b->rbuf + b->rpos;
 		size_t avail = b->rlen - b->rpos;
 		const char *cr = avail ? find_crlf(start, avail) : NULL;
+		size_t eol = 2;
+		if (b->lf_ends_line && avail > 0) {
+			/* A local peer: LF alone ends a line, CRLF too. */
+			const char *lf = memchr(start, '\n', avail);
+			cr = lf;
+			eol = 1;
+			if (lf != NULL && lf > start && lf[-1] == '\r') {
+				cr = lf - 1;
+				eol = 2;
+			}
+		}
 		if (cr != NULL && (size_t)(cr - start) <= max - taken) {
 			size_t n = (size_t)(cr - start);
 			f |= scan_bare(start, n);
 			if (!str_append(out, start, n))
 				return BIO_TOOLONG;
-			b->rpos += n + 2;
+			b->rpos += n + eol;
 			if (flags)
 				*flags = f;
 			return BIO_OK;

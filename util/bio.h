@@ -56,6 +56,9 @@ struct bio {
 	const struct bio_ops *ops;
 	void *transport;	/* e.g. the SSL object */
 	bool write_failed;	/* sticky: a write or flush failed */
+	bool lf_ends_line;	/* a local peer (sendmail -bs, as a terminal
+				 * or script writes): LF alone ends a line
+				 * too; never for a network peer */
 	unsigned long long bytes_in, bytes_out;
 };
 
