@@ -42,6 +42,7 @@
 #include "mem.h"
 #include "queue.h"
 #include "sendmail.h"
+#include "smtp_server.h"
 #include "str.h"
 
 #define SENDMAIL_READ_CHUNK 65536
@@ -228,6 +229,21 @@ static void parse_options(int argc, char **argv, struct sendmail_opts *o)
 }
 
 /*
+ * Give up the postdrop group for good: real, effective and saved GID all
+ * become the caller's (setgid() as a non-root process leaves the saved
+ * GID postdrop, from which the group could be taken back).
+ */
+static void drop_group(void)
+{
+	gid_t gid = getgid(), r, e, saved;
+	if (setresgid(gid, gid, gid) < 0)
+		fail(EX_OSERR, "cannot give up the group: %s", strerror(errno));
+	if (getresgid(&r, &e, &saved) < 0 || r != gid || e != gid ||
+	    saved != gid)
+		fail(EX_OSERR, "the postdrop group was not given up");
+}
+
+/*
  * The config directory: -C, or POSTERN_CONFIG_DIR only when nothing is
  * elevated (the environment of a setgid program belongs to its caller).
  * An ordinary user's -C gives up the postdrop group before it is used.
@@ -239,10 +255,12 @@ static void choose_config(struct sendmail_opts *o)
 
 	if (o->config_dir_from_cmdline) {
 		if (elevated && !root) {
-			if (setgid(getgid()) < 0 || setuid(getuid()) < 0)
+			drop_group();
+			uid_t uid = getuid();
+			if (setresuid(uid, uid, uid) < 0)
 				fail(EX_OSERR, "cannot give up privileges: %s",
 				    strerror(errno));
-			if (getegid() != getgid() || geteuid() != getuid())
+			if (geteuid() != uid)
 				fail(EX_OSERR, "privileges were not given up");
 		}
 		return;
@@ -439,7 +457,8 @@ static void parse_address_list(struct rcpt_list *l, const char *text,
  * Read the message from stdin into msg with CRLF line ends (an LF alone
  * becomes CRLF; CRLF stays). Without -i a line "." alone ends it.
  */
-static void read_message(struct str *msg, bool ignore_dots)
+static void read_message(struct str *msg, bool ignore_dots,
+    struct smtp_message *hops)
 {
 	char *buf = xmalloc(SENDMAIL_READ_CHUNK);
 	size_t line_start = 0;
@@ -472,6 +491,11 @@ static void read_message(struct str *msg, bool ignore_dots)
 			    msg->data[line_start] == '.') {
 				str_truncate(msg, line_start);
 				done = true;
+			} else if (!hops->in_body) {
+				/* The core's header scan, line by line as the
+				 * header section streams past (RFC 5321 6.3). */
+				smtp_message_scan(hops, msg->data + line_start,
+				    linelen, true);
 			}
 			line_start = msg->len;
 		}
@@ -785,7 +809,14 @@ static int submit(struct sendmail_opts *o)
 	size_t limit = cfg.message_size_limit > 0 ?
 	    (size_t)cfg.message_size_limit : STR_NO_MAX;
 	str_init(&msg, limit);
-	read_message(&msg, o->ignore_dots);
+	struct smtp_message hops;
+	smtp_message_init(&hops);
+	read_message(&msg, o->ignore_dots, &hops);
+	if (smtp_message_too_many_hops(&hops))
+		fail(EX_DATAERR, "message has too many Received: and "
+		    "Delivered-To: header fields (%u, hopcount_limit is %lld): "
+		    "a mail loop? Nothing was queued", hops.received +
+		    hops.delivered_to, cfg.hopcount_limit);
 
 	for (int i = 0; i < o->rcpt_argc; i++)
 		parse_address_list(&rcpts, o->rcpt_args[i], "on the command line");
@@ -817,13 +848,6 @@ static int submit(struct sendmail_opts *o)
 
 /* ---- other modes ---- */
 
-/* Modes that do not write to maildrop/ have no use for the postdrop
- * group: give it up before touching anything. */
-static void drop_group(void)
-{
-	if (getegid() != getgid() && setgid(getgid()) < 0)
-		fail(EX_OSERR, "cannot give up the group: %s", strerror(errno));
-}
 
 /* newaliases: rebuild every table of alias_maps from its source. */
 static int build_aliases(int verbose)

@@ -524,3 +524,82 @@ PY
 	done
 	[ -z "$(maildrop_ids)" ]
 }
+
+# N "Received:" header fields, then a subject and a body.
+hops_message() {
+	local i
+	for ((i = 0; i < $1; i++)); do
+		printf 'Received: from hop%d.example by x; Mon, 1 Jan 2026 00:00:00 +0000\n' "$i"
+	done
+	printf 'Subject: hops %d\n\nloop?\n' "$1"
+}
+
+@test "hop count: 51 Received headers are refused with EX_DATAERR and nothing in maildrop; 50 are queued" {
+	run sm a@example.org < <(hops_message 51)
+	echo "$output"
+	[ "$status" -eq 65 ]
+	[[ "$output" == *"too many Received: and Delivered-To: header fields (51, hopcount_limit is 50)"* ]]
+	[ -z "$(maildrop_ids)" ]
+	run sm a@example.org < <(hops_message 50)
+	[ "$status" -eq 0 ]
+	id=$(only_id)
+	content "$id" | grep -q '^Subject: hops 50'
+}
+
+@test "sendmail -bs: hop count, bare CR, error limit and VRFY as smtpd and lmtpd" {
+	echo "smtpd_error_limit = 3" >> "$CONF/postern.conf"
+	run sm -bs < <(printf '%s\r\n' 'EHLO c' 'VRFY bob' 'MAIL FROM:' \
+		'MAIL FROM:<a@example.org>' 'RCPT TO:<b@example.org>' 'DATA'
+		hops_message 51 | sed 's/$/\r/'
+		printf '%s\r\n' '.' 'MAIL FROM:<a@example.org>' 'RCPT TO:<b@example.org>' 'DATA'
+		printf 'Subject: cr\r\n\r\nbare\rcr\r\n.\r\n'
+		printf '%s\r\n' 'NOOP')
+	echo "$output"
+	[[ "$output" == *"252 2.0.0 "* ]]
+	[[ "$output" == *"501 5.5.4 Syntax: MAIL FROM:<address>"* ]]
+	[[ "$output" == *"554 5.4.6 Error: Too many hops"* ]]
+	[[ "$output" == *"550 5.5.2 Error: bare <CR> received in message text"* ]]
+	# three errors: 501, 554, 550; the third ends the session
+	[[ "$output" == *"421 4.7.0 mx.postern.test Error: too many errors"* ]]
+	[ -z "$(maildrop_ids)" ]
+	run sm -bs < <(printf '%s\r\n' 'EHLO c' 'MAIL FROM:<a@example.org>' \
+		'RCPT TO:<b@example.org>' 'DATA'
+		hops_message 50 | sed 's/$/\r/'
+		printf '%s\r\n' '.' 'QUIT')
+	echo "$output"
+	[[ "$output" == *"250 2.0.0 Ok: queued as "* ]]
+	[ -n "$(only_id)" ]
+}
+
+@test "setgid: the postdrop group is given up for good, the saved GID too (setresgid)" {
+	[ "$(id -u)" -eq 0 ] || skip "needs root to make a setgid copy"
+	if grep -q __asan_init "$BUILD/sendmail"; then
+		skip "sanitizer build: LeakSanitizer cannot run setgid"
+	fi
+	group=$(id -gn "$TEST_USER")
+	gid=$(id -g "$TEST_USER")
+	install -d -m 0755 "$T/bin"
+	install -m 2755 -g "$group" "$BUILD/sendmail" "$T/bin/sendmail"
+	nogroup=$(getent group nogroup | cut -d: -f3)
+	# -C from an ordinary user drops the group, then reads the message
+	# from a FIFO that nobody writes yet: look at it while it waits.
+	mkfifo -m 0666 "$T/fifo"
+	setpriv --reuid=nobody --regid=nogroup --clear-groups \
+		"$T/bin/sendmail" -C "$CONF" a@example.org < "$T/fifo" &
+	pid=$!
+	exec 9> "$T/fifo"
+	# Poll (bounded) until sendmail itself sits in read(2) on the FIFO.
+	status_gid=
+	for ((i = 0; i < 200; i++)); do
+		if [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$T/bin/sendmail" ] &&
+		    [ "$(cut -d' ' -f1 "/proc/$pid/syscall" 2>/dev/null)" = 0 ]; then
+			status_gid=$(awk '/^Gid:/ { print $2, $3, $4 }' "/proc/$pid/status")
+			break
+		fi
+		sleep 0.05
+	done
+	exec 9>&-
+	wait "$pid" || true
+	echo "# Gid: $status_gid (postdrop stand-in $gid, nogroup $nogroup)" >&3
+	[ "$status_gid" = "$nogroup $nogroup $nogroup" ]
+}
