@@ -21,6 +21,7 @@
 
 #include <bsd/string.h>
 
+#include "addr.h"
 #include "cfg.h"
 #include "daemon.h"
 #include "deliver.h"
@@ -122,6 +123,18 @@ static bool parse_notify(const char *text, unsigned *out)
 }
 
 /* "rcpt=<number> <notify> <orcpt> <address>" */
+/* One address grammar on both sides: what smtpd accepted (addr.c). */
+static bool deliver_address_ok(const char *address)
+{
+	struct addr a;
+	const char *why;
+	if (!addr_parse_mailbox(address, ADDR_ALLOW_UTF8 |
+	    ADDR_ALLOW_POSTMASTER, &a, &why))
+		return false;
+	addr_free(&a);
+	return true;
+}
+
 static bool parse_rcpt(const char *value, struct deliver_rcpt *r)
 {
 	char *copy = xstrdup(value), *save = NULL;
@@ -141,11 +154,10 @@ static bool parse_rcpt(const char *value, struct deliver_rcpt *r)
 	if (errno != 0 || *end != '\0' || r->number < 0 ||
 	    !parse_notify(notify, &r->notify))
 		goto out;
-	/* The address goes into "RCPT TO:<...>": no controls, no brackets. */
-	for (const char *p = address; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == '<' ||
-		    *p == '>')
-			goto out;
+	/* The address goes into "RCPT TO:<...>": smtpd's grammar (a quoted
+	 * local part may hold "<", ">" or a space, RFC 5321 4.1.2). */
+	if (!deliver_address_ok(address))
+		goto out;
 	r->address = xstrdup(address);
 	if (strcmp(orcpt, "-") != 0)
 		r->orcpt = xstrdup(orcpt);
@@ -211,11 +223,10 @@ static bool job_parse(const struct ipc_msg *m, struct deliver_job *job,
 	job->content_length = (off_t)n;
 	v = ipc_get(m, "sender");
 	job->sender = xstrdup(v ? v : "");
-	for (const char *p = job->sender; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == '<' || *p == '>') {
-			snprintf(err, errsize, "bad sender");
-			return false;
-		}
+	if (job->sender[0] != '\0' && !deliver_address_ok(job->sender)) {
+		snprintf(err, errsize, "bad sender");
+		return false;
+	}
 	v = ipc_get(m, "body");
 	if (v == NULL || strcmp(v, "7BIT") == 0)
 		job->body = QUEUE_BODY_7BIT;

@@ -334,3 +334,48 @@ teardown_file() {
 	run raw_port "$SUBMISSION_PORT" 'EHLO c.test\r\nMAIL FROM:<sub@example.org>\r\nRCPT TO:<alice@postern.test>\r\nDATA\r\nSubject: sub\r\n\r\nx\r\n.\r\nQUIT\r\n'
 	[[ "${lines[12]}" == "250 2.0.0 Ok: queued as "* ]]
 }
+
+@test "hop count: 51 Received headers get 554 5.4.6 at the end of the data and nothing is queued; 50 are queued" {
+	hops() {
+		local i
+		for ((i = 0; i < $1; i++)); do
+			printf 'Received: from hop%d.example by x; Mon, 1 Jan 2026 00:00:00 +0000\r\n' "$i"
+		done
+		printf 'Subject: hops %d\r\n\r\nloop?\r\n' "$1"
+	}
+	hops 51 > "$T/hops51.eml"
+	hops 50 > "$T/hops50.eml"
+	run psend --file "$T/hops51.eml" hops51@example.org alice@postern.test
+	echo "$output"
+	[[ "$output" == *"554"*"5.4.6"*"Too many hops"* ]]
+	run grep -rls 'hops51@example.org' "$T/queue"
+	[ -z "$output" ]
+	wait_for_log 'NOQUEUE: reject: END-OF-MESSAGE from localhost\[127.0.0.1\]: 554 5.4.6 Error: Too many hops'
+	run psend --file "$T/hops50.eml" hops50@example.org alice@postern.test
+	[ "$status" -eq 0 ]
+	id=$(queued_id "$output")
+	[ -n "$id" ]
+	# BDAT takes the same path through the core.
+	run psend --bdat 1000 --file "$T/hops51.eml" hops51b@example.org alice@postern.test
+	[[ "$output" == *"554"*"5.4.6"* ]]
+}
+
+@test "quoted local parts (RFC 5321 4.1.2) end to end: smtpd accepts, deliver sends the exact address to the next hop" {
+	load helpers/peers
+	relay=$(sed -n 's/^relayhost *= *\[127.0.0.1\]:\([0-9]*\)$/\1/p' "$T/conf/postern.conf" | tail -n1)
+	[ -n "$relay" ]
+	start_sink e2e "127.0.0.1:$relay"
+	run raw 'EHLO c.test\r\nMAIL FROM:<"x>y"@example.org>\r\nRCPT TO:<"a b"@remote.example>\r\nRCPT TO:<"odd<>\\"q"@remote.example>\r\nDATA\r\nSubject: quoted\r\n\r\nq\r\n.\r\nQUIT\r\n'
+	echo "$output"
+	[[ "${lines[13]}" == "250 2.0.0 Ok: queued as "* ]]
+	for ((i = 0; i < 100; i++)); do
+		grep -q 'smtp-sink: RCPT TO:<"odd<>\\"q"@remote.example>' "$T/e2e.out" && break
+		sleep 0.1
+	done
+	cat "$T/e2e.out"
+	grep -qF 'smtp-sink: MAIL FROM:<"x>y"@example.org>' "$T/e2e.out"
+	grep -qF 'smtp-sink: RCPT TO:<"a b"@remote.example>' "$T/e2e.out"
+	grep -qF 'smtp-sink: RCPT TO:<"odd<>\"q"@remote.example>' "$T/e2e.out"
+	! grep -q 'malformed job' "$T/log"
+	peers_stop
+}
