@@ -32,6 +32,7 @@
 #include "priv.h"
 #include "qlist.h"
 #include "queue.h"
+#include "rfc5322.h"
 #include "sock.h"
 
 #define QUEUE_CMD "postern queue"
@@ -454,7 +455,7 @@ static int queue_show(int argc, char **argv)
 	time_t t = (time_t)env.arrival_sec;
 	struct tm tm;
 	localtime_r(&t, &tm);
-	strftime(when, sizeof(when), "%a, %d %b %Y %H:%M:%S %z", &tm);
+	rfc5322_date(t, when, sizeof(when));
 
 	printf("*** ENVELOPE %s ***\n", env.id);
 	printf("queue: %s\n", subdir);

@@ -36,11 +36,13 @@
 #include "addr.h"
 #include "admin.h"
 #include "cfg.h"
+#include "esmtp.h"
 #include "ipc.h"
 #include "log.h"
 #include "map.h"
 #include "mem.h"
 #include "queue.h"
+#include "rfc5322.h"
 #include "sendmail.h"
 #include "smtp_server.h"
 #include "str.h"
@@ -143,11 +145,14 @@ static void parse_options(int argc, char **argv, struct sendmail_opts *o)
 	while ((c = getopt(argc, argv, "+B:b:C:F:f:Gh:iL:mN:no:O:qR:r:tUV:vX:")) != -1) {
 		switch (c) {
 		case 'B':
-			if (strcasecmp(optarg, "7BIT") == 0)
-				o->body = QUEUE_BODY_7BIT;
-			else if (strcasecmp(optarg, "8BITMIME") == 0)
-				o->body = QUEUE_BODY_8BITMIME;
-			else
+			{
+				enum queue_body b;
+				if (esmtp_body_from_name(optarg, &b) &&
+				    b != QUEUE_BODY_BINARYMIME) {
+					o->body = (int)b;
+					break;
+				}
+			}
 				fail(EX_USAGE, "-B: body type must be 7BIT or "
 				    "8BITMIME");
 			break;
@@ -707,7 +712,7 @@ bool sendmail_enqueue(const struct local_submission *m, const struct str *msg,
 	time_t now = time(NULL);
 	struct tm tm;
 	localtime_r(&now, &tm);
-	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
+	rfc5322_date(now, date, sizeof(date));
 	str_init(&head, STR_NO_MAX);
 	str_append_cstr(&head, "Received: ");
 	if (m->helo != NULL)

@@ -26,6 +26,7 @@
 #include "daemon.h"
 #include "deliver.h"
 #include "dns.h"
+#include "esmtp.h"
 #include "ipc.h"
 #include "log.h"
 #include "mem.h"
@@ -228,13 +229,8 @@ static bool job_parse(const struct ipc_msg *m, struct deliver_job *job,
 		return false;
 	}
 	v = ipc_get(m, "body");
-	if (v == NULL || strcmp(v, "7BIT") == 0)
-		job->body = QUEUE_BODY_7BIT;
-	else if (strcmp(v, "8BITMIME") == 0)
-		job->body = QUEUE_BODY_8BITMIME;
-	else if (strcmp(v, "BINARYMIME") == 0)
-		job->body = QUEUE_BODY_BINARYMIME;
-	else {
+	job->body = QUEUE_BODY_7BIT;
+	if (v != NULL && !esmtp_body_from_name(v, &job->body)) {
 		snprintf(err, errsize, "bad body");
 		return false;
 	}

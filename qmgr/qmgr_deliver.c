@@ -26,6 +26,7 @@
 #include <bsd/string.h>
 
 #include "cfg.h"
+#include "esmtp.h"
 #include "ipc.h"
 #include "log.h"
 #include "mem.h"
@@ -169,14 +170,7 @@ static void add_time(struct ipc_msg *m, const char *name, double t)
 
 static const char *body_name(enum queue_body b)
 {
-	switch (b) {
-	case QUEUE_BODY_8BITMIME:
-		return "8BITMIME";
-	case QUEUE_BODY_BINARYMIME:
-		return "BINARYMIME";
-	default:
-		return "7BIT";
-	}
+	return esmtp_body_name(b);
 }
 
 void qmgr_deliver_start(struct qconn *c, struct qjob *job)

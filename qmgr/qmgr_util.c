@@ -13,6 +13,7 @@
 #include "cfg.h"
 #include "mem.h"
 #include "qmgr.h"
+#include "rfc5322.h"
 
 unsigned long qmgr_hash(const char *s)
 {
@@ -75,12 +76,7 @@ bool qset_add(struct qset *s, const char *key)
 
 void qmgr_rfc5322_date(time_t t, char *out, size_t size)
 {
-	struct tm tm;
-	localtime_r(&t, &tm);
-	/* "Mon, 23 Nov 2026 16:31:06 +0000": %z gives the numeric zone. */
-	if (strftime(out, size, "%a, %d %b %Y %H:%M:%S %z", &tm) == 0 &&
-	    size > 0)
-		out[0] = '\0';
+	rfc5322_date(t, out, size);
 }
 
 /*
