@@ -61,7 +61,7 @@ static void txn_reset(struct bs_session *s)
 	s->sender_utf8 = false;
 	esmtp_mail_params_free(&s->params);
 	memset(&s->params, 0, sizeof(s->params));
-	rcpt_list_free(&s->rcpts);
+	sendmail_rcpt_list_free(&s->rcpts);
 	if (s->srv.state != SMTP_SERVER_CONNECTED &&
 	    s->srv.state != SMTP_SERVER_CLOSING)
 		smtp_server_enter_state(&s->srv, SMTP_SERVER_READY);
@@ -193,7 +193,7 @@ static void cmd_rcpt(struct smtp_server *srv, const char *arg)
 		    "recipients");
 		srv->error_excused = true;
 	} else {
-		rcpt_list_add(&s->rcpts, rcpt);
+		sendmail_rcpt_add(&s->rcpts, rcpt);
 		s->rcpts.utf8 |= utf8;
 		smtp_server_enter_state(srv, SMTP_SERVER_RCPT);
 		smtp_server_reply(srv, 250, "2.1.5", "Ok");
