@@ -379,3 +379,14 @@ teardown_file() {
 	! grep -q 'malformed job' "$T/log"
 	peers_stop
 }
+
+@test "BDAT syntax is RFC 3030's: one SP before LAST and nothing after it, else 521 and the session ends" {
+	for arg in '3 LAST ' '3  LAST' '3 ' '03x'; do
+		run raw "EHLO c.test\r\nMAIL FROM:<bdatsyn@example.org>\r\nRCPT TO:<alice@postern.test>\r\nBDAT $arg\r\nabcNOOP\r\n"
+		echo "$arg: $output"
+		[ "${lines[11]}" = "521 5.5.4 Syntax: BDAT count [LAST]" ]
+		[ "${#lines[@]}" -eq 12 ]
+	done
+	run raw 'EHLO c.test\r\nMAIL FROM:<bdatsyn@example.org>\r\nRCPT TO:<alice@postern.test>\r\nBDAT 003 last\r\nabcQUIT\r\n'
+	[[ "${lines[11]}" == "250 2.0.0 Ok: queued as "* ]]
+}
