@@ -26,6 +26,7 @@
 #include "admin.h"
 #include "bio.h"
 #include "cfg.h"
+#include "esmtp.h"
 #include "ipc.h"
 #include "log.h"
 #include "mem.h"
@@ -420,7 +421,6 @@ static int queue_show(int argc, char **argv)
 {
 	static const char *const kinds[] = { "MAIL", "BOUNCE", "DELAY",
 	    "SUCCESS", "DOUBLE" };
-	static const char *const bodies[] = { "7BIT", "8BITMIME", "BINARYMIME" };
 	static const char *const rets[] = { "default", "FULL", "HDRS" };
 
 	if (argc != 2) {
@@ -464,7 +464,7 @@ static int queue_show(int argc, char **argv)
 	print_masked(stdout, env.sender);
 	printf(">\n");
 	printf("size: %lld\n", (long long)env.content_length);
-	printf("body: %s\n", bodies[env.body]);
+	printf("body: %s\n", esmtp_body_name(env.body));
 	printf("smtputf8: %s\n", env.smtputf8 ? "yes" : "no");
 	if (env.envid) {
 		printf("envid: ");

@@ -308,6 +308,9 @@ static void cmd_data(struct smtp_server *srv, const char *arg)
 		return;
 	}
 	lmtpd_deliver_all(s);
+	/* The replies per recipient are delivery results, not a refusal
+	 * of the command: no error is counted for them. */
+	srv->last_code = 250;
 	smtp_server_message_done(srv);
 	txn_end(s);
 }
@@ -365,6 +368,9 @@ static void cmd_bdat(struct smtp_server *srv, const char *arg)
 	}
 	smtp_server_end_chunks(&s->txn.msg, &sink);
 	lmtpd_deliver_all(s);
+	/* The replies per recipient are delivery results, not a refusal
+	 * of the command: no error is counted for them. */
+	srv->last_code = 250;
 	smtp_server_message_done(srv);
 	txn_end(s);
 }
@@ -412,6 +418,21 @@ static void cmd_help(struct smtp_server *srv, const char *arg)
 	    "BDAT RSET NOOP QUIT VRFY HELP");
 }
 
+/*
+ * The one place that names the client, for the Received header
+ * (lmtpd_deliver.c) and every log line: "unix" or the peer's address.
+ * When daemon.h's connection carries the peer's uid (SO_PEERCRED on a
+ * Unix socket), it goes in here, e.g. "unix uid=1000".
+ */
+static void describe_peer(const struct daemon_conn *conn, char *out,
+    size_t size)
+{
+	if (conn->peer_is_unix)
+		strlcpy(out, "unix", size);
+	else
+		snprintf(out, size, "%s", conn->peer_addr);
+}
+
 #define ANY SMTP_SERVER_ANY_STATE
 #define IN(st) SMTP_SERVER_IN(SMTP_SERVER_##st)
 
@@ -445,10 +466,7 @@ void lmtpd_session_run(struct daemon_conn *conn)
 
 	memset(&s, 0, sizeof(s));
 	s.conn = conn;
-	if (conn->peer_is_unix)
-		strlcpy(s.peer, "unix", sizeof(s.peer));
-	else
-		snprintf(s.peer, sizeof(s.peer), "%s", conn->peer_addr);
+	describe_peer(conn, s.peer, sizeof(s.peer));
 	bio_init(&s.bio, conn->fd, lmtpd_settings.timeout_ms);
 	lmtpd_spool_init(&s.spool, lmtpd_settings.size_limit);
 	smtp_server_init(&s.srv, &s, lmtpd_commands, NCOMMANDS,

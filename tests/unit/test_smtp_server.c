@@ -251,6 +251,20 @@ static void test_parse_path_arg(void)
 	}
 }
 
+static void test_body_names(void)
+{
+	enum queue_body b = QUEUE_BODY_7BIT;
+	CHECK_STR(esmtp_body_name(QUEUE_BODY_7BIT), "7BIT");
+	CHECK_STR(esmtp_body_name(QUEUE_BODY_8BITMIME), "8BITMIME");
+	CHECK_STR(esmtp_body_name(QUEUE_BODY_BINARYMIME), "BINARYMIME");
+	CHECK(esmtp_body_from_name("8bitmime", &b));
+	CHECK_INT(b, QUEUE_BODY_8BITMIME);
+	CHECK(esmtp_body_from_name("BINARYMIME", &b));
+	CHECK_INT(b, QUEUE_BODY_BINARYMIME);
+	CHECK(!esmtp_body_from_name("8BIT", &b));
+	CHECK(!esmtp_body_from_name("", &b));
+}
+
 int main(void)
 {
 	RUN(test_scan_counts_hops);
@@ -259,5 +273,6 @@ int main(void)
 	RUN(test_read_chunks);
 	RUN(test_parse_bdat);
 	RUN(test_parse_path_arg);
+	RUN(test_body_names);
 	return unit_done();
 }
