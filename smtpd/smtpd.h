@@ -1,7 +1,10 @@
 /*
  * smtpd.h - the SMTP server's session and transaction, shared by the
- * files of smtpd/ (smtpd.c service entry, smtpd_proto.c state machine,
- * smtpd_check.c policy, smtpd_data.c message body and queueing).
+ * files of smtpd/ (smtpd.c service entry, smtpd_proto.c command table
+ * and envelope commands, smtpd_check.c policy, smtpd_data.c message body
+ * and queueing). The protocol itself (states, dispatch, line policy,
+ * readers, error accounting) is the server core, mail/smtp_server.h,
+ * embedded in the session as srv.
  *
  * The session lives for one connection; the transaction (MAIL to the end
  * of the message) is a separate object freed by RSET, EHLO, HELO and the

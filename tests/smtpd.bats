@@ -365,17 +365,18 @@ teardown_file() {
 	relay=$(sed -n 's/^relayhost *= *\[127.0.0.1\]:\([0-9]*\)$/\1/p' "$T/conf/postern.conf" | tail -n1)
 	[ -n "$relay" ]
 	start_sink e2e "127.0.0.1:$relay"
-	run raw 'EHLO c.test\r\nMAIL FROM:<"x>y"@example.org>\r\nRCPT TO:<"a b"@remote.example>\r\nRCPT TO:<"odd<>\\"q"@remote.example>\r\nDATA\r\nSubject: quoted\r\n\r\nq\r\n.\r\nQUIT\r\n'
+	run raw 'EHLO c.test\r\nMAIL FROM:<"x>y"@example.org>\r\nRCPT TO:<"a b"@remote.example>\r\nRCPT TO:<"odd<>\\"q"@remote.example>\r\nRCPT TO:<"a..b"@remote.example>\r\nDATA\r\nSubject: quoted\r\n\r\nq\r\n.\r\nQUIT\r\n'
 	echo "$output"
-	[[ "${lines[13]}" == "250 2.0.0 Ok: queued as "* ]]
+	[[ "${lines[14]}" == "250 2.0.0 Ok: queued as "* ]]
 	for ((i = 0; i < 100; i++)); do
-		grep -q 'smtp-sink: RCPT TO:<"odd<>\\"q"@remote.example>' "$T/e2e.out" && break
+		grep -q 'smtp-sink: DATA' "$T/e2e.out" && break
 		sleep 0.1
 	done
 	cat "$T/e2e.out"
 	grep -qF 'smtp-sink: MAIL FROM:<"x>y"@example.org>' "$T/e2e.out"
 	grep -qF 'smtp-sink: RCPT TO:<"a b"@remote.example>' "$T/e2e.out"
 	grep -qF 'smtp-sink: RCPT TO:<"odd<>\"q"@remote.example>' "$T/e2e.out"
+	grep -qF 'smtp-sink: RCPT TO:<"a..b"@remote.example>' "$T/e2e.out"
 	! grep -q 'malformed job' "$T/log"
 	peers_stop
 }
