@@ -170,9 +170,16 @@ struct smtp_message {
 	bool mid_line;			/* the last piece ended no line */
 	unsigned received;		/* Received: header fields */
 	unsigned delivered_to;		/* Delivered-To: header fields */
-	/* the header scan */
+	/* the header scan (RFC 5322 2.2) */
 	bool in_body;
 	bool line_open;			/* a line has begun, no end yet */
+	enum {
+		SMTP_HEAD_NAME,		/* field name so far (or empty) */
+		SMTP_HEAD_NAME_WSP,	/* "Name " before the colon (obs) */
+		SMTP_HEAD_FIELD,	/* "Name:" seen: a header field */
+		SMTP_HEAD_CONTINUED,	/* began with WSP: folded field */
+		SMTP_HEAD_NOT_FIELD,	/* no header field: the body began */
+	} head_state;
 	char head[16];			/* its first bytes, lowercased */
 	size_t head_len;
 	/* BDAT: chunks are not lines */

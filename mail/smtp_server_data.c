@@ -44,31 +44,72 @@ static bool head_is(const struct smtp_message *m, const char *name)
 	return false;
 }
 
+/* Follow one byte of a line until it is known what the line is. */
+static void head_step(struct smtp_message *m, char c, bool first)
+{
+	bool wsp = c == ' ' || c == '\t';
+	bool ftext = c >= 33 && c <= 126 && c != ':';
+
+	switch (m->head_state) {
+	case SMTP_HEAD_NAME:
+		if (first && wsp)
+			m->head_state = SMTP_HEAD_CONTINUED;
+		else if (c == ':')
+			m->head_state = first ? SMTP_HEAD_NOT_FIELD :
+			    SMTP_HEAD_FIELD;
+		else if (wsp)
+			m->head_state = SMTP_HEAD_NAME_WSP;
+		else if (!ftext)
+			m->head_state = SMTP_HEAD_NOT_FIELD;
+		break;
+	case SMTP_HEAD_NAME_WSP:
+		if (c == ':')
+			m->head_state = SMTP_HEAD_FIELD;
+		else if (!wsp)
+			m->head_state = SMTP_HEAD_NOT_FIELD;
+		break;
+	default:
+		break;		/* decided */
+	}
+}
+
 void smtp_message_scan(struct smtp_message *m, const char *p, size_t n,
     bool line_end)
 {
 	if (m->in_body)
 		return;
-	for (size_t i = 0; i < n && m->head_len < sizeof(m->head); i++) {
+	for (size_t i = 0; i < n; i++) {
 		char c = p[i];
-		m->head[m->head_len++] = c >= 'A' && c <= 'Z' ?
-		    (char)(c - 'A' + 'a') : c;
+		if (m->head_state <= SMTP_HEAD_NAME_WSP)
+			head_step(m, c, !m->line_open && i == 0);
+		else if (m->head_len == sizeof(m->head))
+			break;
+		if (m->head_len < sizeof(m->head))
+			m->head[m->head_len++] = c >= 'A' && c <= 'Z' ?
+			    (char)(c - 'A' + 'a') : c;
 	}
 	if (n > 0)
 		m->line_open = true;
 	if (!line_end)
 		return;
-	if (!m->line_open) {
-		/* RFC 5322 2.1: an empty line ends the header section. */
+	if (!m->line_open || m->head_state == SMTP_HEAD_NOT_FIELD ||
+	    m->head_state == SMTP_HEAD_NAME ||
+	    m->head_state == SMTP_HEAD_NAME_WSP) {
+		/* RFC 5322 2.1: an empty line ends the header section; so
+		 * does a line that is no header field (as Postfix reads a
+		 * message without the empty line). */
 		m->in_body = true;
 		return;
 	}
-	if (head_is(m, "received"))
-		m->received++;
-	else if (head_is(m, "delivered-to"))
-		m->delivered_to++;
+	if (m->head_state == SMTP_HEAD_FIELD) {
+		if (head_is(m, "received"))
+			m->received++;
+		else if (head_is(m, "delivered-to"))
+			m->delivered_to++;
+	}
 	m->line_open = false;
 	m->head_len = 0;
+	m->head_state = SMTP_HEAD_NAME;
 }
 
 bool smtp_message_too_many_hops(const struct smtp_message *m)

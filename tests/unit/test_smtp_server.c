@@ -56,6 +56,43 @@ static void test_scan_counts_hops(void)
 	CHECK(m.in_body);
 }
 
+/* Scan a message given with "\n" line ends, one call per line. */
+static void scan_lines(struct smtp_message *m, const char *text)
+{
+	smtp_message_init(m);
+	while (*text) {
+		const char *nl = strchr(text, '\n');
+		size_t n = nl ? (size_t)(nl - text) : strlen(text);
+		smtp_message_scan(m, text, n, nl != NULL);
+		text += n + (nl ? 1 : 0);
+	}
+}
+
+static void test_scan_header_section_ends(void)
+{
+	static const struct {
+		const char *msg;
+		unsigned received;
+	} cases[] = {
+		/* a line that is no header field starts the body */
+		{ "Received: a\nno header here\nReceived: b\n", 1 },
+		{ "Received: a\n: no name\nReceived: b\n", 1 },
+		/* obsolete "Name :" is a field; folded lines continue one */
+		{ "Received : a\n\tfolded\n  more\nReceived: b\n", 2 },
+		/* a long field name is a field too */
+		{ "X-A-Rather-Long-Header-Name: 1\nReceived: b\n", 1 },
+		{ "\nReceived: in the body\n", 0 },
+		{ "Receivedx: no\nReceived\n", 0 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct smtp_message m;
+		scan_lines(&m, cases[i].msg);
+		if (m.received != cases[i].received)
+			printf("# case %zu\n", i);
+		CHECK_INT(m.received, cases[i].received);
+	}
+}
+
 static void test_hopcount_limit(void)
 {
 	struct smtp_message m;
@@ -268,6 +305,7 @@ static void test_body_names(void)
 int main(void)
 {
 	RUN(test_scan_counts_hops);
+	RUN(test_scan_header_section_ends);
 	RUN(test_hopcount_limit);
 	RUN(test_read_data);
 	RUN(test_read_chunks);
