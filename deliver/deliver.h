@@ -142,6 +142,8 @@ struct deliver_session {
 	unsigned uses;		/* transactions completed on it */
 	bool usable;		/* in sync, may carry another transaction */
 	enum bio_status last_io; /* why the last read or flush failed */
+	long long deadline;	/* monotonic ms: smtp_session_time_limit */
+	bool expired;		/* that deadline, not a stage's, ended a wait */
 	struct smtp_reply reply;
 };
 
@@ -169,7 +171,10 @@ void deliver_session_io_failure(struct deliver_session *s,
 /* An outcome from the peer's reply in the current state. */
 void deliver_session_reply_outcome(struct deliver_session *s,
     struct deliver_outcome *o);
+/* The bio's deadline for the next wait: the stage's, within the session's. */
 void deliver_session_set_timeout(struct deliver_session *s);
+/* Start the session's clock (smtp_session_time_limit) again: a new job. */
+void deliver_session_start_clock(struct deliver_session *s);
 /* QUIT politely (short wait) and close. */
 void deliver_session_close(struct deliver_session *s, bool say_quit);
 /* Is a cached, idle session still there (no 421, no EOF pending)? */

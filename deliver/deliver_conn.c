@@ -28,8 +28,11 @@ struct deliver_session *deliver_conn_cache_take(const char *key)
 	cached = NULL;
 	free(cached_key);
 	cached_key = NULL;
-	if (same && deliver_session_alive(s))
+	if (same && deliver_session_alive(s)) {
+		/* A new job: smtp_session_time_limit counts from here. */
+		deliver_session_start_clock(s);
 		return s;
+	}
 	if (same)
 		log_debug("cached session with %s is gone", s->relay);
 	deliver_session_close(s, true);

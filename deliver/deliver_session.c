@@ -4,8 +4,12 @@
  * reading replies, QUIT.
  *
  * Trusts nothing the peer sends: replies are read through the bounded
- * line reader with a deadline per state (RFC 5321 4.5.3.2), their codes
- * are checked, and their text is escaped before it reaches a log line.
+ * line reader, their codes are checked, and their text is escaped before
+ * it reaches a log line. Time is bounded three ways, so that a server
+ * cannot hold a deliver process by answering slowly: each wait by the
+ * state's timeout (RFC 5321 4.5.3.2); a whole reply, however many lines,
+ * by that same timeout (smtp_per_request_deadline, as Postfix's); and
+ * everything on the connection for one job by smtp_session_time_limit.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -14,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <bsd/string.h>
@@ -72,14 +77,56 @@ void deliver_session_enter(struct deliver_session *s, enum sess_state state)
 	deliver_session_set_timeout(s);
 }
 
-void deliver_session_set_timeout(struct deliver_session *s)
+static long long monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The current state's timeout in ms. */
+static long long stage_ms(const struct deliver_session *s)
 {
 	long long ms = cfg.smtp_timeout * 1000 * sess_states[s->state].fifths / 5;
 	if (s->state == SESS_QUIT)
 		ms = QUIT_TIMEOUT_MS;
 	if (ms <= 0 || ms > 24LL * 3600 * 1000)
 		ms = 24LL * 3600 * 1000;
+	return ms;
+}
+
+void deliver_session_start_clock(struct deliver_session *s)
+{
+	long long limit = cfg.smtp_session_time_limit;
+	s->deadline = limit > 0 && limit < 365LL * 86400 ?
+	    monotonic_ms() + limit * 1000 : 0;
+	s->expired = false;
+}
+
+/*
+ * Set the bio's timeout to ms, or to what is left of the session if that
+ * is less (then a timeout is the session's: s->expired). Never negative:
+ * that would mean no deadline to the bio.
+ */
+static void set_wait(struct deliver_session *s, long long ms)
+{
+	bool session_first = false;
+	if (s->deadline > 0) {
+		long long left = s->deadline - monotonic_ms();
+		if (left < ms) {
+			ms = left;
+			session_first = true;
+		}
+	}
+	if (ms < 0)
+		ms = 0;
+	s->expired = session_first;
 	bio_set_timeout(&s->bio, (int)ms);
+}
+
+void deliver_session_set_timeout(struct deliver_session *s)
+{
+	set_wait(s, stage_ms(s));
 }
 
 /* "2.1.0 Ok" -> enhanced code "2.1.0" (RFC 3463; class must match). */
@@ -120,12 +167,18 @@ bool deliver_session_read_reply(struct deliver_session *s)
 	enum bio_status st;
 	int lines = 0;
 
+	/* The whole reply within the stage's timeout, not each line. */
+	long long reply_end = cfg.smtp_per_request_deadline ?
+	    monotonic_ms() + stage_ms(s) : 0;
+
 	str_init(&line, REPLY_LINE_MAX);
 	str_clear(&r->text);
 	str_clear(&r->lines);
 	r->code = 0;
 	r->enhanced[0] = '\0';
 	for (;;) {
+		set_wait(s, reply_end > 0 ? reply_end - monotonic_ms() :
+		    stage_ms(s));
 		/* A line past REPLY_LINE_MAX is BIO_TOOLONG: a malformed reply. */
 		st = bio_readline(&s->bio, &line, REPLY_LINE_MAX, NULL);
 		if (st != BIO_OK)
@@ -185,6 +238,7 @@ bool deliver_session_read_reply(struct deliver_session *s)
 
 bool deliver_session_flush(struct deliver_session *s)
 {
+	deliver_session_set_timeout(s);
 	enum bio_status st = bio_flush(&s->bio);
 	if (st != BIO_OK) {
 		s->usable = false;
@@ -209,7 +263,11 @@ void deliver_session_io_failure(struct deliver_session *s,
 	char text[1024];
 	const char *stage = sess_states[s->state].stage;
 
-	if (st == BIO_TIMEOUT)
+	if (st == BIO_TIMEOUT && s->expired)
+		snprintf(text, sizeof(text), "conversation with %s exceeded "
+		    "smtp_session_time_limit (%llds) %s", s->relay,
+		    cfg.smtp_session_time_limit, stage);
+	else if (st == BIO_TIMEOUT)
 		snprintf(text, sizeof(text), "conversation with %s timed out %s",
 		    s->relay, stage);
 	else if (st == BIO_TOOLONG)
@@ -399,6 +457,9 @@ static enum open_step open_once(struct deliver_session *s,
 	long long connect_ms = cfg.smtp_connect_timeout * 1000;
 	if (connect_ms <= 0 || connect_ms > 3600 * 1000)
 		connect_ms = 3600 * 1000;
+	if (s->deadline > 0 && s->deadline - monotonic_ms() < connect_ms)
+		connect_ms = s->deadline - monotonic_ms() > 0 ?
+		    s->deadline - monotonic_ms() : 1;
 
 	deliver_session_enter(s, SESS_CONNECT);
 	s->fd = unix_path != NULL ? sock_connect_unix(unix_path, (int)connect_ms) :
@@ -451,7 +512,7 @@ static enum open_step open_once(struct deliver_session *s,
 	bio_discard_input(&s->bio);
 	deliver_session_enter(s, SESS_TLS_HANDSHAKE);
 	char err[256];
-	if (!deliver_tls_start(s, (int)(cfg.smtp_timeout * 1000), job->tls_info,
+	if (!deliver_tls_start(s, s->bio.timeout_ms, job->tls_info,
 	    sizeof(job->tls_info), err, sizeof(err))) {
 		log_info("%s: TLS handshake failed with %s: %s; trying again "
 		    "without TLS", job->queue_id, s->relay, err);
@@ -484,6 +545,7 @@ enum sess_open_result deliver_session_open(struct deliver_session *s,
 {
 	memset(s, 0, sizeof(*s));
 	session_reset_fields(s);
+	deliver_session_start_clock(s);
 	s->lmtp = lmtp;
 	strlcpy(s->host, host, sizeof(s->host));
 	if (unix_path != NULL) {

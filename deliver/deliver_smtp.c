@@ -176,6 +176,8 @@ static void stuff_write(void *ctx, const char *data, size_t len)
 
 	if (st->failed)
 		return;
+	/* Each flush of the body within what is left of the session. */
+	deliver_session_set_timeout(st->s);
 	for (size_t i = 0; i < len; i++) {
 		bool line_start = st->prev == '\n' ||
 		    (st->prev == '\r' && data[i] != '\n');
@@ -293,6 +295,7 @@ static bool send_content_bdat(struct deliver_session *s,
 			    strerror(errno));
 			return false;
 		}
+		deliver_session_set_timeout(s);
 		if (!bio_write(&s->bio, buf, (size_t)n))
 			return true;
 		off += n;
