@@ -26,7 +26,11 @@
 	X(DURATION, shutdown_timeout, "30s") \
 	X(LIST, dns_servers, "") \
 	X(STRING, tls_cert_file, "") \
-	X(STRING, tls_key_file, "")
+	X(STRING, tls_key_file, "") \
+	X(LIST, smtpd_tls_protocols, ">=TLSv1.2") \
+	X(STRING, smtpd_tls_ciphers, "high") \
+	X(LIST, smtp_tls_protocols, ">=TLSv1.2") \
+	X(STRING, smtp_tls_ciphers, "medium")
 
 /* smtpd */
 #define CFG_KEYS_SMTPD(X) \
