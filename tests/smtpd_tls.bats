@@ -445,3 +445,35 @@ PY
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"postern.conf:$n: smtp_tls_protocols: TLSv1.1 and TLSv1.3 are allowed but not TLSv1.2"* ]]
 }
+
+@test "AUTH takes as long for an unknown user as for a real one" {
+	# A security property, not a benchmark: the median time to refuse a
+	# wrong password must not tell whether the name exists. The table
+	# holds sha512-crypt (alice, dave) and yescrypt (bob): an unknown
+	# name costs a sha512-crypt check, the class most users have.
+	C=$T/c4
+	mkdir -p "$C/conf"
+	C_PORT=$(free_port)
+	printf 'alice %s\nbob %s\ndave %s\n' "$(openssl passwd -6 'alice secret')" \
+		"$(perl -e 'print crypt("bob-pw", "\$y\$j9T\$F5Jx5fExrKuPp53xLKQ..1\$")')" \
+		"$(openssl passwd -6 'dave pw')" > "$C/conf/sasl_users"
+	sed -e "s|^queue_directory = .*|queue_directory = $C/queue|" \
+		-e "s|^run_directory = .*|run_directory = $C/run|" \
+		-e "s|^smtp_listen = .*|smtp_listen = 127.0.0.1:$C_PORT|" \
+		-e "s|^submission_listen = .*|submission_listen =|" \
+		-e "s|^smtps_listen = .*|smtps_listen =|" \
+		-e "s|^smtpd_sasl_users = .*|smtpd_sasl_users = hash:$C/conf/sasl_users|" \
+		"$T/conf/postern.conf" > "$C/conf/postern.conf"
+	"$POSTERN" -c "$C/conf" map build "$C/conf/sasl_users"
+	"$POSTERN" -c "$C/conf" start -f > "$C/log" 2>&1 &
+	cpid=$!
+	wait_for_port "$C_PORT" 10
+	run python3 "$HELPERS/auth_timing.py" "$C_PORT" alice nosuchuser 25
+	kill -TERM "$cpid" 2>/dev/null || true
+	wait "$cpid" 2>/dev/null || true
+	echo "$output"
+	[ "$status" -eq 0 ]
+	ratio=$(echo "$output" | sed -n 's/.*ratio \([0-9.]*\)$/\1/p')
+	[ -n "$ratio" ]
+	awk -v r="$ratio" 'BEGIN { exit !(r < 3) }'
+}
