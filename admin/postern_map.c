@@ -9,17 +9,21 @@
  * the aliases format "name: value". query prints nothing and exits 1 when
  * the key is not there, like postmap -q; 2 means a usage error or an
  * unreadable table. Trusts its invoking user: it reads and writes with
- * that user's rights only.
+ * that user's rights only. A table named in smtpd_sasl_users is built
+ * only if every password hash in it is a strong one (mail/pwhash.h).
  */
 #include <ctype.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "admin.h"
+#include "cfg.h"
 #include "log.h"
 #include "map.h"
 #include "mem.h"
+#include "pwhash.h"
 
 enum {
 	MAP_EXIT_OK = 0,
@@ -51,6 +55,40 @@ static char *map_spec_of(const char *arg)
 	return typed ? xstrdup(arg) : xasprintf("hash:%s", arg);
 }
 
+/* The same file, whichever way the two names spell it. */
+static bool map_same_spec(const char *a, const char *b)
+{
+	const char *ca = strchr(a, ':'), *cb = strchr(b, ':');
+	char ra[PATH_MAX], rb[PATH_MAX];
+
+	if (ca == NULL || cb == NULL || ca - a != cb - b ||
+	    strncmp(a, b, (size_t)(ca - a)) != 0)
+		return false;
+	if (strcmp(ca, cb) == 0)
+		return true;
+	return realpath(ca + 1, ra) != NULL && realpath(cb + 1, rb) != NULL &&
+	    strcmp(ra, rb) == 0;
+}
+
+static bool map_is_sasl_users(const char *spec)
+{
+	bool found = false;
+
+	for (size_t i = 0; i < cfg.smtpd_sasl_users.count && !found; i++) {
+		char *s = map_spec_of(cfg.smtpd_sasl_users.items[i]);
+		found = map_same_spec(s, spec);
+		free(s);
+	}
+	return found;
+}
+
+/* smtpd_sasl_users: user name to a strong crypt(3) hash. */
+static bool map_check_sasl_entry(const char *key, const char *value,
+    void *arg, char *why, size_t whysize)
+{
+	return pwhash_check(value, why, whysize);
+}
+
 static int map_cmd_build(int argc, char **argv)
 {
 	enum map_source_format format = MAP_SOURCE_PLAIN;
@@ -67,7 +105,10 @@ static int map_cmd_build(int argc, char **argv)
 	for (; i < argc; i++) {
 		char err[1024];
 		char *spec = map_spec_of(argv[i]);
-		if (!map_build(spec, format, err, sizeof(err))) {
+		map_check_fn *check = format == MAP_SOURCE_PLAIN &&
+		    map_is_sasl_users(spec) ? map_check_sasl_entry : NULL;
+		if (!map_build_checked(spec, format, check, NULL, err,
+		    sizeof(err))) {
 			log_error("%s", err);
 			status = MAP_EXIT_NOTFOUND;
 		}

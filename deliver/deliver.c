@@ -330,7 +330,7 @@ static void job_run(struct deliver_job *job)
 		log_warning("%s: %s", job->queue_id, text);
 		deliver_fail_open(job, 'D', "4.3.0", text, text);
 	} else {
-		dest_deliver(job);
+		deliver_dest_send(job);
 	}
 	/* Every recipient has its outcome; make sure of it. */
 	deliver_fail_open(job, 'D', "4.3.0", "internal error: no outcome",
@@ -372,7 +372,7 @@ static bool wait_for_job(struct bio *b)
 			{ .fd = b->fd, .events = POLLIN },
 			{ .fd = daemon_alive_fd(), .events = POLLIN },
 		};
-		int n = poll(pfd, 2, conn_cache_active() ? CONN_CACHE_IDLE_MS :
+		int n = poll(pfd, 2, deliver_conn_cache_active() ? CONN_CACHE_IDLE_MS :
 		    -1);
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -381,7 +381,7 @@ static bool wait_for_job(struct bio *b)
 			return false;
 		}
 		if (n == 0) {
-			conn_cache_close();
+			deliver_conn_cache_close();
 			continue;
 		}
 		if (pfd[0].revents)
@@ -427,7 +427,7 @@ static void deliver_serve(struct daemon_conn *conn)
 			break;
 		}
 	}
-	conn_cache_close();
+	deliver_conn_cache_close();
 	bio_free(&b);
 }
 
@@ -437,7 +437,7 @@ static void deliver_init(const char *service)
 
 	if (!dns_init(&cfg.dns_servers, err, sizeof(err)))
 		log_fatal("%s", err);
-	tls_client_init();
+	deliver_tls_init();
 	deliver_auth_init();
 }
 

@@ -142,6 +142,8 @@ struct deliver_session {
 	unsigned uses;		/* transactions completed on it */
 	bool usable;		/* in sync, may carry another transaction */
 	enum bio_status last_io; /* why the last read or flush failed */
+	long long deadline;	/* monotonic ms: smtp_session_time_limit */
+	bool expired;		/* that deadline, not a stage's, ended a wait */
 	struct smtp_reply reply;
 };
 
@@ -151,29 +153,32 @@ enum sess_open_result {
 	SESS_OPEN_FAILED,	/* *out says why: try the next address */
 };
 
-enum sess_open_result session_open(struct deliver_session *s,
+enum sess_open_result deliver_session_open(struct deliver_session *s,
     struct deliver_job *job, const struct sockaddr *sa, socklen_t salen,
     const char *host, const char *unix_path, bool lmtp,
     struct deliver_outcome *out);
-void session_enter(struct deliver_session *s, enum sess_state state);
+void deliver_session_enter(struct deliver_session *s, enum sess_state state);
 /* Send one command line and read its reply; false on I/O failure. */
-bool session_command(struct deliver_session *s, enum sess_state state,
+bool deliver_session_command(struct deliver_session *s, enum sess_state state,
     const char *line);
 /* Read one (possibly multi-line) reply into s->reply. */
-bool session_read_reply(struct deliver_session *s);
+bool deliver_session_read_reply(struct deliver_session *s);
 /* Send what is buffered; false on failure. */
-bool session_flush(struct deliver_session *s);
+bool deliver_session_flush(struct deliver_session *s);
 /* Failure texts for I/O trouble in the current state. */
-void session_io_failure(struct deliver_session *s, struct deliver_outcome *o,
-    enum bio_status st);
+void deliver_session_io_failure(struct deliver_session *s,
+    struct deliver_outcome *o, enum bio_status st);
 /* An outcome from the peer's reply in the current state. */
-void session_reply_outcome(struct deliver_session *s,
+void deliver_session_reply_outcome(struct deliver_session *s,
     struct deliver_outcome *o);
-void session_set_timeout(struct deliver_session *s);
+/* The bio's deadline for the next wait: the stage's, within the session's. */
+void deliver_session_set_timeout(struct deliver_session *s);
+/* Start the session's clock (smtp_session_time_limit) again: a new job. */
+void deliver_session_start_clock(struct deliver_session *s);
 /* QUIT politely (short wait) and close. */
-void session_close(struct deliver_session *s, bool say_quit);
+void deliver_session_close(struct deliver_session *s, bool say_quit);
 /* Is a cached, idle session still there (no 421, no EOF pending)? */
-bool session_alive(struct deliver_session *s);
+bool deliver_session_alive(struct deliver_session *s);
 
 /* ---- deliver_smtp.c: one mail transaction on an open session ---- */
 
@@ -182,8 +187,8 @@ bool session_alive(struct deliver_session *s);
  * false when the session broke before any recipient was accepted, so the
  * caller may retry on a fresh connection (a cached one can die unseen).
  */
-bool smtp_transaction(struct deliver_session *s, struct deliver_job *job,
-    bool may_retry);
+bool deliver_smtp_transaction(struct deliver_session *s,
+    struct deliver_job *job, bool may_retry);
 
 /* ---- deliver_dest.c: from nexthop to a session ---- */
 
@@ -192,24 +197,24 @@ bool smtp_transaction(struct deliver_session *s, struct deliver_job *job,
  * or open a new one, run the transaction, keep the session for the next
  * job. Every recipient has an outcome afterwards.
  */
-void dest_deliver(struct deliver_job *job);
+void deliver_dest_send(struct deliver_job *job);
 
 /* ---- deliver_conn.c: the one cached connection ---- */
 
 /* The cached session for key, if it is still alive; else closes it. */
-struct deliver_session *conn_cache_take(const char *key);
+struct deliver_session *deliver_conn_cache_take(const char *key);
 /* Keep s for the next job to key (closes any other cached session). */
-void conn_cache_put(struct deliver_session *s, const char *key);
-bool conn_cache_active(void);
-void conn_cache_close(void);
+void deliver_conn_cache_put(struct deliver_session *s, const char *key);
+bool deliver_conn_cache_active(void);
+void deliver_conn_cache_close(void);
 
 /* ---- deliver_tls.c: opportunistic STARTTLS (no verification) ---- */
 
-void tls_client_init(void);
+void deliver_tls_init(void);
 /* Handshake on s->fd; on success s->bio reads and writes through TLS. */
-bool tls_client_start(struct deliver_session *s, int timeout_ms,
+bool deliver_tls_start(struct deliver_session *s, int timeout_ms,
     char *info, size_t infosize, char *err, size_t errsize);
-void tls_client_end(struct deliver_session *s);
+void deliver_tls_end(struct deliver_session *s);
 
 /* deliver_auth.c: SMTP AUTH as a client (RFC 4954). */
 void deliver_auth_init(void);
@@ -217,7 +222,7 @@ void deliver_auth_init(void);
  * Authenticate s when smtp_sasl_password_maps has credentials for it;
  * true when done or not wanted, false with *out saying why not.
  */
-bool session_authenticate(struct deliver_session *s, struct deliver_job *job,
-    struct deliver_outcome *out);
+bool deliver_session_authenticate(struct deliver_session *s,
+    struct deliver_job *job, struct deliver_outcome *out);
 
 #endif

@@ -73,17 +73,17 @@ static char *b64(const char *data, size_t len)
 static bool auth_step(struct deliver_session *s, char *line, int want,
     struct deliver_outcome *out)
 {
-	bool sent = session_command(s, SESS_AUTH, line);
+	bool sent = deliver_session_command(s, SESS_AUTH, line);
 	explicit_bzero(line, strlen(line));
 	if (!sent) {
-		session_io_failure(s, out, s->last_io);
+		deliver_session_io_failure(s, out, s->last_io);
 		return false;
 	}
 	/* Success is 235, but any 2xx is taken, as Postfix does. */
 	if (want == 235 ? s->reply.code / 100 == 2 : s->reply.code == want)
 		return true;
 	/* A refusal defers (4.7.x), whatever class the server gave. */
-	session_reply_outcome(s, out);
+	deliver_session_reply_outcome(s, out);
 	char dsn[16];
 	snprintf(dsn, sizeof(dsn), "4%s", out->dsn[0] != '\0' ? out->dsn + 1 :
 	    ".7.0");
@@ -91,13 +91,13 @@ static bool auth_step(struct deliver_session *s, char *line, int want,
 	snprintf(text, sizeof(text), "SASL authentication failed; %s",
 	    out->text);
 	deliver_outcome_set(out, 'D', dsn, out->diag, text);
-	if (s->reply.code == 334 && !session_command(s, SESS_AUTH, "*"))
+	if (s->reply.code == 334 && !deliver_session_command(s, SESS_AUTH, "*"))
 		s->usable = false;	/* wanted more: cancel (RFC 4954 4) */
 	return false;
 }
 
-bool session_authenticate(struct deliver_session *s, struct deliver_job *job,
-    struct deliver_outcome *out)
+bool deliver_session_authenticate(struct deliver_session *s,
+    struct deliver_job *job, struct deliver_outcome *out)
 {
 	char text[sizeof(s->relay) + 200];
 	enum map_result r;

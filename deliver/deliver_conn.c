@@ -19,7 +19,7 @@
 static struct deliver_session *cached;
 static char *cached_key;
 
-struct deliver_session *conn_cache_take(const char *key)
+struct deliver_session *deliver_conn_cache_take(const char *key)
 {
 	if (cached == NULL)
 		return NULL;
@@ -28,20 +28,23 @@ struct deliver_session *conn_cache_take(const char *key)
 	cached = NULL;
 	free(cached_key);
 	cached_key = NULL;
-	if (same && session_alive(s))
+	if (same && deliver_session_alive(s)) {
+		/* A new job: smtp_session_time_limit counts from here. */
+		deliver_session_start_clock(s);
 		return s;
+	}
 	if (same)
 		log_debug("cached session with %s is gone", s->relay);
-	session_close(s, true);
+	deliver_session_close(s, true);
 	free(s);
 	return NULL;
 }
 
-void conn_cache_put(struct deliver_session *s, const char *key)
+void deliver_conn_cache_put(struct deliver_session *s, const char *key)
 {
-	conn_cache_close();
+	deliver_conn_cache_close();
 	if (!s->usable) {
-		session_close(s, false);
+		deliver_session_close(s, false);
 		free(s);
 		return;
 	}
@@ -49,16 +52,16 @@ void conn_cache_put(struct deliver_session *s, const char *key)
 	cached_key = xstrdup(key);
 }
 
-bool conn_cache_active(void)
+bool deliver_conn_cache_active(void)
 {
 	return cached != NULL;
 }
 
-void conn_cache_close(void)
+void deliver_conn_cache_close(void)
 {
 	if (cached == NULL)
 		return;
-	session_close(cached, true);
+	deliver_session_close(cached, true);
 	free(cached);
 	cached = NULL;
 	free(cached_key);

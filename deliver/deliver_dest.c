@@ -127,7 +127,7 @@ static struct deliver_session *open_next(struct deliver_job *job,
 
 	for (size_t i = *next; i < tl->count; i++) {
 		deliver_outcome_free(&last);
-		if (session_open(s, job, (struct sockaddr *)&tl->v[i].addr.sa,
+		if (deliver_session_open(s, job, (struct sockaddr *)&tl->v[i].addr.sa,
 		    tl->v[i].addr.salen, tl->v[i].host, NULL, lmtp, &last) ==
 		    SESS_OPEN_OK) {
 			deliver_outcome_free(&last);
@@ -155,7 +155,7 @@ static struct deliver_session *open_unix(struct deliver_job *job,
 	struct deliver_outcome last = { 0 };
 	struct deliver_session *s = xcalloc(1, sizeof(*s));
 
-	if (session_open(s, job, NULL, 0, "localhost", path, true, &last) ==
+	if (deliver_session_open(s, job, NULL, 0, "localhost", path, true, &last) ==
 	    SESS_OPEN_OK) {
 		deliver_outcome_free(&last);
 		return s;
@@ -298,14 +298,14 @@ static void reopen_deferred(struct deliver_job *job)
 	}
 }
 
-void dest_deliver(struct deliver_job *job)
+void deliver_dest_send(struct deliver_job *job)
 {
 	char key[600];
 	struct target_list tl = { 0 };
 	size_t next = 0;
 	dest_key(job, key, sizeof(key));
 
-	struct deliver_session *s = conn_cache_take(key);
+	struct deliver_session *s = deliver_conn_cache_take(key);
 	bool reused = s != NULL;
 	if (s == NULL)
 		s = dest_open(job, &tl, &next);
@@ -313,12 +313,12 @@ void dest_deliver(struct deliver_job *job)
 		job->t_connected = deliver_now();
 		note_peer(job, s);
 		job->conn_use = s->uses + 1;
-		if (!smtp_transaction(s, job, reused)) {
+		if (!deliver_smtp_transaction(s, job, reused)) {
 			/* The cached connection died unseen: once more,
 			 * fresh. */
 			log_info("%s: cached connection to %s was lost; "
 			    "reconnecting", job->queue_id, s->relay);
-			session_close(s, false);
+			deliver_session_close(s, false);
 			free(s);
 			reused = false;
 			s = dest_open(job, &tl, &next);
@@ -336,12 +336,12 @@ void dest_deliver(struct deliver_job *job)
 		if (!more_hosts)
 			break;
 		reopen_deferred(job);
-		session_close(s, true);
+		deliver_session_close(s, true);
 		free(s);
 		reused = false;
 		s = open_next(job, &tl, &next);
 	}
 	free(tl.v);
 	if (s != NULL)
-		conn_cache_put(s, key);
+		deliver_conn_cache_put(s, key);
 }

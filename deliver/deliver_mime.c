@@ -14,7 +14,7 @@
 #include "deliver_mime.h"
 
 struct conv {
-	mime_write_fn *out;
+	deliver_mime_write_fn *out;
 	void *ctx;
 };
 
@@ -29,7 +29,7 @@ struct entity {
 	const char *body;	/* after the blank line */
 };
 
-bool mime_has_8bit(const char *data, size_t len)
+bool deliver_mime_has_8bit(const char *data, size_t len)
 {
 	for (size_t i = 0; i < len; i++)
 		if ((unsigned char)data[i] >= 0x80)
@@ -393,7 +393,7 @@ static void convert_entity(struct conv *c, const char *p, const char *end,
 		return;
 	}
 	if (multipart || message || !identity ||
-	    !mime_has_8bit(e.body, (size_t)(end - e.body))) {
+	    !deliver_mime_has_8bit(e.body, (size_t)(end - e.body))) {
 		put(c, p, (size_t)(end - p));
 		return;
 	}
@@ -405,8 +405,8 @@ static void convert_entity(struct conv *c, const char *p, const char *end,
 	put_quoted_printable(c, e.body, end);
 }
 
-void mime_downgrade(const char *msg, size_t len, mime_write_fn *out,
-    void *ctx)
+void deliver_mime_downgrade(const char *msg, size_t len,
+    deliver_mime_write_fn *out, void *ctx)
 {
 	struct conv c = { out, ctx };
 	convert_entity(&c, msg, msg + len, 0, true, false);

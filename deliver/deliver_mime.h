@@ -21,17 +21,17 @@
 #define MIME_MAX_DEPTH 20
 
 /* Where the converted message goes, in pieces, in order. */
-typedef void mime_write_fn(void *ctx, const char *data, size_t len);
+typedef void deliver_mime_write_fn(void *ctx, const char *data, size_t len);
 
 /* Does data hold a byte >= 0x80? */
-bool mime_has_8bit(const char *data, size_t len);
+bool deliver_mime_has_8bit(const char *data, size_t len);
 
 /*
  * Write msg (a whole message, header and body, lines ending in CRLF or
  * LF) to out, converted to 7-bit MIME; line ends written are CRLF where
  * a part is re-encoded and as they were elsewhere.
  */
-void mime_downgrade(const char *msg, size_t len, mime_write_fn *out,
-    void *ctx);
+void deliver_mime_downgrade(const char *msg, size_t len,
+    deliver_mime_write_fn *out, void *ctx);
 
 #endif

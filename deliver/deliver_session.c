@@ -4,8 +4,12 @@
  * reading replies, QUIT.
  *
  * Trusts nothing the peer sends: replies are read through the bounded
- * line reader with a deadline per state (RFC 5321 4.5.3.2), their codes
- * are checked, and their text is escaped before it reaches a log line.
+ * line reader, their codes are checked, and their text is escaped before
+ * it reaches a log line. Time is bounded three ways, so that a server
+ * cannot hold a deliver process by answering slowly: each wait by the
+ * state's timeout (RFC 5321 4.5.3.2); a whole reply, however many lines,
+ * by that same timeout (smtp_per_request_deadline, as Postfix's); and
+ * everything on the connection for one job by smtp_session_time_limit.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -14,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <bsd/string.h>
@@ -63,23 +68,65 @@ static const struct {
 	[SESS_CLOSED] = { "closed", "after the connection was closed", NULL, 5 },
 };
 
-void session_enter(struct deliver_session *s, enum sess_state state)
+void deliver_session_enter(struct deliver_session *s, enum sess_state state)
 {
 	if (log_verbose_level() > 0)
 		log_debug("%s: state %s -> %s", s->relay,
 		    sess_states[s->state].name, sess_states[state].name);
 	s->state = state;
-	session_set_timeout(s);
+	deliver_session_set_timeout(s);
 }
 
-void session_set_timeout(struct deliver_session *s)
+static long long monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The current state's timeout in ms. */
+static long long stage_ms(const struct deliver_session *s)
 {
 	long long ms = cfg.smtp_timeout * 1000 * sess_states[s->state].fifths / 5;
 	if (s->state == SESS_QUIT)
 		ms = QUIT_TIMEOUT_MS;
 	if (ms <= 0 || ms > 24LL * 3600 * 1000)
 		ms = 24LL * 3600 * 1000;
+	return ms;
+}
+
+void deliver_session_start_clock(struct deliver_session *s)
+{
+	long long limit = cfg.smtp_session_time_limit;
+	s->deadline = limit > 0 && limit < 365LL * 86400 ?
+	    monotonic_ms() + limit * 1000 : 0;
+	s->expired = false;
+}
+
+/*
+ * Set the bio's timeout to ms, or to what is left of the session if that
+ * is less (then a timeout is the session's: s->expired). Never negative:
+ * that would mean no deadline to the bio.
+ */
+static void set_wait(struct deliver_session *s, long long ms)
+{
+	bool session_first = false;
+	if (s->deadline > 0) {
+		long long left = s->deadline - monotonic_ms();
+		if (left < ms) {
+			ms = left;
+			session_first = true;
+		}
+	}
+	if (ms < 0)
+		ms = 0;
+	s->expired = session_first;
 	bio_set_timeout(&s->bio, (int)ms);
+}
+
+void deliver_session_set_timeout(struct deliver_session *s)
+{
+	set_wait(s, stage_ms(s));
 }
 
 /* "2.1.0 Ok" -> enhanced code "2.1.0" (RFC 3463; class must match). */
@@ -113,12 +160,16 @@ static void reply_enhanced(int code, const char *text, char *out, size_t outsize
  * One reply, possibly multi-line (RFC 5321 4.2.1): every line carries the
  * same code; "-" after the code means more lines follow.
  */
-bool session_read_reply(struct deliver_session *s)
+bool deliver_session_read_reply(struct deliver_session *s)
 {
 	struct str line;
 	struct smtp_reply *r = &s->reply;
 	enum bio_status st;
 	int lines = 0;
+
+	/* The whole reply within the stage's timeout, not each line. */
+	long long reply_end = cfg.smtp_per_request_deadline ?
+	    monotonic_ms() + stage_ms(s) : 0;
 
 	str_init(&line, REPLY_LINE_MAX);
 	str_clear(&r->text);
@@ -126,6 +177,8 @@ bool session_read_reply(struct deliver_session *s)
 	r->code = 0;
 	r->enhanced[0] = '\0';
 	for (;;) {
+		set_wait(s, reply_end > 0 ? reply_end - monotonic_ms() :
+		    stage_ms(s));
 		/* A line past REPLY_LINE_MAX is BIO_TOOLONG: a malformed reply. */
 		st = bio_readline(&s->bio, &line, REPLY_LINE_MAX, NULL);
 		if (st != BIO_OK)
@@ -183,8 +236,9 @@ bool session_read_reply(struct deliver_session *s)
 	return true;
 }
 
-bool session_flush(struct deliver_session *s)
+bool deliver_session_flush(struct deliver_session *s)
 {
+	deliver_session_set_timeout(s);
 	enum bio_status st = bio_flush(&s->bio);
 	if (st != BIO_OK) {
 		s->usable = false;
@@ -203,13 +257,17 @@ static char *reply_text_safe(const struct deliver_session *s)
 	return xstrdup(buf);
 }
 
-void session_io_failure(struct deliver_session *s, struct deliver_outcome *o,
-    enum bio_status st)
+void deliver_session_io_failure(struct deliver_session *s,
+    struct deliver_outcome *o, enum bio_status st)
 {
 	char text[1024];
 	const char *stage = sess_states[s->state].stage;
 
-	if (st == BIO_TIMEOUT)
+	if (st == BIO_TIMEOUT && s->expired)
+		snprintf(text, sizeof(text), "conversation with %s exceeded "
+		    "smtp_session_time_limit (%llds) %s", s->relay,
+		    cfg.smtp_session_time_limit, stage);
+	else if (st == BIO_TIMEOUT)
 		snprintf(text, sizeof(text), "conversation with %s timed out %s",
 		    s->relay, stage);
 	else if (st == BIO_TOOLONG)
@@ -221,7 +279,7 @@ void session_io_failure(struct deliver_session *s, struct deliver_outcome *o,
 	deliver_outcome_set(o, 'D', "4.4.2", text, text);
 }
 
-void session_reply_outcome(struct deliver_session *s,
+void deliver_session_reply_outcome(struct deliver_session *s,
     struct deliver_outcome *o)
 {
 	struct smtp_reply *r = &s->reply;
@@ -338,12 +396,12 @@ static void loop_outcome(struct deliver_job *job, struct deliver_outcome *o)
 }
 
 /* Send a command line and read its reply. */
-bool session_command(struct deliver_session *s, enum sess_state state,
+bool deliver_session_command(struct deliver_session *s, enum sess_state state,
     const char *line)
 {
-	session_enter(s, state);
+	deliver_session_enter(s, state);
 	bio_printf(&s->bio, "%s\r\n", line);
-	return session_flush(s) && session_read_reply(s);
+	return deliver_session_flush(s) && deliver_session_read_reply(s);
 }
 
 /* EHLO or LHLO, with a HELO fallback for old SMTP servers. */
@@ -354,8 +412,8 @@ static bool hello(struct deliver_session *s, struct deliver_job *job,
 
 	snprintf(line, sizeof(line), "%s %s", s->lmtp ? "LHLO" : "EHLO",
 	    cfg.myhostname);
-	if (!session_command(s, SESS_EHLO, line)) {
-		session_io_failure(s, out, s->last_io);
+	if (!deliver_session_command(s, SESS_EHLO, line)) {
+		deliver_session_io_failure(s, out, s->last_io);
 		return false;
 	}
 	if (s->reply.code / 100 == 2) {
@@ -369,16 +427,16 @@ static bool hello(struct deliver_session *s, struct deliver_job *job,
 	}
 	/* RFC 5321 4.1.4: a server that does not know EHLO says 5xx. */
 	if (s->lmtp || s->reply.code / 100 != 5) {
-		session_reply_outcome(s, out);
+		deliver_session_reply_outcome(s, out);
 		return false;
 	}
 	snprintf(line, sizeof(line), "HELO %s", cfg.myhostname);
-	if (!session_command(s, SESS_HELO, line)) {
-		session_io_failure(s, out, s->last_io);
+	if (!deliver_session_command(s, SESS_HELO, line)) {
+		deliver_session_io_failure(s, out, s->last_io);
 		return false;
 	}
 	if (s->reply.code / 100 != 2) {
-		session_reply_outcome(s, out);
+		deliver_session_reply_outcome(s, out);
 		return false;
 	}
 	s->ext = 0;
@@ -399,8 +457,11 @@ static enum open_step open_once(struct deliver_session *s,
 	long long connect_ms = cfg.smtp_connect_timeout * 1000;
 	if (connect_ms <= 0 || connect_ms > 3600 * 1000)
 		connect_ms = 3600 * 1000;
+	if (s->deadline > 0 && s->deadline - monotonic_ms() < connect_ms)
+		connect_ms = s->deadline - monotonic_ms() > 0 ?
+		    s->deadline - monotonic_ms() : 1;
 
-	session_enter(s, SESS_CONNECT);
+	deliver_session_enter(s, SESS_CONNECT);
 	s->fd = unix_path != NULL ? sock_connect_unix(unix_path, (int)connect_ms) :
 	    sock_connect_sa(sa, salen, (int)connect_ms);
 	if (s->fd < 0) {
@@ -419,13 +480,13 @@ static enum open_step open_once(struct deliver_session *s,
 	bio_init(&s->bio, s->fd, 0);
 	s->usable = true;
 
-	session_enter(s, SESS_GREETING);
-	if (!session_read_reply(s)) {
-		session_io_failure(s, out, s->last_io);
+	deliver_session_enter(s, SESS_GREETING);
+	if (!deliver_session_read_reply(s)) {
+		deliver_session_io_failure(s, out, s->last_io);
 		return OPEN_FAILED;
 	}
 	if (s->reply.code / 100 != 2) {
-		session_reply_outcome(s, out);
+		deliver_session_reply_outcome(s, out);
 		return OPEN_FAILED;
 	}
 	reply_first_word(s, s->greeting_name, sizeof(s->greeting_name));
@@ -437,21 +498,21 @@ static enum open_step open_once(struct deliver_session *s,
 		return OPEN_FAILED;
 
 	if (!try_tls || !(s->ext & SESS_EXT_STARTTLS))
-		return session_authenticate(s, job, out) ? OPEN_OK :
+		return deliver_session_authenticate(s, job, out) ? OPEN_OK :
 		    OPEN_FAILED;
 	/* RFC 3207: opportunistic; a refusal means we carry on in plain. */
-	if (!session_command(s, SESS_STARTTLS, "STARTTLS")) {
-		session_io_failure(s, out, s->last_io);
+	if (!deliver_session_command(s, SESS_STARTTLS, "STARTTLS")) {
+		deliver_session_io_failure(s, out, s->last_io);
 		return OPEN_FAILED;
 	}
 	if (s->reply.code != 220)
-		return session_authenticate(s, job, out) ? OPEN_OK :
+		return deliver_session_authenticate(s, job, out) ? OPEN_OK :
 		    OPEN_FAILED;
 	/* RFC 3207 4.2: nothing the server sent before TLS counts. */
 	bio_discard_input(&s->bio);
-	session_enter(s, SESS_TLS_HANDSHAKE);
+	deliver_session_enter(s, SESS_TLS_HANDSHAKE);
 	char err[256];
-	if (!tls_client_start(s, (int)(cfg.smtp_timeout * 1000), job->tls_info,
+	if (!deliver_tls_start(s, s->bio.timeout_ms, job->tls_info,
 	    sizeof(job->tls_info), err, sizeof(err))) {
 		log_info("%s: TLS handshake failed with %s: %s; trying again "
 		    "without TLS", job->queue_id, s->relay, err);
@@ -462,7 +523,7 @@ static enum open_step open_once(struct deliver_session *s,
 	/* RFC 3207 4.2: the session starts over; ask again. */
 	if (!hello(s, job, out))
 		return OPEN_FAILED;
-	return session_authenticate(s, job, out) ? OPEN_OK : OPEN_FAILED;
+	return deliver_session_authenticate(s, job, out) ? OPEN_OK : OPEN_FAILED;
 }
 
 static void session_reset_fields(struct deliver_session *s)
@@ -477,13 +538,14 @@ static void session_reset_fields(struct deliver_session *s)
 	s->greeting_name[0] = '\0';
 }
 
-enum sess_open_result session_open(struct deliver_session *s,
+enum sess_open_result deliver_session_open(struct deliver_session *s,
     struct deliver_job *job, const struct sockaddr *sa, socklen_t salen,
     const char *host, const char *unix_path, bool lmtp,
     struct deliver_outcome *out)
 {
 	memset(s, 0, sizeof(*s));
 	session_reset_fields(s);
+	deliver_session_start_clock(s);
 	s->lmtp = lmtp;
 	strlcpy(s->host, host, sizeof(s->host));
 	if (unix_path != NULL) {
@@ -501,28 +563,28 @@ enum sess_open_result session_open(struct deliver_session *s,
 	str_init(&s->reply.lines, REPLY_TEXT_MAX + 64);
 	enum open_step step = open_once(s, job, sa, salen, unix_path, true, out);
 	if (step == OPEN_TLS_FAILED) {
-		session_close(s, false);
+		deliver_session_close(s, false);
 		session_reset_fields(s);
 		str_init(&s->reply.text, REPLY_TEXT_MAX + 64);
 		str_init(&s->reply.lines, REPLY_TEXT_MAX + 64);
 		step = open_once(s, job, sa, salen, unix_path, false, out);
 	}
 	if (step != OPEN_OK) {
-		session_close(s, s->fd >= 0 && s->usable);
+		deliver_session_close(s, s->fd >= 0 && s->usable);
 		return SESS_OPEN_FAILED;
 	}
-	session_enter(s, SESS_READY);
+	deliver_session_enter(s, SESS_READY);
 	return SESS_OPEN_OK;
 }
 
-void session_close(struct deliver_session *s, bool say_quit)
+void deliver_session_close(struct deliver_session *s, bool say_quit)
 {
 	if (s->fd >= 0) {
 		if (say_quit && s->usable) {
 			/* A courtesy: do not wait long for "221". */
-			session_command(s, SESS_QUIT, "QUIT");
+			deliver_session_command(s, SESS_QUIT, "QUIT");
 		}
-		tls_client_end(s);
+		deliver_tls_end(s);
 		bio_free(&s->bio);
 		close(s->fd);
 		s->fd = -1;
@@ -533,7 +595,7 @@ void session_close(struct deliver_session *s, bool say_quit)
 	str_free(&s->reply.lines);
 }
 
-bool session_alive(struct deliver_session *s)
+bool deliver_session_alive(struct deliver_session *s)
 {
 	/* An idle server says nothing; anything pending is 421 or EOF. */
 	return s->fd >= 0 && s->usable && !bio_input_ready(&s->bio, 0);

@@ -176,6 +176,8 @@ static void stuff_write(void *ctx, const char *data, size_t len)
 
 	if (st->failed)
 		return;
+	/* Each flush of the body within what is left of the session. */
+	deliver_session_set_timeout(st->s);
 	for (size_t i = 0; i < len; i++) {
 		bool line_start = st->prev == '\n' ||
 		    (st->prev == '\r' && data[i] != '\n');
@@ -264,8 +266,8 @@ static bool send_content_downgraded(struct deliver_session *s,
 		return false;
 	size_t len = (size_t)job->content_length;
 	struct stuffer st = { s, '\n', false };
-	if (mime_has_8bit(msg, len))
-		mime_downgrade(msg, len, stuff_write, &st);
+	if (deliver_mime_has_8bit(msg, len))
+		deliver_mime_downgrade(msg, len, stuff_write, &st);
 	else
 		stuff_write(&st, msg, len);
 	stuff_finish(&st);
@@ -293,6 +295,7 @@ static bool send_content_bdat(struct deliver_session *s,
 			    strerror(errno));
 			return false;
 		}
+		deliver_session_set_timeout(s);
 		if (!bio_write(&s->bio, buf, (size_t)n))
 			return true;
 		off += n;
@@ -311,7 +314,7 @@ static void rcpt_finish(struct deliver_rcpt *r, const struct deliver_outcome *o)
 static void rcpt_reply(struct deliver_session *s, struct deliver_rcpt *r)
 {
 	struct deliver_outcome o = { 0 };
-	session_reply_outcome(s, &o);
+	deliver_session_reply_outcome(s, &o);
 	rcpt_finish(r, &o);
 	deliver_outcome_free(&o);
 }
@@ -328,7 +331,7 @@ static void accepted_reply(struct deliver_session *s, struct deliver_job *job)
 static void io_failure(struct deliver_session *s, struct deliver_job *job)
 {
 	struct deliver_outcome o = { 0 };
-	session_io_failure(s, &o, s->last_io);
+	deliver_session_io_failure(s, &o, s->last_io);
 	deliver_fail_open(job, o.status, o.dsn, o.diag, o.text);
 	deliver_outcome_free(&o);
 	s->usable = false;
@@ -337,12 +340,12 @@ static void io_failure(struct deliver_session *s, struct deliver_job *job)
 /* Back to a clean state after a failed transaction (RFC 5321 4.1.1.5). */
 static void reset(struct deliver_session *s)
 {
-	session_enter(s, SESS_RSET);
+	deliver_session_enter(s, SESS_RSET);
 	bio_puts(&s->bio, "RSET\r\n");
-	if (!session_flush(s) || !session_read_reply(s) ||
+	if (!deliver_session_flush(s) || !deliver_session_read_reply(s) ||
 	    s->reply.code / 100 != 2)
 		s->usable = false;
-	session_enter(s, SESS_READY);
+	deliver_session_enter(s, SESS_READY);
 }
 
 /* Checks before MAIL: what the peer announced rules some mail out. */
@@ -376,8 +379,8 @@ static bool precheck(struct deliver_session *s, struct deliver_job *job)
 	return true;
 }
 
-bool smtp_transaction(struct deliver_session *s, struct deliver_job *job,
-    bool may_retry)
+bool deliver_smtp_transaction(struct deliver_session *s,
+    struct deliver_job *job, bool may_retry)
 {
 	bool pipelining = (s->ext & SESS_EXT_PIPELINING) != 0;
 	bool bdat = job->body == QUEUE_BODY_BINARYMIME;
@@ -393,7 +396,7 @@ bool smtp_transaction(struct deliver_session *s, struct deliver_job *job,
 	}
 
 	/* MAIL, then RCPT for each open recipient, then DATA. */
-	session_enter(s, SESS_MAIL);
+	deliver_session_enter(s, SESS_MAIL);
 	queue_mail_command(s, job);
 	if (pipelining) {
 		for (size_t i = 0; i < job->nrcpts; i++)
@@ -402,14 +405,14 @@ bool smtp_transaction(struct deliver_session *s, struct deliver_job *job,
 		if (!bdat)
 			bio_puts(&s->bio, "DATA\r\n");
 	}
-	if (!session_flush(s) || !session_read_reply(s))
+	if (!deliver_session_flush(s) || !deliver_session_read_reply(s))
 		goto broken_early;
 
 	/* The MAIL reply is in hand. */
 	bool mail_ok = s->reply.code / 100 == 2;
 	if (!mail_ok) {
 		struct deliver_outcome o = { 0 };
-		session_reply_outcome(s, &o);
+		deliver_session_reply_outcome(s, &o);
 		deliver_fail_open(job, o.status, o.dsn, o.diag, o.text);
 		deliver_outcome_free(&o);
 		if (!pipelining) {
@@ -423,17 +426,17 @@ bool smtp_transaction(struct deliver_session *s, struct deliver_job *job,
 	 * After a failed MAIL the pipelined replies are read only to stay in
 	 * step with the server.
 	 */
-	session_enter(s, SESS_RCPT);
+	deliver_session_enter(s, SESS_RCPT);
 	for (size_t i = 0; i < job->nrcpts; i++) {
 		struct deliver_rcpt *r = &job->rcpts[i];
 		if (!r->in_txn)
 			continue;
 		if (!pipelining) {
 			queue_rcpt_command(s, r);
-			if (!session_flush(s))
+			if (!deliver_session_flush(s))
 				goto broken;
 		}
-		if (!session_read_reply(s))
+		if (!deliver_session_read_reply(s))
 			goto broken;
 		if (!mail_ok)
 			continue;
@@ -446,7 +449,7 @@ bool smtp_transaction(struct deliver_session *s, struct deliver_job *job,
 	}
 
 	/* DATA */
-	session_enter(s, SESS_DATA);
+	deliver_session_enter(s, SESS_DATA);
 	if (!bdat) {
 		if (!pipelining) {
 			if (naccepted == 0) {
@@ -454,10 +457,10 @@ bool smtp_transaction(struct deliver_session *s, struct deliver_job *job,
 				return true;
 			}
 			bio_puts(&s->bio, "DATA\r\n");
-			if (!session_flush(s))
+			if (!deliver_session_flush(s))
 				goto broken;
 		}
-		if (!session_read_reply(s))
+		if (!deliver_session_read_reply(s))
 			goto broken;
 		if (s->reply.code != 354) {
 			if (mail_ok)
@@ -470,9 +473,9 @@ bool smtp_transaction(struct deliver_session *s, struct deliver_job *job,
 			 * RFC 2920 3.1: a server that said 354 although no
 			 * recipient was accepted gets an empty message.
 			 */
-			session_enter(s, SESS_DOT);
+			deliver_session_enter(s, SESS_DOT);
 			bio_puts(&s->bio, ".\r\n");
-			if (!session_flush(s) || !session_read_reply(s))
+			if (!deliver_session_flush(s) || !deliver_session_read_reply(s))
 				goto broken;
 			reset(s);
 			return true;
@@ -483,7 +486,7 @@ bool smtp_transaction(struct deliver_session *s, struct deliver_job *job,
 	}
 
 	/* The content. */
-	session_enter(s, SESS_BODY);
+	deliver_session_enter(s, SESS_BODY);
 	bool read_ok;
 	if (bdat)
 		read_ok = send_content_bdat(s, job, err, sizeof(err));
@@ -496,19 +499,19 @@ bool smtp_transaction(struct deliver_session *s, struct deliver_job *job,
 		log_warning("%s: %s", job->queue_id, err);
 		deliver_fail_open(job, 'D', "4.3.0", err, err);
 		job->local_trouble = true;
-		session_close(s, false);
+		deliver_session_close(s, false);
 		return true;
 	}
-	if (!session_flush(s))
+	if (!deliver_session_flush(s))
 		goto broken;
 
 	/* One reply (SMTP), or one per accepted recipient (LMTP). */
-	session_enter(s, SESS_DOT);
+	deliver_session_enter(s, SESS_DOT);
 	for (size_t i = 0; i < job->nrcpts; i++) {
 		struct deliver_rcpt *r = &job->rcpts[i];
 		if (!r->accepted)
 			continue;
-		if (!session_read_reply(s))
+		if (!deliver_session_read_reply(s))
 			goto broken;
 		if (s->lmtp) {
 			rcpt_reply(s, r);
@@ -518,7 +521,7 @@ bool smtp_transaction(struct deliver_session *s, struct deliver_job *job,
 		}
 	}
 	s->uses++;
-	session_enter(s, SESS_READY);
+	deliver_session_enter(s, SESS_READY);
 	return true;
 
 broken_early:

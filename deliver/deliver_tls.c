@@ -17,7 +17,7 @@
 
 static SSL_CTX *tls_ctx;
 
-void tls_client_init(void)
+void deliver_tls_init(void)
 {
 	if (tls_ctx != NULL)
 		return;
@@ -31,7 +31,7 @@ void tls_client_init(void)
 	SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
 }
 
-bool tls_client_start(struct deliver_session *s, int timeout_ms,
+bool deliver_tls_start(struct deliver_session *s, int timeout_ms,
     char *info, size_t infosize, char *err, size_t errsize)
 {
 	if (tls_ctx == NULL) {
@@ -49,7 +49,7 @@ bool tls_client_start(struct deliver_session *s, int timeout_ms,
 	return true;
 }
 
-void tls_client_end(struct deliver_session *s)
+void deliver_tls_end(struct deliver_session *s)
 {
 	if (s->tls == NULL)
 		return;

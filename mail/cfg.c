@@ -22,6 +22,7 @@
 #include "mem.h"
 #include "sock.h"
 #include "str.h"
+#include "tls.h"
 
 struct cfg cfg;
 
@@ -504,6 +505,26 @@ static bool check_semantics(struct loader *ld, const struct cfg *c)
 			return fail(ld, raw_line(ld, (size_t)key_index(
 			    "smtpd_dnsbl_sites", 17)), "smtpd_dnsbl_sites: %s",
 			    err);
+	}
+	/* TLS settings: checked here so that "postern check" names them. */
+	static const char *const tls_keys[][2] = {
+		{ "smtpd_tls_protocols", "smtpd_tls_ciphers" },
+		{ "smtp_tls_protocols", "smtp_tls_ciphers" },
+	};
+	for (size_t k = 0; k < 2; k++) {
+		struct tls_policy policy;
+		const struct cfg_list *protocols = k == 0 ?
+		    &c->smtpd_tls_protocols : &c->smtp_tls_protocols;
+		const char *grade = k == 0 ? c->smtpd_tls_ciphers :
+		    c->smtp_tls_ciphers;
+		if (!tls_policy_parse(protocols, grade, &policy, err,
+		    sizeof(err))) {
+			/* Which of the two: the grade error names a grade. */
+			const char *key = strstr(err, "cipher grade") ?
+			    tls_keys[k][1] : tls_keys[k][0];
+			return fail(ld, raw_line(ld, (size_t)key_index(key,
+			    strlen(key))), "%s: %s", key, err);
+		}
 	}
 	if (c->lmtp_destination[0] != '\0') {
 		struct endpoint ep;

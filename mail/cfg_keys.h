@@ -26,7 +26,11 @@
 	X(DURATION, shutdown_timeout, "30s") \
 	X(LIST, dns_servers, "") \
 	X(STRING, tls_cert_file, "") \
-	X(STRING, tls_key_file, "")
+	X(STRING, tls_key_file, "") \
+	X(LIST, smtpd_tls_protocols, ">=TLSv1.2") \
+	X(STRING, smtpd_tls_ciphers, "high") \
+	X(LIST, smtp_tls_protocols, ">=TLSv1.2") \
+	X(STRING, smtp_tls_ciphers, "medium")
 
 /* smtpd */
 #define CFG_KEYS_SMTPD(X) \
@@ -66,6 +70,8 @@
 	X(INT, deliver_processes, "100") \
 	X(DURATION, smtp_connect_timeout, "30s") \
 	X(DURATION, smtp_timeout, "300s") \
+	X(BOOL, smtp_per_request_deadline, "yes") \
+	X(DURATION, smtp_session_time_limit, "3600s") \
 	X(STRING, lmtp_destination, "unix:$run_directory/lmtp") \
 	X(LIST, smtp_sasl_password_maps, "") \
 	X(BOOL, smtp_sasl_allow_plaintext, "no")

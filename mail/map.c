@@ -374,6 +374,8 @@ struct map_builder {
 	enum map_source_format format;
 	const struct map_backend *backend;
 	void *writer;
+	map_check_fn *check;	/* NULL: every entry is fine */
+	void *check_arg;
 	char *err;
 	size_t errsize;
 };
@@ -489,6 +491,18 @@ static bool map_add_entry(struct map_builder *b, char *line,
 	if (!parsed)
 		return false;
 	map_fold(key, keylen);
+	if (b->check != NULL) {
+		char *k = xstrndup(key, keylen);
+		bool ok = b->check(k, value, b->check_arg, reason,
+		    sizeof(reason));
+		if (!ok)
+			snprintf(b->err, b->errsize, "%s:%lu: key \"%s\": %s",
+			    b->source, lineno, log_escape(shown, sizeof(shown),
+			    key, keylen), reason);
+		free(k);
+		if (!ok)
+			return false;
+	}
 	switch (b->backend->put(b->writer, key, keylen, value, strlen(value),
 	    reason, sizeof(reason))) {
 	case MAP_PUT_STORED:
@@ -611,6 +625,12 @@ static bool map_sync_directory(const char *path, char *err, size_t errsize)
 bool map_build(const char *spec, enum map_source_format format, char *err,
     size_t errsize)
 {
+	return map_build_checked(spec, format, NULL, NULL, err, errsize);
+}
+
+bool map_build_checked(const char *spec, enum map_source_format format,
+    map_check_fn *check, void *arg, char *err, size_t errsize)
+{
 	const struct map_backend *be;
 	const char *path;
 	struct map_builder b;
@@ -649,6 +669,8 @@ bool map_build(const char *spec, enum map_source_format format, char *err,
 	b.source = path;
 	b.format = format;
 	b.backend = be;
+	b.check = check;
+	b.check_arg = arg;
 	b.err = err;
 	b.errsize = errsize;
 	if ((b.writer = be->create(tmp, err, errsize)) == NULL)

@@ -67,5 +67,14 @@ enum map_source_format {
 };
 bool map_build(const char *spec, enum map_source_format format, char *err,
     size_t errsize);
+/*
+ * The same, with every entry first shown to check (key NUL-terminated and
+ * folded): false with why refuses the entry, and the build fails with
+ * err "source:line: key \"KEY\": why".
+ */
+typedef bool map_check_fn(const char *key, const char *value, void *arg,
+    char *why, size_t whysize);
+bool map_build_checked(const char *spec, enum map_source_format format,
+    map_check_fn *check, void *arg, char *err, size_t errsize);
 
 #endif

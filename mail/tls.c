@@ -1,7 +1,8 @@
 /*
  * tls.c - TLS over a struct bio with OpenSSL 3 (see tls.h).
  *
- * Trusts the config (certificate and key paths) and OpenSSL; the peer is
+ * Trusts the config (certificate and key paths, protocol and cipher
+ * settings, checked when it is loaded) and OpenSSL; the peer is
  * untrusted: the handshake has a deadline, and every failure becomes a
  * message for the caller's log, never a crash. The socket is
  * non-blocking; SSL_read/SSL_write report what they wait for and the bio
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <openssl/err.h>
@@ -37,6 +39,129 @@ static void openssl_error(char *out, size_t outsize, const char *fallback)
 	ERR_clear_error();
 }
 
+/* Protocol versions in order, as Postfix and OpenSSL name them. */
+static const struct {
+	const char *name;
+	int version;
+} tls_versions[] = {
+	{ "SSLv2", 0 },		/* OpenSSL 3 has none: never offered */
+	{ "SSLv3", SSL3_VERSION },
+	{ "TLSv1", TLS1_VERSION },
+	{ "TLSv1.1", TLS1_1_VERSION },
+	{ "TLSv1.2", TLS1_2_VERSION },
+	{ "TLSv1.3", TLS1_3_VERSION },
+};
+#define TLS_NVERSIONS (sizeof(tls_versions) / sizeof(tls_versions[0]))
+#define TLS_FIRST_OFFERED 2	/* TLSv1: SSLv2 and SSLv3 are broken */
+
+/*
+ * Cipher grades for TLS 1.2 and older (TLS 1.3 has only AEAD suites, and
+ * OpenSSL's own list of them is used). Both demand forward secrecy: no
+ * static-RSA key exchange, whose recorded sessions a stolen key opens.
+ */
+static const struct {
+	const char *grade;
+	const char *ciphers;
+} tls_grades[] = {
+	/* ECDHE with AES-GCM or ChaCha20-Poly1305 only. */
+	{ "high", "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL" },
+	/* Also finite-field DHE, and CBC suites after the AEAD ones, for
+	 * old peers; still no static RSA, 3DES, RC4 or anonymous suites. */
+	{ "medium", "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:"
+	    "ECDHE+AES:DHE+AES:!aNULL:!eNULL:!DSS:!3DES:!RC4" },
+};
+
+static int version_index(const char *name)
+{
+	for (size_t i = 0; i < TLS_NVERSIONS; i++)
+		if (strcasecmp(name, tls_versions[i].name) == 0)
+			return (int)i;
+	return -1;
+}
+
+bool tls_policy_parse(const struct cfg_list *protocols, const char *grade,
+    struct tls_policy *policy, char *err, size_t errsize)
+{
+	bool allowed[TLS_NVERSIONS];
+	bool named = false;
+
+	/* Bare names list what is allowed; without any, all are. */
+	for (size_t j = 0; j < protocols->count; j++) {
+		const char *p = protocols->items[j];
+		if (p[0] != '!' && p[0] != '>' && p[0] != '<')
+			named = true;
+	}
+	for (size_t i = 0; i < TLS_NVERSIONS; i++)
+		allowed[i] = !named;
+	for (size_t j = 0; j < protocols->count; j++) {
+		const char *p = protocols->items[j];
+		int op = p[0] == '!' ? '!' : strncmp(p, ">=", 2) == 0 ? '>' :
+		    strncmp(p, "<=", 2) == 0 ? '<' : '=';
+		const char *name = op == '!' ? p + 1 : op == '=' ? p : p + 2;
+		int v = version_index(name);
+		if (v < 0) {
+			snprintf(err, errsize, "unknown protocol \"%.40s\" (use "
+			    "SSLv2, SSLv3, TLSv1, TLSv1.1, TLSv1.2, TLSv1.3, "
+			    "with !, >= or <=)", name);
+			return false;
+		}
+		for (int i = 0; i < (int)TLS_NVERSIONS; i++) {
+			if ((op == '!' && i == v) || (op == '>' && i < v) ||
+			    (op == '<' && i > v))
+				allowed[i] = false;
+			if (op == '=' && i == v)
+				allowed[i] = true;
+		}
+	}
+	int lo = -1, hi = -1;
+	for (int i = TLS_FIRST_OFFERED; i < (int)TLS_NVERSIONS; i++) {
+		if (!allowed[i])
+			continue;
+		if (lo < 0)
+			lo = i;
+		else if (hi != i - 1) {
+			snprintf(err, errsize, "%s and %s are allowed but not "
+			    "%s: give one unbroken range", tls_versions[lo].name,
+			    tls_versions[i].name, tls_versions[hi + 1].name);
+			return false;
+		}
+		hi = i;
+	}
+	if (lo < 0) {
+		snprintf(err, errsize, "no protocol left (SSLv2 and SSLv3 are "
+		    "never offered)");
+		return false;
+	}
+	policy->min_version = tls_versions[lo].version;
+	policy->max_version = hi == (int)TLS_NVERSIONS - 1 ? 0 :
+	    tls_versions[hi].version;
+	for (size_t g = 0; g < sizeof(tls_grades) / sizeof(tls_grades[0]); g++) {
+		if (strcasecmp(grade, tls_grades[g].grade) == 0) {
+			policy->ciphers = tls_grades[g].ciphers;
+			return true;
+		}
+	}
+	snprintf(err, errsize, "unknown cipher grade \"%.40s\" (use high or "
+	    "medium; export, low and null are not offered)", grade);
+	return false;
+}
+
+/* Apply a policy to ctx; false with err (OpenSSL's words) on failure. */
+static bool apply_policy(SSL_CTX *ctx, const struct tls_policy *p,
+    char *err, size_t errsize)
+{
+	char why[256];
+	if (SSL_CTX_set_min_proto_version(ctx, p->min_version) != 1 ||
+	    SSL_CTX_set_max_proto_version(ctx, p->max_version) != 1 ||
+	    SSL_CTX_set_cipher_list(ctx, p->ciphers) != 1) {
+		openssl_error(why, sizeof(why), "rejected by OpenSSL");
+		snprintf(err, errsize, "cannot apply the TLS protocols or "
+		    "ciphers: %s", why);
+		return false;
+	}
+	return true;
+}
+
 SSL_CTX *tls_server_context(const char *cert_file, const char *key_file,
     char *err, size_t errsize)
 {
@@ -47,7 +172,18 @@ SSL_CTX *tls_server_context(const char *cert_file, const char *key_file,
 		snprintf(err, errsize, "cannot create a TLS context: %s", why);
 		return NULL;
 	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	struct tls_policy policy;
+	if (!tls_policy_parse(&cfg.smtpd_tls_protocols, cfg.smtpd_tls_ciphers,
+	    &policy, why, sizeof(why))) {
+		snprintf(err, errsize, "smtpd_tls_protocols or "
+		    "smtpd_tls_ciphers: %s", why);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	if (!apply_policy(ctx, &policy, err, errsize)) {
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
 	SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE |
 	    SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
 	    SSL_OP_NO_TICKET);
@@ -90,7 +226,14 @@ SSL_CTX *tls_client_context(void)
 		ERR_clear_error();
 		return NULL;
 	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	struct tls_policy policy;
+	char err[256];
+	if (!tls_policy_parse(&cfg.smtp_tls_protocols, cfg.smtp_tls_ciphers,
+	    &policy, err, sizeof(err)) ||
+	    !apply_policy(ctx, &policy, err, sizeof(err))) {
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	return ctx;

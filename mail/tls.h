@@ -18,17 +18,36 @@
 #include <openssl/ssl.h>
 
 #include "bio.h"
+#include "cfg.h"
+
+/*
+ * What a context may negotiate, from Postfix-style settings:
+ * *_tls_protocols (">=TLSv1.2", "<=TLSv1.3", "!SSLv3, !TLSv1" or bare
+ * names, mixed as Postfix allows) and *_tls_ciphers (a grade: "high" or
+ * "medium"; see postern.conf(5) for what each admits). The protocols must
+ * form one unbroken range; SSLv2 and SSLv3 are never offered.
+ */
+struct tls_policy {
+	int min_version;	/* e.g. TLS1_2_VERSION */
+	int max_version;	/* 0: the newest OpenSSL has */
+	const char *ciphers;	/* OpenSSL cipher list for TLS 1.2 and older */
+};
+
+bool tls_policy_parse(const struct cfg_list *protocols, const char *grade,
+    struct tls_policy *policy, char *err, size_t errsize);
 
 /*
  * A server context: certificate chain and private key from PEM files,
- * TLS 1.2 at least, the server's cipher preference, no compression, no
- * renegotiation, no session tickets (pre-forked processes share no ticket
- * key). NULL with err naming the file that failed.
+ * smtpd_tls_protocols and smtpd_tls_ciphers (by default TLS 1.2 and 1.3,
+ * forward-secret AEAD suites only), the server's cipher preference, no
+ * compression, no renegotiation, no session tickets (pre-forked processes
+ * share no ticket key). NULL with err naming the file or key that failed.
  */
 SSL_CTX *tls_server_context(const char *cert_file, const char *key_file,
     char *err, size_t errsize);
 
-/* A client context: TLS 1.2 at least; verification is the caller's. */
+/* A client context with smtp_tls_protocols and smtp_tls_ciphers;
+ * verification is the caller's. NULL if those are not valid. */
 SSL_CTX *tls_client_context(void);
 
 enum tls_role {

@@ -6,8 +6,10 @@
  * crypt(3) hash (yescrypt, sha512-crypt: what mkpasswd or
  * "openssl passwd -6" print); crypt_r computes the hash of what the client
  * sent and the two are compared in constant time. An unknown user costs
- * the same hashing as a known one, so timing does not tell which names
- * exist.
+ * the same hashing as a known one: it is checked against a dummy of the
+ * scheme and cost most of the table's hashes have, so timing does not
+ * tell which names exist. A weak hash (DES, MD5: mail/pwhash.h) in the
+ * table stops smtpd at start, naming the table and the user.
  *
  * AUTH is offered and accepted only over TLS (DESIGN.md: never a password
  * in clear text). Everything the client sends is untrusted: base64 is
@@ -28,6 +30,7 @@
 #include "log.h"
 #include "map.h"
 #include "mem.h"
+#include "pwhash.h"
 #include "smtpd.h"
 
 /* RFC 4954 4: a server accepts at least 12288 octets per line. */
@@ -47,6 +50,75 @@ static void close_tables(void)
 	sasl_tables = NULL;
 }
 
+/* The cost classes of a table's hashes, to pick the dummy's. */
+struct hash_census {
+	const char *table;
+	struct {
+		char class[64];
+		char *example;	/* one hash of the class */
+		size_t count;
+	} v[16];
+	size_t n;
+};
+
+static void census_add(const char *user, const char *hash, void *arg)
+{
+	struct hash_census *c = arg;
+	char why[256], class[64], name[300];
+
+	if (!pwhash_check(hash, why, sizeof(why)))
+		log_fatal("smtpd_sasl_users %s: user \"%s\": %s (postern map "
+		    "build refuses it)", c->table, log_escape(name,
+		    sizeof(name), user, strlen(user)), why);
+	pwhash_class(hash, class, sizeof(class));
+	for (size_t i = 0; i < c->n; i++) {
+		if (strcmp(c->v[i].class, class) == 0) {
+			c->v[i].count++;
+			return;
+		}
+	}
+	if (c->n == sizeof(c->v) / sizeof(c->v[0]))
+		return;		/* more classes than anyone keeps */
+	strlcpy(c->v[c->n].class, class, sizeof(c->v[0].class));
+	c->v[c->n].example = xstrdup(hash);
+	c->v[c->n].count = 1;
+	c->n++;
+}
+
+/*
+ * Walk every table: refuse weak hashes, and take as the dummy a hash of
+ * the class most users have (ties: the first class in byte order), so an
+ * unknown name costs what most known ones cost. A stored hash serves as a
+ * crypt(3) setting; its digest is never compared for an unknown name.
+ */
+static void choose_dummy(void)
+{
+	struct hash_census c = { .n = 0 };
+	char err[256];
+
+	for (size_t t = 0; t < cfg.smtpd_sasl_users.count; t++) {
+		struct map *m = map_open(cfg.smtpd_sasl_users.items[t], err,
+		    sizeof(err));
+		if (m == NULL)
+			continue;
+		c.table = cfg.smtpd_sasl_users.items[t];
+		map_walk(m, census_add, &c);
+		map_close(m);
+	}
+	size_t best = c.n;
+	for (size_t i = 0; i < c.n; i++)
+		if (best == c.n || c.v[i].count > c.v[best].count ||
+		    (c.v[i].count == c.v[best].count &&
+		    strcmp(c.v[i].class, c.v[best].class) < 0))
+			best = i;
+	if (best < c.n)
+		strlcpy(dummy_hash, c.v[best].example, sizeof(dummy_hash));
+	for (size_t i = 0; i < c.n; i++) {
+		explicit_bzero(c.v[i].example, strlen(c.v[i].example));
+		free(c.v[i].example);
+	}
+}
+
 void smtpd_auth_init(void)
 {
 	char err[256];
@@ -60,7 +132,10 @@ void smtpd_auth_init(void)
 		    "error", err);
 		sasl_broken = true;
 	}
-	/* A hash of the same kind as the default of crypt_gensalt. */
+	choose_dummy();
+	if (dummy_hash[0] != '\0')
+		return;
+	/* An empty or unreadable table: crypt_gensalt's default kind. */
 	struct crypt_data *cd = xcalloc(1, sizeof(*cd));
 	const char *setting = crypt_gensalt_rn(NULL, 0, NULL, 0,
 	    cd->setting, sizeof(cd->setting));

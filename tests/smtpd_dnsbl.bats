@@ -5,6 +5,7 @@
 #
 #   bl.test    127.0.0.2 listed (A 127.0.0.2, TXT with a URL), 127.0.0.1
 #              listed too (but it is in mynetworks)
+#              127.0.0.7 listed with a TXT record holding a newline and ESC
 #   bl2.test   127.0.0.3 listed with code 127.0.0.4, 127.0.0.5 with code
 #              127.0.0.9; the filter 127.0.0.[3..4] counts only the first
 #   dead.invalid  not served: every query fails (REFUSED)
@@ -21,7 +22,9 @@ setup_file() {
 		--txt-record=2.0.0.127.bl.test,"listed: see https://bl.test/?127.0.0.2" \
 		--host-record=1.0.0.127.bl.test,127.0.0.2 \
 		--host-record=3.0.0.127.bl2.test,127.0.0.4 \
-		--host-record=5.0.0.127.bl2.test,127.0.0.9
+		--host-record=5.0.0.127.bl2.test,127.0.0.9 \
+		--host-record=7.0.0.127.bl.test,127.0.0.2 \
+		--txt-record=7.0.0.127.bl.test,$'listed\npostern/smtpd[1]: forged\e[2J'
 	suite_conf mynetworks 127.0.0.1/32
 	suite_conf smtpd_dnsbl_sites "dead.invalid, bl.test, bl2.test=127.0.0.[3..4]"
 	suite_start
@@ -86,4 +89,17 @@ send_from() {	# CLIENT_ADDR RCPT [swaks options]
 	echo "$output"
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"smtpd_dnsbl_sites:"*"127.0.0.2, 127.0.0.[2..11] or 127.0.0.[2;4;8]"* ]]
+}
+
+@test "a newline or ESC in a DNSBL TXT record is escaped in the log, not a forged line" {
+	run send_from 127.0.0.7 alice@postern.test
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"554 5.7.1 Service unavailable; Client host [127.0.0.7] blocked using bl.test"* ]]
+	wait_for_log 'NOQUEUE: reject: RCPT from [^ ]*\[127\.0\.0\.7\]: 554 5\.7\.1 .*listed\\npostern/smtpd\[1\]: forged\\x1b\[2J'
+	# No line of the log starts with the forged text, none holds an ESC.
+	run grep -c '^postern/smtpd\[1\]: forged' "$T/log"
+	[ "$output" = 0 ]
+	run grep -c $'\e' "$T/log"
+	[ "$output" = 0 ]
 }

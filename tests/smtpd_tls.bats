@@ -367,3 +367,113 @@ PY
 	wait "$cpid" 2>/dev/null || true
 	[ "$ok" -eq 1 ]
 }
+
+@test "TLS 1.2: static-RSA and CBC-SHA1 suites refused, ECDHE with AES-GCM or ChaCha20 accepted" {
+	for c in AES128-SHA AES256-GCM-SHA384 ECDHE-RSA-AES128-SHA; do
+		run -1 timeout 20 openssl s_client -connect 127.0.0.1:$SMTP_PORT \
+			-starttls smtp -tls1_2 -cipher "$c:@SECLEVEL=0" </dev/null
+		echo "$output" | grep -Eq 'handshake failure|no shared cipher|alert'
+	done
+	wait_for_log 'SSL_accept error from unknown\[127.0.0.1\]: .*no shared cipher'
+	for c in ECDHE-RSA-AES128-GCM-SHA256 ECDHE-RSA-CHACHA20-POLY1305; do
+		run timeout 20 openssl s_client -connect 127.0.0.1:$SMTP_PORT \
+			-starttls smtp -tls1_2 -cipher "$c" -crlf -ign_eof <<<'QUIT'
+		echo "$output" | grep -q "New, TLSv1.2, Cipher is $c"
+		echo "$output" | grep -q '221 2.0.0 Bye'
+	done
+	run "$POSTERN" -c "$T/conf" config smtpd_tls_ciphers smtpd_tls_protocols
+	[[ "$output" == *"smtpd_tls_ciphers = high"* ]]
+	[[ "$output" == *"smtpd_tls_protocols = >=TLSv1.2"* ]]
+}
+
+@test "smtpd_tls_protocols and smtp_tls_protocols are honoured" {
+	C=$T/c2
+	mkdir -p "$C/conf"
+	C_PORT=$(free_port)
+	sed -e "s|^queue_directory = .*|queue_directory = $C/queue|" \
+		-e "s|^run_directory = .*|run_directory = $C/run|" \
+		-e "s|^smtp_listen = .*|smtp_listen = 127.0.0.1:$C_PORT|" \
+		-e "s|^submission_listen = .*|submission_listen =|" \
+		-e "s|^smtps_listen = .*|smtps_listen =|" \
+		"$T/conf/postern.conf" > "$C/conf/postern.conf"
+	# The server takes TLS 1.3 only; the client offers 1.2 at most.
+	printf 'smtpd_tls_protocols = !SSLv2, !SSLv3, !TLSv1, !TLSv1.1, !TLSv1.2\n' >> "$C/conf/postern.conf"
+	printf 'smtp_tls_protocols = >=TLSv1.2, <=TLSv1.2\n' >> "$C/conf/postern.conf"
+	"$POSTERN" -c "$C/conf" start -f > "$C/log" 2>&1 &
+	cpid=$!
+	wait_for_port "$C_PORT" 10
+	run timeout 20 openssl s_client -connect 127.0.0.1:$C_PORT \
+		-starttls smtp -tls1_2 </dev/null
+	s12=$status
+	run timeout 20 openssl s_client -connect 127.0.0.1:$C_PORT \
+		-starttls smtp -tls1_3 -crlf -ign_eof <<<'QUIT'
+	s13=$status out13=$output
+	run swaks --server 127.0.0.1 --port "$C_PORT" --tls \
+		--auth PLAIN --auth-user alice --auth-password 'alice secret' \
+		--from alice@postern.test --to someone@remote.test \
+		--header "Subject: TLS 1.2 at most"
+	sw=$status
+	ok=0
+	for ((i = 0; i < 200; i++)); do
+		grep -Eq "Untrusted TLS connection established to 127.0.0.1\[127.0.0.1\]:$B_PORT: TLSv1\.2 with cipher ECDHE-" "$C/log" && { ok=1; break; }
+		sleep 0.1
+	done
+	kill -TERM "$cpid" 2>/dev/null || true
+	wait "$cpid" 2>/dev/null || true
+	cat "$C/log"
+	[ "$s12" -ne 0 ]
+	[ "$s13" -eq 0 ]
+	echo "$out13" | grep -q "New, TLSv1.3, Cipher is"
+	[ "$sw" -eq 0 ]
+	[ "$ok" -eq 1 ]
+}
+
+@test "postern check names a bad TLS protocol or cipher setting with its line" {
+	C=$T/c3
+	mkdir -p "$C"
+	cp -r "$T/conf" "$C/conf"
+	printf 'smtpd_tls_ciphers = low\n' >> "$C/conf/postern.conf"
+	n=$(wc -l < "$C/conf/postern.conf")
+	run "$POSTERN" -c "$C/conf" check
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"postern.conf:$n: smtpd_tls_ciphers: unknown cipher grade \"low\""* ]]
+	sed -i '$d' "$C/conf/postern.conf"
+	printf 'smtp_tls_protocols = TLSv1.1, TLSv1.3\n' >> "$C/conf/postern.conf"
+	run "$POSTERN" -c "$C/conf" check
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"postern.conf:$n: smtp_tls_protocols: TLSv1.1 and TLSv1.3 are allowed but not TLSv1.2"* ]]
+}
+
+@test "AUTH takes as long for an unknown user as for a real one" {
+	# A security property, not a benchmark: the median time to refuse a
+	# wrong password must not tell whether the name exists. The table
+	# holds sha512-crypt (alice, dave) and yescrypt (bob): an unknown
+	# name costs a sha512-crypt check, the class most users have.
+	C=$T/c4
+	mkdir -p "$C/conf"
+	C_PORT=$(free_port)
+	printf 'alice %s\nbob %s\ndave %s\n' "$(openssl passwd -6 'alice secret')" \
+		"$(perl -e 'print crypt("bob-pw", "\$y\$j9T\$F5Jx5fExrKuPp53xLKQ..1\$")')" \
+		"$(openssl passwd -6 'dave pw')" > "$C/conf/sasl_users"
+	sed -e "s|^queue_directory = .*|queue_directory = $C/queue|" \
+		-e "s|^run_directory = .*|run_directory = $C/run|" \
+		-e "s|^smtp_listen = .*|smtp_listen = 127.0.0.1:$C_PORT|" \
+		-e "s|^submission_listen = .*|submission_listen =|" \
+		-e "s|^smtps_listen = .*|smtps_listen =|" \
+		-e "s|^smtpd_sasl_users = .*|smtpd_sasl_users = hash:$C/conf/sasl_users|" \
+		"$T/conf/postern.conf" > "$C/conf/postern.conf"
+	"$POSTERN" -c "$C/conf" map build "$C/conf/sasl_users"
+	"$POSTERN" -c "$C/conf" start -f > "$C/log" 2>&1 &
+	cpid=$!
+	wait_for_port "$C_PORT" 10
+	run python3 "$HELPERS/auth_timing.py" "$C_PORT" alice nosuchuser 25
+	kill -TERM "$cpid" 2>/dev/null || true
+	wait "$cpid" 2>/dev/null || true
+	echo "$output"
+	[ "$status" -eq 0 ]
+	ratio=$(echo "$output" | sed -n 's/.*ratio \([0-9.]*\)$/\1/p')
+	[ -n "$ratio" ]
+	awk -v r="$ratio" 'BEGIN { exit !(r < 3) }'
+}

@@ -1,5 +1,8 @@
 /*
  * log.c - syslog or stderr logging with fixed level meanings (see log.h).
+ *
+ * Trusts nothing in a message: the text a caller formats may hold bytes
+ * from the network, and is escaped on its way out (log_emit).
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -11,6 +14,9 @@
 #include <unistd.h>
 
 #include "log.h"
+
+/* An escaped message: 2047 bytes, each at worst \xNN. */
+#define LOG_LINE_MAX (2047 * 4 + 1)
 
 static char log_tag[64] = "postern";
 static const char *log_prog = "postern";
@@ -41,22 +47,30 @@ const char *log_program(void)
 	return log_prog;
 }
 
+/*
+ * The sink: every message is escaped here, once, whatever its caller did,
+ * so that text from outside (a DNSBL's TXT record, a peer's reply, a
+ * client's name) can never end a log line early, forge another one or
+ * reach an administrator's terminal as a control sequence.
+ */
 static void log_emit(int priority, const char *prefix, const char *fmt,
     va_list ap)
 {
 	char text[2048];
+	char safe[LOG_LINE_MAX];
 	int saved_errno = errno;
 
 	/* %m must see the caller's errno, so expand it before anything else. */
 	errno = saved_errno;
 	vsnprintf(text, sizeof(text), fmt, ap);
+	log_escape_line(safe, sizeof(safe), text);
 	if (log_destination == LOG_DEST_SYSLOG) {
-		syslog(priority, "%s%s", prefix, text);
+		syslog(priority, "%s%s", prefix, safe);
 	} else {
 		/* One write per line, so lines of many processes do not mix. */
-		char line[2200];
+		char line[LOG_LINE_MAX + 128];
 		int n = snprintf(line, sizeof(line), "%s[%ld]: %s%s\n", log_tag,
-		    (long)getpid(), prefix, text);
+		    (long)getpid(), prefix, safe);
 		if (n > (int)sizeof(line) - 1) {
 			n = (int)sizeof(line) - 1;
 			line[n - 1] = '\n';
@@ -108,7 +122,83 @@ void log_panic(const char *fmt, ...)
 	abort();
 }
 
-char *log_escape(char *out, size_t outsize, const void *in, size_t inlen)
+/*
+ * The length of the valid UTF-8 sequence of 2 to 4 bytes at p (RFC 3629
+ * 4: shortest form, no surrogates, nothing above U+10FFFF), or 0. C1
+ * controls (U+0080-U+009F) count as invalid: a terminal obeys them.
+ */
+static size_t utf8_sequence(const unsigned char *p, size_t n)
+{
+	size_t len;
+	unsigned cp;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		len = 2;
+		cp = p[0] & 0x1fu;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		len = 3;
+		cp = p[0] & 0x0fu;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		len = 4;
+		cp = p[0] & 0x07u;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3fu);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff || cp < 0xa0)
+		return 0;
+	return len;
+}
+
+/*
+ * The escaped form of the character at p into piece (at most 4 bytes):
+ * printable ASCII and valid UTF-8 as they are, \r \n \t, every other
+ * byte (C0, DEL, C1, invalid UTF-8) as \xNN. A backslash is doubled only
+ * when asked: log_escape() output must read back unambiguously, while the
+ * sink must leave text already escaped by log_escape() as it is.
+ * Returns how many input bytes the piece stands for.
+ */
+static size_t escape_piece(const unsigned char *p, size_t n, bool backslash,
+    char piece[5], size_t *plen)
+{
+	unsigned char c = p[0];
+	size_t u;
+
+	if (c >= 0x20 && c < 0x7f && (c != '\\' || !backslash)) {
+		piece[0] = (char)c;
+		*plen = 1;
+		return 1;
+	}
+	if (c >= 0x80 && (u = utf8_sequence(p, n)) > 0) {
+		memcpy(piece, p, u);
+		*plen = u;
+		return u;
+	}
+	*plen = 2;
+	if (c == '\\')
+		memcpy(piece, "\\\\", 2);
+	else if (c == '\r')
+		memcpy(piece, "\\r", 2);
+	else if (c == '\n')
+		memcpy(piece, "\\n", 2);
+	else if (c == '\t')
+		memcpy(piece, "\\t", 2);
+	else {
+		snprintf(piece, 5, "\\x%02x", c);
+		*plen = 4;
+	}
+	return 1;
+}
+
+static size_t escape_into(char *out, size_t outsize, const void *in,
+    size_t inlen, bool backslash)
 {
 	const unsigned char *p = in;
 	size_t o = 0;
@@ -117,27 +207,13 @@ char *log_escape(char *out, size_t outsize, const void *in, size_t inlen)
 	bool truncated = false;
 
 	if (outsize == 0)
-		return out;
-	for (size_t i = 0; i < inlen; i++) {
+		return 0;
+	for (size_t i = 0; i < inlen;) {
 		char piece[5];
-		size_t plen = 2;
-		unsigned char c = p[i];
+		size_t plen;
+		size_t used = escape_piece(p + i, inlen - i, backslash, piece,
+		    &plen);
 
-		if (c >= 0x20 && c < 0x7f && c != '\\') {
-			piece[0] = (char)c;
-			plen = 1;
-		} else if (c == '\\') {
-			memcpy(piece, "\\\\", 2);
-		} else if (c == '\r') {
-			memcpy(piece, "\\r", 2);
-		} else if (c == '\n') {
-			memcpy(piece, "\\n", 2);
-		} else if (c == '\t') {
-			memcpy(piece, "\\t", 2);
-		} else {
-			snprintf(piece, sizeof(piece), "\\x%02x", c);
-			plen = 4;
-		}
 		if (o + plen + 1 > outsize) {
 			truncated = true;
 			break;
@@ -145,6 +221,7 @@ char *log_escape(char *out, size_t outsize, const void *in, size_t inlen)
 		starts[npieces++ % 4] = o;
 		memcpy(out + o, piece, plen);
 		o += plen;
+		i += used;
 	}
 	if (truncated && outsize >= 4) {
 		/* Drop whole pieces until "..." fits. */
@@ -154,5 +231,16 @@ char *log_escape(char *out, size_t outsize, const void *in, size_t inlen)
 		o += 3;
 	}
 	out[o] = '\0';
+	return o;
+}
+
+char *log_escape(char *out, size_t outsize, const void *in, size_t inlen)
+{
+	escape_into(out, outsize, in, inlen, true);
 	return out;
+}
+
+size_t log_escape_line(char *out, size_t outsize, const char *text)
+{
+	return escape_into(out, outsize, text, strlen(text), false);
 }

@@ -6,7 +6,13 @@
  * fixed meanings: info (normal events), warning (something is wrong but we
  * go on), error (a request failed), fatal (logs, then exit(1)), panic
  * (a broken invariant: logs, then abort()). Use "%m" for strerror(errno).
- * Text that came from outside must pass through log_escape() first.
+ *
+ * Every message is escaped at the sink (log_escape_line()): control bytes
+ * (C0 including TAB, DEL, C1) and invalid UTF-8 become \xNN (\r, \n, \t
+ * as such); printable ASCII and valid UTF-8 stay as they are, so SMTPUTF8
+ * addresses read as sent. Callers need not escape for safety; they use
+ * log_escape() to cut untrusted text to a field's size, and its output
+ * passes the sink unchanged (no double escaping).
  */
 #ifndef POSTERN_LOG_H
 #define POSTERN_LOG_H
@@ -35,10 +41,17 @@ void log_panic(const char *fmt, ...)
     __attribute__((format(printf, 1, 2), noreturn));
 
 /*
- * Copy untrusted bytes into out for logging: printable ASCII is kept,
- * everything else becomes \xNN (\r, \n, \t as such); truncated with "..."
- * to fit. out is always NUL-terminated. Returns out.
+ * Copy untrusted bytes into out for a log line or a diagnostic: printable
+ * ASCII and valid UTF-8 are kept, a backslash is doubled, everything else
+ * becomes \xNN (\r, \n, \t as such); truncated with "..." to fit. out
+ * is always NUL-terminated. Returns out.
  */
 char *log_escape(char *out, size_t outsize, const void *in, size_t inlen);
+/*
+ * What the sink does to every message: as log_escape(), but a backslash
+ * stays single, so that text log_escape() made passes unchanged. Returns
+ * the length written.
+ */
+size_t log_escape_line(char *out, size_t outsize, const char *text);
 
 #endif

@@ -45,11 +45,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct growbuf once = { 0 }, twice = { 0 };
 	const char *msg = (const char *)data;
 
-	mime_downgrade(msg, size, collect, &once);
-	if (!mime_has_8bit(msg, size) &&
+	deliver_mime_downgrade(msg, size, collect, &once);
+	if (!deliver_mime_has_8bit(msg, size) &&
 	    (once.len != size || memcmp(once.data, msg, size) != 0))
 		abort();
-	mime_downgrade(once.data, once.len, collect, &twice);
+	deliver_mime_downgrade(once.data, once.len, collect, &twice);
 	if (twice.len != once.len ||
 	    (once.len > 0 && memcmp(twice.data, once.data, once.len) != 0))
 		abort();

@@ -29,7 +29,7 @@ static const char *downgrade(const char *msg)
 	static struct outbuf o;
 	o.len = 0;
 	o.data[0] = '\0';
-	mime_downgrade(msg, strlen(msg), collect, &o);
+	deliver_mime_downgrade(msg, strlen(msg), collect, &o);
 	return o.data;
 }
 
