@@ -6,13 +6,12 @@
  * changes nothing (what it re-encoded is labelled quoted-printable, and a
  * soft line break never makes a boundary delimiter).
  *
- * Not part of `make`. Build and run from the top of the tree:
+ * `make fuzz` builds it into build/fuzz/fuzz_mime (with
+ * deliver/deliver_mime.c); `make fuzz-smoke` runs it briefly over
+ * tests/fuzz/corpus_mime; for a longer run:
  *
- *   clang -g -O1 -D_GNU_SOURCE -Iutil -Imail -Ideliver \
- *       -fsanitize=fuzzer,address,undefined \
- *       tests/fuzz/fuzz_mime.c deliver/deliver_mime.c -o build/fuzz_mime
- *   mkdir -p build/fuzz-mime-corpus
- *   build/fuzz_mime -max_total_time=300 build/fuzz-mime-corpus
+ *   mkdir -p /tmp/corpus && build/fuzz/fuzz_mime -max_total_time=600 \
+ *       -dict=tests/fuzz/mime.dict /tmp/corpus tests/fuzz/corpus_mime
  */
 #include <stdint.h>
 #include <stdlib.h>
