@@ -269,23 +269,29 @@ static bool store_line(struct loader *ld, char *logical, int line)
 	return true;
 }
 
-static bool read_file(struct loader *ld, FILE *fp)
+/* Split text (len bytes) into logical lines and store each. */
+static bool parse_text(struct loader *ld, const char *text, size_t len)
 {
-	char *buf = NULL;
-	size_t bufsize = 0;
-	ssize_t n;
+	const char *p = text, *end = text + len;
 	int lineno = 0, logical_line = 0;
-	struct str logical;
+	struct str logical, physical;
 	bool ok = true;
 
 	str_init(&logical, 64 * 1024);
-	while ((n = getline(&buf, &bufsize, fp)) >= 0) {
+	str_init(&physical, STR_NO_MAX);
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
 		lineno++;
-		if (memchr(buf, '\0', (size_t)n) != NULL) {
+		if (memchr(p, '\0', n) != NULL) {
 			ok = fail(ld, lineno, "NUL byte in line");
 			break;
 		}
-		while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		str_clear(&physical);
+		str_append(&physical, p, n);
+		p = nl ? nl + 1 : end;
+		char *buf = physical.data ? physical.data : (char *)"";
+		while (n > 0 && buf[n - 1] == '\r')
 			buf[--n] = '\0';
 		char *t = trim(buf);
 		if (*t == '#' || *t == '\0')
@@ -308,14 +314,27 @@ static bool read_file(struct loader *ld, FILE *fp)
 			ok = false;
 			break;
 		}
-		str_set(&logical, t);
+		if (!str_set(&logical, t)) {
+			ok = fail(ld, lineno, "value too long");
+			break;
+		}
 		logical_line = lineno;
 	}
 	if (ok && logical.len > 0)
 		ok = store_line(ld, logical.data, logical_line);
 	str_free(&logical);
-	free(buf);
+	str_free(&physical);
 	return ok;
+}
+
+/* The whole file into out; false with errno on a read error. */
+static bool slurp(FILE *fp, struct str *out)
+{
+	char chunk[8192];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+		str_append(out, chunk, n);
+	return !ferror(fp);
 }
 
 static const char *raw_text(struct loader *ld, size_t i)
@@ -586,10 +605,38 @@ static void loader_free(struct loader *ld)
 bool cfg_load(const char *config_directory, bool allow_missing, char *err,
     size_t errsize)
 {
+	char *file = xasprintf("%s/%s", config_directory, CFG_FILE_NAME);
+	struct str text;
+	bool ok = true;
+
+	str_init(&text, STR_NO_MAX);
+	FILE *fp = fopen(file, "re");
+	if (fp == NULL) {
+		if (!(errno == ENOENT && allow_missing)) {
+			snprintf(err, errsize, "%s: %s", file, strerror(errno));
+			ok = false;
+		}
+	} else {
+		if (!slurp(fp, &text)) {
+			snprintf(err, errsize, "%s: %s", file, strerror(errno));
+			ok = false;
+		}
+		fclose(fp);
+	}
+	if (ok)
+		ok = cfg_load_text(config_directory, file, text.data ?
+		    text.data : "", text.len, err, errsize);
+	str_free(&text);
+	free(file);
+	return ok;
+}
+
+bool cfg_load_text(const char *config_directory, const char *file,
+    const char *text, size_t len, char *err, size_t errsize)
+{
 	struct loader ld;
 	struct cfg fresh;
-	char *file = xasprintf("%s/%s", config_directory, CFG_FILE_NAME);
-	bool ok = true;
+	bool ok;
 
 	memset(&ld, 0, sizeof(ld));
 	memset(&fresh, 0, sizeof(fresh));
@@ -598,16 +645,7 @@ bool cfg_load(const char *config_directory, bool allow_missing, char *err,
 	ld.err = err;
 	ld.errsize = errsize;
 
-	FILE *fp = fopen(file, "re");
-	if (fp == NULL) {
-		if (!(errno == ENOENT && allow_missing)) {
-			snprintf(err, errsize, "%s: %s", file, strerror(errno));
-			ok = false;
-		}
-	} else {
-		ok = read_file(&ld, fp);
-		fclose(fp);
-	}
+	ok = parse_text(&ld, text, len);
 	for (size_t i = 0; ok && i < KEY_COUNT; i++)
 		ok = expand_key(&ld, i, 0);
 	for (size_t i = 0; ok && i < KEY_COUNT; i++)
@@ -617,13 +655,12 @@ bool cfg_load(const char *config_directory, bool allow_missing, char *err,
 	if (!ok) {
 		cfg_free_fields(&fresh);
 		loader_free(&ld);
-		free(file);
 		return false;
 	}
 	cfg_free_fields(&cfg);
 	cfg = fresh;
 	cfg.config_directory = xstrdup(config_directory);
-	cfg.config_file = file;
+	cfg.config_file = xstrdup(file);
 	for (size_t i = 0; i < KEY_COUNT; i++) {
 		free(effective_text[i]);
 		effective_text[i] = ld.expanded[i];

@@ -49,6 +49,12 @@ extern struct cfg cfg;
  */
 bool cfg_load(const char *config_directory, bool allow_missing,
     char *err, size_t errsize);
+/*
+ * The same from len bytes of config text already in memory (cfg_load
+ * reads the file and calls this); file names the text in error messages.
+ */
+bool cfg_load_text(const char *config_directory, const char *file,
+    const char *text, size_t len, char *err, size_t errsize);
 
 /* Print every effective value as "key = value" lines. */
 void cfg_print(FILE *out);

@@ -145,12 +145,12 @@ static enum dns_result dns_query_failed(const char *name, const char *type,
 }
 
 /*
- * Send one query; on DNS_OK the answer is parsed into *msg (which points
- * into answer). NOTFOUND also covers an answer with no records.
+ * Send one query; on DNS_OK answer holds *len bytes of a reply whose
+ * header parses (the dns_parse_* functions read its records).
  */
 static enum dns_result dns_query(const char *name, int type,
     const char *type_name, unsigned char *answer, int answer_size,
-    ns_msg *msg, char *err, size_t errsize)
+    int *lenp, char *err, size_t errsize)
 {
 	if (!dns_ensure_ready(err, errsize))
 		return DNS_TEMPFAIL;
@@ -165,11 +165,13 @@ static enum dns_result dns_query(const char *name, int type,
 		return dns_query_failed(name, type_name, err, errsize);
 	if (len > answer_size)
 		len = answer_size;	/* truncated: parse what we have */
-	if (ns_initparse(answer, len, msg) < 0) {
+	ns_msg msg;
+	if (ns_initparse(answer, len, &msg) < 0) {
 		snprintf(err, errsize, "malformed DNS answer for name=%s "
 		    "type=%s", name, type_name);
 		return DNS_TEMPFAIL;
 	}
+	*lenp = len;
 	return DNS_OK;
 }
 
@@ -202,16 +204,31 @@ enum dns_result dns_lookup_mx(const char *domain, struct dns_mx **mxp,
     size_t *countp, char *err, size_t errsize)
 {
 	unsigned char answer[8192];
-	ns_msg msg;
+	int len;
 	enum dns_result r;
 
 	*mxp = NULL;
 	*countp = 0;
-	r = dns_query(domain, ns_t_mx, "MX", answer, sizeof(answer), &msg, err,
+	r = dns_query(domain, ns_t_mx, "MX", answer, sizeof(answer), &len, err,
 	    errsize);
 	if (r != DNS_OK)
 		return r;
+	return dns_parse_mx(answer, len, domain, mxp, countp, err, errsize);
+}
 
+enum dns_result dns_parse_mx(const unsigned char *answer, int len,
+    const char *domain, struct dns_mx **mxp, size_t *countp, char *err,
+    size_t errsize)
+{
+	ns_msg msg;
+
+	*mxp = NULL;
+	*countp = 0;
+	if (ns_initparse(answer, len, &msg) < 0) {
+		snprintf(err, errsize, "malformed DNS answer for name=%s "
+		    "type=MX", domain);
+		return DNS_TEMPFAIL;
+	}
 	int nanswers = ns_msg_count(msg, ns_s_an);
 	struct dns_mx *mx = xcalloc(nanswers > 0 ? (size_t)nanswers : 1,
 	    sizeof(*mx));
@@ -261,17 +278,20 @@ enum dns_result dns_lookup_mx(const char *domain, struct dns_mx **mxp,
 	return DNS_OK;
 }
 
-/* Append the A or AAAA records of one answer to the address vector. */
-static void dns_collect_addrs(ns_msg *msg, ns_type type, int port,
-    struct dns_addr **addrs, size_t *count, size_t *cap)
+void dns_parse_addrs(const unsigned char *answer, int len, int type,
+    int port, struct dns_addr **addrs, size_t *count, size_t *cap)
 {
-	int nanswers = ns_msg_count(*msg, ns_s_an);
+	ns_msg msg;
+	if ((type != ns_t_a && type != ns_t_aaaa) ||
+	    ns_initparse(answer, len, &msg) < 0)
+		return;
+	int nanswers = ns_msg_count(msg, ns_s_an);
 
 	for (int i = 0; i < nanswers; i++) {
 		ns_rr rr;
-		if (ns_parserr(msg, ns_s_an, i, &rr) < 0)
+		if (ns_parserr(&msg, ns_s_an, i, &rr) < 0)
 			break;
-		if (ns_rr_type(rr) != type || ns_rr_class(rr) != ns_c_in)
+		if ((int)ns_rr_type(rr) != type || ns_rr_class(rr) != ns_c_in)
 			continue;
 		struct dns_addr a;
 		memset(&a, 0, sizeof(a));
@@ -306,7 +326,7 @@ enum dns_result dns_lookup_addrs(const char *host, int port,
 	unsigned char answer[8192];
 	struct dns_addr *addrs = NULL;
 	size_t count = 0, cap = 0;
-	ns_msg msg;
+	int len;
 	char err6[256] = "", err4[256] = "";
 
 	*addrsp = NULL;
@@ -326,17 +346,19 @@ enum dns_result dns_lookup_addrs(const char *host, int port,
 	 * simply tries the next, so a host without IPv6 loses little.
 	 */
 	enum dns_result r6 = dns_query(host, ns_t_aaaa, "AAAA", answer,
-	    sizeof(answer), &msg, err6, sizeof(err6));
+	    sizeof(answer), &len, err6, sizeof(err6));
 	if (r6 == DNS_OK)
-		dns_collect_addrs(&msg, ns_t_aaaa, port, &addrs, &count, &cap);
+		dns_parse_addrs(answer, len, ns_t_aaaa, port, &addrs, &count,
+		    &cap);
 	if (r6 == DNS_FAIL) {
 		snprintf(err, errsize, "%s", err6);
 		return DNS_FAIL;
 	}
 	enum dns_result r4 = dns_query(host, ns_t_a, "A", answer,
-	    sizeof(answer), &msg, err4, sizeof(err4));
+	    sizeof(answer), &len, err4, sizeof(err4));
 	if (r4 == DNS_OK)
-		dns_collect_addrs(&msg, ns_t_a, port, &addrs, &count, &cap);
+		dns_parse_addrs(answer, len, ns_t_a, port, &addrs, &count,
+		    &cap);
 
 	if (count > 0) {
 		*addrsp = addrs;
@@ -494,12 +516,23 @@ static bool dnsbl_query_name(const struct dns_dnsbl *list,
 static void dnsbl_reason(const char *name, char *reason, size_t reasonsize)
 {
 	unsigned char answer[4096];
-	ns_msg msg;
+	int len;
 	char err[256];
 
 	reason[0] = '\0';
-	if (dns_query(name, ns_t_txt, "TXT", answer, sizeof(answer), &msg, err,
+	if (dns_query(name, ns_t_txt, "TXT", answer, sizeof(answer), &len, err,
 	    sizeof(err)) != DNS_OK)
+		return;
+	dns_parse_txt(answer, len, reason, reasonsize);
+}
+
+void dns_parse_txt(const unsigned char *answer, int len, char *reason,
+    size_t reasonsize)
+{
+	ns_msg msg;
+
+	reason[0] = '\0';
+	if (ns_initparse(answer, len, &msg) < 0)
 		return;
 	for (int i = 0; i < ns_msg_count(msg, ns_s_an); i++) {
 		ns_rr rr;
@@ -511,16 +544,36 @@ static void dnsbl_reason(const char *name, char *reason, size_t reasonsize)
 		const unsigned char *end = p + ns_rr_rdlen(rr);
 		size_t k = 0;
 		while (p < end) {
-			size_t len = *p++;
-			if (len > (size_t)(end - p))
-				len = (size_t)(end - p);
-			for (size_t j = 0; j < len && k + 1 < reasonsize; j++)
+			size_t n = *p++;
+			if (n > (size_t)(end - p))
+				n = (size_t)(end - p);
+			for (size_t j = 0; j < n && k + 1 < reasonsize; j++)
 				reason[k++] = (char)p[j];
-			p += len;
+			p += n;
 		}
 		reason[k] = '\0';
 		return;
 	}
+}
+
+bool dns_dnsbl_listed(const struct dns_dnsbl *list,
+    const unsigned char *answer, int len)
+{
+	ns_msg msg;
+
+	if (ns_initparse(answer, len, &msg) < 0)
+		return false;
+	for (int i = 0; i < ns_msg_count(msg, ns_s_an); i++) {
+		ns_rr rr;
+		if (ns_parserr(&msg, ns_s_an, i, &rr) < 0)
+			break;
+		if (ns_rr_type(rr) != ns_t_a || ns_rr_class(rr) != ns_c_in ||
+		    ns_rr_rdlen(rr) != 4)
+			continue;
+		if (dnsbl_matches(list, ns_rr_rdata(rr)))
+			return true;
+	}
+	return false;
 }
 
 enum dns_result dns_dnsbl_lookup(const struct dns_dnsbl *list,
@@ -529,7 +582,7 @@ enum dns_result dns_dnsbl_lookup(const struct dns_dnsbl *list,
 {
 	char name[NS_MAXDNAME];
 	unsigned char answer[4096];
-	ns_msg msg;
+	int len;
 
 	reason[0] = '\0';
 	if (!dnsbl_query_name(list, client, name, sizeof(name))) {
@@ -538,20 +591,12 @@ enum dns_result dns_dnsbl_lookup(const struct dns_dnsbl *list,
 		return DNS_FAIL;
 	}
 	enum dns_result r = dns_query(name, ns_t_a, "A", answer,
-	    sizeof(answer), &msg, err, errsize);
+	    sizeof(answer), &len, err, errsize);
 	if (r != DNS_OK)
 		return r;
-	for (int i = 0; i < ns_msg_count(msg, ns_s_an); i++) {
-		ns_rr rr;
-		if (ns_parserr(&msg, ns_s_an, i, &rr) < 0)
-			break;
-		if (ns_rr_type(rr) != ns_t_a || ns_rr_class(rr) != ns_c_in ||
-		    ns_rr_rdlen(rr) != 4)
-			continue;
-		if (dnsbl_matches(list, ns_rr_rdata(rr))) {
-			dnsbl_reason(name, reason, reasonsize);
-			return DNS_OK;
-		}
+	if (dns_dnsbl_listed(list, answer, len)) {
+		dnsbl_reason(name, reason, reasonsize);
+		return DNS_OK;
 	}
 	snprintf(err, errsize, "%s: no matching A record", name);
 	return DNS_NOTFOUND;

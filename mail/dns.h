@@ -73,4 +73,28 @@ enum dns_result dns_dnsbl_lookup(const struct dns_dnsbl *list,
     const struct sockaddr *client, char *reason, size_t reasonsize,
     char *err, size_t errsize);
 
+/*
+ * The parsers of one reply packet (len bytes as res_nquery returned
+ * them), which the lookups above use; apart so that tests and
+ * tests/fuzz/fuzz_dns.c reach them without a name server. Nothing in the
+ * packet is trusted: records of other types or classes, bad lengths and
+ * names that do not expand within the packet are skipped.
+ *
+ * dns_parse_mx: the MX records, as dns_lookup_mx returns them (domain
+ * only names the query in err). dns_parse_addrs: append the A (type
+ * ns_t_a) or AAAA (ns_t_aaaa) records, with port, to *addrs (*count used
+ * of *cap, grown as needed). dns_parse_txt: the first TXT record's
+ * strings joined into reason, truncated to fit ("" if none).
+ * dns_dnsbl_listed: does an A record of the answer match list?
+ */
+enum dns_result dns_parse_mx(const unsigned char *answer, int len,
+    const char *domain, struct dns_mx **mx, size_t *count, char *err,
+    size_t errsize);
+void dns_parse_addrs(const unsigned char *answer, int len, int type,
+    int port, struct dns_addr **addrs, size_t *count, size_t *cap);
+void dns_parse_txt(const unsigned char *answer, int len, char *reason,
+    size_t reasonsize);
+bool dns_dnsbl_listed(const struct dns_dnsbl *list,
+    const unsigned char *answer, int len);
+
 #endif

@@ -32,10 +32,10 @@
 #include "mem.h"
 #include "pwhash.h"
 #include "smtpd.h"
+#include "smtpd_sasl.h"
 
 /* RFC 4954 4: a server accepts at least 12288 octets per line. */
 #define AUTH_LINE_MAX 12288
-#define AUTH_NAME_MAX 255
 #define AUTH_PASSWORD_MAX 1024
 
 static struct map_list *sasl_tables;
@@ -151,61 +151,6 @@ bool smtpd_auth_offered(const struct smtpd_session *s)
 	return s->tls_active && cfg.smtpd_sasl_users.count > 0;
 }
 
-/* ---- base64 (RFC 4648 4), strict: no white space, exact padding ---- */
-
-static int b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-/* Decode in (len octets) into a malloc'd buffer; false if malformed. */
-static bool b64_decode(const char *in, size_t len, char **out,
-    size_t *outlen)
-{
-	if (len % 4 != 0)
-		return false;
-	char *buf = xmalloc(len / 4 * 3 + 1);
-	size_t n = 0;
-	for (size_t i = 0; i < len; i += 4) {
-		int v[4];
-		size_t pad = 0;
-		for (size_t j = 0; j < 4; j++) {
-			unsigned char c = (unsigned char)in[i + j];
-			if (c == '=' && i + 4 == len && j >= 2) {
-				v[j] = 0;
-				pad++;
-				continue;
-			}
-			if (pad > 0 || (v[j] = b64_value(c)) < 0) {
-				free(buf);
-				return false;
-			}
-		}
-		unsigned long w = (unsigned long)v[0] << 18 |
-		    (unsigned long)v[1] << 12 | (unsigned long)v[2] << 6 |
-		    (unsigned long)v[3];
-		buf[n++] = (char)(w >> 16);
-		if (pad < 2)
-			buf[n++] = (char)(w >> 8 & 0xff);
-		if (pad < 1)
-			buf[n++] = (char)(w & 0xff);
-	}
-	buf[n] = '\0';
-	*out = buf;
-	*outlen = n;
-	return true;
-}
-
 static void wipe_free(char *p, size_t len)
 {
 	if (p != NULL) {
@@ -225,19 +170,6 @@ enum auth_outcome {
 	AUTH_TOOLONG,		/* 500 5.5.6 */
 	AUTH_IO,		/* the client is gone or timed out */
 };
-
-/* A user name we are willing to look up, log and queue. */
-static bool name_ok(const char *name, size_t len)
-{
-	if (len == 0 || len > AUTH_NAME_MAX || strlen(name) != len)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)name[i];
-		if (c <= ' ' || c == 0x7f)
-			return false;
-	}
-	return true;
-}
 
 /* Check a name and password against smtpd_sasl_users. */
 static enum auth_outcome verify(const char *user, const char *password)
@@ -291,7 +223,7 @@ static enum auth_outcome challenge(struct smtpd_session *s,
 	if (resp.len == 1 && resp.data[0] == '*')
 		o = AUTH_CANCELLED;
 	else if ((flags & (BIO_LINE_BARE_CR | BIO_LINE_BARE_LF)) ||
-	    !b64_decode(resp.data, resp.len, out, outlen))
+	    !smtpd_sasl_b64_decode(resp.data, resp.len, out, outlen))
 		o = AUTH_MALFORMED;
 	explicit_bzero(resp.data, resp.len);
 	str_free(&resp);
@@ -309,7 +241,7 @@ static enum auth_outcome initial_response(const char *ir, char **out,
 	}
 	if (strcmp(ir, "*") == 0)
 		return AUTH_CANCELLED;
-	return b64_decode(ir, strlen(ir), out, outlen) ? AUTH_OK :
+	return smtpd_sasl_b64_decode(ir, strlen(ir), out, outlen) ? AUTH_OK :
 	    AUTH_MALFORMED;
 }
 
@@ -323,26 +255,23 @@ static enum auth_outcome mech_plain(struct smtpd_session *s, const char *ir,
 	    challenge(s, "", &msg, &len);
 	if (o != AUTH_OK)
 		return o;
-	const char *authzid = msg;
-	const char *nul1 = memchr(msg, '\0', len);
-	const char *nul2 = nul1 ? memchr(nul1 + 1, '\0',
-	    len - (size_t)(nul1 + 1 - msg)) : NULL;
+	struct smtpd_sasl_plain p;
 	o = AUTH_FAILED;
-	if (nul2 != NULL) {
-		const char *authcid = nul1 + 1;
-		const char *password = nul2 + 1;
-		size_t authcid_len = (size_t)(nul2 - authcid);
-		size_t password_len = len - (size_t)(password - msg);
+	if (smtpd_sasl_plain_split(msg, len, &p)) {
+		const char *authzid = p.authzid, *authcid = p.authcid;
+		const char *password = p.password;
+		size_t authcid_len = p.authcid_len;
+		size_t password_len = p.password_len;
 		/* An authzid other than the authcid would be a proxy
 		 * login, which we do not offer. */
 		bool authz_ok = *authzid == '\0' ||
 		    strcmp(authzid, authcid) == 0;
-		if (name_ok(authcid, authcid_len) && authz_ok &&
+		if (smtpd_sasl_name_ok(authcid, authcid_len) && authz_ok &&
 		    password_len > 0 && password_len <= AUTH_PASSWORD_MAX &&
 		    memchr(password, '\0', password_len) == NULL) {
 			*user = xstrdup(authcid);
 			o = verify(authcid, password);
-		} else if (name_ok(authcid, authcid_len)) {
+		} else if (smtpd_sasl_name_ok(authcid, authcid_len)) {
 			*user = xstrdup(authcid);
 		}
 	}
@@ -363,7 +292,7 @@ static enum auth_outcome mech_login(struct smtpd_session *s, const char *ir,
 		return o;
 	o = challenge(s, "UGFzc3dvcmQ6", &password, &password_len);
 	if (o == AUTH_OK) {
-		bool valid = name_ok(name, name_len);
+		bool valid = smtpd_sasl_name_ok(name, name_len);
 		if (valid)
 			*user = xstrdup(name);
 		if (valid && password_len > 0 &&

@@ -73,10 +73,7 @@ log_line_re() {	# ADDRESS DSN STATUS
 	[ "$(grep -c 'smtp-sink: connect' "$T/sink.out")" -eq 1 ]
 	[ "$(grep -c 'smtp-sink: MAIL FROM' "$T/sink.out")" -eq 2 ]
 	# About 5 s idle, then QUIT.
-	for ((i = 0; i < 150; i++)); do
-		grep -q 'smtp-sink: QUIT' "$T/sink.out" && break
-		sleep 0.1
-	done
+	wait_for_log 'smtp-sink: QUIT' 15 "$T/sink.out"
 	grep -q 'smtp-sink: QUIT' "$T/sink.out"
 }
 
@@ -282,10 +279,7 @@ log_line_re() {	# ADDRESS DSN STATUS
 	    conn.close()
 	PY
 	PEER_PIDS+=($!)
-	for ((i = 0; i < 50; i++)); do
-		grep -q listening "$T/flaky.out" 2>/dev/null && break
-		sleep 0.1
-	done
+	wait_for_log listening 5 "$T/flaky.out"
 	start_sink sink 127.0.0.1:$SINK_PORT
 	suite_start
 	run deliver_job --nexthop "flaky.test:$SINK_PORT" --repeat 2 \
@@ -370,10 +364,7 @@ sasl_passwords() {
 	    conn.close()
 	PY
 	PEER_PIDS+=($!)
-	for ((i = 0; i < 50; i++)); do
-		grep -q listening "$T/login.out" 2>/dev/null && break
-		sleep 0.1
-	done
+	wait_for_log listening 5 "$T/login.out"
 	suite_start
 	run deliver_job --nexthop "[127.0.0.1]:$SINK_PORT" --from a@example.org \
 		--to b@example.net

@@ -31,15 +31,6 @@ start() {
 	wait_for_socket "$T/run/lmtp"
 }
 
-wait_for_socket() {
-	local i
-	for ((i = 0; i < 100; i++)); do
-		[ -S "$1" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
 # Run a Python LMTP conversation (stdin) with tests/helpers/lmtp.py.
 lmtp_py() {
 	PYTHONPATH="$BATS_TEST_DIRNAME/helpers" LMTP="$LMTP" python3 -
@@ -472,12 +463,9 @@ postfix_private_stop() {
 	[ -n "${P:-}" ] && [ -d "$P/conf" ] || return 0
 	postfix -c "$P/conf" stop >/dev/null 2>&1 || true
 	# "postfix stop" returns before master is gone: wait for its pid file.
-	local i
-	for ((i = 0; i < 50; i++)); do
-		[ -e "$P/queue/pid/master.pid" ] || break
-		kill -0 "$(tr -d ' ' < "$P/queue/pid/master.pid")" 2>/dev/null || break
-		sleep 0.2
-	done
+	wait_until '! [ -e "$P/queue/pid/master.pid" ] ||
+		! kill -0 "$(tr -d " " < "$P/queue/pid/master.pid")" 2>/dev/null' 10 ||
+		true
 }
 
 @test "Postfix's lmtp client delivers into lmtpd (private Postfix instance)" {
@@ -488,14 +476,9 @@ postfix_private_stop() {
 	run swaks --server 127.0.0.1 --port "$PF_PORT" --from sender@example.org \
 		--to alice@postern.test,bob+x@postern.test --header "Subject: via postfix"
 	echo "$output"
-	local ok= i
-	for ((i = 0; i < 100; i++)); do
-		if [ "$(new_count alice)" -eq 1 ] && [ "$(new_count bob)" -eq 1 ]; then
-			ok=1
-			break
-		fi
-		sleep 0.2
-	done
+	local ok=
+	wait_until '[ "$(new_count alice)" -eq 1 ] && [ "$(new_count bob)" -eq 1 ]' 20 &&
+		ok=1
 	tail -n 20 "$P/maillog" 2>/dev/null || true
 	postfix_private_stop
 	[ -n "$ok" ]

@@ -53,19 +53,6 @@ new_count() {
 	new_files "$1" | wc -l
 }
 
-# wait_for_count N COMMAND...: until COMMAND prints N (at most 20 s).
-wait_for_count() {
-	local want=$1 i
-	shift
-	for ((i = 0; i < 200; i++)); do
-		[ "$("$@")" -ge "$want" ] && return 0
-		sleep 0.1
-	done
-	echo "# waited for $want from $*, have $("$@")" >&3
-	tail -n 30 "$T/log" | sed 's/^/# /' >&3
-	return 1
-}
-
 # A Postfix smtp-sink on a free port that keeps every message in $T/sink.
 start_sink() {
 	SINK_PORT=$(free_port)
@@ -132,8 +119,8 @@ start_dovecot() {
 		--header "Subject: local delivery" --body $'hello alice\n.dot line'
 	echo "$output"
 	[ "$status" -eq 0 ]
-	wait_for_count 1 new_count alice
-	sleep 0.5
+	wait_for_count "new_count alice" 1
+	wait_for_queue_count 0	# every delivery done: the counts are final
 	[ "$(new_count alice)" -eq 1 ]
 	f=$(new_files alice)
 	cat "$f"
@@ -148,10 +135,7 @@ start_dovecot() {
 	! grep -q $'\r' "$f"
 	[ -z "$(ls -A "$T/mail/localhost/alice/tmp")" ]
 	# The queue is empty again, and every step was logged.
-	for ((i = 0; i < 50; i++)); do
-		[ "$(queue_count)" -eq 0 ] && break
-		sleep 0.1
-	done
+	wait_for_queue_count 0 5
 	[ "$(queue_count)" -eq 0 ]
 	grep -Eq 'postern/lmtpd\[[0-9]+\]: .*to=<alice@localhost>.*status=sent' "$T/log"
 	grep -Eq 'postern/deliver\[[0-9]+\]: .*to=<alice@localhost>.*status=sent' "$T/log"
@@ -166,10 +150,10 @@ start_dovecot() {
 		--header "Subject: to the team"
 	echo "$output"
 	[ "$status" -eq 0 ]
-	wait_for_count 1 new_count alice
-	wait_for_count 1 new_count bob
-	wait_for_count 1 sink_count
-	sleep 0.5
+	wait_for_count "new_count alice" 1
+	wait_for_count "new_count bob" 1
+	wait_for_count "sink_count" 1
+	wait_for_queue_count 0	# every delivery done: the counts are final
 	[ "$(new_count alice)" -eq 1 ]
 	[ "$(new_count bob)" -eq 1 ]
 	[ "$(sink_count)" -eq 1 ]
@@ -193,8 +177,8 @@ start_dovecot() {
 	echo "$output"
 	[ "$status" -eq 0 ]
 	dove_count() { find "$T/dovecot/mail/$1/new" -type f 2>/dev/null | wc -l; }
-	wait_for_count 1 dove_count carol
-	wait_for_count 1 dove_count dave
+	wait_for_count "dove_count carol" 1
+	wait_for_count "dove_count dave" 1
 	f=$(find "$T/dovecot/mail/carol/new" -type f)
 	cat "$f"
 	grep -q '^Subject: to dovecot$' "$f"
@@ -212,7 +196,7 @@ start_dovecot() {
 		--header "Subject: will bounce"
 	echo "$output"
 	[ "$status" -eq 0 ]
-	wait_for_count 1 new_count bob
+	wait_for_count "new_count bob" 1
 	f=$(new_files bob)
 	cat "$f"
 	# RFC 3464 report from the null sender.
@@ -236,7 +220,7 @@ start_dovecot() {
 		--header "Subject: quota"
 	echo "$output"
 	[ "$status" -eq 0 ]
-	wait_for_count 1 new_count bob
+	wait_for_count "new_count bob" 1
 	wait_for_log 'to=<alice@localhost>.*status=deferred' 20
 	[ "$(new_count alice)" -eq 0 ]
 	grep -Eq 'to=<alice@localhost>.*4\.2\.2.*status=deferred' "$T/log"
@@ -246,7 +230,7 @@ start_dovecot() {
 	# Retries (minimal_backoff is 1s here) go to alice only: bob keeps
 	# exactly one copy.
 	alice_deferrals() { grep -Ec 'postern/deliver\[.*to=<alice@localhost>.*status=deferred' "$T/log"; }
-	wait_for_count 2 alice_deferrals
+	wait_for_count "alice_deferrals" 2
 	[ "$(new_count bob)" -eq 1 ]
 }
 
@@ -276,8 +260,8 @@ start_dovecot() {
 	echo "$output"
 	[ "$status" -eq 0 ]
 	dev_count() { find "$dev/mail/$1/new" -type f 2>/dev/null | wc -l; }
-	wait_for_count 1 dev_count alice
-	wait_for_count 1 dev_count bob
+	wait_for_count "dev_count alice" 1
+	wait_for_count "dev_count bob" 1
 	grep -qx 'Delivered-To: alice@localhost' "$dev"/mail/alice/new/*
 	grep -q '^Subject: make run$' "$dev"/mail/bob/new/*
 }

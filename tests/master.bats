@@ -25,14 +25,9 @@ count_children() {
 # most N+1 (a connection that was being served when master counted idle
 # processes, such as the start-up probe, may have made it fork one more).
 wait_children() {
-	local prog=$1 want=$2 i have
-	for ((i = 0; i < 100; i++)); do
-		have=$(count_children "$prog")
-		[ "$have" -ge "$want" ] && [ "$have" -le $((want + 1)) ] && return 0
-		sleep 0.1
-	done
-	echo "# $prog: have $(count_children "$prog"), want $want" >&3
-	return 1
+	local prog=$1 want=$2 have
+	wait_until 'have=$(count_children "$prog") &&
+		[ "$have" -ge "$want" ] && [ "$have" -le $((want + 1)) ]' 10
 }
 
 need_smtpd() {
@@ -146,10 +141,7 @@ need_smtpd() {
 	victim=$(submission | head -n1)
 	kill -KILL "$victim"
 	wait_for_log "process $victim killed by signal 9"
-	for i in $(seq 50); do
-		[ "$(submission | wc -l)" -eq 2 ] && break
-		sleep 0.1
-	done
+	wait_until '[ "$(submission | wc -l)" -eq 2 ]' 5
 	[ "$(submission | wc -l)" -eq 2 ]
 	! submission | grep -qx "$victim"
 }
@@ -254,7 +246,7 @@ except socket.timeout:
     pass
 PY
 	listener=$!
-	for i in $(seq 50); do [ -S "$sock" ] && break; sleep 0.1; done
+	wait_for_socket "$sock" 5
 	NOTIFY_SOCKET="$sock" "$POSTERN" -c "$T/conf" start -f >>"$T/log" 2>&1 &
 	SUITE_PID=$!
 	wait_for_log 'daemon started'

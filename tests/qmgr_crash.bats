@@ -69,10 +69,7 @@ sink_messages() {
 	wait "$source_pid"
 	! grep -qi 'error\|fail' "$T/source.log"
 	# Everything accepted leaves the queue (retries are 1-4 s here).
-	for ((i = 0; i < 1200; i++)); do
-		[ "$(queue_count)" -eq 0 ] && break
-		sleep 0.1
-	done
+	wait_for_queue_count 0 120
 	[ "$(queue_count)" -eq 0 ]
 
 	total=$(sink_ids | wc -l)

@@ -209,18 +209,6 @@ PY
 	[[ "$output" == *"cannot reach qmgr"*"is postern running?"* ]]
 }
 
-# Wait until a shell condition holds (bounded).
-wait_until() {
-	local cond=$1 secs=${2:-10} i
-	for ((i = 0; i < secs * 10; i++)); do
-		eval "$cond" && return 0
-		sleep 0.1
-	done
-	echo "# timed out: $cond; queue: $(find "$T/queue" -type f -printf '%P ')" >&3
-	[ -f "$T/log" ] && tail -n 20 "$T/log" | sed 's/^/# /' >&3
-	return 1
-}
-
 @test "with the real qmgr: flush, hold keeps a message, release gives it back" {
 	[ -x "$BUILD/qmgr" ] || skip "qmgr not built yet"
 	# A relay host nobody listens on: every attempt is deferred.

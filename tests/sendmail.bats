@@ -518,10 +518,7 @@ PY
 	sm -v postmaster@postern.test <<<$'Subject: pickup\n\nx' 2> "$T/sm.err"
 	id=$(sed -n 's/.*queued as //p' "$T/sm.err")
 	[ -n "$id" ]
-	for ((i = 0; i < 100; i++)); do
-		[ -z "$(maildrop_ids)" ] && break
-		sleep 0.1
-	done
+	wait_until '[ -z "$(maildrop_ids)" ]' 10
 	[ -z "$(maildrop_ids)" ]
 }
 

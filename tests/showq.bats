@@ -24,16 +24,6 @@ as_nobody() {
 	setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"
 }
 
-wait_until() {
-	local cond=$1 secs=$2
-	for ((i = 0; i < secs * 10; i++)); do
-		eval "$cond" && return 0
-		sleep 0.1
-	done
-	echo "# timed out: $cond" >&3
-	return 1
-}
-
 # Queued messages (active/ or deferred/, not yet picked up files).
 queued() {
 	find "$T/queue/active" "$T/queue/deferred" -type f ! -name '.*' | wc -l

@@ -58,10 +58,7 @@ teardown() {
 		kill -KILL $kids "$SUITE_PID" 2>/dev/null || true
 		wait "$SUITE_PID" 2>/dev/null || true
 		for pid in $kids; do
-			for ((i = 0; i < 50; i++)); do
-				kill -0 "$pid" 2>/dev/null || break
-				sleep 0.1
-			done
+			wait_for_exit "$pid" 5 || true
 		done
 		echo "# round $round: killed master and $(echo $kids | wc -w) children after $(wc -l < "$T/acked") acknowledged" >&3
 		suite_start

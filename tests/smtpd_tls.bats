@@ -99,10 +99,7 @@ teardown_file() {
 	local b_ok=0
 	if [ -n "${B_PID:-}" ]; then
 		kill -TERM "$B_PID" 2>/dev/null || true
-		for ((i = 0; i < 100; i++)); do
-			kill -0 "$B_PID" 2>/dev/null || break
-			sleep 0.1
-		done
+		wait_for_exit "$B_PID" 10 || true
 		kill -KILL "$B_PID" 2>/dev/null || true
 		wait "$B_PID" 2>/dev/null || true
 		sanitizer_check "$B/log" || b_ok=1
@@ -359,10 +356,7 @@ PY
 	"$POSTERN" -c "$C/conf" start -f > "$C/log" 2>&1 &
 	cpid=$!
 	ok=0
-	for ((i = 0; i < 100; i++)); do
-		grep -q "cannot load private key $C/conf/nokey.pem" "$C/log" && { ok=1; break; }
-		sleep 0.1
-	done
+	wait_for_log "cannot load private key $C/conf/nokey.pem" 10 "$C/log" && ok=1
 	kill -TERM "$cpid" 2>/dev/null || true
 	wait "$cpid" 2>/dev/null || true
 	[ "$ok" -eq 1 ]

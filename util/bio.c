@@ -184,8 +184,15 @@ enum bio_status bio_readline_part(struct bio *b, struct str *out, size_t max,
 	unsigned f = 0;
 
 	for (;;) {
-		const char *start = b->rbuf + b->rpos;
 		size_t avail = b->rlen - b->rpos;
+		if (avail == 0 && max > taken) {
+			/* Nothing buffered (rbuf may not exist yet): read. */
+			enum bio_status st = fill_with_deadline(b, deadline);
+			if (st != BIO_OK)
+				return st;
+			continue;
+		}
+		const char *start = b->rbuf + b->rpos;
 		const char *cr = avail ? find_crlf(start, avail) : NULL;
 		size_t eol = 2;
 		if (b->lf_ends_line && avail > 0) {
@@ -250,14 +257,27 @@ enum bio_status bio_readline(struct bio *b, struct str *line, size_t max,
 			*flags = f;
 		return BIO_OK;
 	}
-	/* Too long: swallow the rest of the line, keep nothing. */
+	/*
+	 * Too long, unless the line holds exactly max octets and its CRLF
+	 * simply came in a later read: then the rest is an empty piece.
+	 * Otherwise swallow the rest of the line and keep nothing.
+	 */
 	struct str rest;
+	unsigned rest_flags = 0;
+	bool exact = line->len == max;
 	str_init(&rest, 4096);
 	do {
 		str_clear(&rest);
-		st = bio_readline_part(b, &rest, 4096, &f);
-	} while (st == BIO_OK && (f & BIO_LINE_PARTIAL));
+		st = bio_readline_part(b, &rest, 4096, &rest_flags);
+		if (rest.len > 0 || (rest_flags & BIO_LINE_PARTIAL))
+			exact = false;
+	} while (st == BIO_OK && (rest_flags & BIO_LINE_PARTIAL));
 	str_free(&rest);
+	if (st == BIO_OK && exact) {
+		if (flags)
+			*flags = f & ~BIO_LINE_PARTIAL;
+		return BIO_OK;
+	}
 	str_clear(line);
 	return st == BIO_OK ? BIO_TOOLONG : st;
 }

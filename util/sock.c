@@ -2,6 +2,7 @@
  * sock.c - endpoints, listening and connecting sockets, network matching.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -22,7 +23,7 @@
 static bool parse_port(const char *text, int *port)
 {
 	char *end;
-	if (*text == '\0')
+	if (!isdigit((unsigned char)*text))	/* strtol takes " +25" */
 		return false;
 	long v = strtol(text, &end, 10);
 	if (*end != '\0' || v < 1 || v > 65535)
@@ -340,7 +341,8 @@ static bool parse_network(const char *text, int *family, unsigned char *net,
 	if (slash) {
 		char *end;
 		long b = strtol(slash + 1, &end, 10);
-		if (slash[1] == '\0' || *end != '\0' || b < 0 || b > max)
+		if (!isdigit((unsigned char)slash[1]) || *end != '\0' ||
+		    b < 0 || b > max)
 			return false;
 		*bits = (int)b;
 	}

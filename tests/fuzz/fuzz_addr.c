@@ -1,14 +1,11 @@
 /*
  * fuzz_addr.c - libFuzzer harness for the RFC 5321 address parser and
- * xtext (mail/addr.c). Not built by make. Build and run from the top of
- * the tree:
+ * xtext (mail/addr.c). `make fuzz` builds it into build/fuzz/fuzz_addr;
+ * `make fuzz-smoke` runs it briefly over tests/fuzz/corpus_addr; for a
+ * longer run (tests/fuzz/README):
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
- *       -Iutil -Imail tests/fuzz/fuzz_addr.c mail/addr.c util/str.c \
- *       util/mem.c util/log.c -lbsd -o build/fuzz_addr
- *   mkdir -p build/fuzz-addr-corpus
- *   build/fuzz_addr -max_total_time=60 build/fuzz-addr-corpus \
- *       tests/fuzz/corpus_addr
+ *   mkdir -p /tmp/corpus && build/fuzz/fuzz_addr -max_total_time=600 \
+ *       /tmp/corpus tests/fuzz/corpus_addr
  *
  * Besides crashes and sanitizer reports it checks two properties: the
  * canonical address the parser returns parses again to itself, and xtext

@@ -1,16 +1,11 @@
 /*
  * fuzz_command.c - libFuzzer harness for smtpd's command grammar: verb
  * splitting, MAIL/RCPT paths and parameters (mail/esmtp.c, addr.c), and
- * the reply writer. Not built by make. Build and run from the top of the
- * tree:
+ * the reply writer. `make fuzz` builds it into build/fuzz/fuzz_command;
+ * `make fuzz-smoke` runs it briefly; for a longer run:
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
- *       -Iutil -Imail tests/fuzz/fuzz_command.c mail/esmtp.c mail/addr.c \
- *       util/bio.c util/str.c util/mem.c util/log.c -lbsd \
- *       -o build/fuzz_command
- *   mkdir -p build/fuzz-command-corpus
- *   build/fuzz_command -max_total_time=60 -dict=tests/fuzz/smtp.dict \
- *       build/fuzz-command-corpus tests/fuzz/corpus_command
+ *   mkdir -p /tmp/corpus && build/fuzz/fuzz_command -max_total_time=600 \
+ *       -dict=tests/fuzz/command.dict /tmp/corpus tests/fuzz/corpus_command
  *
  * Checks, besides memory safety: whatever a parser returns on failure is
  * a 501 or 555 with 5.5.4, and a reply never holds a CR or LF inside its

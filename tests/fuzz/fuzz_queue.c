@@ -4,16 +4,12 @@
  * never crash, leak or read out of bounds; a file it accepts must have
  * offsets that lie inside the file and status bytes where it says.
  *
- * Not part of `make`. Build and run from the top of the tree:
+ * `make fuzz` builds it into build/fuzz/fuzz_queue; `make fuzz-smoke`
+ * runs it briefly over tests/fuzz/corpus_queue (real queue files, as a
+ * test queue's incoming/ holds them); for a longer run:
  *
- *   clang -g -O1 -D_GNU_SOURCE -Iutil -Imail -fsanitize=fuzzer,address,undefined \
- *       tests/fuzz/fuzz_queue.c mail/queue.c util/str.c util/mem.c \
- *       util/log.c -lbsd -o build/fuzz_queue
- *   mkdir -p build/fuzz-queue-corpus
- *   build/fuzz_queue -max_total_time=300 build/fuzz-queue-corpus
- *
- * Seed the corpus with a few real queue files (any file from a test
- * queue's incoming/ or maildrop/) to get deep quickly.
+ *   mkdir -p /tmp/corpus && build/fuzz/fuzz_queue -max_total_time=600 \
+ *       /tmp/corpus tests/fuzz/corpus_queue
  */
 #include <stdint.h>
 #include <stdlib.h>

@@ -47,11 +47,7 @@ start_dnsmasq() {
 	PEER_PIDS+=($!)
 	export DNS_PORT
 	suite_conf dns_servers "127.0.0.1:$DNS_PORT"
-	local i
-	for ((i = 0; i < 50; i++)); do
-		grep -q 'started' "$T/dnsmasq.out" 2>/dev/null && return 0
-		sleep 0.1
-	done
+	wait_for_log started 5 "$T/dnsmasq.out" && return 0
 	echo "# dnsmasq did not start:" >&3
 	sed 's/^/# /' "$T/dnsmasq.out" >&3
 	return 1
@@ -70,20 +66,15 @@ start_sink() {
 	[ "$(id -u)" -eq 0 ] && user=(-u "$TEST_USER")
 	smtp-sink "${user[@]}" -v "$@" 100 >"$T/$name.out" 2>&1 &
 	PEER_PIDS+=($!)
-	local last=${*: -1} i
+	local last=${*: -1}
 	# Wait without connecting: tests count the sink's connections.
-	for ((i = 0; i < 50; i++)); do
-		case "$last" in
-		unix:*)
-			if [ -S "${last#unix:}" ]; then
-				chmod 777 "${last#unix:}"
-				return 0
-			fi ;;
-		*)
-			listening "${last##*:}" && return 0 ;;
-		esac
-		sleep 0.1
-	done
+	case "$last" in
+	unix:*)
+		wait_for_socket "${last#unix:}" 5 &&
+			chmod 777 "${last#unix:}" && return 0 ;;
+	*)
+		wait_for_listen "${last##*:}" 5 && return 0 ;;
+	esac
 	echo "# smtp-sink $name did not start" >&3
 	return 1
 }
@@ -92,12 +83,7 @@ start_sink() {
 start_capture() {
 	"$BATS_TEST_DIRNAME/helpers/tcp-capture" "$1" "$2" "$T/capture" &
 	PEER_PIDS+=($!)
-	local i
-	for ((i = 0; i < 50; i++)); do
-		listening "$1" && return 0
-		sleep 0.1
-	done
-	return 1
+	wait_for_listen "$1" 5
 }
 
 # Hand deliver a job the way qmgr does; prints the result(s).
@@ -172,24 +158,15 @@ postfix_peer_start() {
 		sed 's/^/# /' "$P/maillog" >&3 2>/dev/null
 		return 1
 	fi
-	local i
-	for ((i = 0; i < 100; i++)); do
-		listening "$PF_PORT" && return 0
-		sleep 0.1
-	done
-	return 1
+	wait_for_listen "$PF_PORT" 10
 }
 
 postfix_peer_stop() {
 	[ -n "${P:-}" ] && [ -d "$P/conf" ] || return 0
 	postfix -c "$P/conf" stop >/dev/null 2>&1 || true
 	# "postfix stop" returns before its master is gone.
-	local i pid
-	for ((i = 0; i < 50; i++)); do
-		[ -e "$P/queue/pid/master.pid" ] || break
-		pid=$(tr -d ' ' < "$P/queue/pid/master.pid")
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.2
-	done
+	wait_until '! [ -e "$P/queue/pid/master.pid" ] ||
+		! kill -0 "$(tr -d " " < "$P/queue/pid/master.pid")" 2>/dev/null' 10 ||
+		true
 	P=
 }

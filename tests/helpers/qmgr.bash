@@ -3,7 +3,7 @@
 # sink_start NAME   start tests/helpers/qmgr_sink.py on a free port; sets
 #                   ${NAME}_PORT and stores mail under $T/NAME
 # sink_files NAME   the stored messages (*.eml), one per line
-# wait_for_count CMD N [secs]   wait until CMD prints a number >= N
+# (wait_for_count CMD N [secs] and the other waits: helpers/wait.bash)
 # qmgr_flush        ask qmgr to retry deferred mail now (postern queue flush)
 
 QMGR_SINK="$BATS_TEST_DIRNAME/helpers/qmgr_sink.py"
@@ -34,19 +34,6 @@ sink_files() {
 
 sink_count() {
 	sink_files "$1" | grep -c . || true
-}
-
-# wait_for_count "command" N [seconds]
-wait_for_count() {
-	local cmd=$1 want=$2 secs=${3:-15} i n
-	for ((i = 0; i < secs * 10; i++)); do
-		n=$(eval "$cmd")
-		[ "${n:-0}" -ge "$want" ] && return 0
-		sleep 0.1
-	done
-	echo "# timed out: '$cmd' is ${n:-0}, want $want" >&3
-	tail -n 40 "$T/log" | sed 's/^/# /' >&3
-	return 1
 }
 
 log_count() {

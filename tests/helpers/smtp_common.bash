@@ -58,11 +58,7 @@ suite_halt() {
 	kids=$(child_pids "$SUITE_PID")
 	kill -TERM "$SUITE_PID" 2>/dev/null || return 0
 	for pid in "$SUITE_PID" $kids; do
-		for ((i = 0; i < 150; i++)); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -0 "$pid" 2>/dev/null && return 1
+		wait_for_exit "$pid" 15 || return 1
 	done
 	return 0
 }

@@ -6,7 +6,11 @@
 #
 # Everything lives in a temp dir $T: config in $T/conf, queue in $T/queue,
 # sockets in $T/run, Maildirs in $T/mail, master's log in $T/log. Ports
-# are picked free on 127.0.0.1. Processes are killed only by PID.
+# are picked free on 127.0.0.1. Processes are killed only by PID. The
+# bounded waits (wait_for_log, wait_for_port, ...) are in wait.bash.
+
+# shellcheck source=tests/helpers/wait.bash
+source "${BASH_SOURCE[0]%/*}/wait.bash"
 
 : "${BUILD:=$(cd "$BATS_TEST_DIRNAME/.." && pwd)/build}"
 export BUILD
@@ -83,30 +87,6 @@ master_pid() {
 	[ -f "$T/run/master.pid" ] && head -n1 "$T/run/master.pid"
 }
 
-# Wait until REGEX appears in the log (default 10 s).
-wait_for_log() {
-	local re=$1 secs=${2:-10} i
-	for ((i = 0; i < secs * 10; i++)); do
-		grep -Eq -- "$re" "$T/log" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	echo "# timed out waiting for log /$re/; log follows:" >&3 2>/dev/null || true
-	tail -n 30 "$T/log" | sed 's/^/# /' >&3 2>/dev/null || true
-	return 1
-}
-
-# Wait until a TCP port on 127.0.0.1 accepts connections.
-wait_for_port() {
-	local port=$1 secs=${2:-10} i
-	for ((i = 0; i < secs * 10; i++)); do
-		if (exec 9<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-			return 0
-		fi
-		sleep 0.1
-	done
-	return 1
-}
-
 # Start master in the foreground (as a background job of the test).
 suite_start() {
 	: > "$T/log"
@@ -162,10 +142,7 @@ suite_stop() {
 	kids=$(child_pids "$SUITE_PID")
 	if kill -0 "$SUITE_PID" 2>/dev/null; then
 		kill -TERM "$SUITE_PID" 2>/dev/null
-		for ((i = 0; i < 200; i++)); do
-			kill -0 "$SUITE_PID" 2>/dev/null || break
-			sleep 0.1
-		done
+		wait_for_exit "$SUITE_PID" 20 || true
 		kill -KILL "$SUITE_PID" 2>/dev/null || true
 	fi
 	for pid in $kids; do

@@ -292,6 +292,103 @@ static void test_discard_input(void)
 	close(p.writer);
 }
 
+/*
+ * A transport that hands out scripted reads, one piece per read(2), so a
+ * test decides exactly where the peer's segments end (no timing).
+ */
+struct script {
+	const char *const *pieces;
+	size_t next;
+};
+
+static ssize_t script_read(struct bio *b, void *buf, size_t len)
+{
+	struct script *sc = b->transport;
+	const char *piece = sc->pieces[sc->next];
+	if (piece == NULL)
+		return 0;
+	size_t n = strlen(piece);
+	if (n > len)
+		abort();
+	memcpy(buf, piece, n);
+	sc->next++;
+	return (ssize_t)n;
+}
+
+static ssize_t script_write(struct bio *b, const void *buf, size_t len)
+{
+	return (ssize_t)len;
+}
+
+static size_t script_pending(struct bio *b)
+{
+	return 1;	/* never poll the (absent) fd */
+}
+
+static short script_want(struct bio *b)
+{
+	return 0;
+}
+
+static const struct bio_ops script_ops = {
+	.read = script_read,
+	.write = script_write,
+	.pending = script_pending,
+	.want = script_want,
+};
+
+/*
+ * A line of exactly max octets is a line, whichever read brings its CRLF
+ * (found by tests/fuzz/fuzz_bio.c: it was "too long" when the CRLF came
+ * in a later segment than the line).
+ */
+static void test_line_of_exactly_max_octets(void)
+{
+	static const struct {
+		const char *pieces[5];
+		size_t max;
+		enum bio_status want[3];
+		const char *line[3];
+	} cases[] = {
+		{ { "ABCD\r\n", "EF\r\n", NULL }, 4,
+		  { BIO_OK, BIO_OK, BIO_EOF }, { "ABCD", "EF", "" } },
+		{ { "ABCD", "\r\nEF\r\n", NULL }, 4,
+		  { BIO_OK, BIO_OK, BIO_EOF }, { "ABCD", "EF", "" } },
+		{ { "ABCD", "\r", "\n", "EF\r\n", NULL }, 4,
+		  { BIO_OK, BIO_OK, BIO_EOF }, { "ABCD", "EF", "" } },
+		{ { "ABC\r", "\r\nEF\r\n", NULL }, 4,
+		  { BIO_OK, BIO_OK, BIO_EOF }, { "ABC\r", "EF", "" } },
+		{ { "ABCD", "E\r\nEF\r\n", NULL }, 4,
+		  { BIO_TOOLONG, BIO_OK, BIO_EOF }, { "", "EF", "" } },
+		{ { "ABCD", "\rE\r\nEF\r\n", NULL }, 4,
+		  { BIO_TOOLONG, BIO_OK, BIO_EOF }, { "", "EF", "" } },
+		{ { "ABCD", NULL }, 4,
+		  { BIO_EOF, BIO_EOF, BIO_EOF }, { "", "", "" } },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct script sc = { cases[i].pieces, 0 };
+		struct bio b;
+		struct str line;
+		bio_init(&b, -1, 2000);
+		b.ops = &script_ops;
+		b.transport = &sc;
+		str_init(&line, 512);
+		for (size_t k = 0; k < 3; k++) {
+			unsigned flags = 0;
+			enum bio_status st = bio_readline(&b, &line,
+			    cases[i].max, &flags);
+			CHECK_INT(st, cases[i].want[k]);
+			if (st == BIO_OK)
+				CHECK_STR(str_cstr(&line), cases[i].line[k]);
+			if (st != cases[i].want[k])
+				printf("# case %zu, line %zu\n", i, k);
+			CHECK(!(flags & BIO_LINE_PARTIAL));
+		}
+		str_free(&line);
+		bio_free(&b);
+	}
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -305,5 +402,6 @@ int main(void)
 	RUN(test_read_exact_and_write);
 	RUN(test_write_nothing);
 	RUN(test_discard_input);
+	RUN(test_line_of_exactly_max_octets);
 	return unit_done();
 }

@@ -165,6 +165,38 @@ static void test_parsers(void)
 	cfg_list_free(&l);
 }
 
+/*
+ * A value over 64 KB on its first line is an error with its line number
+ * (it was dropped silently, or reported as a repeat of the key before).
+ */
+static void test_value_too_long(void)
+{
+	static const char *const before[] = { "", "myhostname = a\n" };
+	for (size_t k = 0; k < 2; k++) {
+		char err[512];
+		size_t big = 70 * 1024;
+		char *text = malloc(big + 100);
+		int n = snprintf(text, 100, "%smydomains = ", before[k]);
+		memset(text + n, 'x', big);
+		strcpy(text + n + big, "\nsmtpd_banner = b\n");
+		CHECK(!load_text(text, err, sizeof(err)));
+		CHECK(strstr(err, "value too long") != NULL);
+		CHECK(strstr(err, k == 0 ? "postern.conf:1:" :
+		    "postern.conf:2:") != NULL);
+		if (strstr(err, "value too long") == NULL)
+			printf("# err: %s\n", err);
+		free(text);
+	}
+	/* The same text from memory: cfg_load_text names what it is given. */
+	char err[512];
+	CHECK(!cfg_load_text("/etc/postern", "inline", "mydomains\n", 10, err,
+	    sizeof(err)));
+	CHECK_STR(err, "inline:1: missing '=' in \"mydomains\"");
+	CHECK(cfg_load_text("/etc/postern", "inline", "smtpd_timeout = 7s", 18,
+	    err, sizeof(err)));
+	CHECK_INT(cfg.smtpd_timeout, 7);
+}
+
 int main(void)
 {
 	if (mkdtemp(dir) == NULL)
@@ -176,6 +208,7 @@ int main(void)
 	RUN(test_failed_load_keeps_old_values);
 	RUN(test_missing_file);
 	RUN(test_parsers);
+	RUN(test_value_too_long);
 	char path[300];
 	snprintf(path, sizeof(path), "%s/postern.conf", dir);
 	unlink(path);

@@ -14,6 +14,7 @@
  *   anything else NXDOMAIN (--local=/test/)
  */
 #include <arpa/inet.h>
+#include <arpa/nameser.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -28,6 +29,7 @@
 #include <unistd.h>
 
 #include "dns.h"
+#include "sock.h"
 #include "unit.h"
 
 static pid_t dnsmasq_pid = -1;
@@ -436,6 +438,175 @@ static void test_dnsbl_lookup(void)
 	    sizeof(reason)), DNS_OK);
 }
 
+/* ---- the reply parsers on hand-built packets (no name server) ---- */
+
+struct packet {
+	unsigned char b[512];
+	int len;
+	int ancount_at;		/* offset of ANCOUNT */
+};
+
+static void put8(struct packet *p, unsigned v)
+{
+	p->b[p->len++] = (unsigned char)v;
+}
+
+static void put16(struct packet *p, unsigned v)
+{
+	put8(p, v >> 8);
+	put8(p, v & 0xff);
+}
+
+static void put_bytes(struct packet *p, const void *d, size_t n)
+{
+	memcpy(p->b + p->len, d, n);
+	p->len += (int)n;
+}
+
+/* "example.org" as labels; a question for it of type qtype. */
+static void packet_start(struct packet *p, unsigned qtype, unsigned ancount)
+{
+	memset(p, 0, sizeof(*p));
+	put16(p, 0x1234);
+	put16(p, 0x8180);	/* a response, no error */
+	put16(p, 1);
+	p->ancount_at = p->len;
+	put16(p, ancount);
+	put16(p, 0);
+	put16(p, 0);
+	put_bytes(p, "\7example\3org\0", 13);
+	put16(p, qtype);
+	put16(p, 1);
+}
+
+/* One answer for the question's name (pointer to offset 12). */
+static void packet_rr(struct packet *p, unsigned type, unsigned class,
+    const void *rdata, size_t rdlen)
+{
+	put16(p, 0xc00c);
+	put16(p, type);
+	put16(p, class);
+	put16(p, 0);
+	put16(p, 300);
+	put16(p, (unsigned)rdlen);
+	put_bytes(p, rdata, rdlen);
+}
+
+static void test_parse_packets(void)
+{
+	struct packet p;
+	struct dns_mx *mx;
+	size_t count;
+	char err[256];
+
+	/* Two MX (one through a compression pointer), a CNAME, an MX of
+	 * another class and one too short: two hosts, by preference. */
+	packet_start(&p, ns_t_mx, 5);
+	packet_rr(&p, ns_t_cname, ns_c_in, "\5alias\300\14", 8);
+	packet_rr(&p, ns_t_mx, ns_c_in, "\0\24\3mx2\300\14", 8);
+	packet_rr(&p, ns_t_mx, ns_c_in, "\0\12\3mx1\7example\3org\0", 19);
+	packet_rr(&p, ns_t_mx, ns_c_chaos, "\0\1\3mx0\300\14", 8);
+	packet_rr(&p, ns_t_mx, ns_c_in, "\0\1", 2);
+	CHECK_INT(dns_parse_mx(p.b, p.len, "example.org", &mx, &count, err,
+	    sizeof(err)), DNS_OK);
+	CHECK_INT(count, 2);
+	if (count == 2) {
+		CHECK_STR(mx[0].host, "mx1.example.org");
+		CHECK_INT(mx[0].preference, 10);
+		CHECK_STR(mx[1].host, "mx2.example.org");
+		CHECK_INT(mx[1].preference, 20);
+	}
+	free(mx);
+
+	/* ANCOUNT promises more than the packet holds: libresolv's
+	 * ns_initparse refuses it whole, a temporary failure. */
+	p.b[p.ancount_at + 1] = 9;
+	CHECK_INT(dns_parse_mx(p.b, p.len, "example.org", &mx, &count, err,
+	    sizeof(err)), DNS_TEMPFAIL);
+	CHECK(mx == NULL);
+
+	/* A name pointing at itself is skipped, not followed for ever. */
+	packet_start(&p, ns_t_mx, 1);
+	put16(&p, 0xc00c);
+	put16(&p, ns_t_mx);
+	put16(&p, ns_c_in);
+	put16(&p, 0);
+	put16(&p, 300);
+	put16(&p, 4);
+	put16(&p, 10);
+	put16(&p, 0xc000 | (unsigned)p.len);
+	CHECK_INT(dns_parse_mx(p.b, p.len, "example.org", &mx, &count, err,
+	    sizeof(err)), DNS_NOTFOUND);
+	CHECK(mx == NULL);
+	CHECK_STR(err, "no MX record for example.org");
+
+	/* Null MX; a header cut short is malformed (a temporary failure). */
+	packet_start(&p, ns_t_mx, 1);
+	packet_rr(&p, ns_t_mx, ns_c_in, "\0\0\0", 3);
+	CHECK_INT(dns_parse_mx(p.b, p.len, "example.org", &mx, &count, err,
+	    sizeof(err)), DNS_NULLMX);
+	CHECK_INT(dns_parse_mx(p.b, 7, "example.org", &mx, &count, err,
+	    sizeof(err)), DNS_TEMPFAIL);
+
+	/* Addresses: only records of the asked type and the right size. */
+	struct dns_addr *addrs = NULL;
+	size_t n = 0, cap = 0;
+	packet_start(&p, ns_t_a, 4);
+	packet_rr(&p, ns_t_a, ns_c_in, "\300\0\2\7", 4);
+	packet_rr(&p, ns_t_a, ns_c_in, "\300\0\2\7\1", 5);
+	packet_rr(&p, ns_t_aaaa, ns_c_in, "\40\1\15\270\0\0\0\0\0\0\0\0\0\0\0\1",
+	    16);
+	packet_rr(&p, ns_t_a, ns_c_in, "\177\0\0\2", 4);
+	dns_parse_addrs(p.b, p.len, ns_t_a, 25, &addrs, &n, &cap);
+	CHECK_INT(n, 2);
+	dns_parse_addrs(p.b, p.len, ns_t_aaaa, 587, &addrs, &n, &cap);
+	CHECK_INT(n, 3);
+	dns_parse_addrs(p.b, p.len, ns_t_mx, 25, &addrs, &n, &cap);
+	CHECK_INT(n, 3);
+	if (n == 3) {
+		char text[64];
+		int port;
+		sock_addr_format((struct sockaddr *)&addrs[1].sa, text,
+		    sizeof(text), &port);
+		CHECK_STR(text, "127.0.0.2");
+		CHECK_INT(port, 25);
+		sock_addr_format((struct sockaddr *)&addrs[2].sa, text,
+		    sizeof(text), &port);
+		CHECK_STR(text, "2001:db8::1");
+		CHECK_INT(port, 587);
+	}
+	free(addrs);
+
+	/* TXT: strings joined, a length past the record cut at its end,
+	 * the reason cut to its buffer. */
+	char reason[8];
+	packet_start(&p, ns_t_txt, 1);
+	packet_rr(&p, ns_t_txt, ns_c_in, "\3abc\2de\11fg", 10);
+	dns_parse_txt(p.b, p.len, reason, sizeof(reason));
+	CHECK_STR(reason, "abcdefg");
+	dns_parse_txt(p.b, p.len, reason, 4);
+	CHECK_STR(reason, "abc");
+	dns_parse_txt(p.b, 5, reason, sizeof(reason));
+	CHECK_STR(reason, "");
+
+	/* Blocklist answers against a filter and without one. */
+	struct dns_dnsbl any, some;
+	CHECK(dns_dnsbl_parse("bl.test", &any, err, sizeof(err)));
+	CHECK(dns_dnsbl_parse("bl.test=127.0.0.[2..4]", &some, err,
+	    sizeof(err)));
+	packet_start(&p, ns_t_a, 1);
+	packet_rr(&p, ns_t_a, ns_c_in, "\177\0\0\12", 4);
+	CHECK(dns_dnsbl_listed(&any, p.b, p.len));
+	CHECK(!dns_dnsbl_listed(&some, p.b, p.len));
+	packet_start(&p, ns_t_a, 1);
+	packet_rr(&p, ns_t_a, ns_c_in, "\177\377\377\376", 4);
+	CHECK(!dns_dnsbl_listed(&any, p.b, p.len));
+	packet_start(&p, ns_t_a, 1);
+	packet_rr(&p, ns_t_a, ns_c_in, "\177\0\0\3", 4);
+	CHECK(dns_dnsbl_listed(&some, p.b, p.len));
+	CHECK(!dns_dnsbl_listed(&some, p.b, 20));
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -455,6 +626,7 @@ int main(void)
 	RUN(test_ipv6_server);
 	RUN(test_unreachable_server_tempfails_quickly);
 	RUN(test_bad_server_config);
+	RUN(test_parse_packets);
 	dns_close();
 	stop_dnsmasq();
 	return unit_done();
