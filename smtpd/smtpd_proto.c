@@ -238,7 +238,7 @@ static void ehlo_extensions(struct smtpd_session *s)
 	/* RFC 3207 4.2: not offered again once TLS is active. */
 	if (smtpd_tls_available() && !s->tls_active)
 		esmtp_reply(b, 250, NULL, false, "STARTTLS");
-	/* DESIGN.md: never a password in clear text, so only over TLS. */
+	/* Only over TLS: doc/architecture.md, "Safety rules". */
 	if (smtpd_auth_offered(s))
 		esmtp_reply(b, 250, NULL, false, "AUTH PLAIN LOGIN");
 	esmtp_reply(b, 250, NULL, false, "ENHANCEDSTATUSCODES");
