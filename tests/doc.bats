@@ -99,3 +99,39 @@ EOF
 	[ "$(log_count 'non-delivery notification')" -eq 0 ]
 	[ "$(sink_count far)" -eq 1 ]
 }
+
+@test "postern's exit statuses and start -v are as postern(8) says" {
+	suite_init
+	P=("$POSTERN" -c "$T/conf")
+	run "${P[@]}" status;		[ "$status" -eq 1 ]
+	run "${P[@]}" stop;		[ "$status" -eq 1 ]
+	run "${P[@]}" reload;		[ "$status" -eq 1 ]
+	run "${P[@]}" check;		[ "$status" -eq 0 ]
+	run "${P[@]}" config myhostname no_such_key
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"myhostname = mx.postern.test"* ]]
+	run "$POSTERN" -c "$T/conf";	[ "$status" -eq 2 ]
+	run "${P[@]}" no-such-command;	[ "$status" -eq 2 ]
+	run "$POSTERN" -c;		[ "$status" -eq 2 ]
+	run "$POSTERN" -x status;	[ "$status" -eq 2 ]
+	run "${P[@]}" queue;		[ "$status" -eq 1 ]
+	run "${P[@]}" map;		[ "$status" -eq 2 ]
+	run "${P[@]}" map query "$T/conf/none" key
+	[ "$status" -eq 2 ]
+	# start -f -v: in the foreground, with the debug lines
+	: > "$T/log"
+	"${P[@]}" start -f -v >>"$T/log" 2>&1 &
+	SUITE_PID=$!
+	wait_for_log 'daemon started' 10
+	wait_for_log 'master\[[0-9]+\]: debug: service smtp: started ' 10
+	run "${P[@]}" status;		[ "$status" -eq 0 ]
+	run "${P[@]}" start;		[ "$status" -eq 1 ]
+	[[ "$output" == *"already running"* ]]
+	run "${P[@]}" reload;		[ "$status" -eq 0 ]
+	run "${P[@]}" stop;		[ "$status" -eq 0 ]
+	run "${P[@]}" status;		[ "$status" -eq 1 ]
+	# a configuration with an error: 1, whatever the command
+	suite_conf no_such_key 1
+	run "${P[@]}" status;		[ "$status" -eq 1 ]
+	[[ "$output" == *"postern.conf:"* ]]
+}
