@@ -17,7 +17,7 @@
 # build/libutil.a, mail/ (config, the daemon skeleton, addresses, ESMTP,
 # the queue, maps, DNS, TLS) build/libmail.a. util/ is compiled with only
 # -Iutil, so a util/ file that includes a mail/ header does not build
-# (doc/HACKING, "Layers").
+# (doc/HACKING.md, "Layers").
 
 BUILD ?= build
 CC ?= gcc

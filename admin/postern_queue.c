@@ -298,7 +298,7 @@ static enum qmgr_request_result qmgr_request(const char *type, int timeout_ms,
 }
 
 /*
- * The listing from qmgr (type=list, ipc.h): for users who may not read
+ * qmgr's listing (type=list, doc/architecture.md): for users who may not read
  * the queue directories. Everyone may, as Postfix's showq allows.
  */
 static int queue_list_qmgr(void)

@@ -2,7 +2,7 @@
  * fsync-ceiling - how many durable queue writes per second this disk allows.
  *
  * Each writer thread repeats the cycle every durable mail queue performs to
- * accept one message (DESIGN.md, "The queue"): create a file under a unique
+ * accept one message (doc/architecture.md): create a file under a unique
  * temporary name (O_EXCL, 0600), write the message, rename it into
  * incoming/, fsync the file, fsync incoming/ (mail/queue.h). -o early
  * (postern's order before the first performance pass) and -o postfix

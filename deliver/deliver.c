@@ -1,6 +1,6 @@
 /*
  * deliver.c - the delivery agent: "deliver" serves one qmgr connection on
- * run_directory/deliver, takes job after job (util/ipc.h), delivers each
+ * run_directory/deliver, takes jobs (doc/architecture.md), delivers each
  * by SMTP or LMTP, logs one line per recipient and answers with one result
  * per recipient.
  *

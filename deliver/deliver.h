@@ -1,6 +1,6 @@
 /*
  * deliver.h - the delivery agent's private interfaces: one job from qmgr
- * (util/ipc.h), the SMTP/LMTP client session that carries it, the one
+ * (doc/architecture.md), the SMTP/LMTP client session that carries it, the one
  * cached connection, and the opportunistic TLS layer.
  *
  * A job is trusted as far as qmgr is (same user, our own socket), but

@@ -1,7 +1,7 @@
 /*
  * deliver_conn.c - the one connection a deliver process keeps open
  * between jobs, so that the next message to the same destination skips
- * DNS, TCP, greeting, EHLO and TLS (DESIGN.md "connection reuse").
+ * DNS, TCP, greeting, EHLO and TLS (doc/architecture.md, message flow).
  *
  * qmgr sends job after job on one socket; it groups mail by nexthop, so
  * one cached session per process is enough. The session is keyed by

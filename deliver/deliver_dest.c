@@ -3,7 +3,7 @@
  * (RFC 5321 5.1), null MX (RFC 7505), implicit MX, address records, and
  * trying the hosts in order until one talks to us.
  *
- * nexthop comes from qmgr (util/ipc.h): "example.net" and "host:port"
+ * nexthop comes from qmgr (doc/architecture.md): "example.net" and "host:port"
  * get an MX lookup, "[host]" and "[host]:port" do not; LMTP takes
  * "unix:/path" or "[host]:port" and never looks up MX records.
  *

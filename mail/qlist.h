@@ -3,7 +3,7 @@
  * a queue listing (mailq, "postern queue list").
  *
  * qmgr builds these for users who cannot read the queue (the type=list
- * conversation in ipc.h); postern queue builds the same message from the
+ * reply, doc/architecture.md); postern queue builds the same message from the
  * files it reads itself, and prints both the same way, so the listing
  * does not depend on who asks. Trust: the envelope was parsed by the
  * strict queue reader; values are passed on unmasked (ipc escapes them)

@@ -10,7 +10,7 @@
  * by a crash or damaged on disk. Every deviation from the format is
  * QUEUE_READ_CORRUPT with a message; the reader never reads the content.
  *
- * Durability (DESIGN.md "The queue" and "Performance rules"): a new file
+ * Durability (doc/architecture.md, "Where the fsyncs are"): a new file
  * gets exactly one fsync of itself and one of its directory, after which
  * it has its final name. In-place updates and trailer appends are not
  * synced here; qmgr decides when its bookkeeping must reach the disk.

@@ -87,7 +87,7 @@
 #define QUEUE_ID_LEN 14
 #define QUEUE_ID_SIZE (QUEUE_ID_LEN + 1)
 
-/* Queue subdirectories (DESIGN.md "The queue"). */
+/* Queue subdirectories (doc/architecture.md, "Queue directories"). */
 #define QUEUE_MAILDROP "maildrop"
 #define QUEUE_INCOMING "incoming"
 #define QUEUE_ACTIVE "active"

@@ -1,5 +1,5 @@
 /*
- * qmgr_ctl.c - qmgr's control socket, run_directory/qmgr (ipc.h).
+ * qmgr_ctl.c - qmgr's control socket (doc/architecture.md, IPC messages).
  *
  * Any local process may connect (sendmail and postern queue send
  * type=wakeup after queueing mail, though qmgr also watches the queue

@@ -3,7 +3,7 @@
  *
  * master pre-forks deliver processes on run_directory/deliver; qmgr opens
  * one connection per delivery slot it wants (at most deliver_processes)
- * and sends job after job on it (ipc.h: type=job, answered by one
+ * and sends job after job on it (doc/architecture.md: type=job, one
  * type=result). A connection whose last job went to the same destination
  * is preferred, since deliver keeps that SMTP/LMTP session open.
  * Everything is non-blocking; a connection that dies, sends something

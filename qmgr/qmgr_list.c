@@ -1,6 +1,6 @@
 /*
  * qmgr_list.c - the queue listing qmgr gives any local user (type=list on
- * the control socket, ipc.h): mailq for users who cannot read the queue
+ * its socket, doc/architecture.md): mailq for users who cannot read the queue
  * directories (mode 0700), as Postfix's showq service does.
  *
  * Bounded work per loop turn: starting a listing reads only directory

@@ -2,7 +2,7 @@
  * smtpd_auth.c - SMTP AUTH (RFC 4954) with the SASL mechanisms PLAIN
  * (RFC 4616) and LOGIN, checked against smtpd_sasl_users.
  *
- * smtpd_sasl_users is a lookup table (DESIGN.md) from user name to a
+ * smtpd_sasl_users is a lookup table (doc/architecture.md) from user name to a
  * crypt(3) hash (yescrypt, sha512-crypt: what mkpasswd or
  * "openssl passwd -6" print); crypt_r computes the hash of what the client
  * sent and the two are compared in constant time. An unknown user costs
@@ -11,7 +11,7 @@
  * tell which names exist. A weak hash (DES, MD5: mail/pwhash.h) in the
  * table stops smtpd at start, naming the table and the user.
  *
- * AUTH is offered and accepted only over TLS (DESIGN.md: never a password
+ * AUTH is offered and accepted only over TLS (doc/architecture.md: no password
  * in clear text). Everything the client sends is untrusted: base64 is
  * decoded strictly, response lines are bounded (RFC 4954 4: 12288
  * octets), names are checked before they reach a table, the log or the

@@ -1,7 +1,7 @@
 /*
  * smtpd_data.c - the message: DATA (RFC 5321 4.1.1.4, dot-stuffing 4.5.2)
  * and BDAT (RFC 3030), the Received header (RFC 5321 4.4, RFC 3848), and
- * queueing per DESIGN.md.
+ * queueing (doc/architecture.md, "The flow of one message").
  *
  * The message is written into the queue while it arrives: envelope first,
  * then our Received header, then the content (CRLF line ends, dots

@@ -21,7 +21,7 @@ teardown() {
 	return $status
 }
 
-# The log line of one recipient, per DESIGN.md.
+# The log line of one recipient, per doc/logging.md.
 log_line_re() {	# ADDRESS DSN STATUS
 	printf '%s' "postern/deliver\[[0-9]+\]: T[0-9]+: to=<$1>, relay=[^ ]+, (conn_use=[0-9]+, )?delay=[0-9.]+, delays=[0-9.]+/[0-9.]+/[0-9.]+/[0-9.]+, dsn=$2, status=$3 "
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
 # mailq and "postern queue list" for users who may not read the queue:
-# qmgr answers type=list on its control socket (ipc.h), and the listing
+# qmgr answers type=list (doc/architecture.md, IPC messages), and the listing
 # is the same as the one root gets from the files. Needs root to run the
 # client as another user (nobody); the daemons run as the suite's user.
 

@@ -1,5 +1,6 @@
 /*
- * ipc.h - typed, length-checked messages between postern processes.
+ * ipc.h - typed, length-checked messages between postern processes: the
+ * codec only.
  *
  * A message is text lines "name=value\n" ended by an empty line. The first
  * line is always "type=<type>". Values are %-escaped for '%', CR, LF and
@@ -7,55 +8,9 @@
  * than IPC_MAX_MESSAGE or with more than IPC_MAX_ATTRS attributes is
  * malformed; the receiver logs it and ends that conversation.
  *
- * Conversations (the socket each runs on):
- *   run_directory/qmgr (qmgr's socket, any local user may connect; qmgr
- *   checks SO_PEERCRED before control commands):
- *     type=wakeup                    new mail in incoming/ or maildrop/;
- *                                    no reply
- *     type=flush                     retry every deferred message now;
- *                                    reply type=ok or type=error reason=...
- *     type=list                      the queue listing (mailq), for any
- *                                    user, as Postfix's showq; qmgr
- *                                    streams, in queue ID order:
- *       type=entry  one per message in maildrop/, incoming/, active/,
- *                   deferred/, hold/ (qlist.h): id= queue= size=
- *                   arrival=<sec> sender= (empty for <>), then reason=
- *                   (last delay reason of the recipients that follow) and
- *                   rcpt= (pending recipient) attributes in display order
- *       type=end count=<entries sent>, and qmgr closes the connection;
- *       or type=error reason=... (too many listings at once).
- *                   qmgr reads the envelopes a chunk at a time as the
- *                   client takes them; a file that is unreadable or left
- *                   the queue meanwhile is left out.
- *   run_directory/deliver (deliver processes; qmgr connects, and sends
- *   job after job on one connection; a deliver process serves one qmgr
- *   connection until qmgr closes it):
- *     qmgr -> deliver: type=job
- *       transport=smtp|lmtp
- *       nexthop=    smtp: "example.net" (MX lookup), "[host]" or
- *                   "[host]:port" (no MX lookup), "host:port" (MX lookup,
- *                   that port); lmtp: "unix:/path", "[host]:port"
- *       queue_id=   queue_file= (relative to queue_directory, "active/ID")
- *       content_offset=  content_length=   (bytes, from the queue file)
- *       sender=     (empty for <>)
- *       body=7BIT|8BITMIME|BINARYMIME   smtputf8=yes|no
- *       envid=      ret=FULL|HDRS       (only when given)
- *       arrival=<sec>.<usec>   job_time=<sec>.<usec> (for delay=, delays=)
- *       rcpt=<number> <notify> <orcpt> <address>   one per recipient, in
- *                   order; number is the queue file's recipient number;
- *                   notify is "-" or letters of S F D N; orcpt "-" or
- *                   "type;address"
- *     deliver -> qmgr: type=result
- *       rcpt=<number> <S|D|B> <x.y.z> <diagnostic>   one per recipient of
- *                   the job: S sent, D deferred (temporary), B bounce
- *                   (permanent); diagnostic is the peer's reply ("550 5.1.1
- *                   <b@example.net>: user unknown") or our own words
- *                   ("connect to mx.example.net[192.0.2.4]:25: Connection
- *                   refused")
- *       relay=      "mx.example.net[192.0.2.4]:25", or "none"
- *       remote_mta= "mx.example.net" when a peer was reached
- *       nexthop_status=ok|down   down: the destination could not be
- *                   reached at all (qmgr backs off the whole destination)
+ * The conversations (which socket, who sends which type with which
+ * attributes) are the contract between the programs and are written down
+ * in doc/architecture.md, "IPC messages".
  */
 #ifndef POSTERN_IPC_H
 #define POSTERN_IPC_H

@@ -235,7 +235,7 @@ int sock_connect_sa(const struct sockaddr *sa, socklen_t salen, int timeout_ms)
 		return -1;
 	}
 	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
-		/* DESIGN.md: the lone "." must not wait for a delayed ACK. */
+		/* doc/architecture.md: no delayed ACK for the lone ".". */
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
