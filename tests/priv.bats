@@ -1,0 +1,151 @@
+#!/usr/bin/env bats
+# Privilege separation: root (master, and postern stop/reload run as
+# root) never acts on a path the daemon user controls. Each test plays
+# the daemon user, as a compromised smtpd would ($TEST_USER with
+# setpriv), and checks that nothing happens to root's files or processes.
+
+load helpers/suite
+
+ATTACK="$BATS_TEST_DIRNAME/helpers/priv_attack.py"
+
+setup() {
+	suite_init
+	VICTIM_FILE=
+	VICTIM_PID=
+}
+
+teardown() {
+	[ -n "$VICTIM_PID" ] && kill "$VICTIM_PID" 2>/dev/null
+	[ -n "$VICTIM_FILE" ] && rm -f "$VICTIM_FILE"
+	suite_stop
+}
+
+need_root() {
+	[ "$(id -u)" -eq 0 ] || skip "needs root: the attacks play the daemon user"
+}
+
+# Run a command as the daemon user, with only its own group.
+as_daemon_user() {
+	setpriv --reuid="$TEST_USER" --regid="$TEST_USER" --clear-groups -- "$@"
+}
+
+# A root-only file somewhere outside postern's directories.
+make_victim_file() {
+	VICTIM_FILE=$(mktemp /tmp/postern-victim.XXXXXX)
+	echo precious > "$VICTIM_FILE"
+	chmod 600 "$VICTIM_FILE"
+}
+
+victim_file_intact() {
+	[ "$(stat -c '%U %G %a' "$VICTIM_FILE")" = "root root 600" ] &&
+		[ "$(cat "$VICTIM_FILE")" = precious ]
+}
+
+# run_directory as postern before this fix left it (and as a daemon
+# user could have prepared it): owned by the daemon user.
+old_run_directory() {
+	mkdir -p "$T/run"
+	chown "$TEST_USER" "$T/run"
+}
+
+# Start master in the foreground and stop it with SIGTERM, waiting
+# (bounded) for both; a start that fails is fine too.
+start_and_stop_master() {
+	local pid i
+	"$POSTERN" -c "$T/conf" start -f >>"$T/log" 2>&1 &
+	pid=$!
+	for ((i = 0; i < 100; i++)); do
+		grep -q 'daemon started' "$T/log" 2>/dev/null && break
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	# What the attacker swapped after the stop, not what master bound.
+	rm -f "$T/run/lmtp" "$T/run/deliver" "$T/run/qmgr"
+	: > "$T/log"
+}
+
+@test "root never chowns or chmods through a socket the daemon user swapped" {
+	need_root
+	make_victim_file
+	old_run_directory
+	as_daemon_user /usr/bin/python3 "$ATTACK" swap-sockets "$T/run" "$VICTIM_FILE" 12 \
+		> "$T/attack.out" &
+	attacker=$!
+	for n in $(seq 10); do
+		start_and_stop_master
+		victim_file_intact || break
+	done
+	wait "$attacker"
+	echo "# attacker: $(cat "$T/attack.out"), victim: $(stat -c '%U %G %a' "$VICTIM_FILE")" >&3
+	victim_file_intact
+	grep -qx 'planted 0' "$T/attack.out"
+	# Root's directory now: the daemon user can add nothing to it.
+	[ "$(stat -c '%U %a' "$T/run")" = "root 755" ]
+	! as_daemon_user touch "$T/run/x" 2>/dev/null
+}
+
+@test "a master.pid symlink planted by the daemon user clobbers nothing" {
+	need_root
+	make_victim_file
+	old_run_directory
+	as_daemon_user ln -s "$VICTIM_FILE" "$T/run/master.pid"
+	suite_start
+	victim_file_intact
+	[ ! -L "$T/run/master.pid" ]
+	[ "$(stat -c '%U' "$T/run/master.pid")" = root ]
+	[ "$(cat "$T/run/master.pid")" = "$SUITE_PID" ] ||
+		[ "$(ps -o comm= -p "$(cat "$T/run/master.pid")")" = master ]
+}
+
+@test "stop and reload never signal a process the daemon user names" {
+	need_root
+	suite_start
+	sleep 300 &
+	VICTIM_PID=$!
+	as_daemon_user /usr/bin/python3 "$ATTACK" forge-pid "$T/run" "$VICTIM_PID" 15 \
+		> "$T/attack.out" &
+	attacker=$!
+	for i in $(seq 50); do [ -s "$T/attack.out" ] && break; sleep 0.1; done
+	echo "# attacker: $(cat "$T/attack.out")" >&3
+	run "$POSTERN" -c "$T/conf" reload
+	is_alive "$VICTIM_PID"
+	run "$POSTERN" -c "$T/conf" stop
+	is_alive "$VICTIM_PID"
+	kill "$attacker" 2>/dev/null || true
+	# master itself got the signals.
+	wait_for_log 'reload -- configuration'
+	! is_alive "$SUITE_PID"
+}
+
+@test "stop refuses a locked pid file that names a process other than master" {
+	suite_start
+	run "$POSTERN" -c "$T/conf" stop
+	[ "$status" -eq 0 ]
+	# A stale pid file, locked by some other program, naming a process
+	# that is not postern's master: a pid reused after a crash, say.
+	sleep 300 &
+	VICTIM_PID=$!
+	echo "$VICTIM_PID" > "$T/run/master.pid"
+	flock "$T/run/master.pid" sleep 20 &
+	locker=$!
+	for i in $(seq 50); do
+		flock -n "$T/run/master.pid" true 2>/dev/null || break
+		sleep 0.1
+	done
+	run "$POSTERN" -c "$T/conf" stop
+	echo "# $output" >&3
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"is not"*"master"* ]]
+	is_alive "$VICTIM_PID"
+	run "$POSTERN" -c "$T/conf" reload
+	[ "$status" -eq 1 ]
+	is_alive "$VICTIM_PID"
+	kill "$locker"
+}
