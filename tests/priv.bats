@@ -149,3 +149,130 @@ start_and_stop_master() {
 	is_alive "$VICTIM_PID"
 	kill "$locker"
 }
+
+# PIDs of master's children running PROGRAM.
+children_named() {
+	ps -o pid=,comm= --ppid "$1" 2>/dev/null | awk -v p="$2" '$2 == p { print $1 }'
+}
+
+@test "each daemon has one uid, one group and no new privileges" {
+	need_root
+	suite_start
+	for i in $(seq 50); do
+		[ -n "$(children_named "$SUITE_PID" qmgr)" ] &&
+			[ -n "$(children_named "$SUITE_PID" lmtpd)" ] &&
+			[ -n "$(children_named "$SUITE_PID" deliver)" ] && break
+		sleep 0.1
+	done
+	uid=$(id -u "$TEST_USER")
+	gid=$(id -g "$TEST_USER")
+	n=0
+	for prog in smtpd qmgr deliver lmtpd; do
+		for pid in $(children_named "$SUITE_PID" "$prog"); do
+			status=$(cat "/proc/$pid/status")
+			echo "# $prog $pid: $(grep -E '^(Uid|Gid|Groups|NoNewPrivs):' <<<"$status" | tr '\t\n' '  ')" >&3
+			grep -Eq "^Uid:[[:space:]]+$uid[[:space:]]+$uid[[:space:]]+$uid[[:space:]]+$uid\$" <<<"$status"
+			grep -Eq "^Gid:[[:space:]]+$gid[[:space:]]+$gid[[:space:]]+$gid[[:space:]]+$gid\$" <<<"$status"
+			grep -Eq '^Groups:[[:space:]]*$' <<<"$status"
+			grep -Eq '^NoNewPrivs:[[:space:]]+1$' <<<"$status"
+			n=$((n + 1))
+		done
+	done
+	[ "$n" -ge 4 ]
+}
+
+@test "the LMTP socket refuses a local user outside lmtp_socket_group" {
+	need_root
+	printf 'alice@localhost localhost/alice/\n' > "$T/conf/mailboxes"
+	"$POSTERN" -c "$T/conf" map build "$T/conf/mailboxes"
+	suite_conf mailbox_maps "hash:$T/conf/mailboxes"
+	suite_start
+	[ "$(stat -c '%U %G %a' "$T/run/lmtp")" = "$TEST_USER $(id -gn "$TEST_USER") 660" ]
+	lmtp_hello='
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
+try:
+    s.connect(sys.argv[1])
+except OSError as e:
+    print("refused:", e.strerror)
+    sys.exit(0)
+print(s.recv(512).decode().strip())
+'
+	run setpriv --reuid=nobody --regid=nogroup --clear-groups -- \
+		/usr/bin/python3 -c "$lmtp_hello" "$T/run/lmtp"
+	echo "# nobody: $output" >&3
+	[[ "$output" == "refused: Permission denied" ]]
+	# The group's members and postern's own deliver get in.
+	run setpriv --reuid=nobody --regid=nogroup --groups="$(id -g "$TEST_USER")" -- \
+		/usr/bin/python3 -c "$lmtp_hello" "$T/run/lmtp"
+	[[ "$output" == "220 "* ]]
+	send_mail --to alice@localhost --from nobody@example.org
+	for i in $(seq 100); do
+		[ -n "$(find "$T/mail" -path '*/new/*' -type f 2>/dev/null)" ] && break
+		sleep 0.1
+	done
+	[ -n "$(find "$T/mail" -path '*/new/*' -type f)" ]
+}
+
+@test "after master is killed a new start binds at once and the old session finishes" {
+	suite_start
+	old_master=$SUITE_PID
+	old_kids=$(child_pids "$old_master")
+	/usr/bin/python3 - "$SMTP_PORT" "$T/go" > "$T/session.out" 2>&1 <<'PY' &
+import os, smtplib, sys, time
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=60)
+s.ehlo("client.test")
+s.mail("sender@example.org")
+s.rcpt("alice@localhost")
+print("in session", flush=True)
+deadline = time.monotonic() + 60
+while not os.path.exists(sys.argv[2]) and time.monotonic() < deadline:
+    time.sleep(0.05)
+code, text = s.data(b"Subject: across a restart\r\n\r\nstill here\r\n")
+print("data", code, flush=True)
+s.quit()
+PY
+	client=$!
+	for i in $(seq 100); do grep -q 'in session' "$T/session.out" && break; sleep 0.1; done
+	grep -q 'in session' "$T/session.out"
+	kill -KILL "$old_master"
+	wait "$old_master" 2>/dev/null || true
+	: > "$T/log"
+	run timeout 20 "$POSTERN" -c "$T/conf" start
+	echo "# start: $output" >&3
+	SUITE_PID=$(master_pid)
+	[ "$status" -eq 0 ]
+	wait_for_port "$SMTP_PORT"
+	touch "$T/go"
+	wait "$client"
+	cat "$T/session.out" | sed 's/^/# /' >&3
+	grep -q 'data 250' "$T/session.out"
+	for pid in $old_kids; do
+		for i in $(seq 100); do is_alive "$pid" || break; sleep 0.1; done
+		kill -KILL "$pid" 2>/dev/null || true
+	done
+}
+
+@test "Ctrl-C on a foreground master stops it without alarming warnings" {
+	: > "$T/log"
+	setsid "$POSTERN" -c "$T/conf" start -f >>"$T/log" 2>&1 &
+	SUITE_PID=$!
+	wait_for_log 'daemon started'
+	wait_for_port "$SMTP_PORT"
+	for i in $(seq 50); do
+		[ -n "$(children_named "$SUITE_PID" qmgr)" ] && break
+		sleep 0.1
+	done
+	pgid=$(ps -o pgid= -p "$SUITE_PID" | tr -d ' ')
+	[ "$pgid" = "$SUITE_PID" ]
+	kids=$(child_pids "$SUITE_PID")
+	[ -n "$kids" ]
+	# What a terminal does on Ctrl-C: SIGINT to the whole process group.
+	kill -INT -- "-$pgid"
+	wait_for_log '^.*stopped$' 20
+	cat "$T/log" | sed 's/^/# /' >&3
+	! grep -Eq 'killed by signal|exit status' "$T/log"
+	grep -q 'terminating on signal 2' "$T/log"
+	for pid in $kids; do ! is_alive "$pid"; done
+}
