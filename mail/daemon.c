@@ -276,6 +276,7 @@ int daemon_main(int argc, char **argv, const struct daemon_service *svc)
 	priv_drop(svc->run_as_mailbox_owner ? cfg.mailbox_owner : cfg.user);
 	if (svc->init)
 		svc->init(service_name);
+	daemon_confine(svc->program);
 	if (svc->serve == NULL) {
 		report(DAEMON_READY);
 		svc->run(service_name);

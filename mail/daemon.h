@@ -89,4 +89,13 @@ bool daemon_stop_requested(void);
 /* The service name given with -s. */
 const char *daemon_service_name(void);
 
+/*
+ * daemon_confine.c: confine this process to what program's job needs
+ * (Landlock and seccomp; the model is at the top of that file). The
+ * skeleton calls it after init; fatal if it cannot be installed.
+ */
+void daemon_confine(const char *program);
+/* For master: warn once if the kernel cannot confine the daemons. */
+void daemon_confine_probe(void);
+
 #endif

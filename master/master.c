@@ -351,6 +351,7 @@ int main(int argc, char **argv)
 
 	prepare_directories();
 	int pid_fd = take_pid_file();
+	daemon_confine_probe();
 	setup_signals();
 
 	struct master_state ms;

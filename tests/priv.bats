@@ -156,7 +156,7 @@ children_named() {
 	ps -o pid=,comm= --ppid "$1" 2>/dev/null | awk -v p="$2" '$2 == p { print $1 }'
 }
 
-@test "each daemon has one uid, one group and no new privileges" {
+@test "each daemon has one uid, one group, no new privileges and a seccomp filter" {
 	need_root
 	suite_start
 	for i in $(seq 50); do
@@ -171,11 +171,13 @@ children_named() {
 	for prog in smtpd qmgr deliver lmtpd; do
 		for pid in $(children_named "$SUITE_PID" "$prog"); do
 			status=$(cat "/proc/$pid/status")
-			echo "# $prog $pid: $(grep -E '^(Uid|Gid|Groups|NoNewPrivs):' <<<"$status" | tr '\t\n' '  ')" >&3
+			echo "# $prog $pid: $(grep -E '^(Uid|Gid|Groups|NoNewPrivs|Seccomp):' <<<"$status" | tr '\t\n' '  ')" >&3
 			grep -Eq "^Uid:[[:space:]]+$uid[[:space:]]+$uid[[:space:]]+$uid[[:space:]]+$uid\$" <<<"$status"
 			grep -Eq "^Gid:[[:space:]]+$gid[[:space:]]+$gid[[:space:]]+$gid[[:space:]]+$gid\$" <<<"$status"
 			grep -Eq '^Groups:[[:space:]]*$' <<<"$status"
 			grep -Eq '^NoNewPrivs:[[:space:]]+1$' <<<"$status"
+			# The seccomp filter (mail/daemon_confine.c) is on.
+			grep -Eq '^Seccomp:[[:space:]]+2$' <<<"$status"
 			n=$((n + 1))
 		done
 	done
