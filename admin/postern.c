@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -45,31 +46,107 @@ static void load_config(bool allow_missing)
 	}
 }
 
-/*
- * The master's pid if one runs for this configuration, else 0. A running
- * master holds an exclusive lock on its pid file.
- */
-static pid_t running_master(void)
-{
-	char *path = xasprintf("%s/master.pid", cfg.run_directory);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	free(path);
-	if (fd < 0)
-		return 0;
-	pid_t pid = 0;
-	if (flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK) {
-		char buf[32] = "";
-		ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
-		buf[n > 0 ? n : 0] = '\0';
-		pid = (pid_t)strtol(buf, NULL, 10);
-	}
-	close(fd);
-	return pid;
-}
-
 static char *master_path(void)
 {
 	return xasprintf("%s/master", cfg.daemon_directory);
+}
+
+/* Does process pid run daemon_directory/master (perhaps since replaced
+ * by an upgrade, which the kernel shows as " (deleted)")? */
+static bool runs_master(pid_t pid, char *why, size_t whysize)
+{
+	char link[64], exe[PATH_MAX], want[PATH_MAX];
+	snprintf(link, sizeof(link), "/proc/%ld/exe", (long)pid);
+	ssize_t n = readlink(link, exe, sizeof(exe) - 1);
+	if (n < 0) {
+		/* Not root: a root master's exe is hidden from us, and so is
+		 * the power to signal it; nothing to protect. */
+		if ((errno == EACCES || errno == EPERM) && !priv_is_root())
+			return true;
+		snprintf(why, whysize, "pid %ld named by master.pid is not "
+		    "running postern's master (%s: %s)", (long)pid, link,
+		    strerror(errno));
+		return false;
+	}
+	exe[n] = '\0';
+	const char *deleted = " (deleted)";
+	size_t dl = strlen(deleted);
+	if ((size_t)n > dl && strcmp(exe + n - dl, deleted) == 0)
+		exe[n - dl] = '\0';
+	char *path = master_path();
+	bool same = realpath(path, want) != NULL && strcmp(exe, want) == 0;
+	free(path);
+	if (!same)
+		snprintf(why, whysize, "pid %ld named by master.pid is not "
+		    "postern's master: it runs %s", (long)pid, exe);
+	return same;
+}
+
+/*
+ * The master's pid if one runs for this configuration, 0 if none runs,
+ * -1 (why says it) if master.pid cannot be trusted. Nothing the daemon
+ * user controls may decide which process root signals (issue 12): the
+ * pid file must be in a directory of root's (ours, when not root)
+ * writable by nobody else, be a plain file of the same owner, be locked
+ * as a running master locks it, and name a process running the master
+ * program.
+ */
+static pid_t find_master(char *why, size_t whysize)
+{
+	int dfd = open(cfg.run_directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return 0;
+	struct stat st;
+	pid_t pid = 0;
+	int fd = -1;
+	if (fstat(dfd, &st) < 0 || (st.st_uid != 0 && st.st_uid != geteuid()) ||
+	    (st.st_mode & 022) != 0) {
+		snprintf(why, whysize, "run_directory %s is writable by others "
+		    "than %s: its master.pid is not trusted (\"postern "
+		    "start\" as root makes it root's)", cfg.run_directory,
+		    st.st_uid == 0 ? "root" : "its owner");
+		pid = -1;
+		goto out;
+	}
+	uid_t dir_owner = st.st_uid;
+	fd = openat(dfd, "master.pid", O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC);
+	if (fd < 0)
+		goto out;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    st.st_uid != dir_owner) {
+		snprintf(why, whysize, "%s/master.pid is not a file master "
+		    "wrote", cfg.run_directory);
+		pid = -1;
+		goto out;
+	}
+	if (flock(fd, LOCK_SH | LOCK_NB) == 0 || errno != EWOULDBLOCK)
+		goto out;	/* not locked: no master runs */
+	char buf[32] = "";
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+	buf[n > 0 ? n : 0] = '\0';
+	char *end;
+	long v = strtol(buf, &end, 10);
+	if (v <= 1 || (*end != '\n' && *end != '\0')) {
+		snprintf(why, whysize, "%s/master.pid does not hold a pid",
+		    cfg.run_directory);
+		pid = -1;
+		goto out;
+	}
+	pid = runs_master((pid_t)v, why, whysize) ? (pid_t)v : -1;
+out:
+	if (fd >= 0)
+		close(fd);
+	close(dfd);
+	return pid;
+}
+
+/* find_master() for commands that only need to know; untrusted is "no". */
+static pid_t running_master(void)
+{
+	char why[PATH_MAX + 256];
+	pid_t pid = find_master(why, sizeof(why));
+	return pid > 0 ? pid : 0;
 }
 
 static int cmd_start(int argc, char **argv)
@@ -142,8 +219,13 @@ static int cmd_start(int argc, char **argv)
 
 static int signal_master(int sig, const char *what)
 {
-	pid_t pid = running_master();
-	if (pid <= 0) {
+	char why[PATH_MAX + 256];
+	pid_t pid = find_master(why, sizeof(why));
+	if (pid < 0) {
+		fprintf(stderr, "postern: %s: %s\n", what, why);
+		return 1;
+	}
+	if (pid == 0) {
 		fprintf(stderr, "postern: not running\n");
 		return 1;
 	}

@@ -79,6 +79,7 @@
 /* lmtpd */
 #define CFG_KEYS_LMTPD(X) \
 	X(LIST, lmtp_listen, "unix:$run_directory/lmtp") \
+	X(STRING, lmtp_socket_group, "$user") \
 	X(INT, lmtpd_processes, "20") \
 	X(STRING, mailbox_base, "/var/vmail") \
 	X(LIST, mailbox_maps, "") \

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -116,14 +117,62 @@ static void fill_conn(struct daemon_conn *conn, int fd, size_t li)
 	getpeername(fd, (struct sockaddr *)&conn->peer, &conn->peer_len);
 	conn->local_len = sizeof(conn->local);
 	getsockname(fd, (struct sockaddr *)&conn->local, &conn->local_len);
+	conn->peer_uid = (uid_t)-1;
 	if (conn->peer.ss_family == AF_UNIX || conn->peer_len == 0 ||
 	    conn->peer.ss_family == AF_UNSPEC) {
 		conn->peer_is_unix = true;
 		strlcpy(conn->peer_addr, "unix", sizeof(conn->peer_addr));
+		/* The kernel's word, taken at connect: not forgeable. */
+		struct ucred cred;
+		socklen_t len = sizeof(cred);
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
+		    len == sizeof(cred))
+			conn->peer_uid = cred.uid;
 	} else {
 		sock_addr_format((struct sockaddr *)&conn->peer,
 		    conn->peer_addr, sizeof(conn->peer_addr), &conn->peer_port);
 	}
+}
+
+/*
+ * Master is gone (PR_SET_PDEATHSIG): let go of the listeners now, not
+ * after the session in hand, or a new master cannot bind their addresses
+ * for up to smtpd_timeout (issue 12). dup2 of /dev/null over each keeps
+ * the descriptor numbers taken, so that nothing the session opens next
+ * lands on a number the accept loop still thinks is a listener; the loop
+ * sees the alive pipe at EOF and exits after the session.
+ */
+static int null_fd = -1;
+static volatile sig_atomic_t master_gone;
+
+static void on_master_death(int sig)
+{
+	int saved = errno;
+	master_gone = 1;
+	for (size_t i = 0; i < listener_count; i++)
+		dup2(null_fd, listener_fds[i]);
+	errno = saved;
+}
+
+static void watch_master_death(void)
+{
+	pid_t master = getppid();
+	null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (null_fd < 0)
+		log_fatal("open /dev/null: %m");
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_master_death;
+	sa.sa_flags = SA_RESTART;
+	sigfillset(&sa.sa_mask);
+	if (sigaction(SIGUSR2, &sa, NULL) < 0)
+		log_fatal("sigaction: %m");
+	/* Set after the privilege drop, which clears it; then check that
+	 * master did not go before it was set. */
+	if (prctl(PR_SET_PDEATHSIG, SIGUSR2, 0, 0, 0) < 0)
+		log_fatal("prctl(PR_SET_PDEATHSIG): %m");
+	if (getppid() != master)
+		on_master_death(SIGUSR2);
 }
 
 /*
@@ -154,6 +203,8 @@ static void accept_loop(const struct daemon_service *svc)
 
 	report(DAEMON_READY);
 	for (;;) {
+		if (master_gone)
+			exit(0);
 		struct epoll_event events[DAEMON_MAX_LISTENERS + 1];
 		int timeout = cfg.max_idle > 0 ? (int)cfg.max_idle * 1000 : -1;
 		int n = epoll_wait(ep, events, (int)listener_count + 1, timeout);
@@ -217,6 +268,7 @@ int daemon_main(int argc, char **argv, const struct daemon_service *svc)
 	}
 	take_listeners();
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
 	if (!cfg_load(config_dir, false, err, sizeof(err)))
 		log_fatal("%s", err);
 	if (svc->pre_drop)
@@ -224,11 +276,13 @@ int daemon_main(int argc, char **argv, const struct daemon_service *svc)
 	priv_drop(svc->run_as_mailbox_owner ? cfg.mailbox_owner : cfg.user);
 	if (svc->init)
 		svc->init(service_name);
+	daemon_confine(svc->program);
 	if (svc->serve == NULL) {
 		report(DAEMON_READY);
 		svc->run(service_name);
 		exit(0);
 	}
+	watch_master_death();
 	accept_loop(svc);
 	exit(0);
 }

@@ -13,7 +13,12 @@
  * long-running single processes such as qmgr. An accept server tells
  * master when it is busy or idle, exits after max_use connections, after
  * max_idle without work, and when master goes away (after finishing the
- * connection in hand).
+ * connection in hand). If master dies (kill -9), an accept server lets go
+ * of its listening sockets at once, even mid-session, so that a new
+ * master can bind the same addresses while old sessions finish.
+ *
+ * Signals: SIGINT is ignored (a terminal's Ctrl-C reaches the whole
+ * process group; master alone decides how its children stop).
  */
 #ifndef POSTERN_DAEMON_H
 #define POSTERN_DAEMON_H
@@ -52,6 +57,9 @@ struct daemon_conn {
 	bool peer_is_unix;
 	char peer_addr[64];		/* "192.0.2.7", "::1", "unix" */
 	int peer_port;
+	/* Unix sockets: the client's uid from SO_PEERCRED (who injected
+	 * this, for logs and Received); (uid_t)-1 on TCP or if unknown. */
+	uid_t peer_uid;
 };
 
 struct daemon_service {
@@ -80,5 +88,14 @@ int daemon_alive_fd(void);
 bool daemon_stop_requested(void);
 /* The service name given with -s. */
 const char *daemon_service_name(void);
+
+/*
+ * daemon_confine.c: confine this process to what program's job needs
+ * (Landlock and seccomp; the model is at the top of that file). The
+ * skeleton calls it after init; fatal if it cannot be installed.
+ */
+void daemon_confine(const char *program);
+/* For master: warn once if the kernel cannot confine the daemons. */
+void daemon_confine_probe(void);
 
 #endif

@@ -77,6 +77,43 @@ static void ensure_dir(const char *path, mode_t mode, uid_t uid, gid_t gid)
 		log_fatal("chown %s: %m", path);
 }
 
+/*
+ * run_directory holds what root writes and later trusts: master.pid and
+ * the listening sockets. It is root's and writable by root alone, so the
+ * daemon user can neither plant a symlink there nor swap a socket
+ * between bind and chown (issue 12); the daemons write nothing there.
+ * Older versions gave it to the daemon user: take it back, through the
+ * descriptor, never by a path that could be swapped meanwhile.
+ */
+static int run_dir_fd = -1;
+
+static void open_run_directory(void)
+{
+	const char *path = cfg.run_directory;
+	if (mkdir(path, 0755) < 0 && errno != EEXIST)
+		log_fatal("mkdir %s: %m", path);
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		log_fatal("run_directory %s: %s", path, errno == ENOTDIR ||
+		    errno == ELOOP ? "not a directory" : strerror(errno));
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		log_fatal("stat %s: %m", path);
+	if (priv_is_root()) {
+		if ((st.st_uid != 0 || st.st_gid != 0) && fchown(fd, 0, 0) < 0)
+			log_fatal("chown %s: %m", path);
+		if (st.st_uid != 0)
+			log_info("run_directory %s belonged to uid %ld: now "
+			    "root's", path, (long)st.st_uid);
+	} else if (st.st_uid != geteuid()) {
+		log_fatal("run_directory %s belongs to uid %ld, not to us",
+		    path, (long)st.st_uid);
+	}
+	if ((st.st_mode & 07777) != 0755 && fchmod(fd, 0755) < 0)
+		log_fatal("chmod %s: %m", path);
+	run_dir_fd = fd;
+}
+
 static void prepare_directories(void)
 {
 	uid_t uid = getuid(), qroot_uid = getuid();
@@ -108,16 +145,43 @@ static void prepare_directories(void)
 	    sizeof(err)))
 		log_fatal("%s", err);
 	queue_recycle_clear(cfg.queue_directory);
-	ensure_dir(cfg.run_directory, 0755, uid, gid);
+	open_run_directory();
 }
 
-/* Lock and write the pid file; refuse a second master. */
+/* A pid file we wrote: a plain file of ours with no other name. */
+static bool pid_file_is_ours(int fd)
+{
+	struct stat st;
+	return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	    st.st_nlink == 1 && st.st_uid == geteuid();
+}
+
+/*
+ * Lock and write the pid file; refuse a second master. O_NOFOLLOW and
+ * the checks on the open file: whatever an older, daemon-owned
+ * run_directory may hold under this name (a symlink to a root file, a
+ * hard link) is removed, never truncated.
+ */
 static int take_pid_file(void)
 {
-	char *path = xasprintf("%s/%s", cfg.run_directory, PID_FILE_NAME);
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (fd < 0)
-		log_fatal("open %s: %m", path);
+	const int flags = O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
+	int fd = openat(run_dir_fd, PID_FILE_NAME, flags, 0644);
+	if (fd < 0 || !pid_file_is_ours(fd)) {
+		if (fd >= 0)
+			close(fd);
+		else if (errno != ELOOP)
+			log_fatal("open %s/%s: %m", cfg.run_directory,
+			    PID_FILE_NAME);
+		log_warning("%s/%s is not a file master wrote: replacing it",
+		    cfg.run_directory, PID_FILE_NAME);
+		if (unlinkat(run_dir_fd, PID_FILE_NAME, 0) < 0 && errno != ENOENT)
+			log_fatal("remove %s/%s: %m", cfg.run_directory,
+			    PID_FILE_NAME);
+		fd = openat(run_dir_fd, PID_FILE_NAME, flags | O_EXCL, 0644);
+		if (fd < 0)
+			log_fatal("create %s/%s: %m", cfg.run_directory,
+			    PID_FILE_NAME);
+	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		char buf[32] = "";
 		ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
@@ -130,16 +194,13 @@ static int take_pid_file(void)
 	char pid[32];
 	int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
 	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) != len)
-		log_fatal("write %s: %m", path);
-	free(path);
+		log_fatal("write %s/%s: %m", cfg.run_directory, PID_FILE_NAME);
 	return fd;
 }
 
 static void remove_pid_file(void)
 {
-	char *path = xasprintf("%s/%s", cfg.run_directory, PID_FILE_NAME);
-	unlink(path);
-	free(path);
+	unlinkat(run_dir_fd, PID_FILE_NAME, 0);
 }
 
 struct master_state {
@@ -290,6 +351,7 @@ int main(int argc, char **argv)
 
 	prepare_directories();
 	int pid_fd = take_pid_file();
+	daemon_confine_probe();
 	setup_signals();
 
 	struct master_state ms;

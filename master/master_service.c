@@ -41,7 +41,7 @@ struct service_def {
 	mode_t socket_mode;
 	long long max_procs;
 	bool single;
-	bool mailbox_owner;		/* socket owned by mailbox_owner */
+	const char *socket_group;	/* NULL: the user's own group */
 };
 
 struct master_child *master_children(void)
@@ -63,18 +63,35 @@ static int move_fd_high(int fd)
 	return high;
 }
 
-static void owner_of(bool mailbox_owner, uid_t *uid, gid_t *gid)
+/*
+ * Who owns a socket file: the daemon user, who connects to it (the
+ * service's own processes inherit the listening descriptor and need no
+ * access), and the given group or else the user's own.
+ */
+static bool owner_of(const char *group, struct sock_unix_owner *own,
+    char *err, size_t errsize)
 {
-	*uid = getuid();
-	*gid = getgid();
-	if (priv_is_root() && !priv_lookup_user(mailbox_owner ?
-	    cfg.mailbox_owner : cfg.user, uid, gid))
-		log_fatal("unknown user \"%s\"", mailbox_owner ?
-		    cfg.mailbox_owner : cfg.user);
+	own->uid = (uid_t)-1;
+	own->gid = (gid_t)-1;
+	if (!priv_is_root())
+		return true;
+	if (!priv_lookup_user(cfg.user, &own->uid, &own->gid)) {
+		snprintf(err, errsize, "unknown user \"%s\"", cfg.user);
+		return false;
+	}
+	/* The default names the user's group; a user without a group of
+	 * its own name keeps its primary group. */
+	if (group != NULL && group[0] != '\0' &&
+	    !priv_lookup_group(group, &own->gid) && strcmp(group, cfg.user) != 0) {
+		snprintf(err, errsize, "lmtp_socket_group: group \"%s\" does "
+		    "not exist", group);
+		return false;
+	}
+	return true;
 }
 
 /* Reuse an old listener with the same name, or bind a new one. */
-static int take_or_bind(const char *name, mode_t mode, bool mailbox_owner,
+static int take_or_bind(const char *name, mode_t mode, const char *group,
     struct master_service *old, size_t old_count, char *err, size_t errsize)
 {
 	for (size_t i = 0; i < old_count; i++) {
@@ -90,7 +107,11 @@ static int take_or_bind(const char *name, mode_t mode, bool mailbox_owner,
 	struct endpoint ep;
 	if (!endpoint_parse(name, 0, &ep, err, errsize))
 		return -1;
-	int fd = sock_listen(&ep, 511, mode, err, errsize);
+	struct sock_unix_owner own;
+	if (!owner_of(group, &own, err, errsize))
+		return -1;
+	own.mode = mode;
+	int fd = sock_listen_owned(&ep, 511, &own, err, errsize);
 	if (fd < 0) {
 		/* A host without IPv6 must still start on IPv4. */
 		if (ep.kind == ENDPOINT_INET && strchr(ep.host, ':') &&
@@ -100,13 +121,6 @@ static int take_or_bind(const char *name, mode_t mode, bool mailbox_owner,
 			return -2;
 		}
 		return -1;
-	}
-	if (ep.kind == ENDPOINT_UNIX && priv_is_root()) {
-		uid_t uid;
-		gid_t gid;
-		owner_of(mailbox_owner, &uid, &gid);
-		if (chown(ep.path, uid, gid) < 0)
-			log_warning("chown %s: %m", ep.path);
 	}
 	return move_fd_high(fd);
 }
@@ -120,18 +134,22 @@ bool master_services_setup(struct master_service **services, size_t *count,
 	    IPC_SOCKET_QMGR);
 	const struct service_def defs[] = {
 		{ "smtp", "smtpd", &cfg.smtp_listen, NULL, 0, cfg.smtpd_processes,
-		  false, false },
+		  false, NULL },
 		{ "submission", "smtpd", &cfg.submission_listen, NULL, 0,
-		  cfg.smtpd_processes, false, false },
+		  cfg.smtpd_processes, false, NULL },
 		{ "smtps", "smtpd", &cfg.smtps_listen, NULL, 0, cfg.smtpd_processes,
-		  false, false },
-		/* Any local MTA may deliver into lmtpd, as with Dovecot. */
-		{ "lmtp", "lmtpd", &cfg.lmtp_listen, NULL, 0666,
-		  cfg.lmtpd_processes, false, true },
+		  false, NULL },
+		/*
+		 * Whoever connects here injects mail with no SMTP checks: our
+		 * deliver (the owner) and the local MTAs of
+		 * lmtp_socket_group, as Dovecot's lmtp socket is 0660.
+		 */
+		{ "lmtp", "lmtpd", &cfg.lmtp_listen, NULL, 0660,
+		  cfg.lmtpd_processes, false, cfg.lmtp_socket_group },
 		{ "deliver", "deliver", NULL, deliver_sock, 0600,
-		  cfg.deliver_processes, false, false },
+		  cfg.deliver_processes, false, NULL },
 		/* Anyone may wake qmgr; it checks peers before control. */
-		{ "qmgr", "qmgr", NULL, qmgr_sock, 0666, 1, true, false },
+		{ "qmgr", "qmgr", NULL, qmgr_sock, 0666, 1, true, NULL },
 	};
 	size_t n = sizeof(defs) / sizeof(defs[0]);
 	struct master_service *svcs = xcalloc(n, sizeof(*svcs));
@@ -167,7 +185,7 @@ bool master_services_setup(struct master_service **services, size_t *count,
 				break;
 			}
 			int fd = take_or_bind(names->items[j], d->socket_mode ?
-			    d->socket_mode : 0666, d->mailbox_owner, old,
+			    d->socket_mode : 0666, d->socket_group, old,
 			    old_count, err, errsize);
 			if (fd == -2)
 				continue;

@@ -471,6 +471,9 @@ postfix_private_stop() {
 @test "Postfix's lmtp client delivers into lmtpd (private Postfix instance)" {
 	[ "$(id -u)" -eq 0 ] || skip "postfix start needs root"
 	[ -x /usr/sbin/postfix ] || skip "postfix not installed"
+	# The LMTP socket is 0660: Postfix's lmtp client gets in as a member
+	# of lmtp_socket_group (lmtpd(8)).
+	suite_conf lmtp_socket_group postfix
 	start
 	postfix_private_start
 	run swaks --server 127.0.0.1 --port "$PF_PORT" --from sender@example.org \

@@ -16,7 +16,14 @@ bool priv_is_root(void);
 /* Look up a user name; false if unknown. */
 bool priv_lookup_user(const char *user, uid_t *uid, gid_t *gid);
 bool priv_lookup_group(const char *group, gid_t *gid);
-/* initgroups, setgid, setuid, then verify that root cannot be regained. */
+/*
+ * Drop to user for good: no supplementary group, setresgid and setresuid
+ * to the user's group and uid, each checked, then verify that every id
+ * changed and root cannot be regained, and set PR_SET_NO_NEW_PRIVS. Not
+ * root: only the last step.
+ */
 void priv_drop(const char *user);
+/* PR_SET_NO_NEW_PRIVS, or fatal. */
+void priv_no_new_privs(void);
 
 #endif

@@ -1,5 +1,9 @@
 /*
  * sock.c - endpoints, listening and connecting sockets, network matching.
+ *
+ * Trusts its callers' endpoints; trusts no directory entry it did not
+ * check: Unix sockets are created and owned through the descriptor of
+ * their directory, never by a path another user could swap.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -12,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -122,35 +127,146 @@ static int set_nonblock_cloexec(int fd)
 	return fcntl(fd, F_SETFD, FD_CLOEXEC);
 }
 
+/*
+ * A directory root may act in by name: owned by root (or by us when not
+ * root) and writable by nobody else, so no other user can swap one of
+ * its entries between our calls.
+ */
+static bool dir_is_ours(int dfd)
+{
+	struct stat st;
+	if (fstat(dfd, &st) < 0 || !S_ISDIR(st.st_mode))
+		return false;
+	return st.st_uid == geteuid() && (st.st_mode & 022) == 0;
+}
+
+/*
+ * Bind a Unix socket and give it its owner and mode without ever naming
+ * the path again as root: the mode comes from the umask at bind (the
+ * kernel creates the node atomically), and the owner either from
+ * fchownat() relative to the directory we checked, when nobody else can
+ * write that directory, or else from binding with that owner as the file
+ * system identity. Every step works on the directory's descriptor, so a
+ * symlink swapped in by the daemon user is never followed (issue 12).
+ */
+static int bind_unix(int fd, const struct endpoint *ep,
+    const struct sock_unix_owner *own, char *err, size_t errsize)
+{
+	char dir[sizeof(ep->path)], name[sizeof(ep->path)];
+	const char *slash = strrchr(ep->path, '/');
+
+	/* endpoint_parse guarantees an absolute path. */
+	size_t dlen = slash && slash > ep->path ? (size_t)(slash - ep->path) : 1;
+	memcpy(dir, ep->path, dlen);
+	dir[dlen] = '\0';
+	strlcpy(name, slash ? slash + 1 : ep->path, sizeof(name));
+	if (name[0] == '\0' || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+		snprintf(err, errsize, "unix:%s: not a socket name", ep->path);
+		errno = EINVAL;
+		return -1;
+	}
+	int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		snprintf(err, errsize, "unix:%s: %s: %s", ep->path, dir,
+		    strerror(errno));
+		return -1;
+	}
+	int rc = -1, cwd = -1;
+	bool root = geteuid() == 0;
+	bool chown_it = root && (own->uid != (uid_t)-1 || own->gid != (gid_t)-1);
+	bool ours = dir_is_ours(dfd);
+	/* Replace a stale socket (or a symlink: unlinking one never touches
+	 * its target), but never a regular file. */
+	struct stat st;
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (!S_ISSOCK(st.st_mode) && !S_ISLNK(st.st_mode)) {
+			snprintf(err, errsize, "unix:%s: exists and is not a "
+			    "socket", ep->path);
+			errno = EEXIST;
+			goto out;
+		}
+		unlinkat(dfd, name, 0);
+	}
+	cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (cwd < 0 || fchdir(dfd) < 0)
+		goto fail;
+	/* Not our directory: create the node as its future owner, with no
+	 * privilege over the files that directory's owner may put there. */
+	uid_t old_uid = (uid_t)-1;
+	gid_t old_gid = (gid_t)-1;
+	if (chown_it && !ours) {
+		old_gid = (gid_t)setfsgid(own->gid);
+		old_uid = (uid_t)setfsuid(own->uid);
+		if ((uid_t)setfsuid((uid_t)-1) != own->uid ||
+		    (gid_t)setfsgid((gid_t)-1) != own->gid) {
+			setfsuid(old_uid);
+			setfsgid(old_gid);
+			errno = EPERM;
+			goto fail_back;
+		}
+	}
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	strlcpy(sun.sun_path, name, sizeof(sun.sun_path));
+	mode_t old_mask = umask(0777 & ~own->mode);
+	int r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	int saved = errno;
+	umask(old_mask);
+	if (old_uid != (uid_t)-1) {
+		setfsuid(old_uid);
+		setfsgid(old_gid);
+	}
+	errno = saved;
+	if (r < 0)
+		goto fail_back;
+	if (chown_it && ours && fchownat(dfd, name, own->uid, own->gid,
+	    AT_SYMLINK_NOFOLLOW) < 0)
+		goto fail_back;
+	if (fchdir(cwd) < 0)
+		goto fail;
+	rc = 0;
+	goto out;
+fail_back:
+	saved = errno;
+	if (fchdir(cwd) < 0) {
+		/* Nothing sane is left to do in this process. */
+		abort();
+	}
+	errno = saved;
+fail:
+	snprintf(err, errsize, "unix:%s: %s", ep->path, strerror(errno));
+out:
+	saved = errno;
+	if (cwd >= 0)
+		close(cwd);
+	close(dfd);
+	errno = saved;
+	return rc;
+}
+
 int sock_listen(const struct endpoint *ep, int backlog, mode_t unix_mode,
     char *err, size_t errsize)
+{
+	const struct sock_unix_owner own = { (uid_t)-1, (gid_t)-1, unix_mode };
+	return sock_listen_owned(ep, backlog, &own, err, errsize);
+}
+
+int sock_listen_owned(const struct endpoint *ep, int backlog,
+    const struct sock_unix_owner *own, char *err, size_t errsize)
 {
 	int fd;
 	char name[300];
 
 	endpoint_format(ep, name, sizeof(name));
 	if (ep->kind == ENDPOINT_UNIX) {
-		struct sockaddr_un sun = { .sun_family = AF_UNIX };
-		strlcpy(sun.sun_path, ep->path, sizeof(sun.sun_path));
 		fd = socket(AF_UNIX, SOCK_STREAM, 0);
 		if (fd < 0)
 			goto fail;
-		/* Replace a stale socket, but never a regular file. */
-		struct stat st;
-		if (lstat(ep->path, &st) == 0) {
-			if (!S_ISSOCK(st.st_mode)) {
-				snprintf(err, errsize, "%s: exists and is not "
-				    "a socket", name);
-				close(fd);
-				return -1;
-			}
-			unlink(ep->path);
+		if (bind_unix(fd, ep, own, err, errsize) < 0) {
+			int saved = errno;
+			close(fd);
+			errno = saved;
+			return -1;
 		}
-		mode_t old = umask(0777 & ~unix_mode);
-		int r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
-		umask(old);
-		if (r < 0 || chmod(ep->path, unix_mode) < 0)
-			goto fail_close;
 	} else {
 		struct sockaddr_storage ss;
 		socklen_t len;

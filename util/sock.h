@@ -32,10 +32,28 @@ void endpoint_format(const struct endpoint *ep, char *out, size_t outsize);
 /*
  * Create, bind and listen. IPv6 sockets are IPV6_V6ONLY so that 0.0.0.0
  * and [::] can be bound side by side. A stale Unix socket is replaced and
- * gets unix_mode. The socket is non-blocking and close-on-exec.
+ * the new one is created with unix_mode (through the umask: never a chmod
+ * by path). The socket is non-blocking and close-on-exec.
  */
 int sock_listen(const struct endpoint *ep, int backlog, mode_t unix_mode,
     char *err, size_t errsize);
+
+/* Who a Unix socket's file belongs to; (uid_t)-1 / (gid_t)-1: the caller. */
+struct sock_unix_owner {
+	uid_t uid;
+	gid_t gid;
+	mode_t mode;
+};
+
+/*
+ * sock_listen, and when root a Unix socket also gets the owner and group
+ * in own: by fchownat() relative to its directory when that directory is
+ * root's and writable by root alone, else by binding with own's uid and
+ * gid as the file system identity. No path is followed that another user
+ * could have swapped.
+ */
+int sock_listen_owned(const struct endpoint *ep, int backlog,
+    const struct sock_unix_owner *own, char *err, size_t errsize);
 
 /* Connect with a deadline; returns a blocking fd or -1 (errno set). */
 int sock_connect_sa(const struct sockaddr *sa, socklen_t salen, int timeout_ms);

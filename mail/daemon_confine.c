@@ -1,0 +1,219 @@
+/*
+ * daemon_confine.c - what each daemon may still do once it has dropped
+ * root: postern's confinement model (issue 12). Installed by the daemon
+ * skeleton after the service's init, before the first connection is
+ * accepted. Trusts the config (root's) for the paths it opens up.
+ *
+ * The model, in layers, each enforced by the kernel:
+ *
+ * 1. Identity (util/priv.c): one uid, exactly one group (no supplementary
+ *    groups), real, effective and saved ids all changed and checked, and
+ *    PR_SET_NO_NEW_PRIVS: no exec can give anything back. smtpd, qmgr and
+ *    deliver run as `user`, lmtpd as `mailbox_owner`. master alone keeps
+ *    root and parses no network input; root never acts on a path the
+ *    daemon user controls (run_directory is root's: master(8)).
+ *
+ * 2. Landlock (ABI 2 or later; probed, and master logs a warning once
+ *    when the kernel has none or only ABI 1, which forbids the renames
+ *    across directories the queue is made of). Every file right the
+ *    kernel knows is handled, and only these are granted:
+ *      all daemons  read: /etc /usr /lib* /proc /sys, config_directory,
+ *                   every directory a config key names and the directory
+ *                   of every file a key names (maps, keys, certificates),
+ *                   except the queue, the Maildirs and run_directory;
+ *                   read and write: /dev/null, /dev/zero, /dev/urandom.
+ *      smtpd, qmgr  read and write the queue_directory tree.
+ *      deliver      read the queue_directory tree (it only reads the
+ *                   message it is given).
+ *      lmtpd        read and write mailbox_base, and $TMPDIR or /tmp,
+ *                   where it spools when mailbox_base cannot hold an
+ *                   unnamed temporary file.
+ *    Nothing may be executed. No daemon may bind a TCP port (listeners
+ *    come from master; ABI 4); qmgr and lmtpd may not connect over TCP
+ *    either. Signals and abstract Unix sockets cannot reach outside the
+ *    process's own sandbox (ABI 6): a compromised daemon cannot signal
+ *    its siblings. Unix sockets by path (qmgr's, deliver's, lmtp, syslog)
+ *    stay reachable, as file permissions allow.
+ *    A violation is an error (EACCES) the program logs as for any other
+ *    refused file.
+ *
+ * 3. seccomp (util/priv_confine.c): a deny list, so that no library's
+ *    rare system call can break delivery. The process is killed on a
+ *    call of another architecture or ABI, exec, ptrace, mount and
+ *    namespaces, module and kernel loading, keyrings, BPF, perf,
+ *    userfaultfd, io_uring, clock and host name changes; master logs
+ *    the death as "killed by signal 31" (SIGSYS).
+ *
+ * A sanitizer build (make check-sanitize) relaxes two things and says so
+ * here: seccomp allows exec, ptrace, personality and process_vm_readv
+ * (LeakSanitizer stops the world with ptrace; reports run a symbolizer),
+ * and Landlock allows executing from /usr (the symbolizer).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <bsd/string.h>
+
+#include "cfg.h"
+#include "daemon.h"
+#include "log.h"
+#include "priv_confine.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED true
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED true
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED false
+#endif
+
+struct confine_policy {
+	const char *program;
+	unsigned queue;		/* rights on queue_directory */
+	bool mailboxes;		/* read and write mailbox_base, spool dir */
+	bool tcp_connect;	/* may connect over TCP */
+};
+
+static const struct confine_policy policies[] = {
+	{ "smtpd", PRIV_FS_READ | PRIV_FS_WRITE, false, true },
+	{ "qmgr", PRIV_FS_READ | PRIV_FS_WRITE, false, false },
+	{ "deliver", PRIV_FS_READ, false, true },
+	{ "lmtpd", 0, true, false },
+};
+
+/* The places no config key opens up by itself: each policy decides. */
+static bool is_private_place(const char *key)
+{
+	return strcmp(key, "queue_directory") == 0 ||
+	    strcmp(key, "mailbox_base") == 0 ||
+	    strcmp(key, "run_directory") == 0;
+}
+
+/*
+ * Read access for what a config value names: "/path" or "type:/path"
+ * (hash:/etc/postern/aliases, unix:/run/postern/lmtp). A directory is
+ * opened itself; for a file, its directory, since tables are replaced
+ * by rename and a rule on the old file would not cover the new one.
+ */
+static void allow_named(struct priv_landlock *ll, const char *key,
+    const char *value)
+{
+	if (value == NULL || is_private_place(key))
+		return;
+	const char *path = value;
+	if (path[0] != '/') {
+		const char *colon = strchr(path, ':');
+		if (colon == NULL || colon[1] != '/')
+			return;
+		path = colon + 1;
+	}
+	struct stat st;
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		priv_landlock_allow(ll, path, PRIV_FS_READ);
+		return;
+	}
+	char dir[4096];
+	strlcpy(dir, path, sizeof(dir));
+	char *slash = strrchr(dir, '/');
+	if (slash == NULL)
+		return;
+	if (slash == dir)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	/* Never the whole file system, or the private places, this way. */
+	if (strcmp(dir, "/") == 0 || strcmp(dir, cfg.queue_directory) == 0 ||
+	    strcmp(dir, cfg.mailbox_base) == 0)
+		return;
+	priv_landlock_allow(ll, dir, PRIV_FS_READ);
+}
+
+static void allow_config(struct priv_landlock *ll)
+{
+#define CONFINE_STRING(name) allow_named(ll, #name, cfg.name);
+#define CONFINE_LIST(name) \
+	for (size_t i = 0; i < cfg.name.count; i++) \
+		allow_named(ll, #name, cfg.name.items[i]);
+#define CONFINE_INT(name)
+#define CONFINE_SIZE(name)
+#define CONFINE_DURATION(name)
+#define CONFINE_BOOL(name)
+#define CONFINE_KEY(type, name, def) CONFINE_##type(name)
+	CFG_KEYS(CONFINE_KEY)
+#undef CONFINE_KEY
+#undef CONFINE_STRING
+#undef CONFINE_LIST
+#undef CONFINE_INT
+#undef CONFINE_SIZE
+#undef CONFINE_DURATION
+#undef CONFINE_BOOL
+}
+
+static const struct confine_policy *policy_of(const char *program)
+{
+	static const struct confine_policy strictest = { "", 0, false, false };
+	for (size_t i = 0; i < sizeof(policies) / sizeof(policies[0]); i++)
+		if (strcmp(policies[i].program, program) == 0)
+			return &policies[i];
+	return &strictest;
+}
+
+static void confine_landlock(const struct confine_policy *p)
+{
+	char err[256];
+	struct priv_landlock ll;
+
+	if (!priv_landlock_begin(&ll, true, !p->tcp_connect, err,
+	    sizeof(err))) {
+		/* master warns once at start; each process only notes it. */
+		log_debug("no Landlock confinement: %s", err);
+		return;
+	}
+	const char *system_ro[] = { "/etc", "/usr", "/lib", "/lib32",
+		"/lib64", "/proc", "/sys" };
+	for (size_t i = 0; i < sizeof(system_ro) / sizeof(system_ro[0]); i++)
+		priv_landlock_allow(&ll, system_ro[i], PRIV_FS_READ |
+		    (SANITIZED && strcmp(system_ro[i], "/usr") == 0 ?
+		    PRIV_FS_EXEC : 0));
+	const char *devices[] = { "/dev/null", "/dev/zero", "/dev/urandom" };
+	for (size_t i = 0; i < sizeof(devices) / sizeof(devices[0]); i++)
+		priv_landlock_allow(&ll, devices[i], PRIV_FS_READ |
+		    PRIV_FS_WRITE);
+	priv_landlock_allow(&ll, cfg.config_directory, PRIV_FS_READ);
+	allow_config(&ll);
+	if (p->queue)
+		priv_landlock_allow(&ll, cfg.queue_directory, p->queue);
+	if (p->mailboxes) {
+		priv_landlock_allow(&ll, cfg.mailbox_base, PRIV_FS_READ |
+		    PRIV_FS_WRITE);
+		const char *tmp = getenv("TMPDIR");
+		priv_landlock_allow(&ll, tmp && tmp[0] == '/' ? tmp : "/tmp",
+		    PRIV_FS_READ | PRIV_FS_WRITE);
+	}
+	if (!priv_landlock_enforce(&ll, err, sizeof(err)))
+		log_fatal("%s", err);
+	log_debug("confined: Landlock ABI %d", ll.abi);
+}
+
+void daemon_confine(const char *program)
+{
+	char err[256];
+
+	confine_landlock(policy_of(program));
+	/* A kernel built without seccomp filters: say so, and serve. */
+	if (!priv_seccomp_deny(SANITIZED, err, sizeof(err)))
+		log_warning("no seccomp filter: %s", err);
+}
+
+void daemon_confine_probe(void)
+{
+	int abi = priv_landlock_abi();
+	if (abi < 2)
+		log_warning("the kernel has %s: the daemons run without "
+		    "Landlock file confinement (seccomp still applies)",
+		    abi == 0 ? "no Landlock" : "only Landlock ABI 1");
+}

@@ -1,0 +1,135 @@
+/*
+ * test_priv.c - the confinement primitives of util/priv_confine.c on
+ * the real kernel: each case forks, confines the child, makes it try
+ * something, and reads how it ended (exit code or signal).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "priv_confine.h"
+#include "unit.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED true
+#else
+#define SANITIZED false
+#endif
+
+/* Run fn in a child; returns its wait status. */
+static int in_child(int (*fn)(void *), void *arg)
+{
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+			_exit(90);
+		_exit(fn(arg));
+	}
+	int status = 0;
+	waitpid(pid, &status, 0);
+	return status;
+}
+
+/* ---- seccomp: a denied call kills with SIGSYS, others go on ---- */
+
+static int try_syscall(void *arg)
+{
+	char err[256];
+	if (!priv_seccomp_deny(SANITIZED, err, sizeof(err)))
+		return 91;
+	syscall((long)(intptr_t)arg, 0, 0, 0, 0, 0);
+	return 0;
+}
+
+static void test_seccomp_kills_denied_calls(void)
+{
+	static const struct { long nr; bool killed; } cases[] = {
+		{ SYS_unshare, true },
+		{ SYS_mount, true },
+		{ SYS_bpf, true },
+		{ SYS_keyctl, true },
+		{ SYS_io_uring_setup, true },
+		{ SYS_execve, !SANITIZED },
+		{ SYS_ptrace, !SANITIZED },
+		{ SYS_getpid, false },
+		{ SYS_sched_yield, false },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int st = in_child(try_syscall, (void *)(intptr_t)cases[i].nr);
+		if (cases[i].killed) {
+			CHECK(WIFSIGNALED(st));
+			CHECK_INT(WIFSIGNALED(st) ? WTERMSIG(st) : -1, SIGSYS);
+		} else {
+			CHECK(WIFEXITED(st));
+			CHECK_INT(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 0);
+		}
+	}
+}
+
+/* ---- Landlock: only the granted tree is reachable ---- */
+
+struct ll_case {
+	const char *allowed;	/* granted read and write */
+	const char *target;	/* file the child tries to create */
+};
+
+static int try_create(void *arg)
+{
+	const struct ll_case *c = arg;
+	char err[256];
+	struct priv_landlock ll;
+	if (!priv_landlock_begin(&ll, true, false, err, sizeof(err)))
+		return 92;
+	if (!priv_landlock_allow(&ll, c->allowed, PRIV_FS_READ | PRIV_FS_WRITE))
+		return 93;
+	if (!priv_landlock_enforce(&ll, err, sizeof(err)))
+		return 94;
+	int fd = open(c->target, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	if (fd < 0)
+		return errno == EACCES ? 13 : 95;
+	close(fd);
+	return 0;
+}
+
+static void test_landlock_grants_only_its_tree(void)
+{
+	if (priv_landlock_abi() < 2) {
+		printf("# no usable Landlock here: skipped\n");
+		return;
+	}
+	char top[] = "/tmp/postern-test-priv.XXXXXX";
+	if (mkdtemp(top) == NULL) {
+		CHECK(!"mkdtemp");
+		return;
+	}
+	char in[256], inside[300], outside[300];
+	snprintf(in, sizeof(in), "%s/in", top);
+	mkdir(in, 0700);
+	snprintf(inside, sizeof(inside), "%s/file", in);
+	snprintf(outside, sizeof(outside), "%s/file", top);
+	struct ll_case ok = { in, inside }, denied = { in, outside };
+	int st = in_child(try_create, &ok);
+	CHECK_INT(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 0);
+	st = in_child(try_create, &denied);
+	CHECK_INT(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 13);
+	CHECK(access(outside, F_OK) < 0);
+	unlink(inside);
+	rmdir(in);
+	rmdir(top);
+}
+
+int main(void)
+{
+	RUN(test_seccomp_kills_denied_calls);
+	RUN(test_landlock_grants_only_its_tree);
+	return unit_done();
+}
