@@ -540,8 +540,8 @@ static bool apply_op(enum queue_op op, const char *id, const char *subdir,
 	case QUEUE_OP_RELEASE: {
 		const char *to = op == QUEUE_OP_HOLD ? QUEUE_HOLD :
 		    QUEUE_INCOMING;
-		if (!queue_move(cfg.queue_directory, subdir, to, id, err,
-		    sizeof(err))) {
+		if (!queue_move(cfg.queue_directory, subdir, to, id, true,
+		    err, sizeof(err))) {
 			if (errno == ENOENT && quiet_gone)
 				return false;
 			fprintf(stderr, "%s: %s\n", QUEUE_CMD, err);

@@ -264,12 +264,5 @@ bool qset_has(const struct qset *s, const char *key);
 unsigned long qmgr_hash(const char *s);
 /* RFC 5322 3.3 date-time for a wall-clock time. */
 void qmgr_rfc5322_date(time_t t, char *out, size_t size);
-/*
- * Move a queue file between incoming/, active/ and deferred/ without
- * syncing the directory (qmgr_util.c says why that is safe). errno set
- * and a message in err on failure.
- */
-bool qmgr_move(const char *from_subdir, const char *to_subdir,
-    const char *id, char *err, size_t errsize);
 
 #endif

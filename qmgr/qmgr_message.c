@@ -416,7 +416,7 @@ static void to_corrupt(const char *id, const char *why)
 {
 	char err[256];
 	if (queue_move(cfg.queue_directory, QUEUE_ACTIVE, QUEUE_CORRUPT, id,
-	    err, sizeof(err)))
+	    true, err, sizeof(err)))
 		log_warning("%s: corrupt queue file: %s; moved to %s", id, why,
 		    QUEUE_CORRUPT);
 	else

@@ -1,7 +1,7 @@
 /*
  * qmgr_util.c - small helpers for qmgr: a set of lowercased strings (for
  * duplicate elimination during alias expansion), a string hash, RFC 5322
- * dates and moves between queue directories. Trusts its callers.
+ * dates. Trusts its callers.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -81,46 +81,4 @@ void qmgr_rfc5322_date(time_t t, char *out, size_t size)
 	if (strftime(out, size, "%a, %d %b %Y %H:%M:%S %z", &tm) == 0 &&
 	    size > 0)
 		out[0] = '\0';
-}
-
-/*
- * Why qmgr's moves need no fsync of the directory each (queue_move() does
- * one): fsync only matters for a power cut, since the page cache survives
- * a kill -9 of any process. On a file system that makes a rename atomic
- * across a power cut (any journaling one: ext4 with its journal, XFS,
- * btrfs), a rename that a power cut undoes leaves the file in the
- * directory it came from, whole: the queue file itself was made durable
- * when it was accepted. qmgr's start-up takes everything in incoming/ and
- * active/ and the due part of deferred/, so a message found back there is
- * simply tried again (at worst a second delivery, never a loss). Without
- * a journal a rename is two directory writes that reach the disk in any
- * order, so the callers that take files out of incoming/ still flush
- * active/ once per batch of moves (qmgr_scan_feed), which keeps that
- * window as short as it was with one fsync per move.
- */
-bool qmgr_move(const char *from_subdir, const char *to_subdir,
-    const char *id, char *err, size_t errsize)
-{
-	char from[4096], to[4096];
-
-	if (!queue_id_valid(id)) {
-		snprintf(err, errsize, "bad queue ID");
-		errno = EINVAL;
-		return false;
-	}
-	queue_path(from, sizeof(from), cfg.queue_directory, from_subdir, id);
-	queue_path(to, sizeof(to), cfg.queue_directory, to_subdir, id);
-	if (from[0] == '\0' || to[0] == '\0') {
-		snprintf(err, errsize, "queue path too long");
-		errno = ENAMETOOLONG;
-		return false;
-	}
-	if (rename(from, to) < 0) {
-		int e = errno;
-		snprintf(err, errsize, "rename %s to %s: %s", from, to,
-		    strerror(e));
-		errno = e;
-		return false;
-	}
-	return true;
 }
