@@ -256,11 +256,11 @@ struct qset {
 	size_t cap;
 	size_t count;
 };
-void qset_init(struct qset *s);
-void qset_free(struct qset *s);
+void qmgr_set_init(struct qset *s);
+void qmgr_set_free(struct qset *s);
 /* false if already present. */
-bool qset_add(struct qset *s, const char *key);
-bool qset_has(const struct qset *s, const char *key);
+bool qmgr_set_add(struct qset *s, const char *key);
+bool qmgr_set_has(const struct qset *s, const char *key);
 unsigned long qmgr_hash(const char *s);
 /* RFC 5322 3.3 date-time for a wall-clock time. */
 void qmgr_rfc5322_date(time_t t, char *out, size_t size);

@@ -25,14 +25,14 @@ unsigned long qmgr_hash(const char *s)
 	return h;
 }
 
-void qset_init(struct qset *s)
+void qmgr_set_init(struct qset *s)
 {
 	s->cap = 64;
 	s->count = 0;
 	s->slots = xcalloc(s->cap, sizeof(*s->slots));
 }
 
-void qset_free(struct qset *s)
+void qmgr_set_free(struct qset *s)
 {
 	for (size_t i = 0; i < s->cap; i++)
 		free(s->slots[i]);
@@ -40,7 +40,7 @@ void qset_free(struct qset *s)
 	memset(s, 0, sizeof(*s));
 }
 
-static size_t qset_find(char **slots, size_t cap, const char *key)
+static size_t qmgr_set_find(char **slots, size_t cap, const char *key)
 {
 	size_t i = qmgr_hash(key) & (cap - 1);
 	while (slots[i] != NULL && strcasecmp(slots[i], key) != 0)
@@ -48,24 +48,24 @@ static size_t qset_find(char **slots, size_t cap, const char *key)
 	return i;
 }
 
-bool qset_has(const struct qset *s, const char *key)
+bool qmgr_set_has(const struct qset *s, const char *key)
 {
-	return s->slots[qset_find(s->slots, s->cap, key)] != NULL;
+	return s->slots[qmgr_set_find(s->slots, s->cap, key)] != NULL;
 }
 
-bool qset_add(struct qset *s, const char *key)
+bool qmgr_set_add(struct qset *s, const char *key)
 {
 	if ((s->count + 1) * 2 > s->cap) {
 		size_t ncap = s->cap * 2;
 		char **n = xcalloc(ncap, sizeof(*n));
 		for (size_t i = 0; i < s->cap; i++)
 			if (s->slots[i] != NULL)
-				n[qset_find(n, ncap, s->slots[i])] = s->slots[i];
+				n[qmgr_set_find(n, ncap, s->slots[i])] = s->slots[i];
 		free(s->slots);
 		s->slots = n;
 		s->cap = ncap;
 	}
-	size_t i = qset_find(s->slots, s->cap, key);
+	size_t i = qmgr_set_find(s->slots, s->cap, key);
 	if (s->slots[i] != NULL)
 		return false;
 	s->slots[i] = xstrdup(key);
