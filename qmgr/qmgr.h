@@ -65,6 +65,8 @@ struct qmsg {
 	size_t jobs_pending;	/* jobs queued or in flight */
 	bool unsynced;		/* results written but not yet fsync'd */
 	double active_wall;	/* when it entered active (for delays=) */
+	bool hold_requested;	/* to hold/ once its jobs are back */
+	struct qmsg *prev, *next;	/* the active messages */
 };
 
 extern size_t qmgr_active_count;
@@ -109,6 +111,18 @@ void qmgr_message_job_done(struct qmsg *msg);
 const char *qmgr_notify_letters(unsigned notify, char *buf, size_t size);
 /* Seconds since arrival, for log lines. */
 double qmgr_message_delay(const struct qmsg *msg);
+
+enum qmgr_hold_result {
+	QMGR_HOLD_DONE,		/* moved to hold/ now */
+	QMGR_HOLD_LATER,	/* jobs in flight: moved when they are back */
+	QMGR_HOLD_NOT_ACTIVE,	/* not in active/ (errno set) */
+};
+/*
+ * "postern queue hold" for a message in active/: qmgr owns those files,
+ * and a delivery in flight must have its result recorded in the file
+ * before it leaves active/, or a release would deliver it again.
+ */
+enum qmgr_hold_result qmgr_message_hold(const char *id);
 
 /* ---- recipient resolution (qmgr_resolve.c) ---- */
 

@@ -93,6 +93,29 @@ static void handle(struct ctl_client *c, const struct ipc_msg *m)
 		qmgr_sched_revive_all();
 		qmgr_scan_flush();
 		reply(c, "ok", NULL);
+	} else if (strcmp(m->type, "hold") == 0) {
+		const char *id = ipc_get(m, "id");
+		if (c->uid != 0 && c->uid != geteuid()) {
+			log_warning("hold refused for uid %lu",
+			    (unsigned long)c->uid);
+			reply(c, "error", "permission denied");
+			return;
+		}
+		if (id == NULL || !queue_id_valid(id)) {
+			reply(c, "error", "bad queue ID");
+			return;
+		}
+		switch (qmgr_message_hold(id)) {
+		case QMGR_HOLD_DONE:
+			reply(c, "ok", NULL);
+			break;
+		case QMGR_HOLD_LATER:
+			reply(c, "ok", "after the deliveries in flight");
+			break;
+		case QMGR_HOLD_NOT_ACTIVE:
+			reply(c, "error", "not in active");
+			break;
+		}
 	} else if (strcmp(m->type, "list") == 0) {
 		/* No uid check: the listing is for everyone (see above). */
 		if (c->list != NULL || nlistings == CTL_MAX_LISTINGS) {

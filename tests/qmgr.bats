@@ -173,3 +173,26 @@ EOF
 	send_mail --from a@example.org --to quick@example.net
 	wait_for_count "sink_count sink" 1 5
 }
+
+@test "a message put on hold while its delivery is in flight is not delivered again after release" {
+	sink_start sink
+	suite_conf relayhost "[127.0.0.1]:$sink_PORT"
+	suite_start
+	touch "$T/sink/hold"
+	# b is delivered; soft is deferred, so the message stays queued.
+	send_mail --from a@example.org --to b@example.net,soft@example.net
+	# The sink has the data and keeps its 250 back: the job is in flight.
+	wait_for_count '[ -e "$T/sink/holding" ] && echo 1' 1 30 || { ps -p "${SINK_PIDS[*]}" >&3; false; }
+	id=$(find "$T/queue/active" -type f ! -name '.*' -printf '%f\n')
+	[ -n "$id" ]
+	run "$BUILD/postern" -c "$T/conf" queue hold "$id"
+	[ "$status" -eq 0 ]
+	rm "$T/sink/hold"
+	wait_for_count "find '$T/queue/hold' -name '$id' | grep -c ." 1
+	run "$BUILD/postern" -c "$T/conf" queue release "$id"
+	[ "$status" -eq 0 ]
+	# Released, it is taken again: soft is tried again, b is not.
+	wait_for_count "log_count '$id: to=<soft@example.net>.*status=deferred'" 2
+	[ "$(log_count "$id: to=<b@example.net>.*status=sent")" -eq 1 ]
+	[ "$(sink_count sink)" -eq 1 ]
+}

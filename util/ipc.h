@@ -14,6 +14,12 @@
  *                                    no reply
  *     type=flush                     retry every deferred message now;
  *                                    reply type=ok or type=error reason=...
+ *     type=hold id=<queue id>        put a message that is in active/ on
+ *                                    hold; qmgr moves it to hold/ once
+ *                                    its deliveries in flight are back
+ *                                    and recorded; reply type=ok
+ *                                    (reason= says when it waits) or
+ *                                    type=error reason=...
  *     type=list                      the queue listing (mailq), for any
  *                                    user, as Postfix's showq; qmgr
  *                                    streams, in queue ID order:

@@ -13,7 +13,10 @@ Per-recipient verdicts, so that one message can meet several outcomes:
   local part starting "soft"  -> 451 4.2.0 mailbox busy
   anything else               -> 250 2.1.5 ok
 If DIR/tempfail exists, every RCPT gets 451 4.3.0 (the site is "down"
-for mail) until it is removed. Stop it with SIGTERM.
+for mail) until it is removed. If DIR/hold exists when a message's data
+has been read, the sink creates DIR/holding and keeps the reply to the
+end of data back until DIR/hold is removed (a delivery kept in flight).
+Stop it with SIGTERM.
 """
 import os
 import re
@@ -101,6 +104,11 @@ class Session(socketserver.StreamRequestHandler):
                     if l.startswith(b"."):
                         l = l[1:]
                     data.append(l)
+                hold = os.path.join(DIR, "hold")
+                if os.path.exists(hold):
+                    open(os.path.join(DIR, "holding"), "w").close()
+                    while os.path.exists(hold):
+                        threading.Event().wait(0.05)
                 name = next_name()
                 with open(name + ".eml.tmp", "wb") as f:
                     f.write(b"".join(data))
