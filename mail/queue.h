@@ -201,6 +201,17 @@ bool queue_dirs_create(const char *queue_directory, uid_t uid, gid_t gid,
 /* Report (in err) the first missing directory or wrong owner/mode. */
 bool queue_dirs_check(const char *queue_directory, uid_t uid, char *err,
     size_t errsize);
+struct str;
+/*
+ * For postern check, before or after the first start: what
+ * queue_dirs_create() would do, one line each appended to note (missing
+ * directories it creates, owners and modes it corrects), and false with
+ * err for what it cannot fix (a file where a directory belongs, a
+ * missing parent of queue_directory, a directory of another user when
+ * not root).
+ */
+bool queue_dirs_plan(const char *queue_directory, uid_t uid, struct str *note,
+    char *err, size_t errsize);
 
 /* ---- envelope in memory ---- */
 

@@ -23,6 +23,8 @@
 #include "queue_format.h"
 #include "str.h"
 
+#include <bsd/string.h>
+
 /* ---- queue directories ---- */
 
 struct queue_dir_spec {
@@ -146,6 +148,106 @@ bool queue_dirs_check(const char *queue_directory, uid_t uid, char *err,
 		    QUEUE_DEFERRED, h);
 		if (!queue_check_dir(path, 0700, uid, err, errsize))
 			return false;
+	}
+	return true;
+}
+
+/*
+ * What master's queue_dirs_create() will make of path: nothing to do,
+ * something to create or correct (a line appended to note), or an error
+ * it cannot get past (false, err).
+ */
+static bool queue_plan_dir(const char *path, mode_t mode, uid_t uid, bool root,
+    struct str *note, char *err, size_t errsize)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0) {
+		if (errno != ENOENT) {
+			snprintf(err, errsize, "%s: %s", path, strerror(errno));
+			return false;
+		}
+		str_appendf(note, "%s: missing; start creates it\n", path);
+		return true;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, errsize, "%s: exists and is not a directory",
+		    path);
+		return false;
+	}
+	if (st.st_uid != uid && !root) {
+		/* Not root, start can neither chown it nor chmod it. */
+		snprintf(err, errsize, "%s: owned by uid %ld, should be %ld",
+		    path, (long)st.st_uid, (long)uid);
+		return false;
+	}
+	if (st.st_uid != uid || (st.st_mode & 07777) != mode)
+		str_appendf(note, "%s: owner or mode not as start sets them "
+		    "(uid %ld, %04o); start corrects them\n", path, (long)uid,
+		    (unsigned)mode);
+	return true;
+}
+
+bool queue_dirs_plan(const char *queue_directory, uid_t uid, struct str *note,
+    char *err, size_t errsize)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	bool root = geteuid() == 0;
+
+	if (lstat(queue_directory, &st) < 0) {
+		if (errno != ENOENT) {
+			snprintf(err, errsize, "%s: %s", queue_directory,
+			    strerror(errno));
+			return false;
+		}
+		/* start makes the top directory, not its parents. */
+		strlcpy(path, queue_directory, sizeof(path));
+		char *slash = strrchr(path, '/');
+		if (slash != NULL && slash != path)
+			*slash = '\0';
+		else if (slash == path)
+			path[1] = '\0';
+		else
+			strlcpy(path, ".", sizeof(path));
+		if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
+			snprintf(err, errsize, "%s: missing, and start cannot "
+			    "create it: %s is not a directory", queue_directory,
+			    path);
+			return false;
+		}
+		str_appendf(note, "%s: missing; start creates it and the queue "
+		    "directories in it\n", queue_directory);
+		return true;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, errsize, "%s: exists and is not a directory",
+		    queue_directory);
+		return false;
+	}
+	for (size_t i = 0; i < sizeof(queue_dir_specs) / sizeof(queue_dir_specs[0]); i++) {
+		const struct queue_dir_spec *d = &queue_dir_specs[i];
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s",
+		    queue_directory, d->name) >= sizeof(path)) {
+			snprintf(err, errsize, "queue_directory is too long");
+			return false;
+		}
+		size_t before = note->len;
+		if (!queue_plan_dir(path, d->mode, uid, root, note, err,
+		    errsize))
+			return false;
+		/* A missing deferred/ brings its hash subdirectories. */
+		if (strcmp(d->name, QUEUE_DEFERRED) == 0 && note->len > before &&
+		    lstat(path, &st) < 0)
+			continue;
+		if (strcmp(d->name, QUEUE_DEFERRED) != 0)
+			continue;
+		for (int h = 0; h < QUEUE_DEFERRED_HASH; h++) {
+			snprintf(path, sizeof(path), "%s/%s/%x", queue_directory,
+			    QUEUE_DEFERRED, h);
+			if (!queue_plan_dir(path, 0700, uid, root, note, err,
+			    errsize))
+				return false;
+		}
 	}
 	return true;
 }
