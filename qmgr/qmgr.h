@@ -99,12 +99,15 @@ struct qresult {
  * a success DSN if one was asked for) and the Z reason of D are written
  * (fsync'd when the message stays in the queue, see qmgr_message.c); B
  * waits in memory until the message is finished, when one bounce covers
- * all of them and only then are they marked F. transport
- * says which success DSN applies ("lmtp": delivered). log_it: qmgr
- * decided these itself, so it logs the to= lines (deliver logs its own).
+ * all of them and only then are they marked F. transport and dsn_passed
+ * say which success DSN applies (RFC 3461 5.2): "lmtp" is a final
+ * delivery ("delivered"); an SMTP peer that took the DSN parameters
+ * reports itself (none from us); one without DSN gets "relayed". log_it:
+ * qmgr decided these itself, so it logs the to= lines (deliver logs its
+ * own).
  */
 void qmgr_message_results(struct qmsg *msg, const struct qresult *r,
-    size_t n, const char *transport, const char *relay,
+    size_t n, const char *transport, bool dsn_passed, const char *relay,
     const char *remote_mta, bool log_it);
 /* One of the message's jobs is over; finishes the message after the last. */
 void qmgr_message_job_done(struct qmsg *msg);

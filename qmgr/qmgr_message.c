@@ -175,9 +175,10 @@ static bool wants(unsigned notify, unsigned bit)
 }
 
 void qmgr_message_results(struct qmsg *msg, const struct qresult *r,
-    size_t n, const char *transport, const char *relay,
+    size_t n, const char *transport, bool dsn_passed, const char *relay,
     const char *remote_mta, bool log_it)
 {
+	bool final = strcmp(transport, "lmtp") == 0;
 	struct qdsn_rcpt *succ = xcalloc(n ? n : 1, sizeof(*succ));
 	size_t nsucc = 0;
 	bool success_dsn_ok = true;
@@ -191,14 +192,16 @@ void qmgr_message_results(struct qmsg *msg, const struct qresult *r,
 			    msg->out[i].dsn, r[k].what == 'S' ? "sent" :
 			    r[k].what == 'B' ? "bounced" : "deferred",
 			    msg->out[i].text);
-		if (r[k].what == 'S' &&
+		/* RFC 3461 5.2: a next hop that took NOTIFY=SUCCESS
+		 * reports; we tell only about a hop that could not. */
+		if (r[k].what == 'S' && (final || !dsn_passed) &&
 		    wants(msg->env.rcpts[i].notify, QUEUE_NOTIFY_SUCCESS)) {
 			succ[nsucc].index = i;
 			succ[nsucc].dsn = msg->out[i].dsn;
 			succ[nsucc].text = msg->out[i].text;
 			succ[nsucc].remote_mta = msg->out[i].remote_mta;
-			succ[nsucc].action = strcmp(transport, "lmtp") == 0 ?
-			    QDSN_DELIVERED : QDSN_RELAYED;
+			succ[nsucc].action = final ? QDSN_DELIVERED :
+			    QDSN_RELAYED;
 			nsucc++;
 		}
 	}
@@ -217,7 +220,7 @@ void qmgr_message_results(struct qmsg *msg, const struct qresult *r,
 	for (size_t k = 0; k < n; k++) {
 		size_t i = r[k].rcpt;
 		if (r[k].what == 'S') {
-			if (!success_dsn_ok &&
+			if (!success_dsn_ok && (final || !dsn_passed) &&
 			    wants(msg->env.rcpts[i].notify,
 			    QUEUE_NOTIFY_SUCCESS)) {
 				/* Could not queue the notice: record the
@@ -530,8 +533,8 @@ void qmgr_message_activate(const char *id)
 	}
 	msg->jobs_pending++;	/* hold: finish only after everything below */
 	if (ndecided > 0)
-		qmgr_message_results(msg, decided, ndecided, "", NULL, NULL,
-		    true);
+		qmgr_message_results(msg, decided, ndecided, "", false, NULL,
+		    NULL, true);
 	for (size_t k = 0; k < ndecided; k++) {
 		free((char *)decided[k].dsn);
 		free((char *)decided[k].text);

@@ -62,6 +62,10 @@
  *       remote_mta= "mx.example.net" when a peer was reached
  *       nexthop_status=ok|down   down: the destination could not be
  *                   reached at all (qmgr backs off the whole destination)
+ *       dsn_passed=yes|no   yes: the peer that took the recipients
+ *                   announced DSN and got NOTIFY/ORCPT/RET/ENVID (RFC
+ *                   3461 4.1): it reports success from here on, so qmgr
+ *                   sends no "relayed" notice (RFC 3461 5.2)
  */
 #ifndef POSTERN_IPC_H
 #define POSTERN_IPC_H
