@@ -8,8 +8,10 @@
  * malformed; the receiver logs it and ends that conversation.
  *
  * Conversations (the socket each runs on):
- *   run_directory/qmgr (qmgr's socket, any local user may connect; qmgr
- *   checks SO_PEERCRED before control commands):
+ *   run_directory/qmgr (qmgr's socket, any local user may connect, at
+ *   most four connections per uid; every command but list only from root
+ *   or the postern user, checked with SO_PEERCRED; others get type=error
+ *   reason="permission denied"):
  *     type=wakeup                    new mail in incoming/ or maildrop/;
  *                                    no reply
  *     type=flush                     retry every deferred message now;
