@@ -297,10 +297,10 @@ static void pickup_one(int dirfd_, const char *name)
 		return;
 	}
 
-	/* A fresh envelope: only what a local user may decide. */
+	/* A fresh envelope: only what a local user may decide. The arrival
+	 * time is not one of those (a "T 1" would expire at once, past
+	 * maximal_queue_lifetime): left at 0, the writer stamps it now. */
 	queue_envelope_init(&out);
-	out.arrival_sec = in.arrival_sec;
-	out.arrival_usec = in.arrival_usec;
 	out.sender = xstrdup(in.sender);
 	out.body = in.body;
 	out.smtputf8 = in.smtputf8;

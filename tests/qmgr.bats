@@ -196,3 +196,30 @@ EOF
 	[ "$(log_count "$id: to=<b@example.net>.*status=sent")" -eq 1 ]
 	[ "$(sink_count sink)" -eq 1 ]
 }
+
+@test "pickup stamps the arrival time: a maildrop file saying T 1 does not expire at once" {
+	# A relay host nobody listens on: the message is deferred, and would
+	# bounce as expired if its arrival were 1970.
+	suite_conf relayhost "[127.0.0.1]:$(free_port)"
+	suite_conf maximal_queue_lifetime 1d
+	suite_start
+	# A maildrop file as the unprivileged sendmail could write it.
+	python3 - "$T/queue/maildrop" <<'PY'
+import os, sys
+content = b"Subject: old\r\n\r\nbody\r\n"
+mid = "1xaC000000000A"
+head = ("V 1\nI %s\nT 1.000000\nF a@example.org\nB 7BIT\nW 0\n"
+        "R P - - b@example.net\nD %020d\n" % (mid, len(content))).encode()
+tmp = os.path.join(sys.argv[1], "." + mid)
+with open(tmp, "wb") as f:
+    f.write(head + content + b"C %d\n" % len(content))
+os.rename(tmp, os.path.join(sys.argv[1], mid))
+PY
+	wait_for_log 'uid=[0-9]+ from=<a@example.org>' 15
+	wait_for_log 'to=<b@example.net>.*status=deferred' 15
+	! grep -q 'status=expired' "$T/log"
+	f=$(find "$T/queue/active" "$T/queue/deferred" -type f ! -name '.*' | head -n1)
+	[ -n "$f" ]
+	t=$(sed -n 's/^T \([0-9]*\)\..*/\1/p' "$f")
+	[ "$t" -gt $(( $(date +%s) - 300 )) ]
+}
