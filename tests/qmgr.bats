@@ -217,8 +217,8 @@ os.rename(tmp, os.path.join(sys.argv[1], mid))
 PY
 	wait_for_log 'uid=[0-9]+ from=<a@example.org>' 15
 	wait_for_log 'to=<b@example.net>.*status=deferred' 15
-	! grep -q 'status=expired' "$T/log"
-	f=$(find "$T/queue/active" "$T/queue/deferred" -type f ! -name '.*' | head -n1)
+	[ "$(log_count 'status=expired')" -eq 0 ]
+	f=$(grep -l '^F a@example.org$' $(find "$T/queue/active" "$T/queue/deferred" -type f ! -name '.*'))
 	[ -n "$f" ]
 	t=$(sed -n 's/^T \([0-9]*\)\..*/\1/p' "$f")
 	[ "$t" -gt $(( $(date +%s) - 300 )) ]
