@@ -5,6 +5,11 @@
  * in its own admin/postern_*.c and exposes one entry point here, called
  * with argv[0] being the subcommand's name ("queue", "map") and the config
  * already loaded into the global cfg.
+ *
+ * Names: what admin/ exports carries admin_, the folder's name, not
+ * postern_: the same objects are linked into sendmail too (the Makefile's
+ * ADMIN_SHARED), and admin_ reads as "the admin layer" from either
+ * program, as queue_ or map_ name their modules in mail/.
  */
 #ifndef POSTERN_ADMIN_H
 #define POSTERN_ADMIN_H

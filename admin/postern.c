@@ -33,6 +33,7 @@
 #include "priv.h"
 #include "queue.h"
 #include "sock.h"
+#include "str.h"
 
 static const char *config_dir = CFG_DEFAULT_DIRECTORY;
 
@@ -324,13 +325,18 @@ static int cmd_check(int argc, char **argv)
 			bad++;
 		}
 	}
-	bad += check_dir("queue_directory", cfg.queue_directory, false);
-	struct stat st;
-	if (bad == 0 && stat(cfg.queue_directory, &st) == 0 &&
-	    !queue_dirs_check(cfg.queue_directory, uid, err, sizeof(err))) {
-		fprintf(stderr, "postern: %s\n", err);
+	/* What start creates or corrects is a note, not an error: INSTALL
+	 * has a newcomer run check before the first start. */
+	struct str note;
+	str_init(&note, STR_NO_MAX);
+	if (bad == 0 && !queue_dirs_plan(cfg.queue_directory, uid, &note, err,
+	    sizeof(err))) {
+		fprintf(stderr, "postern: queue_directory: %s\n", err);
 		bad++;
 	}
+	if (note.len > 0)
+		printf("%.*s", (int)note.len, note.data);
+	str_free(&note);
 	bad += check_dir("run_directory", cfg.run_directory, false);
 	if (cfg.smtp_listen.count + cfg.submission_listen.count +
 	    cfg.smtps_listen.count == 0)

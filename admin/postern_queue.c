@@ -279,8 +279,8 @@ enum qmgr_request_result {
  * type; the caller reads the answer from *b, then closes b->fd and frees
  * b. path gets the socket's path for error messages.
  */
-static enum qmgr_request_result qmgr_request(const char *type, int timeout_ms,
-    struct bio *b, char *path, size_t pathsize)
+static enum qmgr_request_result qmgr_request(const char *type, const char *id,
+    int timeout_ms, struct bio *b, char *path, size_t pathsize)
 {
 	struct ipc_msg req;
 
@@ -290,6 +290,8 @@ static enum qmgr_request_result qmgr_request(const char *type, int timeout_ms,
 		return QMGR_UNREACHABLE;
 	bio_init(b, fd, timeout_ms);
 	ipc_msg_init(&req, type);
+	if (id != NULL)
+		ipc_add(&req, "id", "%s", id);
 	bool sent = ipc_send(b, &req);
 	int saved = errno;
 	ipc_msg_free(&req);
@@ -308,7 +310,7 @@ static int queue_list_qmgr(void)
 	struct list_state ls = { 0 };
 	int rc = 1;
 
-	switch (qmgr_request("list", QUEUE_LIST_TIMEOUT_MS, &b, path,
+	switch (qmgr_request("list", NULL, QUEUE_LIST_TIMEOUT_MS, &b, path,
 	    sizeof(path))) {
 	case QMGR_UNREACHABLE:
 		fprintf(stderr, "%s: mail system is down: cannot reach qmgr "
@@ -509,6 +511,66 @@ static int queue_show(int argc, char **argv)
 
 /* ---- delete, hold, release ---- */
 
+enum hold_by_qmgr {
+	HOLD_BY_QMGR_OK,
+	HOLD_BY_QMGR_FAILED,	/* with a message; errno ENOENT if gone */
+	HOLD_BY_QMGR_DOWN,	/* qmgr not reachable */
+};
+
+/*
+ * A message in active/ belongs to qmgr, and a delivery of it may be in
+ * flight: moving the file away would lose that delivery's result and a
+ * release would deliver it again. qmgr holds it once the result is in
+ * the file (type=hold, ipc.h).
+ */
+static enum hold_by_qmgr hold_by_qmgr(const char *id)
+{
+	char path[PATH_MAX];
+	struct bio b;
+	struct ipc_msg reply = { 0 };
+	enum hold_by_qmgr rc = HOLD_BY_QMGR_FAILED;
+
+	switch (qmgr_request("hold", id, QUEUE_FLUSH_TIMEOUT_MS, &b, path,
+	    sizeof(path))) {
+	case QMGR_UNREACHABLE:
+		return HOLD_BY_QMGR_DOWN;
+	case QMGR_SEND_FAILED:
+		fprintf(stderr, "%s: hold: sending to qmgr: %s\n", QUEUE_CMD,
+		    strerror(errno));
+		goto out;
+	case QMGR_SENT:
+		break;
+	}
+	enum bio_status st = ipc_recv(&b, &reply);
+	if (st != BIO_OK) {
+		fprintf(stderr, "%s: hold: no answer from qmgr (%s)\n",
+		    QUEUE_CMD, bio_status_name(st));
+		errno = EIO;
+		goto out;
+	}
+	const char *reason = ipc_get(&reply, "reason");
+	if (strcmp(reply.type, "ok") == 0) {
+		if (reason != NULL) {
+			printf("%s: on hold ", id);
+			print_masked(stdout, reason);
+			putchar('\n');
+		}
+		rc = HOLD_BY_QMGR_OK;
+	} else if (reason != NULL && strcmp(reason, "not in active") == 0) {
+		errno = ENOENT;	/* moved on meanwhile: look again */
+	} else {
+		fprintf(stderr, "%s: hold: qmgr refused: ", QUEUE_CMD);
+		print_masked(stderr, reason ? reason : reply.type);
+		fputc('\n', stderr);
+		errno = EPERM;
+	}
+out:
+	ipc_msg_free(&reply);
+	close(b.fd);
+	bio_free(&b);
+	return rc;
+}
+
 enum queue_op {
 	QUEUE_OP_DELETE,
 	QUEUE_OP_HOLD,
@@ -538,11 +600,20 @@ static bool apply_op(enum queue_op op, const char *id, const char *subdir,
 		    subdir);
 		return true;
 	case QUEUE_OP_HOLD:
+		if (strcmp(subdir, QUEUE_ACTIVE) == 0) {
+			enum hold_by_qmgr h = hold_by_qmgr(id);
+			if (h == HOLD_BY_QMGR_OK)
+				return true;
+			if (h == HOLD_BY_QMGR_FAILED)
+				return false;
+			/* qmgr is not running: nothing is in flight. */
+		}
+		/* FALLTHROUGH */
 	case QUEUE_OP_RELEASE: {
 		const char *to = op == QUEUE_OP_HOLD ? QUEUE_HOLD :
 		    QUEUE_INCOMING;
-		if (!queue_move(cfg.queue_directory, subdir, to, id, err,
-		    sizeof(err))) {
+		if (!queue_move(cfg.queue_directory, subdir, to, id, true,
+		    err, sizeof(err))) {
 			if (errno == ENOENT && quiet_gone)
 				return false;
 			fprintf(stderr, "%s: %s\n", QUEUE_CMD, err);
@@ -663,7 +734,7 @@ static int queue_flush(void)
 	struct ipc_msg reply = { 0 };	/* ipc_recv fills it in */
 	int rc = 1;
 
-	switch (qmgr_request("flush", QUEUE_FLUSH_TIMEOUT_MS, &b, path,
+	switch (qmgr_request("flush", NULL, QUEUE_FLUSH_TIMEOUT_MS, &b, path,
 	    sizeof(path))) {
 	case QMGR_UNREACHABLE:
 		fprintf(stderr, "%s: flush: cannot reach qmgr at %s: %s "

@@ -352,6 +352,7 @@ static bool send_result(struct bio *b, const struct deliver_job *job)
 	if (job->remote_mta[0] != '\0')
 		ipc_add(&m, "remote_mta", "%s", job->remote_mta);
 	ipc_add(&m, "nexthop_status", "%s", job->nexthop_down ? "down" : "ok");
+	ipc_add(&m, "dsn_passed", "%s", job->dsn_passed ? "yes" : "no");
 	bio_set_timeout(b, RESULT_WRITE_TIMEOUT_MS);
 	bool ok = ipc_send(b, &m);
 	ipc_msg_free(&m);

@@ -67,6 +67,7 @@ struct deliver_job {
 	char relay[320];	/* "mx.example.net[192.0.2.4]:25" or "none" */
 	char remote_mta[256];
 	bool nexthop_down;
+	bool dsn_passed;	/* the last peer took NOTIFY and ORCPT (DSN) */
 	bool local_trouble;	/* the transaction failed on our side */
 	unsigned conn_use;	/* transactions on the session, this one included */
 	char tls_info[160];	/* "TLSv1.3 with cipher ..." or "" */

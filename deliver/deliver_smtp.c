@@ -397,6 +397,8 @@ bool deliver_smtp_transaction(struct deliver_session *s,
 
 	/* MAIL, then RCPT for each open recipient, then DATA. */
 	deliver_session_enter(s, SESS_MAIL);
+	/* The DSN parameters go along (RFC 3461 4.1): this peer reports. */
+	job->dsn_passed = (s->ext & SESS_EXT_DSN) != 0;
 	queue_mail_command(s, job);
 	if (pipelining) {
 		for (size_t i = 0; i < job->nrcpts; i++)

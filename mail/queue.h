@@ -1,6 +1,13 @@
 /*
  * queue.h - queue IDs, queue directories and the queue file format.
  *
+ * The code is in one file per job: queue_id.c (IDs, paths), queue_dirs.c
+ * (the directories), queue_envelope.c (the envelope in memory and the
+ * field rules), queue_write.c (new files and their durable commit),
+ * queue_recycle.c (reusing finished files), queue_read.c (the strict
+ * reader), queue_update.c (in-place updates, trailer records, moves);
+ * queue_format.h is what they share and nobody else needs.
+ *
  * One file per message, named by its queue ID. The file is text records,
  * one per line, "<letter> <value>\n", then the content, then a trailer:
  *
@@ -194,6 +201,17 @@ bool queue_dirs_create(const char *queue_directory, uid_t uid, gid_t gid,
 /* Report (in err) the first missing directory or wrong owner/mode. */
 bool queue_dirs_check(const char *queue_directory, uid_t uid, char *err,
     size_t errsize);
+struct str;
+/*
+ * For postern check, before or after the first start: what
+ * queue_dirs_create() would do, one line each appended to note (missing
+ * directories it creates, owners and modes it corrects), and false with
+ * err for what it cannot fix (a file where a directory belongs, a
+ * missing parent of queue_directory, a directory of another user when
+ * not root).
+ */
+bool queue_dirs_plan(const char *queue_directory, uid_t uid, struct str *note,
+    char *err, size_t errsize);
 
 /* ---- envelope in memory ---- */
 
@@ -267,11 +285,18 @@ bool queue_append_reason(int fd, struct queue_envelope *env, size_t rcpt,
     const char *dsn_status, const char *text);
 
 /*
- * Move a queue file between subdirectories (rename, then fsync the target
- * directory). Used by qmgr (incoming -> active -> deferred...) and admin.
+ * Move a queue file between subdirectories by rename. With sync_dir, the
+ * target directory is fsync'd too (admin's moves, corrupt/). qmgr's moves
+ * between incoming/, active/ and deferred/ pass false: a rename that a
+ * power cut undoes leaves the file, whole, in the directory it came
+ * from, and qmgr's start-up scan takes it from there again (at worst a
+ * second delivery, never a loss); qmgr_scan_feed() flushes active/ once
+ * per batch for file systems without a journal. errno set and a message
+ * in err on failure.
  */
 bool queue_move(const char *queue_directory, const char *from_subdir,
-    const char *to_subdir, const char *id, char *err, size_t errsize);
+    const char *to_subdir, const char *id, bool sync_dir, char *err,
+    size_t errsize);
 
 /*
  * Remove a finished queue file (path, anywhere in the queue): recycled

@@ -65,6 +65,8 @@ struct qmsg {
 	size_t jobs_pending;	/* jobs queued or in flight */
 	bool unsynced;		/* results written but not yet fsync'd */
 	double active_wall;	/* when it entered active (for delays=) */
+	bool hold_requested;	/* to hold/ once its jobs are back */
+	struct qmsg *prev, *next;	/* the active messages */
 };
 
 extern size_t qmgr_active_count;
@@ -97,18 +99,33 @@ struct qresult {
  * a success DSN if one was asked for) and the Z reason of D are written
  * (fsync'd when the message stays in the queue, see qmgr_message.c); B
  * waits in memory until the message is finished, when one bounce covers
- * all of them and only then are they marked F. transport
- * says which success DSN applies ("lmtp": delivered). log_it: qmgr
- * decided these itself, so it logs the to= lines (deliver logs its own).
+ * all of them and only then are they marked F. transport and dsn_passed
+ * say which success DSN applies (RFC 3461 5.2): "lmtp" is a final
+ * delivery ("delivered"); an SMTP peer that took the DSN parameters
+ * reports itself (none from us); one without DSN gets "relayed". log_it:
+ * qmgr decided these itself, so it logs the to= lines (deliver logs its
+ * own).
  */
 void qmgr_message_results(struct qmsg *msg, const struct qresult *r,
-    size_t n, const char *transport, const char *relay,
+    size_t n, const char *transport, bool dsn_passed, const char *relay,
     const char *remote_mta, bool log_it);
 /* One of the message's jobs is over; finishes the message after the last. */
 void qmgr_message_job_done(struct qmsg *msg);
 const char *qmgr_notify_letters(unsigned notify, char *buf, size_t size);
 /* Seconds since arrival, for log lines. */
 double qmgr_message_delay(const struct qmsg *msg);
+
+enum qmgr_hold_result {
+	QMGR_HOLD_DONE,		/* moved to hold/ now */
+	QMGR_HOLD_LATER,	/* jobs in flight: moved when they are back */
+	QMGR_HOLD_NOT_ACTIVE,	/* not in active/ (errno set) */
+};
+/*
+ * "postern queue hold" for a message in active/: qmgr owns those files,
+ * and a delivery in flight must have its result recorded in the file
+ * before it leaves active/, or a release would deliver it again.
+ */
+enum qmgr_hold_result qmgr_message_hold(const char *id);
 
 /* ---- recipient resolution (qmgr_resolve.c) ---- */
 
@@ -256,20 +273,13 @@ struct qset {
 	size_t cap;
 	size_t count;
 };
-void qset_init(struct qset *s);
-void qset_free(struct qset *s);
+void qmgr_set_init(struct qset *s);
+void qmgr_set_free(struct qset *s);
 /* false if already present. */
-bool qset_add(struct qset *s, const char *key);
-bool qset_has(const struct qset *s, const char *key);
+bool qmgr_set_add(struct qset *s, const char *key);
+bool qmgr_set_has(const struct qset *s, const char *key);
 unsigned long qmgr_hash(const char *s);
 /* RFC 5322 3.3 date-time for a wall-clock time. */
 void qmgr_rfc5322_date(time_t t, char *out, size_t size);
-/*
- * Move a queue file between incoming/, active/ and deferred/ without
- * syncing the directory (qmgr_util.c says why that is safe). errno set
- * and a message in err on failure.
- */
-bool qmgr_move(const char *from_subdir, const char *to_subdir,
-    const char *id, char *err, size_t errsize);
 
 #endif

@@ -1,15 +1,18 @@
 /*
  * qmgr_ctl.c - qmgr's control socket (doc/architecture.md, IPC messages).
  *
- * Any local process may connect (sendmail and postern queue send
- * type=wakeup after queueing mail, though qmgr also watches the queue
- * with inotify, qmgr_scan.c); commands that change the queue (type=flush) are taken
- * only from root or from our own user, checked with SO_PEERCRED; any user
- * may ask for the listing (type=list, qmgr_list.c), as Postfix lets anyone
- * run mailq (authorized_mailq_users = static:anyone). Clients
- * are untrusted: messages are size-checked by ipc_decode, a client gets a
- * bounded number of messages and a bounded time, and there is a bound on
- * how many clients are served at once.
+ * The socket is mode 0666: any local process may connect. Any user may
+ * ask for the listing (type=list, qmgr_list.c), as Postfix lets anyone
+ * run mailq (authorized_mailq_users = static:anyone); every other command
+ * (wakeup, flush, hold) is taken only from root or from our own user,
+ * checked with SO_PEERCRED. A wakeup from another user (sendmail run by
+ * anyone) is refused without a log line: qmgr watches maildrop/ with
+ * inotify anyway (qmgr_scan.c). Clients are untrusted: messages are
+ * size-checked by ipc_decode, a client gets a bounded number of messages
+ * and a bounded time, one user (uid) holds at most CTL_MAX_PER_UID
+ * connections, and CTL_RESERVED of the CTL_MAX_CLIENTS slots are kept for
+ * root and our user, so that no local user can lock the administrator
+ * out by holding connections open.
  */
 #include <errno.h>
 #include <poll.h>
@@ -25,6 +28,10 @@
 #include "qmgr.h"
 
 #define CTL_MAX_CLIENTS 64
+/* Connections one unprivileged uid may hold at once. */
+#define CTL_MAX_PER_UID 4
+/* Slots only root and our own user may take. */
+#define CTL_RESERVED 8
 #define CTL_MAX_INPUT 8192
 #define CTL_TIMEOUT_MS 10000
 /* Listings served at once; each holds the sorted names of the queue. */
@@ -78,21 +85,48 @@ static void reply(struct ctl_client *c, const char *type, const char *reason)
 	ipc_msg_free(&m);
 }
 
+/* Root or the user qmgr runs as (the owner of the queue). */
+static bool privileged(uid_t uid)
+{
+	return uid == 0 || uid == geteuid();
+}
+
 static void handle(struct ctl_client *c, const struct ipc_msg *m)
 {
+	bool known = strcmp(m->type, "wakeup") == 0 ||
+	    strcmp(m->type, "flush") == 0 || strcmp(m->type, "hold") == 0;
+	if (known && !privileged(c->uid)) {
+		if (strcmp(m->type, "wakeup") != 0)
+			log_warning("%s refused for uid %lu", m->type,
+			    (unsigned long)c->uid);
+		reply(c, "error", "permission denied");
+		c->closing = true;
+		return;
+	}
 	if (strcmp(m->type, "wakeup") == 0) {
 		qmgr_scan_wakeup();
 	} else if (strcmp(m->type, "flush") == 0) {
-		if (c->uid != 0 && c->uid != geteuid()) {
-			log_warning("flush refused for uid %lu",
-			    (unsigned long)c->uid);
-			reply(c, "error", "permission denied");
-			return;
-		}
 		log_info("flush requested by uid %lu", (unsigned long)c->uid);
 		qmgr_sched_revive_all();
 		qmgr_scan_flush();
 		reply(c, "ok", NULL);
+	} else if (strcmp(m->type, "hold") == 0) {
+		const char *id = ipc_get(m, "id");
+		if (id == NULL || !queue_id_valid(id)) {
+			reply(c, "error", "bad queue ID");
+			return;
+		}
+		switch (qmgr_message_hold(id)) {
+		case QMGR_HOLD_DONE:
+			reply(c, "ok", NULL);
+			break;
+		case QMGR_HOLD_LATER:
+			reply(c, "ok", "after the deliveries in flight");
+			break;
+		case QMGR_HOLD_NOT_ACTIVE:
+			reply(c, "error", "not in active");
+			break;
+		}
 	} else if (strcmp(m->type, "list") == 0) {
 		/* No uid check: the listing is for everyone (see above). */
 		if (c->list != NULL || nlistings == CTL_MAX_LISTINGS) {
@@ -110,6 +144,37 @@ static void handle(struct ctl_client *c, const struct ipc_msg *m)
 	}
 }
 
+/*
+ * Room for one more connection of uid? Refused ones are closed at once:
+ * a busy qmgr owes an unprivileged client nothing, and the
+ * administrator's tools always find a reserved slot.
+ */
+static bool may_connect(uid_t uid)
+{
+	if (nclients == CTL_MAX_CLIENTS)
+		return false;
+	if (privileged(uid))
+		return true;
+	if (nclients >= CTL_MAX_CLIENTS - CTL_RESERVED)
+		return false;
+	size_t mine = 0;
+	for (size_t i = 0; i < nclients; i++)
+		if (clients[i].uid == uid)
+			mine++;
+	if (mine >= CTL_MAX_PER_UID) {
+		static long long last_log_ms;
+		long long now = qmgr_now_ms();
+		if (now - last_log_ms > 60000) {	/* no log flood */
+			log_warning("control socket: uid %lu holds %zu "
+			    "connections; more refused", (unsigned long)uid,
+			    mine);
+			last_log_ms = now;
+		}
+		return false;
+	}
+	return true;
+}
+
 static void accept_clients(void)
 {
 	for (;;) {
@@ -121,19 +186,18 @@ static void accept_clients(void)
 				log_warning("accept on control socket: %m");
 			return;
 		}
-		if (nclients == CTL_MAX_CLIENTS) {
-			/* Busy: a wake-up is implied by the attempt. */
-			qmgr_scan_wakeup();
+		struct ucred cred;
+		socklen_t len = sizeof(cred);
+		uid_t uid = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred,
+		    &len) == 0 ? cred.uid : (uid_t)-1;
+		if (!may_connect(uid)) {
 			close(fd);
 			continue;
 		}
 		struct ctl_client *c = &clients[nclients++];
 		memset(c, 0, sizeof(*c));
 		c->fd = fd;
-		struct ucred cred;
-		socklen_t len = sizeof(cred);
-		c->uid = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred,
-		    &len) == 0 ? cred.uid : (uid_t)-1;
+		c->uid = uid;
 		str_init(&c->in, CTL_MAX_INPUT);
 		str_init(&c->out, STR_NO_MAX);
 		c->deadline_ms = qmgr_now_ms() + CTL_TIMEOUT_MS;

@@ -314,8 +314,10 @@ static bool handle_result(struct qconn *c, const struct ipc_msg *m)
 		const char *relay = ipc_get(m, "relay");
 		const char *remote = ipc_get(m, "remote_mta");
 		const char *status = ipc_get(m, "nexthop_status");
+		const char *dsn_passed = ipc_get(m, "dsn_passed");
 		qmgr_message_results(job->msg, res, job->nrcpts,
-		    qmgr_dest_transport(job->dest), relay,
+		    qmgr_dest_transport(job->dest),
+		    dsn_passed != NULL && strcmp(dsn_passed, "yes") == 0, relay,
 		    remote && *remote ? remote : NULL, false);
 		c->job = NULL;
 		c->idle_since_ms = qmgr_now_ms();

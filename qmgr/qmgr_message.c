@@ -42,6 +42,8 @@
 #include "qmgr.h"
 
 size_t qmgr_active_count;
+/* The messages in memory, for the control socket's hold (rare: a walk). */
+static struct qmsg *active_list;
 
 static void outcome_clear(struct qoutcome *o)
 {
@@ -173,9 +175,10 @@ static bool wants(unsigned notify, unsigned bit)
 }
 
 void qmgr_message_results(struct qmsg *msg, const struct qresult *r,
-    size_t n, const char *transport, const char *relay,
+    size_t n, const char *transport, bool dsn_passed, const char *relay,
     const char *remote_mta, bool log_it)
 {
+	bool final = strcmp(transport, "lmtp") == 0;
 	struct qdsn_rcpt *succ = xcalloc(n ? n : 1, sizeof(*succ));
 	size_t nsucc = 0;
 	bool success_dsn_ok = true;
@@ -189,14 +192,16 @@ void qmgr_message_results(struct qmsg *msg, const struct qresult *r,
 			    msg->out[i].dsn, r[k].what == 'S' ? "sent" :
 			    r[k].what == 'B' ? "bounced" : "deferred",
 			    msg->out[i].text);
-		if (r[k].what == 'S' &&
+		/* RFC 3461 5.2: a next hop that took NOTIFY=SUCCESS
+		 * reports; we tell only about a hop that could not. */
+		if (r[k].what == 'S' && (final || !dsn_passed) &&
 		    wants(msg->env.rcpts[i].notify, QUEUE_NOTIFY_SUCCESS)) {
 			succ[nsucc].index = i;
 			succ[nsucc].dsn = msg->out[i].dsn;
 			succ[nsucc].text = msg->out[i].text;
 			succ[nsucc].remote_mta = msg->out[i].remote_mta;
-			succ[nsucc].action = strcmp(transport, "lmtp") == 0 ?
-			    QDSN_DELIVERED : QDSN_RELAYED;
+			succ[nsucc].action = final ? QDSN_DELIVERED :
+			    QDSN_RELAYED;
 			nsucc++;
 		}
 	}
@@ -215,7 +220,7 @@ void qmgr_message_results(struct qmsg *msg, const struct qresult *r,
 	for (size_t k = 0; k < n; k++) {
 		size_t i = r[k].rcpt;
 		if (r[k].what == 'S') {
-			if (!success_dsn_ok &&
+			if (!success_dsn_ok && (final || !dsn_passed) &&
 			    wants(msg->env.rcpts[i].notify,
 			    QUEUE_NOTIFY_SUCCESS)) {
 				/* Could not queue the notice: record the
@@ -257,6 +262,12 @@ static time_t next_try_time(const struct qmsg *msg, time_t now)
 
 static void forget(struct qmsg *msg)
 {
+	if (msg->prev != NULL)
+		msg->prev->next = msg->next;
+	else
+		active_list = msg->next;
+	if (msg->next != NULL)
+		msg->next->prev = msg->prev;
 	qmgr_active_count--;
 	msg_free(msg);
 }
@@ -396,6 +407,14 @@ static void finish(struct qmsg *msg)
 			log_warning("%s: remove %s: %m", msg->id, path);
 		else
 			log_info("%s: removed", msg->id);
+	} else if (msg->hold_requested) {
+		char err[512];
+		if (queue_move(cfg.queue_directory, QUEUE_ACTIVE, QUEUE_HOLD,
+		    msg->id, true, err, sizeof(err)))
+			log_info("%s: placed on hold (its deliveries in flight "
+			    "are recorded)", msg->id);
+		else
+			log_warning("%s: hold: %s", msg->id, err);
 	} else {
 		qmgr_scan_defer(msg->id, next_try_time(msg, now));
 	}
@@ -416,7 +435,7 @@ static void to_corrupt(const char *id, const char *why)
 {
 	char err[256];
 	if (queue_move(cfg.queue_directory, QUEUE_ACTIVE, QUEUE_CORRUPT, id,
-	    err, sizeof(err)))
+	    true, err, sizeof(err)))
 		log_warning("%s: corrupt queue file: %s; moved to %s", id, why,
 		    QUEUE_CORRUPT);
 	else
@@ -456,6 +475,10 @@ void qmgr_message_activate(const char *id)
 	gettimeofday(&tv, NULL);
 	msg->active_wall = (double)tv.tv_sec + tv.tv_usec / 1e6;
 	qmgr_active_count++;
+	msg->next = active_list;
+	if (active_list != NULL)
+		active_list->prev = msg;
+	active_list = msg;
 
 	size_t nrcpt = 0;
 	for (size_t i = 0; i < msg->env.nrcpts; i++)
@@ -473,9 +496,8 @@ void qmgr_message_activate(const char *id)
 		/* The file could not be updated: try the whole message
 		 * again later rather than deliver half-recorded work. */
 		log_warning("%s: cannot record alias expansion; deferred", id);
-		qmgr_active_count--;
 		qmgr_scan_defer(id, time(NULL) + cfg.minimal_backoff);
-		msg_free(msg);
+		forget(msg);
 		return;
 	}
 	qmgr_message_grow(msg);
@@ -511,8 +533,8 @@ void qmgr_message_activate(const char *id)
 	}
 	msg->jobs_pending++;	/* hold: finish only after everything below */
 	if (ndecided > 0)
-		qmgr_message_results(msg, decided, ndecided, "", NULL, NULL,
-		    true);
+		qmgr_message_results(msg, decided, ndecided, "", false, NULL,
+		    NULL, true);
 	for (size_t k = 0; k < ndecided; k++) {
 		free((char *)decided[k].dsn);
 		free((char *)decided[k].text);
@@ -523,4 +545,25 @@ void qmgr_message_activate(const char *id)
 	free(decided);
 	qmgr_sched_commit(msg);
 	qmgr_message_job_done(msg);
+}
+
+enum qmgr_hold_result qmgr_message_hold(const char *id)
+{
+	char err[512];
+
+	for (struct qmsg *msg = active_list; msg != NULL; msg = msg->next) {
+		if (strcmp(msg->id, id) == 0) {
+			msg->hold_requested = true;
+			log_info("%s: hold requested; placed on hold when its "
+			    "deliveries in flight are back", id);
+			return QMGR_HOLD_LATER;
+		}
+	}
+	/* In active/ but not in memory (a stranded file not yet taken):
+	 * nothing is in flight, so it can go now. */
+	if (!queue_move(cfg.queue_directory, QUEUE_ACTIVE, QUEUE_HOLD, id, true,
+	    err, sizeof(err)))
+		return QMGR_HOLD_NOT_ACTIVE;
+	log_info("%s: placed on hold by the administrator", id);
+	return QMGR_HOLD_DONE;
 }

@@ -471,14 +471,14 @@ bool qmgr_resolve_expand(struct qmsg *msg, int fd)
 	/* present: every address of the message (duplicates of these are
 	 * dropped); selves: targets that name their own ancestor and are
 	 * delivered to that mailbox, once. */
-	qset_init(&present);
-	qset_init(&selves);
+	qmgr_set_init(&present);
+	qmgr_set_init(&selves);
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		const struct queue_rcpt *r = &env->rcpts[i];
-		qset_add(&present, r->address);
+		qmgr_set_add(&present, r->address);
 		if (r->parent >= 0 && is_ancestor(env, (size_t)r->parent,
 		    r->address, NULL))
-			qset_add(&selves, r->address);
+			qmgr_set_add(&selves, r->address);
 	}
 
 	/* One level per pass: append, fsync, then mark the parents. */
@@ -503,8 +503,8 @@ bool qmgr_resolve_expand(struct qmsg *msg, int fd)
 				bool self = is_ancestor(env, i, targets[k],
 				    NULL);
 				bool add = self ?
-				    qset_add(&selves, targets[k]) :
-				    qset_add(&present, targets[k]);
+				    qmgr_set_add(&selves, targets[k]) :
+				    qmgr_set_add(&present, targets[k]);
 				if (add)
 					targets[keep++] = targets[k];
 				else
@@ -558,7 +558,7 @@ bool qmgr_resolve_expand(struct qmsg *msg, int fd)
 		qmgr_message_grow(msg);
 		start = end;
 	}
-	qset_free(&present);
-	qset_free(&selves);
+	qmgr_set_free(&present);
+	qmgr_set_free(&selves);
 	return ok;
 }

@@ -297,10 +297,10 @@ static void pickup_one(int dirfd_, const char *name)
 		return;
 	}
 
-	/* A fresh envelope: only what a local user may decide. */
+	/* A fresh envelope: only what a local user may decide. The arrival
+	 * time is not one of those (a "T 1" would expire at once, past
+	 * maximal_queue_lifetime): left at 0, the writer stamps it now. */
 	queue_envelope_init(&out);
-	out.arrival_sec = in.arrival_sec;
-	out.arrival_usec = in.arrival_usec;
 	out.sender = xstrdup(in.sender);
 	out.body = in.body;
 	out.smtputf8 = in.smtputf8;
@@ -374,8 +374,8 @@ void qmgr_scan_startup(void)
 	scan_dir_ids(path, &stranded, false, 0);
 	free(path);
 	for (size_t i = 0; i < stranded.count; i++)
-		if (!qmgr_move(QUEUE_ACTIVE, QUEUE_INCOMING, stranded.ids[i],
-		    err, sizeof(err)))
+		if (!queue_move(cfg.queue_directory, QUEUE_ACTIVE,
+		    QUEUE_INCOMING, stranded.ids[i], false, err, sizeof(err)))
 			log_warning("%s: %s", stranded.ids[i], err);
 	if (stranded.count > 0)
 		log_info("recovered %zu messages from %s", stranded.count,
@@ -476,7 +476,8 @@ static bool feed_from(struct idlist *l, const char *subdir)
 
 	while (l->pos < l->count) {
 		const char *id = l->ids[l->pos++];
-		if (qmgr_move(subdir, QUEUE_ACTIVE, id, err, sizeof(err))) {
+		if (queue_move(cfg.queue_directory, subdir, QUEUE_ACTIVE, id,
+		    false, err, sizeof(err))) {
 			qmgr_message_activate(id);
 			return true;
 		}
@@ -536,7 +537,8 @@ bool qmgr_scan_defer(const char *id, time_t next_try)
 	times[1] = times[0];
 	if (utimensat(AT_FDCWD, path, times, 0) < 0)
 		log_warning("%s: set next try time: %m", id);
-	if (!qmgr_move(QUEUE_ACTIVE, QUEUE_DEFERRED, id, err, sizeof(err))) {
+	if (!queue_move(cfg.queue_directory, QUEUE_ACTIVE, QUEUE_DEFERRED, id,
+	    false, err, sizeof(err))) {
 		log_warning("%s: %s", id, err);
 		return false;
 	}

@@ -207,7 +207,7 @@ static void job_defer(struct qjob *job, const char *dsn, const char *text)
 	for (size_t k = 0; k < job->nrcpts; k++)
 		r[k] = (struct qresult){ job->rcpts[k], 'D', dsn, text };
 	qmgr_message_results(job->msg, r, job->nrcpts,
-	    job->dest->transport, "none", NULL, true);
+	    job->dest->transport, false, "none", NULL, true);
 	free(r);
 	struct qmsg *msg = job->msg;
 	qmgr_job_free(job);

@@ -117,19 +117,23 @@ code, _ = s.data(msg)
 assert code == 250, code
 s.quit()
 PY
-	# One bounce (hardfail only) and one success report (happy).
-	wait_for_count notifications 2 15
-	wait_for_count "log_count ': removed'" 3
+	# One bounce (hardfail only). happy asked for NOTIFY=SUCCESS, but the
+	# sink announces DSN and got the parameters: it reports, not us
+	# (RFC 3461 4.1, 5.2).
+	wait_for_count notifications 1 15
+	wait_for_count "log_count ': removed'" 2
+	grep -q 'to=<happy@example.net>.*status=sent' "$T/log"
 	for env in $(grep -l '^MAIL FROM:<>' "$T"/sink/*.env); do
 		python3 "$DSN_PARSE" "${env%.env}.eml" >> "$T/dsns"
 	done
 	cat "$T/dsns"
 	! grep -q 'hardnever' "$T/dsns"
 	grep -q '^rcpt=<hardfail@example.net> action=failed status=5.1.1 orcpt=<rfc822;orig@example.net>' "$T/dsns"
-	grep -q '^rcpt=<happy@example.net> action=relayed status=2.0.0' "$T/dsns"
-	[ "$(grep -c '^envid=env-check42$' "$T/dsns")" -eq 2 ]
+	[ "$(grep -c 'happy@example.net' "$T/dsns")" -eq 0 ]
+	grep -q 'NOTIFY=SUCCESS' $(grep -l 'happy@example.net' "$T"/sink/*.env)
+	[ "$(grep -c '^envid=env-check42$' "$T/dsns")" -eq 1 ]
 	# RET=HDRS: headers only, even in the bounce.
-	[ "$(grep -c '^returned=text/rfc822-headers$' "$T/dsns")" -eq 2 ]
+	[ "$(grep -c '^returned=text/rfc822-headers$' "$T/dsns")" -eq 1 ]
 	grep -q '^returned-subject=dsn parameters$' "$T/dsns"
 }
 
@@ -197,4 +201,29 @@ PY
 	echo "$output" | grep -q '^rcpt=<hardümlaut@example.net> action=failed status=5.1.1'
 	echo "$output" | grep -q '^returned=message/global$'
 	echo "$output" | grep -q '^returned-subject=grüße$'
+}
+
+@test "NOTIFY=SUCCESS through a next hop without DSN: postern reports relayed" {
+	# The sink does not announce DSN: the parameters stop here, so the
+	# sender learns of the relay from us (RFC 3461 5.2.2.2).
+	touch "$T/sink/nodsn"
+	suite_start
+	python3 - "$SMTP_PORT" <<'PY'
+import smtplib, sys
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]))
+s.ehlo("client.test")
+s.mail("sender@example.org", ["ENVID=nodsn1"])
+code, _ = s.rcpt("happy2@example.net", ["NOTIFY=SUCCESS"])
+assert code == 250, code
+code, _ = s.data(b"Subject: no dsn hop\r\n\r\nbody\r\n")
+assert code == 250, code
+s.quit()
+PY
+	wait_for_count notifications 1 15
+	for env in $(grep -l '^MAIL FROM:<>' "$T"/sink/*.env); do
+		python3 "$DSN_PARSE" "${env%.env}.eml" >> "$T/dsns"
+	done
+	cat "$T/dsns"
+	grep -q '^rcpt=<happy2@example.net> action=relayed status=2.0.0' "$T/dsns"
+	[ "$(cat "$T"/sink/*.env | grep -c 'NOTIFY=')" -eq 0 ]
 }

@@ -173,3 +173,53 @@ EOF
 	send_mail --from a@example.org --to quick@example.net
 	wait_for_count "sink_count sink" 1 5
 }
+
+@test "a message put on hold while its delivery is in flight is not delivered again after release" {
+	sink_start sink
+	suite_conf relayhost "[127.0.0.1]:$sink_PORT"
+	suite_start
+	touch "$T/sink/hold"
+	# b is delivered; soft is deferred, so the message stays queued.
+	send_mail --from a@example.org --to b@example.net,soft@example.net
+	# The sink has the data and keeps its 250 back: the job is in flight.
+	wait_for_count '[ -e "$T/sink/holding" ] && echo 1' 1 30 || { ps -p "${SINK_PIDS[*]}" >&3; false; }
+	id=$(find "$T/queue/active" -type f ! -name '.*' -printf '%f\n')
+	[ -n "$id" ]
+	run "$BUILD/postern" -c "$T/conf" queue hold "$id"
+	[ "$status" -eq 0 ]
+	rm "$T/sink/hold"
+	wait_for_count "find '$T/queue/hold' -name '$id' | grep -c ." 1
+	run "$BUILD/postern" -c "$T/conf" queue release "$id"
+	[ "$status" -eq 0 ]
+	# Released, it is taken again: soft is tried again, b is not.
+	wait_for_count "log_count '$id: to=<soft@example.net>.*status=deferred'" 2
+	[ "$(log_count "$id: to=<b@example.net>.*status=sent")" -eq 1 ]
+	[ "$(sink_count sink)" -eq 1 ]
+}
+
+@test "pickup stamps the arrival time: a maildrop file saying T 1 does not expire at once" {
+	# A relay host nobody listens on: the message is deferred, and would
+	# bounce as expired if its arrival were 1970.
+	suite_conf relayhost "[127.0.0.1]:$(free_port)"
+	suite_conf maximal_queue_lifetime 1d
+	suite_start
+	# A maildrop file as the unprivileged sendmail could write it.
+	python3 - "$T/queue/maildrop" <<'PY'
+import os, sys
+content = b"Subject: old\r\n\r\nbody\r\n"
+mid = "1xaC000000000A"
+head = ("V 1\nI %s\nT 1.000000\nF a@example.org\nB 7BIT\nW 0\n"
+        "R P - - b@example.net\nD %020d\n" % (mid, len(content))).encode()
+tmp = os.path.join(sys.argv[1], "." + mid)
+with open(tmp, "wb") as f:
+    f.write(head + content + b"C %d\n" % len(content))
+os.rename(tmp, os.path.join(sys.argv[1], mid))
+PY
+	wait_for_log 'uid=[0-9]+ from=<a@example.org>' 15
+	wait_for_log 'to=<b@example.net>.*status=deferred' 15
+	[ "$(log_count 'status=expired')" -eq 0 ]
+	f=$(grep -l '^F a@example.org$' $(find "$T/queue/active" "$T/queue/deferred" -type f ! -name '.*'))
+	[ -n "$f" ]
+	t=$(sed -n 's/^T \([0-9]*\)\..*/\1/p' "$f")
+	[ "$t" -gt $(( $(date +%s) - 300 )) ]
+}

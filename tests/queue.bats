@@ -266,3 +266,29 @@ PY
 	run pq hold
 	[ "$status" -eq 1 ]
 }
+
+@test "check before the first start: what start creates is a note, what it cannot fix an error" {
+	# INSTALL has a newcomer run check before starting: an empty
+	# queue_directory (made by a package, say) is as fine as none.
+	rm -rf "$T/queue"
+	run "$BUILD/postern" -c "$CONF" check
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"$T/queue: missing; start creates it"* ]]
+	[[ "$output" == *"is valid"* ]]
+	install -d -m 0755 "$T/queue"
+	run "$BUILD/postern" -c "$CONF" check
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"$T/queue/maildrop: missing; start creates it"* ]]
+	[[ "$output" == *"is valid"* ]]
+	# A file where a queue directory belongs: start cannot fix that.
+	touch "$T/queue/incoming"
+	run "$BUILD/postern" -c "$CONF" check
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"$T/queue/incoming: exists and is not a directory"* ]]
+	# Nor a queue_directory whose parent is missing.
+	rm -rf "$T/queue"
+	sed -i "s|^queue_directory = .*|queue_directory = $T/nowhere/queue|" "$CONF/postern.conf"
+	run "$BUILD/postern" -c "$CONF" check
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"$T/nowhere/queue: missing, and start cannot create it"* ]]
+}

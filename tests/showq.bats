@@ -119,3 +119,41 @@ submit() {
 	[ "$status" -eq 69 ]
 	[[ "$output" == *"mail system is down"* ]]
 }
+
+@test "one local user cannot hold every control connection; only root and the postern user may do more than list" {
+	suite_start
+	wait_for_log 'qmgr\[[0-9]+\]: starting' 10
+	# nobody opens more connections than qmgr has slots and keeps them.
+	# setpriv execs python: $! is the holder itself.
+	setpriv --reuid=nobody --regid=nogroup --clear-groups /usr/bin/python3 -c '
+import socket, sys, time
+held = []
+for i in range(80):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    held.append(s)
+print("ready", flush=True)
+time.sleep(20)
+' "$T/run/qmgr" > "$T/holder.out" 2>&1 &
+	holder=$!
+	wait_until 'grep -q ready "$T/holder.out"' 15
+	# The administrator still gets in...
+	run "$BUILD/postern" -c "$CONF" queue flush
+	kill "$holder" 2>/dev/null || true
+	wait "$holder" 2>/dev/null || true
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"retrying"* ]]
+	grep -Eq 'control socket: uid [0-9]+ holds 4 connections; more refused' "$T/log"
+	# ...and nobody may list, but not flush or wake qmgr up.
+	run as_nobody "$BUILD/postern" -c "$CONF" queue list
+	[ "$status" -eq 0 ]
+	run as_nobody /usr/bin/python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b"type=wakeup\n\n")
+print(s.recv(4096).decode())
+' "$T/run/qmgr"
+	[[ "$output" == *"type=error"*"permission denied"* ]]
+}

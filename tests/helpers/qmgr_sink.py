@@ -13,7 +13,11 @@ Per-recipient verdicts, so that one message can meet several outcomes:
   local part starting "soft"  -> 451 4.2.0 mailbox busy
   anything else               -> 250 2.1.5 ok
 If DIR/tempfail exists, every RCPT gets 451 4.3.0 (the site is "down"
-for mail) until it is removed. Stop it with SIGTERM.
+for mail) until it is removed. If DIR/hold exists when a message's data
+has been read, the sink creates DIR/holding and keeps the reply to the
+end of data back until DIR/hold is removed (a delivery kept in flight).
+If DIR/nodsn exists, EHLO does not announce DSN (a next hop that cannot
+report success itself). Stop it with SIGTERM.
 """
 import os
 import re
@@ -62,10 +66,12 @@ class Session(socketserver.StreamRequestHandler):
             cmd = line.decode("utf-8", "replace").rstrip("\r\n")
             verb = cmd[:4].upper()
             if verb in ("EHLO", "LHLO"):
+                nodsn = os.path.exists(os.path.join(DIR, "nodsn"))
                 self.wfile.write(b"250-sink.test\r\n250-PIPELINING\r\n"
                                  b"250-8BITMIME\r\n250-SMTPUTF8\r\n"
-                                 b"250-ENHANCEDSTATUSCODES\r\n"
-                                 b"250-SIZE 100000000\r\n250 DSN\r\n")
+                                 b"250-ENHANCEDSTATUSCODES\r\n" +
+                                 (b"250 SIZE 100000000\r\n" if nodsn else
+                                  b"250-SIZE 100000000\r\n250 DSN\r\n"))
                 self.wfile.flush()
             elif verb == "HELO":
                 self.reply("250 sink.test")
@@ -101,6 +107,11 @@ class Session(socketserver.StreamRequestHandler):
                     if l.startswith(b"."):
                         l = l[1:]
                     data.append(l)
+                hold = os.path.join(DIR, "hold")
+                if os.path.exists(hold):
+                    open(os.path.join(DIR, "holding"), "w").close()
+                    while os.path.exists(hold):
+                        threading.Event().wait(0.05)
                 name = next_name()
                 with open(name + ".eml.tmp", "wb") as f:
                     f.write(b"".join(data))

@@ -1,5 +1,5 @@
 /*
- * Unit tests for mail/queue.c: IDs, paths, directories, writing and
+ * Unit tests for mail/queue_*.c: IDs, paths, directories, writing and
  * reading queue files, in-place updates, trailer records, and the
  * reader's behaviour on damaged files. Works in a fresh temp directory.
  */
@@ -628,9 +628,9 @@ static void test_move(void)
 	struct stat st;
 
 	make_three(&env);
-	CHECK(queue_move(qdir, QUEUE_INCOMING, QUEUE_ACTIVE, env.id, err,
+	CHECK(queue_move(qdir, QUEUE_INCOMING, QUEUE_ACTIVE, env.id, true, err,
 	    sizeof(err)));
-	CHECK(queue_move(qdir, QUEUE_ACTIVE, QUEUE_DEFERRED, env.id, err,
+	CHECK(queue_move(qdir, QUEUE_ACTIVE, QUEUE_DEFERRED, env.id, true, err,
 	    sizeof(err)));
 	queue_path(path, sizeof(path), qdir, QUEUE_DEFERRED, env.id);
 	CHECK(stat(path, &st) == 0);
@@ -638,16 +638,16 @@ static void test_move(void)
 	CHECK_INT(read_message(QUEUE_DEFERRED, env.id, &got, err, sizeof(err)),
 	    QUEUE_READ_OK);
 	CHECK_STR(got.id, env.id);
-	CHECK(queue_move(qdir, QUEUE_DEFERRED, QUEUE_HOLD, env.id, err,
+	CHECK(queue_move(qdir, QUEUE_DEFERRED, QUEUE_HOLD, env.id, true, err,
 	    sizeof(err)));
 	CHECK(stat(path, &st) < 0 && errno == ENOENT);
 	/* Gone from the source: an error naming the file. */
-	CHECK(!queue_move(qdir, QUEUE_DEFERRED, QUEUE_ACTIVE, env.id, err,
+	CHECK(!queue_move(qdir, QUEUE_DEFERRED, QUEUE_ACTIVE, env.id, true, err,
 	    sizeof(err)));
 	CHECK(strstr(err, env.id) != NULL);
-	CHECK(!queue_move(qdir, QUEUE_HOLD, QUEUE_ACTIVE, "../x", err,
+	CHECK(!queue_move(qdir, QUEUE_HOLD, QUEUE_ACTIVE, "../x", true, err,
 	    sizeof(err)));
-	CHECK(queue_move(qdir, QUEUE_HOLD, QUEUE_CORRUPT, env.id, err,
+	CHECK(queue_move(qdir, QUEUE_HOLD, QUEUE_CORRUPT, env.id, true, err,
 	    sizeof(err)));
 	queue_envelope_free(&got);
 	queue_envelope_free(&env);
@@ -1184,7 +1184,7 @@ static void test_recycle(void)
 	struct stat st_a, st_b;
 
 	make_three(&a);
-	CHECK(queue_move(qdir, QUEUE_INCOMING, QUEUE_ACTIVE, a.id, err,
+	CHECK(queue_move(qdir, QUEUE_INCOMING, QUEUE_ACTIVE, a.id, true, err,
 	    sizeof(err)));
 	queue_path(path, sizeof(path), qdir, QUEUE_ACTIVE, a.id);
 	CHECK(stat(path, &st_a) == 0);

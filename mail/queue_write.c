@@ -1,0 +1,447 @@
+/*
+ * queue_write.c - writing a new queue file: the envelope records, the
+ * content, and the durable commit (queue.h, "Durability").
+ *
+ * Trust: the writer trusts its caller's values only after checking that
+ * they fit the line-oriented format (no CR, LF; no space where a field
+ * ends at a space): queue_envelope_writable() refuses the rest before any
+ * file exists. A new file gets exactly one fsync of itself and one of its
+ * directory, after which it has its final name (doc/architecture.md,
+ * "Where the fsyncs are").
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "mem.h"
+#include "queue.h"
+#include "queue_format.h"
+#include "str.h"
+
+#define QUEUE_WRITE_BUFFER (64 * 1024)
+/* How often the writer picks a new ID when the name is taken. */
+#define QUEUE_CREATE_TRIES 10
+
+/* ---- writing a new queue file ---- */
+
+struct queue_writer {
+	int fd;
+	int dirfd;		/* O_PATH when the directory is not readable */
+	bool dir_readable;	/* else durability comes from syncfs() */
+	bool unlinked;		/* the temporary file is already gone */
+	bool failed;		/* sticky write error */
+	int saved_errno;
+	char id[QUEUE_ID_SIZE];
+	char tmpname[QUEUE_ID_SIZE + 1];
+	char dirpath[PATH_MAX];
+	char *buf;
+	size_t buflen;
+	off_t flushed;		/* bytes of the file already written */
+	off_t old_size;		/* a recycled file's length before */
+	off_t length_offset;	/* offset of the D digits */
+	off_t content_offset;
+	struct queue_envelope *env;
+};
+
+static void queue_writer_drop_file(struct queue_writer *w)
+{
+	if (!w->unlinked) {
+		if (unlinkat(w->dirfd, w->tmpname, 0) < 0 && errno != ENOENT)
+			log_warning("%s: cannot remove %s/%s: %m", w->id,
+			    w->dirpath, w->tmpname);
+		w->unlinked = true;
+	}
+}
+
+static bool queue_writer_flush(struct queue_writer *w)
+{
+	size_t done = 0;
+	while (done < w->buflen) {
+		ssize_t n = write(w->fd, w->buf + done, w->buflen - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			w->saved_errno = n < 0 ? errno : EIO;
+			w->failed = true;
+			/* Disk full: leave nothing behind, whatever the
+			 * caller does next. */
+			queue_writer_drop_file(w);
+			return false;
+		}
+		done += (size_t)n;
+	}
+	w->flushed += (off_t)w->buflen;
+	w->buflen = 0;
+	return true;
+}
+
+static bool queue_writer_put(struct queue_writer *w, const void *p, size_t len)
+{
+	if (w->failed)
+		return false;
+	if (len == 0)
+		return true;	/* p may be NULL then: no memcpy from it */
+	if (w->buflen + len > QUEUE_WRITE_BUFFER) {
+		if (!queue_writer_flush(w))
+			return false;
+		/* Large pieces go straight out, unbuffered and uncopied. */
+		if (len >= QUEUE_WRITE_BUFFER) {
+			const char *cp = p;
+			while (len > 0) {
+				ssize_t n = write(w->fd, cp, len);
+				if (n < 0 && errno == EINTR)
+					continue;
+				if (n <= 0) {
+					w->saved_errno = n < 0 ? errno : EIO;
+					w->failed = true;
+					queue_writer_drop_file(w);
+					return false;
+				}
+				cp += n;
+				len -= (size_t)n;
+				w->flushed += n;
+			}
+			return true;
+		}
+	}
+	memcpy(w->buf + w->buflen, p, len);
+	w->buflen += len;
+	return true;
+}
+
+/* The offset the next byte put will have in the file. */
+static off_t queue_writer_offset(const struct queue_writer *w)
+{
+	return w->flushed + (off_t)w->buflen;
+}
+
+static bool queue_writer_record(struct queue_writer *w, char letter,
+    const char *value)
+{
+	char head[2] = { letter, ' ' };
+	return queue_writer_put(w, head, 2) &&
+	    queue_writer_put(w, value, strlen(value)) &&
+	    queue_writer_put(w, "\n", 1);
+}
+
+/* Refuse what the format cannot carry, before creating any file. */
+static bool queue_envelope_writable(const struct queue_envelope *env,
+    char *err, size_t errsize)
+{
+	if (env->sender == NULL || queue_has_line_end(env->sender)) {
+		snprintf(err, errsize, "sender %s", env->sender ?
+		    "contains CR or LF" : "missing");
+		return false;
+	}
+	if (env->envid && (env->envid[0] == '\0' ||
+	    queue_has_line_end(env->envid))) {
+		snprintf(err, errsize, "ENVID is empty or contains CR or LF");
+		return false;
+	}
+	if ((unsigned)env->body > QUEUE_BODY_BINARYMIME ||
+	    (unsigned)env->kind > QUEUE_KIND_DOUBLE ||
+	    (unsigned)env->ret > QUEUE_RET_HDRS) {
+		snprintf(err, errsize, "bad body type, kind or RET value");
+		return false;
+	}
+	for (size_t i = 0; i < env->nattrs; i++) {
+		const struct queue_attr *a = &env->attrs[i];
+		if (!queue_attr_name_ok(a->name, strlen(a->name)) ||
+		    queue_has_line_end(a->value)) {
+			snprintf(err, errsize, "attribute %zu: bad name or "
+			    "value contains CR or LF", i);
+			return false;
+		}
+	}
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		const struct queue_rcpt *r = &env->rcpts[i];
+		if (r->address == NULL || r->address[0] == '\0' ||
+		    queue_has_line_end(r->address)) {
+			snprintf(err, errsize, "recipient %zu: address empty "
+			    "or contains CR or LF", i);
+			return false;
+		}
+		if (r->orcpt && !queue_orcpt_ok(r->orcpt)) {
+			snprintf(err, errsize, "recipient %zu: ORCPT is not "
+			    "type;address without spaces", i);
+			return false;
+		}
+		if (r->parent != -1 || !queue_status_ok(r->status)) {
+			snprintf(err, errsize, "recipient %zu: not a new "
+			    "recipient", i);
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool queue_writer_envelope(struct queue_writer *w,
+    struct queue_envelope *env)
+{
+	char line[64];
+	char notify[8];
+	bool ok = true;
+
+	snprintf(line, sizeof(line), "%d", QUEUE_FORMAT_VERSION);
+	ok = ok && queue_writer_record(w, 'V', line);
+	ok = ok && queue_writer_record(w, 'I', env->id);
+	snprintf(line, sizeof(line), "%lld.%06ld", env->arrival_sec,
+	    env->arrival_usec);
+	ok = ok && queue_writer_record(w, 'T', line);
+	ok = ok && queue_writer_record(w, 'F', env->sender);
+	ok = ok && queue_writer_record(w, 'B', queue_body_names[env->body]);
+	if (env->smtputf8)
+		ok = ok && queue_writer_put(w, "U\n", 2);
+	if (env->envid)
+		ok = ok && queue_writer_record(w, 'E', env->envid);
+	if (env->ret != QUEUE_RET_DEFAULT)
+		ok = ok && queue_writer_record(w, 'N',
+		    env->ret == QUEUE_RET_FULL ? "FULL" : "HDRS");
+	if (env->kind != QUEUE_KIND_MAIL)
+		ok = ok && queue_writer_record(w, 'K',
+		    queue_kind_names[env->kind]);
+	for (size_t i = 0; ok && i < env->nattrs; i++) {
+		const struct queue_attr *a = &env->attrs[i];
+		ok = queue_writer_put(w, "A ", 2) &&
+		    queue_writer_put(w, a->name, strlen(a->name)) &&
+		    queue_writer_put(w, "=", 1) &&
+		    queue_writer_put(w, a->value, strlen(a->value)) &&
+		    queue_writer_put(w, "\n", 1);
+	}
+	env->delay_warned_offset = queue_writer_offset(w) + 2;
+	ok = ok && queue_writer_record(w, 'W', env->delay_warned ? "1" : "0");
+	for (size_t i = 0; ok && i < env->nrcpts; i++) {
+		struct queue_rcpt *r = &env->rcpts[i];
+		queue_notify_format(notify, r->notify);
+		r->status_offset = queue_writer_offset(w) + 2;
+		char head[4] = { 'R', ' ', r->status, ' ' };
+		ok = queue_writer_put(w, head, 4) &&
+		    queue_writer_put(w, notify, strlen(notify)) &&
+		    queue_writer_put(w, " ", 1) &&
+		    queue_writer_put(w, r->orcpt ? r->orcpt : "-",
+		    strlen(r->orcpt ? r->orcpt : "-")) &&
+		    queue_writer_put(w, " ", 1) &&
+		    queue_writer_put(w, r->address, strlen(r->address)) &&
+		    queue_writer_put(w, "\n", 1);
+	}
+	w->length_offset = queue_writer_offset(w) + 2;
+	/* Not digits until commit patches it: a file the writer never
+	 * finished reads as corrupt, whatever else reached the disk. */
+	ok = ok && queue_writer_record(w, 'D', QUEUE_LENGTH_UNSET);
+	w->content_offset = queue_writer_offset(w);
+	env->content_offset = w->content_offset;
+	return ok;
+}
+
+struct queue_writer *queue_writer_open(const char *queue_directory,
+    const char *subdir, struct queue_envelope *env, char *err, size_t errsize)
+{
+	if (!queue_envelope_writable(env, err, errsize)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	struct queue_writer *w = xcalloc(1, sizeof(*w));
+	w->fd = -1;
+	w->env = env;
+	if ((size_t)snprintf(w->dirpath, sizeof(w->dirpath), "%s/%s",
+	    queue_directory, subdir) >= sizeof(w->dirpath)) {
+		snprintf(err, errsize, "queue directory path too long");
+		free(w);
+		errno = ENAMETOOLONG;
+		return NULL;
+	}
+	/*
+	 * sendmail runs setgid postdrop and may only write and search
+	 * maildrop/ (mode 0730), not read it: it cannot open the directory
+	 * to fsync it and uses syncfs() on the committed file instead.
+	 */
+	w->dirfd = open(w->dirpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	w->dir_readable = w->dirfd >= 0;
+	if (w->dirfd < 0 && errno == EACCES)
+		w->dirfd = open(w->dirpath, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (w->dirfd < 0) {
+		snprintf(err, errsize, "open %s: %s", w->dirpath,
+		    strerror(errno));
+		int e = errno;
+		free(w);
+		errno = e;
+		return NULL;
+	}
+	bool maildrop = strcmp(subdir, QUEUE_MAILDROP) == 0;
+	bool incoming = strcmp(subdir, QUEUE_INCOMING) == 0;
+	for (int tries = 0; w->fd < 0; tries++) {
+		queue_id_new(w->id);
+		snprintf(w->tmpname, sizeof(w->tmpname), ".%s", w->id);
+		if (incoming && tries == 0)
+			w->fd = queue_recycle_claim(queue_directory, w->dirfd,
+			    w->tmpname, &w->old_size);
+		if (w->fd < 0)
+			w->fd = openat(w->dirfd, w->tmpname, O_WRONLY |
+			    O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (w->fd < 0 && (errno != EEXIST || tries >= QUEUE_CREATE_TRIES)) {
+			snprintf(err, errsize, "create %s/%s: %s", w->dirpath,
+			    w->tmpname, strerror(errno));
+			int e = errno;
+			close(w->dirfd);
+			free(w);
+			errno = e;
+			return NULL;
+		}
+	}
+	/* qmgr (the directory's owner) must read what sendmail wrote; the
+	 * directory keeps other users out. fchmod: umask must not matter. */
+	if (maildrop && fchmod(w->fd, 0644) < 0) {
+		snprintf(err, errsize, "chmod %s/%s: %s", w->dirpath,
+		    w->tmpname, strerror(errno));
+		queue_writer_abort(w);
+		return NULL;
+	}
+	memcpy(env->id, w->id, QUEUE_ID_SIZE);
+	if (env->arrival_sec == 0 && env->arrival_usec == 0) {
+		struct timeval tv;
+		gettimeofday(&tv, NULL);
+		env->arrival_sec = tv.tv_sec;
+		env->arrival_usec = tv.tv_usec;
+	}
+	if (env->arrival_usec < 0 || env->arrival_usec > 999999 ||
+	    env->arrival_sec < 0) {
+		snprintf(err, errsize, "bad arrival time");
+		queue_writer_abort(w);
+		errno = EINVAL;
+		return NULL;
+	}
+	w->buf = xmalloc(QUEUE_WRITE_BUFFER);
+	if (!queue_writer_envelope(w, env)) {
+		snprintf(err, errsize, "write %s/%s: %s", w->dirpath,
+		    w->tmpname, strerror(w->saved_errno));
+		int e = w->saved_errno;
+		queue_writer_abort(w);
+		errno = e;
+		return NULL;
+	}
+	return w;
+}
+
+bool queue_writer_write(struct queue_writer *w, const void *p, size_t len)
+{
+	if (!queue_writer_put(w, p, len)) {
+		errno = w->saved_errno;
+		return false;
+	}
+	return true;
+}
+
+off_t queue_writer_content_length(const struct queue_writer *w)
+{
+	return queue_writer_offset(w) - w->content_offset;
+}
+
+static void queue_writer_free(struct queue_writer *w)
+{
+	if (w->fd >= 0)
+		close(w->fd);
+	if (w->dirfd >= 0)
+		close(w->dirfd);
+	free(w->buf);
+	free(w);
+}
+
+void queue_writer_abort(struct queue_writer *w)
+{
+	if (w == NULL)
+		return;
+	int e = errno;
+	queue_writer_drop_file(w);
+	queue_writer_free(w);
+	errno = e;
+}
+
+/*
+ * The order of the durable steps (queue.h, "Durability"): the complete
+ * file is renamed to its final name first and then fsync'd, then its
+ * directory. On ext4 with a journal the file's fsync commits the rename
+ * in the same journal transaction; without one, the fsync of a new file
+ * writes its directory too. Either way the directory's fsync finds
+ * nothing left to write. Nothing is acknowledged before both
+ * fsyncs succeed, so acknowledged mail is as durable as with a temporary
+ * name; a crash before them may leave an unfinished file under its final
+ * name, which queue_read() reports as CORRUPT (the D record, the C record
+ * and the file's size catch every truncation and zero-filled tail).
+ */
+bool queue_writer_commit(struct queue_writer *w, char *err, size_t errsize)
+{
+	const char *step = "write";
+	char digits[QUEUE_LENGTH_DIGITS + 1];
+	char end[QUEUE_LENGTH_DIGITS + 4];
+	const char *name = w->tmpname;
+	int e;
+
+	if (w->failed) {
+		e = w->saved_errno;
+		goto fail;
+	}
+	off_t length = queue_writer_content_length(w);
+	/* The C record closes the file: a zero-filled or cut tail cannot
+	 * pass for it (queue.h). */
+	int endlen = snprintf(end, sizeof(end), "C %lld\n", (long long)length);
+	if (!queue_writer_put(w, end, (size_t)endlen) ||
+	    !queue_writer_flush(w)) {
+		e = w->saved_errno;
+		goto fail;
+	}
+	snprintf(digits, sizeof(digits), "%020lld", (long long)length);
+	if (!queue_pwrite_all(w->fd, digits, QUEUE_LENGTH_DIGITS,
+	    w->length_offset)) {
+		e = errno;
+		goto fail;
+	}
+	/* A recycled file may hold more of its old bytes past ours. */
+	step = "truncate";
+	if (w->old_size > w->flushed && ftruncate(w->fd, w->flushed) < 0) {
+		e = errno;
+		goto fail;
+	}
+	/* Everything is written: a reader that finds the final name (qmgr
+	 * may, before the fsyncs) finds a complete file in the page cache. */
+	step = "rename";
+	if (renameat(w->dirfd, w->tmpname, w->dirfd, w->id) < 0) {
+		e = errno;
+		goto fail;
+	}
+	w->unlinked = true;	/* the name is now the final one */
+	name = w->id;
+	step = "fsync";
+	if (fsync(w->fd) < 0)
+		goto fail_renamed;
+	step = "fsync directory";
+	if ((w->dir_readable ? fsync(w->dirfd) : syncfs(w->fd)) < 0)
+		goto fail_renamed;
+	w->env->content_length = length;
+	w->env->trailer_offset = w->content_offset + length;
+	queue_writer_free(w);
+	return true;
+
+fail_renamed:
+	e = errno;
+	/* Not durable, so not acknowledged: the client will send it again,
+	 * and this copy must not be delivered as well. If qmgr took it
+	 * meanwhile the name is gone and a duplicate is the price (never a
+	 * loss). */
+	if (unlinkat(w->dirfd, w->id, 0) < 0)
+		log_warning("%s: cannot remove %s/%s: %m", w->id, w->dirpath,
+		    w->id);
+fail:
+	snprintf(err, errsize, "%s %s/%s: %s", step, w->dirpath, name,
+	    strerror(e));
+	queue_writer_abort(w);
+	errno = e;
+	return false;
+}
