@@ -204,8 +204,10 @@ static void cmd_ehlo(struct smtp_server *srv, const char *arg)
 	if (!greet(s, "EHLO", arg))
 		return;
 	s->esmtp = true;
-	/* DESIGN.md: never a password in clear text, so AUTH only over TLS
-	 * (smtpd_auth_offered). */
+	/*
+	 * doc/architecture.md, "Safety rules": never a password in clear
+	 * text, so AUTH only over TLS (smtpd_auth_offered).
+	 */
 	smtp_server_ehlo_reply(srv, ESMTP_EXT_SIZE | ESMTP_EXT_8BITMIME |
 	    ESMTP_EXT_DSN | ESMTP_EXT_SMTPUTF8 | ESMTP_EXT_CHUNKING |
 	    (smtpd_tls_available() && !s->tls_active ?
