@@ -102,10 +102,10 @@ static pid_t find_master(char *why, size_t whysize)
 	int fd = -1;
 	if (fstat(dfd, &st) < 0 || (st.st_uid != 0 && st.st_uid != geteuid()) ||
 	    (st.st_mode & 022) != 0) {
-		snprintf(why, whysize, "run_directory %s is writable by others "
-		    "than %s: its master.pid is not trusted (\"postern "
-		    "start\" as root makes it root's)", cfg.run_directory,
-		    st.st_uid == 0 ? "root" : "its owner");
+		snprintf(why, whysize, "run_directory %s belongs to another "
+		    "user or is writable by others: its master.pid is not "
+		    "trusted (\"postern start\" as root makes it root's)",
+		    cfg.run_directory);
 		pid = -1;
 		goto out;
 	}

@@ -260,6 +260,10 @@ static void exec_child(struct master_service *s, unsigned int generation,
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	for (int sig = 1; sig < NSIG; sig++)
 		signal(sig, SIG_DFL);
+	/* A terminal's Ctrl-C reaches the whole process group: master
+	 * alone stops its children. Ignored from here, it stays ignored
+	 * across exec, so even a child not yet in main() survives it. */
+	signal(SIGINT, SIG_IGN);
 
 	char *argv[] = { (char *)s->program, "-c", cfg.config_directory, "-s",
 		(char *)s->name, NULL };

@@ -282,3 +282,19 @@ PY
 		if is_alive "$pid"; then false; fi
 	done
 }
+
+@test "smtpd serves STARTTLS with a root-only 0600 key its user cannot read" {
+	need_root
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=mx.postern.test \
+		-keyout "$T/conf/key.pem" -out "$T/conf/cert.pem" 2>/dev/null
+	chown root:root "$T/conf/key.pem"
+	chmod 600 "$T/conf/key.pem"
+	suite_conf tls_cert_file "$T/conf/cert.pem"
+	suite_conf tls_key_file "$T/conf/key.pem"
+	suite_start
+	if as_daemon_user cat "$T/conf/key.pem" >/dev/null 2>&1; then false; fi
+	run swaks --server 127.0.0.1 --port "$SMTP_PORT" --tls --quit-after STARTTLS
+	echo "$output" | tail -5 | sed 's/^/# /' >&3
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"TLS started"* ]]
+}
