@@ -119,6 +119,7 @@ static void qmgr_run(const char *service)
 				log_info("stopping: every delivery in flight is "
 				    "recorded");
 			qmgr_deliver_close_all();
+			qmgr_message_hold_on_exit();
 			exit(0);
 		}
 		/* Timers first: they may queue work for dispatch. While

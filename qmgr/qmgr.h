@@ -126,6 +126,8 @@ enum qmgr_hold_result {
  * before it leaves active/, or a release would deliver it again.
  */
 enum qmgr_hold_result qmgr_message_hold(const char *id);
+/* Stopping: the messages whose hold waited for their jobs go now. */
+void qmgr_message_hold_on_exit(void);
 
 /* ---- recipient resolution (qmgr_resolve.c) ---- */
 
