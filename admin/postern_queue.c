@@ -7,8 +7,9 @@
  * its control socket, and so does list for any other user (qmgr reads the
  * queue for them: anyone may list, as with Postfix's mailq). Trust: the queue files are parsed by the strict
  * reader, and everything printed from them has control characters masked,
- * so a hostile address cannot drive the administrator's terminal. Message
- * content (show) is printed as it is, like Postfix's postcat.
+ * so a hostile address cannot drive the administrator's terminal; message
+ * content (show) goes through the same escaper (print_escaped_len), lines
+ * and tabs kept, unlike Postfix's postcat.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -61,13 +62,72 @@ struct queue_entries {
 	size_t count, cap;
 };
 
+/*
+ * The one sink for untrusted text on the administrator's terminal:
+ * addresses, reasons, attributes and message content come from senders
+ * and peers. Valid UTF-8 is printed as it is; C0 controls (ESC among
+ * them) and DEL, C1 controls (U+0080-U+009F: CSI, OSC as one code point),
+ * the bidirectional overrides (U+202A-U+202E, U+2066-U+2069, which can
+ * make a line read otherwise than it is) and every byte that is not part
+ * of valid UTF-8 are printed as \xHH, so nothing reaches the terminal as
+ * a command. keep_lines: LF and TAB pass (message content).
+ */
+static void print_escaped_len(FILE *out, const char *s, size_t len,
+    bool keep_lines)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+
+	while (i < len) {
+		unsigned char c = p[i];
+		if (c < 0x80) {
+			if ((c == '\t' || c == '\n') && keep_lines)
+				putc(c, out);
+			else if (c < 0x20 || c == 0x7f)
+				fprintf(out, "\\x%02x", c);
+			else
+				putc(c, out);
+			i++;
+			continue;
+		}
+		/* RFC 3629 4: the well-formed sequences. */
+		size_t n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ?
+		    3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+		unsigned lo = 0x80, hi = 0xbf;
+		if (c == 0xe0)
+			lo = 0xa0;
+		else if (c == 0xed)
+			hi = 0x9f;
+		else if (c == 0xf0)
+			lo = 0x90;
+		else if (c == 0xf4)
+			hi = 0x8f;
+		bool ok = n > 0 && i + n <= len && p[i + 1] >= lo &&
+		    p[i + 1] <= hi;
+		for (size_t k = 2; ok && k < n; k++)
+			ok = p[i + k] >= 0x80 && p[i + k] <= 0xbf;
+		if (!ok) {
+			fprintf(out, "\\x%02x", c);
+			i++;
+			continue;
+		}
+		unsigned long cp = c & (n == 2 ? 0x1f : n == 3 ? 0x0f : 0x07);
+		for (size_t k = 1; k < n; k++)
+			cp = (cp << 6) | (p[i + k] & 0x3f);
+		if (cp <= 0x9f || (cp >= 0x202a && cp <= 0x202e) ||
+		    (cp >= 0x2066 && cp <= 0x2069)) {
+			for (size_t k = 0; k < n; k++)
+				fprintf(out, "\\x%02x", p[i + k]);
+		} else {
+			fwrite(p + i, 1, n, out);
+		}
+		i += n;
+	}
+}
+
 static void print_masked(FILE *out, const char *s)
 {
-	/* UTF-8 stays; C0 controls and DEL become '?'. */
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		putc(c < 0x20 || c == 0x7f ? '?' : c, out);
-	}
+	print_escaped_len(out, s, strlen(s), false);
 }
 
 static void add_entry(struct queue_entries *e, const char *id,
@@ -404,18 +464,24 @@ static bool print_content(int fd, const struct queue_envelope *env)
 			    "its envelope says");
 			return false;
 		}
+		/* CRLF is shown as LF; everything else through the
+		 * escaper, a sequence cut by the buffer's end included
+		 * (shown escaped: rare, and never unsafe). */
+		char line[2 * sizeof(buf)];
+		size_t o = 0;
 		for (ssize_t i = 0; i < n; i++) {
 			if (cr_pending && buf[i] != '\n')
-				putchar('\r');
+				line[o++] = '\r';
 			cr_pending = buf[i] == '\r';
 			if (!cr_pending)
-				putchar(buf[i]);
+				line[o++] = buf[i];
 		}
+		print_escaped_len(stdout, line, o, true);
 		off += n;
 		left -= n;
 	}
 	if (cr_pending)
-		putchar('\r');
+		print_escaped_len(stdout, "\r", 1, true);
 	return true;
 }
 

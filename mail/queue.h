@@ -82,6 +82,14 @@
  * start (queue_recycle_clear()). A power cut before the commit's fsyncs
  * may leave old bytes under the new name, as a new file may hold garbage:
  * their I record names another ID, which qmgr reads as corrupt.
+ *
+ * Stale temporaries: a writer killed before its commit (an smtpd or a
+ * sendmail under kill -9) leaves its ".<ID>" file behind. Every writer
+ * holds an flock on its temporary file until it closes it, so a ".<ID>"
+ * file that can be locked has no writer; qmgr removes such files from
+ * incoming/ and maildrop/ (queue_clean_stale(), at start and every few
+ * minutes), never one whose writer still holds it. The lock is one
+ * flock(2) per message on the file already open: no I/O, no fsync.
  */
 #ifndef POSTERN_QUEUE_H
 #define POSTERN_QUEUE_H
@@ -89,6 +97,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
+#include <time.h>
 
 #define QUEUE_FORMAT_VERSION 1
 #define QUEUE_ID_LEN 14
@@ -253,6 +262,13 @@ off_t queue_writer_content_length(const struct queue_writer *w);
 bool queue_writer_commit(struct queue_writer *w, char *err, size_t errsize);
 /* Throw the message away: close and unlink the temporary file. Frees w. */
 void queue_writer_abort(struct queue_writer *w);
+/*
+ * Remove the temporary files in <queue_directory>/<subdir> that no
+ * writer holds and that are at least min_age seconds old (see "Stale
+ * temporaries" above); logs each. Returns how many were removed.
+ */
+size_t queue_clean_stale(const char *queue_directory, const char *subdir,
+    time_t min_age);
 
 /* ---- reading and updating ---- */
 

@@ -231,15 +231,12 @@ bool queue_dirs_plan(const char *queue_directory, uid_t uid, struct str *note,
 			snprintf(err, errsize, "queue_directory is too long");
 			return false;
 		}
-		size_t before = note->len;
 		if (!queue_plan_dir(path, d->mode, uid, root, note, err,
 		    errsize))
 			return false;
 		/* A missing deferred/ brings its hash subdirectories. */
-		if (strcmp(d->name, QUEUE_DEFERRED) == 0 && note->len > before &&
+		if (strcmp(d->name, QUEUE_DEFERRED) != 0 ||
 		    lstat(path, &st) < 0)
-			continue;
-		if (strcmp(d->name, QUEUE_DEFERRED) != 0)
 			continue;
 		for (int h = 0; h < QUEUE_DEFERRED_HASH; h++) {
 			snprintf(path, sizeof(path), "%s/%s/%x", queue_directory,

@@ -9,12 +9,14 @@
  * directory, after which it has its final name (doc/architecture.md,
  * "Where the fsyncs are").
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
@@ -296,6 +298,11 @@ struct queue_writer *queue_writer_open(const char *queue_directory,
 			return NULL;
 		}
 	}
+	/* Held until the writer closes the file, or dies: a temporary
+	 * file nobody holds is stale (queue_clean_stale). A fresh lock on
+	 * a fresh file cannot fail; if it does, the file is only
+	 * unprotected against a cleaner, which can cost a 4xx, never mail. */
+	(void)flock(w->fd, LOCK_EX | LOCK_NB);
 	/* qmgr (the directory's owner) must read what sendmail wrote; the
 	 * directory keeps other users out. fchmod: umask must not matter. */
 	if (maildrop && fchmod(w->fd, 0644) < 0) {
@@ -444,4 +451,66 @@ fail:
 	queue_writer_abort(w);
 	errno = e;
 	return false;
+}
+
+/*
+ * Stale temporary files (queue.h, "Stale temporaries"): a writer holds
+ * an flock on its ".<ID>" file from the moment it has it until it closes
+ * it, and the kernel drops the lock when the writer dies. A temporary
+ * file that can be locked and whose ctime (set by its creation, by the
+ * recycling rename and by every write) is older than min_age has no
+ * writer: remove it. min_age only covers the microseconds between a
+ * writer's open and its flock; even a writer stalled there longer loses
+ * nothing acknowledged: its commit's rename fails and the client gets a
+ * 4xx. Returns how many files were removed.
+ */
+size_t queue_clean_stale(const char *queue_directory, const char *subdir,
+    time_t min_age)
+{
+	char path[PATH_MAX];
+	size_t removed = 0;
+	time_t now = time(NULL);
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", queue_directory,
+	    subdir) >= sizeof(path))
+		return 0;
+	int dfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	if (d == NULL) {
+		if (dfd >= 0)
+			close(dfd);
+		return 0;
+	}
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		struct stat st;
+		if (e->d_name[0] != '.' || !queue_id_valid(e->d_name + 1))
+			continue;
+		if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISREG(st.st_mode) || now - st.st_ctime < min_age)
+			continue;
+		int fd = openat(dfd, e->d_name, O_RDONLY | O_NOFOLLOW |
+		    O_NONBLOCK | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		struct stat again;
+		/* Locked: a writer is at work. Same name, other inode:
+		 * not the file we looked at. */
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+		    fstat(fd, &again) == 0 && again.st_ino == st.st_ino &&
+		    now - again.st_ctime >= min_age) {
+			if (unlinkat(dfd, e->d_name, 0) == 0) {
+				log_info("removed stale temporary file %s/%s "
+				    "(%lld bytes; its writer is gone)", path,
+				    e->d_name, (long long)again.st_size);
+				removed++;
+			} else if (errno != ENOENT) {
+				log_warning("remove stale temporary file "
+				    "%s/%s: %m", path, e->d_name);
+			}
+		}
+		close(fd);
+	}
+	closedir(d);
+	return removed;
 }

@@ -126,6 +126,8 @@ enum qmgr_hold_result {
  * before it leaves active/, or a release would deliver it again.
  */
 enum qmgr_hold_result qmgr_message_hold(const char *id);
+/* Stopping: the messages whose hold waited for their jobs go now. */
+void qmgr_message_hold_on_exit(void);
 
 /* ---- recipient resolution (qmgr_resolve.c) ---- */
 
@@ -200,6 +202,10 @@ size_t qmgr_deliver_pollfds(struct pollfd *pfds, size_t max);
 void qmgr_deliver_events(struct pollfd *pfds, size_t n);
 long long qmgr_deliver_timer(long long now_ms);
 void qmgr_deliver_close_all(void);
+/* Connections with a job out, whose result is still to come. */
+size_t qmgr_deliver_in_flight(void);
+/* Close the connections without a job (stopping: their agents may go). */
+void qmgr_deliver_close_idle(void);
 
 /* ---- queue scans and pickup (qmgr_scan.c) ---- */
 
@@ -249,6 +255,8 @@ bool qmgr_bounce_write(struct qmsg *msg, enum qdsn_kind kind,
 /* ---- control socket (qmgr_ctl.c) ---- */
 
 void qmgr_ctl_init(int listen_fd);
+/* Stop serving: close the listener (the next qmgr's now) and the clients. */
+void qmgr_ctl_stop(void);
 size_t qmgr_ctl_pollfds(struct pollfd *pfds, size_t max);
 void qmgr_ctl_events(struct pollfd *pfds, size_t n);
 long long qmgr_ctl_timer(long long now_ms);

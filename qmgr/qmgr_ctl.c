@@ -62,6 +62,17 @@ void qmgr_ctl_init(int fd)
 	listen_fd = fd;
 }
 
+static void client_close(size_t i);
+
+void qmgr_ctl_stop(void)
+{
+	while (nclients > 0)
+		client_close(nclients - 1);
+	if (listen_fd >= 0)
+		close(listen_fd);
+	listen_fd = -1;
+}
+
 static void client_close(size_t i)
 {
 	close(clients[i].fd);
@@ -207,7 +218,7 @@ static void accept_clients(void)
 size_t qmgr_ctl_pollfds(struct pollfd *pfds, size_t max)
 {
 	size_t n = 0;
-	if (max == 0)
+	if (max == 0 || listen_fd < 0)
 		return 0;
 	pfds[n].fd = listen_fd;
 	pfds[n].events = POLLIN;

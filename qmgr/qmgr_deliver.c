@@ -468,3 +468,23 @@ void qmgr_deliver_close_all(void)
 		close(c->fd);
 	}
 }
+
+size_t qmgr_deliver_in_flight(void)
+{
+	size_t n = 0;
+	for (struct qconn *c = conns; c != NULL; c = c->next)
+		if (c->job != NULL)
+			n++;
+	return n;
+}
+
+void qmgr_deliver_close_idle(void)
+{
+	struct qconn *c = conns;
+	while (c != NULL) {
+		struct qconn *following = c->next;
+		if (c->job == NULL)
+			conn_close(c, "stopping");
+		c = following;
+	}
+}

@@ -567,3 +567,20 @@ enum qmgr_hold_result qmgr_message_hold(const char *id)
 	log_info("%s: placed on hold by the administrator", id);
 	return QMGR_HOLD_DONE;
 }
+
+void qmgr_message_hold_on_exit(void)
+{
+	char err[512];
+
+	/* Their deliveries in flight are recorded (qmgr.c drains first);
+	 * the rest of their jobs never started. */
+	for (struct qmsg *msg = active_list; msg != NULL; msg = msg->next) {
+		if (!msg->hold_requested)
+			continue;
+		if (queue_move(cfg.queue_directory, QUEUE_ACTIVE, QUEUE_HOLD,
+		    msg->id, true, err, sizeof(err)))
+			log_info("%s: placed on hold (qmgr stopping)", msg->id);
+		else
+			log_warning("%s: hold: %s", msg->id, err);
+	}
+}

@@ -40,6 +40,10 @@
 /* The same without the inotify watch, which is then the only wake-up
  * from smtpd. */
 #define SCAN_INCOMING_UNWATCHED_MS 1000
+/* How often incoming/ and maildrop/ are searched for the temporary
+ * files of killed writers, and how old (ctime) one must be. */
+#define CLEAN_STALE_INTERVAL_MS (5 * 60 * 1000)
+#define CLEAN_STALE_MIN_AGE 10
 /* Pickups per pass, so that a flood of local mail cannot stall the loop. */
 #define PICKUP_BATCH 200
 
@@ -54,6 +58,7 @@ static long long deferred_due_ms = 1;	/* scan deferred/ at this time */
 static bool flush_pending;		/* next deferred scan takes all */
 static bool prefer_deferred;		/* alternate between the lists */
 static int watch_fd = -1;		/* inotify on incoming/, maildrop/ */
+static long long clean_due_ms = 1;	/* look for stale temporaries */
 
 static void watch_start(void);
 
@@ -463,9 +468,18 @@ long long qmgr_scan_timer(long long now_ms)
 		flush_pending = false;
 		deferred_due_ms = now_ms + cfg.queue_run_delay * 1000;
 	}
+	if (clean_due_ms <= now_ms) {
+		queue_clean_stale(cfg.queue_directory, QUEUE_INCOMING,
+		    CLEAN_STALE_MIN_AGE);
+		queue_clean_stale(cfg.queue_directory, QUEUE_MAILDROP,
+		    CLEAN_STALE_MIN_AGE);
+		clean_due_ms = now_ms + CLEAN_STALE_INTERVAL_MS;
+	}
 	long long next = incoming_due_ms;
 	if (deferred_due_ms < next)
 		next = deferred_due_ms;
+	if (clean_due_ms < next)
+		next = clean_due_ms;
 	return next;
 }
 

@@ -223,3 +223,61 @@ PY
 	t=$(sed -n 's/^T \([0-9]*\)\..*/\1/p' "$f")
 	[ "$t" -gt $(( $(date +%s) - 300 )) ]
 }
+
+@test "a temporary file left by a killed smtpd is removed; one an smtpd is still writing is not" {
+	sink_start sink
+	suite_conf relayhost "[127.0.0.1]:$sink_PORT"
+	suite_start
+	# Two sessions stop in the middle of their data: A and B.
+	cat > "$T/half.py" <<'PY'
+import smtplib, sys
+port, name, go = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+s = smtplib.SMTP("127.0.0.1", port)
+print("client port", s.sock.getsockname()[1], flush=True)
+s.ehlo("client.test")
+s.mail("a@example.org")
+s.rcpt("b%s@example.net" % name)
+s.putcmd("DATA")
+assert s.getreply()[0] == 354
+s.send(b"Subject: half " + name.encode() + b"\r\n\r\nfirst part\r\n")
+print("data begun", flush=True)
+open(go).read()			# wait for the test
+s.send(b"second part\r\n.\r\n")
+print(s.getreply()[0], flush=True)
+s.quit()
+PY
+	for s in A B; do
+		mkfifo "$T/go$s"
+		(/usr/bin/python3 "$T/half.py" "$SMTP_PORT" "$s" "$T/go$s" \
+			> "$T/session$s.out" 2>&1 &)
+	done
+	for ((i = 0; i < 300; i++)); do
+		[ "$(cat "$T"/session?.out | grep -c 'data begun')" -eq 2 ] && break
+		sleep 0.1
+	done
+	[ "$(cat "$T"/session?.out | grep -c 'data begun')" -eq 2 ]
+	# The smtpd serving A dies, its file half written (the data may
+	# still be in its buffer: the file is found by the process).
+	portA=$(sed -n 's/^client port //p' "$T/sessionA.out")
+	pidA=$(ss -tnpH state established "( sport = :$SMTP_PORT and dport = :$portA )" |
+		sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n1)
+	[ -n "$pidA" ]
+	fileA=
+	for fd in /proc/$pidA/fd/*; do
+		f=$(readlink "$fd" 2>/dev/null) || continue
+		[[ "$f" == "$T/queue/incoming/."* ]] && fileA=$f
+	done
+	kill -9 "$pidA"
+	[ -n "$fileA" ]
+	# Old enough for the cleaner (10 s of ctime), then a new qmgr.
+	wait_for_count 'echo $(( $(date +%s) - $(stat -c %Z "$fileA") ))' 11 20
+	"$BUILD/postern" -c "$T/conf" reload
+	wait_for_log "removed stale temporary file $fileA " 20
+	[ ! -e "$fileA" ]
+	# B's smtpd still holds its file: kept, and B's message goes through.
+	[ "$(find "$T/queue/incoming" -name '.*' -type f | grep -c .)" -eq 1 ]
+	echo go > "$T/goB"
+	wait_for_count "grep -c 250 '$T/sessionB.out'" 1
+	wait_for_count "sink_count sink" 1
+	grep -q '^Subject: half B' $(sink_files sink)
+}

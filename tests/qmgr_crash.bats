@@ -81,3 +81,39 @@ sink_messages() {
 	# At most one concurrency window (10) per kill was in flight.
 	[ $((total - distinct)) -le 20 ]
 }
+
+@test "20 reloads while 500 messages flow: nothing lost, nothing delivered twice" {
+	port=$(free_port)
+	mkdir -p "$T/sink"
+	# A sink that takes a while over each message (-w: delay before the
+	# reply to the end of data), so deliveries are in flight at a reload.
+	smtp-sink -u "$(id -un)" -w 1 -d "$T/sink/%M." "127.0.0.1:$port" 256 \
+		2>>"$T/sink.log" &
+	SINK_PIDS+=($!)
+	wait_for_port "$port" 10
+	suite_conf relayhost "[127.0.0.1]:$port"
+	suite_conf destination_concurrency_limit 20
+	suite_start
+
+	smtp-source -s 10 -m 500 -f src@example.org \
+		-t dst@example.net "127.0.0.1:$SMTP_PORT" 2>"$T/source.log" &
+	source_pid=$!
+	wait_for_count sink_messages 20 60
+	for ((r = 1; r <= 20; r++)); do
+		"$BUILD/postern" -c "$T/conf" reload
+		# The next reload once this one's qmgr is at work.
+		wait_for_count "grep -cE 'qmgr\[[0-9]+\]: starting: ' '$T/log'" $((r + 1)) 60
+	done
+	wait "$source_pid"
+	for ((i = 0; i < 1800; i++)); do
+		[ "$(queue_count)" -eq 0 ] && break
+		sleep 0.1
+	done
+	[ "$(queue_count)" -eq 0 ]
+	total=$(sink_ids | wc -l)
+	distinct=$(sink_ids | sort -u | wc -l)
+	echo "# stored $total, distinct $distinct, duplicates $((total - distinct)); $(grep -c 'cannot send a result to qmgr' "$T/log") results lost; $(grep -c 'waiting for the previous qmgr' "$T/log") handovers waited" >&3
+	[ "$distinct" -eq 500 ]
+	[ "$total" -eq 500 ]
+	[ "$(grep -c 'cannot send a result to qmgr' "$T/log")" -eq 0 ]
+}

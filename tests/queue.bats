@@ -292,3 +292,31 @@ PY
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"$T/nowhere/queue: missing, and start cannot create it"* ]]
 }
+
+@test "list and show escape control bytes, C1 controls and invalid UTF-8 from senders, recipients and headers" {
+	# A queue file as a hostile client could get one written: ESC, CSI
+	# (C1, U+009B), an invalid byte and a bidi override in its fields.
+	python3 - "$T/queue/incoming" <<'PY'
+import sys
+esc, csi, bad, rlo = b"\x1b[2J", "\u009b31m".encode(), b"\xff", "\u202e".encode()
+content = b"Subject: hi " + esc + b" there\r\nX-Evil: " + csi + bad + b"\r\n\r\nbody \xc3\xa9t\xc3\xa9\r\n"
+mid = b"1xaC000000001B"
+head = (b"V 1\nI " + mid + b"\nT 1767225600.000000\nF evil" + esc + b"@example.org\n"
+        b"B 8BITMIME\nW 0\nR P - - to" + csi + bad + rlo + b"@example.net\n"
+        b"D %020d\n" % len(content))
+with open(sys.argv[1] + "/" + mid.decode(), "wb") as f:
+    f.write(head + content + b"C %d\n" % len(content))
+PY
+	run pq list
+	[ "$status" -eq 0 ]
+	printf '%s' "$output" | grep -q 'evil\\x1b\[2J@example.org'
+	printf '%s' "$output" | grep -q 'to\\xc2\\x9b31m\\xff\\xe2\\x80\\xae@example.net'
+	[ "$(printf '%s' "$output" | LC_ALL=C grep -c $'[\x1b\x9b\xff]')" -eq 0 ]
+	run pq show 1xaC000000001B
+	[ "$status" -eq 0 ]
+	printf '%s' "$output" | grep -q '^Subject: hi \\x1b\[2J there$'
+	printf '%s' "$output" | grep -q '^X-Evil: \\xc2\\x9b31m\\xff$'
+	# Valid UTF-8 stays as it is.
+	printf '%s' "$output" | grep -q '^body été$'
+	[ "$(printf '%s' "$output" | LC_ALL=C grep -c $'[\x1b\x9b\xff]')" -eq 0 ]
+}
