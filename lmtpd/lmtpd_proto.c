@@ -420,14 +420,16 @@ static void cmd_help(struct smtp_server *srv, const char *arg)
 
 /*
  * The one place that names the client, for the Received header
- * (lmtpd_deliver.c) and every log line: "unix" or the peer's address.
- * When daemon.h's connection carries the peer's uid (SO_PEERCRED on a
- * Unix socket), it goes in here, e.g. "unix uid=1000".
+ * (lmtpd_deliver.c) and every log line: the peer's address, or on a Unix
+ * socket "unix uid=N" with the uid the kernel vouches for (SO_PEERCRED,
+ * mail/daemon.h), so mail injected by a local user can be traced to it.
  */
 static void describe_peer(const struct daemon_conn *conn, char *out,
     size_t size)
 {
-	if (conn->peer_is_unix)
+	if (conn->peer_is_unix && conn->peer_uid != (uid_t)-1)
+		snprintf(out, size, "unix uid=%lu", (unsigned long)conn->peer_uid);
+	else if (conn->peer_is_unix)
 		strlcpy(out, "unix", size);
 	else
 		snprintf(out, size, "%s", conn->peer_addr);

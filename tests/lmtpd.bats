@@ -574,3 +574,17 @@ postfix_private_stop() {
 	[[ "${lines[3]}" == "421 4.7.0 "*"too many errors" ]]
 	[ "${lines[4]}" = "(None, [])" ]
 }
+
+@test "a Unix-socket client is named by its uid (SO_PEERCRED) in Received and in the log" {
+	start
+	uid=$(id -u)
+	run swaks --socket "$T/run/lmtp" --protocol LMTP \
+		--from sender@example.org --to alice@postern.test \
+		--header "Subject: who" --body "traced"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	f=$(new_files alice)
+	cat "$f"
+	grep -q "^Received: from .* (unix uid=$uid)\$" "$f"
+	grep -q "connect from unix uid=$uid\$" "$T/log"
+}
