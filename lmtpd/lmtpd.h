@@ -10,7 +10,7 @@
  *   lmtpd_spool.c    message data held once per transaction (memory, then
  *                    a temporary file), lines stored with LF ends
  *   lmtpd_rcpt.c     recipient address -> Maildir path (mailbox_maps)
- *   lmtpd_maildir.c  the Maildir store: tmp/, fsync, link into new/, quota
+ *   lmtpd_maildir.c  the Maildir store: tmp/, fsync, rename into new/, quota
  */
 #ifndef POSTERN_LMTPD_H
 #define POSTERN_LMTPD_H
@@ -171,7 +171,8 @@ long long lmtpd_maildir_usage(const char *maildir);
 void lmtpd_maildir_name(char *out, size_t outsize, long long size);
 /*
  * Store one copy: header (our trace fields) then the spooled message, into
- * maildir/tmp/, fsync, link into maildir/new/, fsync new/. quota > 0
+ * maildir/tmp/, fsync, rename into maildir/new/ (never replacing a
+ * name), fsync new/. quota > 0
  * refuses a copy that would take the mailbox past it. On success name
  * (optional) gets the file name in new/.
  */

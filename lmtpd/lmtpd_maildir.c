@@ -2,10 +2,12 @@
  * lmtpd_maildir.c - the Maildir store.
  *
  * The Maildir convention (no RFC; as its author describes it): a message
- * is written under a unique name into tmp/, flushed to disk, then linked
- * into new/, and only then acknowledged. Readers only look at new/ and cur/
- * so they never see a partial file. We also fsync new/ so that the link
- * itself survives a crash before the 250 goes out.
+ * is written under a unique name into tmp/, flushed to disk, then moved
+ * into new/ (one renameat2 with RENAME_NOREPLACE, so an existing name is
+ * never replaced; see move_to_new), and only then acknowledged. Readers
+ * only look at new/ and cur/ so they never see a partial file. We also
+ * fsync new/ so that the new name itself survives a crash before the 250
+ * goes out.
  *
  * Trusts: the Maildir path (it comes from mailbox_maps through
  * lmtpd_rcpt.c, which refuses ".." and absolute paths). File names found in
@@ -357,7 +359,7 @@ enum lmtpd_store_result lmtpd_maildir_store(const char *maildir,
 		}
 		if (e != 0) {
 			unlink(tmppath);
-			snprintf(err, errsize, "link %s: %s", newpath,
+			snprintf(err, errsize, "rename to %s: %s", newpath,
 			    strerror(e));
 			return errno_result(e);
 		}
