@@ -30,22 +30,25 @@ all_queue_files() {
 	suite_conf message_size_limit 10k
 	suite_start
 	run raw 'EHLO c.test\r\nMAIL FROM:<a@example.org> SIZE=20000\r\nQUIT\r\n'
+	replies
 	printf '%s\n' "${lines[@]}" | grep -qx "250-SIZE 10240"
-	[ "${lines[9]}" = "552 5.3.4 Message size exceeds fixed limit" ]
+	[ "${reply[2]}" = "552 5.3.4 Message size exceeds fixed limit" ]
 
 	body=$(python3 -c 'print("x" * 76 + "\\r\\n", end="")')
 	big=$(for i in $(seq 200); do printf '%s' "$body"; done)
 	run raw 'EHLO c.test\r\nMAIL FROM:<big@example.org> SIZE=1000\r\nRCPT TO:<alice@postern.test>\r\nDATA\r\n' "$big" '.\r\nNOOP\r\nQUIT\r\n'
-	[ "${lines[12]}" = "552 5.3.4 Error: message file too big" ]
-	[ "${lines[13]}" = "250 2.0.0 Ok" ]
+	replies
+	[ "${reply[5]}" = "552 5.3.4 Error: message file too big" ]
+	[ "${reply[6]}" = "250 2.0.0 Ok" ]
 	wait_for_log 'NOQUEUE: reject: END-OF-MESSAGE from localhost\[127.0.0.1\]: 552 5.3.4 Error: message file too big; from=<big@example.org>'
 
 	chunk=$(python3 -c 'print("y" * 12000, end="")')
 	run raw 'EHLO c.test\r\nMAIL FROM:<bdat@example.org>\r\nRCPT TO:<alice@postern.test>\r\nBDAT 12000\r\n' "$chunk" 'BDAT 5 LAST\r\nyyyyyNOOP\r\nQUIT\r\n'
-	[ "${lines[11]}" = "552 5.3.4 Error: message file too big" ]
+	replies
+	[ "${reply[4]}" = "552 5.3.4 Error: message file too big" ]
 	# later chunks of the same message get the same answer, and are read
-	[ "${lines[12]}" = "552 5.3.4 Error: message file too big" ]
-	[ "${lines[13]}" = "250 2.0.0 Ok" ]
+	[ "${reply[5]}" = "552 5.3.4 Error: message file too big" ]
+	[ "${reply[6]}" = "250 2.0.0 Ok" ]
 	[ "$(all_queue_files)" -eq 0 ]
 }
 
@@ -53,11 +56,12 @@ all_queue_files() {
 	suite_conf smtpd_recipient_limit 2
 	suite_start
 	run raw 'EHLO c.test\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<alice@postern.test>\r\nRCPT TO:<root@postern.test>\r\nRCPT TO:<carol@localhost>\r\nDATA\r\nSubject: two\r\n\r\nx\r\n.\r\nQUIT\r\n'
-	[ "${lines[10]}" = "250 2.1.5 Ok" ]
-	[ "${lines[11]}" = "250 2.1.5 Ok" ]
-	[ "${lines[12]}" = "452 4.5.3 Error: too many recipients" ]
-	[[ "${lines[14]}" == "250 2.0.0 Ok: queued as "* ]]
-	id=$(queued_id "${lines[14]}")
+	replies
+	[ "${reply[3]}" = "250 2.1.5 Ok" ]
+	[ "${reply[4]}" = "250 2.1.5 Ok" ]
+	[ "${reply[5]}" = "452 4.5.3 Error: too many recipients" ]
+	[[ "${reply[7]}" == "250 2.0.0 Ok: queued as "* ]]
+	id=$(queued_id "${reply[7]}")
 	[ "$(qtool show "$id" | grep -c '"address"')" -eq 2 ]
 }
 
@@ -96,9 +100,10 @@ all_queue_files() {
 	suite_conf smtpd_error_limit 3
 	suite_start
 	run raw 'EHLO c.test\r\nFOO\r\nBAR\r\nBAZ\r\nNOOP\r\nQUIT\r\n'
-	[ "${lines[11]}" = "500 5.5.2 Error: command not recognized" ]
-	[ "${lines[12]}" = "421 4.7.0 mx.postern.test Error: too many errors" ]
-	[ "${#lines[@]}" -eq 13 ]
+	replies
+	[ "${reply[4]}" = "500 5.5.2 Error: command not recognized" ]
+	[ "${reply[5]}" = "421 4.7.0 mx.postern.test Error: too many errors" ]
+	[ "${#reply[@]}" -eq 6 ]
 	wait_for_log 'too many errors after'
 }
 
@@ -120,10 +125,11 @@ all_queue_files() {
 	suite_start
 	for port in "$SMTP_PORT" "$SUBMISSION_PORT"; do
 		run raw_port "$port" 'EHLO c.test\r\nMAIL FROM:<r@example.org>\r\nRCPT TO:<victim@elsewhere.example>\r\nRCPT TO:<x@[192.0.2.1]>\r\nRCPT TO:<alice@postern.test>\r\nRCPT TO:<postmaster>\r\nQUIT\r\n'
-		[ "${lines[10]}" = "554 5.7.1 <victim@elsewhere.example>: Relay access denied" ]
-		[ "${lines[11]}" = "554 5.7.1 <x@[192.0.2.1]>: Relay access denied" ]
-		[ "${lines[12]}" = "250 2.1.5 Ok" ]
-		[ "${lines[13]}" = "250 2.1.5 Ok" ]
+		replies
+		[ "${reply[3]}" = "554 5.7.1 <victim@elsewhere.example>: Relay access denied" ]
+		[ "${reply[4]}" = "554 5.7.1 <x@[192.0.2.1]>: Relay access denied" ]
+		[ "${reply[5]}" = "250 2.1.5 Ok" ]
+		[ "${reply[6]}" = "250 2.1.5 Ok" ]
 	done
 	wait_for_log 'NOQUEUE: reject: RCPT from localhost\[127.0.0.1\]: 554 5.7.1 <victim@elsewhere.example>: Relay access denied; from=<r@example.org> to=<victim@elsewhere.example> proto=ESMTP helo=<c.test>'
 }
@@ -132,17 +138,19 @@ all_queue_files() {
 	suite_conf virtual_alias_maps "hash:$T/conf/missing"
 	suite_start
 	run raw 'EHLO c.test\r\nMAIL FROM:<t@example.org>\r\nRCPT TO:<alice@postern.test>\r\nRCPT TO:<unknown@postern.test>\r\nQUIT\r\n'
-	[ "${lines[10]}" = "250 2.1.5 Ok" ]
-	[ "${lines[11]}" = "451 4.3.0 <unknown@postern.test>: Recipient address rejected: Temporary lookup failure" ]
+	replies
+	[ "${reply[3]}" = "250 2.1.5 Ok" ]
+	[ "${reply[4]}" = "451 4.3.0 <unknown@postern.test>: Recipient address rejected: Temporary lookup failure" ]
 }
 
 @test "queue not writable: 451 4.3.0 at DATA, nothing left behind" {
 	suite_start
 	chmod 0500 "$T/queue/incoming"
 	run raw 'EHLO c.test\r\nMAIL FROM:<w@example.org>\r\nRCPT TO:<alice@postern.test>\r\nDATA\r\nQUIT\r\n'
+	replies
 	chmod 0700 "$T/queue/incoming"
 	[ "$(id -u)" -ne 0 ] || [ "$TEST_USER" != root ] || skip "root ignores modes"
-	[ "${lines[11]}" = "451 4.3.0 Error: queue file write error" ]
+	[ "${reply[4]}" = "451 4.3.0 Error: queue file write error" ]
 	[ "$(all_queue_files)" -eq 0 ]
 	wait_for_log 'NOQUEUE: cannot create queue file'
 }

@@ -62,3 +62,16 @@ suite_halt() {
 	done
 	return 0
 }
+
+# replies: after `run raw ...`, set the array `reply` to one entry per
+# complete reply, its last line ("NNN text"): reply[0] is the greeting,
+# reply[N] the answer to the Nth command, however many lines EHLO's list
+# has. Tests index replies by command this way, not by line position.
+replies() {
+	reply=()
+	local l
+	for l in "${lines[@]}"; do
+		[[ "$l" =~ ^[0-9]{3}( |$) ]] && reply+=("$l")
+	done
+	return 0
+}
