@@ -248,8 +248,9 @@ s.quit()
 PY
 	for s in A B; do
 		mkfifo "$T/go$s"
-		(/usr/bin/python3 "$T/half.py" "$SMTP_PORT" "$s" "$T/go$s" \
-			> "$T/session$s.out" 2>&1 &)
+		/usr/bin/python3 "$T/half.py" "$SMTP_PORT" "$s" "$T/go$s" \
+			> "$T/session$s.out" 2>&1 &
+		SINK_PIDS+=($!)	# killed by sinks_stop, whatever happens
 	done
 	for ((i = 0; i < 300; i++)); do
 		[ "$(cat "$T"/session?.out | grep -c 'data begun')" -eq 2 ] && break
