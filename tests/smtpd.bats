@@ -51,7 +51,7 @@ teardown_file() {
 	echo "$output" | grep -q "for <alice@postern.test>; "
 	echo "$output" | grep -q "^Subject: swaks one"
 	wait_for_log "$id: client=localhost\[127.0.0.1\]"
-	# the project's own reader (mail/queue.c) agrees
+	# the project's own reader (mail/queue_*.c) agrees
 	run "$POSTERN" -c "$T/conf" queue show "$id"
 	[ "$status" -eq 0 ]
 	echo "$output" | grep -qx "sender: <sender1@example.org>"

@@ -1,6 +1,6 @@
 /*
  * fuzz_queue.c - libFuzzer harness for the queue file reader (queue_read
- * in mail/queue.c). The reader must return OK or CORRUPT for any bytes,
+ * in mail/queue_*.c). The reader must return OK or CORRUPT for any bytes,
  * never crash, leak or read out of bounds; a file it accepts must have
  * offsets that lie inside the file and status bytes where it says.
  *
