@@ -39,6 +39,7 @@
 	X(LIST, smtps_listen, "") \
 	X(STRING, smtpd_banner, "$myhostname ESMTP postern") \
 	X(SIZE, message_size_limit, "50m") \
+	X(SIZE, queue_minfree, "0") \
 	X(INT, smtpd_recipient_limit, "1000") \
 	X(DURATION, smtpd_timeout, "300s") \
 	X(INT, smtpd_processes, "100") \

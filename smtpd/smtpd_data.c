@@ -15,6 +15,7 @@
  * or LF refuses the message) and counts the hops; this file decides what
  * to do with what it hands over.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,7 +60,18 @@ static bool write_received(struct smtpd_session *s)
 }
 
 /* Create the queue file with the envelope; false on a local error. */
-static bool open_message(struct smtpd_session *s)
+/*
+ * Open the queue file for the message about to come. On failure the
+ * reply to give: a full file system (no blocks or no inodes) is 452
+ * 4.3.1, which tells the client to try later (RFC 3463 X.3.1); anything
+ * else 451 4.3.0.
+ */
+struct open_failure {
+	int code;
+	const char *enhanced, *text;
+};
+
+static bool open_message(struct smtpd_session *s, struct open_failure *why)
 {
 	struct smtpd_txn *t = s->txn;
 	struct queue_envelope *env = &t->env;
@@ -95,8 +107,13 @@ static bool open_message(struct smtpd_session *s)
 	t->writer = queue_writer_open(cfg.queue_directory, QUEUE_INCOMING,
 	    env, err, sizeof(err));
 	if (t->writer == NULL) {
+		bool full = errno == ENOSPC || errno == EDQUOT;
 		log_warning("NOQUEUE: cannot create queue file: %s", err);
 		queue_envelope_free(env);
+		*why = full ? (struct open_failure){ 452, "4.3.1",
+		    "Error: insufficient system storage" } :
+		    (struct open_failure){ 451, "4.3.0",
+		    "Error: queue file write error" };
 		return false;
 	}
 	memcpy(t->queue_id, env->id, sizeof(t->queue_id));
@@ -228,8 +245,9 @@ void smtpd_cmd_data(struct smtp_server *srv, const char *arg)
 		    "Error: need RCPT command");
 		return;
 	}
-	if (!open_message(s)) {
-		smtpd_reply(s, 451, "4.3.0", "Error: queue file write error");
+	struct open_failure why;
+	if (!open_message(s, &why)) {
+		smtpd_reply(s, why.code, why.enhanced, "%s", why.text);
 		smtpd_txn_end(s, false);
 		return;
 	}
@@ -339,9 +357,9 @@ void smtpd_cmd_bdat(struct smtp_server *srv, const char *arg)
 		    "Error: message file too big");
 		return;
 	}
-	if (t->writer == NULL && !open_message(s)) {
-		refuse_chunk(s, size, last, 451, "4.3.0",
-		    "Error: queue file write error");
+	struct open_failure why;
+	if (t->writer == NULL && !open_message(s, &why)) {
+		refuse_chunk(s, size, last, why.code, why.enhanced, why.text);
 		return;
 	}
 	smtpd_enter_state(s, SMTP_SERVER_BDAT);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <strings.h>
 
 #include "cfg.h"
@@ -22,6 +23,37 @@
 
 static void cmd_ehlo(struct smtp_server *srv, const char *arg);
 static void cmd_helo(struct smtp_server *srv, const char *arg);
+/*
+ * Room in the queue file system for one more message, checked at MAIL so
+ * that a client learns it before it uploads the message, as Postfix's
+ * queue_minfree: the space must stay above queue_minfree plus the
+ * announced SIZE, and above 1.5 times message_size_limit; a file system
+ * out of inodes has no room either. When it cannot be told, the answer
+ * is yes, and the queue file's write says the rest.
+ */
+static bool queue_has_room(long long announced)
+{
+	struct statvfs sv;
+
+	if (statvfs(cfg.queue_directory, &sv) < 0)
+		return true;
+	unsigned long long free_bytes =
+	    (unsigned long long)sv.f_bavail * sv.f_frsize;
+	unsigned long long minfree = cfg.queue_minfree > 0 ?
+	    (unsigned long long)cfg.queue_minfree : 0;
+	unsigned long long limit = cfg.message_size_limit > 0 ?
+	    (unsigned long long)cfg.message_size_limit : 0;
+	if (announced > 0 &&
+	    free_bytes < minfree + (unsigned long long)announced)
+		return false;
+	if (free_bytes < minfree || free_bytes < limit + limit / 2)
+		return false;
+	/* f_files is 0 on file systems without an inode limit. */
+	if (sv.f_files > 0 && sv.f_favail == 0)
+		return false;
+	return true;
+}
+
 static void cmd_mail(struct smtp_server *srv, const char *arg);
 static void cmd_rcpt(struct smtp_server *srv, const char *arg);
 static void cmd_rset(struct smtp_server *srv, const char *arg);
@@ -276,6 +308,13 @@ static void cmd_mail(struct smtp_server *srv, const char *arg)
 		/* RFC 1870 6.1 */
 		smtpd_reply(s, 552, "5.3.4", "Message size exceeds fixed "
 		    "limit");
+	} else if (!queue_has_room(mp.size)) {
+		/* RFC 1870 6.2, RFC 3463 X.3.1: try again later. */
+		log_warning("NOQUEUE: reject: MAIL from %s: 452 4.3.1 "
+		    "insufficient system storage in %s", s->client_log,
+		    cfg.queue_directory);
+		smtpd_reply(s, 452, "4.3.1", "Error: insufficient system "
+		    "storage");
 	} else {
 		struct smtpd_txn *t = xcalloc(1, sizeof(*t));
 		t->sender = xstrdup(a.address);

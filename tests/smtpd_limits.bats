@@ -161,6 +161,9 @@ all_queue_files() {
 	mount -t tmpfs -o size=1m,mode=0755 tmpfs "$T/queue" 2>/dev/null ||
 		skip "cannot mount tmpfs here"
 	TMPFS_MOUNTED=1
+	# No size limit, so the check at MAIL (queue_minfree, 1.5 times
+	# message_size_limit) lets it in: here the write itself runs out.
+	suite_conf message_size_limit 0
 	suite_start
 	run psend --size-mb 2 full@example.org alice@postern.test
 	[ "$status" -eq 1 ]
@@ -182,4 +185,63 @@ all_queue_files() {
 	echo "$output" | grep -q '"client_addr": "::1"'
 	qtool content "$id" | grep -q '^Received: from v6.test ([^ ]* \[IPv6:::1\])'
 	wait_for_log "$id: client=[^ ]*\[::1\]"
+}
+
+@test "queue_minfree: a queue file system without room answers 452 4.3.1 at MAIL, before the upload" {
+	# More free space than any test machine has: refused at MAIL.
+	suite_conf queue_minfree 999999999999999
+	suite_start
+	run raw 'EHLO c.test\r\nMAIL FROM:<a@example.org>\r\nQUIT\r\n'
+	replies
+	[ "${reply[2]}" = "452 4.3.1 Error: insufficient system storage" ]
+	wait_for_log 'NOQUEUE: reject: MAIL from .*452 4.3.1 insufficient system storage'
+}
+
+@test "an announced SIZE larger than the free space is 452 4.3.1; an ordinary MAIL is accepted" {
+	suite_conf message_size_limit 0
+	suite_start
+	run raw 'EHLO c.test\r\nMAIL FROM:<a@example.org> SIZE=999999999999999\r\nMAIL FROM:<a@example.org> SIZE=1000\r\nQUIT\r\n'
+	replies
+	[ "${reply[2]}" = "452 4.3.1 Error: insufficient system storage" ]
+	[ "${reply[3]}" = "250 2.1.0 Ok" ]
+}
+
+@test "a queue file system out of inodes answers 452 4.3.1, not 451" {
+	[ "$(id -u)" -eq 0 ] || skip "needs root to mount a small tmpfs"
+	mkdir -p "$T/queue"
+	mount -t tmpfs -o size=64m,nr_inodes=64,mode=0755 tmpfs "$T/queue" \
+		2>/dev/null || skip "cannot mount tmpfs here"
+	TMPFS_MOUNTED=1
+	# Room for 1.5 times the size limit: only the inodes are short.
+	suite_conf message_size_limit 10m
+	suite_start
+	# Use up every inode left, as a full spool would.
+	mkdir "$T/queue/filler"
+	i=0
+	while touch "$T/queue/filler/$i" 2>/dev/null; do i=$((i + 1)); done
+	run raw 'EHLO c.test\r\nMAIL FROM:<a@example.org>\r\nQUIT\r\n'
+	replies
+	[ "${reply[2]}" = "452 4.3.1 Error: insufficient system storage" ]
+	# Inodes run out between MAIL and DATA: the queue file cannot be
+	# made, and that too is 452 4.3.1 (it was 451 4.3.0).
+	rm -rf "$T/queue/filler"
+	run /usr/bin/python3 - "$SMTP_PORT" "$T/queue/filler" <<-'PY'
+	import os, smtplib, sys
+	s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=30)
+	s.ehlo("c.test")
+	print(s.mail("a@example.org"))
+	print(s.rcpt("alice@postern.test"))
+	os.mkdir(sys.argv[2])
+	i = 0
+	try:
+	    while True:
+	        open(os.path.join(sys.argv[2], str(i)), "w").close()
+	        i += 1
+	except OSError:
+	    pass
+	print(s.docmd("DATA"))
+	s.quit()
+	PY
+	echo "$output"
+	[[ "${lines[2]}" == "(452, b'4.3.1 Error: insufficient system storage')" ]]
 }
