@@ -80,6 +80,7 @@ struct confine_policy {
 
 static const struct confine_policy policies[] = {
 	{ "smtpd", PRIV_FS_READ | PRIV_FS_WRITE, false, true },
+	{ "smtpd-door", PRIV_FS_READ | PRIV_FS_WRITE, false, false },
 	{ "qmgr", PRIV_FS_READ | PRIV_FS_WRITE, false, false },
 	{ "deliver", PRIV_FS_READ, false, true },
 	{ "lmtpd", 0, true, false },
