@@ -201,19 +201,22 @@ static void finish_message(struct smtpd_session *s, const char *stage)
 	 */
 	struct queue_writer *w = t->writer;
 	t->writer = NULL;
-	bool committed = queue_writer_finish(w, err, sizeof(err));
-	if (!committed) {
+	bool written = queue_writer_finish(w, err, sizeof(err));
+	bool committed = written && smtpd_door_commit(t->queue_id);
+	queue_envelope_free(&t->env);
+	if (!written) {
 		log_warning("%s: cannot queue message: %s", t->queue_id, err);
 		smtpd_door_abort(t->queue_id);
-	} else if (!smtpd_door_commit(t->queue_id)) {
-		committed = false;
-		log_warning("%s: cannot queue message: the door could not "
-		    "commit it", t->queue_id);
-	}
-	queue_envelope_free(&t->env);
-	if (!committed) {
 		smtpd_reply(s, 452, "4.3.1", "Error: insufficient system "
 		    "storage");
+		smtpd_txn_end(s, false);
+		return;
+	}
+	if (!committed) {
+		/* The door logged why, or is gone. */
+		log_warning("%s: cannot queue message: the door did not "
+		    "commit it", t->queue_id);
+		smtpd_reply(s, 451, "4.3.0", "Error: queue file write error");
 		smtpd_txn_end(s, false);
 		return;
 	}
