@@ -17,6 +17,7 @@
 	X(STRING, run_directory, "/run/postern") \
 	X(STRING, daemon_directory, "/usr/lib/postern") \
 	X(STRING, user, "postern") \
+	X(STRING, smtpd_user, "postern-smtpd") \
 	X(STRING, mailbox_owner, "vmail") \
 	X(STRING, postdrop_group, "postdrop") \
 	X(INT, max_use, "100") \

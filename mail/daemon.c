@@ -33,6 +33,7 @@ static char *listener_names[DAEMON_MAX_LISTENERS];
 static const char *service_name = "";
 static unsigned int generation;
 static bool stop_requested;
+static int watched_fd = -1;
 
 size_t daemon_listener_count(void)
 {
@@ -52,6 +53,20 @@ const char *daemon_listener_name(size_t i)
 int daemon_alive_fd(void)
 {
 	return DAEMON_ALIVE_FD;
+}
+
+void daemon_watch_fd(int fd)
+{
+	watched_fd = fd;
+}
+
+void daemon_close_inherited(void)
+{
+	close(DAEMON_STATUS_FD);
+	close(DAEMON_ALIVE_FD);
+	for (size_t i = 0; i < listener_count; i++)
+		close(listener_fds[i]);
+	listener_count = 0;
 }
 
 const char *daemon_service_name(void)
@@ -200,14 +215,23 @@ static void accept_loop(const struct daemon_service *svc)
 		    listener_fds[i], &ev) < 0)
 			log_fatal("epoll_ctl: %m");
 	}
+	/* The helper's end: EOF when it is gone. Not exclusive: every
+	 * process watches its own. */
+	size_t watched = listener_count + 1;
+	if (watched_fd >= 0) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.u64 =
+		    watched };
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, watched_fd, &ev) < 0)
+			log_fatal("epoll_ctl: %m");
+	}
 
 	report(DAEMON_READY);
 	for (;;) {
 		if (master_gone)
 			exit(0);
-		struct epoll_event events[DAEMON_MAX_LISTENERS + 1];
+		struct epoll_event events[DAEMON_MAX_LISTENERS + 2];
 		int timeout = cfg.max_idle > 0 ? (int)cfg.max_idle * 1000 : -1;
-		int n = epoll_wait(ep, events, (int)listener_count + 1, timeout);
+		int n = epoll_wait(ep, events, (int)listener_count + 2, timeout);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -216,8 +240,9 @@ static void accept_loop(const struct daemon_service *svc)
 		if (n == 0)
 			exit(0);	/* idle for max_idle: master refills */
 		for (int k = 0; k < n; k++)
-			if (events[k].data.u64 == listener_count)
-				exit(0);	/* master gone or asks us to stop */
+			if (events[k].data.u64 >= listener_count)
+				exit(0);	/* master gone or asks us to
+						 * stop, or the helper died */
 		/* One connection per wake-up, from the first ready listener:
 		 * the others stay ready and are reported again. */
 		size_t i = (size_t)events[0].data.u64;
@@ -273,7 +298,8 @@ int daemon_main(int argc, char **argv, const struct daemon_service *svc)
 		log_fatal("%s", err);
 	if (svc->pre_drop)
 		svc->pre_drop(service_name);
-	priv_drop(svc->run_as_mailbox_owner ? cfg.mailbox_owner : cfg.user);
+	priv_drop(svc->run_as_mailbox_owner ? cfg.mailbox_owner :
+	    svc->run_as_smtpd_user ? cfg.smtpd_user : cfg.user);
 	if (svc->init)
 		svc->init(service_name);
 	daemon_confine(svc->program);

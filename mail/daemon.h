@@ -65,6 +65,7 @@ struct daemon_conn {
 struct daemon_service {
 	const char *program;		/* "smtpd" */
 	bool run_as_mailbox_owner;	/* lmtpd; others run as cfg.user */
+	bool run_as_smtpd_user;		/* smtpd's network worker */
 	/* Still root (if started so): open private keys, etc. May be NULL. */
 	void (*pre_drop)(const char *service);
 	/* After privileges are dropped. May be NULL. */
@@ -86,6 +87,18 @@ const char *daemon_listener_name(size_t i);
 int daemon_alive_fd(void);
 /* True once master has gone away or asked us to stop (non-blocking). */
 bool daemon_stop_requested(void);
+/*
+ * An accept server's helper process (smtpd's door) is gone when fd
+ * becomes readable: the accept loop then exits as when master asks it
+ * to, after the connection in hand. One such fd.
+ */
+void daemon_watch_fd(int fd);
+/*
+ * For a helper process forked by a daemon (smtpd's door): close what
+ * master handed over (status and alive pipes, listeners), which belongs
+ * to the process master started and must not outlive it.
+ */
+void daemon_close_inherited(void);
 /* The service name given with -s. */
 const char *daemon_service_name(void);
 

@@ -8,8 +8,9 @@
  *
  * 1. Identity (util/priv.c): one uid, exactly one group (no supplementary
  *    groups), real, effective and saved ids all changed and checked, and
- *    PR_SET_NO_NEW_PRIVS: no exec can give anything back. smtpd, qmgr and
- *    deliver run as `user`, lmtpd as `mailbox_owner`. master alone keeps
+ *    PR_SET_NO_NEW_PRIVS: no exec can give anything back. qmgr, deliver
+ *    and smtpd's door run as `user`, smtpd's network worker as
+ *    `smtpd_user`, lmtpd as `mailbox_owner`. master alone keeps
  *    root and parses no network input; root never acts on a path the
  *    daemon user controls (run_directory is root's: master(8)).
  *
@@ -22,7 +23,11 @@
  *                   of every file a key names (maps, keys, certificates),
  *                   except the queue, the Maildirs and run_directory;
  *                   read and write: /dev/null, /dev/zero, /dev/urandom.
- *      smtpd, qmgr  read and write the queue_directory tree.
+ *      qmgr, smtpd's door (smtpd/smtpd_door.c, "smtpd-door")
+ *                   read and write the queue_directory tree; the door
+ *                   may not connect over TCP.
+ *      smtpd        (the network worker) nothing of the queue: it writes
+ *                   the one file its door passed it, by descriptor.
  *      deliver      read the queue_directory tree (it only reads the
  *                   message it is given).
  *      lmtpd        read and write mailbox_base, and $TMPDIR or /tmp,
@@ -79,7 +84,9 @@ struct confine_policy {
 };
 
 static const struct confine_policy policies[] = {
-	{ "smtpd", PRIV_FS_READ | PRIV_FS_WRITE, false, true },
+	/* smtpd's worker reaches the queue only through its door. */
+	{ "smtpd", 0, false, true },
+	{ "smtpd-door", PRIV_FS_READ | PRIV_FS_WRITE, false, false },
 	{ "qmgr", PRIV_FS_READ | PRIV_FS_WRITE, false, false },
 	{ "deliver", PRIV_FS_READ, false, true },
 	{ "lmtpd", 0, true, false },

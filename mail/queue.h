@@ -270,6 +270,43 @@ void queue_writer_abort(struct queue_writer *w);
 size_t queue_clean_stale(const char *queue_directory, const char *subdir,
     time_t min_age);
 
+/*
+ * The same file made by one process and written by another (smtpd's
+ * door and worker, smtpd/smtpd_door.c). The maker creates the file with
+ * queue_file_create() and publishes it with queue_file_publish(); the
+ * writer, which has no right on the queue directory, gets the descriptor
+ * and writes through queue_writer_attach() and queue_writer_finish().
+ *
+ * queue_file_create: a new queue ID into id and "<dirfd>/.<ID>" open for
+ * writing only (O_WRONLY: a recycled file still holds a finished message
+ * until it is overwritten), claimed from recycle/ when recycle is true,
+ * else created with O_EXCL and mode 0600. -1 with err and errno.
+ */
+int queue_file_create(const char *queue_directory, int dirfd, bool recycle,
+    char id[QUEUE_ID_SIZE], char *err, size_t errsize);
+/*
+ * Rename "<dirfd>/.<ID>" to ID, fsync fd (the file), then the directory
+ * (syncfs when dir_readable is false), as queue_writer_commit() does.
+ * On false the file is gone under both names (unless qmgr took it
+ * between the rename and a failed fsync: then a duplicate, never a loss).
+ */
+bool queue_file_publish(int dirfd, bool dir_readable, const char *id, int fd,
+    char *err, size_t errsize);
+/*
+ * Write env's records into fd, a file another process made as ".<id>"
+ * (takes fd; it may be open for writing only: the writer never reads).
+ * The content follows with queue_writer_write(). NULL with err.
+ */
+struct queue_writer *queue_writer_attach(int fd, const char *id,
+    struct queue_envelope *env, char *err, size_t errsize);
+/*
+ * For an attached writer: the C record, the D length, the cut of a
+ * recycled file; not fsync'd, not renamed (the maker publishes it).
+ * Frees w either way. queue_writer_abort() of an attached writer only
+ * closes it: the maker removes the file.
+ */
+bool queue_writer_finish(struct queue_writer *w, char *err, size_t errsize);
+
 /* ---- reading and updating ---- */
 
 enum queue_read_result {

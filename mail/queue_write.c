@@ -22,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <bsd/string.h>
+
 #include "log.h"
 #include "mem.h"
 #include "queue.h"
@@ -33,6 +35,9 @@
 #define QUEUE_CREATE_TRIES 10
 
 /* ---- writing a new queue file ---- */
+
+struct queue_writer;
+void queue_writer_abort(struct queue_writer *w);
 
 struct queue_writer {
 	int fd;
@@ -243,6 +248,77 @@ static bool queue_writer_envelope(struct queue_writer *w,
 	return ok;
 }
 
+int queue_file_create(const char *queue_directory, int dirfd,
+    bool recycle, char id[QUEUE_ID_SIZE], char *err, size_t errsize)
+{
+	char tmpname[QUEUE_ID_SIZE + 1];
+	int fd = -1;
+
+	for (int tries = 0; fd < 0; tries++) {
+		queue_id_new(id);
+		snprintf(tmpname, sizeof(tmpname), ".%s", id);
+		if (recycle && tries == 0) {
+			off_t old_size;
+			fd = queue_recycle_claim(queue_directory, dirfd,
+			    tmpname, &old_size);
+		}
+		/* Write only: a recycled file holds a finished message's
+		 * bytes until they are overwritten, and whoever gets this
+		 * descriptor (smtpd's worker) must not read them. */
+		if (fd < 0)
+			fd = openat(dirfd, tmpname, O_WRONLY | O_CREAT |
+			    O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0 && (errno != EEXIST ||
+		    tries >= QUEUE_CREATE_TRIES)) {
+			int e = errno;
+			snprintf(err, errsize, "create %s: %s", tmpname,
+			    strerror(e));
+			errno = e;
+			return -1;
+		}
+	}
+	/*
+	 * Held until the last descriptor of the file is closed (the lock
+	 * belongs to the open file, so a descriptor passed to smtpd's
+	 * worker keeps it), or its holders die: a temporary file nobody
+	 * holds is stale (queue_clean_stale). A fresh lock on a fresh file
+	 * cannot fail; if it does, the file is only unprotected against a
+	 * cleaner, which can cost a 4xx, never mail.
+	 */
+	(void)flock(fd, LOCK_EX | LOCK_NB);
+	return fd;
+}
+
+/* The envelope into a writer whose file exists; NULL with err. */
+static struct queue_writer *queue_writer_start(struct queue_writer *w,
+    struct queue_envelope *env, char *err, size_t errsize)
+{
+	memcpy(env->id, w->id, QUEUE_ID_SIZE);
+	if (env->arrival_sec == 0 && env->arrival_usec == 0) {
+		struct timeval tv;
+		gettimeofday(&tv, NULL);
+		env->arrival_sec = tv.tv_sec;
+		env->arrival_usec = tv.tv_usec;
+	}
+	if (env->arrival_usec < 0 || env->arrival_usec > 999999 ||
+	    env->arrival_sec < 0) {
+		snprintf(err, errsize, "bad arrival time");
+		queue_writer_abort(w);
+		errno = EINVAL;
+		return NULL;
+	}
+	w->buf = xmalloc(QUEUE_WRITE_BUFFER);
+	if (!queue_writer_envelope(w, env)) {
+		snprintf(err, errsize, "write %s/%s: %s", w->dirpath,
+		    w->tmpname, strerror(w->saved_errno));
+		int e = w->saved_errno;
+		queue_writer_abort(w);
+		errno = e;
+		return NULL;
+	}
+	return w;
+}
+
 struct queue_writer *queue_writer_open(const char *queue_directory,
     const char *subdir, struct queue_envelope *env, char *err, size_t errsize)
 {
@@ -279,30 +355,21 @@ struct queue_writer *queue_writer_open(const char *queue_directory,
 	}
 	bool maildrop = strcmp(subdir, QUEUE_MAILDROP) == 0;
 	bool incoming = strcmp(subdir, QUEUE_INCOMING) == 0;
-	for (int tries = 0; w->fd < 0; tries++) {
-		queue_id_new(w->id);
-		snprintf(w->tmpname, sizeof(w->tmpname), ".%s", w->id);
-		if (incoming && tries == 0)
-			w->fd = queue_recycle_claim(queue_directory, w->dirfd,
-			    w->tmpname, &w->old_size);
-		if (w->fd < 0)
-			w->fd = openat(w->dirfd, w->tmpname, O_WRONLY |
-			    O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (w->fd < 0 && (errno != EEXIST || tries >= QUEUE_CREATE_TRIES)) {
-			snprintf(err, errsize, "create %s/%s: %s", w->dirpath,
-			    w->tmpname, strerror(errno));
-			int e = errno;
-			close(w->dirfd);
-			free(w);
-			errno = e;
-			return NULL;
-		}
+	char cerr[256];
+	w->fd = queue_file_create(queue_directory, w->dirfd, incoming, w->id,
+	    cerr, sizeof(cerr));
+	if (w->fd < 0) {
+		int e = errno;
+		snprintf(err, errsize, "%s in %s", cerr, w->dirpath);
+		close(w->dirfd);
+		free(w);
+		errno = e;
+		return NULL;
 	}
-	/* Held until the writer closes the file, or dies: a temporary
-	 * file nobody holds is stale (queue_clean_stale). A fresh lock on
-	 * a fresh file cannot fail; if it does, the file is only
-	 * unprotected against a cleaner, which can cost a 4xx, never mail. */
-	(void)flock(w->fd, LOCK_EX | LOCK_NB);
+	snprintf(w->tmpname, sizeof(w->tmpname), ".%s", w->id);
+	struct stat st;
+	if (incoming && fstat(w->fd, &st) == 0)
+		w->old_size = st.st_size;	/* a recycled file */
 	/* qmgr (the directory's owner) must read what sendmail wrote; the
 	 * directory keeps other users out. fchmod: umask must not matter. */
 	if (maildrop && fchmod(w->fd, 0644) < 0) {
@@ -311,30 +378,36 @@ struct queue_writer *queue_writer_open(const char *queue_directory,
 		queue_writer_abort(w);
 		return NULL;
 	}
-	memcpy(env->id, w->id, QUEUE_ID_SIZE);
-	if (env->arrival_sec == 0 && env->arrival_usec == 0) {
-		struct timeval tv;
-		gettimeofday(&tv, NULL);
-		env->arrival_sec = tv.tv_sec;
-		env->arrival_usec = tv.tv_usec;
-	}
-	if (env->arrival_usec < 0 || env->arrival_usec > 999999 ||
-	    env->arrival_sec < 0) {
-		snprintf(err, errsize, "bad arrival time");
-		queue_writer_abort(w);
+	return queue_writer_start(w, env, err, errsize);
+}
+
+struct queue_writer *queue_writer_attach(int fd, const char *id,
+    struct queue_envelope *env, char *err, size_t errsize)
+{
+	struct stat st;
+
+	if (!queue_id_valid(id)) {
+		snprintf(err, errsize, "bad queue ID");
+		close(fd);
 		errno = EINVAL;
 		return NULL;
 	}
-	w->buf = xmalloc(QUEUE_WRITE_BUFFER);
-	if (!queue_writer_envelope(w, env)) {
-		snprintf(err, errsize, "write %s/%s: %s", w->dirpath,
-		    w->tmpname, strerror(w->saved_errno));
-		int e = w->saved_errno;
-		queue_writer_abort(w);
+	if (!queue_envelope_writable(env, err, errsize) || fstat(fd, &st) < 0) {
+		int e = errno;
+		close(fd);
 		errno = e;
 		return NULL;
 	}
-	return w;
+	struct queue_writer *w = xcalloc(1, sizeof(*w));
+	w->fd = fd;
+	w->dirfd = -1;		/* the file's maker owns its name */
+	w->unlinked = true;
+	w->env = env;
+	w->old_size = st.st_size;
+	memcpy(w->id, id, QUEUE_ID_SIZE);
+	snprintf(w->tmpname, sizeof(w->tmpname), ".%s", w->id);
+	strlcpy(w->dirpath, QUEUE_INCOMING, sizeof(w->dirpath));
+	return queue_writer_start(w, env, err, errsize);
 }
 
 bool queue_writer_write(struct queue_writer *w, const void *p, size_t len)
@@ -383,17 +456,20 @@ void queue_writer_abort(struct queue_writer *w)
  * name, which queue_read() reports as CORRUPT (the D record, the C record
  * and the file's size catch every truncation and zero-filled tail).
  */
-bool queue_writer_commit(struct queue_writer *w, char *err, size_t errsize)
+/*
+ * The bytes of a complete file: the C record after the content, the D
+ * length patched in place, a recycled file cut to length. Never reads the
+ * file: it may be open for writing only. false with errno and err.
+ */
+static bool queue_writer_complete(struct queue_writer *w, const char **step)
 {
-	const char *step = "write";
 	char digits[QUEUE_LENGTH_DIGITS + 1];
 	char end[QUEUE_LENGTH_DIGITS + 4];
-	const char *name = w->tmpname;
-	int e;
 
+	*step = "write";
 	if (w->failed) {
-		e = w->saved_errno;
-		goto fail;
+		errno = w->saved_errno;
+		return false;
 	}
 	off_t length = queue_writer_content_length(w);
 	/* The C record closes the file: a zero-filled or cut tail cannot
@@ -401,54 +477,69 @@ bool queue_writer_commit(struct queue_writer *w, char *err, size_t errsize)
 	int endlen = snprintf(end, sizeof(end), "C %lld\n", (long long)length);
 	if (!queue_writer_put(w, end, (size_t)endlen) ||
 	    !queue_writer_flush(w)) {
-		e = w->saved_errno;
-		goto fail;
+		errno = w->saved_errno;
+		return false;
 	}
 	snprintf(digits, sizeof(digits), "%020lld", (long long)length);
 	if (!queue_pwrite_all(w->fd, digits, QUEUE_LENGTH_DIGITS,
-	    w->length_offset)) {
-		e = errno;
-		goto fail;
-	}
+	    w->length_offset))
+		return false;
 	/* A recycled file may hold more of its old bytes past ours. */
-	step = "truncate";
-	if (w->old_size > w->flushed && ftruncate(w->fd, w->flushed) < 0) {
-		e = errno;
-		goto fail;
-	}
-	/* Everything is written: a reader that finds the final name (qmgr
-	 * may, before the fsyncs) finds a complete file in the page cache. */
-	step = "rename";
-	if (renameat(w->dirfd, w->tmpname, w->dirfd, w->id) < 0) {
-		e = errno;
-		goto fail;
-	}
-	w->unlinked = true;	/* the name is now the final one */
-	name = w->id;
-	step = "fsync";
-	if (fsync(w->fd) < 0)
-		goto fail_renamed;
-	step = "fsync directory";
-	if ((w->dir_readable ? fsync(w->dirfd) : syncfs(w->fd)) < 0)
-		goto fail_renamed;
+	*step = "truncate";
+	if (w->old_size > w->flushed && ftruncate(w->fd, w->flushed) < 0)
+		return false;
 	w->env->content_length = length;
 	w->env->trailer_offset = w->content_offset + length;
+	return true;
+}
+
+bool queue_writer_finish(struct queue_writer *w, char *err, size_t errsize)
+{
+	const char *step;
+	bool ok = queue_writer_complete(w, &step);
+	int e = errno;
+	if (!ok)
+		snprintf(err, errsize, "%s %s/%s: %s", step, w->dirpath,
+		    w->tmpname, strerror(e));
 	queue_writer_free(w);
+	errno = e;
+	return ok;
+}
+
+bool queue_file_publish(int dirfd, bool dir_readable, const char *id, int fd,
+    char *err, size_t errsize)
+{
+	char tmpname[QUEUE_ID_SIZE + 1];
+	const char *step = "rename";
+
+	snprintf(tmpname, sizeof(tmpname), ".%s", id);
+	/* Everything is written: a reader that finds the final name (qmgr
+	 * may, before the fsyncs) finds a complete file in the page cache. */
+	if (renameat(dirfd, tmpname, dirfd, id) < 0) {
+		int e = errno;
+		snprintf(err, errsize, "rename %s: %s", tmpname, strerror(e));
+		unlinkat(dirfd, tmpname, 0);
+		errno = e;
+		return false;
+	}
+	step = "fsync";
+	if (fsync(fd) < 0)
+		goto fail_renamed;
+	step = "fsync directory";
+	if ((dir_readable ? fsync(dirfd) : syncfs(fd)) < 0)
+		goto fail_renamed;
 	return true;
 
-fail_renamed:
-	e = errno;
+fail_renamed:;
+	int e = errno;
 	/* Not durable, so not acknowledged: the client will send it again,
 	 * and this copy must not be delivered as well. If qmgr took it
 	 * meanwhile the name is gone and a duplicate is the price (never a
 	 * loss). */
-	if (unlinkat(w->dirfd, w->id, 0) < 0)
-		log_warning("%s: cannot remove %s/%s: %m", w->id, w->dirpath,
-		    w->id);
-fail:
-	snprintf(err, errsize, "%s %s/%s: %s", step, w->dirpath, name,
-	    strerror(e));
-	queue_writer_abort(w);
+	if (unlinkat(dirfd, id, 0) < 0)
+		log_warning("%s: cannot remove it after a failed %s: %m", id,
+		    step);
+	snprintf(err, errsize, "%s %s: %s", step, id, strerror(e));
 	errno = e;
 	return false;
 }
@@ -513,4 +604,43 @@ size_t queue_clean_stale(const char *queue_directory, const char *subdir,
 	}
 	closedir(d);
 	return removed;
+}
+
+/*
+ * The order of the durable steps (queue.h, "Durability"): the complete
+ * file is renamed to its final name first and then fsync'd, then its
+ * directory. On ext4 with a journal the file's fsync commits the rename
+ * in the same journal transaction; without one, the fsync of a new file
+ * writes its directory too. Either way the directory's fsync finds
+ * nothing left to write. Nothing is acknowledged before both
+ * fsyncs succeed, so acknowledged mail is as durable as with a temporary
+ * name; a crash before them may leave an unfinished file under its final
+ * name, which queue_read() reports as CORRUPT (the D record, the C record
+ * and the file's size catch every truncation and zero-filled tail).
+ */
+bool queue_writer_commit(struct queue_writer *w, char *err, size_t errsize)
+{
+	const char *step;
+	char perr[256];
+
+	if (!queue_writer_complete(w, &step)) {
+		int e = errno;
+		snprintf(err, errsize, "%s %s/%s: %s", step, w->dirpath,
+		    w->tmpname, strerror(e));
+		queue_writer_abort(w);
+		errno = e;
+		return false;
+	}
+	if (!queue_file_publish(w->dirfd, w->dir_readable, w->id, w->fd,
+	    perr, sizeof(perr))) {
+		int e = errno;
+		snprintf(err, errsize, "%s in %s", perr, w->dirpath);
+		/* The temporary name is gone either way. */
+		w->unlinked = true;
+		queue_writer_abort(w);
+		errno = e;
+		return false;
+	}
+	queue_writer_free(w);
+	return true;
 }

@@ -2,8 +2,10 @@
  * smtpd.c - postern's SMTP server: main() and the per-connection entry.
  *
  * master pre-forks this program for the services "smtp" (port 25 role),
- * "submission" (587) and "smtps" (465, implicit TLS); the daemon
- * skeleton drops privileges and hands over one accepted connection at a
+ * "submission" (587) and "smtps" (465, implicit TLS). Each process forks
+ * its door first (smtpd_door.c: the queue and smtpd_sasl_users, as
+ * `user`); the daemon skeleton then drops this process, the network
+ * worker, to smtpd_user and hands over one accepted connection at a
  * time. Everything that arrives on a connection is untrusted; the config
  * and the inherited sockets are trusted.
  */
@@ -101,9 +103,13 @@ static void smtpd_serve(struct daemon_conn *conn)
 	bio_free(&s.bio);
 }
 
-/* Still root: the private key may be readable by root alone. */
+/*
+ * Still root. The door is forked first, so that it never holds the TLS
+ * key; then the key, which may be readable by root alone.
+ */
 static void smtpd_pre_drop(const char *service)
 {
+	smtpd_door_start();
 	smtpd_tls_init();
 }
 
@@ -116,11 +122,12 @@ static void smtpd_init(const char *service)
 	if (!dns_init(&cfg.dns_servers, err, sizeof(err)))
 		log_fatal("%s", err);
 	smtpd_check_init();
-	smtpd_auth_init();
+	smtpd_door_wait_ready();
 }
 
 static const struct daemon_service smtpd_service = {
 	.program = "smtpd",
+	.run_as_smtpd_user = true,
 	.pre_drop = smtpd_pre_drop,
 	.init = smtpd_init,
 	.serve = smtpd_serve,

@@ -128,15 +128,41 @@ void smtpd_tls_end(struct smtpd_session *s);
 void smtpd_cmd_starttls(struct smtp_server *srv, const char *arg);
 
 /* smtpd_auth.c */
-void smtpd_auth_init(void);
 /* Is AUTH advertised (and accepted) in this session? */
 bool smtpd_auth_offered(const struct smtpd_session *s);
 void smtpd_cmd_auth(struct smtpd_session *s, const char *arg);
 /* The command table's row for AUTH (smtpd_auth.c keeps its signature). */
 void smtpd_cmd_auth_row(struct smtp_server *srv, const char *arg);
 
+/* smtpd_auth.c, run in the door only (smtpd_door.c) */
+enum smtpd_door_auth {
+	SMTPD_DOOR_AUTH_YES,
+	SMTPD_DOOR_AUTH_NO,
+	SMTPD_DOOR_AUTH_TEMPFAIL,
+};
+/* Open smtpd_sasl_users, refuse weak hashes (fatal), pick the dummy. */
+void smtpd_auth_door_init(void);
+/* Check a name and password against smtpd_sasl_users. */
+enum smtpd_door_auth smtpd_auth_door_verify(const char *user,
+    const char *password);
+
+/* smtpd_door.c: the door process and the worker's requests to it */
+/* Fork the door (still root, before the TLS key is loaded). */
+void smtpd_door_start(void);
+/* Worker, after its drop: wait for the door to be ready; fatal if not. */
+void smtpd_door_wait_ready(void);
+/* A new incoming/.ID open for writing only, ID into id; -1 on failure. */
+int smtpd_door_open(char id[QUEUE_ID_SIZE]);
+/* The file is complete: have it renamed and fsync'd. false: not queued. */
+bool smtpd_door_commit(const char *id);
+/* Have the unfinished file removed. */
+void smtpd_door_abort(const char *id);
+enum smtpd_door_auth smtpd_door_auth(const char *user, const char *password);
+
 /* smtpd_data.c */
 void smtpd_cmd_data(struct smtp_server *srv, const char *arg);
 void smtpd_cmd_bdat(struct smtp_server *srv, const char *arg);
+/* Throw away a message being written (no-op without one). */
+void smtpd_message_discard(struct smtpd_txn *t);
 
 #endif

@@ -119,7 +119,8 @@ static void choose_dummy(void)
 	}
 }
 
-void smtpd_auth_init(void)
+/* In the door (smtpd_door.c): the worker never opens the tables. */
+void smtpd_auth_door_init(void)
 {
 	char err[256];
 
@@ -171,14 +172,17 @@ enum auth_outcome {
 	AUTH_IO,		/* the client is gone or timed out */
 };
 
-/* Check a name and password against smtpd_sasl_users. */
-static enum auth_outcome verify(const char *user, const char *password)
+/* In the door: check a name and password against smtpd_sasl_users. */
+enum smtpd_door_auth smtpd_auth_door_verify(const char *user,
+    const char *password)
 {
 	char *hash = NULL;
+	if (cfg.smtpd_sasl_users.count == 0)
+		return SMTPD_DOOR_AUTH_NO;
 	enum map_result r = sasl_broken ? MAP_ERROR :
 	    map_list_lookup(sasl_tables, user, &hash);
 	if (r == MAP_ERROR)
-		return AUTH_TEMPFAIL;
+		return SMTPD_DOOR_AUTH_TEMPFAIL;
 	const char *setting = r == MAP_FOUND ? hash : dummy_hash;
 	struct crypt_data *cd = xcalloc(1, sizeof(*cd));
 	const char *got = crypt_r(password, setting, cd);
@@ -190,7 +194,21 @@ static enum auth_outcome verify(const char *user, const char *password)
 	explicit_bzero(cd, sizeof(*cd));
 	free(cd);
 	free(hash);
-	return ok ? AUTH_OK : AUTH_FAILED;
+	return ok ? SMTPD_DOOR_AUTH_YES : SMTPD_DOOR_AUTH_NO;
+}
+
+/* In the worker: the door checks, the worker only asks. */
+static enum auth_outcome verify(const char *user, const char *password)
+{
+	switch (smtpd_door_auth(user, password)) {
+	case SMTPD_DOOR_AUTH_YES:
+		return AUTH_OK;
+	case SMTPD_DOOR_AUTH_NO:
+		return AUTH_FAILED;
+	case SMTPD_DOOR_AUTH_TEMPFAIL:
+		break;
+	}
+	return AUTH_TEMPFAIL;
 }
 
 /*

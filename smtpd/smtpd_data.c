@@ -5,8 +5,9 @@
  *
  * The message is written into the queue while it arrives: envelope first,
  * then our Received header, then the content (CRLF line ends, dots
- * unstuffed). Nothing is acknowledged before queue_writer_commit() has
- * fsync'd the file and its directory; any failure, a message over
+ * unstuffed), through a descriptor the door passed (smtpd_door.c: the
+ * file is open for writing only). Nothing is acknowledged before the
+ * door has renamed the file and fsync'd it and its directory; any failure, a message over
  * message_size_limit, a bare CR or LF in the text, too many hops, or a
  * client that goes away leaves no file behind.
  *
@@ -104,11 +105,26 @@ static bool open_message(struct smtpd_session *s, struct open_failure *why)
 		queue_envelope_add_rcpt(env, t->rcpts[i].address,
 		    t->rcpts[i].notify, orcpt);
 	}
-	t->writer = queue_writer_open(cfg.queue_directory, QUEUE_INCOMING,
-	    env, err, sizeof(err));
+	/* The door makes the file; this process may only write it. */
+	char id[QUEUE_ID_SIZE];
+	int fd = smtpd_door_open(id);
+	if (fd < 0) {
+		bool full = errno == ENOSPC;
+		log_warning("NOQUEUE: cannot create queue file: %s",
+		    full ? "no space in the queue file system" :
+		    "the door refused or is gone");
+		queue_envelope_free(env);
+		*why = full ? (struct open_failure){ 452, "4.3.1",
+		    "Error: insufficient system storage" } :
+		    (struct open_failure){ 451, "4.3.0",
+		    "Error: queue file write error" };
+		return false;
+	}
+	t->writer = queue_writer_attach(fd, id, env, err, sizeof(err));
 	if (t->writer == NULL) {
 		bool full = errno == ENOSPC || errno == EDQUOT;
-		log_warning("NOQUEUE: cannot create queue file: %s", err);
+		log_warning("%s: cannot write queue file: %s", id, err);
+		smtpd_door_abort(id);
 		queue_envelope_free(env);
 		*why = full ? (struct open_failure){ 452, "4.3.1",
 		    "Error: insufficient system storage" } :
@@ -123,12 +139,13 @@ static bool open_message(struct smtpd_session *s, struct open_failure *why)
 }
 
 /* Throw the half-written message away; its queue ID is no more. */
-static void discard_message(struct smtpd_txn *t)
+void smtpd_message_discard(struct smtpd_txn *t)
 {
 	if (t->writer != NULL) {
-		queue_writer_abort(t->writer);
+		queue_writer_abort(t->writer);	/* closes it */
 		t->writer = NULL;
 		queue_envelope_free(&t->env);
+		smtpd_door_abort(t->queue_id);	/* removes it */
 	}
 	t->queue_id[0] = '\0';
 }
@@ -194,20 +211,35 @@ static void finish_message(struct smtpd_session *s, const char *stage)
 		text = "Error: Too many hops";
 	}
 	if (code != 0) {
-		discard_message(t);
+		smtpd_message_discard(t);
 		smtpd_reply(s, code, enh, "%s", text);
 		smtpd_log_reject(s, stage, NULL, code, enh, text);
 		smtpd_txn_end(s, false);
 		return;
 	}
+	/*
+	 * This process completes the file; the door renames it, fsyncs it
+	 * and incoming/ (queue_file_publish(), the order and the two fsyncs
+	 * of queue_writer_commit()) and answers only then.
+	 */
 	struct queue_writer *w = t->writer;
 	t->writer = NULL;
-	bool committed = queue_writer_commit(w, err, sizeof(err));
+	bool written = queue_writer_finish(w, err, sizeof(err));
+	bool committed = written && smtpd_door_commit(t->queue_id);
 	queue_envelope_free(&t->env);
-	if (!committed) {
+	if (!written) {
 		log_warning("%s: cannot queue message: %s", t->queue_id, err);
+		smtpd_door_abort(t->queue_id);
 		smtpd_reply(s, 452, "4.3.1", "Error: insufficient system "
 		    "storage");
+		smtpd_txn_end(s, false);
+		return;
+	}
+	if (!committed) {
+		/* The door logged why, or is gone. */
+		log_warning("%s: cannot queue message: the door did not "
+		    "commit it", t->queue_id);
+		smtpd_reply(s, 451, "4.3.0", "Error: queue file write error");
 		smtpd_txn_end(s, false);
 		return;
 	}
@@ -253,7 +285,7 @@ void smtpd_cmd_data(struct smtp_server *srv, const char *arg)
 	}
 	esmtp_reply(&s->bio, 354, NULL, true, "End data with <CR><LF>.<CR><LF>");
 	if (!smtpd_flush(s)) {
-		discard_message(t);
+		smtpd_message_discard(t);
 		smtpd_io_failed(s, BIO_ERROR);
 		return;
 	}
@@ -261,7 +293,7 @@ void smtpd_cmd_data(struct smtp_server *srv, const char *arg)
 	enum bio_status st = smtp_server_read_data(srv, &t->msg, &sink);
 	if (st != BIO_OK) {
 		/* Client gone or too slow mid-DATA: nothing is queued. */
-		discard_message(t);
+		smtpd_message_discard(t);
 		smtpd_io_failed(s, st);
 		return;
 	}
@@ -277,7 +309,7 @@ static bool skip_chunk(struct smtpd_session *s, unsigned long long size)
 	    NULL);
 	if (st != BIO_OK) {
 		if (s->txn != NULL)
-			discard_message(s->txn);
+			smtpd_message_discard(s->txn);
 		smtpd_io_failed(s, st);
 		return false;
 	}
@@ -294,7 +326,7 @@ static void refuse_chunk(struct smtpd_session *s, unsigned long long size,
 	struct smtpd_txn *t = s->txn;
 	if (t == NULL)
 		return;
-	discard_message(t);
+	smtpd_message_discard(t);
 	if (last) {
 		smtpd_txn_end(s, false);
 	} else {
@@ -350,7 +382,7 @@ void smtpd_cmd_bdat(struct smtp_server *srv, const char *arg)
 	if (cfg.message_size_limit > 0 &&
 	    t->msg.size + size > (unsigned long long)cfg.message_size_limit) {
 		/* RFC 3030 2: the chunk is still read, then refused. */
-		discard_message(t);
+		smtpd_message_discard(t);
 		smtpd_log_reject(s, "BDAT", NULL, 552, "5.3.4",
 		    "Error: message file too big");
 		refuse_chunk(s, size, last, 552, "5.3.4",
@@ -367,7 +399,7 @@ void smtpd_cmd_bdat(struct smtp_server *srv, const char *arg)
 	struct smtp_message_sink sink = sink_of(t);
 	enum bio_status st = smtp_server_read_chunk(srv, &t->msg, size, &sink);
 	if (st != BIO_OK) {
-		discard_message(t);
+		smtpd_message_discard(t);
 		smtpd_io_failed(s, st);
 		return;
 	}

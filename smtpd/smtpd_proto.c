@@ -147,10 +147,7 @@ void smtpd_txn_free(struct smtpd_session *s)
 	struct smtpd_txn *t = s->txn;
 	if (t == NULL)
 		return;
-	if (t->writer != NULL) {
-		queue_writer_abort(t->writer);
-		queue_envelope_free(&t->env);
-	}
+	smtpd_message_discard(t);
 	free(t->sender);
 	esmtp_mail_params_free(&t->params);
 	for (size_t i = 0; i < t->nrcpts; i++) {

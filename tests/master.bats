@@ -200,8 +200,9 @@ need_smtpd() {
 	suite_start
 	wait_children smtpd 4
 	[ "$(ps -o user= -p "$SUITE_PID" | tr -d ' ')" = root ]
+	# smtpd's network worker runs as smtpd_user (smtpd(8)).
 	for pid in $(children_named smtpd); do
-		[ "$(ps -o user= -p "$pid" | tr -d ' ')" = "$TEST_USER" ]
+		[ "$(ps -o user= -p "$pid" | tr -d ' ')" = "$TEST_SMTPD_USER" ]
 	done
 	[ "$(stat -c %U "$T/queue/incoming")" = "$TEST_USER" ]
 }

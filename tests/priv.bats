@@ -165,10 +165,13 @@ children_named() {
 			[ -n "$(children_named "$SUITE_PID" deliver)" ] && break
 		sleep 0.1
 	done
-	uid=$(id -u "$TEST_USER")
-	gid=$(id -g "$TEST_USER")
 	n=0
 	for prog in smtpd qmgr deliver lmtpd; do
+		# smtpd's network worker runs as smtpd_user (smtpd(8)).
+		user=$TEST_USER
+		[ "$prog" != smtpd ] || user=$TEST_SMTPD_USER
+		uid=$(id -u "$user")
+		gid=$(id -g "$user")
 		for pid in $(children_named "$SUITE_PID" "$prog"); do
 			status=$(cat "/proc/$pid/status")
 			echo "# $prog $pid: $(grep -E '^(Uid|Gid|Groups|NoNewPrivs|Seccomp):' <<<"$status" | tr '\t\n' '  ')" >&3

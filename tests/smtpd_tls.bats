@@ -70,6 +70,7 @@ queue_directory = $B/queue
 run_directory = $B/run
 daemon_directory = $BUILD
 user = $TEST_USER
+smtpd_user = $TEST_SMTPD_USER
 mailbox_owner = $TEST_USER
 postdrop_group = $(id -gn "$TEST_USER")
 smtp_listen = 127.0.0.1:$B_PORT

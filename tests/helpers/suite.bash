@@ -37,6 +37,22 @@ suite_user() {
 	fi
 }
 
+# smtpd's network worker runs as smtpd_user, apart from the queue's
+# owner (smtpd/smtpd_door.c): when root, a second test user.
+suite_smtpd_user() {
+	if [ "$(id -u)" -eq 0 ]; then
+		if ! id posterns >/dev/null 2>&1; then
+			useradd --system --user-group --no-create-home \
+				--home-dir /nonexistent --shell /usr/sbin/nologin \
+				posterns >/dev/null 2>&1 ||
+				id posterns >/dev/null 2>&1 || return 1
+		fi
+		echo posterns
+	else
+		id -un
+	fi
+}
+
 suite_init() {
 	T=$(mktemp -d /tmp/postern-test.XXXXXX)
 	chmod 755 "$T"
@@ -44,10 +60,11 @@ suite_init() {
 	SMTP_PORT=$(free_port)
 	SUBMISSION_PORT=$(free_port)
 	TEST_USER=$(suite_user)
+	TEST_SMTPD_USER=$(suite_smtpd_user)
 	if [ "$(id -u)" -eq 0 ]; then
 		chown "$TEST_USER" "$T/mail"
 	fi
-	export T SMTP_PORT SUBMISSION_PORT TEST_USER
+	export T SMTP_PORT SUBMISSION_PORT TEST_USER TEST_SMTPD_USER
 	cat > "$T/conf/postern.conf" <<CONF
 # postern test instance in $T
 myhostname = mx.postern.test
@@ -56,6 +73,7 @@ queue_directory = $T/queue
 run_directory = $T/run
 daemon_directory = $BUILD
 user = $TEST_USER
+smtpd_user = $TEST_SMTPD_USER
 mailbox_owner = $TEST_USER
 postdrop_group = $(id -gn "$TEST_USER")
 smtp_listen = 127.0.0.1:$SMTP_PORT

@@ -1,0 +1,545 @@
+/*
+ * smtpd_door.c - smtpd's door: privilege separation inside smtpd, in the
+ * OpenSSH style (doc/architecture.md, "Processes" and "Confinement").
+ *
+ * Each smtpd process that master starts forks once, before it loads the
+ * TLS key and before any privilege is dropped. The process master started
+ * stays the network worker: it drops to smtpd_user, serves connections
+ * and reports to master exactly as before, so master's supervision,
+ * max_use, reload and stop see nothing new. The child is the door: it
+ * drops to `user` (the queue's owner), closes everything master handed
+ * over, and serves the worker's requests on a SOCK_SEQPACKET socketpair.
+ * The worker has no right on the queue and cannot read smtpd_sasl_users;
+ * the door is the only part of smtpd that can, and it parses nothing from
+ * the network.
+ *
+ * Requests (worker to door), one util/ipc.c message per datagram:
+ *   type=open                    the door creates incoming/.ID (recycled
+ *                                or new) and answers type=ok id=ID with
+ *                                the file open O_WRONLY (SCM_RIGHTS): a
+ *                                recycled file's old bytes cannot be read
+ *   type=commit id=ID            the worker wrote the whole file; the
+ *                                door renames it to ID, fsyncs the file
+ *                                and incoming/, then answers type=ok
+ *   type=abort id=ID             the door removes .ID; type=ok
+ *   type=auth user=U password=P  checked against smtpd_sasl_users;
+ *                                type=ok result=yes|no|tempfail
+ * Failures answer type=error reason=TEXT. SOCK_SEQPACKET keeps each
+ * message whole, so a descriptor arrives with exactly its answer.
+ *
+ * Trust: the door trusts nothing from the worker. It holds at most one
+ * unfinished file, made by itself, and acts only on that file's ID; the
+ * worker names no path. Sizes are bounded, a malformed request is logged
+ * and ends the door (the worker then finishes its session and exits,
+ * and master starts a new pair). When the worker is gone (EOF: it exited
+ * or was killed), the door removes its unfinished file and exits.
+ * The worker trusts the door's answers (it forked it, from the same
+ * binary), but checks their shape all the same.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <bsd/string.h>
+
+#include "cfg.h"
+#include "daemon.h"
+#include "ipc.h"
+#include "log.h"
+#include "mem.h"
+#include "priv.h"
+#include "queue.h"
+#include "smtpd.h"
+#include "str.h"
+
+/* Large enough for a user name and a password, %-escaped. */
+#define DOOR_MESSAGE_MAX (16 * 1024)
+/* How long the worker waits for an answer (fsyncs, crypt). */
+#define DOOR_ANSWER_TIMEOUT_MS (120 * 1000)
+
+/* ---- both sides ---- */
+
+/* Free a message that held a password, wiping every value first. */
+static void door_msg_wipe(struct ipc_msg *m)
+{
+	for (size_t i = 0; i < m->count; i++)
+		explicit_bzero(m->attrs[i].value, strlen(m->attrs[i].value));
+	ipc_msg_free(m);
+}
+
+/* Send one message, with a descriptor when fd >= 0. */
+static bool door_send(int sock, const struct ipc_msg *m, int fd)
+{
+	struct str out;
+	str_init(&out, DOOR_MESSAGE_MAX);
+	ipc_encode(m, &out);
+	bool ok = out.len <= DOOR_MESSAGE_MAX;
+	if (ok) {
+		struct iovec iov = { .iov_base = out.data, .iov_len = out.len };
+		union {
+			struct cmsghdr h;
+			char buf[CMSG_SPACE(sizeof(int))];
+		} ctl;
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+		if (fd >= 0) {
+			memset(&ctl, 0, sizeof(ctl));
+			mh.msg_control = ctl.buf;
+			mh.msg_controllen = sizeof(ctl.buf);
+			struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+			c->cmsg_level = SOL_SOCKET;
+			c->cmsg_type = SCM_RIGHTS;
+			c->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(c), &fd, sizeof(int));
+		}
+		ssize_t n;
+		do
+			n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+		while (n < 0 && errno == EINTR);
+		ok = n == (ssize_t)out.len;
+	}
+	explicit_bzero(out.data, out.len);
+	str_free(&out);
+	return ok;
+}
+
+enum door_recv {
+	DOOR_RECV_OK,
+	DOOR_RECV_EOF,		/* the other side is gone */
+	DOOR_RECV_BAD,		/* malformed, cut, or a stray descriptor */
+};
+
+/*
+ * Receive one whole message into m (initialised here on OK); *fd gets a
+ * passed descriptor when fd is not NULL, else any descriptor is refused.
+ */
+static enum door_recv door_recv(int sock, struct ipc_msg *m, int *fd)
+{
+	char buf[DOOR_MESSAGE_MAX];
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+	    .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf) };
+	ssize_t n;
+
+	if (fd != NULL)
+		*fd = -1;
+	do
+		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		return n == 0 || errno == ECONNRESET ? DOOR_RECV_EOF :
+		    DOOR_RECV_BAD;
+	int passed = -1;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c != NULL;
+	    c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+		    c->cmsg_len == CMSG_LEN(sizeof(int)) && passed < 0) {
+			memcpy(&passed, CMSG_DATA(c), sizeof(int));
+		} else if (c->cmsg_level == SOL_SOCKET &&
+		    c->cmsg_type == SCM_RIGHTS) {
+			/* More than one: close them all, refuse. */
+			size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (size_t i = 0; i < k; i++) {
+				int extra;
+				memcpy(&extra, CMSG_DATA(c) + i * sizeof(int),
+				    sizeof(int));
+				close(extra);
+			}
+			mh.msg_flags |= MSG_CTRUNC;
+		}
+	}
+	size_t consumed = 0;
+	bool bad = (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0 ||
+	    (passed >= 0 && fd == NULL);
+	if (!bad) {
+		enum ipc_decode_result r = ipc_decode(buf, (size_t)n, m,
+		    &consumed);
+		if (r == IPC_DONE && consumed != (size_t)n)
+			door_msg_wipe(m);	/* trailing bytes */
+		bad = r != IPC_DONE || consumed != (size_t)n;
+	}
+	explicit_bzero(buf, (size_t)n);
+	if (bad) {
+		if (passed >= 0)
+			close(passed);
+		return DOOR_RECV_BAD;
+	}
+	if (fd != NULL)
+		*fd = passed;
+	return DOOR_RECV_OK;
+}
+
+/* ---- the door ---- */
+
+static struct {
+	int sock;
+	int dirfd;		/* incoming/ */
+	int fd;			/* the unfinished file, or -1 */
+	char id[QUEUE_ID_SIZE];
+} door = { .sock = -1, .dirfd = -1, .fd = -1 };
+
+static void door_answer(const char *type, const char *reason)
+{
+	struct ipc_msg m;
+	ipc_msg_init(&m, type);
+	if (reason != NULL)
+		ipc_add(&m, "reason", "%s", reason);
+	if (!door_send(door.sock, &m, -1))
+		log_warning("door: cannot answer the worker: %m");
+	ipc_msg_free(&m);
+}
+
+/* Remove the unfinished file, if any. */
+static void door_drop_file(void)
+{
+	if (door.fd < 0)
+		return;
+	char tmpname[QUEUE_ID_SIZE + 1];
+	snprintf(tmpname, sizeof(tmpname), ".%s", door.id);
+	if (unlinkat(door.dirfd, tmpname, 0) < 0 && errno != ENOENT)
+		log_warning("%s: cannot remove %s/%s/%s: %m", door.id,
+		    cfg.queue_directory, QUEUE_INCOMING, tmpname);
+	close(door.fd);
+	door.fd = -1;
+	door.id[0] = '\0';
+}
+
+static bool door_is_current(const struct ipc_msg *m)
+{
+	const char *id = ipc_get(m, "id");
+	return door.fd >= 0 && id != NULL && strcmp(id, door.id) == 0;
+}
+
+static void door_open(void)
+{
+	char err[256];
+
+	/* One message at a time: an older unfinished one is abandoned. */
+	door_drop_file();
+	door.fd = queue_file_create(cfg.queue_directory, door.dirfd, true,
+	    door.id, err, sizeof(err));
+	if (door.fd < 0) {
+		/* No blocks or no inodes: the worker answers 452 4.3.1. */
+		bool full = errno == ENOSPC || errno == EDQUOT;
+		log_warning("NOQUEUE: cannot create queue file in %s/%s: %s",
+		    cfg.queue_directory, QUEUE_INCOMING, err);
+		door.id[0] = '\0';
+		door_answer("error", full ? "no space" :
+		    "cannot create queue file");
+		return;
+	}
+	struct ipc_msg m;
+	ipc_msg_init(&m, "ok");
+	ipc_add(&m, "id", "%s", door.id);
+	if (!door_send(door.sock, &m, door.fd)) {
+		log_warning("door: cannot pass the queue file: %m");
+		door_drop_file();
+	}
+	ipc_msg_free(&m);
+}
+
+static void door_commit(const struct ipc_msg *req)
+{
+	char err[256];
+	struct stat st;
+
+	if (!door_is_current(req)) {
+		door_answer("error", "no such message");
+		return;
+	}
+	/* Still the file the door made, with no other name. */
+	if (fstat(door.fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    st.st_nlink != 1) {
+		log_warning("%s: queue file changed under the door: removed",
+		    door.id);
+		door_drop_file();
+		door_answer("error", "queue file changed");
+		return;
+	}
+	bool ok = queue_file_publish(door.dirfd, true, door.id, door.fd, err,
+	    sizeof(err));
+	if (!ok)
+		log_warning("%s: cannot queue message: %s", door.id, err);
+	close(door.fd);
+	door.fd = -1;
+	door.id[0] = '\0';
+	door_answer(ok ? "ok" : "error", ok ? NULL : "cannot commit");
+}
+
+static void door_auth(struct ipc_msg *req)
+{
+	const char *user = ipc_get(req, "user");
+	const char *password = ipc_get(req, "password");
+	const char *result = "no";
+	if (user != NULL && password != NULL) {
+		switch (smtpd_auth_door_verify(user, password)) {
+		case SMTPD_DOOR_AUTH_YES:
+			result = "yes";
+			break;
+		case SMTPD_DOOR_AUTH_NO:
+			break;
+		case SMTPD_DOOR_AUTH_TEMPFAIL:
+			result = "tempfail";
+			break;
+		}
+	}
+	struct ipc_msg m;
+	ipc_msg_init(&m, "ok");
+	ipc_add(&m, "result", "%s", result);
+	if (!door_send(door.sock, &m, -1))
+		log_warning("door: cannot answer the worker: %m");
+	ipc_msg_free(&m);
+}
+
+static void door_exit(int status) __attribute__((noreturn));
+static void door_exit(int status)
+{
+	door_drop_file();
+	exit(status);
+}
+
+static void door_main(int sock) __attribute__((noreturn));
+static void door_main(int sock)
+{
+	char path[4096];
+
+	door.sock = sock;
+	daemon_close_inherited();
+	/* Master signals the worker alone; the door follows it by EOF. */
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGUSR2, SIG_IGN);
+	priv_drop(cfg.user);
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", cfg.queue_directory,
+	    QUEUE_INCOMING) >= sizeof(path))
+		log_fatal("queue_directory is too long");
+	door.dirfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	if (door.dirfd < 0)
+		log_fatal("door: open %s: %m", path);
+	smtpd_auth_door_init();
+	daemon_confine("smtpd-door");
+	door_answer("ready", NULL);
+
+	for (;;) {
+		struct ipc_msg req;
+		switch (door_recv(door.sock, &req, NULL)) {
+		case DOOR_RECV_EOF:
+			door_exit(0);	/* the worker is gone */
+		case DOOR_RECV_BAD:
+			log_warning("door: malformed request from the worker: "
+			    "closing");
+			door_exit(1);
+		case DOOR_RECV_OK:
+			break;
+		}
+		if (strcmp(req.type, "open") == 0 && req.count == 0) {
+			door_open();
+		} else if (strcmp(req.type, "commit") == 0 && req.count == 1) {
+			door_commit(&req);
+		} else if (strcmp(req.type, "abort") == 0 && req.count == 1) {
+			if (door_is_current(&req))
+				door_drop_file();
+			door_answer("ok", NULL);
+		} else if (strcmp(req.type, "auth") == 0 && req.count == 2) {
+			door_auth(&req);
+		} else {
+			door_msg_wipe(&req);
+			log_warning("door: unknown request from the worker: "
+			    "closing");
+			door_exit(1);
+		}
+		door_msg_wipe(&req);
+	}
+}
+
+/* ---- the worker's side ---- */
+
+static int worker_sock = -1;
+static pid_t door_pid = -1;
+
+/* At the worker's exit: the door sees EOF and leaves; wait for it. */
+static void worker_reap_door(void)
+{
+	if (worker_sock >= 0)
+		close(worker_sock);
+	worker_sock = -1;
+	if (door_pid > 0)
+		while (waitpid(door_pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	door_pid = -1;
+}
+
+/*
+ * One request and its answer. *rep is initialised on true; a passed
+ * descriptor goes to *fd when fd is not NULL. false: the door is gone
+ * or broken (logged); the worker stops using it and, through
+ * daemon_watch_fd(), exits after this session.
+ */
+static bool worker_call(const struct ipc_msg *req, struct ipc_msg *rep,
+    int *fd)
+{
+	static bool broken;
+	if (worker_sock < 0 || broken)
+		return false;
+	/* Whatever goes wrong below, the door is not asked again. */
+	broken = true;
+	if (!door_send(worker_sock, req, -1)) {
+		log_warning("door: cannot send a %s request: %m", req->type);
+		return false;
+	}
+	struct pollfd p = { .fd = worker_sock, .events = POLLIN };
+	int n;
+	do
+		n = poll(&p, 1, DOOR_ANSWER_TIMEOUT_MS);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0) {
+		log_warning("door: no answer to a %s request", req->type);
+		return false;
+	}
+	switch (door_recv(worker_sock, rep, fd)) {
+	case DOOR_RECV_OK:
+		broken = false;
+		return true;
+	case DOOR_RECV_EOF:
+		log_warning("door: gone (%s request)", req->type);
+		return false;
+	case DOOR_RECV_BAD:
+		break;
+	}
+	log_warning("door: malformed answer to a %s request", req->type);
+	return false;
+}
+
+void smtpd_door_start(void)
+{
+	int sv[2];
+	uid_t uid, worker_uid;
+	gid_t gid, worker_gid;
+
+	/* Two names for one uid would undo the separation. */
+	if (priv_is_root() && priv_lookup_user(cfg.user, &uid, &gid) &&
+	    priv_lookup_user(cfg.smtpd_user, &worker_uid, &worker_gid) &&
+	    (uid == worker_uid || gid == worker_gid))
+		log_fatal("smtpd_user \"%s\" has the uid or group of user "
+		    "\"%s\": give smtpd its own user and group",
+		    cfg.smtpd_user, cfg.user);
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		log_fatal("socketpair: %m");
+	pid_t pid = fork();
+	if (pid < 0)
+		log_fatal("fork: %m");
+	if (pid == 0) {
+		close(sv[0]);
+		door_main(sv[1]);
+	}
+	close(sv[1]);
+	worker_sock = sv[0];
+	door_pid = pid;
+	atexit(worker_reap_door);
+}
+
+void smtpd_door_wait_ready(void)
+{
+	struct ipc_msg m;
+	struct pollfd p = { .fd = worker_sock, .events = POLLIN };
+	int n;
+
+	do
+		n = poll(&p, 1, DOOR_ANSWER_TIMEOUT_MS);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0 || door_recv(worker_sock, &m, NULL) != DOOR_RECV_OK)
+		log_fatal("the door process did not start (see its messages "
+		    "above)");
+	bool ready = strcmp(m.type, "ready") == 0;
+	ipc_msg_free(&m);
+	if (!ready)
+		log_fatal("the door process did not start");
+	daemon_watch_fd(worker_sock);
+}
+
+int smtpd_door_open(char id[QUEUE_ID_SIZE])
+{
+	struct ipc_msg req, rep;
+	int fd = -1;
+
+	ipc_msg_init(&req, "open");
+	bool ok = worker_call(&req, &rep, &fd);
+	ipc_msg_free(&req);
+	if (!ok)
+		return -1;
+	const char *got = ipc_get(&rep, "id");
+	if (strcmp(rep.type, "ok") == 0 && fd >= 0 && got != NULL &&
+	    queue_id_valid(got)) {
+		strlcpy(id, got, QUEUE_ID_SIZE);
+	} else {
+		const char *why = ipc_get(&rep, "reason");
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+		errno = why != NULL && strcmp(why, "no space") == 0 ?
+		    ENOSPC : EIO;
+	}
+	ipc_msg_free(&rep);
+	return fd;
+}
+
+bool smtpd_door_commit(const char *id)
+{
+	struct ipc_msg req, rep;
+
+	ipc_msg_init(&req, "commit");
+	ipc_add(&req, "id", "%s", id);
+	bool ok = worker_call(&req, &rep, NULL);
+	ipc_msg_free(&req);
+	if (ok) {
+		ok = strcmp(rep.type, "ok") == 0;
+		ipc_msg_free(&rep);
+	}
+	return ok;
+}
+
+void smtpd_door_abort(const char *id)
+{
+	struct ipc_msg req, rep;
+
+	ipc_msg_init(&req, "abort");
+	ipc_add(&req, "id", "%s", id);
+	if (worker_call(&req, &rep, NULL))
+		ipc_msg_free(&rep);
+	ipc_msg_free(&req);
+}
+
+enum smtpd_door_auth smtpd_door_auth(const char *user, const char *password)
+{
+	struct ipc_msg req, rep;
+	enum smtpd_door_auth r = SMTPD_DOOR_AUTH_TEMPFAIL;
+
+	ipc_msg_init(&req, "auth");
+	ipc_add(&req, "user", "%s", user);
+	ipc_add(&req, "password", "%s", password);
+	bool ok = worker_call(&req, &rep, NULL);
+	door_msg_wipe(&req);
+	if (!ok)
+		return r;
+	const char *result = ipc_get(&rep, "result");
+	if (strcmp(rep.type, "ok") == 0 && result != NULL) {
+		if (strcmp(result, "yes") == 0)
+			r = SMTPD_DOOR_AUTH_YES;
+		else if (strcmp(result, "no") == 0)
+			r = SMTPD_DOOR_AUTH_NO;
+	}
+	ipc_msg_free(&rep);
+	return r;
+}
