@@ -268,7 +268,11 @@ PY
 		f=$(readlink "$fd" 2>/dev/null) || continue
 		[[ "$f" == "$T/queue/incoming/."* ]] && fileA=$f
 	done
-	kill -9 "$pidA"
+	# The worker and its door (smtpd_door.c) die together, as in a
+	# crash of the whole service: nobody is left to remove the file.
+	# (Killing the worker alone, the door removes it at once.)
+	doorA=$(pgrep -P "$pidA" || true)
+	kill -9 "$pidA" $doorA
 	[ -n "$fileA" ]
 	# Old enough for the cleaner (10 s of ctime), then a new qmgr.
 	wait_for_count 'echo $(( $(date +%s) - $(stat -c %Z "$fileA") ))' 11 20
