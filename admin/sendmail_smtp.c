@@ -294,22 +294,6 @@ static void cmd_rset(struct smtp_server *srv, const char *arg)
 	smtp_server_reply(srv, 250, "2.0.0", "Ok");
 }
 
-static void cmd_noop(struct smtp_server *srv, const char *arg)
-{
-	smtp_server_reply(srv, 250, "2.0.0", "Ok");
-}
-
-static void cmd_vrfy(struct smtp_server *srv, const char *arg)
-{
-	if (*arg == '\0') {
-		smtp_server_reply(srv, 501, "5.5.4", "Syntax: VRFY address");
-		return;
-	}
-	/* As smtpd and Postfix: RFC 5321 3.5.3's 252. */
-	smtp_server_reply(srv, 252, "2.0.0", "Cannot VRFY user, but will "
-	    "accept message and attempt delivery");
-}
-
 static void cmd_help(struct smtp_server *srv, const char *arg)
 {
 	smtp_server_reply(srv, 214, "2.0.0", "Commands: HELO EHLO MAIL RCPT "
@@ -332,8 +316,8 @@ static const struct smtp_server_command bs_commands[] = {
 	{ "RCPT", cmd_rcpt, IN(MAIL) | IN(RCPT), SMTP_CMD_LONG_LINE },
 	{ "DATA", cmd_data, IN(MAIL) | IN(RCPT), 0 },
 	{ "RSET", cmd_rset, ANY, SMTP_CMD_JUNK },
-	{ "NOOP", cmd_noop, ANY, SMTP_CMD_JUNK },
-	{ "VRFY", cmd_vrfy, ANY, SMTP_CMD_JUNK },
+	{ "NOOP", smtp_server_cmd_noop, ANY, SMTP_CMD_JUNK },
+	{ "VRFY", smtp_server_cmd_vrfy, ANY, SMTP_CMD_JUNK },
 	{ "HELP", cmd_help, ANY, SMTP_CMD_JUNK },
 	{ "QUIT", cmd_quit, ANY, SMTP_CMD_NO_ERROR },
 	/* No TLS, AUTH or CHUNKING on a pipe. */

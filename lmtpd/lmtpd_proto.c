@@ -388,28 +388,11 @@ static void cmd_rset(struct smtp_server *srv, const char *arg)
 	smtp_server_reply(srv, 250, "2.0.0", "Ok");
 }
 
-static void cmd_noop(struct smtp_server *srv, const char *arg)
-{
-	smtp_server_reply(srv, 250, "2.0.0", "Ok");
-}
-
 static void cmd_quit(struct smtp_server *srv, const char *arg)
 {
 	smtp_server_reply(srv, 221, "2.0.0", "Bye");
 	txn_free(session_of(srv));
 	smtp_server_enter_state(srv, SMTP_SERVER_CLOSING);
-}
-
-static void cmd_vrfy(struct smtp_server *srv, const char *arg)
-{
-	if (*arg == '\0') {
-		smtp_server_reply(srv, 501, "5.5.4", "Syntax: VRFY address");
-		return;
-	}
-	/* RFC 5321 3.5.3: 252 when we will not verify but would try;
-	 * 2.0.0 as smtpd and Postfix answer. */
-	smtp_server_reply(srv, 252, "2.0.0", "Cannot VRFY user, but will "
-	    "accept message and attempt delivery");
 }
 
 static void cmd_help(struct smtp_server *srv, const char *arg)
@@ -450,9 +433,9 @@ static const struct smtp_server_command lmtpd_commands[] = {
 	/* BDAT checks its state itself: the chunk is read in any case. */
 	{ "BDAT", cmd_bdat, ANY, 0 },
 	{ "RSET", cmd_rset, ANY, SMTP_CMD_JUNK },
-	{ "NOOP", cmd_noop, ANY, SMTP_CMD_JUNK },
+	{ "NOOP", smtp_server_cmd_noop, ANY, SMTP_CMD_JUNK },
 	{ "QUIT", cmd_quit, ANY, SMTP_CMD_NO_ERROR },
-	{ "VRFY", cmd_vrfy, SMTP_SERVER_NOT_BDAT, SMTP_CMD_JUNK },
+	{ "VRFY", smtp_server_cmd_vrfy, SMTP_SERVER_NOT_BDAT, SMTP_CMD_JUNK },
 	{ "HELP", cmd_help, ANY, SMTP_CMD_JUNK },
 	{ "EXPN", NULL, ANY, SMTP_CMD_JUNK | SMTP_CMD_NOT_OFFERED },
 	{ "ETRN", NULL, ANY, SMTP_CMD_JUNK | SMTP_CMD_NOT_OFFERED },

@@ -86,6 +86,21 @@ void smtp_server_reply(struct smtp_server *srv, int code,
 	srv->last_code = code;
 }
 
+void smtp_server_cmd_noop(struct smtp_server *srv, const char *arg)
+{
+	smtp_server_reply(srv, 250, "2.0.0", "Ok");
+}
+
+void smtp_server_cmd_vrfy(struct smtp_server *srv, const char *arg)
+{
+	if (*arg == '\0') {
+		smtp_server_reply(srv, 501, "5.5.4", "Syntax: VRFY address");
+		return;
+	}
+	smtp_server_reply(srv, 252, "2.0.0", "Cannot VRFY user, but will "
+	    "accept message and attempt delivery");
+}
+
 bool smtp_server_flush(struct smtp_server *srv)
 {
 	if (srv->out->wlen == 0)

@@ -122,6 +122,14 @@ void smtp_server_reply(struct smtp_server *srv, int code,
 bool smtp_server_flush(struct smtp_server *srv);
 
 /*
+ * Handlers every dialect shares, for the programs' command tables: NOOP,
+ * and VRFY, which never verifies (RFC 5321 3.5.3: 252 2.0.0, as
+ * Postfix answers), so no user list leaks through it.
+ */
+void smtp_server_cmd_noop(struct smtp_server *srv, const char *arg);
+void smtp_server_cmd_vrfy(struct smtp_server *srv, const char *arg);
+
+/*
  * The EHLO/LHLO reply: our name, then the extensions in ext (ESMTP_EXT_*
  * of esmtp.h and the SMTP_SERVER_OFFER_* below), always in one order.
  */

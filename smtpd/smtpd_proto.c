@@ -57,9 +57,7 @@ static bool queue_has_room(long long announced)
 static void cmd_mail(struct smtp_server *srv, const char *arg);
 static void cmd_rcpt(struct smtp_server *srv, const char *arg);
 static void cmd_rset(struct smtp_server *srv, const char *arg);
-static void cmd_noop(struct smtp_server *srv, const char *arg);
 static void cmd_quit(struct smtp_server *srv, const char *arg);
-static void cmd_vrfy(struct smtp_server *srv, const char *arg);
 static void cmd_help(struct smtp_server *srv, const char *arg);
 
 #define ANY SMTP_SERVER_ANY_STATE
@@ -75,9 +73,9 @@ static const struct smtp_server_command smtpd_commands[] = {
 	/* BDAT checks its state itself: the chunk is read in any case. */
 	{ "BDAT", smtpd_cmd_bdat, ANY, 0 },
 	{ "RSET", cmd_rset, ANY, SMTP_CMD_JUNK },
-	{ "NOOP", cmd_noop, ANY, SMTP_CMD_JUNK },
+	{ "NOOP", smtp_server_cmd_noop, ANY, SMTP_CMD_JUNK },
 	{ "QUIT", cmd_quit, ANY, SMTP_CMD_NO_ERROR },
-	{ "VRFY", cmd_vrfy, ANY, SMTP_CMD_JUNK },
+	{ "VRFY", smtp_server_cmd_vrfy, ANY, SMTP_CMD_JUNK },
 	{ "HELP", cmd_help, ANY, SMTP_CMD_JUNK },
 	{ "STARTTLS", smtpd_cmd_starttls, ANY, SMTP_CMD_JUNK },
 	{ "AUTH", smtpd_cmd_auth_row, ANY, SMTP_CMD_LONG_LINE },
@@ -427,26 +425,10 @@ static void cmd_rset(struct smtp_server *srv, const char *arg)
 	smtpd_reply(s, 250, "2.0.0", "Ok");
 }
 
-static void cmd_noop(struct smtp_server *srv, const char *arg)
-{
-	smtp_server_reply(srv, 250, "2.0.0", "Ok");
-}
-
 static void cmd_quit(struct smtp_server *srv, const char *arg)
 {
 	smtp_server_reply(srv, 221, "2.0.0", "Bye");
 	smtp_server_enter_state(srv, SMTP_SERVER_CLOSING);
-}
-
-static void cmd_vrfy(struct smtp_server *srv, const char *arg)
-{
-	if (*arg == '\0') {
-		smtp_server_reply(srv, 501, "5.5.4", "Syntax: VRFY address");
-		return;
-	}
-	/* RFC 5321 3.5.3: 252, and never a user list. */
-	smtp_server_reply(srv, 252, "2.0.0", "Cannot VRFY user, but will "
-	    "accept message and attempt delivery");
 }
 
 static void cmd_help(struct smtp_server *srv, const char *arg)
