@@ -271,7 +271,10 @@ PY
 	# The worker and its door (smtpd_door.c) die together, as in a
 	# crash of the whole service: nobody is left to remove the file.
 	# (Killing the worker alone, the door removes it at once.)
+	# Both are stopped first: killed one after the other, the door
+	# could see the worker's end and remove the file in between.
 	doorA=$(pgrep -P "$pidA" || true)
+	kill -STOP $doorA "$pidA"
 	kill -9 "$pidA" $doorA
 	[ -n "$fileA" ]
 	# Old enough for the cleaner (10 s of ctime), then a new qmgr.
