@@ -1,4 +1,5 @@
 #!/usr/bin/env bats
+# test-runner: alone (what it checks is timing or load)
 # smtpd under load and under kill -9: Postfix's smtp-source sends 2,000
 # messages over 20 sessions, and every acknowledged message must be in
 # the queue, valid and byte-exact; then master and all its children are
