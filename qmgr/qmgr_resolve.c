@@ -36,6 +36,7 @@
 
 #include "addr.h"
 #include "cfg.h"
+#include "idna.h"
 #include "log.h"
 #include "map.h"
 #include "mem.h"
@@ -139,7 +140,8 @@ bool qmgr_is_local_address(const char *address)
 	const char *domain = addr_domain_of(address);
 	if (domain == NULL)
 		return true;	/* "postmaster" */
-	return cfg_list_contains_nocase(&cfg.mydomains, domain);
+	/* "xn--" and U-label spellings are the same domain (IDNA 2008). */
+	return idna_domain_in_list(&cfg.mydomains, domain);
 }
 
 /* ---- routing ---- */
@@ -288,6 +290,17 @@ void qmgr_resolve_route(const char *address, struct qroute *r)
 	if (domain != NULL && *domain == '\0') {
 		free(domain);
 		domain = NULL;
+	}
+	/* DNS and the tables see the A-label spelling (RFC 5891 5). */
+	if (domain != NULL && idna_has_8bit(domain)) {
+		char *ascii = idna_domain_to_ascii(domain);
+		free(domain);
+		if (ascii == NULL) {
+			route_fail(r, true, "5.1.2", "%s", "bad destination "
+			    "domain: not a valid internationalized name");
+			return;
+		}
+		domain = ascii;
 	}
 	if (map_list_count(transport_maps) > 0) {
 		char *value = NULL;

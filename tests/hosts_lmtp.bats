@@ -18,9 +18,14 @@ setup() {
 	[ -x /usr/sbin/dovecot ] || skip "dovecot is not installed"
 	suite_init
 	DOVE_PID=
+	# Every mailbox of the site, for smtpd's RCPT check; carol's and
+	# dave's live on Dovecot (transport_maps), postern's lmtpd never
+	# sees them.
 	cat > "$T/conf/mailboxes" <<-EOF
 	alice@postern.test	postern.test/alice/
 	bob@postern.test	postern.test/bob/
+	carol@postern.test	elsewhere/carol/
+	dave@postern.test	elsewhere/dave/
 	EOF
 	suite_conf mailbox_maps "hash:$T/conf/mailboxes"
 	suite_conf initial_destination_concurrency 1
