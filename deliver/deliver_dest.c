@@ -29,6 +29,7 @@
 #include "cfg.h"
 #include "deliver.h"
 #include "dns.h"
+#include "idna.h"
 #include "log.h"
 #include "mem.h"
 #include "sock.h"
@@ -227,13 +228,41 @@ static struct deliver_session *open_next(struct deliver_job *job,
 	return NULL;
 }
 
+/* "host", "host:port", "[host]" or "[host]:port" with host in A-labels;
+ * NULL when host is not a valid name. */
+static char *hop_to_ascii(const char *hop)
+{
+	bool bracketed = hop[0] == '[';
+	const char *start = hop + bracketed;
+	const char *end = bracketed ? strchr(start, ']') : strrchr(start, ':');
+	if (end == NULL)
+		end = start + strlen(start);
+	char *host = xstrndup(start, (size_t)(end - start));
+	char *ascii = idna_domain_to_ascii(host);
+	free(host);
+	if (ascii == NULL)
+		return NULL;
+	char *out = xasprintf("%s%s%s", bracketed ? "[" : "", ascii, end);
+	free(ascii);
+	return out;
+}
+
 /* One element of a next-hop list into tl; false (err set) if malformed. */
 static bool hop_targets(const char *hop, bool lmtp, bool fallback,
     struct target_list *tl, char *err, size_t errsize)
 {
 	struct endpoint ep;
 
-	if (!endpoint_parse(hop, lmtp ? 24 : 25, &ep, err, errsize))
+	/* A host written in UTF-8 is looked up as A-labels (IDNA 2008). */
+	char *ascii_hop = NULL;
+	if (idna_has_8bit(hop) && (ascii_hop = hop_to_ascii(hop)) == NULL) {
+		snprintf(err, errsize, "not a valid domain name");
+		return false;
+	}
+	bool parsed = endpoint_parse(ascii_hop ? ascii_hop : hop,
+	    lmtp ? 24 : 25, &ep, err, errsize);
+	free(ascii_hop);
+	if (!parsed)
 		return false;
 	tl->hops++;
 	if (ep.kind == ENDPOINT_UNIX) {

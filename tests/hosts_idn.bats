@@ -3,7 +3,8 @@
 # with a dnsmasq zone that holds the IDN in its A-label spelling (as any
 # DNS does) and Postfix's smtp-sink as its MX, which offers no SMTPUTF8.
 # One suite start proves
-#   - a U-label domain is looked up in DNS as A-labels, and a peer
+#   - a U-label domain (and a U-label next hop in transport_maps) is
+#     looked up in DNS as A-labels, and a peer
 #     without SMTPUTF8 gets the envelope domain as A-labels (RFC 6531
 #     3.2): no bounce when only the domain is UTF-8;
 #   - a UTF-8 local part still needs SMTPUTF8: that one bounces (5.6.7);
@@ -34,7 +35,9 @@ teardown() {
 	start_dnsmasq --mx-host=xn--bcher-kva.test,mx.xn--bcher-kva.test,10 \
 		--host-record=mx.xn--bcher-kva.test,127.0.0.1
 	start_sink sink 127.0.0.1:$PORT
-	printf 'xn--bcher-kva.test\tsmtp:xn--bcher-kva.test:%s\n' "$PORT" \
+	# The key as A-labels (qmgr looks up that spelling), the next hop
+	# in UTF-8 (deliver looks it up as A-labels).
+	printf 'xn--bcher-kva.test\tsmtp:bücher.test:%s\n' "$PORT" \
 		> "$T/conf/transport"
 	printf 'anna@xn--mnchen-3ya.test\tmuenchen/anna/\n' > "$T/conf/mailboxes"
 	"$BUILD/postern" -c "$T/conf" map build "$T/conf/transport" "$T/conf/mailboxes"
