@@ -40,6 +40,8 @@ CPPFLAGS += -D_GNU_SOURCE
 CFLAGS += -std=c17 $(OPT) $(WARN) $(HARDEN) -MMD -MP
 LDFLAGS += -pie -Wl,-z,relro,-z,now $(if $(SANITIZE),-fsanitize=$(SANITIZE))
 LDLIBS += -lssl -lcrypto -lbsd -ldb -lresolv -lcrypt
+# IDNA 2008 for domain names (mail/idna.c)
+LDLIBS += -lidn2
 
 # Daemons: one program per folder, built only once the folder has code.
 DAEMONS := $(foreach d,master smtpd qmgr deliver lmtpd,$(if $(wildcard $(d)/*.c),$(d)))

@@ -5,7 +5,14 @@
  *
  * nexthop comes from qmgr (doc/architecture.md): "example.net" and "host:port"
  * get an MX lookup, "[host]" and "[host]:port" do not; LMTP takes
- * "unix:/path" or "[host]:port" and never looks up MX records.
+ * "unix:/path" or "[host]:port" and never looks up MX records. A nexthop
+ * may be a list ("[a]:25, [b]:25"): its hosts are tried in the order
+ * written, and for SMTP smtp_fallback_relay comes after them. As in
+ * Postfix, smtp_mx_address_limit bounds the addresses tried for one
+ * element of that list (all its MX hosts together) and
+ * smtp_mx_session_limit the sessions with it per job: each element and
+ * each fallback relay gets its own turn, and no element can hold a
+ * deliver process for an unbounded list of addresses.
  *
  * A failure at one host (no connection, 4xx or 5xx greeting, EHLO refused,
  * a loop) moves on to the next; only the last host's failure decides the
@@ -15,32 +22,63 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <bsd/string.h>
 
 #include "cfg.h"
 #include "deliver.h"
 #include "dns.h"
+#include "idna.h"
 #include "log.h"
 #include "mem.h"
 #include "sock.h"
 
-#define DEST_MAX_ADDRESSES 10	/* addresses tried per job, all MX hosts */
-
 struct target {
 	char host[256];
 	struct dns_addr addr;
+	char path[108];		/* a Unix socket (LMTP), else "" */
+	bool fallback;		/* from smtp_fallback_relay */
+	unsigned hop;		/* which element of the next-hop list */
 };
+
+/* Next-hop list elements with their own session count; more share the
+ * last one's. */
+#define DEST_HOPS_COUNTED 32
 
 struct target_list {
 	struct target *v;
 	size_t count;
 	bool tempfail;		/* some lookup failed for now */
+	bool nullmx;		/* a domain said it takes no mail (RFC 7505) */
+	bool self_mx;		/* we are an MX host of the domain */
+	unsigned hops;		/* list elements seen so far */
+	/* sessions made with each element (smtp_mx_session_limit) */
+	unsigned sessions[DEST_HOPS_COUNTED];
 	char err[512];		/* the last lookup failure */
 };
 
+static void targets_add(struct target_list *tl, const char *host,
+    const struct dns_addr *addr, const char *path, bool fallback)
+{
+	tl->v = xreallocarray(tl->v, tl->count + 1, sizeof(*tl->v));
+	struct target *t = &tl->v[tl->count++];
+	memset(t, 0, sizeof(*t));
+	strlcpy(t->host, host, sizeof(t->host));
+	if (addr != NULL)
+		t->addr = *addr;
+	if (path != NULL)
+		strlcpy(t->path, path, sizeof(t->path));
+	t->fallback = fallback;
+	t->hop = tl->hops > 0 ? tl->hops - 1 : 0;
+	if (t->hop >= DEST_HOPS_COUNTED)
+		t->hop = DEST_HOPS_COUNTED - 1;
+}
+
+/* The addresses of host appended to tl, as many as *budget allows
+ * (NULL or -1: no limit; smtp_mx_address_limit). */
 static void targets_add_host(struct target_list *tl, const char *host,
-    int port)
+    int port, bool fallback, long long *budget)
 {
 	struct dns_addr *addrs;
 	size_t n;
@@ -54,70 +92,105 @@ static void targets_add_host(struct target_list *tl, const char *host,
 		strlcpy(tl->err, err, sizeof(tl->err));
 		return;
 	}
-	for (size_t i = 0; i < n && tl->count < DEST_MAX_ADDRESSES; i++) {
-		tl->v = xreallocarray(tl->v, tl->count + 1, sizeof(*tl->v));
-		strlcpy(tl->v[tl->count].host, host, sizeof(tl->v[0].host));
-		tl->v[tl->count].addr = addrs[i];
-		tl->count++;
+	for (size_t i = 0; i < n; i++) {
+		if (budget != NULL && *budget == 0)
+			break;
+		targets_add(tl, host, &addrs[i], NULL, fallback);
+		if (budget != NULL && *budget > 0)
+			(*budget)--;
 	}
 	free(addrs);
 }
 
-/* Fill tl for an SMTP nexthop; false when the job is decided already. */
-static bool smtp_targets(struct deliver_job *job, const struct endpoint *ep,
+/* smtp_mx_address_limit as a budget: -1 for no limit. */
+static long long address_budget(void)
+{
+	return cfg.smtp_mx_address_limit > 0 ? cfg.smtp_mx_address_limit : -1;
+}
+
+/*
+ * The hosts of one SMTP next hop ("domain", "host:port", "[host]:port")
+ * appended to tl: MX hosts in order of preference (RFC 5321 5.1), at
+ * most smtp_mx_address_limit addresses for the lot, as Postfix counts
+ * them (per next hop, not per job).
+ */
+static void smtp_hop_targets(const struct endpoint *ep, bool fallback,
     struct target_list *tl)
 {
 	struct sockaddr_storage ss;
 	socklen_t sslen;
 	bool literal = sock_addr_parse(ep->host, ep->port, &ss, &sslen);
+	long long budget = address_budget();
 
 	if (ep->bracketed || literal) {
-		targets_add_host(tl, ep->host, ep->port);
-	} else {
-		struct dns_mx *mx;
-		size_t n;
-		char err[512];
-		enum dns_result r = dns_lookup_mx(ep->host, &mx, &n, err,
-		    sizeof(err));
-		switch (r) {
-		case DNS_OK:
-			for (size_t i = 0; i < n; i++)
-				targets_add_host(tl, mx[i].host, ep->port);
-			free(mx);
-			break;
-		case DNS_NOTFOUND:
-			/* RFC 5321 5.1: the domain itself is the implicit MX. */
-			targets_add_host(tl, ep->host, ep->port);
-			break;
-		case DNS_NULLMX:
-			deliver_fail_open(job, 'B', "5.1.10", err, err);
-			return false;
-		case DNS_TEMPFAIL:
-			deliver_fail_open(job, 'D', "4.4.3", err, err);
-			job->nexthop_down = true;
-			return false;
-		case DNS_FAIL:
-			deliver_fail_open(job, 'B', "5.4.4", err, err);
-			return false;
-		}
+		targets_add_host(tl, ep->host, ep->port, fallback, &budget);
+		return;
 	}
-	if (tl->count == 0) {
-		if (tl->tempfail) {
-			deliver_fail_open(job, 'D', "4.4.3", tl->err, tl->err);
-			job->nexthop_down = true;
-		} else {
-			deliver_fail_open(job, 'B', "5.4.4", tl->err, tl->err);
+	struct dns_mx *mx;
+	size_t n;
+	char err[512];
+	enum dns_result r = dns_lookup_mx(ep->host, &mx, &n, err, sizeof(err));
+	switch (r) {
+	case DNS_OK:
+		for (size_t i = 0; i < n && budget != 0; i++) {
+			/* RFC 5321 5.1: as an MX host ourselves, only the
+			 * more preferred hosts are candidates. */
+			if (!fallback && cfg.myhostname[0] != '\0' &&
+			    strcasecmp(mx[i].host, cfg.myhostname) == 0) {
+				tl->self_mx = true;
+				break;
+			}
+			targets_add_host(tl, mx[i].host, ep->port, fallback,
+			    &budget);
 		}
-		return false;
+		free(mx);
+		break;
+	case DNS_NOTFOUND:
+		/* RFC 5321 5.1: the domain itself is the implicit MX. */
+		targets_add_host(tl, ep->host, ep->port, fallback, &budget);
+		break;
+	case DNS_NULLMX:
+		tl->nullmx = true;
+		strlcpy(tl->err, err, sizeof(tl->err));
+		break;
+	case DNS_TEMPFAIL:
+		tl->tempfail = true;
+		strlcpy(tl->err, err, sizeof(tl->err));
+		break;
+	case DNS_FAIL:
+		strlcpy(tl->err, err, sizeof(tl->err));
+		break;
 	}
-	return true;
 }
 
 /*
  * Open a session to the first host from tl->v[*next] on that talks to us;
  * *next then names the host after it. When none does, the last host's
  * answer decides the recipients' fate (a 5xx there is for real).
+ * smtp_mx_session_limit: after that many sessions with one element of
+ * the next-hop list (a session: greeting and EHLO done, as Postfix
+ * counts them), its other hosts are skipped for the next element or the
+ * fallback relays.
  */
+/* May target i be tried, or has its element had its sessions? */
+static bool target_open(const struct deliver_job *job,
+    const struct target_list *tl, size_t i)
+{
+	long long limit = job->transport == TRANSPORT_LMTP ? 0 :
+	    cfg.smtp_mx_session_limit;
+	return limit <= 0 || tl->sessions[tl->v[i].hop] < limit;
+}
+
+/* Is a host left to try from next on? */
+static bool targets_left(const struct deliver_job *job,
+    const struct target_list *tl, size_t next)
+{
+	for (size_t i = next; i < tl->count; i++)
+		if (target_open(job, tl, i))
+			return true;
+	return false;
+}
+
 static struct deliver_session *open_next(struct deliver_job *job,
     struct target_list *tl, size_t *next)
 {
@@ -126,15 +199,22 @@ static struct deliver_session *open_next(struct deliver_job *job,
 	struct deliver_session *s = xcalloc(1, sizeof(*s));
 
 	for (size_t i = *next; i < tl->count; i++) {
+		struct target *t = &tl->v[i];
+		if (!target_open(job, tl, i))
+			continue;
 		deliver_outcome_free(&last);
-		if (deliver_session_open(s, job, (struct sockaddr *)&tl->v[i].addr.sa,
-		    tl->v[i].addr.salen, tl->v[i].host, NULL, lmtp, &last) ==
-		    SESS_OPEN_OK) {
+		enum sess_open_result r = t->path[0] != '\0' ?
+		    deliver_session_open(s, job, NULL, 0, "localhost", t->path,
+		    true, &last) :
+		    deliver_session_open(s, job, (struct sockaddr *)&t->addr.sa,
+		    t->addr.salen, t->host, NULL, lmtp, &last);
+		if (r == SESS_OPEN_OK) {
+			tl->sessions[t->hop]++;
 			deliver_outcome_free(&last);
 			*next = i + 1;
 			return s;
 		}
-		if (i + 1 < tl->count)
+		if (targets_left(job, tl, i + 1))
 			log_info("%s: %s; trying the next host", job->queue_id,
 			    last.text);
 	}
@@ -148,44 +228,80 @@ static struct deliver_session *open_next(struct deliver_job *job,
 	return NULL;
 }
 
-/* A session over the Unix socket at path (LMTP), or NULL when decided. */
-static struct deliver_session *open_unix(struct deliver_job *job,
-    const char *path)
+/* "host", "host:port", "[host]" or "[host]:port" with host in A-labels;
+ * NULL when host is not a valid name. */
+static char *hop_to_ascii(const char *hop)
 {
-	struct deliver_outcome last = { 0 };
-	struct deliver_session *s = xcalloc(1, sizeof(*s));
+	bool bracketed = hop[0] == '[';
+	const char *start = hop + bracketed;
+	const char *end = bracketed ? strchr(start, ']') : strrchr(start, ':');
+	if (end == NULL)
+		end = start + strlen(start);
+	char *host = xstrndup(start, (size_t)(end - start));
+	char *ascii = idna_domain_to_ascii(host);
+	free(host);
+	if (ascii == NULL)
+		return NULL;
+	char *out = xasprintf("%s%s%s", bracketed ? "[" : "", ascii, end);
+	free(ascii);
+	return out;
+}
 
-	if (deliver_session_open(s, job, NULL, 0, "localhost", path, true, &last) ==
-	    SESS_OPEN_OK) {
-		deliver_outcome_free(&last);
-		return s;
+/* One element of a next-hop list into tl; false (err set) if malformed. */
+static bool hop_targets(const char *hop, bool lmtp, bool fallback,
+    struct target_list *tl, char *err, size_t errsize)
+{
+	struct endpoint ep;
+
+	/* A host written in UTF-8 is looked up as A-labels (IDNA 2008). */
+	char *ascii_hop = NULL;
+	if (idna_has_8bit(hop) && (ascii_hop = hop_to_ascii(hop)) == NULL) {
+		snprintf(err, errsize, "not a valid domain name");
+		return false;
 	}
-	job->nexthop_down = true;
-	deliver_fail_open(job, last.status, last.dsn, last.diag, last.text);
-	deliver_outcome_free(&last);
-	free(s);
-	return NULL;
+	bool parsed = endpoint_parse(ascii_hop ? ascii_hop : hop,
+	    lmtp ? 24 : 25, &ep, err, errsize);
+	free(ascii_hop);
+	if (!parsed)
+		return false;
+	tl->hops++;
+	if (ep.kind == ENDPOINT_UNIX) {
+		if (!lmtp) {
+			snprintf(err, errsize,
+			    "SMTP needs a host, not a Unix socket");
+			return false;
+		}
+		targets_add(tl, "localhost", NULL, ep.path, fallback);
+	} else if (lmtp) {
+		targets_add_host(tl, ep.host, ep.port, fallback, NULL);
+	} else {
+		smtp_hop_targets(&ep, fallback, tl);
+	}
+	return true;
 }
 
 /*
- * The hosts of job's nexthop into tl, replacing what it held. A Unix
- * socket (LMTP) leaves tl empty (ep says where). False when the job
- * is decided: its recipients have their outcome.
+ * The hosts of job's nexthop into tl, replacing what it held: a list
+ * ("[a]:25, [b]:25", "unix:/x, [h]:24") is tried in the order written,
+ * then, for SMTP, smtp_fallback_relay (never when we are an MX host of
+ * the domain: that would loop). False when the job is decided: its
+ * recipients have their outcome.
  */
-static bool dest_targets(struct deliver_job *job, struct target_list *tl,
-    struct endpoint *ep)
+static bool dest_targets(struct deliver_job *job, struct target_list *tl)
 {
 	bool lmtp = job->transport == TRANSPORT_LMTP;
 	char err[512];
+	struct cfg_list hops = cfg_split_list(job->nexthop);
+	bool parsed = hops.count > 0;
 
 	free(tl->v);
 	memset(tl, 0, sizeof(*tl));
-	bool parsed = endpoint_parse(job->nexthop, lmtp ? 24 : 25, ep, err,
-	    sizeof(err));
-	if (parsed && !lmtp && ep->kind == ENDPOINT_UNIX) {
-		snprintf(err, sizeof(err), "SMTP needs a host, not a Unix socket");
-		parsed = false;
-	}
+	if (!parsed)
+		snprintf(err, sizeof(err), "empty next hop");
+	for (size_t i = 0; parsed && i < hops.count; i++)
+		parsed = hop_targets(hops.items[i], lmtp, false, tl, err,
+		    sizeof(err));
+	cfg_list_free(&hops);
 	if (!parsed) {
 		char text[700];
 		snprintf(text, sizeof(text), "bad nexthop \"%s\" for %s: %s",
@@ -194,16 +310,47 @@ static bool dest_targets(struct deliver_job *job, struct target_list *tl,
 		deliver_fail_open(job, 'D', "4.3.5", text, text);
 		return false;
 	}
-	if (ep->kind == ENDPOINT_UNIX)
-		return true;
-	if (lmtp)
-		targets_add_host(tl, ep->host, ep->port);
-	if (lmtp && tl->count == 0) {
-		deliver_fail_open(job, 'D', "4.4.3", tl->err, tl->err);
-		job->nexthop_down = true;
+	/* RFC 7505: a null MX is final; no fallback relay may change it. */
+	if (tl->nullmx && tl->count == 0) {
+		deliver_fail_open(job, 'B', "5.1.10", tl->err, tl->err);
 		return false;
 	}
-	return lmtp || smtp_targets(job, ep, tl);
+	if (!lmtp && tl->self_mx && tl->count == 0) {
+		char text[600];
+		snprintf(text, sizeof(text), "mail for %s loops back to myself",
+		    job->nexthop);
+		deliver_fail_open(job, 'B', "5.4.6", text, text);
+		return false;
+	}
+	size_t primary = tl->count;
+	bool primary_tempfail = tl->tempfail;
+	if (!lmtp && !tl->self_mx) {
+		for (size_t i = 0; i < cfg.smtp_fallback_relay.count; i++) {
+			char ferr[256];
+			if (!hop_targets(cfg.smtp_fallback_relay.items[i], false,
+			    true, tl, ferr, sizeof(ferr)))
+				log_warning("%s: smtp_fallback_relay \"%s\": "
+				    "%s", job->queue_id,
+				    cfg.smtp_fallback_relay.items[i], ferr);
+		}
+	}
+	if (tl->count == 0) {
+		if (tl->tempfail) {
+			deliver_fail_open(job, 'D', "4.4.3", tl->err, tl->err);
+			job->nexthop_down = true;
+		} else {
+			/* LMTP back ends are ours: a name that does not
+			 * resolve is a configuration slip, not a bounce. */
+			deliver_fail_open(job, lmtp ? 'D' : 'B',
+			    lmtp ? "4.4.3" : "5.4.4", tl->err, tl->err);
+			job->nexthop_down = lmtp;
+		}
+		return false;
+	}
+	if (primary == 0)
+		log_info("%s: %s%s; trying the fallback relays", job->queue_id,
+		    tl->err, primary_tempfail ? " (for now)" : "");
+	return true;
 }
 
 /*
@@ -214,13 +361,9 @@ static bool dest_targets(struct deliver_job *job, struct target_list *tl,
 static struct deliver_session *dest_open(struct deliver_job *job,
     struct target_list *tl, size_t *next)
 {
-	struct endpoint ep;
-
 	*next = 0;
-	if (!dest_targets(job, tl, &ep))
+	if (!dest_targets(job, tl))
 		return NULL;
-	if (ep.kind == ENDPOINT_UNIX)
-		return open_unix(job, ep.path);
 	return open_next(job, tl, next);
 }
 
@@ -232,20 +375,23 @@ static struct deliver_session *dest_open(struct deliver_job *job,
 static bool skip_cached_host(struct deliver_job *job,
     const struct deliver_session *s, struct target_list *tl, size_t *next)
 {
-	struct endpoint ep;
-
 	*next = 0;
-	if (!dest_targets(job, tl, &ep))
+	if (!dest_targets(job, tl))
 		return false;
 	for (size_t i = 0; i < tl->count; i++) {
-		char addr[64];
-		int port;
-		sock_addr_format((const struct sockaddr *)&tl->v[i].addr.sa,
-		    addr, sizeof(addr), &port);
-		if (strcmp(addr, s->addr) == 0 && port == s->port)
+		char addr[108];
+		int port = 0;
+		if (tl->v[i].path[0] != '\0')
+			strlcpy(addr, tl->v[i].path, sizeof(addr));
+		else
+			sock_addr_format((const struct sockaddr *)
+			    &tl->v[i].addr.sa, addr, sizeof(addr), &port);
+		if (strcmp(addr, s->addr) == 0 && port == s->port) {
 			*next = i + 1;
+			tl->sessions[tl->v[i].hop] = 1;
+		}
 	}
-	return *next < tl->count;
+	return targets_left(job, tl, *next);
 }
 
 /*
@@ -332,7 +478,8 @@ void deliver_dest_send(struct deliver_job *job)
 		if (job->local_trouble || !deferred_in_txn(job))
 			break;
 		bool more_hosts = reused ?
-		    skip_cached_host(job, s, &tl, &next) : next < tl.count;
+		    skip_cached_host(job, s, &tl, &next) :
+		    targets_left(job, &tl, next);
 		if (!more_hosts)
 			break;
 		reopen_deferred(job);

@@ -35,6 +35,7 @@
 #include "cfg.h"
 #include "deliver.h"
 #include "deliver_mime.h"
+#include "idna.h"
 #include "log.h"
 #include "mem.h"
 
@@ -48,16 +49,30 @@ static bool has_8bit(const char *s)
 	return false;
 }
 
+/* Can this envelope address go to a peer without SMTPUTF8? An ASCII
+ * local part can, its domain in A-labels (RFC 6531 3.2, RFC 5891). */
+static bool address_needs_utf8(const char *address)
+{
+	if (!has_8bit(address))
+		return false;
+	char *ascii = idna_address_to_ascii(address);
+	bool convertible = ascii != NULL;
+	free(ascii);
+	return !convertible;
+}
+
 /*
- * Does this message need SMTPUTF8 from the next hop? Its envelope or its
- * header section carries UTF-8 (RFC 6532). The body alone does not.
+ * Does this message need SMTPUTF8 from the next hop? Its envelope (but
+ * for domains, which go as A-labels) or its header section carries
+ * UTF-8 (RFC 6532). The body alone does not.
  */
 static bool needs_smtputf8(const struct deliver_job *job)
 {
-	if (has_8bit(job->sender))
+	if (address_needs_utf8(job->sender))
 		return true;
 	for (size_t i = 0; i < job->nrcpts; i++)
-		if (!job->rcpts[i].done && has_8bit(job->rcpts[i].address))
+		if (!job->rcpts[i].done &&
+		    address_needs_utf8(job->rcpts[i].address))
 			return true;
 
 	char buf[CONTENT_CHUNK];
@@ -110,10 +125,24 @@ static void notify_text(unsigned notify, char *out, size_t outsize)
 	}
 }
 
+/* An envelope address as this peer may see it: a UTF-8 domain in
+ * A-labels when the peer has no SMTPUTF8 (precheck made sure the rest
+ * is ASCII). malloc'd. */
+static char *envelope_address(const struct deliver_session *s,
+    const char *address)
+{
+	if ((s->ext & SESS_EXT_SMTPUTF8) || !has_8bit(address))
+		return xstrdup(address);
+	char *ascii = idna_address_to_ascii(address);
+	return ascii != NULL ? ascii : xstrdup(address);
+}
+
 static void queue_mail_command(struct deliver_session *s,
     const struct deliver_job *job)
 {
-	bio_printf(&s->bio, "MAIL FROM:<%s>", job->sender);
+	char *sender = envelope_address(s, job->sender);
+	bio_printf(&s->bio, "MAIL FROM:<%s>", sender);
+	free(sender);
 	if (s->ext & SESS_EXT_SIZE)
 		bio_printf(&s->bio, " SIZE=%lld", (long long)job->content_length);
 	if (job->body == QUEUE_BODY_8BITMIME && (s->ext & SESS_EXT_8BITMIME))
@@ -139,7 +168,9 @@ static void queue_mail_command(struct deliver_session *s,
 static void queue_rcpt_command(struct deliver_session *s,
     const struct deliver_rcpt *r)
 {
-	bio_printf(&s->bio, "RCPT TO:<%s>", r->address);
+	char *rcpt = envelope_address(s, r->address);
+	bio_printf(&s->bio, "RCPT TO:<%s>", rcpt);
+	free(rcpt);
 	if (s->ext & SESS_EXT_DSN) {
 		char notify[64];
 		notify_text(r->notify, notify, sizeof(notify));

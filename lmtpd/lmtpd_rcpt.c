@@ -4,7 +4,8 @@
  * mailbox_maps maps an address to a Maildir path relative to mailbox_base
  * ("alice@example.org  example.org/alice/"). The lookup order (full
  * address, then without +detail, then @domain) is map_list_lookup_address's,
- * so "alice+lists@example.org" lands in alice's Maildir.
+ * so "alice+lists@example.org" lands in alice's Maildir. A key with an
+ * internationalized domain matches in either spelling ("xn--" or UTF-8).
  *
  * Trusts: the tables (written by the administrator), but not so far that a
  * value may point outside mailbox_base: absolute paths and ".." are refused.
@@ -13,6 +14,7 @@
 #include <string.h>
 
 #include "cfg.h"
+#include "idna.h"
 #include "lmtpd.h"
 #include "log.h"
 #include "map.h"
@@ -39,6 +41,14 @@ enum lmtpd_rcpt_result lmtpd_rcpt_lookup(const char *address, char **maildir)
 
 	*maildir = NULL;
 	r = map_list_lookup_address(mailbox_maps, address, &value, &matched);
+	if (r == MAP_NOTFOUND) {
+		/* The other spelling of an internationalized domain. */
+		char *other = idna_address_other_spelling(address);
+		if (other != NULL)
+			r = map_list_lookup_address(mailbox_maps, other, &value,
+			    &matched);
+		free(other);
+	}
 	if (r == MAP_NOTFOUND)
 		return LMTPD_RCPT_UNKNOWN;
 	if (r == MAP_ERROR)

@@ -546,8 +546,16 @@ static bool check_semantics(struct loader *ld, const struct cfg *c)
 		}
 	}
 	if (c->lmtp_destination[0] != '\0') {
-		struct endpoint ep;
-		if (!endpoint_parse(c->lmtp_destination, 24, &ep, err, sizeof(err)))
+		/* One destination or a list tried in order (failover). */
+		struct cfg_list hops = cfg_split_list(c->lmtp_destination);
+		bool ok = true;
+		for (size_t i = 0; ok && i < hops.count; i++) {
+			struct endpoint ep;
+			ok = endpoint_parse(hops.items[i], 24, &ep, err,
+			    sizeof(err));
+		}
+		cfg_list_free(&hops);
+		if (!ok)
 			return fail(ld, raw_line(ld, (size_t)key_index(
 			    "lmtp_destination", 16)), "lmtp_destination: %s", err);
 	}

@@ -76,7 +76,10 @@
 	X(DURATION, smtp_session_time_limit, "3600s") \
 	X(STRING, lmtp_destination, "unix:$run_directory/lmtp") \
 	X(LIST, smtp_sasl_password_maps, "") \
-	X(BOOL, smtp_sasl_allow_plaintext, "no")
+	X(BOOL, smtp_sasl_allow_plaintext, "no") \
+	X(INT, smtp_mx_address_limit, "5") \
+	X(INT, smtp_mx_session_limit, "2") \
+	X(LIST, smtp_fallback_relay, "")
 
 /* lmtpd */
 #define CFG_KEYS_LMTPD(X) \

@@ -13,10 +13,13 @@
  * queue file and fsync'd before the parents are marked expanded (A), so
  * a crash can repeat an expansion but never lose one (queue.h).
  *
- * Routing of a recipient that is left: a domain in mydomains (or no
- * domain) goes to LMTP at lmtp_destination; other domains go through
- * transport_maps (address, domain, parent domains ".example.org", "*"),
- * then relayhost, then MX lookup of the domain (deliver smtp).
+ * Routing of a recipient that is left: transport_maps first (address,
+ * domain, parent domains ".example.org", "*"), for local domains too;
+ * then a domain in mydomains (or no domain) goes to LMTP at
+ * lmtp_destination, other domains to relayhost, else to MX lookup of
+ * the domain (deliver smtp). A next hop may be a list tried in order
+ * ("[a]:25, [b]:25", "unix:/x, [y]:24"); it is passed on normalized, so
+ * that one list is one destination.
  *
  * Trusts the config and the tables (the administrator wrote them), but
  * still validates every address an expansion produces.
@@ -33,6 +36,7 @@
 
 #include "addr.h"
 #include "cfg.h"
+#include "idna.h"
 #include "log.h"
 #include "map.h"
 #include "mem.h"
@@ -43,9 +47,10 @@ static struct map_list *alias_maps;
 static struct map_list *virtual_maps;
 static struct map_list *transport_maps;
 static char *lmtp_nexthop;
+static char *relay_nexthop;	/* relayhost as a list, "" if none */
 
 /* "unix:/path" stays; "host:port" and "[host]:port" become "[host]:port". */
-static char *lmtp_nexthop_of(const char *text, char *err, size_t errsize)
+static char *lmtp_hop_of(const char *text, char *err, size_t errsize)
 {
 	struct endpoint ep;
 	if (!endpoint_parse(text, 24, &ep, err, errsize))
@@ -55,6 +60,49 @@ static char *lmtp_nexthop_of(const char *text, char *err, size_t errsize)
 	if (ep.port == 0)
 		ep.port = 24;
 	return xasprintf("[%s]:%d", ep.host, ep.port);
+}
+
+/*
+ * An LMTP next hop, one host or a list tried in order ("unix:/a,
+ * [b]:24"), in the one spelling deliver reads: elements normalized and
+ * joined by ", ", so that equal lists are one destination.
+ */
+static char *lmtp_nexthop_of(const char *text, char *err, size_t errsize)
+{
+	struct cfg_list hops = cfg_split_list(text);
+	struct str out;
+
+	if (hops.count == 0) {
+		snprintf(err, errsize, "no destination given");
+		cfg_list_free(&hops);
+		return NULL;
+	}
+	str_init(&out, STR_NO_MAX);
+	for (size_t i = 0; i < hops.count; i++) {
+		char *hop = lmtp_hop_of(hops.items[i], err, errsize);
+		if (hop == NULL) {
+			str_free(&out);
+			cfg_list_free(&hops);
+			return NULL;
+		}
+		str_appendf(&out, "%s%s", i > 0 ? ", " : "", hop);
+		free(hop);
+	}
+	cfg_list_free(&hops);
+	return str_steal(&out);
+}
+
+/* An SMTP next-hop list in one spelling: "[a]:25, [b]:25". */
+static char *smtp_nexthop_of(const char *text)
+{
+	struct cfg_list hops = cfg_split_list(text);
+	struct str out;
+
+	str_init(&out, STR_NO_MAX);
+	for (size_t i = 0; i < hops.count; i++)
+		str_appendf(&out, "%s%s", i > 0 ? ", " : "", hops.items[i]);
+	cfg_list_free(&hops);
+	return str_steal(&out);
 }
 
 static struct map_list *open_list(const char *name,
@@ -77,6 +125,7 @@ void qmgr_resolve_init(void)
 	lmtp_nexthop = lmtp_nexthop_of(cfg.lmtp_destination, err, sizeof(err));
 	if (lmtp_nexthop == NULL)
 		log_fatal("lmtp_destination: %s", err);
+	relay_nexthop = smtp_nexthop_of(cfg.relayhost);
 }
 
 void qmgr_route_free(struct qroute *r)
@@ -91,7 +140,8 @@ bool qmgr_is_local_address(const char *address)
 	const char *domain = addr_domain_of(address);
 	if (domain == NULL)
 		return true;	/* "postmaster" */
-	return cfg_list_contains_nocase(&cfg.mydomains, domain);
+	/* "xn--" and U-label spellings are the same domain (IDNA 2008). */
+	return idna_domain_in_list(&cfg.mydomains, domain);
 }
 
 /* ---- routing ---- */
@@ -176,7 +226,9 @@ static void route_by_value(const char *value, const char *domain,
 		    "delivery postponed by transport table"));
 	} else if (strcasecmp(transport, "smtp") == 0 ||
 	    strcasecmp(transport, "relay") == 0) {
-		route_to(r, "smtp", *nexthop ? nexthop : domain);
+		char *nh = smtp_nexthop_of(nexthop);
+		route_to(r, "smtp", *nh ? nh : domain);
+		free(nh);
 	} else if (strcasecmp(transport, "lmtp") == 0 ||
 	    strcasecmp(transport, "local") == 0) {
 		if (*nexthop == '\0') {
@@ -225,24 +277,37 @@ static enum map_result lookup_transport(const char *address,
 	return mr;
 }
 
+/*
+ * transport_maps first, for every address, local ones too (as Postfix's
+ * trivial-rewrite): a site can send some users of its own domains to
+ * another back end ("alice@example.org lmtp:[store2]:24"). Then a local
+ * domain goes to lmtp_destination, others to relayhost or MX lookup.
+ */
 void qmgr_resolve_route(const char *address, struct qroute *r)
 {
 	memset(r, 0, sizeof(*r));
-	if (qmgr_is_local_address(address)) {
-		route_to(r, "lmtp", lmtp_nexthop);
-		return;
-	}
 	char *domain = addr_domain_lower(address);
-	if (domain == NULL || *domain == '\0') {
-		route_fail(r, true, "5.1.3", "%s", "bad recipient address");
+	if (domain != NULL && *domain == '\0') {
 		free(domain);
-		return;
+		domain = NULL;
+	}
+	/* DNS and the tables see the A-label spelling (RFC 5891 5). */
+	if (domain != NULL && idna_has_8bit(domain)) {
+		char *ascii = idna_domain_to_ascii(domain);
+		free(domain);
+		if (ascii == NULL) {
+			route_fail(r, true, "5.1.2", "%s", "bad destination "
+			    "domain: not a valid internationalized name");
+			return;
+		}
+		domain = ascii;
 	}
 	if (map_list_count(transport_maps) > 0) {
 		char *value = NULL;
 		enum map_result mr = lookup_transport(address, domain, &value);
 		if (mr == MAP_FOUND) {
-			route_by_value(value, domain, r);
+			route_by_value(value, domain ? domain : cfg.myhostname,
+			    r);
 			free(value);
 			free(domain);
 			return;
@@ -254,10 +319,15 @@ void qmgr_resolve_route(const char *address, struct qroute *r)
 			return;
 		}
 	}
-	if (cfg.relayhost[0] != '\0')
-		route_to(r, "smtp", cfg.relayhost);
-	else
+	if (qmgr_is_local_address(address)) {
+		route_to(r, "lmtp", lmtp_nexthop);
+	} else if (domain == NULL) {
+		route_fail(r, true, "5.1.3", "%s", "bad recipient address");
+	} else if (relay_nexthop[0] != '\0') {
+		route_to(r, "smtp", relay_nexthop);
+	} else {
 		route_to(r, "smtp", domain);
+	}
 	free(domain);
 }
 

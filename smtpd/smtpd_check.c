@@ -24,6 +24,7 @@
 
 #include "addr.h"
 #include "cfg.h"
+#include "idna.h"
 #include "dns.h"
 #include "log.h"
 #include "map.h"
@@ -139,10 +140,10 @@ bool smtpd_check_helo(const char *arg, const char **why)
 	return true;
 }
 
+/* "xn--" and U-label spellings of a local domain are the same (IDNA). */
 static bool domain_is_local(const char *domain)
 {
-	return domain != NULL && cfg_list_contains_nocase(&cfg.mydomains,
-	    domain);
+	return domain != NULL && idna_domain_in_list(&cfg.mydomains, domain);
 }
 
 /* Combine one lookup into the running verdict. */
@@ -200,6 +201,16 @@ static int check_local_recipient(const char *address, const char **enhanced,
 		note(map_list_lookup_address(mailbox_tables, address, &value,
 		    NULL), &found, &error);
 		free(value);
+		value = NULL;
+		/* As lmtpd looks it up: either spelling of an IDN domain. */
+		char *other = found ? NULL :
+		    idna_address_other_spelling(address);
+		if (other != NULL) {
+			note(map_list_lookup_address(mailbox_tables, other,
+			    &value, NULL), &found, &error);
+			free(value);
+			free(other);
+		}
 	}
 	if (found)
 		return 250;

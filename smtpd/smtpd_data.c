@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "cfg.h"
+#include "idna.h"
 #include "log.h"
 #include "mem.h"
 #include "rfc5322.h"
@@ -52,8 +53,14 @@ static bool write_received(struct smtpd_session *s)
 		str_appendf(&h, "\t(using %s)\r\n", s->tls_info);
 	str_appendf(&h, "\tby %s (postern) with %s id %s", cfg.myhostname,
 	    smtpd_protocol_name(s), t->queue_id);
-	if (t->nrcpts == 1)
-		str_appendf(&h, "\r\n\tfor <%s>", t->rcpts[0].address);
+	if (t->nrcpts == 1) {
+		/* A UTF-8 domain as A-labels: an ASCII header section can
+		 * still go to a next hop without SMTPUTF8 (RFC 6531 3.2). */
+		char *ascii = idna_address_to_ascii(t->rcpts[0].address);
+		str_appendf(&h, "\r\n\tfor <%s>", ascii ? ascii :
+		    t->rcpts[0].address);
+		free(ascii);
+	}
 	str_appendf(&h, "; %s\r\n", date);
 	bool ok = queue_writer_write(t->writer, h.data, h.len);
 	str_free(&h);

@@ -7,6 +7,7 @@
 # full mailbox that defers only its own recipient.
 
 load helpers/suite
+load helpers/dovecot
 
 setup() {
 	for p in smtpd qmgr deliver lmtpd; do
@@ -70,47 +71,6 @@ start_sink() {
 
 sink_count() {
 	find "$T/sink" -type f | wc -l
-}
-
-# A private Dovecot with only its LMTP service, on a free loopback port,
-# storing into Maildirs under $T/dovecot/mail/<user>/.
-start_dovecot() {
-	local D="$T/dovecot"
-	DOVE_PORT=$(free_port)
-	mkdir -p "$D/mail"
-	local uid_user=$TEST_USER
-	chown "$uid_user" "$D/mail"
-	cat > "$D/dovecot.conf" <<-EOF
-	base_dir = $D/run
-	state_dir = $D/state
-	log_path = $D/log
-	protocols = lmtp
-	ssl = no
-	listen = 127.0.0.1
-	default_internal_user = $( [ "$(id -u)" -eq 0 ] && echo dovecot || id -un)
-	default_login_user = $( [ "$(id -u)" -eq 0 ] && echo dovenull || id -un)
-	mail_location = maildir:$D/mail/%n
-	passdb {
-	  driver = static
-	  args = nopassword=y
-	}
-	userdb {
-	  driver = static
-	  args = uid=$uid_user gid=$(id -gn "$uid_user") home=$D/mail/%n allow_all_users=yes
-	}
-	service lmtp {
-	  inet_listener lmtp {
-	    address = 127.0.0.1
-	    port = $DOVE_PORT
-	  }
-	}
-	service anvil {
-	  chroot =
-	}
-	EOF
-	/usr/sbin/dovecot -F -c "$D/dovecot.conf" >"$D/stdout" 2>&1 &
-	DOVE_PID=$!
-	wait_for_port "$DOVE_PORT" || { cat "$D/stdout" "$D/log" >&2; return 1; }
 }
 
 @test "swaks to smtpd for a local user ends as one file in the Maildir's new/, with the right headers" {
