@@ -16,5 +16,6 @@
 
 int admin_queue_main(int argc, char **argv);	/* postern_queue.c */
 int admin_map_main(int argc, char **argv);	/* postern_map.c */
+int admin_dkim_main(int argc, char **argv);	/* postern_dkim.c */
 
 #endif

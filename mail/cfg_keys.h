@@ -76,7 +76,9 @@
 	X(DURATION, smtp_session_time_limit, "3600s") \
 	X(STRING, lmtp_destination, "unix:$run_directory/lmtp") \
 	X(LIST, smtp_sasl_password_maps, "") \
-	X(BOOL, smtp_sasl_allow_plaintext, "no")
+	X(BOOL, smtp_sasl_allow_plaintext, "no") \
+	X(LIST, dkim_signing_maps, "") \
+	X(STRING, dkim_key_directory, "$config_directory/dkim")
 
 /* lmtpd */
 #define CFG_KEYS_LMTPD(X) \

@@ -601,3 +601,22 @@ enum dns_result dns_dnsbl_lookup(const struct dns_dnsbl *list,
 	snprintf(err, errsize, "%s: no matching A record", name);
 	return DNS_NOTFOUND;
 }
+
+enum dns_result dns_lookup_txt(const char *name, char *out, size_t outsize,
+    char *err, size_t errsize)
+{
+	unsigned char answer[8192];
+	int len;
+
+	out[0] = '\0';
+	enum dns_result r = dns_query(name, ns_t_txt, "TXT", answer,
+	    sizeof(answer), &len, err, errsize);
+	if (r != DNS_OK)
+		return r;
+	dns_parse_txt(answer, len, out, outsize);
+	if (out[0] == '\0') {
+		snprintf(err, errsize, "no TXT record for %s", name);
+		return DNS_NOTFOUND;
+	}
+	return DNS_OK;
+}

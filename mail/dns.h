@@ -73,6 +73,11 @@ enum dns_result dns_dnsbl_lookup(const struct dns_dnsbl *list,
     const struct sockaddr *client, char *reason, size_t reasonsize,
     char *err, size_t errsize);
 
+/* The first TXT record of name, its strings joined, in out (truncated
+ * to fit); for DKIM key records (postern dkim check). */
+enum dns_result dns_lookup_txt(const char *name, char *out, size_t outsize,
+    char *err, size_t errsize);
+
 /*
  * The parsers of one reply packet (len bytes as res_nquery returned
  * them), which the lookups above use; apart so that tests and
