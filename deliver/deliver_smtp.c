@@ -122,7 +122,8 @@ static void queue_mail_command(struct deliver_session *s,
 {
 	bio_printf(&s->bio, "MAIL FROM:<%s>", job->sender);
 	if (s->ext & SESS_EXT_SIZE)
-		bio_printf(&s->bio, " SIZE=%lld", (long long)job->content_length);
+		bio_printf(&s->bio, " SIZE=%lld", (long long)job->content_length +
+		    (long long)dkim_fields.len);
 	if (job->body == QUEUE_BODY_8BITMIME && (s->ext & SESS_EXT_8BITMIME))
 		bio_puts(&s->bio, " BODY=8BITMIME");
 	else if (job->body == QUEUE_BODY_BINARYMIME)
