@@ -89,4 +89,28 @@ struct spf_macro_ctx {
 bool spf_macro_expand(const char *spec, const struct spf_macro_ctx *ctx,
     bool exp, struct str *out, char *err, size_t errsize);
 
+/* ---- spf_check.c: check_host() (RFC 7208 4) ---- */
+
+/* RFC 7208 4.6.4: lookups that find nothing, at most. */
+#define SPF_MAX_VOID 2
+
+struct spf_check {
+	/* in */
+	const struct sockaddr *client;	/* AF_INET or AF_INET6 */
+	const char *sender;		/* MAIL FROM, or postmaster@HELO */
+	const char *helo;
+	/* state and out */
+	unsigned char ip[16];
+	size_t iplen;			/* 4 or 16 */
+	unsigned dns_terms, voids;
+	char why[300];			/* what decided, for the log */
+};
+
+/*
+ * check_host(client, domain, sender): the SPF result for domain (the
+ * sender's domain, or the HELO name for the HELO identity, RFC 7208
+ * 2.3, 2.4). Lookups go through mail/dns.c (dns_servers).
+ */
+enum spf_result spf_check_host(struct spf_check *c, const char *domain);
+
 #endif
