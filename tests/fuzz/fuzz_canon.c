@@ -92,6 +92,7 @@ static void check_header(const char *p, size_t len)
 	str_free(&out);
 }
 
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)

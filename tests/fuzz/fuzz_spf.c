@@ -35,6 +35,7 @@ static void expand(const char *spec, const struct spf_macro_ctx *ctx,
 	str_free(&out);
 }
 
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char *txt = malloc(size + 1);
