@@ -183,6 +183,13 @@ bool deliver_dkim_sign(const struct deliver_job *job, bool downgrade,
 
 	/* The content as it will go out. */
 	size_t maplen = (size_t)(job->content_offset + job->content_length);
+	struct stat st;
+	if (fstat(job->content_fd, &st) != 0 || st.st_size < (off_t)maplen) {
+		/* Mapped beyond its end, the file would kill us (SIGBUS). */
+		snprintf(err, errsize, "cannot read queue file %s: %s",
+		    job->queue_file, "file too short");
+		return false;
+	}
 	void *base = mmap(NULL, maplen, PROT_READ, MAP_PRIVATE,
 	    job->content_fd, 0);
 	if (base == MAP_FAILED) {
