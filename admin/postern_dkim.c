@@ -30,6 +30,7 @@
 #include "admin.h"
 #include "cfg.h"
 #include "dkim_sign.h"
+#include "dkim_tags.h"
 #include "dns.h"
 #include "map.h"
 #include "mem.h"
@@ -163,33 +164,18 @@ out:
 	return status;
 }
 
-/* The value of tag name in a tag list (RFC 6376 3.2), white space gone. */
-static char *tag_value(const char *list, const char *name)
+/* The value of tag name in a key record (RFC 6376 3.6.1), white space
+ * gone; NULL if the record does not parse or has no such tag. */
+static char *tag_value(const char *record, const char *name)
 {
-	char *copy = xstrdup(list), *save = NULL, *found = NULL;
-	for (char *t = strtok_r(copy, ";", &save); t != NULL;
-	    t = strtok_r(NULL, ";", &save)) {
-		while (isspace((unsigned char)*t))
-			t++;
-		char *eq = strchr(t, '=');
-		if (eq == NULL)
-			continue;
-		char *e = eq;
-		while (e > t && isspace((unsigned char)e[-1]))
-			e--;
-		if ((size_t)(e - t) != strlen(name) ||
-		    strncmp(t, name, (size_t)(e - t)) != 0)
-			continue;
-		found = xstrdup(eq + 1);
-		char *w = found;
-		for (const char *r = found; *r; r++)
-			if (!isspace((unsigned char)*r))
-				*w++ = *r;
-		*w = '\0';
-		break;
-	}
-	free(copy);
-	return found;
+	struct dkim_tags tags;
+	char err[128];
+	if (!dkim_tags_parse(record, strlen(record), &tags, err, sizeof(err)))
+		return NULL;
+	const char *v = dkim_tags_get(&tags, name);
+	char *out = v ? dkim_tags_strip_wsp(v) : NULL;
+	dkim_tags_free(&tags);
+	return out;
 }
 
 static int check(int argc, char **argv)

@@ -57,8 +57,12 @@ static bool macro_syntax(const char *s, size_t len, bool exp, size_t *n)
 	    letter == '\0')
 		return false;
 	size_t i = 3;
+	bool nonzero = false;
 	while (i < len && isdigit((unsigned char)s[i]))
-		i++;
+		nonzero |= s[i++] != '0';
+	/* 7.1: a digit transformer, if any, is not zero. */
+	if (i > 3 && !nonzero)
+		return false;
 	if (i < len && (s[i] == 'r' || s[i] == 'R'))
 		i++;
 	while (i < len && is_delimiter(s[i]))

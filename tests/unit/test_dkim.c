@@ -8,6 +8,7 @@
 
 #include "dkim_canon.h"
 #include "dkim_sign.h"
+#include "dkim_tags.h"
 #include "str.h"
 #include "unit.h"
 
@@ -121,8 +122,43 @@ static void test_from_domain(void)
 	}
 }
 
+static void test_tags(void)
+{
+	static const struct {
+		const char *in;
+		bool ok;
+		const char *name, *want;
+	} cases[] = {
+		{ "v=1; a=rsa-sha256; d=example.net; s=brisbane;", true, "d", "example.net" },
+		{ "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=", true, "k", "ed25519" },
+		{ " v = 1 ;\r\n\tb=ab cd\r\n ef ", true, "b", "ab cd\r\n ef" },
+		{ "v=1;;a=b", false, NULL, NULL },
+		{ "v=1; v=2", false, NULL, NULL },
+		{ "1v=1", false, NULL, NULL },
+		{ "v", false, NULL, NULL },
+		{ "v=a\x01b", false, NULL, NULL },
+		{ "", true, "v", NULL },
+		{ "t=", true, "t", "" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct dkim_tags t;
+		char err[128];
+		bool ok = dkim_tags_parse(cases[i].in, strlen(cases[i].in), &t,
+		    err, sizeof(err));
+		CHECK(ok == cases[i].ok);
+		if (ok) {
+			CHECK_STR(dkim_tags_get(&t, cases[i].name), cases[i].want);
+			dkim_tags_free(&t);
+		}
+	}
+	char *s = dkim_tags_strip_wsp("ab cd\r\n ef");
+	CHECK_STR(s, "abcdef");
+	free(s);
+}
+
 int main(void)
 {
+	RUN(test_tags);
 	RUN(test_body);
 	RUN(test_header);
 	RUN(test_from_domain);

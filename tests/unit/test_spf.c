@@ -118,6 +118,8 @@ static void test_records(void)
 		{ "v=spf1 all:x", false, 0, 0 },
 		{ "v=spf1 a/024", false, 0, 0 },
 		{ "v=spf1 include:%{z}.example.com", false, 0, 0 },
+		{ "v=spf1 exists:%{d0}.example.com", false, 0, 0 },
+		{ "v=spf1 exists:%{d00r}.example.com", false, 0, 0 },
 		{ "v=spf10 -all", false, 0, 0 },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
