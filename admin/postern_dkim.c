@@ -11,7 +11,12 @@
  *       SELECTOR._domainkey.DOMAIN (dns_servers) and say whether its p=
  *       is the key's public half
  *
- * Exit 0: done, or every record matches; 1: a record is missing or does
+ *   postern dkim verify < MESSAGE
+ *       verify every DKIM signature of the message (mail/dkim_verify.c),
+ *       keys from DNS (dns_servers); a message with LF line ends only
+ *       is read as if they were CRLF
+ *
+ * Exit 0: done, every record matches, or a signature verifies; 1: a record is missing or does
  * not match, or the key exists already; 2: usage or a local error.
  * Trusts its invoking user and the config; the DNS answer is only
  * compared, never used.
@@ -25,15 +30,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "admin.h"
 #include "cfg.h"
 #include "dkim_sign.h"
 #include "dkim_tags.h"
+#include "dkim_verify.h"
 #include "dns.h"
 #include "map.h"
 #include "mem.h"
+#include "str.h"
 
 enum {
 	DKIM_EXIT_OK = 0,
@@ -46,7 +54,8 @@ static int dkim_usage(void)
 	fprintf(stderr,
 	    "usage: postern dkim keygen DOMAIN SELECTOR [--type rsa|ed25519] "
 	    "[--bits N]\n"
-	    "       postern dkim check DOMAIN\n");
+	    "       postern dkim check DOMAIN\n"
+	    "       postern dkim verify < MESSAGE\n");
 	return DKIM_EXIT_USAGE;
 }
 
@@ -178,6 +187,65 @@ static char *tag_value(const char *record, const char *name)
 	return out;
 }
 
+static enum dns_result txt_lookup(void *ctx, const char *name, char *txt,
+    size_t txtsize, char *err, size_t errsize)
+{
+	return dns_lookup_txt(name, txt, txtsize, err, errsize);
+}
+
+/* Verify the message on standard input, as the MX would. */
+static int verify(int argc, char **argv)
+{
+	char err[512];
+	struct str msg;
+
+	if (argc != 1)
+		return dkim_usage();
+	str_init(&msg, 64 * 1024 * 1024);
+	char buf[65536];
+	size_t n;
+	bool has_cr = false;
+	while ((n = fread(buf, 1, sizeof(buf), stdin)) > 0) {
+		has_cr = has_cr || memchr(buf, '\r', n) != NULL;
+		if (!str_append(&msg, buf, n)) {
+			fprintf(stderr, "postern dkim: message too large\n");
+			return DKIM_EXIT_USAGE;
+		}
+	}
+	/* A file with LF line ends is taken as the message it stands for. */
+	if (!has_cr) {
+		struct str crlf;
+		str_init(&crlf, STR_NO_MAX);
+		for (size_t i = 0; i < msg.len; i++) {
+			if (msg.data[i] == '\n')
+				str_append_char(&crlf, '\r');
+			str_append_char(&crlf, msg.data[i]);
+		}
+		str_free(&msg);
+		msg = crlf;
+	}
+	if (!dns_init(&cfg.dns_servers, err, sizeof(err))) {
+		fprintf(stderr, "postern dkim: %s\n", err);
+		return DKIM_EXIT_USAGE;
+	}
+	struct dkim_result res[DKIM_MAX_SIGNATURES];
+	size_t count = dkim_verify_message(msg.data ? msg.data : "", msg.len,
+	    time(NULL), txt_lookup, NULL, res, DKIM_MAX_SIGNATURES);
+	int status = DKIM_EXIT_MISMATCH;
+	if (count == 0)
+		printf("dkim=none (no signature)\n");
+	for (size_t i = 0; i < count; i++) {
+		printf("dkim=%s d=%s s=%s a=%s (%s)\n",
+		    dkim_verdict_name(res[i].verdict), res[i].domain,
+		    res[i].selector, res[i].alg, res[i].why);
+		if (res[i].verdict == DKIM_PASS)
+			status = DKIM_EXIT_OK;
+	}
+	str_free(&msg);
+	dns_close();
+	return status;
+}
+
 static int check(int argc, char **argv)
 {
 	char err[512];
@@ -262,5 +330,7 @@ int admin_dkim_main(int argc, char **argv)
 		return keygen(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "check") == 0)
 		return check(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "verify") == 0)
+		return verify(argc - 1, argv + 1);
 	return dkim_usage();
 }

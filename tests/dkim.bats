@@ -17,16 +17,7 @@ load helpers/suite
 load helpers/smtp_common
 load helpers/qmgr
 load helpers/peers
-
-# dnsmasq's --txt-record for NAME and TXT, in strings of at most 255
-# octets (RFC 1035 3.3.14).
-txt_arg() {
-	if [ "${#2}" -gt 250 ]; then
-		echo "--txt-record=$1,${2:0:250},${2:250}"
-	else
-		echo "--txt-record=$1,$2"
-	fi
-}
+load helpers/dkim
 
 setup_file() {
 	suite_init
