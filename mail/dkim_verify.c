@@ -407,7 +407,7 @@ static void verify_one(const struct message *m, const struct hfield *sigf,
 	}
 
 	/* The header hash: the h= fields from the bottom up (5.4.2). */
-	bool used[256] = { false };
+	bool *used = xcalloc(m->nfields ? m->nfields : 1, sizeof(*used));
 	for (const char *p = h; *p;) {
 		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n' ||
 		    *p == ':')
@@ -419,18 +419,17 @@ static void verify_one(const struct message *m, const struct hfield *sigf,
 		if (e == p)
 			break;
 		for (size_t j = m->nfields; j-- > 0;) {
-			if (j < 256 && used[j])
+			if (used[j] || !field_is(&m->fields[j], p,
+			    (size_t)(e - p)))
 				continue;
-			if (!field_is(&m->fields[j], p, (size_t)(e - p)))
-				continue;
-			if (j < 256)
-				used[j] = true;
+			used[j] = true;
 			dkim_canon_header(hc, m->fields[j].p, m->fields[j].len,
 			    &data);
 			break;
 		}
 		p = e;
 	}
+	free(used);
 	struct str self;
 	str_init(&self, STR_NO_MAX);
 	strip_b(sigf, &self);
