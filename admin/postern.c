@@ -9,6 +9,8 @@
  *   postern [-c DIR] config [KEY...]  print effective values
  *   postern [-c DIR] queue ...    queue inspection and control
  *   postern [-c DIR] map ...      lookup tables
+ *   postern [-c DIR] dkim ...     DKIM keys (postern_dkim.c)
+ *   postern [-c DIR] spf check .. an SPF result (postern_spf.c)
  *
  * Runs as the invoking user. The config directory comes from -c, else
  * $POSTERN_CONFIG_DIR, else /etc/postern.
@@ -388,6 +390,8 @@ static const struct command commands[] = {
 	{ "config", cmd_config, "config [KEY...] print effective configuration" },
 	{ "queue", admin_queue_main, "queue ...       list, show, delete, hold, release, flush the queue" },
 	{ "map", admin_map_main, "map ...         build, query and list lookup tables" },
+	{ "dkim", admin_dkim_main, "dkim ...        make DKIM keys, check their DNS records" },
+	{ "spf", admin_spf_main, "spf check IP SENDER [HELO]  the SPF result for a client" },
 };
 
 static void usage(void)

@@ -440,6 +440,7 @@ static void deliver_init(const char *service)
 		log_fatal("%s", err);
 	deliver_tls_init();
 	deliver_auth_init();
+	deliver_dkim_init();
 }
 
 int main(int argc, char **argv)

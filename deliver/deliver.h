@@ -226,4 +226,15 @@ void deliver_auth_init(void);
 bool deliver_session_authenticate(struct deliver_session *s,
     struct deliver_job *job, struct deliver_outcome *out);
 
+/* ---- deliver_dkim.c: DKIM signatures on the way out ---- */
+
+void deliver_dkim_init(void);
+/*
+ * The DKIM-Signature fields for this job's content as it will go out
+ * (downgrade: converted to 7-bit MIME), appended to out; nothing when
+ * the job is not to be signed. false with err: defer the mail.
+ */
+bool deliver_dkim_sign(const struct deliver_job *job, bool downgrade,
+    struct str *out, char *err, size_t errsize);
+
 #endif

@@ -18,6 +18,8 @@
  * - Transparency (RFC 5321 4.5.2): a line starting with "." gets another.
  * - 8BITMIME (RFC 6152 3): 8-bit content to a peer without it is
  *   converted to 7-bit MIME (deliver_mime.c), as Postfix does.
+ * - DKIM (deliver_dkim.c): the signature fields, made over the content
+ *   as it goes out to this peer, go before it.
  *
  * The content comes from the queue file, which qmgr trusts and so do we;
  * its bytes are copied, interpreted beyond line starts only for that
@@ -40,6 +42,11 @@
 #include "mem.h"
 
 #define CONTENT_CHUNK 65536
+/* Room for the DKIM-Signature fields of one message. */
+#define DKIM_FIELDS_MAX (64 * 1024)
+
+/* This transaction's DKIM-Signature fields; empty when not signed. */
+static struct str dkim_fields;
 
 static bool has_8bit(const char *s)
 {
@@ -144,7 +151,8 @@ static void queue_mail_command(struct deliver_session *s,
 	bio_printf(&s->bio, "MAIL FROM:<%s>", sender);
 	free(sender);
 	if (s->ext & SESS_EXT_SIZE)
-		bio_printf(&s->bio, " SIZE=%lld", (long long)job->content_length);
+		bio_printf(&s->bio, " SIZE=%lld", (long long)job->content_length +
+		    (long long)dkim_fields.len);
 	if (job->body == QUEUE_BODY_8BITMIME && (s->ext & SESS_EXT_8BITMIME))
 		bio_puts(&s->bio, " BODY=8BITMIME");
 	else if (job->body == QUEUE_BODY_BINARYMIME)
@@ -239,6 +247,9 @@ static bool send_content_data(struct deliver_session *s,
 	off_t off = 0;
 	struct stuffer st = { s, '\n', false };
 
+	if (dkim_fields.len > 0)
+		stuff_write(&st, dkim_fields.data, dkim_fields.len);
+
 	while (off < job->content_length && !st.failed) {
 		size_t want = sizeof(buf);
 		if ((off_t)want > job->content_length - off)
@@ -297,6 +308,8 @@ static bool send_content_downgraded(struct deliver_session *s,
 		return false;
 	size_t len = (size_t)job->content_length;
 	struct stuffer st = { s, '\n', false };
+	if (dkim_fields.len > 0)
+		stuff_write(&st, dkim_fields.data, dkim_fields.len);
 	if (deliver_mime_has_8bit(msg, len))
 		deliver_mime_downgrade(msg, len, stuff_write, &st);
 	else
@@ -313,7 +326,10 @@ static bool send_content_bdat(struct deliver_session *s,
 	char buf[CONTENT_CHUNK];
 	off_t off = 0;
 
-	bio_printf(&s->bio, "BDAT %lld LAST\r\n", (long long)job->content_length);
+	bio_printf(&s->bio, "BDAT %lld LAST\r\n", (long long)job->content_length +
+	    (long long)dkim_fields.len);
+	if (dkim_fields.len > 0)
+		bio_write(&s->bio, dkim_fields.data, dkim_fields.len);
 	while (off < job->content_length) {
 		size_t want = sizeof(buf);
 		if ((off_t)want > job->content_length - off)
@@ -421,6 +437,18 @@ bool deliver_smtp_transaction(struct deliver_session *s,
 	job->local_trouble = false;
 	if (!precheck(s, job))
 		return true;
+	/* Signed before MAIL: a key that cannot be read defers the mail
+	 * without a transaction begun. */
+	if (dkim_fields.max == 0)
+		str_init(&dkim_fields, DKIM_FIELDS_MAX);
+	str_clear(&dkim_fields);
+	if (!deliver_dkim_sign(job, !bdat && !(s->ext & SESS_EXT_8BITMIME),
+	    &dkim_fields, err, sizeof(err))) {
+		log_warning("%s: %s", job->queue_id, err);
+		deliver_fail_open(job, 'D', "4.3.0", err, err);
+		job->local_trouble = true;
+		return true;
+	}
 	for (size_t i = 0; i < job->nrcpts; i++) {
 		job->rcpts[i].in_txn = !job->rcpts[i].done;
 		job->rcpts[i].accepted = false;

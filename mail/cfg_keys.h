@@ -79,7 +79,9 @@
 	X(BOOL, smtp_sasl_allow_plaintext, "no") \
 	X(INT, smtp_mx_address_limit, "5") \
 	X(INT, smtp_mx_session_limit, "2") \
-	X(LIST, smtp_fallback_relay, "")
+	X(LIST, smtp_fallback_relay, "") \
+	X(LIST, dkim_signing_maps, "") \
+	X(STRING, dkim_key_directory, "$config_directory/dkim")
 
 /* lmtpd */
 #define CFG_KEYS_LMTPD(X) \

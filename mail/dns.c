@@ -601,3 +601,103 @@ enum dns_result dns_dnsbl_lookup(const struct dns_dnsbl *list,
 	snprintf(err, errsize, "%s: no matching A record", name);
 	return DNS_NOTFOUND;
 }
+
+enum dns_result dns_lookup_txt(const char *name, char *out, size_t outsize,
+    char *err, size_t errsize)
+{
+	unsigned char answer[8192];
+	int len;
+
+	out[0] = '\0';
+	enum dns_result r = dns_query(name, ns_t_txt, "TXT", answer,
+	    sizeof(answer), &len, err, errsize);
+	if (r != DNS_OK)
+		return r;
+	dns_parse_txt(answer, len, out, outsize);
+	if (out[0] == '\0') {
+		snprintf(err, errsize, "no TXT record for %s", name);
+		return DNS_NOTFOUND;
+	}
+	return DNS_OK;
+}
+
+void dns_rr_free(struct dns_rr *rrs, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		free(rrs[i].data);
+	free(rrs);
+}
+
+enum dns_result dns_lookup_rr(const char *name, int type, struct dns_rr **rrsp,
+    size_t *countp, char *err, size_t errsize)
+{
+	unsigned char answer[8192];
+	int len;
+	ns_msg msg;
+
+	*rrsp = NULL;
+	*countp = 0;
+	enum dns_result r = dns_query(name, type, type == ns_t_txt ? "TXT" :
+	    type == ns_t_a ? "A" : type == ns_t_aaaa ? "AAAA" :
+	    type == ns_t_mx ? "MX" : "PTR", answer, sizeof(answer), &len, err,
+	    errsize);
+	if (r != DNS_OK)
+		return r;
+	if (ns_initparse(answer, len, &msg) < 0)
+		return DNS_TEMPFAIL;
+	int n = ns_msg_count(msg, ns_s_an);
+	struct dns_rr *rrs = xcalloc(n > 0 ? (size_t)n : 1, sizeof(*rrs));
+	size_t count = 0;
+	for (int i = 0; i < n; i++) {
+		ns_rr rr;
+		if (ns_parserr(&msg, ns_s_an, i, &rr) < 0)
+			break;
+		if ((int)ns_rr_type(rr) != type || ns_rr_class(rr) != ns_c_in)
+			continue;
+		const unsigned char *p = ns_rr_rdata(rr);
+		size_t rdlen = ns_rr_rdlen(rr);
+		struct dns_rr *out = &rrs[count];
+		if (type == ns_t_txt) {
+			/* The strings of one record, joined (RFC 7208 3.3). */
+			out->data = xmalloc(rdlen + 1);
+			const unsigned char *end = p + rdlen;
+			while (p < end) {
+				size_t k = *p++;
+				if (k > (size_t)(end - p))
+					k = (size_t)(end - p);
+				memcpy(out->data + out->len, p, k);
+				out->len += k;
+				p += k;
+			}
+		} else if (type == ns_t_a || type == ns_t_aaaa) {
+			if (rdlen != (type == ns_t_a ? 4u : 16u))
+				continue;
+			out->data = xmalloc(rdlen + 1);
+			memcpy(out->data, p, rdlen);
+			out->len = rdlen;
+		} else {
+			char host[NS_MAXDNAME];
+			if (type == ns_t_mx) {
+				if (rdlen < 3)
+					continue;
+				p += 2;
+			}
+			if (ns_name_uncompress(ns_msg_base(msg),
+			    ns_msg_end(msg), p, host, sizeof(host)) < 0)
+				continue;
+			out->len = strlen(host);
+			out->data = xmalloc(out->len + 1);
+			memcpy(out->data, host, out->len);
+		}
+		out->data[out->len] = '\0';
+		count++;
+	}
+	if (count == 0) {
+		free(rrs);
+		snprintf(err, errsize, "no record of that type for %s", name);
+		return DNS_NOTFOUND;
+	}
+	*rrsp = rrs;
+	*countp = count;
+	return DNS_OK;
+}

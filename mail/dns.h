@@ -73,6 +73,26 @@ enum dns_result dns_dnsbl_lookup(const struct dns_dnsbl *list,
     const struct sockaddr *client, char *reason, size_t reasonsize,
     char *err, size_t errsize);
 
+/* The first TXT record of name, its strings joined, in out (truncated
+ * to fit); for DKIM key records (postern dkim check). */
+enum dns_result dns_lookup_txt(const char *name, char *out, size_t outsize,
+    char *err, size_t errsize);
+
+/*
+ * Every record of type (ns_t_txt, ns_t_a, ns_t_aaaa, ns_t_mx, ns_t_ptr)
+ * for name: a TXT record's strings joined, an address's 4 or 16 bytes,
+ * an MX's exchange or a PTR's name (each NUL-terminated too). For SPF's
+ * lookups (mail/spf_check.c): DNS_NOTFOUND when the name does not exist
+ * or has no such record, which SPF counts as a void lookup.
+ */
+struct dns_rr {
+	unsigned char *data;
+	size_t len;
+};
+enum dns_result dns_lookup_rr(const char *name, int type, struct dns_rr **rrs,
+    size_t *count, char *err, size_t errsize);
+void dns_rr_free(struct dns_rr *rrs, size_t count);
+
 /*
  * The parsers of one reply packet (len bytes as res_nquery returned
  * them), which the lookups above use; apart so that tests and

@@ -102,6 +102,11 @@ static bool open_message(struct smtpd_session *s, struct open_failure *why)
 	queue_envelope_set_attr(env, "protocol", smtpd_protocol_name(s));
 	if (s->auth_user != NULL)
 		queue_envelope_set_attr(env, "sasl_user", s->auth_user);
+	/* Whose mail deliver may sign (deliver/deliver_dkim.c). */
+	if (s->auth_user != NULL)
+		queue_envelope_set_attr(env, "trust", "sasl");
+	else if (s->client_trusted)
+		queue_envelope_set_attr(env, "trust", "mynetworks");
 	for (size_t i = 0; i < t->nrcpts; i++) {
 		/* The queue's R record has no room for an ORCPT holding a
 		 * space (a quoted local part); ORCPT is informational, so
