@@ -347,9 +347,21 @@ static int raw_line(struct loader *ld, size_t i)
 	return ld->raw[i].text ? ld->raw[i].line : 0;
 }
 
+/*
+ * myhostname when not set: Debian's /etc/mailname when there is one (as
+ * Debian's postfix and exim4 take it), else the host name.
+ */
 static char *default_hostname(void)
 {
 	char host[256];
+	FILE *mailname = fopen("/etc/mailname", "re");
+	if (mailname != NULL) {
+		bool got = fgets(host, sizeof(host), mailname) != NULL;
+		fclose(mailname);
+		host[strcspn(host, " \t\r\n")] = '\0';
+		if (got && host[0] != '\0')
+			return xstrdup(host);
+	}
 	if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
 		return xstrdup("localhost");
 	host[sizeof(host) - 1] = '\0';
