@@ -14,7 +14,9 @@
  * a crash can repeat an expansion but never lose one (queue.h).
  *
  * Routing of a recipient that is left: a domain in mydomains (or no
- * domain) goes to LMTP at lmtp_destination; other domains go through
+ * domain) goes to the local delivery agent when local_recipient_maps
+ * knows its user (mail/local_user.h), else to LMTP at lmtp_destination;
+ * other domains go through
  * transport_maps (address, domain, parent domains ".example.org", "*"),
  * then relayhost, then MX lookup of the domain (deliver smtp).
  *
@@ -34,6 +36,7 @@
 #include "addr.h"
 #include "cfg.h"
 #include "log.h"
+#include "local_user.h"
 #include "map.h"
 #include "mem.h"
 #include "qmgr.h"
@@ -77,6 +80,8 @@ void qmgr_resolve_init(void)
 	lmtp_nexthop = lmtp_nexthop_of(cfg.lmtp_destination, err, sizeof(err));
 	if (lmtp_nexthop == NULL)
 		log_fatal("lmtp_destination: %s", err);
+	if (!local_user_init(err, sizeof(err)))
+		log_fatal("local_recipient_maps: %s", err);
 }
 
 void qmgr_route_free(struct qroute *r)
@@ -229,6 +234,19 @@ void qmgr_resolve_route(const char *address, struct qroute *r)
 {
 	memset(r, 0, sizeof(*r));
 	if (qmgr_is_local_address(address)) {
+		/* System users first: the local agent, as each user. */
+		switch (local_user_enabled() ? local_user_lookup(address) :
+		    MAP_NOTFOUND) {
+		case MAP_FOUND:
+			route_to(r, "local", cfg.myhostname);
+			return;
+		case MAP_ERROR:
+			route_fail(r, false, "4.3.0", "%s",
+			    "local recipient table lookup failed");
+			return;
+		case MAP_NOTFOUND:
+			break;
+		}
 		route_to(r, "lmtp", lmtp_nexthop);
 		return;
 	}
@@ -394,6 +412,18 @@ static enum expand_result expand_one(struct qmsg *msg, size_t i,
 			return EXPAND_DECIDED;
 		}
 	}
+	/* RFC 5321 4.5.1: postmaster must exist. With system users and no
+	 * alias for it, it is root's, as in Debian's /etc/aliases. */
+	if (mr == MAP_NOTFOUND && local_user_enabled() &&
+	    qmgr_is_local_address(address)) {
+		char *key = local_part(address, false);
+		if (strcmp(key, "postmaster") == 0 &&
+		    local_user_lookup(address) == MAP_NOTFOUND) {
+			value = xstrdup("root");
+			mr = MAP_FOUND;
+		}
+		free(key);
+	}
 	if (mr != MAP_FOUND)
 		return EXPAND_NONE;
 	if (qualify_domain == NULL)
@@ -465,7 +495,7 @@ bool qmgr_resolve_expand(struct qmsg *msg, int fd)
 			    QUEUE_RCPT_EXPANDED);
 	}
 	if (map_list_count(virtual_maps) == 0 &&
-	    map_list_count(alias_maps) == 0)
+	    map_list_count(alias_maps) == 0 && !local_user_enabled())
 		return true;
 
 	/* present: every address of the message (duplicates of these are
