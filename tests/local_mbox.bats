@@ -24,6 +24,10 @@ setup_file() {
 	done
 	suite_init
 	mkdir "$T/spool"
+	# A small file system of its own, for the test of a full one.
+	if mount -t tmpfs -o size=1m tmpfs "$T/spool" 2>/dev/null; then
+		touch "$T/spool-is-tmpfs"
+	fi
 	chown root:mail "$T/spool"
 	chmod 2775 "$T/spool"
 	suite_conf local_recipient_maps unix:passwd
@@ -33,6 +37,7 @@ setup_file() {
 }
 
 teardown_file() {
+	umount "$T/spool" 2>/dev/null || umount -l "$T/spool" 2>/dev/null || true
 	suite_stop
 	echo "# local_mbox.bats: $(echo "$(date +%s.%N) - $FILE_START" | bc) s" >&3
 }
@@ -171,4 +176,24 @@ print(m["Subject"]); print(m.get_payload())' "$box"
 	wait_for_count "count_in '$T/spool/$U1'" $((before + 2))
 	grep -q 'symbolic link: refused' "$T/spool/$U1"
 	grep -q 'mail forwarding loop' "$T/spool/$U1"
+}
+
+@test "a mailbox that fills its file system is cut back to its size before, and the mail deferred" {
+	[ -e "$T/spool-is-tmpfs" ] || skip "cannot mount tmpfs here"
+	box="$T/spool/$U2"
+	run send "$U2@localhost" --header "Subject: fits"
+	[ "$status" -eq 0 ]
+	wait_for_count "grep -c 'to=<$U2@localhost>, relay=local, .*status=sent' '$T/log'" 2
+	size=$(stat -c %s "$box")
+	# Leave about 32 KB free; 200 KB of text cannot fit.
+	free_kb=$(df -k --output=avail "$T/spool" | tail -n1)
+	dd if=/dev/zero of="$T/spool/filler" bs=1k count=$((free_kb - 32)) 2>/dev/null
+	/usr/bin/python3 -c 'print(("x" * 70 + "\r\n") * 2800, end="")' > "$T/big"
+	run send "$U2@localhost" --header "Subject: too big" --body "$T/big"
+	[ "$status" -eq 0 ]
+	wait_for_log "to=<$U2@localhost>, relay=local, .*dsn=4.2.0, status=deferred \(cannot update mailbox $T/spool/$U2 for user $U2: cannot write mailbox: No space left on device\)"
+	# Cut back to the byte: the message before is whole, nothing after.
+	[ "$(stat -c %s "$box")" -eq "$size" ]
+	[ "$(count_in "$box")" -eq 1 ]
+	[ ! -e "$box.lock" ]
 }
