@@ -370,6 +370,21 @@ static char *default_hostname(void)
 
 static bool expand_key(struct loader *ld, size_t i, int depth);
 
+#define CFG_SYSTEM_ALIASES "/etc/aliases"
+
+/* Is local_recipient_maps given, and not empty? */
+static bool system_users_on(struct loader *ld)
+{
+	const char *text = ld->raw[key_index("local_recipient_maps",
+	    strlen("local_recipient_maps"))].text;
+	if (text == NULL)
+		return false;
+	for (; *text; text++)
+		if (*text != ' ' && *text != '\t' && *text != ',')
+			return true;
+	return false;
+}
+
 /* Expand $name and ${name} in text; "$$" is a literal '$'. */
 static bool expand_text(struct loader *ld, size_t owner, const char *text,
     int depth, char **out)
@@ -431,6 +446,11 @@ static bool expand_key(struct loader *ld, size_t i, int depth)
 	char *out = NULL;
 	if (strcmp(key_defs[i].name, "myhostname") == 0 && *text == '\0') {
 		out = default_hostname();
+	} else if (strcmp(key_defs[i].name, "alias_maps") == 0 &&
+	    ld->raw[i].text == NULL && system_users_on(ld) &&
+	    access(CFG_SYSTEM_ALIASES, F_OK) == 0) {
+		/* Debian's aliases, once the host's users get mail. */
+		out = xstrdup("hash:" CFG_SYSTEM_ALIASES);
 	} else if (!expand_text(ld, i, text, depth, &out)) {
 		ld->expanding[i] = false;
 		return false;
