@@ -22,6 +22,10 @@
  *   5. Root removes the dotlock.
  * Root's own mailbox is written as root, as local(8) does.
  *
+ * With home_mailbox = "Maildir/" the child, as the user, writes
+ * HOME/Maildir/ instead (tmp/, fsync, rename into new/, fsync of new/);
+ * no lock is needed there.
+ *
  * Trusts the config and the name service; takes nothing from the
  * message but its bytes (and the Delivered-To: fields).
  */
@@ -68,6 +72,12 @@ void local_deliver_init(const char *service)
 	if (!spool_gid_known)
 		log_warning("mail_spool_group: no group \"%s\": new mailboxes "
 		    "get their user's group", cfg.mail_spool_group);
+	size_t hl = strlen(cfg.home_mailbox);
+	if (hl > 0 && (cfg.home_mailbox[hl - 1] != '/' ||
+	    cfg.home_mailbox[0] == '/' || strstr(cfg.home_mailbox, "..")))
+		log_fatal("home_mailbox: \"%s\": only a Maildir relative to the "
+		    "home directory, ending in \"/\" (Maildir/), is supported",
+		    cfg.home_mailbox);
 	if (!priv_is_root())
 		log_info("not running as root: delivers only to the mailbox "
 		    "of uid %ld", (long)getuid());
@@ -132,6 +142,8 @@ struct mbox_target {
 	uid_t uid;
 	gid_t gid;
 	const char *name;	/* the user, for messages */
+	const char *home;	/* the user's home directory */
+	bool maildir;		/* home_mailbox: fd is unused */
 };
 
 static bool write_all(int fd, const char *p, size_t len)
@@ -167,39 +179,35 @@ static bool become_user(uid_t uid, gid_t gid, char *why, size_t whysize)
 	return true;
 }
 
-/* The child's work; its exit status is 0 or EX_TEMPFAIL (75). */
-static int write_as_user(const struct local_job *job,
-    const struct local_rcpt *r, const struct mbox_target *t, char *why,
+/*
+ * Copy the message into fd: the "From " line (mbox only), Return-Path:,
+ * Delivered-To:, then the text converted by body. false with why.
+ */
+static bool copy_message(const struct local_job *job,
+    const struct local_rcpt *r, int fd, bool mbox, char *why,
     size_t whysize)
 {
-	struct stat st;
 	struct str out;
 	struct mbox_body body;
-	bool ok = false;
 	off_t done = 0;
+	bool ok = false;
 
-	if (!become_user(t->uid, t->gid, why, whysize))
-		return 75;
-	if (!mbox_fcntl_lock(t->fd, LOCK_TIMEOUT_MS, why, whysize))
-		return 75;
-	if (fstat(t->fd, &st) < 0) {
-		snprintf(why, whysize, "cannot stat mailbox: %s",
-		    strerror(errno));
-		return 75;
-	}
 	str_init(&out, STR_NO_MAX);
-	mbox_from_line(&out, job->sender, time(NULL));
+	if (mbox)
+		mbox_from_line(&out, job->sender, time(NULL));
 	str_appendf(&out, "Return-Path: <%s>\nDelivered-To: %s\n", job->sender,
 	    r->address);
 	mbox_body_init(&body);
+	body.plain = !mbox;
 	char *chunk = xmalloc(COPY_CHUNK);
 	for (;;) {
 		if (out.len >= COPY_CHUNK || done == job->content_length) {
 			if (done == job->content_length)
 				mbox_body_finish(&body, &out);
-			if (!write_all(t->fd, out.data, out.len)) {
-				snprintf(why, whysize, "cannot write mailbox: "
-				    "%s", strerror(errno));
+			if (!write_all(fd, out.data, out.len)) {
+				snprintf(why, whysize, "cannot write %s: %s",
+				    mbox ? "mailbox" : "Maildir file",
+				    strerror(errno));
 				break;
 			}
 			str_clear(&out);
@@ -223,12 +231,31 @@ static int write_as_user(const struct local_job *job,
 	free(chunk);
 	str_free(&out);
 	/* Acknowledged only once it is on disk. */
-	if (ok && fsync(t->fd) < 0) {
-		snprintf(why, whysize, "cannot fsync mailbox: %s",
-		    strerror(errno));
+	if (ok && fsync(fd) < 0) {
+		snprintf(why, whysize, "cannot fsync %s: %s", mbox ? "mailbox" :
+		    "Maildir file", strerror(errno));
 		ok = false;
 	}
-	if (!ok) {
+	return ok;
+}
+
+/* The child's work; its exit status is 0 or EX_TEMPFAIL (75). */
+static int write_as_user(const struct local_job *job,
+    const struct local_rcpt *r, const struct mbox_target *t, char *why,
+    size_t whysize)
+{
+	struct stat st;
+
+	if (!become_user(t->uid, t->gid, why, whysize))
+		return 75;
+	if (!mbox_fcntl_lock(t->fd, LOCK_TIMEOUT_MS, why, whysize))
+		return 75;
+	if (fstat(t->fd, &st) < 0) {
+		snprintf(why, whysize, "cannot stat mailbox: %s",
+		    strerror(errno));
+		return 75;
+	}
+	if (!copy_message(job, r, t->fd, true, why, whysize)) {
 		/* Never leave half a message: readers would see a broken
 		 * one, and the retry would add a whole one after it. */
 		if (ftruncate(t->fd, st.st_size) < 0 || fsync(t->fd) < 0)
@@ -237,6 +264,83 @@ static int write_as_user(const struct local_job *job,
 			    (long long)st.st_size);
 		return 75;
 	}
+	return 0;
+}
+
+/*
+ * home_mailbox = "Maildir/": as the user, HOME/Maildir/tmp/NAME (O_EXCL),
+ * fsync, rename into new/, fsync new/. Missing directories are made
+ * (0700), as lmtpd makes them.
+ */
+static int write_maildir_as_user(const struct local_job *job,
+    const struct local_rcpt *r, const struct mbox_target *t, char *why,
+    size_t whysize)
+{
+	static unsigned counter;
+	char dir[4096], tmp[4200], new[4200], host[256];
+
+	if (!become_user(t->uid, t->gid, why, whysize))
+		return 75;
+	if ((size_t)snprintf(dir, sizeof(dir), "%s/%s", t->home,
+	    cfg.home_mailbox) >= sizeof(dir)) {
+		snprintf(why, whysize, "Maildir path too long");
+		return 75;
+	}
+	size_t len = strlen(dir);
+	while (len > 1 && dir[len - 1] == '/')
+		dir[--len] = '\0';
+	const char *subs[] = { "", "/tmp", "/new", "/cur" };
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(tmp, sizeof(tmp), "%s%s", dir, subs[i]);
+		if (mkdir(tmp, 0700) < 0 && errno != EEXIST) {
+			snprintf(why, whysize, "cannot make %.300s: %s", tmp,
+			    strerror(errno));
+			return 75;
+		}
+	}
+	if (gethostname(host, sizeof(host)) < 0)
+		strlcpy(host, "localhost", sizeof(host));
+	host[sizeof(host) - 1] = '\0';
+	for (char *p = host; *p; p++)
+		if (*p == '/' || *p == ':')
+			*p = '_';
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	char name[512];
+	snprintf(name, sizeof(name), "%lld.M%ldP%ldQ%u.%s",
+	    (long long)now.tv_sec, now.tv_nsec / 1000, (long)getpid(),
+	    counter++, host);
+	snprintf(tmp, sizeof(tmp), "%s/tmp/%s", dir, name);
+	snprintf(new, sizeof(new), "%s/new/%s", dir, name);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(why, whysize, "cannot create %.300s: %s", tmp,
+		    strerror(errno));
+		return 75;
+	}
+	bool ok = copy_message(job, r, fd, false, why, whysize);
+	close(fd);
+	if (ok && rename(tmp, new) < 0) {
+		snprintf(why, whysize, "cannot move into %.300s/new: %s", dir,
+		    strerror(errno));
+		ok = false;
+	}
+	if (!ok) {
+		unlink(tmp);
+		return 75;
+	}
+	snprintf(tmp, sizeof(tmp), "%s/new", dir);
+	int dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fsync(dfd) < 0) {
+		/* The file is there: a second copy beats a lost one. */
+		snprintf(why, whysize, "cannot fsync %.300s: %s", tmp,
+		    strerror(errno));
+		if (dfd >= 0)
+			close(dfd);
+		return 75;
+	}
+	close(dfd);
 	return 0;
 }
 
@@ -262,7 +366,9 @@ static bool run_writer(const struct local_job *job,
 		char reason[WHY_MAX] = "";
 		close(p[0]);
 		signal(SIGPIPE, SIG_IGN);
-		int status = write_as_user(job, r, t, reason, sizeof(reason));
+		int status = t->maildir ?
+		    write_maildir_as_user(job, r, t, reason, sizeof(reason)) :
+		    write_as_user(job, r, t, reason, sizeof(reason));
 		if (status != 0) {
 			ssize_t w = write(p[1], reason, strlen(reason));
 			(void)w;
@@ -326,7 +432,7 @@ static void deliver_mbox(struct local_job *job, struct local_rcpt *r,
 	switch (mbox_open(spool, user, uid, spool_gid_known ? spool_gid : gid,
 	    &fd, why, sizeof(why))) {
 	case MBOX_OPEN_OK: {
-		struct mbox_target t = { fd, uid, gid, user };
+		struct mbox_target t = { fd, uid, gid, user, "", false };
 		if (run_writer(job, r, &t, why, sizeof(why)))
 			local_rcpt_decide(r, 'S', "2.0.0", "delivered to "
 			    "mailbox");
@@ -387,6 +493,19 @@ void local_deliver_rcpt(struct local_job *job, struct local_rcpt *r)
 		free(user);
 		return;
 	}
-	deliver_mbox(job, r, user, pw.pw_uid, pw.pw_gid);
+	if (cfg.home_mailbox[0] != '\0') {
+		char why[WHY_MAX];
+		struct mbox_target t = { -1, pw.pw_uid, pw.pw_gid, user,
+			pw.pw_dir, true };
+		if (run_writer(job, r, &t, why, sizeof(why)))
+			local_rcpt_decide(r, 'S', "2.0.0", "delivered to "
+			    "maildir");
+		else
+			local_rcpt_decide(r, 'D', "4.2.0", "cannot deliver to "
+			    "%s/%s for user %s: %s", pw.pw_dir,
+			    cfg.home_mailbox, user, why);
+	} else {
+		deliver_mbox(job, r, user, pw.pw_uid, pw.pw_gid);
+	}
 	free(user);
 }

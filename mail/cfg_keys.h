@@ -96,6 +96,7 @@
 	X(LIST, local_recipient_maps, "") \
 	X(STRING, mail_spool_directory, "/var/mail") \
 	X(STRING, mail_spool_group, "mail") \
+	X(STRING, home_mailbox, "") \
 	X(INT, local_processes, "10")
 
 #define CFG_KEYS(X) \

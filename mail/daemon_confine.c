@@ -37,7 +37,8 @@
  *                   unnamed temporary file.
  *      local        (root, see layer 1 below: it becomes each recipient
  *                   in a child to write) read the queue_directory tree,
- *                   read and write mail_spool_directory.
+ *                   read and write mail_spool_directory; no Landlock at
+ *                   all with home_mailbox (homes are where passwd says).
  *    Nothing may be executed. No daemon may bind a TCP port (listeners
  *    come from master; ABI 4); qmgr and lmtpd may not connect over TCP
  *    either. Signals and abstract Unix sockets cannot reach outside the
@@ -182,6 +183,13 @@ static void confine_landlock(const struct confine_policy *p)
 {
 	char err[256];
 	struct priv_landlock ll;
+
+	/* Maildirs in every home: wherever passwd says. The uid of the
+	 * child that writes is the confinement then. */
+	if (strcmp(p->program, "local") == 0 && cfg.home_mailbox[0] != '\0') {
+		log_debug("no Landlock confinement: home_mailbox is set");
+		return;
+	}
 
 	if (!priv_landlock_begin(&ll, true, !p->tcp_connect, err,
 	    sizeof(err))) {

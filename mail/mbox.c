@@ -51,7 +51,7 @@ static void body_put(struct mbox_body *b, char c, struct str *out)
 	b->head[b->head_len++] = c;
 	if (b->head_len < sizeof(b->head))
 		return;
-	if (memcmp(b->head, "From ", sizeof(b->head)) == 0)
+	if (!b->plain && memcmp(b->head, "From ", sizeof(b->head)) == 0)
 		str_append_char(out, '>');
 	str_append(out, b->head, b->head_len);
 	b->head_len = 0;
@@ -93,7 +93,8 @@ void mbox_body_finish(struct mbox_body *b, struct str *out)
 	if (b->in_line)
 		str_append_char(out, '\n');
 	b->in_line = false;
-	str_append_char(out, '\n');
+	if (!b->plain)
+		str_append_char(out, '\n');
 }
 
 static long long now_ms(void)

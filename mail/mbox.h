@@ -36,6 +36,8 @@ struct mbox_body {
 	size_t head_len;	/* bytes of a line start held back ... */
 	char head[5];		/* ... to see whether it is "From " */
 	bool in_line;		/* past the start of the current line */
+	bool plain;		/* for a Maildir file: LF line ends only,
+				 * no quoting, no separator line */
 };
 
 void mbox_body_init(struct mbox_body *b);

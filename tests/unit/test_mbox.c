@@ -60,6 +60,20 @@ static void test_body(void)
 	}
 }
 
+/* The Maildir form: LF line ends, nothing else changed. */
+static void test_plain(void)
+{
+	struct mbox_body b;
+	struct str out;
+	str_init(&out, STR_NO_MAX);
+	mbox_body_init(&b);
+	b.plain = true;
+	mbox_body_feed(&b, "From x\r\nend", 13, &out);
+	mbox_body_finish(&b, &out);
+	CHECK_STR(str_cstr(&out), "From x\nend\n");
+	str_free(&out);
+}
+
 static void test_from_line(void)
 {
 	struct str out;
@@ -185,6 +199,7 @@ int main(void)
 {
 	make_dir();
 	RUN(test_body);
+	RUN(test_plain);
 	RUN(test_from_line);
 	RUN(test_dotlock);
 	RUN(test_fcntl_lock);
