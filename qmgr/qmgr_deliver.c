@@ -150,12 +150,18 @@ static void conn_close(struct qconn *c, const char *why)
 
 struct qconn *qmgr_deliver_get(const char *key)
 {
-	struct qconn *oldest = NULL;
+	struct qconn *oldest = NULL, *other = NULL;
 	bool local = strncmp(key, "local:", 6) == 0;
 
 	for (struct qconn *c = conns; c != NULL; c = c->next) {
-		if (c->job != NULL || c->local != local)
+		if (c->job != NULL)
 			continue;
+		if (c->local != local) {
+			if (other == NULL ||
+			    c->idle_since_ms < other->idle_since_ms)
+				other = c;
+			continue;
+		}
 		if (c->last_key != NULL && strcmp(c->last_key, key) == 0)
 			return c;
 		if (oldest == NULL || c->idle_since_ms < oldest->idle_since_ms)
@@ -168,6 +174,13 @@ struct qconn *qmgr_deliver_get(const char *key)
 		struct qconn *c = conn_open(local);
 		if (c != NULL)
 			return c;
+	}
+	/* Every slot taken and none of them to this kind of agent free:
+	 * the other agent's longest idle connection makes room, or jobs
+	 * for this one would wait until it closes (CONN_IDLE_MS). */
+	if (oldest == NULL && other != NULL) {
+		conn_close(other, "idle");
+		return conn_open(local);
 	}
 	return oldest;
 }

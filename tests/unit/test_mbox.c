@@ -68,7 +68,7 @@ static void test_plain(void)
 	str_init(&out, STR_NO_MAX);
 	mbox_body_init(&b);
 	b.plain = true;
-	mbox_body_feed(&b, "From x\r\nend", 13, &out);
+	mbox_body_feed(&b, "From x\r\nend", 11, &out);
 	mbox_body_finish(&b, &out);
 	CHECK_STR(str_cstr(&out), "From x\nend\n");
 	str_free(&out);
