@@ -347,9 +347,21 @@ static int raw_line(struct loader *ld, size_t i)
 	return ld->raw[i].text ? ld->raw[i].line : 0;
 }
 
+/*
+ * myhostname when not set: Debian's /etc/mailname when there is one (as
+ * Debian's postfix and exim4 take it), else the host name.
+ */
 static char *default_hostname(void)
 {
 	char host[256];
+	FILE *mailname = fopen("/etc/mailname", "re");
+	if (mailname != NULL) {
+		bool got = fgets(host, sizeof(host), mailname) != NULL;
+		fclose(mailname);
+		host[strcspn(host, " \t\r\n")] = '\0';
+		if (got && host[0] != '\0')
+			return xstrdup(host);
+	}
 	if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
 		return xstrdup("localhost");
 	host[sizeof(host) - 1] = '\0';
@@ -357,6 +369,21 @@ static char *default_hostname(void)
 }
 
 static bool expand_key(struct loader *ld, size_t i, int depth);
+
+#define CFG_SYSTEM_ALIASES "/etc/aliases"
+
+/* Is local_recipient_maps given, and not empty? */
+static bool system_users_on(struct loader *ld)
+{
+	const char *text = ld->raw[key_index("local_recipient_maps",
+	    strlen("local_recipient_maps"))].text;
+	if (text == NULL)
+		return false;
+	for (; *text; text++)
+		if (*text != ' ' && *text != '\t' && *text != ',')
+			return true;
+	return false;
+}
 
 /* Expand $name and ${name} in text; "$$" is a literal '$'. */
 static bool expand_text(struct loader *ld, size_t owner, const char *text,
@@ -419,6 +446,11 @@ static bool expand_key(struct loader *ld, size_t i, int depth)
 	char *out = NULL;
 	if (strcmp(key_defs[i].name, "myhostname") == 0 && *text == '\0') {
 		out = default_hostname();
+	} else if (strcmp(key_defs[i].name, "alias_maps") == 0 &&
+	    ld->raw[i].text == NULL && system_users_on(ld) &&
+	    access(CFG_SYSTEM_ALIASES, F_OK) == 0) {
+		/* Debian's aliases, once the host's users get mail. */
+		out = xstrdup("hash:" CFG_SYSTEM_ALIASES);
 	} else if (!expand_text(ld, i, text, depth, &out)) {
 		ld->expanding[i] = false;
 		return false;

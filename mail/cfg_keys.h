@@ -96,9 +96,18 @@
 	X(INT, lmtpd_recipient_limit, "1000") \
 	X(DURATION, lmtpd_timeout, "300s")
 
+/* local (local/: system users' mailboxes) */
+#define CFG_KEYS_LOCAL(X) \
+	X(LIST, local_recipient_maps, "") \
+	X(STRING, mail_spool_directory, "/var/mail") \
+	X(STRING, mail_spool_group, "mail") \
+	X(STRING, home_mailbox, "") \
+	X(INT, local_processes, "10")
+
 #define CFG_KEYS(X) \
 	CFG_KEYS_CORE(X) \
 	CFG_KEYS_SMTPD(X) \
 	CFG_KEYS_QMGR(X) \
 	CFG_KEYS_DELIVER(X) \
-	CFG_KEYS_LMTPD(X)
+	CFG_KEYS_LMTPD(X) \
+	CFG_KEYS_LOCAL(X)

@@ -298,8 +298,9 @@ int daemon_main(int argc, char **argv, const struct daemon_service *svc)
 		log_fatal("%s", err);
 	if (svc->pre_drop)
 		svc->pre_drop(service_name);
-	priv_drop(svc->run_as_mailbox_owner ? cfg.mailbox_owner :
-	    svc->run_as_smtpd_user ? cfg.smtpd_user : cfg.user);
+	if (!svc->keep_root)
+		priv_drop(svc->run_as_mailbox_owner ? cfg.mailbox_owner :
+		    svc->run_as_smtpd_user ? cfg.smtpd_user : cfg.user);
 	if (svc->init)
 		svc->init(service_name);
 	daemon_confine(svc->program);

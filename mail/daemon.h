@@ -66,6 +66,10 @@ struct daemon_service {
 	const char *program;		/* "smtpd" */
 	bool run_as_mailbox_owner;	/* lmtpd; others run as cfg.user */
 	bool run_as_smtpd_user;		/* smtpd's network worker */
+	/* local: keeps root and becomes each recipient in a child of
+	 * its own, as Postfix's local(8) does; see doc/architecture.md,
+	 * "Local delivery to system users". */
+	bool keep_root;
 	/* Still root (if started so): open private keys, etc. May be NULL. */
 	void (*pre_drop)(const char *service);
 	/* After privileges are dropped. May be NULL. */

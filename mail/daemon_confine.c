@@ -10,7 +10,9 @@
  *    groups), real, effective and saved ids all changed and checked, and
  *    PR_SET_NO_NEW_PRIVS: no exec can give anything back. qmgr, deliver
  *    and smtpd's door run as `user`, smtpd's network worker as
- *    `smtpd_user`, lmtpd as `mailbox_owner`. master alone keeps
+ *    `smtpd_user`, lmtpd as `mailbox_owner`. local alone keeps root, as
+ *    Postfix's local(8), and writes each mailbox in a child that has
+ *    become the mailbox's user (local/local_deliver.c). master alone keeps
  *    root and parses no network input; root never acts on a path the
  *    daemon user controls (run_directory is root's: master(8)).
  *
@@ -33,6 +35,10 @@
  *      lmtpd        read and write mailbox_base, and $TMPDIR or /tmp,
  *                   where it spools when mailbox_base cannot hold an
  *                   unnamed temporary file.
+ *      local        (root, see layer 1 below: it becomes each recipient
+ *                   in a child to write) read the queue_directory tree,
+ *                   read and write mail_spool_directory; no Landlock at
+ *                   all with home_mailbox (homes are where passwd says).
  *    Nothing may be executed. No daemon may bind a TCP port (listeners
  *    come from master; ABI 4); qmgr and lmtpd may not connect over TCP
  *    either. Signals and abstract Unix sockets cannot reach outside the
@@ -90,6 +96,9 @@ static const struct confine_policy policies[] = {
 	{ "qmgr", PRIV_FS_READ | PRIV_FS_WRITE, false, false },
 	{ "deliver", PRIV_FS_READ, false, true },
 	{ "lmtpd", 0, true, false },
+	/* local keeps root (it becomes each recipient to write): Landlock
+	 * still holds it to the queue (read) and the mail spool. */
+	{ "local", PRIV_FS_READ, false, false },
 };
 
 /* The places no config key opens up by itself: each policy decides. */
@@ -97,7 +106,8 @@ static bool is_private_place(const char *key)
 {
 	return strcmp(key, "queue_directory") == 0 ||
 	    strcmp(key, "mailbox_base") == 0 ||
-	    strcmp(key, "run_directory") == 0;
+	    strcmp(key, "run_directory") == 0 ||
+	    strcmp(key, "mail_spool_directory") == 0;
 }
 
 /*
@@ -174,6 +184,13 @@ static void confine_landlock(const struct confine_policy *p)
 	char err[256];
 	struct priv_landlock ll;
 
+	/* Maildirs in every home: wherever passwd says. The uid of the
+	 * child that writes is the confinement then. */
+	if (strcmp(p->program, "local") == 0 && cfg.home_mailbox[0] != '\0') {
+		log_debug("no Landlock confinement: home_mailbox is set");
+		return;
+	}
+
 	if (!priv_landlock_begin(&ll, true, !p->tcp_connect, err,
 	    sizeof(err))) {
 		/* master warns once at start; each process only notes it. */
@@ -201,6 +218,10 @@ static void confine_landlock(const struct confine_policy *p)
 		priv_landlock_allow(&ll, tmp && tmp[0] == '/' ? tmp : "/tmp",
 		    PRIV_FS_READ | PRIV_FS_WRITE);
 	}
+	/* The mail spool is local's alone. */
+	if (strcmp(p->program, "local") == 0)
+		priv_landlock_allow(&ll, cfg.mail_spool_directory,
+		    PRIV_FS_READ | PRIV_FS_WRITE);
 	if (!priv_landlock_enforce(&ll, err, sizeof(err)))
 		log_fatal("%s", err);
 	log_debug("confined: Landlock ABI %d", ll.abi);

@@ -132,6 +132,9 @@ bool master_services_setup(struct master_service **services, size_t *count,
 	    IPC_SOCKET_DELIVER);
 	char *qmgr_sock = xasprintf("unix:%s/%s", cfg.run_directory,
 	    IPC_SOCKET_QMGR);
+	static const struct cfg_list no_listeners = { 0 };
+	char *local_sock = xasprintf("unix:%s/%s", cfg.run_directory,
+	    IPC_SOCKET_LOCAL);
 	const struct service_def defs[] = {
 		{ "smtp", "smtpd", &cfg.smtp_listen, NULL, 0, cfg.smtpd_processes,
 		  false, NULL },
@@ -150,6 +153,12 @@ bool master_services_setup(struct master_service **services, size_t *count,
 		  cfg.deliver_processes, false, NULL },
 		/* Anyone may wake qmgr; it checks peers before control. */
 		{ "qmgr", "qmgr", NULL, qmgr_sock, 0666, 1, true, NULL },
+		/* Only qmgr (the owner) hands local jobs; local runs as root
+		 * and delivers as each recipient. Started only when
+		 * local_recipient_maps names local users. */
+		{ "local", "local", cfg.local_recipient_maps.count > 0 ? NULL :
+		  &no_listeners, local_sock, 0600, cfg.local_processes, false,
+		  NULL },
 	};
 	size_t n = sizeof(defs) / sizeof(defs[0]);
 	struct master_service *svcs = xcalloc(n, sizeof(*svcs));
@@ -202,6 +211,7 @@ bool master_services_setup(struct master_service **services, size_t *count,
 	}
 	free(deliver_sock);
 	free(qmgr_sock);
+	free(local_sock);
 	if (!ok) {
 		master_services_close(svcs, n);
 		return false;

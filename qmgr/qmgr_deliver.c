@@ -6,6 +6,8 @@
  * and sends job after job on it (doc/architecture.md: type=job, one
  * type=result). A connection whose last job went to the same destination
  * is preferred, since deliver keeps that SMTP/LMTP session open.
+ * Jobs for transport "local" go the same way to the local delivery agent
+ * on run_directory/local, which speaks the same messages.
  * Everything is non-blocking; a connection that dies, sends something
  * malformed or takes too long loses its job, whose recipients are
  * deferred (never bounced: nothing is known about them).
@@ -47,23 +49,30 @@ struct qconn {
 	char *last_key;
 	long long idle_since_ms;
 	long long deadline_ms;
+	bool local;		/* to the local agent, not deliver */
 	struct qconn *next;
 };
 
 static struct qconn *conns;
 static size_t nconns;
-static char *deliver_path;
-static long long unavailable_until_ms;
-static long long last_connect_warning_ms;
+/* [0] deliver's socket, [1] the local agent's (transport "local"). */
+static char *agent_path[2];
+static long long unavailable_until_ms[2];
+static long long last_connect_warning_ms[2];
 static struct qconn **polled;
 static size_t polled_cap;
 
 void qmgr_deliver_init(void)
 {
-	deliver_path = xasprintf("%s/%s", cfg.run_directory,
+	agent_path[0] = xasprintf("%s/%s", cfg.run_directory,
 	    IPC_SOCKET_DELIVER);
-	if (strlen(deliver_path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-		log_fatal("deliver socket path too long: %s", deliver_path);
+	agent_path[1] = xasprintf("%s/%s", cfg.run_directory,
+	    IPC_SOCKET_LOCAL);
+	for (int i = 0; i < 2; i++)
+		if (strlen(agent_path[i]) >=
+		    sizeof(((struct sockaddr_un *)0)->sun_path))
+			log_fatal("delivery agent socket path too long: %s",
+			    agent_path[i]);
 }
 
 /* How long a job may take before we give up on its deliver process:
@@ -76,29 +85,30 @@ static long long job_timeout_ms(void)
 	return s * 1000;
 }
 
-static struct qconn *conn_open(void)
+static struct qconn *conn_open(bool local)
 {
 	long long now = qmgr_now_ms();
-	if (now < unavailable_until_ms)
+	if (now < unavailable_until_ms[local])
 		return NULL;
 
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	strlcpy(sun.sun_path, deliver_path, sizeof(sun.sun_path));
+	strlcpy(sun.sun_path, agent_path[local], sizeof(sun.sun_path));
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0 || (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 &&
 	    errno != EINPROGRESS)) {
 		/* Rate-limited: master may simply not be ready yet. */
-		if (now - last_connect_warning_ms > 60000) {
-			log_warning("connect to %s: %m", deliver_path);
-			last_connect_warning_ms = now;
+		if (now - last_connect_warning_ms[local] > 60000) {
+			log_warning("connect to %s: %m", agent_path[local]);
+			last_connect_warning_ms[local] = now;
 		}
 		if (fd >= 0)
 			close(fd);
-		unavailable_until_ms = now + CONNECT_RETRY_MS;
+		unavailable_until_ms[local] = now + CONNECT_RETRY_MS;
 		return NULL;
 	}
 	struct qconn *c = xcalloc(1, sizeof(*c));
 	c->fd = fd;
+	c->local = local;
 	str_init(&c->out, STR_NO_MAX);
 	str_init(&c->in, IPC_MAX_MESSAGE + READ_CHUNK);
 	c->idle_since_ms = now;
@@ -140,11 +150,18 @@ static void conn_close(struct qconn *c, const char *why)
 
 struct qconn *qmgr_deliver_get(const char *key)
 {
-	struct qconn *oldest = NULL;
+	struct qconn *oldest = NULL, *other = NULL;
+	bool local = strncmp(key, "local:", 6) == 0;
 
 	for (struct qconn *c = conns; c != NULL; c = c->next) {
 		if (c->job != NULL)
 			continue;
+		if (c->local != local) {
+			if (other == NULL ||
+			    c->idle_since_ms < other->idle_since_ms)
+				other = c;
+			continue;
+		}
 		if (c->last_key != NULL && strcmp(c->last_key, key) == 0)
 			return c;
 		if (oldest == NULL || c->idle_since_ms < oldest->idle_since_ms)
@@ -154,9 +171,16 @@ struct qconn *qmgr_deliver_get(const char *key)
 	 * open session; then the longest idle one. */
 	if (nconns < (size_t)cfg.deliver_processes &&
 	    nconns < QMGR_MAX_DELIVER_CONNS) {
-		struct qconn *c = conn_open();
+		struct qconn *c = conn_open(local);
 		if (c != NULL)
 			return c;
+	}
+	/* Every slot taken and none of them to this kind of agent free:
+	 * the other agent's longest idle connection makes room, or jobs
+	 * for this one would wait until it closes (CONN_IDLE_MS). */
+	if (oldest == NULL && other != NULL) {
+		conn_close(other, "idle");
+		return conn_open(local);
 	}
 	return oldest;
 }
@@ -454,9 +478,11 @@ long long qmgr_deliver_timer(long long now_ms)
 			next = due;
 		c = following;
 	}
-	if (unavailable_until_ms > now_ms && qmgr_sched_queued_jobs() > 0 &&
-	    (next == 0 || unavailable_until_ms < next))
-		next = unavailable_until_ms;
+	for (int i = 0; i < 2; i++)
+		if (unavailable_until_ms[i] > now_ms &&
+		    qmgr_sched_queued_jobs() > 0 &&
+		    (next == 0 || unavailable_until_ms[i] < next))
+			next = unavailable_until_ms[i];
 	return next;
 }
 

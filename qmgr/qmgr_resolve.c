@@ -15,11 +15,12 @@
  *
  * Routing of a recipient that is left: transport_maps first (address,
  * domain, parent domains ".example.org", "*"), for local domains too;
- * then a domain in mydomains (or no domain) goes to LMTP at
- * lmtp_destination, other domains to relayhost, else to MX lookup of
- * the domain (deliver smtp). A next hop may be a list tried in order
- * ("[a]:25, [b]:25", "unix:/x, [y]:24"); it is passed on normalized, so
- * that one list is one destination.
+ * then a domain in mydomains (or no domain) goes to the local delivery
+ * agent when local_recipient_maps knows its user (mail/local_user.h),
+ * else to LMTP at lmtp_destination; other domains go to relayhost, else
+ * to MX lookup of the domain (deliver smtp). A next hop may be a list
+ * tried in order ("[a]:25, [b]:25", "unix:/x, [y]:24"); it is passed on
+ * normalized, so that one list is one destination.
  *
  * Trusts the config and the tables (the administrator wrote them), but
  * still validates every address an expansion produces.
@@ -38,6 +39,7 @@
 #include "cfg.h"
 #include "idna.h"
 #include "log.h"
+#include "local_user.h"
 #include "map.h"
 #include "mem.h"
 #include "qmgr.h"
@@ -126,6 +128,8 @@ void qmgr_resolve_init(void)
 	if (lmtp_nexthop == NULL)
 		log_fatal("lmtp_destination: %s", err);
 	relay_nexthop = smtp_nexthop_of(cfg.relayhost);
+	if (!local_user_init(err, sizeof(err)))
+		log_fatal("local_recipient_maps: %s", err);
 }
 
 void qmgr_route_free(struct qroute *r)
@@ -320,7 +324,20 @@ void qmgr_resolve_route(const char *address, struct qroute *r)
 		}
 	}
 	if (qmgr_is_local_address(address)) {
-		route_to(r, "lmtp", lmtp_nexthop);
+		/* System users first: the local agent, as each user. */
+		switch (local_user_enabled() ? local_user_lookup(address) :
+		    MAP_NOTFOUND) {
+		case MAP_FOUND:
+			route_to(r, "local", cfg.myhostname);
+			break;
+		case MAP_ERROR:
+			route_fail(r, false, "4.3.0", "%s",
+			    "local recipient table lookup failed");
+			break;
+		case MAP_NOTFOUND:
+			route_to(r, "lmtp", lmtp_nexthop);
+			break;
+		}
 	} else if (domain == NULL) {
 		route_fail(r, true, "5.1.3", "%s", "bad recipient address");
 	} else if (relay_nexthop[0] != '\0') {
@@ -464,6 +481,18 @@ static enum expand_result expand_one(struct qmsg *msg, size_t i,
 			return EXPAND_DECIDED;
 		}
 	}
+	/* RFC 5321 4.5.1: postmaster must exist. With system users and no
+	 * alias for it, it is root's, as in Debian's /etc/aliases. */
+	if (mr == MAP_NOTFOUND && local_user_enabled() &&
+	    qmgr_is_local_address(address)) {
+		char *key = local_part(address, false);
+		if (strcmp(key, "postmaster") == 0 &&
+		    local_user_lookup(address) == MAP_NOTFOUND) {
+			value = xstrdup("root");
+			mr = MAP_FOUND;
+		}
+		free(key);
+	}
 	if (mr != MAP_FOUND)
 		return EXPAND_NONE;
 	if (qualify_domain == NULL)
@@ -535,7 +564,7 @@ bool qmgr_resolve_expand(struct qmsg *msg, int fd)
 			    QUEUE_RCPT_EXPANDED);
 	}
 	if (map_list_count(virtual_maps) == 0 &&
-	    map_list_count(alias_maps) == 0)
+	    map_list_count(alias_maps) == 0 && !local_user_enabled())
 		return true;
 
 	/* present: every address of the message (duplicates of these are

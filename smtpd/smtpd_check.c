@@ -2,8 +2,8 @@
  * smtpd_check.c - smtpd's policy: which HELO names, and which recipients
  * from which clients, are accepted.
  *
- * Recipients in mydomains must exist in virtual_alias_maps, alias_maps or
- * mailbox_maps, so that unknown users are refused at RCPT (550 5.1.1) and
+ * Recipients in mydomains must exist in virtual_alias_maps, alias_maps,
+ * mailbox_maps or local_recipient_maps (system users), so that unknown users are refused at RCPT (550 5.1.1) and
  * never accepted and bounced later (no backscatter). A table that cannot
  * be read is a temporary failure (451 4.3.0), never a reason to accept or
  * to refuse for good. Other domains are relayed only for clients inside
@@ -26,6 +26,7 @@
 #include "cfg.h"
 #include "idna.h"
 #include "dns.h"
+#include "local_user.h"
 #include "log.h"
 #include "map.h"
 #include "mem.h"
@@ -184,7 +185,8 @@ static int check_local_recipient(const char *address, const char **enhanced,
 	char *value = NULL;
 
 	if (virtual_alias_tables == NULL && alias_tables == NULL &&
-	    mailbox_tables == NULL && !tables_broken) {
+	    mailbox_tables == NULL && !local_user_enabled() &&
+	    !tables_broken) {
 		/* No recipient tables at all: every local name is taken,
 		 * as Postfix does with an empty local_recipient_maps. */
 		return 250;
@@ -211,6 +213,15 @@ static int check_local_recipient(const char *address, const char **enhanced,
 			free(value);
 			free(other);
 		}
+	}
+	/* System users (local_recipient_maps), and postmaster, which qmgr
+	 * gives to root when no alias names it (RFC 5321 4.5.1). */
+	if (!found && local_user_enabled()) {
+		note(local_user_lookup(address), &found, &error);
+		char *user = local_user_name(address, NULL);
+		if (user != NULL && strcmp(user, "postmaster") == 0)
+			found = true;
+		free(user);
 	}
 	if (found)
 		return 250;
