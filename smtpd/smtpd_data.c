@@ -257,7 +257,7 @@ static bool milter_end_of_message(struct smtpd_session *s, const char *stage,
 		return true;
 	char id[QUEUE_ID_SIZE];
 	memcpy(id, t->queue_id, sizeof(id));
-	smtpd_milter_log(s, stage, NULL, &v);
+	smtpd_milter_log(s, stage, NULL, NULL, &v);
 	smtpd_message_discard(t);
 	if (v.action == SMTPD_MILTER_DISCARD)
 		/* As Postfix: the client is told it was queued. */
@@ -387,7 +387,7 @@ void smtpd_cmd_data(struct smtp_server *srv, const char *arg)
 	smtpd_milter_data(s, &mv);
 	if (mv.action == SMTPD_MILTER_REJECT ||
 	    mv.action == SMTPD_MILTER_TEMPFAIL) {
-		smtpd_milter_log(s, "DATA", NULL, &mv);
+		smtpd_milter_log(s, "DATA", NULL, NULL, &mv);
 		smtpd_message_discard(t);
 		smtpd_milter_reply(s, &mv);
 		smtpd_txn_end(s, false);
@@ -512,7 +512,7 @@ void smtpd_cmd_bdat(struct smtp_server *srv, const char *arg)
 		smtpd_milter_data(s, &mv);
 		if (mv.action == SMTPD_MILTER_REJECT ||
 		    mv.action == SMTPD_MILTER_TEMPFAIL) {
-			smtpd_milter_log(s, "DATA", NULL, &mv);
+			smtpd_milter_log(s, "DATA", NULL, NULL, &mv);
 			smtpd_message_discard(t);
 			/* The chunk is read and refused with the reply's
 			 * first line. */

@@ -607,8 +607,10 @@ static void run_stage(struct smtpd_session *s, enum milter_stage st,
 		str_clear(&pkt);
 		add_macros(s, m, st, cmd, rcpt, &pkt);
 		str_append(&pkt, command->data, command->len);
-		char what[16];
-		snprintf(what, sizeof(what), "SMFIC_%c", cmd);
+		const char *what = cmd == MILTER_CMD_CONNECT ? "SMFIC_CONNECT" :
+		    cmd == MILTER_CMD_HELO ? "SMFIC_HELO" :
+		    cmd == MILTER_CMD_MAIL ? "SMFIC_MAIL" :
+		    cmd == MILTER_CMD_RCPT ? "SMFIC_RCPT" : "SMFIC_DATA";
 		if (!filter_send(m, &pkt, tmo)) {
 			filter_fail(m, "can't send %s: %s", what,
 			    strerror(errno));
@@ -1382,11 +1384,13 @@ void smtpd_milter_reply(struct smtpd_session *s,
 }
 
 void smtpd_milter_log(struct smtpd_session *s, const char *stage,
-    const char *rcpt, const struct smtpd_milter_verdict *v)
+    const char *sender, const char *rcpt,
+    const struct smtpd_milter_verdict *v)
 {
 	char text[600], from[300], to[300], helo[300];
 	struct smtpd_txn *t = s->txn;
-	const char *sender = t ? t->sender : NULL;
+	if (sender == NULL && t != NULL)
+		sender = t->sender;
 
 	log_escape_line(text, sizeof(text), v->reply);
 	log_escape(helo, sizeof(helo), s->helo ? s->helo : "",

@@ -75,6 +75,7 @@ void smtpd_milter_reply(struct smtpd_session *s,
     const struct smtpd_milter_verdict *v);
 /* "milter-reject: STAGE from client: ...; from=<> to=<> proto= helo=<>" */
 void smtpd_milter_log(struct smtpd_session *s, const char *stage,
-    const char *rcpt, const struct smtpd_milter_verdict *v);
+    const char *sender, const char *rcpt,
+    const struct smtpd_milter_verdict *v);
 
 #endif

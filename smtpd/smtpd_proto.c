@@ -276,7 +276,7 @@ static bool milter_refused_mail(struct smtpd_session *s, const char *sender,
 	    v.action != SMTPD_MILTER_TEMPFAIL)
 		return false;
 	smtpd_milter_reply(s, &v);
-	smtpd_milter_log(s, "MAIL", NULL, &v);
+	smtpd_milter_log(s, "MAIL", sender, NULL, &v);
 	smtpd_milter_abort(s);
 	return true;
 }
@@ -424,7 +424,7 @@ static void cmd_rcpt(struct smtp_server *srv, const char *arg)
 	if (mv.action == SMTPD_MILTER_REJECT ||
 	    mv.action == SMTPD_MILTER_TEMPFAIL) {
 		smtpd_milter_reply(s, &mv);
-		smtpd_milter_log(s, "RCPT", a.address, &mv);
+		smtpd_milter_log(s, "RCPT", NULL, a.address, &mv);
 		goto rejected;
 	}
 	if (mv.action == SMTPD_MILTER_DISCARD)
