@@ -38,14 +38,14 @@ setup_file() {
 }
 
 teardown_file() {
-	suite_stop || true
+	# The filters first: suite_stop removes $T, and their pid files.
 	for f in milter bad; do
 		[ -f "$T/$f.pid" ] && kill "$(cat "$T/$f.pid")" 2>/dev/null || true
 	done
 	read -r _ _ start < "$T/ports" 2>/dev/null || true
+	suite_stop || true
 	[ -z "${start:-}" ] || awk -v a="$start" -v b="$(date +%s.%N)" \
 		'BEGIN { printf "# milter.bats: %.1f s\n", b - a }' >&3
-	rm -rf "$T"
 }
 
 send() {	# FROM TO SUBJECT [swaks options]
