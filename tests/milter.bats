@@ -39,7 +39,7 @@ setup_file() {
 
 teardown_file() {
 	# The filters first: suite_stop removes $T, and their pid files.
-	for f in milter bad; do
+	for f in milter bad unix; do
 		[ -f "$T/$f.pid" ] && kill "$(cat "$T/$f.pid")" 2>/dev/null || true
 	done
 	read -r _ _ start < "$T/ports" 2>/dev/null || true
@@ -179,4 +179,19 @@ PY
 	suite_conf milter_default_action accept
 	"$POSTERN" -c "$T/conf" reload
 	wait_until "send sender@example.org alice@postern.test x 2>&1 | grep -q 'queued as'" 15
+}
+
+@test "a filter on a Unix socket: the confined network worker reaches it" {
+	$PY "$BATS_TEST_DIRNAME/helpers/milter_script.py" "unix:$T/milter.sock" "$T/unix.log" \
+		>"$T/unix.out" 2>&1 3>&- &
+	echo $! > "$T/unix.pid"
+	wait_for_socket "$T/milter.sock" 10
+	# connect(2) on a Unix socket needs write permission on it; the
+	# worker runs as smtpd_user.
+	chmod 666 "$T/milter.sock"
+	suite_conf smtpd_milters "unix:$T/milter.sock"
+	suite_conf milter_default_action tempfail
+	"$POSTERN" -c "$T/conf" reload
+	wait_until "send sender@example.org alice@postern.test reject 2>&1 | grep -q '554 5.7.1 scripted milter'" 20
+	grep -q "^eom subject=reject" "$T/unix.log"
 }

@@ -3,9 +3,9 @@
 tests/milter.bats: what it does is chosen by the message, so one filter
 process serves every test of the file.
 
-  milter_script.py PORT LOGFILE
+  milter_script.py PORT|unix:/PATH LOGFILE
 
-Listens on inet:PORT@127.0.0.1 and appends one line per event to LOGFILE
+Listens on inet:PORT@127.0.0.1 (or the Unix socket) and appends one line per event to LOGFILE
 ("stage key=value ..."), so a test can check what postern sent (macros,
 ESMTP arguments, headers, body chunks).
 
@@ -140,7 +140,8 @@ def main():
                      Milter.ADDRCPT | Milter.ADDRCPT_PAR | Milter.DELRCPT |
                      Milter.CHGFROM | Milter.QUARANTINE)
     log("ready")
-    Milter.runmilter("postern-test", "inet:%s@127.0.0.1" % port, 60)
+    spec = port if port.startswith("unix:") else "inet:%s@127.0.0.1" % port
+    Milter.runmilter("postern-test", spec, 60)
 
 
 if __name__ == "__main__":
