@@ -320,6 +320,9 @@ static void finish_message(struct smtpd_session *s, const char *stage)
 	 */
 	struct queue_writer *w = t->writer;
 	t->writer = NULL;
+	/* The filters' spool is done with; the writer owns the file. */
+	smtpd_milter_msg_free(t->milter_msg);
+	t->milter_msg = NULL;
 	bool written = queue_writer_finish(w, err, sizeof(err));
 	bool committed = written && (hold_reason != NULL ?
 	    smtpd_door_commit_hold(t->queue_id) :
