@@ -320,7 +320,13 @@ static void finish_message(struct smtpd_session *s, const char *stage)
 	 */
 	struct queue_writer *w = t->writer;
 	t->writer = NULL;
-	/* The filters' spool is done with; the writer owns the file. */
+	/* The filters' spool is done with (the writer owns the file);
+	 * the quarantine reason it holds is kept for the log. */
+	char hold[300];
+	if (hold_reason != NULL) {
+		strlcpy(hold, hold_reason, sizeof(hold));
+		hold_reason = hold;
+	}
 	smtpd_milter_msg_free(t->milter_msg);
 	t->milter_msg = NULL;
 	bool written = queue_writer_finish(w, err, sizeof(err));

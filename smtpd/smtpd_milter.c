@@ -13,13 +13,14 @@
  *
  * The message: while it arrives it is spooled into an anonymous file of
  * this process (memfd), never into the queue, so that the worker reads
- * back only its own bytes (doc/architecture.md, "Filters"). At the end
- * of the message each filter gets the headers (our Received first, as
- * Postfix sends its own), the body in chunks of MILTER_CHUNK_SIZE and
- * end-of-body, and answers with edits; a later filter sees the earlier
- * ones' edits. Only when all have spoken is the queue file the door made
- * written: envelope with the edited sender and recipients, headers,
- * body. A filter that fails at any point leaves no half-written file.
+ * back only its own bytes (doc/architecture.md, "Filters (milter)").
+ * At the end of the message each filter gets the headers (our Received
+ * first, as Postfix sends its own), the body in chunks of
+ * MILTER_CHUNK_SIZE and end-of-body, and answers with edits; a later
+ * filter sees the earlier ones' edits. Only when all have spoken is the
+ * queue file the door made written: envelope with the edited sender
+ * and recipients, headers, body. A filter that fails at any point
+ * leaves no half-written file.
  *
  * Trust: the filters are named by root's config, but they are other
  * programs: every reply is decoded with lengths checked, a reply text
