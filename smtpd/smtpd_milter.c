@@ -1104,6 +1104,7 @@ static bool apply_edit(struct smtpd_session *s, struct milter_conn *f,
 		    ESMTP_EXT_DSN, &p, &code, &enh, &why)) {
 			log_warning("%s: milter %s: bad parameters of an added "
 			    "recipient: %s: ignored", id, f->spec, why);
+			esmtp_rcpt_params_free(&p);
 			p = (struct esmtp_rcpt_params){ 0 };
 		}
 		rcpt_delete(env, a);	/* no duplicate */
