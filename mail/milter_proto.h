@@ -149,7 +149,8 @@ struct milter_reply {
 	const char *symlist[MILTER_STAGE_COUNT];	/* NULL if not set */
 	/* REPLYCODE */
 	int code;			/* 4xx or 5xx */
-	const char *text;		/* the whole reply, possibly multi-line */
+	/* the whole reply, possibly multi-line */
+	const char *text;
 	/* ADDHEADER, INSHEADER, CHGHEADER */
 	uint32_t index;
 	const char *name, *value;

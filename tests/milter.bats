@@ -148,9 +148,10 @@ PY
 	id=$(queued_id "$output")
 	[ -f "$T/queue/hold/$id" ]
 	wait_for_log "$id: milter-hold: END-OF-MESSAGE from unknown\[127.0.0.1\]: milter triggers HOLD action \\(held by the milter test\\)"
+	[ "$(qtool show "$id" | $PY -c 'import json,sys; print(json.load(sys.stdin)["attrs"]["quarantine"])')" = "held by the milter test" ]
 	run "$POSTERN" -c "$T/conf" queue list
 	echo "$output"
-	[[ "$output" == *"$id"* ]]
+	[[ "$output" == *"$id!"* ]]
 }
 
 @test "a filter closing mid-body, a malformed reply, a bad reply code, a stall: 451, nothing queued, logged" {
