@@ -615,6 +615,37 @@ static bool check_semantics(struct loader *ld, const struct cfg *c)
 	if (c->maximal_backoff < c->minimal_backoff)
 		return fail(ld, raw_line(ld, (size_t)key_index("maximal_backoff",
 		    15)), "maximal_backoff is less than minimal_backoff");
+	/* Milters (smtpd/smtpd_milter.c), as Postfix writes them. */
+	for (size_t k = 0; k < 2; k++) {
+		const char *key = k == 0 ? "smtpd_milters" : "non_smtpd_milters";
+		const struct cfg_list *l = k == 0 ? &c->smtpd_milters :
+		    &c->non_smtpd_milters;
+		for (size_t j = 0; j < l->count; j++) {
+			const char *m = l->items[j];
+			struct endpoint ep;
+			bool ok = (strncmp(m, "unix:/", 6) == 0 && strlen(m) < 6 +
+			    sizeof(ep.path)) || (strncmp(m, "local:/", 7) == 0 &&
+			    strlen(m) < 7 + sizeof(ep.path)) ||
+			    (strncmp(m, "inet:", 5) == 0 &&
+			    endpoint_parse(m + 5, 0, &ep, err, sizeof(err)) &&
+			    ep.kind == ENDPOINT_INET && ep.port > 0);
+			if (!ok)
+				return fail(ld, raw_line(ld, (size_t)key_index(key,
+				    strlen(key))), "%s: \"%s\" is not "
+				    "inet:host:port or unix:/path", key, m);
+		}
+	}
+	if (strcmp(c->milter_default_action, "tempfail") != 0 &&
+	    strcmp(c->milter_default_action, "accept") != 0 &&
+	    strcmp(c->milter_default_action, "reject") != 0 &&
+	    strcmp(c->milter_default_action, "quarantine") != 0)
+		return fail(ld, raw_line(ld, (size_t)key_index(
+		    "milter_default_action", 21)), "milter_default_action: "
+		    "\"%s\" is not tempfail, accept, reject or quarantine",
+		    c->milter_default_action);
+	if (c->milter_protocol < 2 || c->milter_protocol > 6)
+		return fail(ld, raw_line(ld, (size_t)key_index("milter_protocol",
+		    15)), "milter_protocol: must be 2 to 6");
 	return true;
 }
 

@@ -50,7 +50,21 @@
 	X(BOOL, smtpd_peername_lookup, "yes") \
 	X(LIST, smtpd_dnsbl_sites, "") \
 	X(LIST, smtpd_sasl_users, "") \
-	X(BOOL, submission_require_auth, "yes")
+	X(BOOL, submission_require_auth, "yes") \
+	X(LIST, smtpd_milters, "") \
+	X(LIST, non_smtpd_milters, "") \
+	X(STRING, milter_default_action, "tempfail") \
+	X(DURATION, milter_connect_timeout, "30s") \
+	X(DURATION, milter_command_timeout, "30s") \
+	X(DURATION, milter_content_timeout, "300s") \
+	X(INT, milter_protocol, "6") \
+	X(LIST, milter_connect_macros, "j {daemon_name} {daemon_addr} v _") \
+	X(LIST, milter_helo_macros, "{tls_version} {cipher} {cipher_bits}") \
+	X(LIST, milter_mail_macros, "i {auth_type} {auth_authen} {mail_addr} {mail_host} {mail_mailer}") \
+	X(LIST, milter_rcpt_macros, "i {rcpt_addr} {rcpt_host} {rcpt_mailer}") \
+	X(LIST, milter_data_macros, "i") \
+	X(LIST, milter_end_of_header_macros, "i") \
+	X(LIST, milter_end_of_data_macros, "i")
 
 /* qmgr */
 #define CFG_KEYS_QMGR(X) \

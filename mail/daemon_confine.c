@@ -90,7 +90,10 @@ struct confine_policy {
 };
 
 static const struct confine_policy policies[] = {
-	/* smtpd's worker reaches the queue only through its door. */
+	/* smtpd's worker reaches the queue only through its door. Its
+	 * TCP connects serve DNS and the milters of smtpd_milters; a unix:
+	 * milter needs no rule (Landlock does not govern connecting to a
+	 * socket by path). */
 	{ "smtpd", 0, false, true },
 	{ "smtpd-door", PRIV_FS_READ | PRIV_FS_WRITE, false, false },
 	{ "qmgr", PRIV_FS_READ | PRIV_FS_WRITE, false, false },

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "mem.h"
 #include "smtpd.h"
+#include "smtpd_milter.h"
 #include "sock.h"
 
 /*
@@ -122,6 +123,7 @@ static void smtpd_init(const char *service)
 	if (!dns_init(&cfg.dns_servers, err, sizeof(err)))
 		log_fatal("%s", err);
 	smtpd_check_init();
+	smtpd_milter_init();
 	smtpd_door_wait_ready();
 }
 

@@ -55,6 +55,9 @@ struct smtpd_txn {
 	bool bdat_failed;		/* a BDAT chunk got an error reply */
 	int bdat_fail_code;		/* ... and this is the reply */
 	const char *bdat_fail_enh, *bdat_fail_text;
+	/* smtpd_milter.c: the message spooled for the filters, or NULL */
+	struct smtpd_milter_msg *milter_msg;
+	bool milter_discard;		/* a filter discarded it before DATA */
 };
 
 struct smtpd_session {
@@ -76,6 +79,8 @@ struct smtpd_session {
 	char *auth_user;		/* authenticated user, NULL if none */
 	const char *auth_method;	/* "PLAIN", "LOGIN" */
 	struct smtpd_txn *txn;		/* NULL outside a transaction */
+	struct smtpd_milter_session *milter;	/* smtpd_milters, or NULL */
+	bool milter_discard_next;	/* a filter discarded at MAIL */
 };
 
 /* smtpd_proto.c */
@@ -164,5 +169,9 @@ void smtpd_cmd_data(struct smtp_server *srv, const char *arg);
 void smtpd_cmd_bdat(struct smtp_server *srv, const char *arg);
 /* Throw away a message being written (no-op without one). */
 void smtpd_message_discard(struct smtpd_txn *t);
+/* Our Received header for the message being received, CRLF ended. */
+void smtpd_received_header(struct smtpd_session *s, struct str *h);
+/* smtpd_door.c: commit into hold/ (a filter's quarantine). */
+bool smtpd_door_commit_hold(const char *id);
 
 #endif

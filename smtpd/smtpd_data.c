@@ -22,6 +22,9 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <bsd/string.h>
 
 #include "cfg.h"
 #include "idna.h"
@@ -29,6 +32,7 @@
 #include "mem.h"
 #include "rfc5322.h"
 #include "smtpd.h"
+#include "smtpd_milter.h"
 
 /* ---- the queue file ---- */
 
@@ -37,31 +41,38 @@
  * the RFC 3848 protocol keyword, "id" the queue ID, "for" the recipient
  * when there is only one (naming several would disclose Bcc recipients).
  */
-static bool write_received(struct smtpd_session *s)
+void smtpd_received_header(struct smtpd_session *s, struct str *h)
 {
 	struct smtpd_txn *t = s->txn;
 	char date[RFC5322_DATE_SIZE];
-	struct str h;
 
 	rfc5322_date(time(NULL), date, sizeof(date));
-	str_init(&h, STR_NO_MAX);
-	str_appendf(&h, "Received: from %s (%s [%s%s])\r\n", s->helo,
+	str_appendf(h, "Received: from %s (%s [%s%s])\r\n", s->helo,
 	    s->client_name, strchr(s->client_addr, ':') ? "IPv6:" : "",
 	    s->client_addr);
 	/* As Postfix writes it, so that readers of headers know it. */
 	if (s->tls_active && s->tls_info[0] != '\0')
-		str_appendf(&h, "\t(using %s)\r\n", s->tls_info);
-	str_appendf(&h, "\tby %s (postern) with %s id %s", cfg.myhostname,
+		str_appendf(h, "\t(using %s)\r\n", s->tls_info);
+	str_appendf(h, "\tby %s (postern) with %s id %s", cfg.myhostname,
 	    smtpd_protocol_name(s), t->queue_id);
 	if (t->nrcpts == 1) {
 		/* A UTF-8 domain as A-labels: an ASCII header section can
 		 * still go to a next hop without SMTPUTF8 (RFC 6531 3.2). */
 		char *ascii = idna_address_to_ascii(t->rcpts[0].address);
-		str_appendf(&h, "\r\n\tfor <%s>", ascii ? ascii :
+		str_appendf(h, "\r\n\tfor <%s>", ascii ? ascii :
 		    t->rcpts[0].address);
 		free(ascii);
 	}
-	str_appendf(&h, "; %s\r\n", date);
+	str_appendf(h, "; %s\r\n", date);
+}
+
+static bool write_received(struct smtpd_session *s)
+{
+	struct smtpd_txn *t = s->txn;
+	struct str h;
+
+	str_init(&h, STR_NO_MAX);
+	smtpd_received_header(s, &h);
 	bool ok = queue_writer_write(t->writer, h.data, h.len);
 	str_free(&h);
 	return ok;
@@ -132,6 +143,23 @@ static bool open_message(struct smtpd_session *s, struct open_failure *why)
 		    "Error: queue file write error" };
 		return false;
 	}
+	if (s->milter != NULL) {
+		/* The filters speak first (smtpd_milter.c): the message is
+		 * spooled aside, the queue file written at its end. */
+		memcpy(t->queue_id, id, sizeof(t->queue_id));
+		memcpy(env->id, id, sizeof(env->id));
+		t->milter_msg = smtpd_milter_msg_new(fd);
+		if (t->milter_msg == NULL) {
+			close(fd);
+			smtpd_door_abort(id);
+			queue_envelope_free(env);
+			t->queue_id[0] = '\0';
+			*why = (struct open_failure){ 451, "4.3.0",
+			    "Error: queue file write error" };
+			return false;
+		}
+		return true;
+	}
 	t->writer = queue_writer_attach(fd, id, env, err, sizeof(err));
 	if (t->writer == NULL) {
 		bool full = errno == ENOSPC || errno == EDQUOT;
@@ -153,9 +181,12 @@ static bool open_message(struct smtpd_session *s, struct open_failure *why)
 /* Throw the half-written message away; its queue ID is no more. */
 void smtpd_message_discard(struct smtpd_txn *t)
 {
-	if (t->writer != NULL) {
-		queue_writer_abort(t->writer);	/* closes it */
+	if (t->writer != NULL || t->milter_msg != NULL) {
+		if (t->writer != NULL)
+			queue_writer_abort(t->writer);	/* closes it */
 		t->writer = NULL;
+		smtpd_milter_msg_free(t->milter_msg);	/* closes its */
+		t->milter_msg = NULL;
 		queue_envelope_free(&t->env);
 		smtpd_door_abort(t->queue_id);	/* removes it */
 	}
@@ -175,6 +206,14 @@ static void put_content(void *ctx, const char *p, size_t n, bool line_end)
 	if (cfg.message_size_limit > 0 &&
 	    t->size > (unsigned long long)cfg.message_size_limit)
 		t->too_big = true;
+	if (t->milter_msg != NULL) {
+		if (!t->too_big && !t->msg.bare_newline &&
+		    ((n > 0 && !smtpd_milter_msg_write(t->milter_msg, p, n)) ||
+		    (line_end && !smtpd_milter_msg_write(t->milter_msg, "\r\n",
+		    2))))
+			t->write_failed = true;
+		return;
+	}
 	if (t->too_big || t->write_failed || t->msg.bare_newline ||
 	    t->writer == NULL)
 		return;
@@ -186,6 +225,59 @@ static void put_content(void *ctx, const char *p, size_t n, bool line_end)
 static struct smtp_message_sink sink_of(struct smtpd_txn *t)
 {
 	return (struct smtp_message_sink){ .put = put_content, .ctx = t };
+}
+
+/* Postfix's line for a message a filter sent to hold/. */
+static void milter_log_hold(struct smtpd_session *s, const char *stage,
+    const char *reason)
+{
+	char why[300], from[300];
+	struct smtpd_txn *t = s->txn;
+
+	log_escape_line(why, sizeof(why), reason);
+	log_escape(from, sizeof(from), t->sender, strlen(t->sender));
+	log_info("%s: milter-hold: %s from %s: milter triggers HOLD action "
+	    "(%s); from=<%s> proto=%s helo=<%s>", t->queue_id, stage,
+	    s->client_log, why, from, smtpd_protocol_name(s),
+	    s->helo ? s->helo : "");
+}
+
+/*
+ * The filters' end of message (smtpd_milter.c): true when the queue
+ * file is written and may be committed (into hold/ when *hold_reason
+ * is set); otherwise the message is gone and the client answered.
+ */
+static bool milter_end_of_message(struct smtpd_session *s, const char *stage,
+    const char **hold_reason)
+{
+	struct smtpd_txn *t = s->txn;
+	struct smtpd_milter_verdict v;
+	bool ok;
+
+	if (t->milter_discard) {
+		memset(&v, 0, sizeof(v));
+		v.action = SMTPD_MILTER_DISCARD;
+		ok = false;
+	} else {
+		struct str received;
+		str_init(&received, STR_NO_MAX);
+		smtpd_received_header(s, &received);
+		ok = smtpd_milter_eom(s, str_cstr(&received), &v, hold_reason);
+		str_free(&received);
+	}
+	if (ok)
+		return true;
+	char id[QUEUE_ID_SIZE];
+	memcpy(id, t->queue_id, sizeof(id));
+	smtpd_milter_log(s, stage, NULL, NULL, &v);
+	smtpd_message_discard(t);
+	if (v.action == SMTPD_MILTER_DISCARD)
+		/* As Postfix: the client is told it was queued. */
+		smtpd_reply(s, 250, "2.0.0", "Ok: queued as %s", id);
+	else
+		smtpd_milter_reply(s, &v);
+	smtpd_txn_end(s, v.action == SMTPD_MILTER_DISCARD);
+	return false;
 }
 
 /*
@@ -229,6 +321,10 @@ static void finish_message(struct smtpd_session *s, const char *stage)
 		smtpd_txn_end(s, false);
 		return;
 	}
+	const char *hold_reason = NULL;
+	if (t->milter_msg != NULL && !milter_end_of_message(s, stage,
+	    &hold_reason))
+		return;
 	/*
 	 * This process completes the file; the door renames it, fsyncs it
 	 * and incoming/ (queue_file_publish(), the order and the two fsyncs
@@ -236,8 +332,19 @@ static void finish_message(struct smtpd_session *s, const char *stage)
 	 */
 	struct queue_writer *w = t->writer;
 	t->writer = NULL;
+	/* The filters' spool is done with (the writer owns the file);
+	 * the quarantine reason it holds is kept for the log. */
+	char hold[300];
+	if (hold_reason != NULL) {
+		strlcpy(hold, hold_reason, sizeof(hold));
+		hold_reason = hold;
+	}
+	smtpd_milter_msg_free(t->milter_msg);
+	t->milter_msg = NULL;
 	bool written = queue_writer_finish(w, err, sizeof(err));
-	bool committed = written && smtpd_door_commit(t->queue_id);
+	bool committed = written && (hold_reason != NULL ?
+	    smtpd_door_commit_hold(t->queue_id) :
+	    smtpd_door_commit(t->queue_id));
 	queue_envelope_free(&t->env);
 	if (!written) {
 		log_warning("%s: cannot queue message: %s", t->queue_id, err);
@@ -265,6 +372,8 @@ static void finish_message(struct smtpd_session *s, const char *stage)
 	} else {
 		log_info("%s: client=%s", t->queue_id, s->client_log);
 	}
+	if (hold_reason != NULL)
+		milter_log_hold(s, stage, hold_reason);
 	smtpd_reply(s, 250, "2.0.0", "Ok: queued as %s", t->queue_id);
 	smtpd_txn_end(s, true);
 	/* No wake-up call: qmgr watches incoming/ for the rename. */
@@ -295,6 +404,18 @@ void smtpd_cmd_data(struct smtp_server *srv, const char *arg)
 		smtpd_txn_end(s, false);
 		return;
 	}
+	struct smtpd_milter_verdict mv;
+	smtpd_milter_data(s, &mv);
+	if (mv.action == SMTPD_MILTER_REJECT ||
+	    mv.action == SMTPD_MILTER_TEMPFAIL) {
+		smtpd_milter_log(s, "DATA", NULL, NULL, &mv);
+		smtpd_message_discard(t);
+		smtpd_milter_reply(s, &mv);
+		smtpd_txn_end(s, false);
+		return;
+	}
+	if (mv.action == SMTPD_MILTER_DISCARD)
+		t->milter_discard = true;
 	esmtp_reply(&s->bio, 354, NULL, true, "End data with <CR><LF>.<CR><LF>");
 	if (!smtpd_flush(s)) {
 		smtpd_message_discard(t);
@@ -402,9 +523,40 @@ void smtpd_cmd_bdat(struct smtp_server *srv, const char *arg)
 		return;
 	}
 	struct open_failure why;
-	if (t->writer == NULL && !open_message(s, &why)) {
-		refuse_chunk(s, size, last, why.code, why.enhanced, why.text);
-		return;
+	if (t->writer == NULL && t->milter_msg == NULL) {
+		if (!open_message(s, &why)) {
+			refuse_chunk(s, size, last, why.code, why.enhanced,
+			    why.text);
+			return;
+		}
+		struct smtpd_milter_verdict mv;
+		smtpd_milter_data(s, &mv);
+		if (mv.action == SMTPD_MILTER_REJECT ||
+		    mv.action == SMTPD_MILTER_TEMPFAIL) {
+			smtpd_milter_log(s, "DATA", NULL, NULL, &mv);
+			smtpd_message_discard(t);
+			/* The chunk is read and refused with the reply's
+			 * first line. */
+			char enh[16] = "";
+			int code = atoi(mv.reply);
+			const char *text = strlen(mv.reply) > 4 ? mv.reply + 4 :
+			    "";
+			size_t e = strspn(text, "0123456789.");
+			if (e >= 5 && e < sizeof(enh) && text[e] == ' ') {
+				memcpy(enh, text, e);
+				text += e + 1;
+			}
+			static char saved[512];
+			snprintf(saved, sizeof(saved), "%.*s",
+			    (int)strcspn(text, "\r"), text);
+			static char saved_enh[16];
+			strlcpy(saved_enh, enh[0] ? enh : "5.7.1",
+			    sizeof(saved_enh));
+			refuse_chunk(s, size, last, code, saved_enh, saved);
+			return;
+		}
+		if (mv.action == SMTPD_MILTER_DISCARD)
+			t->milter_discard = true;
 	}
 	smtpd_enter_state(s, SMTP_SERVER_BDAT);
 

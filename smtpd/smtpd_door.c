@@ -21,6 +21,9 @@
  *   type=commit id=ID            the worker wrote the whole file; the
  *                                door renames it to ID, fsyncs the file
  *                                and incoming/, then answers type=ok
+ *   type=hold id=ID              as commit, but into hold/ (a milter's
+ *                                quarantine, smtpd_milter.c): renamed
+ *                                there, the file and hold/ fsync'd
  *   type=abort id=ID             the door removes .ID; type=ok
  *   type=auth user=U password=P  checked against smtpd_sasl_users;
  *                                type=ok result=yes|no|tempfail
@@ -185,9 +188,10 @@ static enum door_recv door_recv(int sock, struct ipc_msg *m, int *fd)
 static struct {
 	int sock;
 	int dirfd;		/* incoming/ */
+	int holdfd;		/* hold/ */
 	int fd;			/* the unfinished file, or -1 */
 	char id[QUEUE_ID_SIZE];
-} door = { .sock = -1, .dirfd = -1, .fd = -1 };
+} door = { .sock = -1, .dirfd = -1, .holdfd = -1, .fd = -1 };
 
 static void door_answer(const char *type, const char *reason)
 {
@@ -277,6 +281,46 @@ static void door_commit(const struct ipc_msg *req)
 	door_answer(ok ? "ok" : "error", ok ? NULL : "cannot commit");
 }
 
+/*
+ * A quarantined message: complete in incoming/.ID, it is renamed into
+ * hold/ and made durable there (the file, then hold/), as
+ * queue_file_publish() does in incoming/. qmgr never sees it in
+ * incoming/; `postern queue list` shows it held.
+ */
+static void door_hold(const struct ipc_msg *req)
+{
+	char tmpname[QUEUE_ID_SIZE + 1];
+	struct stat st;
+
+	if (!door_is_current(req)) {
+		door_answer("error", "no such message");
+		return;
+	}
+	if (fstat(door.fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    st.st_nlink != 1) {
+		log_warning("%s: queue file changed under the door: removed",
+		    door.id);
+		door_drop_file();
+		door_answer("error", "queue file changed");
+		return;
+	}
+	snprintf(tmpname, sizeof(tmpname), ".%s", door.id);
+	bool ok = renameat(door.dirfd, tmpname, door.holdfd, door.id) == 0;
+	if (!ok) {
+		log_warning("%s: cannot move the message to hold: %m", door.id);
+		door_drop_file();
+	} else if (fsync(door.fd) < 0 || fsync(door.holdfd) < 0) {
+		log_warning("%s: cannot sync the held message: %m", door.id);
+		unlinkat(door.holdfd, door.id, 0);
+		ok = false;
+	}
+	if (door.fd >= 0)
+		close(door.fd);
+	door.fd = -1;
+	door.id[0] = '\0';
+	door_answer(ok ? "ok" : "error", ok ? NULL : "cannot hold");
+}
+
 static void door_auth(struct ipc_msg *req)
 {
 	const char *user = ipc_get(req, "user");
@@ -327,6 +371,11 @@ static void door_main(int sock)
 	    O_CLOEXEC);
 	if (door.dirfd < 0)
 		log_fatal("door: open %s: %m", path);
+	snprintf(path, sizeof(path), "%s/%s", cfg.queue_directory, QUEUE_HOLD);
+	door.holdfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	if (door.holdfd < 0)
+		log_fatal("door: open %s: %m", path);
 	smtpd_auth_door_init();
 	daemon_confine("smtpd-door");
 	door_answer("ready", NULL);
@@ -347,6 +396,8 @@ static void door_main(int sock)
 			door_open();
 		} else if (strcmp(req.type, "commit") == 0 && req.count == 1) {
 			door_commit(&req);
+		} else if (strcmp(req.type, "hold") == 0 && req.count == 1) {
+			door_hold(&req);
 		} else if (strcmp(req.type, "abort") == 0 && req.count == 1) {
 			if (door_is_current(&req))
 				door_drop_file();
@@ -500,6 +551,21 @@ bool smtpd_door_commit(const char *id)
 	struct ipc_msg req, rep;
 
 	ipc_msg_init(&req, "commit");
+	ipc_add(&req, "id", "%s", id);
+	bool ok = worker_call(&req, &rep, NULL);
+	ipc_msg_free(&req);
+	if (ok) {
+		ok = strcmp(rep.type, "ok") == 0;
+		ipc_msg_free(&rep);
+	}
+	return ok;
+}
+
+bool smtpd_door_commit_hold(const char *id)
+{
+	struct ipc_msg req, rep;
+
+	ipc_msg_init(&req, "hold");
 	ipc_add(&req, "id", "%s", id);
 	bool ok = worker_call(&req, &rep, NULL);
 	ipc_msg_free(&req);

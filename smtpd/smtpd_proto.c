@@ -20,6 +20,7 @@
 #include "log.h"
 #include "mem.h"
 #include "smtpd.h"
+#include "smtpd_milter.h"
 
 static void cmd_ehlo(struct smtp_server *srv, const char *arg);
 static void cmd_helo(struct smtp_server *srv, const char *arg);
@@ -160,6 +161,8 @@ void smtpd_txn_free(struct smtpd_session *s)
 /* End the transaction; the session goes back to READY. */
 static void txn_reset(struct smtpd_session *s)
 {
+	if (s->txn != NULL)
+		smtpd_milter_abort(s);
 	smtpd_txn_free(s);
 	if (s->srv.state != SMTP_SERVER_CONNECTED &&
 	    s->srv.state != SMTP_SERVER_CLOSING)
@@ -212,6 +215,7 @@ static bool greet(struct smtpd_session *s, const char *verb, const char *arg)
 	free(s->helo);
 	s->helo = name;
 	smtpd_enter_state(s, SMTP_SERVER_READY);
+	smtpd_milter_helo(s);
 	return true;
 }
 
@@ -254,6 +258,28 @@ static void cmd_helo(struct smtp_server *srv, const char *arg)
 }
 
 /* ---- MAIL and RCPT ---- */
+
+/*
+ * The filters' word on MAIL (smtpd_milter.c): true when they refused
+ * it (the reply is queued and logged). A DISCARD marks the coming
+ * transaction.
+ */
+static bool milter_refused_mail(struct smtpd_session *s, const char *sender,
+    const char *params)
+{
+	struct smtpd_milter_verdict v;
+
+	smtpd_milter_mail(s, sender, params, &v);
+	if (v.action == SMTPD_MILTER_DISCARD)
+		s->milter_discard_next = true;
+	if (v.action != SMTPD_MILTER_REJECT &&
+	    v.action != SMTPD_MILTER_TEMPFAIL)
+		return false;
+	smtpd_milter_reply(s, &v);
+	smtpd_milter_log(s, "MAIL", sender, NULL, &v);
+	smtpd_milter_abort(s);
+	return true;
+}
 
 static void cmd_mail(struct smtp_server *srv, const char *arg)
 {
@@ -310,8 +336,12 @@ static void cmd_mail(struct smtp_server *srv, const char *arg)
 		    cfg.queue_directory);
 		smtpd_reply(s, 452, "4.3.1", "Error: insufficient system "
 		    "storage");
+	} else if (milter_refused_mail(s, a.address, params)) {
+		;
 	} else {
 		struct smtpd_txn *t = xcalloc(1, sizeof(*t));
+		t->milter_discard = s->milter_discard_next;
+		s->milter_discard_next = false;
 		t->sender = xstrdup(a.address);
 		t->sender_utf8 = a.has_utf8;
 		t->params = mp;
@@ -389,6 +419,16 @@ static void cmd_rcpt(struct smtp_server *srv, const char *arg)
 		smtpd_log_reject(s, "RCPT", a.address, code, enh, rtext);
 		goto rejected;
 	}
+	struct smtpd_milter_verdict mv;
+	smtpd_milter_rcpt(s, a.address, end, &mv);
+	if (mv.action == SMTPD_MILTER_REJECT ||
+	    mv.action == SMTPD_MILTER_TEMPFAIL) {
+		smtpd_milter_reply(s, &mv);
+		smtpd_milter_log(s, "RCPT", NULL, a.address, &mv);
+		goto rejected;
+	}
+	if (mv.action == SMTPD_MILTER_DISCARD)
+		t->milter_discard = true;
 	if (!rcpt_already_listed(t, a.address)) {
 		if (t->nrcpts == t->rcpt_cap) {
 			t->rcpt_cap = t->rcpt_cap ? t->rcpt_cap * 2 : 8;
@@ -460,7 +500,10 @@ void smtpd_session_run(struct smtpd_session *s)
 	}
 	/* RFC 5321 4.3.1: the greeting; no enhanced code (RFC 2034). */
 	esmtp_reply(&s->bio, 220, NULL, true, "%s", cfg.smtpd_banner);
+	smtpd_milter_connect(s);
 	smtp_server_run(&s->srv);
+	smtpd_txn_free(s);
+	smtpd_milter_quit(s);
 	log_disconnect(s);
 }
 
