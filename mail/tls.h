@@ -63,8 +63,19 @@ enum tls_role {
 bool tls_start(struct bio *b, SSL_CTX *ctx, enum tls_role role,
     const char *sni, int timeout_ms, char *err, size_t errsize);
 
+/*
+ * The same with an SSL the caller made from its context and set up
+ * (names to verify, per-destination protocols); owns ssl from here on,
+ * also on failure.
+ */
+bool tls_start_ssl(struct bio *b, SSL *ssl, enum tls_role role,
+    int timeout_ms, char *err, size_t errsize);
+
 /* Is b running over TLS? */
 bool tls_active(const struct bio *b);
+
+/* The SSL under b, to judge its peer; NULL if b is plain. */
+SSL *tls_ssl(const struct bio *b);
 
 /* "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)", the shape
  * Postfix logs and writes into Received headers; "" if b is plain. */
