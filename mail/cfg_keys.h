@@ -76,7 +76,15 @@
 	X(DURATION, smtp_session_time_limit, "3600s") \
 	X(STRING, lmtp_destination, "unix:$run_directory/lmtp") \
 	X(LIST, smtp_sasl_password_maps, "") \
-	X(BOOL, smtp_sasl_allow_plaintext, "no")
+	X(BOOL, smtp_sasl_allow_plaintext, "no") \
+	X(STRING, smtp_tls_security_level, "may") \
+	X(LIST, smtp_tls_policy_maps, "") \
+	X(STRING, smtp_tls_CAfile, "") \
+	X(STRING, smtp_tls_CApath, "/etc/ssl/certs") \
+	X(LIST, smtp_tls_verify_cert_match, "hostname") \
+	X(LIST, smtp_tls_secure_cert_match, "nexthop, dot-nexthop") \
+	X(STRING, smtp_sasl_tls_security_level, "secure") \
+	X(BOOL, smtp_tls_wrappermode, "no")
 
 /* lmtpd */
 #define CFG_KEYS_LMTPD(X) \
