@@ -32,6 +32,69 @@
 
 static SSL_CTX *tls_ctx;
 
+/*
+ * Client session cache: the last TLS session (or TLS 1.3 ticket) per
+ * server and level, so that the next connection to it resumes instead
+ * of a full handshake (RFC 8446 2.2, RFC 5077). In this process only:
+ * qmgr sends a destination's jobs to few deliver processes.
+ */
+#define SESSION_CACHE_SIZE 32
+
+static struct {
+	char key[400];		/* "relay level" */
+	SSL_SESSION *session;
+	unsigned long long used;	/* for evicting the oldest */
+} session_cache[SESSION_CACHE_SIZE];
+static unsigned long long session_clock;
+
+static void session_key(const struct deliver_session *s, char *out,
+    size_t outsize)
+{
+	snprintf(out, outsize, "%s %s", s->relay,
+	    tls_level_name(s->tls_policy.level));
+}
+
+static int session_slot(const char *key, bool for_new)
+{
+	int oldest = 0;
+	for (int i = 0; i < SESSION_CACHE_SIZE; i++) {
+		if (session_cache[i].session != NULL &&
+		    strcmp(session_cache[i].key, key) == 0)
+			return i;
+		if (session_cache[i].used < session_cache[oldest].used)
+			oldest = i;
+	}
+	return for_new ? oldest : -1;
+}
+
+static void session_forget(const char *key)
+{
+	int i = session_slot(key, false);
+	if (i >= 0) {
+		SSL_SESSION_free(session_cache[i].session);
+		session_cache[i].session = NULL;
+		session_cache[i].used = 0;
+	}
+}
+
+/* OpenSSL hands over each new session (a TLS 1.3 ticket may come after
+ * the handshake, with the first reply read). */
+static int session_new(SSL *ssl, SSL_SESSION *session)
+{
+	const struct deliver_session *s = SSL_get_app_data(ssl);
+	if (s == NULL || !SSL_SESSION_is_resumable(session))
+		return 0;
+	char key[sizeof(session_cache[0].key)];
+	session_key(s, key, sizeof(key));
+	int i = session_slot(key, true);
+	if (session_cache[i].session != NULL)
+		SSL_SESSION_free(session_cache[i].session);
+	snprintf(session_cache[i].key, sizeof(session_cache[i].key), "%s", key);
+	session_cache[i].session = session;
+	session_cache[i].used = ++session_clock;
+	return 1;	/* ours now */
+}
+
 void deliver_tls_init(void)
 {
 	deliver_tls_policy_init();
@@ -44,6 +107,11 @@ void deliver_tls_init(void)
 		return;
 	}
 	SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
+	if (cfg.smtp_tls_session_cache) {
+		SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_CLIENT |
+		    SSL_SESS_CACHE_NO_INTERNAL_STORE);
+		SSL_CTX_sess_set_new_cb(tls_ctx, session_new);
+	}
 	const char *file = cfg.smtp_tls_CAfile[0] ? cfg.smtp_tls_CAfile : NULL;
 	const char *dir = cfg.smtp_tls_CApath[0] ? cfg.smtp_tls_CApath : NULL;
 	if ((file != NULL || dir != NULL) &&
@@ -98,6 +166,16 @@ static SSL *session_ssl(const struct deliver_session *s)
 		SSL_free(ssl);
 		return NULL;
 	}
+	SSL_set_app_data(ssl, (void *)s);
+	char key[sizeof(session_cache[0].key)];
+	session_key(s, key, sizeof(key));
+	int i = session_slot(key, false);
+	if (i >= 0) {
+		/* A stale or refused session only costs a full handshake. */
+		if (SSL_set_session(ssl, session_cache[i].session) != 1)
+			ERR_clear_error();
+		session_cache[i].used = ++session_clock;
+	}
 	return ssl;
 }
 
@@ -123,6 +201,9 @@ static enum deliver_tls_step handshake(struct deliver_session *s,
 			    "again without TLS", job->queue_id, s->relay, err);
 			return DELIVER_TLS_RETRY_PLAIN;
 		}
+		char key[sizeof(session_cache[0].key)];
+		session_key(s, key, sizeof(key));
+		session_forget(key);
 		s->usable = false;	/* half a handshake: no QUIT */
 		tls_required(s, out, "4.7.5", "the TLS handshake with host %s "
 		    "failed: %s", s->relay, err);
@@ -137,9 +218,13 @@ static enum deliver_tls_step handshake(struct deliver_session *s,
 	enum tls_trust trust = tls_peer_trust(tls_ssl(&s->bio),
 	    fp ? NULL : s->tls_names, fp ? 0 : s->tls_nnames,
 	    fp ? p->match : NULL, fp ? p->nmatch : 0, why, sizeof(why));
-	log_info("%s: %s TLS connection established to %s: %s", job->queue_id,
-	    tls_trust_name(trust), s->relay, job->tls_info);
+	/* Postfix's words: "reused" for a resumed session. */
+	log_info("%s: %s TLS connection %s to %s: %s", job->queue_id,
+	    tls_trust_name(trust), SSL_session_reused(tls_ssl(&s->bio)) ?
+	    "reused" : "established", s->relay, job->tls_info);
 	if (tls_level_authenticates(level) && trust != TLS_TRUST_VERIFIED) {
+		/* Keep no session of a server that failed its check. */
+		SSL_set_app_data(tls_ssl(&s->bio), NULL);
 		log_info("%s: server certificate not verified for %s at level "
 		    "%s: %s", job->queue_id, s->relay, tls_level_name(level),
 		    why);

@@ -84,7 +84,8 @@
 	X(LIST, smtp_tls_verify_cert_match, "hostname") \
 	X(LIST, smtp_tls_secure_cert_match, "nexthop, dot-nexthop") \
 	X(STRING, smtp_sasl_tls_security_level, "secure") \
-	X(BOOL, smtp_tls_wrappermode, "no")
+	X(BOOL, smtp_tls_wrappermode, "no") \
+	X(BOOL, smtp_tls_session_cache, "yes")
 
 /* lmtpd */
 #define CFG_KEYS_LMTPD(X) \

@@ -65,6 +65,8 @@ last_qid() {
 	suite_conf smtp_tls_policy_maps "hash:$T/conf/tls_policy"
 	suite_conf smtp_tls_CAfile "$T/pki/ca.pem"
 	suite_conf smtp_tls_CApath ""
+	# One deliver process: its TLS session cache sees every job.
+	suite_conf deliver_processes 1
 	suite_start
 
 	# may (the default): any certificate, logged for what it is.
@@ -102,11 +104,14 @@ last_qid() {
 	job "tls.test:$PF_GOOD"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	wait_for_log "$(last_qid): Verified TLS connection established to mx.tls.test"
+	# The same server at the same level: the session is resumed, and the
+	# certificate (kept in the session) judged again for the new names.
 	job "secm.test:$PF_GOOD"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
+	wait_for_log "$(last_qid): Verified TLS connection reused to mx.tls.test\[127.0.0.1\]:$PF_GOOD: TLSv1.3 with cipher "
 	job "[mx.tls.test]:$PF_GOOD"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
-	wait_for_log "$(last_qid): Verified TLS connection established to mx.tls.test"
+	wait_for_log "$(last_qid): Verified TLS connection reused to mx.tls.test"
 	job "[mx.tls.test]:$PF_SELF"
 	[[ "$output" == *"rcpt=0 D 4.7.5 TLS is required, but the certificate of host mx.tls.test[127.0.0.1]:$PF_SELF could not be verified (level secure): untrusted issuer"* ]]
 
