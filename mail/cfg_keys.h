@@ -50,7 +50,8 @@
 	X(BOOL, smtpd_peername_lookup, "yes") \
 	X(LIST, smtpd_dnsbl_sites, "") \
 	X(LIST, smtpd_sasl_users, "") \
-	X(BOOL, submission_require_auth, "yes")
+	X(BOOL, submission_require_auth, "yes") \
+	X(DURATION, smtpd_tls_ticket_rotation, "3600s")
 
 /* qmgr */
 #define CFG_KEYS_QMGR(X) \

@@ -188,7 +188,8 @@ SSL_CTX *tls_server_context(const char *cert_file, const char *key_file,
 	    SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
 	    SSL_OP_NO_TICKET);
 	/* Each pre-forked process would have its own ticket key and cache:
-	 * resumption could not work, so offer none. */
+	 * resumption could not work, so offer none, unless the caller then
+	 * gives the shared keys (tls_ticket_keys_use). */
 	SSL_CTX_set_num_tickets(ctx, 0);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_dh_auto(ctx, 1);

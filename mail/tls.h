@@ -40,8 +40,8 @@ bool tls_policy_parse(const struct cfg_list *protocols, const char *grade,
  * A server context: certificate chain and private key from PEM files,
  * smtpd_tls_protocols and smtpd_tls_ciphers (by default TLS 1.2 and 1.3,
  * forward-secret AEAD suites only), the server's cipher preference, no
- * compression, no renegotiation, no session tickets (pre-forked processes
- * share no ticket key). NULL with err naming the file or key that failed.
+ * compression, no renegotiation, no session tickets unless the caller
+ * gives the keys all pre-forked processes share (tls_ticket.h). NULL with err naming the file or key that failed.
  */
 SSL_CTX *tls_server_context(const char *cert_file, const char *key_file,
     char *err, size_t errsize);
