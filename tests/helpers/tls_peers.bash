@@ -43,22 +43,19 @@ tls_fingerprint() {
 }
 
 # Postfix as the peer (peers.bash's instance), with a listener per
-# certificate added to its master.cf and a reload.
+# certificate in its master.cf (PF_MASTER_EXTRA).
 tls_postfix_start() {
-	postfix_peer_start || return 1
 	PF_GOOD=$(free_port) PF_WRONG=$(free_port) PF_SELF=$(free_port)
 	PF_PLAIN=$(free_port)
-	local name port
+	local name port lines=""
 	for name in good wrong self; do
 		case $name in
 		good) port=$PF_GOOD ;; wrong) port=$PF_WRONG ;; self) port=$PF_SELF ;;
 		esac
-		printf '127.0.0.1:%s inet n - n - - smtpd -o smtpd_tls_cert_file=%s -o smtpd_tls_key_file=%s\n' \
-			"$port" "$T/pki/$name.pem" "$T/pki/$name.key" >> "$P/conf/master.cf"
+		lines+="127.0.0.1:$port inet n - n - - smtpd -o smtpd_tls_cert_file=$T/pki/$name.pem -o smtpd_tls_key_file=$T/pki/$name.key"$'\n'
 	done
-	printf '127.0.0.1:%s inet n - n - - smtpd -o smtpd_tls_security_level=none\n' \
-		"$PF_PLAIN" >> "$P/conf/master.cf"
-	postfix -c "$P/conf" reload >/dev/null 2>&1 || return 1
+	lines+="127.0.0.1:$PF_PLAIN inet n - n - - smtpd -o smtpd_tls_security_level=none"
+	PF_MASTER_EXTRA=$lines postfix_peer_start || return 1
 	for port in "$PF_GOOD" "$PF_WRONG" "$PF_SELF" "$PF_PLAIN"; do
 		wait_for_listen "$port" 10 || return 1
 	done
