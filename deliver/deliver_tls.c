@@ -196,14 +196,15 @@ static enum deliver_tls_step handshake(struct deliver_session *s,
 	}
 	if (ssl == NULL || !tls_start_ssl(&s->bio, ssl, TLS_ROLE_CLIENT,
 	    s->bio.timeout_ms, err, sizeof(err))) {
+		/* Whatever failed, the next try starts afresh. */
+		char key[sizeof(session_cache[0].key)];
+		session_key(s, key, sizeof(key));
+		session_forget(key);
 		if (!required) {
 			log_info("%s: TLS handshake failed with %s: %s; trying "
 			    "again without TLS", job->queue_id, s->relay, err);
 			return DELIVER_TLS_RETRY_PLAIN;
 		}
-		char key[sizeof(session_cache[0].key)];
-		session_key(s, key, sizeof(key));
-		session_forget(key);
 		s->usable = false;	/* half a handshake: no QUIT */
 		tls_required(s, out, "4.7.5", "the TLS handshake with host %s "
 		    "failed: %s", s->relay, err);
