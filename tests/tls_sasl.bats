@@ -36,7 +36,7 @@ job() {
 		"$R_GOOD:$T/pki/good.pem:$T/pki/good.key" \
 		"$R_ENC:$T/pki/self.pem:$T/pki/self.key" >"$T/relay.out" 2>&1 &
 	PEER_PIDS+=($!)
-	wait_for_log listening 10 "$T/relay.out"
+	wait_for_log listening 30 "$T/relay.out"
 	start_dnsmasq --host-record=relay.tls.test,127.0.0.1
 	printf '[relay.tls.test]:%s bob:s3cret\n' "$R_SELF" "$R_GOOD" "$R_ENC" \
 		> "$T/conf/sasl_passwd"
@@ -78,7 +78,7 @@ job() {
 		"$R_GOOD:$T/pki/good.pem:$T/pki/good.key:implicit" \
 		>"$T/relay.out" 2>&1 &
 	PEER_PIDS+=($!)
-	wait_for_log listening 10 "$T/relay.out"
+	wait_for_log listening 30 "$T/relay.out"
 	start_dnsmasq --host-record=relay.tls.test,127.0.0.1
 	printf '[relay.tls.test]:%s bob:s3cret\n' "$R_SELF" "$R_GOOD" \
 		> "$T/conf/sasl_passwd"
