@@ -18,6 +18,7 @@
 #include "bio.h"
 #include "queue.h"
 #include "str.h"
+#include "tls_policy.h"
 
 enum deliver_transport {
 	TRANSPORT_SMTP,
@@ -146,6 +147,10 @@ struct deliver_session {
 	long long deadline;	/* monotonic ms: smtp_session_time_limit */
 	bool expired;		/* that deadline, not a stage's, ended a wait */
 	struct smtp_reply reply;
+	struct tls_dest_policy tls_policy; /* the level this session must reach */
+	char *tls_names[TLS_MATCH_MAX];	/* names a certificate may carry */
+	size_t tls_nnames;
+	bool tls_for_sasl;	/* level raised for smtp_sasl_password_maps */
 };
 
 /* Result of opening a session to one address. */
@@ -209,13 +214,34 @@ void deliver_conn_cache_put(struct deliver_session *s, const char *key);
 bool deliver_conn_cache_active(void);
 void deliver_conn_cache_close(void);
 
-/* ---- deliver_tls.c: opportunistic STARTTLS (no verification) ---- */
+/* ---- deliver_tls.c: STARTTLS at the session's security level ---- */
 
 void deliver_tls_init(void);
-/* Handshake on s->fd; on success s->bio reads and writes through TLS. */
-bool deliver_tls_start(struct deliver_session *s, int timeout_ms,
-    char *info, size_t infosize, char *err, size_t errsize);
+enum deliver_tls_step {
+	DELIVER_TLS_OK,		/* TLS is up: say EHLO again */
+	DELIVER_TLS_PLAIN,	/* go on in plain text (optional levels) */
+	DELIVER_TLS_RETRY_PLAIN, /* handshake failed: reconnect, no TLS */
+	DELIVER_TLS_FAILED,	/* *out says why; try the next host */
+};
+/* After EHLO: STARTTLS, handshake and certificate check as s's level
+ * demands. */
+enum deliver_tls_step deliver_tls_negotiate(struct deliver_session *s,
+    struct deliver_job *job, struct deliver_outcome *out);
+/* Implicit TLS for s: smtp_tls_wrappermode, or port 465 (RFC 8314)? */
+bool deliver_tls_implicit(const struct deliver_session *s);
+/* Right after the connect: the handshake, TLS required at any level. */
+enum deliver_tls_step deliver_tls_wrap(struct deliver_session *s,
+    struct deliver_job *job, struct deliver_outcome *out);
 void deliver_tls_end(struct deliver_session *s);
+
+/* ---- deliver_tls_policy.c: the level for a session ---- */
+
+void deliver_tls_policy_init(void);
+/* Fill s->tls_policy for job's nexthop and s->host; false with *out
+ * when the mail must wait (unreadable or bad policy table). */
+bool deliver_tls_policy_get(struct deliver_session *s,
+    const struct deliver_job *job, struct deliver_outcome *out);
+void deliver_tls_policy_free(struct deliver_session *s);
 
 /* deliver_auth.c: SMTP AUTH as a client (RFC 4954). */
 void deliver_auth_init(void);
@@ -225,6 +251,10 @@ void deliver_auth_init(void);
  */
 bool deliver_session_authenticate(struct deliver_session *s,
     struct deliver_job *job, struct deliver_outcome *out);
+/* Does smtp_sasl_password_maps hold (or might it hold) credentials
+ * for s? */
+bool deliver_auth_wanted(const struct deliver_session *s,
+    const struct deliver_job *job);
 
 /* ---- deliver_dkim.c: DKIM signatures on the way out ---- */
 

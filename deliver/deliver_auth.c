@@ -60,6 +60,22 @@ static char *find_credentials(const struct deliver_session *s,
 	return *r == MAP_FOUND ? value : NULL;
 }
 
+bool deliver_auth_wanted(const struct deliver_session *s,
+    const struct deliver_job *job)
+{
+	if (s->lmtp || (password_tables == NULL && !tables_broken))
+		return false;
+	if (tables_broken)
+		return true;	/* AUTH defers anyway */
+	enum map_result r;
+	char *cred = find_credentials(s, job, &r);
+	if (cred != NULL) {
+		explicit_bzero(cred, strlen(cred));
+		free(cred);
+	}
+	return r != MAP_NOTFOUND;
+}
+
 /* base64 of len bytes (caller frees). */
 static char *b64(const char *data, size_t len)
 {

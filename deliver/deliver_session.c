@@ -479,6 +479,9 @@ static enum open_step open_once(struct deliver_session *s,
 		fcntl(s->fd, F_SETFL, fl | O_NONBLOCK);
 	bio_init(&s->bio, s->fd, 0);
 	s->usable = true;
+	if (deliver_tls_implicit(s) &&
+	    deliver_tls_wrap(s, job, out) != DELIVER_TLS_OK)
+		return OPEN_FAILED;
 
 	deliver_session_enter(s, SESS_GREETING);
 	if (!deliver_session_read_reply(s)) {
@@ -497,32 +500,21 @@ static enum open_step open_once(struct deliver_session *s,
 	if (!hello(s, job, out))
 		return OPEN_FAILED;
 
-	if (!try_tls || !(s->ext & SESS_EXT_STARTTLS))
-		return deliver_session_authenticate(s, job, out) ? OPEN_OK :
-		    OPEN_FAILED;
-	/* RFC 3207: opportunistic; a refusal means we carry on in plain. */
-	if (!deliver_session_command(s, SESS_STARTTLS, "STARTTLS")) {
-		deliver_session_io_failure(s, out, s->last_io);
-		return OPEN_FAILED;
+	if (try_tls) {
+		switch (deliver_tls_negotiate(s, job, out)) {
+		case DELIVER_TLS_FAILED:
+			return OPEN_FAILED;
+		case DELIVER_TLS_RETRY_PLAIN:
+			return OPEN_TLS_FAILED;
+		case DELIVER_TLS_OK:
+			/* RFC 3207 4.2: the session starts over; ask again. */
+			if (!hello(s, job, out))
+				return OPEN_FAILED;
+			break;
+		case DELIVER_TLS_PLAIN:
+			break;
+		}
 	}
-	if (s->reply.code != 220)
-		return deliver_session_authenticate(s, job, out) ? OPEN_OK :
-		    OPEN_FAILED;
-	/* RFC 3207 4.2: nothing the server sent before TLS counts. */
-	bio_discard_input(&s->bio);
-	deliver_session_enter(s, SESS_TLS_HANDSHAKE);
-	char err[256];
-	if (!deliver_tls_start(s, s->bio.timeout_ms, job->tls_info,
-	    sizeof(job->tls_info), err, sizeof(err))) {
-		log_info("%s: TLS handshake failed with %s: %s; trying again "
-		    "without TLS", job->queue_id, s->relay, err);
-		return OPEN_TLS_FAILED;
-	}
-	log_info("%s: Untrusted TLS connection established to %s: %s",
-	    job->queue_id, s->relay, job->tls_info);
-	/* RFC 3207 4.2: the session starts over; ask again. */
-	if (!hello(s, job, out))
-		return OPEN_FAILED;
 	return deliver_session_authenticate(s, job, out) ? OPEN_OK : OPEN_FAILED;
 }
 
@@ -561,9 +553,20 @@ enum sess_open_result deliver_session_open(struct deliver_session *s,
 
 	str_init(&s->reply.text, REPLY_TEXT_MAX + 64);
 	str_init(&s->reply.lines, REPLY_TEXT_MAX + 64);
+	if (!deliver_tls_policy_get(s, job, out)) {
+		deliver_session_close(s, false);
+		return SESS_OPEN_FAILED;
+	}
 	enum open_step step = open_once(s, job, sa, salen, unix_path, true, out);
 	if (step == OPEN_TLS_FAILED) {
+		/* Only optional levels come here; keep the policy. */
+		struct tls_dest_policy keep = s->tls_policy;
+		s->tls_policy.nmatch = 0;
+		size_t nnames = s->tls_nnames;
+		s->tls_nnames = 0;
 		deliver_session_close(s, false);
+		s->tls_policy = keep;
+		s->tls_nnames = nnames;
 		session_reset_fields(s);
 		str_init(&s->reply.text, REPLY_TEXT_MAX + 64);
 		str_init(&s->reply.lines, REPLY_TEXT_MAX + 64);
@@ -591,6 +594,7 @@ void deliver_session_close(struct deliver_session *s, bool say_quit)
 	}
 	s->usable = false;
 	s->state = SESS_CLOSED;
+	deliver_tls_policy_free(s);
 	str_free(&s->reply.text);
 	str_free(&s->reply.lines);
 }

@@ -1,24 +1,103 @@
 /*
- * deliver_tls.c - opportunistic STARTTLS for the SMTP/LMTP client
- * (RFC 3207): the client policy on top of mail/tls.c.
+ * deliver_tls.c - STARTTLS for the SMTP/LMTP client (RFC 3207) at the
+ * session's TLS security level (deliver_tls_policy.c), on top of
+ * mail/tls.c and mail/tls_policy.c.
  *
- * Opportunistic means Postfix's "may" level: encrypt when the peer offers
- * it, verify no certificate (an unauthenticated MX cannot be checked
- * without DANE or MTA-STS), and fall back to plain text when the
- * handshake fails. It protects against passive eavesdropping only; the
- * log says "Untrusted" so nobody reads more into it.
+ * At "may" (and "dane" without DNSSEC-validated TLSA records, RFC 7672
+ * 2.2) TLS is opportunistic: encrypt when the peer offers it, fall back
+ * to plain text when the handshake fails. At every other level TLS is
+ * required: no STARTTLS, a refused STARTTLS, a failed handshake or a
+ * certificate that falls short of the level defers the mail with
+ * "4.7.x TLS is required, but ..." and never goes on in plain text.
+ * Implicit TLS (smtp_tls_wrappermode, or port 465: RFC 8314 3.3) starts
+ * the handshake before the greeting, and is always required.
+ * Each TLS session is logged as Postfix does: "Verified", "Trusted",
+ * "Untrusted" or "Anonymous TLS connection established to ...".
+ *
+ * The certificate chain is verified against smtp_tls_CAfile and
+ * smtp_tls_CApath with SSL_VERIFY_NONE: OpenSSL keeps the result, and
+ * tls_peer_trust() judges it, so that an opportunistic session is not
+ * broken by a certificate nobody asked to check.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/err.h>
+
+#include "cfg.h"
 #include "deliver.h"
 #include "log.h"
 #include "tls.h"
 
 static SSL_CTX *tls_ctx;
 
+/*
+ * Client session cache: the last TLS session (or TLS 1.3 ticket) per
+ * server and level, so that the next connection to it resumes instead
+ * of a full handshake (RFC 8446 2.2, RFC 5077). In this process only:
+ * qmgr sends a destination's jobs to few deliver processes.
+ */
+#define SESSION_CACHE_SIZE 32
+
+static struct {
+	char key[400];		/* "relay level" */
+	SSL_SESSION *session;
+	unsigned long long used;	/* for evicting the oldest */
+} session_cache[SESSION_CACHE_SIZE];
+static unsigned long long session_clock;
+
+static void session_key(const struct deliver_session *s, char *out,
+    size_t outsize)
+{
+	snprintf(out, outsize, "%s %s", s->relay,
+	    tls_level_name(s->tls_policy.level));
+}
+
+static int session_slot(const char *key, bool for_new)
+{
+	int oldest = 0;
+	for (int i = 0; i < SESSION_CACHE_SIZE; i++) {
+		if (session_cache[i].session != NULL &&
+		    strcmp(session_cache[i].key, key) == 0)
+			return i;
+		if (session_cache[i].used < session_cache[oldest].used)
+			oldest = i;
+	}
+	return for_new ? oldest : -1;
+}
+
+static void session_forget(const char *key)
+{
+	int i = session_slot(key, false);
+	if (i >= 0) {
+		SSL_SESSION_free(session_cache[i].session);
+		session_cache[i].session = NULL;
+		session_cache[i].used = 0;
+	}
+}
+
+/* OpenSSL hands over each new session (a TLS 1.3 ticket may come after
+ * the handshake, with the first reply read). */
+static int session_new(SSL *ssl, SSL_SESSION *session)
+{
+	const struct deliver_session *s = SSL_get_app_data(ssl);
+	if (s == NULL || !SSL_SESSION_is_resumable(session))
+		return 0;
+	char key[sizeof(session_cache[0].key)];
+	session_key(s, key, sizeof(key));
+	int i = session_slot(key, true);
+	if (session_cache[i].session != NULL)
+		SSL_SESSION_free(session_cache[i].session);
+	snprintf(session_cache[i].key, sizeof(session_cache[i].key), "%s", key);
+	session_cache[i].session = session;
+	session_cache[i].used = ++session_clock;
+	return 1;	/* ours now */
+}
+
 void deliver_tls_init(void)
 {
+	deliver_tls_policy_init();
 	if (tls_ctx != NULL)
 		return;
 	tls_ctx = tls_client_context();
@@ -27,26 +106,206 @@ void deliver_tls_init(void)
 		    "disabled");
 		return;
 	}
-	/* Opportunistic: an unverified channel beats a plain one. */
 	SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
+	if (cfg.smtp_tls_session_cache) {
+		SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_CLIENT |
+		    SSL_SESS_CACHE_NO_INTERNAL_STORE);
+		SSL_CTX_sess_set_new_cb(tls_ctx, session_new);
+	}
+	const char *file = cfg.smtp_tls_CAfile[0] ? cfg.smtp_tls_CAfile : NULL;
+	const char *dir = cfg.smtp_tls_CApath[0] ? cfg.smtp_tls_CApath : NULL;
+	if ((file != NULL || dir != NULL) &&
+	    SSL_CTX_load_verify_locations(tls_ctx, file, dir) != 1) {
+		char why[256];
+		ERR_error_string_n(ERR_get_error(), why, sizeof(why));
+		ERR_clear_error();
+		log_warning("cannot load smtp_tls_CAfile %s or smtp_tls_CApath "
+		    "%s: %s: no certificate can be verified", file ? file : "",
+		    dir ? dir : "", why);
+	}
 }
 
-bool deliver_tls_start(struct deliver_session *s, int timeout_ms,
-    char *info, size_t infosize, char *err, size_t errsize)
+/*
+ * Defer with "TLS is required, but <why>" (RFC 3207 6: a client that
+ * requires TLS must not go on without it), saying when it is for the
+ * password's sake.
+ */
+static void tls_required(const struct deliver_session *s,
+    struct deliver_outcome *out, const char *dsn, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void tls_required(const struct deliver_session *s,
+    struct deliver_outcome *out, const char *dsn, const char *fmt, ...)
+{
+	char why[700], text[900];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	snprintf(text, sizeof(text), "TLS is required, but %s%s", why,
+	    s->tls_for_sasl ? " (SASL credentials go only over a channel of "
+	    "smtp_sasl_tls_security_level)" : "");
+	deliver_outcome_set(out, 'D', dsn, text, text);
+}
+
+/* A new SSL for s: SNI and the destination's protocols and ciphers. */
+static SSL *session_ssl(const struct deliver_session *s)
+{
+	SSL *ssl = SSL_new(tls_ctx);
+	if (ssl == NULL)
+		return NULL;
+	/* SNI: some servers pick their certificate by it. */
+	if (s->host[0] != '\0' && strchr(s->host, '/') == NULL)
+		SSL_set_tlsext_host_name(ssl, s->host);
+	const struct tls_dest_policy *p = &s->tls_policy;
+	if (p->has_protocols &&
+	    (SSL_set_min_proto_version(ssl, p->protocols.min_version) != 1 ||
+	    SSL_set_max_proto_version(ssl, p->protocols.max_version) != 1 ||
+	    SSL_set_cipher_list(ssl, p->protocols.ciphers) != 1)) {
+		ERR_clear_error();
+		SSL_free(ssl);
+		return NULL;
+	}
+	SSL_set_app_data(ssl, (void *)s);
+	char key[sizeof(session_cache[0].key)];
+	session_key(s, key, sizeof(key));
+	int i = session_slot(key, false);
+	if (i >= 0) {
+		/* A stale or refused session only costs a full handshake. */
+		if (SSL_set_session(ssl, session_cache[i].session) != 1)
+			ERR_clear_error();
+		session_cache[i].used = ++session_clock;
+	}
+	return ssl;
+}
+
+/*
+ * The handshake on s's connection and the check of the certificate at
+ * s's level; required: a failure defers instead of falling back.
+ */
+static enum deliver_tls_step handshake(struct deliver_session *s,
+    struct deliver_job *job, bool required, struct deliver_outcome *out)
+{
+	enum tls_level level = s->tls_policy.level;
+	deliver_session_enter(s, SESS_TLS_HANDSHAKE);
+	char err[256];
+	SSL *ssl = session_ssl(s);
+	if (ssl == NULL) {
+		snprintf(err, sizeof(err), "the protocols or ciphers of its "
+		    "smtp_tls_policy_maps entry are refused by OpenSSL");
+	}
+	if (ssl == NULL || !tls_start_ssl(&s->bio, ssl, TLS_ROLE_CLIENT,
+	    s->bio.timeout_ms, err, sizeof(err))) {
+		/* Whatever failed, the next try starts afresh. */
+		char key[sizeof(session_cache[0].key)];
+		session_key(s, key, sizeof(key));
+		session_forget(key);
+		if (!required) {
+			log_info("%s: TLS handshake failed with %s: %s; trying "
+			    "again without TLS", job->queue_id, s->relay, err);
+			return DELIVER_TLS_RETRY_PLAIN;
+		}
+		s->usable = false;	/* half a handshake: no QUIT */
+		tls_required(s, out, "4.7.5", "the TLS handshake with host %s "
+		    "failed: %s", s->relay, err);
+		return DELIVER_TLS_FAILED;
+	}
+	s->tls = s->bio.transport;
+	tls_describe(&s->bio, job->tls_info, sizeof(job->tls_info));
+
+	const struct tls_dest_policy *p = &s->tls_policy;
+	bool fp = level == TLS_LEVEL_FINGERPRINT;
+	char why[512];
+	enum tls_trust trust = tls_peer_trust(tls_ssl(&s->bio),
+	    fp ? NULL : s->tls_names, fp ? 0 : s->tls_nnames,
+	    fp ? p->match : NULL, fp ? p->nmatch : 0, why, sizeof(why));
+	/* Postfix's words: "reused" for a resumed session. */
+	log_info("%s: %s TLS connection %s to %s: %s", job->queue_id,
+	    tls_trust_name(trust), SSL_session_reused(tls_ssl(&s->bio)) ?
+	    "reused" : "established", s->relay, job->tls_info);
+	if (tls_level_authenticates(level) && trust != TLS_TRUST_VERIFIED) {
+		/* Keep no session of a server that failed its check. */
+		SSL_set_app_data(tls_ssl(&s->bio), NULL);
+		log_info("%s: server certificate not verified for %s at level "
+		    "%s: %s", job->queue_id, s->relay, tls_level_name(level),
+		    why);
+		tls_required(s, out, "4.7.5", "the certificate of host %s "
+		    "could not be verified (level %s): %s", s->relay,
+		    tls_level_name(level), why);
+		return DELIVER_TLS_FAILED;
+	}
+	return DELIVER_TLS_OK;
+}
+
+enum deliver_tls_step deliver_tls_negotiate(struct deliver_session *s,
+    struct deliver_job *job, struct deliver_outcome *out)
+{
+	enum tls_level level = s->tls_policy.level;
+	bool required = !tls_level_optional(level);
+
+	if (level == TLS_LEVEL_NONE || s->tls != NULL)
+		return DELIVER_TLS_PLAIN;	/* none, or implicit TLS is up */
+	if (level == TLS_LEVEL_DANE_ONLY) {
+		/* RFC 7672 2.2: no DNSSEC-validated TLSA, no DANE. */
+		tls_required(s, out, "4.7.5", "no DNSSEC-validated TLSA records "
+		    "were found for host %s", s->relay);
+		return DELIVER_TLS_FAILED;
+	}
+	if (!(s->ext & SESS_EXT_STARTTLS)) {
+		if (!required)
+			return DELIVER_TLS_PLAIN;
+		tls_required(s, out, "4.7.4", "was not offered by host %s",
+		    s->relay);
+		return DELIVER_TLS_FAILED;
+	}
+	if (tls_ctx == NULL) {
+		if (!required)
+			return DELIVER_TLS_PLAIN;
+		tls_required(s, out, "4.7.5", "no TLS client context could be "
+		    "made (see the log of deliver's start)");
+		return DELIVER_TLS_FAILED;
+	}
+	if (!deliver_session_command(s, SESS_STARTTLS, "STARTTLS")) {
+		deliver_session_io_failure(s, out, s->last_io);
+		return DELIVER_TLS_FAILED;
+	}
+	if (s->reply.code != 220) {
+		if (!required)
+			return DELIVER_TLS_PLAIN;
+		char said[300];
+		log_escape(said, sizeof(said), s->reply.text.data,
+		    s->reply.text.len);
+		tls_required(s, out, "4.7.5", "host %s refused to start TLS: %s",
+		    s->relay, said);
+		return DELIVER_TLS_FAILED;
+	}
+	/* RFC 3207 4.2: nothing the server sent before TLS counts. */
+	bio_discard_input(&s->bio);
+	return handshake(s, job, required, out);
+}
+
+bool deliver_tls_implicit(const struct deliver_session *s)
+{
+	/* RFC 8314 3.3: port 465 is TLS from the first byte. */
+	return !s->lmtp && s->port != 0 && (cfg.smtp_tls_wrappermode ||
+	    s->port == 465);
+}
+
+enum deliver_tls_step deliver_tls_wrap(struct deliver_session *s,
+    struct deliver_job *job, struct deliver_outcome *out)
 {
 	if (tls_ctx == NULL) {
-		snprintf(err, errsize, "no TLS client context");
-		return false;
+		tls_required(s, out, "4.7.5", "no TLS client context could be "
+		    "made (see the log of deliver's start)");
+		return DELIVER_TLS_FAILED;
 	}
-	/* SNI: some servers pick their certificate by it. */
-	const char *sni = s->host[0] != '\0' && strchr(s->host, '/') == NULL ?
-	    s->host : NULL;
-	if (!tls_start(&s->bio, tls_ctx, TLS_ROLE_CLIENT, sni, timeout_ms,
-	    err, errsize))
-		return false;
-	tls_describe(&s->bio, info, infosize);
-	s->tls = s->bio.transport;
-	return true;
+	if (s->tls_policy.level == TLS_LEVEL_DANE_ONLY) {
+		tls_required(s, out, "4.7.5", "no DNSSEC-validated TLSA records "
+		    "were found for host %s", s->relay);
+		return DELIVER_TLS_FAILED;
+	}
+	/* No plain text to fall back to: TLS is required at every level. */
+	return handshake(s, job, true, out);
 }
 
 void deliver_tls_end(struct deliver_session *s)

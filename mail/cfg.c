@@ -23,6 +23,7 @@
 #include "sock.h"
 #include "str.h"
 #include "tls.h"
+#include "tls_policy.h"
 
 struct cfg cfg;
 
@@ -576,6 +577,20 @@ static bool check_semantics(struct loader *ld, const struct cfg *c)
 			return fail(ld, raw_line(ld, (size_t)key_index(key,
 			    strlen(key))), "%s: %s", key, err);
 		}
+	}
+	/* The SMTP client's TLS levels (mail/tls_policy.c). */
+	static const char *const level_keys[] = { "smtp_tls_security_level",
+	    "smtp_sasl_tls_security_level" };
+	for (size_t k = 0; k < 2; k++) {
+		enum tls_level level;
+		const char *v = k == 0 ? c->smtp_tls_security_level :
+		    c->smtp_sasl_tls_security_level;
+		if (!tls_level_parse(v, &level))
+			return fail(ld, raw_line(ld, (size_t)key_index(
+			    level_keys[k], strlen(level_keys[k]))), "%s: \"%s\" "
+			    "is not a TLS security level (none, may, encrypt, "
+			    "dane, dane-only, fingerprint, verify, secure)",
+			    level_keys[k], v);
 	}
 	if (c->lmtp_destination[0] != '\0') {
 		/* One destination or a list tried in order (failover). */

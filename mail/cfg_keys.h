@@ -64,7 +64,8 @@
 	X(LIST, milter_rcpt_macros, "i {rcpt_addr} {rcpt_host} {rcpt_mailer}") \
 	X(LIST, milter_data_macros, "i") \
 	X(LIST, milter_end_of_header_macros, "i") \
-	X(LIST, milter_end_of_data_macros, "i")
+	X(LIST, milter_end_of_data_macros, "i") \
+	X(DURATION, smtpd_tls_ticket_rotation, "3600s")
 
 /* qmgr */
 #define CFG_KEYS_QMGR(X) \
@@ -95,7 +96,16 @@
 	X(INT, smtp_mx_session_limit, "2") \
 	X(LIST, smtp_fallback_relay, "") \
 	X(LIST, dkim_signing_maps, "") \
-	X(STRING, dkim_key_directory, "$config_directory/dkim")
+	X(STRING, dkim_key_directory, "$config_directory/dkim") \
+	X(STRING, smtp_tls_security_level, "may") \
+	X(LIST, smtp_tls_policy_maps, "") \
+	X(STRING, smtp_tls_CAfile, "") \
+	X(STRING, smtp_tls_CApath, "/etc/ssl/certs") \
+	X(LIST, smtp_tls_verify_cert_match, "hostname") \
+	X(LIST, smtp_tls_secure_cert_match, "nexthop, dot-nexthop") \
+	X(STRING, smtp_sasl_tls_security_level, "secure") \
+	X(BOOL, smtp_tls_wrappermode, "no") \
+	X(BOOL, smtp_tls_session_cache, "yes")
 
 /* lmtpd */
 #define CFG_KEYS_LMTPD(X) \

@@ -188,7 +188,8 @@ SSL_CTX *tls_server_context(const char *cert_file, const char *key_file,
 	    SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
 	    SSL_OP_NO_TICKET);
 	/* Each pre-forked process would have its own ticket key and cache:
-	 * resumption could not work, so offer none. */
+	 * resumption could not work, so offer none, unless the caller then
+	 * gives the shared keys (tls_ticket_keys_use). */
 	SSL_CTX_set_num_tickets(ctx, 0);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_dh_auto(ctx, 1);
@@ -327,17 +328,27 @@ bool tls_start(struct bio *b, SSL_CTX *ctx, enum tls_role role,
 		snprintf(err, errsize, "no TLS context");
 		return false;
 	}
-	struct tls_conn *t = xcalloc(1, sizeof(*t));
-	t->ssl = SSL_new(ctx);
-	if (t->ssl == NULL || SSL_set_fd(t->ssl, b->fd) != 1) {
+	SSL *ssl = SSL_new(ctx);
+	if (ssl == NULL) {
 		openssl_error(err, errsize, "cannot set up TLS");
-		if (t->ssl)
-			SSL_free(t->ssl);
-		free(t);
 		return false;
 	}
 	if (role == TLS_ROLE_CLIENT && sni != NULL && *sni != '\0')
-		SSL_set_tlsext_host_name(t->ssl, sni);
+		SSL_set_tlsext_host_name(ssl, sni);
+	return tls_start_ssl(b, ssl, role, timeout_ms, err, errsize);
+}
+
+bool tls_start_ssl(struct bio *b, SSL *ssl, enum tls_role role,
+    int timeout_ms, char *err, size_t errsize)
+{
+	struct tls_conn *t = xcalloc(1, sizeof(*t));
+	t->ssl = ssl;
+	if (SSL_set_fd(t->ssl, b->fd) != 1) {
+		openssl_error(err, errsize, "cannot set up TLS");
+		SSL_free(t->ssl);
+		free(t);
+		return false;
+	}
 
 	long long deadline = now_ms() + timeout_ms;
 	for (;;) {
@@ -380,6 +391,11 @@ bool tls_start(struct bio *b, SSL_CTX *ctx, enum tls_role role,
 bool tls_active(const struct bio *b)
 {
 	return b->ops == &tls_ops && b->transport != NULL;
+}
+
+SSL *tls_ssl(const struct bio *b)
+{
+	return tls_active(b) ? ((struct tls_conn *)b->transport)->ssl : NULL;
 }
 
 void tls_describe(const struct bio *b, char *out, size_t outsize)

@@ -40,8 +40,8 @@ bool tls_policy_parse(const struct cfg_list *protocols, const char *grade,
  * A server context: certificate chain and private key from PEM files,
  * smtpd_tls_protocols and smtpd_tls_ciphers (by default TLS 1.2 and 1.3,
  * forward-secret AEAD suites only), the server's cipher preference, no
- * compression, no renegotiation, no session tickets (pre-forked processes
- * share no ticket key). NULL with err naming the file or key that failed.
+ * compression, no renegotiation, no session tickets unless the caller
+ * gives the keys all pre-forked processes share (tls_ticket.h). NULL with err naming the file or key that failed.
  */
 SSL_CTX *tls_server_context(const char *cert_file, const char *key_file,
     char *err, size_t errsize);
@@ -63,8 +63,19 @@ enum tls_role {
 bool tls_start(struct bio *b, SSL_CTX *ctx, enum tls_role role,
     const char *sni, int timeout_ms, char *err, size_t errsize);
 
+/*
+ * The same with an SSL the caller made from its context and set up
+ * (names to verify, per-destination protocols); owns ssl from here on,
+ * also on failure.
+ */
+bool tls_start_ssl(struct bio *b, SSL *ssl, enum tls_role role,
+    int timeout_ms, char *err, size_t errsize);
+
 /* Is b running over TLS? */
 bool tls_active(const struct bio *b);
+
+/* The SSL under b, to judge its peer; NULL if b is plain. */
+SSL *tls_ssl(const struct bio *b);
 
 /* "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)", the shape
  * Postfix logs and writes into Received headers; "" if b is plain. */

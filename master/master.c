@@ -365,10 +365,12 @@ int main(int argc, char **argv)
 	if (!priv_is_root())
 		log_info("not running as root: every process runs as uid %ld",
 		    (long)getuid());
+	master_tls_tickets_init();
 	log_info("daemon started -- configuration %s", cfg.config_directory);
 	master_notify("READY=1");
 
 	while (!got_term) {
+		master_tls_tickets_rotate();
 		master_spawn_needed(ms.services, ms.nservices, ms.generation,
 		    ms.status_pipe[1], ms.alive_pipe[0]);
 		struct pollfd pfds[2] = {

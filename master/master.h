@@ -53,6 +53,10 @@ struct master_child *master_children(void);
 size_t master_child_count(void);
 void master_signal_children(int sig);
 void master_forget_services(void);
+/* The TLS session ticket keys smtpd processes share (mail/tls_ticket.h):
+ * made at start, rotated every smtpd_tls_ticket_rotation. */
+void master_tls_tickets_init(void);
+void master_tls_tickets_rotate(void);
 
 /* master_notify.c */
 void master_notify(const char *state);

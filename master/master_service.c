@@ -26,12 +26,14 @@
 #include "mem.h"
 #include "priv.h"
 #include "sock.h"
+#include "tls_ticket.h"
 
 /* master's own descriptors live above this, so dup2 into 3.. is safe. */
 #define MASTER_FD_FLOOR 64
 
 static struct master_child *children;
 static size_t nchildren;
+static int tls_ticket_fd = -1;	/* mail/tls_ticket.h, for smtpd */
 
 struct service_def {
 	const char *name;
@@ -61,6 +63,20 @@ static int move_fd_high(int fd)
 		log_fatal("fcntl(F_DUPFD): %m");
 	close(fd);
 	return high;
+}
+
+void master_tls_tickets_init(void)
+{
+	if (tls_ticket_fd >= 0 || cfg.smtpd_tls_ticket_rotation <= 0)
+		return;
+	int fd = tls_ticket_keys_create();
+	if (fd >= 0)
+		tls_ticket_fd = move_fd_high(fd);
+}
+
+void master_tls_tickets_rotate(void)
+{
+	tls_ticket_keys_rotate_due(tls_ticket_fd, cfg.smtpd_tls_ticket_rotation);
 }
 
 /*
@@ -258,7 +274,16 @@ static void exec_child(struct master_service *s, unsigned int generation,
 			strlcat(names, " ", sizeof(names));
 		strlcat(names, s->listeners[i].name, sizeof(names));
 	}
-	closefrom(DAEMON_LISTEN_FD_START + (int)s->nlisteners);
+	int next_fd = DAEMON_LISTEN_FD_START + (int)s->nlisteners;
+	unsetenv("POSTERN_TLS_TICKET_FD");
+	if (tls_ticket_fd >= 0 && strcmp(s->program, "smtpd") == 0) {
+		/* The shared TLS ticket keys (mail/tls_ticket.h). */
+		if (dup2(tls_ticket_fd, next_fd) < 0)
+			_exit(127);
+		snprintf(num, sizeof(num), "%d", next_fd++);
+		setenv("POSTERN_TLS_TICKET_FD", num, 1);
+	}
+	closefrom(next_fd);
 	snprintf(num, sizeof(num), "%zu", s->nlisteners);
 	setenv("POSTERN_LISTEN_FDS", num, 1);
 	setenv("POSTERN_LISTEN_NAMES", names, 1);

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "smtpd.h"
 #include "tls.h"
+#include "tls_ticket.h"
 
 static SSL_CTX *server_ctx;
 
@@ -44,6 +45,12 @@ void smtpd_tls_init(void)
 	    err, sizeof(err));
 	if (server_ctx == NULL)
 		log_fatal("%s", err);
+	/* Tickets only with master's shared keys: any process resumes. */
+	const char *ticket_fd = getenv("POSTERN_TLS_TICKET_FD");
+	if (ticket_fd != NULL && !tls_ticket_keys_use(server_ctx,
+	    atoi(ticket_fd)))
+		log_warning("cannot use the TLS session ticket keys: no "
+		    "session resumption");
 	atexit(free_context);
 }
 
@@ -63,7 +70,8 @@ bool smtpd_tls_handshake(struct smtpd_session *s)
 	}
 	s->tls_active = true;
 	tls_describe(&s->bio, s->tls_info, sizeof(s->tls_info));
-	log_info("Anonymous TLS connection established from %s: %s",
+	log_info("Anonymous TLS connection %s from %s: %s",
+	    SSL_session_reused(tls_ssl(&s->bio)) ? "reused" : "established",
 	    s->client_log, s->tls_info);
 	return true;
 }

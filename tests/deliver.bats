@@ -310,7 +310,8 @@ sasl_passwords() {
 	run deliver_job --nexthop "[127.0.0.1]:$SINK_PORT" --from a@example.org \
 		--to b@example.net
 	echo "$output"
-	[[ "$output" == *"rcpt=0 D 4.7.0 cannot authenticate to 127.0.0.1[127.0.0.1]:$SINK_PORT: no TLS, and smtp_sasl_allow_plaintext is off"* ]]
+	# Credentials raise the level to smtp_sasl_tls_security_level (secure).
+	[[ "$output" == *"rcpt=0 D 4.7.4 TLS is required, but was not offered by host 127.0.0.1[127.0.0.1]:$SINK_PORT (SASL credentials go only over a channel of smtp_sasl_tls_security_level)"* ]]
 	[ "$(grep -c 'AUTH' "$T/sink.out")" -eq 0 ]
 	[ "$(grep -c 'MAIL FROM' "$T/sink.out")" -eq 0 ]
 }

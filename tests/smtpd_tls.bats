@@ -44,6 +44,9 @@ setup_file() {
 		"$B_SUB_PORT" > "$T/conf/sasl_passwd"
 	"$POSTERN" -c "$T/conf" map build "$T/conf/sasl_passwd"
 	suite_conf smtp_sasl_password_maps "hash:$T/conf/sasl_passwd"
+	# B's certificate is self-signed: the password may go over any TLS
+	# (the default, secure, would defer; tests/tls_sasl.bats).
+	suite_conf smtp_sasl_tls_security_level encrypt
 	suite_conf tls_cert_file "$T/conf/cert.pem"
 	suite_conf tls_key_file "$T/conf/key.pem"
 	suite_conf smtps_listen "127.0.0.1:$SMTPS_PORT"

@@ -124,6 +124,9 @@ postfix_peer_start() {
 	tlsmgr    unix  - - n 1000? 1 tlsmgr
 	postlog   unix-dgram n - n - 1 postlogd
 	CF
+	# More services (PF_MASTER_EXTRA: master.cf lines), e.g. listeners.
+	[ -z "${PF_MASTER_EXTRA:-}" ] ||
+		printf '%s\n' "$PF_MASTER_EXTRA" >> "$P/conf/master.cf"
 	cat > "$P/conf/main.cf" <<-CF
 	compatibility_level = 3.6
 	queue_directory = $P/queue
