@@ -91,9 +91,14 @@
 	X(INT, lmtpd_recipient_limit, "1000") \
 	X(DURATION, lmtpd_timeout, "300s")
 
+/* smtpd's front door (issue 17): PROXY protocol, limits, AUTH throttling */
+#define CFG_KEYS_FRONT(X) \
+	X(DURATION, smtpd_upstream_proxy_timeout, "5s")
+
 #define CFG_KEYS(X) \
 	CFG_KEYS_CORE(X) \
 	CFG_KEYS_SMTPD(X) \
 	CFG_KEYS_QMGR(X) \
 	CFG_KEYS_DELIVER(X) \
-	CFG_KEYS_LMTPD(X)
+	CFG_KEYS_LMTPD(X) \
+	CFG_KEYS_FRONT(X)

@@ -177,7 +177,17 @@ bool master_services_setup(struct master_service **services, size_t *count,
 			priv = cfg_split_list(d->private_socket);
 			names = &priv;
 		}
+		bool last_bound = false;
 		for (size_t j = 0; j < names->count && ok; j++) {
+			/* "proxy" marks the endpoint before it (cfg.c checked
+			 * that there is one): a load balancer sends a PROXY
+			 * protocol header first (smtpd/smtpd_proxy.c). */
+			if (strcmp(names->items[j], "proxy") == 0) {
+				if (last_bound)
+					s->listeners[s->nlisteners - 1].proxy = true;
+				continue;
+			}
+			last_bound = false;
 			if (s->nlisteners == DAEMON_MAX_LISTENERS) {
 				snprintf(err, errsize, "service %s: too many "
 				    "listeners", s->name);
@@ -195,7 +205,9 @@ bool master_services_setup(struct master_service **services, size_t *count,
 			}
 			s->listeners[s->nlisteners].name = xstrdup(names->items[j]);
 			s->listeners[s->nlisteners].fd = fd;
+			s->listeners[s->nlisteners].proxy = false;
 			s->nlisteners++;
+			last_bound = true;
 		}
 		cfg_list_free(&priv);
 		s->enabled = ok && s->nlisteners > 0;
@@ -235,6 +247,7 @@ static void exec_child(struct master_service *s, unsigned int generation,
     int status_fd, int alive_fd)
 {
 	char names[4096] = "";
+	char proxy[DAEMON_MAX_LISTENERS + 1] = "";
 	char num[32];
 
 	/* Descriptors: 3 status, 4 alive, 5.. listeners (daemon.h). */
@@ -247,11 +260,14 @@ static void exec_child(struct master_service *s, unsigned int generation,
 		if (i)
 			strlcat(names, " ", sizeof(names));
 		strlcat(names, s->listeners[i].name, sizeof(names));
+		proxy[i] = s->listeners[i].proxy ? '1' : '0';
+		proxy[i + 1] = '\0';
 	}
 	closefrom(DAEMON_LISTEN_FD_START + (int)s->nlisteners);
 	snprintf(num, sizeof(num), "%zu", s->nlisteners);
 	setenv("POSTERN_LISTEN_FDS", num, 1);
 	setenv("POSTERN_LISTEN_NAMES", names, 1);
+	setenv("POSTERN_LISTEN_PROXY", proxy, 1);
 	snprintf(num, sizeof(num), "%u", generation);
 	setenv("POSTERN_GENERATION", num, 1);
 

@@ -159,6 +159,14 @@ bool smtpd_door_commit(const char *id);
 void smtpd_door_abort(const char *id);
 enum smtpd_door_auth smtpd_door_auth(const char *user, const char *password);
 
+/* smtpd_proxy.c */
+/*
+ * A listener marked "proxy": read the PROXY protocol header (before the
+ * greeting) and make its client the connection's peer. false: missing,
+ * malformed or late; logged, and the connection is to be closed.
+ */
+bool smtpd_proxy_accept(struct daemon_conn *conn);
+
 /* smtpd_data.c */
 void smtpd_cmd_data(struct smtp_server *srv, const char *arg);
 void smtpd_cmd_bdat(struct smtp_server *srv, const char *arg);
