@@ -93,7 +93,8 @@
 
 /* smtpd's front door (issue 17): PROXY protocol, limits, AUTH throttling */
 #define CFG_KEYS_FRONT(X) \
-	X(DURATION, smtpd_upstream_proxy_timeout, "5s")
+	X(DURATION, smtpd_upstream_proxy_timeout, "5s") \
+	X(LIST, smtpd_sender_login_maps, "")
 
 #define CFG_KEYS(X) \
 	CFG_KEYS_CORE(X) \

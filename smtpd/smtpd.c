@@ -126,6 +126,7 @@ static void smtpd_init(const char *service)
 	if (!dns_init(&cfg.dns_servers, err, sizeof(err)))
 		log_fatal("%s", err);
 	smtpd_check_init();
+	smtpd_sender_init();
 	smtpd_door_wait_ready();
 }
 

@@ -167,6 +167,17 @@ enum smtpd_door_auth smtpd_door_auth(const char *user, const char *password);
  */
 bool smtpd_proxy_accept(struct daemon_conn *conn);
 
+/* smtpd_sender.c */
+/* Open smtpd_sender_login_maps (before confinement). */
+void smtpd_sender_init(void);
+/*
+ * May this session use sender (canonical, "" for <>)? 250, or 553 5.7.1
+ * (not owned by the login, or not logged in on submission) or 451 4.3.0
+ * (table unreadable), with the reply text in reason.
+ */
+int smtpd_sender_check(struct smtpd_session *s, const char *sender,
+    const char **enhanced, char *reason, size_t reason_size);
+
 /* smtpd_data.c */
 void smtpd_cmd_data(struct smtp_server *srv, const char *arg);
 void smtpd_cmd_bdat(struct smtp_server *srv, const char *arg);

@@ -303,6 +303,12 @@ static void cmd_mail(struct smtp_server *srv, const char *arg)
 		/* RFC 1870 6.1 */
 		smtpd_reply(s, 552, "5.3.4", "Message size exceeds fixed "
 		    "limit");
+	} else if ((check_code = smtpd_sender_check(s, a.address, &enh,
+	    text, sizeof(text))) != 250) {
+		/* smtpd_sender.c: the sender's owner, as Postfix's
+		 * reject_sender_login_mismatch */
+		smtpd_reply(s, check_code, enh, "%s", text);
+		smtpd_log_reject(s, "MAIL", NULL, check_code, enh, text);
 	} else if (!queue_has_room(mp.size)) {
 		/* RFC 1870 6.2, RFC 3463 X.3.1: try again later. */
 		log_warning("NOQUEUE: reject: MAIL from %s: 452 4.3.1 "
