@@ -178,6 +178,12 @@ void smtpd_sender_init(void);
 int smtpd_sender_check(struct smtpd_session *s, const char *sender,
     const char **enhanced, char *reason, size_t reason_size);
 
+/*
+ * The AUTH= MAIL parameter to record (RFC 4954 5): the client's mailbox
+ * when it has authenticated, "<>" when it has not; NULL when it gave none.
+ */
+const char *smtpd_sender_auth_param(const struct smtpd_session *s);
+
 /* smtpd_data.c */
 void smtpd_cmd_data(struct smtp_server *srv, const char *arg);
 void smtpd_cmd_bdat(struct smtp_server *srv, const char *arg);

@@ -95,6 +95,9 @@ static bool open_message(struct smtpd_session *s, struct open_failure *why)
 	queue_envelope_set_attr(env, "protocol", smtpd_protocol_name(s));
 	if (s->auth_user != NULL)
 		queue_envelope_set_attr(env, "sasl_user", s->auth_user);
+	const char *auth_param = smtpd_sender_auth_param(s);
+	if (auth_param != NULL)
+		queue_envelope_set_attr(env, "auth", auth_param);
 	for (size_t i = 0; i < t->nrcpts; i++) {
 		/* The queue's R record has no room for an ORCPT holding a
 		 * space (a quoted local part); ORCPT is informational, so

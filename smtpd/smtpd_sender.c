@@ -12,6 +12,9 @@
  *   one the table gives an owner: 553 5.7.1 "Sender address rejected:
  *   not logged in".
  *
+ * Also the AUTH= parameter of MAIL (RFC 4954 5), recorded in the queue
+ * file as the attribute auth= and passed on by deliver.
+ *
  * Trusts: the table (root's) and the login name, which the door checked
  * against smtpd_sasl_users. The sender is the parsed, canonical address.
  */
@@ -116,4 +119,24 @@ int smtpd_sender_check(struct smtpd_session *s, const char *sender,
 	if (code != 250)
 		*enhanced = "5.7.1";
 	return code;
+}
+
+/*
+ * RFC 4954 5: a mailbox asserted by a client we authenticated is kept;
+ * from any other client it is as if AUTH=<> had been given. A value the
+ * queue file cannot hold as one word (a space or control byte, from
+ * xtext) is not trusted either.
+ */
+const char *smtpd_sender_auth_param(const struct smtpd_session *s)
+{
+	const char *v = s->txn ? s->txn->params.auth : NULL;
+
+	if (v == NULL)
+		return NULL;
+	if (s->auth_user == NULL || v[0] == '\0' || strlen(v) > 512)
+		return "<>";
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+		if (*p <= ' ' || *p == 0x7f)
+			return "<>";
+	return v;
 }
