@@ -42,7 +42,7 @@ LDFLAGS += -pie -Wl,-z,relro,-z,now $(if $(SANITIZE),-fsanitize=$(SANITIZE))
 LDLIBS += -lssl -lcrypto -lbsd -ldb -lresolv -lcrypt
 
 # Daemons: one program per folder, built only once the folder has code.
-DAEMONS := $(foreach d,master smtpd qmgr deliver lmtpd,$(if $(wildcard $(d)/*.c),$(d)))
+DAEMONS := $(foreach d,master smtpd qmgr deliver lmtpd anvil,$(if $(wildcard $(d)/*.c),$(d)))
 UTIL_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard util/*.c))
 MAIL_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard mail/*.c))
 # Order matters to the linker: mail/ uses util/.

@@ -94,7 +94,10 @@
 /* smtpd's front door (issue 17): PROXY protocol, limits, AUTH throttling */
 #define CFG_KEYS_FRONT(X) \
 	X(DURATION, smtpd_upstream_proxy_timeout, "5s") \
-	X(LIST, smtpd_sender_login_maps, "")
+	X(LIST, smtpd_sender_login_maps, "") \
+	X(INT, smtpd_client_auth_rate_limit, "10") \
+	X(DURATION, smtpd_auth_lockout_time, "15m") \
+	X(DURATION, smtpd_auth_failure_delay, "1s")
 
 #define CFG_KEYS(X) \
 	CFG_KEYS_CORE(X) \

@@ -132,6 +132,8 @@ bool master_services_setup(struct master_service **services, size_t *count,
 	    IPC_SOCKET_DELIVER);
 	char *qmgr_sock = xasprintf("unix:%s/%s", cfg.run_directory,
 	    IPC_SOCKET_QMGR);
+	char *anvil_sock = xasprintf("unix:%s/%s", cfg.run_directory,
+	    IPC_SOCKET_ANVIL);
 	const struct service_def defs[] = {
 		{ "smtp", "smtpd", &cfg.smtp_listen, NULL, 0, cfg.smtpd_processes,
 		  false, NULL },
@@ -150,6 +152,8 @@ bool master_services_setup(struct master_service **services, size_t *count,
 		  cfg.deliver_processes, false, NULL },
 		/* Anyone may wake qmgr; it checks peers before control. */
 		{ "qmgr", "qmgr", NULL, qmgr_sock, 0666, 1, true, NULL },
+		/* smtpd's shared counters; anvil checks its peers' uids. */
+		{ "anvil", "anvil", NULL, anvil_sock, 0666, 1, true, NULL },
 	};
 	size_t n = sizeof(defs) / sizeof(defs[0]);
 	struct master_service *svcs = xcalloc(n, sizeof(*svcs));
@@ -214,6 +218,7 @@ bool master_services_setup(struct master_service **services, size_t *count,
 	}
 	free(deliver_sock);
 	free(qmgr_sock);
+	free(anvil_sock);
 	if (!ok) {
 		master_services_close(svcs, n);
 		return false;

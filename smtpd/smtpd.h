@@ -184,6 +184,20 @@ int smtpd_sender_check(struct smtpd_session *s, const char *sender,
  */
 const char *smtpd_sender_auth_param(const struct smtpd_session *s);
 
+/* smtpd_throttle.c: AUTH throttling, counted by anvil */
+enum smtpd_throttle {
+	SMTPD_THROTTLE_OK,
+	SMTPD_THROTTLE_CLIENT_LOCKED,	/* the client (or its /64) */
+	SMTPD_THROTTLE_USER_LOCKED,	/* the account */
+};
+/* Is the client, or the account (user may be NULL), locked out? */
+enum smtpd_throttle smtpd_throttle_auth_check(struct smtpd_session *s,
+    const char *user);
+/* Count a failure, then wait the growing delay before the 535. */
+void smtpd_throttle_auth_failed(struct smtpd_session *s, const char *user);
+/* A login worked: the failures of its client and account are cleared. */
+void smtpd_throttle_auth_ok(struct smtpd_session *s, const char *user);
+
 /* smtpd_data.c */
 void smtpd_cmd_data(struct smtp_server *srv, const char *arg);
 void smtpd_cmd_bdat(struct smtp_server *srv, const char *arg);

@@ -25,6 +25,7 @@
 #define IPC_MAX_ATTRS 100000
 #define IPC_SOCKET_QMGR "qmgr"
 #define IPC_SOCKET_DELIVER "deliver"
+#define IPC_SOCKET_ANVIL "anvil"
 
 struct ipc_attr {
 	char *name;
