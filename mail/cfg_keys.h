@@ -95,7 +95,7 @@
 #define CFG_KEYS_FRONT(X) \
 	X(DURATION, smtpd_upstream_proxy_timeout, "5s") \
 	X(LIST, smtpd_sender_login_maps, "") \
-	X(INT, smtpd_client_auth_rate_limit, "10") \
+	X(INT, smtpd_client_auth_rate_limit, "0") \
 	X(DURATION, smtpd_auth_lockout_time, "15m") \
 	X(DURATION, smtpd_auth_failure_delay, "1s")
 
