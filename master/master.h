@@ -4,6 +4,7 @@
 #ifndef POSTERN_MASTER_H
 #define POSTERN_MASTER_H
 
+#include <poll.h>
 #include <stdbool.h>
 #include <sys/types.h>
 #include <time.h>
@@ -31,6 +32,7 @@ struct master_service {
 	int nidle;		/* of those: starting or idle */
 	time_t throttled_until;
 	bool throttle_logged;
+	bool busy_logged;	/* master_busy.c: this episode is logged */
 };
 
 struct master_child {
@@ -57,5 +59,14 @@ void master_forget_services(void);
 
 /* master_notify.c */
 void master_notify(const char *state);
+
+/*
+ * master_busy.c: while an smtpd service has all its processes busy,
+ * master answers its listeners itself with 421 4.3.2 (nothing is read).
+ */
+size_t master_busy_pollfds(struct master_service *services, size_t count,
+    struct pollfd *pfds, struct master_listener **owners, size_t max);
+void master_busy_events(struct master_service *services, size_t count,
+    struct pollfd *pfds, struct master_listener **owners, size_t n);
 
 #endif
