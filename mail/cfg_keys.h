@@ -97,7 +97,8 @@
 	X(LIST, smtpd_sender_login_maps, "") \
 	X(INT, smtpd_client_auth_rate_limit, "0") \
 	X(DURATION, smtpd_auth_lockout_time, "15m") \
-	X(DURATION, smtpd_auth_failure_delay, "1s")
+	X(DURATION, smtpd_auth_failure_delay, "1s") \
+	X(DURATION, smtpd_data_deadline, "1h")
 
 #define CFG_KEYS(X) \
 	CFG_KEYS_CORE(X) \

@@ -287,6 +287,10 @@ void smtpd_cmd_data(struct smtp_server *srv, const char *arg)
 		return;
 	}
 	esmtp_reply(&s->bio, 354, NULL, true, "End data with <CR><LF>.<CR><LF>");
+	/* The whole text, not only each line, within smtpd_data_deadline:
+	 * a client that trickles a line every few seconds is cut. */
+	if (cfg.smtpd_data_deadline > 0)
+		bio_set_deadline(&s->bio, cfg.smtpd_data_deadline * 1000);
 	if (!smtpd_flush(s)) {
 		smtpd_message_discard(t);
 		smtpd_io_failed(s, BIO_ERROR);
@@ -294,6 +298,7 @@ void smtpd_cmd_data(struct smtp_server *srv, const char *arg)
 	}
 	struct smtp_message_sink sink = sink_of(t);
 	enum bio_status st = smtp_server_read_data(srv, &t->msg, &sink);
+	bio_set_deadline(&s->bio, -1);
 	if (st != BIO_OK) {
 		/* Client gone or too slow mid-DATA: nothing is queued. */
 		smtpd_message_discard(t);
@@ -397,6 +402,11 @@ void smtpd_cmd_bdat(struct smtp_server *srv, const char *arg)
 		refuse_chunk(s, size, last, why.code, why.enhanced, why.text);
 		return;
 	}
+	/* BDAT: from the first chunk to the last, commands between them
+	 * included (smtpd_txn_end lifts it). */
+	if (t->size == 0 && cfg.smtpd_data_deadline > 0 &&
+	    s->bio.hard_deadline == 0)
+		bio_set_deadline(&s->bio, cfg.smtpd_data_deadline * 1000);
 	smtpd_enter_state(s, SMTP_SERVER_BDAT);
 
 	struct smtp_message_sink sink = sink_of(t);

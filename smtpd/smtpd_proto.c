@@ -160,6 +160,7 @@ void smtpd_txn_free(struct smtpd_session *s)
 /* End the transaction; the session goes back to READY. */
 static void txn_reset(struct smtpd_session *s)
 {
+	bio_set_deadline(&s->bio, -1);	/* smtpd_data_deadline (BDAT) */
 	smtpd_txn_free(s);
 	if (s->srv.state != SMTP_SERVER_CONNECTED &&
 	    s->srv.state != SMTP_SERVER_CLOSING)

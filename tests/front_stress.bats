@@ -2,8 +2,10 @@
 # smtpd under stress: when every smtpd process of a service is busy,
 # master answers new connections at once with "421 4.3.2 Service
 # currently unavailable" instead of leaving them unseen in the listen
-# backlog; when a process is free again, clients get smtpd's 220. Real
-# clients: Python sockets holding sessions open, and swaks.
+# backlog; when a process is free again, clients get smtpd's 220. And a
+# message trickled in line by line is cut at smtpd_data_deadline, though
+# every line comes well within smtpd_timeout. Real clients: Python
+# sockets (holding sessions open, sending a line a second).
 
 bats_require_minimum_version 1.5.0
 load helpers/suite
@@ -16,6 +18,7 @@ setup_file() {
 	suite_conf smtpd_processes 2
 	suite_conf process_min_idle 2
 	suite_conf smtpd_peername_lookup no
+	suite_conf smtpd_data_deadline 3s
 	suite_start
 }
 
@@ -78,4 +81,47 @@ PY
 	[ "$ms" -lt 1000 ]
 	[[ "${lines[4]}" == "after 220 "* ]]
 	wait_for_log "warning: service smtp: all 2 processes are busy: 421 4.3.2 to \[127.0.0.1\] and the others until one is free"
+}
+
+@test "a message trickled a line a second is cut at smtpd_data_deadline" {
+	run python3 - "$SMTP_PORT" <<'PY'
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+f = s.makefile("rb")
+def reply():
+    while True:
+        line = f.readline().decode().rstrip()
+        if len(line) < 4 or line[3] != "-":
+            return line
+print(reply())
+for cmd in ("EHLO slow.example", "MAIL FROM:<a@example.org>",
+            "RCPT TO:<alice@postern.test>", "DATA"):
+    s.sendall(cmd.encode() + b"\r\n")
+    print(reply())
+start = time.monotonic()
+s.settimeout(0.05)
+answer = ""
+for i in range(20):
+    try:
+        s.sendall(b"line %d of a slow message\r\n" % i)
+    except OSError:
+        break
+    try:
+        data = s.recv(4096)
+        if data:
+            answer = data.decode().strip()
+            break
+    except socket.timeout:
+        pass
+    time.sleep(1)    # the slow client under test, one line a second
+print("after %.1f s: %s" % (time.monotonic() - start, answer))
+PY
+	echo "$output"
+	[[ "${lines[4]}" == "354 "* ]]
+	[[ "$output" == *": 421 4.4.2 mx.postern.test Error: timeout exceeded"* ]]
+	secs=$(echo "$output" | sed -n 's/^after \([0-9.]*\) s:.*/\1/p')
+	echo "# cut after $secs s (smtpd_data_deadline 3s)" >&3
+	awk -v t="$secs" 'BEGIN { exit !(t >= 2.5 && t < 8) }'
+	wait_for_log "timeout after DATA from unknown\[127.0.0.1\]"
+	[ "$(queue_count)" -eq 0 ]
 }
