@@ -2,9 +2,13 @@
  * anvil.c - the suite's per-client accounting service: one process, run
  * by master as the "anvil" service on run_directory/anvil, that counts
  * events per key for every smtpd process at once (as Postfix's anvil).
- * Today it counts failed AUTH attempts per client address (an IPv6 /64)
- * and per account, and says when one is locked out
- * (smtpd_client_auth_rate_limit, smtpd_auth_lockout_time).
+ * It counts failed AUTH attempts per client address (an IPv6 /64) and
+ * per account, and says when one is locked out
+ * (smtpd_client_auth_rate_limit, smtpd_auth_lockout_time); and, per
+ * client address, the connections open now and the connections,
+ * messages and recipients of the current minute, for the limits smtpd
+ * enforces (smtpd_client_connection_count_limit, ..._rate_limit,
+ * smtpd_client_message_rate_limit, smtpd_client_recipient_rate_limit).
  *
  * Why a service and not shared memory: the counters have one owner, a
  * crashed or compromised smtpd cannot corrupt them for the others, and
@@ -42,18 +46,29 @@
 #define ANVIL_KEY_MAX 300
 #define ANVIL_WINDOW 3600	/* failures count within an hour */
 
-/* One counted key: "c:192.0.2.7", "c:2001:db8:1:2::/64", "u:alice". */
+#define ANVIL_RATE_UNIT 60	/* rates are per minute (Postfix's unit) */
+
+/*
+ * One counted key: "c:192.0.2.7", "c:2001:db8:1:2::/64", "u:alice" for
+ * AUTH failures; "r:ADDRESS" for the per-client limits.
+ */
 struct anvil_entry {
 	struct anvil_entry *next;
 	char *key;
 	long long failures;
 	time_t window_start;	/* first failure of this window */
 	time_t locked_until;	/* 0: not locked */
+	long long connections;	/* open now */
+	long long conn_events, msg_events, rcpt_events;	/* this minute */
+	time_t rate_start;
+	/* An episode over a limit is logged once (by smtpd, told here). */
+	bool count_over, conn_rate_over, msg_rate_over, rcpt_rate_over;
 };
 
 struct anvil_client {
 	int fd;
 	struct str in;
+	struct anvil_entry *held;	/* the session it counts as open */
 };
 
 static struct anvil_entry *buckets[ANVIL_BUCKETS];
@@ -74,8 +89,19 @@ static unsigned long hash_key(const char *key)
 /* An entry whose window and lock-out are over counts for nothing. */
 static bool entry_stale(const struct anvil_entry *e, time_t now)
 {
-	return e->locked_until <= now &&
-	    now - e->window_start >= ANVIL_WINDOW;
+	return e->locked_until <= now && e->connections == 0 &&
+	    now - e->window_start >= ANVIL_WINDOW &&
+	    now - e->rate_start >= ANVIL_RATE_UNIT;
+}
+
+/* The rates count within the current minute. */
+static void rates_roll(struct anvil_entry *e, time_t now)
+{
+	if (now - e->rate_start >= ANVIL_RATE_UNIT) {
+		e->rate_start = now;
+		e->conn_events = e->msg_events = e->rcpt_events = 0;
+		e->conn_rate_over = e->msg_rate_over = e->rcpt_rate_over = false;
+	}
 }
 
 static struct anvil_entry *entry_find(const char *key, bool create,
@@ -89,6 +115,7 @@ static struct anvil_entry *entry_find(const char *key, bool create,
 				e->window_start = now;
 				e->locked_until = 0;
 			}
+			rates_roll(e, now);
 			return e;
 		}
 	}
@@ -104,6 +131,7 @@ static struct anvil_entry *entry_find(const char *key, bool create,
 	struct anvil_entry *e = xcalloc(1, sizeof(*e));
 	e->key = xstrdup(key);
 	e->window_start = now;
+	e->rate_start = now;
 	e->next = buckets[h];
 	buckets[h] = e;
 	nentries++;
@@ -161,6 +189,89 @@ static bool key_ok(const char *v)
 	    strpbrk(v, " \t\r\n") == NULL;
 }
 
+static bool reply_counts(struct anvil_client *c, const struct anvil_entry *e,
+    bool new_episode)
+{
+	struct ipc_msg r;
+	ipc_msg_init(&r, "ok");
+	ipc_add(&r, "new_episode", "%d", new_episode ? 1 : 0);
+	ipc_add(&r, "connections", "%lld", e ? e->connections : 0);
+	ipc_add(&r, "connection_rate", "%lld", e ? e->conn_events : 0);
+	ipc_add(&r, "message_rate", "%lld", e ? e->msg_events : 0);
+	ipc_add(&r, "recipient_rate", "%lld", e ? e->rcpt_events : 0);
+	struct str out;
+	str_init(&out, STR_NO_MAX);
+	ipc_encode(&r, &out);
+	ipc_msg_free(&r);
+	ssize_t w = write(c->fd, out.data, out.len);
+	bool sent = w == (ssize_t)out.len;
+	str_free(&out);
+	return sent;
+}
+
+static void release_held(struct anvil_client *c)
+{
+	if (c->held != NULL && c->held->connections > 0)
+		c->held->connections--;
+	if (c->held != NULL &&
+	    c->held->connections <= cfg.smtpd_client_connection_count_limit)
+		c->held->count_over = false;
+	c->held = NULL;
+}
+
+/* Past limit (> 0) for the first time in this episode? */
+static bool crossed(long long value, long long limit, bool *over)
+{
+	if (limit <= 0 || value <= limit || *over)
+		return false;
+	*over = true;
+	return true;
+}
+
+/*
+ * The per-client limits: connect, disconnect, message, rcpt with
+ * client=KEY. An smtpd process serves one session at a time, so its
+ * connection to us holds at most one open session: a new connect, a
+ * disconnect or the end of the connection (the process died) closes it.
+ */
+static bool handle_limits(struct anvil_client *c, const struct ipc_msg *m,
+    const char *client, time_t now)
+{
+	char key[ANVIL_KEY_MAX];
+	snprintf(key, sizeof(key), "r:%s", client);
+	if (strcmp(m->type, "disconnect") == 0) {
+		release_held(c);
+		return reply_counts(c, NULL, false);
+	}
+	struct anvil_entry *e = entry_find(key, true, now);
+	bool new_episode = false;
+	if (e != NULL) {
+		if (strcmp(m->type, "connect") == 0) {
+			release_held(c);
+			e->connections++;
+			e->conn_events++;
+			c->held = e;
+			new_episode = crossed(e->connections,
+			    cfg.smtpd_client_connection_count_limit,
+			    &e->count_over);
+			new_episode |= crossed(e->conn_events,
+			    cfg.smtpd_client_connection_rate_limit,
+			    &e->conn_rate_over);
+		} else if (strcmp(m->type, "message") == 0) {
+			e->msg_events++;
+			new_episode = crossed(e->msg_events,
+			    cfg.smtpd_client_message_rate_limit,
+			    &e->msg_rate_over);
+		} else {
+			e->rcpt_events++;
+			new_episode = crossed(e->rcpt_events,
+			    cfg.smtpd_client_recipient_rate_limit,
+			    &e->rcpt_rate_over);
+		}
+	}
+	return reply_counts(c, e, new_episode);
+}
+
 /*
  * auth_check, auth_fail, auth_ok: client=KEY [user=NAME]. Every reply
  * gives the failures and lock-outs of both keys.
@@ -176,6 +287,10 @@ static bool handle(struct anvil_client *c, const struct ipc_msg *m)
 		log_warning("malformed request from an smtpd: ended");
 		return false;
 	}
+	if (strcmp(m->type, "connect") == 0 ||
+	    strcmp(m->type, "disconnect") == 0 ||
+	    strcmp(m->type, "message") == 0 || strcmp(m->type, "rcpt") == 0)
+		return handle_limits(c, m, client, now);
 	struct anvil_entry *ce = NULL, *ue = NULL;
 	bool fail = strcmp(m->type, "auth_fail") == 0;
 	bool ok = strcmp(m->type, "auth_ok") == 0;
@@ -218,6 +333,7 @@ static bool handle(struct anvil_client *c, const struct ipc_msg *m)
 
 static void client_close(size_t i)
 {
+	release_held(&clients[i]);
 	close(clients[i].fd);
 	str_free(&clients[i].in);
 	clients[i] = clients[--nclients];
@@ -248,6 +364,7 @@ static void accept_clients(int listen_fd)
 			continue;
 		}
 		clients[nclients].fd = fd;
+		clients[nclients].held = NULL;
 		str_init(&clients[nclients].in, ANVIL_MAX_INPUT);
 		nclients++;
 	}

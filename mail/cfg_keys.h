@@ -98,7 +98,12 @@
 	X(INT, smtpd_client_auth_rate_limit, "0") \
 	X(DURATION, smtpd_auth_lockout_time, "15m") \
 	X(DURATION, smtpd_auth_failure_delay, "1s") \
-	X(DURATION, smtpd_data_deadline, "1h")
+	X(DURATION, smtpd_data_deadline, "1h") \
+	X(INT, smtpd_client_connection_count_limit, "50") \
+	X(INT, smtpd_client_connection_rate_limit, "0") \
+	X(INT, smtpd_client_message_rate_limit, "0") \
+	X(INT, smtpd_client_recipient_rate_limit, "0") \
+	X(LIST, smtpd_client_event_limit_exceptions, "$mynetworks")
 
 #define CFG_KEYS(X) \
 	CFG_KEYS_CORE(X) \

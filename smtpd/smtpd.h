@@ -76,6 +76,7 @@ struct smtpd_session {
 	char *auth_user;		/* authenticated user, NULL if none */
 	const char *auth_method;	/* "PLAIN", "LOGIN" */
 	struct smtpd_txn *txn;		/* NULL outside a transaction */
+	bool limits_counted;		/* anvil counts this session open */
 };
 
 /* smtpd_proto.c */
@@ -197,6 +198,17 @@ enum smtpd_throttle smtpd_throttle_auth_check(struct smtpd_session *s,
 void smtpd_throttle_auth_failed(struct smtpd_session *s, const char *user);
 /* A login worked: the failures of its client and account are cleared. */
 void smtpd_throttle_auth_ok(struct smtpd_session *s, const char *user);
+
+/*
+ * Per-client limits, counted by anvil across smtpd processes, for
+ * clients outside smtpd_client_event_limit_exceptions: 250, or 421 (too
+ * many connections: close) or 450 (too many messages or recipients)
+ * with the reply text.
+ */
+int smtpd_limits_connect(struct smtpd_session *s, char *text, size_t size);
+void smtpd_limits_disconnect(struct smtpd_session *s);
+int smtpd_limits_event(struct smtpd_session *s, bool recipient, char *text,
+    size_t size);
 
 /* smtpd_data.c */
 void smtpd_cmd_data(struct smtp_server *srv, const char *arg);

@@ -310,6 +310,11 @@ static void cmd_mail(struct smtp_server *srv, const char *arg)
 		 * reject_sender_login_mismatch */
 		smtpd_reply(s, check_code, enh, "%s", text);
 		smtpd_log_reject(s, "MAIL", NULL, check_code, enh, text);
+	} else if ((check_code = smtpd_limits_event(s, false, text,
+	    sizeof(text))) != 250) {
+		/* smtpd_client_message_rate_limit */
+		smtpd_reply(s, check_code, "4.7.1", "%s", text);
+		smtpd_log_reject(s, "MAIL", NULL, check_code, "4.7.1", text);
 	} else if (!queue_has_room(mp.size)) {
 		/* RFC 1870 6.2, RFC 3463 X.3.1: try again later. */
 		log_warning("NOQUEUE: reject: MAIL from %s: 452 4.3.1 "
@@ -396,6 +401,15 @@ static void cmd_rcpt(struct smtp_server *srv, const char *arg)
 		smtpd_log_reject(s, "RCPT", a.address, code, enh, rtext);
 		goto rejected;
 	}
+	char limit_text[300];
+	if ((code = smtpd_limits_event(s, true, limit_text,
+	    sizeof(limit_text))) != 250) {
+		/* smtpd_client_recipient_rate_limit */
+		smtpd_reply(s, code, "4.7.1", "%s", limit_text);
+		smtpd_log_reject(s, "RCPT", a.address, code, "4.7.1",
+		    limit_text);
+		goto rejected;
+	}
 	if (!rcpt_already_listed(t, a.address)) {
 		if (t->nrcpts == t->rcpt_cap) {
 			t->rcpt_cap = t->rcpt_cap ? t->rcpt_cap * 2 : 8;
@@ -460,14 +474,25 @@ static void log_disconnect(struct smtpd_session *s)
 void smtpd_session_run(struct smtpd_session *s)
 {
 	log_info("connect from %s", s->client_log);
+	/* smtpd_throttle.c: per-client limits counted by anvil. */
+	char limit_text[400];
+	if (smtpd_limits_connect(s, limit_text, sizeof(limit_text)) != 250) {
+		esmtp_reply(&s->bio, 421, "4.7.0", true, "%s", limit_text);
+		smtpd_flush(s);
+		smtpd_limits_disconnect(s);
+		log_disconnect(s);
+		return;
+	}
 	/* RFC 8314 3.3: on smtps the handshake comes before the greeting. */
 	if (s->implicit_tls && !smtpd_tls_handshake(s)) {
+		smtpd_limits_disconnect(s);
 		log_disconnect(s);
 		return;
 	}
 	/* RFC 5321 4.3.1: the greeting; no enhanced code (RFC 2034). */
 	esmtp_reply(&s->bio, 220, NULL, true, "%s", cfg.smtpd_banner);
 	smtp_server_run(&s->srv);
+	smtpd_limits_disconnect(s);
 	log_disconnect(s);
 }
 

@@ -148,3 +148,86 @@ void smtpd_throttle_auth_failed(struct smtpd_session *s, const char *user)
 		delay_ms -= step;
 	}
 }
+
+/* ---- per-client limits (anvil's "r:" keys) ---- */
+
+/* smtpd_client_event_limit_exceptions (default $mynetworks). */
+static bool limits_exempt(const struct smtpd_session *s)
+{
+	return s->conn->peer_is_unix || sock_addr_in_networks(
+	    (const struct sockaddr *)&s->conn->peer,
+	    cfg.smtpd_client_event_limit_exceptions.items,
+	    cfg.smtpd_client_event_limit_exceptions.count);
+}
+
+static bool limits_wanted(const struct smtpd_session *s)
+{
+	return (cfg.smtpd_client_connection_count_limit > 0 ||
+	    cfg.smtpd_client_connection_rate_limit > 0 ||
+	    cfg.smtpd_client_message_rate_limit > 0 ||
+	    cfg.smtpd_client_recipient_rate_limit > 0) && !limits_exempt(s);
+}
+
+int smtpd_limits_connect(struct smtpd_session *s, char *text, size_t size)
+{
+	struct ipc_msg r;
+	if (!limits_wanted(s) || !anvil_ask("connect", s, NULL, &r))
+		return 250;
+	s->limits_counted = true;
+	long long count = get(&r, "connections");
+	long long rate = get(&r, "connection_rate");
+	bool new_episode = get(&r, "new_episode") > 0;
+	ipc_msg_free(&r);
+	long long count_limit = cfg.smtpd_client_connection_count_limit;
+	long long rate_limit = cfg.smtpd_client_connection_rate_limit;
+	const char *what = NULL;
+	long long n = 0;
+	if (count_limit > 0 && count > count_limit) {
+		what = "concurrency";
+		n = count;
+	} else if (rate_limit > 0 && rate > rate_limit) {
+		what = "rate";
+		n = rate;
+	}
+	if (what == NULL)
+		return 250;
+	/* Once per episode, as anvil tells. */
+	if (new_episode)
+		log_warning("Connection %s limit exceeded: %lld from %s for "
+		    "service %s", what, n, s->client_log, s->conn->service);
+	snprintf(text, size, "%s Error: too many connections from %s",
+	    cfg.myhostname, s->client_addr);
+	return 421;
+}
+
+void smtpd_limits_disconnect(struct smtpd_session *s)
+{
+	struct ipc_msg r;
+	if (s->limits_counted && anvil_ask("disconnect", s, NULL, &r))
+		ipc_msg_free(&r);
+	s->limits_counted = false;
+}
+
+int smtpd_limits_event(struct smtpd_session *s, bool recipient, char *text,
+    size_t size)
+{
+	long long limit = recipient ? cfg.smtpd_client_recipient_rate_limit :
+	    cfg.smtpd_client_message_rate_limit;
+	struct ipc_msg r;
+	if (limit <= 0 || !limits_wanted(s) ||
+	    !anvil_ask(recipient ? "rcpt" : "message", s, NULL, &r))
+		return 250;
+	long long rate = get(&r, recipient ? "recipient_rate" :
+	    "message_rate");
+	bool new_episode = get(&r, "new_episode") > 0;
+	ipc_msg_free(&r);
+	if (rate <= limit)
+		return 250;
+	if (new_episode)
+		log_warning("%s rate limit exceeded: %lld from %s for service "
+		    "%s", recipient ? "Recipient address" : "Message delivery request",
+		    rate, s->client_log, s->conn->service);
+	snprintf(text, size, "Error: too many %s from %s", recipient ?
+	    "recipients" : "messages", s->client_addr);
+	return 450;
+}
