@@ -23,6 +23,8 @@ setup_file() {
 	suite_conf smtp_listen "127.0.0.1:$SMTP_PORT proxy"
 	suite_conf smtpd_upstream_proxy_timeout 1s
 	suite_conf smtpd_peername_lookup no
+	# The limits count the header's client (IPv6 by its /64).
+	suite_conf smtpd_client_connection_count_limit 1
 	V1_PORT=$(free_port)
 	V2_PORT=$(free_port)
 	export V1_PORT V2_PORT
@@ -157,4 +159,49 @@ PY
 	echo "$output"
 	[[ "$output" == *"220 "* ]]
 	[[ "$output" == *"221 "* ]]
+}
+
+@test "an IPv6 client named by the header: Received says IPv6:, limits count its /64" {
+	run python3 - "$SMTP_PORT" <<'PY'
+import socket, sys
+port = int(sys.argv[1])
+def session(src):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"PROXY TCP6 %s ::1 40000 25\r\n" % src.encode())
+    data = b""
+    while not data.endswith(b"\r\n"):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return s, data.decode().strip()
+a, ga = session("2001:db8:1:2::7")
+b, gb = session("2001:db8:1:2::8")   # the same /64: over the limit of 1
+c, gc = session("2001:db8:1:3::7")   # another /64
+print("a", ga); print("b", gb); print("c", gc)
+PY
+	echo "$output"
+	[[ "${lines[0]}" == "a 220 "* ]]
+	[ "${lines[1]}" = "b 421 4.7.0 mx.postern.test Error: too many connections from 2001:db8:1:2::8" ]
+	[[ "${lines[2]}" == "c 220 "* ]]
+	wait_for_log "Connection concurrency limit exceeded: 2 from unknown\[2001:db8:1:2::8\] for service smtp"
+	run python3 - "$SMTP_PORT" <<'PY'
+import smtplib, sys
+class ProxiedSMTP(smtplib.SMTP):
+    def _get_socket(self, host, port, timeout):
+        s = super()._get_socket(host, port, timeout)
+        s.sendall(b"PROXY TCP6 2001:db8:9::5 ::1 40000 25\r\n")
+        return s
+with ProxiedSMTP("127.0.0.1", int(sys.argv[1]), timeout=20) as c:
+    c.helo("v6.example")
+    print(c.sendmail("a@example.org", ["alice@postern.test"],
+                     "Subject: v6\r\n\r\nhi\r\n"))
+    print(c.noop())
+PY
+	echo "$output"
+	wait_for_log "client=unknown\[2001:db8:9::5\]"
+	id=$(grep -o '[0-9A-Za-z]\{14\}: client=unknown\[2001:db8:9::5\]' "$T/log" | cut -d: -f1 | head -n1)
+	[ -n "$id" ]
+	run qtool content "$id"
+	[[ "$output" == "Received: from v6.example (unknown [IPv6:2001:db8:9::5])"* ]]
 }
