@@ -7,9 +7,12 @@
  * failures within an hour the client (an IPv6 /64) or the account is
  * locked out for smtpd_auth_lockout_time.
  *
+ * The same file asks anvil for the per-client limits (connections open
+ * and per minute, messages and recipients per minute).
+ *
  * Trusts: anvil's replies (our own service, checked for shape). When
- * anvil cannot be reached, AUTH goes on unthrottled (logged once per
- * process): a missing counter must not stop mail.
+ * anvil cannot be reached, sessions go on unthrottled and unlimited
+ * (logged once per process): a missing counter must not stop mail.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -92,7 +95,8 @@ static bool anvil_ask(const char *type, const struct smtpd_session *s,
 		anvil_close();
 	}
 	if (!anvil_warned)
-		log_warning("anvil is not reachable: AUTH is not throttled");
+		log_warning("anvil is not reachable: no AUTH throttling "
+		    "and no per-client limits");
 	anvil_warned = true;
 	return false;
 }
