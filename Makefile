@@ -44,7 +44,7 @@ LDLIBS += -lssl -lcrypto -lbsd -ldb -lresolv -lcrypt
 LDLIBS += -lidn2
 
 # Daemons: one program per folder, built only once the folder has code.
-DAEMONS := $(foreach d,master smtpd qmgr deliver lmtpd local,$(if $(wildcard $(d)/*.c),$(d)))
+DAEMONS := $(foreach d,master smtpd qmgr deliver lmtpd local anvil,$(if $(wildcard $(d)/*.c),$(d)))
 UTIL_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard util/*.c))
 MAIL_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard mail/*.c))
 # Order matters to the linker: mail/ uses util/.

@@ -84,6 +84,7 @@ static void job_free(struct deliver_job *job)
 	free(job->queue_file);
 	free(job->sender);
 	free(job->envid);
+	free(job->auth);
 	for (size_t i = 0; i < job->nrcpts; i++) {
 		free(job->rcpts[i].address);
 		free(job->rcpts[i].orcpt);
@@ -239,6 +240,9 @@ static bool job_parse(const struct ipc_msg *m, struct deliver_job *job,
 	v = ipc_get(m, "envid");
 	if (v != NULL)
 		job->envid = xstrdup(v);
+	v = ipc_get(m, "auth");
+	if (v != NULL && v[0] != '\0' && strcspn(v, " \t\r\n") == strlen(v))
+		job->auth = xstrdup(v);
 	v = ipc_get(m, "ret");
 	job->ret = v == NULL ? QUEUE_RET_DEFAULT : strcmp(v, "FULL") == 0 ?
 	    QUEUE_RET_FULL : strcmp(v, "HDRS") == 0 ? QUEUE_RET_HDRS :

@@ -57,6 +57,7 @@ struct deliver_job {
 	enum queue_body body;
 	bool smtputf8;
 	char *envid;		/* NULL if none */
+	char *auth;		/* AUTH= mailbox or "<>" (RFC 4954 5), or NULL */
 	enum queue_ret ret;
 	double arrival;		/* epoch seconds */
 	double job_time;	/* when qmgr made the job */
@@ -143,6 +144,7 @@ struct deliver_session {
 	long long size_limit;	/* SIZE n, 0 if none */
 	unsigned uses;		/* transactions completed on it */
 	bool usable;		/* in sync, may carry another transaction */
+	bool authenticated;	/* our AUTH was accepted (deliver_auth.c) */
 	enum bio_status last_io; /* why the last read or flush failed */
 	long long deadline;	/* monotonic ms: smtp_session_time_limit */
 	bool expired;		/* that deadline, not a stage's, ended a wait */

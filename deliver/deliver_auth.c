@@ -175,9 +175,11 @@ bool deliver_session_authenticate(struct deliver_session *s,
 			free(u);
 			free(p);
 		}
-		if (ok)
+		if (ok) {
+			s->authenticated = true;
 			log_info("%s: authenticated to %s as %s", job->queue_id,
 			    s->relay, user);
+		}
 	}
 	explicit_bzero(cred, credlen);
 	free(cred);

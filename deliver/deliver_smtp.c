@@ -170,6 +170,20 @@ static void queue_mail_command(struct deliver_session *s,
 			free(x);
 		}
 	}
+	/*
+	 * RFC 4954 5: the submitter goes on to a server that supports AUTH;
+	 * only to one we authenticated to, which may trust it (any other
+	 * must take it as <>, and should not learn the submitter).
+	 */
+	if (job->auth != NULL && s->authenticated && (s->ext & SESS_EXT_AUTH)) {
+		if (strcmp(job->auth, "<>") == 0) {
+			bio_puts(&s->bio, " AUTH=<>");
+		} else {
+			char *x = addr_xtext_encode(job->auth);
+			bio_printf(&s->bio, " AUTH=%s", x);
+			free(x);
+		}
+	}
 	bio_puts(&s->bio, "\r\n");
 }
 

@@ -520,8 +520,19 @@ static bool check_semantics(struct loader *ld, const struct cfg *c)
 		int i = key_index(endpoint_lists[k], strlen(endpoint_lists[k]));
 		const struct cfg_list *l =
 		    (const struct cfg_list *)((const char *)c + key_defs[i].offset);
+		bool after_tcp = false;
 		for (size_t j = 0; j < l->count; j++) {
 			struct endpoint ep;
+			/* "ENDPOINT proxy": smtpd reads a PROXY protocol
+			 * header first (smtpd/smtpd_proxy.c); TCP only. */
+			if (strcmp(l->items[j], "proxy") == 0) {
+				if (!after_tcp || k == 3)
+					return fail(ld, raw_line(ld, (size_t)i),
+					    "%s: \"proxy\" must follow a TCP "
+					    "endpoint of smtpd", key_defs[i].name);
+				after_tcp = false;
+				continue;
+			}
 			if (!endpoint_parse(l->items[j], 0, &ep, err, sizeof(err)))
 				return fail(ld, raw_line(ld, (size_t)i), "%s: %s",
 				    key_defs[i].name, err);
@@ -529,6 +540,7 @@ static bool check_semantics(struct loader *ld, const struct cfg *c)
 				return fail(ld, raw_line(ld, (size_t)i),
 				    "%s: \"%s\" needs a port", key_defs[i].name,
 				    l->items[j]);
+			after_tcp = ep.kind == ENDPOINT_INET;
 		}
 	}
 	for (size_t j = 0; j < c->mynetworks.count; j++) {

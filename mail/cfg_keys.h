@@ -128,10 +128,25 @@
 	X(STRING, home_mailbox, "") \
 	X(INT, local_processes, "10")
 
+/* smtpd's front door (issue 17): PROXY protocol, limits, AUTH throttling */
+#define CFG_KEYS_FRONT(X) \
+	X(DURATION, smtpd_upstream_proxy_timeout, "5s") \
+	X(LIST, smtpd_sender_login_maps, "") \
+	X(INT, smtpd_client_auth_rate_limit, "0") \
+	X(DURATION, smtpd_auth_lockout_time, "15m") \
+	X(DURATION, smtpd_auth_failure_delay, "1s") \
+	X(DURATION, smtpd_data_deadline, "1h") \
+	X(INT, smtpd_client_connection_count_limit, "50") \
+	X(INT, smtpd_client_connection_rate_limit, "0") \
+	X(INT, smtpd_client_message_rate_limit, "0") \
+	X(INT, smtpd_client_recipient_rate_limit, "0") \
+	X(LIST, smtpd_client_event_limit_exceptions, "$mynetworks")
+
 #define CFG_KEYS(X) \
 	CFG_KEYS_CORE(X) \
 	CFG_KEYS_SMTPD(X) \
 	CFG_KEYS_QMGR(X) \
 	CFG_KEYS_DELIVER(X) \
 	CFG_KEYS_LMTPD(X) \
-	CFG_KEYS_LOCAL(X)
+	CFG_KEYS_LOCAL(X) \
+	CFG_KEYS_FRONT(X)

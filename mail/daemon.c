@@ -30,6 +30,7 @@
 static size_t listener_count;
 static int listener_fds[DAEMON_MAX_LISTENERS];
 static char *listener_names[DAEMON_MAX_LISTENERS];
+static bool listener_proxy[DAEMON_MAX_LISTENERS];
 static const char *service_name = "";
 static unsigned int generation;
 static bool stop_requested;
@@ -101,6 +102,7 @@ static void take_listeners(void)
 	const char *count = getenv("POSTERN_LISTEN_FDS");
 	const char *names = getenv("POSTERN_LISTEN_NAMES");
 	const char *gen = getenv("POSTERN_GENERATION");
+	const char *proxy = getenv("POSTERN_LISTEN_PROXY");
 
 	if (count == NULL)
 		log_fatal("this program is started by master: use \"postern "
@@ -114,6 +116,8 @@ static void take_listeners(void)
 	for (size_t i = 0; i < listener_count; i++) {
 		listener_fds[i] = DAEMON_LISTEN_FD_START + (int)i;
 		listener_names[i] = xstrdup(tok ? tok : "?");
+		listener_proxy[i] = proxy != NULL && strlen(proxy) > i &&
+		    proxy[i] == '1';
 		tok = strtok_r(NULL, " ", &save);
 		fcntl(listener_fds[i], F_SETFD, FD_CLOEXEC);
 	}
@@ -128,6 +132,7 @@ static void fill_conn(struct daemon_conn *conn, int fd, size_t li)
 	conn->fd = fd;
 	conn->service = service_name;
 	conn->listener = listener_names[li];
+	conn->proxy = listener_proxy[li];
 	conn->peer_len = sizeof(conn->peer);
 	getpeername(fd, (struct sockaddr *)&conn->peer, &conn->peer_len);
 	conn->local_len = sizeof(conn->local);

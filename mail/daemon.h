@@ -6,6 +6,7 @@
  *   fd 4: read end of the "master alive" pipe: EOF means master is gone
  *         or wants this process to finish (reload, stop)
  *   fd 5..: listening sockets; POSTERN_LISTEN_FDS says how many
+ *   (POSTERN_LISTEN_PROXY: one '1' or '0' each, "proxy" or not)
  *   POSTERN_LISTEN_NAMES: their endpoint texts, separated by spaces
  * The skeleton loads the config, runs the service's pre_drop hook (still
  * root: open keys), drops privileges, runs init, and then either accepts
@@ -50,6 +51,9 @@ struct daemon_conn {
 	int fd;
 	const char *service;		/* "smtp", "submission", "smtps", ... */
 	const char *listener;		/* endpoint text it arrived on */
+	/* The listener is marked "proxy": a PROXY protocol header comes
+	 * first, and the peer below is the proxy until it is read. */
+	bool proxy;
 	struct sockaddr_storage peer;
 	socklen_t peer_len;
 	struct sockaddr_storage local;

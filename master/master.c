@@ -373,11 +373,14 @@ int main(int argc, char **argv)
 		master_tls_tickets_rotate();
 		master_spawn_needed(ms.services, ms.nservices, ms.generation,
 		    ms.status_pipe[1], ms.alive_pipe[0]);
-		struct pollfd pfds[2] = {
+		struct pollfd pfds[2 + 3 * DAEMON_MAX_LISTENERS] = {
 			{ .fd = signal_pipe[0], .events = POLLIN },
 			{ .fd = ms.status_pipe[0], .events = POLLIN },
 		};
-		int n = poll(pfds, 2, 1000);
+		struct master_listener *busy_owner[3 * DAEMON_MAX_LISTENERS];
+		size_t nbusy = master_busy_pollfds(ms.services, ms.nservices,
+		    pfds + 2, busy_owner, 3 * DAEMON_MAX_LISTENERS);
+		int n = poll(pfds, 2 + nbusy, 1000);
 		if (n < 0 && errno != EINTR)
 			log_fatal("poll: %m");
 		if (pfds[0].revents) {
@@ -390,6 +393,11 @@ int main(int argc, char **argv)
 			got_chld = 0;
 			master_reap();
 		}
+		/* After the status records: a process that just turned idle
+		 * takes the connection itself. */
+		if (n > 0 && nbusy > 0)
+			master_busy_events(ms.services, ms.nservices, pfds + 2,
+			    busy_owner, nbusy);
 		if (got_hup) {
 			got_hup = 0;
 			reload(&ms);

@@ -4,6 +4,7 @@
 #ifndef POSTERN_MASTER_H
 #define POSTERN_MASTER_H
 
+#include <poll.h>
 #include <stdbool.h>
 #include <sys/types.h>
 #include <time.h>
@@ -13,6 +14,7 @@
 struct master_listener {
 	char *name;		/* endpoint text, e.g. "127.0.0.1:25" */
 	int fd;
+	bool proxy;		/* "proxy" followed it: PROXY protocol first */
 };
 
 struct master_service {
@@ -30,6 +32,7 @@ struct master_service {
 	int nidle;		/* of those: starting or idle */
 	time_t throttled_until;
 	bool throttle_logged;
+	bool busy_logged;	/* master_busy.c: this episode is logged */
 };
 
 struct master_child {
@@ -60,5 +63,14 @@ void master_tls_tickets_rotate(void);
 
 /* master_notify.c */
 void master_notify(const char *state);
+
+/*
+ * master_busy.c: while an smtpd service has all its processes busy,
+ * master answers its listeners itself with 421 4.3.2 (nothing is read).
+ */
+size_t master_busy_pollfds(struct master_service *services, size_t count,
+    struct pollfd *pfds, struct master_listener **owners, size_t max);
+void master_busy_events(struct master_service *services, size_t count,
+    struct pollfd *pfds, struct master_listener **owners, size_t n);
 
 #endif

@@ -151,6 +151,8 @@ bool master_services_setup(struct master_service **services, size_t *count,
 	static const struct cfg_list no_listeners = { 0 };
 	char *local_sock = xasprintf("unix:%s/%s", cfg.run_directory,
 	    IPC_SOCKET_LOCAL);
+	char *anvil_sock = xasprintf("unix:%s/%s", cfg.run_directory,
+	    IPC_SOCKET_ANVIL);
 	const struct service_def defs[] = {
 		{ "smtp", "smtpd", &cfg.smtp_listen, NULL, 0, cfg.smtpd_processes,
 		  false, NULL },
@@ -175,6 +177,8 @@ bool master_services_setup(struct master_service **services, size_t *count,
 		{ "local", "local", cfg.local_recipient_maps.count > 0 ? NULL :
 		  &no_listeners, local_sock, 0600, cfg.local_processes, false,
 		  NULL },
+		/* smtpd's shared counters; anvil checks its peers' uids. */
+		{ "anvil", "anvil", NULL, anvil_sock, 0666, 1, true, NULL },
 	};
 	size_t n = sizeof(defs) / sizeof(defs[0]);
 	struct master_service *svcs = xcalloc(n, sizeof(*svcs));
@@ -202,7 +206,17 @@ bool master_services_setup(struct master_service **services, size_t *count,
 			priv = cfg_split_list(d->private_socket);
 			names = &priv;
 		}
+		bool last_bound = false;
 		for (size_t j = 0; j < names->count && ok; j++) {
+			/* "proxy" marks the endpoint before it (cfg.c checked
+			 * that there is one): a load balancer sends a PROXY
+			 * protocol header first (smtpd/smtpd_proxy.c). */
+			if (strcmp(names->items[j], "proxy") == 0) {
+				if (last_bound)
+					s->listeners[s->nlisteners - 1].proxy = true;
+				continue;
+			}
+			last_bound = false;
 			if (s->nlisteners == DAEMON_MAX_LISTENERS) {
 				snprintf(err, errsize, "service %s: too many "
 				    "listeners", s->name);
@@ -220,7 +234,9 @@ bool master_services_setup(struct master_service **services, size_t *count,
 			}
 			s->listeners[s->nlisteners].name = xstrdup(names->items[j]);
 			s->listeners[s->nlisteners].fd = fd;
+			s->listeners[s->nlisteners].proxy = false;
 			s->nlisteners++;
+			last_bound = true;
 		}
 		cfg_list_free(&priv);
 		s->enabled = ok && s->nlisteners > 0;
@@ -228,6 +244,7 @@ bool master_services_setup(struct master_service **services, size_t *count,
 	free(deliver_sock);
 	free(qmgr_sock);
 	free(local_sock);
+	free(anvil_sock);
 	if (!ok) {
 		master_services_close(svcs, n);
 		return false;
@@ -261,6 +278,7 @@ static void exec_child(struct master_service *s, unsigned int generation,
     int status_fd, int alive_fd)
 {
 	char names[4096] = "";
+	char proxy[DAEMON_MAX_LISTENERS + 1] = "";
 	char num[32];
 
 	/* Descriptors: 3 status, 4 alive, 5.. listeners (daemon.h). */
@@ -273,6 +291,8 @@ static void exec_child(struct master_service *s, unsigned int generation,
 		if (i)
 			strlcat(names, " ", sizeof(names));
 		strlcat(names, s->listeners[i].name, sizeof(names));
+		proxy[i] = s->listeners[i].proxy ? '1' : '0';
+		proxy[i + 1] = '\0';
 	}
 	int next_fd = DAEMON_LISTEN_FD_START + (int)s->nlisteners;
 	unsetenv("POSTERN_TLS_TICKET_FD");
@@ -287,6 +307,7 @@ static void exec_child(struct master_service *s, unsigned int generation,
 	snprintf(num, sizeof(num), "%zu", s->nlisteners);
 	setenv("POSTERN_LISTEN_FDS", num, 1);
 	setenv("POSTERN_LISTEN_NAMES", names, 1);
+	setenv("POSTERN_LISTEN_PROXY", proxy, 1);
 	snprintf(num, sizeof(num), "%u", generation);
 	setenv("POSTERN_GENERATION", num, 1);
 

@@ -215,6 +215,10 @@ void qmgr_deliver_start(struct qconn *c, struct qjob *job)
 	ipc_add(&m, "smtputf8", "%s", env->smtputf8 ? "yes" : "no");
 	if (env->envid != NULL)
 		ipc_add(&m, "envid", "%s", env->envid);
+	/* smtpd's record of the AUTH= MAIL parameter (RFC 4954 5) */
+	const char *auth = queue_envelope_attr(env, "auth");
+	if (auth != NULL)
+		ipc_add(&m, "auth", "%s", auth);
 	if (env->ret != QUEUE_RET_DEFAULT)
 		ipc_add(&m, "ret", "%s", env->ret == QUEUE_RET_FULL ? "FULL" :
 		    "HDRS");

@@ -81,6 +81,10 @@ static void smtpd_serve(struct daemon_conn *conn)
 	int fl = fcntl(conn->fd, F_GETFL);
 	if (fl >= 0)
 		fcntl(conn->fd, F_SETFL, fl | O_NONBLOCK);
+	/* Behind a load balancer: the real client, before anything uses
+	 * the peer's address. */
+	if (conn->proxy && !smtpd_proxy_accept(conn))
+		return;
 	long long timeout_ms = cfg.smtpd_timeout * 1000;
 	if (timeout_ms <= 0 || timeout_ms > 24LL * 3600 * 1000)
 		timeout_ms = 300 * 1000;
@@ -124,6 +128,7 @@ static void smtpd_init(const char *service)
 		log_fatal("%s", err);
 	smtpd_check_init();
 	smtpd_milter_init();
+	smtpd_sender_init();
 	smtpd_door_wait_ready();
 }
 

@@ -81,6 +81,7 @@ struct smtpd_session {
 	struct smtpd_txn *txn;		/* NULL outside a transaction */
 	struct smtpd_milter_session *milter;	/* smtpd_milters, or NULL */
 	bool milter_discard_next;	/* a filter discarded at MAIL */
+	bool limits_counted;		/* anvil counts this session open */
 };
 
 /* smtpd_proto.c */
@@ -163,6 +164,56 @@ bool smtpd_door_commit(const char *id);
 /* Have the unfinished file removed. */
 void smtpd_door_abort(const char *id);
 enum smtpd_door_auth smtpd_door_auth(const char *user, const char *password);
+
+/* smtpd_proxy.c */
+/*
+ * A listener marked "proxy": read the PROXY protocol header (before the
+ * greeting) and make its client the connection's peer. false: missing,
+ * malformed or late; logged, and the connection is to be closed.
+ */
+bool smtpd_proxy_accept(struct daemon_conn *conn);
+
+/* smtpd_sender.c */
+/* Open smtpd_sender_login_maps (before confinement). */
+void smtpd_sender_init(void);
+/*
+ * May this session use sender (canonical, "" for <>)? 250, or 553 5.7.1
+ * (not owned by the login, or not logged in on submission) or 451 4.3.0
+ * (table unreadable), with the reply text in reason.
+ */
+int smtpd_sender_check(struct smtpd_session *s, const char *sender,
+    const char **enhanced, char *reason, size_t reason_size);
+
+/*
+ * The AUTH= MAIL parameter to record (RFC 4954 5): the client's mailbox
+ * when it has authenticated, "<>" when it has not; NULL when it gave none.
+ */
+const char *smtpd_sender_auth_param(const struct smtpd_session *s);
+
+/* smtpd_throttle.c: AUTH throttling, counted by anvil */
+enum smtpd_throttle {
+	SMTPD_THROTTLE_OK,
+	SMTPD_THROTTLE_CLIENT_LOCKED,	/* the client (or its /64) */
+	SMTPD_THROTTLE_USER_LOCKED,	/* the account */
+};
+/* Is the client, or the account (user may be NULL), locked out? */
+enum smtpd_throttle smtpd_throttle_auth_check(struct smtpd_session *s,
+    const char *user);
+/* Count a failure, then wait the growing delay before the 535. */
+void smtpd_throttle_auth_failed(struct smtpd_session *s, const char *user);
+/* A login worked: the failures of its client and account are cleared. */
+void smtpd_throttle_auth_ok(struct smtpd_session *s, const char *user);
+
+/*
+ * Per-client limits, counted by anvil across smtpd processes, for
+ * clients outside smtpd_client_event_limit_exceptions: 250, or 421 (too
+ * many connections: close) or 450 (too many messages or recipients)
+ * with the reply text.
+ */
+int smtpd_limits_connect(struct smtpd_session *s, char *text, size_t size);
+void smtpd_limits_disconnect(struct smtpd_session *s);
+int smtpd_limits_event(struct smtpd_session *s, bool recipient, char *text,
+    size_t size);
 
 /* smtpd_data.c */
 void smtpd_cmd_data(struct smtp_server *srv, const char *arg);

@@ -369,6 +369,21 @@ void smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
 	memcpy(mech, arg, mlen);
 	mech[mlen] = '\0';
 
+	/*
+	 * smtpd_throttle.c: a client locked out for its failures gets no
+	 * exchange at all, and the session ends (the line is one fail2ban's
+	 * postfix-sasl filter counts).
+	 */
+	if (smtpd_throttle_auth_check(s, NULL) == SMTPD_THROTTLE_CLIENT_LOCKED) {
+		log_info("warning: %s: SASL %s authentication failed: too many "
+		    "failed attempts from this client: locked out",
+		    s->client_log, strcasecmp(mech, "LOGIN") == 0 ? "LOGIN" :
+		    "PLAIN");
+		smtpd_reply(s, 421, "4.7.0", "%s Error: too many failed "
+		    "authentication attempts; try again later", cfg.myhostname);
+		smtpd_enter_state(s, SMTP_SERVER_CLOSING);
+		return;
+	}
 	char *user = NULL;
 	const char *method;
 	enum auth_outcome o;
@@ -383,12 +398,24 @@ void smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
 		    "mechanism");
 		return;
 	}
-
 	char name[300];
 	log_escape(name, sizeof(name), user ? user : "",
 	    user ? strlen(user) : 0);
+	/* An account locked out is refused whatever the password. */
+	bool user_locked = (o == AUTH_OK || o == AUTH_FAILED) && user != NULL &&
+	    smtpd_throttle_auth_check(s, user) != SMTPD_THROTTLE_OK;
+	if (user_locked) {
+		log_info("warning: %s: SASL %s authentication failed: too many "
+		    "failed attempts: locked out, sasl_username=%s",
+		    s->client_log, method, name);
+		smtpd_reply(s, 454, "4.7.0", "Temporary authentication "
+		    "failure: too many failed attempts; try again later");
+		free(user);
+		return;
+	}
 	switch (o) {
 	case AUTH_OK:
+		smtpd_throttle_auth_ok(s, user);
 		s->auth_user = user;
 		s->auth_method = method;
 		user = NULL;
@@ -398,6 +425,7 @@ void smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
 		log_info("warning: %s: SASL %s authentication failed: "
 		    "authentication failure, sasl_username=%s", s->client_log,
 		    method, name);
+		smtpd_throttle_auth_failed(s, user);
 		smtpd_reply(s, 535, "5.7.8", "Error: authentication failed: "
 		    "authentication failure");
 		break;

@@ -118,6 +118,9 @@ static bool open_message(struct smtpd_session *s, struct open_failure *why)
 		queue_envelope_set_attr(env, "trust", "sasl");
 	else if (s->client_trusted)
 		queue_envelope_set_attr(env, "trust", "mynetworks");
+	const char *auth_param = smtpd_sender_auth_param(s);
+	if (auth_param != NULL)
+		queue_envelope_set_attr(env, "auth", auth_param);
 	for (size_t i = 0; i < t->nrcpts; i++) {
 		/* The queue's R record has no room for an ORCPT holding a
 		 * space (a quoted local part); ORCPT is informational, so
@@ -417,6 +420,10 @@ void smtpd_cmd_data(struct smtp_server *srv, const char *arg)
 	if (mv.action == SMTPD_MILTER_DISCARD)
 		t->milter_discard = true;
 	esmtp_reply(&s->bio, 354, NULL, true, "End data with <CR><LF>.<CR><LF>");
+	/* The whole text, not only each line, within smtpd_data_deadline:
+	 * a client that trickles a line every few seconds is cut. */
+	if (cfg.smtpd_data_deadline > 0)
+		bio_set_deadline(&s->bio, cfg.smtpd_data_deadline * 1000);
 	if (!smtpd_flush(s)) {
 		smtpd_message_discard(t);
 		smtpd_io_failed(s, BIO_ERROR);
@@ -424,6 +431,7 @@ void smtpd_cmd_data(struct smtp_server *srv, const char *arg)
 	}
 	struct smtp_message_sink sink = sink_of(t);
 	enum bio_status st = smtp_server_read_data(srv, &t->msg, &sink);
+	bio_set_deadline(&s->bio, -1);
 	if (st != BIO_OK) {
 		/* Client gone or too slow mid-DATA: nothing is queued. */
 		smtpd_message_discard(t);
@@ -558,6 +566,11 @@ void smtpd_cmd_bdat(struct smtp_server *srv, const char *arg)
 		if (mv.action == SMTPD_MILTER_DISCARD)
 			t->milter_discard = true;
 	}
+	/* BDAT: from the first chunk to the last, commands between them
+	 * included (smtpd_txn_end lifts it). */
+	if (t->size == 0 && cfg.smtpd_data_deadline > 0 &&
+	    s->bio.hard_deadline == 0)
+		bio_set_deadline(&s->bio, cfg.smtpd_data_deadline * 1000);
 	smtpd_enter_state(s, SMTP_SERVER_BDAT);
 
 	struct smtp_message_sink sink = sink_of(t);

@@ -163,6 +163,7 @@ static void txn_reset(struct smtpd_session *s)
 {
 	if (s->txn != NULL)
 		smtpd_milter_abort(s);
+	bio_set_deadline(&s->bio, -1);	/* smtpd_data_deadline (BDAT) */
 	smtpd_txn_free(s);
 	if (s->srv.state != SMTP_SERVER_CONNECTED &&
 	    s->srv.state != SMTP_SERVER_CLOSING)
@@ -329,6 +330,17 @@ static void cmd_mail(struct smtp_server *srv, const char *arg)
 		/* RFC 1870 6.1 */
 		smtpd_reply(s, 552, "5.3.4", "Message size exceeds fixed "
 		    "limit");
+	} else if ((check_code = smtpd_sender_check(s, a.address, &enh,
+	    text, sizeof(text))) != 250) {
+		/* smtpd_sender.c: the sender's owner, as Postfix's
+		 * reject_sender_login_mismatch */
+		smtpd_reply(s, check_code, enh, "%s", text);
+		smtpd_log_reject(s, "MAIL", NULL, check_code, enh, text);
+	} else if ((check_code = smtpd_limits_event(s, false, text,
+	    sizeof(text))) != 250) {
+		/* smtpd_client_message_rate_limit */
+		smtpd_reply(s, check_code, "4.7.1", "%s", text);
+		smtpd_log_reject(s, "MAIL", NULL, check_code, "4.7.1", text);
 	} else if (!queue_has_room(mp.size)) {
 		/* RFC 1870 6.2, RFC 3463 X.3.1: try again later. */
 		log_warning("NOQUEUE: reject: MAIL from %s: 452 4.3.1 "
@@ -419,6 +431,15 @@ static void cmd_rcpt(struct smtp_server *srv, const char *arg)
 		smtpd_log_reject(s, "RCPT", a.address, code, enh, rtext);
 		goto rejected;
 	}
+	char limit_text[300];
+	if ((code = smtpd_limits_event(s, true, limit_text,
+	    sizeof(limit_text))) != 250) {
+		/* smtpd_client_recipient_rate_limit */
+		smtpd_reply(s, code, "4.7.1", "%s", limit_text);
+		smtpd_log_reject(s, "RCPT", a.address, code, "4.7.1",
+		    limit_text);
+		goto rejected;
+	}
 	struct smtpd_milter_verdict mv;
 	smtpd_milter_rcpt(s, a.address, end, &mv);
 	if (mv.action == SMTPD_MILTER_REJECT ||
@@ -493,8 +514,18 @@ static void log_disconnect(struct smtpd_session *s)
 void smtpd_session_run(struct smtpd_session *s)
 {
 	log_info("connect from %s", s->client_log);
+	/* smtpd_throttle.c: per-client limits counted by anvil. */
+	char limit_text[400];
+	if (smtpd_limits_connect(s, limit_text, sizeof(limit_text)) != 250) {
+		esmtp_reply(&s->bio, 421, "4.7.0", true, "%s", limit_text);
+		smtpd_flush(s);
+		smtpd_limits_disconnect(s);
+		log_disconnect(s);
+		return;
+	}
 	/* RFC 8314 3.3: on smtps the handshake comes before the greeting. */
 	if (s->implicit_tls && !smtpd_tls_handshake(s)) {
+		smtpd_limits_disconnect(s);
 		log_disconnect(s);
 		return;
 	}
@@ -504,6 +535,7 @@ void smtpd_session_run(struct smtpd_session *s)
 	smtp_server_run(&s->srv);
 	smtpd_txn_free(s);
 	smtpd_milter_quit(s);
+	smtpd_limits_disconnect(s);
 	log_disconnect(s);
 }
 

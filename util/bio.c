@@ -98,7 +98,16 @@ static enum bio_status wait_fd(struct bio *b, short events, long long deadline)
 
 static long long deadline_for(const struct bio *b)
 {
-	return b->timeout_ms < 0 ? -1 : now_ms() + b->timeout_ms;
+	long long d = b->timeout_ms < 0 ? -1 : now_ms() + b->timeout_ms;
+	if (b->hard_deadline > 0 && (d < 0 || b->hard_deadline < d))
+		d = b->hard_deadline;
+	return d;
+}
+
+void bio_set_deadline(struct bio *b, long long ms_from_now)
+{
+	/* 0 is "none": a monotonic clock in ms is never 0 in use. */
+	b->hard_deadline = ms_from_now < 0 ? 0 : now_ms() + ms_from_now;
 }
 
 /* Read more input into rbuf; at least one byte or a status. */

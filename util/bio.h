@@ -49,6 +49,7 @@ struct bio_ops {
 struct bio {
 	int fd;
 	int timeout_ms;		/* per wait; < 0 means no deadline */
+	long long hard_deadline; /* monotonic ms over every wait; 0: none */
 	char *rbuf;
 	size_t rpos, rlen, rcap;
 	char *wbuf;
@@ -66,6 +67,12 @@ void bio_init(struct bio *b, int fd, int timeout_ms);
 /* Frees buffers; does not close fd. */
 void bio_free(struct bio *b);
 void bio_set_timeout(struct bio *b, int timeout_ms);
+/*
+ * A deadline over all the waits to come, however many lines they read
+ * (a message trickled in line by line): ms from now; < 0 removes it.
+ * Each wait still has timeout_ms too; the sooner one counts.
+ */
+void bio_set_deadline(struct bio *b, long long ms_from_now);
 
 /*
  * Read one line, without its CRLF, into line (replacing its contents).

@@ -26,6 +26,7 @@
 #define IPC_SOCKET_QMGR "qmgr"
 #define IPC_SOCKET_DELIVER "deliver"
 #define IPC_SOCKET_LOCAL "local"
+#define IPC_SOCKET_ANVIL "anvil"
 
 struct ipc_attr {
 	char *name;
