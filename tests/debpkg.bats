@@ -25,8 +25,9 @@ setup_file() {
 		return 0
 	fi
 	debpkg_build || { export DEBPKG_SKIP="the package did not build"; return 1; }
-	if ! why=$(debpkg_base_tree); then
-		export DEBPKG_SKIP="$why"
+	if ! debpkg_base_tree >"$BATS_FILE_TMPDIR/why"; then
+		DEBPKG_SKIP=$(cat "$BATS_FILE_TMPDIR/why")
+		export DEBPKG_SKIP
 		return 0
 	fi
 	debpkg_chroot_setup
@@ -77,7 +78,7 @@ maildrop_count() {
 	[ -f "$R/usr/share/man/man1/newaliases.1.gz" ]
 	run in_root dpkg-statoverride --list /usr/sbin/sendmail
 	[ "$output" = "root postdrop 2755 /usr/sbin/sendmail" ]
-	[ "$(stat -c %a:%G "$R/usr/sbin/sendmail")" = "2755:postdrop" ]
+	[ "$(in_root stat -c %a:%G /usr/sbin/sendmail)" = "2755:postdrop" ]
 	# The config is postern's, not a conffile dpkg would ask about.
 	! grep -q postern.conf "$R/var/lib/dpkg/info/postern.conffiles" 2>/dev/null
 	run in_root postern check
@@ -92,8 +93,10 @@ maildrop_count() {
 	echo "$output"
 	[ "${lines[-1]}" = "rc=0" ]
 	[ "$(maildrop_count)" -eq 1 ]
-	# newaliases and mailq are on every user's PATH.
-	run in_root runuser -u alice -- sh -c 'command -v mailq newaliases'
+	# newaliases and mailq are on every user's PATH (Debian's default
+	# for users has no sbin).
+	run in_root runuser -u alice -- env PATH=/usr/local/bin:/usr/bin:/bin \
+		sh -c 'command -v mailq newaliases'
 	[ "${lines[0]}" = /usr/bin/mailq ]
 	[ "${lines[1]}" = /usr/bin/newaliases ]
 }

@@ -4,8 +4,9 @@
 #
 # Both are cached under /var/tmp, so that a second run costs seconds:
 #   /var/tmp/postern-deb-KEY/        the .deb, KEY a hash of the tracked
-#                                    sources (git ls-files, with the
-#                                    contents of the work tree)
+#                                    sources that go into it (git
+#                                    ls-files, with the contents of the
+#                                    work tree)
 #   /var/tmp/postern-mmdebstrap-KEY.tar   a minbase bookworm tree holding
 #                                    the package's dependencies, KEY a
 #                                    hash of its inputs (suite, package
@@ -35,10 +36,13 @@ debpkg_build_missing() {
 		echo "not a git checkout: the tracked sources are unknown"
 }
 
+# What goes into the package: the tracked files but the end-to-end tests,
+# their helpers, doc/ and bench/ (editing a test does not rebuild).
 debpkg_source_key() {
 	local top
 	top=$(debpkg_top)
-	(cd "$top" && git ls-files -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+	(cd "$top" && git ls-files -z -- . ':!tests/*.bats' ':!tests/helpers' \
+		':!doc' ':!bench' | xargs -0 sha256sum | sha256sum | cut -c1-16)
 }
 
 debpkg_prune() {	# pattern
