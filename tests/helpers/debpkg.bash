@@ -16,9 +16,11 @@
 
 DEBPKG_CACHE=${DEBPKG_CACHE:-/var/tmp}
 DEBPKG_SUITE=bookworm
-# Packages the tests use inside the tree besides the .deb's dependencies
-# (the lead adds bsd-mailx here once local delivery lands: it needs an
-# MTA, so it is unpacked with dpkg after postern, see debpkg_chroot_setup).
+# Packages the tests use inside the tree besides the .deb's dependencies,
+# comma-separated. bsd-mailx (for "mail root") depends on an MTA: named
+# here, mmdebstrap would bring exim4 with it; rather fetch its .deb into
+# the tree (mmdebstrap --customize-hook='chroot "$1" apt-get download
+# bsd-mailx liblockfile1') and "dpkg -i" it after postern.
 DEBPKG_BASE_EXTRA=${DEBPKG_BASE_EXTRA:-}
 
 debpkg_top() {
