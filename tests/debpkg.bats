@@ -98,7 +98,7 @@ maildrop_count() {
 	# newaliases and mailq are on every user's PATH (Debian's default
 	# for users has no sbin).
 	run in_root runuser -u alice -- env PATH=/usr/local/bin:/usr/bin:/bin \
-		sh -c 'command -v mailq newaliases'
+		sh -c 'command -v mailq; command -v newaliases'
 	[ "${lines[0]}" = /usr/bin/mailq ]
 	[ "${lines[1]}" = /usr/bin/newaliases ]
 }
