@@ -128,9 +128,11 @@ debpkg_base_tree() {
 }
 
 # Unpack BASE_TAR into a fresh root R with /proc mounted and a
-# policy-rc.d that starts no service.
+# policy-rc.d that starts no service. R is a tmpfs of its own: unpacked
+# and thrown away in memory, not on a disk other tests are using.
 debpkg_chroot_setup() {
 	R=$(mktemp -d "$DEBPKG_CACHE/postern-debpkg-root.XXXXXX")
+	mount -t tmpfs -o size=2g,mode=0755 postern-debpkg "$R"
 	tar -C "$R" -xf "$BASE_TAR"
 	[ -e "$R/dev/null" ] || mknod -m 0666 "$R/dev/null" c 1 3
 	[ -e "$R/dev/urandom" ] || mknod -m 0666 "$R/dev/urandom" c 1 9
@@ -147,7 +149,8 @@ in_root() {
 }
 
 # Kill what still runs from R (by the PIDs whose root is R), unmount
-# /proc and remove R; never removes a tree with something mounted in it.
+# /proc and the tmpfs, remove the empty mount point. Nothing is removed
+# file by file: a tree with something still mounted in it is left alone.
 debpkg_chroot_teardown() {
 	[ -n "${R:-}" ] && [ -d "$R" ] || return 0
 	local p root
@@ -156,11 +159,12 @@ debpkg_chroot_teardown() {
 		[ "$root" = "$R" ] && kill -9 "${p#/proc/}" 2>/dev/null
 	done
 	umount "$R/proc" 2>/dev/null || umount -l "$R/proc" 2>/dev/null || true
-	if findmnt -rn -o TARGET | grep -q "^$R/"; then
-		echo "debpkg: something is still mounted under $R; left in place" >&2
+	umount "$R" 2>/dev/null || umount -l "$R" 2>/dev/null || true
+	if findmnt -rn -o TARGET | grep -q "^$R\(/\|\$\)"; then
+		echo "debpkg: something is still mounted on $R; left in place" >&2
 		return 1
 	fi
-	rm -rf "$R"
+	rmdir "$R"
 }
 
 # lintian on $DEB, as "lintian --fail-on error,warning" would judge it:
