@@ -18,5 +18,6 @@ int admin_queue_main(int argc, char **argv);	/* postern_queue.c */
 int admin_map_main(int argc, char **argv);	/* postern_map.c */
 int admin_dkim_main(int argc, char **argv);	/* postern_dkim.c */
 int admin_spf_main(int argc, char **argv);	/* postern_spf.c */
+int admin_check_main(int argc, char **argv);	/* postern_check.c */
 
 #endif

@@ -282,79 +282,6 @@ static int cmd_status(int argc, char **argv)
 	return 1;
 }
 
-static int check_dir(const char *what, const char *path, bool must_exist)
-{
-	struct stat st;
-	if (stat(path, &st) < 0) {
-		if (!must_exist && errno == ENOENT)
-			return 0;
-		fprintf(stderr, "postern: %s %s: %s\n", what, path,
-		    strerror(errno));
-		return 1;
-	}
-	if (!S_ISDIR(st.st_mode)) {
-		fprintf(stderr, "postern: %s %s is not a directory\n", what, path);
-		return 1;
-	}
-	return 0;
-}
-
-static int cmd_check(int argc, char **argv)
-{
-	int bad = 0;
-	char err[512];
-
-	/* The config itself was checked by load_config(). */
-	char *path = master_path();
-	if (access(path, X_OK) != 0) {
-		fprintf(stderr, "postern: daemon_directory: %s: %s\n", path,
-		    strerror(errno));
-		bad++;
-	}
-	free(path);
-	uid_t uid = getuid();
-	gid_t gid;
-	if (priv_is_root()) {
-		if (!priv_lookup_user(cfg.user, &uid, &gid)) {
-			fprintf(stderr, "postern: user: \"%s\" does not exist\n",
-			    cfg.user);
-			bad++;
-		}
-		uid_t mu;
-		if (!priv_lookup_user(cfg.mailbox_owner, &mu, &gid)) {
-			fprintf(stderr, "postern: mailbox_owner: \"%s\" does not "
-			    "exist\n", cfg.mailbox_owner);
-			bad++;
-		}
-	}
-	/* What start creates or corrects is a note, not an error: INSTALL
-	 * has a newcomer run check before the first start. */
-	struct str note;
-	str_init(&note, STR_NO_MAX);
-	if (bad == 0 && !queue_dirs_plan(cfg.queue_directory, uid, &note, err,
-	    sizeof(err))) {
-		fprintf(stderr, "postern: queue_directory: %s\n", err);
-		bad++;
-	}
-	if (note.len > 0)
-		printf("%.*s", (int)note.len, note.data);
-	str_free(&note);
-	bad += check_dir("run_directory", cfg.run_directory, false);
-	if (cfg.smtp_listen.count + cfg.submission_listen.count +
-	    cfg.smtps_listen.count == 0)
-		fprintf(stderr, "postern: warning: no SMTP listeners "
-		    "(smtp_listen, submission_listen, smtps_listen)\n");
-	if (cfg.smtps_listen.count > 0 && (cfg.tls_cert_file[0] == '\0' ||
-	    cfg.tls_key_file[0] == '\0')) {
-		fprintf(stderr, "postern: smtps_listen needs tls_cert_file and "
-		    "tls_key_file\n");
-		bad++;
-	}
-	if (bad == 0)
-		printf("postern: configuration %s is valid\n", cfg.config_file);
-	return bad ? 1 : 0;
-}
-
 static int cmd_config(int argc, char **argv)
 {
 	if (argc == 1) {
@@ -386,7 +313,7 @@ static const struct command commands[] = {
 	{ "stop", cmd_stop, "stop            stop postern gracefully" },
 	{ "reload", cmd_reload, "reload          re-read the configuration" },
 	{ "status", cmd_status, "status          is postern running?" },
-	{ "check", cmd_check, "check           validate configuration and directories" },
+	{ "check", admin_check_main, "check           validate configuration and directories" },
 	{ "config", cmd_config, "config [KEY...] print effective configuration" },
 	{ "queue", admin_queue_main, "queue ...       list, show, delete, hold, release, flush the queue" },
 	{ "map", admin_map_main, "map ...         build, query and list lookup tables" },

@@ -1,11 +1,13 @@
 #!/usr/bin/env bats
 # The Debian package builds from the tracked sources and holds the
-# programs, the systemd unit, the config file and the manual pages.
+# programs, the systemd unit, the config file (copied into /etc/postern
+# by postinst) and the manual pages.
+
+load helpers/debpkg
 
 setup() {
-	command -v dpkg-buildpackage >/dev/null && [ -f /usr/share/perl5/Debian/Debhelper/Dh_Lib.pm ] ||
-		skip "dpkg-buildpackage and debhelper are not installed"
-	TOP=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
+	why=$(debpkg_build_missing)
+	[ -z "$why" ] || skip "$why"
 	D=$(mktemp -d /tmp/postern-package.XXXXXX)
 }
 
@@ -14,17 +16,15 @@ teardown() {
 }
 
 @test "dpkg-buildpackage builds a complete postern package" {
-	mkdir "$D/postern"
-	(cd "$TOP" && git ls-files -z | tar --null -T - -cf -) | tar -C "$D/postern" -xf -
-	run bash -c "cd '$D/postern' && DEB_BUILD_OPTIONS=nocheck dpkg-buildpackage -b -us -uc 2>&1"
-	[ "$status" -eq 0 ] || { echo "$output" | tail -20; false; }
-	deb=$(ls "$D"/postern_*_*.deb | grep -v dbgsym)
+	# Built once for this state of the sources, shared with debpkg.bats.
+	debpkg_build
+	deb=$DEB
 	run dpkg-deb -c "$deb"
 	[ "$status" -eq 0 ]
 	for f in ./usr/lib/postern/master ./usr/lib/postern/smtpd ./usr/lib/postern/qmgr \
 		./usr/lib/postern/deliver ./usr/lib/postern/lmtpd ./usr/sbin/postern \
 		./usr/sbin/sendmail ./lib/systemd/system/postern.service \
-		./etc/postern/postern.conf ./usr/share/man/man5/postern.conf.5.gz \
+		./usr/share/postern/postern.conf ./usr/share/man/man5/postern.conf.5.gz \
 		./usr/share/man/man8/postern.8.gz; do
 		echo "$output" | grep -q " $f\$" || { echo "missing $f"; false; }
 	done
