@@ -16,9 +16,9 @@ setup_file() {
 	export FILE_START
 	suite_init
 	id "$U3" >/dev/null 2>&1 ||
-		useradd --no-create-home --shell /usr/sbin/nologin "$U3"
+		passwd_locked useradd --no-create-home --shell /usr/sbin/nologin "$U3"
 	# The test's own home for the user (its passwd entry points here).
-	usermod -d "$T/home3" "$U3"
+	passwd_locked usermod -d "$T/home3" "$U3"
 	mkdir "$T/home3"
 	chown "$U3:" "$T/home3"
 	chmod 700 "$T/home3"
@@ -33,7 +33,7 @@ setup_file() {
 
 teardown_file() {
 	suite_stop
-	usermod -d /nonexistent "$U3" 2>/dev/null || true
+	passwd_locked usermod -d /nonexistent "$U3" 2>/dev/null || true
 	echo "# local_maildir.bats: $(echo "$(date +%s.%N) - $FILE_START" | bc) s" >&3
 }
 

@@ -20,7 +20,7 @@ setup_file() {
 	export FILE_START
 	for u in $U1 $U2; do
 		id "$u" >/dev/null 2>&1 ||
-			useradd --no-create-home --home-dir /nonexistent \
+			passwd_locked useradd --no-create-home --home-dir /nonexistent \
 				--shell /usr/sbin/nologin "$u"
 	done
 	suite_init

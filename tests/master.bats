@@ -247,7 +247,7 @@ except socket.timeout:
     pass
 PY
 	listener=$!
-	wait_for_socket "$sock" 5
+	wait_for_socket "$sock" 20
 	NOTIFY_SOCKET="$sock" "$POSTERN" -c "$T/conf" start -f >>"$T/log" 2>&1 &
 	SUITE_PID=$!
 	wait_for_log 'daemon started'

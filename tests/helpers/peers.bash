@@ -47,7 +47,7 @@ start_dnsmasq() {
 	PEER_PIDS+=($!)
 	export DNS_PORT
 	suite_conf dns_servers "127.0.0.1:$DNS_PORT"
-	wait_for_log started 5 "$T/dnsmasq.out" && return 0
+	wait_for_log started 20 "$T/dnsmasq.out" && return 0
 	echo "# dnsmasq did not start:" >&3
 	sed 's/^/# /' "$T/dnsmasq.out" >&3
 	return 1
@@ -70,10 +70,10 @@ start_sink() {
 	# Wait without connecting: tests count the sink's connections.
 	case "$last" in
 	unix:*)
-		wait_for_socket "${last#unix:}" 5 &&
+		wait_for_socket "${last#unix:}" 20 &&
 			chmod 777 "${last#unix:}" && return 0 ;;
 	*)
-		wait_for_listen "${last##*:}" 5 && return 0 ;;
+		wait_for_listen "${last##*:}" 20 && return 0 ;;
 	esac
 	echo "# smtp-sink $name did not start" >&3
 	return 1
@@ -83,7 +83,7 @@ start_sink() {
 start_capture() {
 	"$BATS_TEST_DIRNAME/helpers/tcp-capture" "$1" "$2" "$T/capture" &
 	PEER_PIDS+=($!)
-	wait_for_listen "$1" 5
+	wait_for_listen "$1" 20
 }
 
 # Hand deliver a job the way qmgr does; prints the result(s).
@@ -161,7 +161,7 @@ postfix_peer_start() {
 		sed 's/^/# /' "$P/maillog" >&3 2>/dev/null
 		return 1
 	fi
-	wait_for_listen "$PF_PORT" 10
+	wait_for_listen "$PF_PORT" 30
 }
 
 postfix_peer_stop() {

@@ -17,7 +17,7 @@ sink_start() {
 	SINK_PIDS+=($!)
 	printf -v "${name}_PORT" '%s' "$port"
 	export "${name}_PORT"
-	wait_for_port "$port" 10
+	wait_for_port "$port" 30
 }
 
 sinks_stop() {

@@ -23,11 +23,17 @@ s.bind(("127.0.0.1", 0))
 print(s.getsockname()[1])'
 }
 
+# passwd_locked CMD...: run useradd/usermod one at a time across the bats
+# files that run side by side (they fail, not wait, on a locked passwd).
+passwd_locked() {
+	flock /run/lock/postern-test-passwd "$@"
+}
+
 # The unprivileged user daemons run as: when root, a dedicated test user.
 suite_user() {
 	if [ "$(id -u)" -eq 0 ]; then
 		if ! id posternt >/dev/null 2>&1; then
-			useradd --system --no-create-home --home-dir /nonexistent \
+			passwd_locked useradd --system --no-create-home --home-dir /nonexistent \
 				--shell /usr/sbin/nologin posternt >/dev/null 2>&1 ||
 				id posternt >/dev/null 2>&1 || return 1
 		fi
@@ -42,7 +48,7 @@ suite_user() {
 suite_smtpd_user() {
 	if [ "$(id -u)" -eq 0 ]; then
 		if ! id posterns >/dev/null 2>&1; then
-			useradd --system --user-group --no-create-home \
+			passwd_locked useradd --system --user-group --no-create-home \
 				--home-dir /nonexistent --shell /usr/sbin/nologin \
 				posterns >/dev/null 2>&1 ||
 				id posterns >/dev/null 2>&1 || return 1
@@ -111,9 +117,9 @@ suite_start() {
 	"$POSTERN" -c "$T/conf" start -f >>"$T/log" 2>&1 &
 	SUITE_PID=$!
 	export SUITE_PID
-	wait_for_log 'daemon started' 10 || return 1
+	wait_for_log 'daemon started' 30 || return 1
 	if [ -x "$BUILD/smtpd" ]; then
-		wait_for_port "$SMTP_PORT" 10 || return 1
+		wait_for_port "$SMTP_PORT" 30 || return 1
 	fi
 }
 
