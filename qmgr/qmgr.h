@@ -114,6 +114,10 @@ void qmgr_message_job_done(struct qmsg *msg);
 const char *qmgr_notify_letters(unsigned notify, char *buf, size_t size);
 /* Seconds since arrival, for log lines. */
 double qmgr_message_delay(const struct qmsg *msg);
+/* The address an alias expansion of recipient i started from (the first
+ * of its chain), for orig_to=; NULL if i was not expanded. */
+const char *qmgr_message_orig_rcpt(const struct queue_envelope *env,
+    size_t i);
 
 enum qmgr_hold_result {
 	QMGR_HOLD_DONE,		/* moved to hold/ now */

@@ -145,15 +145,30 @@ bool qmgr_message_set_status(struct qmsg *msg, int fd, size_t i, char st)
 	return false;
 }
 
+const char *qmgr_message_orig_rcpt(const struct queue_envelope *env,
+    size_t i)
+{
+	const char *orig = NULL;
+
+	/* Bounded by the count: a parent loop in a bad file ends too. */
+	for (size_t steps = 0; steps < env->nrcpts && i < env->nrcpts &&
+	    env->rcpts[i].parent >= 0 &&
+	    (size_t)env->rcpts[i].parent < env->nrcpts; steps++) {
+		i = (size_t)env->rcpts[i].parent;
+		orig = env->rcpts[i].address;
+	}
+	return orig;
+}
+
 static void log_to_line(const struct qmsg *msg, size_t i, const char *relay,
     const char *dsn, const char *status, const char *text)
 {
 	const struct queue_rcpt *r = &msg->env.rcpts[i];
 	char esc[600], orig[300] = "";
+	const char *pa = qmgr_message_orig_rcpt(&msg->env, i);
 
-	if (r->parent >= 0 && (size_t)r->parent < msg->env.nrcpts) {
+	if (pa != NULL) {
 		char e[256];
-		const char *pa = msg->env.rcpts[r->parent].address;
 		log_escape(e, sizeof(e), pa, strlen(pa));
 		snprintf(orig, sizeof(orig), ", orig_to=<%s>", e);
 	}
