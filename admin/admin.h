@@ -17,4 +17,13 @@
 int admin_queue_main(int argc, char **argv);	/* postern_queue.c */
 int admin_map_main(int argc, char **argv);	/* postern_map.c */
 
+/*
+ * postern_audit.c: an administrator's action on message id, found in
+ * queue, into the mail log with who did it (action: "removed", "placed
+ * on hold", "released from hold", "requeued"). admin_audit_close() ends
+ * the connection to qmgr the calls share.
+ */
+void admin_audit(const char *id, const char *action, const char *queue);
+void admin_audit_close(void);
+
 #endif

@@ -662,14 +662,15 @@ static bool apply_op(enum queue_op op, const char *id, const char *subdir,
 			    strerror(errno));
 			return false;
 		}
-		log_info("%s: removed by the administrator (from %s)", id,
-		    subdir);
+		admin_audit(id, "removed", subdir);
 		return true;
 	case QUEUE_OP_HOLD:
 		if (strcmp(subdir, QUEUE_ACTIVE) == 0) {
 			enum hold_by_qmgr h = hold_by_qmgr(id);
-			if (h == HOLD_BY_QMGR_OK)
+			if (h == HOLD_BY_QMGR_OK) {
+				admin_audit(id, "placed on hold", subdir);
 				return true;
+			}
 			if (h == HOLD_BY_QMGR_FAILED)
 				return false;
 			/* qmgr is not running: nothing is in flight. */
@@ -685,8 +686,8 @@ static bool apply_op(enum queue_op op, const char *id, const char *subdir,
 			fprintf(stderr, "%s: %s\n", QUEUE_CMD, err);
 			return false;
 		}
-		log_info("%s: %s by the administrator", id,
-		    op == QUEUE_OP_HOLD ? "placed on hold" : "released from hold");
+		admin_audit(id, op == QUEUE_OP_HOLD ? "placed on hold" :
+		    "released from hold", subdir);
 		return true;
 	}
 	}
@@ -785,6 +786,7 @@ static int queue_op_main(enum queue_op op, int argc, char **argv)
 			}
 		}
 	}
+	admin_audit_close();
 	if (op == QUEUE_OP_RELEASE && done > 0)
 		ipc_wake_qmgr(cfg.run_directory);
 	printf("%s: %zu message%s\n", verbs[op], done, done == 1 ? "" : "s");
