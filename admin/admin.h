@@ -16,6 +16,7 @@
 
 int admin_queue_main(int argc, char **argv);	/* postern_queue.c */
 int admin_map_main(int argc, char **argv);	/* postern_map.c */
+int admin_config_main(int argc, char **argv);	/* postern_config.c */
 
 /*
  * postern_audit.c: an administrator's action on message id, found in
