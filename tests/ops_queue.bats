@@ -68,3 +68,98 @@ deferred_ids() {
 	SUDO_USER=alice run -0 pq hold "$d"
 	wait_for_log "postern/qmgr\[[0-9]+\]: $d: placed on hold, user=root \(sudo alice\), uid=0, queue=deferred$"
 }
+
+# Deferral lines for a queue ID.
+deferrals() {
+	grep -cE "postern/(deliver|qmgr)\[[0-9]+\]: $1: to=<.*status=deferred" "$T/log" || true
+}
+
+@test "list --json, shape, show --body, flush ID and --domain, requeue, delete by pattern" {
+	send_mail --from s1@example.org --to r1@one.test
+	send_mail --from s2@example.org --to r2@two.test
+	send_mail --from s3@other.org --to r3@two.test
+	send_mail --from bulk@spam.test --to x@one.test --body 'the body line'
+	wait_for_queue_count 4 20 deferred
+	local ids m1 m2 m3 m4
+	ids=$(deferred_ids)
+	for id in $ids; do
+		env=$(pq show "$id")
+		case "$env" in
+		*"<s1@example.org>"*) m1=$id ;;
+		*"<s2@example.org>"*) m2=$id ;;
+		*"<s3@other.org>"*) m3=$id ;;
+		*"<bulk@spam.test>"*) m4=$id ;;
+		esac
+	done
+	[ -n "$m1" ] && [ -n "$m2" ] && [ -n "$m3" ] && [ -n "$m4" ]
+
+	# One JSON object a line, postqueue -j's fields; the held message
+	# of the test before is there too.
+	run -0 --separate-stderr pq list --json
+	[ "${#lines[@]}" -eq 5 ]
+	printf '%s\n' "$output" | /usr/bin/python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    assert set(m) >= {"queue_name", "queue_id", "arrival_time",
+                      "message_size", "sender", "recipients"}, m
+    assert m["queue_name"] in ("deferred", "hold"), m
+    assert m["message_size"] > 0 and m["arrival_time"] > 1.7e9, m
+    r = m["recipients"]
+    assert len(r) == 1 and "@" in r[0]["address"], m
+    if m["queue_name"] == "deferred":
+        assert "delay_reason" in r[0] and r[0]["delay_reason"], m
+'
+	# The same for a user who may not read the queue: from qmgr.
+	if [ "$(id -u)" -eq 0 ]; then
+		run -0 --separate-stderr setpriv --reuid=nobody --regid=nogroup \
+			--clear-groups "$BUILD/postern" -c "$T/conf" queue list --json
+		[ "${#lines[@]}" -eq 5 ]
+	fi
+
+	# qshape: recipients by domain and age, the busiest first.
+	run -0 pq shape
+	printf '# %s\n' "${lines[@]}" >&3
+	[[ "${lines[0]}" == *" T     5    10    20"*"1280 1280+" ]]
+	[[ "${lines[1]}" =~ ^\ +TOTAL\ +4\ +4\  ]]
+	[[ "${lines[2]}" =~ ^\ +one\.test\ +2\ +2\  || "${lines[2]}" =~ ^\ +two\.test\ +2\ +2\  ]]
+	run -0 pq shape hold
+	[[ "${lines[1]}" =~ ^\ +TOTAL\ +1\  ]]
+	[[ "${lines[2]}" =~ ^\ +example\.net\ +1\  ]]
+
+	# show: the header section; the body with --body.
+	run -0 pq show "$m4"
+	[[ "$output" != *"the body line"* ]]
+	run -0 pq show "$m4" --body
+	[[ "$output" == *"the body line"* ]]
+
+	# flush ID: that message is tried now, the others wait.
+	[ "$(deferrals "$m1")" -eq 1 ]
+	run -0 pq flush "$m1"
+	wait_for_count "deferrals $m1" 2
+	# flush --domain: the messages with a recipient there.
+	run -0 pq flush --domain TWO.test
+	[[ "$output" == *"flushed: 2 messages"* ]]
+	wait_for_count "deferrals $m2" 2
+	wait_for_count "deferrals $m3" 2
+	[ "$(deferrals "$m4")" -eq 1 ]
+	# requeue: back through incoming, logged with who did it.
+	run -0 pq requeue "$m4"
+	wait_for_log "postern/qmgr\[[0-9]+\]: $m4: requeued, user=$(id -un), uid=$(id -u), queue=deferred$"
+	wait_for_count "deferrals $m4" 2
+	wait_for_queue_count 4 20 deferred
+
+	# delete by pattern: sender, then recipient within deferred.
+	run -0 pq delete --sender '^BULK@'
+	[[ "$output" == *"deleted: 1 message"* ]]
+	[ ! -e "$(find "$T/queue" -name "$m4")" ] || false
+	run -0 pq delete --deferred --recipient 'two\.test$'
+	[[ "$output" == *"deleted: 2 messages"* ]]
+	[ "$(deferred_ids)" = "$m1" ]
+	run -1 pq delete --sender '('
+	[[ "$output" == *"bad pattern"* ]]
+	run -0 pq delete --deferred
+	[[ "$output" == *"deleted: 1 message"* ]]
+	[ "$(queue_count deferred)" -eq 0 ]
+	[ "$(queue_count hold)" -eq 1 ]
+}

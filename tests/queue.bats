@@ -126,6 +126,10 @@ PY
 	[[ "$output" == *"recipient 0: <one@example.net> status=pending notify=default"* ]]
 	[[ "$output" == *"recipient 1: <two@example.net> status=pending"* ]]
 	[[ "$output" == *"attribute: origin=local"* ]]
+	# The header section; the body too with --body.
+	[[ "$output" == *"*** CONTENT $id ***"*"Subject: queue test"*"*** END $id ***" ]]
+	[[ "$output" != *$'\nbody\n'* ]]
+	run pq show "$id" --body
 	[[ "$output" == *"*** CONTENT $id ***"*"Subject: queue test"*"body"*"*** END $id ***" ]]
 	# Content is shown with plain LF line ends.
 	refute grep -q $'\r' <<<"$output"
