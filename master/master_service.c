@@ -130,8 +130,10 @@ bool master_services_setup(struct master_service **services, size_t *count,
 {
 	char *deliver_sock = xasprintf("unix:%s/%s", cfg.run_directory,
 	    IPC_SOCKET_DELIVER);
-	char *qmgr_sock = xasprintf("unix:%s/%s", cfg.run_directory,
-	    IPC_SOCKET_QMGR);
+	/* qmgr's control socket, then metrics_listen (qmgr_metrics.c). */
+	char *qmgr_sock = xasprintf("unix:%s/%s%s%s", cfg.run_directory,
+	    IPC_SOCKET_QMGR, cfg.metrics_listen[0] ? ", " : "",
+	    cfg.metrics_listen);
 	const struct service_def defs[] = {
 		{ "smtp", "smtpd", &cfg.smtp_listen, NULL, 0, cfg.smtpd_processes,
 		  false, NULL },

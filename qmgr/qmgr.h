@@ -265,6 +265,18 @@ size_t qmgr_ctl_pollfds(struct pollfd *pfds, size_t max);
 void qmgr_ctl_events(struct pollfd *pfds, size_t n);
 long long qmgr_ctl_timer(long long now_ms);
 
+/* ---- metrics endpoint, metrics_listen (qmgr_metrics.c) ---- */
+
+void qmgr_metrics_init(int listen_fd);
+size_t qmgr_metrics_pollfds(struct pollfd *pfds, size_t max);
+void qmgr_metrics_events(struct pollfd *pfds, size_t n);
+long long qmgr_metrics_timer(long long now_ms);
+/* What the counters count: a message entering active/, one recipient's
+ * result ('S', 'D', 'B'), a notification queued. */
+void qmgr_metrics_activated(void);
+void qmgr_metrics_result(char what);
+void qmgr_metrics_notice(void);
+
 /* ---- queue listing for any local user (qmgr_list.c) ---- */
 
 struct qmgr_list;

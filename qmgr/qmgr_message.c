@@ -202,6 +202,7 @@ void qmgr_message_results(struct qmsg *msg, const struct qresult *r,
 		size_t i = r[k].rcpt;
 		outcome_set(&msg->out[i], r[k].what, r[k].dsn, r[k].text,
 		    remote_mta);
+		qmgr_metrics_result(r[k].what);
 		if (log_it)
 			log_to_line(msg, i, relay ? relay : "none",
 			    msg->out[i].dsn, r[k].what == 'S' ? "sent" :
@@ -501,6 +502,7 @@ void qmgr_message_activate(const char *id)
 			nrcpt++;
 	char esc[300];
 	log_escape(esc, sizeof(esc), msg->env.sender, strlen(msg->env.sender));
+	qmgr_metrics_activated();
 	log_info("%s: from=<%s>, size=%lld, nrcpt=%zu (queue active)", id, esc,
 	    (long long)msg->env.content_length, nrcpt);
 
