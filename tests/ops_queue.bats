@@ -1,6 +1,7 @@
 #!/usr/bin/env bats
 # ops_queue: the administrator's queue commands on a running instance
-# with mail in its queue. Every action on a message is in the mail log
+# with mail in its queue, and bash completion (admin/postern.bash-completion)
+# run by bash against that queue. Every action on a message is in the mail log
 # (qmgr's log, here master's standard error) with who did it, as
 # Postfix's postsuper logs: "QID: placed on hold, user=root, uid=0, ...".
 
@@ -24,6 +25,8 @@ teardown_file() {
 	echo "# ops_queue.bats: $((SECONDS - OPS_START)) s" >&3
 	suite_stop
 }
+
+COMPLETION="$BATS_TEST_DIRNAME/../admin/postern.bash-completion"
 
 pq() {
 	"$BUILD/postern" -c "$T/conf" queue "$@"
@@ -162,4 +165,58 @@ for line in sys.stdin:
 	[[ "$output" == *"deleted: 1 message"* ]]
 	[ "$(queue_count deferred)" -eq 0 ]
 	[ "$(queue_count hold)" -eq 1 ]
+}
+
+# complete LINE: what bash offers for the last word of LINE (a trailing
+# space starts a new, empty word), sorted, one a line.
+complete_line() {
+	bash -c '
+		source "$1"
+		read -ra COMP_WORDS <<<"$2"
+		[[ $2 == *" " ]] && COMP_WORDS+=("")
+		COMP_WORDS[0]=$3
+		COMP_CWORD=$((${#COMP_WORDS[@]} - 1))
+		_postern
+		printf "%s\n" "${COMPREPLY[@]}" | LC_ALL=C sort
+	' _ "$COMPLETION" "$1" "$BUILD/postern"
+}
+
+@test "completion: commands, subcommands, config keys and options" {
+	run -0 complete_line "postern "
+	[ "$(echo $output)" = "-c check config map queue reload start status stop" ]
+	run -0 complete_line "postern -c $T/conf q"
+	[ "$output" = queue ]
+	run -0 complete_line "postern -c $T/conf queue "
+	[ "$(echo $output)" = "delete flush hold list release requeue shape show" ]
+	run -0 complete_line "postern -c $T/conf config smtpd_ti"
+	[ "$output" = smtpd_timeout ]
+	# Every key the program knows, no more.
+	run -0 complete_line "postern -c $T/conf config "
+	[ "${#lines[@]}" -eq "$("$BUILD/postern" -c "$T/conf" config -d | wc -l)" ]
+	run -0 complete_line "postern -c $T/conf config -e message_size"
+	[ "$output" = "message_size_limit=" ]
+	run -0 complete_line "postern -c $T/conf config -"
+	[ "$(echo $output)" = "-X -d -e -n" ]
+	run -0 complete_line "postern -c $T/conf queue delete --s"
+	[ "$output" = --sender ]
+}
+
+@test "completion: queue IDs of the instance's queue, by what the subcommand takes" {
+	# The test before left one message on hold and none deferred.
+	send_mail --from a@example.org --to b@example.net
+	wait_for_queue_count 1 20 deferred
+	local held waiting
+	held=$(find "$T/queue/hold" -type f ! -name '.*' -printf '%f\n')
+	waiting=$(deferred_ids)
+	[ -n "$held" ] && [ -n "$waiting" ]
+	run -0 complete_line "postern -c $T/conf queue release "
+	[ "$(echo $output)" = "$held ALL" ]
+	run -0 complete_line "postern -c $T/conf queue flush "
+	[ "$(echo $output)" = "--domain $waiting" ]
+	run -0 complete_line "postern -c $T/conf queue show ${waiting:0:6}"
+	[ "$output" = "$waiting" ]
+	run -0 complete_line "postern -c $T/conf queue show $waiting "
+	[ "$output" = --body ]
+	run -0 complete_line "postern -c $T/conf queue delete "
+	[ "$(echo $output)" = "$(printf '%s\n' "$held" "$waiting" ALL | LC_ALL=C sort | xargs)" ]
 }
