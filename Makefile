@@ -186,6 +186,10 @@ install: all
 	fi
 	for m in man/*.[158]; do [ -f "$$m" ] || continue; \
 		s=$${m##*.}; install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
+	# bash completion for postern (admin/postern.bash-completion)
+	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+	install -m 0644 admin/postern.bash-completion \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions/postern
 
 clean:
 	rm -rf build build-san

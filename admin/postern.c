@@ -6,7 +6,9 @@
  *   postern [-c DIR] reload       re-read the configuration
  *   postern [-c DIR] status       exit 0 if running, 1 if not
  *   postern [-c DIR] check        validate configuration and directories
- *   postern [-c DIR] config [KEY...]  print effective values
+ *   postern [-c DIR] config [-n|-d] [KEY...]  print effective values
+ *                      (-n: set in the file, -d: defaults); -e KEY=VALUE,
+ *                      -X KEY: edit postern.conf (admin/postern_config.c)
  *   postern [-c DIR] queue ...    queue inspection and control
  *   postern [-c DIR] map ...      lookup tables
  *   postern [-c DIR] dkim ...     DKIM keys (postern_dkim.c)
@@ -282,26 +284,6 @@ static int cmd_status(int argc, char **argv)
 	return 1;
 }
 
-static int cmd_config(int argc, char **argv)
-{
-	if (argc == 1) {
-		cfg_print(stdout);
-		return 0;
-	}
-	int rc = 0;
-	for (int i = 1; i < argc; i++) {
-		char value[8192];
-		if (!cfg_value_text(argv[i], value, sizeof(value))) {
-			fprintf(stderr, "postern: unknown parameter \"%s\"\n",
-			    argv[i]);
-			rc = 1;
-			continue;
-		}
-		printf("%s = %s\n", argv[i], value);
-	}
-	return rc;
-}
-
 struct command {
 	const char *name;
 	int (*run)(int argc, char **argv);
@@ -314,7 +296,8 @@ static const struct command commands[] = {
 	{ "reload", cmd_reload, "reload          re-read the configuration" },
 	{ "status", cmd_status, "status          is postern running?" },
 	{ "check", admin_check_main, "check           validate configuration and directories" },
-	{ "config", cmd_config, "config [KEY...] print effective configuration" },
+	{ "config", admin_config_main, "config [-n|-d] [KEY...] | -e KEY=VALUE... | -X KEY...\n"
+	    "                  print the configuration, or edit postern.conf" },
 	{ "queue", admin_queue_main, "queue ...       list, show, delete, hold, release, flush the queue" },
 	{ "map", admin_map_main, "map ...         build, query and list lookup tables" },
 	{ "dkim", admin_dkim_main, "dkim ...        make DKIM keys, check their DNS records" },
@@ -353,7 +336,8 @@ int main(int argc, char **argv)
 		usage();
 	for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++) {
 		if (strcmp(argv[i], commands[k].name) == 0) {
-			load_config(commands[k].run == admin_map_main);
+			load_config(commands[k].run == admin_map_main ||
+			    commands[k].run == admin_config_main);
 			return commands[k].run(argc - i, argv + i);
 		}
 	}

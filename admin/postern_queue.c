@@ -15,9 +15,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -238,13 +240,43 @@ static int open_message(const char *subdir, const char *id,
  * The listing is printed from type=entry messages (qlist.h), whether we
  * built them from the files or qmgr sent them: the same output either way.
  */
+enum list_mode {
+	LIST_TEXT,		/* mailq's table */
+	LIST_JSON,		/* list --json */
+	LIST_SHAPE,		/* shape */
+};
+
 struct list_state {
 	long long total;
 	size_t shown;
+	enum list_mode mode;
+	struct admin_qshape *shape;
+	unsigned queues;	/* LIST_SHAPE: a bit per queue_all_dirs[] */
 };
+
+/* The bit of queue_all_dirs[] that names subdir, 0 if none. */
+static unsigned queue_bit(const char *subdir)
+{
+	for (size_t i = 0; subdir != NULL && i < QUEUE_NDIRS; i++)
+		if (strcmp(subdir, queue_all_dirs[i]) == 0)
+			return 1u << i;
+	return 0;
+}
 
 static void print_list_entry(const struct ipc_msg *m, struct list_state *ls)
 {
+	if (ls->mode == LIST_JSON) {
+		admin_qjson_entry(stdout, m);
+		ls->shown++;
+		return;
+	}
+	if (ls->mode == LIST_SHAPE) {
+		if (queue_bit(ipc_get(m, "queue")) & ls->queues)
+			admin_qshape_add(ls->shape, m);
+		ls->shown++;
+		return;
+	}
+
 	char when[64];
 	long long size = 0, arrival = 0;
 	const char *id = ipc_get(m, "id"), *subdir = ipc_get(m, "queue");
@@ -288,6 +320,10 @@ static void print_list_entry(const struct ipc_msg *m, struct list_state *ls)
 
 static void print_list_end(const struct list_state *ls)
 {
+	if (ls->mode == LIST_SHAPE)
+		admin_qshape_print(ls->shape, stdout, 0);
+	if (ls->mode != LIST_TEXT)
+		return;
 	if (ls->shown == 0)
 		printf("Mail queue is empty\n");
 	else
@@ -297,10 +333,10 @@ static void print_list_end(const struct list_state *ls)
 }
 
 /* The listing from the queue files (root, the postern user). */
-static int queue_list_files(void)
+static int queue_list_files(struct list_state *lsp)
 {
 	struct queue_entries e = { 0 };
-	struct list_state ls = { 0 };
+	struct list_state ls = *lsp;
 	bool ok = scan_queue(QUEUE_NLIVE, &e);
 
 	if (e.count > 0)
@@ -363,11 +399,11 @@ static enum qmgr_request_result qmgr_request(const char *type, const char *id,
  * qmgr's listing (type=list, doc/architecture.md): for users who may not read
  * the queue directories. Everyone may, as Postfix's showq allows.
  */
-static int queue_list_qmgr(void)
+static int queue_list_qmgr(struct list_state *lsp)
 {
 	char path[PATH_MAX];
 	struct bio b;
-	struct list_state ls = { 0 };
+	struct list_state ls = *lsp;
 	int rc = 1;
 
 	switch (qmgr_request("list", NULL, QUEUE_LIST_TIMEOUT_MS, &b, path,
@@ -449,11 +485,13 @@ static void print_notify(unsigned notify)
 }
 
 /* Copy the content to stdout with CRLF shown as LF. */
-static bool print_content(int fd, const struct queue_envelope *env)
+/* The content, or only its header section (up to the empty line). */
+static bool print_content(int fd, const struct queue_envelope *env,
+    bool headers_only)
 {
 	char buf[65536];
 	off_t off = env->content_offset, left = env->content_length;
-	bool cr_pending = false;
+	bool cr_pending = false, line_start = true, header_end = false;
 
 	while (left > 0) {
 		size_t want = left < (off_t)sizeof(buf) ? (size_t)left : sizeof(buf);
@@ -469,14 +507,25 @@ static bool print_content(int fd, const struct queue_envelope *env)
 		 * (shown escaped: rare, and never unsafe). */
 		char line[2 * sizeof(buf)];
 		size_t o = 0;
-		for (ssize_t i = 0; i < n; i++) {
-			if (cr_pending && buf[i] != '\n')
+		for (ssize_t i = 0; i < n && !header_end; i++) {
+			if (cr_pending && buf[i] != '\n') {
 				line[o++] = '\r';
+				line_start = false;
+			}
 			cr_pending = buf[i] == '\r';
-			if (!cr_pending)
-				line[o++] = buf[i];
+			if (cr_pending)
+				continue;
+			/* RFC 5322 2.1: the first empty line ends the header. */
+			if (headers_only && line_start && buf[i] == '\n') {
+				header_end = true;
+				break;
+			}
+			line[o++] = buf[i];
+			line_start = buf[i] == '\n';
 		}
 		print_escaped_len(stdout, line, o, true);
+		if (header_end)
+			return true;
 		off += n;
 		left -= n;
 	}
@@ -491,8 +540,9 @@ static int queue_show(int argc, char **argv)
 	    "SUCCESS", "DOUBLE" };
 	static const char *const rets[] = { "default", "FULL", "HDRS" };
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: %s show ID\n", QUEUE_CMD);
+	bool body = argc == 3 && strcmp(argv[2], "--body") == 0;
+	if (argc != 2 && !body) {
+		fprintf(stderr, "usage: %s show ID [--body]\n", QUEUE_CMD);
 		return 1;
 	}
 	const char *id = argv[1];
@@ -568,7 +618,7 @@ static int queue_show(int argc, char **argv)
 	}
 	printf("*** CONTENT %s ***\n", env.id);
 	fflush(stdout);
-	bool ok = print_content(fd, &env);
+	bool ok = print_content(fd, &env, !body);
 	printf("*** END %s ***\n", env.id);
 	close(fd);
 	queue_envelope_free(&env);
@@ -641,6 +691,8 @@ enum queue_op {
 	QUEUE_OP_DELETE,
 	QUEUE_OP_HOLD,
 	QUEUE_OP_RELEASE,
+	QUEUE_OP_REQUEUE,	/* postsuper -r: to incoming/, resolved anew */
+	QUEUE_OP_FLUSH,		/* postqueue -i: a deferred one tried now */
 };
 
 /*
@@ -662,20 +714,23 @@ static bool apply_op(enum queue_op op, const char *id, const char *subdir,
 			    strerror(errno));
 			return false;
 		}
-		log_info("%s: removed by the administrator (from %s)", id,
-		    subdir);
+		admin_audit(id, "removed", subdir);
 		return true;
 	case QUEUE_OP_HOLD:
 		if (strcmp(subdir, QUEUE_ACTIVE) == 0) {
 			enum hold_by_qmgr h = hold_by_qmgr(id);
-			if (h == HOLD_BY_QMGR_OK)
+			if (h == HOLD_BY_QMGR_OK) {
+				admin_audit(id, "placed on hold", subdir);
 				return true;
+			}
 			if (h == HOLD_BY_QMGR_FAILED)
 				return false;
 			/* qmgr is not running: nothing is in flight. */
 		}
 		/* FALLTHROUGH */
-	case QUEUE_OP_RELEASE: {
+	case QUEUE_OP_RELEASE:
+	case QUEUE_OP_REQUEUE:
+	case QUEUE_OP_FLUSH: {
 		const char *to = op == QUEUE_OP_HOLD ? QUEUE_HOLD :
 		    QUEUE_INCOMING;
 		if (!queue_move(cfg.queue_directory, subdir, to, id, true,
@@ -685,8 +740,11 @@ static bool apply_op(enum queue_op op, const char *id, const char *subdir,
 			fprintf(stderr, "%s: %s\n", QUEUE_CMD, err);
 			return false;
 		}
-		log_info("%s: %s by the administrator", id,
-		    op == QUEUE_OP_HOLD ? "placed on hold" : "released from hold");
+		/* A flush only moves the time of the next try: no record. */
+		if (op != QUEUE_OP_FLUSH)
+			admin_audit(id, op == QUEUE_OP_HOLD ? "placed on hold" :
+			    op == QUEUE_OP_RELEASE ? "released from hold" :
+			    "requeued", subdir);
 		return true;
 	}
 	}
@@ -713,35 +771,239 @@ static const char *op_source(enum queue_op op, const char *id)
 		}
 		return NULL;
 	case QUEUE_OP_RELEASE:
-		queue_path(path, sizeof(path), cfg.queue_directory, QUEUE_HOLD,
-		    id);
+	case QUEUE_OP_FLUSH: {
+		const char *dir = op == QUEUE_OP_RELEASE ? QUEUE_HOLD :
+		    QUEUE_DEFERRED;
+		queue_path(path, sizeof(path), cfg.queue_directory, dir, id);
 		return lstat(path, &st) == 0 && S_ISREG(st.st_mode) ?
-		    QUEUE_HOLD : NULL;
+		    dir : NULL;
+	}
+	case QUEUE_OP_REQUEUE:
+		/* What waits: deferred, or on hold (which it releases, as
+		 * postsuper -r does). active/ is qmgr's. */
+		for (size_t i = 0; i < 2; i++) {
+			const char *dir = i == 0 ? QUEUE_DEFERRED : QUEUE_HOLD;
+			queue_path(path, sizeof(path), cfg.queue_directory,
+			    dir, id);
+			if (lstat(path, &st) == 0 && S_ISREG(st.st_mode))
+				return dir;
+		}
+		return NULL;
 	}
 	return NULL;
+}
+
+static int queue_op_main(enum queue_op op, int argc, char **argv);
+static int queue_flush(void);
+static bool may_use_queue(bool quiet);
+
+/*
+ * Messages chosen by what they hold, not by ID: "delete --deferred
+ * --sender RE --recipient RE", "flush --domain D". Every test given must
+ * hold (a recipient test: for some pending recipient).
+ */
+struct selection {
+	unsigned queues;		/* bits of queue_all_dirs[] */
+	bool have_sender, have_rcpt;
+	regex_t sender, rcpt;
+	const char *domain;		/* a pending recipient's domain */
+};
+
+static bool selection_matches(const struct selection *sel,
+    const struct queue_envelope *env)
+{
+	if (sel->have_sender &&
+	    regexec(&sel->sender, env->sender, 0, NULL, 0) != 0)
+		return false;
+	if (!sel->have_rcpt && sel->domain == NULL)
+		return true;
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		const struct queue_rcpt *r = &env->rcpts[i];
+		if (r->status != QUEUE_RCPT_PENDING)
+			continue;
+		const char *at = strrchr(r->address, '@');
+		if (sel->domain != NULL &&
+		    (at == NULL || strcasecmp(at + 1, sel->domain) != 0))
+			continue;
+		if (sel->have_rcpt &&
+		    regexec(&sel->rcpt, r->address, 0, NULL, 0) != 0)
+			continue;
+		return true;
+	}
+	return false;
+}
+
+/* Apply op to every message sel picks; the queues are read once. */
+static int queue_op_selected(enum queue_op op, const struct selection *sel)
+{
+	struct queue_entries e = { 0 };
+	bool ok = scan_queue(QUEUE_NLIVE, &e);
+	size_t done = 0;
+
+	for (size_t i = 0; i < e.count; i++) {
+		if (!(queue_bit(e.items[i].subdir) & sel->queues))
+			continue;
+		struct queue_envelope env;
+		bool gone;
+		queue_envelope_init(&env);
+		int fd = open_message(e.items[i].subdir, e.items[i].id, &env,
+		    &gone);
+		if (fd < 0) {
+			ok = ok && gone;
+			queue_envelope_free(&env);
+			continue;
+		}
+		close(fd);
+		bool match = selection_matches(sel, &env);
+		queue_envelope_free(&env);
+		if (!match)
+			continue;
+		if (apply_op(op, e.items[i].id, e.items[i].subdir, true))
+			done++;
+		else if (errno != ENOENT)
+			ok = false;
+	}
+	free(e.items);
+	admin_audit_close();
+	if (op == QUEUE_OP_FLUSH && done > 0)
+		ipc_wake_qmgr(cfg.run_directory);
+	printf("%s: %zu message%s\n", op == QUEUE_OP_DELETE ? "deleted" :
+	    "flushed", done, done == 1 ? "" : "s");
+	return ok ? 0 : 1;
+}
+
+/*
+ * The options of a selection: --incoming, --active, --deferred, --hold
+ * (none: every queue), --sender RE, --recipient RE (POSIX extended,
+ * case-insensitive), --domain D. Returns the index of the first argument
+ * left, or -1 after a message.
+ */
+static int parse_selection(int argc, char **argv, struct selection *sel,
+    bool domain_only)
+{
+	int a = 1;
+
+	memset(sel, 0, sizeof(*sel));
+	for (; a < argc && strncmp(argv[a], "--", 2) == 0; a++) {
+		const char *opt = argv[a] + 2;
+		unsigned bit = domain_only ? 0 : queue_bit(opt);
+		if (bit != 0 && strcmp(opt, QUEUE_MAILDROP) != 0 &&
+		    strcmp(opt, QUEUE_CORRUPT) != 0) {
+			sel->queues |= bit;
+			continue;
+		}
+		if (a + 1 >= argc)
+			break;
+		const char *arg = argv[++a];
+		if (domain_only && strcmp(opt, "domain") == 0) {
+			sel->domain = arg;
+			continue;
+		}
+		bool is_sender = !domain_only && strcmp(opt, "sender") == 0;
+		bool is_rcpt = !domain_only && strcmp(opt, "recipient") == 0;
+		if (!is_sender && !is_rcpt)
+			break;
+		regex_t *re = is_sender ? &sel->sender : &sel->rcpt;
+		int rc = regcomp(re, arg, REG_EXTENDED | REG_ICASE | REG_NOSUB);
+		if (rc != 0) {
+			char why[256];
+			regerror(rc, re, why, sizeof(why));
+			fprintf(stderr, "%s: bad pattern \"", QUEUE_CMD);
+			print_masked(stderr, arg);
+			fprintf(stderr, "\": %s\n", why);
+			return -1;
+		}
+		if (is_sender)
+			sel->have_sender = true;
+		else
+			sel->have_rcpt = true;
+	}
+	if (a < argc && strncmp(argv[a], "--", 2) == 0) {
+		fprintf(stderr, "%s: %s: unknown option or missing value\n",
+		    QUEUE_CMD, argv[a]);
+		return -1;
+	}
+	if (sel->queues == 0)
+		sel->queues = domain_only ? queue_bit(QUEUE_DEFERRED) :
+		    (1u << QUEUE_NLIVE) - 1;
+	return a;
+}
+
+static void selection_free(struct selection *sel)
+{
+	if (sel->have_sender)
+		regfree(&sel->sender);
+	if (sel->have_rcpt)
+		regfree(&sel->rcpt);
+}
+
+/* delete --...: by what the messages hold; delete ID...|ALL otherwise. */
+static int queue_delete_main(int argc, char **argv)
+{
+	if (argc < 2 || strncmp(argv[1], "--", 2) != 0)
+		return queue_op_main(QUEUE_OP_DELETE, argc, argv);
+	struct selection sel;
+	int a = parse_selection(argc, argv, &sel, false);
+	if (a < 0 || a != argc) {
+		if (a >= 0)
+			fprintf(stderr, "%s: delete takes IDs or options, "
+			    "not both\n", QUEUE_CMD);
+		selection_free(&sel);
+		return 1;
+	}
+	int rc = queue_op_selected(QUEUE_OP_DELETE, &sel);
+	selection_free(&sel);
+	return rc;
+}
+
+/* flush: every deferred message (qmgr), one by ID, or one site's. */
+static int queue_flush_main(int argc, char **argv)
+{
+	if (argc == 1)
+		return queue_flush();
+	if (!may_use_queue(false))
+		return 1;
+	if (strncmp(argv[1], "--", 2) != 0)
+		return queue_op_main(QUEUE_OP_FLUSH, argc, argv);
+	struct selection sel;
+	int a = parse_selection(argc, argv, &sel, true);
+	if (a < 0 || a != argc || sel.domain == NULL) {
+		if (a >= 0)
+			fprintf(stderr, "usage: %s flush [ID... | --domain "
+			    "DOMAIN]\n", QUEUE_CMD);
+		return 1;
+	}
+	return queue_op_selected(QUEUE_OP_FLUSH, &sel);
 }
 
 static int queue_op_main(enum queue_op op, int argc, char **argv)
 {
 	static const char *const verbs[] = { "deleted", "placed on hold",
-	    "released from hold" };
+	    "released from hold", "requeued", "flushed" };
 	static const char *const where[] = { "in the queue",
-	    "in incoming, active or deferred", "on hold" };
+	    "in incoming, active or deferred", "on hold",
+	    "in deferred or hold", "in deferred" };
 	size_t done = 0;
 	bool ok = true;
 
 	if (argc < 2) {
 		fprintf(stderr, "usage: %s %s ID...%s\n", QUEUE_CMD, argv[0],
-		    op == QUEUE_OP_HOLD ? "" : "|ALL");
+		    op == QUEUE_OP_HOLD || op == QUEUE_OP_FLUSH ? "" : "|ALL");
 		return 1;
 	}
-	if (argc == 2 && strcmp(argv[1], "ALL") == 0 && op != QUEUE_OP_HOLD) {
+	if (argc == 2 && strcmp(argv[1], "ALL") == 0 && op != QUEUE_OP_HOLD &&
+	    op != QUEUE_OP_FLUSH) {
 		struct queue_entries e = { 0 };
 		ok = scan_queue(op == QUEUE_OP_DELETE ? QUEUE_NLIVE : QUEUE_NDIRS,
 		    &e);
 		for (size_t i = 0; i < e.count; i++) {
 			if (op == QUEUE_OP_RELEASE &&
 			    strcmp(e.items[i].subdir, QUEUE_HOLD) != 0)
+				continue;
+			/* requeue ALL: what is deferred (postsuper -r ALL
+			 * deferred); a held one is requeued by its ID. */
+			if (op == QUEUE_OP_REQUEUE &&
+			    strcmp(e.items[i].subdir, QUEUE_DEFERRED) != 0)
 				continue;
 			if (apply_op(op, e.items[i].id, e.items[i].subdir, true))
 				done++;
@@ -785,7 +1047,8 @@ static int queue_op_main(enum queue_op op, int argc, char **argv)
 			}
 		}
 	}
-	if (op == QUEUE_OP_RELEASE && done > 0)
+	admin_audit_close();
+	if (op != QUEUE_OP_DELETE && op != QUEUE_OP_HOLD && done > 0)
 		ipc_wake_qmgr(cfg.run_directory);
 	printf("%s: %zu message%s\n", verbs[op], done, done == 1 ? "" : "s");
 	return ok ? 0 : 1;
@@ -865,13 +1128,18 @@ static bool may_use_queue(bool quiet)
 static void queue_usage(void)
 {
 	fprintf(stderr,
-	    "usage: %s list\n"
-	    "       %s show ID\n"
+	    "usage: %s list [--json]\n"
+	    "       %s show ID [--body]\n"
 	    "       %s delete ID...|ALL\n"
+	    "       %s delete [--incoming] [--active] [--deferred] [--hold]"
+	    " [--sender RE] [--recipient RE]\n"
 	    "       %s hold ID...\n"
 	    "       %s release ID...|ALL\n"
-	    "       %s flush\n",
-	    QUEUE_CMD, QUEUE_CMD, QUEUE_CMD, QUEUE_CMD, QUEUE_CMD, QUEUE_CMD);
+	    "       %s requeue ID...|ALL\n"
+	    "       %s flush [ID... | --domain DOMAIN]\n"
+	    "       %s shape [incoming] [active] [deferred] [hold]\n",
+	    QUEUE_CMD, QUEUE_CMD, QUEUE_CMD, QUEUE_CMD, QUEUE_CMD, QUEUE_CMD,
+	    QUEUE_CMD, QUEUE_CMD, QUEUE_CMD);
 }
 
 int admin_queue_main(int argc, char **argv)
@@ -881,16 +1149,12 @@ int admin_queue_main(int argc, char **argv)
 		return 1;
 	}
 	const char *sub = argv[1];
-	if (strcmp(sub, "flush") == 0) {
-		if (argc != 2) {
-			queue_usage();
-			return 1;
-		}
-		return queue_flush();
-	}
+	if (strcmp(sub, "flush") == 0)
+		return queue_flush_main(argc - 1, argv + 1);
 	bool known = strcmp(sub, "list") == 0 || strcmp(sub, "show") == 0 ||
 	    strcmp(sub, "delete") == 0 || strcmp(sub, "hold") == 0 ||
-	    strcmp(sub, "release") == 0;
+	    strcmp(sub, "release") == 0 || strcmp(sub, "requeue") == 0 ||
+	    strcmp(sub, "shape") == 0;
 	if (!known) {
 		fprintf(stderr, "%s: unknown subcommand \"", QUEUE_CMD);
 		print_masked(stderr, sub);
@@ -898,21 +1162,47 @@ int admin_queue_main(int argc, char **argv)
 		queue_usage();
 		return 1;
 	}
-	if (strcmp(sub, "list") == 0) {
-		if (argc != 2) {
-			queue_usage();
-			return 1;
+	if (strcmp(sub, "list") == 0 || strcmp(sub, "shape") == 0) {
+		struct list_state ls = { 0 };
+		if (strcmp(sub, "list") == 0) {
+			if (argc > 3 || (argc == 3 &&
+			    strcmp(argv[2], "--json") != 0)) {
+				queue_usage();
+				return 1;
+			}
+			ls.mode = argc == 3 ? LIST_JSON : LIST_TEXT;
+		} else {
+			ls.mode = LIST_SHAPE;
+			for (int a = 2; a < argc; a++) {
+				unsigned bit = queue_bit(argv[a]);
+				if (bit == 0 || strcmp(argv[a],
+				    QUEUE_CORRUPT) == 0) {
+					queue_usage();
+					return 1;
+				}
+				ls.queues |= bit;
+			}
+			/* As qshape: what waits for delivery. */
+			if (ls.queues == 0)
+				ls.queues = queue_bit(QUEUE_INCOMING) |
+				    queue_bit(QUEUE_ACTIVE) |
+				    queue_bit(QUEUE_DEFERRED);
+			ls.shape = admin_qshape_new(time(NULL));
 		}
 		/* Read the files when we may, else ask qmgr, as anyone may. */
-		return may_use_queue(true) ? queue_list_files() :
-		    queue_list_qmgr();
+		int rc = may_use_queue(true) ? queue_list_files(&ls) :
+		    queue_list_qmgr(&ls);
+		admin_qshape_free(ls.shape);
+		return rc;
 	}
 	if (!may_use_queue(false))
 		return 1;
 	if (strcmp(sub, "show") == 0)
 		return queue_show(argc - 1, argv + 1);
 	if (strcmp(sub, "delete") == 0)
-		return queue_op_main(QUEUE_OP_DELETE, argc - 1, argv + 1);
+		return queue_delete_main(argc - 1, argv + 1);
+	if (strcmp(sub, "requeue") == 0)
+		return queue_op_main(QUEUE_OP_REQUEUE, argc - 1, argv + 1);
 	if (strcmp(sub, "hold") == 0)
 		return queue_op_main(QUEUE_OP_HOLD, argc - 1, argv + 1);
 	return queue_op_main(QUEUE_OP_RELEASE, argc - 1, argv + 1);

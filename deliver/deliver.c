@@ -88,6 +88,7 @@ static void job_free(struct deliver_job *job)
 	for (size_t i = 0; i < job->nrcpts; i++) {
 		free(job->rcpts[i].address);
 		free(job->rcpts[i].orcpt);
+		free(job->rcpts[i].orig_to);
 		deliver_outcome_free(&job->rcpts[i].out);
 	}
 	free(job->rcpts);
@@ -268,6 +269,21 @@ static bool job_parse(const struct ipc_msg *m, struct deliver_job *job,
 		snprintf(err, errsize, "no recipients");
 		return false;
 	}
+	/* "N address": only for the log, so one that names no recipient of
+	 * the job is ignored. */
+	for (size_t i = 0; i < m->count; i++) {
+		if (strcmp(m->attrs[i].name, "orig_to") != 0)
+			continue;
+		char *end;
+		errno = 0;
+		long number = strtol(m->attrs[i].value, &end, 10);
+		if (errno != 0 || *end != ' ' || end[1] == '\0')
+			continue;
+		for (size_t k = 0; k < job->nrcpts; k++)
+			if (job->rcpts[k].number == number &&
+			    job->rcpts[k].orig_to == NULL)
+				job->rcpts[k].orig_to = xstrdup(end + 1);
+	}
 	strlcpy(job->relay, "none", sizeof(job->relay));
 	return true;
 }
@@ -309,12 +325,19 @@ static void log_results(const struct deliver_job *job, double t_end)
 		const struct deliver_rcpt *r = &job->rcpts[i];
 		char to[600];
 		log_escape(to, sizeof(to), r->address, strlen(r->address));
+		/* Postfix's orig_to=: when an alias changed the address. */
+		char orig[320] = "";
+		if (r->orig_to != NULL && strcmp(r->orig_to, r->address) != 0) {
+			char e[300];
+			log_escape(e, sizeof(e), r->orig_to, strlen(r->orig_to));
+			snprintf(orig, sizeof(orig), ", orig_to=<%s>", e);
+		}
 		const char *status = r->out.status == 'S' ? "sent" :
 		    r->out.status == 'B' ? "bounced" : "deferred";
-		log_info("%s: to=<%s>, relay=%s, %sdelay=%s, delays=%s/%s/%s/%s, "
-		    "dsn=%s, status=%s (%s)", job->queue_id, to, job->relay,
-		    conn_use, delay, a, b, c, d, r->out.dsn, status,
-		    r->out.text ? r->out.text : "");
+		log_info("%s: to=<%s>%s, relay=%s, %sdelay=%s, "
+		    "delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)", job->queue_id,
+		    to, orig, job->relay, conn_use, delay, a, b, c, d,
+		    r->out.dsn, status, r->out.text ? r->out.text : "");
 	}
 }
 

@@ -39,6 +39,7 @@ struct deliver_rcpt {
 	char *address;		/* "user@domain", no brackets */
 	unsigned notify;	/* QUEUE_NOTIFY_* bits, 0 if not given */
 	char *orcpt;		/* "type;address" or NULL */
+	char *orig_to;		/* the address an alias expanded, or NULL */
 	bool in_txn;		/* RCPT sent in the current transaction */
 	bool accepted;		/* RCPT got 2xx in the current transaction */
 	bool done;		/* outcome is final for this job */

@@ -52,14 +52,20 @@ static const char *log_addr(char *buf, size_t size, const char *address)
 	return log_escape(buf, size, address, strlen(address));
 }
 
+/*
+ * One line per recipient, in a shape of its own: deliver logs the same
+ * delivery as "to=..., status=sent", and log readers (pflogsumm, a grep
+ * for status=sent) must count it once (doc/logging.md). result is what
+ * this server did: "stored", "tempfail" (4xx) or "refused" (5xx).
+ */
 static void log_delivery(struct lmtpd_session *s, const struct lmtpd_rcpt *r,
-    const char *dsn, const char *status, const char *why)
+    const char *dsn, const char *result, const char *why)
 {
 	char addr[600];
-	log_info("%s: to=<%s>, relay=local, maildir=%s, delay=%.2f, "
-	    "dsn=%s, status=%s (%s)", s->txn.id,
+	log_info("%s: rcpt=<%s>, maildir=%s, delay=%.2f, dsn=%s, "
+	    "result=%s (%s)", s->txn.id,
 	    log_addr(addr, sizeof(addr), r->address), r->maildir,
-	    elapsed_since(&s->txn.start), dsn, status, why);
+	    elapsed_since(&s->txn.start), dsn, result, why);
 }
 
 /* Store one recipient's copy and queue its reply (RFC 2033 4.2). */
@@ -72,14 +78,14 @@ static void deliver_one(struct lmtpd_session *s, const struct lmtpd_rcpt *r,
 
 	if (sp->too_big) {
 		/* RFC 1870 6.3 */
-		log_delivery(s, r, "5.3.4", "bounced", "message too big");
+		log_delivery(s, r, "5.3.4", "refused", "message too big");
 		esmtp_reply(&s->bio, 552, "5.3.4", true,
 		    "<%s>: Message size exceeds fixed limit", shown);
 		return;
 	}
 	if (s->txn.msg.bare_newline) {
 		/* The same smuggling rule as smtpd (mail/smtp_server_data.c). */
-		log_delivery(s, r, "5.5.2", "bounced", "bare <CR> or <LF> in "
+		log_delivery(s, r, "5.5.2", "refused", "bare <CR> or <LF> in "
 		    "message text");
 		esmtp_reply(&s->bio, 550, "5.5.2", true, "<%s>: Error: bare "
 		    "<CR> or <LF> received in message text", shown);
@@ -87,7 +93,7 @@ static void deliver_one(struct lmtpd_session *s, const struct lmtpd_rcpt *r,
 	}
 	if (smtp_message_too_many_hops(&s->txn.msg)) {
 		/* RFC 5321 6.3; Postfix's hopcount_limit. */
-		log_delivery(s, r, "5.4.6", "bounced", "too many hops");
+		log_delivery(s, r, "5.4.6", "refused", "too many hops");
 		esmtp_reply(&s->bio, 554, "5.4.6", true, "<%s>: Error: Too "
 		    "many hops", shown);
 		return;
@@ -95,14 +101,14 @@ static void deliver_one(struct lmtpd_session *s, const struct lmtpd_rcpt *r,
 	if ((long long)s->txn.msg.delivered_to >
 	    lmtpd_settings.max_delivered_to) {
 		/* RFC 5321 6.3: a message that keeps coming back is a loop. */
-		log_delivery(s, r, "5.4.6", "bounced", "mail forwarding loop: "
+		log_delivery(s, r, "5.4.6", "refused", "mail forwarding loop: "
 		    "too many Delivered-To header fields");
 		esmtp_reply(&s->bio, 554, "5.4.6", true,
 		    "<%s>: Mail forwarding loop detected", shown);
 		return;
 	}
 	if (sp->write_failed) {
-		log_delivery(s, r, "4.3.0", "deferred",
+		log_delivery(s, r, "4.3.0", "tempfail",
 		    "temporary spool file not writable");
 		esmtp_reply(&s->bio, 451, "4.3.0", true,
 		    "<%s>: Temporary failure, try again later", shown);
@@ -116,28 +122,28 @@ static void deliver_one(struct lmtpd_session *s, const struct lmtpd_rcpt *r,
 	    sizeof(name), err, sizeof(err));
 	switch (res) {
 	case LMTPD_STORE_OK:
-		log_delivery(s, r, "2.0.0", "sent", "delivered to maildir");
+		log_delivery(s, r, "2.0.0", "stored", "delivered to maildir");
 		esmtp_reply(&s->bio, 250, "2.0.0", true, "<%s> Delivered (%s)",
 		    shown, s->txn.id);
 		return;
 	case LMTPD_STORE_QUOTA:
 		if (lmtpd_settings.quota_tempfail) {
-			log_delivery(s, r, "4.2.2", "deferred", err);
+			log_delivery(s, r, "4.2.2", "tempfail", err);
 			esmtp_reply(&s->bio, 452, "4.2.2", true,
 			    "<%s>: Mailbox full", shown);
 		} else {
-			log_delivery(s, r, "5.2.2", "bounced", err);
+			log_delivery(s, r, "5.2.2", "refused", err);
 			esmtp_reply(&s->bio, 552, "5.2.2", true,
 			    "<%s>: Mailbox full", shown);
 		}
 		return;
 	case LMTPD_STORE_NOSPACE:
-		log_delivery(s, r, "4.3.1", "deferred", err);
+		log_delivery(s, r, "4.3.1", "tempfail", err);
 		esmtp_reply(&s->bio, 452, "4.3.1", true,
 		    "<%s>: Insufficient system storage", shown);
 		return;
 	case LMTPD_STORE_TEMPFAIL:
-		log_delivery(s, r, "4.3.0", "deferred", err);
+		log_delivery(s, r, "4.3.0", "tempfail", err);
 		esmtp_reply(&s->bio, 451, "4.3.0", true,
 		    "<%s>: Cannot store the message, try again later", shown);
 		return;

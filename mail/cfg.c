@@ -54,6 +54,9 @@ static const struct cfg_key_def key_defs[] = {
 
 /* Expanded text of every key, kept for cfg_print and cfg_value_text. */
 static char *effective_text[KEY_COUNT];
+/* What the file said for each key (NULL if it did not set it), for
+ * "postern config -n". */
+static char *file_text[KEY_COUNT];
 
 static int key_index(const char *name, size_t len)
 {
@@ -763,6 +766,8 @@ bool cfg_load_text(const char *config_directory, const char *file,
 		free(effective_text[i]);
 		effective_text[i] = ld.expanded[i];
 		ld.expanded[i] = NULL;
+		free(file_text[i]);
+		file_text[i] = ld.raw[i].text ? xstrdup(ld.raw[i].text) : NULL;
 	}
 	loader_free(&ld);
 	return true;
@@ -782,4 +787,34 @@ bool cfg_value_text(const char *key, char *out, size_t outsize)
 		return false;
 	strlcpy(out, effective_text[i] ? effective_text[i] : "", outsize);
 	return true;
+}
+
+size_t cfg_key_count(void)
+{
+	return KEY_COUNT;
+}
+
+const char *cfg_key_name(size_t i)
+{
+	return i < KEY_COUNT ? key_defs[i].name : NULL;
+}
+
+const char *cfg_key_default(size_t i)
+{
+	return i < KEY_COUNT ? key_defs[i].default_value : NULL;
+}
+
+const char *cfg_key_file_text(size_t i)
+{
+	return i < KEY_COUNT ? file_text[i] : NULL;
+}
+
+const char *cfg_key_effective(size_t i)
+{
+	return i < KEY_COUNT && effective_text[i] ? effective_text[i] : "";
+}
+
+int cfg_key_lookup(const char *key)
+{
+	return key_index(key, strlen(key));
 }

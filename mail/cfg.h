@@ -63,6 +63,19 @@ void cfg_print(FILE *out);
 bool cfg_value_text(const char *key, char *out, size_t outsize);
 bool cfg_key_exists(const char *key);
 
+/*
+ * The key table, for "postern config" (admin/postern_config.c): key i's
+ * name, its default as written in cfg_keys.h (unexpanded, "$myhostname"),
+ * the text the loaded file gave it (NULL if none), its effective value.
+ * cfg_key_lookup: the index of a key, -1 if there is no such key.
+ */
+size_t cfg_key_count(void);
+const char *cfg_key_name(size_t i);
+const char *cfg_key_default(size_t i);
+const char *cfg_key_file_text(size_t i);
+const char *cfg_key_effective(size_t i);
+int cfg_key_lookup(const char *key);
+
 /* Value parsers, shared with other code that reads such values. */
 bool cfg_parse_size(const char *text, long long *out);
 bool cfg_parse_duration(const char *text, long long *out);

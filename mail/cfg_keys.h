@@ -80,7 +80,8 @@
 	X(DURATION, queue_run_delay, "300s") \
 	X(INT, qmgr_active_limit, "20000") \
 	X(INT, destination_concurrency_limit, "20") \
-	X(INT, initial_destination_concurrency, "5")
+	X(INT, initial_destination_concurrency, "5") \
+	X(STRING, metrics_listen, "")
 
 /* deliver */
 #define CFG_KEYS_DELIVER(X) \

@@ -271,6 +271,15 @@ size_t queue_clean_stale(const char *queue_directory, const char *subdir,
     time_t min_age);
 
 /*
+ * queue_writer_open under an ID the caller chose (qmgr's pickup keeps the
+ * ID sendmail printed and logged): fails (EEXIST) when ".<id>" exists,
+ * and its commit fails rather than replace a file named id.
+ */
+struct queue_writer *queue_writer_open_as(const char *queue_directory,
+    const char *subdir, const char *id, struct queue_envelope *env,
+    char *err, size_t errsize);
+
+/*
  * The same file made by one process and written by another (smtpd's
  * door and worker, smtpd/smtpd_door.c). The maker creates the file with
  * queue_file_create() and publishes it with queue_file_publish(); the

@@ -55,6 +55,7 @@ struct queue_writer {
 	off_t old_size;		/* a recycled file's length before */
 	off_t length_offset;	/* offset of the D digits */
 	off_t content_offset;
+	bool no_replace;	/* the caller chose the ID: never replace one */
 	struct queue_envelope *env;
 };
 
@@ -319,8 +320,52 @@ static struct queue_writer *queue_writer_start(struct queue_writer *w,
 	return w;
 }
 
+/* ".<id>" made new with O_EXCL and locked, as queue_file_create does. */
+static int queue_file_create_as(int dirfd, const char *id, char *err,
+    size_t errsize)
+{
+	char tmpname[QUEUE_ID_SIZE + 1];
+
+	snprintf(tmpname, sizeof(tmpname), ".%s", id);
+	int fd = openat(dirfd, tmpname, O_WRONLY | O_CREAT | O_EXCL |
+	    O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		int e = errno;
+		snprintf(err, errsize, "create %s: %s", tmpname, strerror(e));
+		errno = e;
+		return -1;
+	}
+	(void)flock(fd, LOCK_EX | LOCK_NB);
+	return fd;
+}
+
+static struct queue_writer *queue_writer_open_id(const char *queue_directory,
+    const char *subdir, const char *want_id, struct queue_envelope *env,
+    char *err, size_t errsize);
+
 struct queue_writer *queue_writer_open(const char *queue_directory,
     const char *subdir, struct queue_envelope *env, char *err, size_t errsize)
+{
+	return queue_writer_open_id(queue_directory, subdir, NULL, env, err,
+	    errsize);
+}
+
+struct queue_writer *queue_writer_open_as(const char *queue_directory,
+    const char *subdir, const char *id, struct queue_envelope *env,
+    char *err, size_t errsize)
+{
+	if (!queue_id_valid(id)) {
+		snprintf(err, errsize, "bad queue ID");
+		errno = EINVAL;
+		return NULL;
+	}
+	return queue_writer_open_id(queue_directory, subdir, id, env, err,
+	    errsize);
+}
+
+static struct queue_writer *queue_writer_open_id(const char *queue_directory,
+    const char *subdir, const char *want_id, struct queue_envelope *env,
+    char *err, size_t errsize)
 {
 	if (!queue_envelope_writable(env, err, errsize)) {
 		errno = EINVAL;
@@ -356,8 +401,15 @@ struct queue_writer *queue_writer_open(const char *queue_directory,
 	bool maildrop = strcmp(subdir, QUEUE_MAILDROP) == 0;
 	bool incoming = strcmp(subdir, QUEUE_INCOMING) == 0;
 	char cerr[256];
-	w->fd = queue_file_create(queue_directory, w->dirfd, incoming, w->id,
-	    cerr, sizeof(cerr));
+	if (want_id != NULL) {
+		strlcpy(w->id, want_id, sizeof(w->id));
+		w->no_replace = true;
+		w->fd = queue_file_create_as(w->dirfd, want_id, cerr,
+		    sizeof(cerr));
+	} else {
+		w->fd = queue_file_create(queue_directory, w->dirfd, incoming,
+		    w->id, cerr, sizeof(cerr));
+	}
 	if (w->fd < 0) {
 		int e = errno;
 		snprintf(err, errsize, "%s in %s", cerr, w->dirpath);
@@ -506,8 +558,19 @@ bool queue_writer_finish(struct queue_writer *w, char *err, size_t errsize)
 	return ok;
 }
 
+static bool queue_file_publish_flags(int dirfd, bool dir_readable,
+    const char *id, int fd, unsigned flags, char *err, size_t errsize);
+
 bool queue_file_publish(int dirfd, bool dir_readable, const char *id, int fd,
     char *err, size_t errsize)
+{
+	return queue_file_publish_flags(dirfd, dir_readable, id, fd, 0, err,
+	    errsize);
+}
+
+/* flags: 0, or RENAME_NOREPLACE for an ID the caller chose. */
+static bool queue_file_publish_flags(int dirfd, bool dir_readable,
+    const char *id, int fd, unsigned flags, char *err, size_t errsize)
 {
 	char tmpname[QUEUE_ID_SIZE + 1];
 	const char *step = "rename";
@@ -515,7 +578,7 @@ bool queue_file_publish(int dirfd, bool dir_readable, const char *id, int fd,
 	snprintf(tmpname, sizeof(tmpname), ".%s", id);
 	/* Everything is written: a reader that finds the final name (qmgr
 	 * may, before the fsyncs) finds a complete file in the page cache. */
-	if (renameat(dirfd, tmpname, dirfd, id) < 0) {
+	if (renameat2(dirfd, tmpname, dirfd, id, flags) < 0) {
 		int e = errno;
 		snprintf(err, errsize, "rename %s: %s", tmpname, strerror(e));
 		unlinkat(dirfd, tmpname, 0);
@@ -631,8 +694,8 @@ bool queue_writer_commit(struct queue_writer *w, char *err, size_t errsize)
 		errno = e;
 		return false;
 	}
-	if (!queue_file_publish(w->dirfd, w->dir_readable, w->id, w->fd,
-	    perr, sizeof(perr))) {
+	if (!queue_file_publish_flags(w->dirfd, w->dir_readable, w->id, w->fd,
+	    w->no_replace ? RENAME_NOREPLACE : 0, perr, sizeof(perr))) {
 		int e = errno;
 		snprintf(err, errsize, "%s in %s", perr, w->dirpath);
 		/* The temporary name is gone either way. */

@@ -146,8 +146,10 @@ bool master_services_setup(struct master_service **services, size_t *count,
 {
 	char *deliver_sock = xasprintf("unix:%s/%s", cfg.run_directory,
 	    IPC_SOCKET_DELIVER);
-	char *qmgr_sock = xasprintf("unix:%s/%s", cfg.run_directory,
-	    IPC_SOCKET_QMGR);
+	/* qmgr's control socket, then metrics_listen (qmgr_metrics.c). */
+	char *qmgr_sock = xasprintf("unix:%s/%s%s%s", cfg.run_directory,
+	    IPC_SOCKET_QMGR, cfg.metrics_listen[0] ? ", " : "",
+	    cfg.metrics_listen);
 	static const struct cfg_list no_listeners = { 0 };
 	char *local_sock = xasprintf("unix:%s/%s", cfg.run_directory,
 	    IPC_SOCKET_LOCAL);

@@ -101,6 +101,9 @@ static void qmgr_run(const char *service)
 		exit(0);
 	}
 	qmgr_ctl_init(daemon_listener_fd(0));
+	/* metrics_listen, when set, is the second listener (master). */
+	if (daemon_listener_count() > 1)
+		qmgr_metrics_init(daemon_listener_fd(1));
 	log_info("starting: active limit %lld, deliver processes %lld",
 	    cfg.qmgr_active_limit, cfg.deliver_processes);
 	qmgr_scan_startup();
@@ -129,6 +132,7 @@ static void qmgr_run(const char *service)
 		next = min_deadline(next, qmgr_sched_timer(now));
 		next = min_deadline(next, qmgr_deliver_timer(now));
 		next = min_deadline(next, qmgr_ctl_timer(now));
+		next = min_deadline(next, qmgr_metrics_timer(now));
 		if (!draining) {
 			qmgr_scan_feed();
 			qmgr_sched_dispatch();
@@ -144,6 +148,9 @@ static void qmgr_run(const char *service)
 			n += qmgr_scan_pollfds(pfds + n, QMGR_MAX_POLLFDS - n);
 		size_t ctl_first = n;
 		n += qmgr_ctl_pollfds(pfds + n, QMGR_MAX_POLLFDS - n);
+		size_t met_first = n;
+		if (!draining)
+			n += qmgr_metrics_pollfds(pfds + n, QMGR_MAX_POLLFDS - n);
 		size_t dlv_first = n;
 		n += qmgr_deliver_pollfds(pfds + n, QMGR_MAX_POLLFDS - n);
 
@@ -175,7 +182,8 @@ static void qmgr_run(const char *service)
 		if (r == 0)
 			continue;
 		qmgr_scan_events(pfds + scan_first, ctl_first - scan_first);
-		qmgr_ctl_events(pfds + ctl_first, dlv_first - ctl_first);
+		qmgr_ctl_events(pfds + ctl_first, met_first - ctl_first);
+		qmgr_metrics_events(pfds + met_first, dlv_first - met_first);
 		qmgr_deliver_events(pfds + dlv_first, n - dlv_first);
 	}
 }

@@ -114,6 +114,10 @@ void qmgr_message_job_done(struct qmsg *msg);
 const char *qmgr_notify_letters(unsigned notify, char *buf, size_t size);
 /* Seconds since arrival, for log lines. */
 double qmgr_message_delay(const struct qmsg *msg);
+/* The address an alias expansion of recipient i started from (the first
+ * of its chain), for orig_to=; NULL if i was not expanded. */
+const char *qmgr_message_orig_rcpt(const struct queue_envelope *env,
+    size_t i);
 
 enum qmgr_hold_result {
 	QMGR_HOLD_DONE,		/* moved to hold/ now */
@@ -260,6 +264,18 @@ void qmgr_ctl_stop(void);
 size_t qmgr_ctl_pollfds(struct pollfd *pfds, size_t max);
 void qmgr_ctl_events(struct pollfd *pfds, size_t n);
 long long qmgr_ctl_timer(long long now_ms);
+
+/* ---- metrics endpoint, metrics_listen (qmgr_metrics.c) ---- */
+
+void qmgr_metrics_init(int listen_fd);
+size_t qmgr_metrics_pollfds(struct pollfd *pfds, size_t max);
+void qmgr_metrics_events(struct pollfd *pfds, size_t n);
+long long qmgr_metrics_timer(long long now_ms);
+/* What the counters count: a message entering active/, one recipient's
+ * result ('S', 'D', 'B'), a notification queued. */
+void qmgr_metrics_activated(void);
+void qmgr_metrics_result(char what);
+void qmgr_metrics_notice(void);
 
 /* ---- queue listing for any local user (qmgr_list.c) ---- */
 

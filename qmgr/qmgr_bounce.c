@@ -418,6 +418,7 @@ bool qmgr_bounce_write(struct qmsg *msg, enum qdsn_kind kind,
 		log_warning("%s: cannot commit notification: %s", msg->id, err);
 		ok = false;
 	} else {
+		qmgr_metrics_notice();
 		log_info("%s: %s %s notification: %s", msg->id,
 		    double_bounce ? "postmaster" : "sender",
 		    kind == QDSN_FAILED ? "non-delivery" :

@@ -102,10 +102,44 @@ static bool privileged(uid_t uid)
 	return uid == 0 || uid == geteuid();
 }
 
+/*
+ * type=admin: an administrator's tool (postern queue, admin/postern_audit.c)
+ * acted on a message itself and wants it in the mail log, in the shape of
+ * Postfix's postsuper lines. The uid is the kernel's; the user name is the
+ * privileged client's word, escaped.
+ */
+static void qmgr_ctl_log_admin(uid_t uid, const struct ipc_msg *m)
+{
+	static const char *const actions[] = { "removed", "placed on hold",
+	    "released from hold", "requeued" };
+	static const char *const queues[] = { QUEUE_MAILDROP, QUEUE_INCOMING,
+	    QUEUE_ACTIVE, QUEUE_DEFERRED, QUEUE_HOLD, QUEUE_CORRUPT };
+	const char *id = ipc_get(m, "id"), *action = ipc_get(m, "action");
+	const char *queue = ipc_get(m, "queue"), *user = ipc_get(m, "user");
+	const char *a = NULL, *q = NULL;
+	char esc[80];
+
+	for (size_t i = 0; action && i < sizeof(actions) / sizeof(*actions); i++)
+		if (strcmp(action, actions[i]) == 0)
+			a = actions[i];
+	for (size_t i = 0; queue && i < sizeof(queues) / sizeof(*queues); i++)
+		if (strcmp(queue, queues[i]) == 0)
+			q = queues[i];
+	if (id == NULL || !queue_id_valid(id) || a == NULL || q == NULL) {
+		log_warning("malformed admin record from uid %lu",
+		    (unsigned long)uid);
+		return;
+	}
+	log_escape(esc, sizeof(esc), user ? user : "", user ? strlen(user) : 0);
+	log_info("%s: %s, user=%s, uid=%lu, queue=%s", id, a,
+	    esc[0] ? esc : "unknown", (unsigned long)uid, q);
+}
+
 static void handle(struct ctl_client *c, const struct ipc_msg *m)
 {
 	bool known = strcmp(m->type, "wakeup") == 0 ||
-	    strcmp(m->type, "flush") == 0 || strcmp(m->type, "hold") == 0;
+	    strcmp(m->type, "flush") == 0 || strcmp(m->type, "hold") == 0 ||
+	    strcmp(m->type, "admin") == 0;
 	if (known && !privileged(c->uid)) {
 		if (strcmp(m->type, "wakeup") != 0)
 			log_warning("%s refused for uid %lu", m->type,
@@ -138,6 +172,11 @@ static void handle(struct ctl_client *c, const struct ipc_msg *m)
 			reply(c, "error", "not in active");
 			break;
 		}
+	} else if (strcmp(m->type, "admin") == 0) {
+		/* No reply: postern sends one per message it acted on, and
+		 * keeps the connection as long as it keeps sending. */
+		qmgr_ctl_log_admin(c->uid, m);
+		c->deadline_ms = qmgr_now_ms() + CTL_TIMEOUT_MS;
 	} else if (strcmp(m->type, "list") == 0) {
 		/* No uid check: the listing is for everyone (see above). */
 		if (c->list != NULL || nlistings == CTL_MAX_LISTINGS) {

@@ -231,6 +231,10 @@ void qmgr_deliver_start(struct qconn *c, struct qjob *job)
 		ipc_add(&m, "rcpt", "%zu %s %s %s", job->rcpts[k],
 		    qmgr_notify_letters(r->notify, letters, sizeof(letters)),
 		    r->orcpt && *r->orcpt ? r->orcpt : "-", r->address);
+		/* For deliver's log line (orig_to=, doc/logging.md). */
+		const char *orig = qmgr_message_orig_rcpt(env, job->rcpts[k]);
+		if (orig != NULL)
+			ipc_add(&m, "orig_to", "%zu %s", job->rcpts[k], orig);
 	}
 	ipc_encode(&m, &c->out);
 	ipc_msg_free(&m);

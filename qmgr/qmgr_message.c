@@ -145,15 +145,30 @@ bool qmgr_message_set_status(struct qmsg *msg, int fd, size_t i, char st)
 	return false;
 }
 
+const char *qmgr_message_orig_rcpt(const struct queue_envelope *env,
+    size_t i)
+{
+	const char *orig = NULL;
+
+	/* Bounded by the count: a parent loop in a bad file ends too. */
+	for (size_t steps = 0; steps < env->nrcpts && i < env->nrcpts &&
+	    env->rcpts[i].parent >= 0 &&
+	    (size_t)env->rcpts[i].parent < env->nrcpts; steps++) {
+		i = (size_t)env->rcpts[i].parent;
+		orig = env->rcpts[i].address;
+	}
+	return orig;
+}
+
 static void log_to_line(const struct qmsg *msg, size_t i, const char *relay,
     const char *dsn, const char *status, const char *text)
 {
 	const struct queue_rcpt *r = &msg->env.rcpts[i];
 	char esc[600], orig[300] = "";
+	const char *pa = qmgr_message_orig_rcpt(&msg->env, i);
 
-	if (r->parent >= 0 && (size_t)r->parent < msg->env.nrcpts) {
+	if (pa != NULL) {
 		char e[256];
-		const char *pa = msg->env.rcpts[r->parent].address;
 		log_escape(e, sizeof(e), pa, strlen(pa));
 		snprintf(orig, sizeof(orig), ", orig_to=<%s>", e);
 	}
@@ -187,6 +202,7 @@ void qmgr_message_results(struct qmsg *msg, const struct qresult *r,
 		size_t i = r[k].rcpt;
 		outcome_set(&msg->out[i], r[k].what, r[k].dsn, r[k].text,
 		    remote_mta);
+		qmgr_metrics_result(r[k].what);
 		if (log_it)
 			log_to_line(msg, i, relay ? relay : "none",
 			    msg->out[i].dsn, r[k].what == 'S' ? "sent" :
@@ -486,6 +502,7 @@ void qmgr_message_activate(const char *id)
 			nrcpt++;
 	char esc[300];
 	log_escape(esc, sizeof(esc), msg->env.sender, strlen(msg->env.sender));
+	qmgr_metrics_activated();
 	log_info("%s: from=<%s>, size=%lld, nrcpt=%zu (queue active)", id, esc,
 	    (long long)msg->env.content_length, nrcpt);
 

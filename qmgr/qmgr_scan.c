@@ -22,6 +22,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,7 @@
 #include "cfg.h"
 #include "log.h"
 #include "mem.h"
+#include "msgid.h"
 #include "qmgr.h"
 
 /* Safety-net scan of incoming/ and maildrop/ when no wake-up came. */
@@ -205,7 +207,7 @@ static bool valid_address(const char *a, bool allow_null)
  * take it for a line end (SMTP smuggling). BINARYMIME is copied as is.
  */
 static bool copy_content(int fd, off_t offset, off_t length, bool binary,
-    struct queue_writer *w)
+    struct queue_writer *w, struct msgid_scan *ms)
 {
 	char in[65536];
 	char out[2 * sizeof(in) + 2];
@@ -220,6 +222,7 @@ static bool copy_content(int fd, off_t offset, off_t length, bool binary,
 		offset += n;
 		length -= n;
 		if (binary) {
+			msgid_scan_text(ms, in, (size_t)n);
 			if (!queue_writer_write(w, in, (size_t)n))
 				return false;
 			continue;
@@ -243,11 +246,37 @@ static bool copy_content(int fd, off_t offset, off_t length, bool binary,
 				out[o++] = c;
 			}
 		}
+		msgid_scan_text(ms, out, o);
 		if (!queue_writer_write(w, out, o))
 			return false;
 	}
 	if (pending_cr && !queue_writer_write(w, "\r\n", 2))
 		return false;
+	return true;
+}
+
+/*
+ * May a maildrop file's ID be kept? Only if no queue holds a message of
+ * that ID: sendmail's IDs are unique on the host, but a member of the
+ * postdrop group can name a file as it likes. Creating ".<ID>" with
+ * O_EXCL and renaming without replacing (queue_writer_open_as) close
+ * the rest of the race.
+ */
+static bool pickup_id_free(const char *id)
+{
+	static const char *const dirs[] = { QUEUE_INCOMING, QUEUE_ACTIVE,
+	    QUEUE_DEFERRED, QUEUE_HOLD, QUEUE_CORRUPT };
+	char path[PATH_MAX];
+	struct stat st;
+
+	if (!queue_id_valid(id))
+		return false;
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		queue_path(path, sizeof(path), cfg.queue_directory, dirs[i],
+		    id);
+		if (lstat(path, &st) == 0 || errno != ENOENT)
+			return false;
+	}
 	return true;
 }
 
@@ -320,12 +349,20 @@ static void pickup_one(int dirfd_, const char *name)
 		queue_envelope_add_rcpt(&out, in.rcpts[i].address,
 		    in.rcpts[i].notify, in.rcpts[i].orcpt);
 
-	struct queue_writer *w = queue_writer_open(cfg.queue_directory,
-	    QUEUE_INCOMING, &out, err, sizeof(err));
+	struct msgid_scan ms;
+	msgid_scan_init(&ms);
+	/* The ID sendmail printed and logged stays the message's ID. */
+	struct queue_writer *w = NULL;
+	if (strcmp(name, in.id) == 0 && pickup_id_free(name))
+		w = queue_writer_open_as(cfg.queue_directory, QUEUE_INCOMING,
+		    name, &out, err, sizeof(err));
+	if (w == NULL)
+		w = queue_writer_open(cfg.queue_directory, QUEUE_INCOMING,
+		    &out, err, sizeof(err));
 	if (w == NULL) {
 		log_warning("pickup of maildrop file %s: %s", name, err);
 	} else if (!copy_content(fd, in.content_offset, in.content_length,
-	    in.body == QUEUE_BODY_BINARYMIME, w)) {
+	    in.body == QUEUE_BODY_BINARYMIME, w, &ms)) {
 		log_warning("pickup of maildrop file %s: copy failed: %m", name);
 		queue_writer_abort(w);
 	} else if (!queue_writer_commit(w, err, sizeof(err))) {
@@ -333,7 +370,21 @@ static void pickup_one(int dirfd_, const char *name)
 	} else {
 		char esc[300];
 		log_escape(esc, sizeof(esc), out.sender, strlen(out.sender));
-		log_info("%s: uid=%s from=<%s>", out.id, uid, esc);
+		/* Postfix's pickup line, under the name log readers count
+		 * local submissions by (doc/logging.md). */
+		if (strcmp(out.id, name) == 0)
+			log_info_as("pickup", "%s: uid=%s from=<%s>", out.id,
+			    uid, esc);
+		else
+			log_info_as("pickup", "%s: uid=%s from=<%s> "
+			    "(maildrop file %s)", out.id, uid, esc, name);
+		/* As Postfix's cleanup: the Message-ID a user reports leads
+		 * to the queue ID. */
+		const char *v = msgid_scan_value(&ms);
+		char msgid[MSGID_VALUE_MAX + 8];
+		log_escape(msgid, sizeof(msgid), v, strlen(v));
+		log_info_as("pickup", "%s: message-id=%s", out.id,
+		    *v ? msgid : "<>");
 		if (unlinkat(dirfd_, name, 0) < 0)
 			log_warning("remove maildrop file %s: %m", name);
 	}

@@ -20,6 +20,7 @@
 #include "bio.h"
 #include "daemon.h"
 #include "esmtp.h"
+#include "msgid.h"
 #include "queue.h"
 #include "smtp_server.h"
 #include "str.h"
@@ -52,6 +53,7 @@ struct smtpd_txn {
 	bool too_big;			/* passed message_size_limit */
 	bool write_failed;		/* queue file write error */
 	struct smtp_message msg;	/* what the core's readers saw */
+	struct msgid_scan msgid;	/* its Message-ID, for the log */
 	bool bdat_failed;		/* a BDAT chunk got an error reply */
 	int bdat_fail_code;		/* ... and this is the reply */
 	const char *bdat_fail_enh, *bdat_fail_text;

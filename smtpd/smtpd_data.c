@@ -30,6 +30,7 @@
 #include "idna.h"
 #include "log.h"
 #include "mem.h"
+#include "msgid.h"
 #include "rfc5322.h"
 #include "smtpd.h"
 #include "smtpd_milter.h"
@@ -176,6 +177,7 @@ static bool open_message(struct smtpd_session *s, struct open_failure *why)
 		return false;
 	}
 	memcpy(t->queue_id, env->id, sizeof(t->queue_id));
+	msgid_scan_init(&t->msgid);
 	if (!write_received(s))
 		t->write_failed = true;
 	return true;
@@ -206,6 +208,7 @@ static void put_content(void *ctx, const char *p, size_t n, bool line_end)
 	struct smtpd_txn *t = ctx;
 
 	t->size = t->msg.size;
+	msgid_scan_put(&t->msgid, p, n, line_end);
 	if (cfg.message_size_limit > 0 &&
 	    t->size > (unsigned long long)cfg.message_size_limit)
 		t->too_big = true;
@@ -284,6 +287,30 @@ static bool milter_end_of_message(struct smtpd_session *s, const char *stage,
 }
 
 /*
+ * The lines of a message about to be committed, as Postfix's smtpd and
+ * cleanup write them: "client=" (with the AUTH identity) and
+ * "message-id=" ("<>" when the message has none).
+ */
+static void log_accepted(struct smtpd_session *s)
+{
+	struct smtpd_txn *t = s->txn;
+	char msgid[MSGID_VALUE_MAX + 8];
+
+	if (s->auth_user != NULL) {
+		char user[300];
+		log_escape(user, sizeof(user), s->auth_user,
+		    strlen(s->auth_user));
+		log_info("%s: client=%s, sasl_method=%s, sasl_username=%s",
+		    t->queue_id, s->client_log, s->auth_method, user);
+	} else {
+		log_info("%s: client=%s", t->queue_id, s->client_log);
+	}
+	const char *v = msgid_scan_value(&t->msgid);
+	log_escape(msgid, sizeof(msgid), v, strlen(v));
+	log_info("%s: message-id=%s", t->queue_id, *v ? msgid : "<>");
+}
+
+/*
  * The end of a message: refuse it or commit it, reply, and end the
  * transaction. stage names it in the log ("END-OF-MESSAGE", "BDAT").
  */
@@ -345,6 +372,14 @@ static void finish_message(struct smtpd_session *s, const char *stage)
 	smtpd_milter_msg_free(t->milter_msg);
 	t->milter_msg = NULL;
 	bool written = queue_writer_finish(w, err, sizeof(err));
+	/*
+	 * client= and message-id= go out before the commit: the rename
+	 * wakes qmgr, whose "from=" line must come after them for log
+	 * readers that pair the lines of one ID (pflogsumm counts a sender
+	 * only then). A failed commit is logged right after them.
+	 */
+	if (written)
+		log_accepted(s);
 	bool committed = written && (hold_reason != NULL ?
 	    smtpd_door_commit_hold(t->queue_id) :
 	    smtpd_door_commit(t->queue_id));
@@ -366,15 +401,6 @@ static void finish_message(struct smtpd_session *s, const char *stage)
 		return;
 	}
 	/* On disk, with its directory entry: now it may be acknowledged. */
-	if (s->auth_user != NULL) {
-		char user[300];
-		log_escape(user, sizeof(user), s->auth_user,
-		    strlen(s->auth_user));
-		log_info("%s: client=%s, sasl_method=%s, sasl_username=%s",
-		    t->queue_id, s->client_log, s->auth_method, user);
-	} else {
-		log_info("%s: client=%s", t->queue_id, s->client_log);
-	}
 	if (hold_reason != NULL)
 		milter_log_hold(s, stage, hold_reason);
 	smtpd_reply(s, 250, "2.0.0", "Ok: queued as %s", t->queue_id);

@@ -104,7 +104,7 @@ new_count() {
 	# Owned by mailbox_owner, readable by nobody else.
 	[ "$(stat -c %U "$f")" = "$TEST_USER" ]
 	[ "$(stat -c %a "$f")" = 600 ]
-	grep -Eq 'to=<alice@postern.test>, .*status=sent' "$T/log"
+	grep -Eq 'rcpt=<alice@postern.test>, .*result=stored' "$T/log"
 }
 
 @test "user+detail is delivered to user's Maildir, Delivered-To keeps the detail" {
@@ -310,7 +310,7 @@ new_count() {
 	[[ "$(echo "$second" | sed -n 4p)" == "250 2.0.0 <bob@postern.test>"* ]]
 	[ "$(new_count alice)" -eq 1 ]
 	[ "$(new_count bob)" -eq 1 ]
-	grep -Eq 'to=<alice@postern.test>, .*dsn=4.2.2, status=deferred' "$T/log"
+	grep -Eq 'rcpt=<alice@postern.test>, .*dsn=4.2.2, result=tempfail' "$T/log"
 
 	# A mailbox already at its quota (say a big message was moved to cur/
 	# by the reader) is refused at RCPT, before any data is sent.

@@ -97,7 +97,7 @@ sink_count() {
 	# The queue is empty again, and every step was logged.
 	wait_for_queue_count 0 5
 	[ "$(queue_count)" -eq 0 ]
-	grep -Eq 'postern/lmtpd\[[0-9]+\]: .*to=<alice@localhost>.*status=sent' "$T/log"
+	grep -Eq 'postern/lmtpd\[[0-9]+\]: .*rcpt=<alice@localhost>.*result=stored' "$T/log"
 	grep -Eq 'postern/deliver\[[0-9]+\]: .*to=<alice@localhost>.*status=sent' "$T/log"
 }
 

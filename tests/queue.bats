@@ -126,6 +126,10 @@ PY
 	[[ "$output" == *"recipient 0: <one@example.net> status=pending notify=default"* ]]
 	[[ "$output" == *"recipient 1: <two@example.net> status=pending"* ]]
 	[[ "$output" == *"attribute: origin=local"* ]]
+	# The header section; the body too with --body.
+	[[ "$output" == *"*** CONTENT $id ***"*"Subject: queue test"*"*** END $id ***" ]]
+	[[ "$output" != *$'\nbody\n'* ]]
+	run pq show "$id" --body
 	[[ "$output" == *"*** CONTENT $id ***"*"Subject: queue test"*"body"*"*** END $id ***" ]]
 	# Content is shown with plain LF line ends.
 	refute grep -q $'\r' <<<"$output"
@@ -317,7 +321,7 @@ PY
 	printf '%s' "$output" | grep -q 'evil\\x1b\[2J@example.org'
 	printf '%s' "$output" | grep -q 'to\\xc2\\x9b31m\\xff\\xe2\\x80\\xae@example.net'
 	[ "$(printf '%s' "$output" | LC_ALL=C grep -c $'[\x1b\x9b\xff]')" -eq 0 ]
-	run pq show 1xaC000000001B
+	run pq show 1xaC000000001B --body
 	[ "$status" -eq 0 ]
 	printf '%s' "$output" | grep -q '^Subject: hi \\x1b\[2J there$'
 	printf '%s' "$output" | grep -q '^X-Evil: \\xc2\\x9b31m\\xff$'

@@ -53,8 +53,8 @@ const char *log_program(void)
  * client's name) can never end a log line early, forge another one or
  * reach an administrator's terminal as a control sequence.
  */
-static void log_emit(int priority, const char *prefix, const char *fmt,
-    va_list ap)
+static void log_emit_tag(const char *tag, int priority, const char *prefix,
+    const char *fmt, va_list ap)
 {
 	char text[2048];
 	char safe[LOG_LINE_MAX];
@@ -65,11 +65,16 @@ static void log_emit(int priority, const char *prefix, const char *fmt,
 	vsnprintf(text, sizeof(text), fmt, ap);
 	log_escape_line(safe, sizeof(safe), text);
 	if (log_destination == LOG_DEST_SYSLOG) {
+		/* openlog() only keeps the pointer: tag outlives the call. */
+		if (tag != log_tag)
+			openlog(tag, LOG_PID | LOG_NDELAY, LOG_MAIL);
 		syslog(priority, "%s%s", prefix, safe);
+		if (tag != log_tag)
+			openlog(log_tag, LOG_PID | LOG_NDELAY, LOG_MAIL);
 	} else {
 		/* One write per line, so lines of many processes do not mix. */
 		char line[LOG_LINE_MAX + 128];
-		int n = snprintf(line, sizeof(line), "%s[%ld]: %s%s\n", log_tag,
+		int n = snprintf(line, sizeof(line), "%s[%ld]: %s%s\n", tag,
 		    (long)getpid(), prefix, safe);
 		if (n > (int)sizeof(line) - 1) {
 			n = (int)sizeof(line) - 1;
@@ -79,6 +84,23 @@ static void log_emit(int priority, const char *prefix, const char *fmt,
 		(void)w;
 	}
 	errno = saved_errno;
+}
+
+static void log_emit(int priority, const char *prefix, const char *fmt,
+    va_list ap)
+{
+	log_emit_tag(log_tag, priority, prefix, fmt, ap);
+}
+
+void log_info_as(const char *program, const char *fmt, ...)
+{
+	static char other_tag[64];
+	va_list ap;
+
+	snprintf(other_tag, sizeof(other_tag), "postern/%s", program);
+	va_start(ap, fmt);
+	log_emit_tag(other_tag, LOG_INFO, "", fmt, ap);
+	va_end(ap);
 }
 
 #define LOG_FUNCTION(name, priority, prefix) \

@@ -31,6 +31,13 @@ void log_set_verbose(int level);
 int log_verbose_level(void);
 const char *log_program(void);
 
+/*
+ * An info line under another program's tag ("postern/pickup"): for a job
+ * one program does that log readers know by another name (qmgr's pickup
+ * of local submissions, which pflogsumm counts from "pickup" lines).
+ */
+void log_info_as(const char *program, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
