@@ -183,7 +183,9 @@ complete_line() {
 
 @test "completion: commands, subcommands, config keys and options" {
 	run -0 complete_line "postern "
-	[ "$(echo $output)" = "-c check config map queue reload start status stop" ]
+	[ "$(echo $output)" = "-c check config dkim map queue reload spf start status stop" ]
+	run -0 complete_line "postern -c $T/conf dkim "
+	[ "$(echo $output)" = "check keygen verify" ]
 	run -0 complete_line "postern -c $T/conf q"
 	[ "$output" = queue ]
 	run -0 complete_line "postern -c $T/conf queue "
