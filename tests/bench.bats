@@ -1,5 +1,4 @@
 #!/usr/bin/env bats
-# test-runner: alone (what it checks is timing or load)
 # bench.bats - keeps the benchmark harness from rotting: bench/run in its
 # quick mode (a handful of messages per case, one run) must start its
 # private Postfix (and postern, once the build has it), print the table

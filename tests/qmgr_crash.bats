@@ -1,5 +1,4 @@
 #!/usr/bin/env bats
-# test-runner: alone (what it checks is timing or load)
 # Crash safety of the delivery path: 2,000 messages from Postfix's
 # smtp-source into smtpd, relayed by qmgr and deliver to Postfix's
 # smtp-sink, while qmgr and then every deliver process are killed with
