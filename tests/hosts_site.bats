@@ -95,7 +95,8 @@ delivered_unique() {
 	site_host store1 192.0.2.21
 	site_host store2 192.0.2.22
 	# No route out of any of them.
-	! on sender ip route get 198.51.100.1 >/dev/null 2>&1
+	run on sender ip route get 198.51.100.1
+	[ "$status" -ne 0 ]
 
 	# The site's tables: every user, and the back end of each.
 	local i mbox="" trans="" store1=""
@@ -236,8 +237,8 @@ delivered_unique() {
 	echo "# site: store1 (lmtpd)=$s1 store2 (Dovecot)=$s2; mx1 accepted $killed_at, delivered $mx1_sent_before and held $mx1_queued in its queue at kill -9, delivered $mx1_sent_after after its restart; setup $((t_ready - t0))s, mail $((t_done - t_ready))s" >&3
 	[ "$missing" -eq 0 ]
 	# Each store holds only its own users.
-	! find "$T/store2/dovecot/mail" -maxdepth 1 -name 'u[0-9]' | grep -q .
-	! find "$T/store1/mail/site" -maxdepth 1 -name 'u1[0-9]' | grep -q .
+	[ -z "$(find "$T/store2/dovecot/mail" -maxdepth 1 -name 'u[0-9]')" ]
+	[ -z "$(find "$T/store1/mail/site" -maxdepth 1 -name 'u1[0-9]')" ]
 	[ "$s1" -gt 0 ] && [ "$s2" -gt 0 ]
 	# Duplicates only from deliveries in flight at the kill: a handful,
 	# never a share of the mail.
