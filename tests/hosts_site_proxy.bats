@@ -22,14 +22,16 @@
 # (0.4 of the mail acknowledged, while the sender goes on) fe1's master
 # and every child get kill -9: its sessions are cut, haproxy sends the
 # retries and new sessions to fe2. Then the store starts and fe1 starts
-# again on its own queue; the rest of the mail (from 0.6 on) waits until
-# haproxy sees fe1 up again. At the end: every acknowledged message in
-# exactly one mailbox but for duplicates of messages in flight at the
-# kill (a message that fe1 had queued when its 250 was lost: at most one
-# a cut session); each Received header of the front ends names the
-# sender's 192.0.2.10, carried by the PROXY header, never haproxy's
-# 192.0.2.5. Prints sent, acknowledged, delivered, duplicates, missing,
-# the share of each front end and the time.
+# again on its own queue; each sending thread, 10 messages after the
+# kill (at 0.8 of the mail at the latest), waits until haproxy sees fe1
+# up again, so that fe1 takes mail again. At the end: every
+# acknowledged message in exactly one mailbox but for duplicates of
+# messages in flight at the kill (a message that fe1 had queued when its
+# 250 was lost: at most one a cut session); each Received header of the
+# front ends names the sender's 192.0.2.10, carried by the PROXY
+# header, never haproxy's 192.0.2.5. Prints sent, acknowledged,
+# delivered, duplicates, missing, the share of each front end and the
+# time.
 
 load helpers/suite
 load helpers/netns_site
@@ -52,7 +54,10 @@ haproxy_server_up() {
 	/usr/bin/python3 - "$T/lb/haproxy.sock" "$1" <<-'PY'
 	import socket, sys
 	s = socket.socket(socket.AF_UNIX)
-	s.connect(sys.argv[1])
+	try:
+	    s.connect(sys.argv[1])
+	except OSError:
+	    sys.exit(1)   # haproxy not up yet
 	s.sendall(b"show stat\n")
 	data = b""
 	while True:
