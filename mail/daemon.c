@@ -126,20 +126,32 @@ static void take_listeners(void)
 	fcntl(DAEMON_ALIVE_FD, F_SETFD, FD_CLOEXEC);
 }
 
-static void fill_conn(struct daemon_conn *conn, int fd, size_t li)
+/*
+ * What is known of an accepted connection. false when a network client
+ * is gone already (reset between accept and here: getpeername fails):
+ * it must not be taken for a local Unix-socket peer, which skips checks
+ * and limits. Whether the peer is local is the listener's family, never
+ * the absence of a peer address.
+ */
+static bool fill_conn(struct daemon_conn *conn, int fd, size_t li)
 {
 	memset(conn, 0, sizeof(*conn));
 	conn->fd = fd;
 	conn->service = service_name;
 	conn->listener = listener_names[li];
 	conn->proxy = listener_proxy[li];
-	conn->peer_len = sizeof(conn->peer);
-	getpeername(fd, (struct sockaddr *)&conn->peer, &conn->peer_len);
 	conn->local_len = sizeof(conn->local);
-	getsockname(fd, (struct sockaddr *)&conn->local, &conn->local_len);
+	if (getsockname(fd, (struct sockaddr *)&conn->local,
+	    &conn->local_len) < 0)
+		return false;
+	conn->peer_len = sizeof(conn->peer);
+	bool have_peer = getpeername(fd, (struct sockaddr *)&conn->peer,
+	    &conn->peer_len) == 0;
 	conn->peer_uid = (uid_t)-1;
-	if (conn->peer.ss_family == AF_UNIX || conn->peer_len == 0 ||
-	    conn->peer.ss_family == AF_UNSPEC) {
+	if (conn->local.ss_family != AF_UNIX &&
+	    (!have_peer || conn->peer.ss_family != conn->local.ss_family))
+		return false;
+	if (conn->local.ss_family == AF_UNIX) {
 		conn->peer_is_unix = true;
 		strlcpy(conn->peer_addr, "unix", sizeof(conn->peer_addr));
 		/* The kernel's word, taken at connect: not forgeable. */
@@ -152,6 +164,7 @@ static void fill_conn(struct daemon_conn *conn, int fd, size_t li)
 		sock_addr_format((struct sockaddr *)&conn->peer,
 		    conn->peer_addr, sizeof(conn->peer_addr), &conn->peer_port);
 	}
+	return true;
 }
 
 /*
@@ -260,7 +273,12 @@ static void accept_loop(const struct daemon_service *svc)
 			continue;
 		}
 		struct daemon_conn conn;
-		fill_conn(&conn, fd, i);
+		if (!fill_conn(&conn, fd, i)) {
+			log_debug("%s: a client left before it was served",
+			    listener_names[i]);
+			close(fd);
+			continue;
+		}
 		report(DAEMON_BUSY);
 		svc->serve(&conn);
 		close(fd);

@@ -23,134 +23,19 @@
 # Prints sent, acknowledged, delivered, duplicates and the time.
 
 load helpers/suite
+load helpers/netns_site
 
 SITE_MESSAGES=${SITE_MESSAGES:-1000}
 SITE_USERS=20
 
 setup() {
-	[ "$(id -u)" -eq 0 ] || skip "needs root for ip netns"
-	command -v ip >/dev/null || skip "ip (iproute2) is not installed"
 	[ -x /usr/sbin/dovecot ] || skip "dovecot is not installed"
 	command -v dnsmasq >/dev/null || skip "dnsmasq is not installed"
-	NS="pst$$"
-	if ! ip netns add "$NS-lan" 2>/dev/null; then
-		skip "ip netns is not allowed here"
-	fi
-	SITE_NS=("$NS-lan")
-	SITE_PIDS=()
-	suite_init
+	site_netns_init
 }
 
 teardown() {
-	local pid ns
-	for pid in "${SITE_PIDS[@]}"; do
-		kill -TERM "$pid" 2>/dev/null || true
-	done
-	for pid in "${SITE_PIDS[@]}"; do
-		if ! wait_for_exit "$pid" 15 2>/dev/null; then
-			kill -KILL $(tree_pids "$pid") 2>/dev/null || true
-		fi
-		wait "$pid" 2>/dev/null || true
-	done
-	for ns in "${SITE_NS[@]}"; do
-		ip netns del "$ns" 2>/dev/null || true
-	done
-	if [ -n "${KEEP_TEST_DIR:-}" ]; then
-		echo "# kept $T" >&3
-	else
-		rm -rf "$T"
-	fi
-	echo "# hosts_site.bats: ${SECONDS}s" >&3
-}
-
-# on NAME COMMAND...: run COMMAND in host NAME's namespace.
-on() {
-	local name=$1
-	shift
-	ip netns exec "$NS-$name" "$@"
-}
-
-# on_bg NAME COMMAND... &: the same in the background, so that $! is
-# COMMAND itself (ip netns exec execs it) and bats's fd 3 stays closed
-# to it (bats waits for every holder of fd 3).
-on_bg() {
-	local name=$1
-	shift
-	exec 3>&-
-	exec ip netns exec "$NS-$name" "$@"
-}
-
-# site_host NAME ADDRESS: a namespace with lo and eth0=ADDRESS/24 on
-# the bridge, and no route but the /24.
-site_host() {
-	local name=$1 addr=$2
-	ip netns add "$NS-$name"
-	SITE_NS+=("$NS-$name")
-	ip netns exec "$NS-lan" ip link add "$name" type veth peer name eth0 \
-		netns "$NS-$name"
-	ip netns exec "$NS-lan" ip link set "$name" master br0 up
-	on "$name" ip link set lo up
-	on "$name" ip addr add "$addr/24" dev eth0
-	on "$name" ip link set eth0 up
-}
-
-# site_postern NAME HOSTNAME [KEY=VALUE...]: a postern instance's
-# config in $T/NAME.
-site_postern() {
-	local name=$1 host=$2 kv
-	shift 2
-	local D="$T/$name"
-	mkdir -p "$D/conf" "$D/mail"
-	chown "$TEST_USER" "$D/mail"
-	cat > "$D/conf/postern.conf" <<-CONF
-	myhostname = $host
-	queue_directory = $D/queue
-	run_directory = $D/run
-	daemon_directory = $BUILD
-	user = $TEST_USER
-	smtpd_user = $TEST_SMTPD_USER
-	mailbox_owner = $TEST_USER
-	postdrop_group = $(id -gn "$TEST_USER")
-	mailbox_base = $D/mail
-	lmtp_listen = unix:$D/run/lmtp
-	lmtp_destination = unix:$D/run/lmtp
-	submission_listen =
-	service_throttle_time = 2s
-	shutdown_timeout = 10s
-	minimal_backoff = 1s
-	maximal_backoff = 2s
-	queue_run_delay = 1s
-	process_min_idle = 1
-	smtpd_processes = 20
-	smtp_connect_timeout = 2s
-	smtp_timeout = 10s
-	CONF
-	local f="$D/conf/postern.conf"
-	for kv in "$@"; do
-		grep -v "^${kv%%=*} =" "$f" > "$f.new" || true
-		printf '%s = %s\n' "${kv%%=*}" "${kv#*=}" >> "$f.new"
-		mv "$f.new" "$f"
-	done
-}
-
-# site_start NAME: start NAME's master in its namespace; sets NAME_PID.
-site_start() {
-	local name=$1
-	# A restart writes a new log: the old one says "started" too.
-	if [ -f "$T/$name/log" ]; then
-		mv "$T/$name/log" "$T/$name/log.before"
-	fi
-	on_bg "$name" "$POSTERN" -c "$T/$name/conf" start -f >>"$T/$name/log" 2>&1 &
-	local pid=$!
-	SITE_PIDS+=("$pid")
-	printf -v "${name}_PID" '%s' "$pid"
-	wait_for_log 'daemon started' 20 "$T/$name/log"
-}
-
-# site_port_open NAME ADDR PORT: does ADDR:PORT take a connection, seen
-# from host NAME?
-site_port_open() {
-	on "$1" bash -c "exec 3<>/dev/tcp/$2/$3" 2>/dev/null
+	site_cleanup
 }
 
 # Back end 2: Dovecot's LMTP on 192.0.2.22:24.
@@ -190,15 +75,6 @@ site_dovecot() {
 	SITE_PIDS+=($!)
 }
 
-# tree_pids PID: PID and all its descendants.
-tree_pids() {
-	local kid
-	echo "$1"
-	for kid in $(child_pids "$1"); do
-		tree_pids "$kid"
-	done
-}
-
 # The seq numbers of the delivered messages, one a line.
 delivered_seqs() {
 	find "$T/store1/mail/site" "$T/store2/dovecot/mail" -path '*/new/*' \
@@ -212,15 +88,15 @@ delivered_unique() {
 
 @test "a site in namespaces: two MX front ends, two LMTP back ends, kill -9 of MX 10 midway, nothing lost" {
 	local t0=$SECONDS
-	ip netns exec "$NS-lan" ip link add br0 type bridge
-	ip netns exec "$NS-lan" ip link set br0 up
+	site_lan
 	site_host sender 192.0.2.10
 	site_host mx1 192.0.2.11
 	site_host mx2 192.0.2.12
 	site_host store1 192.0.2.21
 	site_host store2 192.0.2.22
 	# No route out of any of them.
-	! on sender ip route get 198.51.100.1 >/dev/null 2>&1
+	run on sender ip route get 198.51.100.1
+	[ "$status" -ne 0 ]
 
 	# The site's tables: every user, and the back end of each.
 	local i mbox="" trans="" store1=""
@@ -361,8 +237,8 @@ delivered_unique() {
 	echo "# site: store1 (lmtpd)=$s1 store2 (Dovecot)=$s2; mx1 accepted $killed_at, delivered $mx1_sent_before and held $mx1_queued in its queue at kill -9, delivered $mx1_sent_after after its restart; setup $((t_ready - t0))s, mail $((t_done - t_ready))s" >&3
 	[ "$missing" -eq 0 ]
 	# Each store holds only its own users.
-	! find "$T/store2/dovecot/mail" -maxdepth 1 -name 'u[0-9]' | grep -q .
-	! find "$T/store1/mail/site" -maxdepth 1 -name 'u1[0-9]' | grep -q .
+	[ -z "$(find "$T/store2/dovecot/mail" -maxdepth 1 -name 'u[0-9]')" ]
+	[ -z "$(find "$T/store1/mail/site" -maxdepth 1 -name 'u1[0-9]')" ]
 	[ "$s1" -gt 0 ] && [ "$s2" -gt 0 ]
 	# Duplicates only from deliveries in flight at the kill: a handful,
 	# never a share of the mail.
