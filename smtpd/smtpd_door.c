@@ -546,11 +546,13 @@ int smtpd_door_open(char id[QUEUE_ID_SIZE])
 	return fd;
 }
 
-bool smtpd_door_commit(const char *id)
+/* One request about one queue file ("commit", "hold", "abort"): true
+ * when the door answered "ok". */
+static bool file_request(const char *type, const char *id)
 {
 	struct ipc_msg req, rep;
 
-	ipc_msg_init(&req, "commit");
+	ipc_msg_init(&req, type);
 	ipc_add(&req, "id", "%s", id);
 	bool ok = worker_call(&req, &rep, NULL);
 	ipc_msg_free(&req);
@@ -559,32 +561,21 @@ bool smtpd_door_commit(const char *id)
 		ipc_msg_free(&rep);
 	}
 	return ok;
+}
+
+bool smtpd_door_commit(const char *id)
+{
+	return file_request("commit", id);
 }
 
 bool smtpd_door_commit_hold(const char *id)
 {
-	struct ipc_msg req, rep;
-
-	ipc_msg_init(&req, "hold");
-	ipc_add(&req, "id", "%s", id);
-	bool ok = worker_call(&req, &rep, NULL);
-	ipc_msg_free(&req);
-	if (ok) {
-		ok = strcmp(rep.type, "ok") == 0;
-		ipc_msg_free(&rep);
-	}
-	return ok;
+	return file_request("hold", id);
 }
 
 void smtpd_door_abort(const char *id)
 {
-	struct ipc_msg req, rep;
-
-	ipc_msg_init(&req, "abort");
-	ipc_add(&req, "id", "%s", id);
-	if (worker_call(&req, &rep, NULL))
-		ipc_msg_free(&rep);
-	ipc_msg_free(&req);
+	(void)file_request("abort", id);
 }
 
 enum smtpd_door_auth smtpd_door_auth(const char *user, const char *password)
