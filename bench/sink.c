@@ -16,7 +16,11 @@
  *
  * A client that sends "XCOUNT" gets one line with the counters, so the
  * driver can poll without signals or files:
- *   250 messages=N unique=N duplicates=N bounces=N recipients=N bytes=N connections=N
+ *   250 messages=N unique=N duplicates=N bounces=N recipients=N bytes=N connections=N signed=N
+ *
+ * signed= counts messages that carry a DKIM-Signature header field, so the
+ * signing case can show that every message was signed (the signatures
+ * themselves are verified by the test suite, not here).
  *
  * Trusts: nothing that arrives on the socket (bounded buffers, no echo);
  * it is a measuring instrument for loopback use, not a mail server.
@@ -57,6 +61,7 @@ struct conn {
 	bool closing;		/* close once the output is flushed */
 	bool null_sender;	/* MAIL FROM:<>: a bounce, counted apart */
 	uint64_t msgid_hash;	/* hash of this message's Message-Id, 0 if none */
+	bool dkim_signed;	/* a DKIM-Signature header field was seen */
 	unsigned int rcpts;	/* recipients of the current transaction */
 	uint64_t msg_bytes;
 	size_t in_len;
@@ -66,7 +71,7 @@ struct conn {
 };
 
 static struct {
-	unsigned long long messages, unique, duplicates, bounces, recipients, bytes, connections;
+	unsigned long long messages, unique, duplicates, bounces, recipients, bytes, connections, signed_;
 } counts;
 
 /* Open-addressing set of 64-bit Message-Id hashes (0 = empty slot). */
@@ -151,9 +156,9 @@ static void reply_counts(struct conn *c)
 
 	snprintf(line, sizeof(line),
 	    "250 messages=%llu unique=%llu duplicates=%llu bounces=%llu "
-	    "recipients=%llu bytes=%llu connections=%llu\r\n",
+	    "recipients=%llu bytes=%llu connections=%llu signed=%llu\r\n",
 	    counts.messages, counts.unique, counts.duplicates, counts.bounces,
-	    counts.recipients, counts.bytes, counts.connections);
+	    counts.recipients, counts.bytes, counts.connections, counts.signed_);
 	reply(c, line);
 }
 
@@ -212,6 +217,7 @@ static void do_command(struct conn *c, const char *line, size_t len)
 		c->state = SINK_DATA;
 		c->in_header = true;
 		c->msgid_hash = 0;
+		c->dkim_signed = false;
 		c->msg_bytes = 0;
 		reply(c, "354 End data with <CR><LF>.<CR><LF>\r\n");
 	} else if (verb_is(line, len, "RSET")) {
@@ -237,6 +243,8 @@ static void end_of_message(struct conn *c)
 		counts.bounces++;
 	} else {
 		counts.messages++;
+		if (c->dkim_signed)
+			counts.signed_++;
 		if (c->msgid_hash == 0 || seen_add(c->msgid_hash))
 			counts.unique++;
 		else
@@ -251,6 +259,7 @@ static void end_of_message(struct conn *c)
 static void do_data_line(struct conn *c, const char *line, size_t len, bool start)
 {
 	static const char hdr[] = "Message-Id:";
+	static const char dkim[] = "DKIM-Signature:";
 	size_t hlen = sizeof(hdr) - 1;
 
 	if (start && len == 1 && line[0] == '.') {
@@ -262,6 +271,8 @@ static void do_data_line(struct conn *c, const char *line, size_t len, bool star
 		return;
 	if (len == 0) {
 		c->in_header = false;
+	} else if (len >= sizeof(dkim) - 1 && strncasecmp(line, dkim, sizeof(dkim) - 1) == 0) {
+		c->dkim_signed = true;
 	} else if (len > hlen && strncasecmp(line, hdr, hlen) == 0) {
 		const char *v = line + hlen;
 		size_t vlen = len - hlen;
@@ -491,8 +502,8 @@ int main(int argc, char **argv)
 		}
 	}
 	printf("messages=%llu unique=%llu duplicates=%llu bounces=%llu recipients=%llu "
-	    "bytes=%llu connections=%llu\n",
+	    "bytes=%llu connections=%llu signed=%llu\n",
 	    counts.messages, counts.unique, counts.duplicates, counts.bounces,
-	    counts.recipients, counts.bytes, counts.connections);
+	    counts.recipients, counts.bytes, counts.connections, counts.signed_);
 	return 0;
 }

@@ -142,7 +142,13 @@ static int ticket_cb(SSL *ssl, unsigned char key_name[16],
 		    == 1 && ticket_crypto(&b.current, iv, cctx, hctx, 1) ? 1 :
 		    -1;
 	} else if (memcmp(key_name, b.current.name, 16) == 0) {
-		r = ticket_crypto(&b.current, iv, cctx, hctx, 0) ? 1 : 0;
+		/*
+		 * 2, renew: a TLS 1.3 client uses each ticket once (RFC 8446
+		 * C.4), and OpenSSL sends a resumed client a new ticket only
+		 * when asked to renew; with 1 every other connection of a
+		 * sender would pay a full handshake.
+		 */
+		r = ticket_crypto(&b.current, iv, cctx, hctx, 0) ? 2 : 0;
 	} else if (b.seq > 1 && memcmp(key_name, b.previous.name, 16) == 0) {
 		/* The previous key: accept, and give a ticket of the new one. */
 		r = ticket_crypto(&b.previous, iv, cctx, hctx, 0) ? 2 : 0;

@@ -19,11 +19,18 @@ setup() {
 	# One msgs/s row per case, with a number in the Postfix column.
 	for title in "accept, 1 session, 2 KiB" "accept, 20 sessions, 2 KiB" \
 		"accept, 100 sessions, 2 KiB" "accept, 4 sessions, 1 MiB" \
-		"end-to-end relay, 20 sessions" "end-to-end Maildir, 20 sessions"; do
+		"end-to-end relay, 20 sessions" "end-to-end Maildir, 20 sessions" \
+		"STARTTLS accept, 20 sessions" "STARTTLS accept, resumed sessions" \
+		"accept through a milter, 20 sess." "relay with DKIM signing, 20 sess."; do
 		grep -E "^$title +msgs/s +[0-9]+\.[0-9] " <<<"$table"
 	done
 	grep -E '^ +p99 end-of-DATA ms +[0-9]+\.[0-9]+ ' <<<"$table"
 	grep -E '^ +RSS KiB per session +[0-9]+ ' <<<"$table"
+	# Server CPU per message, from the instances' cgroups, where the
+	# machine has cpuacct (v1) or cgroup v2.
+	if [ -w /sys/fs/cgroup/cpuacct/cgroup.procs ] || [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+		grep -E '^ +server CPU us/msg +[0-9]+ +[0-9]+ ' <<<"$table"
+	fi
 	grep -E '^fsync ceiling .*: [0-9]+/s with 1 writer, [0-9]+/s with 20$' <<<"$table"
 	# Nothing lost, duplicated or bounced, counted at the sink and in the
 	# Maildirs.
