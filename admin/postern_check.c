@@ -359,15 +359,23 @@ static void check_tls(struct check_result *res)
 	}
 	if (!have_cert && !have_key)
 		return;
+	if ((cfg.tls_eccert_file[0] != '\0') != (cfg.tls_eckey_file[0] != '\0')) {
+		check_error(res, "tls_eccert_file and tls_eckey_file go together");
+		return;
+	}
 	if (!have_cert || !have_key) {
 		check_error(res, "TLS needs both tls_cert_file and tls_key_file "
 		    "(only %s is set)", have_cert ? "tls_cert_file" :
 		    "tls_key_file");
 		return;
 	}
-	const char *files[] = { cfg.tls_cert_file, cfg.tls_key_file };
-	const char *keys[] = { "tls_cert_file", "tls_key_file" };
-	for (int i = 0; i < 2; i++) {
+	const char *files[] = { cfg.tls_cert_file, cfg.tls_key_file,
+		cfg.tls_eccert_file, cfg.tls_eckey_file };
+	const char *keys[] = { "tls_cert_file", "tls_key_file",
+		"tls_eccert_file", "tls_eckey_file" };
+	for (int i = 0; i < 4; i++) {
+		if (files[i][0] == '\0')
+			continue;
 		if (access(files[i], R_OK) != 0) {
 			check_error(res, "%s: %s: %s", keys[i], files[i],
 			    strerror(errno));

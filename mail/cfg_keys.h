@@ -28,6 +28,8 @@
 	X(LIST, dns_servers, "") \
 	X(STRING, tls_cert_file, "") \
 	X(STRING, tls_key_file, "") \
+	X(STRING, tls_eccert_file, "") \
+	X(STRING, tls_eckey_file, "") \
 	X(LIST, smtpd_tls_protocols, ">=TLSv1.2") \
 	X(STRING, smtpd_tls_ciphers, "high") \
 	X(LIST, smtp_tls_protocols, ">=TLSv1.2") \

@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 
 #include "mem.h"
@@ -162,6 +163,55 @@ static bool apply_policy(SSL_CTX *ctx, const struct tls_policy *p,
 	return true;
 }
 
+/*
+ * One certificate chain and its key. Called twice for a dual setup (an
+ * RSA and an ECDSA certificate, as Postfix's smtpd_tls_eccert_file):
+ * OpenSSL keeps one slot per key type and picks, per handshake, the one
+ * the client's signature algorithms allow.
+ */
+static bool load_key_pair(SSL_CTX *ctx, const char *cert_file,
+    const char *key_file, char *err, size_t errsize)
+{
+	char why[256];
+	ERR_clear_error();
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+		openssl_error(why, sizeof(why), "unreadable");
+		snprintf(err, errsize, "cannot load certificate %s: %s",
+		    cert_file, why);
+		return false;
+	}
+	/*
+	 * The key goes to the slot of its own type, so a key of the wrong
+	 * type would pass SSL_CTX_check_private_key against the other
+	 * certificate: check it against this chain's leaf first.
+	 */
+	X509 *leaf = SSL_CTX_get0_certificate(ctx);
+	EVP_PKEY *key = NULL;
+	BIO *in = BIO_new_file(key_file, "r");
+	if (in != NULL)
+		key = PEM_read_bio_PrivateKey(in, NULL, NULL, NULL);
+	BIO_free(in);
+	if (key == NULL) {
+		openssl_error(why, sizeof(why), "unreadable");
+		snprintf(err, errsize, "cannot load private key %s: %s",
+		    key_file, why);
+		return false;
+	}
+	bool ok = leaf != NULL && X509_check_private_key(leaf, key) == 1;
+	if (!ok) {
+		openssl_error(why, sizeof(why), "mismatch");
+		snprintf(err, errsize, "private key %s does not match "
+		    "certificate %s: %s", key_file, cert_file, why);
+	} else if (SSL_CTX_use_PrivateKey(ctx, key) != 1) {
+		openssl_error(why, sizeof(why), "rejected");
+		snprintf(err, errsize, "cannot use private key %s: %s",
+		    key_file, why);
+		ok = false;
+	}
+	EVP_PKEY_free(key);
+	return ok;
+}
+
 SSL_CTX *tls_server_context(const char *cert_file, const char *key_file,
     char *err, size_t errsize)
 {
@@ -195,25 +245,9 @@ SSL_CTX *tls_server_context(const char *cert_file, const char *key_file,
 	SSL_CTX_set_dh_auto(ctx, 1);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	ERR_clear_error();
-	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
-		openssl_error(why, sizeof(why), "unreadable");
-		snprintf(err, errsize, "cannot load certificate %s: %s",
-		    cert_file, why);
-		SSL_CTX_free(ctx);
-		return NULL;
-	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
-		openssl_error(why, sizeof(why), "unreadable");
-		snprintf(err, errsize, "cannot load private key %s: %s",
-		    key_file, why);
-		SSL_CTX_free(ctx);
-		return NULL;
-	}
-	if (SSL_CTX_check_private_key(ctx) != 1) {
-		openssl_error(why, sizeof(why), "mismatch");
-		snprintf(err, errsize, "private key %s does not match "
-		    "certificate %s: %s", key_file, cert_file, why);
+	if (!load_key_pair(ctx, cert_file, key_file, err, errsize) ||
+	    (cfg.tls_eccert_file[0] != '\0' && !load_key_pair(ctx,
+	    cfg.tls_eccert_file, cfg.tls_eckey_file, err, errsize))) {
 		SSL_CTX_free(ctx);
 		return NULL;
 	}

@@ -80,3 +80,32 @@ resume() {
 	echo "$output"
 	[[ "$output" == *"second reused=False"* ]]
 }
+
+# keybits PORT SIGALGS: the size of the server key a client offering only
+# SIGALGS is given, as openssl s_client reports it.
+keybits() {
+	timeout 20 openssl s_client -starttls smtp -connect "127.0.0.1:$1" \
+		-sigalgs "$2" </dev/null 2>/dev/null |
+		sed -n 's/^Server public key is \([0-9]*\) bit.*/\1/p'
+}
+
+@test "TLS: an ECDSA certificate beside the RSA one (tls_eccert_file), each to the clients that ask for it" {
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=mx.postern.test \
+		-keyout "$T/conf/rsa.key" -out "$T/conf/rsa.pem" 2>/dev/null
+	suite_conf tls_cert_file "$T/conf/rsa.pem"
+	suite_conf tls_key_file "$T/conf/rsa.key"
+	suite_conf tls_eccert_file "$T/conf/cert.pem"
+	suite_conf tls_eckey_file "$T/conf/key.pem"
+	run "$POSTERN" -c "$T/conf" check
+	echo "$output"
+	[ "$status" -eq 0 ]
+	suite_start
+	[ "$(keybits "$SMTP_PORT" 'ECDSA+SHA256')" = 256 ]
+	[ "$(keybits "$SMTP_PORT" 'rsa_pss_rsae_sha256:RSA+SHA256')" = 2048 ]
+	# A key that is not the certificate's stops the check with both names.
+	suite_conf tls_eckey_file "$T/conf/rsa.key"
+	run "$POSTERN" -c "$T/conf" check
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"does not match certificate $T/conf/cert.pem"* ]]
+}
