@@ -24,7 +24,8 @@
  *
  * Output: one line of key=value pairs, for bench/run:
  *   sent=500 ok=500 failed=0 seconds=1.52 rate=328.9 p50_ms=1.90 p90_ms=2.4 p99_ms=4.10 max_ms=9.8
- *   (with -S also: tls=500 resumed=0 client_cpu_s=0.80)
+ *   (with -S also: tls=500 resumed=0 ecdsa=0 client_cpu_s=0.80; ecdsa counts
+ *   the handshakes whose server certificate had an EC key)
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -54,7 +55,7 @@ struct session {
 	int fd;
 	SSL *ssl;		/* inside STARTTLS, else NULL */
 	SSL_SESSION *last_session;	/* -R: offered on the next connection */
-	unsigned long tls, resumed;
+	unsigned long tls, resumed, ecdsa;	/* handshakes, of them resumed, with an EC server key */
 	char rbuf[RBUF_SIZE];
 	size_t rlen, rpos;
 	double *lat_ms;
@@ -241,6 +242,9 @@ static bool start_tls(struct session *s, const char *ehlo)
 	s->tls++;
 	if (SSL_session_reused(s->ssl))
 		s->resumed++;
+	X509 *peer = SSL_get0_peer_certificate(s->ssl);
+	if (peer != NULL && EVP_PKEY_get_base_id(X509_get0_pubkey(peer)) == EVP_PKEY_EC)
+		s->ecdsa++;
 	return command(s, ehlo, 2);
 }
 
@@ -518,15 +522,16 @@ int main(int argc, char **argv)
 	    percentile(all, nall, 50), percentile(all, nall, 90),
 	    percentile(all, nall, 99), nall ? all[nall - 1] : 0.0);
 	if (use_starttls) {
-		unsigned long tls = 0, resumed = 0;
+		unsigned long tls = 0, resumed = 0, ecdsa = 0;
 		struct rusage ru;
 
 		for (int i = 0; i < nsessions; i++) {
 			tls += sessions[i].tls;
 			resumed += sessions[i].resumed;
+			ecdsa += sessions[i].ecdsa;
 		}
 		getrusage(RUSAGE_SELF, &ru);
-		printf(" tls=%lu resumed=%lu client_cpu_s=%.2f", tls, resumed,
+		printf(" tls=%lu resumed=%lu ecdsa=%lu client_cpu_s=%.2f", tls, resumed, ecdsa,
 		    (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
 		    (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
 	}
