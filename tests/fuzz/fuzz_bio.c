@@ -21,57 +21,11 @@
 #include <string.h>
 
 #include "bio.h"
+#include "fuzz_feed.h"
 #include "mem.h"
 #include "str.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-struct feed {
-	const uint8_t *data;
-	size_t len, pos;
-	uint8_t cut;		/* seed of the read sizes */
-};
-
-static ssize_t feed_read(struct bio *b, void *buf, size_t len)
-{
-	struct feed *f = b->transport;
-	if (f->pos == f->len)
-		return 0;
-	/* Read sizes from 1 up, cycling through the seed's bits. */
-	size_t n = 1 + ((f->cut + f->pos) % 7) * (f->cut % 5 + 1);
-	if (f->cut == 0)
-		n = f->len;
-	if (n > len)
-		n = len;
-	if (n > f->len - f->pos)
-		n = f->len - f->pos;
-	memcpy(buf, f->data + f->pos, n);
-	f->pos += n;
-	return (ssize_t)n;
-}
-
-static ssize_t feed_write(struct bio *b, const void *buf, size_t len)
-{
-	return (ssize_t)len;
-}
-
-/* Always "something pending", so the bio never polls its fd. */
-static size_t feed_pending(struct bio *b)
-{
-	return 1;
-}
-
-static short feed_want(struct bio *b)
-{
-	return 0;
-}
-
-static const struct bio_ops feed_ops = {
-	.read = feed_read,
-	.write = feed_write,
-	.pending = feed_pending,
-	.want = feed_want,
-};
 
 /* The model: the next line of the stream from *pos. */
 struct model_line {
@@ -203,11 +157,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	bool part_mode = (data[1] & 0x80) != 0;
 	if (!part_mode && rcap > 0 && rcap < max + 2)
 		rcap = 0;
-	struct feed f = { .data = data + 3, .len = size - 3, .cut = data[2] };
+	struct fuzz_feed f = { .data = data + 3, .len = size - 3, .cut = data[2] };
 
 	struct bio b;
 	bio_init(&b, -1, -1);
-	b.ops = &feed_ops;
+	b.ops = &fuzz_feed_ops;
 	b.transport = &f;
 	if (rcap > 0) {
 		b.rbuf = xmalloc(rcap);

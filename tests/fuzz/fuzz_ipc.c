@@ -20,48 +20,11 @@
 #include <string.h>
 
 #include "bio.h"
+#include "fuzz_feed.h"
 #include "ipc.h"
 #include "str.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-struct feed {
-	const uint8_t *data;
-	size_t len, pos;
-};
-
-static ssize_t feed_read(struct bio *b, void *buf, size_t len)
-{
-	struct feed *f = b->transport;
-	size_t n = f->len - f->pos < len ? f->len - f->pos : len;
-	if (n > 7)
-		n = 7;	/* small reads: messages straddle them */
-	memcpy(buf, f->data + f->pos, n);
-	f->pos += n;
-	return (ssize_t)n;
-}
-
-static ssize_t feed_write(struct bio *b, const void *buf, size_t len)
-{
-	return (ssize_t)len;
-}
-
-static size_t feed_pending(struct bio *b)
-{
-	return 1;
-}
-
-static short feed_want(struct bio *b)
-{
-	return 0;
-}
-
-static const struct bio_ops feed_ops = {
-	.read = feed_read,
-	.write = feed_write,
-	.pending = feed_pending,
-	.want = feed_want,
-};
 
 static void fail(const char *what)
 {
@@ -129,10 +92,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 
 	/* The blocking reader over the same bytes. */
-	struct feed f = { data, size, 0 };
+	/* cut 6: reads of 1 to 13 bytes, so messages straddle them */
+	struct fuzz_feed f = { .data = data, .len = size, .cut = 6 };
 	struct bio b;
 	bio_init(&b, -1, -1);
-	b.ops = &feed_ops;
+	b.ops = &fuzz_feed_ops;
 	b.transport = &f;
 	enum bio_status st = ipc_recv(&b, &r);
 	if (st == BIO_OK) {
