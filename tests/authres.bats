@@ -125,10 +125,7 @@ as_sent() {
 	run opendkim_verify "$T/only-rsa.eml"
 	echo "opendkim: $output"
 	[ "$status" -eq 0 ]
-	# The verifiers can fail: a changed body.
-	sed 's/Hello Bob/Hello Eve/' "$T/only-rsa.eml" > "$T/forged.eml"
-	run opendkim_verify "$T/forged.eml"
-	[ "$status" -ne 0 ]
+	# (That the verifiers can fail is shown in tests/dkim.bats.)
 }
 
 @test "a stranger's forged Authentication-Results with the MX's id is removed, another server's kept; no signature is dkim=none" {
@@ -144,7 +141,7 @@ as_sent() {
 	msg=$(mx_message bob)
 	cat "$msg"
 	[ "$(grep -ci '^Authentication-Results: *mx.postern.test' "$msg")" -eq 1 ]
-	! grep -q 'bank.test' "$msg"
+	[ "$(grep -c 'bank.test' "$msg")" -eq 0 ]
 	grep -q '^Authentication-Results: relay.other.test; spf=pass' "$msg"
 	sed -n '/^Authentication-Results: mx/,/^[^\t]/p' "$msg" > "$T/ar"
 	grep -qE $'^\tspf=none .* smtp.mailfrom=someone@nospf.test;' "$T/ar"
