@@ -616,7 +616,8 @@ void smtpd_cmd_bdat(struct smtp_server *srv, const char *arg)
 		return;
 	}
 	struct open_failure why;
-	if (t->writer == NULL && t->milter_msg == NULL) {
+	if (t->writer == NULL && t->milter_msg == NULL &&
+	    !smtpd_authcheck_spooling(t->auth)) {
 		if (!open_message(s, &why)) {
 			refuse_chunk(s, size, last, why.code, why.enhanced,
 			    why.text);

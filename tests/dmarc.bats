@@ -66,6 +66,13 @@ PY
 	[[ "$output" == *"data 550 5.7.1 Error: message rejected by the DMARC policy of reject.test (p=reject)"* ]]
 	grep -q 'NOQUEUE: reject: END-OF-MESSAGE from unknown\[127.0.0.1\]: 550 5.7.1 Error: message rejected by the DMARC policy of reject.test' "$T/log"
 	grep -q ': spf=none (mailfrom nospf.test), dkim=none, dmarc=fail (reject.test p=reject dis=reject)' "$T/log"
+	# The same in two BDAT chunks (RFC 3030): the last one gets the 550.
+	local head='From: ceo@reject.test\r\nSubject: chunked\r\n\r\n' body='body\r\n'
+	run raw --step 'EHLO client.test\r\n' 'MAIL FROM:<a@nospf.test>\r\n' \
+		'RCPT TO:<bob@postern.test>\r\n' "BDAT 43\\r\\n$head" "BDAT 6 LAST\\r\\n$body" 'QUIT\r\n'
+	echo "$output"
+	[[ "$output" == *"250 2.0.0 Ok: 43 octets received"* ]]
+	[[ "$output" == *"550 5.7.1 Error: message rejected by the DMARC policy of reject.test"* ]]
 	[ "$(queue_count)" -eq 0 ]
 }
 
