@@ -8,7 +8,10 @@
 # record, and pct=0 (the next milder policy, 6.6.4) go to hold/; an SPF
 # fail is refused at MAIL (550 5.7.23); an SPF pass aligned with From
 # passes DMARC; the null sender is checked by its HELO name; a client in
-# mynetworks is not checked at all. Records are served by dnsmasq on
+# mynetworks is not checked at all. A milter (tests/helpers/
+# milter_script.py, on python3-milter) sits on the MX, so that the
+# filters' path is the one taken: it sees our Received and
+# Authentication-Results fields first. Records are served by dnsmasq on
 # loopback. One suite start.
 
 bats_require_minimum_version 1.5.0
@@ -25,6 +28,12 @@ setup_file() {
 	local args=()
 	mapfile -t args < <(authres_zone_args)
 	start_dnsmasq "${args[@]}"
+	MILTER_PORT=$(free_port)
+	/usr/bin/python3 "$BATS_TEST_DIRNAME/helpers/milter_script.py" "$MILTER_PORT" \
+		"$T/milter.log" >"$T/milter.out" 2>&1 3>&- &
+	PEER_PIDS+=($!)
+	wait_for_port "$MILTER_PORT" 20
+	suite_conf smtpd_milters "inet:127.0.0.1:$MILTER_PORT"
 	suite_conf smtpd_spf enforce
 	suite_conf dmarc_enforce reject
 	suite_start
@@ -93,6 +102,8 @@ PY
 	grep -lq 'dmarc=fail (p=quarantine sp=quarantine pct=100 dis=quarantine) header.from=quar.test policy.dmarc=quarantine' "$T"/queue/hold/*
 	grep -lq 'dmarc=fail (p=reject sp=quarantine pct=100 dis=quarantine) header.from=sub.reject.test' "$T"/queue/hold/*
 	grep -lq 'dmarc=fail (p=reject sp=reject pct=0 dis=quarantine) header.from=pct0.test' "$T"/queue/hold/*
+	# The filter saw our two fields first.
+	grep -q '^eoh headers=Received,Authentication-Results,From,To,Subject' "$T/milter.log"
 }
 
 @test "smtpd_spf = enforce: a fail is refused at MAIL (550 5.7.23); aligned SPF passes DMARC; the null sender is checked by HELO" {
