@@ -451,6 +451,11 @@ static bool value_domain(const char *v, size_t len, char *out,
 	const char *at = strrchr(addr, '@');
 	if (at == NULL || at[1] == '\0')
 		return false;
+	/* A domain name: LDH labels, or UTF-8 ones (RFC 6532). */
+	for (const char *p = at + 1; *p; p++)
+		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.' &&
+		    (unsigned char)*p < 0x80)
+			return false;
 	return lowered(at + 1, out, outsize) && strlen(at + 1) < outsize;
 }
 

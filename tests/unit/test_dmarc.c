@@ -231,6 +231,9 @@ static void test_from_domain(void)
 		{ "To: a@b.example\r\n\r\nFrom: x@body.example\r\n", NULL },
 		{ "From: undisclosed:;\r\n\r\n", NULL },
 		{ "From: nobody\r\n\r\n", NULL },
+		/* found by fuzz_dmarc: control bytes are not a domain */
+		{ "From: v@ex\013ample.org\r\n\r\n", NULL },
+		{ "From: v@b\xc3\xbc" "cher.example\r\n\r\n", "b\xc3\xbc" "cher.example" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
 		char out[256];
