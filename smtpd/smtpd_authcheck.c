@@ -290,6 +290,16 @@ static void check_content(struct smtpd_authcheck *a, const char *m,
 	size_t hlen = header_end(m, len);
 	a->have_from = dmarc_from_domain(m, hlen, a->from_domain,
 	    sizeof(a->from_domain));
+	if (a->have_from && idna_has_8bit(a->from_domain)) {
+		/* A UTF-8 From: domain (RFC 6532) is looked up, aligned and
+		 * written in A-labels. */
+		char *ascii = idna_domain_to_ascii(a->from_domain);
+		a->have_from = ascii != NULL &&
+		    strlen(ascii) < sizeof(a->from_domain);
+		if (a->have_from)
+			strlcpy(a->from_domain, ascii, sizeof(a->from_domain));
+		free(ascii);
+	}
 	if (dkim_on) {
 		size_t max = (size_t)cfg.smtpd_dkim_max_signatures;
 		if (max > DKIM_MAX_SIGNATURES)
