@@ -676,6 +676,23 @@ static bool check_semantics(struct loader *ld, const struct cfg *c)
 	if (c->milter_protocol < 2 || c->milter_protocol > 6)
 		return fail(ld, raw_line(ld, (size_t)key_index("milter_protocol",
 		    15)), "milter_protocol: must be 2 to 6");
+	/* Mail authentication checks (smtpd/smtpd_authcheck.c). */
+	if (strcmp(c->smtpd_spf, "no") != 0 &&
+	    strcmp(c->smtpd_spf, "record") != 0 &&
+	    strcmp(c->smtpd_spf, "enforce") != 0)
+		return fail(ld, raw_line(ld, (size_t)key_index("smtpd_spf", 9)),
+		    "smtpd_spf: \"%s\" is not no, record or enforce",
+		    c->smtpd_spf);
+	if (strcmp(c->dmarc_enforce, "no") != 0 &&
+	    strcmp(c->dmarc_enforce, "quarantine") != 0 &&
+	    strcmp(c->dmarc_enforce, "reject") != 0)
+		return fail(ld, raw_line(ld, (size_t)key_index("dmarc_enforce",
+		    13)), "dmarc_enforce: \"%s\" is not no, quarantine or "
+		    "reject", c->dmarc_enforce);
+	if (c->smtpd_dkim_max_signatures < 0)
+		return fail(ld, raw_line(ld, (size_t)key_index(
+		    "smtpd_dkim_max_signatures", 25)),
+		    "smtpd_dkim_max_signatures: must be at least 0");
 	return true;
 }
 

@@ -145,6 +145,16 @@
 	X(INT, smtpd_client_recipient_rate_limit, "0") \
 	X(LIST, smtpd_client_event_limit_exceptions, "$mynetworks")
 
+/* smtpd's mail authentication checks (issue 15): SPF, DKIM, DMARC and
+ * Authentication-Results (smtpd/smtpd_authcheck.c) */
+#define CFG_KEYS_AUTH(X) \
+	X(STRING, smtpd_spf, "record") \
+	X(BOOL, smtpd_dkim_verify, "yes") \
+	X(INT, smtpd_dkim_max_signatures, "5") \
+	X(STRING, dmarc_enforce, "no") \
+	X(STRING, authserv_id, "$myhostname") \
+	X(STRING, public_suffix_list, "/usr/share/publicsuffix/public_suffix_list.dat")
+
 #define CFG_KEYS(X) \
 	CFG_KEYS_CORE(X) \
 	CFG_KEYS_SMTPD(X) \
@@ -152,4 +162,5 @@
 	CFG_KEYS_DELIVER(X) \
 	CFG_KEYS_LMTPD(X) \
 	CFG_KEYS_LOCAL(X) \
-	CFG_KEYS_FRONT(X)
+	CFG_KEYS_FRONT(X) \
+	CFG_KEYS_AUTH(X)

@@ -290,6 +290,12 @@ static void verify_one(const struct message *m, const struct hfield *sigf,
 		snprintf(r->selector, sizeof(r->selector), "%s", s);
 	if (a)
 		snprintf(r->alg, sizeof(r->alg), "%s", a);
+	if (i)
+		snprintf(r->identity, sizeof(r->identity), "%s", i);
+	for (size_t k = 0, n = 0; b && b[k] && n < 8; k++)
+		if (b[k] != ' ' && b[k] != '\t' && b[k] != '\r' &&
+		    b[k] != '\n')
+			r->b_prefix[n++] = b[k];
 	if (!v || !a || !b || !bh || !d || !h || !s) {
 		snprintf(r->why, sizeof(r->why), "a required tag is missing");
 		goto out;

@@ -31,6 +31,8 @@ struct dkim_result {
 	char domain[256];		/* d= */
 	char selector[64];		/* s= */
 	char alg[24];			/* a= */
+	char identity[256];		/* i=, "" when absent */
+	char b_prefix[16];		/* b='s first 8 characters (RFC 6008) */
 	char why[200];
 };
 

@@ -129,6 +129,7 @@ static void smtpd_init(const char *service)
 	smtpd_check_init();
 	smtpd_milter_init();
 	smtpd_sender_init();
+	smtpd_authcheck_init();
 	smtpd_door_wait_ready();
 }
 

@@ -60,6 +60,8 @@ struct smtpd_txn {
 	/* smtpd_milter.c: the message spooled for the filters, or NULL */
 	struct smtpd_milter_msg *milter_msg;
 	bool milter_discard;		/* a filter discarded it before DATA */
+	/* smtpd_authcheck.c: SPF, DKIM, DMARC results, or NULL */
+	struct smtpd_authcheck *auth;
 };
 
 struct smtpd_session {
@@ -226,5 +228,45 @@ void smtpd_message_discard(struct smtpd_txn *t);
 void smtpd_received_header(struct smtpd_session *s, struct str *h);
 /* smtpd_door.c: commit into hold/ (a filter's quarantine). */
 bool smtpd_door_commit_hold(const char *id);
+
+/* smtpd_authcheck.c: SPF, DKIM, DMARC and Authentication-Results */
+struct smtpd_authcheck;
+/* Read public_suffix_list (before confinement). */
+void smtpd_authcheck_init(void);
+/*
+ * At MAIL: SPF for the sender (or HELO when it is null). 250 with *out
+ * set to the transaction's checks (NULL when none apply: mynetworks,
+ * AUTH, a local socket, all checks off); with smtpd_spf = enforce 550
+ * 5.7.23 for fail or 451 4.7.24 for temperror, the text in text.
+ */
+int smtpd_authcheck_mail(struct smtpd_session *s, const char *sender,
+    struct smtpd_authcheck **out, const char **enhanced, char *text,
+    size_t size);
+void smtpd_authcheck_free(struct smtpd_authcheck *a);
+/* DATA: spool the text; door_fd (the queue file, -1 with milters)
+ * is written at the end. false: no spool (451). */
+bool smtpd_authcheck_spool(struct smtpd_authcheck *a, int door_fd);
+bool smtpd_authcheck_spooling(const struct smtpd_authcheck *a);
+bool smtpd_authcheck_write(struct smtpd_authcheck *a, const void *p,
+    size_t n, bool line_end);
+/* Drop the spool and the door's descriptor (the message is discarded). */
+void smtpd_authcheck_spool_end(struct smtpd_authcheck *a);
+enum smtpd_authcheck_action {
+	SMTPD_AUTHCHECK_ACCEPT,
+	SMTPD_AUTHCHECK_HOLD,		/* dmarc_enforce: into hold/ */
+	SMTPD_AUTHCHECK_REJECT,		/* dmarc_enforce = reject: 550 5.7.1 */
+	SMTPD_AUTHCHECK_FAILED,		/* local error: 452 */
+};
+/*
+ * End of message: verify, decide, and (without milters) write the queue
+ * file with our Received and Authentication-Results fields first. why:
+ * the reply text (REJECT) or the hold reason (HOLD).
+ */
+enum smtpd_authcheck_action smtpd_authcheck_eom(struct smtpd_session *s,
+    char *why, size_t whysize);
+/* Our Authentication-Results field (CRLF ended), "" before the end. */
+const char *smtpd_authcheck_header(const struct smtpd_authcheck *a);
+/* The results line of the message: "ID: spf=... dkim=... dmarc=...". */
+void smtpd_authcheck_log(struct smtpd_session *s);
 
 #endif

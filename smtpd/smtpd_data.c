@@ -153,7 +153,30 @@ static bool open_message(struct smtpd_session *s, struct open_failure *why)
 		memcpy(t->queue_id, id, sizeof(t->queue_id));
 		memcpy(env->id, id, sizeof(env->id));
 		t->milter_msg = smtpd_milter_msg_new(fd);
-		if (t->milter_msg == NULL) {
+		/* smtpd_authcheck.c reads its own copy of the text. */
+		if (t->milter_msg == NULL || (t->auth != NULL &&
+		    !smtpd_authcheck_spool(t->auth, -1))) {
+			if (t->milter_msg != NULL)
+				fd = -1;	/* the spool's now */
+			smtpd_milter_msg_free(t->milter_msg);
+			t->milter_msg = NULL;
+			close(fd);
+			smtpd_door_abort(id);
+			queue_envelope_free(env);
+			t->queue_id[0] = '\0';
+			*why = (struct open_failure){ 451, "4.3.0",
+			    "Error: queue file write error" };
+			return false;
+		}
+		return true;
+	}
+	if (t->auth != NULL) {
+		/* The checks speak first (smtpd_authcheck.c): the text is
+		 * spooled, the queue file written at its end. */
+		memcpy(t->queue_id, id, sizeof(t->queue_id));
+		memcpy(env->id, id, sizeof(env->id));
+		msgid_scan_init(&t->msgid);
+		if (!smtpd_authcheck_spool(t->auth, fd)) {
 			close(fd);
 			smtpd_door_abort(id);
 			queue_envelope_free(env);
@@ -186,10 +209,12 @@ static bool open_message(struct smtpd_session *s, struct open_failure *why)
 /* Throw the half-written message away; its queue ID is no more. */
 void smtpd_message_discard(struct smtpd_txn *t)
 {
-	if (t->writer != NULL || t->milter_msg != NULL) {
+	if (t->writer != NULL || t->milter_msg != NULL ||
+	    smtpd_authcheck_spooling(t->auth)) {
 		if (t->writer != NULL)
 			queue_writer_abort(t->writer);	/* closes it */
 		t->writer = NULL;
+		smtpd_authcheck_spool_end(t->auth);	/* closes its */
 		smtpd_milter_msg_free(t->milter_msg);	/* closes its */
 		t->milter_msg = NULL;
 		queue_envelope_free(&t->env);
@@ -212,6 +237,10 @@ static void put_content(void *ctx, const char *p, size_t n, bool line_end)
 	if (cfg.message_size_limit > 0 &&
 	    t->size > (unsigned long long)cfg.message_size_limit)
 		t->too_big = true;
+	if (smtpd_authcheck_spooling(t->auth) && !t->too_big &&
+	    !t->msg.bare_newline && !t->write_failed &&
+	    !smtpd_authcheck_write(t->auth, p, n, line_end))
+		t->write_failed = true;
 	if (t->milter_msg != NULL) {
 		if (!t->too_big && !t->msg.bare_newline &&
 		    ((n > 0 && !smtpd_milter_msg_write(t->milter_msg, p, n)) ||
@@ -268,6 +297,8 @@ static bool milter_end_of_message(struct smtpd_session *s, const char *stage,
 		struct str received;
 		str_init(&received, STR_NO_MAX);
 		smtpd_received_header(s, &received);
+		/* Our Authentication-Results field next to it. */
+		str_append_cstr(&received, smtpd_authcheck_header(t->auth));
 		ok = smtpd_milter_eom(s, str_cstr(&received), &v, hold_reason);
 		str_free(&received);
 	}
@@ -352,9 +383,32 @@ static void finish_message(struct smtpd_session *s, const char *stage)
 		return;
 	}
 	const char *hold_reason = NULL;
+	char auth_why[300];
+	enum smtpd_authcheck_action auth = t->auth == NULL ?
+	    SMTPD_AUTHCHECK_ACCEPT : smtpd_authcheck_eom(s, auth_why,
+	    sizeof(auth_why));
+	if (auth == SMTPD_AUTHCHECK_REJECT || auth == SMTPD_AUTHCHECK_FAILED) {
+		/* dmarc_enforce = reject (smtpd_authcheck.c), or a local
+		 * error: nothing is queued. */
+		bool reject = auth == SMTPD_AUTHCHECK_REJECT;
+		if (reject)
+			smtpd_authcheck_log(s);
+		smtpd_message_discard(t);
+		smtpd_reply(s, reject ? 550 : 452, reject ? "5.7.1" : "4.3.1",
+		    "%s", reject ? auth_why :
+		    "Error: insufficient system storage");
+		if (reject)
+			smtpd_log_reject(s, stage, NULL, 550, "5.7.1",
+			    auth_why);
+		smtpd_txn_end(s, false);
+		return;
+	}
 	if (t->milter_msg != NULL && !milter_end_of_message(s, stage,
 	    &hold_reason))
 		return;
+	bool auth_hold = auth == SMTPD_AUTHCHECK_HOLD && hold_reason == NULL;
+	if (auth_hold)
+		hold_reason = auth_why;
 	/*
 	 * This process completes the file; the door renames it, fsyncs it
 	 * and incoming/ (queue_file_publish(), the order and the two fsyncs
@@ -378,8 +432,10 @@ static void finish_message(struct smtpd_session *s, const char *stage)
 	 * readers that pair the lines of one ID (pflogsumm counts a sender
 	 * only then). A failed commit is logged right after them.
 	 */
-	if (written)
+	if (written) {
 		log_accepted(s);
+		smtpd_authcheck_log(s);
+	}
 	bool committed = written && (hold_reason != NULL ?
 	    smtpd_door_commit_hold(t->queue_id) :
 	    smtpd_door_commit(t->queue_id));
@@ -401,7 +457,10 @@ static void finish_message(struct smtpd_session *s, const char *stage)
 		return;
 	}
 	/* On disk, with its directory entry: now it may be acknowledged. */
-	if (hold_reason != NULL)
+	if (auth_hold)
+		log_info("%s: hold: %s from %s: %s", t->queue_id, stage,
+		    s->client_log, hold_reason);
+	else if (hold_reason != NULL)
 		milter_log_hold(s, stage, hold_reason);
 	smtpd_reply(s, 250, "2.0.0", "Ok: queued as %s", t->queue_id);
 	smtpd_txn_end(s, true);
@@ -557,7 +616,8 @@ void smtpd_cmd_bdat(struct smtp_server *srv, const char *arg)
 		return;
 	}
 	struct open_failure why;
-	if (t->writer == NULL && t->milter_msg == NULL) {
+	if (t->writer == NULL && t->milter_msg == NULL &&
+	    !smtpd_authcheck_spooling(t->auth)) {
 		if (!open_message(s, &why)) {
 			refuse_chunk(s, size, last, why.code, why.enhanced,
 			    why.text);

@@ -147,6 +147,7 @@ void smtpd_txn_free(struct smtpd_session *s)
 	if (t == NULL)
 		return;
 	smtpd_message_discard(t);
+	smtpd_authcheck_free(t->auth);
 	free(t->sender);
 	esmtp_mail_params_free(&t->params);
 	for (size_t i = 0; i < t->nrcpts; i++) {
@@ -290,6 +291,7 @@ static void cmd_mail(struct smtp_server *srv, const char *arg)
 	char text[300];
 	int code, check_code;
 	struct esmtp_mail_params mp;
+	struct smtpd_authcheck *auth = NULL;
 
 	/* Like Postfix with strict_rfc821_envelopes = no: a path without
 	 * <> is tolerated (RFC 5321 4.1.2 requires them; old clients and
@@ -348,10 +350,16 @@ static void cmd_mail(struct smtp_server *srv, const char *arg)
 		    cfg.queue_directory);
 		smtpd_reply(s, 452, "4.3.1", "Error: insufficient system "
 		    "storage");
+	} else if ((check_code = smtpd_authcheck_mail(s, a.address, &auth,
+	    &enh, text, sizeof(text))) != 250) {
+		/* smtpd_spf = enforce (smtpd_authcheck.c) */
+		smtpd_reply(s, check_code, enh, "%s", text);
+		smtpd_log_reject(s, "MAIL", NULL, check_code, enh, text);
 	} else if (milter_refused_mail(s, a.address, params)) {
-		;
+		smtpd_authcheck_free(auth);
 	} else {
 		struct smtpd_txn *t = xcalloc(1, sizeof(*t));
+		t->auth = auth;
 		t->milter_discard = s->milter_discard_next;
 		s->milter_discard_next = false;
 		t->sender = xstrdup(a.address);

@@ -94,34 +94,6 @@ dkim_check() {
 	/usr/bin/python3 "$BATS_TEST_DIRNAME/helpers/dkim_check.py" "$@"
 }
 
-# opendkim-testmsg on message $1, with the records of file $2 (default:
-# ours) as its only DNS.
-opendkim_verify() {
-	local msg=$1 records=${2:-$T/records} args=() name txt
-	while read -r name txt; do
-		args+=("$(txt_arg "$name" "$txt")")
-	done < "$records"
-	echo 'nameserver 127.0.0.1' > "$T/resolv.conf"
-	unshare -mn /bin/bash -c '
-		ip link set lo up || exit 2
-		mount --bind "$1" /etc/resolv.conf || exit 2
-		shift 2
-		dnsmasq --no-daemon --port=53 --listen-address=127.0.0.1 \
-			--bind-interfaces --no-resolv --no-hosts \
-			--conf-file=/dev/null --pid-file= "$@" \
-			> "'"$T"'/ns-dnsmasq.out" 2>&1 &
-		dns=$!
-		for i in $(seq 50); do
-			grep -q started "'"$T"'/ns-dnsmasq.out" && break
-			sleep 0.1
-		done
-		opendkim-testmsg < "'"$msg"'"
-		rc=$?
-		kill $dns
-		wait $dns
-		exit $rc' opendkim "$T/resolv.conf" "$msg" "${args[@]}"
-}
-
 submit() {
 	swaks --server 127.0.0.1 --port "$SUBMISSION_PORT" --tls \
 		--auth PLAIN --auth-user alice --auth-password 'alice secret' \
