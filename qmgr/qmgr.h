@@ -293,6 +293,10 @@ void qmgr_metrics_result(const struct qmsg *msg, size_t rcpt, char what,
 void qmgr_metrics_notice(void);
 /* The Prometheus text (also the control socket's type=metrics). */
 void qmgr_metrics_text(struct str *out);
+/* The control socket's answer to type=metrics (for postern top): the
+ * text, and for root and our user the busiest and slowest destinations
+ * and the recent rejects, deferrals and bounces. */
+void qmgr_metrics_ctl(struct str *out, bool privileged);
 
 /* ---- queue listing for any local user (qmgr_list.c) ---- */
 

@@ -23,7 +23,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <bsd/string.h>
+
 #include "cfg.h"
+#include "ipc.h"
 #include "log.h"
 #include "metrics.h"
 #include "qmgr.h"
@@ -284,4 +287,107 @@ long long qmgr_metrics_timer(long long now_ms)
 			next = mclients[i].deadline_ms;
 	}
 	return next;
+}
+
+/* ---- the control socket's type=metrics (postern top) ---- */
+
+#define TOP_DESTS 8
+
+struct dest_pick {
+	struct qmgr_dest_view busy[TOP_DESTS], slow[TOP_DESTS];
+	char busy_key[TOP_DESTS][160], slow_key[TOP_DESTS][160];
+	size_t nbusy, nslow;
+};
+
+/* Keep the n best of a stream in a small sorted array. */
+static void pick_into(struct qmgr_dest_view *arr, char keys[][160],
+    size_t *n, const struct qmgr_dest_view *v, double score,
+    double (*score_of)(const struct qmgr_dest_view *))
+{
+	size_t at = *n;
+	while (at > 0 && score_of(&arr[at - 1]) < score)
+		at--;
+	if (at >= TOP_DESTS)
+		return;
+	size_t last = *n < TOP_DESTS ? *n : TOP_DESTS - 1;
+	for (size_t k = last; k > at; k--) {
+		arr[k] = arr[k - 1];
+		memcpy(keys[k], keys[k - 1], sizeof(keys[k]));
+	}
+	arr[at] = *v;
+	strlcpy(keys[at], v->key, sizeof(keys[at]));
+	arr[at].key = keys[at];
+	arr[at].dead_text = NULL;
+	if (*n < TOP_DESTS)
+		(*n)++;
+	/* keys moved: re-point every entry at its own copy */
+	for (size_t k = 0; k < *n; k++)
+		arr[k].key = keys[k];
+}
+
+static double busy_score(const struct qmgr_dest_view *v)
+{
+	return (double)v->active + (double)v->queued;
+}
+
+static double slow_score(const struct qmgr_dest_view *v)
+{
+	return v->job_seconds;
+}
+
+static void dest_pick(void *arg, const struct qmgr_dest_view *v)
+{
+	struct dest_pick *p = arg;
+	if (v->active > 0 || v->queued > 0)
+		pick_into(p->busy, p->busy_key, &p->nbusy, v, busy_score(v),
+		    busy_score);
+	if (v->jobs > 0)
+		pick_into(p->slow, p->slow_key, &p->nslow, v, slow_score(v),
+		    slow_score);
+}
+
+static void add_dest(struct ipc_msg *m, const char *name,
+    const struct qmgr_dest_view *v)
+{
+	ipc_add(m, name, "%d %d %zu %d %.0f %lu %s", v->active, v->limit,
+	    v->queued, v->dead ? 1 : 0, v->job_seconds * 1000, v->jobs, v->key);
+}
+
+struct recent_arg {
+	struct ipc_msg *m;
+};
+
+static void add_event(void *arg, long long when, const char *text)
+{
+	struct recent_arg *r = arg;
+	ipc_add(r->m, "event", "%lld %s", when, text);
+}
+
+void qmgr_metrics_ctl(struct str *out, bool privileged)
+{
+	struct ipc_msg m;
+	struct str text;
+
+	str_init(&text, STR_NO_MAX);
+	qmgr_metrics_text(&text);
+	ipc_msg_init(&m, "metrics");
+	ipc_add(&m, "text", "%s", str_cstr(&text));
+	str_free(&text);
+	/*
+	 * Addresses and reasons are for the administrator: the counters
+	 * are for anyone, as the queue listing is.
+	 */
+	if (privileged) {
+		static struct dest_pick p;
+		memset(&p, 0, sizeof(p));
+		qmgr_sched_each(dest_pick, &p);
+		for (size_t k = 0; k < p.nbusy; k++)
+			add_dest(&m, "busy", &p.busy[k]);
+		for (size_t k = 0; k < p.nslow; k++)
+			add_dest(&m, "slow", &p.slow[k]);
+		struct recent_arg r = { &m };
+		metrics_recent(add_event, &r);
+	}
+	ipc_encode(&m, out);
+	ipc_msg_free(&m);
 }
