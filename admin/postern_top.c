@@ -660,7 +660,7 @@ static void select_entry(struct top_state *st, size_t i)
 	strlcpy(st->sel_id, id ? id : "", sizeof(st->sel_id));
 }
 
-/* One key (or escape sequence); true when the screen should be redrawn. */
+/* One key (or an arrow's escape sequence, n 3); true: redraw. */
 static bool top_key(struct top_state *st, const char *k, size_t n)
 {
 	if (st->prompt) {
@@ -877,7 +877,16 @@ int admin_top_main(int argc, char **argv)
 				top_stop = 1;
 				break;
 			}
-			if (top_key(&st, k, (size_t)n) && !top_stop)
+			/* What came at once (a pasted ID, keys sent
+			 * together), key by key. */
+			bool redraw = false;
+			for (ssize_t i = 0; i < n && !top_stop;) {
+				size_t len = k[i] == 0x1b && i + 2 < n &&
+				    k[i + 1] == '[' ? 3 : 1;
+				redraw |= top_key(&st, k + i, len);
+				i += (ssize_t)len;
+			}
+			if (redraw && !top_stop)
 				top_draw(&st);
 		}
 		if (!st.tty && write(STDOUT_FILENO, "\n", 1) < 0)
