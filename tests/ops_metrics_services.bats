@@ -24,7 +24,7 @@ setup_file() {
 	suite_conf mynetworks 127.0.0.1/32
 	suite_conf smtpd_peername_lookup no
 	suite_conf submission_require_auth no
-	openssl req -x509 -newkey rsa:2048 -nodes -days 2 \
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
 		-subj /CN=mx.postern.test -keyout "$T/conf/key.pem" \
 		-out "$T/conf/cert.pem" 2>/dev/null
 	chmod 600 "$T/conf/key.pem"
