@@ -98,6 +98,7 @@ print(" ".join(sorted(json.loads(l)["queue_id"] for l in sys.stdin)))')
 	keys f
 	wait_for_log "flush requested by uid $(id -u)" 10
 	wait_until 'pane_has "flush: qmgr is retrying every deferred message now"' 5
+	pane | sed '/^$/d; s/^/# /' >&3
 	keys q
 	wait_for_file "$T/top.rc" 10
 	[ "$(cat "$T/top.rc")" = 0 ]
