@@ -620,11 +620,11 @@ static void top_hold(struct top_state *st, const char *id)
 		waitpid(pid, &wst, 0);
 	out[strcspn(out, "\n")] = '\0';
 	if (pid > 0 && WIFEXITED(wst) && WEXITSTATUS(wst) == 0)
-		snprintf(st->status, sizeof(st->status), "%s: placed on hold%s%s",
-		    id, out[0] ? ": " : "", out);
+		snprintf(st->status, sizeof(st->status), "%.20s: placed on "
+		    "hold%s%.200s", id, out[0] ? ": " : "", out);
 	else
-		snprintf(st->status, sizeof(st->status), "hold %s failed: %s",
-		    id, out[0] ? out : "see the mail log");
+		snprintf(st->status, sizeof(st->status), "hold %.20s failed: "
+		    "%.200s", id, out[0] ? out : "see the mail log");
 }
 
 static void top_flush(struct top_state *st)
