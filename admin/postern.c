@@ -13,6 +13,8 @@
  *   postern [-c DIR] map ...      lookup tables
  *   postern [-c DIR] dkim ...     DKIM keys (postern_dkim.c)
  *   postern [-c DIR] spf check .. an SPF result (postern_spf.c)
+ *   postern [-c DIR] top          a live view of the running system
+ *                      (postern_top.c)
  *
  * Runs as the invoking user. The config directory comes from -c, else
  * $POSTERN_CONFIG_DIR, else /etc/postern.
@@ -302,6 +304,7 @@ static const struct command commands[] = {
 	{ "map", admin_map_main, "map ...         build, query and list lookup tables" },
 	{ "dkim", admin_dkim_main, "dkim ...        make DKIM keys, check their DNS records" },
 	{ "spf", admin_spf_main, "spf check IP SENDER [HELO]  the SPF result for a client" },
+	{ "top", admin_top_main, "top [-b] [-d SECONDS] [-n COUNT]  a live view: rates, queue, destinations" },
 };
 
 static void usage(void)

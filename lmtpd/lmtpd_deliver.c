@@ -16,6 +16,8 @@
 
 #include "esmtp.h"
 #include "lmtpd.h"
+#include "lmtpd_metrics.h"
+#include "metrics.h"
 #include "log.h"
 #include "rfc5322.h"
 #include "str.h"
@@ -66,6 +68,7 @@ static void log_delivery(struct lmtpd_session *s, const struct lmtpd_rcpt *r,
 	    "result=%s (%s)", s->txn.id,
 	    log_addr(addr, sizeof(addr), r->address), r->maildir,
 	    elapsed_since(&s->txn.start), dsn, result, why);
+	lmtpd_metrics_rcpt(result);
 }
 
 /* Store one recipient's copy and queue its reply (RFC 2033 4.2). */
@@ -154,6 +157,7 @@ void lmtpd_deliver_all(struct lmtpd_session *s)
 {
 	struct str header;
 	char sender[600];
+	double end = metrics_now();
 
 	lmtpd_spool_finish(&s->spool);
 	log_info("%s: from=<%s>, size=%llu, nrcpt=%zu, client=%s", s->txn.id,
@@ -163,6 +167,7 @@ void lmtpd_deliver_all(struct lmtpd_session *s)
 	for (size_t i = 0; i < s->txn.nrcpts; i++)
 		deliver_one(s, &s->txn.rcpts[i], &header);
 	str_free(&header);
+	lmtpd_metrics_message(end);
 	s->messages++;
 }
 

@@ -28,6 +28,7 @@
 #include "cfg.h"
 #include "esmtp.h"
 #include "lmtpd.h"
+#include "lmtpd_metrics.h"
 #include "log.h"
 #include "mem.h"
 #include "queue.h"
@@ -457,6 +458,7 @@ void lmtpd_session_run(struct daemon_conn *conn)
 	smtp_server_init(&s.srv, &s, lmtpd_commands, NCOMMANDS,
 	    SMTP_SERVER_LMTP, &s.bio, &s.bio, lmtpd_settings.hostname, s.peer);
 	log_info("connect from %s", s.peer);
+	lmtpd_metrics_connect();
 
 	esmtp_reply(&s.bio, 220, NULL, true, "%s LMTP postern",
 	    lmtpd_settings.hostname);

@@ -24,6 +24,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "mem.h"
+#include "metrics.h"
 #include "priv.h"
 #include "sock.h"
 
@@ -315,6 +316,7 @@ int daemon_main(int argc, char **argv, const struct daemon_service *svc)
 		}
 	}
 	take_listeners();
+	metrics_attach();	/* metrics.h: the segments master passed */
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, SIG_IGN);
 	if (!cfg_load(config_dir, false, err, sizeof(err)))

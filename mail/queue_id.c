@@ -22,22 +22,30 @@
 #include "queue_format.h"
 #include "str.h"
 
-static const char queue_b62[] =
-    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+/*
+ * The digits of new IDs: letters and digits without the vowels, in ASCII
+ * order, as Postfix's long queue IDs, so that the log tools written for
+ * those (logwatch's postfix script with long queue IDs) take ours, and no
+ * ID spells a word. 52^6 seconds last until the year 2596, 52^4 holds a
+ * microsecond count and Linux's largest process ID (4194304).
+ */
+static const char queue_digits[] =
+    "0123456789BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz";
+#define QUEUE_ID_BASE (sizeof(queue_digits) - 1)
 
 /* ---- IDs and paths ---- */
 
-static void queue_b62_encode(char *out, unsigned long long v, int width)
+static void queue_id_encode(char *out, unsigned long long v, int width)
 {
 	for (int i = width - 1; i >= 0; i--) {
-		out[i] = queue_b62[v % 62];
-		v /= 62;
+		out[i] = queue_digits[v % QUEUE_ID_BASE];
+		v /= QUEUE_ID_BASE;
 	}
 }
 
 /*
  * 6 characters of seconds, 4 of microseconds, 4 of the process ID: fixed
- * width base 62 in ASCII order, so IDs sort by time. Within a process the
+ * width base 52 in ASCII order, so IDs sort by time. Within a process the
  * time never repeats or goes back: if the clock did not move (or was set
  * back), the previous time plus one microsecond is used instead.
  */
@@ -60,12 +68,14 @@ void queue_id_new(char id[QUEUE_ID_SIZE])
 	}
 	last_sec = sec;
 	last_usec = usec;
-	queue_b62_encode(id, (unsigned long long)sec, 6);
-	queue_b62_encode(id + 6, (unsigned long long)usec, 4);
-	queue_b62_encode(id + 10, (unsigned long long)getpid(), 4);
+	queue_id_encode(id, (unsigned long long)sec, 6);
+	queue_id_encode(id + 6, (unsigned long long)usec, 4);
+	queue_id_encode(id + 10, (unsigned long long)getpid(), 4);
 	id[QUEUE_ID_LEN] = '\0';
 }
 
+/* Any letter or digit: IDs made before the vowels were left out (files
+ * still queued from an older postern) stay valid. */
 static bool queue_is_b62(char c)
 {
 	return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') ||

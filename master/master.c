@@ -24,6 +24,7 @@
 #include "cfg.h"
 #include "log.h"
 #include "master.h"
+#include "metrics.h"
 #include "mem.h"
 #include "priv.h"
 #include "queue.h"
@@ -366,6 +367,7 @@ int main(int argc, char **argv)
 		log_info("not running as root: every process runs as uid %ld",
 		    (long)getuid());
 	master_tls_tickets_init();
+	metrics_master_init();	/* mail/metrics.h: before the first child */
 	log_info("daemon started -- configuration %s", cfg.config_directory);
 	master_notify("READY=1");
 

@@ -23,6 +23,7 @@
 #include "ipc.h"
 #include "log.h"
 #include "master.h"
+#include "metrics.h"
 #include "mem.h"
 #include "priv.h"
 #include "sock.h"
@@ -305,6 +306,7 @@ static void exec_child(struct master_service *s, unsigned int generation,
 		snprintf(num, sizeof(num), "%d", next_fd++);
 		setenv("POSTERN_TLS_TICKET_FD", num, 1);
 	}
+	next_fd = metrics_master_pass(s->program, next_fd);	/* metrics.h */
 	closefrom(next_fd);
 	snprintf(num, sizeof(num), "%zu", s->nlisteners);
 	setenv("POSTERN_LISTEN_FDS", num, 1);

@@ -168,6 +168,7 @@ struct qjob {
 	size_t nrcpts;
 	size_t cap;
 	struct qjob *next;	/* in the destination's queue */
+	long long started_ms;	/* handed to an agent (for job times) */
 };
 
 /* Find or create the destination and append recipient i of msg to a job
@@ -193,6 +194,19 @@ size_t qmgr_sched_queued_jobs(void);
 const char *qmgr_dest_transport(const struct qdest *d);
 const char *qmgr_dest_nexthop(const struct qdest *d);
 const char *qmgr_dest_key(const struct qdest *d);
+/* One destination as the metrics and the dashboard see it. */
+struct qmgr_dest_view {
+	const char *key;	/* "smtp:example.net" */
+	int active;		/* jobs in flight */
+	int limit;		/* its concurrency window now */
+	size_t queued;		/* jobs waiting */
+	bool dead;		/* suspended after failures */
+	const char *dead_text;	/* why, or NULL */
+	double job_seconds;	/* moving average of a job's time */
+	unsigned long jobs;	/* jobs finished since it was made */
+};
+void qmgr_sched_each(void (*fn)(void *arg, const struct qmgr_dest_view *v),
+    void *arg);
 
 /* ---- deliver connections (qmgr_deliver.c) ---- */
 
@@ -274,8 +288,15 @@ long long qmgr_metrics_timer(long long now_ms);
 /* What the counters count: a message entering active/, one recipient's
  * result ('S', 'D', 'B'), a notification queued. */
 void qmgr_metrics_activated(void);
-void qmgr_metrics_result(char what);
+void qmgr_metrics_result(const struct qmsg *msg, size_t rcpt, char what,
+    const char *transport, const char *dsn, const char *text);
 void qmgr_metrics_notice(void);
+/* The Prometheus text (also the control socket's type=metrics). */
+void qmgr_metrics_text(struct str *out);
+/* The control socket's answer to type=metrics (for postern top): the
+ * text, and for root and our user the busiest and slowest destinations
+ * and the recent rejects, deferrals and bounces. */
+void qmgr_metrics_ctl(struct str *out, bool privileged);
 
 /* ---- queue listing for any local user (qmgr_list.c) ---- */
 

@@ -5,6 +5,8 @@
  * ask for the listing (type=list, qmgr_list.c), as Postfix lets anyone
  * run mailq (authorized_mailq_users = static:anyone); every other command
  * (wakeup, flush, hold) is taken only from root or from our own user,
+ * type=metrics (postern top) is for anyone, with the addresses left out
+ * for others (qmgr_metrics.c);
  * checked with SO_PEERCRED. A wakeup from another user (sendmail run by
  * anyone) is refused without a log line: qmgr watches maildrop/ with
  * inotify anyway (qmgr_scan.c). Clients are untrusted: messages are
@@ -176,6 +178,10 @@ static void handle(struct ctl_client *c, const struct ipc_msg *m)
 		/* No reply: postern sends one per message it acted on, and
 		 * keeps the connection as long as it keeps sending. */
 		qmgr_ctl_log_admin(c->uid, m);
+		c->deadline_ms = qmgr_now_ms() + CTL_TIMEOUT_MS;
+	} else if (strcmp(m->type, "metrics") == 0) {
+		/* Counters for anyone; the rest for privileged() only. */
+		qmgr_metrics_ctl(&c->out, privileged(c->uid));
 		c->deadline_ms = qmgr_now_ms() + CTL_TIMEOUT_MS;
 	} else if (strcmp(m->type, "list") == 0) {
 		/* No uid check: the listing is for everyone (see above). */

@@ -202,7 +202,8 @@ void qmgr_message_results(struct qmsg *msg, const struct qresult *r,
 		size_t i = r[k].rcpt;
 		outcome_set(&msg->out[i], r[k].what, r[k].dsn, r[k].text,
 		    remote_mta);
-		qmgr_metrics_result(r[k].what);
+		qmgr_metrics_result(msg, i, r[k].what, transport, r[k].dsn,
+		    r[k].text);
 		if (log_it)
 			log_to_line(msg, i, relay ? relay : "none",
 			    msg->out[i].dsn, r[k].what == 'S' ? "sent" :

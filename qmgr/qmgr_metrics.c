@@ -23,8 +23,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <bsd/string.h>
+
 #include "cfg.h"
+#include "ipc.h"
 #include "log.h"
+#include "metrics.h"
 #include "qmgr.h"
 #include "str.h"
 
@@ -45,33 +49,54 @@ static int metrics_fd = -1;
 static struct metrics_client mclients[METRICS_MAX_CLIENTS];
 static size_t nmclients;
 
-/* Counters since qmgr started (they restart with it, as counters may). */
-static unsigned long long activated, results_sent, results_deferred,
-    results_bounced, notices;
-
 void qmgr_metrics_init(int fd)
 {
 	metrics_fd = fd;
 }
 
+/*
+ * The counters live in qmgr's segment from master (mail/metrics.h), so
+ * they survive a restart of qmgr; without one they are not kept.
+ */
 void qmgr_metrics_activated(void)
 {
-	activated++;
+	struct metrics_qmgr_segment *m = metrics_qmgr();
+	if (m != NULL)
+		metrics_add(&m->activated, 1);
 }
 
-void qmgr_metrics_result(char what)
+void qmgr_metrics_result(const struct qmsg *msg, size_t rcpt, char what,
+    const char *transport, const char *dsn, const char *text)
 {
+	struct metrics_qmgr_segment *m = metrics_qmgr();
+	enum metrics_transport t = metrics_transport_of(transport);
+	char line[600], addr[200], why[200];
+
+	if (m == NULL)
+		return;
+	metrics_add(&m->results[t][what == 'S' ? METRICS_SENT : what == 'B' ?
+	    METRICS_BOUNCED : METRICS_DEFERRED], 1);
+	if (what == 'S' || what == 'B')
+		metrics_observe(&m->delay[t], METRICS_HIST_DELAY,
+		    qmgr_message_delay(msg));
 	if (what == 'S')
-		results_sent++;
-	else if (what == 'B')
-		results_bounced++;
-	else
-		results_deferred++;
+		return;
+	/* Deferrals and bounces, with their reason, for postern top. */
+	const char *a = rcpt < msg->env.nrcpts ?
+	    msg->env.rcpts[rcpt].address : "";
+	log_escape(addr, sizeof(addr), a, strlen(a));
+	log_escape(why, sizeof(why), text ? text : "", text ? strlen(text) : 0);
+	snprintf(line, sizeof(line), "%s %s to=<%s> %s %s",
+	    what == 'B' ? "bounced" : "deferred", msg->id, addr,
+	    dsn ? dsn : "", why);
+	metrics_event(&m->event_next, m->events, line);
 }
 
 void qmgr_metrics_notice(void)
 {
-	notices++;
+	struct metrics_qmgr_segment *m = metrics_qmgr();
+	if (m != NULL)
+		metrics_add(&m->notices, 1);
 }
 
 /* Files in a queue directory (and deferred/'s hash subdirectories). */
@@ -110,7 +135,34 @@ static unsigned long long count_files(const char *subdir)
 	return n;
 }
 
-static void metrics_text(struct str *s)
+/* A label value: backslash, quote and newline escaped (exposition
+ * format); our destination keys, but a nexthop may come from a table. */
+static void label_value(struct str *s, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			str_appendf(s, "\\%c", *v);
+		else if (*v == '\n')
+			str_append_cstr(s, "\\n");
+		else
+			str_append_char(s, *v);
+	}
+}
+
+/* Only destinations with work: the series stay few (at most the
+ * deliveries in flight and what waits for them). */
+static void dest_gauge(void *arg, const struct qmgr_dest_view *v)
+{
+	struct str *s = arg;
+	if (v->active == 0)
+		return;
+	str_append_cstr(s, "postern_destination_deliveries_active{"
+	    "destination=\"");
+	label_value(s, v->key);
+	str_appendf(s, "\"} %d\n", v->active);
+}
+
+void qmgr_metrics_text(struct str *s)
 {
 	static const char *const queues[] = { QUEUE_MAILDROP, QUEUE_INCOMING,
 	    QUEUE_ACTIVE, QUEUE_DEFERRED, QUEUE_HOLD, QUEUE_CORRUPT };
@@ -124,21 +176,12 @@ static void metrics_text(struct str *s)
 	    "handed to deliver and not back yet.\n"
 	    "# TYPE postern_deliveries_in_flight gauge\n"
 	    "postern_deliveries_in_flight %zu\n", qmgr_deliver_in_flight());
-	str_appendf(s, "# HELP postern_messages_activated_total Messages "
-	    "that entered active/ (a retry counts again).\n"
-	    "# TYPE postern_messages_activated_total counter\n"
-	    "postern_messages_activated_total %llu\n", activated);
-	str_appendf(s, "# HELP postern_recipient_results_total Delivery "
-	    "results per recipient, by status.\n"
-	    "# TYPE postern_recipient_results_total counter\n"
-	    "postern_recipient_results_total{status=\"sent\"} %llu\n"
-	    "postern_recipient_results_total{status=\"deferred\"} %llu\n"
-	    "postern_recipient_results_total{status=\"bounced\"} %llu\n",
-	    results_sent, results_deferred, results_bounced);
-	str_appendf(s, "# HELP postern_notifications_total Bounce, delay "
-	    "and success notices queued.\n"
-	    "# TYPE postern_notifications_total counter\n"
-	    "postern_notifications_total %llu\n", notices);
+	str_append_cstr(s, "# HELP postern_destination_deliveries_active "
+	    "Delivery jobs in flight, by destination (transport:nexthop), "
+	    "for destinations with any.\n"
+	    "# TYPE postern_destination_deliveries_active gauge\n");
+	qmgr_sched_each(dest_gauge, s);
+	metrics_render(s);
 }
 
 static void mclient_close(size_t i)
@@ -187,7 +230,7 @@ static bool mclient_event(struct metrics_client *c)
 			return true;
 		struct str body;
 		str_init(&body, STR_NO_MAX);
-		metrics_text(&body);
+		qmgr_metrics_text(&body);
 		str_init(&c->out, STR_NO_MAX);
 		str_appendf(&c->out, "HTTP/1.0 200 OK\r\nContent-Type: "
 		    "text/plain; version=0.0.4; charset=utf-8\r\n"
@@ -244,4 +287,107 @@ long long qmgr_metrics_timer(long long now_ms)
 			next = mclients[i].deadline_ms;
 	}
 	return next;
+}
+
+/* ---- the control socket's type=metrics (postern top) ---- */
+
+#define TOP_DESTS 8
+
+struct dest_pick {
+	struct qmgr_dest_view busy[TOP_DESTS], slow[TOP_DESTS];
+	char busy_key[TOP_DESTS][160], slow_key[TOP_DESTS][160];
+	size_t nbusy, nslow;
+};
+
+/* Keep the n best of a stream in a small sorted array. */
+static void pick_into(struct qmgr_dest_view *arr, char keys[][160],
+    size_t *n, const struct qmgr_dest_view *v, double score,
+    double (*score_of)(const struct qmgr_dest_view *))
+{
+	size_t at = *n;
+	while (at > 0 && score_of(&arr[at - 1]) < score)
+		at--;
+	if (at >= TOP_DESTS)
+		return;
+	size_t last = *n < TOP_DESTS ? *n : TOP_DESTS - 1;
+	for (size_t k = last; k > at; k--) {
+		arr[k] = arr[k - 1];
+		memcpy(keys[k], keys[k - 1], sizeof(keys[k]));
+	}
+	arr[at] = *v;
+	strlcpy(keys[at], v->key, sizeof(keys[at]));
+	arr[at].key = keys[at];
+	arr[at].dead_text = NULL;
+	if (*n < TOP_DESTS)
+		(*n)++;
+	/* keys moved: re-point every entry at its own copy */
+	for (size_t k = 0; k < *n; k++)
+		arr[k].key = keys[k];
+}
+
+static double busy_score(const struct qmgr_dest_view *v)
+{
+	return (double)v->active + (double)v->queued;
+}
+
+static double slow_score(const struct qmgr_dest_view *v)
+{
+	return v->job_seconds;
+}
+
+static void dest_pick(void *arg, const struct qmgr_dest_view *v)
+{
+	struct dest_pick *p = arg;
+	if (v->active > 0 || v->queued > 0)
+		pick_into(p->busy, p->busy_key, &p->nbusy, v, busy_score(v),
+		    busy_score);
+	if (v->jobs > 0)
+		pick_into(p->slow, p->slow_key, &p->nslow, v, slow_score(v),
+		    slow_score);
+}
+
+static void add_dest(struct ipc_msg *m, const char *name,
+    const struct qmgr_dest_view *v)
+{
+	ipc_add(m, name, "%d %d %zu %d %.0f %lu %s", v->active, v->limit,
+	    v->queued, v->dead ? 1 : 0, v->job_seconds * 1000, v->jobs, v->key);
+}
+
+struct recent_arg {
+	struct ipc_msg *m;
+};
+
+static void add_event(void *arg, long long when, const char *text)
+{
+	struct recent_arg *r = arg;
+	ipc_add(r->m, "event", "%lld %s", when, text);
+}
+
+void qmgr_metrics_ctl(struct str *out, bool privileged)
+{
+	struct ipc_msg m;
+	struct str text;
+
+	str_init(&text, STR_NO_MAX);
+	qmgr_metrics_text(&text);
+	ipc_msg_init(&m, "metrics");
+	ipc_add(&m, "text", "%s", str_cstr(&text));
+	str_free(&text);
+	/*
+	 * Addresses and reasons are for the administrator: the counters
+	 * are for anyone, as the queue listing is.
+	 */
+	if (privileged) {
+		static struct dest_pick p;
+		memset(&p, 0, sizeof(p));
+		qmgr_sched_each(dest_pick, &p);
+		for (size_t k = 0; k < p.nbusy; k++)
+			add_dest(&m, "busy", &p.busy[k]);
+		for (size_t k = 0; k < p.nslow; k++)
+			add_dest(&m, "slow", &p.slow[k]);
+		struct recent_arg r = { &m };
+		metrics_recent(add_event, &r);
+	}
+	ipc_encode(&m, out);
+	ipc_msg_free(&m);
 }

@@ -53,6 +53,8 @@ struct qdest {
 	struct qdest *ring_next, *ring_prev;
 	struct qdest *hash_next;
 	struct qdest *dead_next;
+	double job_seconds;		/* moving average, for the dashboard */
+	unsigned long jobs_done;
 };
 
 static struct qdest *buckets[DEST_BUCKETS];
@@ -264,6 +266,7 @@ void qmgr_sched_dispatch(void)
 		d->active++;
 		ring = d->ring_next;	/* round robin */
 		ring_update(d);
+		job->started_ms = qmgr_now_ms();
 		qmgr_deliver_start(conn, job);
 	}
 }
@@ -296,12 +299,39 @@ static void dest_kill(struct qdest *d, const char *dsn, const char *text)
 	}
 }
 
+/* A job's time, into its destination's moving average (weight 1/5). */
+static void dest_note_job(struct qdest *d, const struct qjob *job)
+{
+	double secs = (double)(qmgr_now_ms() - job->started_ms) / 1000.0;
+	d->job_seconds = d->jobs_done ? 0.8 * d->job_seconds + 0.2 * secs :
+	    secs;
+	d->jobs_done++;
+}
+
+void qmgr_sched_each(void (*fn)(void *arg, const struct qmgr_dest_view *v),
+    void *arg)
+{
+	for (size_t b = 0; b < DEST_BUCKETS; b++)
+		for (struct qdest *d = buckets[b]; d; d = d->hash_next) {
+			struct qmgr_dest_view v = {
+				.key = d->key, .active = d->active,
+				.limit = d->limit, .queued = d->queued,
+				.dead = d->dead_until_ms != 0,
+				.dead_text = d->dead_text,
+				.job_seconds = d->job_seconds,
+				.jobs = d->jobs_done,
+			};
+			fn(arg, &v);
+		}
+}
+
 void qmgr_sched_job_finished(struct qjob *job, bool nexthop_ok,
     bool nexthop_down, const char *down_dsn, const char *down_text)
 {
 	struct qdest *d = job->dest;
 	struct qmsg *msg = job->msg;
 
+	dest_note_job(d, job);
 	d->active--;
 	if (nexthop_ok) {
 		d->success_seen = true;
@@ -326,6 +356,7 @@ void qmgr_sched_job_lost(struct qjob *job, const char *text)
 {
 	struct qdest *d = job->dest;
 
+	dest_note_job(d, job);
 	d->active--;
 	if (d->active == 0 && d->queued == 0)
 		d->idle_since_ms = qmgr_now_ms();

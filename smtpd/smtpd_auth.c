@@ -32,6 +32,7 @@
 #include "mem.h"
 #include "pwhash.h"
 #include "smtpd.h"
+#include "smtpd_metrics.h"
 #include "smtpd_sasl.h"
 
 /* RFC 4954 4: a server accepts at least 12288 octets per line. */
@@ -379,6 +380,7 @@ void smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
 		    "failed attempts from this client: locked out",
 		    s->client_log, strcasecmp(mech, "LOGIN") == 0 ? "LOGIN" :
 		    "PLAIN");
+		smtpd_metrics_auth(s, METRICS_AUTH_LOCKED);
 		smtpd_reply(s, 421, "4.7.0", "%s Error: too many failed "
 		    "authentication attempts; try again later", cfg.myhostname);
 		smtpd_enter_state(s, SMTP_SERVER_CLOSING);
@@ -408,6 +410,7 @@ void smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
 		log_info("warning: %s: SASL %s authentication failed: too many "
 		    "failed attempts: locked out, sasl_username=%s",
 		    s->client_log, method, name);
+		smtpd_metrics_auth(s, METRICS_AUTH_LOCKED);
 		smtpd_reply(s, 454, "4.7.0", "Temporary authentication "
 		    "failure: too many failed attempts; try again later");
 		free(user);
@@ -415,6 +418,7 @@ void smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
 	}
 	switch (o) {
 	case AUTH_OK:
+		smtpd_metrics_auth(s, METRICS_AUTH_SUCCESS);
 		smtpd_throttle_auth_ok(s, user);
 		s->auth_user = user;
 		s->auth_method = method;
@@ -425,6 +429,7 @@ void smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
 		log_info("warning: %s: SASL %s authentication failed: "
 		    "authentication failure, sasl_username=%s", s->client_log,
 		    method, name);
+		smtpd_metrics_auth(s, METRICS_AUTH_FAILURE);
 		smtpd_throttle_auth_failed(s, user);
 		smtpd_reply(s, 535, "5.7.8", "Error: authentication failed: "
 		    "authentication failure");
@@ -432,6 +437,7 @@ void smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
 	case AUTH_TEMPFAIL:
 		log_info("warning: %s: SASL %s authentication failed: "
 		    "user table unavailable", s->client_log, method);
+		smtpd_metrics_auth(s, METRICS_AUTH_TEMPFAIL);
 		smtpd_reply(s, 454, "4.7.0", "Temporary authentication "
 		    "failure");
 		break;

@@ -33,6 +33,7 @@
 #include "msgid.h"
 #include "rfc5322.h"
 #include "smtpd.h"
+#include "smtpd_metrics.h"
 #include "smtpd_milter.h"
 
 /* ---- the queue file ---- */
@@ -348,6 +349,7 @@ static void log_accepted(struct smtpd_session *s)
 static void finish_message(struct smtpd_session *s, const char *stage)
 {
 	struct smtpd_txn *t = s->txn;
+	double end = smtpd_metrics_message_end();
 	char err[512];
 	int code = 0;
 	const char *enh = NULL, *text = NULL;
@@ -462,6 +464,7 @@ static void finish_message(struct smtpd_session *s, const char *stage)
 		    s->client_log, hold_reason);
 	else if (hold_reason != NULL)
 		milter_log_hold(s, stage, hold_reason);
+	smtpd_metrics_accepted(s, end);
 	smtpd_reply(s, 250, "2.0.0", "Ok: queued as %s", t->queue_id);
 	smtpd_txn_end(s, true);
 	/* No wake-up call: qmgr watches incoming/ for the rename. */

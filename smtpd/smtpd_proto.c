@@ -20,6 +20,7 @@
 #include "log.h"
 #include "mem.h"
 #include "smtpd.h"
+#include "smtpd_metrics.h"
 #include "smtpd_milter.h"
 
 static void cmd_ehlo(struct smtp_server *srv, const char *arg);
@@ -189,6 +190,7 @@ void smtpd_log_reject(struct smtpd_session *s, const char *stage,
 	    sender ? " from=<" : "", sender ? from : "", sender ? ">" : "",
 	    recipient ? " to=<" : "", recipient ? to : "",
 	    recipient ? ">" : "", smtpd_protocol_name(s), helo);
+	smtpd_metrics_reject(s, stage, code, enhanced, text);
 }
 
 /* ---- HELO and EHLO ---- */
@@ -522,6 +524,7 @@ static void log_disconnect(struct smtpd_session *s)
 void smtpd_session_run(struct smtpd_session *s)
 {
 	log_info("connect from %s", s->client_log);
+	smtpd_metrics_connect(s);
 	/* smtpd_throttle.c: per-client limits counted by anvil. */
 	char limit_text[400];
 	if (smtpd_limits_connect(s, limit_text, sizeof(limit_text)) != 250) {

@@ -18,6 +18,7 @@
 #include "cfg.h"
 #include "log.h"
 #include "smtpd.h"
+#include "smtpd_metrics.h"
 #include "tls.h"
 #include "tls_ticket.h"
 
@@ -66,9 +67,11 @@ bool smtpd_tls_handshake(struct smtpd_session *s)
 	if (!tls_start(&s->bio, server_ctx, TLS_ROLE_SERVER, NULL,
 	    s->bio.timeout_ms, err, sizeof(err))) {
 		log_info("SSL_accept error from %s: %s", s->client_log, err);
+		smtpd_metrics_tls(s, false);
 		return false;
 	}
 	s->tls_active = true;
+	smtpd_metrics_tls(s, true);
 	tls_describe(&s->bio, s->tls_info, sizeof(s->tls_info));
 	log_info("Anonymous TLS connection %s from %s: %s",
 	    SSL_session_reused(tls_ssl(&s->bio)) ? "reused" : "established",

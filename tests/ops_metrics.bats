@@ -48,12 +48,12 @@ sys.stdout.write(r.read().decode())' "$METRICS_PORT"
 	wait_for_count "sink_count sink" 1
 	wait_for_queue_count 1 20 deferred
 	scrape > "$T/metrics.txt"
-	sed 's/^/# /' "$T/metrics.txt" >&3
+	sed -n '/^#/d; / 0$/d; s/^/# /p' "$T/metrics.txt" >&3
 	run -0 promtool check metrics < "$T/metrics.txt"
 	grep -qx 'postern_queue_messages{queue="deferred"} 1' "$T/metrics.txt"
 	grep -qx 'postern_queue_messages{queue="active"} 0' "$T/metrics.txt"
-	grep -qx 'postern_recipient_results_total{status="sent"} 1' "$T/metrics.txt"
-	grep -qx 'postern_recipient_results_total{status="deferred"} 1' "$T/metrics.txt"
+	grep -qx 'postern_recipient_results_total{transport="smtp",status="sent"} 1' "$T/metrics.txt"
+	grep -qx 'postern_recipient_results_total{transport="smtp",status="deferred"} 1' "$T/metrics.txt"
 	grep -qx 'postern_messages_activated_total 2' "$T/metrics.txt"
 	# A client that sends nothing and stays does not stop qmgr: the
 	# next scrape is served meanwhile.

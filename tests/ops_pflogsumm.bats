@@ -230,3 +230,47 @@ totals() {
 		[ "$(grep -nE ": $q: (client|from)=" "$T/log" | head -n1 | grep -c 'client=')" -eq 1 ]
 	done
 }
+
+# logwatch's postfix service script as logwatch runs it, on a log: its
+# summary section.
+logwatch_summary() {
+	perl /usr/share/logwatch/scripts/services/postfix --detail 10 "$@" |
+		sed -n '/Summary/,/Detail/p'
+}
+
+# The count in front of LABEL in a logwatch summary.
+lw() {
+	awk -v l="$1" 'match($0, /^ *[0-9.]+[KM]? +/) {
+		rest = substr($0, RLENGTH + 1); sub(/  +.*$/, "", rest)
+		if (rest == l) { split($0, a, " "); print a[1]; exit } }' "$2"
+}
+
+@test "logwatch's postfix script reads postern's log given its syslog name and long queue IDs" {
+	[ -f /usr/share/logwatch/scripts/services/postfix ] ||
+		skip "logwatch not installed"
+	syslog_shape > "$T/maillog"
+	# What an admin puts in /etc/logwatch/conf/services/postfix.conf
+	# (doc/logging.md), as options of the script.
+	perl /usr/share/logwatch/scripts/services/postfix --detail 10 \
+		--syslog_name postern --long_queue_ids < "$T/maillog" > "$T/lw.postern"
+	logwatch_summary < "$PF/maillog" > "$T/lw.postfix"
+	sed -n '/Summary/,/Detail/p' "$T/lw.postern" > "$T/lw.postern.sum"
+	sed 's/^/# /' "$T/lw.postern.sum" >&3
+	local label
+	for label in Rejected "5xx Reject unknown user" Deferred Deferrals \
+		"Bounced (local)"; do
+		echo "# $label: postern $(lw "$label" "$T/lw.postern.sum"), Postfix $(lw "$label" "$T/lw.postfix")" >&3
+		[ -n "$(lw "$label" "$T/lw.postern.sum")" ]
+		[ "$(lw "$label" "$T/lw.postern.sum")" = "$(lw "$label" "$T/lw.postfix")" ]
+	done
+	# Postfix says Delivered for local and "Sent via SMTP" for remote
+	# mail; postern's one deliver program is "Delivered" for both.
+	local pn_del pf_del pf_smtp
+	pn_del=$(lw Delivered "$T/lw.postern.sum")
+	pf_del=$(lw Delivered "$T/lw.postfix")
+	pf_smtp=$(lw "Sent via SMTP" "$T/lw.postfix")
+	[ "$pn_del" -ge $((pf_del + pf_smtp)) ]
+	# No delivery, acceptance or removal line is left unmatched.
+	sed -n '/Unmatched Entries/,$p' "$T/lw.postern" > "$T/lw.unmatched"
+	[ -z "$(grep -E 'status=|client=|nrcpt=.*queue active|: removed$' "$T/lw.unmatched")" ]
+}

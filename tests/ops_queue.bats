@@ -183,7 +183,7 @@ complete_line() {
 
 @test "completion: commands, subcommands, config keys and options" {
 	run -0 complete_line "postern "
-	[ "$(echo $output)" = "-c check config dkim map queue reload spf start status stop" ]
+	[ "$(echo $output)" = "-c check config dkim map queue reload spf start status stop top" ]
 	run -0 complete_line "postern -c $T/conf dkim "
 	[ "$(echo $output)" = "check keygen verify" ]
 	run -0 complete_line "postern -c $T/conf q"

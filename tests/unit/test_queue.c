@@ -409,13 +409,14 @@ static void test_expansion_and_reasons(void)
 
 /* ---- queue IDs ---- */
 
+/* New IDs are base 52: the letters and digits without vowels. */
 static unsigned long long b62_decode(const char *s, int n)
 {
 	static const char digits[] =
-	    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+	    "0123456789BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz";
 	unsigned long long v = 0;
 	for (int i = 0; i < n; i++)
-		v = v * 62 + (unsigned long long)(strchr(digits, s[i]) - digits);
+		v = v * 52 + (unsigned long long)(strchr(digits, s[i]) - digits);
 	return v;
 }
 
@@ -442,6 +443,7 @@ static void test_ids_unique_sorted(void)
 	CHECK((long long)sec >= before.tv_sec && (long long)sec <= after.tv_sec + 1);
 	CHECK(usec < 1000000);
 	CHECK_INT(b62_decode(id + 10, 4), getpid());
+	CHECK(strpbrk(id, "aeiouAEIOU") == NULL);
 
 	CHECK(queue_id_valid("0123456789ABCz"));
 	CHECK(!queue_id_valid("0123456789ABC"));
