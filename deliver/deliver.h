@@ -16,6 +16,7 @@
 #include <sys/types.h>
 
 #include "bio.h"
+#include "dane.h"
 #include "queue.h"
 #include "str.h"
 #include "tls_policy.h"
@@ -154,6 +155,10 @@ struct deliver_session {
 	char *tls_names[TLS_MATCH_MAX];	/* names a certificate may carry */
 	size_t tls_nnames;
 	bool tls_for_sasl;	/* level raised for smtp_sasl_password_maps */
+	/* DANE (deliver_dane.c) */
+	struct dane_tlsa_set dane_tlsa;	/* the server's usable TLSA records */
+	bool dane_active;	/* they decide: TLS required and checked by them */
+	char dane_why[300];	/* why DANE does not apply, for dane-only */
 };
 
 /* Result of opening a session to one address. */
@@ -162,9 +167,10 @@ enum sess_open_result {
 	SESS_OPEN_FAILED,	/* *out says why: try the next address */
 };
 
+/* host_secure: host's address (and MX) records were DNSSEC-validated. */
 enum sess_open_result deliver_session_open(struct deliver_session *s,
     struct deliver_job *job, const struct sockaddr *sa, socklen_t salen,
-    const char *host, const char *unix_path, bool lmtp,
+    const char *host, const char *unix_path, bool lmtp, bool host_secure,
     struct deliver_outcome *out);
 void deliver_session_enter(struct deliver_session *s, enum sess_state state);
 /* Send one command line and read its reply; false on I/O failure. */
@@ -245,6 +251,29 @@ void deliver_tls_policy_init(void);
 bool deliver_tls_policy_get(struct deliver_session *s,
     const struct deliver_job *job, struct deliver_outcome *out);
 void deliver_tls_policy_free(struct deliver_session *s);
+
+/* ---- deliver_dane.c: DANE (RFC 7672) at the levels dane, dane-only ---- */
+
+void deliver_dane_init(void);
+/* Are lookups made with DNSSEC, and their AD bit believed? */
+bool deliver_dane_dnssec(void);
+/*
+ * After the level is known: at dane or dane-only, the TLSA records of
+ * s's server, and the level they leave (may, encrypt, or DANE with
+ * s->dane_active). false with *out when this host must not be used now
+ * (a failed or bogus TLSA lookup).
+ */
+bool deliver_dane_prepare(struct deliver_session *s,
+    const struct deliver_job *job, bool host_secure,
+    struct deliver_outcome *out);
+/* Give ssl the server's TLSA records and reference names; false when
+ * OpenSSL takes none of them. */
+bool deliver_dane_ssl(struct deliver_session *s, SSL *ssl,
+    const char *nexthop);
+/* After the handshake: did a TLSA record match? matched names it. */
+enum tls_trust deliver_dane_trust(struct deliver_session *s, SSL *ssl,
+    char *matched, size_t matchedsize, char *why, size_t whysize);
+void deliver_dane_free(struct deliver_session *s);
 
 /* deliver_auth.c: SMTP AUTH as a client (RFC 4954). */
 void deliver_auth_init(void);

@@ -532,7 +532,7 @@ static void session_reset_fields(struct deliver_session *s)
 
 enum sess_open_result deliver_session_open(struct deliver_session *s,
     struct deliver_job *job, const struct sockaddr *sa, socklen_t salen,
-    const char *host, const char *unix_path, bool lmtp,
+    const char *host, const char *unix_path, bool lmtp, bool host_secure,
     struct deliver_outcome *out)
 {
 	memset(s, 0, sizeof(*s));
@@ -553,7 +553,8 @@ enum sess_open_result deliver_session_open(struct deliver_session *s,
 
 	str_init(&s->reply.text, REPLY_TEXT_MAX + 64);
 	str_init(&s->reply.lines, REPLY_TEXT_MAX + 64);
-	if (!deliver_tls_policy_get(s, job, out)) {
+	if (!deliver_tls_policy_get(s, job, out) ||
+	    !deliver_dane_prepare(s, job, host_secure, out)) {
 		deliver_session_close(s, false);
 		return SESS_OPEN_FAILED;
 	}
@@ -564,9 +565,12 @@ enum sess_open_result deliver_session_open(struct deliver_session *s,
 		s->tls_policy.nmatch = 0;
 		size_t nnames = s->tls_nnames;
 		s->tls_nnames = 0;
+		char dane_why[sizeof(s->dane_why)];
+		memcpy(dane_why, s->dane_why, sizeof(dane_why));
 		deliver_session_close(s, false);
 		s->tls_policy = keep;
 		s->tls_nnames = nnames;
+		memcpy(s->dane_why, dane_why, sizeof(dane_why));
 		session_reset_fields(s);
 		str_init(&s->reply.text, REPLY_TEXT_MAX + 64);
 		str_init(&s->reply.lines, REPLY_TEXT_MAX + 64);
@@ -595,6 +599,7 @@ void deliver_session_close(struct deliver_session *s, bool say_quit)
 	s->usable = false;
 	s->state = SESS_CLOSED;
 	deliver_tls_policy_free(s);
+	deliver_dane_free(s);
 	str_free(&s->reply.text);
 	str_free(&s->reply.lines);
 }

@@ -143,6 +143,11 @@
 	X(INT, smtpd_client_recipient_rate_limit, "0") \
 	X(LIST, smtpd_client_event_limit_exceptions, "$mynetworks")
 
+/* DANE and REQUIRETLS (issue 16): deliver's DNSSEC lookups */
+#define CFG_KEYS_DANE(X) \
+	X(STRING, smtp_dns_support_level, "enabled") \
+	X(LIST, smtp_dnssec_trusted_resolvers, "127.0.0.0/8, [::1]/128")
+
 #define CFG_KEYS(X) \
 	CFG_KEYS_CORE(X) \
 	CFG_KEYS_SMTPD(X) \
@@ -150,4 +155,5 @@
 	CFG_KEYS_DELIVER(X) \
 	CFG_KEYS_LMTPD(X) \
 	CFG_KEYS_LOCAL(X) \
-	CFG_KEYS_FRONT(X)
+	CFG_KEYS_FRONT(X) \
+	CFG_KEYS_DANE(X)
