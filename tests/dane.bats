@@ -57,7 +57,7 @@ dane_tamper() {
 	# (RFC 7672 3.1.2).
 	cat "$T/pki/ca.pem" >> "$T/pki/good.pem"
 	cat "$T/pki/ca.pem" >> "$T/pki/wrong.pem"
-	echo "# t0 $SECONDS" >&3; tls_postfix_start; echo "# t1 $SECONDS" >&3
+	tls_postfix_start
 	local ca self good wrong
 	ca=$(dane_cert_sha256 "$T/pki/ca.pem")
 	self=$(dane_spki_sha256 "$T/pki/self.pem")
@@ -99,7 +99,7 @@ dane_tamper() {
 	@   IN MX 10 mx
 	mx  IN A 127.0.0.1
 	EOF
-	dane_dns_start; echo "# t2 $SECONDS" >&3
+	dane_dns_start
 	printf 'only.tls.test dane-only\n' > "$T/conf/tls_policy"
 	"$BUILD/postern" -c "$T/conf" map build "$T/conf/tls_policy"
 	suite_conf smtp_tls_policy_maps "hash:$T/conf/tls_policy"
@@ -108,7 +108,7 @@ dane_tamper() {
 	suite_conf smtp_tls_CAfile "$T/pki/ca.pem"
 	suite_conf smtp_tls_CApath ""
 	suite_conf deliver_processes 1
-	suite_start; echo "# t3 $SECONDS" >&3
+	suite_start
 
 	# DANE-TA(2): the CA's certificate, the MX name in the server's.
 	job "ta.tls.test:$PF_GOOD"
