@@ -357,6 +357,7 @@ static void job_run(struct deliver_job *job)
 		log_warning("%s: %s", job->queue_id, text);
 		deliver_fail_open(job, 'D', "4.3.0", text, text);
 	} else {
+		deliver_requiretls_job(job);
 		deliver_dest_send(job);
 	}
 	/* Every recipient has its outcome; make sure of it. */

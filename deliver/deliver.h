@@ -75,6 +75,9 @@ struct deliver_job {
 	bool local_trouble;	/* the transaction failed on our side */
 	unsigned conn_use;	/* transactions on the session, this one included */
 	char tls_info[160];	/* "TLSv1.3 with cipher ..." or "" */
+	/* RFC 8689 (deliver_requiretls.c) */
+	bool requiretls;	/* MAIL FROM ... REQUIRETLS (queue's Q record) */
+	bool tls_required_no;	/* "TLS-Required: No" in the header */
 };
 
 /* ---- deliver.c ---- */
@@ -98,6 +101,7 @@ void deliver_fail_open(struct deliver_job *job, char status, const char *dsn,
 #define SESS_EXT_CHUNKING 0x080
 #define SESS_EXT_BINARYMIME 0x100
 #define SESS_EXT_AUTH 0x200
+#define SESS_EXT_REQUIRETLS 0x400
 
 /* SASL mechanisms a server offers in its AUTH keyword, that we speak. */
 #define SESS_AUTH_PLAIN 0x1
@@ -159,6 +163,9 @@ struct deliver_session {
 	struct dane_tlsa_set dane_tlsa;	/* the server's usable TLSA records */
 	bool dane_active;	/* they decide: TLS required and checked by them */
 	char dane_why[300];	/* why DANE does not apply, for dane-only */
+	bool host_secure;	/* MX and address DNSSEC-validated */
+	enum tls_trust tls_trust; /* how the handshake judged the server */
+	bool requiretls;	/* this job's mail needs REQUIRETLS here */
 };
 
 /* Result of opening a session to one address. */
@@ -251,6 +258,24 @@ void deliver_tls_policy_init(void);
 bool deliver_tls_policy_get(struct deliver_session *s,
     const struct deliver_job *job, struct deliver_outcome *out);
 void deliver_tls_policy_free(struct deliver_session *s);
+/* Change s's level after the fact (REQUIRETLS, TLS-Required), with
+ * the level's default names; domain: the next-hop domain. */
+void deliver_tls_policy_set_level(struct deliver_session *s,
+    enum tls_level level, const char *domain);
+
+/* ---- deliver_requiretls.c: RFC 8689 ---- */
+
+/* Read the job's REQUIRETLS (Q record) and TLS-Required header. */
+void deliver_requiretls_job(struct deliver_job *job);
+/* The level REQUIRETLS or TLS-Required: No leaves s (after the policy). */
+void deliver_requiretls_level(struct deliver_session *s,
+    const struct deliver_job *job, const char *domain);
+/* After deliver_dane.c: PKIX for a REQUIRETLS message DANE did not take. */
+void deliver_requiretls_after_dane(struct deliver_session *s,
+    const struct deliver_job *job);
+/* Before MAIL: may this session carry the job's mail? false: bounced. */
+bool deliver_requiretls_check(struct deliver_session *s,
+    struct deliver_job *job);
 
 /* ---- deliver_dane.c: DANE (RFC 7672) at the levels dane, dane-only ---- */
 

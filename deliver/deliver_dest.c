@@ -424,8 +424,11 @@ static void note_peer(struct deliver_job *job, const struct deliver_session *s)
 
 static void dest_key(const struct deliver_job *job, char *out, size_t outsize)
 {
-	snprintf(out, outsize, "%s:%s", job->transport == TRANSPORT_LMTP ?
-	    "lmtp" : "smtp", job->nexthop);
+	/* A session made for REQUIRETLS or TLS-Required: No has another
+	 * TLS level than the destination's (deliver_requiretls.c). */
+	snprintf(out, outsize, "%s:%s%s", job->transport == TRANSPORT_LMTP ?
+	    "lmtp" : "smtp", job->nexthop, job->requiretls ? " requiretls" :
+	    job->tls_required_no ? " tls-required-no" : "");
 }
 
 /* Did this transaction defer a recipient (a 4xx reply, a broken session)? */

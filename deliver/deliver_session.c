@@ -336,6 +336,7 @@ static void parse_extensions(struct deliver_session *s)
 		{ "CHUNKING", SESS_EXT_CHUNKING },
 		{ "BINARYMIME", SESS_EXT_BINARYMIME },
 		{ "AUTH", SESS_EXT_AUTH },
+		{ "REQUIRETLS", SESS_EXT_REQUIRETLS },
 	};
 	const char *p = str_cstr(&s->reply.lines);
 
@@ -553,11 +554,13 @@ enum sess_open_result deliver_session_open(struct deliver_session *s,
 
 	str_init(&s->reply.text, REPLY_TEXT_MAX + 64);
 	str_init(&s->reply.lines, REPLY_TEXT_MAX + 64);
+	s->host_secure = host_secure;
 	if (!deliver_tls_policy_get(s, job, out) ||
 	    !deliver_dane_prepare(s, job, host_secure, out)) {
 		deliver_session_close(s, false);
 		return SESS_OPEN_FAILED;
 	}
+	deliver_requiretls_after_dane(s, job);
 	enum open_step step = open_once(s, job, sa, salen, unix_path, true, out);
 	if (step == OPEN_TLS_FAILED) {
 		/* Only optional levels come here; keep the policy. */

@@ -150,10 +150,13 @@ static void tls_required(const struct deliver_session *s,
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	snprintf(text, sizeof(text), "TLS is required, but %s%s", why,
+	snprintf(text, sizeof(text), "TLS is required, but %s%s%s", why,
 	    s->tls_for_sasl ? " (SASL credentials go only over a channel of "
-	    "smtp_sasl_tls_security_level)" : "");
-	deliver_outcome_set(out, 'D', dsn, text, text);
+	    "smtp_sasl_tls_security_level)" : "",
+	    s->requiretls ? " (the message requires TLS: REQUIRETLS)" : "");
+	/* RFC 8689 5: a REQUIRETLS message bounces with 5.7.10. */
+	deliver_outcome_set(out, s->requiretls ? 'B' : 'D',
+	    s->requiretls ? "5.7.10" : dsn, text, text);
 }
 
 /* A new SSL for s: SNI, the destination's protocols and ciphers, and
@@ -250,6 +253,7 @@ static enum deliver_tls_step handshake(struct deliver_session *s,
 	    s->dane_active ? " (DANE)" : "");
 	if (matched[0] != '\0')
 		log_info("%s: DANE %s of %s", job->queue_id, matched, s->relay);
+	s->tls_trust = trust;
 	if ((tls_level_authenticates(level) || s->dane_active) &&
 	    trust != TLS_TRUST_VERIFIED) {
 		/* Keep no session of a server that failed its check. */
