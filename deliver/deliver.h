@@ -78,6 +78,7 @@ struct deliver_job {
 	/* RFC 8689 (deliver_requiretls.c) */
 	bool requiretls;	/* MAIL FROM ... REQUIRETLS (queue's Q record) */
 	bool tls_required_no;	/* "TLS-Required: No" in the header */
+	bool implicit_tls;	/* transport smtps: TLS from the first byte */
 };
 
 /* ---- deliver.c ---- */
@@ -166,6 +167,7 @@ struct deliver_session {
 	bool host_secure;	/* MX and address DNSSEC-validated */
 	enum tls_trust tls_trust; /* how the handshake judged the server */
 	bool requiretls;	/* this job's mail needs REQUIRETLS here */
+	bool implicit_tls;	/* the job's transport is smtps */
 };
 
 /* Result of opening a session to one address. */

@@ -427,7 +427,8 @@ static void dest_key(const struct deliver_job *job, char *out, size_t outsize)
 	/* A session made for REQUIRETLS or TLS-Required: No has another
 	 * TLS level than the destination's (deliver_requiretls.c). */
 	snprintf(out, outsize, "%s:%s%s", job->transport == TRANSPORT_LMTP ?
-	    "lmtp" : "smtp", job->nexthop, job->requiretls ? " requiretls" :
+	    "lmtp" : job->implicit_tls ? "smtps" : "smtp", job->nexthop,
+	    job->requiretls ? " requiretls" :
 	    job->tls_required_no ? " tls-required-no" : "");
 }
 

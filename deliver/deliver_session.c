@@ -555,6 +555,7 @@ enum sess_open_result deliver_session_open(struct deliver_session *s,
 	str_init(&s->reply.text, REPLY_TEXT_MAX + 64);
 	str_init(&s->reply.lines, REPLY_TEXT_MAX + 64);
 	s->host_secure = host_secure;
+	s->implicit_tls = job->implicit_tls;
 	if (!deliver_tls_policy_get(s, job, out) ||
 	    !deliver_dane_prepare(s, job, host_secure, out)) {
 		deliver_session_close(s, false);

@@ -323,7 +323,7 @@ bool deliver_tls_implicit(const struct deliver_session *s)
 {
 	/* RFC 8314 3.3: port 465 is TLS from the first byte. */
 	return !s->lmtp && s->port != 0 && (cfg.smtp_tls_wrappermode ||
-	    s->port == 465);
+	    s->port == 465 || s->implicit_tls);
 }
 
 enum deliver_tls_step deliver_tls_wrap(struct deliver_session *s,

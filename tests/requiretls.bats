@@ -6,7 +6,8 @@
 # REQUIRETLS: a second postern (B), which gets the parameter and records
 # it too; a real Postfix (no REQUIRETLS) gets a 5.7.30 bounce, a
 # self-signed one 5.7.10. "TLS-Required: No" lets a message through a
-# destination whose policy would defer it. One start of each peer.
+# destination whose policy would defer it. And transport_maps' smtps:
+# (implicit TLS) to B's smtps listener. One start of each peer.
 
 load helpers/suite
 load helpers/peers
@@ -40,6 +41,7 @@ teardown() {
 b_start() {
 	B="$T/b"
 	B_PORT=$(free_port)
+	B_SMTPS=$(free_port)
 	local dead
 	dead=$(free_port)
 	mkdir -p "$B/conf" "$B/mail"
@@ -55,6 +57,7 @@ b_start() {
 	tls_cert_file = $T/pki/good.pem
 	tls_key_file = $T/pki/good.key
 	transport_maps = hash:$B/conf/transport
+	smtps_listen = 127.0.0.1:$B_SMTPS
 	EOF
 	: > "$B/log"
 	"$BUILD/postern" -c "$B/conf" start -f >> "$B/log" 2>&1 &
@@ -81,6 +84,7 @@ queued() {
 	table() { cat > "$T/conf/$1"; "$BUILD/postern" -c "$T/conf" map build "$T/conf/$1"; }
 	table transport <<-EOF
 	b.test smtp:[mx.tls.test]:$B_PORT
+	tls-first@b.test smtps:[mx.tls.test]:$B_SMTPS
 	good@pf.test smtp:[mx.tls.test]:$PF_GOOD
 	self@pf.test smtp:[mx.tls.test]:$PF_SELF
 	selfno@pf.test smtp:[mx.tls.test]:$PF_SELF
@@ -135,6 +139,13 @@ queued() {
 	wait_for_log "$qid: to=<selfno@pf.test>, .*status=sent"
 	grep -q "$qid: TLS-Required: No: the destination's TLS policy is not enforced" "$T/log"
 	grep -q "$qid: Untrusted TLS connection established to mx.tls.test\[127.0.0.1\]:$PF_SELF" "$T/log"
+
+	# smtps: (implicit TLS) from transport_maps, to B's smtps listener.
+	send tls-first@b.test
+	qid=$(queued)
+	wait_for_log "$qid: to=<tls-first@b.test>, relay=mx.tls.test\[127.0.0.1\]:$B_SMTPS, .*status=sent"
+	grep -q "$qid: Trusted TLS connection established to mx.tls.test\[127.0.0.1\]:$B_SMTPS" "$T/log"
+	wait_for_log "Anonymous TLS connection established from .*127.0.0.1" 10 "$B/log"
 
 	# Postfix got only that one message.
 	wait_until '[ "$(grep -c "discard.*status=sent" "$P/maillog")" -ge 1 ]' 10
