@@ -18,69 +18,20 @@
  * Trusts the queue file (ours); the header field is the sender's and
  * only compared.
  */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include "deliver.h"
 #include "log.h"
 #include "mem.h"
 #include "queue.h"
+#include "requiretls.h"
 #include "sock.h"
 
 /* How much of the header section is searched for TLS-Required. */
 #define HEADER_SCAN_MAX (64 * 1024)
-
-/* Does the header section in buf[0..len) say "TLS-Required: No"? */
-static bool header_says_no(const char *buf, size_t len)
-{
-	static const char name[] = "TLS-Required:";
-	size_t nlen = sizeof(name) - 1;
-	size_t i = 0;
-	while (i < len) {
-		const char *line = buf + i;
-		const char *end = memchr(line, '\n', len - i);
-		size_t llen = end ? (size_t)(end - line) : len - i;
-		/* An empty line ends the header section (RFC 5322 2.1). */
-		if (llen == 0 || (llen == 1 && line[0] == '\r'))
-			return false;
-		if (llen >= nlen && strncasecmp(line, name, nlen) == 0) {
-			/* The value, unfolded: only white space and "No". */
-			char word[8];
-			size_t w = 0;
-			bool ok = true;
-			size_t j = i + nlen;
-			for (;;) {
-				for (; j < len && buf[j] != '\n'; j++) {
-					char c = buf[j];
-					if (c == ' ' || c == '\t' || c == '\r')
-						continue;
-					if (w + 1 >= sizeof(word)) {
-						ok = false;
-						break;
-					}
-					word[w++] = c;
-				}
-				/* Folded onto the next line? */
-				if (j + 1 < len && (buf[j + 1] == ' ' ||
-				    buf[j + 1] == '\t')) {
-					j++;
-					continue;
-				}
-				break;
-			}
-			word[w] = '\0';
-			return ok && strcasecmp(word, "no") == 0;
-		}
-		if (end == NULL)
-			return false;
-		i += llen + 1;
-	}
-	return false;
-}
 
 void deliver_requiretls_job(struct deliver_job *job)
 {
@@ -100,7 +51,7 @@ void deliver_requiretls_job(struct deliver_job *job)
 	    (size_t)job->content_length : HEADER_SCAN_MAX;
 	char *buf = xmalloc(want + 1);
 	ssize_t n = pread(job->content_fd, buf, want, job->content_offset);
-	if (n > 0 && header_says_no(buf, (size_t)n)) {
+	if (n > 0 && requiretls_header_says_no(buf, (size_t)n)) {
 		job->tls_required_no = true;
 		log_info("%s: TLS-Required: No: the destination's TLS policy "
 		    "is not enforced", job->queue_id);
