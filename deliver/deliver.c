@@ -187,6 +187,11 @@ static bool job_parse(const struct ipc_msg *m, struct deliver_job *job,
 		job->transport = TRANSPORT_SMTP;
 	else if (v != NULL && strcmp(v, "lmtp") == 0)
 		job->transport = TRANSPORT_LMTP;
+	else if (v != NULL && strcmp(v, "smtps") == 0) {
+		/* SMTP with implicit TLS (RFC 8314 3.3; qmgr's "smtps:"). */
+		job->transport = TRANSPORT_SMTP;
+		job->implicit_tls = true;
+	}
 	else {
 		snprintf(err, errsize, "bad transport");
 		return false;
@@ -357,6 +362,7 @@ static void job_run(struct deliver_job *job)
 		log_warning("%s: %s", job->queue_id, text);
 		deliver_fail_open(job, 'D', "4.3.0", text, text);
 	} else {
+		deliver_requiretls_job(job);
 		deliver_dest_send(job);
 	}
 	/* Every recipient has its outcome; make sure of it. */

@@ -16,6 +16,7 @@
 #include <sys/types.h>
 
 #include "bio.h"
+#include "dane.h"
 #include "queue.h"
 #include "str.h"
 #include "tls_policy.h"
@@ -74,6 +75,10 @@ struct deliver_job {
 	bool local_trouble;	/* the transaction failed on our side */
 	unsigned conn_use;	/* transactions on the session, this one included */
 	char tls_info[160];	/* "TLSv1.3 with cipher ..." or "" */
+	/* RFC 8689 (deliver_requiretls.c) */
+	bool requiretls;	/* MAIL FROM ... REQUIRETLS (queue's Q record) */
+	bool tls_required_no;	/* "TLS-Required: No" in the header */
+	bool implicit_tls;	/* transport smtps: TLS from the first byte */
 };
 
 /* ---- deliver.c ---- */
@@ -97,6 +102,7 @@ void deliver_fail_open(struct deliver_job *job, char status, const char *dsn,
 #define SESS_EXT_CHUNKING 0x080
 #define SESS_EXT_BINARYMIME 0x100
 #define SESS_EXT_AUTH 0x200
+#define SESS_EXT_REQUIRETLS 0x400
 
 /* SASL mechanisms a server offers in its AUTH keyword, that we speak. */
 #define SESS_AUTH_PLAIN 0x1
@@ -154,6 +160,14 @@ struct deliver_session {
 	char *tls_names[TLS_MATCH_MAX];	/* names a certificate may carry */
 	size_t tls_nnames;
 	bool tls_for_sasl;	/* level raised for smtp_sasl_password_maps */
+	/* DANE (deliver_dane.c) */
+	struct dane_tlsa_set dane_tlsa;	/* the server's usable TLSA records */
+	bool dane_active;	/* they decide: TLS required and checked by them */
+	char dane_why[300];	/* why DANE does not apply, for dane-only */
+	bool host_secure;	/* MX and address DNSSEC-validated */
+	enum tls_trust tls_trust; /* how the handshake judged the server */
+	bool requiretls;	/* this job's mail needs REQUIRETLS here */
+	bool implicit_tls;	/* the job's transport is smtps */
 };
 
 /* Result of opening a session to one address. */
@@ -162,9 +176,10 @@ enum sess_open_result {
 	SESS_OPEN_FAILED,	/* *out says why: try the next address */
 };
 
+/* host_secure: host's address (and MX) records were DNSSEC-validated. */
 enum sess_open_result deliver_session_open(struct deliver_session *s,
     struct deliver_job *job, const struct sockaddr *sa, socklen_t salen,
-    const char *host, const char *unix_path, bool lmtp,
+    const char *host, const char *unix_path, bool lmtp, bool host_secure,
     struct deliver_outcome *out);
 void deliver_session_enter(struct deliver_session *s, enum sess_state state);
 /* Send one command line and read its reply; false on I/O failure. */
@@ -245,6 +260,47 @@ void deliver_tls_policy_init(void);
 bool deliver_tls_policy_get(struct deliver_session *s,
     const struct deliver_job *job, struct deliver_outcome *out);
 void deliver_tls_policy_free(struct deliver_session *s);
+/* Change s's level after the fact (REQUIRETLS, TLS-Required), with
+ * the level's default names; domain: the next-hop domain. */
+void deliver_tls_policy_set_level(struct deliver_session *s,
+    enum tls_level level, const char *domain);
+
+/* ---- deliver_requiretls.c: RFC 8689 ---- */
+
+/* Read the job's REQUIRETLS (Q record) and TLS-Required header. */
+void deliver_requiretls_job(struct deliver_job *job);
+/* The level REQUIRETLS or TLS-Required: No leaves s (after the policy). */
+void deliver_requiretls_level(struct deliver_session *s,
+    const struct deliver_job *job, const char *domain);
+/* After deliver_dane.c: PKIX for a REQUIRETLS message DANE did not take. */
+void deliver_requiretls_after_dane(struct deliver_session *s,
+    const struct deliver_job *job);
+/* Before MAIL: may this session carry the job's mail? false: bounced. */
+bool deliver_requiretls_check(struct deliver_session *s,
+    struct deliver_job *job);
+
+/* ---- deliver_dane.c: DANE (RFC 7672) at the levels dane, dane-only ---- */
+
+void deliver_dane_init(void);
+/* Are lookups made with DNSSEC, and their AD bit believed? */
+bool deliver_dane_dnssec(void);
+/*
+ * After the level is known: at dane or dane-only, the TLSA records of
+ * s's server, and the level they leave (may, encrypt, or DANE with
+ * s->dane_active). false with *out when this host must not be used now
+ * (a failed or bogus TLSA lookup).
+ */
+bool deliver_dane_prepare(struct deliver_session *s,
+    const struct deliver_job *job, bool host_secure,
+    struct deliver_outcome *out);
+/* Give ssl the server's TLSA records and reference names; false when
+ * OpenSSL takes none of them. */
+bool deliver_dane_ssl(struct deliver_session *s, SSL *ssl,
+    const char *nexthop);
+/* After the handshake: did a TLSA record match? matched names it. */
+enum tls_trust deliver_dane_trust(struct deliver_session *s, SSL *ssl,
+    char *matched, size_t matchedsize, char *why, size_t whysize);
+void deliver_dane_free(struct deliver_session *s);
 
 /* deliver_auth.c: SMTP AUTH as a client (RFC 4954). */
 void deliver_auth_init(void);

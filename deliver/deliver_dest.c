@@ -40,6 +40,7 @@ struct target {
 	char path[108];		/* a Unix socket (LMTP), else "" */
 	bool fallback;		/* from smtp_fallback_relay */
 	unsigned hop;		/* which element of the next-hop list */
+	bool secure;		/* MX and address DNSSEC-validated (DANE) */
 };
 
 /* Next-hop list elements with their own session count; more share the
@@ -59,7 +60,8 @@ struct target_list {
 };
 
 static void targets_add(struct target_list *tl, const char *host,
-    const struct dns_addr *addr, const char *path, bool fallback)
+    const struct dns_addr *addr, const char *path, bool fallback,
+    bool secure)
 {
 	tl->v = xreallocarray(tl->v, tl->count + 1, sizeof(*tl->v));
 	struct target *t = &tl->v[tl->count++];
@@ -70,22 +72,28 @@ static void targets_add(struct target_list *tl, const char *host,
 	if (path != NULL)
 		strlcpy(t->path, path, sizeof(t->path));
 	t->fallback = fallback;
+	t->secure = secure;
 	t->hop = tl->hops > 0 ? tl->hops - 1 : 0;
 	if (t->hop >= DEST_HOPS_COUNTED)
 		t->hop = DEST_HOPS_COUNTED - 1;
 }
 
 /* The addresses of host appended to tl, as many as *budget allows
- * (NULL or -1: no limit; smtp_mx_address_limit). */
+ * (NULL or -1: no limit; smtp_mx_address_limit). mx_secure: the way to
+ * host (its MX record, or none) was DNSSEC-validated; with DNSSEC
+ * lookups on, the address records must be too (RFC 7672 2.2.2). */
 static void targets_add_host(struct target_list *tl, const char *host,
-    int port, bool fallback, long long *budget)
+    int port, bool fallback, long long *budget, bool mx_secure)
 {
 	struct dns_addr *addrs;
 	size_t n;
 	char err[512];
+	bool secure = false;
 
-	enum dns_result r = dns_lookup_addrs(host, port, &addrs, &n, err,
-	    sizeof(err));
+	enum dns_result r = deliver_dane_dnssec() ?
+	    dns_lookup_addrs_dnssec(host, port, &addrs, &n, &secure, err,
+	    sizeof(err)) :
+	    dns_lookup_addrs(host, port, &addrs, &n, err, sizeof(err));
 	if (r != DNS_OK) {
 		if (r == DNS_TEMPFAIL)
 			tl->tempfail = true;
@@ -95,7 +103,8 @@ static void targets_add_host(struct target_list *tl, const char *host,
 	for (size_t i = 0; i < n; i++) {
 		if (budget != NULL && *budget == 0)
 			break;
-		targets_add(tl, host, &addrs[i], NULL, fallback);
+		targets_add(tl, host, &addrs[i], NULL, fallback,
+		    mx_secure && secure);
 		if (budget != NULL && *budget > 0)
 			(*budget)--;
 	}
@@ -123,13 +132,19 @@ static void smtp_hop_targets(const struct endpoint *ep, bool fallback,
 	long long budget = address_budget();
 
 	if (ep->bracketed || literal) {
-		targets_add_host(tl, ep->host, ep->port, fallback, &budget);
+		/* RFC 7672 2.2.2: no MX, the host's own records decide. */
+		targets_add_host(tl, ep->host, ep->port, fallback, &budget,
+		    true);
 		return;
 	}
 	struct dns_mx *mx;
 	size_t n;
 	char err[512];
-	enum dns_result r = dns_lookup_mx(ep->host, &mx, &n, err, sizeof(err));
+	bool mx_secure = false;
+	enum dns_result r = deliver_dane_dnssec() ?
+	    dns_lookup_mx_dnssec(ep->host, &mx, &n, &mx_secure, err,
+	    sizeof(err)) :
+	    dns_lookup_mx(ep->host, &mx, &n, err, sizeof(err));
 	switch (r) {
 	case DNS_OK:
 		for (size_t i = 0; i < n && budget != 0; i++) {
@@ -141,13 +156,15 @@ static void smtp_hop_targets(const struct endpoint *ep, bool fallback,
 				break;
 			}
 			targets_add_host(tl, mx[i].host, ep->port, fallback,
-			    &budget);
+			    &budget, mx_secure);
 		}
 		free(mx);
 		break;
 	case DNS_NOTFOUND:
-		/* RFC 5321 5.1: the domain itself is the implicit MX. */
-		targets_add_host(tl, ep->host, ep->port, fallback, &budget);
+		/* RFC 5321 5.1: the domain itself is the implicit MX;
+		 * secure if the denial of the MX was. */
+		targets_add_host(tl, ep->host, ep->port, fallback, &budget,
+		    mx_secure);
 		break;
 	case DNS_NULLMX:
 		tl->nullmx = true;
@@ -205,9 +222,9 @@ static struct deliver_session *open_next(struct deliver_job *job,
 		deliver_outcome_free(&last);
 		enum sess_open_result r = t->path[0] != '\0' ?
 		    deliver_session_open(s, job, NULL, 0, "localhost", t->path,
-		    true, &last) :
+		    true, false, &last) :
 		    deliver_session_open(s, job, (struct sockaddr *)&t->addr.sa,
-		    t->addr.salen, t->host, NULL, lmtp, &last);
+		    t->addr.salen, t->host, NULL, lmtp, t->secure, &last);
 		if (r == SESS_OPEN_OK) {
 			tl->sessions[t->hop]++;
 			deliver_outcome_free(&last);
@@ -271,9 +288,9 @@ static bool hop_targets(const char *hop, bool lmtp, bool fallback,
 			    "SMTP needs a host, not a Unix socket");
 			return false;
 		}
-		targets_add(tl, "localhost", NULL, ep.path, fallback);
+		targets_add(tl, "localhost", NULL, ep.path, fallback, false);
 	} else if (lmtp) {
-		targets_add_host(tl, ep.host, ep.port, fallback, NULL);
+		targets_add_host(tl, ep.host, ep.port, fallback, NULL, false);
 	} else {
 		smtp_hop_targets(&ep, fallback, tl);
 	}
@@ -407,8 +424,12 @@ static void note_peer(struct deliver_job *job, const struct deliver_session *s)
 
 static void dest_key(const struct deliver_job *job, char *out, size_t outsize)
 {
-	snprintf(out, outsize, "%s:%s", job->transport == TRANSPORT_LMTP ?
-	    "lmtp" : "smtp", job->nexthop);
+	/* A session made for REQUIRETLS or TLS-Required: No has another
+	 * TLS level than the destination's (deliver_requiretls.c). */
+	snprintf(out, outsize, "%s:%s%s", job->transport == TRANSPORT_LMTP ?
+	    "lmtp" : job->implicit_tls ? "smtps" : "smtp", job->nexthop,
+	    job->requiretls ? " requiretls" :
+	    job->tls_required_no ? " tls-required-no" : "");
 }
 
 /* Did this transaction defer a recipient (a 4xx reply, a broken session)? */

@@ -336,6 +336,7 @@ static void parse_extensions(struct deliver_session *s)
 		{ "CHUNKING", SESS_EXT_CHUNKING },
 		{ "BINARYMIME", SESS_EXT_BINARYMIME },
 		{ "AUTH", SESS_EXT_AUTH },
+		{ "REQUIRETLS", SESS_EXT_REQUIRETLS },
 	};
 	const char *p = str_cstr(&s->reply.lines);
 
@@ -532,7 +533,7 @@ static void session_reset_fields(struct deliver_session *s)
 
 enum sess_open_result deliver_session_open(struct deliver_session *s,
     struct deliver_job *job, const struct sockaddr *sa, socklen_t salen,
-    const char *host, const char *unix_path, bool lmtp,
+    const char *host, const char *unix_path, bool lmtp, bool host_secure,
     struct deliver_outcome *out)
 {
 	memset(s, 0, sizeof(*s));
@@ -553,10 +554,14 @@ enum sess_open_result deliver_session_open(struct deliver_session *s,
 
 	str_init(&s->reply.text, REPLY_TEXT_MAX + 64);
 	str_init(&s->reply.lines, REPLY_TEXT_MAX + 64);
-	if (!deliver_tls_policy_get(s, job, out)) {
+	s->host_secure = host_secure;
+	s->implicit_tls = job->implicit_tls;
+	if (!deliver_tls_policy_get(s, job, out) ||
+	    !deliver_dane_prepare(s, job, host_secure, out)) {
 		deliver_session_close(s, false);
 		return SESS_OPEN_FAILED;
 	}
+	deliver_requiretls_after_dane(s, job);
 	enum open_step step = open_once(s, job, sa, salen, unix_path, true, out);
 	if (step == OPEN_TLS_FAILED) {
 		/* Only optional levels come here; keep the policy. */
@@ -564,9 +569,12 @@ enum sess_open_result deliver_session_open(struct deliver_session *s,
 		s->tls_policy.nmatch = 0;
 		size_t nnames = s->tls_nnames;
 		s->tls_nnames = 0;
+		char dane_why[sizeof(s->dane_why)];
+		memcpy(dane_why, s->dane_why, sizeof(dane_why));
 		deliver_session_close(s, false);
 		s->tls_policy = keep;
 		s->tls_nnames = nnames;
+		memcpy(s->dane_why, dane_why, sizeof(dane_why));
 		session_reset_fields(s);
 		str_init(&s->reply.text, REPLY_TEXT_MAX + 64);
 		str_init(&s->reply.lines, REPLY_TEXT_MAX + 64);
@@ -595,6 +603,7 @@ void deliver_session_close(struct deliver_session *s, bool say_quit)
 	s->usable = false;
 	s->state = SESS_CLOSED;
 	deliver_tls_policy_free(s);
+	deliver_dane_free(s);
 	str_free(&s->reply.text);
 	str_free(&s->reply.lines);
 }

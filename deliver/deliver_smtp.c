@@ -159,6 +159,9 @@ static void queue_mail_command(struct deliver_session *s,
 		bio_puts(&s->bio, " BODY=BINARYMIME");
 	if (job->smtputf8 && (s->ext & SESS_EXT_SMTPUTF8))
 		bio_puts(&s->bio, " SMTPUTF8");
+	/* RFC 8689 4.2.1: the requirement goes on with the message. */
+	if (job->requiretls && (s->ext & SESS_EXT_REQUIRETLS))
+		bio_puts(&s->bio, " REQUIRETLS");
 	if (s->ext & SESS_EXT_DSN) {
 		if (job->ret == QUEUE_RET_FULL)
 			bio_puts(&s->bio, " RET=FULL");
@@ -437,7 +440,7 @@ static bool precheck(struct deliver_session *s, struct deliver_job *job)
 		deliver_fail_open(job, 'B', "5.6.3", text, text);
 		return false;
 	}
-	return true;
+	return deliver_requiretls_check(s, job);
 }
 
 bool deliver_smtp_transaction(struct deliver_session *s,

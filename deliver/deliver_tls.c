@@ -4,7 +4,7 @@
  * mail/tls.c and mail/tls_policy.c.
  *
  * At "may" (and "dane" without DNSSEC-validated TLSA records, RFC 7672
- * 2.2) TLS is opportunistic: encrypt when the peer offers it, fall back
+ * 2.2; deliver_dane.c decides) TLS is opportunistic: encrypt when the peer offers it, fall back
  * to plain text when the handshake fails. At every other level TLS is
  * required: no STARTTLS, a refused STARTTLS, a failed handshake or a
  * certificate that falls short of the level defers the mail with
@@ -28,6 +28,7 @@
 #include "cfg.h"
 #include "deliver.h"
 #include "log.h"
+#include "sock.h"
 #include "tls.h"
 
 static SSL_CTX *tls_ctx;
@@ -98,6 +99,7 @@ static int session_new(SSL *ssl, SSL_SESSION *session)
 void deliver_tls_init(void)
 {
 	deliver_tls_policy_init();
+	deliver_dane_init();
 	if (tls_ctx != NULL)
 		return;
 	tls_ctx = tls_client_context();
@@ -105,6 +107,12 @@ void deliver_tls_init(void)
 		log_warning("cannot create a TLS client context: STARTTLS "
 		    "disabled");
 		return;
+	}
+	/* OpenSSL's DANE verifier, used by sessions with TLSA records. */
+	if (SSL_CTX_dane_enable(tls_ctx) <= 0) {
+		ERR_clear_error();
+		log_warning("OpenSSL refuses DANE: TLSA records cannot be "
+		    "used");
 	}
 	SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
 	if (cfg.smtp_tls_session_cache) {
@@ -142,14 +150,18 @@ static void tls_required(const struct deliver_session *s,
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	snprintf(text, sizeof(text), "TLS is required, but %s%s", why,
+	snprintf(text, sizeof(text), "TLS is required, but %s%s%s", why,
 	    s->tls_for_sasl ? " (SASL credentials go only over a channel of "
-	    "smtp_sasl_tls_security_level)" : "");
-	deliver_outcome_set(out, 'D', dsn, text, text);
+	    "smtp_sasl_tls_security_level)" : "",
+	    s->requiretls ? " (the message requires TLS: REQUIRETLS)" : "");
+	/* RFC 8689 5: a REQUIRETLS message bounces with 5.7.10. */
+	deliver_outcome_set(out, s->requiretls ? 'B' : 'D',
+	    s->requiretls ? "5.7.10" : dsn, text, text);
 }
 
-/* A new SSL for s: SNI and the destination's protocols and ciphers. */
-static SSL *session_ssl(const struct deliver_session *s)
+/* A new SSL for s: SNI, the destination's protocols and ciphers, and
+ * at DANE the server's TLSA records (nexthop: the next-hop domain). */
+static SSL *session_ssl(struct deliver_session *s, const char *nexthop)
 {
 	SSL *ssl = SSL_new(tls_ctx);
 	if (ssl == NULL)
@@ -165,6 +177,15 @@ static SSL *session_ssl(const struct deliver_session *s)
 		ERR_clear_error();
 		SSL_free(ssl);
 		return NULL;
+	}
+	if (s->dane_active) {
+		/* No resumption: a resumed session skips the TLSA check,
+		 * and the records may have changed since. */
+		if (!deliver_dane_ssl(s, ssl, nexthop)) {
+			SSL_free(ssl);
+			return NULL;
+		}
+		return ssl;
 	}
 	SSL_set_app_data(ssl, (void *)s);
 	char key[sizeof(session_cache[0].key)];
@@ -189,9 +210,12 @@ static enum deliver_tls_step handshake(struct deliver_session *s,
 	enum tls_level level = s->tls_policy.level;
 	deliver_session_enter(s, SESS_TLS_HANDSHAKE);
 	char err[256];
-	SSL *ssl = session_ssl(s);
+	struct endpoint ep;
+	bool have_ep = endpoint_parse(job->nexthop, 25, &ep, err, sizeof(err));
+	SSL *ssl = session_ssl(s, have_ep ? ep.host : NULL);
 	if (ssl == NULL) {
-		snprintf(err, sizeof(err), "the protocols or ciphers of its "
+		snprintf(err, sizeof(err), s->dane_active ? "OpenSSL takes none "
+		    "of the TLSA records" : "the protocols or ciphers of its "
 		    "smtp_tls_policy_maps entry are refused by OpenSSL");
 	}
 	if (ssl == NULL || !tls_start_ssl(&s->bio, ssl, TLS_ROLE_CLIENT,
@@ -215,20 +239,28 @@ static enum deliver_tls_step handshake(struct deliver_session *s,
 
 	const struct tls_dest_policy *p = &s->tls_policy;
 	bool fp = level == TLS_LEVEL_FINGERPRINT;
-	char why[512];
-	enum tls_trust trust = tls_peer_trust(tls_ssl(&s->bio),
+	char why[512], matched[300] = "";
+	enum tls_trust trust = s->dane_active ?
+	    deliver_dane_trust(s, tls_ssl(&s->bio), matched, sizeof(matched),
+	    why, sizeof(why)) :
+	    tls_peer_trust(tls_ssl(&s->bio),
 	    fp ? NULL : s->tls_names, fp ? 0 : s->tls_nnames,
 	    fp ? p->match : NULL, fp ? p->nmatch : 0, why, sizeof(why));
 	/* Postfix's words: "reused" for a resumed session. */
-	log_info("%s: %s TLS connection %s to %s: %s", job->queue_id,
+	log_info("%s: %s TLS connection %s to %s: %s%s", job->queue_id,
 	    tls_trust_name(trust), SSL_session_reused(tls_ssl(&s->bio)) ?
-	    "reused" : "established", s->relay, job->tls_info);
-	if (tls_level_authenticates(level) && trust != TLS_TRUST_VERIFIED) {
+	    "reused" : "established", s->relay, job->tls_info,
+	    s->dane_active ? " (DANE)" : "");
+	if (matched[0] != '\0')
+		log_info("%s: DANE %s of %s", job->queue_id, matched, s->relay);
+	s->tls_trust = trust;
+	if ((tls_level_authenticates(level) || s->dane_active) &&
+	    trust != TLS_TRUST_VERIFIED) {
 		/* Keep no session of a server that failed its check. */
 		SSL_set_app_data(tls_ssl(&s->bio), NULL);
 		log_info("%s: server certificate not verified for %s at level "
-		    "%s: %s", job->queue_id, s->relay, tls_level_name(level),
-		    why);
+		    "%s%s: %s", job->queue_id, s->relay, tls_level_name(level),
+		    s->dane_active ? " (TLSA records)" : "", why);
 		tls_required(s, out, "4.7.5", "the certificate of host %s "
 		    "could not be verified (level %s): %s", s->relay,
 		    tls_level_name(level), why);
@@ -241,14 +273,17 @@ enum deliver_tls_step deliver_tls_negotiate(struct deliver_session *s,
     struct deliver_job *job, struct deliver_outcome *out)
 {
 	enum tls_level level = s->tls_policy.level;
-	bool required = !tls_level_optional(level);
+	/* RFC 7672 2.2: usable TLSA records make TLS a must. */
+	bool required = !tls_level_optional(level) || s->dane_active;
 
 	if (level == TLS_LEVEL_NONE || s->tls != NULL)
 		return DELIVER_TLS_PLAIN;	/* none, or implicit TLS is up */
-	if (level == TLS_LEVEL_DANE_ONLY) {
+	if (level == TLS_LEVEL_DANE_ONLY && !s->dane_active) {
 		/* RFC 7672 2.2: no DNSSEC-validated TLSA, no DANE. */
 		tls_required(s, out, "4.7.5", "no DNSSEC-validated TLSA records "
-		    "were found for host %s", s->relay);
+		    "were found for host %s%s%s%s", s->relay,
+		    s->dane_why[0] ? " (" : "", s->dane_why,
+		    s->dane_why[0] ? ")" : "");
 		return DELIVER_TLS_FAILED;
 	}
 	if (!(s->ext & SESS_EXT_STARTTLS)) {
@@ -288,7 +323,7 @@ bool deliver_tls_implicit(const struct deliver_session *s)
 {
 	/* RFC 8314 3.3: port 465 is TLS from the first byte. */
 	return !s->lmtp && s->port != 0 && (cfg.smtp_tls_wrappermode ||
-	    s->port == 465);
+	    s->port == 465 || s->implicit_tls);
 }
 
 enum deliver_tls_step deliver_tls_wrap(struct deliver_session *s,
@@ -299,9 +334,11 @@ enum deliver_tls_step deliver_tls_wrap(struct deliver_session *s,
 		    "made (see the log of deliver's start)");
 		return DELIVER_TLS_FAILED;
 	}
-	if (s->tls_policy.level == TLS_LEVEL_DANE_ONLY) {
+	if (s->tls_policy.level == TLS_LEVEL_DANE_ONLY && !s->dane_active) {
 		tls_required(s, out, "4.7.5", "no DNSSEC-validated TLSA records "
-		    "were found for host %s", s->relay);
+		    "were found for host %s%s%s%s", s->relay,
+		    s->dane_why[0] ? " (" : "", s->dane_why,
+		    s->dane_why[0] ? ")" : "");
 		return DELIVER_TLS_FAILED;
 	}
 	/* No plain text to fall back to: TLS is required at every level. */

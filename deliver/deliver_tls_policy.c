@@ -178,7 +178,24 @@ bool deliver_tls_policy_get(struct deliver_session *s,
 	if (p->nmatch == 0)
 		default_matches(p);
 	expand_names(s, ep.host);
+	deliver_requiretls_level(s, job, ep.host);
 	return true;
+}
+
+void deliver_tls_policy_set_level(struct deliver_session *s,
+    enum tls_level level, const char *domain)
+{
+	struct tls_dest_policy *p = &s->tls_policy;
+	if (p->level == level)
+		return;
+	p->level = level;
+	/* The entry's match= were for its own level. */
+	tls_dest_policy_free(p);
+	for (size_t i = 0; i < s->tls_nnames; i++)
+		free(s->tls_names[i]);
+	s->tls_nnames = 0;
+	default_matches(p);
+	expand_names(s, domain);
 }
 
 void deliver_tls_policy_free(struct deliver_session *s)

@@ -693,6 +693,20 @@ static bool check_semantics(struct loader *ld, const struct cfg *c)
 		return fail(ld, raw_line(ld, (size_t)key_index(
 		    "smtpd_dkim_max_signatures", 25)),
 		    "smtpd_dkim_max_signatures: must be at least 0");
+	/* DANE (deliver/deliver_dane.c): Postfix's words for DNSSEC. */
+	if (strcmp(c->smtp_dns_support_level, "enabled") != 0 &&
+	    strcmp(c->smtp_dns_support_level, "dnssec") != 0)
+		return fail(ld, raw_line(ld, (size_t)key_index(
+		    "smtp_dns_support_level", 22)), "smtp_dns_support_level: "
+		    "\"%s\" is not enabled or dnssec", c->smtp_dns_support_level);
+	for (size_t j = 0; j < c->smtp_dnssec_trusted_resolvers.count; j++) {
+		if (!sock_network_valid(c->smtp_dnssec_trusted_resolvers.items[j]))
+			return fail(ld, raw_line(ld, (size_t)key_index(
+			    "smtp_dnssec_trusted_resolvers", 29)),
+			    "smtp_dnssec_trusted_resolvers: \"%s\" is not a "
+			    "network (like 127.0.0.0/8 or [::1]/128)",
+			    c->smtp_dnssec_trusted_resolvers.items[j]);
+	}
 	return true;
 }
 

@@ -155,6 +155,11 @@
 	X(STRING, authserv_id, "$myhostname") \
 	X(STRING, public_suffix_list, "/usr/share/publicsuffix/public_suffix_list.dat")
 
+/* DANE and REQUIRETLS (issue 16): deliver's DNSSEC lookups */
+#define CFG_KEYS_DANE(X) \
+	X(STRING, smtp_dns_support_level, "enabled") \
+	X(LIST, smtp_dnssec_trusted_resolvers, "127.0.0.0/8, [::1]/128")
+
 #define CFG_KEYS(X) \
 	CFG_KEYS_CORE(X) \
 	CFG_KEYS_SMTPD(X) \
@@ -163,4 +168,5 @@
 	CFG_KEYS_LMTPD(X) \
 	CFG_KEYS_LOCAL(X) \
 	CFG_KEYS_FRONT(X) \
-	CFG_KEYS_AUTH(X)
+	CFG_KEYS_AUTH(X) \
+	CFG_KEYS_DANE(X)

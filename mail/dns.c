@@ -146,12 +146,18 @@ static enum dns_result dns_query_failed(const char *name, const char *type,
 
 /*
  * Send one query; on DNS_OK answer holds *len bytes of a reply whose
- * header parses (the dns_parse_* functions read its records).
+ * header parses (the dns_parse_* functions read its records). With
+ * secure, the query carries the AD bit and *secure says whether the
+ * resolver set it in its answer, a denial (DNS_NOTFOUND) included
+ * (RFC 6840 5.7; glibc keeps the bit only under RES_TRUSTAD). The
+ * caller decides whether that resolver is to be believed.
  */
-static enum dns_result dns_query(const char *name, int type,
+static enum dns_result dns_query_ad(const char *name, int type,
     const char *type_name, unsigned char *answer, int answer_size,
-    int *lenp, char *err, size_t errsize)
+    int *lenp, bool *secure, char *err, size_t errsize)
 {
+	if (secure != NULL)
+		*secure = false;
 	if (!dns_ensure_ready(err, errsize))
 		return DNS_TEMPFAIL;
 	if (name[0] == '\0' || strlen(name) > NS_MAXDNAME - 2) {
@@ -159,10 +165,26 @@ static enum dns_result dns_query(const char *name, int type,
 		return DNS_FAIL;
 	}
 	dns_res.res_h_errno = 0;
+	unsigned long options = dns_res.options;
+	if (secure != NULL) {
+		dns_res.options |= RES_TRUSTAD;
+		memset(answer, 0, answer_size < HFIXEDSZ ? (size_t)answer_size :
+		    HFIXEDSZ);
+	}
 	int len = res_nquery(&dns_res, name, ns_c_in, type, answer,
 	    answer_size);
-	if (len < 0)
-		return dns_query_failed(name, type_name, err, errsize);
+	dns_res.options = options;
+	if (len < 0) {
+		enum dns_result r = dns_query_failed(name, type_name, err,
+		    errsize);
+		/* glibc leaves the NXDOMAIN or NODATA reply in answer. */
+		if (secure != NULL && r == DNS_NOTFOUND &&
+		    answer_size >= HFIXEDSZ)
+			*secure = ((const HEADER *)answer)->ad != 0;
+		return r;
+	}
+	if (secure != NULL && len >= HFIXEDSZ)
+		*secure = ((const HEADER *)answer)->ad != 0;
 	if (len > answer_size)
 		len = answer_size;	/* truncated: parse what we have */
 	ns_msg msg;
@@ -173,6 +195,14 @@ static enum dns_result dns_query(const char *name, int type,
 	}
 	*lenp = len;
 	return DNS_OK;
+}
+
+static enum dns_result dns_query(const char *name, int type,
+    const char *type_name, unsigned char *answer, int answer_size,
+    int *lenp, char *err, size_t errsize)
+{
+	return dns_query_ad(name, type, type_name, answer, answer_size, lenp,
+	    NULL, err, errsize);
 }
 
 static int dns_mx_compare(const void *a, const void *b)
@@ -203,14 +233,20 @@ static void dns_mx_shuffle_equal(struct dns_mx *mx, size_t count)
 enum dns_result dns_lookup_mx(const char *domain, struct dns_mx **mxp,
     size_t *countp, char *err, size_t errsize)
 {
+	return dns_lookup_mx_dnssec(domain, mxp, countp, NULL, err, errsize);
+}
+
+enum dns_result dns_lookup_mx_dnssec(const char *domain, struct dns_mx **mxp,
+    size_t *countp, bool *secure, char *err, size_t errsize)
+{
 	unsigned char answer[8192];
 	int len;
 	enum dns_result r;
 
 	*mxp = NULL;
 	*countp = 0;
-	r = dns_query(domain, ns_t_mx, "MX", answer, sizeof(answer), &len, err,
-	    errsize);
+	r = dns_query_ad(domain, ns_t_mx, "MX", answer, sizeof(answer), &len,
+	    secure, err, errsize);
 	if (r != DNS_OK)
 		return r;
 	return dns_parse_mx(answer, len, domain, mxp, countp, err, errsize);
@@ -323,6 +359,15 @@ void dns_parse_addrs(const unsigned char *answer, int len, int type,
 enum dns_result dns_lookup_addrs(const char *host, int port,
     struct dns_addr **addrsp, size_t *countp, char *err, size_t errsize)
 {
+	return dns_lookup_addrs_dnssec(host, port, addrsp, countp, NULL, err,
+	    errsize);
+}
+
+enum dns_result dns_lookup_addrs_dnssec(const char *host, int port,
+    struct dns_addr **addrsp, size_t *countp, bool *secure, char *err,
+    size_t errsize)
+{
+	bool secure6 = false, secure4 = false;
 	unsigned char answer[8192];
 	struct dns_addr *addrs = NULL;
 	size_t count = 0, cap = 0;
@@ -331,6 +376,8 @@ enum dns_result dns_lookup_addrs(const char *host, int port,
 
 	*addrsp = NULL;
 	*countp = 0;
+	if (secure != NULL)
+		*secure = false;	/* an IP literal names no TLSA */
 
 	/* An IP literal needs no lookup. */
 	struct dns_addr lit;
@@ -345,8 +392,9 @@ enum dns_result dns_lookup_addrs(const char *host, int port,
 	 * IPv6 first, then IPv4; a caller that cannot reach one address
 	 * simply tries the next, so a host without IPv6 loses little.
 	 */
-	enum dns_result r6 = dns_query(host, ns_t_aaaa, "AAAA", answer,
-	    sizeof(answer), &len, err6, sizeof(err6));
+	enum dns_result r6 = dns_query_ad(host, ns_t_aaaa, "AAAA", answer,
+	    sizeof(answer), &len, secure ? &secure6 : NULL, err6,
+	    sizeof(err6));
 	if (r6 == DNS_OK)
 		dns_parse_addrs(answer, len, ns_t_aaaa, port, &addrs, &count,
 		    &cap);
@@ -354,8 +402,9 @@ enum dns_result dns_lookup_addrs(const char *host, int port,
 		snprintf(err, errsize, "%s", err6);
 		return DNS_FAIL;
 	}
-	enum dns_result r4 = dns_query(host, ns_t_a, "A", answer,
-	    sizeof(answer), &len, err4, sizeof(err4));
+	enum dns_result r4 = dns_query_ad(host, ns_t_a, "A", answer,
+	    sizeof(answer), &len, secure ? &secure4 : NULL, err4,
+	    sizeof(err4));
 	if (r4 == DNS_OK)
 		dns_parse_addrs(answer, len, ns_t_a, port, &addrs, &count,
 		    &cap);
@@ -363,6 +412,9 @@ enum dns_result dns_lookup_addrs(const char *host, int port,
 	if (count > 0) {
 		*addrsp = addrs;
 		*countp = count;
+		/* Both answers validated, a denial of one included. */
+		if (secure != NULL)
+			*secure = secure6 && secure4;
 		return DNS_OK;
 	}
 	free(addrs);
@@ -700,4 +752,69 @@ enum dns_result dns_lookup_rr(const char *name, int type, struct dns_rr **rrsp,
 	*rrsp = rrs;
 	*countp = count;
 	return DNS_OK;
+}
+
+/* ---- DNSSEC for DANE (RFC 7672 2.1) ---- */
+
+enum dns_result dns_lookup_rr_dnssec(const char *name, int type,
+    struct dns_rr **rrsp, size_t *countp, bool *secure, char *err,
+    size_t errsize)
+{
+	unsigned char answer[8192];
+	int len;
+	ns_msg msg;
+
+	*rrsp = NULL;
+	*countp = 0;
+	enum dns_result r = dns_query_ad(name, type, type == ns_t_tlsa ?
+	    "TLSA" : "RR", answer, sizeof(answer), &len, secure, err, errsize);
+	if (r != DNS_OK)
+		return r;
+	if (ns_initparse(answer, len, &msg) < 0)
+		return DNS_TEMPFAIL;
+	int n = ns_msg_count(msg, ns_s_an);
+	struct dns_rr *rrs = xcalloc(n > 0 ? (size_t)n : 1, sizeof(*rrs));
+	size_t count = 0;
+	for (int i = 0; i < n; i++) {
+		ns_rr rr;
+		if (ns_parserr(&msg, ns_s_an, i, &rr) < 0)
+			break;
+		/* A CNAME on the way is skipped; its target's records count. */
+		if ((int)ns_rr_type(rr) != type || ns_rr_class(rr) != ns_c_in)
+			continue;
+		size_t rdlen = ns_rr_rdlen(rr);
+		rrs[count].data = xmalloc(rdlen + 1);
+		memcpy(rrs[count].data, ns_rr_rdata(rr), rdlen);
+		rrs[count].data[rdlen] = '\0';
+		rrs[count].len = rdlen;
+		count++;
+	}
+	if (count == 0) {
+		free(rrs);
+		snprintf(err, errsize, "no %s record for %s", type == ns_t_tlsa ?
+		    "TLSA" : "such", name);
+		return DNS_NOTFOUND;
+	}
+	*rrsp = rrs;
+	*countp = count;
+	return DNS_OK;
+}
+
+size_t dns_server_addrs(struct sockaddr_storage *out, size_t max)
+{
+	char err[256];
+	if (!dns_ensure_ready(err, sizeof(err)))
+		return 0;
+	size_t n = 0;
+	for (int i = 0; i < dns_res.nscount && i < MAXNS && n < max; i++) {
+		memset(&out[n], 0, sizeof(out[n]));
+		if (dns_res._u._ext.nsaddrs[i] != NULL)
+			memcpy(&out[n], dns_res._u._ext.nsaddrs[i],
+			    sizeof(struct sockaddr_in6));
+		else
+			memcpy(&out[n], &dns_res.nsaddr_list[i],
+			    sizeof(struct sockaddr_in));
+		n++;
+	}
+	return n;
 }

@@ -117,4 +117,24 @@ void dns_parse_txt(const unsigned char *answer, int len, char *reason,
 bool dns_dnsbl_listed(const struct dns_dnsbl *list,
     const unsigned char *answer, int len);
 
+/*
+ * DNSSEC for DANE (RFC 7672 2.1): the same lookups with the AD bit asked
+ * for, and *secure set when the resolver said the answer (or the denial,
+ * for DNS_NOTFOUND) was validated. Whether the resolver is to be trusted
+ * is the caller's decision (dns_server_addrs). An address lookup is
+ * secure when both the AAAA and the A answers are; an IP literal never
+ * is. dns_lookup_rr_dnssec returns the raw RDATA of each record of type
+ * (TLSA: usage, selector, matching type, data).
+ */
+enum dns_result dns_lookup_mx_dnssec(const char *domain, struct dns_mx **mx,
+    size_t *count, bool *secure, char *err, size_t errsize);
+enum dns_result dns_lookup_addrs_dnssec(const char *host, int port,
+    struct dns_addr **addrs, size_t *count, bool *secure, char *err,
+    size_t errsize);
+enum dns_result dns_lookup_rr_dnssec(const char *name, int type,
+    struct dns_rr **rrs, size_t *count, bool *secure, char *err,
+    size_t errsize);
+/* The resolvers queries go to (dns_servers or resolv.conf), at most max. */
+size_t dns_server_addrs(struct sockaddr_storage *out, size_t max);
+
 #endif

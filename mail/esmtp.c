@@ -176,6 +176,8 @@ static bool mail_param(const struct param *pa, unsigned ext,
 		bit = 0x10;
 	else if (strcmp(k, "AUTH") == 0 && (ext & ESMTP_EXT_AUTH))
 		bit = 0x20;
+	else if (strcmp(k, "REQUIRETLS") == 0 && (ext & ESMTP_EXT_REQUIRETLS))
+		bit = 0x40;
 	else
 		return UNKNOWN("Unsupported MAIL parameter");
 	if (*seen & bit)
@@ -206,6 +208,11 @@ static bool mail_param(const struct param *pa, unsigned ext,
 		if (v != NULL)
 			return BAD_SYNTAX("SMTPUTF8 takes no value");
 		out->smtputf8 = true;
+		return true;
+	case 0x40:	/* RFC 8689 3: no value */
+		if (v != NULL)
+			return BAD_SYNTAX("REQUIRETLS takes no value");
+		out->requiretls = true;
 		return true;
 	case 0x08:	/* RFC 3461 4.3 */
 		if (v != NULL && strcasecmp(v, "FULL") == 0)

@@ -2,7 +2,7 @@
  * esmtp.h - the SMTP/LMTP grammar shared by smtpd and lmtpd: splitting a
  * command line into verb and argument, parsing and validating MAIL and
  * RCPT parameters (SIZE, BODY, SMTPUTF8, RET, ENVID, NOTIFY, ORCPT,
- * AUTH=), and writing replies that always pair the basic code with its
+ * AUTH=, REQUIRETLS), and writing replies that always pair the basic code with its
  * RFC 3463 enhanced status code.
  */
 #ifndef POSTERN_ESMTP_H
@@ -31,6 +31,7 @@ struct esmtp_mail_params {
 	enum queue_ret ret;
 	char *envid;		/* xtext-decoded, NULL if not given */
 	char *auth;		/* AUTH= value, decoded, NULL if not given */
+	bool requiretls;	/* REQUIRETLS (RFC 8689) */
 };
 
 /* Parameters of RCPT TO (RFC 3461). */
@@ -52,6 +53,7 @@ struct esmtp_rcpt_params {
 #define ESMTP_EXT_CHUNKING 0x10
 #define ESMTP_EXT_AUTH 0x20
 #define ESMTP_EXT_BINARYMIME 0x40	/* BODY=BINARYMIME, with CHUNKING */
+#define ESMTP_EXT_REQUIRETLS 0x80	/* RFC 8689: only inside TLS */
 bool esmtp_parse_mail_params(const char *text, unsigned ext,
     struct esmtp_mail_params *out, int *code, const char **enhanced,
     const char **why);

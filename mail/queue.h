@@ -169,6 +169,7 @@ struct queue_envelope {
 	char *sender;		/* "" for the null sender */
 	enum queue_body body;
 	bool smtputf8;
+	bool requiretls;	/* MAIL FROM ... REQUIRETLS (RFC 8689) */
 	char *envid;		/* NULL if none */
 	enum queue_ret ret;
 	enum queue_kind kind;

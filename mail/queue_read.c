@@ -182,7 +182,7 @@ static bool queue_parse_rcpt_fields(const char *v, size_t len, off_t off,
 }
 
 /* Envelope records in the order they must appear; A and R repeat. */
-static const char queue_record_order[] = "VITFBUENKAWRD";
+static const char queue_record_order[] = "VITFBUQENKAWRD";
 
 static int queue_record_rank(char letter)
 {
@@ -255,6 +255,9 @@ static bool queue_parse_envelope_record(struct queue_envelope *env,
 		return true;
 	case 'U':
 		env->smtputf8 = true;
+		return true;
+	case 'Q':
+		env->requiretls = true;
 		return true;
 	case 'E':
 		if (vlen == 0) {
@@ -436,9 +439,10 @@ enum queue_read_result queue_read(int fd, struct queue_envelope *env,
 			}
 		}
 		last_rank = rank;
-		if (letter == 'U') {
+		if (letter == 'U' || letter == 'Q') {
 			if (len != 1) {
-				why = "U record has a value";
+				why = letter == 'U' ? "U record has a value" :
+				    "Q record has a value";
 				goto bad;
 			}
 		} else if (len < 2 || line[1] != ' ') {

@@ -208,6 +208,8 @@ static bool queue_writer_envelope(struct queue_writer *w,
 	ok = ok && queue_writer_record(w, 'B', queue_body_names[env->body]);
 	if (env->smtputf8)
 		ok = ok && queue_writer_put(w, "U\n", 2);
+	if (env->requiretls)
+		ok = ok && queue_writer_put(w, "Q\n", 2);
 	if (env->envid)
 		ok = ok && queue_writer_record(w, 'E', env->envid);
 	if (env->ret != QUEUE_RET_DEFAULT)

@@ -128,6 +128,9 @@ void smtp_server_ehlo_reply(struct smtp_server *srv, unsigned ext,
 		esmtp_reply(b, 250, NULL, false, "STARTTLS");
 	if (ext & SMTP_SERVER_OFFER_AUTH)
 		esmtp_reply(b, 250, NULL, false, "AUTH PLAIN LOGIN");
+	/* RFC 8689 2: only where TLS is up (the caller's to decide). */
+	if (ext & ESMTP_EXT_REQUIRETLS)
+		esmtp_reply(b, 250, NULL, false, "REQUIRETLS");
 	esmtp_reply(b, 250, NULL, false, "ENHANCEDSTATUSCODES");
 	if (ext & ESMTP_EXT_8BITMIME)
 		esmtp_reply(b, 250, NULL, false, "8BITMIME");

@@ -200,6 +200,40 @@ static void split_status_text(const char *value, char cls, char *dsn,
 	*text = p;
 }
 
+/*
+ * "smtps:[host]", "smtps:[host]:port" (Postfix's name for SMTP with
+ * implicit TLS, RFC 8314 3.3): transport "smtps" for deliver, which
+ * then speaks TLS first; port 465 when none is written.
+ */
+static void route_smtps(struct qroute *r, const char *nexthop)
+{
+	struct cfg_list hops = cfg_split_list(nexthop);
+	struct str out;
+	char err[256];
+	bool ok = hops.count > 0;
+
+	str_init(&out, STR_NO_MAX);
+	for (size_t i = 0; ok && i < hops.count; i++) {
+		struct endpoint ep;
+		ok = endpoint_parse(hops.items[i], 465, &ep, err, sizeof(err)) &&
+		    ep.kind == ENDPOINT_INET;
+		if (ok)
+			str_appendf(&out, "%s%s%s%s:%d", i > 0 ? ", " : "",
+			    ep.bracketed ? "[" : "", ep.host,
+			    ep.bracketed ? "]" : "", ep.port);
+	}
+	cfg_list_free(&hops);
+	if (ok) {
+		route_to(r, "smtps", str_cstr(&out));
+	} else {
+		log_warning("transport_maps: bad smtps next hop \"%s\"",
+		    nexthop);
+		route_fail(r, false, "4.3.5", "%s",
+		    "mail transport configuration error");
+	}
+	str_free(&out);
+}
+
 /* A transport_maps value: "smtp:[host]:port", "lmtp:unix:/path",
  * "error:5.1.1 text", "retry:4.x.y text", "local". */
 static void route_by_value(const char *value, const char *domain,
@@ -233,6 +267,8 @@ static void route_by_value(const char *value, const char *domain,
 		char *nh = smtp_nexthop_of(nexthop);
 		route_to(r, "smtp", *nh ? nh : domain);
 		free(nh);
+	} else if (strcasecmp(transport, "smtps") == 0) {
+		route_smtps(r, *nexthop ? nexthop : domain);
 	} else if (strcasecmp(transport, "lmtp") == 0 ||
 	    strcasecmp(transport, "local") == 0) {
 		if (*nexthop == '\0') {

@@ -106,6 +106,7 @@ static bool open_message(struct smtpd_session *s, struct open_failure *why)
 	env->sender = xstrdup(t->sender);
 	env->body = t->params.body;
 	env->smtputf8 = t->params.smtputf8;
+	env->requiretls = t->params.requiretls;
 	env->envid = t->params.envid ? xstrdup(t->params.envid) : NULL;
 	env->ret = t->params.ret;
 	env->kind = QUEUE_KIND_MAIL;

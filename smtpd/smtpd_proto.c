@@ -230,7 +230,8 @@ static unsigned session_extensions(const struct smtpd_session *s)
 		return 0;
 	return ESMTP_EXT_SIZE | ESMTP_EXT_8BITMIME | ESMTP_EXT_SMTPUTF8 |
 	    ESMTP_EXT_DSN | ESMTP_EXT_CHUNKING |
-	    (smtpd_auth_offered(s) ? ESMTP_EXT_AUTH : 0);
+	    (smtpd_auth_offered(s) ? ESMTP_EXT_AUTH : 0) |
+	    (s->tls_active ? ESMTP_EXT_REQUIRETLS : 0);
 }
 
 static void cmd_ehlo(struct smtp_server *srv, const char *arg)
@@ -247,7 +248,8 @@ static void cmd_ehlo(struct smtp_server *srv, const char *arg)
 	    ESMTP_EXT_DSN | ESMTP_EXT_SMTPUTF8 | ESMTP_EXT_CHUNKING |
 	    (smtpd_tls_available() && !s->tls_active ?
 	    SMTP_SERVER_OFFER_STARTTLS : 0) |
-	    (smtpd_auth_offered(s) ? SMTP_SERVER_OFFER_AUTH : 0),
+	    (smtpd_auth_offered(s) ? SMTP_SERVER_OFFER_AUTH : 0) |
+	    (s->tls_active ? ESMTP_EXT_REQUIRETLS : 0),
 	    cfg.message_size_limit);
 }
 

@@ -50,6 +50,7 @@ def parse(path):
     with open(path, "rb") as f:
         data = f.read()
     env = {"path": path, "attrs": {}, "rcpts": [], "smtputf8": False,
+           "requiretls": False,
            "envid": None, "ret": None, "kind": "MAIL", "trailer": []}
     pos = 0
     first = True
@@ -86,6 +87,10 @@ def parse(path):
             env["body"] = value.decode()
         elif letter == b"U":
             env["smtputf8"] = True
+        elif letter == b"Q":
+            if value:
+                raise Corrupt("Q record has a value")
+            env["requiretls"] = True
         elif letter == b"E":
             env["envid"] = value.decode()
         elif letter == b"N":

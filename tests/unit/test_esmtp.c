@@ -58,6 +58,12 @@ static const struct mail_case mail_cases[] = {
 	{ "SMTPUTF8", ALL, 0 },
 	{ "SMTPUTF8=yes", ALL, 501 },
 	{ "SMTPUTF8", ALL & ~ESMTP_EXT_SMTPUTF8, 555 },
+	/* RFC 8689: a keyword without value, only where offered (TLS). */
+	{ "REQUIRETLS", ALL | ESMTP_EXT_REQUIRETLS, 0 },
+	{ "requiretls", ALL | ESMTP_EXT_REQUIRETLS, 0 },
+	{ "REQUIRETLS=yes", ALL | ESMTP_EXT_REQUIRETLS, 501 },
+	{ "REQUIRETLS REQUIRETLS", ALL | ESMTP_EXT_REQUIRETLS, 501 },
+	{ "REQUIRETLS", ALL, 555 },
 	{ "RET=FULL", ALL, 0 },
 	{ "RET=hdrs", ALL, 0 },
 	{ "RET=ALL", ALL, 501 },

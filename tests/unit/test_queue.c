@@ -116,6 +116,7 @@ static void check_same_envelope(const struct queue_envelope *a,
 	CHECK_STR(a->sender, b->sender);
 	CHECK_INT(a->body, b->body);
 	CHECK_INT(a->smtputf8, b->smtputf8);
+	CHECK_INT(a->requiretls, b->requiretls);
 	CHECK_STR(a->envid, b->envid);
 	CHECK_INT(a->ret, b->ret);
 	CHECK_INT(a->kind, b->kind);
@@ -153,6 +154,7 @@ struct roundtrip_case {
 	const char *sender;
 	enum queue_body body;
 	bool smtputf8;
+	bool requiretls;
 	const char *envid;
 	enum queue_ret ret;
 	enum queue_kind kind;
@@ -171,7 +173,8 @@ static const struct roundtrip_case roundtrip_cases[] = {
 	  .sender = "" },
 	{ .name = "every record type",
 	  .sender = "alice@example.org", .body = QUEUE_BODY_8BITMIME,
-	  .smtputf8 = true, .envid = "QQ314159", .ret = QUEUE_RET_HDRS,
+	  .smtputf8 = true, .requiretls = true, .envid = "QQ314159",
+	  .ret = QUEUE_RET_HDRS,
 	  .kind = QUEUE_KIND_BOUNCE, .delay_warned = true,
 	  .attrs = { "client_name", "mx.example.org", "client_addr",
 	      "192.0.2.7", "helo", "" },
@@ -216,6 +219,7 @@ static void test_roundtrip(void)
 		env.sender = xstrdup(tc->sender);
 		env.body = tc->body;
 		env.smtputf8 = tc->smtputf8;
+		env.requiretls = tc->requiretls;
 		env.envid = tc->envid ? xstrdup(tc->envid) : NULL;
 		env.ret = tc->ret;
 		env.kind = tc->kind;
@@ -847,6 +851,7 @@ static const char valid_file[] =
     "F s@example.org\n"
     "B 8BITMIME\n"
     "U\n"
+    "Q\n"
     "E env-1\n"
     "N HDRS\n"
     "K BOUNCE\n"
@@ -893,7 +898,9 @@ static const struct corrupt_case corrupt_cases[] = {
 	{ "record out of order", "K BOUNCE\nA origin=local\n",
 	  "A origin=local\nK BOUNCE\n", "order" },
 	{ "R before A", "A helo=\nW 0\n", "W 0\nA helo=\n", "order" },
-	{ "unknown record", "U\n", "Q x\n", "unknown" },
+	{ "unknown record", "U\n", "G x\n", "unknown" },
+	{ "Q with value", "U\n", "U\nQ yes\n", "value" },
+	{ "Q after E", "E env-1\n", "E env-1\nQ\n", "order" },
 	{ "lower-case record", "U\n", "u\n", "unknown" },
 	{ "bad status byte", "R S - -", "R Q - -", "status" },
 	{ "bad notify", "R P SFD", "R P SFX", "NOTIFY" },
