@@ -143,6 +143,20 @@
 	X(INT, smtpd_client_recipient_rate_limit, "0") \
 	X(LIST, smtpd_client_event_limit_exceptions, "$mynetworks")
 
+/* screen, the first contact in front of smtpd (issue 17): screen/ */
+#define CFG_KEYS_SCREEN(X) \
+	X(BOOL, screen, "no") \
+	X(LIST, screen_access_list, "permit_mynetworks") \
+	X(STRING, screen_cache_map, "/var/lib/postern/screen_cache.db") \
+	X(DURATION, screen_cache_ttl, "1d") \
+	X(DURATION, screen_greet_wait, "6s") \
+	X(LIST, screen_dnsbl_sites, "") \
+	X(INT, screen_dnsbl_threshold, "1") \
+	X(DURATION, screen_dnsbl_timeout, "10s") \
+	X(INT, screen_client_limit, "10000") \
+	X(DURATION, screen_command_timeout, "300s") \
+	X(DURATION, screen_handoff_timeout, "10s")
+
 #define CFG_KEYS(X) \
 	CFG_KEYS_CORE(X) \
 	CFG_KEYS_SMTPD(X) \
@@ -150,4 +164,5 @@
 	CFG_KEYS_DELIVER(X) \
 	CFG_KEYS_LMTPD(X) \
 	CFG_KEYS_LOCAL(X) \
-	CFG_KEYS_FRONT(X)
+	CFG_KEYS_FRONT(X) \
+	CFG_KEYS_SCREEN(X)

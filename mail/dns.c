@@ -512,6 +512,12 @@ static bool dnsbl_query_name(const struct dns_dnsbl *list,
 	return n > 0 && (size_t)n < namesize;
 }
 
+bool dns_dnsbl_name(const struct dns_dnsbl *list,
+    const struct sockaddr *client, char *name, size_t namesize)
+{
+	return dnsbl_query_name(list, client, name, namesize);
+}
+
 /* The first TXT record at name, its strings joined; "" if none. */
 static void dnsbl_reason(const char *name, char *reason, size_t reasonsize)
 {
