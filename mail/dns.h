@@ -74,6 +74,14 @@ enum dns_result dns_dnsbl_lookup(const struct dns_dnsbl *list,
     char *err, size_t errsize);
 
 /*
+ * A weighted site of screen_dnsbl_sites: "zone[=filter][*weight]"
+ * (Postfix's postscreen_dnsbl_sites syntax); *weight is 1 when none is
+ * written, from -1000 to 1000.
+ */
+bool dns_dnsbl_parse_weighted(const char *spec, struct dns_dnsbl *list,
+    int *weight, char *err, size_t errsize);
+
+/*
  * The name to ask list about client: the address's octets (IPv6: its
  * nibbles) reversed, then the zone (RFC 5782 2.1, 2.4). For screen,
  * which sends its own queries from its event loop.

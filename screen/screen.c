@@ -95,13 +95,21 @@ struct client {
 	bool greet_over;		/* screen_greet_wait has passed */
 };
 
-/* epoll tags: high bits of data.u64, the slot and generation below. */
+/*
+ * epoll data: a tag in the top 4 bits; for a client, 28 bits of its
+ * generation, then its slot, so that an event still pending for a
+ * client freed earlier in the same batch never reaches the new client
+ * in its slot.
+ */
 #define TAG_LISTENER 1ULL
 #define TAG_ALIVE 2ULL
 #define TAG_DNS 3ULL
 #define TAG_CLIENT 4ULL
 #define TAG_HANDOFF 5ULL
 #define TAG(t, v) (((t) << 60) | (unsigned long long)(v))
+#define GEN_MASK 0xfffffffULL
+#define CLIENT_TAG(t, c) (((t) << 60) | \
+	(((unsigned long long)(c)->gen & GEN_MASK) << 32) | (c)->slot)
 
 static int ep = -1;
 static struct client **clients;	/* by slot */
@@ -338,7 +346,7 @@ static void accept_clients(int lfd, size_t li)
 		sock_addr_format((struct sockaddr *)&c->peer, c->addr,
 		    sizeof(c->addr), &c->port);
 		epoll_set(EPOLL_CTL_ADD, fd, EPOLLIN | EPOLLRDHUP,
-		    TAG(TAG_CLIENT, c->slot));
+		    CLIENT_TAG(TAG_CLIENT, c));
 		if (daemon_listener_proxy(li)) {
 			c->state = ST_PROXY;
 			timer_append(c);
@@ -484,7 +492,7 @@ static void handoff(struct client *c)
 	epoll_set(EPOLL_CTL_DEL, c->fd, 0, 0);
 	c->handoff_fd = s;
 	epoll_set(EPOLL_CTL_ADD, s, EPOLLIN | EPOLLRDHUP,
-	    TAG(TAG_HANDOFF, c->slot));
+	    CLIENT_TAG(TAG_HANDOFF, c));
 	enter_state(c, ST_HANDOFF);
 }
 
@@ -675,9 +683,11 @@ static void screen_run(const char *service)
 			} else if (tag == TAG_DNS) {
 				screen_dnsbl_read(now);
 			} else if (tag == TAG_CLIENT || tag == TAG_HANDOFF) {
-				struct client *c = v < client_limit ?
-				    clients[v] : NULL;
-				if (c != NULL)
+				unsigned slot = (unsigned)(v & 0xffffffffULL);
+				struct client *c = slot < client_limit ?
+				    clients[slot] : NULL;
+				if (c != NULL && (c->gen & GEN_MASK) == v >> 32 &&
+				    (tag == TAG_CLIENT) == (c->state != ST_HANDOFF))
 					client_event(c, events[k].events,
 					    tag == TAG_HANDOFF);
 			}

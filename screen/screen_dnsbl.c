@@ -88,26 +88,13 @@ int screen_dnsbl_fd(void)
 	return dns_fd;
 }
 
-/* "zone[=filter][*weight]" */
+/* "zone[=filter][*weight]"; postern check has seen it already. */
 static void parse_site(const char *spec, struct site *s)
 {
 	char err[256];
-	char *copy = xstrdup(spec);
-	char *star = strrchr(copy, '*');
-
-	s->weight = 1;
-	if (star != NULL) {
-		char *end;
-		long w = strtol(star + 1, &end, 10);
-		if (star[1] == '\0' || *end != '\0' || w < -1000 || w > 1000)
-			log_fatal("screen_dnsbl_sites: \"%s\": the weight after "
-			    "\"*\" must be a number from -1000 to 1000", spec);
-		s->weight = (int)w;
-		*star = '\0';
-	}
-	if (!dns_dnsbl_parse(copy, &s->list, err, sizeof(err)))
+	if (!dns_dnsbl_parse_weighted(spec, &s->list, &s->weight, err,
+	    sizeof(err)))
 		log_fatal("screen_dnsbl_sites: %s", err);
-	free(copy);
 }
 
 /* The name server to ask: dns_servers first, else resolv.conf's. */

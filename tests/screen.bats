@@ -13,6 +13,7 @@
 #   127.0.0.230     talks before the greeting
 #   127.0.0.240     screen_access_list: reject
 #   127.0.0.241     screen_access_list: permit (though listed twice)
+#   192.0.2.9       named by a PROXY v1 header on the second endpoint
 
 bats_require_minimum_version 1.5.0
 load helpers/suite
@@ -36,6 +37,11 @@ setup_file() {
 	printf '127.0.0.240 reject\n127.0.0.241/32 permit\n' > "$T/conf/screen_access"
 	suite_conf mynetworks 127.0.0.1/32
 	suite_conf smtpd_peername_lookup no
+	# A second endpoint behind a load balancer: screen reads the PROXY
+	# header (tests/front_proxy.bats runs the real haproxy against smtpd).
+	PROXY_PORT=$(free_port)
+	echo "$PROXY_PORT" > "$T/proxy_port"
+	suite_conf smtp_listen "127.0.0.1:$SMTP_PORT, 127.0.0.1:$PROXY_PORT proxy"
 	suite_conf screen yes
 	suite_conf screen_greet_wait 1s
 	suite_conf screen_command_timeout 60s
@@ -189,4 +195,60 @@ PY
 	echo "# 1,000 idle connections held: the swaks session waited ${ms} ms for its replies (${base} ms with none held; ${wall} ms of wall time with swaks's start-up); screen holds ${per} bytes of RSS per idle connection" >&3
 	# The target of issue 17: served within 1 s.
 	[ "$ms" -lt 1000 ]
+}
+
+@test "behind a load balancer: screen reads the PROXY header, and the real client reaches smtpd's Received" {
+	PROXY_PORT=$(cat "$T/proxy_port")
+	run python3 - "$PROXY_PORT" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+f = s.makefile("rwb")
+def reply():
+    lines = []
+    while True:
+        line = f.readline().decode()
+        lines.append(line.strip())
+        if line[3:4] != "-":
+            return lines
+def say(text):
+    f.write(text.encode() + b"\r\n")
+    f.flush()
+f.write(b"PROXY TCP4 192.0.2.9 127.0.0.1 40000 25\r\n")
+f.flush()
+print(reply())
+for cmd in ("EHLO lb.example", "MAIL FROM:<sender@example.org>",
+            "RCPT TO:<alice@postern.test>", "DATA"):
+    say(cmd)
+    print(reply()[-1])
+say("Subject: via a balancer\r\n\r\nhello\r\n.")
+print(reply()[-1])
+say("QUIT")
+print(reply()[-1])
+PY
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"'220-mx.postern.test ESMTP postern', '220 mx.postern.test ESMTP postern'"* ]]
+	[[ "$output" == *"250 2.0.0 Ok: queued as"* ]]
+	id=$(queued_id "$output")
+	wait_for_log "screen\[[0-9]+\]: CONNECT from \[192.0.2.9\]:40000 to \[127.0.0.1\]:25"
+	wait_for_log "screen\[[0-9]+\]: PASS NEW \[192.0.2.9\]:40000"
+	wait_for_log "smtpd\[[0-9]+\]: $id: client=unknown\[192.0.2.9\]"
+	run qtool content "$id"
+	[[ "$output" == "Received: from lb.example (unknown [192.0.2.9])"* ]]
+}
+
+@test "postern check names a bad screen_dnsbl_sites or screen_access_list with file and line" {
+	mkdir -p "$T/badconf"
+	grep -v '^screen_dnsbl_sites' "$T/conf/postern.conf" > "$T/badconf/postern.conf"
+	echo "screen_dnsbl_sites = zen.example*heavy" >> "$T/badconf/postern.conf"
+	run "$BUILD/postern" -c "$T/badconf" check
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"postern.conf:"*"screen_dnsbl_sites: \"zen.example*heavy\": the weight after \"*\" must be a number"* ]]
+	grep -v '^screen_access_list' "$T/conf/postern.conf" > "$T/badconf/postern.conf"
+	echo "screen_access_list = permit_everyone" >> "$T/badconf/postern.conf"
+	run "$BUILD/postern" -c "$T/badconf" check
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"screen_access_list: \"permit_everyone\" is not permit_mynetworks or cidr:/path"* ]]
 }
