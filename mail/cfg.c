@@ -534,6 +534,10 @@ static bool check_screen(struct loader *ld, const struct cfg *c)
 			    "\"%s\" is not permit_mynetworks or cidr:/path",
 			    item);
 	}
+	if (c->screen_dnsbl_threshold < 1)
+		return fail(ld, raw_line(ld, (size_t)key_index(
+		    "screen_dnsbl_threshold", 22)), "screen_dnsbl_threshold: "
+		    "must be 1 or more");
 	if (c->screen_client_limit < 1)
 		return fail(ld, raw_line(ld, (size_t)key_index(
 		    "screen_client_limit", 19)), "screen_client_limit: must "

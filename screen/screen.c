@@ -225,8 +225,9 @@ static void decide(struct client *c)
 {
 	char line[600];
 
-	if (c->score >= cfg.screen_dnsbl_threshold &&
-	    screen_dnsbl_site_count() > 0) {
+	/* Refused only when a site listed it (best_site), whatever the
+	 * threshold. */
+	if (c->best_site >= 0 && c->score >= cfg.screen_dnsbl_threshold) {
 		const char *site = screen_dnsbl_site_name((size_t)c->best_site);
 		log_info("DNSBL rank %d for [%s]:%d", c->score, c->addr,
 		    c->port);
