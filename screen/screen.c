@@ -374,11 +374,19 @@ static ssize_t client_read(struct client *c, size_t max)
 	return n;
 }
 
+/*
+ * The PROXY header, read by peeking: a whole header is consumed to its
+ * last octet and no further (what follows is the client's, for smtpd);
+ * bytes that are only the start of one are consumed into c->in, so
+ * that the socket is not readable again until more comes (a header
+ * trickled in octet by octet costs no busy loop).
+ */
 static void proxy_input(struct client *c)
 {
-	/* Only the header: what follows is the client's, for smtpd. */
-	unsigned char peek[PROXY_MAX_HEADER];
-	ssize_t n = recv(c->fd, peek, sizeof(peek), MSG_PEEK);
+	if (c->in == NULL)
+		c->in = xmalloc(PROXY_MAX_HEADER);
+	size_t room = PROXY_MAX_HEADER - c->in_len;
+	ssize_t n = recv(c->fd, c->in + c->in_len, room, MSG_PEEK);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
@@ -387,19 +395,30 @@ static void proxy_input(struct client *c)
 	}
 	struct proxy_header h;
 	const char *why = "";
-	enum proxy_result r = proxy_parse(peek, (size_t)n, &h, &why);
-	if (r == PROXY_INCOMPLETE && (size_t)n < sizeof(peek))
-		return;	/* the rest comes later; the bytes stay queued */
-	if (r != PROXY_OK) {
+	enum proxy_result r = proxy_parse((unsigned char *)c->in,
+	    c->in_len + (size_t)n, &h, &why);
+	size_t take = r == PROXY_OK ? h.length - c->in_len : (size_t)n;
+	if (r == PROXY_INCOMPLETE && (size_t)n == room) {
+		r = PROXY_BAD;
+		why = "header too long";
+	}
+	if (r == PROXY_BAD) {
 		log_warning("PROXY protocol from [%s]: %s; connection closed",
-		    c->addr, r == PROXY_INCOMPLETE ? "header too long" : why);
+		    c->addr, why);
 		client_close(c, NULL);
 		return;
 	}
-	if (recv(c->fd, peek, h.length, 0) != (ssize_t)h.length) {
+	/* MSG_PEEK showed these octets: one recv returns them. */
+	if (recv(c->fd, c->in + c->in_len, take, 0) != (ssize_t)take) {
 		client_close(c, NULL);
 		return;
 	}
+	c->in_len += take;
+	if (r == PROXY_INCOMPLETE)
+		return;
+	free(c->in);
+	c->in = NULL;
+	c->in_len = 0;
 	if (h.has_addresses) {
 		memcpy(&c->peer, &h.source, sizeof(c->peer));
 		c->peer_len = h.source_len;
@@ -499,6 +518,8 @@ static void handoff(struct client *c)
 
 static void handoff_input(struct client *c)
 {
+	if (c->handoff_fd < 0)
+		return;
 	ssize_t n = recv(c->handoff_fd, c->reply + c->reply_len,
 	    sizeof(c->reply) - c->reply_len, 0);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))

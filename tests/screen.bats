@@ -43,6 +43,8 @@ setup_file() {
 	echo "$PROXY_PORT" > "$T/proxy_port"
 	suite_conf smtp_listen "127.0.0.1:$SMTP_PORT, 127.0.0.1:$PROXY_PORT proxy"
 	suite_conf screen yes
+	# Two smtpd processes: "all busy" is reachable with two sessions.
+	suite_conf smtpd_processes 2
 	suite_conf screen_greet_wait 1s
 	suite_conf screen_command_timeout 60s
 	suite_conf screen_cache_map "$T/screen/cache.db"
@@ -251,4 +253,53 @@ PY
 	echo "$output"
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"screen_access_list: \"permit_everyone\" is not permit_mynetworks or cidr:/path"* ]]
+}
+
+@test "every smtpd process busy: screen answers the client that spoke 421 4.3.2 itself; served again once one is free" {
+	run python3 - "$SMTP_PORT" <<'PY'
+import socket, sys, time
+port = int(sys.argv[1])
+
+def session(addr):
+    s = socket.socket()
+    s.bind((addr, 0))
+    s.connect(("127.0.0.1", port))
+    s.settimeout(20)
+    f = s.makefile("rwb")
+    greeting = []
+    while True:
+        line = f.readline().decode().strip()
+        greeting.append(line)
+        if line[3:4] != "-":
+            break
+    f.write(b"EHLO busy.example\r\n")
+    f.flush()
+    while True:
+        line = f.readline().decode().strip()
+        if line[3:4] != "-":
+            return s, f, line
+
+# 127.0.0.210 passed in the first test: greeted at once.
+held = [session("127.0.0.210") for _ in range(2)]
+print("held", [h[2] for h in held])
+print("third", session("127.0.0.210")[2])
+held[0][1].write(b"QUIT\r\n")
+held[0][1].flush()
+held[0][1].readline()
+held[0][0].close()
+# Once master has seen the process idle again, a client is served.
+deadline = time.monotonic() + 20
+while True:
+    s, f, line = session("127.0.0.210")
+    if not line.startswith("421") or time.monotonic() > deadline:
+        break
+    s.close()
+print("after", line)
+PY
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"held ['250 "*"', '250 "* ]]
+	[[ "$output" == *"third 421 4.3.2 Service currently unavailable"* ]]
+	[[ "$output" == *"after 250 "* ]]
+	wait_for_log "screen\[[0-9]+\]: warning: NOQUEUE: reject: CONNECT from \[127.0.0.210\]:[0-9]+: 421 4.3.2 all smtpd processes are busy"
 }
