@@ -511,6 +511,40 @@ static bool convert(struct loader *ld, size_t i, struct cfg *dst)
 	return false;
 }
 
+/* screen's keys (screen/): the DNSBL sites and the access list. */
+static bool check_screen(struct loader *ld, const struct cfg *c)
+{
+	char err[256];
+	int weight;
+
+	for (size_t j = 0; j < c->screen_dnsbl_sites.count; j++) {
+		struct dns_dnsbl list;
+		if (!dns_dnsbl_parse_weighted(c->screen_dnsbl_sites.items[j],
+		    &list, &weight, err, sizeof(err)))
+			return fail(ld, raw_line(ld, (size_t)key_index(
+			    "screen_dnsbl_sites", 18)), "screen_dnsbl_sites: "
+			    "%s", err);
+	}
+	for (size_t j = 0; j < c->screen_access_list.count; j++) {
+		const char *item = c->screen_access_list.items[j];
+		if (strcmp(item, "permit_mynetworks") != 0 &&
+		    strncmp(item, "cidr:/", 6) != 0)
+			return fail(ld, raw_line(ld, (size_t)key_index(
+			    "screen_access_list", 18)), "screen_access_list: "
+			    "\"%s\" is not permit_mynetworks or cidr:/path",
+			    item);
+	}
+	if (c->screen_dnsbl_threshold < 1)
+		return fail(ld, raw_line(ld, (size_t)key_index(
+		    "screen_dnsbl_threshold", 22)), "screen_dnsbl_threshold: "
+		    "must be 1 or more");
+	if (c->screen_client_limit < 1)
+		return fail(ld, raw_line(ld, (size_t)key_index(
+		    "screen_client_limit", 19)), "screen_client_limit: must "
+		    "be 1 or more");
+	return true;
+}
+
 /* Checks that need more than the type: endpoints, networks, ranges. */
 static bool check_semantics(struct loader *ld, const struct cfg *c)
 {
@@ -707,6 +741,8 @@ static bool check_semantics(struct loader *ld, const struct cfg *c)
 			    "network (like 127.0.0.0/8 or [::1]/128)",
 			    c->smtp_dnssec_trusted_resolvers.items[j]);
 	}
+	if (!check_screen(ld, c))
+		return false;
 	return true;
 }
 

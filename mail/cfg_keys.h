@@ -160,6 +160,20 @@
 	X(STRING, smtp_dns_support_level, "enabled") \
 	X(LIST, smtp_dnssec_trusted_resolvers, "127.0.0.0/8, [::1]/128")
 
+/* screen, the first contact in front of smtpd (issue 17): screen/ */
+#define CFG_KEYS_SCREEN(X) \
+	X(BOOL, screen, "no") \
+	X(LIST, screen_access_list, "permit_mynetworks") \
+	X(STRING, screen_cache_map, "/var/lib/postern/screen_cache.db") \
+	X(DURATION, screen_cache_ttl, "1d") \
+	X(DURATION, screen_greet_wait, "6s") \
+	X(LIST, screen_dnsbl_sites, "") \
+	X(INT, screen_dnsbl_threshold, "1") \
+	X(DURATION, screen_dnsbl_timeout, "10s") \
+	X(INT, screen_client_limit, "10000") \
+	X(DURATION, screen_command_timeout, "300s") \
+	X(DURATION, screen_handoff_timeout, "10s")
+
 #define CFG_KEYS(X) \
 	CFG_KEYS_CORE(X) \
 	CFG_KEYS_SMTPD(X) \
@@ -169,4 +183,5 @@
 	CFG_KEYS_LOCAL(X) \
 	CFG_KEYS_FRONT(X) \
 	CFG_KEYS_AUTH(X) \
-	CFG_KEYS_DANE(X)
+	CFG_KEYS_DANE(X) \
+	CFG_KEYS_SCREEN(X)

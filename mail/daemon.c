@@ -22,6 +22,7 @@
 
 #include "cfg.h"
 #include "daemon.h"
+#include "handoff.h"
 #include "log.h"
 #include "mem.h"
 #include "metrics.h"
@@ -32,6 +33,7 @@ static size_t listener_count;
 static int listener_fds[DAEMON_MAX_LISTENERS];
 static char *listener_names[DAEMON_MAX_LISTENERS];
 static bool listener_proxy[DAEMON_MAX_LISTENERS];
+static bool listener_handoff[DAEMON_MAX_LISTENERS];
 static const char *service_name = "";
 static unsigned int generation;
 static bool stop_requested;
@@ -50,6 +52,11 @@ int daemon_listener_fd(size_t i)
 const char *daemon_listener_name(size_t i)
 {
 	return i < listener_count ? listener_names[i] : "";
+}
+
+bool daemon_listener_proxy(size_t i)
+{
+	return i < listener_count && listener_proxy[i];
 }
 
 int daemon_alive_fd(void)
@@ -104,6 +111,7 @@ static void take_listeners(void)
 	const char *names = getenv("POSTERN_LISTEN_NAMES");
 	const char *gen = getenv("POSTERN_GENERATION");
 	const char *proxy = getenv("POSTERN_LISTEN_PROXY");
+	const char *handoff = getenv("POSTERN_LISTEN_HANDOFF");
 
 	if (count == NULL)
 		log_fatal("this program is started by master: use \"postern "
@@ -119,6 +127,8 @@ static void take_listeners(void)
 		listener_names[i] = xstrdup(tok ? tok : "?");
 		listener_proxy[i] = proxy != NULL && strlen(proxy) > i &&
 		    proxy[i] == '1';
+		listener_handoff[i] = handoff != NULL && strlen(handoff) > i &&
+		    handoff[i] == '1';
 		tok = strtok_r(NULL, " ", &save);
 		fcntl(listener_fds[i], F_SETFD, FD_CLOEXEC);
 	}
@@ -165,6 +175,37 @@ static bool fill_conn(struct daemon_conn *conn, int fd, size_t li)
 		sock_addr_format((struct sockaddr *)&conn->peer,
 		    conn->peer_addr, sizeof(conn->peer_addr), &conn->peer_port);
 	}
+	return true;
+}
+
+/*
+ * A client screen passed on (mail/handoff.h) over the connection fd
+ * accepted on a handoff listener: conn becomes that client, greeted,
+ * with what screen read of it. false (logged) when the message is bad.
+ */
+static bool take_handoff(struct daemon_conn *conn, struct handoff_client *h,
+    int fd, size_t li)
+{
+	char err[256];
+
+	if (!handoff_receive(fd, 2000, h, err, sizeof(err))) {
+		log_warning("%s: %s", listener_names[li], err);
+		return false;
+	}
+	memset(conn, 0, sizeof(*conn));
+	conn->fd = h->fd;
+	conn->service = service_name;
+	conn->listener = listener_names[li];
+	memcpy(&conn->peer, &h->peer, sizeof(conn->peer));
+	conn->peer_len = h->peer_len;
+	memcpy(&conn->local, &h->local, sizeof(conn->local));
+	conn->local_len = h->local_len;
+	conn->peer_uid = (uid_t)-1;
+	sock_addr_format((struct sockaddr *)&conn->peer, conn->peer_addr,
+	    sizeof(conn->peer_addr), &conn->peer_port);
+	conn->greeted = true;
+	conn->preread = h->data;
+	conn->preread_len = h->data_len;
 	return true;
 }
 
@@ -274,6 +315,21 @@ static void accept_loop(const struct daemon_service *svc)
 			continue;
 		}
 		struct daemon_conn conn;
+		if (listener_handoff[i]) {
+			struct handoff_client h;
+			bool taken = take_handoff(&conn, &h, fd, i);
+			close(fd);	/* screen is done with it */
+			if (!taken)
+				continue;
+			report(DAEMON_BUSY);
+			svc->serve(&conn);
+			close(conn.fd);
+			handoff_client_free(&h);
+			report(DAEMON_IDLE);
+			if (++served >= cfg.max_use || daemon_stop_requested())
+				exit(0);
+			continue;
+		}
 		if (!fill_conn(&conn, fd, i)) {
 			log_debug("%s: a client left before it was served",
 			    listener_names[i]);

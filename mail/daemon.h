@@ -6,7 +6,9 @@
  *   fd 4: read end of the "master alive" pipe: EOF means master is gone
  *         or wants this process to finish (reload, stop)
  *   fd 5..: listening sockets; POSTERN_LISTEN_FDS says how many
- *   (POSTERN_LISTEN_PROXY: one '1' or '0' each, "proxy" or not)
+ *   (POSTERN_LISTEN_PROXY: one '1' or '0' each, "proxy" or not;
+ *   POSTERN_LISTEN_HANDOFF: one '1' or '0' each, a Unix socket on which
+ *   screen passes clients (mail/handoff.h), not a listener of clients)
  *   POSTERN_LISTEN_NAMES: their endpoint texts, separated by spaces
  * The skeleton loads the config, runs the service's pre_drop hook (still
  * root: open keys), drops privileges, runs init, and then either accepts
@@ -64,6 +66,11 @@ struct daemon_conn {
 	/* Unix sockets: the client's uid from SO_PEERCRED (who injected
 	 * this, for logs and Received); (uid_t)-1 on TCP or if unknown. */
 	uid_t peer_uid;
+	/* Passed on by screen (mail/handoff.h): the client has had its
+	 * 220 greeting, and preread holds what it sent after it. */
+	bool greeted;
+	const char *preread;
+	size_t preread_len;
 };
 
 struct daemon_service {
@@ -91,6 +98,8 @@ int daemon_main(int argc, char **argv, const struct daemon_service *svc)
 size_t daemon_listener_count(void);
 int daemon_listener_fd(size_t i);
 const char *daemon_listener_name(size_t i);
+/* Was listener i marked "proxy" (a PROXY protocol header comes first)? */
+bool daemon_listener_proxy(size_t i);
 /* fd that becomes readable (EOF) when master is gone or asks us to stop. */
 int daemon_alive_fd(void);
 /* True once master has gone away or asked us to stop (non-blocking). */

@@ -35,6 +35,8 @@
  *      lmtpd        read and write mailbox_base, and $TMPDIR or /tmp,
  *                   where it spools when mailbox_base cannot hold an
  *                   unnamed temporary file.
+ *      screen       read and write the directory of screen_cache_map
+ *                   (its allowlist cache); nothing of the queue.
  *      local        (root, see layer 1 below: it becomes each recipient
  *                   in a child to write) read the queue_directory tree,
  *                   read and write mail_spool_directory; no Landlock at
@@ -102,6 +104,10 @@ static const struct confine_policy policies[] = {
 	/* local keeps root (it becomes each recipient to write): Landlock
 	 * still holds it to the queue (read) and the mail spool. */
 	{ "local", PRIV_FS_READ, false, false },
+	/* screen (screen/screen.c): no queue; its DNSBL queries are UDP,
+	 * which Landlock does not govern; it writes only the directory of
+	 * screen_cache_map (below). */
+	{ "screen", 0, false, false },
 };
 
 /* The places no config key opens up by itself: each policy decides. */
@@ -225,6 +231,23 @@ static void confine_landlock(const struct confine_policy *p)
 	if (strcmp(p->program, "local") == 0)
 		priv_landlock_allow(&ll, cfg.mail_spool_directory,
 		    PRIV_FS_READ | PRIV_FS_WRITE);
+	/* screen's allowlist cache: a Berkeley DB file it creates and
+	 * rewrites in its directory. */
+	if (strcmp(p->program, "screen") == 0 && cfg.screen_cache_map[0]) {
+		const char *path = cfg.screen_cache_map;
+		if (strncmp(path, "hash:", 5) == 0)
+			path += 5;
+		char dir[4096];
+		strlcpy(dir, path, sizeof(dir));
+		char *slash = strrchr(dir, '/');
+		if (slash != NULL && slash != dir) {
+			*slash = '\0';
+			struct stat st;
+			if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+				priv_landlock_allow(&ll, dir, PRIV_FS_READ |
+				    PRIV_FS_WRITE);
+		}
+	}
 	if (!priv_landlock_enforce(&ll, err, sizeof(err)))
 		log_fatal("%s", err);
 	log_debug("confined: Landlock ABI %d", ll.abi);

@@ -564,6 +564,36 @@ static bool dnsbl_query_name(const struct dns_dnsbl *list,
 	return n > 0 && (size_t)n < namesize;
 }
 
+bool dns_dnsbl_parse_weighted(const char *spec, struct dns_dnsbl *list,
+    int *weight, char *err, size_t errsize)
+{
+	char copy[512];
+	if (strlcpy(copy, spec, sizeof(copy)) >= sizeof(copy)) {
+		snprintf(err, errsize, "\"%.60s...\" is too long", spec);
+		return false;
+	}
+	*weight = 1;
+	char *star = strrchr(copy, '*');
+	if (star != NULL) {
+		char *end;
+		long w = strtol(star + 1, &end, 10);
+		if (star[1] == '\0' || *end != '\0' || w < -1000 || w > 1000) {
+			snprintf(err, errsize, "\"%s\": the weight after \"*\" "
+			    "must be a number from -1000 to 1000", spec);
+			return false;
+		}
+		*weight = (int)w;
+		*star = '\0';
+	}
+	return dns_dnsbl_parse(copy, list, err, errsize);
+}
+
+bool dns_dnsbl_name(const struct dns_dnsbl *list,
+    const struct sockaddr *client, char *name, size_t namesize)
+{
+	return dnsbl_query_name(list, client, name, namesize);
+}
+
 /* The first TXT record at name, its strings joined; "" if none. */
 static void dnsbl_reason(const char *name, char *reason, size_t reasonsize)
 {

@@ -73,6 +73,22 @@ enum dns_result dns_dnsbl_lookup(const struct dns_dnsbl *list,
     const struct sockaddr *client, char *reason, size_t reasonsize,
     char *err, size_t errsize);
 
+/*
+ * A weighted site of screen_dnsbl_sites: "zone[=filter][*weight]"
+ * (Postfix's postscreen_dnsbl_sites syntax); *weight is 1 when none is
+ * written, from -1000 to 1000.
+ */
+bool dns_dnsbl_parse_weighted(const char *spec, struct dns_dnsbl *list,
+    int *weight, char *err, size_t errsize);
+
+/*
+ * The name to ask list about client: the address's octets (IPv6: its
+ * nibbles) reversed, then the zone (RFC 5782 2.1, 2.4). For screen,
+ * which sends its own queries from its event loop.
+ */
+bool dns_dnsbl_name(const struct dns_dnsbl *list,
+    const struct sockaddr *client, char *name, size_t namesize);
+
 /* The first TXT record of name, its strings joined, in out (truncated
  * to fit); for DKIM key records (postern dkim check). */
 enum dns_result dns_lookup_txt(const char *name, char *out, size_t outsize,

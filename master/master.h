@@ -15,6 +15,7 @@ struct master_listener {
 	char *name;		/* endpoint text, e.g. "127.0.0.1:25" */
 	int fd;
 	bool proxy;		/* "proxy" followed it: PROXY protocol first */
+	bool handoff;		/* screen passes clients here (handoff.h) */
 };
 
 struct master_service {

@@ -20,6 +20,7 @@
 #include <bsd/string.h>
 
 #include "cfg.h"
+#include "handoff.h"
 #include "ipc.h"
 #include "log.h"
 #include "master.h"
@@ -156,8 +157,17 @@ bool master_services_setup(struct master_service **services, size_t *count,
 	    IPC_SOCKET_LOCAL);
 	char *anvil_sock = xasprintf("unix:%s/%s", cfg.run_directory,
 	    IPC_SOCKET_ANVIL);
+	/*
+	 * screen = yes: screen takes smtp_listen and passes each client
+	 * that passed its checks and spoke to the "smtp" smtpd processes
+	 * over this socket (mail/handoff.h); only screen (as `user`)
+	 * connects to it.
+	 */
+	char *handoff_sock = xasprintf("unix:%s/%s", cfg.run_directory,
+	    HANDOFF_SOCKET);
 	const struct service_def defs[] = {
-		{ "smtp", "smtpd", &cfg.smtp_listen, NULL, 0, cfg.smtpd_processes,
+		{ "smtp", "smtpd", cfg.screen ? NULL : &cfg.smtp_listen,
+		  handoff_sock, cfg.screen ? 0600 : 0, cfg.smtpd_processes,
 		  false, NULL },
 		{ "submission", "smtpd", &cfg.submission_listen, NULL, 0,
 		  cfg.smtpd_processes, false, NULL },
@@ -182,6 +192,9 @@ bool master_services_setup(struct master_service **services, size_t *count,
 		  NULL },
 		/* smtpd's shared counters; anvil checks its peers' uids. */
 		{ "anvil", "anvil", NULL, anvil_sock, 0666, 1, true, NULL },
+		/* The first contact on the port 25 role (screen/). */
+		{ "screen", "screen", cfg.screen ? &cfg.smtp_listen :
+		  &no_listeners, NULL, 0, 1, true, NULL },
 	};
 	size_t n = sizeof(defs) / sizeof(defs[0]);
 	struct master_service *svcs = xcalloc(n, sizeof(*svcs));
@@ -238,6 +251,9 @@ bool master_services_setup(struct master_service **services, size_t *count,
 			s->listeners[s->nlisteners].name = xstrdup(names->items[j]);
 			s->listeners[s->nlisteners].fd = fd;
 			s->listeners[s->nlisteners].proxy = false;
+			/* screen passes its clients to smtp's smtpd here. */
+			s->listeners[s->nlisteners].handoff = cfg.screen &&
+			    strcmp(d->name, "smtp") == 0;
 			s->nlisteners++;
 			last_bound = true;
 		}
@@ -248,6 +264,7 @@ bool master_services_setup(struct master_service **services, size_t *count,
 	free(qmgr_sock);
 	free(local_sock);
 	free(anvil_sock);
+	free(handoff_sock);
 	if (!ok) {
 		master_services_close(svcs, n);
 		return false;
@@ -282,6 +299,7 @@ static void exec_child(struct master_service *s, unsigned int generation,
 {
 	char names[4096] = "";
 	char proxy[DAEMON_MAX_LISTENERS + 1] = "";
+	char handoff[DAEMON_MAX_LISTENERS + 1] = "";
 	char num[32];
 
 	/* Descriptors: 3 status, 4 alive, 5.. listeners (daemon.h). */
@@ -296,6 +314,8 @@ static void exec_child(struct master_service *s, unsigned int generation,
 		strlcat(names, s->listeners[i].name, sizeof(names));
 		proxy[i] = s->listeners[i].proxy ? '1' : '0';
 		proxy[i + 1] = '\0';
+		handoff[i] = s->listeners[i].handoff ? '1' : '0';
+		handoff[i + 1] = '\0';
 	}
 	int next_fd = DAEMON_LISTEN_FD_START + (int)s->nlisteners;
 	unsetenv("POSTERN_TLS_TICKET_FD");
@@ -312,6 +332,7 @@ static void exec_child(struct master_service *s, unsigned int generation,
 	setenv("POSTERN_LISTEN_FDS", num, 1);
 	setenv("POSTERN_LISTEN_NAMES", names, 1);
 	setenv("POSTERN_LISTEN_PROXY", proxy, 1);
+	setenv("POSTERN_LISTEN_HANDOFF", handoff, 1);
 	snprintf(num, sizeof(num), "%u", generation);
 	setenv("POSTERN_GENERATION", num, 1);
 

@@ -89,6 +89,8 @@ static void smtpd_serve(struct daemon_conn *conn)
 	if (timeout_ms <= 0 || timeout_ms > 24LL * 3600 * 1000)
 		timeout_ms = 300 * 1000;
 	bio_init(&s.bio, conn->fd, (int)timeout_ms);
+	/* Passed on by screen: its client's first bytes come first. */
+	bio_prefill(&s.bio, conn->preread, conn->preread_len);
 	strlcpy(s.client_addr, conn->peer_addr, sizeof(s.client_addr));
 	lookup_client_name(&s);
 	snprintf(s.client_log, sizeof(s.client_log), "%s[%s]", s.client_name,

@@ -542,8 +542,10 @@ void smtpd_session_run(struct smtpd_session *s)
 		log_disconnect(s);
 		return;
 	}
-	/* RFC 5321 4.3.1: the greeting; no enhanced code (RFC 2034). */
-	esmtp_reply(&s->bio, 220, NULL, true, "%s", cfg.smtpd_banner);
+	/* RFC 5321 4.3.1: the greeting; no enhanced code (RFC 2034).
+	 * screen (mail/handoff.h) has greeted a client it passes on. */
+	if (!s->conn->greeted)
+		esmtp_reply(&s->bio, 220, NULL, true, "%s", cfg.smtpd_banner);
 	smtpd_milter_connect(s);
 	smtp_server_run(&s->srv);
 	smtpd_txn_free(s);

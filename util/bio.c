@@ -110,6 +110,23 @@ void bio_set_deadline(struct bio *b, long long ms_from_now)
 	b->hard_deadline = ms_from_now < 0 ? 0 : now_ms() + ms_from_now;
 }
 
+void bio_prefill(struct bio *b, const void *p, size_t len)
+{
+	if (len == 0)
+		return;
+	size_t have = b->rlen - b->rpos;
+	size_t cap = have + len > BIO_READ_SIZE ? have + len : BIO_READ_SIZE;
+	char *buf = xmalloc(cap);
+	memcpy(buf, p, len);
+	if (have > 0)
+		memcpy(buf + len, b->rbuf + b->rpos, have);
+	free(b->rbuf);
+	b->rbuf = buf;
+	b->rcap = cap;
+	b->rpos = 0;
+	b->rlen = have + len;
+}
+
 /* Read more input into rbuf; at least one byte or a status. */
 static enum bio_status fill(struct bio *b, long long deadline)
 {

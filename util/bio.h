@@ -98,6 +98,12 @@ enum bio_status bio_skip_exact(struct bio *b, size_t len);
 
 /* Bytes already read from the peer and buffered, not yet consumed. */
 size_t bio_buffered(const struct bio *b);
+/*
+ * Put len bytes in front of the input, as if read from fd: what another
+ * process read from this connection before it passed the descriptor on
+ * (screen's first command, mail/handoff.h).
+ */
+void bio_prefill(struct bio *b, const void *p, size_t len);
 /* Throw away buffered input (after STARTTLS, RFC 3207 4.2). */
 void bio_discard_input(struct bio *b);
 /* Wait up to timeout_ms for input to be available (0: just check). */
