@@ -81,7 +81,8 @@ struct smtpd_session {
 	char *auth_user;		/* authenticated user, NULL if none */
 	const char *auth_method;	/* "PLAIN", "LOGIN" */
 	struct smtpd_txn *txn;		/* NULL outside a transaction */
-	struct smtpd_milter_session *milter;	/* smtpd_milters, or NULL */
+	struct milter_client *milter;	/* smtpd_milters, or NULL */
+	const char *milter_sender;	/* {mail_addr} while MAIL is tried */
 	bool milter_discard_next;	/* a filter discarded at MAIL */
 	bool limits_counted;		/* anvil counts this session open */
 };

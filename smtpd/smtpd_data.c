@@ -257,12 +257,12 @@ static bool milter_end_of_message(struct smtpd_session *s, const char *stage,
     const char **hold_reason)
 {
 	struct smtpd_txn *t = s->txn;
-	struct smtpd_milter_verdict v;
+	struct milter_verdict v;
 	bool ok;
 
 	if (t->milter_discard) {
 		memset(&v, 0, sizeof(v));
-		v.action = SMTPD_MILTER_DISCARD;
+		v.action = MILTER_VERDICT_DISCARD;
 		ok = false;
 	} else {
 		struct str received;
@@ -277,12 +277,12 @@ static bool milter_end_of_message(struct smtpd_session *s, const char *stage,
 	memcpy(id, t->queue_id, sizeof(id));
 	smtpd_milter_log(s, stage, NULL, NULL, &v);
 	smtpd_message_discard(t);
-	if (v.action == SMTPD_MILTER_DISCARD)
+	if (v.action == MILTER_VERDICT_DISCARD)
 		/* As Postfix: the client is told it was queued. */
 		smtpd_reply(s, 250, "2.0.0", "Ok: queued as %s", id);
 	else
 		smtpd_milter_reply(s, &v);
-	smtpd_txn_end(s, v.action == SMTPD_MILTER_DISCARD);
+	smtpd_txn_end(s, v.action == MILTER_VERDICT_DISCARD);
 	return false;
 }
 
@@ -433,17 +433,17 @@ void smtpd_cmd_data(struct smtp_server *srv, const char *arg)
 		smtpd_txn_end(s, false);
 		return;
 	}
-	struct smtpd_milter_verdict mv;
+	struct milter_verdict mv;
 	smtpd_milter_data(s, &mv);
-	if (mv.action == SMTPD_MILTER_REJECT ||
-	    mv.action == SMTPD_MILTER_TEMPFAIL) {
+	if (mv.action == MILTER_VERDICT_REJECT ||
+	    mv.action == MILTER_VERDICT_TEMPFAIL) {
 		smtpd_milter_log(s, "DATA", NULL, NULL, &mv);
 		smtpd_message_discard(t);
 		smtpd_milter_reply(s, &mv);
 		smtpd_txn_end(s, false);
 		return;
 	}
-	if (mv.action == SMTPD_MILTER_DISCARD)
+	if (mv.action == MILTER_VERDICT_DISCARD)
 		t->milter_discard = true;
 	esmtp_reply(&s->bio, 354, NULL, true, "End data with <CR><LF>.<CR><LF>");
 	/* The whole text, not only each line, within smtpd_data_deadline:
@@ -563,10 +563,10 @@ void smtpd_cmd_bdat(struct smtp_server *srv, const char *arg)
 			    why.text);
 			return;
 		}
-		struct smtpd_milter_verdict mv;
+		struct milter_verdict mv;
 		smtpd_milter_data(s, &mv);
-		if (mv.action == SMTPD_MILTER_REJECT ||
-		    mv.action == SMTPD_MILTER_TEMPFAIL) {
+		if (mv.action == MILTER_VERDICT_REJECT ||
+		    mv.action == MILTER_VERDICT_TEMPFAIL) {
 			smtpd_milter_log(s, "DATA", NULL, NULL, &mv);
 			smtpd_message_discard(t);
 			/* The chunk is read and refused with the reply's
@@ -589,7 +589,7 @@ void smtpd_cmd_bdat(struct smtp_server *srv, const char *arg)
 			refuse_chunk(s, size, last, code, saved_enh, saved);
 			return;
 		}
-		if (mv.action == SMTPD_MILTER_DISCARD)
+		if (mv.action == MILTER_VERDICT_DISCARD)
 			t->milter_discard = true;
 	}
 	/* BDAT: from the first chunk to the last, commands between them
