@@ -45,6 +45,8 @@ LDLIBS += -lidn2
 
 # Daemons: one program per folder, built only once the folder has code.
 DAEMONS := $(foreach d,master smtpd qmgr deliver lmtpd local anvil,$(if $(wildcard $(d)/*.c),$(d)))
+# pickup: maildrop/ into incoming/, through non_smtpd_milters (issue 14).
+DAEMONS += $(if $(wildcard pickup/*.c),pickup)
 UTIL_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard util/*.c))
 MAIL_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard mail/*.c))
 # Order matters to the linker: mail/ uses util/.

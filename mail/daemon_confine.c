@@ -35,6 +35,8 @@
  *      lmtpd        read and write mailbox_base, and $TMPDIR or /tmp,
  *                   where it spools when mailbox_base cannot hold an
  *                   unnamed temporary file.
+ *      pickup       read and write the queue_directory tree, as qmgr;
+ *                   may connect over TCP (non_smtpd_milters).
  *      local        (root, see layer 1 below: it becomes each recipient
  *                   in a child to write) read the queue_directory tree,
  *                   read and write mail_spool_directory; no Landlock at
@@ -102,6 +104,9 @@ static const struct confine_policy policies[] = {
 	/* local keeps root (it becomes each recipient to write): Landlock
 	 * still holds it to the queue (read) and the mail spool. */
 	{ "local", PRIV_FS_READ, false, false },
+	/* pickup moves maildrop/ into incoming/ (or hold/); its TCP
+	 * connects serve the filters of non_smtpd_milters. */
+	{ "pickup", PRIV_FS_READ | PRIV_FS_WRITE, false, true },
 };
 
 /* The places no config key opens up by itself: each policy decides. */

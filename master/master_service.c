@@ -155,6 +155,8 @@ bool master_services_setup(struct master_service **services, size_t *count,
 	    IPC_SOCKET_LOCAL);
 	char *anvil_sock = xasprintf("unix:%s/%s", cfg.run_directory,
 	    IPC_SOCKET_ANVIL);
+	char *pickup_sock = xasprintf("unix:%s/%s", cfg.run_directory,
+	    IPC_SOCKET_PICKUP);
 	const struct service_def defs[] = {
 		{ "smtp", "smtpd", &cfg.smtp_listen, NULL, 0, cfg.smtpd_processes,
 		  false, NULL },
@@ -181,6 +183,9 @@ bool master_services_setup(struct master_service **services, size_t *count,
 		  NULL },
 		/* smtpd's shared counters; anvil checks its peers' uids. */
 		{ "anvil", "anvil", NULL, anvil_sock, 0666, 1, true, NULL },
+		/* maildrop/ into incoming/ (pickup/); the socket only wakes
+		 * it, and only the user may. */
+		{ "pickup", "pickup", NULL, pickup_sock, 0600, 1, true, NULL },
 	};
 	size_t n = sizeof(defs) / sizeof(defs[0]);
 	struct master_service *svcs = xcalloc(n, sizeof(*svcs));
@@ -247,6 +252,7 @@ bool master_services_setup(struct master_service **services, size_t *count,
 	free(qmgr_sock);
 	free(local_sock);
 	free(anvil_sock);
+	free(pickup_sock);
 	if (!ok) {
 		master_services_close(svcs, n);
 		return false;
