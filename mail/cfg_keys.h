@@ -143,6 +143,15 @@
 	X(INT, smtpd_client_recipient_rate_limit, "0") \
 	X(LIST, smtpd_client_event_limit_exceptions, "$mynetworks")
 
+/* address rewriting for the satellite role (mail/rewrite.c; issue 13) */
+#define CFG_KEYS_REWRITE(X) \
+	X(LIST, canonical_maps, "") \
+	X(LIST, sender_canonical_maps, "") \
+	X(LIST, recipient_canonical_maps, "") \
+	X(LIST, masquerade_domains, "") \
+	X(LIST, masquerade_exceptions, "") \
+	X(LIST, smtp_generic_maps, "")
+
 #define CFG_KEYS(X) \
 	CFG_KEYS_CORE(X) \
 	CFG_KEYS_SMTPD(X) \
@@ -150,4 +159,5 @@
 	CFG_KEYS_DELIVER(X) \
 	CFG_KEYS_LMTPD(X) \
 	CFG_KEYS_LOCAL(X) \
-	CFG_KEYS_FRONT(X)
+	CFG_KEYS_FRONT(X) \
+	CFG_KEYS_REWRITE(X)

@@ -119,6 +119,7 @@ static void pickup_init(const char *service)
 	(void)service;
 	if (pickup_milter_enabled())
 		pickup_milter_init();
+	pickup_file_init();
 	later = xcalloc(PICKUP_LATER_MAX, sizeof(*later));
 }
 

@@ -18,7 +18,9 @@ enum pickup_result {
 	PICKUP_LATER,		/* a filter said "try again later": left */
 };
 
-/* pickup_file.c: take maildrop/name (dirfd is maildrop/). */
+/* pickup_file.c: open the canonical maps (fatal when it cannot). */
+void pickup_file_init(void);
+/* Take maildrop/name (dirfd is maildrop/). */
 enum pickup_result pickup_file(int dirfd, const char *name);
 
 /*

@@ -37,6 +37,8 @@
 #include "msgid.h"
 #include "pickup.h"
 #include "queue.h"
+#include "rewrite.h"
+#include "str.h"
 
 static void maildrop_to_corrupt(const char *name, const char *why)
 {
@@ -73,18 +75,81 @@ static bool valid_address(const char *a, bool allow_null)
 	return true;
 }
 
-/* Where the content goes: the queue file, or the filters' spool. */
+/* The canonical maps and masquerading (mail/rewrite.c), or NULL. */
+static struct rewrite *canonical;
+
+void pickup_file_init(void)
+{
+	char err[512];
+	if (!rewrite_configured(REWRITE_CANONICAL))
+		return;
+	canonical = rewrite_open(REWRITE_CANONICAL, err, sizeof(err));
+	if (canonical == NULL)
+		log_fatal("canonical maps: %s", err);
+}
+
+/*
+ * Where the content goes: the queue file, or the filters' spool. With
+ * the canonical maps, the header block is held until its end and its
+ * address fields rewritten first.
+ */
 struct sink {
 	struct queue_writer *w;
 	struct milter_msg *m;
 	struct msgid_scan *ms;
+	bool in_headers;	/* still collecting the header block */
+	struct str hdr;
+	bool failed;		/* a table could not be read */
 };
 
-static bool sink_write(struct sink *s, const void *p, size_t n)
+static bool sink_emit(struct sink *s, const void *p, size_t n)
 {
 	msgid_scan_text(s->ms, p, n);
 	return s->w != NULL ? queue_writer_write(s->w, p, n) :
 	    milter_msg_write(s->m, p, n);
+}
+
+/* The header block is whole (or the message ended): rewrite, emit. */
+static bool sink_headers_done(struct sink *s)
+{
+	size_t end = rewrite_header_end(s->hdr.data, s->hdr.len);
+	size_t n = 0;
+	char *block = rewrite_header_block(canonical, s->hdr.data, end, &n,
+	    &s->failed);
+	bool ok;
+
+	s->in_headers = false;
+	if (block != NULL) {
+		ok = sink_emit(s, block, n) && sink_emit(s, s->hdr.data + end,
+		    s->hdr.len - end);
+		free(block);
+	} else {
+		ok = sink_emit(s, s->hdr.data, s->hdr.len);
+	}
+	str_free(&s->hdr);
+	return ok;
+}
+
+static bool sink_write(struct sink *s, const void *p, size_t n)
+{
+	if (!s->in_headers)
+		return sink_emit(s, p, n);
+	size_t before = s->hdr.len;
+	if (!str_append(&s->hdr, p, n))
+		return false;
+	/* Look again from a little before the new bytes: CRLF CRLF may
+	 * straddle two writes. */
+	size_t from = before > 3 ? before - 3 : 0;
+	if ((s->hdr.len >= 2 && s->hdr.data[0] == '\r' &&
+	    s->hdr.data[1] == '\n') ||
+	    memmem(s->hdr.data + from, s->hdr.len - from, "\r\n\r\n", 4))
+		return sink_headers_done(s);
+	return true;
+}
+
+static bool sink_finish(struct sink *s)
+{
+	return !s->in_headers || sink_headers_done(s);
 }
 
 /*
@@ -136,7 +201,7 @@ static bool copy_content(int fd, off_t offset, off_t length, bool binary,
 	}
 	if (pending_cr && !sink_write(out_sink, "\r\n", 2))
 		return false;
-	return true;
+	return sink_finish(out_sink);
 }
 
 /*
@@ -307,14 +372,41 @@ enum pickup_result pickup_file(int dirfd_, const char *name)
 		queue_envelope_add_rcpt(&out, in.rcpts[i].address,
 		    in.rcpts[i].notify, in.rcpts[i].orcpt);
 
+	/* The canonical maps, as Postfix's cleanup applies them to local
+	 * mail: the envelope sender and recipients here, the header
+	 * fields as the content is copied (the sink). */
+	bool failed = false;
+	if (canonical != NULL) {
+		char *a = rewrite_address(canonical, REWRITE_SENDER, true,
+		    out.sender, &failed);
+		if (a != NULL) {
+			free(out.sender);
+			out.sender = a;
+		}
+		for (size_t i = 0; i < out.nrcpts; i++) {
+			a = rewrite_address(canonical, REWRITE_RECIPIENT, true,
+			    out.rcpts[i].address, &failed);
+			if (a != NULL) {
+				free(out.rcpts[i].address);
+				out.rcpts[i].address = a;
+			}
+		}
+	}
+
 	struct msgid_scan ms;
 	msgid_scan_init(&ms);
-	struct sink sink = { .ms = &ms };
+	struct sink sink = { .ms = &ms, .in_headers = canonical != NULL };
+	str_init(&sink.hdr, STR_NO_MAX);
 	const char *subdir = QUEUE_INCOMING;
 	bool copied = true;
 	bool drop = false;	/* discarded: nothing to queue */
 
-	if (pickup_milter_enabled()) {
+	if (failed) {
+		log_warning("pickup of maildrop file %s: a canonical table "
+		    "cannot be read; tried again later", name);
+		result = PICKUP_LATER;
+	}
+	if (result == PICKUP_DONE && pickup_milter_enabled()) {
 		/* The filters see the whole message before anything is
 		 * queued: their edits change the envelope, which comes
 		 * first in the file. */
@@ -325,7 +417,11 @@ enum pickup_result pickup_file(int dirfd_, const char *name)
 		sink.m = milter_msg_new();
 		copied = sink.m != NULL && copy_content(fd, in.content_offset,
 		    in.content_length, in.body == QUEUE_BODY_BINARYMIME, &sink);
-		if (copied && !pickup_milter_run(&out, id, uid, sink.m, &v,
+		if (copied && sink.failed) {
+			log_warning("pickup of maildrop file %s: a canonical "
+			    "table cannot be read; tried again later", name);
+			result = PICKUP_LATER;
+		} else if (copied && !pickup_milter_run(&out, id, uid, sink.m, &v,
 		    &hold_reason, &stage)) {
 			log_verdict(id, stage, &out, &v);
 			if (v.action == MILTER_VERDICT_DISCARD) {
@@ -364,9 +460,14 @@ enum pickup_result pickup_file(int dirfd_, const char *name)
 			    in.content_length, in.body == QUEUE_BODY_BINARYMIME,
 			    &sink);
 		}
-		if (!ok) {
-			log_warning("pickup of maildrop file %s: copy failed: %m",
-			    name);
+		if (!ok || sink.failed) {
+			if (sink.failed)
+				log_warning("pickup of maildrop file %s: a "
+				    "canonical table cannot be read; tried "
+				    "again later", name);
+			else
+				log_warning("pickup of maildrop file %s: copy "
+				    "failed: %m", name);
 			queue_writer_abort(w);
 			result = PICKUP_LATER;
 		} else if (!queue_writer_commit(w, err, sizeof(err))) {
@@ -403,6 +504,7 @@ enum pickup_result pickup_file(int dirfd_, const char *name)
 			log_warning("remove maildrop file %s: %m", name);
 	}
 	milter_msg_free(sink.m);
+	str_free(&sink.hdr);
 	queue_envelope_free(&out);
 	queue_envelope_free(&in);
 	close(fd);
