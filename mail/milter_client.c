@@ -20,8 +20,9 @@
  *
  * The message: while it arrives it is spooled into an anonymous file of
  * this process (memfd), never into the queue, so that smtpd's worker
- * reads back only its own bytes (doc/architecture.md, "Filters
- * (milter)"). At the end of the message each filter gets the headers,
+ * reads back only its own bytes
+ * (doc/architecture.md, "Filters (milter)").
+ * At the end of the message each filter gets the headers,
  * the body in chunks of MILTER_CHUNK_SIZE and end-of-body, and answers
  * with edits; a later filter sees the earlier ones' edits. Only when
  * all have spoken does the caller write the queue file. A filter that

@@ -4,7 +4,8 @@
  * non_smtpd_milters (pickup_milter.c), and written into incoming/ under
  * the ID sendmail gave it, durably, before the maildrop file goes.
  *
- * The file's states (doc/architecture.md, "Queue states"):
+ * The file's states, S1 and S2 of
+ * doc/architecture.md, "Queue states and crash invariants":
  *   maildrop/ID  untrusted: validated, copied into incoming/ (or hold/,
  *                quarantined by a filter) with a fresh envelope, then
  *                unlinked; a crash in between gives a duplicate, never

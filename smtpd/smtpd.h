@@ -60,6 +60,8 @@ struct smtpd_txn {
 	/* smtpd_milter.c: the message spooled for the filters, or NULL */
 	struct smtpd_milter_msg *milter_msg;
 	bool milter_discard;		/* a filter discarded it before DATA */
+	/* smtpd_rewrite.c: the header block held for rewriting, or NULL */
+	struct str *held_headers;
 };
 
 struct smtpd_session {
@@ -227,5 +229,22 @@ void smtpd_message_discard(struct smtpd_txn *t);
 void smtpd_received_header(struct smtpd_session *s, struct str *h);
 /* smtpd_door.c: commit into hold/ (a filter's quarantine). */
 bool smtpd_door_commit_hold(const char *id);
+
+/* ---- smtpd_rewrite.c: canonical maps for trusted clients ---- */
+void smtpd_rewrite_init(void);
+/* Is the client trusted (mynetworks, AUTH) and rewriting configured? */
+bool smtpd_rewrite_applies(const struct smtpd_session *s);
+/* The queue file's envelope rewritten; false: a table failed (4xx). */
+bool smtpd_rewrite_envelope(struct smtpd_session *s,
+    struct queue_envelope *env);
+/* Hold the header block of this message for rewriting (if it applies). */
+void smtpd_rewrite_hold_start(struct smtpd_session *s, struct smtpd_txn *t);
+/* A line of content: true when it was held (header block). */
+bool smtpd_rewrite_hold(struct smtpd_txn *t, const char *p, size_t n,
+    bool line_end);
+/* End of data with the block still held: rewrite and store it. */
+void smtpd_rewrite_hold_end(struct smtpd_txn *t);
+/* smtpd_data.c: store content bytes as they are (queue file or spool). */
+void smtpd_store_content(struct smtpd_txn *t, const char *p, size_t n);
 
 #endif

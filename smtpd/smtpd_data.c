@@ -132,6 +132,13 @@ static bool open_message(struct smtpd_session *s, struct open_failure *why)
 		queue_envelope_add_rcpt(env, t->rcpts[i].address,
 		    t->rcpts[i].notify, orcpt);
 	}
+	/* Trusted clients' addresses through the canonical maps. */
+	if (!smtpd_rewrite_envelope(s, env)) {
+		queue_envelope_free(env);
+		*why = (struct open_failure){ 451, "4.3.0",
+		    "Error: address rewriting table unavailable" };
+		return false;
+	}
 	/* The door makes the file; this process may only write it. */
 	char id[QUEUE_ID_SIZE];
 	int fd = smtpd_door_open(id);
@@ -162,6 +169,7 @@ static bool open_message(struct smtpd_session *s, struct open_failure *why)
 			    "Error: queue file write error" };
 			return false;
 		}
+		smtpd_rewrite_hold_start(s, t);
 		return true;
 	}
 	t->writer = queue_writer_attach(fd, id, env, err, sizeof(err));
@@ -180,6 +188,7 @@ static bool open_message(struct smtpd_session *s, struct open_failure *why)
 	msgid_scan_init(&t->msgid);
 	if (!write_received(s))
 		t->write_failed = true;
+	smtpd_rewrite_hold_start(s, t);
 	return true;
 }
 
@@ -192,6 +201,11 @@ void smtpd_message_discard(struct smtpd_txn *t)
 		t->writer = NULL;
 		smtpd_milter_msg_free(t->milter_msg);	/* closes its */
 		t->milter_msg = NULL;
+		if (t->held_headers != NULL) {
+			str_free(t->held_headers);
+			free(t->held_headers);
+			t->held_headers = NULL;
+		}
 		queue_envelope_free(&t->env);
 		smtpd_door_abort(t->queue_id);	/* removes it */
 	}
@@ -203,6 +217,23 @@ void smtpd_message_discard(struct smtpd_txn *t)
  * CRLF line ends, until message_size_limit is passed or something failed
  * (the rest is still read, to answer once at the end).
  */
+void smtpd_store_content(struct smtpd_txn *t, const char *p, size_t n)
+{
+	if (n == 0)
+		return;
+	if (t->milter_msg != NULL) {
+		if (!t->too_big && !t->msg.bare_newline &&
+		    !smtpd_milter_msg_write(t->milter_msg, p, n))
+			t->write_failed = true;
+		return;
+	}
+	if (t->too_big || t->write_failed || t->msg.bare_newline ||
+	    t->writer == NULL)
+		return;
+	if (!queue_writer_write(t->writer, p, n))
+		t->write_failed = true;
+}
+
 static void put_content(void *ctx, const char *p, size_t n, bool line_end)
 {
 	struct smtpd_txn *t = ctx;
@@ -212,20 +243,12 @@ static void put_content(void *ctx, const char *p, size_t n, bool line_end)
 	if (cfg.message_size_limit > 0 &&
 	    t->size > (unsigned long long)cfg.message_size_limit)
 		t->too_big = true;
-	if (t->milter_msg != NULL) {
-		if (!t->too_big && !t->msg.bare_newline &&
-		    ((n > 0 && !smtpd_milter_msg_write(t->milter_msg, p, n)) ||
-		    (line_end && !smtpd_milter_msg_write(t->milter_msg, "\r\n",
-		    2))))
-			t->write_failed = true;
+	/* A trusted client's header block waits for its rewriting. */
+	if (t->held_headers != NULL && smtpd_rewrite_hold(t, p, n, line_end))
 		return;
-	}
-	if (t->too_big || t->write_failed || t->msg.bare_newline ||
-	    t->writer == NULL)
-		return;
-	if ((n > 0 && !queue_writer_write(t->writer, p, n)) ||
-	    (line_end && !queue_writer_write(t->writer, "\r\n", 2)))
-		t->write_failed = true;
+	smtpd_store_content(t, p, n);
+	if (line_end)
+		smtpd_store_content(t, "\r\n", 2);
 }
 
 static struct smtp_message_sink sink_of(struct smtpd_txn *t)
@@ -321,6 +344,7 @@ static void finish_message(struct smtpd_session *s, const char *stage)
 	int code = 0;
 	const char *enh = NULL, *text = NULL;
 
+	smtpd_rewrite_hold_end(t);	/* a message of header fields only */
 	if (t->msg.bare_newline) {
 		code = 550;
 		enh = "5.5.2";
