@@ -357,6 +357,11 @@ static bool rewrite_element(struct rewrite *rw, enum rewrite_class cls,
 		s++;
 	while (e > s && is_wsp(v[e - 1]))
 		e--;
+	/* A control byte (a NUL, a line break inside a quoted string) in
+	 * the address: not one of ours to rewrite. */
+	for (size_t i = s; i < e; i++)
+		if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
+			e = s;
 	char *addr = s < e ? xstrndup(v + s, e - s) : NULL;
 	char *n = addr ? rewrite_address(rw, cls, false, addr, failed) : NULL;
 	free(addr);
@@ -371,9 +376,12 @@ static bool rewrite_element(struct rewrite *rw, enum rewrite_class cls,
 	return true;
 }
 
-/* The value of one address field, its addresses rewritten; NULL: same. */
+/*
+ * The value of one address field, its addresses rewritten (length in
+ * *outlen: the value may hold any byte); NULL: the same.
+ */
 static char *rewrite_list(struct rewrite *rw, enum rewrite_class cls,
-    const char *v, size_t n, bool *failed)
+    const char *v, size_t n, size_t *outlen, bool *failed)
 {
 	struct str out;
 	bool changed = false;
@@ -412,6 +420,7 @@ static char *rewrite_list(struct rewrite *rw, enum rewrite_class cls,
 		str_free(&out);
 		return NULL;
 	}
+	*outlen = out.len;
 	return str_steal(&out);
 }
 
@@ -456,17 +465,19 @@ char *rewrite_header_block(struct rewrite *rw, const char *hdr, size_t len,
 			}
 		}
 		char *nv = NULL;
+		size_t nvlen = 0;
 		size_t vs = pos + name_len + 1, ve = end;
 		if (known) {
 			/* The value without the field's last CRLF. */
 			if (ve >= vs + 2 && hdr[ve - 2] == '\r' &&
 			    hdr[ve - 1] == '\n')
 				ve -= 2;
-			nv = rewrite_list(rw, cls, hdr + vs, ve - vs, failed);
+			nv = rewrite_list(rw, cls, hdr + vs, ve - vs, &nvlen,
+			    failed);
 		}
 		if (nv != NULL) {
 			str_append(&out, hdr + pos, name_len + 1);
-			str_append(&out, nv, strlen(nv));
+			str_append(&out, nv, nvlen);
 			str_append(&out, hdr + ve, end - ve);
 			free(nv);
 			changed = true;
