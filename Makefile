@@ -47,6 +47,8 @@ LDLIBS += -lidn2
 DAEMONS := $(foreach d,master smtpd qmgr deliver lmtpd local anvil,$(if $(wildcard $(d)/*.c),$(d)))
 # screen: the first contact in front of smtpd (issue 17)
 DAEMONS += $(if $(wildcard screen/*.c),screen)
+# pickup: maildrop/ into incoming/, through non_smtpd_milters (issue 14).
+DAEMONS += $(if $(wildcard pickup/*.c),pickup)
 UTIL_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard util/*.c))
 MAIL_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard mail/*.c))
 # Order matters to the linker: mail/ uses util/.

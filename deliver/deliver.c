@@ -89,9 +89,11 @@ static void job_free(struct deliver_job *job)
 		free(job->rcpts[i].address);
 		free(job->rcpts[i].orcpt);
 		free(job->rcpts[i].orig_to);
+		free(job->rcpts[i].generic);
 		deliver_outcome_free(&job->rcpts[i].out);
 	}
 	free(job->rcpts);
+	free(job->generic_sender);
 	if (job->content_fd >= 0)
 		close(job->content_fd);
 	memset(job, 0, sizeof(*job));
@@ -474,6 +476,7 @@ static void deliver_init(const char *service)
 	deliver_tls_init();
 	deliver_auth_init();
 	deliver_dkim_init();
+	deliver_generic_init();
 }
 
 int main(int argc, char **argv)

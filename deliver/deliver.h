@@ -45,6 +45,7 @@ struct deliver_rcpt {
 	bool accepted;		/* RCPT got 2xx in the current transaction */
 	bool done;		/* outcome is final for this job */
 	struct deliver_outcome out;
+	char *generic;		/* smtp_generic_maps' address, or NULL */
 };
 
 struct deliver_job {
@@ -79,6 +80,9 @@ struct deliver_job {
 	bool requiretls;	/* MAIL FROM ... REQUIRETLS (queue's Q record) */
 	bool tls_required_no;	/* "TLS-Required: No" in the header */
 	bool implicit_tls;	/* transport smtps: TLS from the first byte */
+	/* deliver_generic.c: smtp_generic_maps applied (content swapped) */
+	char *generic_sender;	/* the rewritten sender, or NULL */
+	bool generic_done;
 };
 
 /* ---- deliver.c ---- */
@@ -325,5 +329,18 @@ void deliver_dkim_init(void);
  */
 bool deliver_dkim_sign(const struct deliver_job *job, bool downgrade,
     struct str *out, char *err, size_t errsize);
+
+/* ---- deliver_generic.c: smtp_generic_maps ---- */
+void deliver_generic_init(void);
+/*
+ * Rewrite the envelope (kept beside the job's) and the header fields
+ * (the content becomes a rewritten copy) of an SMTP job, once; false
+ * with err when a table cannot be read (defer).
+ */
+bool deliver_generic_prepare(struct deliver_job *job, char *err,
+    size_t errsize);
+/* The addresses to send in MAIL FROM and RCPT TO. */
+const char *deliver_generic_sender(const struct deliver_job *job);
+const char *deliver_generic_rcpt(const struct deliver_rcpt *r);
 
 #endif

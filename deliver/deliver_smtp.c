@@ -147,7 +147,7 @@ static char *envelope_address(const struct deliver_session *s,
 static void queue_mail_command(struct deliver_session *s,
     const struct deliver_job *job)
 {
-	char *sender = envelope_address(s, job->sender);
+	char *sender = envelope_address(s, deliver_generic_sender(job));
 	bio_printf(&s->bio, "MAIL FROM:<%s>", sender);
 	free(sender);
 	if (s->ext & SESS_EXT_SIZE)
@@ -193,7 +193,7 @@ static void queue_mail_command(struct deliver_session *s,
 static void queue_rcpt_command(struct deliver_session *s,
     const struct deliver_rcpt *r)
 {
-	char *rcpt = envelope_address(s, r->address);
+	char *rcpt = envelope_address(s, deliver_generic_rcpt(r));
 	bio_printf(&s->bio, "RCPT TO:<%s>", rcpt);
 	free(rcpt);
 	if (s->ext & SESS_EXT_DSN) {
@@ -454,6 +454,14 @@ bool deliver_smtp_transaction(struct deliver_session *s,
 	job->local_trouble = false;
 	if (!precheck(s, job))
 		return true;
+	/* smtp_generic_maps before the signature, which must cover the
+	 * header fields as they leave. */
+	if (!deliver_generic_prepare(job, err, sizeof(err))) {
+		log_warning("%s: %s", job->queue_id, err);
+		deliver_fail_open(job, 'D', "4.3.0", err, err);
+		job->local_trouble = true;
+		return true;
+	}
 	/* Signed before MAIL: a key that cannot be read defers the mail
 	 * without a transaction begun. */
 	if (dkim_fields.max == 0)

@@ -174,6 +174,15 @@
 	X(DURATION, screen_command_timeout, "300s") \
 	X(DURATION, screen_handoff_timeout, "10s")
 
+/* address rewriting for the satellite role (mail/rewrite.c; issue 13) */
+#define CFG_KEYS_REWRITE(X) \
+	X(LIST, canonical_maps, "") \
+	X(LIST, sender_canonical_maps, "") \
+	X(LIST, recipient_canonical_maps, "") \
+	X(LIST, masquerade_domains, "") \
+	X(LIST, masquerade_exceptions, "") \
+	X(LIST, smtp_generic_maps, "")
+
 #define CFG_KEYS(X) \
 	CFG_KEYS_CORE(X) \
 	CFG_KEYS_SMTPD(X) \
@@ -184,4 +193,5 @@
 	CFG_KEYS_FRONT(X) \
 	CFG_KEYS_AUTH(X) \
 	CFG_KEYS_DANE(X) \
-	CFG_KEYS_SCREEN(X)
+	CFG_KEYS_SCREEN(X) \
+	CFG_KEYS_REWRITE(X)

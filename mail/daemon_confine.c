@@ -37,6 +37,8 @@
  *                   unnamed temporary file.
  *      screen       read and write the directory of screen_cache_map
  *                   (its allowlist cache); nothing of the queue.
+ *      pickup       read and write the queue_directory tree, as qmgr;
+ *                   may connect over TCP (non_smtpd_milters).
  *      local        (root, see layer 1 below: it becomes each recipient
  *                   in a child to write) read the queue_directory tree,
  *                   read and write mail_spool_directory; no Landlock at
@@ -108,6 +110,9 @@ static const struct confine_policy policies[] = {
 	 * which Landlock does not govern; it writes only the directory of
 	 * screen_cache_map (below). */
 	{ "screen", 0, false, false },
+	/* pickup moves maildrop/ into incoming/ (or hold/); its TCP
+	 * connects serve the filters of non_smtpd_milters. */
+	{ "pickup", PRIV_FS_READ | PRIV_FS_WRITE, false, true },
 };
 
 /* The places no config key opens up by itself: each policy decides. */

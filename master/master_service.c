@@ -165,6 +165,8 @@ bool master_services_setup(struct master_service **services, size_t *count,
 	 */
 	char *handoff_sock = xasprintf("unix:%s/%s", cfg.run_directory,
 	    HANDOFF_SOCKET);
+	char *pickup_sock = xasprintf("unix:%s/%s", cfg.run_directory,
+	    IPC_SOCKET_PICKUP);
 	const struct service_def defs[] = {
 		{ "smtp", "smtpd", cfg.screen ? NULL : &cfg.smtp_listen,
 		  handoff_sock, cfg.screen ? 0600 : 0, cfg.smtpd_processes,
@@ -195,6 +197,9 @@ bool master_services_setup(struct master_service **services, size_t *count,
 		/* The first contact on the port 25 role (screen/). */
 		{ "screen", "screen", cfg.screen ? &cfg.smtp_listen :
 		  &no_listeners, NULL, 0, 1, true, NULL },
+		/* maildrop/ into incoming/ (pickup/); the socket only wakes
+		 * it, and only the user may. */
+		{ "pickup", "pickup", NULL, pickup_sock, 0600, 1, true, NULL },
 	};
 	size_t n = sizeof(defs) / sizeof(defs[0]);
 	struct master_service *svcs = xcalloc(n, sizeof(*svcs));
@@ -265,6 +270,7 @@ bool master_services_setup(struct master_service **services, size_t *count,
 	free(local_sock);
 	free(anvil_sock);
 	free(handoff_sock);
+	free(pickup_sock);
 	if (!ok) {
 		master_services_close(svcs, n);
 		return false;

@@ -14,8 +14,8 @@
  * Exiting at once lost those results ("cannot send a result to qmgr" in
  * deliver) and the new qmgr delivered them again. It trusts the config
  * and the queue files it wrote;
- * deliver results and control messages are checked (ipc.c), and
- * maildrop/ files are validated on pickup (qmgr_scan.c).
+ * deliver results and control messages are checked (ipc.c). maildrop/
+ * is pickup's (pickup/), not qmgr's: qmgr never waits on a filter.
  */
 #include <errno.h>
 #include <fcntl.h>

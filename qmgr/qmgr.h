@@ -147,6 +147,8 @@ void qmgr_resolve_init(void);
 void qmgr_route_free(struct qroute *r);
 /* Where does this (already expanded) recipient go? */
 void qmgr_resolve_route(const char *address, struct qroute *route);
+/* Bounce: a filter of non_smtpd_milters rejected the message (pickup). */
+void qmgr_resolve_rejected(const char *reply, struct qroute *route);
 bool qmgr_is_local_address(const char *address);
 /*
  * Expand aliases (virtual_alias_maps for every recipient, alias_maps for
@@ -228,9 +230,9 @@ void qmgr_deliver_close_idle(void);
 /* ---- queue scans and pickup (qmgr_scan.c) ---- */
 
 void qmgr_scan_startup(void);
-/* Ask for a scan of incoming/ and maildrop/ soon. */
+/* Ask for a scan of incoming/ soon. */
 void qmgr_scan_wakeup(void);
-/* The inotify watch on incoming/ and maildrop/ for the poll set. */
+/* The inotify watch on incoming/ for the poll set. */
 size_t qmgr_scan_pollfds(struct pollfd *pfds, size_t room);
 void qmgr_scan_events(const struct pollfd *pfds, size_t n);
 /* Make every deferred message due now (flush). */

@@ -534,7 +534,13 @@ void qmgr_message_activate(const char *id)
 			    o->dsn, o->text };
 			continue;
 		}
-		qmgr_resolve_route(msg->env.rcpts[i].address, &routes[i]);
+		const char *rejected = queue_envelope_attr(&msg->env,
+		    "milter_reject");
+		if (rejected != NULL)
+			qmgr_resolve_rejected(rejected, &routes[i]);
+		else
+			qmgr_resolve_route(msg->env.rcpts[i].address,
+			    &routes[i]);
 		if (routes[i].kind == ROUTE_DELIVER) {
 			qmgr_sched_add(msg, routes[i].transport,
 			    routes[i].nexthop, i);

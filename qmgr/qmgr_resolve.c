@@ -293,6 +293,24 @@ static void route_by_value(const char *value, const char *domain,
 	}
 }
 
+/*
+ * A local message a filter of non_smtpd_milters rejected (pickup/,
+ * attribute milter_reject = the filter's reply): every recipient
+ * bounces with that reply, as Postfix's cleanup bounces such mail.
+ */
+void qmgr_resolve_rejected(const char *reply, struct qroute *r)
+{
+	const char *text;
+	char dsn[16];
+
+	memset(r, 0, sizeof(*r));
+	/* "5.7.1 text" (pickup dropped the basic code). */
+	split_status_text(reply, '5', dsn, sizeof(dsn), &text);
+	if (dsn[0] != '5')
+		strlcpy(dsn, "5.7.1", sizeof(dsn));
+	route_fail(r, true, dsn, "%s", *text ? text : "rejected by a filter");
+}
+
 /* transport_maps: address, domain, ".parent" domains, then "*". */
 static enum map_result lookup_transport(const char *address,
     const char *domain, char **value)

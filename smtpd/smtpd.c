@@ -130,6 +130,7 @@ static void smtpd_init(const char *service)
 		log_fatal("%s", err);
 	smtpd_check_init();
 	smtpd_milter_init();
+	smtpd_rewrite_init();
 	smtpd_sender_init();
 	smtpd_authcheck_init();
 	smtpd_door_wait_ready();

@@ -62,6 +62,8 @@ struct smtpd_txn {
 	bool milter_discard;		/* a filter discarded it before DATA */
 	/* smtpd_authcheck.c: SPF, DKIM, DMARC results, or NULL */
 	struct smtpd_authcheck *auth;
+	/* smtpd_rewrite.c: the header block held for rewriting, or NULL */
+	struct str *held_headers;
 };
 
 struct smtpd_session {
@@ -83,7 +85,8 @@ struct smtpd_session {
 	char *auth_user;		/* authenticated user, NULL if none */
 	const char *auth_method;	/* "PLAIN", "LOGIN" */
 	struct smtpd_txn *txn;		/* NULL outside a transaction */
-	struct smtpd_milter_session *milter;	/* smtpd_milters, or NULL */
+	struct milter_client *milter;	/* smtpd_milters, or NULL */
+	const char *milter_sender;	/* {mail_addr} while MAIL is tried */
 	bool milter_discard_next;	/* a filter discarded at MAIL */
 	bool limits_counted;		/* anvil counts this session open */
 };
@@ -268,5 +271,21 @@ enum smtpd_authcheck_action smtpd_authcheck_eom(struct smtpd_session *s,
 const char *smtpd_authcheck_header(const struct smtpd_authcheck *a);
 /* The results line of the message: "ID: spf=... dkim=... dmarc=...". */
 void smtpd_authcheck_log(struct smtpd_session *s);
+/* ---- smtpd_rewrite.c: canonical maps for trusted clients ---- */
+void smtpd_rewrite_init(void);
+/* Is the client trusted (mynetworks, AUTH) and rewriting configured? */
+bool smtpd_rewrite_applies(const struct smtpd_session *s);
+/* The queue file's envelope rewritten; false: a table failed (4xx). */
+bool smtpd_rewrite_envelope(struct smtpd_session *s,
+    struct queue_envelope *env);
+/* Hold the header block of this message for rewriting (if it applies). */
+void smtpd_rewrite_hold_start(struct smtpd_session *s, struct smtpd_txn *t);
+/* A line of content: true when it was held (header block). */
+bool smtpd_rewrite_hold(struct smtpd_txn *t, const char *p, size_t n,
+    bool line_end);
+/* End of data with the block still held: rewrite and store it. */
+void smtpd_rewrite_hold_end(struct smtpd_txn *t);
+/* smtpd_data.c: store content bytes as they are (queue file or spool). */
+void smtpd_store_content(struct smtpd_txn *t, const char *p, size_t n);
 
 #endif

@@ -134,6 +134,13 @@ static bool open_message(struct smtpd_session *s, struct open_failure *why)
 		queue_envelope_add_rcpt(env, t->rcpts[i].address,
 		    t->rcpts[i].notify, orcpt);
 	}
+	/* Trusted clients' addresses through the canonical maps. */
+	if (!smtpd_rewrite_envelope(s, env)) {
+		queue_envelope_free(env);
+		*why = (struct open_failure){ 451, "4.3.0",
+		    "Error: address rewriting table unavailable" };
+		return false;
+	}
 	/* The door makes the file; this process may only write it. */
 	char id[QUEUE_ID_SIZE];
 	int fd = smtpd_door_open(id);
@@ -187,6 +194,7 @@ static bool open_message(struct smtpd_session *s, struct open_failure *why)
 			    "Error: queue file write error" };
 			return false;
 		}
+		smtpd_rewrite_hold_start(s, t);
 		return true;
 	}
 	t->writer = queue_writer_attach(fd, id, env, err, sizeof(err));
@@ -205,6 +213,7 @@ static bool open_message(struct smtpd_session *s, struct open_failure *why)
 	msgid_scan_init(&t->msgid);
 	if (!write_received(s))
 		t->write_failed = true;
+	smtpd_rewrite_hold_start(s, t);
 	return true;
 }
 
@@ -219,6 +228,11 @@ void smtpd_message_discard(struct smtpd_txn *t)
 		smtpd_authcheck_spool_end(t->auth);	/* closes its */
 		smtpd_milter_msg_free(t->milter_msg);	/* closes its */
 		t->milter_msg = NULL;
+		if (t->held_headers != NULL) {
+			str_free(t->held_headers);
+			free(t->held_headers);
+			t->held_headers = NULL;
+		}
 		queue_envelope_free(&t->env);
 		smtpd_door_abort(t->queue_id);	/* removes it */
 	}
@@ -230,6 +244,28 @@ void smtpd_message_discard(struct smtpd_txn *t)
  * CRLF line ends, until message_size_limit is passed or something failed
  * (the rest is still read, to answer once at the end).
  */
+void smtpd_store_content(struct smtpd_txn *t, const char *p, size_t n)
+{
+	if (n == 0)
+		return;
+	/* The checks' spool (smtpd_authcheck.c) sees what is stored. */
+	if (smtpd_authcheck_spooling(t->auth) && !t->too_big &&
+	    !t->msg.bare_newline && !t->write_failed &&
+	    !smtpd_authcheck_write(t->auth, p, n, false))
+		t->write_failed = true;
+	if (t->milter_msg != NULL) {
+		if (!t->too_big && !t->msg.bare_newline &&
+		    !smtpd_milter_msg_write(t->milter_msg, p, n))
+			t->write_failed = true;
+		return;
+	}
+	if (t->too_big || t->write_failed || t->msg.bare_newline ||
+	    t->writer == NULL)
+		return;
+	if (!queue_writer_write(t->writer, p, n))
+		t->write_failed = true;
+}
+
 static void put_content(void *ctx, const char *p, size_t n, bool line_end)
 {
 	struct smtpd_txn *t = ctx;
@@ -239,24 +275,12 @@ static void put_content(void *ctx, const char *p, size_t n, bool line_end)
 	if (cfg.message_size_limit > 0 &&
 	    t->size > (unsigned long long)cfg.message_size_limit)
 		t->too_big = true;
-	if (smtpd_authcheck_spooling(t->auth) && !t->too_big &&
-	    !t->msg.bare_newline && !t->write_failed &&
-	    !smtpd_authcheck_write(t->auth, p, n, line_end))
-		t->write_failed = true;
-	if (t->milter_msg != NULL) {
-		if (!t->too_big && !t->msg.bare_newline &&
-		    ((n > 0 && !smtpd_milter_msg_write(t->milter_msg, p, n)) ||
-		    (line_end && !smtpd_milter_msg_write(t->milter_msg, "\r\n",
-		    2))))
-			t->write_failed = true;
+	/* A trusted client's header block waits for its rewriting. */
+	if (t->held_headers != NULL && smtpd_rewrite_hold(t, p, n, line_end))
 		return;
-	}
-	if (t->too_big || t->write_failed || t->msg.bare_newline ||
-	    t->writer == NULL)
-		return;
-	if ((n > 0 && !queue_writer_write(t->writer, p, n)) ||
-	    (line_end && !queue_writer_write(t->writer, "\r\n", 2)))
-		t->write_failed = true;
+	smtpd_store_content(t, p, n);
+	if (line_end)
+		smtpd_store_content(t, "\r\n", 2);
 }
 
 static struct smtp_message_sink sink_of(struct smtpd_txn *t)
@@ -288,12 +312,12 @@ static bool milter_end_of_message(struct smtpd_session *s, const char *stage,
     const char **hold_reason)
 {
 	struct smtpd_txn *t = s->txn;
-	struct smtpd_milter_verdict v;
+	struct milter_verdict v;
 	bool ok;
 
 	if (t->milter_discard) {
 		memset(&v, 0, sizeof(v));
-		v.action = SMTPD_MILTER_DISCARD;
+		v.action = MILTER_VERDICT_DISCARD;
 		ok = false;
 	} else {
 		struct str received;
@@ -310,12 +334,12 @@ static bool milter_end_of_message(struct smtpd_session *s, const char *stage,
 	memcpy(id, t->queue_id, sizeof(id));
 	smtpd_milter_log(s, stage, NULL, NULL, &v);
 	smtpd_message_discard(t);
-	if (v.action == SMTPD_MILTER_DISCARD)
+	if (v.action == MILTER_VERDICT_DISCARD)
 		/* As Postfix: the client is told it was queued. */
 		smtpd_reply(s, 250, "2.0.0", "Ok: queued as %s", id);
 	else
 		smtpd_milter_reply(s, &v);
-	smtpd_txn_end(s, v.action == SMTPD_MILTER_DISCARD);
+	smtpd_txn_end(s, v.action == MILTER_VERDICT_DISCARD);
 	return false;
 }
 
@@ -355,6 +379,7 @@ static void finish_message(struct smtpd_session *s, const char *stage)
 	int code = 0;
 	const char *enh = NULL, *text = NULL;
 
+	smtpd_rewrite_hold_end(t);	/* a message of header fields only */
 	if (t->msg.bare_newline) {
 		code = 550;
 		enh = "5.5.2";
@@ -496,17 +521,17 @@ void smtpd_cmd_data(struct smtp_server *srv, const char *arg)
 		smtpd_txn_end(s, false);
 		return;
 	}
-	struct smtpd_milter_verdict mv;
+	struct milter_verdict mv;
 	smtpd_milter_data(s, &mv);
-	if (mv.action == SMTPD_MILTER_REJECT ||
-	    mv.action == SMTPD_MILTER_TEMPFAIL) {
+	if (mv.action == MILTER_VERDICT_REJECT ||
+	    mv.action == MILTER_VERDICT_TEMPFAIL) {
 		smtpd_milter_log(s, "DATA", NULL, NULL, &mv);
 		smtpd_message_discard(t);
 		smtpd_milter_reply(s, &mv);
 		smtpd_txn_end(s, false);
 		return;
 	}
-	if (mv.action == SMTPD_MILTER_DISCARD)
+	if (mv.action == MILTER_VERDICT_DISCARD)
 		t->milter_discard = true;
 	esmtp_reply(&s->bio, 354, NULL, true, "End data with <CR><LF>.<CR><LF>");
 	/* The whole text, not only each line, within smtpd_data_deadline:
@@ -627,10 +652,10 @@ void smtpd_cmd_bdat(struct smtp_server *srv, const char *arg)
 			    why.text);
 			return;
 		}
-		struct smtpd_milter_verdict mv;
+		struct milter_verdict mv;
 		smtpd_milter_data(s, &mv);
-		if (mv.action == SMTPD_MILTER_REJECT ||
-		    mv.action == SMTPD_MILTER_TEMPFAIL) {
+		if (mv.action == MILTER_VERDICT_REJECT ||
+		    mv.action == MILTER_VERDICT_TEMPFAIL) {
 			smtpd_milter_log(s, "DATA", NULL, NULL, &mv);
 			smtpd_message_discard(t);
 			/* The chunk is read and refused with the reply's
@@ -653,7 +678,7 @@ void smtpd_cmd_bdat(struct smtp_server *srv, const char *arg)
 			refuse_chunk(s, size, last, code, saved_enh, saved);
 			return;
 		}
-		if (mv.action == SMTPD_MILTER_DISCARD)
+		if (mv.action == MILTER_VERDICT_DISCARD)
 			t->milter_discard = true;
 	}
 	/* BDAT: from the first chunk to the last, commands between them

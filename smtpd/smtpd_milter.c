@@ -1,64 +1,39 @@
 /*
- * smtpd_milter.c - smtpd's milter client: the filters of smtpd_milters
- * (inet:host:port, unix:/path), applied in order, at every SMTP stage,
- * speaking protocol version 6 (mail/milter_proto.c), with Postfix's
- * configuration names and meanings (milter_default_action, the three
- * timeouts, milter_*_macros).
+ * smtpd_milter.c - smtpd's side of the milter client (mail/milter_client.c,
+ * shared with pickup): the filters of smtpd_milters, one connection each
+ * per SMTP session, driven by the session at each SMTP stage; the macros
+ * only the session knows (client, TLS, AUTH, queue ID); the queue file
+ * the door made, written only once the filters have spoken; the SMTP
+ * replies and log lines of a filter's verdict.
  *
- * This file: the session and its stages, replies and log lines;
- * smtpd_milter_io.c: one filter's connection, packets and macros;
- * smtpd_milter_msg.c: the message and the filters' edits.
- *
- * One connection per filter per SMTP session, reused across its
- * transactions. Each filter is a small state machine: CLOSED (not
- * connected yet), READY (negotiated), DONE (it accepted the connection:
- * no more calls), FAILED (it died, timed out or broke the protocol:
- * milter_default_action stands for it for the rest of the session).
- *
- * The message: while it arrives it is spooled into an anonymous file of
- * this process (memfd), never into the queue, so that the worker reads
- * back only its own bytes (doc/architecture.md, "Filters (milter)").
- * At the end of the message each filter gets the headers (our Received
- * first, as Postfix sends its own), the body in chunks of
- * MILTER_CHUNK_SIZE and end-of-body, and answers with edits; a later
- * filter sees the earlier ones' edits. Only when all have spoken is the
- * queue file the door made written: envelope with the edited sender
- * and recipients, headers, body. A filter that fails at any point
- * leaves no half-written file.
- *
- * Trust: the filters are named by root's config, but they are other
- * programs: every reply is decoded with lengths checked, a reply text
- * reaches the client only when it is a valid SMTP reply, header names
- * and addresses are checked before they enter the queue file.
+ * Trust: as the client's (mail/milter_client.c): a reply text reaches
+ * the client only when the codec found it a valid SMTP reply.
  */
 #include <errno.h>
-#include <netdb.h>
-#include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/mman.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <bsd/string.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "cfg.h"
 #include "esmtp.h"
 #include "log.h"
 #include "mem.h"
-#include "milter_proto.h"
+#include "milter_client.h"
 #include "smtpd.h"
 #include "smtpd_milter.h"
 #include "sock.h"
-#include "smtpd_milter_int.h"
+#include "tls.h"
 
-
-enum smtpd_milter_default smtpd_milter_default_action;
+/* The message for the filters, and the queue file written after them. */
+struct smtpd_milter_msg {
+	struct milter_msg *msg;
+	int door_fd;
+};
 
 bool smtpd_milter_enabled(void)
 {
@@ -67,345 +42,221 @@ bool smtpd_milter_enabled(void)
 
 void smtpd_milter_init(void)
 {
-	const char *a = cfg.milter_default_action;
-	if (strcmp(a, "tempfail") == 0)
-		smtpd_milter_default_action = DEFAULT_TEMPFAIL;
-	else if (strcmp(a, "accept") == 0)
-		smtpd_milter_default_action = DEFAULT_ACCEPT;
-	else if (strcmp(a, "reject") == 0)
-		smtpd_milter_default_action = DEFAULT_REJECT;
-	else if (strcmp(a, "quarantine") == 0)
-		smtpd_milter_default_action = DEFAULT_QUARANTINE;
-	else
-		log_fatal("milter_default_action: \"%s\" is not tempfail, "
-		    "accept, reject or quarantine", a);
-	if (cfg.milter_protocol < 2 || cfg.milter_protocol > 6)
-		log_fatal("milter_protocol: %lld is not 2 to 6",
-		    cfg.milter_protocol);
-	for (size_t i = 0; i < cfg.smtpd_milters.count; i++) {
-		const char *spec = cfg.smtpd_milters.items[i];
-		if (strncmp(spec, "inet:", 5) != 0 &&
-		    strncmp(spec, "unix:", 5) != 0 &&
-		    strncmp(spec, "local:", 6) != 0)
-			log_fatal("smtpd_milters: \"%s\" is not inet:host:port "
-			    "or unix:/path", spec);
+	milter_client_init(&cfg.smtpd_milters, "smtpd_milters");
+}
+
+/* ---- macros only the session knows ---- */
+
+static void tls_field(const char *info, int which, char *out, size_t size)
+{
+	/* tls_info: "TLSv1.3 with cipher NAME (256/256 bits)" */
+	out[0] = '\0';
+	if (info[0] == '\0')
+		return;
+	if (which == 0) {
+		size_t n = strcspn(info, " ");
+		snprintf(out, size, "%.*s", (int)n, info);
+	} else if (which == 1) {
+		const char *c = strstr(info, "cipher ");
+		if (c != NULL)
+			snprintf(out, size, "%.*s", (int)strcspn(c + 7, " "),
+			    c + 7);
+	} else {
+		const char *b = strchr(info, '(');
+		if (b != NULL)
+			snprintf(out, size, "%.*s", (int)strcspn(b + 1, "/"),
+			    b + 1);
 	}
 }
 
-/* ---- verdicts ---- */
-
-void smtpd_milter_verdict_set(struct smtpd_milter_verdict *v,
-    enum smtpd_milter_action a, const char *reply)
+/* The value of a macro now (milter_macro_fn), or NULL: not sent. */
+static const char *session_macro(void *ctx, const char *bare,
+    const char *rcpt, char *buf, size_t size)
 {
-	v->action = a;
-	strlcpy(v->reply, reply, sizeof(v->reply));
-}
+	struct smtpd_session *s = ctx;
+	struct smtpd_txn *t = s->txn;
+	(void)rcpt;
 
-/* Postfix's texts for a filter's plain reject and tempfail. */
-static void smtpd_milter_verdict_reject(struct smtpd_milter_verdict *v)
-{
-	smtpd_milter_verdict_set(v, SMTPD_MILTER_REJECT,
-	    "550 5.7.1 Command rejected");
-}
-
-static void smtpd_milter_verdict_tempfail(struct smtpd_milter_verdict *v)
-{
-	smtpd_milter_verdict_set(v, SMTPD_MILTER_TEMPFAIL,
-	    "451 4.7.1 Service unavailable - try again later");
-}
-
-/* ---- the stages before the message ---- */
-
-/* What one filter's reply means at a stage before end-of-message. */
-bool smtpd_milter_judge(struct milter_conn *m, const struct milter_reply *r,
-    bool connection_stage, struct smtpd_milter_verdict *v)
-{
-	switch (r->cmd) {
-	case MILTER_REPLY_CONTINUE:
-	case MILTER_REPLY_SKIP:
-		return true;
-	case MILTER_REPLY_ACCEPT:
-		if (connection_stage)
-			m->state = MILTER_DONE;
-		else
-			m->msg_done = true;
-		return true;
-	case MILTER_REPLY_REJECT:
-		smtpd_milter_verdict_reject(v);
-		return false;
-	case MILTER_REPLY_TEMPFAIL:
-		smtpd_milter_verdict_tempfail(v);
-		return false;
-	case MILTER_REPLY_REPLYCODE:
-		smtpd_milter_verdict_set(v, r->code >= 500 ?
-		    SMTPD_MILTER_REJECT :
-		    SMTPD_MILTER_TEMPFAIL, r->text);
-		return false;
-	case MILTER_REPLY_DISCARD:
-		if (connection_stage) {
-			/* Nothing to discard yet: as Postfix, ignored. */
-			log_warning("milter %s: DISCARD action is not allowed "
-			    "at the connection stage", m->spec);
-			return true;
-		}
-		v->action = SMTPD_MILTER_DISCARD;
-		m->msg_done = true;
-		return true;
-	case MILTER_REPLY_SHUTDOWN:
-	case MILTER_REPLY_CONN_FAIL:
-		smtpd_milter_verdict_tempfail(v);
-		smtpd_milter_fail(m, "filter ended the session ('%c')", r->cmd);
-		return false;
-	default:
-		smtpd_milter_fail(m,
-		    "unexpected reply '%c' before end of message",
-		    r->cmd);
-		return true;
+	if (strcmp(bare, "_") == 0) {
+		snprintf(buf, size, "%s [%s]", s->client_name,
+		    s->client_addr);
+		return buf;
 	}
-}
-
-/* The verdict of milter_default_action for a filter that failed. */
-bool smtpd_milter_default_verdict(struct smtpd_milter_verdict *v)
-{
-	switch (smtpd_milter_default_action) {
-	case DEFAULT_TEMPFAIL:
-		smtpd_milter_verdict_tempfail(v);
-		return false;
-	case DEFAULT_REJECT:
-		smtpd_milter_verdict_reject(v);
-		return false;
-	default:
-		return true;
+	if (strcmp(bare, "client_addr") == 0)
+		return s->client_addr;
+	if (strcmp(bare, "client_name") == 0 ||
+	    strcmp(bare, "client_ptr") == 0)
+		return s->client_name;
+	if (strcmp(bare, "client_port") == 0) {
+		snprintf(buf, size, "%d", s->conn->peer_port);
+		return buf;
 	}
-}
-
-/*
- * One stage before the message for every filter in order: the stage's
- * macros, then the command; stop at the first reject, tempfail.
- */
-static void run_stage(struct smtpd_session *s, enum milter_stage st,
-    char cmd, const struct str *command, uint32_t skip_flag,
-    uint32_t noreply_flag, const char *rcpt, struct smtpd_milter_verdict *v)
-{
-	struct smtpd_milter_session *ms = s->milter;
-	bool conn_stage = st == MILTER_STAGE_CONNECT || st == MILTER_STAGE_HELO;
-	struct str pkt;
-	long long tmo = smtpd_milter_timeout_ms(cmd == MILTER_CMD_CONNECT ?
-	    cfg.milter_connect_timeout : cfg.milter_command_timeout);
-
-	str_init(&pkt, MILTER_PACKET_MAX + 16);
-	for (size_t i = 0; ms != NULL && i < ms->n; i++) {
-		struct milter_conn *m = &ms->f[i];
-		if (m->state == MILTER_FAILED && st == MILTER_STAGE_MAIL) {
-			/* A filter that failed earlier in the session. */
-			if (!smtpd_milter_default_verdict(v))
-				break;
-			continue;
-		}
-		if (m->state != MILTER_READY || (!conn_stage && m->msg_done))
-			continue;
-		if (st == MILTER_STAGE_MAIL)
-			m->in_msg = true;
-		if (m->protocol & skip_flag)
-			continue;
-		str_clear(&pkt);
-		smtpd_milter_add_macros(s, m, st, cmd, rcpt, &pkt);
-		str_append(&pkt, command->data, command->len);
-		const char *what = cmd == MILTER_CMD_CONNECT ? "SMFIC_CONNECT" :
-		    cmd == MILTER_CMD_HELO ? "SMFIC_HELO" :
-		    cmd == MILTER_CMD_MAIL ? "SMFIC_MAIL" :
-		    cmd == MILTER_CMD_RCPT ? "SMFIC_RCPT" : "SMFIC_DATA";
-		if (!smtpd_milter_send(m, &pkt, tmo)) {
-			smtpd_milter_fail(m, "can't send %s: %s", what,
-			    strerror(errno));
-			if (!smtpd_milter_default_verdict(v))
-				break;
-			continue;
-		}
-		if (m->protocol & noreply_flag)
-			continue;
-		struct milter_reply r;
-		if (!smtpd_milter_read_reply(m, what, tmo, &pkt, &r)) {
-			if (!smtpd_milter_default_verdict(v))
-				break;
-			continue;
-		}
-		if (!smtpd_milter_judge(m, &r, conn_stage, v))
-			break;
+	if (strcmp(bare, "daemon_addr") == 0 ||
+	    strcmp(bare, "daemon_port") == 0) {
+		int port;
+		if (s->conn->local_len == 0 || s->conn->peer_is_unix)
+			return NULL;
+		sock_addr_format((struct sockaddr *)&s->conn->local, buf, size,
+		    &port);
+		if (bare[7] == 'p')
+			snprintf(buf, size, "%d", port);
+		return buf;
 	}
-	str_free(&pkt);
+	if (strcmp(bare, "tls_version") == 0 || strcmp(bare, "cipher") == 0 ||
+	    strcmp(bare, "cipher_bits") == 0) {
+		if (!s->tls_active)
+			return NULL;
+		tls_field(s->tls_info, bare[0] == 't' ? 0 :
+		    strcmp(bare, "cipher") == 0 ? 1 : 2, buf, size);
+		return buf[0] ? buf : NULL;
+	}
+	if (strcmp(bare, "cert_subject") == 0 ||
+	    strcmp(bare, "cert_issuer") == 0) {
+		/* Only when the client showed a certificate (Postfix
+		 * sends them only then, too). */
+		X509 *cert = s->tls_active ?
+		    SSL_get0_peer_certificate(tls_ssl(&s->bio)) : NULL;
+		if (cert == NULL)
+			return NULL;
+		X509_NAME_oneline(bare[5] == 's' ? X509_get_subject_name(cert) :
+		    X509_get_issuer_name(cert), buf, (int)size);
+		return buf[0] ? buf : NULL;
+	}
+	if (strcmp(bare, "auth_type") == 0)
+		return s->auth_user ? s->auth_method : NULL;
+	if (strcmp(bare, "auth_authen") == 0)
+		return s->auth_user;
+	if (strcmp(bare, "i") == 0)
+		return t && t->queue_id[0] ? t->queue_id : NULL;
+	if (strcmp(bare, "mail_addr") == 0)
+		return s->milter_sender ? s->milter_sender :
+		    t ? t->sender : NULL;
+	if (strcmp(bare, "mail_host") == 0) {
+		const char *snd = s->milter_sender ? s->milter_sender :
+		    t ? t->sender : NULL;
+		return snd ? addr_domain_of(snd) : NULL;
+	}
+	if (strcmp(bare, "mail_mailer") == 0 || strcmp(bare, "rcpt_mailer")
+	    == 0)
+		return "smtp";
+	return NULL;
 }
+
+/* ---- the stages ---- */
 
 void smtpd_milter_connect(struct smtpd_session *s)
 {
-	if (!smtpd_milter_enabled())
+	s->milter = milter_client_new(&cfg.smtpd_milters, session_macro, s);
+	if (s->milter == NULL)
 		return;
-	struct smtpd_milter_session *ms = xcalloc(1, sizeof(*ms));
-	ms->n = cfg.smtpd_milters.count;
-	ms->f = xcalloc(ms->n, sizeof(*ms->f));
-	s->milter = ms;
-	for (size_t i = 0; i < ms->n; i++) {
-		ms->f[i].spec = cfg.smtpd_milters.items[i];
-		ms->f[i].fd = -1;
-		smtpd_milter_open(&ms->f[i]);
-	}
-	/* Connect: host name, family, port, address (Postfix sends "L"
-	 * with the path for a local client). */
-	struct str cmd;
-	str_init(&cmd, STR_NO_MAX);
 	if (s->conn->peer_is_unix)
-		milter_encode_connect(&cmd, "localhost", 'L', 0, "unix");
+		milter_client_connect(s->milter, "localhost", 'L', 0, "unix");
 	else
-		milter_encode_connect(&cmd, s->client_name,
+		milter_client_connect(s->milter, s->client_name,
 		    strchr(s->client_addr, ':') ? '6' : '4',
 		    (uint16_t)s->conn->peer_port, s->client_addr);
-	/* The packet includes its header: strip nothing, run_stage appends
-	 * it whole after the macros. */
-	run_stage(s, MILTER_STAGE_CONNECT, MILTER_CMD_CONNECT, &cmd,
-	    MILTER_P_NOCONNECT, MILTER_P_NR_CONN, NULL, &ms->deferred);
-	str_free(&cmd);
-	/* A failure to connect counts at MAIL (smtpd_milter_default_verdict
-	 * there). */
-	if (ms->deferred.action == SMTPD_MILTER_DISCARD)
-		ms->deferred.action = SMTPD_MILTER_CONTINUE;
 }
 
 void smtpd_milter_helo(struct smtpd_session *s)
 {
-	struct smtpd_milter_session *ms = s->milter;
-	if (ms == NULL || ms->deferred.action != SMTPD_MILTER_CONTINUE)
-		return;
-	const char *helo = s->helo ? s->helo : "";
-	struct str cmd;
-	str_init(&cmd, STR_NO_MAX);
-	milter_encode_strings(&cmd, MILTER_CMD_HELO, &helo, 1);
-	run_stage(s, MILTER_STAGE_HELO, MILTER_CMD_HELO, &cmd,
-	    MILTER_P_NOHELO, MILTER_P_NR_HELO, NULL, &ms->deferred);
-	str_free(&cmd);
-	if (ms->deferred.action == SMTPD_MILTER_DISCARD)
-		ms->deferred.action = SMTPD_MILTER_CONTINUE;
-}
-
-/* "<addr>" then each ESMTP parameter, as strings of one packet. */
-static void encode_path(struct str *cmd, char which, const char *addr,
-    const char *args)
-{
-	char *path = xasprintf("<%s>", addr);
-	char *copy = xstrdup(args ? args : "");
-	const char *strs[33];
-	size_t n = 0;
-	strs[n++] = path;
-	for (char *tok = strtok(copy, " "); tok && n < 33;
-	    tok = strtok(NULL, " "))
-		strs[n++] = tok;
-	milter_encode_strings(cmd, which, strs, n);
-	free(copy);
-	free(path);
+	milter_client_helo(s->milter, s->helo ? s->helo : "");
 }
 
 void smtpd_milter_mail(struct smtpd_session *s, const char *sender,
-    const char *args, struct smtpd_milter_verdict *v)
+    const char *args, struct milter_verdict *v)
 {
-	struct smtpd_milter_session *ms = s->milter;
-	memset(v, 0, sizeof(*v));
-	if (ms == NULL)
-		return;
-	if (ms->deferred.action != SMTPD_MILTER_CONTINUE) {
-		*v = ms->deferred;
-		return;
-	}
-	for (size_t i = 0; i < ms->n; i++)
-		ms->f[i].msg_done = false;
-	struct str cmd;
-	str_init(&cmd, STR_NO_MAX);
-	encode_path(&cmd, MILTER_CMD_MAIL, sender, args);
 	/* {mail_addr} is the sender being tried: the txn is not made yet. */
-	struct smtpd_txn probe = { 0 };
-	struct smtpd_txn *saved = s->txn;
-	probe.sender = (char *)sender;
-	s->txn = &probe;
-	run_stage(s, MILTER_STAGE_MAIL, MILTER_CMD_MAIL, &cmd,
-	    MILTER_P_NOMAIL, MILTER_P_NR_MAIL, NULL, v);
-	s->txn = saved;
-	str_free(&cmd);
+	s->milter_sender = sender;
+	milter_client_mail(s->milter, sender, args, v);
+	s->milter_sender = NULL;
 }
 
 void smtpd_milter_rcpt(struct smtpd_session *s, const char *rcpt,
-    const char *args, struct smtpd_milter_verdict *v)
+    const char *args, struct milter_verdict *v)
 {
-	memset(v, 0, sizeof(*v));
-	if (s->milter == NULL)
-		return;
-	struct str cmd;
-	str_init(&cmd, STR_NO_MAX);
-	encode_path(&cmd, MILTER_CMD_RCPT, rcpt, args);
-	run_stage(s, MILTER_STAGE_RCPT, MILTER_CMD_RCPT, &cmd,
-	    MILTER_P_NORCPT, MILTER_P_NR_RCPT, rcpt, v);
-	str_free(&cmd);
+	milter_client_rcpt(s->milter, rcpt, args, v);
 }
 
-void smtpd_milter_data(struct smtpd_session *s, struct smtpd_milter_verdict *v)
+void smtpd_milter_data(struct smtpd_session *s, struct milter_verdict *v)
 {
-	memset(v, 0, sizeof(*v));
-	if (s->milter == NULL)
-		return;
-	struct str cmd;
-	str_init(&cmd, STR_NO_MAX);
-	milter_encode(&cmd, MILTER_CMD_DATA, NULL, 0);
-	run_stage(s, MILTER_STAGE_DATA, MILTER_CMD_DATA, &cmd,
-	    MILTER_P_NODATA, MILTER_P_NR_DATA, NULL, v);
-	str_free(&cmd);
+	milter_client_data(s->milter, v);
 }
 
-/* ABORT: the filter forgets the message; no reply (libmilter). */
 void smtpd_milter_abort(struct smtpd_session *s)
 {
-	struct smtpd_milter_session *ms = s->milter;
-	for (size_t i = 0; ms != NULL && i < ms->n; i++) {
-		struct milter_conn *m = &ms->f[i];
-		if (m->state != MILTER_READY || !m->in_msg)
-			continue;
-		struct str pkt;
-		str_init(&pkt, STR_NO_MAX);
-		milter_encode(&pkt, MILTER_CMD_ABORT, NULL, 0);
-		if (!smtpd_milter_send(m, &pkt,
-		    smtpd_milter_timeout_ms(cfg.milter_command_timeout)))
-			smtpd_milter_fail(m, "can't send SMFIC_ABORT: %s",
-			    strerror(errno));
-		str_free(&pkt);
-		m->in_msg = false;
-		m->msg_done = false;
-	}
+	milter_client_abort(s->milter);
 }
 
 void smtpd_milter_quit(struct smtpd_session *s)
 {
-	struct smtpd_milter_session *ms = s->milter;
-	if (ms == NULL)
-		return;
-	for (size_t i = 0; i < ms->n; i++) {
-		struct milter_conn *m = &ms->f[i];
-		if (m->fd >= 0) {
-			struct str pkt;
-			str_init(&pkt, STR_NO_MAX);
-			milter_encode(&pkt, MILTER_CMD_QUIT, NULL, 0);
-			(void)smtpd_milter_send(m, &pkt, 1000);
-			str_free(&pkt);
-			close(m->fd);
-		}
-		for (int st = 0; st < MILTER_STAGE_COUNT; st++)
-			if (m->own_macros[st])
-				cfg_list_free(&m->macros[st]);
-	}
-	free(ms->f);
-	free(ms);
+	milter_client_quit(s->milter);
 	s->milter = NULL;
+}
+
+/* ---- the message ---- */
+
+struct smtpd_milter_msg *smtpd_milter_msg_new(int door_fd)
+{
+	struct milter_msg *msg = milter_msg_new();
+	if (msg == NULL)
+		return NULL;
+	struct smtpd_milter_msg *m = xcalloc(1, sizeof(*m));
+	m->msg = msg;
+	m->door_fd = door_fd;
+	return m;
+}
+
+bool smtpd_milter_msg_write(struct smtpd_milter_msg *m, const void *p,
+    size_t n)
+{
+	return milter_msg_write(m->msg, p, n);
+}
+
+void smtpd_milter_msg_free(struct smtpd_milter_msg *m)
+{
+	if (m == NULL)
+		return;
+	if (m->door_fd >= 0)
+		close(m->door_fd);
+	milter_msg_free(m->msg);
+	free(m);
+}
+
+bool smtpd_milter_eom(struct smtpd_session *s, const char *received,
+    struct milter_verdict *v, const char **hold_reason)
+{
+	struct smtpd_txn *t = s->txn;
+	struct smtpd_milter_msg *m = t->milter_msg;
+	char err[512];
+
+	if (!milter_client_eom(s->milter, m->msg, &t->env, t->queue_id,
+	    received, v, hold_reason))
+		return false;
+	t->writer = queue_writer_attach(m->door_fd, t->queue_id, &t->env, err,
+	    sizeof(err));
+	m->door_fd = -1;	/* the writer owns it now */
+	if (t->writer == NULL) {
+		log_warning("%s: cannot write queue file: %s", t->queue_id,
+		    err);
+		v->action = MILTER_VERDICT_TEMPFAIL;
+		strlcpy(v->reply, "452 4.3.1 Error: insufficient system storage",
+		    sizeof(v->reply));
+		return false;
+	}
+	if (!milter_msg_emit(m->msg, t->writer)) {
+		log_warning("%s: queue file write error: %m", t->queue_id);
+		v->action = MILTER_VERDICT_TEMPFAIL;
+		strlcpy(v->reply, "452 4.3.1 Error: insufficient system storage",
+		    sizeof(v->reply));
+		return false;
+	}
+	return true;
 }
 
 /* ---- replies and logs ---- */
 
 void smtpd_milter_reply(struct smtpd_session *s,
-    const struct smtpd_milter_verdict *v)
+    const struct milter_verdict *v)
 {
 	/* Each line "ddd-x.y.z text": split off the codes, as the core's
 	 * reply helper puts them back. */
@@ -437,7 +288,7 @@ void smtpd_milter_reply(struct smtpd_session *s,
 
 void smtpd_milter_log(struct smtpd_session *s, const char *stage,
     const char *sender, const char *rcpt,
-    const struct smtpd_milter_verdict *v)
+    const struct milter_verdict *v)
 {
 	char text[600], from[300], to[300], helo[300];
 	struct smtpd_txn *t = s->txn;
@@ -454,12 +305,12 @@ void smtpd_milter_log(struct smtpd_session *s, const char *stage,
 		rcpt = t->rcpts[0].address;
 	if (rcpt != NULL)
 		log_escape(to, sizeof(to), rcpt, strlen(rcpt));
-	const char *what = v->action == SMTPD_MILTER_DISCARD ? "discard" :
+	const char *what = v->action == MILTER_VERDICT_DISCARD ? "discard" :
 	    "reject";
 	/* At END-OF-MESSAGE Postfix's cleanup logs the text without the
 	 * three-digit code. */
 	const char *shown = text;
-	if (v->action == SMTPD_MILTER_DISCARD)
+	if (v->action == MILTER_VERDICT_DISCARD)
 		shown = "milter triggers DISCARD action";
 	else if (strcmp(stage, "END-OF-MESSAGE") == 0 && strlen(text) > 4)
 		shown = text + 4;

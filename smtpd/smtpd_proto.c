@@ -273,13 +273,13 @@ static void cmd_helo(struct smtp_server *srv, const char *arg)
 static bool milter_refused_mail(struct smtpd_session *s, const char *sender,
     const char *params)
 {
-	struct smtpd_milter_verdict v;
+	struct milter_verdict v;
 
 	smtpd_milter_mail(s, sender, params, &v);
-	if (v.action == SMTPD_MILTER_DISCARD)
+	if (v.action == MILTER_VERDICT_DISCARD)
 		s->milter_discard_next = true;
-	if (v.action != SMTPD_MILTER_REJECT &&
-	    v.action != SMTPD_MILTER_TEMPFAIL)
+	if (v.action != MILTER_VERDICT_REJECT &&
+	    v.action != MILTER_VERDICT_TEMPFAIL)
 		return false;
 	smtpd_milter_reply(s, &v);
 	smtpd_milter_log(s, "MAIL", sender, NULL, &v);
@@ -452,15 +452,15 @@ static void cmd_rcpt(struct smtp_server *srv, const char *arg)
 		    limit_text);
 		goto rejected;
 	}
-	struct smtpd_milter_verdict mv;
+	struct milter_verdict mv;
 	smtpd_milter_rcpt(s, a.address, end, &mv);
-	if (mv.action == SMTPD_MILTER_REJECT ||
-	    mv.action == SMTPD_MILTER_TEMPFAIL) {
+	if (mv.action == MILTER_VERDICT_REJECT ||
+	    mv.action == MILTER_VERDICT_TEMPFAIL) {
 		smtpd_milter_reply(s, &mv);
 		smtpd_milter_log(s, "RCPT", NULL, a.address, &mv);
 		goto rejected;
 	}
-	if (mv.action == SMTPD_MILTER_DISCARD)
+	if (mv.action == MILTER_VERDICT_DISCARD)
 		t->milter_discard = true;
 	if (!rcpt_already_listed(t, a.address)) {
 		if (t->nrcpts == t->rcpt_cap) {

@@ -27,6 +27,7 @@
 #define IPC_SOCKET_DELIVER "deliver"
 #define IPC_SOCKET_LOCAL "local"
 #define IPC_SOCKET_ANVIL "anvil"
+#define IPC_SOCKET_PICKUP "pickup"
 
 struct ipc_attr {
 	char *name;

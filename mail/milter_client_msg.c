@@ -1,10 +1,11 @@
 /*
- * smtpd_milter_msg.c - smtpd's milter client, the message: spooled into
- * an anonymous file of the worker while it arrives, split into header
+ * milter_client_msg.c - the milter client (smtpd's and pickup's), the
+ * message: spooled into an anonymous file of the process while it
+ * arrives, split into header
  * fields and body at its end, shown to each filter in turn (headers,
  * body chunks, end of body), edited as the filters say (headers, body,
  * sender, recipients, quarantine), and only then written into the queue
- * file the door made (doc/architecture.md, "Filters (milter)").
+ * file by the caller (doc/architecture.md, "Filters (milter)").
  *
  * Trust: the filters' edits are checked before they enter the queue
  * file: header names by the codec, header values folded so that they
@@ -27,15 +28,15 @@
 
 #include <bsd/string.h>
 
+#include "addr.h"
 #include "cfg.h"
 #include "esmtp.h"
 #include "log.h"
 #include "mem.h"
+#include "milter_client.h"
 #include "milter_proto.h"
-#include "smtpd.h"
-#include "smtpd_milter.h"
 #include "sock.h"
-#include "smtpd_milter_int.h"
+#include "milter_client_int.h"
 
 
 /* One header field: name and the raw text after the colon. */
@@ -44,8 +45,7 @@ struct mhdr {
 	char *raw;		/* " value\r\n\tfolded", no final CRLF */
 };
 
-struct smtpd_milter_msg {
-	int door_fd;		/* the queue file, written at the end */
+struct milter_msg {
 	int spool_fd;		/* the message as received (memfd) */
 	struct str wbuf;	/* not yet written to spool_fd */
 	unsigned long long spooled;
@@ -67,15 +67,14 @@ struct smtpd_milter_msg {
 
 /* ---- the message ---- */
 
-struct smtpd_milter_msg *smtpd_milter_msg_new(int door_fd)
+struct milter_msg *milter_msg_new(void)
 {
 	int spool = memfd_create("postern-milter-spool", MFD_CLOEXEC);
 	if (spool < 0) {
 		log_warning("cannot make the milter spool: %m");
 		return NULL;
 	}
-	struct smtpd_milter_msg *m = xcalloc(1, sizeof(*m));
-	m->door_fd = door_fd;
+	struct milter_msg *m = xcalloc(1, sizeof(*m));
 	m->spool_fd = spool;
 	str_init(&m->new_body, STR_NO_MAX);
 	str_init(&m->cur_body, STR_NO_MAX);
@@ -84,7 +83,7 @@ struct smtpd_milter_msg *smtpd_milter_msg_new(int door_fd)
 }
 
 /* Write the buffered bytes into the spool. */
-static bool spool_flush(struct smtpd_milter_msg *m)
+static bool spool_flush(struct milter_msg *m)
 {
 	const char *c = m->wbuf.data;
 	size_t n = m->wbuf.len;
@@ -106,7 +105,7 @@ static bool spool_flush(struct smtpd_milter_msg *m)
 
 /* Buffered: the core hands over a line at a time (DESIGN.md: never a
  * system call per line). */
-bool smtpd_milter_msg_write(struct smtpd_milter_msg *m, const void *p,
+bool milter_msg_write(struct milter_msg *m, const void *p,
     size_t n)
 {
 	if (m->write_failed || !str_append(&m->wbuf, p, n)) {
@@ -118,7 +117,7 @@ bool smtpd_milter_msg_write(struct smtpd_milter_msg *m, const void *p,
 	return true;
 }
 
-static void free_headers(struct smtpd_milter_msg *m)
+static void free_headers(struct milter_msg *m)
 {
 	for (size_t i = 0; i < m->nhdrs; i++) {
 		free(m->hdrs[i].name);
@@ -129,12 +128,10 @@ static void free_headers(struct smtpd_milter_msg *m)
 	m->nhdrs = m->hdr_cap = 0;
 }
 
-void smtpd_milter_msg_free(struct smtpd_milter_msg *m)
+void milter_msg_free(struct milter_msg *m)
 {
 	if (m == NULL)
 		return;
-	if (m->door_fd >= 0)
-		close(m->door_fd);
 	if (m->map != NULL)
 		munmap((void *)m->map, m->map_len);
 	close(m->spool_fd);
@@ -146,7 +143,7 @@ void smtpd_milter_msg_free(struct smtpd_milter_msg *m)
 	free(m);
 }
 
-static void header_insert(struct smtpd_milter_msg *m, size_t at, char *name,
+static void header_insert(struct milter_msg *m, size_t at, char *name,
     char *raw)
 {
 	if (m->nhdrs == m->hdr_cap) {
@@ -167,7 +164,7 @@ static void header_insert(struct smtpd_milter_msg *m, size_t at, char *name,
  * where the body starts. A line that is not a field ends the headers
  * without being taken (it is the body's first line).
  */
-static size_t parse_headers(struct smtpd_milter_msg *m, const unsigned char *p,
+static size_t parse_headers(struct milter_msg *m, const unsigned char *p,
     size_t len, bool *separator)
 {
 	size_t pos = 0;
@@ -245,7 +242,7 @@ static char *value_from_filter(const struct milter_conn *f, const char *v)
 }
 
 /* The n-th (1-based) field named name, or -1. */
-static long find_header(const struct smtpd_milter_msg *m, const char *name,
+static long find_header(const struct milter_msg *m, const char *name,
     uint32_t nth)
 {
 	uint32_t seen = 0;
@@ -301,12 +298,9 @@ static void body_to_crlf(struct str *b)
  * Apply one modification of filter f to the message. false: the filter
  * did what it had not negotiated (a protocol error).
  */
-static bool apply_edit(struct smtpd_session *s, struct milter_conn *f,
-    struct smtpd_milter_msg *m, const struct milter_reply *r)
+static bool apply_edit(struct queue_envelope *env, const char *id,
+    struct milter_conn *f, struct milter_msg *m, const struct milter_reply *r)
 {
-	struct smtpd_txn *t = s->txn;
-	struct queue_envelope *env = &t->env;
-	const char *id = t->queue_id;
 	char *a;
 
 	switch (r->cmd) {
@@ -420,10 +414,11 @@ static bool apply_edit(struct smtpd_session *s, struct milter_conn *f,
 }
 
 /* Send this filter the message as it now is and read its end reply. */
-static bool filter_message(struct smtpd_session *s, struct milter_conn *f,
-    struct smtpd_milter_msg *m, struct smtpd_milter_verdict *v)
+static bool filter_message(struct milter_client *c, struct queue_envelope *env,
+    const char *id, struct milter_conn *f, struct milter_msg *m,
+    struct milter_verdict *v)
 {
-	long long tmo = smtpd_milter_timeout_ms(cfg.milter_content_timeout);
+	long long tmo = milter_client_timeout_ms(cfg.milter_content_timeout);
 	struct str pkt;
 	struct milter_reply r;
 	bool ok = true;
@@ -436,13 +431,13 @@ static bool filter_message(struct smtpd_session *s, struct milter_conn *f,
 		char *val = value_for_filter(f, m->hdrs[i].raw);
 		milter_encode_header(&pkt, m->hdrs[i].name, val);
 		free(val);
-		ok = smtpd_milter_send(f, &pkt, tmo);
+		ok = milter_client_send(f, &pkt, tmo);
 		if (ok && !(f->protocol & MILTER_P_NR_HDR)) {
-			if (!smtpd_milter_read_reply(f, what, tmo, &pkt, &r))
+			if (!milter_client_read_reply(f, what, tmo, &pkt, &r))
 				goto failed;
 			if (r.cmd == MILTER_REPLY_SKIP)
 				break;
-			if (!smtpd_milter_judge(f, &r, false, v))
+			if (!milter_client_judge(f, &r, false, v))
 				goto judged;
 			if (f->msg_done)
 				goto done;
@@ -451,14 +446,14 @@ static bool filter_message(struct smtpd_session *s, struct milter_conn *f,
 	if (ok && !(f->protocol & MILTER_P_NOEOH)) {
 		what = "SMFIC_EOH";
 		str_clear(&pkt);
-		smtpd_milter_add_macros(s, f, MILTER_STAGE_EOH,
+		milter_client_add_macros(c, f, MILTER_STAGE_EOH,
 		    MILTER_CMD_EOH, NULL, &pkt);
 		milter_encode(&pkt, MILTER_CMD_EOH, NULL, 0);
-		ok = smtpd_milter_send(f, &pkt, tmo);
+		ok = milter_client_send(f, &pkt, tmo);
 		if (ok && !(f->protocol & MILTER_P_NR_EOH)) {
-			if (!smtpd_milter_read_reply(f, what, tmo, &pkt, &r))
+			if (!milter_client_read_reply(f, what, tmo, &pkt, &r))
 				goto failed;
-			if (!smtpd_milter_judge(f, &r, false, v))
+			if (!milter_client_judge(f, &r, false, v))
 				goto judged;
 			if (f->msg_done)
 				goto done;
@@ -472,13 +467,13 @@ static bool filter_message(struct smtpd_session *s, struct milter_conn *f,
 			n = MILTER_CHUNK_SIZE;
 		str_clear(&pkt);
 		milter_encode(&pkt, MILTER_CMD_BODY, m->body + off, n);
-		ok = smtpd_milter_send(f, &pkt, tmo);
+		ok = milter_client_send(f, &pkt, tmo);
 		if (ok && !(f->protocol & MILTER_P_NR_BODY)) {
-			if (!smtpd_milter_read_reply(f, what, tmo, &pkt, &r))
+			if (!milter_client_read_reply(f, what, tmo, &pkt, &r))
 				goto failed;
 			if (r.cmd == MILTER_REPLY_SKIP)
 				break;
-			if (!smtpd_milter_judge(f, &r, false, v))
+			if (!milter_client_judge(f, &r, false, v))
 				goto judged;
 			if (f->msg_done)
 				goto done;
@@ -487,20 +482,20 @@ static bool filter_message(struct smtpd_session *s, struct milter_conn *f,
 	what = "SMFIC_BODYEOB";
 	if (ok) {
 		str_clear(&pkt);
-		smtpd_milter_add_macros(s, f, MILTER_STAGE_EOM,
+		milter_client_add_macros(c, f, MILTER_STAGE_EOM,
 		    MILTER_CMD_BODYEOB, NULL,
 		    &pkt);
 		milter_encode(&pkt, MILTER_CMD_BODYEOB, NULL, 0);
-		ok = smtpd_milter_send(f, &pkt, tmo);
+		ok = milter_client_send(f, &pkt, tmo);
 	}
 	if (!ok) {
-		smtpd_milter_fail(f, "can't send %s: %s", what,
+		milter_client_fail(f, "can't send %s: %s", what,
 		    strerror(errno));
 		goto failed;
 	}
 	/* Edits, then one final reply. */
 	for (;;) {
-		if (!smtpd_milter_read_reply(f, what, tmo, &pkt, &r))
+		if (!milter_client_read_reply(f, what, tmo, &pkt, &r))
 			goto failed;
 		switch (r.cmd) {
 		case MILTER_REPLY_ACCEPT:
@@ -512,11 +507,11 @@ static bool filter_message(struct smtpd_session *s, struct milter_conn *f,
 		case MILTER_REPLY_REPLYCODE:
 		case MILTER_REPLY_SHUTDOWN:
 		case MILTER_REPLY_CONN_FAIL:
-			smtpd_milter_judge(f, &r, false, v);
+			milter_client_judge(f, &r, false, v);
 			goto judged;
 		default:
-			if (!apply_edit(s, f, m, &r)) {
-				smtpd_milter_fail(f,
+			if (!apply_edit(env, id, f, m, &r)) {
+				milter_client_fail(f,
 				    "action '%c' not negotiated or "
 				    "not allowed at end of message", r.cmd);
 				goto failed;
@@ -530,66 +525,44 @@ done:
 judged:
 	f->in_msg = false;
 	str_free(&pkt);
-	return v->action == SMTPD_MILTER_CONTINUE ||
-	    v->action == SMTPD_MILTER_DISCARD;
+	return v->action == MILTER_VERDICT_CONTINUE ||
+	    v->action == MILTER_VERDICT_DISCARD;
 failed:
 	str_free(&pkt);
-	if (smtpd_milter_default_action == DEFAULT_QUARANTINE &&
+	if (milter_client_default_action == MILTER_DEFAULT_QUARANTINE &&
 	    m->hold_reason == NULL)
 		m->hold_reason = xstrdup("milter_default_action");
-	return smtpd_milter_default_verdict(v);
+	return milter_client_default_verdict(v);
 }
 
-static bool write_message(struct smtpd_session *s, struct smtpd_milter_msg *m,
-    struct smtpd_milter_verdict *v)
+bool milter_msg_emit(const struct milter_msg *m, struct queue_writer *w)
 {
-	struct smtpd_txn *t = s->txn;
-	char err[512];
-
-	t->writer = queue_writer_attach(m->door_fd, t->queue_id, &t->env, err,
-	    sizeof(err));
-	m->door_fd = -1;	/* the writer owns it now */
-	if (t->writer == NULL) {
-		log_warning("%s: cannot write queue file: %s", t->queue_id,
-		    err);
-		smtpd_milter_verdict_set(v, SMTPD_MILTER_TEMPFAIL,
-		    "452 4.3.1 Error: insufficient system storage");
-		return false;
-	}
 	bool ok = true;
 	for (size_t i = 0; ok && i < m->nhdrs; i++)
-		ok = queue_writer_write(t->writer, m->hdrs[i].name,
+		ok = queue_writer_write(w, m->hdrs[i].name,
 		    strlen(m->hdrs[i].name)) &&
-		    queue_writer_write(t->writer, ":", 1) &&
-		    queue_writer_write(t->writer, m->hdrs[i].raw,
+		    queue_writer_write(w, ":", 1) &&
+		    queue_writer_write(w, m->hdrs[i].raw,
 		    strlen(m->hdrs[i].raw)) &&
-		    queue_writer_write(t->writer, "\r\n", 2);
+		    queue_writer_write(w, "\r\n", 2);
 	if (ok && (m->separator || m->body_len > 0))
-		ok = queue_writer_write(t->writer, "\r\n", 2);
+		ok = queue_writer_write(w, "\r\n", 2);
 	if (ok && m->body_len > 0)
-		ok = queue_writer_write(t->writer, m->body, m->body_len);
-	if (!ok) {
-		log_warning("%s: queue file write error: %m", t->queue_id);
-		smtpd_milter_verdict_set(v, SMTPD_MILTER_TEMPFAIL,
-		    "452 4.3.1 Error: insufficient system storage");
-	}
+		ok = queue_writer_write(w, m->body, m->body_len);
 	return ok;
 }
 
-bool smtpd_milter_eom(struct smtpd_session *s, const char *received,
-    struct smtpd_milter_verdict *v, const char **hold_reason)
+bool milter_client_eom(struct milter_client *ms, struct milter_msg *m,
+    struct queue_envelope *env, const char *id, const char *received,
+    struct milter_verdict *v, const char **hold_reason)
 {
-	struct smtpd_txn *t = s->txn;
-	struct smtpd_milter_msg *m = t->milter_msg;
-	struct smtpd_milter_session *ms = s->milter;
-
 	memset(v, 0, sizeof(*v));
 	*hold_reason = NULL;
 	spool_flush(m);
 	if (m->write_failed) {
 		log_warning("%s: cannot spool the message for the milters: %m",
-		    t->queue_id);
-		smtpd_milter_verdict_set(v, SMTPD_MILTER_TEMPFAIL,
+		    id);
+		milter_client_verdict_set(v, MILTER_VERDICT_TEMPFAIL,
 		    "452 4.3.1 Error: insufficient system storage");
 		return false;
 	}
@@ -598,8 +571,8 @@ bool smtpd_milter_eom(struct smtpd_session *s, const char *received,
 		    m->spool_fd, 0);
 		if (p == MAP_FAILED) {
 			log_warning("%s: cannot map the milter spool: %m",
-			    t->queue_id);
-			smtpd_milter_verdict_set(v, SMTPD_MILTER_TEMPFAIL,
+			    id);
+			milter_client_verdict_set(v, MILTER_VERDICT_TEMPFAIL,
 			    "451 4.3.0 Error: queue file write error");
 			return false;
 		}
@@ -608,8 +581,9 @@ bool smtpd_milter_eom(struct smtpd_session *s, const char *received,
 	}
 	/* Our Received header first, as the filters see it in Postfix. */
 	bool sep;
-	parse_headers(m, (const unsigned char *)received, strlen(received),
-	    &sep);
+	if (received != NULL)
+		parse_headers(m, (const unsigned char *)received,
+		    strlen(received), &sep);
 	size_t body_at = parse_headers(m, m->map, m->map_len, &m->separator);
 	m->body = m->map ? m->map + body_at : NULL;
 	m->body_len = m->map_len - body_at;
@@ -620,7 +594,7 @@ bool smtpd_milter_eom(struct smtpd_session *s, const char *received,
 			continue;
 		str_clear(&m->new_body);
 		m->replaced_now = false;
-		if (!filter_message(s, f, m, v))
+		if (!filter_message(ms, env, id, f, m, v))
 			return false;
 		if (m->replaced_now) {
 			/* A later filter and the queue file see it. */
@@ -631,20 +605,20 @@ bool smtpd_milter_eom(struct smtpd_session *s, const char *received,
 			m->body = (const unsigned char *)m->cur_body.data;
 			m->body_len = m->cur_body.len;
 		}
-		if (v->action == SMTPD_MILTER_DISCARD)
+		if (v->action == MILTER_VERDICT_DISCARD)
 			break;
 	}
-	if (v->action == SMTPD_MILTER_DISCARD)
+	if (v->action == MILTER_VERDICT_DISCARD)
 		return false;
 	for (size_t i = 0; ms != NULL && i < ms->n; i++)
 		if (ms->f[i].state == MILTER_FAILED &&
-		    smtpd_milter_default_action == DEFAULT_QUARANTINE &&
+		    milter_client_default_action == MILTER_DEFAULT_QUARANTINE &&
 		    m->hold_reason == NULL)
 			m->hold_reason = xstrdup("milter_default_action");
-	if (t->env.nrcpts == 0) {
+	if (env->nrcpts == 0) {
 		log_info("%s: milter removed all recipients: discarded",
-		    t->queue_id);
-		v->action = SMTPD_MILTER_DISCARD;
+		    id);
+		v->action = MILTER_VERDICT_DISCARD;
 		return false;
 	}
 	*hold_reason = m->hold_reason;
@@ -658,7 +632,7 @@ bool smtpd_milter_eom(struct smtpd_session *s, const char *received,
 		    c++)
 			reason[n++] = *c >= 0x20 && *c < 0x7f ? *c : '?';
 		reason[n] = '\0';
-		queue_envelope_set_attr(&t->env, "quarantine", reason);
+		queue_envelope_set_attr(env, "quarantine", reason);
 	}
-	return write_message(s, m, v);
+	return true;
 }

@@ -1,9 +1,10 @@
 /*
- * smtpd_milter_io.c - smtpd's milter client, one filter's connection:
- * dialing inet:host:port or unix:/path, option negotiation (SMFIC_OPTNEG:
- * actions, protocol steps, the filter's own macro lists), packets out
- * and replies in with deadlines, and the macros Postfix sends
- * (smtpd_milter.c drives it; the codec is mail/milter_proto.c).
+ * milter_client_io.c - the milter client (smtpd's and pickup's), one
+ * filter's connection: dialing inet:host:port or unix:/path, option
+ * negotiation (SMFIC_OPTNEG: actions, protocol steps, the filter's own
+ * macro lists), packets out and replies in with deadlines, and the
+ * macros Postfix sends (milter_client.c drives it; the codec is
+ * mail/milter_proto.c).
  *
  * Trust: a filter is another program. Every reply is decoded by the
  * codec with its lengths checked; a filter that times out, closes or
@@ -25,15 +26,15 @@
 
 #include <bsd/string.h>
 
+#include "addr.h"
 #include "cfg.h"
 #include "esmtp.h"
 #include "log.h"
 #include "mem.h"
+#include "milter_client.h"
 #include "milter_proto.h"
-#include "smtpd.h"
-#include "smtpd_milter.h"
 #include "sock.h"
-#include "smtpd_milter_int.h"
+#include "milter_client_int.h"
 
 
 static const struct cfg_list *configured_macros(enum milter_stage st)
@@ -51,7 +52,7 @@ static const struct cfg_list *configured_macros(enum milter_stage st)
 
 /* ---- I/O with one filter ---- */
 
-long long smtpd_milter_timeout_ms(long long seconds)
+long long milter_client_timeout_ms(long long seconds)
 {
 	if (seconds <= 0 || seconds > 24 * 3600)
 		seconds = 30;
@@ -84,7 +85,7 @@ static bool wait_fd(int fd, short events, long long deadline)
 }
 
 /* Take the filter out of the session; its default action stands. */
-void smtpd_milter_fail(struct milter_conn *m, const char *fmt, ...)
+void milter_client_fail(struct milter_conn *m, const char *fmt, ...)
 {
 	char why[300];
 	va_list ap;
@@ -100,7 +101,7 @@ void smtpd_milter_fail(struct milter_conn *m, const char *fmt, ...)
 	m->in_msg = false;
 }
 
-bool smtpd_milter_send(struct milter_conn *m, const struct str *pkt,
+bool milter_client_send(struct milter_conn *m, const struct str *pkt,
     long long tmo)
 {
 	long long deadline = now_ms() + tmo;
@@ -147,7 +148,7 @@ static bool read_exact(int fd, void *buf, size_t len, long long deadline)
  * timer (libmilter's smfi_progress), as Postfix does. false: the filter
  * failed (and is marked so).
  */
-bool smtpd_milter_read_reply(struct milter_conn *m, const char *after,
+bool milter_client_read_reply(struct milter_conn *m, const char *after,
     long long tmo, struct str *pkt, struct milter_reply *r)
 {
 	char err[200];
@@ -156,25 +157,25 @@ bool smtpd_milter_read_reply(struct milter_conn *m, const char *after,
 		unsigned char head[4];
 		uint32_t len;
 		if (!read_exact(m->fd, head, 4, deadline)) {
-			smtpd_milter_fail(m,
+			milter_client_fail(m,
 			    "can't read %s reply packet header: %s",
 			    after, errno == ETIMEDOUT ? "Connection timed out"
 			    : strerror(errno));
 			return false;
 		}
 		if (!milter_decode_length(head, &len)) {
-			smtpd_milter_fail(m, "bad %s reply packet length %u",
+			milter_client_fail(m, "bad %s reply packet length %u",
 			    after,
 			    (unsigned)len);
 			return false;
 		}
 		str_clear(pkt);
 		if (!str_reserve(pkt, len)) {
-			smtpd_milter_fail(m, "reply too long");
+			milter_client_fail(m, "reply too long");
 			return false;
 		}
 		if (!read_exact(m->fd, pkt->data, len, deadline)) {
-			smtpd_milter_fail(m,
+			milter_client_fail(m,
 			    "can't read %s reply packet body: %s",
 			    after, errno == ETIMEDOUT ? "Connection timed out"
 			    : strerror(errno));
@@ -184,7 +185,7 @@ bool smtpd_milter_read_reply(struct milter_conn *m, const char *after,
 		pkt->data[len] = '\0';
 		if (!milter_decode_reply((unsigned char *)pkt->data, len, r,
 		    err, sizeof(err))) {
-			smtpd_milter_fail(m, "malformed %s reply: %s", after,
+			milter_client_fail(m, "malformed %s reply: %s", after,
 			    err);
 			return false;
 		}
@@ -224,12 +225,12 @@ static int filter_dial(const char *spec, long long tmo)
 }
 
 /* Connect and negotiate (SMFIC_OPTNEG); false: failed. */
-bool smtpd_milter_open(struct milter_conn *m)
+bool milter_client_open(struct milter_conn *m)
 {
-	long long tmo = smtpd_milter_timeout_ms(cfg.milter_connect_timeout);
+	long long tmo = milter_client_timeout_ms(cfg.milter_connect_timeout);
 	m->fd = filter_dial(m->spec, tmo);
 	if (m->fd < 0) {
-		smtpd_milter_fail(m, "can't connect: %s", strerror(errno));
+		milter_client_fail(m, "can't connect: %s", strerror(errno));
 		return false;
 	}
 	struct str pkt;
@@ -237,25 +238,25 @@ bool smtpd_milter_open(struct milter_conn *m)
 	milter_encode_optneg(&pkt, (uint32_t)cfg.milter_protocol,
 	    MILTER_ACT_ALL, MILTER_P_OFFER);
 	struct milter_reply r;
-	bool ok = smtpd_milter_send(m, &pkt, tmo);
+	bool ok = milter_client_send(m, &pkt, tmo);
 	if (!ok)
-		smtpd_milter_fail(m, "can't send SMFIC_OPTNEG: %s",
+		milter_client_fail(m, "can't send SMFIC_OPTNEG: %s",
 		    strerror(errno));
 	else
-		ok = smtpd_milter_read_reply(m, "SMFIC_OPTNEG", tmo, &pkt, &r);
+		ok = milter_client_read_reply(m, "SMFIC_OPTNEG", tmo, &pkt, &r);
 	if (ok && r.cmd != MILTER_REPLY_OPTNEG) {
-		smtpd_milter_fail(m, "unexpected reply '%c' to SMFIC_OPTNEG",
+		milter_client_fail(m, "unexpected reply '%c' to SMFIC_OPTNEG",
 		    r.cmd);
 		ok = false;
 	}
 	if (ok && (r.version < 2 || r.version > MILTER_PROTO_VERSION)) {
-		smtpd_milter_fail(m, "protocol version %u not supported",
+		milter_client_fail(m, "protocol version %u not supported",
 		    (unsigned)r.version);
 		ok = false;
 	}
 	if (ok && (r.protocol & ~(uint32_t)MILTER_P_OFFER) != 0) {
 		/* It needs steps we cannot leave out or cannot do. */
-		smtpd_milter_fail(m,
+		milter_client_fail(m,
 		    "requests unsupported protocol options 0x%x",
 		    (unsigned)(r.protocol & ~(uint32_t)MILTER_P_OFFER));
 		ok = false;
@@ -280,30 +281,11 @@ bool smtpd_milter_open(struct milter_conn *m)
 
 /* ---- macros (Postfix's names) ---- */
 
-static void tls_field(const char *info, int which, char *out, size_t size)
-{
-	/* tls_info: "TLSv1.3 with cipher NAME (256/256 bits)" */
-	out[0] = '\0';
-	if (info[0] == '\0')
-		return;
-	if (which == 0) {
-		size_t n = strcspn(info, " ");
-		snprintf(out, size, "%.*s", (int)n, info);
-	} else if (which == 1) {
-		const char *c = strstr(info, "cipher ");
-		if (c != NULL)
-			snprintf(out, size, "%.*s", (int)strcspn(c + 7, " "),
-			    c + 7);
-	} else {
-		const char *b = strchr(info, '(');
-		if (b != NULL)
-			snprintf(out, size, "%.*s", (int)strcspn(b + 1, "/"),
-			    b + 1);
-	}
-}
-
-/* The value of a macro now, or NULL when it has none (not sent). */
-static const char *macro_value(struct smtpd_session *s, const char *name,
+/*
+ * The value of a macro now, or NULL when it has none (not sent): the
+ * generic ones here, the session's from the caller.
+ */
+static const char *macro_value(struct milter_client *c, const char *name,
     const char *rcpt, char *buf, size_t size)
 {
 	char bare[64];
@@ -312,66 +294,21 @@ static const char *macro_value(struct smtpd_session *s, const char *name,
 		snprintf(bare, sizeof(bare), "%.*s", (int)(n - 2), name + 1);
 	else
 		snprintf(bare, sizeof(bare), "%s", name);
-	struct smtpd_txn *t = s->txn;
 
 	if (strcmp(bare, "j") == 0 || strcmp(bare, "daemon_name") == 0)
 		return cfg.myhostname;
 	if (strcmp(bare, "v") == 0)
 		return "postern";
-	if (strcmp(bare, "_") == 0) {
-		snprintf(buf, size, "%s [%s]", s->client_name,
-		    s->client_addr);
-		return buf;
-	}
-	if (strcmp(bare, "client_addr") == 0)
-		return s->client_addr;
-	if (strcmp(bare, "client_name") == 0 ||
-	    strcmp(bare, "client_ptr") == 0)
-		return s->client_name;
-	if (strcmp(bare, "client_port") == 0) {
-		snprintf(buf, size, "%d", s->conn->peer_port);
-		return buf;
-	}
-	if (strcmp(bare, "daemon_addr") == 0) {
-		int port;
-		if (s->conn->local_len == 0 || s->conn->peer_is_unix)
-			return NULL;
-		sock_addr_format((struct sockaddr *)&s->conn->local, buf, size,
-		    &port);
-		return buf;
-	}
-	if (strcmp(bare, "tls_version") == 0 || strcmp(bare, "cipher") == 0 ||
-	    strcmp(bare, "cipher_bits") == 0) {
-		if (!s->tls_active)
-			return NULL;
-		tls_field(s->tls_info, bare[0] == 't' ? 0 :
-		    strcmp(bare, "cipher") == 0 ? 1 : 2, buf, size);
-		return buf[0] ? buf : NULL;
-	}
-	if (strcmp(bare, "auth_type") == 0)
-		return s->auth_user ? s->auth_method : NULL;
-	if (strcmp(bare, "auth_authen") == 0)
-		return s->auth_user;
-	if (strcmp(bare, "i") == 0)
-		return t && t->queue_id[0] ? t->queue_id : NULL;
-	if (strcmp(bare, "mail_addr") == 0)
-		return t ? t->sender : NULL;
-	if (strcmp(bare, "mail_host") == 0) {
-		const char *d = t ? addr_domain_of(t->sender) : NULL;
-		return d;
-	}
-	if (strcmp(bare, "mail_mailer") == 0 || strcmp(bare, "rcpt_mailer")
-	    == 0)
-		return "smtp";
 	if (strcmp(bare, "rcpt_addr") == 0)
 		return rcpt;
 	if (strcmp(bare, "rcpt_host") == 0)
 		return rcpt ? addr_domain_of(rcpt) : NULL;
-	return NULL;
+	return c->macro != NULL ? c->macro(c->ctx, bare, rcpt, buf, size) :
+	    NULL;
 }
 
 /* Append the SMFIC_MACRO packet for this filter and stage, if any. */
-void smtpd_milter_add_macros(struct smtpd_session *s, struct milter_conn *m,
+void milter_client_add_macros(struct milter_client *c, struct milter_conn *m,
     enum milter_stage st, char cmd, const char *rcpt, struct str *pkt)
 {
 	const struct cfg_list *l = &m->macros[st];
@@ -379,7 +316,7 @@ void smtpd_milter_add_macros(struct smtpd_session *s, struct milter_conn *m,
 	char bufs[64][340];
 	size_t n = 0;
 	for (size_t i = 0; i < l->count && n < 64; i++) {
-		const char *v = macro_value(s, l->items[i], rcpt, bufs[n],
+		const char *v = macro_value(c, l->items[i], rcpt, bufs[n],
 		    sizeof(bufs[n]));
 		if (v == NULL)
 			continue;
@@ -390,4 +327,3 @@ void smtpd_milter_add_macros(struct smtpd_session *s, struct milter_conn *m,
 	if (n > 0)
 		milter_encode_macros(pkt, cmd, names, values, n);
 }
-
