@@ -676,6 +676,19 @@ static bool check_semantics(struct loader *ld, const struct cfg *c)
 	if (c->milter_protocol < 2 || c->milter_protocol > 6)
 		return fail(ld, raw_line(ld, (size_t)key_index("milter_protocol",
 		    15)), "milter_protocol: must be 2 to 6");
+	/* Greylisting (smtpd/smtpd_greylist.c): networks only. */
+	for (size_t j = 0; j < c->smtpd_greylist_exceptions.count; j++) {
+		if (!sock_network_valid(c->smtpd_greylist_exceptions.items[j]))
+			return fail(ld, raw_line(ld, (size_t)key_index(
+			    "smtpd_greylist_exceptions", 25)),
+			    "smtpd_greylist_exceptions: \"%s\" is not a network "
+			    "(like 192.0.2.0/24 or [2001:db8::]/32)",
+			    c->smtpd_greylist_exceptions.items[j]);
+	}
+	if (c->smtpd_greylist && c->smtpd_greylist_database[0] != '/')
+		return fail(ld, raw_line(ld, (size_t)key_index(
+		    "smtpd_greylist_database", 23)), "smtpd_greylist_database: "
+		    "must be an absolute path");
 	return true;
 }
 

@@ -73,4 +73,7 @@ size_t master_busy_pollfds(struct master_service *services, size_t count,
 void master_busy_events(struct master_service *services, size_t count,
     struct pollfd *pfds, struct master_listener **owners, size_t n);
 
+/* master_greylist.c: make the directory of smtpd_greylist_database. */
+void master_greylist_prepare(void);
+
 #endif

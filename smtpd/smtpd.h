@@ -217,6 +217,19 @@ void smtpd_limits_disconnect(struct smtpd_session *s);
 int smtpd_limits_event(struct smtpd_session *s, bool recipient, char *text,
     size_t size);
 
+/* smtpd_throttle.c: one request to anvil, one reply (type ok); false
+ * when anvil cannot be asked (logged once per process). */
+struct ipc_msg;
+bool smtpd_anvil_call(const struct ipc_msg *req, struct ipc_msg *reply);
+
+/* smtpd_greylist.c */
+/*
+ * Greylisting of one recipient (smtpd_greylist): 250, or 450 with the
+ * reply text (after "<rcpt>: ") for a triplet seen too recently.
+ */
+int smtpd_greylist_check(struct smtpd_session *s, const char *rcpt,
+    char *text, size_t size);
+
 /* smtpd_data.c */
 void smtpd_cmd_data(struct smtp_server *srv, const char *arg);
 void smtpd_cmd_bdat(struct smtp_server *srv, const char *arg);

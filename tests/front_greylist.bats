@@ -1,0 +1,124 @@
+#!/usr/bin/env bats
+# Greylisting (smtpd_greylist): the first attempt of a triplet (client
+# /24, sender, recipient) is deferred at RCPT with 450 4.7.1, a retry
+# before smtpd_greylist_delay (2 s here) too, a retry after it is
+# accepted; the network of a client that retried is let through at once
+# after smtpd_greylist_auto_allow successes; mynetworks and
+# smtpd_greylist_exceptions are never greylisted; the triplets survive
+# an anvil restart (they are in the Berkeley DB file anvil owns). Real
+# client: swaks from 127.0.0.2 ... 127.0.0.9, one suite for the file.
+
+bats_require_minimum_version 1.5.0
+load helpers/suite
+load helpers/smtp_common
+
+setup_file() {
+	FILE_START=$(date +%s%N)
+	export FILE_START
+	suite_init
+	suite_conf mynetworks 127.0.0.1/32
+	suite_conf smtpd_greylist yes
+	suite_conf smtpd_greylist_delay 2s
+	suite_conf smtpd_greylist_auto_allow 2
+	suite_conf smtpd_greylist_exceptions 127.0.0.9/32
+	suite_conf smtpd_greylist_database "$T/greylist/greylist.db"
+	suite_conf smtpd_peername_lookup no
+	suite_start
+}
+
+teardown_file() {
+	suite_stop
+	echo "# front_greylist.bats: $(( ($(date +%s%N) - FILE_START) / 1000000 )) ms" >&3
+}
+
+# from SOURCE SENDER RCPT...: one swaks session from that address.
+from() {
+	local src=$1 sender=$2
+	shift 2
+	local to
+	to=$(IFS=,; echo "$*")
+	swaks --server 127.0.0.1 --port "$SMTP_PORT" --local-interface "$src" \
+	    --from "$sender" --to "$to" --timeout 10 2>&1
+}
+
+@test "first attempt and an early retry deferred, the retry after the delay accepted" {
+	start=$(date +%s%N)
+	run from 127.0.0.2 grey@example.org alice@postern.test
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"<** 450 4.7.1 <alice@postern.test>: Recipient address rejected: Greylisted, try again in 2 seconds"* ]]
+	[[ "$output" != *"queued as"* ]]
+	# At once again: still deferred, with what is left of the delay.
+	run from 127.0.0.2 grey@example.org alice@postern.test
+	[[ "$output" == *"<** 450 4.7.1 <alice@postern.test>: Recipient address rejected: Greylisted, try again in "[12]" seconds"* ]]
+	# Another recipient is another triplet.
+	run from 127.0.0.2 grey@example.org bob@postern.test
+	[[ "$output" == *"<** 450 4.7.1 <bob@postern.test>: Recipient address rejected: Greylisted, try again in 2 seconds"* ]]
+	# Retry as an MTA does, until accepted (bounded).
+	deadline=$(( $(date +%s) + 15 ))
+	while :; do
+		run from 127.0.0.2 grey@example.org alice@postern.test
+		[[ "$output" == *"queued as"* ]] && break
+		[[ "$output" == *"Greylisted, try again in"* ]]
+		[ "$(date +%s)" -lt "$deadline" ]
+		sleep 0.3	# the retry interval of the client under test
+	done
+	waited=$(( ($(date +%s%N) - start) / 1000000 ))
+	echo "# accepted ${waited} ms after the first attempt (delay 2 s)" >&3
+	[ "$waited" -ge 2000 ]
+	# Postfix's reject line, and the pass.
+	grep -q 'NOQUEUE: reject: RCPT from unknown\[127.0.0.2\]: 450 4.7.1 <alice@postern.test>: Recipient address rejected: Greylisted, try again in 2 seconds; from=<grey@example.org> to=<alice@postern.test> proto=ESMTP helo=<' "$T/log"
+	wait_for_log 'NOQUEUE: greylist: RCPT from unknown\[127.0.0.2\]: passed after [2-9]s; from=<grey@example.org> to=<alice@postern.test>'
+	# The triplet is known to the whole /24: a sibling address passes.
+	run from 127.0.0.3 grey@example.org alice@postern.test
+	[[ "$output" == *"queued as"* ]]
+}
+
+@test "mynetworks and smtpd_greylist_exceptions are not greylisted" {
+	run from 127.0.0.1 new1@example.org alice@postern.test
+	[[ "$output" == *"queued as"* ]]
+	run from 127.0.0.9 new2@example.org alice@postern.test
+	[[ "$output" == *"queued as"* ]]
+	# ... while a stranger with the same new sender is.
+	run from 127.0.1.2 new2@example.org alice@postern.test
+	[[ "$output" == *"450 4.7.1 <alice@postern.test>: Recipient address rejected: Greylisted"* ]]
+}
+
+@test "after smtpd_greylist_auto_allow successful retries a network passes at once; the memory survives anvil's restart" {
+	# The second retried triplet of 127.0.0.0/24 (bob, deferred in the
+	# first test) makes two: the network is allowed from then on.
+	deadline=$(( $(date +%s) + 15 ))
+	while :; do
+		run from 127.0.0.2 grey@example.org bob@postern.test
+		[[ "$output" == *"queued as"* ]] && break
+		[ "$(date +%s)" -lt "$deadline" ]
+		sleep 0.3	# the retry interval of the client under test
+	done
+	wait_for_log 'greylist: client network 127.0.0.0/24: 2 successful retries: no more greylisting for it'
+	run from 127.0.0.4 fresh@example.net carol@postern.test
+	[[ "$output" == *"queued as"* ]]
+	# anvil is restarted by master; the Berkeley DB file is the memory.
+	anvil=$(pgrep -P "$(master_pid)" -x anvil)
+	[ -n "$anvil" ]
+	kill -9 "$anvil"
+	deadline=$(( $(date +%s) + 20 ))
+	until new=$(pgrep -P "$(master_pid)" -x anvil) && [ -n "$new" ] &&
+	    [ "$new" != "$anvil" ]; do
+		[ "$(date +%s)" -lt "$deadline" ]
+		sleep 0.1
+	done
+	run from 127.0.0.5 fresh2@example.net dave@postern.test
+	[[ "$output" == *"queued as"* ]]
+	# A stranger's network is still greylisted after the restart.
+	run from 127.0.2.2 fresh2@example.net dave@postern.test
+	[[ "$output" == *"Greylisted, try again in 2 seconds"* ]]
+	[ -f "$T/greylist/greylist.db" ]
+}
+
+@test "postern check refuses an smtpd_greylist_exceptions entry that is no network" {
+	mkdir -p "$T/badconf"
+	sed 's/^smtpd_greylist_exceptions = .*/smtpd_greylist_exceptions = 127.0.0.9\/33/' \
+	    "$T/conf/postern.conf" > "$T/badconf/postern.conf"
+	run "$POSTERN" -c "$T/badconf" check
+	[ "$status" -ne 0 ]
+	[[ "$output" == *'smtpd_greylist_exceptions: "127.0.0.9/33" is not a network'* ]]
+}
