@@ -20,6 +20,7 @@
 #include "bio.h"
 #include "daemon.h"
 #include "esmtp.h"
+#include "map.h"
 #include "msgid.h"
 #include "queue.h"
 #include "smtp_server.h"
@@ -221,6 +222,14 @@ int smtpd_limits_event(struct smtpd_session *s, bool recipient, char *text,
  * when anvil cannot be asked (logged once per process). */
 struct ipc_msg;
 bool smtpd_anvil_call(const struct ipc_msg *req, struct ipc_msg *reply);
+
+/* smtpd_relay.c: relay_domains and relay_recipient_maps */
+void smtpd_relay_init(void);
+/* Is domain one of relay_domains? MAP_ERROR: a table cannot be read. */
+enum map_result smtpd_relay_domain(const char *domain);
+/* relay_recipient_maps, when set: 250, 550 5.1.1 or 451 4.3.0. */
+int smtpd_relay_check_rcpt(const char *address, const char **enhanced,
+    const char **reason);
 
 /* smtpd_greylist.c */
 /*
