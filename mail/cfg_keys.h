@@ -150,7 +150,8 @@
 	X(LIST, smtpd_greylist_exceptions, "") \
 	X(STRING, smtpd_greylist_database, "/var/lib/postern/greylist.db") \
 	X(LIST, relay_domains, "") \
-	X(LIST, relay_recipient_maps, "")
+	X(LIST, relay_recipient_maps, "") \
+	X(DURATION, smtpd_stress_timeout, "10s")
 
 #define CFG_KEYS(X) \
 	CFG_KEYS_CORE(X) \

@@ -56,6 +56,7 @@ struct smtpd_txn {
 	struct smtp_message msg;	/* what the core's readers saw */
 	struct msgid_scan msgid;	/* its Message-ID, for the log */
 	bool bdat_failed;		/* a BDAT chunk got an error reply */
+	bool bdat_deadline;		/* smtpd_data_deadline runs (BDAT) */
 	int bdat_fail_code;		/* ... and this is the reply */
 	const char *bdat_fail_enh, *bdat_fail_text;
 	/* smtpd_milter.c: the message spooled for the filters, or NULL */
@@ -238,6 +239,12 @@ int smtpd_relay_check_rcpt(const char *address, const char **enhanced,
  */
 int smtpd_greylist_check(struct smtpd_session *s, const char *rcpt,
     char *text, size_t size);
+
+/* smtpd_stress.c: shorter timeouts while master says the service is
+ * full (SIGUSR1, smtpd_stress_timeout) */
+void smtpd_stress_init(void);
+void smtpd_stress_session_begin(struct smtpd_session *s);
+void smtpd_stress_session_end(void);
 
 /* smtpd_data.c */
 void smtpd_cmd_data(struct smtp_server *srv, const char *arg);

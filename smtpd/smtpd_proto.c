@@ -553,6 +553,9 @@ void smtpd_session_init(struct smtpd_session *s)
 {
 	smtp_server_init(&s->srv, s, smtpd_commands, NCOMMANDS, 0, &s->bio,
 	    &s->bio, cfg.myhostname, s->client_log);
+	/* smtpd_timeout bounds each command as a whole (smtp_server.c). */
+	s->srv.command_deadline = true;
+	smtpd_stress_session_begin(s);
 }
 
 void smtpd_txn_end(struct smtpd_session *s, bool queued)
