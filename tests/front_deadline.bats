@@ -31,7 +31,7 @@ teardown_file() {
 @test "a trickled command and an endless command line are cut at smtpd_timeout with 421 4.4.2" {
 	# Two clients at once, on the submission service (2 of its 3
 	# processes: not full, so no stress).
-	run python3 - "$SUBMISSION_PORT" <<'PY'
+	run /usr/bin/python3 - "$SUBMISSION_PORT" <<'PY'
 import socket, sys, threading, time
 port = int(sys.argv[1])
 results = {}
@@ -86,7 +86,7 @@ PY
 }
 
 @test "all processes busy: idle sessions are cut at smtpd_stress_timeout; a free process has smtpd_timeout again" {
-	run python3 - "$SMTP_PORT" <<'PY'
+	run /usr/bin/python3 - "$SMTP_PORT" <<'PY'
 import socket, sys, time
 port = int(sys.argv[1])
 

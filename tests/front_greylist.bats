@@ -43,13 +43,13 @@ from() {
 
 @test "first attempt and an early retry deferred, the retry after the delay accepted" {
 	start=$(date +%s%N)
-	run from 127.0.0.2 grey@example.org alice@postern.test
+	# The first attempt, and a retry at once (a second RCPT of the same
+	# triplet, milliseconds later): both deferred.
+	run from 127.0.0.2 grey@example.org alice@postern.test alice@postern.test
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"<** 450 4.7.1 <alice@postern.test>: Recipient address rejected: Greylisted, try again in 2 seconds"* ]]
+	[ "$(echo "$output" | grep -c '<\*\* 450 4.7.1 <alice@postern.test>: Recipient address rejected: Greylisted, try again in [12] seconds')" -eq 2 ]
 	[[ "$output" != *"queued as"* ]]
-	# At once again: still deferred, with what is left of the delay.
-	run from 127.0.0.2 grey@example.org alice@postern.test
-	[[ "$output" == *"<** 450 4.7.1 <alice@postern.test>: Recipient address rejected: Greylisted, try again in "[12]" seconds"* ]]
 	# Another recipient is another triplet.
 	run from 127.0.0.2 grey@example.org bob@postern.test
 	[[ "$output" == *"<** 450 4.7.1 <bob@postern.test>: Recipient address rejected: Greylisted, try again in 2 seconds"* ]]
@@ -121,4 +121,37 @@ from() {
 	run "$POSTERN" -c "$T/badconf" check
 	[ "$status" -ne 0 ]
 	[[ "$output" == *'smtpd_greylist_exceptions: "127.0.0.9/33" is not a network'* ]]
+}
+
+# ask_anvil: one greylist request on anvil's socket, the answer printed
+# ("closed" when anvil hung up without one).
+ask_anvil() {
+	"$@" /usr/bin/python3 - "$T/run/anvil" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(10)
+s.connect(sys.argv[1])
+data = b""
+try:
+    s.sendall(b"type=greylist\nclient=10.9.9.0/24\nsender=a@example.org\n"
+              b"rcpt=b@postern.test\n\n")
+    while not data.endswith(b"\n\n"):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+except OSError:
+    pass                # anvil hung up first: EPIPE or ECONNRESET
+print(data.decode().split("\n")[0] if data else "closed")
+PY
+}
+
+@test "anvil answers root and its own users, and hangs up on any other local user (SO_PEERCRED)" {
+	[ "$(id -u)" -eq 0 ] || skip "needs root to connect as another user"
+	run ask_anvil
+	[ "$output" = "type=ok" ]
+	run ask_anvil setpriv --reuid=65534 --regid=65534 --clear-groups
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$output" = "closed" ]
 }
