@@ -29,11 +29,15 @@
  * lets mail through, at once.
  */
 #include <db.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "anvil.h"
 #include "cfg.h"
@@ -43,6 +47,7 @@
 #define GL_MAGIC_TRIPLET 0x676c7431u	/* "glt1" */
 #define GL_MAGIC_NET 0x676c6e31u	/* "gln1" */
 #define GL_SWEEP_EVERY 3600		/* expired records go once an hour */
+#define GL_LOCK_WAIT_MS 10000		/* for the anvil before us to go */
 
 struct gl_triplet {
 	uint32_t magic;
@@ -64,6 +69,7 @@ _Static_assert(sizeof(struct gl_triplet) == sizeof(struct gl_net) &&
     "greylist records share their size and the place of last");
 
 static DB *gl_db;
+static int gl_lock_fd = -1;
 static time_t last_sweep;
 
 static void gl_errcall(const DB_ENV *env, const char *prefix,
@@ -78,6 +84,38 @@ static void gl_close(void)
 		gl_db->close(gl_db, 0);
 		gl_db = NULL;
 	}
+	if (gl_lock_fd >= 0)
+		close(gl_lock_fd);	/* the next anvil may open the file */
+	gl_lock_fd = -1;
+}
+
+/*
+ * One writer at a time, across a reload too: the anvil of the old
+ * generation leaves as soon as master closes its pipe, but the new one
+ * may start first. An flock(2) on the file itself, held for life, makes
+ * the new one wait for it (as qmgr's lock on active/).
+ */
+static bool gl_lock(void)
+{
+	gl_lock_fd = open(cfg.smtpd_greylist_database, O_RDWR | O_CREAT |
+	    O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (gl_lock_fd < 0) {
+		log_warning("greylisting is off: cannot open %s: %m",
+		    cfg.smtpd_greylist_database);
+		return false;
+	}
+	for (int waited = 0; flock(gl_lock_fd, LOCK_EX | LOCK_NB) < 0;
+	    waited += 100) {
+		if (waited >= GL_LOCK_WAIT_MS) {
+			log_warning("greylisting is off: %s stays locked by "
+			    "another process", cfg.smtpd_greylist_database);
+			close(gl_lock_fd);
+			gl_lock_fd = -1;
+			return false;
+		}
+		poll(NULL, 0, 100);
+	}
+	return true;
 }
 
 bool anvil_greylist_open(void)
@@ -87,6 +125,9 @@ bool anvil_greylist_open(void)
 
 	if (!cfg.smtpd_greylist)
 		return true;
+	atexit(gl_close);
+	if (!gl_lock())
+		return false;
 	if ((ret = db_create(&db, NULL, 0)) != 0) {
 		log_warning("greylisting is off: %s", db_strerror(ret));
 		return false;
@@ -103,7 +144,6 @@ bool anvil_greylist_open(void)
 	}
 	gl_db = db;
 	last_sweep = time(NULL);
-	atexit(gl_close);
 	return true;
 }
 

@@ -112,6 +112,16 @@ from() {
 	run from 127.0.2.2 fresh2@example.net dave@postern.test
 	[[ "$output" == *"Greylisted, try again in 2 seconds"* ]]
 	[ -f "$T/greylist/greylist.db" ]
+	# A reload starts a new anvil while the old one may still hold the
+	# file: the new one waits for its lock, then knows the same.
+	"$POSTERN" -c "$T/conf" reload
+	wait_for_log 'reload -- configuration'
+	run from 127.0.0.6 fresh3@example.net erin@postern.test
+	[[ "$output" == *"queued as"* ]]
+	run from 127.0.2.2 fresh4@example.net dave@postern.test
+	[[ "$output" == *"Greylisted, try again in 2 seconds"* ]]
+	run grep -c 'greylisting is off' "$T/log"
+	[ "$output" = 0 ]
 }
 
 @test "postern check refuses an smtpd_greylist_exceptions entry that is no network" {
