@@ -4,9 +4,11 @@
 # before smtpd_greylist_delay (2 s here) too, a retry after it is
 # accepted; the network of a client that retried is let through at once
 # after smtpd_greylist_auto_allow successes; mynetworks and
-# smtpd_greylist_exceptions are never greylisted; the triplets survive
-# an anvil restart (they are in the Berkeley DB file anvil owns). Real
-# client: swaks from 127.0.0.2 ... 127.0.0.9, one suite for the file.
+# smtpd_greylist_exceptions and authenticated clients are never
+# greylisted; the triplets survive an anvil restart and a reload (they
+# are in the Berkeley DB file anvil owns); anvil answers only root and
+# its own users. Real client: swaks from 127.0.0.2 ... 127.0.3.2, one
+# suite for the file.
 
 bats_require_minimum_version 1.5.0
 load helpers/suite
@@ -23,6 +25,16 @@ setup_file() {
 	suite_conf smtpd_greylist_exceptions 127.0.0.9/32
 	suite_conf smtpd_greylist_database "$T/greylist/greylist.db"
 	suite_conf smtpd_peername_lookup no
+	# AUTH (over TLS) for the exemption of authenticated clients.
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 \
+		-subj /CN=mx.postern.test -keyout "$T/conf/key.pem" \
+		-out "$T/conf/cert.pem" 2>/dev/null
+	chmod 600 "$T/conf/key.pem"
+	printf 'alice %s\n' "$(openssl passwd -6 'alice-pw')" > "$T/conf/sasl_users"
+	"$POSTERN" -c "$T/conf" map build "$T/conf/sasl_users"
+	suite_conf tls_cert_file "$T/conf/cert.pem"
+	suite_conf tls_key_file "$T/conf/key.pem"
+	suite_conf smtpd_sasl_users "hash:$T/conf/sasl_users"
 	suite_start
 }
 
@@ -31,14 +43,17 @@ teardown_file() {
 	echo "# front_greylist.bats: $(( ($(date +%s%N) - FILE_START) / 1000000 )) ms" >&3
 }
 
-# from SOURCE SENDER RCPT...: one swaks session from that address.
+# from SOURCE SENDER RCPT [RCPT...] [swaks options]: one swaks session
+# from that address.
 from() {
-	local src=$1 sender=$2
-	shift 2
-	local to
-	to=$(IFS=,; echo "$*")
+	local src=$1 sender=$2 to=$3
+	shift 3
+	while [ $# -gt 0 ] && [[ "$1" != -* ]]; do
+		to="$to,$1"
+		shift
+	done
 	swaks --server 127.0.0.1 --port "$SMTP_PORT" --local-interface "$src" \
-	    --from "$sender" --to "$to" --timeout 10 2>&1
+	    --from "$sender" --to "$to" --timeout 10 "$@" 2>&1
 }
 
 @test "first attempt and an early retry deferred, the retry after the delay accepted" {
@@ -73,7 +88,7 @@ from() {
 	[[ "$output" == *"queued as"* ]]
 }
 
-@test "mynetworks and smtpd_greylist_exceptions are not greylisted" {
+@test "mynetworks, smtpd_greylist_exceptions and authenticated clients are not greylisted" {
 	run from 127.0.0.1 new1@example.org alice@postern.test
 	[[ "$output" == *"queued as"* ]]
 	run from 127.0.0.9 new2@example.org alice@postern.test
@@ -81,6 +96,14 @@ from() {
 	# ... while a stranger with the same new sender is.
 	run from 127.0.1.2 new2@example.org alice@postern.test
 	[[ "$output" == *"450 4.7.1 <alice@postern.test>: Recipient address rejected: Greylisted"* ]]
+	# An authenticated client is not greylisted; the same triplet from
+	# the same address without AUTH is.
+	run from 127.0.3.2 new3@example.org bob@postern.test --tls \
+	    --auth PLAIN --auth-user alice --auth-password alice-pw
+	[[ "$output" == *"235 2.7.0"* ]]
+	[[ "$output" == *"queued as"* ]]
+	run from 127.0.3.2 new3@example.org bob@postern.test
+	[[ "$output" == *"450 4.7.1 <bob@postern.test>: Recipient address rejected: Greylisted"* ]]
 }
 
 @test "after smtpd_greylist_auto_allow successful retries a network passes at once; the memory survives anvil's restart" {
