@@ -148,7 +148,7 @@
 	X(DURATION, smtpd_greylist_expiry, "35d") \
 	X(INT, smtpd_greylist_auto_allow, "5") \
 	X(LIST, smtpd_greylist_exceptions, "") \
-	X(STRING, smtpd_greylist_database, "/var/lib/postern/greylist.db") \
+	X(STRING, smtpd_greylist_database, "/var/lib/postern/greylist/greylist.db") \
 	X(LIST, relay_domains, "") \
 	X(LIST, relay_recipient_maps, "") \
 	X(DURATION, smtpd_stress_timeout, "10s")

@@ -1,7 +1,10 @@
 /*
  * master_greylist.c - the directory of smtpd_greylist_database, made
  * for anvil (which writes the file as `user`) when greylisting is on and
- * the directory is missing, as master makes the queue directories.
+ * the directory is missing, as master makes the queue directories; the
+ * missing directories above it are root's, mode 0755 (the default
+ * /var/lib/postern/greylist/ sits in Debian's root-owned
+ * /var/lib/postern).
  *
  * Trusts the config (root's). Root acts here only on the directory it
  * has just made: it is opened with O_NOFOLLOW and changed through that
@@ -40,6 +43,16 @@ void master_greylist_prepare(void)
 	gid_t gid = getgid();
 	if (priv_is_root() && !priv_lookup_user(cfg.user, &uid, &gid))
 		return;		/* prepare_directories() said so already */
+	/* The parents first, root's (or the invoking user's), 0755. */
+	for (char *p = strchr(dir + 1, '/'); p != NULL; p = strchr(p + 1, '/')) {
+		*p = '\0';
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+			log_warning("smtpd_greylist_database: cannot make %s: "
+			    "%m: greylisting stays off until it exists", dir);
+			return;
+		}
+		*p = '/';
+	}
 	if (mkdir(dir, 0700) < 0) {
 		log_warning("smtpd_greylist_database: cannot make %s: %m: "
 		    "greylisting stays off until it exists", dir);

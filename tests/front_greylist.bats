@@ -23,7 +23,7 @@ setup_file() {
 	suite_conf smtpd_greylist_delay 2s
 	suite_conf smtpd_greylist_auto_allow 2
 	suite_conf smtpd_greylist_exceptions 127.0.0.9/32
-	suite_conf smtpd_greylist_database "$T/greylist/greylist.db"
+	suite_conf smtpd_greylist_database "$T/var/greylist/greylist.db"
 	suite_conf smtpd_peername_lookup no
 	# AUTH (over TLS) for the exemption of authenticated clients.
 	openssl req -x509 -newkey rsa:2048 -nodes -days 2 \
@@ -134,7 +134,10 @@ from() {
 	# A stranger's network is still greylisted after the restart.
 	run from 127.0.2.2 fresh2@example.net dave@postern.test
 	[[ "$output" == *"Greylisted, try again in 2 seconds"* ]]
-	[ -f "$T/greylist/greylist.db" ]
+	[ -f "$T/var/greylist/greylist.db" ]
+	# master made the directory for anvil, and its parent for root.
+	[ "$(stat -c "%U %a" "$T/var/greylist")" = "$TEST_USER 700" ]
+	[ "$(stat -c %a "$T/var")" = 755 ]
 	# A reload starts a new anvil while the old one may still hold the
 	# file: the new one waits for its lock, then knows the same.
 	"$POSTERN" -c "$T/conf" reload
