@@ -10,6 +10,9 @@
  * enforces (smtpd_client_connection_count_limit, ..._rate_limit,
  * smtpd_client_message_rate_limit, smtpd_client_recipient_rate_limit).
  *
+ * It also owns greylisting's memory (anvil_greylist.c), the one
+ * Berkeley DB file smtpd_greylist_database, and decides there.
+ *
  * Why a service and not shared memory: the counters have one owner, a
  * crashed or compromised smtpd cannot corrupt them for the others, and
  * master restarts it like any daemon (the counts are lost then: a fresh
@@ -31,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "anvil.h"
 #include "cfg.h"
 #include "daemon.h"
 #include "ipc.h"
@@ -272,6 +276,45 @@ static bool handle_limits(struct anvil_client *c, const struct ipc_msg *m,
 	return reply_counts(c, e, new_episode);
 }
 
+/* Addresses for greylisting: any bytes (ipc.c escapes them), bounded. */
+static bool address_ok(const char *v)
+{
+	return v != NULL && v[0] != '\0' && strlen(v) <= 1024;
+}
+
+/*
+ * greylist: client=NETWORK sender=ADDRESS rcpt=ADDRESS (sender "<>" for
+ * the null sender). Answer: action=defer|pass, seconds=N (defer: still
+ * to wait; the first pass: how long it waited), first_pass=0|1.
+ */
+static bool handle_greylist(struct anvil_client *c, const struct ipc_msg *m,
+    const char *client, time_t now)
+{
+	const char *sender = ipc_get(m, "sender");
+	const char *rcpt = ipc_get(m, "rcpt");
+	if (!address_ok(sender) || !address_ok(rcpt)) {
+		log_warning("malformed greylist request from an smtpd: ended");
+		return false;
+	}
+	long long seconds = 0;
+	enum anvil_greylist g = anvil_greylist_decide(client, sender, rcpt,
+	    now, &seconds);
+	struct ipc_msg r;
+	ipc_msg_init(&r, "ok");
+	ipc_add(&r, "action", "%s", g == ANVIL_GREYLIST_DEFER ? "defer" :
+	    "pass");
+	ipc_add(&r, "seconds", "%lld", seconds);
+	ipc_add(&r, "first_pass", "%d", g == ANVIL_GREYLIST_FIRST_PASS);
+	struct str out;
+	str_init(&out, STR_NO_MAX);
+	ipc_encode(&r, &out);
+	ipc_msg_free(&r);
+	ssize_t w = write(c->fd, out.data, out.len);
+	bool sent = w == (ssize_t)out.len;
+	str_free(&out);
+	return sent;
+}
+
 /*
  * auth_check, auth_fail, auth_ok: client=KEY [user=NAME]. Every reply
  * gives the failures and lock-outs of both keys.
@@ -291,6 +334,8 @@ static bool handle(struct anvil_client *c, const struct ipc_msg *m)
 	    strcmp(m->type, "disconnect") == 0 ||
 	    strcmp(m->type, "message") == 0 || strcmp(m->type, "rcpt") == 0)
 		return handle_limits(c, m, client, now);
+	if (strcmp(m->type, "greylist") == 0)
+		return handle_greylist(c, m, client, now);
 	struct anvil_entry *ce = NULL, *ue = NULL;
 	bool fail = strcmp(m->type, "auth_fail") == 0;
 	bool ok = strcmp(m->type, "auth_ok") == 0;
@@ -406,6 +451,8 @@ static void anvil_init(const char *service)
 	/* After the drop we run as `user`; smtpd's worker as smtpd_user. */
 	if (!priv_lookup_user(cfg.smtpd_user, &allowed_uids[2], &gid))
 		allowed_uids[2] = getuid();
+	/* Still outside the confinement: the file stays open for life. */
+	anvil_greylist_open();
 }
 
 static void anvil_run(const char *service)
@@ -433,6 +480,7 @@ static void anvil_run(const char *service)
 		time_t now = time(NULL);
 		if (now - last_sweep >= 60) {
 			entries_sweep(now);
+			anvil_greylist_tick(now);
 			last_sweep = now;
 		}
 		if (r <= 0)

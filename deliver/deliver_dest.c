@@ -146,20 +146,29 @@ static void smtp_hop_targets(const struct endpoint *ep, bool fallback,
 	    sizeof(err)) :
 	    dns_lookup_mx(ep->host, &mx, &n, err, sizeof(err));
 	switch (r) {
-	case DNS_OK:
+	case DNS_OK: {
+		/* RFC 5321 5.1: as an MX host ourselves, only the more
+		 * preferred hosts are candidates: every one at or below our
+		 * own preference goes, those listed before us too (a backup
+		 * MX of relay_domains must never send to itself or a peer
+		 * of its own rank). */
+		int own = -1;
+		for (size_t i = 0; i < n && !fallback &&
+		    cfg.myhostname[0] != '\0'; i++)
+			if (strcasecmp(mx[i].host, cfg.myhostname) == 0 &&
+			    (own < 0 || mx[i].preference < own))
+				own = mx[i].preference;
+		if (own >= 0)
+			tl->self_mx = true;
 		for (size_t i = 0; i < n && budget != 0; i++) {
-			/* RFC 5321 5.1: as an MX host ourselves, only the
-			 * more preferred hosts are candidates. */
-			if (!fallback && cfg.myhostname[0] != '\0' &&
-			    strcasecmp(mx[i].host, cfg.myhostname) == 0) {
-				tl->self_mx = true;
-				break;
-			}
+			if (own >= 0 && mx[i].preference >= own)
+				continue;
 			targets_add_host(tl, mx[i].host, ep->port, fallback,
 			    &budget, mx_secure);
 		}
 		free(mx);
 		break;
+	}
 	case DNS_NOTFOUND:
 		/* RFC 5321 5.1: the domain itself is the implicit MX;
 		 * secure if the denial of the MX was. */

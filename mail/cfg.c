@@ -743,6 +743,19 @@ static bool check_semantics(struct loader *ld, const struct cfg *c)
 	}
 	if (!check_screen(ld, c))
 		return false;
+	/* Greylisting (smtpd/smtpd_greylist.c): networks only. */
+	for (size_t j = 0; j < c->smtpd_greylist_exceptions.count; j++) {
+		if (!sock_network_valid(c->smtpd_greylist_exceptions.items[j]))
+			return fail(ld, raw_line(ld, (size_t)key_index(
+			    "smtpd_greylist_exceptions", 25)),
+			    "smtpd_greylist_exceptions: \"%s\" is not a network "
+			    "(like 192.0.2.0/24 or [2001:db8::]/32)",
+			    c->smtpd_greylist_exceptions.items[j]);
+	}
+	if (c->smtpd_greylist && c->smtpd_greylist_database[0] != '/')
+		return fail(ld, raw_line(ld, (size_t)key_index(
+		    "smtpd_greylist_database", 23)), "smtpd_greylist_database: "
+		    "must be an absolute path");
 	return true;
 }
 

@@ -131,7 +131,8 @@
 	X(STRING, home_mailbox, "") \
 	X(INT, local_processes, "10")
 
-/* smtpd's front door (issue 17): PROXY protocol, limits, AUTH throttling */
+/* smtpd's front door (issue 17): PROXY protocol, limits, AUTH throttling,
+ * greylisting, relay_domains, stress */
 #define CFG_KEYS_FRONT(X) \
 	X(DURATION, smtpd_upstream_proxy_timeout, "5s") \
 	X(LIST, smtpd_sender_login_maps, "") \
@@ -143,7 +144,16 @@
 	X(INT, smtpd_client_connection_rate_limit, "0") \
 	X(INT, smtpd_client_message_rate_limit, "0") \
 	X(INT, smtpd_client_recipient_rate_limit, "0") \
-	X(LIST, smtpd_client_event_limit_exceptions, "$mynetworks")
+	X(LIST, smtpd_client_event_limit_exceptions, "$mynetworks") \
+	X(BOOL, smtpd_greylist, "no") \
+	X(DURATION, smtpd_greylist_delay, "300s") \
+	X(DURATION, smtpd_greylist_expiry, "35d") \
+	X(INT, smtpd_greylist_auto_allow, "5") \
+	X(LIST, smtpd_greylist_exceptions, "") \
+	X(STRING, smtpd_greylist_database, "/var/lib/postern/greylist/greylist.db") \
+	X(LIST, relay_domains, "") \
+	X(LIST, relay_recipient_maps, "") \
+	X(DURATION, smtpd_stress_timeout, "10s")
 
 /* smtpd's mail authentication checks (issue 15): SPF, DKIM, DMARC and
  * Authentication-Results (smtpd/smtpd_authcheck.c) */

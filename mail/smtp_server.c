@@ -258,7 +258,7 @@ static const struct smtp_server_command *find_command(
 }
 
 /* Read one line and answer it. */
-static void one_command(struct smtp_server *srv)
+static void one_command_read(struct smtp_server *srv)
 {
 	unsigned flags = 0;
 	enum bio_status st;
@@ -333,6 +333,26 @@ static void one_command(struct smtp_server *srv)
 	else if (srv->last_code >= 400 && !srv->error_excused &&
 	    !(c->flags & SMTP_CMD_NO_ERROR))
 		srv->errors++;
+}
+
+/*
+ * One command, with its deadline: a client that trickles the bytes of
+ * a command, or the lines of an AUTH exchange, cannot hold the session
+ * past timeout_ms (RFC 5321 4.5.3.2 bounds each wait; this bounds the
+ * whole command). A deadline already set (BDAT's, across its chunks)
+ * stands; one the handler sets (DATA's) is the handler's to lift.
+ */
+static void one_command(struct smtp_server *srv)
+{
+	long long ours = 0;
+	if (srv->command_deadline && srv->in->hard_deadline == 0 &&
+	    srv->in->timeout_ms > 0) {
+		bio_set_deadline(srv->in, srv->in->timeout_ms);
+		ours = srv->in->hard_deadline;
+	}
+	one_command_read(srv);
+	if (ours != 0 && srv->in->hard_deadline == ours)
+		bio_set_deadline(srv->in, -1);
 }
 
 void smtp_server_command(struct smtp_server *srv)

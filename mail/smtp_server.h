@@ -82,6 +82,13 @@ struct smtp_server_count {
 struct smtp_server {
 	struct bio *in, *out;	/* the same bio, except for sendmail -bs */
 	unsigned dialect;	/* SMTP_SERVER_LMTP, SMTP_SERVER_LOCAL */
+	/*
+	 * A deadline per command (smtpd): the command's line and all its
+	 * handler reads (AUTH's answers) within the input's timeout_ms, as
+	 * a whole, unless the handler sets a deadline of its own (DATA and
+	 * BDAT: smtpd_data_deadline).
+	 */
+	bool command_deadline;
 	enum smtp_server_state state;
 	const char *hostname;	/* ours, for 421 replies */
 	const char *peer;	/* "name[addr]" for logs */

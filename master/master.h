@@ -34,6 +34,7 @@ struct master_service {
 	time_t throttled_until;
 	bool throttle_logged;
 	bool busy_logged;	/* master_busy.c: this episode is logged */
+	bool stressed;		/* master_stress.c: its processes were told */
 };
 
 struct master_child {
@@ -73,5 +74,12 @@ size_t master_busy_pollfds(struct master_service *services, size_t count,
     struct pollfd *pfds, struct master_listener **owners, size_t max);
 void master_busy_events(struct master_service *services, size_t count,
     struct pollfd *pfds, struct master_listener **owners, size_t n);
+
+/* master_stress.c: the service is full (or no longer): tell its busy
+ * processes, once per episode, to shorten their timeouts. */
+void master_stress_update(struct master_service *s, bool full);
+
+/* master_greylist.c: make the directory of smtpd_greylist_database. */
+void master_greylist_prepare(void);
 
 #endif

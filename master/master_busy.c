@@ -38,6 +38,8 @@ size_t master_busy_pollfds(struct master_service *services, size_t count,
 	size_t n = 0;
 	for (size_t i = 0; i < count; i++) {
 		struct master_service *s = &services[i];
+		if (s->enabled && strcmp(s->program, "smtpd") == 0)
+			master_stress_update(s, service_full(s));
 		if (!service_full(s)) {
 			s->busy_logged = false;	/* the episode is over */
 			continue;

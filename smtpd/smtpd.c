@@ -102,6 +102,7 @@ static void smtpd_serve(struct daemon_conn *conn)
 	smtpd_session_init(&s);
 	smtpd_session_run(&s);
 
+	smtpd_stress_session_end();
 	smtpd_tls_end(&s);
 	smtpd_txn_free(&s);
 	free(s.helo);
@@ -133,6 +134,7 @@ static void smtpd_init(const char *service)
 	smtpd_rewrite_init();
 	smtpd_sender_init();
 	smtpd_authcheck_init();
+	smtpd_stress_init();
 	smtpd_door_wait_ready();
 }
 

@@ -20,6 +20,7 @@
 #include "bio.h"
 #include "daemon.h"
 #include "esmtp.h"
+#include "map.h"
 #include "msgid.h"
 #include "queue.h"
 #include "smtp_server.h"
@@ -55,6 +56,7 @@ struct smtpd_txn {
 	struct smtp_message msg;	/* what the core's readers saw */
 	struct msgid_scan msgid;	/* its Message-ID, for the log */
 	bool bdat_failed;		/* a BDAT chunk got an error reply */
+	bool bdat_deadline;		/* smtpd_data_deadline runs (BDAT) */
 	int bdat_fail_code;		/* ... and this is the reply */
 	const char *bdat_fail_enh, *bdat_fail_text;
 	/* smtpd_milter.c: the message spooled for the filters, or NULL */
@@ -221,6 +223,33 @@ int smtpd_limits_connect(struct smtpd_session *s, char *text, size_t size);
 void smtpd_limits_disconnect(struct smtpd_session *s);
 int smtpd_limits_event(struct smtpd_session *s, bool recipient, char *text,
     size_t size);
+
+/* smtpd_throttle.c: one request to anvil, one reply (type ok); false
+ * when anvil cannot be asked (logged once per process). */
+struct ipc_msg;
+bool smtpd_anvil_call(const struct ipc_msg *req, struct ipc_msg *reply);
+
+/* smtpd_relay.c: relay_domains and relay_recipient_maps */
+void smtpd_relay_init(void);
+/* Is domain one of relay_domains? MAP_ERROR: a table cannot be read. */
+enum map_result smtpd_relay_domain(const char *domain);
+/* relay_recipient_maps, when set: 250, 550 5.1.1 or 451 4.3.0. */
+int smtpd_relay_check_rcpt(const char *address, const char **enhanced,
+    const char **reason);
+
+/* smtpd_greylist.c */
+/*
+ * Greylisting of one recipient (smtpd_greylist): 250, or 450 with the
+ * reply text (after "<rcpt>: ") for a triplet seen too recently.
+ */
+int smtpd_greylist_check(struct smtpd_session *s, const char *rcpt,
+    char *text, size_t size);
+
+/* smtpd_stress.c: shorter timeouts while master says the service is
+ * full (SIGUSR1, smtpd_stress_timeout) */
+void smtpd_stress_init(void);
+void smtpd_stress_session_begin(struct smtpd_session *s);
+void smtpd_stress_session_end(void);
 
 /* smtpd_data.c */
 void smtpd_cmd_data(struct smtp_server *srv, const char *arg);

@@ -7,7 +7,8 @@
  * never accepted and bounced later (no backscatter). A table that cannot
  * be read is a temporary failure (451 4.3.0), never a reason to accept or
  * to refuse for good. Other domains are relayed only for clients inside
- * mynetworks or after AUTH: never an open relay. A client on one of
+ * mynetworks or after AUTH: never an open relay; the domains of
+ * relay_domains from anyone (smtpd_relay.c). A client on one of
  * smtpd_dnsbl_sites (RFC 5782) gets 554 5.7.1 for every recipient but
  * postmaster, unless it is inside mynetworks or authenticated; a list
  * that cannot be asked counts as "not listed", as in Postfix, so a dead
@@ -72,6 +73,7 @@ void smtpd_check_init(void)
 	    &cfg.virtual_alias_maps);
 	alias_tables = open_tables("alias_maps", &cfg.alias_maps);
 	mailbox_tables = open_tables("mailbox_maps", &cfg.mailbox_maps);
+	smtpd_relay_init();
 
 	/* postern check has parsed them already; a bad one here is skipped. */
 	dnsbl_lists = xcalloc(cfg.smtpd_dnsbl_sites.count + 1,
@@ -257,9 +259,26 @@ int smtpd_check_rcpt(struct smtpd_session *s, const char *address,
 		}
 		return check_local_recipient(address, enhanced, reason);
 	}
+	/* relay_domains (smtpd_relay.c): from anyone, as a backup MX. */
+	enum map_result relay = smtpd_relay_domain(domain);
+	if (relay == MAP_FOUND) {
+		if (!s->client_trusted && s->auth_user == NULL) {
+			int code = check_dnsbl(s, enhanced, reason);
+			if (code != 250) {
+				*about_client = true;
+				return code;
+			}
+		}
+		return smtpd_relay_check_rcpt(address, enhanced, reason);
+	}
 	/* Relaying: only for our own networks, or after AUTH. */
 	if (s->client_trusted || s->auth_user != NULL)
 		return 250;
+	if (relay == MAP_ERROR) {
+		*enhanced = "4.3.0";
+		*reason = "Recipient address rejected: Temporary lookup failure";
+		return 451;
+	}
 	*enhanced = "5.7.1";
 	*reason = "Relay access denied";
 	return 554;

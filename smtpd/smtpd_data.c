@@ -683,9 +683,11 @@ void smtpd_cmd_bdat(struct smtp_server *srv, const char *arg)
 	}
 	/* BDAT: from the first chunk to the last, commands between them
 	 * included (smtpd_txn_end lifts it). */
-	if (t->size == 0 && cfg.smtpd_data_deadline > 0 &&
-	    s->bio.hard_deadline == 0)
+	if (!t->bdat_deadline && cfg.smtpd_data_deadline > 0) {
+		/* It replaces the command's own deadline (smtp_server.c). */
 		bio_set_deadline(&s->bio, cfg.smtpd_data_deadline * 1000);
+		t->bdat_deadline = true;
+	}
 	smtpd_enter_state(s, SMTP_SERVER_BDAT);
 
 	struct smtp_message_sink sink = sink_of(t);

@@ -444,6 +444,16 @@ static void cmd_rcpt(struct smtp_server *srv, const char *arg)
 		goto rejected;
 	}
 	char limit_text[300];
+	if ((code = smtpd_greylist_check(s, a.address, limit_text,
+	    sizeof(limit_text))) != 250) {
+		/* smtpd_greylist.c: come back later (RFC 5321 4.5.4.1) */
+		char rtext[400];
+		snprintf(rtext, sizeof(rtext), "<%s>: %s", a.address,
+		    limit_text);
+		smtpd_reply(s, code, "4.7.1", "%s", rtext);
+		smtpd_log_reject(s, "RCPT", a.address, code, "4.7.1", rtext);
+		goto rejected;
+	}
 	if ((code = smtpd_limits_event(s, true, limit_text,
 	    sizeof(limit_text))) != 250) {
 		/* smtpd_client_recipient_rate_limit */
@@ -558,6 +568,9 @@ void smtpd_session_init(struct smtpd_session *s)
 {
 	smtp_server_init(&s->srv, s, smtpd_commands, NCOMMANDS, 0, &s->bio,
 	    &s->bio, cfg.myhostname, s->client_log);
+	/* smtpd_timeout bounds each command as a whole (smtp_server.c). */
+	s->srv.command_deadline = true;
+	smtpd_stress_session_begin(s);
 }
 
 void smtpd_txn_end(struct smtpd_session *s, bool queued)

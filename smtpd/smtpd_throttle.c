@@ -64,11 +64,8 @@ static void anvil_close(void)
 }
 
 /* One request, one reply; false (logged once) when anvil is not there. */
-static bool anvil_ask(const char *type, const struct smtpd_session *s,
-    const char *user, struct ipc_msg *reply)
+bool smtpd_anvil_call(const struct ipc_msg *req, struct ipc_msg *reply)
 {
-	char key[80];
-	client_key(s, key, sizeof(key));
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (anvil_fd < 0) {
 			char *path = xasprintf("%s/%s", cfg.run_directory,
@@ -79,13 +76,7 @@ static bool anvil_ask(const char *type, const struct smtpd_session *s,
 				break;
 			bio_init(&anvil_bio, anvil_fd, ANVIL_TIMEOUT_MS);
 		}
-		struct ipc_msg req;
-		ipc_msg_init(&req, type);
-		ipc_add(&req, "client", "%s", key);
-		if (user != NULL && user[0] != '\0')
-			ipc_add(&req, "user", "%s", user);
-		bool sent = ipc_send(&anvil_bio, &req);
-		ipc_msg_free(&req);
+		bool sent = ipc_send(&anvil_bio, req);
 		if (sent && ipc_recv(&anvil_bio, reply) == BIO_OK) {
 			if (strcmp(reply->type, "ok") == 0)
 				return true;
@@ -95,10 +86,25 @@ static bool anvil_ask(const char *type, const struct smtpd_session *s,
 		anvil_close();
 	}
 	if (!anvil_warned)
-		log_warning("anvil is not reachable: no AUTH throttling "
-		    "and no per-client limits");
+		log_warning("anvil is not reachable: no AUTH throttling, "
+		    "no per-client limits and no greylisting");
 	anvil_warned = true;
 	return false;
+}
+
+static bool anvil_ask(const char *type, const struct smtpd_session *s,
+    const char *user, struct ipc_msg *reply)
+{
+	char key[80];
+	struct ipc_msg req;
+	client_key(s, key, sizeof(key));
+	ipc_msg_init(&req, type);
+	ipc_add(&req, "client", "%s", key);
+	if (user != NULL && user[0] != '\0')
+		ipc_add(&req, "user", "%s", user);
+	bool ok = smtpd_anvil_call(&req, reply);
+	ipc_msg_free(&req);
+	return ok;
 }
 
 static long long get(const struct ipc_msg *m, const char *name)

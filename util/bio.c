@@ -74,11 +74,30 @@ static long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The check_timeout hook lowered timeout_ms: the read in hand ends at
+ * most that long from now. */
+static long long apply_check(struct bio *b, long long deadline)
+{
+	if (b->check_timeout != NULL) {
+		int before = b->timeout_ms;
+		b->check_timeout(b);
+		if (b->timeout_ms >= 0 && b->timeout_ms != before) {
+			long long cap = now_ms() + b->timeout_ms;
+			if (b->cap_deadline == 0 || cap < b->cap_deadline)
+				b->cap_deadline = cap;
+		}
+	}
+	if (b->cap_deadline > 0 && (deadline < 0 || b->cap_deadline < deadline))
+		deadline = b->cap_deadline;
+	return deadline;
+}
+
 /* Wait for events on the fd until deadline (ms, monotonic; < 0: none). */
 static enum bio_status wait_fd(struct bio *b, short events, long long deadline)
 {
 	for (;;) {
 		int timeout = -1;
+		deadline = apply_check(b, deadline);
 		if (deadline >= 0) {
 			long long left = deadline - now_ms();
 			if (left <= 0)
@@ -96,8 +115,9 @@ static enum bio_status wait_fd(struct bio *b, short events, long long deadline)
 	}
 }
 
-static long long deadline_for(const struct bio *b)
+static long long deadline_for(struct bio *b)
 {
+	b->cap_deadline = 0;	/* a new read: timeout_ms holds as it is */
 	long long d = b->timeout_ms < 0 ? -1 : now_ms() + b->timeout_ms;
 	if (b->hard_deadline > 0 && (d < 0 || b->hard_deadline < d))
 		d = b->hard_deadline;

@@ -60,6 +60,15 @@ struct bio {
 	bool lf_ends_line;	/* a local peer (sendmail -bs, as a terminal
 				 * or script writes): LF alone ends a line
 				 * too; never for a network peer */
+	/*
+	 * Called before every wait and whenever a signal interrupts one
+	 * (NULL: none). It may lower timeout_ms (a server told by a signal
+	 * that it is under stress); the wait in progress then ends at most
+	 * the new timeout_ms from that moment, and so does the rest of the
+	 * read it is part of.
+	 */
+	void (*check_timeout)(struct bio *b);
+	long long cap_deadline;	/* set by a lowered timeout; 0: none */
 	unsigned long long bytes_in, bytes_out;
 };
 
