@@ -13,6 +13,7 @@
  *   postern [-c DIR] map ...      lookup tables
  *   postern [-c DIR] dkim ...     DKIM keys (postern_dkim.c)
  *   postern [-c DIR] spf check .. an SPF result (postern_spf.c)
+ *   postern [-c DIR] tls report [--dry-run]  TLS-RPT reports (postern_tls.c)
  *
  * Runs as the invoking user. The config directory comes from -c, else
  * $POSTERN_CONFIG_DIR, else /etc/postern.
@@ -302,6 +303,7 @@ static const struct command commands[] = {
 	{ "map", admin_map_main, "map ...         build, query and list lookup tables" },
 	{ "dkim", admin_dkim_main, "dkim ...        make DKIM keys, check their DNS records" },
 	{ "spf", admin_spf_main, "spf check IP SENDER [HELO]  the SPF result for a client" },
+	{ "tls", admin_tls_main, "tls report [--dry-run] [--day DAY]  send (or print) the TLS-RPT reports" },
 };
 
 static void usage(void)

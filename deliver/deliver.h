@@ -270,4 +270,29 @@ void deliver_dkim_init(void);
 bool deliver_dkim_sign(const struct deliver_job *job, bool downgrade,
     struct str *out, char *err, size_t errsize);
 
+/* ---- deliver_mtasts.c: MTA-STS (RFC 8461) and TLS-RPT (RFC 8460) ---- */
+
+/* Make queue_directory/tls (before the confinement); libcurl's init. */
+void deliver_mtasts_init(void);
+/* A new job: forget the last one's policy. */
+void deliver_mtasts_job(const struct deliver_job *job);
+/* The policy of the domain whose MX hosts the job goes to (TXT, cache,
+ * fetch); logs which. */
+void deliver_mtasts_domain(const char *domain);
+/* May this MX host be used (enforce: only those the policy names)? */
+bool deliver_mtasts_mx_allowed(const char *mx);
+/* Does an enforced policy explain why no MX host is left? why says so. */
+bool deliver_mtasts_enforced(char *why, size_t whysize);
+/* Raise s's level for an MX host the policy names (below a policy map
+ * entry and DANE); in testing mode only the name to check is added. */
+void deliver_mtasts_tls_policy(struct deliver_session *s,
+    struct tls_dest_policy *p);
+/* One TLS-RPT event for s's session: "success" or an RFC 8460 4.3
+ * result type; in testing mode, a failure is logged. */
+void deliver_tlsrpt_note(const struct deliver_session *s, const char *result,
+    const char *info);
+/* The event for a finished handshake, from the certificate's judgement. */
+void deliver_tlsrpt_trust(const struct deliver_session *s, SSL *ssl,
+    enum tls_trust trust, const char *why);
+
 #endif

@@ -130,6 +130,10 @@ static void smtp_hop_targets(const struct endpoint *ep, bool fallback,
 	size_t n;
 	char err[512];
 	enum dns_result r = dns_lookup_mx(ep->host, &mx, &n, err, sizeof(err));
+	size_t before = tl->count;
+	/* MTA-STS (RFC 8461): the policy of the domain, not of a relay. */
+	if (!fallback && (r == DNS_OK || r == DNS_NOTFOUND))
+		deliver_mtasts_domain(ep->host);
 	switch (r) {
 	case DNS_OK:
 		for (size_t i = 0; i < n && budget != 0; i++) {
@@ -140,6 +144,8 @@ static void smtp_hop_targets(const struct endpoint *ep, bool fallback,
 				tl->self_mx = true;
 				break;
 			}
+			if (!fallback && !deliver_mtasts_mx_allowed(mx[i].host))
+				continue;
 			targets_add_host(tl, mx[i].host, ep->port, fallback,
 			    &budget);
 		}
@@ -147,7 +153,9 @@ static void smtp_hop_targets(const struct endpoint *ep, bool fallback,
 		break;
 	case DNS_NOTFOUND:
 		/* RFC 5321 5.1: the domain itself is the implicit MX. */
-		targets_add_host(tl, ep->host, ep->port, fallback, &budget);
+		if (fallback || deliver_mtasts_mx_allowed(ep->host))
+			targets_add_host(tl, ep->host, ep->port, fallback,
+			    &budget);
 		break;
 	case DNS_NULLMX:
 		tl->nullmx = true;
@@ -160,6 +168,12 @@ static void smtp_hop_targets(const struct endpoint *ep, bool fallback,
 	case DNS_FAIL:
 		strlcpy(tl->err, err, sizeof(tl->err));
 		break;
+	}
+	/* RFC 8461 5: no MX host the policy allows: the mail waits. */
+	if (!fallback && tl->count == before && !tl->self_mx &&
+	    deliver_mtasts_enforced(err, sizeof(err))) {
+		tl->tempfail = true;
+		strlcpy(tl->err, err, sizeof(tl->err));
 	}
 }
 
@@ -296,6 +310,7 @@ static bool dest_targets(struct deliver_job *job, struct target_list *tl)
 
 	free(tl->v);
 	memset(tl, 0, sizeof(*tl));
+	deliver_mtasts_job(job);
 	if (!parsed)
 		snprintf(err, sizeof(err), "empty next hop");
 	for (size_t i = 0; parsed && i < hops.count; i++)

@@ -168,6 +168,8 @@ bool deliver_tls_policy_get(struct deliver_session *s,
 		p->level = sasl_level;
 		s->tls_for_sasl = true;
 	}
+	/* MTA-STS, below an entry of the map (deliver_mtasts.c). */
+	deliver_mtasts_tls_policy(s, p);
 	if (p->level == TLS_LEVEL_FINGERPRINT && p->nmatch == 0) {
 		snprintf(text, sizeof(text), "TLS is required, but the "
 		    "fingerprint level for %s has no match= fingerprints",

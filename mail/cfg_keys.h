@@ -143,6 +143,16 @@
 	X(INT, smtpd_client_recipient_rate_limit, "0") \
 	X(LIST, smtpd_client_event_limit_exceptions, "$mynetworks")
 
+/* MTA-STS and TLS-RPT (issue 16): deliver and postern tls report */
+#define CFG_KEYS_MTASTS(X) \
+	X(BOOL, smtp_mta_sts, "yes") \
+	X(STRING, smtp_mta_sts_CAfile, "") \
+	X(DURATION, smtp_mta_sts_timeout, "10s") \
+	X(BOOL, smtp_tls_reporting, "yes") \
+	X(STRING, tls_rpt_organization, "$myhostname") \
+	X(STRING, tls_rpt_sender, "postmaster@$myhostname") \
+	X(STRING, tls_rpt_contact, "")
+
 #define CFG_KEYS(X) \
 	CFG_KEYS_CORE(X) \
 	CFG_KEYS_SMTPD(X) \
@@ -150,4 +160,5 @@
 	CFG_KEYS_DELIVER(X) \
 	CFG_KEYS_LMTPD(X) \
 	CFG_KEYS_LOCAL(X) \
-	CFG_KEYS_FRONT(X)
+	CFG_KEYS_FRONT(X) \
+	CFG_KEYS_MTASTS(X)
