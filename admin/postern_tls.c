@@ -129,12 +129,11 @@ static void make_message(struct str *msg, const char *domain,
 	str_appendf(msg, "From: %s\r\nTo: ", cfg.tls_rpt_sender);
 	for (size_t i = 0; i < nrua; i++)
 		str_appendf(msg, "%s%s", i ? ", " : "", rua[i]);
+	/* RFC 8460 5.3: the submitter is named by its domain here. */
 	str_appendf(msg, "\r\nSubject: Report Domain: %s Submitter: %s "
-	    "Report-ID: <%s>\r\n", domain, cfg.tls_rpt_organization,
-	    report_id);
+	    "Report-ID: <%s>\r\n", domain, submitter_domain(), report_id);
 	str_appendf(msg, "TLS-Report-Domain: %s\r\n", domain);
-	str_appendf(msg, "TLS-Report-Submitter: %s\r\n",
-	    cfg.tls_rpt_organization);
+	str_appendf(msg, "TLS-Report-Submitter: %s\r\n", submitter_domain());
 	str_appendf(msg, "Date: %s\r\nMessage-ID: <%s>\r\n", date, report_id);
 	str_appendf(msg, "MIME-Version: 1.0\r\nContent-Type: multipart/report;"
 	    " report-type=\"tlsrpt\";\r\n\tboundary=\"%s\"\r\n\r\n",
