@@ -291,6 +291,10 @@ void deliver_mtasts_tls_policy(struct deliver_session *s,
  * result type; in testing mode, a failure is logged. */
 void deliver_tlsrpt_note(const struct deliver_session *s, const char *result,
     const char *info);
+/* The same with the policy type given: "tlsa" and its result types
+ * (tlsa-invalid, dnssec-invalid, dane-required) are DANE's to record. */
+void deliver_tlsrpt_event(const struct deliver_session *s,
+    const char *policy_type, const char *result, const char *info);
 /* The event for a finished handshake, from the certificate's judgement. */
 void deliver_tlsrpt_trust(const struct deliver_session *s, SSL *ssl,
     enum tls_trust trust, const char *why);

@@ -312,21 +312,16 @@ void deliver_mtasts_tls_policy(struct deliver_session *s,
 	/* An explicit entry wins (and so would DANE, where it applies). */
 	if (p->from_map || p->level == TLS_LEVEL_DANE_ONLY || !sts_session(s))
 		return;
-	if (cur.pol.mode == MTASTS_ENFORCE) {
-		/* RFC 8461 4.2: a PKIX-valid certificate for the MX name. */
-		if (p->level == TLS_LEVEL_NONE || p->level == TLS_LEVEL_MAY ||
-		    p->level == TLS_LEVEL_DANE ||
-		    p->level == TLS_LEVEL_ENCRYPT) {
-			p->level = TLS_LEVEL_VERIFY;
-			for (size_t i = 0; i < p->nmatch; i++)
-				free(p->match[i]);
-			p->nmatch = 0;
-		}
-	}
+	if (tls_level_authenticates(p->level))
+		return;	/* verify, secure, fingerprint: already as strict */
+	/* RFC 8461 4.2: a PKIX-valid certificate for the MX name. */
+	if (cur.pol.mode == MTASTS_ENFORCE)
+		p->level = TLS_LEVEL_VERIFY;
 	/* testing: the level stays, the name is checked for the log. */
-	if (p->nmatch == 0)
-		(void)tls_dest_policy_add_match(p, "hostname", err,
-		    sizeof(err));
+	for (size_t i = 0; i < p->nmatch; i++)
+		free(p->match[i]);
+	p->nmatch = 0;
+	(void)tls_dest_policy_add_match(p, "hostname", err, sizeof(err));
 }
 
 /* The local address of s's connection, for sending-mta-ip. */
@@ -341,21 +336,27 @@ static void local_ip(const struct deliver_session *s, char *out, size_t n)
 		sock_addr_format((struct sockaddr *)&ss, out, n, &port);
 }
 
-void deliver_tlsrpt_note(const struct deliver_session *s, const char *result,
-    const char *info)
+void deliver_tlsrpt_event(const struct deliver_session *s,
+    const char *policy_type, const char *result, const char *info)
 {
 	if (!domain_session(s))
 		return;
-	bool sts = sts_session(s);
 	char ip[64];
 	local_ip(s, ip, sizeof(ip));
+	record(policy_type, result, s->host, ip, s->addr,
+	    strcmp(result, "success") == 0 ? "" : info);
+}
+
+void deliver_tlsrpt_note(const struct deliver_session *s, const char *result,
+    const char *info)
+{
+	bool sts = sts_session(s);
 	if (sts && cur.pol.mode == MTASTS_TESTING &&
 	    strcmp(result, "success") != 0)
 		log_info("%s: MTA-STS policy of %s (mode testing) would refuse "
 		    "%s: %s: %s", cur.queue_id, cur.domain, s->relay, result,
 		    info);
-	record(sts ? "sts" : "no-policy-found", result, s->host, ip, s->addr,
-	    strcmp(result, "success") == 0 ? "" : info);
+	deliver_tlsrpt_event(s, sts ? "sts" : "no-policy-found", result, info);
 }
 
 void deliver_tlsrpt_trust(const struct deliver_session *s, SSL *ssl,
