@@ -14,6 +14,7 @@
  * the store deliver wrote; DNS answers are untrusted (mail/tlsrpt.c
  * parses them; only mailto: addresses are used, https: is not spoken).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -212,6 +213,34 @@ static bool send_message(const struct str *msg, char rua[][256], size_t nrua)
 	return ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
+/*
+ * The store keeps a week: older days (sent or not) are removed, so that
+ * it cannot grow without end when reports are not sent.
+ */
+#define STORE_KEEP_DAYS 7
+
+static void store_expire(const char *dir, time_t now)
+{
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		char name[16];
+		time_t day;
+		if (strlen(e->d_name) < 10 || e->d_name[0] == '.')
+			continue;
+		strlcpy(name, e->d_name, 11);
+		if (!day_start(name, &day) ||
+		    day > now - STORE_KEEP_DAYS * 86400)
+			continue;
+		if (unlinkat(dirfd(d), e->d_name, 0) != 0)
+			fprintf(stderr, "postern tls: cannot remove %s/%s: %s\n",
+			    dir, e->d_name, strerror(errno));
+	}
+	closedir(d);
+}
+
 /* One domain's report: policies v[0..n). */
 static bool report_domain(const struct tlsrpt_policy *v, size_t n,
     time_t start, bool dry_run)
@@ -309,6 +338,8 @@ int admin_tls_main(int argc, char **argv)
 	snprintf(dir, sizeof(dir), "%s/%s", cfg.queue_directory,
 	    TLS_STATE_TLSRPT);
 	tlsrpt_day_path(path, sizeof(path), dir, start);
+	if (!dry_run)
+		store_expire(dir, time(NULL));
 	struct tlsrpt_day day;
 	if (!tlsrpt_day_read(path, &day)) {
 		if (errno != ENOENT) {

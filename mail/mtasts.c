@@ -134,7 +134,10 @@ bool mtasts_policy_parse(const char *text, size_t len,
 			return false;
 		}
 		size_t klen = (size_t)(colon - line);
-		const char *v = skip_wsp(colon + 1);
+		/* The text is not NUL-terminated: stay within the line. */
+		const char *v = colon + 1;
+		while (v < line + n && (*v == ' ' || *v == '\t'))
+			v++;
 		size_t vlen = n - (size_t)(v - line);
 		char value[300];
 		if (vlen >= sizeof(value)) {

@@ -10,7 +10,8 @@
 #     mailto: of the `_smtp._tls` record: the mail arrives in the
 #     mailbox as a multipart/report (report-type tlsrpt, subject and
 #     header fields of section 5.3) whose gzip part holds that report;
-#   - the day's store is marked sent, so a second run sends nothing.
+#   - the day's store is marked sent, so a second run sends nothing, and
+#     days over a week old are removed.
 
 load helpers/suite
 load helpers/peers
@@ -71,10 +72,13 @@ teardown() {
 	# A dry run sends nothing and keeps the store.
 	ls "$T/queue/tls/tlsrpt/" | grep -qv sent
 
+	# A day over a week old goes when reports are sent.
+	printf '1\tsts\told.test\tsuccess\t-\t-\t-\t-\n' > "$T/queue/tls/tlsrpt/2020-01-01.sent"
 	run "$BUILD/postern" -c "$T/conf" tls report --day today
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"rpt.test: report "*" queued"* ]]
+	[ ! -e "$T/queue/tls/tlsrpt/2020-01-01.sent" ]
 	wait_for_count "ls '$T/mail/postern.test/tlsrpt/new' 2>/dev/null | wc -l" 1 30
 	local mail
 	mail=$(ls "$T/mail/postern.test/tlsrpt/new/"*)
