@@ -201,3 +201,7 @@ clean:
 .PHONY: all check check-sanitize run bench install clean fuzz fuzz-smoke
 
 -include $(shell find $(BUILD)/obj $(BUILD)/tests $(BUILD)/fuzz -name '*.d' 2>/dev/null)
+
+# MTA-STS (issue 16): deliver fetches policies over HTTPS with libcurl
+# (mail/mtasts_fetch.c, which no other program pulls out of libmail.a).
+$(BUILD)/deliver: LDLIBS += -lcurl

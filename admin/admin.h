@@ -26,6 +26,7 @@ int admin_spf_main(int argc, char **argv);	/* postern_spf.c */
 int admin_check_main(int argc, char **argv);	/* postern_check.c */
 int admin_config_main(int argc, char **argv);	/* postern_config.c */
 int admin_top_main(int argc, char **argv);	/* postern_top.c */
+int admin_tls_main(int argc, char **argv);	/* postern_tls.c */
 
 /*
  * postern_audit.c: an administrator's action on message id, found in

@@ -15,6 +15,7 @@
  *   postern [-c DIR] spf check .. an SPF result (postern_spf.c)
  *   postern [-c DIR] top          a live view of the running system
  *                      (postern_top.c)
+ *   postern [-c DIR] tls report [--dry-run]  TLS-RPT reports (postern_tls.c)
  *
  * Runs as the invoking user. The config directory comes from -c, else
  * $POSTERN_CONFIG_DIR, else /etc/postern.
@@ -305,6 +306,7 @@ static const struct command commands[] = {
 	{ "dkim", admin_dkim_main, "dkim ...        make DKIM keys, check their DNS records" },
 	{ "spf", admin_spf_main, "spf check IP SENDER [HELO]  the SPF result for a client" },
 	{ "top", admin_top_main, "top [-b] [-d SECONDS] [-n COUNT]  a live view: rates, queue, destinations" },
+	{ "tls", admin_tls_main, "tls report [--dry-run] [--day DAY]  send (or print) the TLS-RPT reports" },
 };
 
 static void usage(void)

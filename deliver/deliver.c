@@ -477,6 +477,7 @@ static void deliver_init(const char *service)
 	deliver_auth_init();
 	deliver_dkim_init();
 	deliver_generic_init();
+	deliver_mtasts_init();
 }
 
 int main(int argc, char **argv)

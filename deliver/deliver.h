@@ -266,6 +266,9 @@ bool deliver_tls_policy_get(struct deliver_session *s,
 void deliver_tls_policy_free(struct deliver_session *s);
 /* Change s's level after the fact (REQUIRETLS, TLS-Required), with
  * the level's default names; domain: the next-hop domain. */
+/* After deliver_dane_prepare: MTA-STS where DANE found nothing. */
+void deliver_tls_policy_after_dane(struct deliver_session *s,
+    const struct deliver_job *job);
 void deliver_tls_policy_set_level(struct deliver_session *s,
     enum tls_level level, const char *domain);
 
@@ -342,5 +345,33 @@ bool deliver_generic_prepare(struct deliver_job *job, char *err,
 /* The addresses to send in MAIL FROM and RCPT TO. */
 const char *deliver_generic_sender(const struct deliver_job *job);
 const char *deliver_generic_rcpt(const struct deliver_rcpt *r);
+/* ---- deliver_mtasts.c: MTA-STS (RFC 8461) and TLS-RPT (RFC 8460) ---- */
+
+/* Make queue_directory/tls (before the confinement); libcurl's init. */
+void deliver_mtasts_init(void);
+/* A new job: forget the last one's policy. */
+void deliver_mtasts_job(const struct deliver_job *job);
+/* The policy of the domain whose MX hosts the job goes to (TXT, cache,
+ * fetch); logs which. */
+void deliver_mtasts_domain(const char *domain);
+/* May this MX host be used (enforce: only those the policy names)? */
+bool deliver_mtasts_mx_allowed(const char *mx);
+/* Does an enforced policy explain why no MX host is left? why says so. */
+bool deliver_mtasts_enforced(char *why, size_t whysize);
+/* Raise s's level for an MX host the policy names (below a policy map
+ * entry and DANE); in testing mode only the name to check is added. */
+void deliver_mtasts_tls_policy(struct deliver_session *s,
+    struct tls_dest_policy *p);
+/* One TLS-RPT event for s's session: "success" or an RFC 8460 4.3
+ * result type; in testing mode, a failure is logged. */
+void deliver_tlsrpt_note(const struct deliver_session *s, const char *result,
+    const char *info);
+/* The same with the policy type given: "tlsa" and its result types
+ * (tlsa-invalid, dnssec-invalid, dane-required) are DANE's to record. */
+void deliver_tlsrpt_event(const struct deliver_session *s,
+    const char *policy_type, const char *result, const char *info);
+/* The event for a finished handshake, from the certificate's judgement. */
+void deliver_tlsrpt_trust(const struct deliver_session *s, SSL *ssl,
+    enum tls_trust trust, const char *why);
 
 #endif

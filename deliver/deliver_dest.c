@@ -145,6 +145,10 @@ static void smtp_hop_targets(const struct endpoint *ep, bool fallback,
 	    dns_lookup_mx_dnssec(ep->host, &mx, &n, &mx_secure, err,
 	    sizeof(err)) :
 	    dns_lookup_mx(ep->host, &mx, &n, err, sizeof(err));
+	size_t before = tl->count;
+	/* MTA-STS (RFC 8461): the policy of the domain, not of a relay. */
+	if (!fallback && (r == DNS_OK || r == DNS_NOTFOUND))
+		deliver_mtasts_domain(ep->host);
 	switch (r) {
 	case DNS_OK: {
 		/* RFC 5321 5.1: as an MX host ourselves, only the more
@@ -163,6 +167,8 @@ static void smtp_hop_targets(const struct endpoint *ep, bool fallback,
 		for (size_t i = 0; i < n && budget != 0; i++) {
 			if (own >= 0 && mx[i].preference >= own)
 				continue;
+			if (!fallback && !deliver_mtasts_mx_allowed(mx[i].host))
+				continue;
 			targets_add_host(tl, mx[i].host, ep->port, fallback,
 			    &budget, mx_secure);
 		}
@@ -172,8 +178,9 @@ static void smtp_hop_targets(const struct endpoint *ep, bool fallback,
 	case DNS_NOTFOUND:
 		/* RFC 5321 5.1: the domain itself is the implicit MX;
 		 * secure if the denial of the MX was. */
-		targets_add_host(tl, ep->host, ep->port, fallback, &budget,
-		    mx_secure);
+		if (fallback || deliver_mtasts_mx_allowed(ep->host))
+			targets_add_host(tl, ep->host, ep->port, fallback,
+			    &budget, mx_secure);
 		break;
 	case DNS_NULLMX:
 		tl->nullmx = true;
@@ -186,6 +193,12 @@ static void smtp_hop_targets(const struct endpoint *ep, bool fallback,
 	case DNS_FAIL:
 		strlcpy(tl->err, err, sizeof(tl->err));
 		break;
+	}
+	/* RFC 8461 5: no MX host the policy allows: the mail waits. */
+	if (!fallback && tl->count == before && !tl->self_mx &&
+	    deliver_mtasts_enforced(err, sizeof(err))) {
+		tl->tempfail = true;
+		strlcpy(tl->err, err, sizeof(tl->err));
 	}
 }
 
@@ -322,6 +335,7 @@ static bool dest_targets(struct deliver_job *job, struct target_list *tl)
 
 	free(tl->v);
 	memset(tl, 0, sizeof(*tl));
+	deliver_mtasts_job(job);
 	if (!parsed)
 		snprintf(err, sizeof(err), "empty next hop");
 	for (size_t i = 0; parsed && i < hops.count; i++)

@@ -561,6 +561,8 @@ enum sess_open_result deliver_session_open(struct deliver_session *s,
 		deliver_session_close(s, false);
 		return SESS_OPEN_FAILED;
 	}
+	if (!s->dane_active)
+		deliver_tls_policy_after_dane(s, job);
 	deliver_requiretls_after_dane(s, job);
 	enum open_step step = open_once(s, job, sa, salen, unix_path, true, out);
 	if (step == OPEN_TLS_FAILED) {

@@ -224,6 +224,7 @@ static enum deliver_tls_step handshake(struct deliver_session *s,
 		char key[sizeof(session_cache[0].key)];
 		session_key(s, key, sizeof(key));
 		session_forget(key);
+		deliver_tlsrpt_note(s, "validation-failure", err);
 		if (!required) {
 			log_info("%s: TLS handshake failed with %s: %s; trying "
 			    "again without TLS", job->queue_id, s->relay, err);
@@ -254,6 +255,7 @@ static enum deliver_tls_step handshake(struct deliver_session *s,
 	if (matched[0] != '\0')
 		log_info("%s: DANE %s of %s", job->queue_id, matched, s->relay);
 	s->tls_trust = trust;
+	deliver_tlsrpt_trust(s, tls_ssl(&s->bio), trust, why);
 	if ((tls_level_authenticates(level) || s->dane_active) &&
 	    trust != TLS_TRUST_VERIFIED) {
 		/* Keep no session of a server that failed its check. */
@@ -287,6 +289,8 @@ enum deliver_tls_step deliver_tls_negotiate(struct deliver_session *s,
 		return DELIVER_TLS_FAILED;
 	}
 	if (!(s->ext & SESS_EXT_STARTTLS)) {
+		deliver_tlsrpt_note(s, "starttls-not-supported", "STARTTLS "
+		    "was not offered");
 		if (!required)
 			return DELIVER_TLS_PLAIN;
 		tls_required(s, out, "4.7.4", "was not offered by host %s",
@@ -305,6 +309,8 @@ enum deliver_tls_step deliver_tls_negotiate(struct deliver_session *s,
 		return DELIVER_TLS_FAILED;
 	}
 	if (s->reply.code != 220) {
+		deliver_tlsrpt_note(s, "starttls-not-supported", "STARTTLS "
+		    "was refused");
 		if (!required)
 			return DELIVER_TLS_PLAIN;
 		char said[300];

@@ -168,6 +168,8 @@ bool deliver_tls_policy_get(struct deliver_session *s,
 		p->level = sasl_level;
 		s->tls_for_sasl = true;
 	}
+	/* MTA-STS, below an entry of the map (deliver_mtasts.c). */
+	deliver_mtasts_tls_policy(s, p);
 	if (p->level == TLS_LEVEL_FINGERPRINT && p->nmatch == 0) {
 		snprintf(text, sizeof(text), "TLS is required, but the "
 		    "fingerprint level for %s has no match= fingerprints",
@@ -180,6 +182,27 @@ bool deliver_tls_policy_get(struct deliver_session *s,
 	expand_names(s, ep.host);
 	deliver_requiretls_level(s, job, ep.host);
 	return true;
+}
+
+/*
+ * "dane" found no usable TLSA for this host and fell back to "may"
+ * (deliver_dane.c): the domain's MTA-STS policy, which DANE would have
+ * overruled, applies now.
+ */
+void deliver_tls_policy_after_dane(struct deliver_session *s,
+    const struct deliver_job *job)
+{
+	struct endpoint ep;
+	char err[512];
+	/* dane_why is set only where a dane level found nothing. */
+	if (s->lmtp || s->dane_active || s->dane_why[0] == '\0' ||
+	    s->tls_policy.from_map ||
+	    !endpoint_parse(job->nexthop, 25, &ep, err, sizeof(err)))
+		return;
+	enum tls_level before = s->tls_policy.level;
+	deliver_mtasts_tls_policy(s, &s->tls_policy);
+	if (s->tls_policy.level != before || s->tls_policy.nmatch > 0)
+		expand_names(s, ep.host);
 }
 
 void deliver_tls_policy_set_level(struct deliver_session *s,

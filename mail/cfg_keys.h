@@ -193,6 +193,16 @@
 	X(LIST, masquerade_exceptions, "") \
 	X(LIST, smtp_generic_maps, "")
 
+/* MTA-STS and TLS-RPT (issue 16): deliver and postern tls report */
+#define CFG_KEYS_MTASTS(X) \
+	X(BOOL, smtp_mta_sts, "yes") \
+	X(STRING, smtp_mta_sts_CAfile, "") \
+	X(DURATION, smtp_mta_sts_timeout, "10s") \
+	X(BOOL, smtp_tls_reporting, "yes") \
+	X(STRING, tls_rpt_organization, "$myhostname") \
+	X(STRING, tls_rpt_sender, "postmaster@$myhostname") \
+	X(STRING, tls_rpt_contact, "")
+
 #define CFG_KEYS(X) \
 	CFG_KEYS_CORE(X) \
 	CFG_KEYS_SMTPD(X) \
@@ -204,4 +214,5 @@
 	CFG_KEYS_AUTH(X) \
 	CFG_KEYS_DANE(X) \
 	CFG_KEYS_SCREEN(X) \
-	CFG_KEYS_REWRITE(X)
+	CFG_KEYS_REWRITE(X) \
+	CFG_KEYS_MTASTS(X)

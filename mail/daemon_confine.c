@@ -31,7 +31,9 @@
  *      smtpd        (the network worker) nothing of the queue: it writes
  *                   the one file its door passed it, by descriptor.
  *      deliver      read the queue_directory tree (it only reads the
- *                   message it is given).
+ *                   message it is given); read and write
+ *                   queue_directory/tls, its MTA-STS cache and TLS-RPT
+ *                   store (issue 16).
  *      lmtpd        read and write mailbox_base, and $TMPDIR or /tmp,
  *                   where it spools when mailbox_base cannot hold an
  *                   unnamed temporary file.
@@ -64,6 +66,7 @@
  * (LeakSanitizer stops the world with ptrace; reports run a symbolizer),
  * and Landlock allows executing from /usr (the symbolizer).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -252,6 +255,16 @@ static void confine_landlock(const struct confine_policy *p)
 				priv_landlock_allow(&ll, dir, PRIV_FS_READ |
 				    PRIV_FS_WRITE);
 		}
+	}
+	/* deliver writes its MTA-STS policy cache and TLS-RPT store under
+	 * queue_directory/tls (issue 16; deliver/deliver_mtasts.c makes it
+	 * in its init, before this). */
+	if (strcmp(p->program, "deliver") == 0) {
+		char tls_state[4096];
+		snprintf(tls_state, sizeof(tls_state), "%s/tls",
+		    cfg.queue_directory);
+		priv_landlock_allow(&ll, tls_state, PRIV_FS_READ |
+		    PRIV_FS_WRITE);
 	}
 	if (!priv_landlock_enforce(&ll, err, sizeof(err)))
 		log_fatal("%s", err);

@@ -111,6 +111,8 @@
 #define QUEUE_HOLD "hold"
 #define QUEUE_CORRUPT "corrupt"
 #define QUEUE_RECYCLE "recycle"
+/* deliver's MTA-STS cache and TLS-RPT store (mail/tlsrpt.h), not mail */
+#define QUEUE_TLS "tls"
 /* deferred/ is hashed into this many one-hex-digit subdirectories */
 #define QUEUE_DEFERRED_HASH 16
 

@@ -41,6 +41,7 @@ static const struct queue_dir_spec queue_dir_specs[] = {
 	{ QUEUE_HOLD, 0700, false },
 	{ QUEUE_CORRUPT, 0700, false },
 	{ QUEUE_RECYCLE, 0700, false },
+	{ QUEUE_TLS, 0700, false },
 };
 
 /*

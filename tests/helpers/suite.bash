@@ -193,6 +193,9 @@ send_mail() {
 # Count the messages in the queue (all subdirectories but recycle/, which
 # holds finished files for reuse: mail/queue.h, "Recycling").
 queue_count() {
+	# recycle/ and tls/ (deliver's MTA-STS cache, TLS-RPT store) hold
+	# no messages.
 	find "$T/queue/${1:-}" -path "$T/queue/recycle" -prune -o \
+		-path "$T/queue/tls" -prune -o \
 		-type f ! -name '.*' -print 2>/dev/null | wc -l
 }

@@ -128,7 +128,8 @@ wait_for_queue_count() {
 	_w_poll "$_w_secs_given" _w_queue_is "$_w_want" "$_w_sub" && return 0
 	_w_fail "$_w_want message(s) in $T/queue/$_w_sub" \
 		"$_w_seen: $(find "$T/queue/$_w_sub" -path "$T/queue/recycle" \
-		-prune -o -type f -printf '%P ' 2>/dev/null)"
+		-prune -o -path "$T/queue/tls" -prune -o -type f \
+		-printf '%P ' 2>/dev/null)"
 }
 
 _w_gone() {

@@ -1,0 +1,98 @@
+/*
+ * mtasts.h - SMTP MTA Strict Transport Security (RFC 8461): the
+ * `_mta-sts` TXT record, the policy file, MX pattern matching, the
+ * policy cache on disk and the HTTPS fetch.
+ *
+ * Everything parsed here comes from the network (DNS, a web server) and
+ * is untrusted: bounded, parsed strictly, refused whole when malformed.
+ * The cache directory is ours (queue_directory/tls/mta-sts, owned by
+ * `user`); a cache file that does not parse counts as no cache.
+ */
+#ifndef POSTERN_MTASTS_H
+#define POSTERN_MTASTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+/* RFC 8461 3.2: a policy is at most 64 KiB (3.3's advice to senders). */
+#define MTASTS_POLICY_MAX 65536
+/* RFC 8461 3.2: max_age is at most 31557600 seconds (about a year). */
+#define MTASTS_MAX_AGE_MAX 31557600L
+#define MTASTS_MX_MAX 32
+/* RFC 8461 3.1: id is 1 to 32 letters and digits. */
+#define MTASTS_ID_MAX 32
+
+enum mtasts_mode {
+	MTASTS_NONE,
+	MTASTS_TESTING,
+	MTASTS_ENFORCE,
+};
+
+struct mtasts_policy {
+	enum mtasts_mode mode;
+	long max_age;
+	char *mx[MTASTS_MX_MAX];	/* "mx.example.com" or "*.example.net" */
+	size_t nmx;
+};
+
+const char *mtasts_mode_name(enum mtasts_mode mode);
+
+/*
+ * The id of a `_mta-sts.DOMAIN` TXT record ("v=STSv1; id=20160831T0;"):
+ * true with id filled when the record is a valid STSv1 record (RFC 8461
+ * 3.1: v first, fields separated by ";", unknown fields ignored).
+ */
+bool mtasts_txt_parse(const char *record, char *id, size_t idsize);
+
+/*
+ * Parse a policy body (RFC 8461 3.2: "key: value" lines ended by CRLF or
+ * LF). version STSv1, mode and max_age are required, mx too unless the
+ * mode is none; unknown keys are ignored. false with err on anything
+ * else. p is freed with mtasts_policy_free() in both cases.
+ */
+bool mtasts_policy_parse(const char *text, size_t len,
+    struct mtasts_policy *p, char *err, size_t errsize);
+void mtasts_policy_free(struct mtasts_policy *p);
+
+/*
+ * Does the MX host name match one of the policy's mx patterns (RFC 8461
+ * 4.1)? A pattern "*.example.com" matches exactly one more label on the
+ * left; case and a trailing dot do not count.
+ */
+bool mtasts_mx_match(const struct mtasts_policy *p, const char *host);
+
+/*
+ * The cache: one file per policy domain in dir, named by the domain (A
+ * labels, lowercase), holding the TXT id, the time of the fetch and the
+ * policy text. mtasts_cache_read: false when there is none or it does
+ * not parse; *text malloc'd. mtasts_cache_write writes aside and renames.
+ */
+bool mtasts_cache_read(const char *dir, const char *domain, char *id,
+    size_t idsize, time_t *fetched, char **text, size_t *len);
+bool mtasts_cache_write(const char *dir, const char *domain, const char *id,
+    time_t fetched, const char *text, size_t len, char *err, size_t errsize);
+
+/* Is domain fit to be a file name and a URL's host (A-labels, letters,
+ * digits, '-' and '.')? */
+bool mtasts_domain_ok(const char *domain);
+
+/*
+ * mtasts_fetch.c: GET https://mta-sts.DOMAIN/.well-known/mta-sts.txt
+ * (RFC 8461 3.3) with libcurl, connecting to addrs (host names resolved
+ * by the caller through postern's resolver; "192.0.2.1" or "2001:db8::1",
+ * comma separated) on port 443. Redirects are refused, the body is
+ * capped at MTASTS_POLICY_MAX, the status must be 200 and the type
+ * text/plain, the certificate must verify for the name against cafile
+ * or capath (NULL: libcurl's default). *body is malloc'd.
+ * fetch_error says whether a failure was the web PKI's
+ * ("sts-webpki-invalid") or anything else ("sts-policy-fetch-error"),
+ * in RFC 8460 4.3.2's words.
+ */
+bool mtasts_fetch(const char *domain, const char *addrs, const char *cafile,
+    const char *capath, long timeout_ms, char **body, size_t *len,
+    const char **result_type, char *err, size_t errsize);
+/* curl_global_init, once, before any confinement. */
+void mtasts_fetch_init(void);
+
+#endif

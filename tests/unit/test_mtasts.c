@@ -1,0 +1,253 @@
+/* Unit tests for mail/mtasts.c and mail/tlsrpt.c: the MTA-STS TXT
+ * record, policy and MX patterns (RFC 8461), the cache files, the TLS-RPT
+ * record, store, JSON and gzip (RFC 8460). */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mtasts.h"
+#include "tlsrpt.h"
+#include "unit.h"
+
+struct txt_case {
+	const char *record;
+	bool ok;
+	const char *id;
+};
+
+static const struct txt_case txt_cases[] = {
+	{ "v=STSv1; id=20160831085700Z;", true, "20160831085700Z" },
+	{ "v=STSv1;id=abc", true, "abc" },
+	{ "v=STSv1; id=abc; ext=1", true, "abc" },
+	{ "v=STSv1 ;  id=A1  ;", true, "A1" },
+	{ "v=STSv1", false, "" },			/* no id */
+	{ "id=abc; v=STSv1", false, "" },		/* v not first */
+	{ "v=STSv2; id=abc", false, "" },
+	{ "v=STSv1; id=ab-c", false, "" },		/* not alnum */
+	{ "v=STSv1; id=123456789012345678901234567890123", false, "" },
+	{ "v=STSv1; id=", false, "" },
+	{ "v=STSv1; junk", false, "" },
+};
+
+static void test_txt(void)
+{
+	for (size_t i = 0; i < sizeof(txt_cases) / sizeof(txt_cases[0]); i++) {
+		char id[MTASTS_ID_MAX + 1];
+		bool ok = mtasts_txt_parse(txt_cases[i].record, id, sizeof(id));
+		CHECK_INT(ok, txt_cases[i].ok);
+		if (ok)
+			CHECK_STR(id, txt_cases[i].id);
+	}
+}
+
+struct policy_case {
+	const char *text;
+	bool ok;
+	enum mtasts_mode mode;
+	long max_age;
+	size_t nmx;
+};
+
+static const struct policy_case policy_cases[] = {
+	{ "version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\n"
+	  "mx: *.example.net\r\nmax_age: 604800\r\n", true, MTASTS_ENFORCE,
+	  604800, 2 },
+	{ "version: STSv1\nmode: testing\nmx: a.example\nmax_age: 86400",
+	  true, MTASTS_TESTING, 86400, 1 },
+	{ "version: STSv1\nmode: none\nmax_age: 0\n", true, MTASTS_NONE, 0, 0 },
+	{ "version: STSv1\nmode: enforce\nmx: a.example\nmax_age: 99999999\n"
+	  "future: x\n", true, MTASTS_ENFORCE, MTASTS_MAX_AGE_MAX, 1 },
+	{ "version:STSv1\nmode:enforce\nmx:a.example\nmax_age:1\n", true,
+	  MTASTS_ENFORCE, 1, 1 },
+	{ "mode: enforce\nmx: a.example\nmax_age: 1\n", false, 0, 0, 0 },
+	{ "version: STSv1\nmode: enforce\nmax_age: 1\n", false, 0, 0, 0 },
+	{ "version: STSv1\nmode: strict\nmx: a\nmax_age: 1\n", false, 0, 0, 0 },
+	{ "version: STSv1\nmode: enforce\nmx: a\nmax_age: -1\n", false, 0, 0,
+	  0 },
+	{ "version: STSv1\nmode: enforce\nmx: a\nmax_age: 1x\n", false, 0, 0,
+	  0 },
+	{ "version: STSv1\nmode: enforce\nmx: a b\nmax_age: 1\n", false, 0, 0,
+	  0 },
+	{ "version: STSv1\nmode: enforce\nmx: a.example\n", false, 0, 0, 0 },
+	{ "<html>not a policy</html>", false, 0, 0, 0 },
+};
+
+static void test_policy(void)
+{
+	for (size_t i = 0; i < sizeof(policy_cases) / sizeof(policy_cases[0]);
+	    i++) {
+		const struct policy_case *c = &policy_cases[i];
+		struct mtasts_policy p;
+		char err[200];
+		bool ok = mtasts_policy_parse(c->text, strlen(c->text), &p, err,
+		    sizeof(err));
+		CHECK_INT(ok, c->ok);
+		if (ok) {
+			CHECK_INT(p.mode, c->mode);
+			CHECK_INT(p.max_age, c->max_age);
+			CHECK_INT(p.nmx, c->nmx);
+		}
+		mtasts_policy_free(&p);
+	}
+}
+
+struct mx_case {
+	const char *host;
+	bool match;
+};
+
+/* RFC 8461 4.1's examples, with "mail.example.com" and "*.example.net". */
+static const struct mx_case mx_cases[] = {
+	{ "mail.example.com", true },
+	{ "MAIL.Example.COM.", true },
+	{ "mx.mail.example.com", false },
+	{ "example.com", false },
+	{ "mx1.example.net", true },
+	{ "mx1.example.net.", true },
+	{ "example.net", false },
+	{ "a.b.example.net", false },
+	{ ".example.net", false },
+	{ "xexample.net", false },
+};
+
+static void test_mx(void)
+{
+	struct mtasts_policy p;
+	char err[200];
+	const char *text = "version: STSv1\nmode: enforce\nmx: mail.example.com"
+	    "\nmx: *.example.net\nmax_age: 60\n";
+	CHECK(mtasts_policy_parse(text, strlen(text), &p, err, sizeof(err)));
+	for (size_t i = 0; i < sizeof(mx_cases) / sizeof(mx_cases[0]); i++) {
+		bool m = mtasts_mx_match(&p, mx_cases[i].host);
+		if (m != mx_cases[i].match)
+			printf("# mx %s\n", mx_cases[i].host);
+		CHECK_INT(m, mx_cases[i].match);
+	}
+	mtasts_policy_free(&p);
+}
+
+static void test_cache(void)
+{
+	char dir[] = "/tmp/test_mtasts.XXXXXX", err[200], id[40];
+	CHECK(mkdtemp(dir) != NULL);
+	const char *text = "version: STSv1\nmode: none\nmax_age: 5\n";
+	CHECK(mtasts_cache_write(dir, "Example.COM", "id7", 1234, text,
+	    strlen(text), err, sizeof(err)));
+	time_t when;
+	char *got;
+	size_t len;
+	CHECK(mtasts_cache_read(dir, "example.com", id, sizeof(id), &when, &got,
+	    &len));
+	CHECK_STR(id, "id7");
+	CHECK_INT(when, 1234);
+	CHECK_INT(len, strlen(text));
+	CHECK_STR(got, text);
+	free(got);
+	CHECK(!mtasts_cache_read(dir, "other.example", id, sizeof(id), &when,
+	    &got, &len));
+	/* Not a name fit for a file. */
+	CHECK(!mtasts_cache_write(dir, "../x", "id", 1, "", 0, err,
+	    sizeof(err)));
+	CHECK(!mtasts_cache_read(dir, "a/b", id, sizeof(id), &when, &got,
+	    &len));
+	char path[200];
+	snprintf(path, sizeof(path), "%s/example.com", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
+static void test_rua(void)
+{
+	char rua[4][256];
+	size_t n;
+	CHECK(tlsrpt_txt_parse("v=TLSRPTv1; rua=mailto:a@example.com,"
+	    "https://r.example/x, mailto:b@example.net?subject=x", rua, 4, &n));
+	CHECK_INT(n, 2);
+	CHECK_STR(rua[0], "a@example.com");
+	CHECK_STR(rua[1], "b@example.net");
+	CHECK(!tlsrpt_txt_parse("v=TLSRPTv2; rua=mailto:a@b", rua, 4, &n));
+	CHECK(!tlsrpt_txt_parse("v=spf1 -all", rua, 4, &n));
+	CHECK(tlsrpt_txt_parse("v=TLSRPTv1;rua=https://only.example/", rua, 4,
+	    &n));
+	CHECK_INT(n, 0);
+}
+
+/* The store, added up, into JSON; and the gzip wrapping. */
+static void test_store_json_gzip(void)
+{
+	char dir[] = "/tmp/test_tlsrpt.XXXXXX", err[200], path[300];
+	CHECK(mkdtemp(dir) != NULL);
+	time_t day = 1796428800;	/* 2026-12-05T00:00:00Z */
+	struct tlsrpt_event ok = { "sts", "d.example", "success", "mx.d.example",
+		"192.0.2.1", "198.51.100.1", "" };
+	struct tlsrpt_event bad = { "sts", "d.example",
+		"certificate-expired", "mx.d.example", "192.0.2.1",
+		"198.51.100.1", "tab\there \"quoted\"" };
+	CHECK(tlsrpt_record(dir, day + 10, &ok, err, sizeof(err)));
+	CHECK(tlsrpt_record(dir, day + 20, &ok, err, sizeof(err)));
+	CHECK(tlsrpt_record(dir, day + 30, &bad, err, sizeof(err)));
+	CHECK(tlsrpt_record(dir, day + 40, &bad, err, sizeof(err)));
+	tlsrpt_day_path(path, sizeof(path), dir, day + 5);
+	CHECK(strstr(path, "/2026-12-05") != NULL);
+	struct tlsrpt_day d;
+	CHECK(tlsrpt_day_read(path, &d));
+	CHECK_INT(d.count, 1);
+	CHECK_INT(d.v[0].successes, 2);
+	CHECK_INT(d.v[0].failures, 2);
+	CHECK_INT(d.v[0].nfail, 1);
+	CHECK_INT(d.v[0].fail[0].count, 2);
+	/* The tab is gone from the stored text; quotes are escaped. */
+	CHECK_STR(d.v[0].fail[0].info, "tab?here \"quoted\"");
+	struct tlsrpt_meta meta = { "Org", "c@example", "rid", day,
+		day + 86399 };
+	struct str json;
+	str_init(&json, 1 << 20);
+	tlsrpt_json(&json, &meta, d.v, d.count,
+	    "version: STSv1\r\nmode: enforce\r\nmx: mx.d.example\r\n"
+	    "max_age: 60\r\n");
+	const char *j = str_cstr(&json);
+	CHECK(strstr(j, "\"start-datetime\":\"2026-12-05T00:00:00Z\"") != NULL);
+	CHECK(strstr(j, "\"end-datetime\":\"2026-12-05T23:59:59Z\"") != NULL);
+	CHECK(strstr(j, "\"policy-string\":[\"version: STSv1\",\"mode: "
+	    "enforce\",\"mx: mx.d.example\",\"max_age: 60\"]") != NULL);
+	CHECK(strstr(j, "\"mx-host\":[\"mx.d.example\"]") != NULL);
+	CHECK(strstr(j, "\"total-successful-session-count\":2,"
+	    "\"total-failure-session-count\":2") != NULL);
+	CHECK(strstr(j, "\"additional-information\":\"tab?here "
+	    "\\\"quoted\\\"\"") != NULL);
+	tlsrpt_day_free(&d);
+	unlink(path);
+	rmdir(dir);
+
+	/* RFC 1952: the CRC-32 of "123456789" is cbf43926. */
+	struct str gz;
+	str_init(&gz, 1 << 20);
+	tlsrpt_gzip(&gz, "123456789", 9, 0);
+	const unsigned char *g = (const unsigned char *)gz.data;
+	CHECK_INT(gz.len, 10 + 5 + 9 + 8);
+	CHECK(g[0] == 0x1f && g[1] == 0x8b && g[2] == 8);
+	CHECK(g[10] == 1 && g[11] == 9 && g[12] == 0 && g[13] == 0xf6);
+	CHECK(memcmp(g + 15, "123456789", 9) == 0);
+	CHECK(g[24] == 0x26 && g[25] == 0x39 && g[26] == 0xf4 && g[27] == 0xcb);
+	CHECK(g[28] == 9 && g[29] == 0);
+	/* Over 65535 octets: two stored blocks, the last one final. */
+	str_clear(&gz);
+	char *big = calloc(1, 70000);
+	tlsrpt_gzip(&gz, big, 70000, 0);
+	CHECK_INT(gz.len, 10 + 5 + 65535 + 5 + (70000 - 65535) + 8);
+	CHECK(gz.data[10] == 0 && gz.data[10 + 5 + 65535] == 1);
+	free(big);
+	str_free(&gz);
+	str_free(&json);
+}
+
+int main(void)
+{
+	RUN(test_txt);
+	RUN(test_policy);
+	RUN(test_mx);
+	RUN(test_cache);
+	RUN(test_rua);
+	RUN(test_store_json_gzip);
+	return unit_done();
+}
