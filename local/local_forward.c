@@ -53,6 +53,7 @@
 #include "addr.h"
 #include "cfg.h"
 #include "local.h"
+#include "local_target.h"
 #include "local_user.h"
 #include "log.h"
 #include "map.h"
@@ -339,78 +340,44 @@ static void add_forward(struct fwd_run *run, const char *target)
 	r->forward[r->nforward++] = full;
 }
 
-static void expand_target(struct fwd_run *run, const struct fwd_ctx *ctx,
-    char *t)
-{
-	size_t len = strlen(t);
-
-	/* "|command with spaces", "/file name": quoted whole. */
-	if (len >= 2 && t[0] == '"' && t[len - 1] == '"' &&
-	    (t[1] == '|' || t[1] == '/' || t[1] == ':')) {
-		t[len - 1] = '\0';
-		t++;
-	}
-	if (t[0] == '|') {
-		if (!allowed(&cfg.allow_mail_to_commands, ctx->source)) {
-			record(run, 'B', "5.7.1", "mail to command is "
-			    "restricted (allow_mail_to_commands has no %s)",
-			    source_names[ctx->source]);
-			return;
-		}
-		run_command(run, ctx, t + 1);
-	} else if (t[0] == '/') {
-		if (!allowed(&cfg.allow_mail_to_files, ctx->source)) {
-			record(run, 'B', "5.7.1", "mail to file is restricted "
-			    "(allow_mail_to_files has no %s)",
-			    source_names[ctx->source]);
-			return;
-		}
-		deliver_file(run, ctx, t);
-	} else if (strncasecmp(t, ":include:", 9) == 0) {
-		include_file(run, ctx, t + 9);
-	} else {
-		/* "\user": that user's own mailbox, as local(8). */
-		add_forward(run, t[0] == '\\' ? t + 1 : t);
-	}
-}
-
-/* Targets separated by commas or line ends outside quotes; "#" lines
- * are comments (.forward and :include: files). */
+/* Each target of text (mail/local_target.c's grammar) in turn. */
 static void expand_text(struct fwd_run *run, const struct fwd_ctx *ctx,
     const char *text)
 {
-	const char *p = text;
-	while (*p) {
-		while (*p == ' ' || *p == '\t' || *p == ',' || *p == '\n' ||
-		    *p == '\r')
-			p++;
-		if (*p == '#') {
-			while (*p && *p != '\n')
-				p++;
-			continue;
-		}
-		const char *start = p;
-		bool quoted = false;
-		while (*p && (quoted || (*p != ',' && *p != '\n'))) {
-			if (*p == '"')
-				quoted = !quoted;
-			else if (*p == '\\' && quoted && p[1])
-				p++;
-			p++;
-		}
-		const char *end = p;
-		while (end > start && isspace((unsigned char)end[-1]))
-			end--;
-		if (end > start + 1 && *start == '<' && end[-1] == '>') {
-			start++;
-			end--;
-		}
-		if (end > start) {
-			char *t = xstrndup(start, (size_t)(end - start));
-			expand_target(run, ctx, t);
-			free(t);
+	struct local_target *targets;
+	size_t n = local_target_parse(text, ctx->source != FWD_ALIAS,
+	    &targets);
+
+	for (size_t i = 0; i < n; i++) {
+		const char *v = targets[i].value;
+		switch (targets[i].kind) {
+		case LOCAL_TARGET_COMMAND:
+			if (!allowed(&cfg.allow_mail_to_commands, ctx->source))
+				record(run, 'B', "5.7.1", "mail to command is "
+				    "restricted (allow_mail_to_commands has no "
+				    "%s)", source_names[ctx->source]);
+			else
+				run_command(run, ctx, v);
+			break;
+		case LOCAL_TARGET_FILE:
+			if (!allowed(&cfg.allow_mail_to_files, ctx->source))
+				record(run, 'B', "5.7.1", "mail to file is "
+				    "restricted (allow_mail_to_files has no %s)",
+				    source_names[ctx->source]);
+			else
+				deliver_file(run, ctx, v);
+			break;
+		case LOCAL_TARGET_INCLUDE:
+			include_file(run, ctx, v);
+			break;
+		case LOCAL_TARGET_ADDRESS:
+			/* "\user" too: qmgr sees it names the recipient
+			 * itself and delivers it to that mailbox. */
+			add_forward(run, v);
+			break;
 		}
 	}
+	local_target_free(targets, n);
 }
 
 /* Decide r from the run. */

@@ -165,11 +165,13 @@ bool qmgr_resolve_names_ancestor(const struct queue_envelope *env,
 /*
  * The local agent expanded recipient parent (.forward, or an alias with
  * commands or files) into these addresses: append them as its children,
- * fsync, mark it expanded, then expand, route and schedule them. false
- * when the file could not be updated (nothing was marked).
+ * fsync, write its bounce when fail_dsn says a command or file of it
+ * failed for good, mark it expanded, then expand, route and schedule the
+ * children. false when the file could not be updated (nothing marked).
  */
 bool qmgr_resolve_adopt(struct qmsg *msg, size_t parent,
-    char *const *targets, size_t count);
+    char *const *targets, size_t count, const char *fail_dsn,
+    const char *fail_text);
 
 /* ---- scheduling (qmgr_sched.c) ---- */
 

@@ -278,10 +278,11 @@ static long job_index(const struct qjob *job, size_t n)
 /*
  * The local agent's "forward=NUMBER ADDRESS" attributes: the addresses a
  * .forward or an alias with commands gave recipient NUMBER, whose own
- * deliveries (commands, files) are done (S) or failed for good (B). They
- * become its children in the queue file; a recipient that was S is then
- * A (expanded) and leaves the result ('A' in res). One whose forwarding
- * cannot be recorded is deferred whole. Addresses are checked here again.
+ * deliveries (commands, files) are done (S) or failed for good (B, whose
+ * bounce qmgr_resolve_adopt writes at once). They become its children in
+ * the queue file; the recipient is then A (expanded) and leaves the
+ * result ('A' in res). One whose forwarding cannot be recorded is
+ * deferred whole. Addresses are checked here again.
  */
 static void adopt_forwarded(struct qconn *c, const struct ipc_msg *m,
     struct qresult *res)
@@ -320,10 +321,12 @@ static void adopt_forwarded(struct qconn *c, const struct ipc_msg *m,
 		}
 		if (!any)
 			continue;
-		if (!qmgr_resolve_adopt(job->msg, job->rcpts[k], targets, n))
+		bool failed = res[k].what == 'B';
+		if (!qmgr_resolve_adopt(job->msg, job->rcpts[k], targets, n,
+		    failed ? res[k].dsn : NULL, failed ? res[k].text : NULL))
 			res[k] = (struct qresult){ job->rcpts[k], 'D', "4.3.0",
 			    "cannot record forwarded recipients" };
-		else if (res[k].what == 'S')
+		else
 			res[k].what = 'A';
 		for (size_t t = 0; t < n; t++)
 			free(targets[t]);

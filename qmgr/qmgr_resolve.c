@@ -40,6 +40,7 @@
 #include "cfg.h"
 #include "idna.h"
 #include "log.h"
+#include "local_target.h"
 #include "local_user.h"
 #include "map.h"
 #include "mem.h"
@@ -158,9 +159,7 @@ static char *local_part(const char *address, bool strip_ext);
  * can deliver (as a user), as in aliases(5). */
 static bool is_local_target(const char *t)
 {
-	if (t[0] == '"')	/* "|command with spaces", quoted whole */
-		t++;
-	return t[0] == '|' || t[0] == '/' || strncasecmp(t, ":include:", 9) == 0;
+	return local_target_kind(t) != LOCAL_TARGET_ADDRESS;
 }
 
 /* alias_maps for a local address: "user+ext", then "user". */
@@ -731,7 +730,8 @@ bool qmgr_resolve_expand(struct qmsg *msg, int fd)
 }
 
 bool qmgr_resolve_adopt(struct qmsg *msg, size_t parent,
-    char *const *targets, size_t count)
+    char *const *targets, size_t count, const char *fail_dsn,
+    const char *fail_text)
 {
 	struct queue_envelope *env = &msg->env;
 	char path[4096];
@@ -773,6 +773,17 @@ bool qmgr_resolve_adopt(struct qmsg *msg, size_t parent,
 	    (const char *const *)keep, nkeep) || fsync(fd) < 0)) {
 		log_warning("%s: record forwarding: %m", msg->id);
 		goto out;
+	}
+	/* A command or file of it failed for good: its bounce now, since
+	 * a recipient with children is expanded, never bounced later. */
+	unsigned notify = env->rcpts[parent].notify;
+	if (fail_dsn != NULL && !(notify & QUEUE_NOTIFY_NEVER) &&
+	    (notify == 0 || (notify & QUEUE_NOTIFY_FAILURE))) {
+		struct qdsn_rcpt d = { parent, fail_dsn, fail_text, NULL,
+			QDSN_FAILED };
+		if (!qmgr_bounce_write(msg, QDSN_FAILED, &d, 1))
+			log_warning("%s: bounce for recipient %zu lost",
+			    msg->id, parent);
 	}
 	qmgr_message_set_status(msg, fd, parent, QUEUE_RCPT_EXPANDED);
 	const char *pa = env->rcpts[parent].address;

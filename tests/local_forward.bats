@@ -57,6 +57,7 @@ setup_file() {
 	slow: "|sleep 30"
 	inc: :include:$T/conf/list.inc
 	filelink: $T/out/link.mbox
+	mixed: $U2, "|echo mixed failure; exit 1"
 	EOF
 	suite_conf local_recipient_maps unix:passwd
 	suite_conf mail_spool_directory "$T/spool"
@@ -153,7 +154,7 @@ send() {	# RCPT [swaks options]
 	! pgrep -u nobody -f '^sleep 30$'
 }
 
-@test ":include: forwards its addresses; a /file target that is a symbolic link is refused" {
+@test ":include: forwards its addresses; an alias both forwards and bounces its failed command; a /file symlink is refused" {
 	before=$(count_in "$T/spool/$U2")
 	run send inc@localhost --header "Subject: included"
 	echo "$output" | tail -n 8
@@ -161,6 +162,18 @@ send() {	# RCPT [swaks options]
 	wait_for_log "to=<inc@localhost>, relay=local, .*status=sent \(forwarded by alias to 1 address\)"
 	wait_for_count "count_in '$T/spool/$U2'" $((before + 1))
 	grep -q 'Subject: included' "$T/spool/$U2"
+
+	# An alias that forwards and has a failing command: the address
+	# gets the mail, the sender (U1) the bounce for the command.
+	b2=$(count_in "$T/spool/$U2")
+	b1=$(count_in "$T/spool/$U1")
+	FROM="$U1@localhost" run send mixed@localhost --header "Subject: mixed alias"
+	[ "$status" -eq 0 ]
+	wait_for_log "to=<mixed@localhost>, relay=local, .*dsn=5.3.0, status=bounced \(command .* failed with status 1: mixed failure\)"
+	wait_for_count "count_in '$T/spool/$U2'" $((b2 + 1))
+	wait_for_count "count_in '$T/spool/$U1'" $((b1 + 1))
+	grep -q 'Subject: mixed alias' "$T/spool/$U2"
+	grep -q 'mixed failure' "$T/spool/$U1"
 
 	run send filelink@localhost
 	echo "$output" | tail -n 8
