@@ -19,8 +19,8 @@
  *
  * Whose rights: a .forward's targets run as its user (root's as
  * default_privs); an alias's as the owner of the alias table's file, or
- * default_privs when root owns it; an :include: file's as its owner, or
- * the includer when root owns it. Never as root. Which targets a source
+ * default_privs when root owns it; an :include: file's as its includer's
+ * (the file must belong to that user or root). Never as root. Which targets a source
  * may hold: allow_mail_to_commands and allow_mail_to_files (alias,
  * forward, include).
  *
@@ -297,14 +297,9 @@ static void include_file(struct fwd_run *run, const struct fwd_ctx *ctx,
 		record(run, 'D', "4.3.0", "%s", why);
 		return;
 	}
+	/* read_as() took it only from the includer's user or root: its
+	 * targets run with the includer's rights. */
 	struct fwd_ctx inner = *ctx;
-	if (st.st_uid != 0 && st.st_uid != ctx->who.uid &&
-	    !ctx_for_uid(&inner, st.st_uid)) {
-		free(text);
-		record(run, 'D', "4.3.0", "no user for the owner (uid %ld) of "
-		    "%s", (long)st.st_uid, esc);
-		return;
-	}
 	inner.source = FWD_INCLUDE;
 	inner.depth = ctx->depth + 1;
 	expand_text(run, &inner, text);
