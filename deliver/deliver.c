@@ -28,6 +28,7 @@
 #include "dns.h"
 #include "esmtp.h"
 #include "ipc.h"
+#include "job.h"
 #include "log.h"
 #include "mem.h"
 
@@ -100,199 +101,64 @@ static void job_free(struct deliver_job *job)
 	job->content_fd = -1;
 }
 
-static bool parse_time(const char *text, double *out)
-{
-	char *end;
-	if (text == NULL)
-		return false;
-	errno = 0;
-	*out = strtod(text, &end);
-	return errno == 0 && end != text && *end == '\0' && *out >= 0;
-}
-
-static bool parse_notify(const char *text, unsigned *out)
-{
-	*out = 0;
-	if (strcmp(text, "-") == 0)
-		return true;
-	for (const char *p = text; *p; p++) {
-		switch (*p) {
-		case 'S': *out |= QUEUE_NOTIFY_SUCCESS; break;
-		case 'F': *out |= QUEUE_NOTIFY_FAILURE; break;
-		case 'D': *out |= QUEUE_NOTIFY_DELAY; break;
-		case 'N': *out |= QUEUE_NOTIFY_NEVER; break;
-		default: return false;
-		}
-	}
-	return true;
-}
-
-/* "rcpt=<number> <notify> <orcpt> <address>" */
-/* One address grammar on both sides: what smtpd accepted (addr.c). */
-static bool deliver_address_ok(const char *address)
-{
-	struct addr a;
-	const char *why;
-	if (!addr_parse_mailbox(address, ADDR_ALLOW_UTF8 |
-	    ADDR_ALLOW_POSTMASTER, &a, &why))
-		return false;
-	addr_free(&a);
-	return true;
-}
-
-static bool parse_rcpt(const char *value, struct deliver_rcpt *r)
-{
-	char *copy = xstrdup(value), *save = NULL;
-	char *number = strtok_r(copy, " ", &save);
-	char *notify = strtok_r(NULL, " ", &save);
-	char *orcpt = strtok_r(NULL, " ", &save);
-	char *address = save;
-	char *end;
-	bool ok = false;
-
-	memset(r, 0, sizeof(*r));
-	if (number == NULL || notify == NULL || orcpt == NULL ||
-	    address == NULL || *address == '\0')
-		goto out;
-	errno = 0;
-	r->number = strtol(number, &end, 10);
-	if (errno != 0 || *end != '\0' || r->number < 0 ||
-	    !parse_notify(notify, &r->notify))
-		goto out;
-	/* The address goes into "RCPT TO:<...>": smtpd's grammar (a quoted
-	 * local part may hold "<", ">" or a space, RFC 5321 4.1.2). */
-	if (!deliver_address_ok(address))
-		goto out;
-	r->address = xstrdup(address);
-	if (strcmp(orcpt, "-") != 0)
-		r->orcpt = xstrdup(orcpt);
-	ok = true;
-out:
-	free(copy);
-	return ok;
-}
-
+/* The job through mail/job.c's one codec; deliver keeps its own struct
+ * for what the session adds (outcomes, relay, TLS). */
 static bool job_parse(const struct ipc_msg *m, struct deliver_job *job,
     char *err, size_t errsize)
 {
-	const char *v;
-	long long n;
+	struct job j;
+	bool ok = false;
 
 	memset(job, 0, sizeof(*job));
 	job->content_fd = -1;
-	if (strcmp(m->type, "job") != 0) {
-		snprintf(err, errsize, "unexpected message type");
-		return false;
-	}
-	v = ipc_get(m, "transport");
-	if (v != NULL && strcmp(v, "smtp") == 0)
+	if (!job_decode(m, &j, err, errsize))
+		goto out;
+	if (strcmp(j.transport, "smtp") == 0)
 		job->transport = TRANSPORT_SMTP;
-	else if (v != NULL && strcmp(v, "lmtp") == 0)
+	else if (strcmp(j.transport, "lmtp") == 0)
 		job->transport = TRANSPORT_LMTP;
-	else if (v != NULL && strcmp(v, "smtps") == 0) {
+	else if (strcmp(j.transport, "smtps") == 0) {
 		/* SMTP with implicit TLS (RFC 8314 3.3; qmgr's "smtps:"). */
 		job->transport = TRANSPORT_SMTP;
 		job->implicit_tls = true;
-	}
-	else {
+	} else {
 		snprintf(err, errsize, "bad transport");
-		return false;
+		goto out;
 	}
-	v = ipc_get(m, "nexthop");
-	if (v == NULL || *v == '\0') {
-		snprintf(err, errsize, "no nexthop");
-		return false;
-	}
-	job->nexthop = xstrdup(v);
-	v = ipc_get(m, "queue_id");
-	if (v == NULL || *v == '\0' || strlen(v) > 64) {
-		snprintf(err, errsize, "bad queue_id");
-		return false;
-	}
-	for (const char *p = v; *p; p++)
-		if (!isalnum((unsigned char)*p)) {
-			snprintf(err, errsize, "bad queue_id");
-			return false;
-		}
-	job->queue_id = xstrdup(v);
-	v = ipc_get(m, "queue_file");
-	if (v == NULL || *v == '\0' || *v == '/' || strstr(v, "..") != NULL) {
-		snprintf(err, errsize, "bad queue_file");
-		return false;
-	}
-	job->queue_file = xstrdup(v);
-	if (!ipc_get_ll(m, "content_offset", &n) || n < 0) {
-		snprintf(err, errsize, "bad content_offset");
-		return false;
-	}
-	job->content_offset = (off_t)n;
-	if (!ipc_get_ll(m, "content_length", &n) || n < 0) {
-		snprintf(err, errsize, "bad content_length");
-		return false;
-	}
-	job->content_length = (off_t)n;
-	v = ipc_get(m, "sender");
-	job->sender = xstrdup(v ? v : "");
-	if (job->sender[0] != '\0' && !deliver_address_ok(job->sender)) {
-		snprintf(err, errsize, "bad sender");
-		return false;
-	}
-	v = ipc_get(m, "body");
-	job->body = QUEUE_BODY_7BIT;
-	if (v != NULL && !esmtp_body_from_name(v, &job->body)) {
-		snprintf(err, errsize, "bad body");
-		return false;
-	}
-	v = ipc_get(m, "smtputf8");
-	job->smtputf8 = v != NULL && strcmp(v, "yes") == 0;
-	v = ipc_get(m, "envid");
-	if (v != NULL)
-		job->envid = xstrdup(v);
-	v = ipc_get(m, "auth");
-	if (v != NULL && v[0] != '\0' && strcspn(v, " \t\r\n") == strlen(v))
-		job->auth = xstrdup(v);
-	v = ipc_get(m, "ret");
-	job->ret = v == NULL ? QUEUE_RET_DEFAULT : strcmp(v, "FULL") == 0 ?
-	    QUEUE_RET_FULL : strcmp(v, "HDRS") == 0 ? QUEUE_RET_HDRS :
-	    QUEUE_RET_DEFAULT;
+	/* Take the strings over from j. */
+	job->nexthop = j.nexthop;
+	job->queue_id = j.queue_id;
+	job->queue_file = j.queue_file;
+	job->sender = j.sender;
+	job->envid = j.envid;
+	job->auth = j.auth;
+	j.nexthop = j.queue_id = j.queue_file = j.sender = j.envid = j.auth =
+	    NULL;
+	job->content_offset = j.content_offset;
+	job->content_length = j.content_length;
+	job->body = j.body;
+	job->smtputf8 = j.smtputf8;
+	job->ret = j.ret;
+	job->arrival = j.arrival;
+	job->job_time = j.job_time;
 	job->t_received = deliver_now();
-	if (!parse_time(ipc_get(m, "arrival"), &job->arrival))
-		job->arrival = job->t_received;
-	if (!parse_time(ipc_get(m, "job_time"), &job->job_time))
-		job->job_time = job->t_received;
-
-	for (size_t i = 0; i < m->count; i++) {
-		if (strcmp(m->attrs[i].name, "rcpt") != 0)
-			continue;
-		job->rcpts = xreallocarray(job->rcpts, job->nrcpts + 1,
-		    sizeof(*job->rcpts));
-		if (!parse_rcpt(m->attrs[i].value, &job->rcpts[job->nrcpts])) {
-			snprintf(err, errsize, "bad rcpt");
-			return false;
-		}
-		job->nrcpts++;
-	}
-	if (job->nrcpts == 0) {
-		snprintf(err, errsize, "no recipients");
-		return false;
-	}
-	/* "N address": only for the log, so one that names no recipient of
-	 * the job is ignored. */
-	for (size_t i = 0; i < m->count; i++) {
-		if (strcmp(m->attrs[i].name, "orig_to") != 0)
-			continue;
-		char *end;
-		errno = 0;
-		long number = strtol(m->attrs[i].value, &end, 10);
-		if (errno != 0 || *end != ' ' || end[1] == '\0')
-			continue;
-		for (size_t k = 0; k < job->nrcpts; k++)
-			if (job->rcpts[k].number == number &&
-			    job->rcpts[k].orig_to == NULL)
-				job->rcpts[k].orig_to = xstrdup(end + 1);
+	job->rcpts = xcalloc(j.nrcpts, sizeof(*job->rcpts));
+	job->nrcpts = j.nrcpts;
+	for (size_t i = 0; i < j.nrcpts; i++) {
+		struct deliver_rcpt *r = &job->rcpts[i];
+		r->number = j.rcpts[i].number;
+		r->notify = j.rcpts[i].notify;
+		r->address = j.rcpts[i].address;
+		r->orcpt = j.rcpts[i].orcpt;
+		r->orig_to = j.rcpts[i].orig_to;
+		j.rcpts[i].address = j.rcpts[i].orcpt = j.rcpts[i].orig_to =
+		    NULL;
 	}
 	strlcpy(job->relay, "none", sizeof(job->relay));
-	return true;
+	ok = true;
+out:
+	job_clear(&j);
+	return ok;
 }
 
 /* ---- logging ---- */

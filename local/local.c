@@ -31,6 +31,7 @@
 #include "cfg.h"
 #include "daemon.h"
 #include "ipc.h"
+#include "job.h"
 #include "local.h"
 #include "log.h"
 #include "mem.h"
@@ -71,7 +72,11 @@ static void job_free(struct local_job *job)
 	free(job->sender);
 	for (size_t i = 0; i < job->nrcpts; i++) {
 		free(job->rcpts[i].address);
+		free(job->rcpts[i].orig_to);
 		free(job->rcpts[i].text);
+		for (size_t k = 0; k < job->rcpts[i].nforward; k++)
+			free(job->rcpts[i].forward[k]);
+		free(job->rcpts[i].forward);
 	}
 	free(job->rcpts);
 	for (size_t i = 0; i < job->ndelivered_to; i++)
@@ -83,119 +88,45 @@ static void job_free(struct local_job *job)
 	job->content_fd = -1;
 }
 
-static bool address_ok(const char *address)
-{
-	struct addr a;
-	const char *why;
-	if (!addr_parse_mailbox(address, ADDR_ALLOW_UTF8 |
-	    ADDR_ALLOW_POSTMASTER, &a, &why))
-		return false;
-	addr_free(&a);
-	return true;
-}
-
-static bool parse_time(const char *text, double *out)
-{
-	char *end;
-	if (text == NULL)
-		return false;
-	errno = 0;
-	*out = strtod(text, &end);
-	return errno == 0 && end != text && *end == '\0' && *out >= 0;
-}
-
-/* "rcpt=NUMBER NOTIFY ORCPT ADDRESS": local needs the number and the
- * address (qmgr writes the DSNs). */
-static bool parse_rcpt(const char *value, struct local_rcpt *r)
-{
-	char *copy = xstrdup(value), *save = NULL, *end;
-	char *number = strtok_r(copy, " ", &save);
-	bool ok = false;
-
-	memset(r, 0, sizeof(*r));
-	if (number == NULL || strtok_r(NULL, " ", &save) == NULL ||
-	    strtok_r(NULL, " ", &save) == NULL || save == NULL ||
-	    *save == '\0')
-		goto out;
-	errno = 0;
-	r->number = strtol(number, &end, 10);
-	if (errno != 0 || *end != '\0' || r->number < 0 || !address_ok(save))
-		goto out;
-	r->address = xstrdup(save);
-	ok = true;
-out:
-	free(copy);
-	return ok;
-}
-
+/* The job through mail/job.c's one codec (qmgr encodes it, deliver
+ * decodes it the same way). */
 static bool job_parse(const struct ipc_msg *m, struct local_job *job,
     char *err, size_t errsize)
 {
-	const char *v;
-	long long n;
+	struct job j;
+	bool ok = false;
 
 	memset(job, 0, sizeof(*job));
 	job->content_fd = -1;
-	if (strcmp(m->type, "job") != 0 || (v = ipc_get(m, "transport")) ==
-	    NULL || strcmp(v, "local") != 0) {
+	if (!job_decode(m, &j, err, errsize))
+		goto out;
+	if (strcmp(j.transport, "local") != 0) {
 		snprintf(err, errsize, "not a local job");
-		return false;
+		goto out;
 	}
-	v = ipc_get(m, "queue_id");
-	if (v == NULL || *v == '\0' || strlen(v) > 64) {
-		snprintf(err, errsize, "bad queue_id");
-		return false;
-	}
-	for (const char *p = v; *p; p++)
-		if (!isalnum((unsigned char)*p)) {
-			snprintf(err, errsize, "bad queue_id");
-			return false;
-		}
-	job->queue_id = xstrdup(v);
-	/* Only a file of the queue, by a name qmgr made. */
-	v = ipc_get(m, "queue_file");
-	if (v == NULL || *v == '\0' || *v == '/' || strstr(v, "..") != NULL) {
-		snprintf(err, errsize, "bad queue_file");
-		return false;
-	}
-	job->queue_file = xstrdup(v);
-	if (!ipc_get_ll(m, "content_offset", &n) || n < 0) {
-		snprintf(err, errsize, "bad content_offset");
-		return false;
-	}
-	job->content_offset = (off_t)n;
-	if (!ipc_get_ll(m, "content_length", &n) || n < 0) {
-		snprintf(err, errsize, "bad content_length");
-		return false;
-	}
-	job->content_length = (off_t)n;
-	v = ipc_get(m, "sender");
-	job->sender = xstrdup(v ? v : "");
-	if (job->sender[0] != '\0' && !address_ok(job->sender)) {
-		snprintf(err, errsize, "bad sender");
-		return false;
-	}
+	job->queue_id = j.queue_id;
+	job->queue_file = j.queue_file;
+	job->sender = j.sender;
+	j.queue_id = j.queue_file = j.sender = NULL;
+	job->content_offset = j.content_offset;
+	job->content_length = j.content_length;
+	job->arrival = j.arrival;
+	job->job_time = j.job_time;
 	job->t_received = now_seconds();
-	if (!parse_time(ipc_get(m, "arrival"), &job->arrival))
-		job->arrival = job->t_received;
-	if (!parse_time(ipc_get(m, "job_time"), &job->job_time))
-		job->job_time = job->t_received;
-	for (size_t i = 0; i < m->count; i++) {
-		if (strcmp(m->attrs[i].name, "rcpt") != 0)
-			continue;
-		job->rcpts = xreallocarray(job->rcpts, job->nrcpts + 1,
-		    sizeof(*job->rcpts));
-		if (!parse_rcpt(m->attrs[i].value, &job->rcpts[job->nrcpts])) {
-			snprintf(err, errsize, "bad rcpt");
-			return false;
-		}
-		job->nrcpts++;
+	job->rcpts = xcalloc(j.nrcpts, sizeof(*job->rcpts));
+	job->nrcpts = j.nrcpts;
+	for (size_t i = 0; i < j.nrcpts; i++) {
+		struct local_rcpt *r = &job->rcpts[i];
+		r->number = j.rcpts[i].number;
+		r->address = j.rcpts[i].address;
+		r->orig_to = j.rcpts[i].orig_to;
+		r->noexpand = j.rcpts[i].noexpand;
+		j.rcpts[i].address = j.rcpts[i].orig_to = NULL;
 	}
-	if (job->nrcpts == 0) {
-		snprintf(err, errsize, "no recipients");
-		return false;
-	}
-	return true;
+	ok = true;
+out:
+	job_clear(&j);
+	return ok;
 }
 
 /* ---- logging ---- */
@@ -268,6 +199,11 @@ static bool send_result(struct bio *b, const struct local_job *job)
 		const struct local_rcpt *r = &job->rcpts[i];
 		ipc_add(&m, "rcpt", "%ld %c %s %s", r->number, r->status,
 		    r->dsn, r->text ? r->text : "");
+		/* Addresses a .forward or alias gave it: qmgr adds them
+		 * to the message (only with S or B). */
+		for (size_t k = 0; r->status != 'D' && k < r->nforward; k++)
+			ipc_add(&m, "forward", "%ld %s", r->number,
+			    r->forward[k]);
 	}
 	ipc_add(&m, "relay", "local");
 	ipc_add(&m, "nexthop_status", "ok");

@@ -68,6 +68,7 @@ void local_deliver_init(const char *service)
 
 	if (!local_user_init(err, sizeof(err)))
 		log_fatal("local_recipient_maps: %s", err);
+	local_forward_init();
 	spool_gid_known = priv_lookup_group(cfg.mail_spool_group, &spool_gid);
 	if (!spool_gid_known)
 		log_warning("mail_spool_group: no group \"%s\": new mailboxes "
@@ -144,6 +145,7 @@ struct mbox_target {
 	const char *name;	/* the user, for messages */
 	const char *home;	/* the user's home directory */
 	bool maildir;		/* home_mailbox: fd is unused */
+	const char *file;	/* a "/file" target: fd is unused */
 };
 
 static bool write_all(int fd, const char *p, size_t len)
@@ -161,7 +163,7 @@ static bool write_all(int fd, const char *p, size_t len)
 }
 
 /* Become the user: every id, and the user's group alone. */
-static bool become_user(uid_t uid, gid_t gid, char *why, size_t whysize)
+bool local_become_user(uid_t uid, gid_t gid, char *why, size_t whysize)
 {
 	if (!priv_is_root())
 		return true;
@@ -246,7 +248,7 @@ static int write_as_user(const struct local_job *job,
 {
 	struct stat st;
 
-	if (!become_user(t->uid, t->gid, why, whysize))
+	if (!local_become_user(t->uid, t->gid, why, whysize))
 		return 75;
 	if (!mbox_fcntl_lock(t->fd, LOCK_TIMEOUT_MS, why, whysize))
 		return 75;
@@ -279,7 +281,7 @@ static int write_maildir_as_user(const struct local_job *job,
 	static unsigned counter;
 	char dir[4096], tmp[4200], new[4200], host[256];
 
-	if (!become_user(t->uid, t->gid, why, whysize))
+	if (!local_become_user(t->uid, t->gid, why, whysize))
 		return 75;
 	if ((size_t)snprintf(dir, sizeof(dir), "%s/%s", t->home,
 	    cfg.home_mailbox) >= sizeof(dir)) {
@@ -344,11 +346,79 @@ static int write_maildir_as_user(const struct local_job *job,
 	return 0;
 }
 
-/* Fork the writer; read its reason; wait for it. */
-static bool run_writer(const struct local_job *job,
+/*
+ * A "/file" target of an alias or .forward, as the user t names: opened
+ * by the user (never through a symbolic link, created 0600 when
+ * missing), refused when not a regular file with one link (EX_NOPERM,
+ * a bounce), then written as a mailbox is, with the same locks (the
+ * dotlock only where the user may create it).
+ */
+static int write_file_as_user(const struct local_job *job,
     const struct local_rcpt *r, const struct mbox_target *t, char *why,
     size_t whysize)
 {
+	char dir[4096];
+	struct stat st;
+
+	if (!local_become_user(t->uid, t->gid, why, whysize))
+		return 75;
+	umask(077);
+	int fd = open(t->file, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW |
+	    O_NOCTTY | O_NONBLOCK | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(why, whysize, "cannot open file %.300s: %s%s",
+		    t->file, strerror(errno), errno == ELOOP ?
+		    " (a symbolic link: refused)" : "");
+		return errno == ELOOP || errno == EISDIR || errno == EACCES ||
+		    errno == ENOENT || errno == ENOTDIR ? 77 : 75;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+		snprintf(why, whysize, "file %.300s is not a regular file with "
+		    "one link: refused", t->file);
+		close(fd);
+		return 77;
+	}
+	fcntl(fd, F_SETFL, O_WRONLY | O_APPEND);
+	strlcpy(dir, t->file, sizeof(dir));
+	char *slash = strrchr(dir, '/');
+	const char *base = slash ? slash + 1 : dir;
+	if (slash == dir)
+		dir[1] = '\0', base = t->file + 1;
+	else if (slash != NULL)
+		*slash = '\0';
+	int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	bool dotlocked = false;
+	if (dirfd >= 0) {
+		char lockwhy[WHY_MAX];
+		dotlocked = mbox_dotlock(dirfd, base, LOCK_TIMEOUT_MS, lockwhy,
+		    sizeof(lockwhy));
+		/* A directory the user may not write has no dotlock. */
+		if (!dotlocked && strstr(lockwhy, "is locked") != NULL) {
+			strlcpy(why, lockwhy, whysize);
+			close(dirfd);
+			close(fd);
+			return 75;
+		}
+	}
+	struct mbox_target ft = *t;
+	ft.fd = fd;
+	int status = write_as_user(job, r, &ft, why, whysize);
+	if (dotlocked)
+		mbox_dotunlock(dirfd, base);
+	if (dirfd >= 0)
+		close(dirfd);
+	close(fd);
+	return status;
+}
+
+/* Fork the writer; read its reason; wait for it. true: written;
+ * *code (optional) the writer's exit status: 75 temporary, 77 refused. */
+static bool run_writer(const struct local_job *job,
+    const struct local_rcpt *r, const struct mbox_target *t, char *why,
+    size_t whysize, int *code)
+{
+	if (code != NULL)
+		*code = 75;
 	int p[2];
 
 	if (pipe2(p, O_CLOEXEC) < 0) {
@@ -366,7 +436,9 @@ static bool run_writer(const struct local_job *job,
 		char reason[WHY_MAX] = "";
 		close(p[0]);
 		signal(SIGPIPE, SIG_IGN);
-		int status = t->maildir ?
+		int status = t->file != NULL ?
+		    write_file_as_user(job, r, t, reason, sizeof(reason)) :
+		    t->maildir ?
 		    write_maildir_as_user(job, r, t, reason, sizeof(reason)) :
 		    write_as_user(job, r, t, reason, sizeof(reason));
 		if (status != 0) {
@@ -390,6 +462,8 @@ static bool run_writer(const struct local_job *job,
 	int status;
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
+	if (WIFEXITED(status) && code != NULL)
+		*code = WEXITSTATUS(status);
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return true;
 	if (got > 0)
@@ -398,6 +472,18 @@ static bool run_writer(const struct local_job *job,
 		snprintf(why, whysize, "mailbox writer failed (status %d)",
 		    status);
 	return false;
+}
+
+char local_deliver_file(const struct local_job *job,
+    const struct local_rcpt *r, uid_t uid, gid_t gid, const char *path,
+    char *why, size_t whysize)
+{
+	struct mbox_target t = { -1, uid, gid, "", "", false, path };
+	int code;
+
+	if (run_writer(job, r, &t, why, whysize, &code))
+		return 'S';
+	return code == 77 ? 'B' : 'D';
 }
 
 static void deliver_mbox(struct local_job *job, struct local_rcpt *r,
@@ -432,8 +518,9 @@ static void deliver_mbox(struct local_job *job, struct local_rcpt *r,
 	switch (mbox_open(spool, user, uid, spool_gid_known ? spool_gid : gid,
 	    &fd, why, sizeof(why))) {
 	case MBOX_OPEN_OK: {
-		struct mbox_target t = { fd, uid, gid, user, "", false };
-		if (run_writer(job, r, &t, why, sizeof(why)))
+		struct mbox_target t = { fd, uid, gid, user, "", false,
+		    NULL };
+		if (run_writer(job, r, &t, why, sizeof(why), NULL))
 			local_rcpt_decide(r, 'S', "2.0.0", "delivered to "
 			    "mailbox");
 		else
@@ -462,6 +549,15 @@ static void deliver_mbox(struct local_job *job, struct local_rcpt *r,
 
 void local_deliver_rcpt(struct local_job *job, struct local_rcpt *r)
 {
+	if (has_looped(job, r->address)) {
+		local_rcpt_decide(r, 'B', "5.4.6", "mail forwarding loop for "
+		    "%s", r->address);
+		return;
+	}
+	/* An alias with commands, files or :include: (qmgr sent it here
+	 * whole), as local(8) expands it. */
+	if (!r->noexpand && local_forward_alias(job, r))
+		return;
 	char *user = local_user_name(r->address, NULL);
 	if (user == NULL) {
 		local_rcpt_decide(r, 'B', "5.1.1", "no such user here");
@@ -481,9 +577,7 @@ void local_deliver_rcpt(struct local_job *job, struct local_rcpt *r)
 		free(user);
 		return;
 	}
-	if (has_looped(job, r->address)) {
-		local_rcpt_decide(r, 'B', "5.4.6", "mail forwarding loop for "
-		    "%s", r->address);
+	if (!r->noexpand && local_forward_dotforward(job, r, &pw)) {
 		free(user);
 		return;
 	}
@@ -496,8 +590,8 @@ void local_deliver_rcpt(struct local_job *job, struct local_rcpt *r)
 	if (cfg.home_mailbox[0] != '\0') {
 		char why[WHY_MAX];
 		struct mbox_target t = { -1, pw.pw_uid, pw.pw_gid, user,
-			pw.pw_dir, true };
-		if (run_writer(job, r, &t, why, sizeof(why)))
+			pw.pw_dir, true, NULL };
+		if (run_writer(job, r, &t, why, sizeof(why), NULL))
 			local_rcpt_decide(r, 'S', "2.0.0", "delivered to "
 			    "maildir");
 		else

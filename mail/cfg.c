@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -353,12 +354,14 @@ static int raw_line(struct loader *ld, size_t i)
 
 /*
  * myhostname when not set: Debian's /etc/mailname when there is one (as
- * Debian's postfix and exim4 take it), else the host name.
+ * Debian's postfix and exim4 take it), else the host's fully qualified
+ * name as hostname -f finds it (the canonical name of gethostname()
+ * through getaddrinfo, AI_CANONNAME), else the bare host name.
  */
-static char *default_hostname(void)
+char *cfg_default_hostname(const char *mailname_path)
 {
 	char host[256];
-	FILE *mailname = fopen("/etc/mailname", "re");
+	FILE *mailname = fopen(mailname_path, "re");
 	if (mailname != NULL) {
 		bool got = fgets(host, sizeof(host), mailname) != NULL;
 		fclose(mailname);
@@ -369,6 +372,15 @@ static char *default_hostname(void)
 	if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
 		return xstrdup("localhost");
 	host[sizeof(host) - 1] = '\0';
+	struct addrinfo hints = { .ai_family = AF_UNSPEC,
+		.ai_flags = AI_CANONNAME }, *res = NULL;
+	if (strchr(host, '.') == NULL &&
+	    getaddrinfo(host, NULL, &hints, &res) == 0 && res != NULL &&
+	    res->ai_canonname != NULL && res->ai_canonname[0] != '\0' &&
+	    strlen(res->ai_canonname) < sizeof(host))
+		strlcpy(host, res->ai_canonname, sizeof(host));
+	if (res != NULL)
+		freeaddrinfo(res);
 	return xstrdup(host);
 }
 
@@ -449,7 +461,7 @@ static bool expand_key(struct loader *ld, size_t i, int depth)
 	const char *text = raw_text(ld, i);
 	char *out = NULL;
 	if (strcmp(key_defs[i].name, "myhostname") == 0 && *text == '\0') {
-		out = default_hostname();
+		out = cfg_default_hostname("/etc/mailname");
 	} else if (strcmp(key_defs[i].name, "alias_maps") == 0 &&
 	    ld->raw[i].text == NULL && system_users_on(ld) &&
 	    access(CFG_SYSTEM_ALIASES, F_OK) == 0) {

@@ -84,5 +84,8 @@ bool cfg_parse_bool(const char *text, bool *out);
 struct cfg_list cfg_split_list(const char *text);
 void cfg_list_free(struct cfg_list *list);
 bool cfg_list_contains_nocase(const struct cfg_list *list, const char *s);
+/* The default of myhostname: the first word of mailname_path
+ * (/etc/mailname), else the FQDN (hostname -f), else the host name. */
+char *cfg_default_hostname(const char *mailname_path);
 
 #endif

@@ -129,7 +129,11 @@
 	X(STRING, mail_spool_directory, "/var/mail") \
 	X(STRING, mail_spool_group, "mail") \
 	X(STRING, home_mailbox, "") \
-	X(INT, local_processes, "10")
+	X(INT, local_processes, "10") \
+	X(STRING, default_privs, "nobody") \
+	X(DURATION, command_time_limit, "1000s") \
+	X(LIST, allow_mail_to_commands, "alias, forward") \
+	X(LIST, allow_mail_to_files, "alias, forward")
 
 /* smtpd's front door (issue 17): PROXY protocol, limits, AUTH throttling,
  * greylisting, relay_domains, stress */

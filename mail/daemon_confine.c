@@ -41,10 +41,12 @@
  *                   (its allowlist cache); nothing of the queue.
  *      pickup       read and write the queue_directory tree, as qmgr;
  *                   may connect over TCP (non_smtpd_milters).
- *      local        (root, see layer 1 below: it becomes each recipient
- *                   in a child to write) read the queue_directory tree,
- *                   read and write mail_spool_directory; no Landlock at
- *                   all with home_mailbox (homes are where passwd says).
+ *      local        (root, see layer 1: it becomes each recipient in a
+ *                   child to read .forward files and to write) no
+ *                   Landlock: homes, .forward files and /file targets
+ *                   are wherever passwd and the users say; and no
+ *                   seccomp filter while allow_mail_to_commands is set,
+ *                   since the commands it runs would inherit it.
  *    Nothing may be executed. No daemon may bind a TCP port (listeners
  *    come from master; ABI 4); qmgr and lmtpd may not connect over TCP
  *    either. Signals and abstract Unix sockets cannot reach outside the
@@ -201,10 +203,11 @@ static void confine_landlock(const struct confine_policy *p)
 	char err[256];
 	struct priv_landlock ll;
 
-	/* Maildirs in every home: wherever passwd says. The uid of the
-	 * child that writes is the confinement then. */
-	if (strcmp(p->program, "local") == 0 && cfg.home_mailbox[0] != '\0') {
-		log_debug("no Landlock confinement: home_mailbox is set");
+	/* local reads ~/.forward, writes /file targets and Maildirs in
+	 * every home: wherever passwd and the users say. The uid of the
+	 * child that reads or writes is the confinement (issue 13). */
+	if (strcmp(p->program, "local") == 0) {
+		log_debug("no Landlock confinement: local works as each user");
 		return;
 	}
 
@@ -276,6 +279,15 @@ void daemon_confine(const char *program)
 	char err[256];
 
 	confine_landlock(policy_of(program));
+	/* local's children run the commands of aliases and .forward files
+	 * (any program, which may be setgid or use any system call): a
+	 * filter would be inherited by them, so local runs without one
+	 * when commands are allowed, as Postfix's local(8) does. */
+	if (strcmp(program, "local") == 0 &&
+	    cfg.allow_mail_to_commands.count > 0) {
+		log_debug("no seccomp filter: local runs commands");
+		return;
+	}
 	/* A kernel built without seccomp filters: say so, and serve. */
 	if (!priv_seccomp_deny(SANITIZED, err, sizeof(err)))
 		log_warning("no seccomp filter: %s", err);

@@ -109,6 +109,9 @@ struct qresult {
 void qmgr_message_results(struct qmsg *msg, const struct qresult *r,
     size_t n, const char *transport, bool dsn_passed, const char *relay,
     const char *remote_mta, bool log_it);
+/* Route the pending recipients from number from on: schedule their
+ * jobs, record the outcome of those that cannot be routed. */
+void qmgr_message_route_pending(struct qmsg *msg, size_t from);
 /* One of the message's jobs is over; finishes the message after the last. */
 void qmgr_message_job_done(struct qmsg *msg);
 const char *qmgr_notify_letters(unsigned notify, char *buf, size_t size);
@@ -157,6 +160,20 @@ bool qmgr_is_local_address(const char *address);
  * outcome (bounce or defer). false if the file could not be updated.
  */
 bool qmgr_resolve_expand(struct qmsg *msg, int fd);
+/* Does recipient i repeat the address of one of its ancestors (an alias
+ * or .forward that keeps a copy for itself)? It is then delivered as is. */
+bool qmgr_resolve_names_ancestor(const struct queue_envelope *env,
+    size_t i);
+/*
+ * The local agent expanded recipient parent (.forward, or an alias with
+ * commands or files) into these addresses: append them as its children,
+ * fsync, write its bounce when fail_dsn says a command or file of it
+ * failed for good, mark it expanded, then expand, route and schedule the
+ * children. false when the file could not be updated (nothing marked).
+ */
+bool qmgr_resolve_adopt(struct qmsg *msg, size_t parent,
+    char *const *targets, size_t count, const char *fail_dsn,
+    const char *fail_text);
 
 /* ---- scheduling (qmgr_sched.c) ---- */
 

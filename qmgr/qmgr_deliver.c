@@ -27,9 +27,11 @@
 
 #include <bsd/string.h>
 
+#include "addr.h"
 #include "cfg.h"
 #include "esmtp.h"
 #include "ipc.h"
+#include "job.h"
 #include "log.h"
 #include "mem.h"
 #include "qmgr.h"
@@ -185,59 +187,50 @@ struct qconn *qmgr_deliver_get(const char *key)
 	return oldest;
 }
 
-static void add_time(struct ipc_msg *m, const char *name, double t)
-{
-	long long sec = (long long)t;
-	long usec = (long)((t - (double)sec) * 1e6);
-	ipc_add(m, name, "%lld.%06ld", sec, usec);
-}
-
-static const char *body_name(enum queue_body b)
-{
-	return esmtp_body_name(b);
-}
-
 void qmgr_deliver_start(struct qconn *c, struct qjob *job)
 {
 	const struct qmsg *msg = job->msg;
 	const struct queue_envelope *env = &msg->env;
-	struct ipc_msg m;
+	char queue_file[64];
+	struct job j = {
+		.transport = (char *)qmgr_dest_transport(job->dest),
+		.nexthop = (char *)qmgr_dest_nexthop(job->dest),
+		.queue_id = (char *)msg->id,
+		.queue_file = queue_file,
+		.content_offset = env->content_offset,
+		.content_length = env->content_length,
+		.sender = env->sender,
+		.body = env->body,
+		.smtputf8 = env->smtputf8,
+		.envid = env->envid,
+		/* smtpd's record of the AUTH= MAIL parameter (RFC 4954 5) */
+		.auth = (char *)queue_envelope_attr(env, "auth"),
+		.ret = env->ret,
+		.arrival = (double)env->arrival_sec + env->arrival_usec / 1e6,
+		.job_time = msg->active_wall,
+		.nrcpts = job->nrcpts,
+	};
 
-	ipc_msg_init(&m, "job");
-	ipc_add(&m, "transport", "%s", qmgr_dest_transport(job->dest));
-	ipc_add(&m, "nexthop", "%s", qmgr_dest_nexthop(job->dest));
-	ipc_add(&m, "queue_id", "%s", msg->id);
-	ipc_add(&m, "queue_file", "%s/%s", QUEUE_ACTIVE, msg->id);
-	ipc_add(&m, "content_offset", "%lld", (long long)env->content_offset);
-	ipc_add(&m, "content_length", "%lld", (long long)env->content_length);
-	ipc_add(&m, "sender", "%s", env->sender);
-	ipc_add(&m, "body", "%s", body_name(env->body));
-	ipc_add(&m, "smtputf8", "%s", env->smtputf8 ? "yes" : "no");
-	if (env->envid != NULL)
-		ipc_add(&m, "envid", "%s", env->envid);
-	/* smtpd's record of the AUTH= MAIL parameter (RFC 4954 5) */
-	const char *auth = queue_envelope_attr(env, "auth");
-	if (auth != NULL)
-		ipc_add(&m, "auth", "%s", auth);
-	if (env->ret != QUEUE_RET_DEFAULT)
-		ipc_add(&m, "ret", "%s", env->ret == QUEUE_RET_FULL ? "FULL" :
-		    "HDRS");
-	add_time(&m, "arrival", (double)env->arrival_sec +
-	    env->arrival_usec / 1e6);
-	add_time(&m, "job_time", msg->active_wall);
+	snprintf(queue_file, sizeof(queue_file), "%s/%s", QUEUE_ACTIVE,
+	    msg->id);
+	j.rcpts = xcalloc(job->nrcpts, sizeof(*j.rcpts));
 	for (size_t k = 0; k < job->nrcpts; k++) {
 		const struct queue_rcpt *r = &env->rcpts[job->rcpts[k]];
-		char letters[8];
-		ipc_add(&m, "rcpt", "%zu %s %s %s", job->rcpts[k],
-		    qmgr_notify_letters(r->notify, letters, sizeof(letters)),
-		    r->orcpt && *r->orcpt ? r->orcpt : "-", r->address);
-		/* For deliver's log line (orig_to=, doc/logging.md). */
-		const char *orig = qmgr_message_orig_rcpt(env, job->rcpts[k]);
-		if (orig != NULL)
-			ipc_add(&m, "orig_to", "%zu %s", job->rcpts[k], orig);
+		j.rcpts[k] = (struct job_rcpt){
+			.number = (long)job->rcpts[k],
+			.address = r->address,
+			.notify = r->notify,
+			.orcpt = r->orcpt,
+			/* For the agent's log line (orig_to=,
+			 * doc/logging.md). */
+			.orig_to = (char *)qmgr_message_orig_rcpt(env,
+			    job->rcpts[k]),
+			.noexpand = qmgr_resolve_names_ancestor(env,
+			    job->rcpts[k]),
+		};
 	}
-	ipc_encode(&m, &c->out);
-	ipc_msg_free(&m);
+	job_encode(&j, &c->out);
+	free(j.rcpts);
 
 	c->job = job;
 	free(c->last_key);
@@ -280,6 +273,65 @@ static long job_index(const struct qjob *job, size_t n)
 			hi = mid;
 	}
 	return -1;
+}
+
+/*
+ * The local agent's "forward=NUMBER ADDRESS" attributes: the addresses a
+ * .forward or an alias with commands gave recipient NUMBER, whose own
+ * deliveries (commands, files) are done (S) or failed for good (B, whose
+ * bounce qmgr_resolve_adopt writes at once). They become its children in
+ * the queue file; the recipient is then A (expanded) and leaves the
+ * result ('A' in res). One whose forwarding cannot be recorded is
+ * deferred whole. Addresses are checked here again.
+ */
+static void adopt_forwarded(struct qconn *c, const struct ipc_msg *m,
+    struct qresult *res)
+{
+	struct qjob *job = c->job;
+
+	for (size_t k = 0; k < job->nrcpts; k++) {
+		if (res[k].what != 'S' && res[k].what != 'B')
+			continue;
+		char **targets = NULL;
+		size_t n = 0;
+		bool any = false;
+		for (size_t a = 0; a < m->count; a++) {
+			if (strcmp(m->attrs[a].name, "forward") != 0)
+				continue;
+			char *end;
+			const char *v = m->attrs[a].value;
+			if (!isdigit((unsigned char)*v))
+				continue;
+			unsigned long long num = strtoull(v, &end, 10);
+			if (num != job->rcpts[k] || *end != ' ')
+				continue;
+			any = true;
+			struct addr parsed;
+			const char *why;
+			if (!addr_parse_mailbox(end + 1, ADDR_ALLOW_UTF8 |
+			    ADDR_ALLOW_POSTMASTER, &parsed, &why)) {
+				log_warning("%s: local agent forwards to a bad "
+				    "address: %s; ignored", job->msg->id, why);
+				continue;
+			}
+			addr_free(&parsed);
+			targets = xreallocarray(targets, n + 1,
+			    sizeof(*targets));
+			targets[n++] = xstrdup(end + 1);
+		}
+		if (!any)
+			continue;
+		bool failed = res[k].what == 'B';
+		if (!qmgr_resolve_adopt(job->msg, job->rcpts[k], targets, n,
+		    failed ? res[k].dsn : NULL, failed ? res[k].text : NULL))
+			res[k] = (struct qresult){ job->rcpts[k], 'D', "4.3.0",
+			    "cannot record forwarded recipients" };
+		else
+			res[k].what = 'A';
+		for (size_t t = 0; t < n; t++)
+			free(targets[t]);
+		free(targets);
+	}
 }
 
 /* Check and apply one type=result. false: protocol error. */
@@ -332,6 +384,8 @@ static bool handle_result(struct qconn *c, const struct ipc_msg *m)
 			first_defer_text = res[k].text;
 		}
 	}
+	if (ok)
+		adopt_forwarded(c, m, res);
 	if (ok) {
 		/* A recipient without a verdict is deferred, not lost. */
 		for (size_t k = 0; k < job->nrcpts; k++) {
@@ -347,7 +401,12 @@ static bool handle_result(struct qconn *c, const struct ipc_msg *m)
 		const char *remote = ipc_get(m, "remote_mta");
 		const char *status = ipc_get(m, "nexthop_status");
 		const char *dsn_passed = ipc_get(m, "dsn_passed");
-		qmgr_message_results(job->msg, res, job->nrcpts,
+		/* Expanded by the agent (what == 'A'): recorded already. */
+		size_t nres = 0;
+		for (size_t k = 0; k < job->nrcpts; k++)
+			if (res[k].what != 'A')
+				res[nres++] = res[k];
+		qmgr_message_results(job->msg, res, nres,
 		    qmgr_dest_transport(job->dest),
 		    dsn_passed != NULL && strcmp(dsn_passed, "yes") == 0, relay,
 		    remote && *remote ? remote : NULL, false);

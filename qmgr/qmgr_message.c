@@ -459,6 +459,59 @@ static void to_corrupt(const char *id, const char *why)
 		log_warning("%s: corrupt queue file: %s; %s", id, why, err);
 }
 
+void qmgr_message_route_pending(struct qmsg *msg, size_t from)
+{
+	/* Route every recipient that is still to be delivered. */
+	struct qresult *decided = xcalloc(msg->env.nrcpts + 1,
+	    sizeof(*decided));
+	struct qroute *routes = xcalloc(msg->env.nrcpts + 1, sizeof(*routes));
+	size_t ndecided = 0;
+	for (size_t i = from; i < msg->env.nrcpts; i++) {
+		if (!qmgr_message_rcpt_pending(msg, i))
+			continue;
+		struct qoutcome *o = &msg->out[i];
+		if (o->what != 0) {	/* decided during expansion */
+			decided[ndecided++] = (struct qresult){ i, o->what,
+			    o->dsn, o->text };
+			continue;
+		}
+		/* A local submission a filter rejected (pickup/): every
+		 * recipient bounces with the filter's reply. */
+		const char *rejected = queue_envelope_attr(&msg->env,
+		    "milter_reject");
+		if (rejected != NULL)
+			qmgr_resolve_rejected(rejected, &routes[i]);
+		else
+			qmgr_resolve_route(msg->env.rcpts[i].address,
+			    &routes[i]);
+		if (routes[i].kind == ROUTE_DELIVER) {
+			qmgr_sched_add(msg, routes[i].transport,
+			    routes[i].nexthop, i);
+		} else {
+			decided[ndecided++] = (struct qresult){ i,
+			    routes[i].kind == ROUTE_BOUNCE ? 'B' : 'D',
+			    routes[i].dsn, routes[i].text };
+		}
+	}
+	/* Copy: results overwrite the outcome strings they point into. */
+	for (size_t k = 0; k < ndecided; k++) {
+		decided[k].dsn = xstrdup(decided[k].dsn);
+		decided[k].text = xstrdup(decided[k].text);
+	}
+	if (ndecided > 0)
+		qmgr_message_results(msg, decided, ndecided, "", false, NULL,
+		    NULL, true);
+	for (size_t k = 0; k < ndecided; k++) {
+		free((char *)decided[k].dsn);
+		free((char *)decided[k].text);
+	}
+	for (size_t i = 0; i < msg->env.nrcpts; i++)
+		qmgr_route_free(&routes[i]);
+	free(routes);
+	free(decided);
+	qmgr_sched_commit(msg);
+}
+
 void qmgr_message_activate(const char *id)
 {
 	char err[256];
@@ -520,54 +573,8 @@ void qmgr_message_activate(const char *id)
 	}
 	qmgr_message_grow(msg);
 
-	/* Route every recipient that is still to be delivered. */
-	struct qresult *decided = xcalloc(msg->env.nrcpts + 1,
-	    sizeof(*decided));
-	struct qroute *routes = xcalloc(msg->env.nrcpts + 1, sizeof(*routes));
-	size_t ndecided = 0;
-	for (size_t i = 0; i < msg->env.nrcpts; i++) {
-		if (!qmgr_message_rcpt_pending(msg, i))
-			continue;
-		struct qoutcome *o = &msg->out[i];
-		if (o->what != 0) {	/* decided during expansion */
-			decided[ndecided++] = (struct qresult){ i, o->what,
-			    o->dsn, o->text };
-			continue;
-		}
-		const char *rejected = queue_envelope_attr(&msg->env,
-		    "milter_reject");
-		if (rejected != NULL)
-			qmgr_resolve_rejected(rejected, &routes[i]);
-		else
-			qmgr_resolve_route(msg->env.rcpts[i].address,
-			    &routes[i]);
-		if (routes[i].kind == ROUTE_DELIVER) {
-			qmgr_sched_add(msg, routes[i].transport,
-			    routes[i].nexthop, i);
-		} else {
-			decided[ndecided++] = (struct qresult){ i,
-			    routes[i].kind == ROUTE_BOUNCE ? 'B' : 'D',
-			    routes[i].dsn, routes[i].text };
-		}
-	}
-	/* Copy: results overwrite the outcome strings they point into. */
-	for (size_t k = 0; k < ndecided; k++) {
-		decided[k].dsn = xstrdup(decided[k].dsn);
-		decided[k].text = xstrdup(decided[k].text);
-	}
 	msg->jobs_pending++;	/* hold: finish only after everything below */
-	if (ndecided > 0)
-		qmgr_message_results(msg, decided, ndecided, "", false, NULL,
-		    NULL, true);
-	for (size_t k = 0; k < ndecided; k++) {
-		free((char *)decided[k].dsn);
-		free((char *)decided[k].text);
-	}
-	for (size_t i = 0; i < msg->env.nrcpts; i++)
-		qmgr_route_free(&routes[i]);
-	free(routes);
-	free(decided);
-	qmgr_sched_commit(msg);
+	qmgr_message_route_pending(msg, 0);
 	qmgr_message_job_done(msg);
 }
 

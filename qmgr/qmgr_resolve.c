@@ -26,6 +26,7 @@
  * still validates every address an expansion produces.
  */
 #include <ctype.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@
 #include "cfg.h"
 #include "idna.h"
 #include "log.h"
+#include "local_target.h"
 #include "local_user.h"
 #include "map.h"
 #include "mem.h"
@@ -146,6 +148,58 @@ bool qmgr_is_local_address(const char *address)
 		return true;	/* "postmaster" */
 	/* "xn--" and U-label spellings are the same domain (IDNA 2008). */
 	return idna_domain_in_list(&cfg.mydomains, domain);
+}
+
+/* ---- aliases the local agent expands ---- */
+
+static size_t split_targets(const char *value, char ***out);
+static char *local_part(const char *address, bool strip_ext);
+
+/* "|command", "/file", ":include:/path": targets only the local agent
+ * can deliver (as a user), as in aliases(5). */
+static bool is_local_target(const char *t)
+{
+	return local_target_kind(t) != LOCAL_TARGET_ADDRESS;
+}
+
+/* alias_maps for a local address: "user+ext", then "user". */
+static enum map_result alias_lookup(const char *address, char **value)
+{
+	enum map_result mr;
+	char *key = local_part(address, false);
+
+	mr = map_list_lookup(alias_maps, key, value);
+	free(key);
+	if (mr == MAP_NOTFOUND && (key = local_part(address, true))) {
+		mr = map_list_lookup(alias_maps, key, value);
+		free(key);
+	}
+	return mr;
+}
+
+/*
+ * Is address an alias with a command, file or :include: target? Such an
+ * alias is not expanded here but routed whole to the local agent (when
+ * there is one), which expands it as Postfix's local(8) does, runs what
+ * must run as a user and hands the addresses back (local/local_forward.c).
+ */
+static bool alias_wants_local_agent(const char *address)
+{
+	char *value = NULL, **targets;
+	bool found = false;
+
+	if (!local_user_enabled() || map_list_count(alias_maps) == 0 ||
+	    !qmgr_is_local_address(address) ||
+	    alias_lookup(address, &value) != MAP_FOUND)
+		return false;
+	size_t n = split_targets(value, &targets);
+	for (size_t k = 0; k < n; k++) {
+		found = found || is_local_target(targets[k]);
+		free(targets[k]);
+	}
+	free(targets);
+	free(value);
+	return found;
 }
 
 /* ---- routing ---- */
@@ -378,9 +432,11 @@ void qmgr_resolve_route(const char *address, struct qroute *r)
 		}
 	}
 	if (qmgr_is_local_address(address)) {
-		/* System users first: the local agent, as each user. */
-		switch (local_user_enabled() ? local_user_lookup(address) :
-		    MAP_NOTFOUND) {
+		/* System users first: the local agent, as each user; and
+		 * the aliases only it can expand. */
+		switch (!local_user_enabled() ? MAP_NOTFOUND :
+		    alias_wants_local_agent(address) ? MAP_FOUND :
+		    local_user_lookup(address)) {
 		case MAP_FOUND:
 			route_to(r, "local", cfg.myhostname);
 			break;
@@ -482,6 +538,13 @@ static bool is_ancestor(const struct queue_envelope *env, size_t i,
 	return found;
 }
 
+bool qmgr_resolve_names_ancestor(const struct queue_envelope *env, size_t i)
+{
+	const struct queue_rcpt *r = &env->rcpts[i];
+	return r->parent >= 0 && (size_t)r->parent < env->nrcpts &&
+	    is_ancestor(env, (size_t)r->parent, r->address, NULL);
+}
+
 enum expand_result {
 	EXPAND_NONE,		/* not an alias: deliver as is */
 	EXPAND_LIST,		/* *targets holds the validated expansion */
@@ -522,13 +585,7 @@ static enum expand_result expand_one(struct qmsg *msg, size_t i,
 	qualify_domain = addr_domain_of(address);
 	if (mr == MAP_NOTFOUND && map_list_count(alias_maps) > 0 &&
 	    qmgr_is_local_address(address)) {
-		char *key = local_part(address, false);
-		mr = map_list_lookup(alias_maps, key, &value);
-		free(key);
-		if (mr == MAP_NOTFOUND && (key = local_part(address, true))) {
-			mr = map_list_lookup(alias_maps, key, &value);
-			free(key);
-		}
+		mr = alias_lookup(address, &value);
 		if (mr == MAP_ERROR) {
 			qmgr_message_decide(msg, i, 'D', "4.3.0",
 			    "alias table lookup failed");
@@ -554,17 +611,27 @@ static enum expand_result expand_one(struct qmsg *msg, size_t i,
 
 	char **raw;
 	size_t nraw = split_targets(value, &raw);
+	/* Commands, files, :include:: the local agent expands the whole
+	 * alias, as the user it must run them as (routed there). */
+	for (size_t k = 0; local_user_enabled() && k < nraw; k++) {
+		if (!is_local_target(raw[k]))
+			continue;
+		for (size_t j = 0; j < nraw; j++)
+			free(raw[j]);
+		free(raw);
+		free(value);
+		return EXPAND_NONE;
+	}
 	char **good = xcalloc(nraw + 1, sizeof(*good));
 	size_t ngood = 0;
 	for (size_t k = 0; k < nraw; k++) {
 		char *t = raw[k];
 		char esc[300];
 		log_escape(esc, sizeof(esc), t, strlen(t));
-		if (t[0] == '|' || t[0] == '/' ||
-		    strncasecmp(t, ":include:", 9) == 0) {
-			log_warning("%s: alias target \"%s\" of <%s> is not "
-			    "supported (postern delivers by LMTP only); "
-			    "ignored", msg->id, esc, address);
+		if (is_local_target(t)) {
+			log_warning("%s: alias target \"%s\" of <%s> needs "
+			    "the local delivery agent (local_recipient_maps "
+			    "is empty); ignored", msg->id, esc, address);
 			continue;
 		}
 		char *full = strchr(t, '@') ? xstrdup(t) :
@@ -713,5 +780,82 @@ bool qmgr_resolve_expand(struct qmsg *msg, int fd)
 	}
 	qmgr_set_free(&present);
 	qmgr_set_free(&selves);
+	return ok;
+}
+
+bool qmgr_resolve_adopt(struct qmsg *msg, size_t parent,
+    char *const *targets, size_t count, const char *fail_dsn,
+    const char *fail_text)
+{
+	struct queue_envelope *env = &msg->env;
+	char path[4096];
+	const char **keep = xcalloc(count + 1, sizeof(*keep));
+	size_t nkeep = 0, first = env->nrcpts;
+	bool ok = false;
+
+	/* As for aliases: a target naming the recipient or an ancestor is
+	 * that mailbox (once); any other already in the message is a
+	 * duplicate. */
+	for (size_t k = 0; k < count; k++) {
+		bool self = is_ancestor(env, parent, targets[k], NULL);
+		bool dup = false;
+		for (size_t i = 0; !dup && i < env->nrcpts; i++)
+			dup = strcasecmp(env->rcpts[i].address,
+			    targets[k]) == 0 && (!self ||
+			    qmgr_resolve_names_ancestor(env, i));
+		for (size_t j = 0; !dup && j < nkeep; j++)
+			dup = strcasecmp(keep[j], targets[k]) == 0;
+		if (!dup)
+			keep[nkeep++] = targets[k];
+	}
+	if (env->nrcpts + nkeep > QMGR_EXPAND_MAX_RCPTS) {
+		log_warning("%s: too many recipients after forwarding of "
+		    "recipient %zu", msg->id, parent);
+		free(keep);
+		return false;
+	}
+	queue_path(path, sizeof(path), cfg.queue_directory, QUEUE_ACTIVE,
+	    msg->id);
+	int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		log_warning("%s: open to record forwarding: %m", msg->id);
+		free(keep);
+		return false;
+	}
+	/* The children on disk before the parent's A (queue.h). */
+	if (nkeep > 0 && (!queue_append_expansion(fd, env, parent,
+	    (const char *const *)keep, nkeep) || fsync(fd) < 0)) {
+		log_warning("%s: record forwarding: %m", msg->id);
+		goto out;
+	}
+	/* A command or file of it failed for good: its bounce now, since
+	 * a recipient with children is expanded, never bounced later. */
+	unsigned notify = env->rcpts[parent].notify;
+	if (fail_dsn != NULL && !(notify & QUEUE_NOTIFY_NEVER) &&
+	    (notify == 0 || (notify & QUEUE_NOTIFY_FAILURE))) {
+		struct qdsn_rcpt d = { parent, fail_dsn, fail_text, NULL,
+			QDSN_FAILED };
+		if (!qmgr_bounce_write(msg, QDSN_FAILED, &d, 1))
+			log_warning("%s: bounce for recipient %zu lost",
+			    msg->id, parent);
+	}
+	qmgr_message_set_status(msg, fd, parent, QUEUE_RCPT_EXPANDED);
+	const char *pa = env->rcpts[parent].address;
+	char esc[300];
+	log_escape(esc, sizeof(esc), pa, strlen(pa));
+	log_info("%s: <%s> forwarded to %zu recipient%s", msg->id, esc, nkeep,
+	    nkeep == 1 ? "" : "s");
+	qmgr_message_grow(msg);
+	/* The new ones may be aliases themselves. */
+	if (!qmgr_resolve_expand(msg, fd))
+		log_warning("%s: cannot record alias expansion of forwarded "
+		    "recipients", msg->id);
+	qmgr_message_grow(msg);
+	ok = true;
+out:
+	close(fd);
+	free(keep);
+	if (ok)
+		qmgr_message_route_pending(msg, first);
 	return ok;
 }

@@ -6,8 +6,9 @@
 # nothing and gives the safe "Local only" config, /etc/aliases and its
 # table, sendmail from an ordinary user before any daemon ran,
 # dpkg-reconfigure changing only its keys, master started by hand and
-# stopped by the removal, and a purge that leaves nothing. lintian runs
-# on the .deb on the host.
+# stopped by the removal, "echo hi | mail -s test root" delivered to the
+# root recipient's /var/mail file and listed by mail(1), and a purge that
+# leaves nothing. lintian runs on the .deb on the host.
 #
 # The tests run in order on one tree (setup_file): each one carries the
 # tree on to the next state. The .deb and the base tree are cached under
@@ -177,12 +178,42 @@ maildrop_count() {
 		sleep 0.1
 	done
 	[ "$(maildrop_count)" -eq 0 ]
-	# Local delivery (issue 13, first half) adds here: "echo hi | mail
-	# root" lands in the root recipient's /var/mail file, "mail -H"
-	# lists it (bsd-mailx: see DEBPKG_BASE_EXTRA in helpers/debpkg.bash).
+}
+
+@test "echo hi | mail -s test root lands in the root recipient's /var/mail file, and mail(1) lists it" {
+	debpkg_after_debs >"$BATS_TEST_TMPDIR/why" || skip "$(cat "$BATS_TEST_TMPDIR/why")"
+	mkdir -p "$R/tmp/after"
+	cp "$AFTER_DEBS"/*.deb "$R/tmp/after/"
+	run in_root sh -c 'dpkg -i /tmp/after/*.deb </dev/null'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	# Root's mail goes to alice (a user of the tree since test 2).
+	sed -i 's|^#\{0,1\}root:.*|root: alice|' "$R/etc/aliases"
+	in_root newaliases
+	run in_root sh -c 'echo hi | mail -s test root; echo rc=$?'
+	echo "$output"
+	[ "${lines[-1]}" = rc=0 ]
+	for _ in $(seq 200); do
+		grep -q '^Subject: test$' "$R/var/mail/alice" 2>/dev/null && break
+		sleep 0.1
+	done
+	grep -q '^Subject: test$' "$R/var/mail/alice"
+	grep -qx 'hi' "$R/var/mail/alice"
+	# alice's, made by local as Debian's /var/mail wants it (names as
+	# the tree's passwd and group say).
+	[ "$(in_root stat -c '%U %G %a' /var/mail/alice)" = "alice mail 600" ]
+	# bsd-mailx's header summary, as alice reads her mail (Debian 12's
+	# mail has no -H: the summary, then "x" leaves the mailbox as it was).
+	run in_root runuser -u alice -- sh -c 'echo x | mail'
+	echo "$output"
+	echo "$output" | grep -Eq '^.?[NUO]? +[0-9]+ .* test$'
+	# bsd-mailx needs an MTA: gone before postern's purge.
+	in_root dpkg --purge bsd-mailx liblockfile1 liblockfile-bin >/dev/null
 }
 
 @test "removing the package stops that master; purge leaves nothing" {
+	# What the test before installed, if it stopped half-way.
+	in_root dpkg --purge bsd-mailx liblockfile1 liblockfile-bin >/dev/null 2>&1 || true
 	pid=$(cat "$R/run/postern/master.pid")
 	kill -0 "$pid"
 	run in_root dpkg --purge postern

@@ -22,6 +22,13 @@ DEBPKG_SUITE=bookworm
 # the tree (mmdebstrap --customize-hook='chroot "$1" apt-get download
 # bsd-mailx liblockfile1') and "dpkg -i" it after postern.
 DEBPKG_BASE_EXTRA=${DEBPKG_BASE_EXTRA:-}
+# Packages a test installs with dpkg -i into the tree after postern,
+# space-separated: bsd-mailx (for "mail root") depends on an MTA, so
+# mmdebstrap cannot install it before postern without bringing exim4.
+# debpkg_after_debs fetches them once (apt-get download, on the host,
+# which is the same Debian 12) into a cache whose name is a hash of the
+# names and their candidate versions.
+DEBPKG_AFTER=${DEBPKG_AFTER:-bsd-mailx liblockfile1 liblockfile-bin}
 
 debpkg_top() {
 	cd "$BATS_TEST_DIRNAME/.." && pwd
@@ -183,4 +190,25 @@ debpkg_lintian() {
 	fi
 	cat "$out.txt"
 	return "$(cat "$out.status")"
+}
+
+# Sets AFTER_DEBS to a directory holding the .debs of DEBPKG_AFTER,
+# downloading them once. Prints why and fails when apt cannot.
+debpkg_after_debs() {
+	local key tmp
+	key=$( { echo "$DEBPKG_SUITE $DEBPKG_AFTER";
+		apt-cache policy $DEBPKG_AFTER 2>/dev/null | grep -E '^[a-z0-9]|Candidate'; } |
+		sha256sum | cut -c1-16)
+	AFTER_DEBS=$DEBPKG_CACHE/postern-debpkg-after-$key
+	[ -d "$AFTER_DEBS" ] && return 0
+	debpkg_prune 'postern-debpkg-after-*'
+	tmp=$(mktemp -d "$DEBPKG_CACHE/postern-debpkg-after.XXXXXX")
+	# shellcheck disable=SC2086
+	if ! (cd "$tmp" && timeout 300 apt-get download $DEBPKG_AFTER) >"$tmp.log" 2>&1; then
+		echo "apt-get download $DEBPKG_AFTER failed: $(tail -n 2 "$tmp.log" | tr '\n' ' ')"
+		rm -rf "$tmp" "$tmp.log"
+		return 1
+	fi
+	rm -f "$tmp.log"
+	mv "$tmp" "$AFTER_DEBS" 2>/dev/null || rm -rf "$tmp"
 }
