@@ -178,7 +178,7 @@
 #define CFG_KEYS_SCREEN(X) \
 	X(BOOL, screen, "no") \
 	X(LIST, screen_access_list, "permit_mynetworks") \
-	X(STRING, screen_cache_map, "/var/lib/postern/screen_cache.db") \
+	X(STRING, screen_cache_map, "/var/lib/postern/screen/screen_cache.db") \
 	X(DURATION, screen_cache_ttl, "1d") \
 	X(DURATION, screen_greet_wait, "6s") \
 	X(LIST, screen_dnsbl_sites, "") \

@@ -147,7 +147,7 @@ static void prepare_directories(void)
 		log_fatal("%s", err);
 	queue_recycle_clear(cfg.queue_directory);
 	open_run_directory();
-	master_greylist_prepare();
+	master_state_dirs_prepare();
 }
 
 /* A pid file we wrote: a plain file of ours with no other name. */
@@ -247,7 +247,7 @@ static bool reload(struct master_state *ms)
 		return false;
 	}
 	free(dir);
-	master_greylist_prepare();
+	master_state_dirs_prepare();
 	if (!master_services_setup(&svcs, &n, ms->services, ms->nservices, err,
 	    sizeof(err))) {
 		log_error("reload failed: %s", err);

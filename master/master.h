@@ -79,7 +79,8 @@ void master_busy_events(struct master_service *services, size_t count,
  * processes, once per episode, to shorten their timeouts. */
 void master_stress_update(struct master_service *s, bool full);
 
-/* master_greylist.c: make the directory of smtpd_greylist_database. */
-void master_greylist_prepare(void);
+/* master_statedir.c: make the directories of smtpd_greylist_database
+ * and screen_cache_map. */
+void master_state_dirs_prepare(void);
 
 #endif
