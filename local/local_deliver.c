@@ -312,8 +312,12 @@ static int write_maildir_as_user(const struct local_job *job,
 	snprintf(name, sizeof(name), "%lld.M%ldP%ldQ%u.%s",
 	    (long long)now.tv_sec, now.tv_nsec / 1000, (long)getpid(),
 	    counter++, host);
-	snprintf(tmp, sizeof(tmp), "%s/tmp/%s", dir, name);
-	snprintf(new, sizeof(new), "%s/new/%s", dir, name);
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s/tmp/%s", dir, name) >=
+	    sizeof(tmp) || (size_t)snprintf(new, sizeof(new), "%s/new/%s",
+	    dir, name) >= sizeof(new)) {
+		snprintf(why, whysize, "Maildir path too long: %.300s", dir);
+		return 75;
+	}
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
 	    O_CLOEXEC, 0600);
 	if (fd < 0) {
