@@ -4,11 +4,12 @@
  * (TXT record, disk cache, HTTPS fetch), which MX hosts it allows, the
  * TLS level it asks of a session, and one TLS-RPT event per session.
  *
- * deliver fetches policies itself (doc/architecture.md, "MTA-STS and
- * TLS-RPT"): it already has the network, DNS and the CA files, and a
- * fetch happens at most once per domain and max_age. The cache and the
- * TLS-RPT store are under queue_directory/tls, the one place deliver may
- * write (mail/daemon_confine.c).
+ * Why deliver fetches policies itself is in
+ * doc/architecture.md, "MTA-STS and TLS-RPT": it already has the network,
+ * DNS and the CA files, and a fetch happens at most once per domain and
+ * max_age. The cache and the TLS-RPT store are under
+ * queue_directory/tls, the one place deliver may write
+ * (mail/daemon_confine.c).
  *
  * Order of the policies (issue 16): an smtp_tls_policy_maps entry, then
  * DANE, then MTA-STS, then smtp_tls_security_level. A job routed by

@@ -201,8 +201,7 @@ delivered_unique() {
 	local killed_at mx1_sent_before mx1_queued
 	killed_at=$(mx1_accepted)
 	mx1_sent_before=$(grep -c 'status=sent' "$T/mx1/log" || true)
-	mx1_queued=$(find "$T/mx1/queue" -path "$T/mx1/queue/recycle" -prune \
-		-o -type f ! -name '.*' -print | wc -l)
+	mx1_queued=$(site_queue_count mx1)
 	[ "$mx1_queued" -gt 0 ]
 	site_dovecot
 	wait_until 'site_port_open mx2 192.0.2.22 24' 20
@@ -246,6 +245,6 @@ delivered_unique() {
 	# Nothing left in any queue.
 	local q
 	for q in sender mx1 mx2 store1; do
-		wait_until "[ \$(find '$T/$q/queue' -path '$T/$q/queue/recycle' -prune -o -type f ! -name '.*' -print | wc -l) -eq 0 ]" 30
+		wait_until "[ \$(site_queue_count $q) -eq 0 ]" 30
 	done
 }

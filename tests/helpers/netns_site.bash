@@ -150,9 +150,11 @@ site_port_open() {
 }
 
 # site_queue_count NAME: the messages in NAME's queue (not recycle/,
-# not the temporary dot files).
+# not tls/ with deliver's MTA-STS cache and TLS-RPT store, not the
+# temporary dot files).
 site_queue_count() {
 	find "$T/$1/queue" -path "$T/$1/queue/recycle" -prune \
+		-o -path "$T/$1/queue/tls" -prune \
 		-o -type f ! -name '.*' -print 2>/dev/null | wc -l
 }
 
