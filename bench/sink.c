@@ -22,6 +22,12 @@
  * signing case can show that every message was signed (the signatures
  * themselves are verified by the test suite, not here).
  *
+ * With -c CERT -k KEY it can speak STARTTLS (RFC 3207), offered only
+ * while a client's "XTLS on" has switched it on (and "XTLS off" off
+ * again), so that one sink serves the plain and the TLS relay cases;
+ * tls= counts the handshakes completed. TLS runs in the same event loop,
+ * non-blocking.
+ *
  * Trusts: nothing that arrives on the socket (bounded buffers, no echo);
  * it is a measuring instrument for loopback use, not a mail server.
  * Single-threaded, epoll, non-blocking: the sink must never be the
@@ -44,6 +50,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #define IN_SIZE (64 * 1024)	/* read buffer; a longer line is consumed in pieces */
 #define OUT_SIZE (16 * 1024)	/* pending replies; a pipelined group fits easily */
 #define CMD_MAX 1000		/* longer command lines are answered 500 */
@@ -62,6 +71,9 @@ struct conn {
 	bool null_sender;	/* MAIL FROM:<>: a bounce, counted apart */
 	uint64_t msgid_hash;	/* hash of this message's Message-Id, 0 if none */
 	bool dkim_signed;	/* a DKIM-Signature header field was seen */
+	bool tls_next;		/* STARTTLS answered: TLS once it is flushed */
+	bool counted_tls;	/* its handshake is in counts.tls */
+	SSL *ssl;		/* inside TLS, else NULL */
 	unsigned int rcpts;	/* recipients of the current transaction */
 	uint64_t msg_bytes;
 	size_t in_len;
@@ -71,7 +83,7 @@ struct conn {
 };
 
 static struct {
-	unsigned long long messages, unique, duplicates, bounces, recipients, bytes, connections, signed_;
+	unsigned long long messages, unique, duplicates, bounces, recipients, bytes, connections, signed_, tls;
 } counts;
 
 /* Open-addressing set of 64-bit Message-Id hashes (0 = empty slot). */
@@ -80,6 +92,8 @@ static size_t seen_cap, seen_len;
 
 static volatile sig_atomic_t stop_flag;
 static const char *hostname = "sink.bench.test";
+static SSL_CTX *tls_ctx;	/* -c/-k given */
+static bool tls_offered;	/* XTLS on */
 
 static void on_signal(int sig)
 {
@@ -156,9 +170,10 @@ static void reply_counts(struct conn *c)
 
 	snprintf(line, sizeof(line),
 	    "250 messages=%llu unique=%llu duplicates=%llu bounces=%llu "
-	    "recipients=%llu bytes=%llu connections=%llu signed=%llu\r\n",
+	    "recipients=%llu bytes=%llu connections=%llu signed=%llu tls=%llu\r\n",
 	    counts.messages, counts.unique, counts.duplicates, counts.bounces,
-	    counts.recipients, counts.bytes, counts.connections, counts.signed_);
+	    counts.recipients, counts.bytes, counts.connections, counts.signed_,
+	    counts.tls);
 	reply(c, line);
 }
 
@@ -196,9 +211,21 @@ static void do_command(struct conn *c, const char *line, size_t len)
 		reply(c, "500 5.5.2 Line too long\r\n");
 	} else if (verb_is(line, len, "EHLO") || verb_is(line, len, "LHLO")) {
 		snprintf(buf, sizeof(buf), "250-%s\r\n250-PIPELINING\r\n"
-		    "250-SIZE 0\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n",
-		    hostname);
+		    "250-SIZE 0\r\n250-8BITMIME\r\n%s250 ENHANCEDSTATUSCODES\r\n",
+		    hostname, tls_offered && c->ssl == NULL ? "250-STARTTLS\r\n" : "");
 		reply(c, buf);
+	} else if (verb_is(line, len, "STARTTLS") && tls_offered && c->ssl == NULL) {
+		reply(c, "220 2.0.0 Ready to start TLS\r\n");
+		c->tls_next = true;
+		c->rcpts = 0;
+	} else if (verb_is(line, len, "XTLS")) {
+		if (tls_ctx == NULL) {
+			reply(c, "454 4.7.0 no certificate (-c, -k)\r\n");
+		} else {
+			tls_offered = len >= 7 && strncasecmp(line + 5, "on", 2) == 0;
+			reply(c, tls_offered ? "250 2.0.0 STARTTLS offered\r\n" :
+			    "250 2.0.0 STARTTLS not offered\r\n");
+		}
 	} else if (verb_is(line, len, "HELO")) {
 		snprintf(buf, sizeof(buf), "250 %s\r\n", hostname);
 		reply(c, buf);
@@ -290,7 +317,7 @@ static void process_input(struct conn *c)
 {
 	size_t pos = 0;
 
-	while (pos < c->in_len && !c->closing) {
+	while (pos < c->in_len && !c->closing && !c->tls_next) {
 		char *start = c->in + pos;
 		char *lf = memchr(start, '\n', c->in_len - pos);
 		size_t len;
@@ -319,15 +346,69 @@ static void process_input(struct conn *c)
 		else
 			reply(c, "500 5.5.2 Line too long\r\n");
 	}
+	if (c->tls_next)
+		pos = c->in_len;	/* RFC 3207 4.2: nothing sent before TLS counts */
 	memmove(c->in, c->in + pos, c->in_len - pos);
 	c->in_len -= pos;
+}
+
+/* The connection's reads and writes, through TLS once it is on. -1 with
+ * errno EAGAIN: try again when the socket is ready. */
+static ssize_t conn_read(struct conn *c, void *buf, size_t len)
+{
+	if (c->ssl == NULL)
+		return read(c->fd, buf, len);
+	int n = SSL_read(c->ssl, buf, (int)len);
+	if (n > 0)
+		return n;
+	int e = SSL_get_error(c->ssl, n);
+	ERR_clear_error();
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		errno = EAGAIN;
+		return -1;
+	}
+	if (e == SSL_ERROR_ZERO_RETURN)
+		return 0;
+	errno = EIO;
+	return -1;
+}
+
+static ssize_t conn_write(struct conn *c, const void *buf, size_t len)
+{
+	if (c->ssl == NULL)
+		return write(c->fd, buf, len);
+	int n = SSL_write(c->ssl, buf, (int)len);
+	if (n > 0)
+		return n;
+	int e = SSL_get_error(c->ssl, n);
+	ERR_clear_error();
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		errno = EAGAIN;
+		return -1;
+	}
+	errno = EIO;
+	return -1;
+}
+
+/* The 220 to STARTTLS is out: the server side of the handshake starts
+ * (driven by the reads that follow). */
+static bool start_tls(struct conn *c)
+{
+	c->tls_next = false;
+	c->ssl = SSL_new(tls_ctx);
+	if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1)
+		return false;
+	SSL_set_accept_state(c->ssl);
+	c->mid_line = false;
+	c->state = SINK_COMMAND;
+	return true;
 }
 
 /* Writes what is pending; false when the connection should be closed. */
 static bool flush_output(int ep, struct conn *c)
 {
 	while (c->out_len > 0) {
-		ssize_t n = write(c->fd, c->out, c->out_len);
+		ssize_t n = conn_write(c, c->out, c->out_len);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -345,6 +426,8 @@ static bool flush_output(int ep, struct conn *c)
 	}
 	if (c->closing)
 		return false;
+	if (c->tls_next && !start_tls(c))
+		return false;
 	{
 		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
 
@@ -355,6 +438,8 @@ static bool flush_output(int ep, struct conn *c)
 
 static void close_conn(struct conn *c)
 {
+	if (c->ssl != NULL)
+		SSL_free(c->ssl);
 	close(c->fd);
 	free(c);
 }
@@ -393,7 +478,7 @@ static void accept_all(int ep, int lfd)
 static void handle_readable(int ep, struct conn *c)
 {
 	for (;;) {
-		ssize_t n = read(c->fd, c->in + c->in_len, IN_SIZE - c->in_len);
+		ssize_t n = conn_read(c, c->in + c->in_len, IN_SIZE - c->in_len);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -407,9 +492,14 @@ static void handle_readable(int ep, struct conn *c)
 			close_conn(c);
 			return;
 		}
+		if (c->ssl != NULL && !c->counted_tls &&
+		    SSL_is_init_finished(c->ssl)) {
+			c->counted_tls = true;
+			counts.tls++;
+		}
 		c->in_len += (size_t)n;
 		process_input(c);
-		if (c->closing)
+		if (c->closing || c->tls_next)
 			break;
 	}
 	if (!flush_output(ep, c))
@@ -443,7 +533,9 @@ int main(int argc, char **argv)
 	struct epoll_event ev;
 	struct sigaction sa;
 
-	while ((opt = getopt(argc, argv, "a:p:n:")) != -1) {
+	const char *cert = NULL, *key = NULL;
+
+	while ((opt = getopt(argc, argv, "a:p:n:c:k:")) != -1) {
 		switch (opt) {
 		case 'a':
 			addr = optarg;
@@ -454,9 +546,24 @@ int main(int argc, char **argv)
 		case 'n':
 			hostname = optarg;
 			break;
+		case 'c':
+			cert = optarg;
+			break;
+		case 'k':
+			key = optarg;
+			break;
 		default:
-			fprintf(stderr, "usage: sink -p port [-a ipv4addr] [-n hostname]\n");
+			fprintf(stderr, "usage: sink -p port [-a ipv4addr] [-n hostname] [-c cert -k key]\n");
 			return 2;
+		}
+	}
+	if (cert != NULL && key != NULL) {
+		tls_ctx = SSL_CTX_new(TLS_server_method());
+		if (tls_ctx == NULL ||
+		    SSL_CTX_use_certificate_chain_file(tls_ctx, cert) != 1 ||
+		    SSL_CTX_use_PrivateKey_file(tls_ctx, key, SSL_FILETYPE_PEM) != 1) {
+			fprintf(stderr, "sink: cannot load %s and %s\n", cert, key);
+			return 1;
 		}
 	}
 	if (port <= 0 || port > 65535) {
@@ -502,8 +609,9 @@ int main(int argc, char **argv)
 		}
 	}
 	printf("messages=%llu unique=%llu duplicates=%llu bounces=%llu recipients=%llu "
-	    "bytes=%llu connections=%llu signed=%llu\n",
+	    "bytes=%llu connections=%llu signed=%llu tls=%llu\n",
 	    counts.messages, counts.unique, counts.duplicates, counts.bounces,
-	    counts.recipients, counts.bytes, counts.connections, counts.signed_);
+	    counts.recipients, counts.bytes, counts.connections, counts.signed_,
+	    counts.tls);
 	return 0;
 }

@@ -21,7 +21,7 @@ setup() {
 		"accept, 100 sessions, 2 KiB" "accept, 4 sessions, 1 MiB" \
 		"end-to-end relay, 20 sessions" "end-to-end Maildir, 20 sessions" \
 		"STARTTLS accept, 20 sessions" "STARTTLS accept, resumed sessions" \
-		"STARTTLS accept, ECDSA beside RSA" \
+		"STARTTLS accept, ECDSA beside RSA" "end-to-end relay, TLS to the sink" \
 		"accept through a milter, 20 sess." "relay with DKIM signing, 20 sess."; do
 		grep -E "^$title +msgs/s +[0-9]+\.[0-9] " <<<"$table"
 	done
