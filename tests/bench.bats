@@ -4,6 +4,7 @@
 # private Postfix (and postern, once the build has it), print the table
 # with a figure for every case, and lose no message. It asserts no speed:
 # performance is measured by `make bench`, never tested.
+# test-runner: long
 
 setup() {
 	[ "$(id -u)" -eq 0 ] || skip "bench/run needs root (Postfix's master runs as root)"

@@ -3,6 +3,7 @@
 # written by qmgr, delivered like any mail, parsed here with Python's
 # email package. The peer is tests/helpers/qmgr_sink.py, which refuses
 # local parts "hard*" (550) and "soft*" (451) and accepts the rest.
+# test-runner: long
 
 load helpers/suite
 load helpers/qmgr

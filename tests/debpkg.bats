@@ -14,6 +14,7 @@
 # tree on to the next state. The .deb and the base tree are cached under
 # /var/tmp (tests/helpers/debpkg.bash): warm, the file takes well under
 # 90 s; cold, the package build and mmdebstrap take minutes.
+# test-runner: long
 
 load helpers/debpkg
 

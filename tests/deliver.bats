@@ -2,6 +2,7 @@
 # deliver: the SMTP and LMTP client against real peers (Postfix's
 # smtp-sink, dnsmasq), driven through deliver's own socket the way qmgr
 # drives it (tests/helpers/deliver-job), with deliver started by master.
+# test-runner: long
 
 load helpers/suite
 load helpers/peers

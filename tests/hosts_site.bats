@@ -21,6 +21,7 @@
 # acknowledged message must be in exactly one mailbox, but for
 # duplicates of deliveries in flight at the kill, which are counted.
 # Prints sent, acknowledged, delivered, duplicates and the time.
+# test-runner: long
 
 load helpers/suite
 load helpers/netns_site

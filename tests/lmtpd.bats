@@ -3,6 +3,7 @@
 # lmtp_listen, talked to by real clients: swaks, Python sockets (for exact
 # bytes: pipelining, BDAT chunks), and Postfix's lmtp client. Checks what
 # lands in the Maildirs.
+# test-runner: long
 
 load helpers/suite
 

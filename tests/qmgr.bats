@@ -3,6 +3,7 @@
 # deliver to real peers (tests/helpers/qmgr_sink.py, Postfix's smtp-sink,
 # lmtpd), with routing by relayhost and transport_maps, retries with
 # backoff, flush, unreachable destinations and alias expansion.
+# test-runner: long
 
 load helpers/suite
 load helpers/qmgr

@@ -5,6 +5,7 @@
 # SIGKILL. After master has restarted them, every message must arrive;
 # duplicates may only come from deliveries in flight at a kill (each
 # kill can leave at most one window of the destination's concurrency).
+# test-runner: long
 
 load helpers/suite
 load helpers/qmgr

@@ -8,6 +8,7 @@
 # Real clients: python's email library and smtplib-style callers that run
 # "sendmail -t -oi", cron-style "echo | sendmail user", setgid submission
 # as an unprivileged user.
+# test-runner: long
 
 load helpers/suite
 

@@ -2,6 +2,7 @@
 # smtpd: the protocol as real clients see it (swaks, Python smtplib, raw
 # sockets for what a library will not send), started through master. One
 # instance serves the whole file; every test uses its own addresses.
+# test-runner: long
 
 bats_require_minimum_version 1.5.0
 load helpers/suite

@@ -2,6 +2,7 @@
 # smtpd: limits and policy that need their own configuration: message size,
 # recipients, timeouts, error and junk counters, relay denial, broken
 # tables, and a full or unwritable queue. One instance per test.
+# test-runner: long
 
 bats_require_minimum_version 1.5.0
 load helpers/suite
