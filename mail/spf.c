@@ -153,6 +153,31 @@ static bool cidr_parse(const char **p, const char *end, int max, int *out)
 	return true;
 }
 
+/*
+ * Where the dual-cidr-length ("/N", "//N", "/N//N") at the end of an a or
+ * mx argument begins, or end. A domain-spec may hold '/' and ':' itself
+ * (RFC 7208 7.1, macro-literal), so the split is found from the right.
+ */
+static const char *dual_cidr_start(const char *s, const char *end)
+{
+	const char *p = end;
+	for (int part = 0; part < 2; part++) {
+		const char *q = p;
+		while (q > s && isdigit((unsigned char)q[-1]))
+			q--;
+		if (q == p || q == s || q[-1] != '/')
+			break;
+		q--;
+		bool ip6 = q > s && q[-1] == '/';
+		if (ip6)
+			q--;
+		p = q;
+		if (!ip6)
+			break;	/* the ip4-cidr-length comes first */
+	}
+	return p;
+}
+
 static bool term_parse(const char *t, size_t len, struct spf_record *rec,
     char *err, size_t errsize)
 {
@@ -244,11 +269,8 @@ static bool term_parse(const char *t, size_t len, struct spf_record *rec,
 		if (p < end && *p == ':') {
 			const char *ds = p + 1, *de = end;
 			/* The dual-cidr-length at the end belongs to a/mx. */
-			if (cidr) {
-				const char *s = memchr(ds, '/', (size_t)(end - ds));
-				if (s != NULL)
-					de = s;
-			}
+			if (cidr)
+				de = dual_cidr_start(ds, end);
 			if (!domain_spec_ok(ds, (size_t)(de - ds)))
 				goto bad;
 			term.domain_spec = xstrndup(ds, (size_t)(de - ds));

@@ -105,6 +105,9 @@ static void test_records(void)
 		{ "v=spf1 redirect=_spf.example.com", true, 0, 1 },
 		{ "v=spf1 -all exp=explain._spf.%{d} foo=bar", true, 1, 0 },
 		{ "v=spf1   a    -all  ", true, 2, 1 },
+		/* RFC 7208 7.1: a domain-spec may hold ':' and '/' */
+		{ "v=spf1 a:foo:bar/baz.example.com mx:a/b.example.com/24 -all",
+		  true, 3, 2 },
 		/* permerrors */
 		{ "v=spf1 foo", false, 0, 0 },
 		{ "v=spf1 ip4:192.0.2.0/33", false, 0, 0 },
@@ -117,6 +120,8 @@ static void test_records(void)
 		{ "v=spf1 redirect=a.example redirect=b.example", false, 0, 0 },
 		{ "v=spf1 all:x", false, 0, 0 },
 		{ "v=spf1 a/024", false, 0, 0 },
+		{ "v=spf1 a:foo.example.com/33", false, 0, 0 },
+		{ "v=spf1 mx:foo.example.com//129", false, 0, 0 },
 		{ "v=spf1 include:%{z}.example.com", false, 0, 0 },
 		{ "v=spf1 exists:%{d0}.example.com", false, 0, 0 },
 		{ "v=spf1 exists:%{d00r}.example.com", false, 0, 0 },
@@ -153,6 +158,17 @@ static void test_records(void)
 		CHECK_INT(rec.terms[1].cidr6, 128);
 		CHECK_INT(rec.terms[1].ip[15], 1);
 		CHECK_INT(rec.terms[2].qualifier, SPF_SOFTFAIL);
+	}
+	spf_record_free(&rec);
+
+	/* The dual-cidr-length is split off from the right (7.1, 5.3). */
+	txt = "v=spf1 a:foo:bar/baz.example.com/24//64";
+	CHECK(spf_record_parse(txt, strlen(txt), &rec, err, sizeof(err)));
+	CHECK_INT(rec.nterms, 1);
+	if (rec.nterms == 1) {
+		CHECK_STR(rec.terms[0].domain_spec, "foo:bar/baz.example.com");
+		CHECK_INT(rec.terms[0].cidr4, 24);
+		CHECK_INT(rec.terms[0].cidr6, 64);
 	}
 	spf_record_free(&rec);
 }
