@@ -1,7 +1,9 @@
 /*
  * test_spf.c - the SPF record parser and macro expander (mail/spf.c):
  * RFC 7208 7.4's macro examples, and records that parse or are a
- * permerror (RFC 7208 4.6, 5, 6, 12).
+ * permerror (RFC 7208 4.6, 5, 6, 12); and check_host() (mail/spf_check.c)
+ * over records served by a real dnsmasq, for the cases the RFC 7208 test
+ * suite (tests/spf_suite.bats) found wrong.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -11,6 +13,7 @@
 #include "spf.h"
 #include "str.h"
 #include "unit.h"
+#include "unit_dnsmasq.h"
 
 static void test_macros_rfc7208_7_4(void)
 {
@@ -173,9 +176,74 @@ static void test_records(void)
 	spf_record_free(&rec);
 }
 
+/* The zone of test_check_host: all under .test. */
+static const char *const check_zone[] = {
+	/* A target with empty labels is no name: no lookup, no match. */
+	"--txt-record=emptylabel.test,v=spf1 a:mail.example...test -all",
+	"--txt-record=longlabel.test,v=spf1 a:a1234567890123456789012345678"
+	    "901234567890123456789012345678901234.x.test ?all",
+	/* %{p}: the client's validated name, the one in the domain first. */
+	"--txt-record=p.test,v=spf1 exists:%{p}.ok.p.test -all",
+	"--ptr-record=9.2.0.192.in-addr.arpa,mx.other.test",
+	"--ptr-record=9.2.0.192.in-addr.arpa,mx.p.test",
+	"--host-record=mx.other.test,192.0.2.9",
+	"--host-record=mx.p.test,192.0.2.9",
+	"--host-record=mx.p.test.ok.p.test,127.0.0.2",
+	"--txt-record=pany.test,v=spf1 exists:%{p}.any.pany.test -all",
+	"--host-record=mx.other.test.any.pany.test,127.0.0.2",
+	"--host-record=mx.p.test.any.pany.test,127.0.0.2",
+	"--txt-record=punknown.test,v=spf1 exists:%{p}.pany.test -all",
+	"--host-record=unknown.pany.test,127.0.0.2",
+	NULL,
+};
+
+static void test_check_host(void)
+{
+	static const struct {
+		const char *ip, *domain;
+		enum spf_result want;
+	} cases[] = {
+		/* RFC 7208 4.3, 5 (suite: invalid-domain-empty-label, -long):
+		 * was temperror, the resolver refusing the name. */
+		{ "192.0.2.9", "emptylabel.test", SPF_FAIL },
+		{ "192.0.2.9", "longlabel.test", SPF_NEUTRAL },
+		/* RFC 7208 7.3 (suite: p-macro-multiple): %{p} was always
+		 * "unknown". */
+		{ "192.0.2.9", "p.test", SPF_PASS },
+		{ "192.0.2.9", "pany.test", SPF_PASS },
+		/* No PTR for .10: "unknown". */
+		{ "192.0.2.10", "punknown.test", SPF_PASS },
+		{ "192.0.2.9", "punknown.test", SPF_FAIL },
+	};
+	if (!unit_dnsmasq_start(check_zone, "p.test")) {
+		printf("# dnsmasq did not start (/usr/sbin/dnsmasq)\n");
+		CHECK(false);
+		unit_dnsmasq_stop();
+		return;
+	}
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sockaddr_in v4 = { .sin_family = AF_INET };
+		inet_pton(AF_INET, cases[i].ip, &v4.sin_addr);
+		char sender[128];
+		snprintf(sender, sizeof(sender), "a@%s", cases[i].domain);
+		struct spf_check c = {
+			.client = (const struct sockaddr *)&v4,
+			.sender = sender,
+			.helo = "h.test",
+		};
+		enum spf_result r = spf_check_host(&c, cases[i].domain);
+		if (r != cases[i].want)
+			printf("# %s from %s: %s (%s)\n", cases[i].domain,
+			    cases[i].ip, spf_result_name(r), c.why);
+		CHECK_INT(r, cases[i].want);
+	}
+	unit_dnsmasq_stop();
+}
+
 int main(void)
 {
 	RUN(test_macros_rfc7208_7_4);
 	RUN(test_records);
+	RUN(test_check_host);
 	return unit_done();
 }
