@@ -5,8 +5,10 @@
  *   const char *zone[] = { "--txt-record=a.test,v=spf1 -all", NULL };
  *   if (!unit_dnsmasq_start(zone, "a.test")) skip;  ... unit_dnsmasq_stop();
  *
- * It answers only for .test (anything else there is NXDOMAIN) and becomes
- * dns_servers of this process. Killed by its PID only.
+ * It listens on 127.0.0.1:unit_dnsmasq_port (and where zone's own
+ * --listen-address options say), answers only for .test and in-addr.arpa
+ * (anything else there is NXDOMAIN) and becomes dns_servers of this
+ * process. Killed by its PID only.
  */
 #ifndef POSTERN_UNIT_DNSMASQ_H
 #define POSTERN_UNIT_DNSMASQ_H
@@ -28,6 +30,7 @@
 #include "dns.h"
 
 static pid_t unit_dnsmasq_pid = -1;
+static int unit_dnsmasq_port;
 
 /* A UDP and TCP port free on 127.0.0.1 right now, or -1. */
 static int unit_free_port(void)
@@ -77,7 +80,7 @@ static bool unit_dnsmasq_start(const char *const *zone, const char *probe)
 	const char *argv[48];
 	size_t n = 0;
 
-	int port = unit_free_port();
+	int port = unit_dnsmasq_port = unit_free_port();
 	if (port < 0 || access("/usr/sbin/dnsmasq", X_OK) != 0)
 		return false;
 	snprintf(port_arg, sizeof(port_arg), "--port=%d", port);
