@@ -125,10 +125,11 @@ class Zone:
     def resolve(self, qname, qtype):
         """(rcode, [(owner, type, rdata)]), or None for no reply."""
         answers = []
-        name = qname.lower().rstrip(".")
+        owner = qname.rstrip(".")		# the question's case, echoed
         for _ in range(8):			# CNAME chains, bounded
+            name = owner.lower()
             recs = self.names.get(name, [])
-            hit = [(name, t, d) for t, d in recs
+            hit = [(owner, t, d) for t, d in recs
                    if t == qtype or qtype == T_ANY]
             if hit:
                 return RCODE_NOERROR, answers + hit
@@ -140,8 +141,8 @@ class Zone:
             cname = [d for t, d in recs if t == TYPES["CNAME"]]
             if not cname:
                 return RCODE_NOERROR, answers
-            answers.append((name, TYPES["CNAME"], cname[0]))
-            name = decode_name(cname[0], 0)[0]
+            answers.append((owner, TYPES["CNAME"], cname[0]))
+            owner = decode_name(cname[0], 0)[0]
         return RCODE_NOERROR, answers
 
 
