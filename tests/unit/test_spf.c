@@ -176,6 +176,38 @@ static void test_records(void)
 	spf_record_free(&rec);
 }
 
+/* RFC 7208 7.3 sets no limit on a value's parts (there were 128). */
+static void test_macro_many_parts(void)
+{
+	struct sockaddr_in v4 = { .sin_family = AF_INET };
+	char sender[1200];
+	size_t k = 0;
+	for (int i = 0; i < 200; i++)
+		k += (size_t)snprintf(sender + k, sizeof(sender) - k, "%sp%d",
+		    i ? "-" : "", i);
+	snprintf(sender + k, sizeof(sender) - k, "@example.com");
+	struct spf_macro_ctx ctx = {
+		.sender = sender, .domain = "example.com", .helo = "h.example",
+		.client = (const struct sockaddr *)&v4,
+	};
+	static const struct {
+		const char *spec, *want;
+	} cases[] = {
+		{ "%{l1-}.x.example", "p199.x.example" },
+		{ "%{l1r-}.x.example", "p0.x.example" },
+		{ "%{l2r-}.x.example", "p1.p0.x.example" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct str out;
+		char err[128];
+		str_init(&out, STR_NO_MAX);
+		CHECK(spf_macro_expand(cases[i].spec, &ctx, false, &out, err,
+		    sizeof(err)));
+		CHECK_STR(str_cstr(&out), cases[i].want);
+		str_free(&out);
+	}
+}
+
 /* The zone of test_check_host: all under .test. */
 static const char *const check_zone[] = {
 	/* A target with empty labels is no name: no lookup, no match. */
@@ -244,6 +276,7 @@ int main(void)
 {
 	RUN(test_macros_rfc7208_7_4);
 	RUN(test_records);
+	RUN(test_macro_many_parts);
 	RUN(test_check_host);
 	return unit_done();
 }
