@@ -153,6 +153,31 @@ static bool cidr_parse(const char **p, const char *end, int max, int *out)
 	return true;
 }
 
+/*
+ * Where the dual-cidr-length ("/N", "//N", "/N//N") at the end of an a or
+ * mx argument begins, or end. A domain-spec may hold '/' and ':' itself
+ * (RFC 7208 7.1, macro-literal), so the split is found from the right.
+ */
+static const char *dual_cidr_start(const char *s, const char *end)
+{
+	const char *p = end;
+	for (int part = 0; part < 2; part++) {
+		const char *q = p;
+		while (q > s && isdigit((unsigned char)q[-1]))
+			q--;
+		if (q == p || q == s || q[-1] != '/')
+			break;
+		q--;
+		bool ip6 = q > s && q[-1] == '/';
+		if (ip6)
+			q--;
+		p = q;
+		if (!ip6)
+			break;	/* the ip4-cidr-length comes first */
+	}
+	return p;
+}
+
 static bool term_parse(const char *t, size_t len, struct spf_record *rec,
     char *err, size_t errsize)
 {
@@ -244,11 +269,8 @@ static bool term_parse(const char *t, size_t len, struct spf_record *rec,
 		if (p < end && *p == ':') {
 			const char *ds = p + 1, *de = end;
 			/* The dual-cidr-length at the end belongs to a/mx. */
-			if (cidr) {
-				const char *s = memchr(ds, '/', (size_t)(end - ds));
-				if (s != NULL)
-					de = s;
-			}
+			if (cidr)
+				de = dual_cidr_start(ds, end);
 			if (!domain_spec_ok(ds, (size_t)(de - ds)))
 				goto bad;
 			term.domain_spec = xstrndup(ds, (size_t)(de - ds));
@@ -431,19 +453,22 @@ static void url_escape(const char *s, size_t len, struct str *out)
 }
 
 /* Apply transformers and delimiters to value into out. */
-static bool transform(const char *value, size_t vlen, long keep,
+static void transform(const char *value, size_t vlen, long keep,
     bool reverse, const char *delims, struct str *out, bool escape)
 {
-	const char *parts[128];
-	size_t lens[128], n = 0, start = 0;
-
+	/* The parts, as many as the value has (7.3 sets no limit). */
+	size_t n = 1;
+	for (size_t i = 0; i < vlen; i++)
+		if (strchr(delims, value[i]) != NULL)
+			n++;
+	const char **parts = xcalloc(n, sizeof(*parts));
+	size_t *lens = xcalloc(n, sizeof(*lens));
+	size_t k = 0, start = 0;
 	for (size_t i = 0; i <= vlen; i++) {
 		if (i < vlen && strchr(delims, value[i]) == NULL)
 			continue;
-		if (n == sizeof(parts) / sizeof(parts[0]))
-			return false;
-		parts[n] = value + start;
-		lens[n++] = i - start;
+		parts[k] = value + start;
+		lens[k++] = i - start;
 		start = i + 1;
 	}
 	size_t from = 0;
@@ -452,24 +477,19 @@ static bool transform(const char *value, size_t vlen, long keep,
 	struct str joined;
 	str_init(&joined, STR_NO_MAX);
 	/* Reverse first, then keep the rightmost parts (7.3). */
-	const char *order[128];
-	size_t olens[128];
-	for (size_t k = 0; k < n; k++) {
+	for (k = from; k < n; k++) {
 		size_t idx = reverse ? n - 1 - k : k;
-		order[k] = parts[idx];
-		olens[k] = lens[idx];
-	}
-	for (size_t k = from; k < n; k++) {
 		if (k > from)
 			str_append_char(&joined, '.');
-		str_append(&joined, order[k], olens[k]);
+		str_append(&joined, parts[idx], lens[idx]);
 	}
 	if (escape)
 		url_escape(str_cstr(&joined), joined.len, out);
 	else
 		str_append(out, str_cstr(&joined), joined.len);
 	str_free(&joined);
-	return true;
+	free(parts);
+	free(lens);
 }
 
 bool spf_macro_expand(const char *spec, const struct spf_macro_ctx *ctx,
@@ -533,14 +553,9 @@ bool spf_macro_expand(const char *spec, const struct spf_macro_ctx *ctx,
 		struct str value;
 		str_init(&value, STR_NO_MAX);
 		macro_value((char)tolower((unsigned char)letter), ctx, &value);
-		bool ok = transform(str_cstr(&value), value.len, keep, reverse,
-		    delims, out, isupper((unsigned char)letter));
+		transform(str_cstr(&value), value.len, keep, reverse, delims,
+		    out, isupper((unsigned char)letter));
 		str_free(&value);
-		if (!ok) {
-			snprintf(err, errsize, "macro value has too many parts");
-			str_truncate(out, start);
-			return false;
-		}
 	}
 	/* 7.3: a domain name over 253 octets loses labels on the left. */
 	if (!exp) {

@@ -21,8 +21,13 @@
 #include "dns.h"
 #include "spf.h"
 
-/* RFC 7208 4.3: a name SPF may look up: dots, labels of 1 to 63. */
-static bool domain_ok(const char *d)
+/*
+ * RFC 7208 4.3: a name SPF may look up: dots, labels of 1 to 63. A
+ * mechanism's target may hold any octet but NUL (DNS labels do, RFC 2181
+ * 11: a macro can put a space there); an initial domain may not hold
+ * white space or control characters.
+ */
+static bool name_ok(const char *d, bool any_octet)
 {
 	size_t len = strlen(d), label = 0;
 	bool dot = false;
@@ -34,11 +39,17 @@ static bool domain_ok(const char *d)
 				return false;
 			dot = true;
 			label = 0;
-		} else if (++label > 63 || (unsigned char)d[i] <= ' ') {
+		} else if (++label > 63 ||
+		    (!any_octet && (unsigned char)d[i] <= ' ')) {
 			return false;
 		}
 	}
 	return dot;
+}
+
+static bool domain_ok(const char *d)
+{
+	return name_ok(d, false);
 }
 
 /* Does addr (4 or 16 bytes) fall in the client's network of prefix? */
@@ -77,17 +88,25 @@ static bool count_void(struct spf_check *c)
 	return true;
 }
 
+static void validated_name(struct spf_check *c, const char *domain,
+    char *out, size_t outsize);
+
 /* Expand a domain-spec, or take the current domain. */
 static bool target_of(struct spf_check *c, const char *spec,
     const char *domain, struct str *out)
 {
-	char err[200];
+	char err[200], pname[NS_MAXDNAME];
 	if (spec == NULL)
 		return str_append_cstr(out, domain);
 	struct spf_macro_ctx m = {
 		.sender = c->sender, .domain = domain, .helo = c->helo,
 		.client = c->client,
 	};
+	/* Its lookups only when the spec asks for %{p}. */
+	if (strcasestr(spec, "%{p") != NULL) {
+		validated_name(c, domain, pname, sizeof(pname));
+		m.validated_name = pname;
+	}
 	if (!spf_macro_expand(spec, &m, false, out, err, sizeof(err))) {
 		snprintf(c->why, sizeof(c->why), "%s", err);
 		return false;
@@ -120,8 +139,13 @@ static int match_addrs(struct spf_check *c, const char *name, int prefix,
 	return m;
 }
 
-/* RFC 7208 5.5: a validated name of the client ending in target. */
-static int match_ptr(struct spf_check *c, const char *target)
+/*
+ * RFC 7208 5.5: a validated name of the client (a PTR name, of the first
+ * 10, whose addresses hold the client) equal to or under target (any, if
+ * target is NULL), copied into out when out is not NULL: 1, or 0 none.
+ */
+static int ptr_validated(struct spf_check *c, const char *target, char *out,
+    size_t outsize)
 {
 	char rev[128] = "";
 	size_t k = 0;
@@ -142,18 +166,39 @@ static int match_ptr(struct spf_check *c, const char *target)
 	if (dns_lookup_rr(rev, ns_t_ptr, &rrs, &n, err, sizeof(err)) != DNS_OK)
 		return 0;
 	int m = 0;
-	size_t tl = strlen(target);
+	size_t tl = target != NULL ? strlen(target) : 0;
 	for (size_t i = 0; i < n && i < 10 && !m; i++) {
 		const char *name = (const char *)rrs[i].data;
 		size_t nl = rrs[i].len;
-		bool under = (nl == tl && strcasecmp(name, target) == 0) ||
+		bool under = target == NULL ||
+		    (nl == tl && strcasecmp(name, target) == 0) ||
 		    (nl > tl && name[nl - tl - 1] == '.' &&
 		    strcasecmp(name + nl - tl, target) == 0);
-		if (under && match_addrs(c, name, c->iplen * 8, false) == 1)
+		if (under && match_addrs(c, name, c->iplen * 8, false) == 1) {
 			m = 1;
+			if (out != NULL)
+				snprintf(out, outsize, "%s", name);
+		}
 	}
 	dns_rr_free(rrs, n);
 	return m;
+}
+
+static int match_ptr(struct spf_check *c, const char *target)
+{
+	return ptr_validated(c, target, NULL, 0);
+}
+
+/*
+ * The %{p} macro (RFC 7208 7.3): a validated name of the client, one in
+ * the current domain if there is one, else any, else "unknown".
+ */
+static void validated_name(struct spf_check *c, const char *domain,
+    char *out, size_t outsize)
+{
+	if (!ptr_validated(c, domain, out, outsize) &&
+	    !ptr_validated(c, NULL, out, outsize))
+		snprintf(out, outsize, "unknown");
 }
 
 static enum spf_result check(struct spf_check *c, const char *domain);
@@ -181,6 +226,14 @@ static int mechanism(struct spf_check *c, const struct spf_term *t,
 		goto out;
 	}
 	const char *name = str_cstr(&target);
+	/*
+	 * A target that is no domain name (an empty label, a label over 63
+	 * octets, RFC 7208 4.3) is looked up nowhere and matches nothing.
+	 */
+	if (t->mech != SPF_INCLUDE && !name_ok(name, true)) {
+		snprintf(c->why, sizeof(c->why), "%s: not a domain name", name);
+		goto out;
+	}
 	int prefix = c->iplen == 4 ? t->cidr4 : t->cidr6;
 	switch (t->mech) {
 	case SPF_INCLUDE: {

@@ -31,45 +31,7 @@
 #include "dns.h"
 #include "sock.h"
 #include "unit.h"
-
-static pid_t dnsmasq_pid = -1;
-static int dnsmasq_port;
-
-/* A port free for both UDP and TCP on 127.0.0.1 and ::1 right now. */
-static int free_port(void)
-{
-	for (int attempt = 0; attempt < 50; attempt++) {
-		int u = socket(AF_INET, SOCK_DGRAM, 0);
-		struct sockaddr_in sin = { .sin_family = AF_INET };
-		socklen_t len = sizeof(sin);
-		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		if (u < 0 || bind(u, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
-		    getsockname(u, (struct sockaddr *)&sin, &len) != 0) {
-			if (u >= 0)
-				close(u);
-			continue;
-		}
-		int t = socket(AF_INET, SOCK_STREAM, 0);
-		int ok = t >= 0 &&
-		    bind(t, (struct sockaddr *)&sin, sizeof(sin)) == 0;
-		int port = ntohs(sin.sin_port);
-		if (t >= 0)
-			close(t);
-		close(u);
-		if (ok)
-			return port;
-	}
-	return -1;
-}
-
-static void stop_dnsmasq(void)
-{
-	if (dnsmasq_pid > 0) {
-		kill(dnsmasq_pid, SIGTERM);
-		waitpid(dnsmasq_pid, NULL, 0);
-		dnsmasq_pid = -1;
-	}
-}
+#include "unit_dnsmasq.h"
 
 static void use_servers(const char *server)
 {
@@ -84,82 +46,44 @@ static void use_servers(const char *server)
 	}
 }
 
+/* ::1 on bl.test: 31 zero nibbles after the 1, reversed. */
+static char v6_listed[200] = "--host-record=1.";
+
+static const char *dns_zone[] = {
+	"--listen-address=::1",
+	"--mx-host=order.test,mx3.order.test,30",
+	"--mx-host=order.test,mx1.order.test,10",
+	"--mx-host=order.test,mx2.order.test,20",
+	"--mx-host=equal.test,first.equal.test,5",
+	"--mx-host=equal.test,e1.equal.test,10",
+	"--mx-host=equal.test,e2.equal.test,10",
+	"--mx-host=equal.test,e3.equal.test,10",
+	"--mx-host=equal.test,e4.equal.test,10",
+	"--mx-host=equal.test,last.equal.test,50",
+	"--host-record=plain.test,127.0.0.2,::2",
+	"--host-record=v4only.test,127.0.0.3",
+	"--dns-rr=nullmx.test,15,0000:00",
+	"--mx-host=nullmx2.test,.,0",
+	"--host-record=2.0.0.127.bl.test,127.0.0.2",
+	"--txt-record=2.0.0.127.bl.test,listed: see https://bl.test/?127.0.0.2",
+	"--host-record=3.0.0.127.bl.test,127.0.0.10",
+	"--host-record=4.0.0.127.bl.test,127.255.255.254",
+	v6_listed,
+	NULL,
+};
+
 static bool start_dnsmasq(void)
 {
-	char port_arg[32];
-
-	dnsmasq_port = free_port();
-	if (dnsmasq_port < 0)
-		return false;
-	snprintf(port_arg, sizeof(port_arg), "--port=%d", dnsmasq_port);
-	/* ::1 on bl.test: 31 zero nibbles after the 1, reversed. */
-	char v6_listed[200] = "--host-record=1.";
 	for (int i = 0; i < 31; i++)
 		strcat(v6_listed, "0.");
 	strcat(v6_listed, "bl.test,127.0.0.4");
-	dnsmasq_pid = fork();
-	if (dnsmasq_pid < 0)
-		return false;
-	if (dnsmasq_pid == 0) {
-		int null = open("/dev/null", O_WRONLY);
-		if (null >= 0) {
-			dup2(null, 1);
-			dup2(null, 2);
-		}
-		execl("/usr/sbin/dnsmasq", "dnsmasq", "--no-daemon", port_arg,
-		    "--listen-address=127.0.0.1", "--listen-address=::1",
-		    "--bind-interfaces", "--no-resolv", "--no-hosts",
-		    "--conf-file=/dev/null", "--pid-file=", "--local=/test/",
-		    "--mx-host=order.test,mx3.order.test,30",
-		    "--mx-host=order.test,mx1.order.test,10",
-		    "--mx-host=order.test,mx2.order.test,20",
-		    "--mx-host=equal.test,first.equal.test,5",
-		    "--mx-host=equal.test,e1.equal.test,10",
-		    "--mx-host=equal.test,e2.equal.test,10",
-		    "--mx-host=equal.test,e3.equal.test,10",
-		    "--mx-host=equal.test,e4.equal.test,10",
-		    "--mx-host=equal.test,last.equal.test,50",
-		    "--host-record=plain.test,127.0.0.2,::2",
-		    "--host-record=v4only.test,127.0.0.3",
-		    "--dns-rr=nullmx.test,15,0000:00",
-		    "--mx-host=nullmx2.test,.,0",
-		    "--host-record=2.0.0.127.bl.test,127.0.0.2",
-		    "--txt-record=2.0.0.127.bl.test,listed: see "
-		    "https://bl.test/?127.0.0.2",
-		    "--host-record=3.0.0.127.bl.test,127.0.0.10",
-		    "--host-record=4.0.0.127.bl.test,127.255.255.254",
-		    v6_listed,
-		    (char *)NULL);
-		_exit(127);
-	}
-
-	/* Ready when it answers; bounded wait of about five seconds. */
-	char server[64];
-	snprintf(server, sizeof(server), "127.0.0.1:%d", dnsmasq_port);
-	use_servers(server);
-	for (int i = 0; i < 100; i++) {
-		struct dns_addr *addrs;
-		size_t count;
-		char err[256];
-		if (dns_lookup_addrs("v4only.test", 25, &addrs, &count, err,
-		    sizeof(err)) == DNS_OK) {
-			free(addrs);
-			return true;
-		}
-		if (waitpid(dnsmasq_pid, NULL, WNOHANG) == dnsmasq_pid) {
-			dnsmasq_pid = -1;
-			return false;
-		}
-		struct timespec ts = { 0, 50 * 1000 * 1000 };
-		nanosleep(&ts, NULL);
-	}
-	return false;
+	return unit_dnsmasq_start(dns_zone, "2.0.0.127.bl.test");
 }
 
 static void use_ipv4_server(void)
 {
 	char server[64];
-	snprintf(server, sizeof(server), "127.0.0.1:%d", dnsmasq_port);
+	snprintf(server, sizeof(server), "127.0.0.1:%d", unit_dnsmasq_port);
 	use_servers(server);
 }
 
@@ -311,7 +235,7 @@ static void test_ipv6_server(void)
 	size_t count;
 	char server[64], err[256];
 
-	snprintf(server, sizeof(server), "[::1]:%d", dnsmasq_port);
+	snprintf(server, sizeof(server), "[::1]:%d", unit_dnsmasq_port);
 	use_servers(server);
 	CHECK_INT(dns_lookup_mx("order.test", &mx, &count, err, sizeof(err)),
 	    DNS_OK);
@@ -325,7 +249,7 @@ static void test_unreachable_server_tempfails_quickly(void)
 	struct dns_addr *addrs;
 	size_t count;
 	char server[64], err[256];
-	int port = free_port();		/* nothing listens there */
+	int port = unit_free_port();		/* nothing listens there */
 	struct timespec t0, t1;
 
 	snprintf(server, sizeof(server), "127.0.0.1:%d", port);
@@ -612,7 +536,7 @@ int main(void)
 	signal(SIGPIPE, SIG_IGN);
 	if (!start_dnsmasq()) {
 		printf("not ok 1 - start dnsmasq (/usr/sbin/dnsmasq)\n1..1\n");
-		stop_dnsmasq();
+		unit_dnsmasq_stop();
 		return 1;
 	}
 	RUN(test_mx_sorted_by_preference);
@@ -628,6 +552,6 @@ int main(void)
 	RUN(test_bad_server_config);
 	RUN(test_parse_packets);
 	dns_close();
-	stop_dnsmasq();
+	unit_dnsmasq_stop();
 	return unit_done();
 }
