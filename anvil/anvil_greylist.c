@@ -222,10 +222,16 @@ enum anvil_greylist anvil_greylist_decide(const char *net,
 		goto done;
 	}
 	t.last = now;
-	if (!t.passed && now - t.first < delay) {
-		/* Back too soon: the delay counts from the first attempt. */
+	/*
+	 * Back too soon: the delay counts from the first attempt. Times are
+	 * whole seconds, so an equal count can be up to a second short of
+	 * the delay: only more than the delay lets it through.
+	 */
+	if (!t.passed && now - t.first <= delay) {
 		gl_put(tkey, tlen, &t, sizeof(t));
 		*seconds = delay - (now - t.first);
+		if (*seconds < 1)
+			*seconds = 1;
 		verdict = ANVIL_GREYLIST_DEFER;
 		goto done;
 	}
