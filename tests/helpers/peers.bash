@@ -162,14 +162,23 @@ postfix_peer_start() {
 		return 1
 	fi
 	wait_for_listen "$PF_PORT" 30
+	# Its master's PID, so that it is stopped even when the temp dir
+	# (and with it the config "postfix stop" needs) is gone first.
+	PF_MASTER_PID=$(tr -d ' ' < "$P/queue/pid/master.pid" 2>/dev/null || true)
 }
 
 postfix_peer_stop() {
-	[ -n "${P:-}" ] && [ -d "$P/conf" ] || return 0
-	postfix -c "$P/conf" stop >/dev/null 2>&1 || true
+	if [ -n "${P:-}" ] && [ -d "$P/conf" ]; then
+		postfix -c "$P/conf" stop >/dev/null 2>&1 || true
+	elif [ -n "${PF_MASTER_PID:-}" ]; then
+		# The temp dir went first: end the master we started by PID.
+		kill -TERM "$PF_MASTER_PID" 2>/dev/null || true
+	fi
 	# "postfix stop" returns before its master is gone.
-	wait_until '! [ -e "$P/queue/pid/master.pid" ] ||
-		! kill -0 "$(tr -d " " < "$P/queue/pid/master.pid")" 2>/dev/null' 10 ||
-		true
+	if [ -n "${PF_MASTER_PID:-}" ]; then
+		wait_until '! kill -0 "$PF_MASTER_PID" 2>/dev/null' 10 ||
+			kill -KILL "$PF_MASTER_PID" 2>/dev/null || true
+	fi
 	P=
+	PF_MASTER_PID=
 }
