@@ -710,21 +710,18 @@ void dns_rr_free(struct dns_rr *rrs, size_t count)
 	free(rrs);
 }
 
-enum dns_result dns_lookup_rr(const char *name, int type, struct dns_rr **rrsp,
-    size_t *countp, char *err, size_t errsize)
+/*
+ * The answer section's records of TYPE (class IN) into a new array. A
+ * CNAME on the way is skipped: its target's records count. RAW keeps the
+ * RDATA as it came (TLSA for DANE); otherwise TXT strings are joined (RFC
+ * 7208 section 3.3), A/AAAA must have their address length, and MX, PTR
+ * and the like become the uncompressed host name.
+ */
+static enum dns_result dns_answer_records(const unsigned char *answer,
+    int len, int type, bool raw, struct dns_rr **rrsp, size_t *countp)
 {
-	unsigned char answer[8192];
-	int len;
 	ns_msg msg;
 
-	*rrsp = NULL;
-	*countp = 0;
-	enum dns_result r = dns_query(name, type, type == ns_t_txt ? "TXT" :
-	    type == ns_t_a ? "A" : type == ns_t_aaaa ? "AAAA" :
-	    type == ns_t_mx ? "MX" : "PTR", answer, sizeof(answer), &len, err,
-	    errsize);
-	if (r != DNS_OK)
-		return r;
 	if (ns_initparse(answer, len, &msg) < 0)
 		return DNS_TEMPFAIL;
 	int n = ns_msg_count(msg, ns_s_an);
@@ -739,8 +736,13 @@ enum dns_result dns_lookup_rr(const char *name, int type, struct dns_rr **rrsp,
 		const unsigned char *p = ns_rr_rdata(rr);
 		size_t rdlen = ns_rr_rdlen(rr);
 		struct dns_rr *out = &rrs[count];
-		if (type == ns_t_txt) {
-			/* The strings of one record, joined (RFC 7208 3.3). */
+		if (raw || type == ns_t_a || type == ns_t_aaaa) {
+			if (!raw && rdlen != (type == ns_t_a ? 4u : 16u))
+				continue;
+			out->data = xmalloc(rdlen + 1);
+			memcpy(out->data, p, rdlen);
+			out->len = rdlen;
+		} else if (type == ns_t_txt) {
 			out->data = xmalloc(rdlen + 1);
 			const unsigned char *end = p + rdlen;
 			while (p < end) {
@@ -751,12 +753,6 @@ enum dns_result dns_lookup_rr(const char *name, int type, struct dns_rr **rrsp,
 				out->len += k;
 				p += k;
 			}
-		} else if (type == ns_t_a || type == ns_t_aaaa) {
-			if (rdlen != (type == ns_t_a ? 4u : 16u))
-				continue;
-			out->data = xmalloc(rdlen + 1);
-			memcpy(out->data, p, rdlen);
-			out->len = rdlen;
 		} else {
 			char host[NS_MAXDNAME];
 			if (type == ns_t_mx) {
@@ -776,12 +772,31 @@ enum dns_result dns_lookup_rr(const char *name, int type, struct dns_rr **rrsp,
 	}
 	if (count == 0) {
 		free(rrs);
-		snprintf(err, errsize, "no record of that type for %s", name);
 		return DNS_NOTFOUND;
 	}
 	*rrsp = rrs;
 	*countp = count;
 	return DNS_OK;
+}
+
+enum dns_result dns_lookup_rr(const char *name, int type, struct dns_rr **rrsp,
+    size_t *countp, char *err, size_t errsize)
+{
+	unsigned char answer[8192];
+	int len;
+
+	*rrsp = NULL;
+	*countp = 0;
+	enum dns_result r = dns_query(name, type, type == ns_t_txt ? "TXT" :
+	    type == ns_t_a ? "A" : type == ns_t_aaaa ? "AAAA" :
+	    type == ns_t_mx ? "MX" : "PTR", answer, sizeof(answer), &len, err,
+	    errsize);
+	if (r != DNS_OK)
+		return r;
+	r = dns_answer_records(answer, len, type, false, rrsp, countp);
+	if (r == DNS_NOTFOUND)
+		snprintf(err, errsize, "no record of that type for %s", name);
+	return r;
 }
 
 /* ---- DNSSEC for DANE (RFC 7672 2.1) ---- */
@@ -792,7 +807,6 @@ enum dns_result dns_lookup_rr_dnssec(const char *name, int type,
 {
 	unsigned char answer[8192];
 	int len;
-	ns_msg msg;
 
 	*rrsp = NULL;
 	*countp = 0;
@@ -800,34 +814,11 @@ enum dns_result dns_lookup_rr_dnssec(const char *name, int type,
 	    "TLSA" : "RR", answer, sizeof(answer), &len, secure, err, errsize);
 	if (r != DNS_OK)
 		return r;
-	if (ns_initparse(answer, len, &msg) < 0)
-		return DNS_TEMPFAIL;
-	int n = ns_msg_count(msg, ns_s_an);
-	struct dns_rr *rrs = xcalloc(n > 0 ? (size_t)n : 1, sizeof(*rrs));
-	size_t count = 0;
-	for (int i = 0; i < n; i++) {
-		ns_rr rr;
-		if (ns_parserr(&msg, ns_s_an, i, &rr) < 0)
-			break;
-		/* A CNAME on the way is skipped; its target's records count. */
-		if ((int)ns_rr_type(rr) != type || ns_rr_class(rr) != ns_c_in)
-			continue;
-		size_t rdlen = ns_rr_rdlen(rr);
-		rrs[count].data = xmalloc(rdlen + 1);
-		memcpy(rrs[count].data, ns_rr_rdata(rr), rdlen);
-		rrs[count].data[rdlen] = '\0';
-		rrs[count].len = rdlen;
-		count++;
-	}
-	if (count == 0) {
-		free(rrs);
+	r = dns_answer_records(answer, len, type, true, rrsp, countp);
+	if (r == DNS_NOTFOUND)
 		snprintf(err, errsize, "no %s record for %s", type == ns_t_tlsa ?
 		    "TLSA" : "such", name);
-		return DNS_NOTFOUND;
-	}
-	*rrsp = rrs;
-	*countp = count;
-	return DNS_OK;
+	return r;
 }
 
 size_t dns_server_addrs(struct sockaddr_storage *out, size_t max)
