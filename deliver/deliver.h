@@ -168,6 +168,8 @@ struct deliver_session {
 	struct dane_tlsa_set dane_tlsa;	/* the server's usable TLSA records */
 	bool dane_active;	/* they decide: TLS required and checked by them */
 	char dane_why[300];	/* why DANE does not apply, for dane-only */
+	char dane_base[256];	/* the TLSA base domain: host, or its CNAME
+				 * expansion (RFC 7672 2.2.2) */
 	bool host_secure;	/* MX and address DNSSEC-validated */
 	enum tls_trust tls_trust; /* how the handshake judged the server */
 	bool requiretls;	/* this job's mail needs REQUIRETLS here */

@@ -6,7 +6,8 @@
  *
  * Per server, after the level is known: were the MX and the address
  * records of this host DNSSEC-validated (deliver_dest.c asked with the
- * AD bit), then the TLSA records at _PORT._tcp.HOST. The outcomes
+ * AD bit), then the TLSA records at _PORT._tcp.HOST (at its CNAME
+ * target first when HOST is a validated alias). The outcomes
  * (RFC 7672 2.2): usable records make TLS mandatory and authenticated
  * by them (OpenSSL's DANE verifier: SSL_dane_enable, SSL_dane_tlsa_add);
  * validated but unusable records make it mandatory without
@@ -29,8 +30,11 @@
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
 
+#include <bsd/string.h>
+
 #include "cfg.h"
 #include "dane.h"
+#include "dns.h"
 #include "deliver.h"
 #include "log.h"
 #include "sock.h"
@@ -83,6 +87,38 @@ static void dane_not_applied(struct deliver_session *s, enum tls_level to,
 		s->tls_policy.level = to;
 }
 
+/*
+ * The TLSA records of s->host's server (RFC 7672 2.2.2): when the host
+ * name is an alias and its whole CNAME chain validated, the fully
+ * expanded name is the TLSA base domain first; without records there (a
+ * validated denial, or an unsigned zone), the name the MX record gave.
+ * s->dane_base says which one answered.
+ */
+static enum dane_status dane_lookup_base(struct deliver_session *s,
+    const struct deliver_job *job, char *err, size_t errsize)
+{
+	char expanded[256];
+	bool chain_secure;
+
+	strlcpy(s->dane_base, s->host, sizeof(s->dane_base));
+	if (dns_cname_expand_dnssec(s->host, expanded, sizeof(expanded),
+	    &chain_secure, err, errsize) == DNS_OK && chain_secure &&
+	    strcasecmp(expanded, s->host) != 0) {
+		enum dane_status st = dane_lookup(expanded, s->port,
+		    &s->dane_tlsa, err, errsize);
+		if (st != DANE_NO_TLSA && st != DANE_INSECURE) {
+			strlcpy(s->dane_base, expanded, sizeof(s->dane_base));
+			if (st == DANE_USABLE)
+				log_info("%s: TLSA records of %s:%d found at its "
+				    "alias target %s", job->queue_id, s->host,
+				    s->port, expanded);
+			return st;
+		}
+		dane_tlsa_set_free(&s->dane_tlsa);
+	}
+	return dane_lookup(s->host, s->port, &s->dane_tlsa, err, errsize);
+}
+
 bool deliver_dane_prepare(struct deliver_session *s,
     const struct deliver_job *job, bool host_secure,
     struct deliver_outcome *out)
@@ -109,8 +145,7 @@ bool deliver_dane_prepare(struct deliver_session *s,
 		    "of %s are not DNSSEC-validated", s->host);
 		return true;
 	}
-	enum dane_status st = dane_lookup(s->host, s->port, &s->dane_tlsa,
-	    err, sizeof(err));
+	enum dane_status st = dane_lookup_base(s, job, err, sizeof(err));
 	switch (st) {
 	case DANE_USABLE:
 		s->dane_active = true;
@@ -146,8 +181,14 @@ bool deliver_dane_ssl(struct deliver_session *s, SSL *ssl,
 {
 	/* The TLSA base domain is the reference identifier and SNI
 	 * (RFC 7672 3.2.2, 8.1); a validated MX makes the next-hop domain
-	 * one too. */
-	if (SSL_dane_enable(ssl, s->host) <= 0)
+	 * one too, and so is the MX host name when its alias target is the
+	 * base domain. */
+	const char *base = s->dane_base[0] != '\0' ? s->dane_base : s->host;
+	if (SSL_dane_enable(ssl, base) <= 0)
+		goto fail;
+	if (strcasecmp(base, s->host) != 0 &&
+	    (SSL_set_tlsext_host_name(ssl, base) != 1 ||
+	    SSL_add1_host(ssl, s->host) != 1))
 		goto fail;
 	if (nexthop != NULL && nexthop[0] != '\0' &&
 	    strcasecmp(nexthop, s->host) != 0 && SSL_add1_host(ssl, nexthop) != 1)
@@ -185,7 +226,8 @@ enum tls_trust deliver_dane_trust(struct deliver_session *s, SSL *ssl,
 	int depth = SSL_get0_dane_authority(ssl, NULL, NULL);
 	if (verify != X509_V_OK || depth < 0) {
 		snprintf(why, whysize, "no TLSA record of %s matches its "
-		    "certificate chain: %s", s->host,
+		    "certificate chain: %s", s->dane_base[0] != '\0' ?
+		    s->dane_base : s->host,
 		    X509_verify_cert_error_string(verify));
 		return TLS_TRUST_UNTRUSTED;
 	}

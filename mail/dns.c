@@ -821,6 +821,59 @@ enum dns_result dns_lookup_rr_dnssec(const char *name, int type,
 	return r;
 }
 
+/* The target of the CNAME record owned by name in msg, if any. */
+static bool dns_answer_cname(ns_msg *msg, const char *name, char *target,
+    size_t targetsize)
+{
+	int n = ns_msg_count(*msg, ns_s_an);
+	for (int i = 0; i < n; i++) {
+		ns_rr rr;
+		if (ns_parserr(msg, ns_s_an, i, &rr) < 0)
+			return false;
+		if (ns_rr_type(rr) != ns_t_cname || ns_rr_class(rr) != ns_c_in ||
+		    strcasecmp(ns_rr_name(rr), name) != 0)
+			continue;
+		return ns_name_uncompress(ns_msg_base(*msg), ns_msg_end(*msg),
+		    ns_rr_rdata(rr), target, targetsize) >= 0;
+	}
+	return false;
+}
+
+enum dns_result dns_cname_expand_dnssec(const char *host, char *out,
+    size_t outsize, bool *secure, char *err, size_t errsize)
+{
+	unsigned char answer[8192];
+	int len;
+	ns_msg msg;
+
+	*secure = false;
+	strlcpy(out, host, outsize);
+	/* The A query first; a host with only AAAA records answers that. */
+	enum dns_result r = dns_query_ad(host, ns_t_a, "A", answer,
+	    sizeof(answer), &len, secure, err, errsize);
+	if (r == DNS_NOTFOUND)
+		r = dns_query_ad(host, ns_t_aaaa, "AAAA", answer,
+		    sizeof(answer), &len, secure, err, errsize);
+	if (r != DNS_OK)
+		return r;
+	if (ns_initparse(answer, len, &msg) < 0)
+		return DNS_TEMPFAIL;
+	/* Follow the chain as the resolver gave it, bounded against loops. */
+	char name[NS_MAXDNAME], next[NS_MAXDNAME];
+	strlcpy(name, host, sizeof(name));
+	size_t hlen = strlen(name);
+	if (hlen > 0 && name[hlen - 1] == '.')
+		name[hlen - 1] = '\0';
+	for (int hops = 0; hops < 16; hops++) {
+		if (!dns_answer_cname(&msg, name, next, sizeof(next)))
+			break;
+		strlcpy(name, next, sizeof(name));
+	}
+	if (strcasecmp(name, host) != 0)
+		strlcpy(out, name, outsize);
+	return DNS_OK;
+}
+
 size_t dns_server_addrs(struct sockaddr_storage *out, size_t max)
 {
 	char err[256];

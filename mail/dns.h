@@ -150,6 +150,15 @@ enum dns_result dns_lookup_addrs_dnssec(const char *host, int port,
 enum dns_result dns_lookup_rr_dnssec(const char *name, int type,
     struct dns_rr **rrs, size_t *count, bool *secure, char *err,
     size_t errsize);
+
+/*
+ * The name host stands for at the end of its CNAME chain (RFC 7672 2.2.2:
+ * the TLSA base domain of a CNAME'd MX host), from the answer to its
+ * address query: out is host itself when it is no alias. *secure says
+ * whether the resolver validated the whole answer (the AD bit).
+ */
+enum dns_result dns_cname_expand_dnssec(const char *host, char *out,
+    size_t outsize, bool *secure, char *err, size_t errsize);
 /* The resolvers queries go to (dns_servers or resolv.conf), at most max. */
 size_t dns_server_addrs(struct sockaddr_storage *out, size_t max);
 

@@ -72,6 +72,12 @@ dane_tamper() {
 	mx-none   IN A 127.0.0.1
 	mx-bogus  IN A 127.0.0.1
 	mx-plain  IN A 127.0.0.1
+	mx-alias  IN CNAME mx-real
+	mx-real   IN A 127.0.0.1
+	mx-alias2 IN CNAME mx-real2
+	mx-real2  IN A 127.0.0.1
+	alias     IN MX 10 mx-alias
+	alias2    IN MX 10 mx-alias2
 	ta        IN MX 10 mx
 	ee        IN MX 10 mx-ee
 	taw       IN MX 10 mx-taw
@@ -89,6 +95,8 @@ dane_tamper() {
 	_$PF_SELF._tcp.mx-pkix  IN TLSA 0 0 1 $ca
 	_$PF_SELF._tcp.mx-bogus IN TLSA 3 1 1 $self
 	_$PF_PLAIN._tcp.mx-plain IN TLSA 3 1 1 $self
+	_$PF_GOOD._tcp.mx-real  IN TLSA 3 1 1 $good
+	_$PF_GOOD._tcp.mx-alias2 IN TLSA 3 1 1 $good
 	EOF
 	dane_zone insecure.test unsigned <<-EOF
 	@   IN MX 10 mx
@@ -120,6 +128,16 @@ dane_tamper() {
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	wait_for_log "$(last_qid): Verified TLS connection established to mx-ee.tls.test\[127.0.0.1\]:$PF_WRONG: .* \(DANE\)$"
 	wait_for_log "$(last_qid): DANE TLSA 3 1 1 $wrong matched the certificate at depth 0"
+	# An MX host that is an alias (RFC 7672 2.2.2): the TLSA records at
+	# its CNAME target count first, then those at the name itself.
+	job "alias.tls.test:$PF_GOOD"
+	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
+	wait_for_log "$(last_qid): TLSA records of mx-alias.tls.test:$PF_GOOD found at its alias target mx-real.tls.test"
+	wait_for_log "$(last_qid): Verified TLS connection established to mx-alias.tls.test\[127.0.0.1\]:$PF_GOOD: .* \(DANE\)$"
+	job "alias2.tls.test:$PF_GOOD"
+	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
+	wait_for_log "$(last_qid): Verified TLS connection established to mx-alias2.tls.test\[127.0.0.1\]:$PF_GOOD: .* \(DANE\)$"
+	wait_for_log "$(last_qid): DANE TLSA 3 1 1 $good matched the certificate at depth 0"
 	# DANE-TA(2) checks names: a good chain for another name is refused.
 	job "taw.tls.test:$PF_WRONG"
 	[[ "$output" == *"rcpt=0 D 4.7.5 TLS is required, but the certificate of host mx-taw.tls.test[127.0.0.1]:$PF_WRONG could not be verified (level dane): no TLSA record of mx-taw.tls.test matches"* ]]
@@ -156,9 +174,9 @@ dane_tamper() {
 	[[ "$output" == *"rcpt=0 D 4.4.3 "* ]]
 	grep -q "validation failure <mx.bogus.test\|validation failure <bogus.test" "$T/dns/unbound.out"
 
-	# Postfix got exactly the five messages that were to be delivered.
-	wait_until '[ "$(grep -c "discard.*status=sent" "$P/maillog")" -ge 5 ]' 10
-	[ "$(grep -c 'status=sent' "$P/maillog")" -eq 5 ]
+	# Postfix got exactly the seven messages that were to be delivered.
+	wait_until '[ "$(grep -c "discard.*status=sent" "$P/maillog")" -ge 7 ]' 10
+	[ "$(grep -c 'status=sent' "$P/maillog")" -eq 7 ]
 }
 
 @test "DANE: smtp_dns_support_level and smtp_dnssec_trusted_resolvers are checked" {
