@@ -167,12 +167,12 @@ bool tls_dest_policy_parse(const char *entry, struct tls_dest_policy *p,
 		if (protocols != NULL) {
 			l = cfg_split_list(protocols);
 		} else {
-			for (size_t i = 0; i < cfg.smtp_tls_protocols.count; i++) {
-				l.items = xreallocarray(l.items, l.count + 1,
-				    sizeof(*l.items));
+			/* NULL-terminated, as cfg_list_free expects. */
+			l.items = xcalloc(cfg.smtp_tls_protocols.count + 1,
+			    sizeof(*l.items));
+			for (size_t i = 0; i < cfg.smtp_tls_protocols.count; i++)
 				l.items[l.count++] =
 				    xstrdup(cfg.smtp_tls_protocols.items[i]);
-			}
 		}
 		ok = tls_policy_parse(&l, ciphers ? ciphers :
 		    cfg.smtp_tls_ciphers, &p->protocols, err, errsize);

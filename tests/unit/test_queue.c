@@ -1224,6 +1224,7 @@ static void test_recycle(void)
 
 	/* recycle/ is empty now: a new file is created, and a file too big
 	 * to keep is unlinked, not recycled. */
+	queue_envelope_free(&a);
 	make_three(&a);
 	queue_path(path, sizeof(path), qdir, QUEUE_INCOMING, a.id);
 	CHECK(stat(path, &st_a) == 0 && st_a.st_ino != st_b.st_ino);
@@ -1263,6 +1264,7 @@ static void test_recycle(void)
 	snprintf(link_path, sizeof(link_path), "%s/%s/9", qdir, QUEUE_RECYCLE);
 	CHECK(link(path, link_path) == 0);
 	usleep(150 * 1000);
+	queue_envelope_free(&a);
 	make_three(&a);
 	CHECK(stat(path, &st_a) == 0 && st_a.st_size > 0);
 	queue_envelope_init(&got);
