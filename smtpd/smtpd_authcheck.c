@@ -2,12 +2,12 @@
  * smtpd_authcheck.c - smtpd's mail authentication checks on inbound mail
  * (issue 15): SPF at MAIL of the MAIL FROM and the HELO identities (RFC
  * 7208 2.3, 2.4; the HELO one once a session), DKIM verification of every
- * signature (RFC 6376,
- * 8463) and DMARC (RFC 7489) at the end of the message, and one
- * Authentication-Results field (RFC 8601) with authserv_id prepended to
- * the message, below our Received field, as Postfix with OpenDKIM and
- * OpenDMARC writes them. Fields arriving with our authserv-id are
- * forgeries (RFC 8601 5) and are deleted, with a log line.
+ * signature (RFC 6376, 8463) and DMARC (RFC 7489) at the end of the
+ * message, and one Authentication-Results field (RFC 8601) with
+ * authserv_id prepended to the message, below our Received field, as
+ * Postfix with OpenDKIM and OpenDMARC writes them. Fields arriving with
+ * our authserv-id are forgeries (RFC 8601 5) and are deleted, with a log
+ * line, on the path with milters as on the one without.
  *
  * Who is checked: clients outside mynetworks that did not authenticate,
  * over TCP (the MX role). Each transaction's results are computed once
