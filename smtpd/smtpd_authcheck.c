@@ -107,8 +107,10 @@ static bool lookupable(const char *name)
 
 /*
  * The session's SPF result for its HELO identity (RFC 7208 2.3), looked
- * up at the first checked MAIL and kept for the next ones; a new HELO or
- * EHLO (or STARTTLS, which forgets it) names another identity.
+ * up at the first checked MAIL and kept for the next ones, keyed by the
+ * name: a HELO or EHLO with another name is another identity, checked
+ * anew; the same name again (after STARTTLS, say) is the same identity
+ * from the same address, and keeps its result.
  */
 struct smtpd_authcheck_helo {
 	char given[256];		/* the HELO name it is for (the key) */
