@@ -91,6 +91,8 @@ struct smtpd_session {
 	const char *milter_sender;	/* {mail_addr} while MAIL is tried */
 	bool milter_discard_next;	/* a filter discarded at MAIL */
 	bool limits_counted;		/* anvil counts this session open */
+	/* smtpd_authcheck.c: SPF of the HELO identity, or NULL */
+	struct smtpd_authcheck_helo *auth_helo;
 };
 
 /* smtpd_proto.c */
@@ -266,15 +268,18 @@ struct smtpd_authcheck;
 /* Read public_suffix_list (before confinement). */
 void smtpd_authcheck_init(void);
 /*
- * At MAIL: SPF for the sender (or HELO when it is null). 250 with *out
- * set to the transaction's checks (NULL when none apply: mynetworks,
- * AUTH, a local socket, all checks off); with smtpd_spf = enforce 550
- * 5.7.23 for fail or 451 4.7.24 for temperror, the text in text.
+ * At MAIL: SPF for the sender (or HELO when it is null) and for the
+ * HELO name (once a session). 250 with *out set to the transaction's
+ * checks (NULL when none apply: mynetworks, AUTH, a local socket, all
+ * checks off); with smtpd_spf = enforce 550 5.7.23 for a fail of either
+ * or 451 4.7.24 for a MAIL FROM temperror, the text in text.
  */
 int smtpd_authcheck_mail(struct smtpd_session *s, const char *sender,
     struct smtpd_authcheck **out, const char **enhanced, char *text,
     size_t size);
 void smtpd_authcheck_free(struct smtpd_authcheck *a);
+/* The session ends: forget its HELO result. */
+void smtpd_authcheck_session_end(struct smtpd_session *s);
 /* DATA: spool the text; door_fd (the queue file, -1 with milters)
  * is written at the end. false: no spool (451). */
 bool smtpd_authcheck_spool(struct smtpd_authcheck *a, int door_fd);
@@ -290,9 +295,11 @@ enum smtpd_authcheck_action {
 	SMTPD_AUTHCHECK_FAILED,		/* local error: 452 */
 };
 /*
- * End of message: verify, decide, and (without milters) write the queue
- * file with our Received and Authentication-Results fields first. why:
- * the reply text (REJECT) or the hold reason (HOLD).
+ * End of message: verify, decide, and write the message less the fields
+ * forging our authserv-id: without milters into the queue file with our
+ * Received and Authentication-Results fields first, with milters into
+ * the filters' spool (t->milter_msg). why: the reply text (REJECT) or
+ * the hold reason (HOLD).
  */
 enum smtpd_authcheck_action smtpd_authcheck_eom(struct smtpd_session *s,
     char *why, size_t whysize);

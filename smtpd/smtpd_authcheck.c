@@ -1,12 +1,13 @@
 /*
  * smtpd_authcheck.c - smtpd's mail authentication checks on inbound mail
- * (issue 15): SPF at MAIL FROM (RFC 7208; the HELO identity for the null
- * sender, 2.3, 2.4), DKIM verification of every signature (RFC 6376,
- * 8463) and DMARC (RFC 7489) at the end of the message, and one
- * Authentication-Results field (RFC 8601) with authserv_id prepended to
- * the message, below our Received field, as Postfix with OpenDKIM and
- * OpenDMARC writes them. Fields arriving with our authserv-id are
- * forgeries (RFC 8601 5) and are deleted, with a log line.
+ * (issue 15): SPF at MAIL of the MAIL FROM and the HELO identities (RFC
+ * 7208 2.3, 2.4; the HELO one once a session), DKIM verification of every
+ * signature (RFC 6376, 8463) and DMARC (RFC 7489) at the end of the
+ * message, and one Authentication-Results field (RFC 8601) with
+ * authserv_id prepended to the message, below our Received field, as
+ * Postfix with OpenDKIM and OpenDMARC writes them. Fields arriving with
+ * our authserv-id are forgeries (RFC 8601 5) and are deleted, with a log
+ * line, on the path with milters as on the one without.
  *
  * Who is checked: clients outside mynetworks that did not authenticate,
  * over TCP (the MX role). Each transaction's results are computed once
@@ -16,8 +17,9 @@
  *
  * The message is spooled into an anonymous file of the worker while it
  * arrives (the queue file the door made is written only at the end, when
- * the results are known); with milters the filters' own spool writes it
- * and our fields go in front of what they see.
+ * the results are known); with milters the text goes from that spool into
+ * the filters' own at the end, less the forged fields, and our fields go
+ * in front of what they see.
  *
  * Trust: the sender, HELO, header fields and DNS records are strangers';
  * they reach replies and the log only as parsed domains and escaped text.
@@ -42,17 +44,23 @@
 #include "log.h"
 #include "mem.h"
 #include "smtpd.h"
+#include "smtpd_milter.h"
 #include "spf.h"
 
 /* One transaction's checks and their results. */
 struct smtpd_authcheck {
-	/* SPF, at MAIL */
+	/* SPF, at MAIL: the MAIL FROM identity (DMARC's, RFC 7489 4.1) */
 	bool spf_done;
 	enum spf_result spf;
 	bool spf_helo;			/* the HELO identity (null sender) */
 	char spf_domain[256];		/* checked domain (A-labels) */
 	char spf_sender[600];		/* smtp.mailfrom / smtp.helo value */
 	char spf_why[300];
+	/* ... and the HELO identity beside it (a copy of the session's) */
+	bool helo_done;
+	enum spf_result helo;
+	char helo_name[256];		/* smtp.helo value, as given */
+	char helo_why[300];
 	/* the message, spooled */
 	int door_fd;			/* the queue file, -1 with milters */
 	int spool_fd;
@@ -90,17 +98,92 @@ void smtpd_authcheck_init(void)
 
 /* ---- SPF, at MAIL ---- */
 
-static const char *sender_domain(const char *sender)
-{
-	const char *at = strrchr(sender, '@');
-	return at ? at + 1 : NULL;
-}
-
 /* Is name a domain SPF can look up (not an address literal, a dot)? */
 static bool lookupable(const char *name)
 {
 	return name != NULL && *name != '\0' && *name != '[' &&
 	    strchr(name, '.') != NULL;
+}
+
+/*
+ * The session's SPF result for its HELO identity (RFC 7208 2.3), looked
+ * up at the first checked MAIL and kept for the next ones, keyed by the
+ * name: a HELO or EHLO with another name is another identity, checked
+ * anew; the same name again (after STARTTLS, say) is the same identity
+ * from the same address, and keeps its result.
+ */
+struct smtpd_authcheck_helo {
+	char given[256];		/* the HELO name it is for (the key) */
+	enum spf_result result;
+	char domain[256];		/* checked domain (A-labels), or "" */
+	char why[300];
+};
+
+void smtpd_authcheck_session_end(struct smtpd_session *s)
+{
+	free(s->auth_helo);
+	s->auth_helo = NULL;
+}
+
+/*
+ * Can the HELO name be checked? RFC 7208 2.3: only a fully qualified
+ * domain name; an address literal, a bare address or a name of one
+ * label is "none" without a lookup. A top-level label of digits only is
+ * no domain (RFC 1123 2.1), so "192.0.2.1" and the like are not looked up.
+ */
+static bool helo_checkable(const char *name)
+{
+	if (!lookupable(name))
+		return false;
+	size_t len = strlen(name);
+	if (name[len - 1] == '.')
+		len--;
+	const char *last = memrchr(name, '.', len);
+	if (last == NULL || last + 1 == name + len)
+		return false;
+	return strspn(last + 1, "0123456789") < (size_t)(name + len - last - 1);
+}
+
+static const struct smtpd_authcheck_helo *check_helo(struct smtpd_session *s)
+{
+	const char *given = s->helo ? s->helo : "";
+	struct smtpd_authcheck_helo *h = s->auth_helo;
+
+	if (h != NULL && strcmp(h->given, given) == 0)
+		return h;	/* this HELO's, checked already */
+	if (h == NULL)
+		h = s->auth_helo = xcalloc(1, sizeof(*h));
+	memset(h, 0, sizeof(*h));
+	strlcpy(h->given, given, sizeof(h->given));
+	h->result = SPF_NONE;
+	char *ascii = *given && *given != '[' ? idna_domain_to_ascii(given) :
+	    NULL;
+	if (ascii == NULL || !helo_checkable(ascii) ||
+	    strlen(ascii) >= sizeof(h->domain) ||
+	    strlen(given) >= sizeof(h->given)) {
+		snprintf(h->why, sizeof(h->why), "HELO is not a fully "
+		    "qualified domain name");
+		free(ascii);
+		return h;
+	}
+	strlcpy(h->domain, ascii, sizeof(h->domain));
+	free(ascii);
+	char sender[300];
+	snprintf(sender, sizeof(sender), "postmaster@%s", h->domain);
+	struct spf_check c = {
+		.client = (const struct sockaddr *)&s->conn->peer,
+		.sender = sender,
+		.helo = given,
+	};
+	h->result = spf_check_host(&c, h->domain);
+	strlcpy(h->why, c.why, sizeof(h->why));
+	return h;
+}
+
+static const char *sender_domain(const char *sender)
+{
+	const char *at = strrchr(sender, '@');
+	return at ? at + 1 : NULL;
 }
 
 static void check_spf(struct smtpd_session *s, struct smtpd_authcheck *a,
@@ -109,17 +192,26 @@ static void check_spf(struct smtpd_session *s, struct smtpd_authcheck *a,
 	const char *helo = s->helo ? s->helo : "";
 	const char *domain;
 
+	const struct smtpd_authcheck_helo *h = check_helo(s);
+	a->helo_done = true;
+	a->helo = h->result;
+	strlcpy(a->helo_name, helo, sizeof(a->helo_name));
+	strlcpy(a->helo_why, h->why, sizeof(a->helo_why));
+
 	a->spf_done = true;
 	a->spf = SPF_NONE;
 	a->spf_helo = *sender == '\0';
 	if (a->spf_helo) {
-		/* RFC 7208 2.4: postmaster@HELO for the null sender. */
-		domain = helo;
+		/* RFC 7208 2.4: the null sender is postmaster@HELO, the
+		 * same check as the HELO identity's. */
 		strlcpy(a->spf_sender, helo, sizeof(a->spf_sender));
-	} else {
-		domain = sender_domain(sender);
-		strlcpy(a->spf_sender, sender, sizeof(a->spf_sender));
+		strlcpy(a->spf_domain, h->domain, sizeof(a->spf_domain));
+		strlcpy(a->spf_why, h->why, sizeof(a->spf_why));
+		a->spf = h->result;
+		return;
 	}
+	domain = sender_domain(sender);
+	strlcpy(a->spf_sender, sender, sizeof(a->spf_sender));
 	char *ascii = domain ? idna_domain_to_ascii(domain) : NULL;
 	if (ascii == NULL || !lookupable(ascii) ||
 	    strlen(ascii) >= sizeof(a->spf_domain)) {
@@ -130,13 +222,8 @@ static void check_spf(struct smtpd_session *s, struct smtpd_authcheck *a,
 	strlcpy(a->spf_domain, ascii, sizeof(a->spf_domain));
 	free(ascii);
 	char macro_sender[600];
-	if (a->spf_helo)
-		snprintf(macro_sender, sizeof(macro_sender), "postmaster@%s",
-		    a->spf_domain);
-	else
-		snprintf(macro_sender, sizeof(macro_sender), "%.*s@%s",
-		    (int)(sender_domain(sender) - 1 - sender), sender,
-		    a->spf_domain);
+	snprintf(macro_sender, sizeof(macro_sender), "%.*s@%s",
+	    (int)(sender_domain(sender) - 1 - sender), sender, a->spf_domain);
 	struct spf_check c = {
 		.client = (const struct sockaddr *)&s->conn->peer,
 		.sender = macro_sender,
@@ -176,6 +263,19 @@ int smtpd_authcheck_mail(struct smtpd_session *s, const char *sender,
 			    "up %s", a->spf_domain);
 			smtpd_authcheck_free(a);
 			return 451;
+		}
+		/* A HELO fail refuses the mail as a MAIL FROM one does
+		 * (policyd-spf's default); its temperror does not defer:
+		 * the MAIL FROM identity is the one mail depends on. */
+		if (a->helo_done && !a->spf_helo && a->helo == SPF_FAIL) {
+			*enhanced = "5.7.23";
+			char name[256];
+			log_escape(name, sizeof(name), a->helo_name,
+			    strlen(a->helo_name));
+			snprintf(text, size, "SPF: HELO %s does not designate "
+			    "%s as a permitted sender", name, s->client_addr);
+			smtpd_authcheck_free(a);
+			return 550;
 		}
 	}
 	*out = a;
@@ -343,6 +443,14 @@ static void build_header(struct smtpd_session *s, struct smtpd_authcheck *a)
 			authres_prop(h, "smtp.mailfrom", a->spf_sender);
 		n++;
 	}
+	/* The HELO identity as a result of its own (RFC 8601 2.7.2 allows
+	 * one per identity); for the null sender the one above is it. */
+	if (a->helo_done && !a->spf_helo) {
+		authres_method(h, "spf", spf_result_name(a->helo),
+		    a->helo_why);
+		authres_prop(h, "smtp.helo", a->helo_name);
+		n++;
+	}
 	if (dkim_on && a->ndkim == 0) {
 		authres_method(h, "dkim", "none", "no signature");
 		n++;
@@ -389,10 +497,72 @@ const char *smtpd_authcheck_header(const struct smtpd_authcheck *a)
 	return a != NULL && a->header.len > 0 ? str_cstr(&a->header) : "";
 }
 
+/* Where the text received goes next: the queue file or the filters. */
+typedef bool (*emit_fn)(void *ctx, const void *p, size_t n);
+
+static bool emit_to_queue(void *ctx, const void *p, size_t n)
+{
+	return queue_writer_write(ctx, p, n);
+}
+
+static bool emit_to_milters(void *ctx, const void *p, size_t n)
+{
+	return smtpd_milter_msg_write(ctx, p, n);
+}
+
+/*
+ * The message as received, less the header fields that claim our
+ * authserv-id: from outside they are forgeries (RFC 8601 5). Every path
+ * that stores a received message goes through here, the queue file
+ * without milters and the filters' spool with them.
+ *
+ * With smtpd_milters the fields are removed before the filters see the
+ * message, not from what they hand back: a filter that trusts our
+ * authserv-id (OpenDMARC's TrustedAuthservIDs reads our spf= result)
+ * must never read a forgery, the header positions a filter edits by
+ * (SMFIR_CHGHEADER's index) are those of the file we write, and a field
+ * a filter adds with our id on purpose (OpenDMARC, rspamd) is its
+ * verdict and stays. The end result is that of Postfix with OpenDMARC,
+ * where the filter deletes the forged fields and adds its own.
+ */
+static bool emit_without_forgeries(struct smtpd_session *s, const char *m,
+    size_t len, emit_fn put, void *ctx)
+{
+	struct smtpd_txn *t = s->txn;
+	size_t hlen = header_end(m, len), pos = 0, removed = 0;
+	bool ok = true;
+
+	while (ok && pos < hlen) {
+		/* One field: up to a CRLF not followed by WSP. */
+		size_t end = pos;
+		for (;;) {
+			const char *crlf = memmem(m + end, hlen - end, "\r\n", 2);
+			end = crlf ? (size_t)(crlf - m) + 2 : hlen;
+			if (end >= hlen || (m[end] != ' ' && m[end] != '\t'))
+				break;
+		}
+		static const char name[] = "authentication-results:";
+		size_t nl = sizeof(name) - 1;
+		if (end - pos > nl && strncasecmp(m + pos, name, nl) == 0 &&
+		    authres_claims_id(m + pos + nl, end - pos - nl,
+		    cfg.authserv_id))
+			removed++;
+		else
+			ok = put(ctx, m + pos, end - pos);
+		pos = end;
+	}
+	if (ok && len > hlen)
+		ok = put(ctx, m + hlen, len - hlen);
+	if (removed > 0)
+		log_info("%s: removed %zu Authentication-Results field%s "
+		    "claiming authserv-id %s from %s", t->queue_id, removed,
+		    removed == 1 ? "" : "s", cfg.authserv_id, s->client_log);
+	return ok;
+}
+
 /*
  * Write the queue file (no milters): our Received and
- * Authentication-Results fields, then the message without the fields
- * that claim our authserv-id.
+ * Authentication-Results fields, then the message.
  */
 static bool write_queue_file(struct smtpd_session *s,
     struct smtpd_authcheck *a, const char *m, size_t len)
@@ -412,34 +582,9 @@ static bool write_queue_file(struct smtpd_session *s,
 	str_init(&received, STR_NO_MAX);
 	smtpd_received_header(s, &received);
 	bool ok = queue_writer_write(t->writer, received.data, received.len) &&
-	    queue_writer_write(t->writer, a->header.data, a->header.len);
+	    queue_writer_write(t->writer, a->header.data, a->header.len) &&
+	    emit_without_forgeries(s, m, len, emit_to_queue, t->writer);
 	str_free(&received);
-	size_t hlen = header_end(m, len), pos = 0, removed = 0;
-	while (ok && pos < hlen) {
-		/* One field: up to a CRLF not followed by WSP. */
-		size_t end = pos;
-		for (;;) {
-			const char *crlf = memmem(m + end, hlen - end, "\r\n", 2);
-			end = crlf ? (size_t)(crlf - m) + 2 : hlen;
-			if (end >= hlen || (m[end] != ' ' && m[end] != '\t'))
-				break;
-		}
-		static const char name[] = "authentication-results:";
-		size_t nl = sizeof(name) - 1;
-		if (end - pos > nl && strncasecmp(m + pos, name, nl) == 0 &&
-		    authres_claims_id(m + pos + nl, end - pos - nl,
-		    cfg.authserv_id))
-			removed++;	/* RFC 8601 5: a forgery of ours */
-		else
-			ok = queue_writer_write(t->writer, m + pos, end - pos);
-		pos = end;
-	}
-	if (ok && len > hlen)
-		ok = queue_writer_write(t->writer, m + hlen, len - hlen);
-	if (removed > 0)
-		log_info("%s: removed %zu Authentication-Results field%s "
-		    "claiming authserv-id %s from %s", t->queue_id, removed,
-		    removed == 1 ? "" : "s", cfg.authserv_id, s->client_log);
 	if (!ok)
 		log_warning("%s: queue file write error: %m", t->queue_id);
 	return ok;
@@ -497,6 +642,16 @@ enum smtpd_authcheck_action smtpd_authcheck_eom(struct smtpd_session *s,
 	if (act != SMTPD_AUTHCHECK_REJECT && a->door_fd >= 0 &&
 	    !write_queue_file(s, a, m, len))
 		act = SMTPD_AUTHCHECK_FAILED;
+	/* With milters the filters' spool gets the text only now, once
+	 * the forgeries are known; our fields go with the Received field
+	 * (smtpd_data.c). */
+	if (act != SMTPD_AUTHCHECK_REJECT && a->door_fd < 0 &&
+	    t->milter_msg != NULL && !emit_without_forgeries(s, m, len,
+	    emit_to_milters, t->milter_msg)) {
+		log_warning("%s: cannot spool the message for the milters: %m",
+		    t->queue_id);
+		act = SMTPD_AUTHCHECK_FAILED;
+	}
 	if (map != NULL)
 		munmap(map, a->spooled);
 	/* The spool is done with; the door's file is the writer's now. */
@@ -520,6 +675,13 @@ void smtpd_authcheck_log(struct smtpd_session *s)
 		str_appendf(&line, "spf=%s (%s %s)", spf_result_name(a->spf),
 		    a->spf_helo ? "helo" : "mailfrom", a->spf_domain[0] ?
 		    a->spf_domain : "-");
+	if (a->helo_done && !a->spf_helo) {
+		char helo[300];
+		log_escape(helo, sizeof(helo), a->helo_name,
+		    strlen(a->helo_name));
+		str_appendf(&line, ", spf_helo=%s (%s)",
+		    spf_result_name(a->helo), helo[0] ? helo : "-");
+	}
 	if (a->content_done && dkim_on) {
 		if (a->ndkim == 0)
 			str_appendf(&line, "%sdkim=none", line.len ? ", " : "");

@@ -162,7 +162,8 @@ static bool open_message(struct smtpd_session *s, struct open_failure *why)
 		memcpy(t->queue_id, id, sizeof(t->queue_id));
 		memcpy(env->id, id, sizeof(env->id));
 		t->milter_msg = smtpd_milter_msg_new(fd);
-		/* smtpd_authcheck.c reads its own copy of the text. */
+		/* With the checks, smtpd_authcheck.c spools the text and
+		 * hands the filters theirs at the end. */
 		if (t->milter_msg == NULL || (t->auth != NULL &&
 		    !smtpd_authcheck_spool(t->auth, -1))) {
 			if (t->milter_msg != NULL)
@@ -254,7 +255,9 @@ void smtpd_store_content(struct smtpd_txn *t, const char *p, size_t n)
 	    !smtpd_authcheck_write(t->auth, p, n, false))
 		t->write_failed = true;
 	if (t->milter_msg != NULL) {
-		if (!t->too_big && !t->msg.bare_newline &&
+		/* With the checks, their spool feeds the filters' at the end
+		 * (smtpd_authcheck_eom), without forged fields. */
+		if (!t->too_big && !t->msg.bare_newline && t->auth == NULL &&
 		    !smtpd_milter_msg_write(t->milter_msg, p, n))
 			t->write_failed = true;
 		return;

@@ -559,6 +559,7 @@ void smtpd_session_run(struct smtpd_session *s)
 	smtpd_milter_connect(s);
 	smtp_server_run(&s->srv);
 	smtpd_txn_free(s);
+	smtpd_authcheck_session_end(s);
 	smtpd_milter_quit(s);
 	smtpd_limits_disconnect(s);
 	log_disconnect(s);

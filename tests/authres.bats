@@ -113,7 +113,7 @@ as_sent() {
 	local id
 	id=$(grep -o 'by mx.postern.test (postern) with ESMTPS\? id [0-9A-Za-z]*' "$msg" | awk '{print $NF}')
 	[ -n "$id" ]
-	grep -q "smtpd\[[0-9]*\]: $id: spf=pass (mailfrom sign.test), dkim=pass (sign.test), dkim=pass (sign.test), dmarc=pass (sign.test p=reject dis=none)" "$T/log"
+	grep -q "smtpd\[[0-9]*\]: $id: spf=pass (mailfrom sign.test), spf_helo=none (out.sign.test), dkim=pass (sign.test), dkim=pass (sign.test), dmarc=pass (sign.test p=reject dis=none)" "$T/log"
 	# Two verifiers independent of postern accept the delivered message.
 	as_sent "$msg" > "$T/sent.eml"
 	run dkim_check "$T/sent.eml" "$T/records"

@@ -74,7 +74,7 @@ PY
 	[[ "$output" == *"mail 250"* ]]
 	[[ "$output" == *"data 550 5.7.1 Error: message rejected by the DMARC policy of reject.test (p=reject)"* ]]
 	grep -q 'NOQUEUE: reject: END-OF-MESSAGE from unknown\[127.0.0.1\]: 550 5.7.1 Error: message rejected by the DMARC policy of reject.test' "$T/log"
-	grep -q ': spf=none (mailfrom nospf.test), dkim=none, dmarc=fail (reject.test p=reject dis=reject)' "$T/log"
+	grep -q ': spf=none (mailfrom nospf.test), spf_helo=none (client.test), dkim=none, dmarc=fail (reject.test p=reject dis=reject)' "$T/log"
 	# The same in two BDAT chunks (RFC 3030): the last one gets the 550.
 	local head='From: ceo@reject.test\r\nSubject: chunked\r\n\r\n' body='body\r\n'
 	run raw --step 'EHLO client.test\r\n' 'MAIL FROM:<a@nospf.test>\r\n' \
