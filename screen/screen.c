@@ -620,10 +620,20 @@ static int next_timeout(long long now)
 }
 
 /*
- * One descriptor per client, a few for the rest: raise the soft limit
- * to the hard one (no privilege needed), and hold fewer clients if even
- * that is too low.
+ * One descriptor per client, a few for the rest, and a second one for
+ * each client whose handoff is under way (until smtpd takes it). Those
+ * are few whatever the number of clients held: an smtpd process takes
+ * them one at a time, and the rest wait in the handoff socket's listen
+ * backlog (511, master_service.c) or get master's 421 at once. So the
+ * reserve is the backlog plus smtpd_processes, not one per client:
+ * 10,000 idle clients fit in about 10,700 open files. Raise the soft
+ * limit to the hard one (no privilege needed; master raised the hard
+ * one as open_file_limit says), and hold fewer clients if even that is
+ * too low.
  */
+#define SCREEN_FD_OTHERS 64
+#define HANDOFF_BACKLOG 512
+
 static void raise_fd_limit(void)
 {
 	struct rlimit rl;
@@ -637,12 +647,16 @@ static void raise_fd_limit(void)
 	}
 	client_limit = cfg.screen_client_limit > 0 ?
 	    (size_t)cfg.screen_client_limit : 1;
-	/* Each client may hold a second descriptor during its handoff. */
-	rlim_t room = rl.rlim_cur > 64 ? (rl.rlim_cur - 64) / 2 : 1;
+	rlim_t reserve = SCREEN_FD_OTHERS + HANDOFF_BACKLOG +
+	    (rlim_t)(cfg.smtpd_processes > 0 ? cfg.smtpd_processes : 0);
+	rlim_t room = rl.rlim_cur > reserve + 1 ? rl.rlim_cur - reserve : 1;
 	if (rl.rlim_cur != RLIM_INFINITY && client_limit > room) {
 		log_warning("screen_client_limit %zu is more than %llu open "
-		    "files allow: holding at most %llu clients", client_limit,
-		    (unsigned long long)rl.rlim_cur, (unsigned long long)room);
+		    "files allow: holding at most %llu clients (raise "
+		    "open_file_limit, or the hard limit, to %llu)",
+		    client_limit, (unsigned long long)rl.rlim_cur,
+		    (unsigned long long)room,
+		    (unsigned long long)(client_limit + reserve));
 		client_limit = room;
 	}
 }
