@@ -38,6 +38,7 @@
  * writing the cache's directory (mail/daemon_confine.c).
  */
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,18 @@ static const char *const state_names[ST_COUNT] = {
 	"PROXY", "GREET", "COMMAND", "HANDOFF",
 };
 
+/*
+ * A client's address or ours: IPv4 or IPv6 (a Unix listener's peer is
+ * kept as its family alone; only its name "unix" is ever shown). Not a
+ * sockaddr_storage: 28 bytes instead of 128, twice for each of up to
+ * screen_client_limit clients.
+ */
+union client_sockaddr {
+	struct sockaddr sa;
+	struct sockaddr_in sin;
+	struct sockaddr_in6 sin6;
+};
+
 struct client {
 	int fd;
 	int handoff_fd;			/* ST_HANDOFF: to smtpd */
@@ -81,7 +94,7 @@ struct client {
 	long long deadline;		/* of the state; 0: none */
 	struct client *prev, *next;	/* in its state's timer list */
 	bool in_timer;
-	struct sockaddr_storage peer, local;
+	union client_sockaddr peer, local;
 	socklen_t peer_len, local_len;
 	char addr[48];
 	int port;
@@ -307,6 +320,21 @@ void screen_dnsbl_result(unsigned slot, unsigned gen, size_t site,
 		decide(c);
 }
 
+/* Keep an address that fits (IPv4, IPv6); of any other, its family. */
+static void client_sockaddr_set(union client_sockaddr *to, socklen_t *to_len,
+    const struct sockaddr *from, socklen_t len)
+{
+	memset(to, 0, sizeof(*to));
+	if (len <= sizeof(*to) && len >= sizeof(sa_family_t)) {
+		memcpy(to, from, len);
+		*to_len = len;
+	} else {
+		to->sa.sa_family = len >= sizeof(sa_family_t) ?
+		    from->sa_family : AF_UNSPEC;
+		*to_len = sizeof(sa_family_t);
+	}
+}
+
 static void accept_clients(int lfd, size_t li)
 {
 	for (int k = 0; k < 256; k++) {
@@ -338,10 +366,16 @@ static void accept_clients(int lfd, size_t li)
 		c->slot = free_slots[--nfree];
 		c->gen = ++next_gen;
 		c->connect_ms = now_ms();
-		memcpy(&c->peer, &peer, sizeof(peer));
-		c->peer_len = plen;
-		c->local_len = sizeof(c->local);
-		getsockname(fd, (struct sockaddr *)&c->local, &c->local_len);
+		client_sockaddr_set(&c->peer, &c->peer_len,
+		    (struct sockaddr *)&peer, plen);
+		struct sockaddr_storage local;
+		socklen_t llen = sizeof(local);
+		if (getsockname(fd, (struct sockaddr *)&local, &llen) < 0) {
+			memset(&local, 0, sizeof(local));
+			llen = sizeof(sa_family_t);
+		}
+		client_sockaddr_set(&c->local, &c->local_len,
+		    (struct sockaddr *)&local, llen);
 		clients[c->slot] = c;
 		nclients++;
 		sock_addr_format((struct sockaddr *)&c->peer, c->addr,
@@ -420,10 +454,10 @@ static void proxy_input(struct client *c)
 	c->in = NULL;
 	c->in_len = 0;
 	if (h.has_addresses) {
-		memcpy(&c->peer, &h.source, sizeof(c->peer));
-		c->peer_len = h.source_len;
-		memcpy(&c->local, &h.destination, sizeof(c->local));
-		c->local_len = h.destination_len;
+		client_sockaddr_set(&c->peer, &c->peer_len,
+		    (struct sockaddr *)&h.source, h.source_len);
+		client_sockaddr_set(&c->local, &c->local_len,
+		    (struct sockaddr *)&h.destination, h.destination_len);
 	}
 	client_start(c);
 }
