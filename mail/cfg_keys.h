@@ -207,6 +207,10 @@
 	X(STRING, tls_rpt_sender, "postmaster@$myhostname") \
 	X(STRING, tls_rpt_contact, "")
 
+/* open files for many idle clients (issue 20): master/master_limits.c */
+#define CFG_KEYS_LIMITS(X) \
+	X(INT, open_file_limit, "0")
+
 #define CFG_KEYS(X) \
 	CFG_KEYS_CORE(X) \
 	CFG_KEYS_SMTPD(X) \
@@ -219,4 +223,5 @@
 	CFG_KEYS_DANE(X) \
 	CFG_KEYS_SCREEN(X) \
 	CFG_KEYS_REWRITE(X) \
-	CFG_KEYS_MTASTS(X)
+	CFG_KEYS_MTASTS(X) \
+	CFG_KEYS_LIMITS(X)

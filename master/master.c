@@ -351,6 +351,7 @@ int main(int argc, char **argv)
 	if (!cfg_load(config_dir, false, err, sizeof(err)))
 		log_fatal("%s", err);
 	umask(022);
+	master_limits_raise();
 
 	prepare_directories();
 	int pid_fd = take_pid_file();

@@ -83,4 +83,8 @@ void master_stress_update(struct master_service *s, bool full);
  * and screen_cache_map. */
 void master_state_dirs_prepare(void);
 
+/* master_limits.c: raise RLIMIT_NOFILE as open_file_limit says, at
+ * start, for master and every process it starts. */
+void master_limits_raise(void);
+
 #endif

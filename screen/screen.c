@@ -38,6 +38,7 @@
  * writing the cache's directory (mail/daemon_confine.c).
  */
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,18 @@ static const char *const state_names[ST_COUNT] = {
 	"PROXY", "GREET", "COMMAND", "HANDOFF",
 };
 
+/*
+ * A client's address or ours: IPv4 or IPv6 (a Unix listener's peer is
+ * kept as its family alone; only its name "unix" is ever shown). Not a
+ * sockaddr_storage: 28 bytes instead of 128, twice for each of up to
+ * screen_client_limit clients.
+ */
+union client_sockaddr {
+	struct sockaddr sa;
+	struct sockaddr_in sin;
+	struct sockaddr_in6 sin6;
+};
+
 struct client {
 	int fd;
 	int handoff_fd;			/* ST_HANDOFF: to smtpd */
@@ -81,7 +94,7 @@ struct client {
 	long long deadline;		/* of the state; 0: none */
 	struct client *prev, *next;	/* in its state's timer list */
 	bool in_timer;
-	struct sockaddr_storage peer, local;
+	union client_sockaddr peer, local;
 	socklen_t peer_len, local_len;
 	char addr[48];
 	int port;
@@ -307,6 +320,21 @@ void screen_dnsbl_result(unsigned slot, unsigned gen, size_t site,
 		decide(c);
 }
 
+/* Keep an address that fits (IPv4, IPv6); of any other, its family. */
+static void client_sockaddr_set(union client_sockaddr *to, socklen_t *to_len,
+    const struct sockaddr *from, socklen_t len)
+{
+	memset(to, 0, sizeof(*to));
+	if (len <= sizeof(*to) && len >= sizeof(sa_family_t)) {
+		memcpy(to, from, len);
+		*to_len = len;
+	} else {
+		to->sa.sa_family = len >= sizeof(sa_family_t) ?
+		    from->sa_family : AF_UNSPEC;
+		*to_len = sizeof(sa_family_t);
+	}
+}
+
 static void accept_clients(int lfd, size_t li)
 {
 	for (int k = 0; k < 256; k++) {
@@ -338,10 +366,16 @@ static void accept_clients(int lfd, size_t li)
 		c->slot = free_slots[--nfree];
 		c->gen = ++next_gen;
 		c->connect_ms = now_ms();
-		memcpy(&c->peer, &peer, sizeof(peer));
-		c->peer_len = plen;
-		c->local_len = sizeof(c->local);
-		getsockname(fd, (struct sockaddr *)&c->local, &c->local_len);
+		client_sockaddr_set(&c->peer, &c->peer_len,
+		    (struct sockaddr *)&peer, plen);
+		struct sockaddr_storage local;
+		socklen_t llen = sizeof(local);
+		if (getsockname(fd, (struct sockaddr *)&local, &llen) < 0) {
+			memset(&local, 0, sizeof(local));
+			llen = sizeof(sa_family_t);
+		}
+		client_sockaddr_set(&c->local, &c->local_len,
+		    (struct sockaddr *)&local, llen);
 		clients[c->slot] = c;
 		nclients++;
 		sock_addr_format((struct sockaddr *)&c->peer, c->addr,
@@ -420,10 +454,10 @@ static void proxy_input(struct client *c)
 	c->in = NULL;
 	c->in_len = 0;
 	if (h.has_addresses) {
-		memcpy(&c->peer, &h.source, sizeof(c->peer));
-		c->peer_len = h.source_len;
-		memcpy(&c->local, &h.destination, sizeof(c->local));
-		c->local_len = h.destination_len;
+		client_sockaddr_set(&c->peer, &c->peer_len,
+		    (struct sockaddr *)&h.source, h.source_len);
+		client_sockaddr_set(&c->local, &c->local_len,
+		    (struct sockaddr *)&h.destination, h.destination_len);
 	}
 	client_start(c);
 }
@@ -620,10 +654,20 @@ static int next_timeout(long long now)
 }
 
 /*
- * One descriptor per client, a few for the rest: raise the soft limit
- * to the hard one (no privilege needed), and hold fewer clients if even
- * that is too low.
+ * One descriptor per client, a few for the rest, and a second one for
+ * each client whose handoff is under way (until smtpd takes it). Those
+ * are few whatever the number of clients held: an smtpd process takes
+ * them one at a time, and the rest wait in the handoff socket's listen
+ * backlog (511, master_service.c) or get master's 421 at once. So the
+ * reserve is the backlog plus smtpd_processes, not one per client:
+ * 10,000 idle clients fit in about 10,700 open files. Raise the soft
+ * limit to the hard one (no privilege needed; master raised the hard
+ * one as open_file_limit says), and hold fewer clients if even that is
+ * too low.
  */
+#define SCREEN_FD_OTHERS 64
+#define HANDOFF_BACKLOG 512
+
 static void raise_fd_limit(void)
 {
 	struct rlimit rl;
@@ -637,12 +681,16 @@ static void raise_fd_limit(void)
 	}
 	client_limit = cfg.screen_client_limit > 0 ?
 	    (size_t)cfg.screen_client_limit : 1;
-	/* Each client may hold a second descriptor during its handoff. */
-	rlim_t room = rl.rlim_cur > 64 ? (rl.rlim_cur - 64) / 2 : 1;
+	rlim_t reserve = SCREEN_FD_OTHERS + HANDOFF_BACKLOG +
+	    (rlim_t)(cfg.smtpd_processes > 0 ? cfg.smtpd_processes : 0);
+	rlim_t room = rl.rlim_cur > reserve + 1 ? rl.rlim_cur - reserve : 1;
 	if (rl.rlim_cur != RLIM_INFINITY && client_limit > room) {
 		log_warning("screen_client_limit %zu is more than %llu open "
-		    "files allow: holding at most %llu clients", client_limit,
-		    (unsigned long long)rl.rlim_cur, (unsigned long long)room);
+		    "files allow: holding at most %llu clients (raise "
+		    "open_file_limit, or the hard limit, to %llu)",
+		    client_limit, (unsigned long long)rl.rlim_cur,
+		    (unsigned long long)room,
+		    (unsigned long long)(client_limit + reserve));
 		client_limit = room;
 	}
 }
