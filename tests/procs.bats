@@ -3,12 +3,13 @@
 # libraries it uses (the Makefile links with --as-needed), and smtpd
 # reads the Public Suffix List only when a DMARC check needs it
 # (mail/dmarc.c, dmarc_psl_defer) and its tables at their first lookup
-# (mail/map.c): every worker holds the list open and
-# unread until then, a trusted client's session leaves it unread, and a
+# (mail/map.c): every idle worker holds the list open and unread and has
+# not run libdb, a trusted client's session to a mailbox_maps recipient
+# (the table opened under confinement) leaves the list unread, and a
 # stranger's message whose From: is under a multi-label public suffix
 # (co.uk) finds the DMARC record of its organizational domain through
-# the list read after the worker was confined, from a file already
-# removed. dnsmasq on loopback serves the record. One suite start.
+# the list read after the worker was confined, by the descriptor.
+# dnsmasq on loopback serves the record. One suite start.
 
 bats_require_minimum_version 1.5.0
 load helpers/suite
