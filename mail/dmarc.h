@@ -22,6 +22,15 @@
  * first. false with err when the file cannot be read or holds no rule.
  */
 bool dmarc_psl_load(const char *path, char *err, size_t errsize);
+/*
+ * Open the list now and read it at the first dmarc_org_domain() (a
+ * daemon calls this before it is confined: only the open needs the
+ * path). false with err when it cannot be opened; a list that turns out
+ * unreadable or empty later is logged as a warning and leaves no rules.
+ */
+bool dmarc_psl_defer(const char *path, char *err, size_t errsize);
+/* How many rules are loaded (0 while a deferred list is still unread). */
+size_t dmarc_psl_rules(void);
 /* The same from text in memory (tests). */
 bool dmarc_psl_load_text(const char *text, size_t len);
 void dmarc_psl_free(void);

@@ -26,7 +26,8 @@ enum map_result {
 struct map;
 
 /* Open "type:path". NULL with err if the type is unknown. A missing file
- * is not an error here: lookups report MAP_ERROR until it appears. */
+ * is not an error here: lookups report MAP_ERROR until it appears. The
+ * file is opened now by root, at the first lookup or walk otherwise. */
 struct map *map_open(const char *spec, char *err, size_t errsize);
 void map_close(struct map *m);
 const char *map_name(const struct map *m);

@@ -88,9 +88,10 @@ void smtpd_authcheck_init(void)
 	dkim_on = cfg.smtpd_dkim_verify;
 	if (!spf_on && !dkim_on)
 		return;
-	/* Read once, before the worker is confined. A missing list is
-	 * not fatal: every top-level label is then a suffix. */
-	if (!dmarc_psl_load(cfg.public_suffix_list, err, sizeof(err)))
+	/* Opened before the worker is confined, read at its first DMARC
+	 * check (mail/dmarc.h). A missing list is not fatal: every
+	 * top-level label is then a suffix. */
+	if (!dmarc_psl_defer(cfg.public_suffix_list, err, sizeof(err)))
 		log_warning("public_suffix_list: %s: DMARC takes the last two "
 		    "labels of a domain as its organizational domain", err);
 	atexit(dmarc_psl_free);
