@@ -97,6 +97,7 @@ static void job_free(struct deliver_job *job)
 	free(job->generic_sender);
 	if (job->content_fd >= 0)
 		close(job->content_fd);
+	free(job->head);
 	memset(job, 0, sizeof(*job));
 	job->content_fd = -1;
 }
@@ -138,6 +139,7 @@ static bool job_parse(const struct ipc_msg *m, struct deliver_job *job,
 	job->content_length = j.content_length;
 	job->body = j.body;
 	job->smtputf8 = j.smtputf8;
+	job->requiretls = j.requiretls;
 	job->ret = j.ret;
 	job->arrival = j.arrival;
 	job->job_time = j.job_time;
@@ -216,6 +218,28 @@ static void log_results(const struct deliver_job *job, double t_end)
 
 /* ---- one job ---- */
 
+/* The content's head in one read: for a small message all of it, so
+ * that the checks and the send read the file no more. */
+static bool read_head(struct deliver_job *job)
+{
+	size_t want = job->content_length < DELIVER_HEAD_MAX ?
+	    (size_t)job->content_length : DELIVER_HEAD_MAX;
+	job->head = xmalloc(want + 1);
+	size_t got = 0;
+	errno = 0;
+	while (got < want) {
+		ssize_t n = pread(job->content_fd, job->head + got, want - got,
+		    job->content_offset + (off_t)got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		got += (size_t)n;
+	}
+	job->head_len = got;
+	return true;
+}
+
 static void job_run(struct deliver_job *job)
 {
 	char path[4096];
@@ -227,6 +251,12 @@ static void job_run(struct deliver_job *job)
 		char text[600];
 		snprintf(text, sizeof(text), "cannot open queue file %s: %s",
 		    job->queue_file, strerror(errno));
+		log_warning("%s: %s", job->queue_id, text);
+		deliver_fail_open(job, 'D', "4.3.0", text, text);
+	} else if (!read_head(job)) {
+		char text[600];
+		snprintf(text, sizeof(text), "cannot read queue file %s: %s",
+		    job->queue_file, errno ? strerror(errno) : "file too short");
 		log_warning("%s: %s", job->queue_id, text);
 		deliver_fail_open(job, 'D', "4.3.0", text, text);
 	} else {

@@ -56,6 +56,11 @@ struct deliver_job {
 	off_t content_offset;
 	off_t content_length;
 	int content_fd;
+	/* The content's first DELIVER_HEAD_MAX bytes (or all of it), read
+	 * once when the job starts, for the header checks and the first
+	 * chunk sent. */
+	char *head;
+	size_t head_len;
 	char *sender;		/* "" for <> */
 	enum queue_body body;
 	bool smtputf8;
@@ -86,6 +91,7 @@ struct deliver_job {
 };
 
 /* ---- deliver.c ---- */
+#define DELIVER_HEAD_MAX 65536
 double deliver_now(void);
 void deliver_outcome_set(struct deliver_outcome *o, char status,
     const char *dsn, const char *diag, const char *text);

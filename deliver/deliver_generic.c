@@ -116,6 +116,10 @@ static bool swap_content(struct deliver_job *job, const char *base,
 	}
 	close(fd);
 	job->content_length = (off_t)new_len;
+	/* deliver.c's head was of the old content: the copy is read. */
+	free(job->head);
+	job->head = NULL;
+	job->head_len = 0;
 	return true;
 }
 

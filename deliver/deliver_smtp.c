@@ -266,6 +266,11 @@ static bool send_content_data(struct deliver_session *s,
 
 	if (dkim_fields.len > 0)
 		stuff_write(&st, dkim_fields.data, dkim_fields.len);
+	/* What deliver.c read already; a small message is all there. */
+	if (job->head_len > 0) {
+		stuff_write(&st, job->head, job->head_len);
+		off = (off_t)job->head_len;
+	}
 
 	while (off < job->content_length && !st.failed) {
 		size_t want = sizeof(buf);
