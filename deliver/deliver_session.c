@@ -392,7 +392,7 @@ static void loop_outcome(struct deliver_job *job, struct deliver_outcome *o)
 {
 	char text[600];
 	snprintf(text, sizeof(text), "mail for %s loops back to myself",
-	    job->nexthop);
+	    job->j.nexthop);
 	deliver_outcome_set(o, 'B', "5.4.6", text, text);
 }
 
