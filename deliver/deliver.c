@@ -263,20 +263,23 @@ static bool send_result(struct bio *b, const struct deliver_job *job)
 
 /*
  * Wait for qmgr's next job. A cached session is closed after
- * CONN_CACHE_IDLE_MS without one. false: master wants us gone, and
- * between jobs is the moment to go.
+ * CONN_CACHE_IDLE_MS without one, or when its peer says something while
+ * idle (421 or EOF): its socket is watched in the same poll, which
+ * spares the next job's take a poll of its own. false: master wants us
+ * gone, and between jobs is the moment to go.
  */
 static bool wait_for_job(struct bio *b)
 {
 	for (;;) {
 		if (bio_buffered(b) > 0)
 			return true;
-		struct pollfd pfd[2] = {
+		struct pollfd pfd[3] = {
 			{ .fd = b->fd, .events = POLLIN },
 			{ .fd = daemon_alive_fd(), .events = POLLIN },
+			{ .fd = deliver_conn_cache_fd(), .events = POLLIN },
 		};
-		int n = poll(pfd, 2, deliver_conn_cache_active() ? CONN_CACHE_IDLE_MS :
-		    -1);
+		int n = poll(pfd, pfd[2].fd >= 0 ? 3 : 2,
+		    deliver_conn_cache_active() ? CONN_CACHE_IDLE_MS : -1);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -287,6 +290,8 @@ static bool wait_for_job(struct bio *b)
 			deliver_conn_cache_close();
 			continue;
 		}
+		if (pfd[2].fd >= 0)
+			deliver_conn_cache_polled(pfd[2].revents == 0);
 		if (pfd[0].revents)
 			return true;
 		if (pfd[1].revents)

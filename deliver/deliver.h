@@ -207,6 +207,9 @@ void deliver_session_start_clock(struct deliver_session *s);
 void deliver_session_close(struct deliver_session *s, bool say_quit);
 /* Is a cached, idle session still there (no 421, no EOF pending)? */
 bool deliver_session_alive(struct deliver_session *s);
+/* The same when its socket was just polled quiet: only what is
+ * buffered (in the bio or the TLS layer) is checked. */
+bool deliver_session_alive_quiet(struct deliver_session *s);
 
 /* ---- deliver_smtp.c: one mail transaction on an open session ---- */
 
@@ -235,6 +238,12 @@ struct deliver_session *deliver_conn_cache_take(const char *key);
 void deliver_conn_cache_put(struct deliver_session *s, const char *key);
 bool deliver_conn_cache_active(void);
 void deliver_conn_cache_close(void);
+/* The cached session's socket, to watch between jobs; -1 if none. */
+int deliver_conn_cache_fd(void);
+/* Between jobs the cached socket was polled with the job's: quiet
+ * (nothing from the peer: the next take need not poll it again), or
+ * not (the peer spoke while idle, 421 or EOF: closed now). */
+void deliver_conn_cache_polled(bool quiet);
 
 /* ---- deliver_tls.c: STARTTLS at the session's security level ---- */
 

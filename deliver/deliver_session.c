@@ -610,6 +610,12 @@ void deliver_session_close(struct deliver_session *s, bool say_quit)
 	str_free(&s->reply.lines);
 }
 
+bool deliver_session_alive_quiet(struct deliver_session *s)
+{
+	return s->fd >= 0 && s->usable && bio_buffered(&s->bio) == 0 &&
+	    s->bio.ops->pending(&s->bio) == 0;
+}
+
 bool deliver_session_alive(struct deliver_session *s)
 {
 	/* An idle server says nothing; anything pending is 421 or EOF. */
