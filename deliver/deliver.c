@@ -78,87 +78,60 @@ void deliver_fail_open(struct deliver_job *job, char status, const char *dsn,
 
 /* ---- the job message ---- */
 
+/* What job_parse() and the session added; the job's own strings go
+ * with job_clear(). */
 static void job_free(struct deliver_job *job)
 {
-	free(job->nexthop);
-	free(job->queue_id);
-	free(job->queue_file);
-	free(job->sender);
-	free(job->envid);
-	free(job->auth);
 	for (size_t i = 0; i < job->nrcpts; i++) {
-		free(job->rcpts[i].address);
-		free(job->rcpts[i].orcpt);
-		free(job->rcpts[i].orig_to);
 		free(job->rcpts[i].generic);
 		deliver_outcome_free(&job->rcpts[i].out);
 	}
 	free(job->rcpts);
 	free(job->generic_sender);
+	free(job->head);
 	if (job->content_fd >= 0)
 		close(job->content_fd);
+	job_clear(&job->j);
 	memset(job, 0, sizeof(*job));
 	job->content_fd = -1;
 }
 
-/* The job through mail/job.c's one codec; deliver keeps its own struct
- * for what the session adds (outcomes, relay, TLS). */
+/* The job through mail/job.c's one codec; deliver adds to it what the
+ * session needs (outcomes, relay, TLS). */
 static bool job_parse(const struct ipc_msg *m, struct deliver_job *job,
     char *err, size_t errsize)
 {
-	struct job j;
-	bool ok = false;
-
 	memset(job, 0, sizeof(*job));
 	job->content_fd = -1;
-	if (!job_decode(m, &j, err, errsize))
-		goto out;
-	if (strcmp(j.transport, "smtp") == 0)
+	if (!job_decode(m, &job->j, err, errsize))
+		return false;
+	if (strcmp(job->j.transport, "smtp") == 0)
 		job->transport = TRANSPORT_SMTP;
-	else if (strcmp(j.transport, "lmtp") == 0)
+	else if (strcmp(job->j.transport, "lmtp") == 0)
 		job->transport = TRANSPORT_LMTP;
-	else if (strcmp(j.transport, "smtps") == 0) {
+	else if (strcmp(job->j.transport, "smtps") == 0) {
 		/* SMTP with implicit TLS (RFC 8314 3.3; qmgr's "smtps:"). */
 		job->transport = TRANSPORT_SMTP;
 		job->implicit_tls = true;
 	} else {
 		snprintf(err, errsize, "bad transport");
-		goto out;
+		return false;
 	}
-	/* Take the strings over from j. */
-	job->nexthop = j.nexthop;
-	job->queue_id = j.queue_id;
-	job->queue_file = j.queue_file;
-	job->sender = j.sender;
-	job->envid = j.envid;
-	job->auth = j.auth;
-	j.nexthop = j.queue_id = j.queue_file = j.sender = j.envid = j.auth =
-	    NULL;
-	job->content_offset = j.content_offset;
-	job->content_length = j.content_length;
-	job->body = j.body;
-	job->smtputf8 = j.smtputf8;
-	job->ret = j.ret;
-	job->arrival = j.arrival;
-	job->job_time = j.job_time;
+	job->requiretls = job->j.requiretls;
 	job->t_received = deliver_now();
-	job->rcpts = xcalloc(j.nrcpts, sizeof(*job->rcpts));
-	job->nrcpts = j.nrcpts;
-	for (size_t i = 0; i < j.nrcpts; i++) {
+	job->rcpts = xcalloc(job->j.nrcpts, sizeof(*job->rcpts));
+	job->nrcpts = job->j.nrcpts;
+	for (size_t i = 0; i < job->j.nrcpts; i++) {
+		const struct job_rcpt *jr = &job->j.rcpts[i];
 		struct deliver_rcpt *r = &job->rcpts[i];
-		r->number = j.rcpts[i].number;
-		r->notify = j.rcpts[i].notify;
-		r->address = j.rcpts[i].address;
-		r->orcpt = j.rcpts[i].orcpt;
-		r->orig_to = j.rcpts[i].orig_to;
-		j.rcpts[i].address = j.rcpts[i].orcpt = j.rcpts[i].orig_to =
-		    NULL;
+		r->number = jr->number;
+		r->notify = jr->notify;
+		r->address = jr->address;
+		r->orcpt = jr->orcpt;
+		r->orig_to = jr->orig_to;
 	}
 	strlcpy(job->relay, "none", sizeof(job->relay));
-	ok = true;
-out:
-	job_clear(&j);
-	return ok;
+	return true;
 }
 
 /* ---- logging ---- */
@@ -186,9 +159,9 @@ static void log_results(const struct deliver_job *job, double t_end)
 	char delay[32], a[32], b[32], c[32], d[32], conn_use[32] = "";
 	double t_conn = job->t_connected > 0 ? job->t_connected : t_end;
 
-	format_delay(t_end - job->arrival, delay, sizeof(delay));
-	format_delay(job->job_time - job->arrival, a, sizeof(a));
-	format_delay(job->t_received - job->job_time, b, sizeof(b));
+	format_delay(t_end - job->j.arrival, delay, sizeof(delay));
+	format_delay(job->j.job_time - job->j.arrival, a, sizeof(a));
+	format_delay(job->t_received - job->j.job_time, b, sizeof(b));
 	format_delay(t_conn - job->t_received, c, sizeof(c));
 	format_delay(t_end - t_conn, d, sizeof(d));
 	if (job->conn_use > 1)
@@ -208,7 +181,7 @@ static void log_results(const struct deliver_job *job, double t_end)
 		const char *status = r->out.status == 'S' ? "sent" :
 		    r->out.status == 'B' ? "bounced" : "deferred";
 		log_info("%s: to=<%s>%s, relay=%s, %sdelay=%s, "
-		    "delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)", job->queue_id,
+		    "delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)", job->j.queue_id,
 		    to, orig, job->relay, conn_use, delay, a, b, c, d,
 		    r->out.dsn, status, r->out.text ? r->out.text : "");
 	}
@@ -216,18 +189,46 @@ static void log_results(const struct deliver_job *job, double t_end)
 
 /* ---- one job ---- */
 
+/* The content's head in one read: for a small message all of it, so
+ * that the checks and the send read the file no more. */
+static bool read_head(struct deliver_job *job)
+{
+	size_t want = job->j.content_length < DELIVER_HEAD_MAX ?
+	    (size_t)job->j.content_length : DELIVER_HEAD_MAX;
+	job->head = xmalloc(want + 1);
+	size_t got = 0;
+	errno = 0;
+	while (got < want) {
+		ssize_t n = pread(job->content_fd, job->head + got, want - got,
+		    job->j.content_offset + (off_t)got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		got += (size_t)n;
+	}
+	job->head_len = got;
+	return true;
+}
+
 static void job_run(struct deliver_job *job)
 {
 	char path[4096];
 
 	snprintf(path, sizeof(path), "%s/%s", cfg.queue_directory,
-	    job->queue_file);
+	    job->j.queue_file);
 	job->content_fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (job->content_fd < 0) {
 		char text[600];
 		snprintf(text, sizeof(text), "cannot open queue file %s: %s",
-		    job->queue_file, strerror(errno));
-		log_warning("%s: %s", job->queue_id, text);
+		    job->j.queue_file, strerror(errno));
+		log_warning("%s: %s", job->j.queue_id, text);
+		deliver_fail_open(job, 'D', "4.3.0", text, text);
+	} else if (!read_head(job)) {
+		char text[600];
+		snprintf(text, sizeof(text), "cannot read queue file %s: %s",
+		    job->j.queue_file, errno ? strerror(errno) : "file too short");
+		log_warning("%s: %s", job->j.queue_id, text);
 		deliver_fail_open(job, 'D', "4.3.0", text, text);
 	} else {
 		deliver_requiretls_job(job);
@@ -262,20 +263,23 @@ static bool send_result(struct bio *b, const struct deliver_job *job)
 
 /*
  * Wait for qmgr's next job. A cached session is closed after
- * CONN_CACHE_IDLE_MS without one. false: master wants us gone, and
- * between jobs is the moment to go.
+ * CONN_CACHE_IDLE_MS without one, or when its peer says something while
+ * idle (421 or EOF): its socket is watched in the same poll, which
+ * spares the next job's take a poll of its own. false: master wants us
+ * gone, and between jobs is the moment to go.
  */
 static bool wait_for_job(struct bio *b)
 {
 	for (;;) {
 		if (bio_buffered(b) > 0)
 			return true;
-		struct pollfd pfd[2] = {
+		struct pollfd pfd[3] = {
 			{ .fd = b->fd, .events = POLLIN },
 			{ .fd = daemon_alive_fd(), .events = POLLIN },
+			{ .fd = deliver_conn_cache_fd(), .events = POLLIN },
 		};
-		int n = poll(pfd, 2, deliver_conn_cache_active() ? CONN_CACHE_IDLE_MS :
-		    -1);
+		int n = poll(pfd, pfd[2].fd >= 0 ? 3 : 2,
+		    deliver_conn_cache_active() ? CONN_CACHE_IDLE_MS : -1);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -286,6 +290,8 @@ static bool wait_for_job(struct bio *b)
 			deliver_conn_cache_close();
 			continue;
 		}
+		if (pfd[2].fd >= 0)
+			deliver_conn_cache_polled(pfd[2].revents == 0);
 		if (pfd[0].revents)
 			return true;
 		if (pfd[1].revents)

@@ -17,6 +17,7 @@
 
 #include "bio.h"
 #include "dane.h"
+#include "job.h"
 #include "queue.h"
 #include "str.h"
 #include "tls_policy.h"
@@ -35,12 +36,14 @@ struct deliver_outcome {
 				   to RCPT TO command)" or our words */
 };
 
+/* One recipient of the job: what qmgr said of it (borrowed from the
+ * job's struct job_rcpt, which owns the strings), and what happened. */
 struct deliver_rcpt {
 	long number;		/* the queue file's recipient number */
-	char *address;		/* "user@domain", no brackets */
+	const char *address;	/* "user@domain", no brackets */
 	unsigned notify;	/* QUEUE_NOTIFY_* bits, 0 if not given */
-	char *orcpt;		/* "type;address" or NULL */
-	char *orig_to;		/* the address an alias expanded, or NULL */
+	const char *orcpt;	/* "type;address" or NULL */
+	const char *orig_to;	/* the address an alias expanded, or NULL */
 	bool in_txn;		/* RCPT sent in the current transaction */
 	bool accepted;		/* RCPT got 2xx in the current transaction */
 	bool done;		/* outcome is final for this job */
@@ -49,21 +52,17 @@ struct deliver_rcpt {
 };
 
 struct deliver_job {
+	/* qmgr's job as mail/job.c decoded it (it owns the strings;
+	 * job_clear() frees them); content_length changes when
+	 * smtp_generic_maps rewrote the content. */
+	struct job j;
 	enum deliver_transport transport;
-	char *nexthop;
-	char *queue_id;
-	char *queue_file;	/* relative to queue_directory */
-	off_t content_offset;
-	off_t content_length;
 	int content_fd;
-	char *sender;		/* "" for <> */
-	enum queue_body body;
-	bool smtputf8;
-	char *envid;		/* NULL if none */
-	char *auth;		/* AUTH= mailbox or "<>" (RFC 4954 5), or NULL */
-	enum queue_ret ret;
-	double arrival;		/* epoch seconds */
-	double job_time;	/* when qmgr made the job */
+	/* The content's first DELIVER_HEAD_MAX bytes (or all of it), read
+	 * once when the job starts, for the header checks and the first
+	 * chunk sent. */
+	char *head;
+	size_t head_len;
 	double t_received;	/* when this process got it */
 	double t_connected;	/* session ready (or reused) */
 	struct deliver_rcpt *rcpts;
@@ -86,6 +85,7 @@ struct deliver_job {
 };
 
 /* ---- deliver.c ---- */
+#define DELIVER_HEAD_MAX 65536
 double deliver_now(void);
 void deliver_outcome_set(struct deliver_outcome *o, char status,
     const char *dsn, const char *diag, const char *text);
@@ -209,6 +209,9 @@ void deliver_session_start_clock(struct deliver_session *s);
 void deliver_session_close(struct deliver_session *s, bool say_quit);
 /* Is a cached, idle session still there (no 421, no EOF pending)? */
 bool deliver_session_alive(struct deliver_session *s);
+/* The same when its socket was just polled quiet: only what is
+ * buffered (in the bio or the TLS layer) is checked. */
+bool deliver_session_alive_quiet(struct deliver_session *s);
 
 /* ---- deliver_smtp.c: one mail transaction on an open session ---- */
 
@@ -237,6 +240,12 @@ struct deliver_session *deliver_conn_cache_take(const char *key);
 void deliver_conn_cache_put(struct deliver_session *s, const char *key);
 bool deliver_conn_cache_active(void);
 void deliver_conn_cache_close(void);
+/* The cached session's socket, to watch between jobs; -1 if none. */
+int deliver_conn_cache_fd(void);
+/* Between jobs the cached socket was polled with the job's: quiet
+ * (nothing from the peer: the next take need not poll it again), or
+ * not (the peer spoke while idle, 421 or EOF: closed now). */
+void deliver_conn_cache_polled(bool quiet);
 
 /* ---- deliver_tls.c: STARTTLS at the session's security level ---- */
 

@@ -56,7 +56,7 @@ static char *find_credentials(const struct deliver_session *s,
 	char *value = NULL;
 	*r = map_list_lookup(password_tables, s->host, &value);
 	if (*r == MAP_NOTFOUND)
-		*r = map_list_lookup(password_tables, job->nexthop, &value);
+		*r = map_list_lookup(password_tables, job->j.nexthop, &value);
 	return *r == MAP_FOUND ? value : NULL;
 }
 
@@ -177,7 +177,7 @@ bool deliver_session_authenticate(struct deliver_session *s,
 		}
 		if (ok) {
 			s->authenticated = true;
-			log_info("%s: authenticated to %s as %s", job->queue_id,
+			log_info("%s: authenticated to %s as %s", job->j.queue_id,
 			    s->relay, user);
 		}
 	}

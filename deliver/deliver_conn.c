@@ -18,6 +18,8 @@
 
 static struct deliver_session *cached;
 static char *cached_key;
+/* deliver.c polled the cached socket with the job's and it was quiet. */
+static bool cached_quiet;
 
 struct deliver_session *deliver_conn_cache_take(const char *key)
 {
@@ -25,10 +27,13 @@ struct deliver_session *deliver_conn_cache_take(const char *key)
 		return NULL;
 	struct deliver_session *s = cached;
 	bool same = strcmp(cached_key, key) == 0;
+	bool quiet = cached_quiet;
 	cached = NULL;
+	cached_quiet = false;
 	free(cached_key);
 	cached_key = NULL;
-	if (same && deliver_session_alive(s)) {
+	if (same && (quiet ? deliver_session_alive_quiet(s) :
+	    deliver_session_alive(s))) {
 		/* A new job: smtp_session_time_limit counts from here. */
 		deliver_session_start_clock(s);
 		return s;
@@ -49,7 +54,26 @@ void deliver_conn_cache_put(struct deliver_session *s, const char *key)
 		return;
 	}
 	cached = s;
+	cached_quiet = false;
 	cached_key = xstrdup(key);
+}
+
+int deliver_conn_cache_fd(void)
+{
+	return cached != NULL ? cached->fd : -1;
+}
+
+void deliver_conn_cache_polled(bool quiet)
+{
+	if (cached == NULL)
+		return;
+	if (!quiet) {
+		log_debug("cached session with %s: the peer spoke while idle",
+		    cached->relay);
+		deliver_conn_cache_close();
+		return;
+	}
+	cached_quiet = true;
 }
 
 bool deliver_conn_cache_active(void)
@@ -64,6 +88,7 @@ void deliver_conn_cache_close(void)
 	deliver_session_close(cached, true);
 	free(cached);
 	cached = NULL;
+	cached_quiet = false;
 	free(cached_key);
 	cached_key = NULL;
 }

@@ -153,7 +153,7 @@ bool deliver_dane_prepare(struct deliver_session *s,
 	case DANE_UNUSABLE:
 		/* RFC 7672 2.2: TLS is still a must, just unauthenticated. */
 		log_info("%s: TLSA records of %s:%d are all unusable: TLS "
-		    "without authentication", job->queue_id, s->host, s->port);
+		    "without authentication", job->j.queue_id, s->host, s->port);
 		dane_not_applied(s, TLS_LEVEL_ENCRYPT, "the TLSA records of %s "
 		    "are all unusable", s->host);
 		return true;
@@ -171,7 +171,7 @@ bool deliver_dane_prepare(struct deliver_session *s,
 	/* Bogus or unreachable: this host may not be used now. */
 	snprintf(text, sizeof(text), "TLSA lookup error for %s:%d: %s",
 	    s->host, s->port, err);
-	log_info("%s: %s", job->queue_id, text);
+	log_info("%s: %s", job->j.queue_id, text);
 	deliver_outcome_set(out, 'D', "4.7.5", text, text);
 	return false;
 }

@@ -254,7 +254,7 @@ static struct deliver_session *open_next(struct deliver_job *job,
 			return s;
 		}
 		if (targets_left(job, tl, i + 1))
-			log_info("%s: %s; trying the next host", job->queue_id,
+			log_info("%s: %s; trying the next host", job->j.queue_id,
 			    last.text);
 	}
 	*next = tl->count;
@@ -330,7 +330,7 @@ static bool dest_targets(struct deliver_job *job, struct target_list *tl)
 {
 	bool lmtp = job->transport == TRANSPORT_LMTP;
 	char err[512];
-	struct cfg_list hops = cfg_split_list(job->nexthop);
+	struct cfg_list hops = cfg_split_list(job->j.nexthop);
 	bool parsed = hops.count > 0;
 
 	free(tl->v);
@@ -345,8 +345,8 @@ static bool dest_targets(struct deliver_job *job, struct target_list *tl)
 	if (!parsed) {
 		char text[700];
 		snprintf(text, sizeof(text), "bad nexthop \"%s\" for %s: %s",
-		    job->nexthop, lmtp ? "lmtp" : "smtp", err);
-		log_warning("%s: %s", job->queue_id, text);
+		    job->j.nexthop, lmtp ? "lmtp" : "smtp", err);
+		log_warning("%s: %s", job->j.queue_id, text);
 		deliver_fail_open(job, 'D', "4.3.5", text, text);
 		return false;
 	}
@@ -358,7 +358,7 @@ static bool dest_targets(struct deliver_job *job, struct target_list *tl)
 	if (!lmtp && tl->self_mx && tl->count == 0) {
 		char text[600];
 		snprintf(text, sizeof(text), "mail for %s loops back to myself",
-		    job->nexthop);
+		    job->j.nexthop);
 		deliver_fail_open(job, 'B', "5.4.6", text, text);
 		return false;
 	}
@@ -370,7 +370,7 @@ static bool dest_targets(struct deliver_job *job, struct target_list *tl)
 			if (!hop_targets(cfg.smtp_fallback_relay.items[i], false,
 			    true, tl, ferr, sizeof(ferr)))
 				log_warning("%s: smtp_fallback_relay \"%s\": "
-				    "%s", job->queue_id,
+				    "%s", job->j.queue_id,
 				    cfg.smtp_fallback_relay.items[i], ferr);
 		}
 	}
@@ -388,7 +388,7 @@ static bool dest_targets(struct deliver_job *job, struct target_list *tl)
 		return false;
 	}
 	if (primary == 0)
-		log_info("%s: %s%s; trying the fallback relays", job->queue_id,
+		log_info("%s: %s%s; trying the fallback relays", job->j.queue_id,
 		    tl->err, primary_tempfail ? " (for now)" : "");
 	return true;
 }
@@ -450,7 +450,7 @@ static void dest_key(const struct deliver_job *job, char *out, size_t outsize)
 	/* A session made for REQUIRETLS or TLS-Required: No has another
 	 * TLS level than the destination's (deliver_requiretls.c). */
 	snprintf(out, outsize, "%s:%s%s", job->transport == TRANSPORT_LMTP ?
-	    "lmtp" : job->implicit_tls ? "smtps" : "smtp", job->nexthop,
+	    "lmtp" : job->implicit_tls ? "smtps" : "smtp", job->j.nexthop,
 	    job->requiretls ? " requiretls" :
 	    job->tls_required_no ? " tls-required-no" : "");
 }
@@ -480,7 +480,7 @@ static void reopen_deferred(struct deliver_job *job)
 		if (!r->in_txn || !r->done || r->out.status != 'D')
 			continue;
 		if (!logged)
-			log_info("%s: %s; trying the next host", job->queue_id,
+			log_info("%s: %s; trying the next host", job->j.queue_id,
 			    r->out.text);
 		logged = true;
 		deliver_outcome_free(&r->out);
@@ -507,7 +507,7 @@ void deliver_dest_send(struct deliver_job *job)
 			/* The cached connection died unseen: once more,
 			 * fresh. */
 			log_info("%s: cached connection to %s was lost; "
-			    "reconnecting", job->queue_id, s->relay);
+			    "reconnecting", job->j.queue_id, s->relay);
 			deliver_session_close(s, false);
 			free(s);
 			reused = false;

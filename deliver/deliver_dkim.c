@@ -174,7 +174,7 @@ bool deliver_dkim_sign(const struct deliver_job *job, bool downgrade,
     struct str *out, char *err, size_t errsize)
 {
 	if (job->transport != TRANSPORT_SMTP || cfg.dkim_signing_maps.count
-	    == 0 || job->content_length == 0 || !job_trusted(job))
+	    == 0 || job->j.content_length == 0 || !job_trusted(job))
 		return true;
 	if (tables_broken) {
 		snprintf(err, errsize, "DKIM signing table unavailable");
@@ -182,23 +182,23 @@ bool deliver_dkim_sign(const struct deliver_job *job, bool downgrade,
 	}
 
 	/* The content as it will go out. */
-	size_t maplen = (size_t)(job->content_offset + job->content_length);
+	size_t maplen = (size_t)(job->j.content_offset + job->j.content_length);
 	struct stat st;
 	if (fstat(job->content_fd, &st) != 0 || st.st_size < (off_t)maplen) {
 		/* Mapped beyond its end, the file would kill us (SIGBUS). */
 		snprintf(err, errsize, "cannot read queue file %s: %s",
-		    job->queue_file, "file too short");
+		    job->j.queue_file, "file too short");
 		return false;
 	}
 	void *base = mmap(NULL, maplen, PROT_READ, MAP_PRIVATE,
 	    job->content_fd, 0);
 	if (base == MAP_FAILED) {
 		snprintf(err, errsize, "cannot map queue file %s: %s",
-		    job->queue_file, strerror(errno));
+		    job->j.queue_file, strerror(errno));
 		return false;
 	}
-	const char *msg = (const char *)base + job->content_offset;
-	size_t len = (size_t)job->content_length;
+	const char *msg = (const char *)base + job->j.content_offset;
+	size_t len = (size_t)job->j.content_length;
 	struct dkim_signer *signer = dkim_signer_new();
 	if (downgrade && deliver_mime_has_8bit(msg, len))
 		deliver_mime_downgrade(msg, len, dkim_signer_update, signer);
@@ -231,7 +231,7 @@ bool deliver_dkim_sign(const struct deliver_job *job, bool downgrade,
 			    refs[i].selector, key, now, out, err, errsize);
 			if (ok)
 				log_info("%s: dkim=signed d=%s s=%s a=%s",
-				    job->queue_id, domain, refs[i].selector,
+				    job->j.queue_id, domain, refs[i].selector,
 				    dkim_alg_name(dkim_key_alg(key)));
 		}
 	}

@@ -47,7 +47,7 @@ void deliver_generic_init(void)
 
 const char *deliver_generic_sender(const struct deliver_job *job)
 {
-	return job->generic_sender ? job->generic_sender : job->sender;
+	return job->generic_sender ? job->generic_sender : job->j.sender;
 }
 
 const char *deliver_generic_rcpt(const struct deliver_rcpt *r)
@@ -79,16 +79,16 @@ static bool swap_content(struct deliver_job *job, const char *base,
     size_t errsize)
 {
 	const char *env = base;
-	size_t env_len = (size_t)job->content_offset;
-	const char *content = base + job->content_offset;
-	size_t clen = (size_t)job->content_length;
+	size_t env_len = (size_t)job->j.content_offset;
+	const char *content = base + job->j.content_offset;
+	size_t clen = (size_t)job->j.content_length;
 	size_t dlen = QUEUE_LENGTH_DIGITS + 3;	/* "D " digits "\n" */
 
 	/* The D record is the envelope's last (queue-format.md). */
 	if (env_len < dlen || env[env_len - dlen] != 'D' ||
 	    env[env_len - dlen + 1] != ' ' || env[env_len - 1] != '\n') {
 		snprintf(err, errsize, "queue file %s: no D record before "
-		    "the content", job->queue_file);
+		    "the content", job->j.queue_file);
 		return false;
 	}
 	size_t new_len = block_len + (clen - hdr_end);
@@ -115,7 +115,11 @@ static bool swap_content(struct deliver_job *job, const char *base,
 		return false;
 	}
 	close(fd);
-	job->content_length = (off_t)new_len;
+	job->j.content_length = (off_t)new_len;
+	/* deliver.c's head was of the old content: the copy is read. */
+	free(job->head);
+	job->head = NULL;
+	job->head_len = 0;
 	return true;
 }
 
@@ -129,7 +133,7 @@ bool deliver_generic_prepare(struct deliver_job *job, char *err,
 		return true;
 	free(job->generic_sender);
 	job->generic_sender = rewrite_address(generic, REWRITE_SENDER, true,
-	    job->sender, &failed);
+	    job->j.sender, &failed);
 	for (size_t i = 0; i < job->nrcpts && !failed; i++) {
 		free(job->rcpts[i].generic);
 		job->rcpts[i].generic = rewrite_address(generic,
@@ -140,21 +144,21 @@ bool deliver_generic_prepare(struct deliver_job *job, char *err,
 		    "read");
 		return false;
 	}
-	if (job->content_length == 0) {
+	if (job->j.content_length == 0) {
 		job->generic_done = true;
 		return true;
 	}
-	size_t maplen = (size_t)(job->content_offset + job->content_length);
+	size_t maplen = (size_t)(job->j.content_offset + job->j.content_length);
 	void *base = mmap(NULL, maplen, PROT_READ, MAP_PRIVATE,
 	    job->content_fd, 0);
 	if (base == MAP_FAILED) {
 		snprintf(err, errsize, "cannot read queue file %s: %s",
-		    job->queue_file, strerror(errno));
+		    job->j.queue_file, strerror(errno));
 		return false;
 	}
-	const char *content = (const char *)base + job->content_offset;
+	const char *content = (const char *)base + job->j.content_offset;
 	size_t hdr_end = rewrite_header_end(content,
-	    (size_t)job->content_length);
+	    (size_t)job->j.content_length);
 	size_t block_len = 0;
 	char *block = rewrite_header_block(generic, content, hdr_end,
 	    &block_len, &failed);

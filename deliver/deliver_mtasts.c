@@ -94,7 +94,7 @@ static void forget_job(void)
 void deliver_mtasts_job(const struct deliver_job *job)
 {
 	forget_job();
-	cur.queue_id = job->queue_id;
+	cur.queue_id = job->j.queue_id;
 }
 
 static void record(const char *type, const char *result, const char *mx,

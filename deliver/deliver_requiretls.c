@@ -15,8 +15,8 @@
  * whatever the destination's TLS policy asks, except that a password
  * never goes where it would not go otherwise.
  *
- * Trusts the queue file (ours); the header field is the sender's and
- * only compared.
+ * Trusts the queue file (ours) and qmgr's job, which carries the Q
+ * record; the header field is the sender's and only compared.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,26 +35,26 @@
 
 void deliver_requiretls_job(struct deliver_job *job)
 {
-	struct queue_envelope env;
-	char err[256];
-
-	job->requiretls = false;
+	/* job->requiretls came with the job (qmgr read the Q record). */
 	job->tls_required_no = false;
-	queue_envelope_init(&env);
-	if (queue_read(job->content_fd, &env, err, sizeof(err)) ==
-	    QUEUE_READ_OK)
-		job->requiretls = env.requiretls;
-	queue_envelope_free(&env);
 	if (job->requiretls)
 		return;	/* RFC 8689 4.1: then the header is ignored */
-	size_t want = job->content_length < HEADER_SCAN_MAX ?
-	    (size_t)job->content_length : HEADER_SCAN_MAX;
-	char *buf = xmalloc(want + 1);
-	ssize_t n = pread(job->content_fd, buf, want, job->content_offset);
-	if (n > 0 && requiretls_header_says_no(buf, (size_t)n)) {
+	/* The head deliver.c read covers the header section up to
+	 * HEADER_SCAN_MAX; only a longer one is read here. */
+	size_t want = job->j.content_length < HEADER_SCAN_MAX ?
+	    (size_t)job->j.content_length : HEADER_SCAN_MAX;
+	const char *text = job->head;
+	char *buf = NULL;
+	ssize_t n = (ssize_t)job->head_len;
+	if (job->head_len < want) {
+		buf = xmalloc(want + 1);
+		n = pread(job->content_fd, buf, want, job->j.content_offset);
+		text = buf;
+	}
+	if (n > 0 && requiretls_header_says_no(text, (size_t)n)) {
 		job->tls_required_no = true;
 		log_info("%s: TLS-Required: No: the destination's TLS policy "
-		    "is not enforced", job->queue_id);
+		    "is not enforced", job->j.queue_id);
 	}
 	free(buf);
 }
@@ -95,7 +95,7 @@ void deliver_requiretls_after_dane(struct deliver_session *s,
 
 	if (!s->requiretls || s->dane_active ||
 	    tls_level_authenticates(s->tls_policy.level) ||
-	    !endpoint_parse(job->nexthop, 25, &ep, err, sizeof(err)))
+	    !endpoint_parse(job->j.nexthop, 25, &ep, err, sizeof(err)))
 		return;
 	/* DANE did not apply: PKIX as above. */
 	deliver_tls_policy_set_level(s, s->host_secure ? TLS_LEVEL_VERIFY :

@@ -392,7 +392,7 @@ static void loop_outcome(struct deliver_job *job, struct deliver_outcome *o)
 {
 	char text[600];
 	snprintf(text, sizeof(text), "mail for %s loops back to myself",
-	    job->nexthop);
+	    job->j.nexthop);
 	deliver_outcome_set(o, 'B', "5.4.6", text, text);
 }
 
@@ -608,6 +608,12 @@ void deliver_session_close(struct deliver_session *s, bool say_quit)
 	deliver_dane_free(s);
 	str_free(&s->reply.text);
 	str_free(&s->reply.lines);
+}
+
+bool deliver_session_alive_quiet(struct deliver_session *s)
+{
+	return s->fd >= 0 && s->usable && bio_buffered(&s->bio) == 0 &&
+	    s->bio.ops->pending(&s->bio) == 0;
 }
 
 bool deliver_session_alive(struct deliver_session *s)

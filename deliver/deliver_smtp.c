@@ -75,7 +75,7 @@ static bool address_needs_utf8(const char *address)
  */
 static bool needs_smtputf8(const struct deliver_job *job)
 {
-	if (address_needs_utf8(job->sender))
+	if (address_needs_utf8(job->j.sender))
 		return true;
 	for (size_t i = 0; i < job->nrcpts; i++)
 		if (!job->rcpts[i].done &&
@@ -85,12 +85,12 @@ static bool needs_smtputf8(const struct deliver_job *job)
 	char buf[CONTENT_CHUNK];
 	off_t off = 0;
 	int state = 0;		/* how much of CRLF CRLF we have seen */
-	while (off < job->content_length) {
+	while (off < job->j.content_length) {
 		size_t want = sizeof(buf);
-		if ((off_t)want > job->content_length - off)
-			want = (size_t)(job->content_length - off);
+		if ((off_t)want > job->j.content_length - off)
+			want = (size_t)(job->j.content_length - off);
 		ssize_t n = pread(job->content_fd, buf, want,
-		    job->content_offset + off);
+		    job->j.content_offset + off);
 		if (n <= 0)
 			return false;
 		for (ssize_t i = 0; i < n; i++) {
@@ -151,24 +151,24 @@ static void queue_mail_command(struct deliver_session *s,
 	bio_printf(&s->bio, "MAIL FROM:<%s>", sender);
 	free(sender);
 	if (s->ext & SESS_EXT_SIZE)
-		bio_printf(&s->bio, " SIZE=%lld", (long long)job->content_length +
+		bio_printf(&s->bio, " SIZE=%lld", (long long)job->j.content_length +
 		    (long long)dkim_fields.len);
-	if (job->body == QUEUE_BODY_8BITMIME && (s->ext & SESS_EXT_8BITMIME))
+	if (job->j.body == QUEUE_BODY_8BITMIME && (s->ext & SESS_EXT_8BITMIME))
 		bio_puts(&s->bio, " BODY=8BITMIME");
-	else if (job->body == QUEUE_BODY_BINARYMIME)
+	else if (job->j.body == QUEUE_BODY_BINARYMIME)
 		bio_puts(&s->bio, " BODY=BINARYMIME");
-	if (job->smtputf8 && (s->ext & SESS_EXT_SMTPUTF8))
+	if (job->j.smtputf8 && (s->ext & SESS_EXT_SMTPUTF8))
 		bio_puts(&s->bio, " SMTPUTF8");
 	/* RFC 8689 4.2.1: the requirement goes on with the message. */
 	if (job->requiretls && (s->ext & SESS_EXT_REQUIRETLS))
 		bio_puts(&s->bio, " REQUIRETLS");
 	if (s->ext & SESS_EXT_DSN) {
-		if (job->ret == QUEUE_RET_FULL)
+		if (job->j.ret == QUEUE_RET_FULL)
 			bio_puts(&s->bio, " RET=FULL");
-		else if (job->ret == QUEUE_RET_HDRS)
+		else if (job->j.ret == QUEUE_RET_HDRS)
 			bio_puts(&s->bio, " RET=HDRS");
-		if (job->envid != NULL) {
-			char *x = addr_xtext_encode(job->envid);
+		if (job->j.envid != NULL) {
+			char *x = addr_xtext_encode(job->j.envid);
 			bio_printf(&s->bio, " ENVID=%s", x);
 			free(x);
 		}
@@ -178,11 +178,11 @@ static void queue_mail_command(struct deliver_session *s,
 	 * only to one we authenticated to, which may trust it (any other
 	 * must take it as <>, and should not learn the submitter).
 	 */
-	if (job->auth != NULL && s->authenticated && (s->ext & SESS_EXT_AUTH)) {
-		if (strcmp(job->auth, "<>") == 0) {
+	if (job->j.auth != NULL && s->authenticated && (s->ext & SESS_EXT_AUTH)) {
+		if (strcmp(job->j.auth, "<>") == 0) {
 			bio_puts(&s->bio, " AUTH=<>");
 		} else {
-			char *x = addr_xtext_encode(job->auth);
+			char *x = addr_xtext_encode(job->j.auth);
 			bio_printf(&s->bio, " AUTH=%s", x);
 			free(x);
 		}
@@ -266,16 +266,21 @@ static bool send_content_data(struct deliver_session *s,
 
 	if (dkim_fields.len > 0)
 		stuff_write(&st, dkim_fields.data, dkim_fields.len);
+	/* What deliver.c read already; a small message is all there. */
+	if (job->head_len > 0) {
+		stuff_write(&st, job->head, job->head_len);
+		off = (off_t)job->head_len;
+	}
 
-	while (off < job->content_length && !st.failed) {
+	while (off < job->j.content_length && !st.failed) {
 		size_t want = sizeof(buf);
-		if ((off_t)want > job->content_length - off)
-			want = (size_t)(job->content_length - off);
+		if ((off_t)want > job->j.content_length - off)
+			want = (size_t)(job->j.content_length - off);
 		ssize_t n = pread(job->content_fd, buf, want,
-		    job->content_offset + off);
+		    job->j.content_offset + off);
 		if (n <= 0) {
 			snprintf(err, errsize, "cannot read queue file %s: %s",
-			    job->queue_file, n == 0 ? "file too short" :
+			    job->j.queue_file, n == 0 ? "file too short" :
 			    strerror(errno));
 			return false;
 		}
@@ -294,19 +299,19 @@ static const char *map_content(const struct deliver_job *job, void **base,
     size_t *maplen, char *err, size_t errsize)
 {
 	struct stat st;
-	*maplen = (size_t)(job->content_offset + job->content_length);
+	*maplen = (size_t)(job->j.content_offset + job->j.content_length);
 	if (fstat(job->content_fd, &st) != 0 || st.st_size < (off_t)*maplen) {
 		snprintf(err, errsize, "cannot read queue file %s: %s",
-		    job->queue_file, "file too short");
+		    job->j.queue_file, "file too short");
 		return NULL;
 	}
 	*base = mmap(NULL, *maplen, PROT_READ, MAP_PRIVATE, job->content_fd, 0);
 	if (*base == MAP_FAILED) {
 		snprintf(err, errsize, "cannot map queue file %s: %s",
-		    job->queue_file, strerror(errno));
+		    job->j.queue_file, strerror(errno));
 		return NULL;
 	}
-	return (const char *)*base + job->content_offset;
+	return (const char *)*base + job->j.content_offset;
 }
 
 /*
@@ -316,14 +321,14 @@ static const char *map_content(const struct deliver_job *job, void **base,
 static bool send_content_downgraded(struct deliver_session *s,
     const struct deliver_job *job, char *err, size_t errsize)
 {
-	if (job->content_length == 0)
+	if (job->j.content_length == 0)
 		return send_content_data(s, job, err, errsize);
 	void *base;
 	size_t maplen;
 	const char *msg = map_content(job, &base, &maplen, err, errsize);
 	if (msg == NULL)
 		return false;
-	size_t len = (size_t)job->content_length;
+	size_t len = (size_t)job->j.content_length;
 	struct stuffer st = { s, '\n', false };
 	if (dkim_fields.len > 0)
 		stuff_write(&st, dkim_fields.data, dkim_fields.len);
@@ -343,19 +348,19 @@ static bool send_content_bdat(struct deliver_session *s,
 	char buf[CONTENT_CHUNK];
 	off_t off = 0;
 
-	bio_printf(&s->bio, "BDAT %lld LAST\r\n", (long long)job->content_length +
+	bio_printf(&s->bio, "BDAT %lld LAST\r\n", (long long)job->j.content_length +
 	    (long long)dkim_fields.len);
 	if (dkim_fields.len > 0)
 		bio_write(&s->bio, dkim_fields.data, dkim_fields.len);
-	while (off < job->content_length) {
+	while (off < job->j.content_length) {
 		size_t want = sizeof(buf);
-		if ((off_t)want > job->content_length - off)
-			want = (size_t)(job->content_length - off);
+		if ((off_t)want > job->j.content_length - off)
+			want = (size_t)(job->j.content_length - off);
 		ssize_t n = pread(job->content_fd, buf, want,
-		    job->content_offset + off);
+		    job->j.content_offset + off);
 		if (n <= 0) {
 			snprintf(err, errsize, "cannot read queue file %s: %s",
-			    job->queue_file, n == 0 ? "file too short" :
+			    job->j.queue_file, n == 0 ? "file too short" :
 			    strerror(errno));
 			return false;
 		}
@@ -418,21 +423,21 @@ static bool precheck(struct deliver_session *s, struct deliver_job *job)
 	char text[700];
 
 	if ((s->ext & SESS_EXT_SIZE) && s->size_limit > 0 &&
-	    job->content_length > s->size_limit) {
+	    job->j.content_length > s->size_limit) {
 		snprintf(text, sizeof(text), "message size %lld exceeds size "
-		    "limit %lld of server %s", (long long)job->content_length,
+		    "limit %lld of server %s", (long long)job->j.content_length,
 		    s->size_limit, s->relay);
 		deliver_fail_open(job, 'B', "5.3.4", text, text);
 		return false;
 	}
-	if (job->smtputf8 && !(s->ext & SESS_EXT_SMTPUTF8) &&
+	if (job->j.smtputf8 && !(s->ext & SESS_EXT_SMTPUTF8) &&
 	    needs_smtputf8(job)) {
 		snprintf(text, sizeof(text), "SMTPUTF8 is required, but was "
 		    "not offered by host %s", s->relay);
 		deliver_fail_open(job, 'B', "5.6.7", text, text);
 		return false;
 	}
-	if (job->body == QUEUE_BODY_BINARYMIME &&
+	if (job->j.body == QUEUE_BODY_BINARYMIME &&
 	    (s->ext & (SESS_EXT_CHUNKING | SESS_EXT_BINARYMIME)) !=
 	    (SESS_EXT_CHUNKING | SESS_EXT_BINARYMIME)) {
 		snprintf(text, sizeof(text), "message is BINARYMIME, but host "
@@ -447,7 +452,7 @@ bool deliver_smtp_transaction(struct deliver_session *s,
     struct deliver_job *job, bool may_retry)
 {
 	bool pipelining = (s->ext & SESS_EXT_PIPELINING) != 0;
-	bool bdat = job->body == QUEUE_BODY_BINARYMIME;
+	bool bdat = job->j.body == QUEUE_BODY_BINARYMIME;
 	size_t naccepted = 0;
 	char err[512];
 
@@ -457,7 +462,7 @@ bool deliver_smtp_transaction(struct deliver_session *s,
 	/* smtp_generic_maps before the signature, which must cover the
 	 * header fields as they leave. */
 	if (!deliver_generic_prepare(job, err, sizeof(err))) {
-		log_warning("%s: %s", job->queue_id, err);
+		log_warning("%s: %s", job->j.queue_id, err);
 		deliver_fail_open(job, 'D', "4.3.0", err, err);
 		job->local_trouble = true;
 		return true;
@@ -469,7 +474,7 @@ bool deliver_smtp_transaction(struct deliver_session *s,
 	str_clear(&dkim_fields);
 	if (!deliver_dkim_sign(job, !bdat && !(s->ext & SESS_EXT_8BITMIME),
 	    &dkim_fields, err, sizeof(err))) {
-		log_warning("%s: %s", job->queue_id, err);
+		log_warning("%s: %s", job->j.queue_id, err);
 		deliver_fail_open(job, 'D', "4.3.0", err, err);
 		job->local_trouble = true;
 		return true;
@@ -582,7 +587,7 @@ bool deliver_smtp_transaction(struct deliver_session *s,
 		read_ok = send_content_data(s, job, err, sizeof(err));
 	if (!read_ok) {
 		/* Our own trouble: do not let a partial message through. */
-		log_warning("%s: %s", job->queue_id, err);
+		log_warning("%s: %s", job->j.queue_id, err);
 		deliver_fail_open(job, 'D', "4.3.0", err, err);
 		job->local_trouble = true;
 		deliver_session_close(s, false);

@@ -211,7 +211,7 @@ static enum deliver_tls_step handshake(struct deliver_session *s,
 	deliver_session_enter(s, SESS_TLS_HANDSHAKE);
 	char err[256];
 	struct endpoint ep;
-	bool have_ep = endpoint_parse(job->nexthop, 25, &ep, err, sizeof(err));
+	bool have_ep = endpoint_parse(job->j.nexthop, 25, &ep, err, sizeof(err));
 	SSL *ssl = session_ssl(s, have_ep ? ep.host : NULL);
 	if (ssl == NULL) {
 		snprintf(err, sizeof(err), s->dane_active ? "OpenSSL takes none "
@@ -227,7 +227,7 @@ static enum deliver_tls_step handshake(struct deliver_session *s,
 		deliver_tlsrpt_note(s, "validation-failure", err);
 		if (!required) {
 			log_info("%s: TLS handshake failed with %s: %s; trying "
-			    "again without TLS", job->queue_id, s->relay, err);
+			    "again without TLS", job->j.queue_id, s->relay, err);
 			return DELIVER_TLS_RETRY_PLAIN;
 		}
 		s->usable = false;	/* half a handshake: no QUIT */
@@ -248,12 +248,12 @@ static enum deliver_tls_step handshake(struct deliver_session *s,
 	    fp ? NULL : s->tls_names, fp ? 0 : s->tls_nnames,
 	    fp ? p->match : NULL, fp ? p->nmatch : 0, why, sizeof(why));
 	/* Postfix's words: "reused" for a resumed session. */
-	log_info("%s: %s TLS connection %s to %s: %s%s", job->queue_id,
+	log_info("%s: %s TLS connection %s to %s: %s%s", job->j.queue_id,
 	    tls_trust_name(trust), SSL_session_reused(tls_ssl(&s->bio)) ?
 	    "reused" : "established", s->relay, job->tls_info,
 	    s->dane_active ? " (DANE)" : "");
 	if (matched[0] != '\0')
-		log_info("%s: DANE %s of %s", job->queue_id, matched, s->relay);
+		log_info("%s: DANE %s of %s", job->j.queue_id, matched, s->relay);
 	s->tls_trust = trust;
 	deliver_tlsrpt_trust(s, tls_ssl(&s->bio), trust, why);
 	if ((tls_level_authenticates(level) || s->dane_active) &&
@@ -261,7 +261,7 @@ static enum deliver_tls_step handshake(struct deliver_session *s,
 		/* Keep no session of a server that failed its check. */
 		SSL_set_app_data(tls_ssl(&s->bio), NULL);
 		log_info("%s: server certificate not verified for %s at level "
-		    "%s%s: %s", job->queue_id, s->relay, tls_level_name(level),
+		    "%s%s: %s", job->j.queue_id, s->relay, tls_level_name(level),
 		    s->dane_active ? " (TLSA records)" : "", why);
 		tls_required(s, out, "4.7.5", "the certificate of host %s "
 		    "could not be verified (level %s): %s", s->relay,

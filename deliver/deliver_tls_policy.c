@@ -124,7 +124,7 @@ bool deliver_tls_policy_get(struct deliver_session *s,
 	if (s->lmtp || !tls_level_parse(cfg.smtp_tls_security_level,
 	    &p->level))
 		p->level = TLS_LEVEL_MAY;
-	if (!endpoint_parse(job->nexthop, 25, &ep, err, sizeof(err)))
+	if (!endpoint_parse(job->j.nexthop, 25, &ep, err, sizeof(err)))
 		return true;	/* deliver_dest.c has refused it already */
 	if (s->lmtp)
 		return true;
@@ -136,7 +136,7 @@ bool deliver_tls_policy_get(struct deliver_session *s,
 	}
 	char *value = NULL;
 	enum map_result r = policy_tables == NULL ? MAP_NOTFOUND :
-	    policy_lookup(job->nexthop, &ep, &value);
+	    policy_lookup(job->j.nexthop, &ep, &value);
 	if (r == MAP_ERROR) {
 		deliver_outcome_set(out, 'D', "4.3.0", "cannot read "
 		    "smtp_tls_policy_maps", "cannot read smtp_tls_policy_maps");
@@ -147,8 +147,8 @@ bool deliver_tls_policy_get(struct deliver_session *s,
 		free(value);
 		if (!ok) {
 			snprintf(text, sizeof(text), "smtp_tls_policy_maps: bad "
-			    "entry for %s: %s", job->nexthop, err);
-			log_warning("%s: %s", job->queue_id, text);
+			    "entry for %s: %s", job->j.nexthop, err);
+			log_warning("%s: %s", job->j.queue_id, text);
 			deliver_outcome_set(out, 'D', "4.3.5", text, text);
 			p->level = TLS_LEVEL_MAY;
 			return false;
@@ -173,7 +173,7 @@ bool deliver_tls_policy_get(struct deliver_session *s,
 	if (p->level == TLS_LEVEL_FINGERPRINT && p->nmatch == 0) {
 		snprintf(text, sizeof(text), "TLS is required, but the "
 		    "fingerprint level for %s has no match= fingerprints",
-		    job->nexthop);
+		    job->j.nexthop);
 		deliver_outcome_set(out, 'D', "4.7.5", text, text);
 		return false;
 	}
@@ -197,7 +197,7 @@ void deliver_tls_policy_after_dane(struct deliver_session *s,
 	/* dane_why is set only where a dane level found nothing. */
 	if (s->lmtp || s->dane_active || s->dane_why[0] == '\0' ||
 	    s->tls_policy.from_map ||
-	    !endpoint_parse(job->nexthop, 25, &ep, err, sizeof(err)))
+	    !endpoint_parse(job->j.nexthop, 25, &ep, err, sizeof(err)))
 		return;
 	enum tls_level before = s->tls_policy.level;
 	deliver_mtasts_tls_policy(s, &s->tls_policy);

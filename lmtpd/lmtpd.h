@@ -77,6 +77,10 @@ void lmtpd_spool_finish(struct lmtpd_spool *sp);
  * read or write error.
  */
 bool lmtpd_spool_copy_to(struct lmtpd_spool *sp, int fd);
+/* The same after prefix (the delivery's own header fields): a message
+ * held in memory goes with the prefix in one writev. */
+bool lmtpd_spool_copy_after(struct lmtpd_spool *sp, int fd,
+    const char *prefix, size_t prefix_len);
 
 /* ---- lmtpd_proto.c: the session ---- */
 

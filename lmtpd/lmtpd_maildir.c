@@ -118,11 +118,15 @@ static const char *maildir_hostname(void)
 
 void lmtpd_maildir_name(char *out, size_t outsize, long long size)
 {
+	/* lmtpd never forks after its start: the pid is asked once. */
+	static pid_t pid;
 	struct timeval tv;
 
+	if (pid == 0)
+		pid = getpid();
 	gettimeofday(&tv, NULL);
 	snprintf(out, outsize, "%lld.M%ldP%ldQ%lu.%s,S=%lld",
-	    (long long)tv.tv_sec, (long)tv.tv_usec, (long)getpid(),
+	    (long long)tv.tv_sec, (long)tv.tv_usec, (long)pid,
 	    ++maildir_counter, maildir_hostname(), size);
 }
 
@@ -252,17 +256,8 @@ static bool write_copy(const char *tmppath, const char *header,
 	if (fd < 0)
 		return false;
 
-	bool ok = true;
-	for (size_t off = 0; ok && off < header_len;) {
-		ssize_t n = write(fd, header + off, header_len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			ok = false;
-		else
-			off += (size_t)n;
-	}
-	ok = ok && lmtpd_spool_copy_to(sp, fd) && fsync(fd) == 0;
+	bool ok = lmtpd_spool_copy_after(sp, fd, header, header_len) &&
+	    fsync(fd) == 0;
 	int saved = errno;
 	if (close(fd) != 0 && ok) {
 		ok = false;	/* NFS and friends report late write errors here */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "cfg.h"
@@ -144,14 +145,49 @@ void lmtpd_spool_finish(struct lmtpd_spool *sp)
 	spool_flush(sp);
 }
 
+/* Two buffers in as few writes as the kernel takes them. */
+static bool writev_all(int fd, const char *a, size_t alen, const char *b,
+    size_t blen)
+{
+	while (alen > 0) {
+		struct iovec iov[2] = {
+			{ (void *)a, alen }, { (void *)b, blen },
+		};
+		ssize_t n = writev(fd, iov, 2);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return false;
+		}
+		if ((size_t)n < alen) {
+			a += n;
+			alen -= (size_t)n;
+		} else {
+			b += (size_t)n - alen;
+			blen -= (size_t)n - alen;
+			alen = 0;
+		}
+	}
+	return write_all(fd, b, blen);
+}
+
 bool lmtpd_spool_copy_to(struct lmtpd_spool *sp, int fd)
+{
+	return lmtpd_spool_copy_after(sp, fd, "", 0);
+}
+
+bool lmtpd_spool_copy_after(struct lmtpd_spool *sp, int fd,
+    const char *prefix, size_t prefix_len)
 {
 	if (sp->write_failed) {
 		errno = sp->write_errno;
 		return false;
 	}
 	if (sp->fd < 0)
-		return write_all(fd, str_cstr(&sp->mem), sp->mem.len);
+		return writev_all(fd, prefix, prefix_len, str_cstr(&sp->mem),
+		    sp->mem.len);
+	if (!write_all(fd, prefix, prefix_len))
+		return false;
 	spool_flush(sp);
 	if (sp->write_failed) {
 		errno = sp->write_errno;

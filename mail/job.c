@@ -3,7 +3,8 @@
  * job.h). The attributes, in the order qmgr writes them:
  *
  *   transport, nexthop, queue_id, queue_file, content_offset,
- *   content_length, sender, body, smtputf8, [envid], [auth], [ret],
+ *   content_length, sender, body, smtputf8, [requiretls], [envid],
+ *   [auth], [ret],
  *   arrival, job_time, then per recipient
  *   rcpt=NUMBER NOTIFY ORCPT ADDRESS   (NOTIFY "-" or letters of NSFD,
  *                                       ORCPT "-" or type;address)
@@ -68,6 +69,10 @@ void job_encode(const struct job *job, struct str *out)
 	ipc_add(&m, "sender", "%s", job->sender ? job->sender : "");
 	ipc_add(&m, "body", "%s", esmtp_body_name(job->body));
 	ipc_add(&m, "smtputf8", "%s", job->smtputf8 ? "yes" : "no");
+	/* The queue file's Q record, so that the agent need not parse the
+	 * envelope again for it. */
+	if (job->requiretls)
+		ipc_add(&m, "requiretls", "yes");
 	if (job->envid != NULL)
 		ipc_add(&m, "envid", "%s", job->envid);
 	if (job->auth != NULL)
@@ -245,6 +250,8 @@ bool job_decode(const struct ipc_msg *m, struct job *job, char *err,
 		return fail(err, errsize, "bad body");
 	v = ipc_get(m, "smtputf8");
 	job->smtputf8 = v != NULL && strcmp(v, "yes") == 0;
+	v = ipc_get(m, "requiretls");
+	job->requiretls = v != NULL && strcmp(v, "yes") == 0;
 	v = ipc_get(m, "envid");
 	if (v != NULL)
 		job->envid = xstrdup(v);

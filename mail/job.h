@@ -41,6 +41,7 @@ struct job {
 	char *sender;		/* "" for <> */
 	enum queue_body body;
 	bool smtputf8;
+	bool requiretls;	/* MAIL FROM ... REQUIRETLS (RFC 8689) */
 	char *envid;		/* NULL if none */
 	char *auth;		/* AUTH= mailbox or "<>" (RFC 4954 5), or NULL */
 	enum queue_ret ret;

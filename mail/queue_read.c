@@ -82,8 +82,14 @@ static enum queue_line queue_input_line(struct queue_input *in,
 	}
 }
 
+/* Go on reading at off: from the buffer when it holds that byte (a
+ * small file is read whole by the first pread), else by a new read. */
 static void queue_input_seek(struct queue_input *in, off_t off)
 {
+	if (off >= in->pos && off <= in->pos + (off_t)in->len) {
+		in->start = (size_t)(off - in->pos);
+		return;
+	}
 	in->pos = off;
 	in->start = in->len = 0;
 }

@@ -66,6 +66,10 @@ struct qmsg {
 	bool unsynced;		/* results written but not yet fsync'd */
 	double active_wall;	/* when it entered active (for delays=) */
 	bool hold_requested;	/* to hold/ once its jobs are back */
+	/* active/ID, kept open from activation or a result until the
+	 * job is done, so that the results and the finish of one job share
+	 * one open; -1 between jobs (no descriptor per waiting message). */
+	int fd;
 	struct qmsg *prev, *next;	/* the active messages */
 };
 

@@ -202,6 +202,7 @@ void qmgr_deliver_start(struct qconn *c, struct qjob *job)
 		.sender = env->sender,
 		.body = env->body,
 		.smtputf8 = env->smtputf8,
+		.requiretls = env->requiretls,
 		.envid = env->envid,
 		/* smtpd's record of the AUTH= MAIL parameter (RFC 4954 5) */
 		.auth = (char *)queue_envelope_attr(env, "auth"),

@@ -77,8 +77,16 @@ void qmgr_message_grow(struct qmsg *msg)
 	msg->out_cap = cap;
 }
 
+static void msg_close_fd(struct qmsg *msg)
+{
+	if (msg->fd >= 0)
+		close(msg->fd);
+	msg->fd = -1;
+}
+
 static void msg_free(struct qmsg *msg)
 {
+	msg_close_fd(msg);
 	for (size_t i = 0; i < msg->out_cap; i++)
 		outcome_clear(&msg->out[i]);
 	free(msg->out);
@@ -91,6 +99,14 @@ static int open_active(const char *id)
 	char path[4096];
 	queue_path(path, sizeof(path), cfg.queue_directory, QUEUE_ACTIVE, id);
 	return open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+}
+
+/* The message's file, opened once per job (msg_close_fd ends it). */
+static int msg_fd(struct qmsg *msg)
+{
+	if (msg->fd < 0)
+		msg->fd = open_active(msg->id);
+	return msg->fd;
 }
 
 const char *qmgr_notify_letters(unsigned notify, char *buf, size_t size)
@@ -228,7 +244,7 @@ void qmgr_message_results(struct qmsg *msg, const struct qresult *r,
 		    nsucc);
 	free(succ);
 
-	int fd = open_active(msg->id);
+	int fd = msg_fd(msg);
 	if (fd < 0) {
 		log_warning("%s: open to record results: %m", msg->id);
 		return;
@@ -257,7 +273,7 @@ void qmgr_message_results(struct qmsg *msg, const struct qresult *r,
 	}
 	if (wrote)
 		msg->unsynced = true;
-	close(fd);
+	/* fd stays open for finish(); qmgr_message_job_done() closes it. */
 }
 
 /* ---- finishing ---- */
@@ -292,17 +308,21 @@ static void forget(struct qmsg *msg)
 static void finish(struct qmsg *msg)
 {
 	char path[4096];
-	struct stat st;
 
-	/* Deleted meanwhile ("postern queue delete"): nothing to record. */
+	/* Deleted meanwhile ("postern queue delete"): nothing to record.
+	 * The descriptor is the one the results were written through, if
+	 * any: both in the same turn of the event loop. */
 	queue_path(path, sizeof(path), cfg.queue_directory, QUEUE_ACTIVE,
 	    msg->id);
-	if (stat(path, &st) < 0 && errno == ENOENT) {
+	int fd = msg_fd(msg);
+	if (fd < 0 && errno == ENOENT) {
 		log_info("%s: no longer in %s; forgotten", msg->id,
 		    QUEUE_ACTIVE);
 		forget(msg);
 		return;
 	}
+	if (fd < 0)
+		log_warning("%s: open to finish: %m", msg->id);
 
 	time_t now = time(NULL);
 	long long age = (long long)now - msg->env.arrival_sec;
@@ -362,9 +382,6 @@ static void finish(struct qmsg *msg)
 	    qmgr_bounce_write(msg, QDSN_FAILED, notify, nfail_notify);
 	free(notify);
 
-	int fd = open_active(msg->id);
-	if (fd < 0)
-		log_warning("%s: open to finish: %m", msg->id);
 	bool wrote = false;
 	if (fd >= 0 && bounce_ok) {
 		for (size_t k = 0; k < nfail; k++) {
@@ -416,8 +433,7 @@ static void finish(struct qmsg *msg)
 	if (fd >= 0 && npending > 0 && (wrote || msg->unsynced) &&
 	    fsync(fd) < 0)
 		log_warning("%s: fsync: %m", msg->id);
-	if (fd >= 0)
-		close(fd);
+	msg_close_fd(msg);
 
 	if (npending == 0) {
 		if (!queue_remove(cfg.queue_directory, path) && errno != ENOENT)
@@ -444,6 +460,8 @@ void qmgr_message_job_done(struct qmsg *msg)
 		log_panic("%s: job count underflow", msg->id);
 	if (--msg->jobs_pending == 0)
 		finish(msg);
+	else
+		msg_close_fd(msg);
 }
 
 /* ---- activation ---- */
@@ -522,6 +540,7 @@ void qmgr_message_activate(const char *id)
 		return;
 	}
 	struct qmsg *msg = xcalloc(1, sizeof(*msg));
+	msg->fd = -1;
 	memcpy(msg->id, id, QUEUE_ID_SIZE);
 	queue_envelope_init(&msg->env);
 	enum queue_read_result rr = queue_read(fd, &msg->env, err, sizeof(err));
@@ -562,7 +581,8 @@ void qmgr_message_activate(const char *id)
 
 	/* Expansion first: it may add recipients (and decide some). */
 	bool expanded_ok = qmgr_resolve_expand(msg, fd);
-	close(fd);
+	/* Kept for the results decided here and a finish at once. */
+	msg->fd = fd;
 	if (!expanded_ok) {
 		/* The file could not be updated: try the whole message
 		 * again later rather than deliver half-recorded work. */

@@ -13,8 +13,10 @@
  *
  * Work per message stays constant with queue size: a directory is read
  * into a list once and the list is consumed as the active queue has room;
- * incoming/ is read again only when its list is used up, deferred/ only
- * every queue_run_delay and on flush.
+ * incoming/ is read at start-up, then only as a safety net every 10 s
+ * (when its list is used up), on a wake-up, and when inotify lost events:
+ * the watch's events name each new file, which joins the list as it is.
+ * deferred/ is read every queue_run_delay and on flush.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -64,6 +66,13 @@ static void idlist_clear(struct idlist *l)
 
 static void idlist_add(struct idlist *l, const char *id)
 {
+	if (l->count == l->cap && l->pos > 0) {
+		/* Drop what was consumed before growing. */
+		memmove(l->ids, l->ids + l->pos, (l->count - l->pos) *
+		    sizeof(*l->ids));
+		l->count -= l->pos;
+		l->pos = 0;
+	}
 	if (l->count == l->cap) {
 		l->cap = l->cap ? l->cap * 2 : 256;
 		l->ids = xreallocarray(l->ids, l->cap, sizeof(*l->ids));
@@ -217,16 +226,43 @@ size_t qmgr_scan_pollfds(struct pollfd *pfds, size_t room)
 	return 1;
 }
 
+/*
+ * Each IN_MOVED_TO names a file a writer has just committed: it joins
+ * the incoming list as it is, with no read of the directory. A name seen
+ * twice (a scan and its event) is harmless: the second move finds
+ * nothing (ENOENT) and is skipped. Lost events (IN_Q_OVERFLOW) make the
+ * next timer read the whole directory again.
+ */
 void qmgr_scan_events(const struct pollfd *pfds, size_t n)
 {
 	if (n == 0 || pfds[0].revents == 0)
 		return;
-	/* The events themselves do not matter (names starting with "."
-	 * never come: writers rename away from them): drain and scan. */
-	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-	while (read(watch_fd, buf, sizeof(buf)) > 0)
-		;
-	incoming_due_ms = 1;
+	char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+	bool lost = false;
+	ssize_t len;
+	while ((len = read(watch_fd, buf, sizeof(buf))) > 0) {
+		for (ssize_t off = 0; off + (ssize_t)sizeof(struct inotify_event) <=
+		    len;) {
+			const struct inotify_event *ev =
+			    (const struct inotify_event *)(buf + off);
+			off += (ssize_t)(sizeof(*ev) + ev->len);
+			if (ev->mask & IN_Q_OVERFLOW) {
+				lost = true;
+				continue;
+			}
+			/* Names starting with "." never come (writers rename
+			 * away from them); anything else odd is for the scan
+			 * to report. */
+			if (!(ev->mask & IN_MOVED_TO) || ev->len == 0 ||
+			    ev->name[0] == '.' || !queue_id_valid(ev->name))
+				continue;
+			idlist_add(&incoming_list, ev->name);
+		}
+	}
+	if (lost) {
+		idlist_clear(&incoming_list);
+		incoming_due_ms = 1;
+	}
 }
 
 void qmgr_scan_wakeup(void)
@@ -321,9 +357,11 @@ void qmgr_scan_feed(void)
 	if (moved > 0)
 		sync_active_dir();
 	if (incoming_list.pos >= incoming_list.count && incoming_list.count) {
-		/* Used up: look again soon for what arrived meanwhile. */
 		idlist_clear(&incoming_list);
-		incoming_due_ms = 1;
+		/* Used up: without the watch, look again soon for what
+		 * arrived meanwhile; with it, its events say. */
+		if (watch_fd < 0)
+			incoming_due_ms = 1;
 	}
 }
 

@@ -27,8 +27,8 @@ static void test_round_trip(void)
 		.queue_file = "active/1xaC6c1aVG037d",
 		.content_offset = 321, .content_length = 4567,
 		.sender = "alice@example.org", .body = QUEUE_BODY_8BITMIME,
-		.smtputf8 = true, .envid = "QQ314159", .auth = "<>",
-		.ret = QUEUE_RET_HDRS, .arrival = 1796558400.123456,
+		.smtputf8 = true, .requiretls = true, .envid = "QQ314159",
+		.auth = "<>", .ret = QUEUE_RET_HDRS, .arrival = 1796558400.123456,
 		.job_time = 1796558401.5, .rcpts = rcpts, .nrcpts = 3,
 	};
 	struct str wire;
@@ -51,6 +51,7 @@ static void test_round_trip(void)
 	CHECK_STR(out.sender, "alice@example.org");
 	CHECK_INT(out.body, QUEUE_BODY_8BITMIME);
 	CHECK(out.smtputf8);
+	CHECK(out.requiretls);
 	CHECK_STR(out.envid, "QQ314159");
 	CHECK_STR(out.auth, "<>");
 	CHECK_INT(out.ret, QUEUE_RET_HDRS);
@@ -67,6 +68,17 @@ static void test_round_trip(void)
 			CHECK_INT(out.rcpts[k].noexpand, rcpts[k].noexpand);
 		}
 	}
+	job_clear(&out);
+	ipc_msg_free(&m);
+
+	/* Without the Q record no attribute goes, and none reads as no. */
+	in.requiretls = false;
+	str_clear(&wire);
+	job_encode(&in, &wire);
+	CHECK(memmem(wire.data, wire.len, "requiretls", 10) == NULL);
+	CHECK(ipc_decode(wire.data, wire.len, &m, &used) == IPC_DONE);
+	CHECK(job_decode(&m, &out, err, sizeof(err)));
+	CHECK(!out.requiretls);
 	job_clear(&out);
 	ipc_msg_free(&m);
 	str_free(&wire);
