@@ -110,7 +110,7 @@ static enum dane_status dane_lookup_base(struct deliver_session *s,
 			strlcpy(s->dane_base, expanded, sizeof(s->dane_base));
 			if (st == DANE_USABLE)
 				log_info("%s: TLSA records of %s:%d found at its "
-				    "alias target %s", job->queue_id, s->host,
+				    "alias target %s", job->j.queue_id, s->host,
 				    s->port, expanded);
 			return st;
 		}
