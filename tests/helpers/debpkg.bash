@@ -45,12 +45,13 @@ debpkg_build_missing() {
 		echo "not a git checkout: the tracked sources are unknown"
 }
 
-# What goes into the package: the tracked files but the end-to-end tests,
-# their helpers, doc/ and bench/ (editing a test does not rebuild).
+# What goes into the package: the tracked files but tests/ (nothing of it
+# is installed, and the build runs no test: nocheck), doc/ and bench/
+# (editing a test or run-tests does not rebuild).
 debpkg_source_key() {
 	local top
 	top=$(debpkg_top)
-	(cd "$top" && git ls-files -z -- . ':!tests/*.bats' ':!tests/helpers' \
+	(cd "$top" && git ls-files -z -- . ':!tests' \
 		':!doc' ':!bench' | xargs -0 sha256sum | sha256sum | cut -c1-16)
 }
 

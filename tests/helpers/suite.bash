@@ -17,7 +17,7 @@ export BUILD
 POSTERN="$BUILD/postern"
 
 free_port() {
-	python3 -c 'import socket
+	/usr/bin/python3 -c 'import socket
 s = socket.socket()
 s.bind(("127.0.0.1", 0))
 print(s.getsockname()[1])'
