@@ -108,6 +108,14 @@ enum bio_status bio_skip_exact(struct bio *b, size_t len);
 /* Bytes already read from the peer and buffered, not yet consumed. */
 size_t bio_buffered(const struct bio *b);
 /*
+ * The buffered input as it lies, without reading: *p points at it (valid
+ * until the next read call) and the count is returned. bio_consume()
+ * then takes n of those bytes, so that a caller scanning large pieces
+ * (the body of DATA) needs no copy and no call per line.
+ */
+size_t bio_peek(const struct bio *b, const char **p);
+void bio_consume(struct bio *b, size_t n);
+/*
  * Put len bytes in front of the input, as if read from fd: what another
  * process read from this connection before it passed the descriptor on
  * (screen's first command, mail/handoff.h).
