@@ -178,7 +178,9 @@ static enum bio_status fill(struct bio *b, long long *deadline)
 		b->rpos = 0;
 	}
 	for (;;) {
-		ssize_t n = b->ops->read(b, b->rbuf + b->rlen, b->rcap - b->rlen);
+		size_t room = b->rcap - b->rlen;
+		ssize_t n = b->ops->read(b, b->rbuf + b->rlen, room);
+		b->last_read_full = n > 0 && (size_t)n == room;
 		if (n > 0) {
 			b->rlen += (size_t)n;
 			b->bytes_in += (unsigned long long)n;
@@ -203,7 +205,8 @@ static enum bio_status fill(struct bio *b, long long *deadline)
  */
 static enum bio_status fill_with_deadline(struct bio *b, long long *deadline)
 {
-	if (b->ops->pending(b) == 0) {
+	if (b->ops->pending(b) == 0 &&
+	    !(b->fd_nonblocking && b->last_read_full)) {
 		enum bio_status st = wait_fd(b, POLLIN, deadline);
 		if (st != BIO_OK)
 			return st;

@@ -69,6 +69,14 @@ struct bio {
 	 */
 	void (*check_timeout)(struct bio *b);
 	long long cap_deadline;	/* set by a lowered timeout; 0: none */
+	/*
+	 * The owner made fd O_NONBLOCK: after a read that filled all the
+	 * room it was given (more is likely waiting, as in the body of a
+	 * large message) the next read is tried before poll(), which then
+	 * runs only if it finds nothing.
+	 */
+	bool fd_nonblocking;
+	bool last_read_full;	/* bio's own: the last read filled its room */
 	unsigned long long bytes_in, bytes_out;
 };
 
