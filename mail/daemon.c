@@ -96,7 +96,7 @@ bool daemon_stop_requested(void)
 static void report(enum daemon_state state)
 {
 	struct daemon_status st = {
-		.pid = getpid(),
+		.pid = log_pid(),
 		.state = (int)state,
 		.generation = generation,
 	};

@@ -70,7 +70,7 @@ void queue_id_new(char id[QUEUE_ID_SIZE])
 	last_usec = usec;
 	queue_id_encode(id, (unsigned long long)sec, 6);
 	queue_id_encode(id + 6, (unsigned long long)usec, 4);
-	queue_id_encode(id + 10, (unsigned long long)getpid(), 4);
+	queue_id_encode(id + 10, (unsigned long long)log_pid(), 4);
 	id[QUEUE_ID_LEN] = '\0';
 }
 

@@ -73,22 +73,30 @@ static bool queue_recycle_refill(const char *queue_directory)
 		strlcpy(recycle.path, path, sizeof(recycle.path));
 	}
 	recycle.count = recycle.next = 0;
-	int fd = dup(recycle.dirfd);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (d == NULL) {
-		if (fd >= 0)
-			close(fd);
+	/*
+	 * One getdents64() on the open directory from its start, not
+	 * fdopendir() on a dup (eight calls where two do: this runs for
+	 * every new message while recycle/ is empty). One buffer holds far
+	 * more names than the slots; a partial look is as good as any, the
+	 * names being tried in turn and refused when gone.
+	 */
+	_Alignas(struct dirent64) char buf[8192];
+	if (lseek(recycle.dirfd, 0, SEEK_SET) < 0)
 		return false;
-	}
-	rewinddir(d);
-	struct dirent *e;
-	while (recycle.count < QUEUE_RECYCLE_SLOTS && (e = readdir(d)) != NULL) {
+	ssize_t got = getdents64(recycle.dirfd, buf, sizeof(buf));
+	if (got < 0)
+		return false;
+	for (ssize_t off = 0; off < got &&
+	    recycle.count < QUEUE_RECYCLE_SLOTS;) {
+		const struct dirent64 *e = (const void *)(buf + off);
+		off += e->d_reclen;
+		if (e->d_reclen == 0)
+			break;
 		if (e->d_name[0] == '.' ||
 		    strlen(e->d_name) >= sizeof(recycle.names[0]))
 			continue;
 		strcpy(recycle.names[recycle.count++], e->d_name);
 	}
-	closedir(d);
 	if (recycle.count == 0)
 		return false;
 	recycle.start = arc4random_uniform((uint32_t)recycle.count);

@@ -17,7 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <stdint.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -98,27 +100,40 @@ static bool queue_writer_put(struct queue_writer *w, const void *p, size_t len)
 	if (len == 0)
 		return true;	/* p may be NULL then: no memcpy from it */
 	if (w->buflen + len > QUEUE_WRITE_BUFFER) {
-		if (!queue_writer_flush(w))
-			return false;
-		/* Large pieces go straight out, unbuffered and uncopied. */
-		if (len >= QUEUE_WRITE_BUFFER) {
-			const char *cp = p;
-			while (len > 0) {
-				ssize_t n = write(w->fd, cp, len);
-				if (n < 0 && errno == EINTR)
-					continue;
-				if (n <= 0) {
-					w->saved_errno = n < 0 ? errno : EIO;
-					w->failed = true;
-					queue_writer_drop_file(w);
-					return false;
-				}
-				cp += n;
-				len -= (size_t)n;
-				w->flushed += n;
+		/* What is buffered and the piece that does not fit go out
+		 * in one writev(), the piece uncopied: a large message is a
+		 * syscall per read buffer (smtp_server_data.c hands the body
+		 * over in pieces that large). */
+		struct iovec iov[2] = {
+			{ .iov_base = w->buf, .iov_len = w->buflen },
+			{ .iov_base = (void *)(uintptr_t)p, .iov_len = len },
+		};
+		struct iovec *v = w->buflen > 0 ? iov : iov + 1;
+		int nv = w->buflen > 0 ? 2 : 1;
+		while (nv > 0) {
+			ssize_t n = writev(w->fd, v, nv);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				w->saved_errno = n < 0 ? errno : EIO;
+				w->failed = true;
+				/* Disk full: leave nothing behind. */
+				queue_writer_drop_file(w);
+				return false;
 			}
-			return true;
+			w->flushed += n;
+			while (nv > 0 && (size_t)n >= v->iov_len) {
+				n -= (ssize_t)v->iov_len;
+				v++;
+				nv--;
+			}
+			if (nv > 0) {
+				v->iov_base = (char *)v->iov_base + n;
+				v->iov_len -= (size_t)n;
+			}
 		}
+		w->buflen = 0;
+		return true;
 	}
 	memcpy(w->buf + w->buflen, p, len);
 	w->buflen += len;
@@ -529,13 +544,20 @@ static bool queue_writer_complete(struct queue_writer *w, const char **step)
 	/* The C record closes the file: a zero-filled or cut tail cannot
 	 * pass for it (queue.h). */
 	int endlen = snprintf(end, sizeof(end), "C %lld\n", (long long)length);
+	snprintf(digits, sizeof(digits), "%020lld", (long long)length);
+	/* A message that fit in the buffer gets its length before its one
+	 * write: no pwrite() after it. The file still holds no digits
+	 * before it holds the C record too. */
+	bool patched = w->length_offset >= w->flushed;
+	if (patched)
+		memcpy(w->buf + (w->length_offset - w->flushed), digits,
+		    QUEUE_LENGTH_DIGITS);
 	if (!queue_writer_put(w, end, (size_t)endlen) ||
 	    !queue_writer_flush(w)) {
 		errno = w->saved_errno;
 		return false;
 	}
-	snprintf(digits, sizeof(digits), "%020lld", (long long)length);
-	if (!queue_pwrite_all(w->fd, digits, QUEUE_LENGTH_DIGITS,
+	if (!patched && !queue_pwrite_all(w->fd, digits, QUEUE_LENGTH_DIGITS,
 	    w->length_offset))
 		return false;
 	/* A recycled file may hold more of its old bytes past ours. */

@@ -181,6 +181,14 @@ struct smtp_message_sink {
 /* What the readers learn about a message while it streams past. */
 struct smtp_message {
 	unsigned long long size;	/* octets, line ends as CRLF */
+	/*
+	 * Set by the caller after smtp_message_init(): its sink's put()
+	 * takes several whole lines of the body at once, the CRLFs between
+	 * them left inside the piece (smtpd stores CRLF as it came). DATA
+	 * then hands the body over in pieces as large as the read buffer,
+	 * not a call per line. lmtpd, which makes LF of CRLF, does not.
+	 */
+	bool sink_takes_blocks;
 	bool bare_newline;		/* a bare CR or LF was seen */
 	bool mid_line;			/* the last piece ended no line */
 	unsigned received;		/* Received: header fields */

@@ -14,7 +14,9 @@
  * The hot path stays lean: the text is read in large pieces by bio and
  * handed to the sink where it lies, a line (or a 64 KiB piece of one) at a
  * time; the header scan looks at the first bytes of header lines only and
- * stops at the end of the header section.
+ * stops at the end of the header section. In the body, a sink that takes
+ * them gets every complete line already buffered in one piece, up to the
+ * next line that starts with "." (body_block()).
  */
 #include <string.h>
 
@@ -134,6 +136,63 @@ static void emit(struct smtp_message *m, const struct smtp_message_sink *sink,
 		sink->put(sink->ctx, p, n, line_end);
 }
 
+/*
+ * Is there a bare CR or LF among the n bytes at p, whose CRLF pairs are
+ * line ends? Each CR must be followed by LF and each LF preceded by CR:
+ * one branch-free pass, in 64-byte steps the compiler vectorizes.
+ */
+static bool block_has_bare(const unsigned char *p, size_t n)
+{
+	size_t i = 0;
+	unsigned char acc = 0;
+
+	if (n == 0)
+		return false;
+	if (p[0] == '\n' || p[n - 1] == '\r')
+		return true;
+	for (; i + 65 <= n; i += 64) {
+		unsigned char step = 0;
+		for (size_t j = 0; j < 64; j++)
+			step |= (unsigned char)((p[i + j] == '\r') ^
+			    (p[i + j + 1] == '\n'));
+		if (step)
+			return true;
+	}
+	for (; i + 1 < n; i++)
+		acc |= (unsigned char)((p[i] == '\r') ^ (p[i + 1] == '\n'));
+	return acc != 0;
+}
+
+/*
+ * The body's fast path. p (avail bytes, at a line start, p[0] not ".")
+ * is what bio holds. Returns the length of the run of whole lines that
+ * can go to the sink as one piece: up to (not including) the CRLF before
+ * the first line that starts with "." (it is unstuffed, or ends the data,
+ * on the line path), else up to the last CRLF buffered; 0 if there is no
+ * CRLF at all. The CRLF after the run is consumed with it.
+ */
+static size_t body_block(const char *p, size_t avail)
+{
+	const char *end = p + avail;
+
+	/* memchr() for the dot, not memmem() for CRLF ".": glibc's memmem
+	 * was a tenth of the worker's time on a 1 MiB message. */
+	for (const char *q = p + 1; q < end &&
+	    (q = memchr(q, '.', (size_t)(end - q))) != NULL; q++) {
+		if (q - p >= 2 && q[-1] == '\n' && q[-2] == '\r')
+			return (size_t)(q - 2 - p);
+	}
+	for (size_t left = avail; left > 1;) {
+		const char *lf = memrchr(p, '\n', left);
+		if (lf == NULL || lf == p)
+			return 0;
+		if (lf[-1] == '\r')
+			return (size_t)(lf - 1 - p);
+		left = (size_t)(lf - p);
+	}
+	return 0;
+}
+
 enum bio_status smtp_server_read_data(struct smtp_server *srv,
     struct smtp_message *m, const struct smtp_message_sink *sink)
 {
@@ -147,6 +206,23 @@ enum bio_status smtp_server_read_data(struct smtp_server *srv,
 	str_init(&piece, SMTP_DATA_PIECE + 2);
 	for (;;) {
 		unsigned flags = 0;
+		const char *buffered;
+		size_t avail;
+
+		if (line_start && !dot_pending && !local && m->in_body &&
+		    m->sink_takes_blocks && sink != NULL &&
+		    (avail = bio_peek(srv->in, &buffered)) > 0 &&
+		    buffered[0] != '.') {
+			size_t n = body_block(buffered, avail);
+			if (n > 0) {
+				if (block_has_bare((const unsigned char *)
+				    buffered, n))
+					m->bare_newline = true;
+				emit(m, sink, buffered, n, true);
+				bio_consume(srv->in, n + 2);
+				continue;
+			}
+		}
 		str_clear(&piece);
 		st = bio_readline_part(srv->in, &piece, SMTP_DATA_PIECE,
 		    &flags);

@@ -27,41 +27,6 @@
 #include "smtpd_milter.h"
 #include "sock.h"
 
-/*
- * The client's name: the reverse lookup, kept only when the name resolves
- * back to the same address (forward-confirmed), else "unknown", as
- * Postfix does. Loopback names come from /etc/hosts without DNS.
- */
-static void lookup_client_name(struct smtpd_session *s)
-{
-	struct daemon_conn *c = s->conn;
-	char host[NI_MAXHOST];
-
-	strlcpy(s->client_name, "unknown", sizeof(s->client_name));
-	if (c->peer_is_unix || !cfg.smtpd_peername_lookup)
-		return;
-	if (getnameinfo((struct sockaddr *)&c->peer, c->peer_len, host,
-	    sizeof(host), NULL, 0, NI_NAMEREQD) != 0)
-		return;
-	if (!addr_domain_valid(host, false))
-		return;
-	struct addrinfo hints = { .ai_family = c->peer.ss_family,
-	    .ai_socktype = SOCK_STREAM };
-	struct addrinfo *res = NULL;
-	if (getaddrinfo(host, NULL, &hints, &res) != 0)
-		return;
-	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-		char a[64];
-		int port;
-		sock_addr_format(ai->ai_addr, a, sizeof(a), &port);
-		if (strcmp(a, c->peer_addr) == 0) {
-			strlcpy(s->client_name, host, sizeof(s->client_name));
-			break;
-		}
-	}
-	freeaddrinfo(res);
-}
-
 static void smtpd_serve(struct daemon_conn *conn)
 {
 	struct smtpd_session s;
@@ -79,8 +44,8 @@ static void smtpd_serve(struct daemon_conn *conn)
 	}
 	/* Non-blocking, so that writes to a stalled client also time out. */
 	int fl = fcntl(conn->fd, F_GETFL);
-	if (fl >= 0)
-		fcntl(conn->fd, F_SETFL, fl | O_NONBLOCK);
+	bool nonblocking = fl >= 0 &&
+	    fcntl(conn->fd, F_SETFL, fl | O_NONBLOCK) == 0;
 	/* Behind a load balancer: the real client, before anything uses
 	 * the peer's address. */
 	if (conn->proxy && !smtpd_proxy_accept(conn))
@@ -89,10 +54,12 @@ static void smtpd_serve(struct daemon_conn *conn)
 	if (timeout_ms <= 0 || timeout_ms > 24LL * 3600 * 1000)
 		timeout_ms = 300 * 1000;
 	bio_init(&s.bio, conn->fd, (int)timeout_ms);
+	s.bio.fd_nonblocking = nonblocking;
 	/* Passed on by screen: its client's first bytes come first. */
 	bio_prefill(&s.bio, conn->preread, conn->preread_len);
 	strlcpy(s.client_addr, conn->peer_addr, sizeof(s.client_addr));
-	lookup_client_name(&s);
+	/* smtpd_clientname.c */
+	smtpd_client_name(conn, s.client_name, sizeof(s.client_name));
 	snprintf(s.client_log, sizeof(s.client_log), "%s[%s]", s.client_name,
 	    s.client_addr);
 	s.client_trusted = !conn->peer_is_unix &&

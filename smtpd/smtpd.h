@@ -324,4 +324,9 @@ void smtpd_rewrite_hold_end(struct smtpd_txn *t);
 /* smtpd_data.c: store content bytes as they are (queue file or spool). */
 void smtpd_store_content(struct smtpd_txn *t, const char *p, size_t n);
 
+/* smtpd_clientname.c: the client's forward-confirmed name or "unknown",
+ * remembered by the worker for a few seconds. */
+void smtpd_client_name(const struct daemon_conn *c, char *out,
+    size_t outsize);
+
 #endif

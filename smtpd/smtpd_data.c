@@ -269,10 +269,36 @@ void smtpd_store_content(struct smtpd_txn *t, const char *p, size_t n)
 		t->write_failed = true;
 }
 
+static void put_line(struct smtpd_txn *t, const char *p, size_t n,
+    bool line_end);
+
 static void put_content(void *ctx, const char *p, size_t n, bool line_end)
 {
 	struct smtpd_txn *t = ctx;
+	const char *crlf;
 
+	/*
+	 * A piece holding a CRLF is several body lines at once
+	 * (msg.sink_takes_blocks). The Message-ID scan and a held header
+	 * block look at lines: while either still does (a header section
+	 * that ended without its empty line), they get one line at a time.
+	 */
+	while ((!t->msgid.done || t->held_headers != NULL) && line_end &&
+	    (crlf = memmem(p, n, "\r\n", 2)) != NULL) {
+		size_t first = (size_t)(crlf - p);
+		unsigned long long size = t->msg.size;
+		t->msg.size = size - (n - first);	/* as at that line's end */
+		put_line(t, p, first, true);
+		t->msg.size = size;
+		p = crlf + 2;
+		n -= first + 2;
+	}
+	put_line(t, p, n, line_end);
+}
+
+static void put_line(struct smtpd_txn *t, const char *p, size_t n,
+    bool line_end)
+{
 	t->size = t->msg.size;
 	msgid_scan_put(&t->msgid, p, n, line_end);
 	if (cfg.message_size_limit > 0 &&
@@ -547,6 +573,7 @@ void smtpd_cmd_data(struct smtp_server *srv, const char *arg)
 		return;
 	}
 	struct smtp_message_sink sink = sink_of(t);
+	t->msg.sink_takes_blocks = true;	/* put_content() splits them */
 	enum bio_status st = smtp_server_read_data(srv, &t->msg, &sink);
 	bio_set_deadline(&s->bio, -1);
 	if (st != BIO_OK) {

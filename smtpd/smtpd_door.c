@@ -48,6 +48,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -117,6 +118,7 @@ enum door_recv {
 	DOOR_RECV_OK,
 	DOOR_RECV_EOF,		/* the other side is gone */
 	DOOR_RECV_BAD,		/* malformed, cut, or a stray descriptor */
+	DOOR_RECV_TIMEOUT,	/* SO_RCVTIMEO passed (the worker's end) */
 };
 
 /*
@@ -140,6 +142,8 @@ static enum door_recv door_recv(int sock, struct ipc_msg *m, int *fd)
 	do
 		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
 	while (n < 0 && errno == EINTR);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return DOOR_RECV_TIMEOUT;
 	if (n <= 0)
 		return n == 0 || errno == ECONNRESET ? DOOR_RECV_EOF :
 		    DOOR_RECV_BAD;
@@ -386,6 +390,7 @@ static void door_main(int sock)
 		case DOOR_RECV_EOF:
 			door_exit(0);	/* the worker is gone */
 		case DOOR_RECV_BAD:
+		case DOOR_RECV_TIMEOUT:	/* not set on this end */
 			log_warning("door: malformed request from the worker: "
 			    "closing");
 			door_exit(1);
@@ -449,21 +454,17 @@ static bool worker_call(const struct ipc_msg *req, struct ipc_msg *rep,
 		log_warning("door: cannot send a %s request: %m", req->type);
 		return false;
 	}
-	struct pollfd p = { .fd = worker_sock, .events = POLLIN };
-	int n;
-	do
-		n = poll(&p, 1, DOOR_ANSWER_TIMEOUT_MS);
-	while (n < 0 && errno == EINTR);
-	if (n <= 0) {
-		log_warning("door: no answer to a %s request", req->type);
-		return false;
-	}
+	/* A blocking receive bounded by SO_RCVTIMEO (smtpd_door_start()),
+	 * not poll() first: one call less per request. */
 	switch (door_recv(worker_sock, rep, fd)) {
 	case DOOR_RECV_OK:
 		broken = false;
 		return true;
 	case DOOR_RECV_EOF:
 		log_warning("door: gone (%s request)", req->type);
+		return false;
+	case DOOR_RECV_TIMEOUT:
+		log_warning("door: no answer to a %s request", req->type);
 		return false;
 	case DOOR_RECV_BAD:
 		break;
@@ -496,6 +497,14 @@ void smtpd_door_start(void)
 		door_main(sv[1]);
 	}
 	close(sv[1]);
+	/* The worker waits for each answer at most this long. */
+	struct timeval answer_timeout = {
+		.tv_sec = DOOR_ANSWER_TIMEOUT_MS / 1000,
+		.tv_usec = (DOOR_ANSWER_TIMEOUT_MS % 1000) * 1000,
+	};
+	if (setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &answer_timeout,
+	    sizeof(answer_timeout)) < 0)
+		log_fatal("door socket: SO_RCVTIMEO: %m");
 	worker_sock = sv[0];
 	door_pid = pid;
 	atexit(worker_reap_door);

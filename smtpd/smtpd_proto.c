@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <strings.h>
 
 #include "cfg.h"
@@ -32,19 +33,49 @@ static void cmd_helo(struct smtp_server *srv, const char *arg);
  * announced SIZE, and above 1.5 times message_size_limit; a file system
  * out of inodes has no room either. When it cannot be told, the answer
  * is yes, and the queue file's write says the rest.
+ *
+ * The answer of statvfs() is kept for a second while the file system has
+ * more than twice the room asked for and more than QUEUE_ROOM_INODES
+ * inodes: a busy worker then asks once a second, not at every MAIL, and
+ * close to the limit it asks every time, so the refusal comes as soon as
+ * it would have without the cache.
  */
+#define QUEUE_ROOM_TTL_NS 1000000000LL
+#define QUEUE_ROOM_INODES 10000ULL
+
 static bool queue_has_room(long long announced)
 {
-	struct statvfs sv;
+	static struct statvfs sv;
+	static long long checked_ns = -1;
+	static unsigned long long checked_need;
+	struct timespec now;
+	long long now_ns;
 
-	if (statvfs(cfg.queue_directory, &sv) < 0)
-		return true;
-	unsigned long long free_bytes =
-	    (unsigned long long)sv.f_bavail * sv.f_frsize;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+	now_ns = (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
 	unsigned long long minfree = cfg.queue_minfree > 0 ?
 	    (unsigned long long)cfg.queue_minfree : 0;
 	unsigned long long limit = cfg.message_size_limit > 0 ?
 	    (unsigned long long)cfg.message_size_limit : 0;
+	unsigned long long need = minfree + limit + limit / 2 +
+	    (announced > 0 ? (unsigned long long)announced : 0);
+	if (checked_ns < 0 || now_ns - checked_ns >= QUEUE_ROOM_TTL_NS ||
+	    need > checked_need) {
+		if (statvfs(cfg.queue_directory, &sv) < 0) {
+			checked_ns = -1;
+			return true;
+		}
+		unsigned long long have =
+		    (unsigned long long)sv.f_bavail * sv.f_frsize;
+		bool roomy = have / 2 > need && (sv.f_files == 0 ||
+		    sv.f_favail > QUEUE_ROOM_INODES);
+		/* Kept only while roomy, for requests up to what it was
+		 * checked for; else asked again next time. */
+		checked_ns = roomy ? now_ns : -1;
+		checked_need = need;
+	}
+	unsigned long long free_bytes =
+	    (unsigned long long)sv.f_bavail * sv.f_frsize;
 	if (announced > 0 &&
 	    free_bytes < minfree + (unsigned long long)announced)
 		return false;

@@ -74,6 +74,29 @@ static long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/*
+ * A read's deadline is fixed when it first has to wait, not when it
+ * starts: most reads find their bytes buffered, and the clock is not
+ * worth reading for them (it was one clock_gettime per line of DATA).
+ */
+#define BIO_DEADLINE_UNSET (-2)
+
+static long long deadline_for(struct bio *b)
+{
+	b->cap_deadline = 0;	/* a new read: timeout_ms holds as it is */
+	return BIO_DEADLINE_UNSET;
+}
+
+static long long deadline_fix(struct bio *b, long long deadline)
+{
+	if (deadline != BIO_DEADLINE_UNSET)
+		return deadline;
+	long long d = b->timeout_ms < 0 ? -1 : now_ms() + b->timeout_ms;
+	if (b->hard_deadline > 0 && (d < 0 || b->hard_deadline < d))
+		d = b->hard_deadline;
+	return d;
+}
+
 /* The check_timeout hook lowered timeout_ms: the read in hand ends at
  * most that long from now. */
 static long long apply_check(struct bio *b, long long deadline)
@@ -93,8 +116,10 @@ static long long apply_check(struct bio *b, long long deadline)
 }
 
 /* Wait for events on the fd until deadline (ms, monotonic; < 0: none). */
-static enum bio_status wait_fd(struct bio *b, short events, long long deadline)
+static enum bio_status wait_fd(struct bio *b, short events,
+    long long *read_deadline)
 {
+	long long deadline = *read_deadline = deadline_fix(b, *read_deadline);
 	for (;;) {
 		int timeout = -1;
 		deadline = apply_check(b, deadline);
@@ -113,15 +138,6 @@ static enum bio_status wait_fd(struct bio *b, short events, long long deadline)
 		if (errno != EINTR)
 			return BIO_ERROR;
 	}
-}
-
-static long long deadline_for(struct bio *b)
-{
-	b->cap_deadline = 0;	/* a new read: timeout_ms holds as it is */
-	long long d = b->timeout_ms < 0 ? -1 : now_ms() + b->timeout_ms;
-	if (b->hard_deadline > 0 && (d < 0 || b->hard_deadline < d))
-		d = b->hard_deadline;
-	return d;
 }
 
 void bio_set_deadline(struct bio *b, long long ms_from_now)
@@ -148,7 +164,7 @@ void bio_prefill(struct bio *b, const void *p, size_t len)
 }
 
 /* Read more input into rbuf; at least one byte or a status. */
-static enum bio_status fill(struct bio *b, long long deadline)
+static enum bio_status fill(struct bio *b, long long *deadline)
 {
 	if (b->rpos == b->rlen)
 		b->rpos = b->rlen = 0;
@@ -162,7 +178,9 @@ static enum bio_status fill(struct bio *b, long long deadline)
 		b->rpos = 0;
 	}
 	for (;;) {
-		ssize_t n = b->ops->read(b, b->rbuf + b->rlen, b->rcap - b->rlen);
+		size_t room = b->rcap - b->rlen;
+		ssize_t n = b->ops->read(b, b->rbuf + b->rlen, room);
+		b->last_read_full = n > 0 && (size_t)n == room;
 		if (n > 0) {
 			b->rlen += (size_t)n;
 			b->bytes_in += (unsigned long long)n;
@@ -185,9 +203,10 @@ static enum bio_status fill(struct bio *b, long long deadline)
  * Before blocking in read(2), a plain fd is polled first so that the
  * deadline holds even on a blocking socket.
  */
-static enum bio_status fill_with_deadline(struct bio *b, long long deadline)
+static enum bio_status fill_with_deadline(struct bio *b, long long *deadline)
 {
-	if (b->ops->pending(b) == 0) {
+	if (b->ops->pending(b) == 0 &&
+	    !(b->fd_nonblocking && b->last_read_full)) {
 		enum bio_status st = wait_fd(b, POLLIN, deadline);
 		if (st != BIO_OK)
 			return st;
@@ -213,6 +232,10 @@ static const char *find_crlf(const char *p, size_t len)
 static unsigned scan_bare(const char *p, size_t len)
 {
 	unsigned flags = 0;
+
+	/* Nearly every line holds neither: two memchr() say so at once. */
+	if (memchr(p, '\r', len) == NULL && memchr(p, '\n', len) == NULL)
+		return 0;
 	for (size_t i = 0; i < len; i++) {
 		if (p[i] == '\n' && (i == 0 || p[i - 1] != '\r'))
 			flags |= BIO_LINE_BARE_LF;
@@ -233,7 +256,7 @@ enum bio_status bio_readline_part(struct bio *b, struct str *out, size_t max,
 		size_t avail = b->rlen - b->rpos;
 		if (avail == 0 && max > taken) {
 			/* Nothing buffered (rbuf may not exist yet): read. */
-			enum bio_status st = fill_with_deadline(b, deadline);
+			enum bio_status st = fill_with_deadline(b, &deadline);
 			if (st != BIO_OK)
 				return st;
 			continue;
@@ -284,7 +307,7 @@ enum bio_status bio_readline_part(struct bio *b, struct str *out, size_t max,
 				*flags = f;
 			return BIO_OK;
 		}
-		enum bio_status st = fill_with_deadline(b, deadline);
+		enum bio_status st = fill_with_deadline(b, &deadline);
 		if (st != BIO_OK)
 			return st;
 	}
@@ -336,7 +359,7 @@ enum bio_status bio_read_exact(struct bio *b, struct str *out, size_t len)
 	while (len > 0) {
 		size_t avail = b->rlen - b->rpos;
 		if (avail == 0) {
-			enum bio_status st = fill_with_deadline(b, deadline);
+			enum bio_status st = fill_with_deadline(b, &deadline);
 			if (st != BIO_OK)
 				return st;
 			continue;
@@ -355,7 +378,7 @@ enum bio_status bio_skip_exact(struct bio *b, size_t len)
 	while (len > 0) {
 		size_t avail = b->rlen - b->rpos;
 		if (avail == 0) {
-			enum bio_status st = fill_with_deadline(b, deadline);
+			enum bio_status st = fill_with_deadline(b, &deadline);
 			if (st != BIO_OK)
 				return st;
 			continue;
@@ -370,6 +393,19 @@ enum bio_status bio_skip_exact(struct bio *b, size_t len)
 size_t bio_buffered(const struct bio *b)
 {
 	return b->rlen - b->rpos;
+}
+
+size_t bio_peek(const struct bio *b, const char **p)
+{
+	*p = b->rbuf != NULL ? b->rbuf + b->rpos : NULL;
+	return b->rlen - b->rpos;
+}
+
+void bio_consume(struct bio *b, size_t n)
+{
+	if (n > b->rlen - b->rpos)
+		n = b->rlen - b->rpos;
+	b->rpos += n;
 }
 
 void bio_discard_input(struct bio *b)
@@ -443,7 +479,7 @@ enum bio_status bio_flush(struct bio *b)
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			short want = b->ops->want(b);
 			enum bio_status st = wait_fd(b, want ? want : POLLOUT,
-			    deadline);
+			    &deadline);
 			if (st != BIO_OK) {
 				b->write_failed = true;
 				return st;

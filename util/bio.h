@@ -69,6 +69,14 @@ struct bio {
 	 */
 	void (*check_timeout)(struct bio *b);
 	long long cap_deadline;	/* set by a lowered timeout; 0: none */
+	/*
+	 * The owner made fd O_NONBLOCK: after a read that filled all the
+	 * room it was given (more is likely waiting, as in the body of a
+	 * large message) the next read is tried before poll(), which then
+	 * runs only if it finds nothing.
+	 */
+	bool fd_nonblocking;
+	bool last_read_full;	/* bio's own: the last read filled its room */
 	unsigned long long bytes_in, bytes_out;
 };
 
@@ -107,6 +115,14 @@ enum bio_status bio_skip_exact(struct bio *b, size_t len);
 
 /* Bytes already read from the peer and buffered, not yet consumed. */
 size_t bio_buffered(const struct bio *b);
+/*
+ * The buffered input as it lies, without reading: *p points at it (valid
+ * until the next read call) and the count is returned. bio_consume()
+ * then takes n of those bytes, so that a caller scanning large pieces
+ * (the body of DATA) needs no copy and no call per line.
+ */
+size_t bio_peek(const struct bio *b, const char **p);
+void bio_consume(struct bio *b, size_t n);
 /*
  * Put len bytes in front of the input, as if read from fd: what another
  * process read from this connection before it passed the descriptor on

@@ -5,6 +5,7 @@
  * from the network, and is escaped on its way out (log_emit).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,17 +20,50 @@
 #define LOG_LINE_MAX (2047 * 4 + 1)
 
 static char log_tag[64] = "postern";
+/* The syslog ident: the tag with "[pid]", so that syslog() need not ask
+ * for the pid (LOG_PID costs a getpid() per line). openlog() keeps the
+ * pointer, so rewriting the buffer after a fork is enough. */
+static char log_ident[96] = "postern";
+static char log_other_tag[64];
+static char log_other_ident[96];
 static const char *log_prog = "postern";
 static enum log_dest log_destination = LOG_DEST_STDERR;
 static int log_verbose;
+static pid_t log_cached_pid;
+static bool log_atfork_set;
+
+/* After a fork the child has a pid of its own: every cached form of it
+ * is made again (pthread_atfork runs this in the child of fork()). */
+static void log_pid_refresh(void)
+{
+	log_cached_pid = getpid();
+	snprintf(log_ident, sizeof(log_ident), "%s[%ld]", log_tag,
+	    (long)log_cached_pid);
+	if (log_other_tag[0] != '\0')
+		snprintf(log_other_ident, sizeof(log_other_ident), "%s[%ld]",
+		    log_other_tag, (long)log_cached_pid);
+}
+
+pid_t log_pid(void)
+{
+	if (log_cached_pid == 0) {
+		log_pid_refresh();
+		if (!log_atfork_set && pthread_atfork(NULL, NULL,
+		    log_pid_refresh) == 0)
+			log_atfork_set = true;
+	}
+	return log_cached_pid;
+}
 
 void log_init(const char *program, enum log_dest dest)
 {
 	log_prog = program;
 	snprintf(log_tag, sizeof(log_tag), "postern/%s", program);
 	log_destination = dest;
+	log_cached_pid = 0;
+	(void)log_pid();
 	if (dest == LOG_DEST_SYSLOG)
-		openlog(log_tag, LOG_PID | LOG_NDELAY, LOG_MAIL);
+		openlog(log_ident, LOG_NDELAY, LOG_MAIL);
 }
 
 void log_set_verbose(int level)
@@ -53,8 +87,8 @@ const char *log_program(void)
  * client's name) can never end a log line early, forge another one or
  * reach an administrator's terminal as a control sequence.
  */
-static void log_emit_tag(const char *tag, int priority, const char *prefix,
-    const char *fmt, va_list ap)
+static void log_emit_tag(const char *tag, const char *ident, int priority,
+    const char *prefix, const char *fmt, va_list ap)
 {
 	char text[2048];
 	char safe[LOG_LINE_MAX];
@@ -66,16 +100,16 @@ static void log_emit_tag(const char *tag, int priority, const char *prefix,
 	log_escape_line(safe, sizeof(safe), text);
 	if (log_destination == LOG_DEST_SYSLOG) {
 		/* openlog() only keeps the pointer: tag outlives the call. */
-		if (tag != log_tag)
-			openlog(tag, LOG_PID | LOG_NDELAY, LOG_MAIL);
+		if (ident != log_ident)
+			openlog(ident, LOG_NDELAY, LOG_MAIL);
 		syslog(priority, "%s%s", prefix, safe);
-		if (tag != log_tag)
-			openlog(log_tag, LOG_PID | LOG_NDELAY, LOG_MAIL);
+		if (ident != log_ident)
+			openlog(log_ident, LOG_NDELAY, LOG_MAIL);
 	} else {
 		/* One write per line, so lines of many processes do not mix. */
 		char line[LOG_LINE_MAX + 128];
 		int n = snprintf(line, sizeof(line), "%s[%ld]: %s%s\n", tag,
-		    (long)getpid(), prefix, safe);
+		    (long)log_pid(), prefix, safe);
 		if (n > (int)sizeof(line) - 1) {
 			n = (int)sizeof(line) - 1;
 			line[n - 1] = '\n';
@@ -89,17 +123,19 @@ static void log_emit_tag(const char *tag, int priority, const char *prefix,
 static void log_emit(int priority, const char *prefix, const char *fmt,
     va_list ap)
 {
-	log_emit_tag(log_tag, priority, prefix, fmt, ap);
+	(void)log_pid();	/* log_ident holds the pid from here on */
+	log_emit_tag(log_tag, log_ident, priority, prefix, fmt, ap);
 }
 
 void log_info_as(const char *program, const char *fmt, ...)
 {
-	static char other_tag[64];
 	va_list ap;
 
-	snprintf(other_tag, sizeof(other_tag), "postern/%s", program);
+	snprintf(log_other_tag, sizeof(log_other_tag), "postern/%s", program);
+	snprintf(log_other_ident, sizeof(log_other_ident), "%s[%ld]",
+	    log_other_tag, (long)log_pid());
 	va_start(ap, fmt);
-	log_emit_tag(other_tag, LOG_INFO, "", fmt, ap);
+	log_emit_tag(log_other_tag, log_other_ident, LOG_INFO, "", fmt, ap);
 	va_end(ap);
 }
 

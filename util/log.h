@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 enum log_dest {
 	LOG_DEST_SYSLOG,
@@ -30,6 +31,12 @@ void log_init(const char *program, enum log_dest dest);
 void log_set_verbose(int level);
 int log_verbose_level(void);
 const char *log_program(void);
+/*
+ * This process's pid, cached: fetched once and again in the child of
+ * every fork() (pthread_atfork), so a log line or a queue ID costs no
+ * getpid() call. A child made by a raw clone() must call log_init().
+ */
+pid_t log_pid(void);
 
 /*
  * An info line under another program's tag ("postern/pickup"): for a job

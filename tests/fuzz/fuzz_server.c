@@ -7,10 +7,12 @@
  * `make fuzz-smoke` runs it briefly.
  *
  * The first input byte picks the dialect (SMTP, LMTP, or sendmail -bs's
- * local mode); the rest is what the client sends, through a socketpair,
- * ended by the client's close. The handlers are the smallest that
- * exercise the core the way smtpd, lmtpd and sendmail -bs do: they use
- * the core's parsers and readers and keep no policy.
+ * local mode) and whether DATA's sink takes the body in runs of whole
+ * lines (smtp_message.sink_takes_blocks); the rest is what the client
+ * sends, through a socketpair, ended by the client's close. The
+ * handlers are the smallest that exercise the core the way smtpd, lmtpd
+ * and sendmail -bs do: they use the core's parsers and readers and keep
+ * no policy.
  *
  * Checks, besides memory safety: a handler only ever runs in a state its
  * table row allows; a CR or LF inside a line piece (SMTP and LMTP) is
@@ -39,7 +41,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 struct fuzz_session {
 	struct smtp_message msg;
 	bool local;			/* LF alone ends a line */
-	bool saw_newline;		/* a piece held a CR or LF */
+	bool saw_newline;		/* a piece held a bare CR or LF */
+	bool blocks;			/* DATA's body in runs of lines */
 };
 
 static const struct smtp_server_command *row_of(struct smtp_server *srv,
@@ -62,8 +65,22 @@ static void check_state(struct smtp_server *srv,
 static void sink_put(void *ctx, const char *p, size_t n, bool line_end)
 {
 	struct fuzz_session *fs = ctx;
-	if (memchr(p, '\r', n) != NULL || memchr(p, '\n', n) != NULL)
-		fs->saw_newline = true;
+	if (!fs->blocks) {
+		if (memchr(p, '\r', n) != NULL || memchr(p, '\n', n) != NULL)
+			fs->saw_newline = true;
+		return;
+	}
+	/* A run of body lines (sink_takes_blocks) holds CRLF pairs, and
+	 * never a CRLF followed by "." (that line goes the line path). */
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '\r' && i + 1 < n && p[i + 1] == '\n') {
+			if (i + 2 < n && p[i + 2] == '.')
+				abort();
+			i++;
+		} else if (p[i] == '\r' || p[i] == '\n') {
+			fs->saw_newline = true;
+		}
+	}
 }
 
 /* A CR or LF that reached the text must have marked the message. */
@@ -138,6 +155,7 @@ static void cmd_data(struct smtp_server *srv, const char *arg)
 	}
 	esmtp_reply(srv->out, 354, NULL, true, "go ahead");
 	smtp_message_init(&fs->msg);
+	fs->msg.sink_takes_blocks = fs->blocks;
 	fs->saw_newline = false;
 	enum bio_status st = smtp_server_read_data(srv, &fs->msg, &sink);
 	if (st != BIO_OK) {
@@ -244,7 +262,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (devnull < 0)
 		abort();
 
-	struct fuzz_session fs = { .local = dialect == SMTP_SERVER_LOCAL };
+	/* The next choice in the first byte: a sink that takes the body
+	 * in runs of whole lines, as smtpd's does. */
+	struct fuzz_session fs = { .local = dialect == SMTP_SERVER_LOCAL,
+	    .blocks = (data[0] / 3) % 2 == 1 };
 	struct bio in, out;
 	bio_init(&in, sv[1], 1000);
 	bio_init(&out, devnull, 1000);
