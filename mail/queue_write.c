@@ -71,26 +71,41 @@ static void queue_writer_drop_file(struct queue_writer *w)
 	}
 }
 
-static bool queue_writer_flush(struct queue_writer *w)
+/* Writes all of iov (the buffer, maybe a piece after it) at the file's
+ * end; on failure the file is dropped: disk full leaves nothing behind,
+ * whatever the caller does next. */
+static bool queue_writer_writev(struct queue_writer *w, struct iovec *v,
+    int nv)
 {
-	size_t done = 0;
-	while (done < w->buflen) {
-		ssize_t n = write(w->fd, w->buf + done, w->buflen - done);
+	while (nv > 0) {
+		ssize_t n = writev(w->fd, v, nv);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
 			w->saved_errno = n < 0 ? errno : EIO;
 			w->failed = true;
-			/* Disk full: leave nothing behind, whatever the
-			 * caller does next. */
 			queue_writer_drop_file(w);
 			return false;
 		}
-		done += (size_t)n;
+		w->flushed += n;
+		while (nv > 0 && (size_t)n >= v->iov_len) {
+			n -= (ssize_t)v->iov_len;
+			v++;
+			nv--;
+		}
+		if (nv > 0) {
+			v->iov_base = (char *)v->iov_base + n;
+			v->iov_len -= (size_t)n;
+		}
 	}
-	w->flushed += (off_t)w->buflen;
 	w->buflen = 0;
 	return true;
+}
+
+static bool queue_writer_flush(struct queue_writer *w)
+{
+	struct iovec iov = { .iov_base = w->buf, .iov_len = w->buflen };
+	return queue_writer_writev(w, &iov, w->buflen > 0 ? 1 : 0);
 }
 
 static bool queue_writer_put(struct queue_writer *w, const void *p, size_t len)
@@ -108,32 +123,8 @@ static bool queue_writer_put(struct queue_writer *w, const void *p, size_t len)
 			{ .iov_base = w->buf, .iov_len = w->buflen },
 			{ .iov_base = (void *)(uintptr_t)p, .iov_len = len },
 		};
-		struct iovec *v = w->buflen > 0 ? iov : iov + 1;
-		int nv = w->buflen > 0 ? 2 : 1;
-		while (nv > 0) {
-			ssize_t n = writev(w->fd, v, nv);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0) {
-				w->saved_errno = n < 0 ? errno : EIO;
-				w->failed = true;
-				/* Disk full: leave nothing behind. */
-				queue_writer_drop_file(w);
-				return false;
-			}
-			w->flushed += n;
-			while (nv > 0 && (size_t)n >= v->iov_len) {
-				n -= (ssize_t)v->iov_len;
-				v++;
-				nv--;
-			}
-			if (nv > 0) {
-				v->iov_base = (char *)v->iov_base + n;
-				v->iov_len -= (size_t)n;
-			}
-		}
-		w->buflen = 0;
-		return true;
+		return w->buflen > 0 ? queue_writer_writev(w, iov, 2) :
+		    queue_writer_writev(w, iov + 1, 1);
 	}
 	memcpy(w->buf + w->buflen, p, len);
 	w->buflen += len;
