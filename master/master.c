@@ -383,9 +383,10 @@ int main(int argc, char **argv)
 			{ .fd = ms.status_pipe[0], .events = POLLIN },
 		};
 		struct master_listener *busy_owner[3 * DAEMON_MAX_LISTENERS];
+		int timeout_ms = 1000;
 		size_t nbusy = master_busy_pollfds(ms.services, ms.nservices,
-		    pfds + 2, busy_owner, 3 * DAEMON_MAX_LISTENERS);
-		int n = poll(pfds, 2 + nbusy, 1000);
+		    pfds + 2, busy_owner, 3 * DAEMON_MAX_LISTENERS, &timeout_ms);
+		int n = poll(pfds, 2 + nbusy, timeout_ms);
 		if (n < 0 && errno != EINTR)
 			log_fatal("poll: %m");
 		if (pfds[0].revents) {

@@ -34,6 +34,7 @@ struct master_service {
 	time_t throttled_until;
 	bool throttle_logged;
 	bool busy_logged;	/* master_busy.c: this episode is logged */
+	long long full_since_ms; /* master_busy.c: full since (monotonic), or 0 */
 	bool stressed;		/* master_stress.c: its processes were told */
 };
 
@@ -71,7 +72,8 @@ void master_notify(const char *state);
  * master answers its listeners itself with 421 4.3.2 (nothing is read).
  */
 size_t master_busy_pollfds(struct master_service *services, size_t count,
-    struct pollfd *pfds, struct master_listener **owners, size_t max);
+    struct pollfd *pfds, struct master_listener **owners, size_t max,
+    int *timeout_ms);
 void master_busy_events(struct master_service *services, size_t count,
     struct pollfd *pfds, struct master_listener **owners, size_t n);
 

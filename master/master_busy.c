@@ -4,7 +4,11 @@
  * and none is idle, master itself accepts the connections that would
  * otherwise wait unseen in the listen backlog, writes "421 4.3.2 Service
  * currently unavailable" (RFC 5321 3.8, RFC 3463 X.3.2) and closes, so
- * that the client tries again later or another MX at once.
+ * that the client tries again later or another MX at once. Only once the
+ * service has been full for BUSY_GRACE_MS: a client per message at the
+ * process limit fills it for a moment each time a session ends, and a
+ * process that turns idle within the grace takes the waiting client
+ * from the backlog, as Postfix's would.
  *
  * Trusts: nothing from the connection, and reads nothing from it: master
  * parses no network input. The reply is a fixed string written once to
@@ -24,6 +28,15 @@
 
 static const char busy_reply[] = "421 4.3.2 Service currently unavailable\r\n";
 
+#define BUSY_GRACE_MS 1000
+
+static long long monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* Services of smtpd at their limit with no idle process. */
 static bool service_full(const struct master_service *s)
 {
@@ -33,15 +46,28 @@ static bool service_full(const struct master_service *s)
 }
 
 size_t master_busy_pollfds(struct master_service *services, size_t count,
-    struct pollfd *pfds, struct master_listener **owners, size_t max)
+    struct pollfd *pfds, struct master_listener **owners, size_t max,
+    int *timeout_ms)
 {
 	size_t n = 0;
+	long long now = monotonic_ms();
 	for (size_t i = 0; i < count; i++) {
 		struct master_service *s = &services[i];
 		if (s->enabled && strcmp(s->program, "smtpd") == 0)
 			master_stress_update(s, service_full(s));
 		if (!service_full(s)) {
 			s->busy_logged = false;	/* the episode is over */
+			s->full_since_ms = 0;
+			continue;
+		}
+		if (s->full_since_ms == 0)
+			s->full_since_ms = now;
+		long long wait = s->full_since_ms + BUSY_GRACE_MS - now;
+		if (wait > 0) {
+			/* Within the grace: newcomers wait in the backlog;
+			 * look again when it ends. */
+			if (wait < *timeout_ms)
+				*timeout_ms = (int)wait;
 			continue;
 		}
 		for (size_t j = 0; j < s->nlisteners && n < max; j++) {

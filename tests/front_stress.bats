@@ -27,7 +27,7 @@ teardown_file() {
 	echo "# front_stress.bats: $(( ($(date +%s%N) - FILE_START) / 1000000 )) ms" >&3
 }
 
-@test "all smtpd processes busy: 421 4.3.2 at once; a freed process serves again" {
+@test "all smtpd processes busy for a second: 421 4.3.2; a freed process serves again" {
 	run python3 - "$SMTP_PORT" <<'PY'
 import socket, sys, time
 port = int(sys.argv[1])
@@ -78,7 +78,9 @@ PY
 	[ "${lines[2]}" = "third 421 4.3.2 Service currently unavailable" ]
 	ms=$(echo "$output" | sed -n 's/^third_ms //p')
 	echo "# 421 after $ms ms" >&3
-	[ "$ms" -lt 1000 ]
+	# After master's grace of a second (master_busy.c), not unseen in
+	# the backlog until a process is free.
+	[ "$ms" -lt 3000 ]
 	[[ "${lines[4]}" == "after 220 "* ]]
 	wait_for_log "warning: service smtp: all 2 processes are busy: 421 4.3.2 to \[127.0.0.1\] and the others until one is free"
 }
