@@ -150,12 +150,19 @@ held_fd() {
 	run send_mail --from a@example.org --to far@example.net
 	[ "$status" -eq 0 ]
 	wait_until "[ -n \"\$(find '$T/queue/deferred' -type f)\" ]" 20 "a deferred message"
-	file=$(find "$T/queue/deferred" -type f | head -n1)
+	# On hold it stays put: in deferred/ it moves to active/ at every
+	# retry (minimal_backoff 1s), and a read could find it gone.
+	id=$(find "$T/queue/deferred" -type f -printf '%f\n' | head -n1)
+	[ -n "$id" ]
+	"$BUILD/postern" -c "$T/conf" queue hold "$id"
+	wait_until "[ -f '$T/queue/hold/$id' ]" 20 "the message on hold"
+	file=$T/queue/hold/$id
 	worker=$(first_worker)
 	# The queue's owner can, the worker cannot.
 	setpriv --reuid="$(id -u "$TEST_USER")" --regid="$(id -g "$TEST_USER")" --clear-groups -- cat "$file" > /dev/null
 	run as_worker "$worker" cat "$file"
 	[ "$status" -ne 0 ]
+	echo "$output" | grep -q 'Permission denied'
 	run as_worker "$worker" ls "$T/queue/incoming"
 	[ "$status" -ne 0 ]
 	echo "$output" | grep -q 'Permission denied'
