@@ -159,7 +159,7 @@ static char *random_text(unsigned *seed, size_t n, bool plain)
 		if (plain && t[o] == '\r')
 			t[++o] = '\n';
 	}
-	memcpy(t + o, "\r\n.\r\nQUIT\r\n", 11);
+	memcpy(t + o, "\r\n.\r\nQUIT\r\n", 12);	/* with its NUL */
 	return t;
 }
 
