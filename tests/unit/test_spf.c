@@ -15,6 +15,25 @@
 #include "unit.h"
 #include "unit_dnsmasq.h"
 
+struct macro_case {
+	const char *spec, *want;
+};
+
+/* Each spec expands (outside exp=) to its want. */
+static void check_expansions(const struct spf_macro_ctx *ctx,
+    const struct macro_case *cases, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct str out;
+		char err[128];
+		str_init(&out, STR_NO_MAX);
+		CHECK(spf_macro_expand(cases[i].spec, ctx, false, &out, err,
+		    sizeof(err)));
+		CHECK_STR(str_cstr(&out), cases[i].want);
+		str_free(&out);
+	}
+}
+
 static void test_macros_rfc7208_7_4(void)
 {
 	struct sockaddr_in v4 = { .sin_family = AF_INET };
@@ -27,9 +46,7 @@ static void test_macros_rfc7208_7_4(void)
 		.helo = "mx.example.org",
 		.client = (const struct sockaddr *)&v4,
 	};
-	static const struct {
-		const char *spec, *want;
-	} cases[] = {
+	static const struct macro_case cases[] = {
 		{ "%{s}", "strong-bad@email.example.com" },
 		{ "%{o}", "email.example.com" },
 		{ "%{d}", "email.example.com" },
@@ -56,15 +73,7 @@ static void test_macros_rfc7208_7_4(void)
 		{ "%{S}", "strong-bad%40email.example.com" },
 		{ "%{h}", "mx.example.org" },
 	};
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct str out;
-		char err[128];
-		str_init(&out, STR_NO_MAX);
-		CHECK(spf_macro_expand(cases[i].spec, &ctx, false, &out, err,
-		    sizeof(err)));
-		CHECK_STR(str_cstr(&out), cases[i].want);
-		str_free(&out);
-	}
+	check_expansions(&ctx, cases, sizeof(cases) / sizeof(cases[0]));
 
 	struct str out;
 	char err[128];
@@ -190,22 +199,12 @@ static void test_macro_many_parts(void)
 		.sender = sender, .domain = "example.com", .helo = "h.example",
 		.client = (const struct sockaddr *)&v4,
 	};
-	static const struct {
-		const char *spec, *want;
-	} cases[] = {
+	static const struct macro_case cases[] = {
 		{ "%{l1-}.x.example", "p199.x.example" },
 		{ "%{l1r-}.x.example", "p0.x.example" },
 		{ "%{l2r-}.x.example", "p1.p0.x.example" },
 	};
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct str out;
-		char err[128];
-		str_init(&out, STR_NO_MAX);
-		CHECK(spf_macro_expand(cases[i].spec, &ctx, false, &out, err,
-		    sizeof(err)));
-		CHECK_STR(str_cstr(&out), cases[i].want);
-		str_free(&out);
-	}
+	check_expansions(&ctx, cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 /* The zone of test_check_host: all under .test. */
