@@ -211,6 +211,10 @@
 #define CFG_KEYS_LIMITS(X) \
 	X(INT, open_file_limit, "0")
 
+/* workers cloned from a zygote per service (issue 20): master_zygote.c */
+#define CFG_KEYS_ZYGOTE(X) \
+	X(BOOL, process_zygote, "yes")
+
 #define CFG_KEYS(X) \
 	CFG_KEYS_CORE(X) \
 	CFG_KEYS_SMTPD(X) \
@@ -224,4 +228,5 @@
 	CFG_KEYS_SCREEN(X) \
 	CFG_KEYS_REWRITE(X) \
 	CFG_KEYS_MTASTS(X) \
-	CFG_KEYS_LIMITS(X)
+	CFG_KEYS_LIMITS(X) \
+	CFG_KEYS_ZYGOTE(X)

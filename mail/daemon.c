@@ -351,8 +351,9 @@ int daemon_main(int argc, char **argv, const struct daemon_service *svc)
 	int c;
 	char err[512];
 
-	log_init(svc->program, getenv("POSTERN_LOG_STDERR") ?
-	    LOG_DEST_STDERR : LOG_DEST_SYSLOG);
+	enum log_dest dest = getenv("POSTERN_LOG_STDERR") ? LOG_DEST_STDERR :
+	    LOG_DEST_SYSLOG;
+	log_init(svc->program, dest);
 	if (getenv("POSTERN_VERBOSE"))
 		log_set_verbose(atoi(getenv("POSTERN_VERBOSE")));
 	while ((c = getopt(argc, argv, "c:s:v")) != -1) {
@@ -377,6 +378,19 @@ int daemon_main(int argc, char **argv, const struct daemon_service *svc)
 	signal(SIGINT, SIG_IGN);
 	if (!cfg_load(config_dir, false, err, sizeof(err)))
 		log_fatal("%s", err);
+	/*
+	 * Started as a zygote (daemon_zygote.c): everything above is done
+	 * once for all the workers; each worker returns here, in a process
+	 * of its own, and goes on as one master exec'd would.
+	 */
+	int zygote_fd = daemon_zygote_fd();
+	if (zygote_fd >= 0 && svc->serve != NULL) {
+		pid_t zygote = getpid();
+		unsetenv(DAEMON_ZYGOTE_ENV);
+		daemon_zygote_serve(zygote_fd, svc->program);
+		log_init(svc->program, dest);	/* log.h: after a raw clone */
+		log_debug("worker made by zygote %ld", (long)zygote);
+	}
 	if (svc->pre_drop)
 		svc->pre_drop(service_name);
 	if (!svc->keep_root)

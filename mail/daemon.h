@@ -120,6 +120,36 @@ void daemon_close_inherited(void);
 const char *daemon_service_name(void);
 
 /*
+ * daemon_zygote.c: master may exec an accept service once as its zygote
+ * (POSTERN_ZYGOTE_FD names the zygote's end of a SOCK_SEQPACKET
+ * socketpair with master); the zygote loads the config and then makes
+ * each worker by clone(CLONE_PARENT) on master's request, so that the
+ * worker is master's child and skips exec, relocation and the config
+ * parse. Messages are struct daemon_zygote_msg, one per packet: the
+ * zygote sends READY once (pid: its own), master sends SPAWN, the zygote
+ * answers SPAWNED (pid: the worker's, or -1 and err).
+ */
+#define DAEMON_ZYGOTE_ENV "POSTERN_ZYGOTE_FD"
+
+enum daemon_zygote_kind {
+	DAEMON_ZYGOTE_READY = 1,
+	DAEMON_ZYGOTE_SPAWN,
+	DAEMON_ZYGOTE_SPAWNED,
+};
+
+struct daemon_zygote_msg {
+	int kind;		/* enum daemon_zygote_kind */
+	pid_t pid;
+	int err;		/* errno of a failed SPAWN */
+};
+
+/* The zygote's request socket, or -1 in a process started normally. */
+int daemon_zygote_fd(void);
+/* Serve master's requests; returns only in a new worker (fd closed).
+ * The zygote is named "PROGRAM-zygote" in ps; the worker PROGRAM. */
+void daemon_zygote_serve(int fd, const char *program);
+
+/*
  * daemon_confine.c: confine this process to what program's job needs
  * (Landlock and seccomp; the model is at the top of that file). The
  * skeleton calls it after init; fatal if it cannot be installed.

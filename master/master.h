@@ -36,6 +36,10 @@ struct master_service {
 	bool busy_logged;	/* master_busy.c: this episode is logged */
 	long long full_since_ms; /* master_busy.c: full since (monotonic), or 0 */
 	bool stressed;		/* master_stress.c: its processes were told */
+	/* master_zygote.c: workers are cloned from a zygote */
+	bool zygote_wanted;
+	struct master_child *zygote;	/* NULL: none running */
+	time_t zygote_throttled_until;
 };
 
 struct master_child {
@@ -44,6 +48,10 @@ struct master_child {
 	unsigned int generation;
 	int state;			/* enum daemon_state, 0 while starting */
 	time_t started;
+	/* master_zygote.c: this child is its service's zygote (never a
+	 * worker: not in nprocs or nidle), and master's end of its socket */
+	bool zygote;
+	int zygote_fd;
 	struct master_child *next;
 };
 
@@ -63,6 +71,23 @@ void master_forget_services(void);
  * made at start, rotated every smtpd_tls_ticket_rotation. */
 void master_tls_tickets_init(void);
 void master_tls_tickets_rotate(void);
+
+/* master_service.c, for master_zygote.c */
+struct master_child *master_child_add(pid_t pid, struct master_service *s,
+    unsigned int generation);
+pid_t master_fork_exec(struct master_service *s, unsigned int generation,
+    int status_fd, int alive_fd, int zygote_fd);
+
+/*
+ * master_zygote.c: one zygote per accept service (mail/daemon_zygote.c)
+ * that makes its workers on request; fork+exec stays the fallback.
+ */
+bool master_zygote_supported(const struct master_service *s);
+void master_zygote_ensure(struct master_service *s, unsigned int generation,
+    int status_fd, int alive_fd);
+pid_t master_zygote_spawn(struct master_service *s);
+void master_zygote_reaped(struct master_child *c, int status);
+void master_zygote_forget(struct master_child *c);
 
 /* master_notify.c */
 void master_notify(const char *state);

@@ -214,6 +214,7 @@ bool master_services_setup(struct master_service **services, size_t *count,
 		s->single = d->single;
 		s->max_procs = d->single ? 1 : (int)d->max_procs;
 		s->min_idle = d->single ? 1 : (int)cfg.process_min_idle;
+		s->zygote_wanted = master_zygote_supported(s);
 		if (s->min_idle > s->max_procs)
 			s->min_idle = s->max_procs;
 		if (access(s->path, X_OK) != 0) {
@@ -296,12 +297,15 @@ void master_services_close(struct master_service *services, size_t count)
 /* Children of a replaced service table must not point into it. */
 void master_forget_services(void)
 {
-	for (struct master_child *c = children; c; c = c->next)
+	for (struct master_child *c = children; c; c = c->next) {
+		if (c->zygote)
+			master_zygote_forget(c);
 		c->svc = NULL;
+	}
 }
 
 static void exec_child(struct master_service *s, unsigned int generation,
-    int status_fd, int alive_fd)
+    int status_fd, int alive_fd, int zygote_fd)
 {
 	char names[4096] = "";
 	char proxy[DAEMON_MAX_LISTENERS + 1] = "";
@@ -333,6 +337,14 @@ static void exec_child(struct master_service *s, unsigned int generation,
 		setenv("POSTERN_TLS_TICKET_FD", num, 1);
 	}
 	next_fd = metrics_master_pass(s->program, next_fd);	/* metrics.h */
+	unsetenv(DAEMON_ZYGOTE_ENV);
+	if (zygote_fd >= 0) {
+		/* Its end of master's socket (mail/daemon_zygote.c). */
+		if (dup2(zygote_fd, next_fd) < 0)
+			_exit(127);
+		snprintf(num, sizeof(num), "%d", next_fd++);
+		setenv(DAEMON_ZYGOTE_ENV, num, 1);
+	}
 	closefrom(next_fd);
 	snprintf(num, sizeof(num), "%zu", s->nlisteners);
 	setenv("POSTERN_LISTEN_FDS", num, 1);
@@ -359,28 +371,48 @@ static void exec_child(struct master_service *s, unsigned int generation,
 	_exit(127);
 }
 
-static void spawn(struct master_service *s, unsigned int generation,
-    int status_fd, int alive_fd)
+pid_t master_fork_exec(struct master_service *s, unsigned int generation,
+    int status_fd, int alive_fd, int zygote_fd)
 {
 	pid_t pid = fork();
-	if (pid < 0) {
+	if (pid < 0)
 		log_warning("service %s: fork: %m", s->name);
-		return;
-	}
-	if (pid == 0)
-		exec_child(s, generation, status_fd, alive_fd);
+	else if (pid == 0)
+		exec_child(s, generation, status_fd, alive_fd, zygote_fd);
+	return pid;
+}
+
+struct master_child *master_child_add(pid_t pid, struct master_service *s,
+    unsigned int generation)
+{
 	struct master_child *c = xcalloc(1, sizeof(*c));
 	c->pid = pid;
 	c->svc = s;
 	c->generation = generation;
 	c->started = time(NULL);
+	c->zygote_fd = -1;
 	c->next = children;
 	children = c;
 	nchildren++;
+	return c;
+}
+
+static void spawn(struct master_service *s, unsigned int generation,
+    int status_fd, int alive_fd)
+{
+	/* From the zygote if there is one; else, or if it failed, as
+	 * always. */
+	pid_t pid = s->zygote != NULL ? master_zygote_spawn(s) : -1;
+	bool cloned = pid > 0;
+	if (!cloned)
+		pid = master_fork_exec(s, generation, status_fd, alive_fd, -1);
+	if (pid < 0)
+		return;
+	master_child_add(pid, s, generation);
 	s->nprocs++;
 	s->nidle++;		/* starting counts as idle: no over-forking */
-	log_debug("service %s: started %s pid %ld", s->name, s->path,
-	    (long)pid);
+	log_debug("service %s: started %s pid %ld%s", s->name, s->path,
+	    (long)pid, cloned ? " from its zygote" : "");
 }
 
 void master_spawn_needed(struct master_service *services, size_t count,
@@ -399,11 +431,14 @@ void master_spawn_needed(struct master_service *services, size_t count,
 			    s->name);
 			s->throttled_until = 0;
 			s->throttle_logged = false;
+			master_zygote_ensure(s, generation, status_fd,
+			    alive_fd);
 			/* One try: if it fails at start-up we throttle again. */
 			if (s->nprocs < s->max_procs)
 				spawn(s, generation, status_fd, alive_fd);
 			continue;
 		}
+		master_zygote_ensure(s, generation, status_fd, alive_fd);
 		while (s->nprocs < s->max_procs &&
 		    (s->single ? s->nprocs < 1 : s->nidle < s->min_idle))
 			spawn(s, generation, status_fd, alive_fd);
@@ -425,7 +460,7 @@ static struct master_child *find_child(pid_t pid, struct master_child ***link)
 void master_status_record(const struct daemon_status *st)
 {
 	struct master_child *c = find_child(st->pid, NULL);
-	if (c == NULL || st->state < DAEMON_READY || st->state > DAEMON_IDLE)
+	if (c == NULL || c->zygote || st->state < DAEMON_READY || st->state > DAEMON_IDLE)
 		return;
 	struct master_service *s = c->svc;
 	bool was_idle = c->state == 0 || c->state == DAEMON_READY ||
@@ -453,6 +488,11 @@ void master_reap(void)
 			continue;
 		*link = c->next;
 		nchildren--;
+		if (c->zygote) {
+			master_zygote_reaped(c, status);
+			free(c);
+			continue;
+		}
 		struct master_service *s = c->svc;
 		bool idle = c->state != DAEMON_BUSY;
 		bool abnormal = !WIFEXITED(status) || WEXITSTATUS(status) != 0;

@@ -135,7 +135,9 @@ need_smtpd() {
 	# The submission service has exactly process_min_idle (2) processes:
 	# nothing has connected to it.
 	submission() {
-		ps -o pid=,args= --ppid "$SUITE_PID" | awk '/-s submission/ { print $1 }'
+		# Its workers; its zygote (smtpd-zygote) is no worker.
+		ps -o pid=,comm=,args= --ppid "$SUITE_PID" |
+			awk '$2 == "smtpd" && /-s submission/ { print $1 }'
 	}
 	[ "$(submission | wc -l)" -eq 2 ]
 	victim=$(submission | head -n1)
