@@ -1,0 +1,146 @@
+#!/usr/bin/env bats
+# Workers cloned from a zygote (issue 20, master/master_zygote.c,
+# mail/daemon_zygote.c): master execs each accept service once as its
+# zygote, which makes the workers by clone(CLONE_PARENT). The workers
+# are master's children, share the zygote's relocated pages (dirty pages
+# a worker exec'd by master would hold privately), and serve mail; a
+# killed zygote is replaced and the service goes on; a reload replaces
+# it; process_zygote = no brings back fork+exec. One suite start.
+
+bats_require_minimum_version 1.5.0
+load helpers/suite
+
+setup_file() {
+	FILE_START=$(date +%s)
+	export FILE_START
+	suite_init
+	suite_start
+}
+
+teardown_file() {
+	suite_stop
+	echo "# zygote.bats: $(($(date +%s) - FILE_START)) s" >&3
+}
+
+# master's children named NAME (comm), by pid.
+named() {
+	ps -o pid=,comm= --ppid "$(master_pid)" 2>/dev/null |
+		awk -v n="$1" '$2 == n { print $1 }'
+}
+
+# The smtp service's processes: "-s smtp" ends their command line.
+of_smtp() {
+	local pid
+	for pid in "$@"; do
+		tr '\0' ' ' < /proc/"$pid"/cmdline 2>/dev/null |
+			grep -q -- '-s smtp $' && echo "$pid"
+	done
+	return 0
+}
+
+zygote() {
+	of_smtp $(named smtpd-zygote)
+}
+
+workers() {
+	of_smtp $(named smtpd)
+}
+
+# How many written (anonymous) pages of the libraries and the program
+# PID1 and PID2 hold in common, by physical frame (/proc/PID/pagemap,
+# root only): the relocated data the loader wrote. Two processes exec'd
+# apart share none; a zygote and the workers it cloned share them all
+# until written.
+common_pages() {
+	/usr/bin/python3 - "$1" "$2" <<'PY'
+import struct, sys
+
+def frames(pid):
+    out = set()
+    with open(f"/proc/{pid}/maps") as maps, \
+         open(f"/proc/{pid}/pagemap", "rb") as pm:
+        for line in maps:
+            f = line.split()
+            if len(f) < 6 or not f[5].startswith("/"):
+                continue
+            lo, hi = (int(x, 16) for x in f[0].split("-"))
+            pm.seek(lo // 4096 * 8)
+            data = pm.read((hi - lo) // 4096 * 8)
+            for (e,) in struct.iter_unpack("<Q", data):
+                # present, and anonymous (a private copy, not the file)
+                if e >> 63 & 1 and not e >> 61 & 1:
+                    out.add(e & ((1 << 55) - 1))
+    return out
+
+a, b = frames(sys.argv[1]), frames(sys.argv[2])
+print(len(a & b))
+PY
+}
+
+# KiB of FIELD (Private_Dirty, Shared_Dirty...) in PID's smaps_rollup.
+kib() {
+	awk -v f="$2:" '$1 == f { print $2 }' /proc/"$1"/smaps_rollup 2>/dev/null
+}
+
+# Every smtp worker is master's child, made by the zygote: the pages
+# the loader wrote are the zygote's, not the worker's own as after an
+# exec.
+check_cloned() {
+	local w shared
+	for w in $(workers); do
+		[ "$(ps -o ppid= -p "$w" | tr -d ' ')" = "$(master_pid)" ]
+		common=$(common_pages "$w" "$(zygote)") || return 1
+		echo "# worker $w: Private_Dirty $(kib "$w" Private_Dirty) KiB, Shared_Dirty $(kib "$w" Shared_Dirty) KiB, pages in common with the zygote $common" >&3
+		[ "${common:-0}" -ge 50 ] || return 1
+	done
+}
+
+@test "workers are cloned from the zygote, are master's children, and serve mail" {
+	z=$(zygote)
+	[ -n "$z" ]
+	[ "$(ps -o ppid= -p "$z" | tr -d ' ')" = "$(master_pid)" ]
+	# The zygote never accepts: it is no worker and holds no client.
+	wait_until '[ "$(workers | wc -l)" -ge 2 ]' 10
+	check_cloned
+	run send_mail --from a@example.org --to postmaster@postern.test
+	[ "$status" -eq 0 ]
+	echo "# zygote $z: Private_Dirty $(kib "$z" Private_Dirty) KiB" >&3
+}
+
+@test "a killed zygote is replaced and the service goes on" {
+	old=$(zygote)
+	kill -KILL "$old"
+	wait_for_log "zygote $old killed by signal 9"
+	wait_until 'z=$(zygote) && [ -n "$z" ] && [ "$z" != "$old" ]' 10
+	# Workers the new zygote makes: stop the current ones (max_use is
+	# the path a worker takes when it is done; SIGTERM is master's).
+	before=$(workers)
+	for w in $before; do kill -TERM "$w"; done
+	for w in $before; do wait_for_exit "$w" 10; done
+	wait_until '[ "$(workers | wc -l)" -ge 2 ]' 10
+	check_cloned
+	run send_mail --from a@example.org --to postmaster@postern.test
+	[ "$status" -eq 0 ]
+}
+
+@test "a reload replaces the zygote; process_zygote = no goes back to exec" {
+	old=$(zygote)
+	kill -HUP "$(master_pid)"
+	wait_for_exit "$old" 10
+	wait_until 'z=$(zygote) && [ -n "$z" ] && [ "$z" != "$old" ]' 10
+	suite_conf process_zygote no
+	old=$(zygote)
+	oldw=$(workers)
+	kill -HUP "$(master_pid)"
+	wait_for_exit "$old" 10
+	for w in $oldw; do wait_for_exit "$w" 10; done
+	wait_until '[ "$(workers | wc -l)" -ge 2 ]' 10
+	[ -z "$(named smtpd-zygote)" ]
+	# Exec'd: the relocations are each worker's own.
+	set -- $(workers)
+	common=$(common_pages "$1" "$2")
+	echo "# exec'd workers $1 and $2: pages in common $common; Private_Dirty $(kib "$1" Private_Dirty) KiB" >&3
+	[ "$common" -lt 5 ]
+	run send_mail --from a@example.org --to postmaster@postern.test
+	[ "$status" -eq 0 ]
+}
