@@ -1,7 +1,8 @@
 /*
  * daemon.h - the skeleton every daemon that master starts runs inside.
  *
- * master forks and execs "PROGRAM -c CONFIGDIR -s SERVICE" with:
+ * master forks and execs "PROGRAM -c CONFIGDIR -s SERVICE" (or clones it
+ * from the service's zygote, below: the same process in every way) with:
  *   fd 3: write end of master's status pipe (struct daemon_status records)
  *   fd 4: read end of the "master alive" pipe: EOF means master is gone
  *         or wants this process to finish (reload, stop)
