@@ -378,7 +378,7 @@ int main(int argc, char **argv)
 		master_tls_tickets_rotate();
 		master_spawn_needed(ms.services, ms.nservices, ms.generation,
 		    ms.status_pipe[1], ms.alive_pipe[0]);
-		struct pollfd pfds[2 + 3 * DAEMON_MAX_LISTENERS] = {
+		struct pollfd pfds[2 + 3 * DAEMON_MAX_LISTENERS + 16] = {
 			{ .fd = signal_pipe[0], .events = POLLIN },
 			{ .fd = ms.status_pipe[0], .events = POLLIN },
 		};
@@ -386,7 +386,11 @@ int main(int argc, char **argv)
 		int timeout_ms = 1000;
 		size_t nbusy = master_busy_pollfds(ms.services, ms.nservices,
 		    pfds + 2, busy_owner, 3 * DAEMON_MAX_LISTENERS, &timeout_ms);
-		int n = poll(pfds, 2 + nbusy, timeout_ms);
+		/* Zygotes still starting (master_zygote.c): their READY ends
+		 * the wait, and the next round spawns from them. */
+		size_t nzyg = master_zygote_pollfds(ms.services, ms.nservices,
+		    pfds + 2 + nbusy, 16);
+		int n = poll(pfds, 2 + nbusy + nzyg, timeout_ms);
 		if (n < 0 && errno != EINTR)
 			log_fatal("poll: %m");
 		if (pfds[0].revents) {

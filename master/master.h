@@ -52,6 +52,7 @@ struct master_child {
 	 * worker: not in nprocs or nidle), and master's end of its socket */
 	bool zygote;
 	int zygote_fd;
+	bool cloned;		/* a worker made by the zygote */
 	struct master_child *next;
 };
 
@@ -86,7 +87,13 @@ bool master_zygote_supported(const struct master_service *s);
 void master_zygote_ensure(struct master_service *s, unsigned int generation,
     int status_fd, int alive_fd);
 pid_t master_zygote_spawn(struct master_service *s);
+/* A new zygote has not said READY yet (for a short while): its
+ * service's spawns wait; its socket is among master's pollfds. */
+bool master_zygote_starting(const struct master_service *s);
+size_t master_zygote_pollfds(struct master_service *services, size_t count,
+    struct pollfd *pfds, size_t max);
 void master_zygote_reaped(struct master_child *c, int status);
+void master_zygote_worker_reaped(struct master_child *c, int status);
 void master_zygote_forget(struct master_child *c);
 
 /* master_notify.c */

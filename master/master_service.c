@@ -408,7 +408,7 @@ static void spawn(struct master_service *s, unsigned int generation,
 		pid = master_fork_exec(s, generation, status_fd, alive_fd, -1);
 	if (pid < 0)
 		return;
-	master_child_add(pid, s, generation);
+	master_child_add(pid, s, generation)->cloned = cloned;
 	s->nprocs++;
 	s->nidle++;		/* starting counts as idle: no over-forking */
 	log_debug("service %s: started %s pid %ld%s", s->name, s->path,
@@ -439,6 +439,8 @@ void master_spawn_needed(struct master_service *services, size_t count,
 			continue;
 		}
 		master_zygote_ensure(s, generation, status_fd, alive_fd);
+		if (master_zygote_starting(s))
+			continue;	/* its READY wakes master */
 		while (s->nprocs < s->max_procs &&
 		    (s->single ? s->nprocs < 1 : s->nidle < s->min_idle))
 			spawn(s, generation, status_fd, alive_fd);
@@ -503,6 +505,8 @@ void master_reap(void)
 		else if (abnormal)
 			log_warning("service %s: process %ld exit status %d",
 			    name, (long)pid, WEXITSTATUS(status));
+		if (s != NULL && c->cloned)
+			master_zygote_worker_reaped(c, status);
 		if (s != NULL) {
 			s->nprocs--;
 			if (idle)

@@ -10,6 +10,9 @@
  * it as one it forked, and its status records, reaping, throttling,
  * max_use, reload and stop are those of any worker. The zygote itself is
  * in master's child list, marked, outside nprocs and nidle. It is
+ * master never waits for a zygote to start: it polls the socket of one
+ * that has not said READY, holds its service's spawns for up to
+ * ZYGOTE_READY_WAIT_S, and forks and execs them after that. It is
  * replaced when it dies, at the next round of spawns; one that dies
  * before it said it was ready is a broken start: workers are then
  * fork+exec'd for service_throttle_time, as they are whenever the zygote
@@ -36,6 +39,10 @@
 /* How long master waits for a worker's pid: a zygote that has not
  * answered by then is stuck, and is replaced. */
 #define ZYGOTE_ANSWER_MS 5000
+
+/* How long a service waits for its new zygote's READY before master
+ * forks and execs its workers after all (seconds). */
+#define ZYGOTE_READY_WAIT_S 2
 
 /* Master's descriptors live above the ones it hands to children. */
 #define ZYGOTE_FD_FLOOR 64
@@ -174,39 +181,64 @@ void master_zygote_ensure(struct master_service *s, unsigned int generation,
 	    s->path, (long)pid);
 }
 
+bool master_zygote_starting(const struct master_service *s)
+{
+	const struct master_child *c = s->zygote;
+	return c != NULL && c->state == 0 &&
+	    time(NULL) - c->started < ZYGOTE_READY_WAIT_S;
+}
+
+size_t master_zygote_pollfds(struct master_service *services, size_t count,
+    struct pollfd *pfds, size_t max)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < count && n < max; i++) {
+		struct master_child *c = services[i].zygote;
+		/* What is there already is taken now: a READY left unread
+		 * would make poll return at once, round after round. */
+		if (c != NULL && c->state == 0 && !zygote_take_ready(c))
+			zygote_drop(c, "sent a bad message or is gone");
+		c = services[i].zygote;
+		if (c != NULL && c->state == 0) {
+			pfds[n].fd = c->zygote_fd;
+			pfds[n].events = POLLIN;
+			pfds[n].revents = 0;
+			n++;
+		}
+	}
+	return n;
+}
+
 pid_t master_zygote_spawn(struct master_service *s)
 {
 	struct master_child *c = s->zygote;
 	struct daemon_zygote_msg m = { .kind = DAEMON_ZYGOTE_SPAWN };
 
+	if (c == NULL || c->state != DAEMON_READY)
+		return -1;	/* not there, or not yet: fork and exec */
 	if (send(c->zygote_fd, &m, sizeof(m), MSG_NOSIGNAL | MSG_DONTWAIT) !=
 	    (ssize_t)sizeof(m)) {
 		zygote_drop(c, "does not take requests");
 		return -1;
 	}
 	/* The worker's pid before anything else: master must know it
-	 * before it reaps, however short the worker's life. */
+	 * before it reaps, however short the worker's life. The zygote is
+	 * ready and waits for this: the answer is a clone away. */
 	long long deadline = now_ms() + ZYGOTE_ANSWER_MS;
-	for (;;) {
-		int r = zygote_read(c, &m, deadline);
-		if (r <= 0) {
-			zygote_drop(c, r == 0 ? "does not answer" : "is gone");
-			return -1;
-		}
-		if (m.kind == DAEMON_ZYGOTE_READY) {
-			c->state = DAEMON_READY;
-			continue;
-		}
-		if (m.kind != DAEMON_ZYGOTE_SPAWNED) {
-			zygote_drop(c, "sent a bad message");
-			return -1;
-		}
-		if (m.pid > 0)
-			return m.pid;
-		log_warning("service %s: zygote %ld: clone: %s", s->name,
-		    (long)c->pid, strerror(m.err));
+	int r = zygote_read(c, &m, deadline);
+	if (r <= 0) {
+		zygote_drop(c, r == 0 ? "does not answer" : "is gone");
 		return -1;
 	}
+	if (m.kind != DAEMON_ZYGOTE_SPAWNED) {
+		zygote_drop(c, "sent a bad message");
+		return -1;
+	}
+	if (m.pid > 0)
+		return m.pid;
+	log_warning("service %s: zygote %ld: clone: %s", s->name,
+	    (long)c->pid, strerror(m.err));
+	return -1;
 }
 
 void master_zygote_reaped(struct master_child *c, int status)
@@ -223,4 +255,25 @@ void master_zygote_reaped(struct master_child *c, int status)
 	if (c->state == 0)
 		zygote_throttle(s);
 	master_zygote_forget(c);
+}
+
+/*
+ * Every worker of a zygote has the zygote's address layout and stack
+ * protector canary, where exec'd workers had each their own: an attacker
+ * who crashes worker after worker could guess them a byte at a time.
+ * A worker that crashed (killed by a signal neither master nor an admin
+ * sends to stop it) makes master replace the zygote, so that the next
+ * worker is laid out afresh.
+ */
+void master_zygote_worker_reaped(struct master_child *c, int status)
+{
+	struct master_service *s = c->svc;
+	if (!WIFSIGNALED(status) || WTERMSIG(status) == SIGTERM ||
+	    WTERMSIG(status) == SIGKILL || s->zygote == NULL)
+		return;
+	log_warning("service %s: zygote %ld: a worker it made was killed by "
+	    "signal %d: replaced, so that the next worker is laid out anew",
+	    s->name, (long)s->zygote->pid, WTERMSIG(status));
+	kill(s->zygote->pid, SIGKILL);
+	master_zygote_forget(s->zygote);
 }

@@ -107,7 +107,7 @@ check_cloned() {
 	echo "# zygote $z: Private_Dirty $(kib "$z" Private_Dirty) KiB" >&3
 }
 
-@test "a killed zygote is replaced and the service goes on" {
+@test "a killed zygote is replaced and the service goes on; a crashed worker replaces it" {
 	old=$(zygote)
 	kill -KILL "$old"
 	wait_for_log "zygote $old killed by signal 9"
@@ -121,6 +121,13 @@ check_cloned() {
 	check_cloned
 	run send_mail --from a@example.org --to postmaster@postern.test
 	[ "$status" -eq 0 ]
+	# A worker that crashes: its siblings share its layout and canary,
+	# so the zygote is replaced.
+	old=$(zygote)
+	set -- $(workers)
+	kill -SEGV "$1"
+	wait_for_log "zygote $old: a worker it made was killed by signal 11: replaced"
+	wait_until 'z=$(zygote) && [ -n "$z" ] && [ "$z" != "$old" ]' 10
 }
 
 @test "a reload replaces the zygote; process_zygote = no goes back to exec" {
