@@ -294,13 +294,15 @@ void master_services_close(struct master_service *services, size_t count)
 	free(services);
 }
 
-/* Children of a replaced service table must not point into it. */
+/* Children of a replaced service table must not point into it (which
+ * may be freed already: stop closes the services first). A zygote of
+ * that table is told to go (master_zygote.c). */
 void master_forget_services(void)
 {
 	for (struct master_child *c = children; c; c = c->next) {
+		c->svc = NULL;
 		if (c->zygote)
 			master_zygote_forget(c);
-		c->svc = NULL;
 	}
 }
 

@@ -22,9 +22,9 @@ teardown_file() {
 	echo "# zygote.bats: $(($(date +%s) - FILE_START)) s" >&3
 }
 
-# master's children named NAME (comm), by pid.
+# master's children named NAME (comm), oldest first.
 named() {
-	ps -o pid=,comm= --ppid "$(master_pid)" 2>/dev/null |
+	ps -o pid=,comm= --ppid "$(master_pid)" --sort=start_time 2>/dev/null |
 		awk -v n="$1" '$2 == n { print $1 }'
 }
 
@@ -38,8 +38,10 @@ of_smtp() {
 	return 0
 }
 
+# The oldest: a worker just cloned bears its zygote's name until it
+# takes its own, a moment later.
 zygote() {
-	of_smtp $(named smtpd-zygote)
+	of_smtp $(named smtpd-zygote) | head -n1
 }
 
 workers() {
@@ -88,6 +90,7 @@ kib() {
 check_cloned() {
 	local w shared
 	for w in $(workers); do
+		[ -d /proc/"$w" ] || continue	# a worker that just left
 		[ "$(ps -o ppid= -p "$w" | tr -d ' ')" = "$(master_pid)" ]
 		common=$(common_pages "$w" "$(zygote)") || return 1
 		echo "# worker $w: Private_Dirty $(kib "$w" Private_Dirty) KiB, Shared_Dirty $(kib "$w" Shared_Dirty) KiB, pages in common with the zygote $common" >&3
@@ -122,11 +125,12 @@ check_cloned() {
 	run send_mail --from a@example.org --to postmaster@postern.test
 	[ "$status" -eq 0 ]
 	# A worker that crashes: its siblings share its layout and canary,
-	# so the zygote is replaced.
+	# so the zygote is replaced. SIGABRT, as glibc's abort() on a smashed
+	# stack (and a signal AddressSanitizer leaves alone).
 	old=$(zygote)
 	set -- $(workers)
-	kill -SEGV "$1"
-	wait_for_log "zygote $old: a worker it made was killed by signal 11: replaced"
+	kill -ABRT "$1"
+	wait_for_log "zygote $old: a worker it made was killed by signal 6: replaced"
 	wait_until 'z=$(zygote) && [ -n "$z" ] && [ "$z" != "$old" ]' 10
 }
 
