@@ -25,14 +25,20 @@
  *                                quarantine, smtpd_milter.c): renamed
  *                                there, the file and hold/ fsync'd
  *   type=abort id=ID             the door removes .ID; type=ok
+ * The type=ok that ends a message (commit, hold, abort) carries the next
+ * message's file as type=open's answer would (next=ID and the descriptor),
+ * made ahead: the worker keeps it for its next DATA, so that one request
+ * and one answer, one round trip between the processes, cost a message
+ * instead of two (open at DATA, commit at its end).
  *   type=auth user=U password=P  checked against smtpd_sasl_users;
  *                                type=ok result=yes|no|tempfail
  * Failures answer type=error reason=TEXT. SOCK_SEQPACKET keeps each
  * message whole, so a descriptor arrives with exactly its answer.
  *
  * Trust: the door trusts nothing from the worker. It holds at most one
- * unfinished file, made by itself, and acts only on that file's ID; the
- * worker names no path. Sizes are bounded, a malformed request is logged
+ * unfinished file, made by itself (passed ahead or in use, the door does
+ * not care which), and acts only on that file's ID; the worker names no
+ * path. Sizes are bounded, a malformed request is logged
  * and ends the door (the worker then finishes its session and exits,
  * and master starts a new pair). When the worker is gone (EOF: it exited
  * or was killed), the door removes its unfinished file and exits.
@@ -229,20 +235,31 @@ static bool door_is_current(const struct ipc_msg *m)
 	return door.fd >= 0 && id != NULL && strcmp(id, door.id) == 0;
 }
 
-static void door_open(void)
+/* The door's one unfinished file, made now; false (logged, errno set)
+ * when it cannot be. */
+static bool door_make_file(void)
 {
 	char err[256];
 
-	/* One message at a time: an older unfinished one is abandoned. */
-	door_drop_file();
 	door.fd = queue_file_create(cfg.queue_directory, door.dirfd, true,
 	    door.id, err, sizeof(err));
-	if (door.fd < 0) {
+	if (door.fd >= 0)
+		return true;
+	int e = errno;
+	log_warning("NOQUEUE: cannot create queue file in %s/%s: %s",
+	    cfg.queue_directory, QUEUE_INCOMING, err);
+	door.id[0] = '\0';
+	errno = e;
+	return false;
+}
+
+static void door_open(void)
+{
+	/* One message at a time: an older unfinished one is abandoned. */
+	door_drop_file();
+	if (!door_make_file()) {
 		/* No blocks or no inodes: the worker answers 452 4.3.1. */
 		bool full = errno == ENOSPC || errno == EDQUOT;
-		log_warning("NOQUEUE: cannot create queue file in %s/%s: %s",
-		    cfg.queue_directory, QUEUE_INCOMING, err);
-		door.id[0] = '\0';
 		door_answer("error", full ? "no space" :
 		    "cannot create queue file");
 		return;
@@ -250,6 +267,28 @@ static void door_open(void)
 	struct ipc_msg m;
 	ipc_msg_init(&m, "ok");
 	ipc_add(&m, "id", "%s", door.id);
+	if (!door_send(door.sock, &m, door.fd)) {
+		log_warning("door: cannot pass the queue file: %m");
+		door_drop_file();
+	}
+	ipc_msg_free(&m);
+}
+
+/*
+ * type=ok at the end of a message, with the next message's file made
+ * ahead (next=ID and its descriptor) when the door holds none and one can
+ * be made; without it otherwise (the worker asks type=open at its next
+ * DATA, and hears then why there is none).
+ */
+static void door_answer_ok_next(void)
+{
+	if (door.fd >= 0 || !door_make_file()) {
+		door_answer("ok", NULL);
+		return;
+	}
+	struct ipc_msg m;
+	ipc_msg_init(&m, "ok");
+	ipc_add(&m, "next", "%s", door.id);
 	if (!door_send(door.sock, &m, door.fd)) {
 		log_warning("door: cannot pass the queue file: %m");
 		door_drop_file();
@@ -282,7 +321,10 @@ static void door_commit(const struct ipc_msg *req)
 	close(door.fd);
 	door.fd = -1;
 	door.id[0] = '\0';
-	door_answer(ok ? "ok" : "error", ok ? NULL : "cannot commit");
+	if (ok)
+		door_answer_ok_next();
+	else
+		door_answer("error", "cannot commit");
 }
 
 /*
@@ -322,7 +364,10 @@ static void door_hold(const struct ipc_msg *req)
 		close(door.fd);
 	door.fd = -1;
 	door.id[0] = '\0';
-	door_answer(ok ? "ok" : "error", ok ? NULL : "cannot hold");
+	if (ok)
+		door_answer_ok_next();
+	else
+		door_answer("error", "cannot hold");
 }
 
 static void door_auth(struct ipc_msg *req)
@@ -406,7 +451,7 @@ static void door_main(int sock)
 		} else if (strcmp(req.type, "abort") == 0 && req.count == 1) {
 			if (door_is_current(&req))
 				door_drop_file();
-			door_answer("ok", NULL);
+			door_answer_ok_next();
 		} else if (strcmp(req.type, "auth") == 0 && req.count == 2) {
 			door_auth(&req);
 		} else {
@@ -423,6 +468,12 @@ static void door_main(int sock)
 
 static int worker_sock = -1;
 static pid_t door_pid = -1;
+/* The next message's file, passed ahead with the door's last type=ok
+ * (kept across connections: the door removes it when the worker goes). */
+static struct {
+	int fd;
+	char id[QUEUE_ID_SIZE];
+} worker_next = { .fd = -1 };
 
 /* At the worker's exit: the door sees EOF and leaves; wait for it. */
 static void worker_reap_door(void)
@@ -534,6 +585,14 @@ int smtpd_door_open(char id[QUEUE_ID_SIZE])
 	struct ipc_msg req, rep;
 	int fd = -1;
 
+	if (worker_next.fd >= 0) {
+		/* Made ahead: no request at all. */
+		fd = worker_next.fd;
+		strlcpy(id, worker_next.id, QUEUE_ID_SIZE);
+		worker_next.fd = -1;
+		worker_next.id[0] = '\0';
+		return fd;
+	}
 	ipc_msg_init(&req, "open");
 	bool ok = worker_call(&req, &rep, &fd);
 	ipc_msg_free(&req);
@@ -555,20 +614,32 @@ int smtpd_door_open(char id[QUEUE_ID_SIZE])
 	return fd;
 }
 
-/* One request about one queue file ("commit", "hold", "abort"): true
- * when the door answered "ok". */
+/*
+ * One request that ends a message ("commit", "hold", "abort"): true when
+ * the door answered "ok". Its ok may carry the next message's file
+ * (next=ID), kept for smtpd_door_open().
+ */
 static bool file_request(const char *type, const char *id)
 {
 	struct ipc_msg req, rep;
+	int fd = -1;
 
 	ipc_msg_init(&req, type);
 	ipc_add(&req, "id", "%s", id);
-	bool ok = worker_call(&req, &rep, NULL);
+	bool ok = worker_call(&req, &rep, &fd);
 	ipc_msg_free(&req);
-	if (ok) {
-		ok = strcmp(rep.type, "ok") == 0;
-		ipc_msg_free(&rep);
+	if (!ok)
+		return false;
+	ok = strcmp(rep.type, "ok") == 0;
+	const char *next = ipc_get(&rep, "next");
+	if (ok && fd >= 0 && next != NULL && queue_id_valid(next) &&
+	    worker_next.fd < 0) {
+		worker_next.fd = fd;
+		strlcpy(worker_next.id, next, sizeof(worker_next.id));
+	} else if (fd >= 0) {
+		close(fd);
 	}
+	ipc_msg_free(&rep);
 	return ok;
 }
 
