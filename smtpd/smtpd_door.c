@@ -15,9 +15,11 @@
  *
  * Requests (worker to door), one util/ipc.c message per datagram:
  *   type=open                    the door creates incoming/.ID (recycled
- *                                or new) and answers type=ok id=ID with
- *                                the file open O_WRONLY (SCM_RIGHTS): a
- *                                recycled file's old bytes cannot be read
+ *                                or new) and answers type=ok id=ID
+ *                                size=N (its length: a recycled file's
+ *                                old one, else 0) with the file open
+ *                                O_WRONLY (SCM_RIGHTS): a recycled
+ *                                file's old bytes cannot be read
  *   type=commit id=ID            the worker wrote the whole file; the
  *                                door renames it to ID, fsyncs the file
  *                                and incoming/, then answers type=ok
@@ -26,7 +28,8 @@
  *                                there, the file and hold/ fsync'd
  *   type=abort id=ID             the door removes .ID; type=ok
  * The type=ok that ends a message (commit, hold, abort) carries the next
- * message's file as type=open's answer would (next=ID and the descriptor),
+ * message's file as type=open's answer would (next=ID, size=N and the
+ * descriptor),
  * made ahead: the worker keeps it for its next DATA, so that one request
  * and one answer, one round trip between the processes, cost a message
  * instead of two (open at DATA, commit at its end).
@@ -201,6 +204,7 @@ static struct {
 	int holdfd;		/* hold/ */
 	int fd;			/* the unfinished file, or -1 */
 	char id[QUEUE_ID_SIZE];
+	off_t size;		/* its length when it was made */
 } door = { .sock = -1, .dirfd = -1, .holdfd = -1, .fd = -1 };
 
 static void door_answer(const char *type, const char *reason)
@@ -242,7 +246,7 @@ static bool door_make_file(void)
 	char err[256];
 
 	door.fd = queue_file_create(cfg.queue_directory, door.dirfd, true,
-	    door.id, err, sizeof(err));
+	    door.id, &door.size, err, sizeof(err));
 	if (door.fd >= 0)
 		return true;
 	int e = errno;
@@ -267,6 +271,7 @@ static void door_open(void)
 	struct ipc_msg m;
 	ipc_msg_init(&m, "ok");
 	ipc_add(&m, "id", "%s", door.id);
+	ipc_add(&m, "size", "%lld", (long long)door.size);
 	if (!door_send(door.sock, &m, door.fd)) {
 		log_warning("door: cannot pass the queue file: %m");
 		door_drop_file();
@@ -289,6 +294,7 @@ static void door_answer_ok_next(void)
 	struct ipc_msg m;
 	ipc_msg_init(&m, "ok");
 	ipc_add(&m, "next", "%s", door.id);
+	ipc_add(&m, "size", "%lld", (long long)door.size);
 	if (!door_send(door.sock, &m, door.fd)) {
 		log_warning("door: cannot pass the queue file: %m");
 		door_drop_file();
@@ -473,7 +479,20 @@ static pid_t door_pid = -1;
 static struct {
 	int fd;
 	char id[QUEUE_ID_SIZE];
+	off_t size;
 } worker_next = { .fd = -1 };
+
+/* A file's length as the door said it (size=N), or -1. */
+static off_t door_size(const struct ipc_msg *m)
+{
+	const char *v = ipc_get(m, "size");
+	char *end;
+	if (v == NULL || *v < '0' || *v > '9')
+		return -1;
+	errno = 0;
+	long long n = strtoll(v, &end, 10);
+	return errno != 0 || *end != '\0' ? -1 : (off_t)n;
+}
 
 /* At the worker's exit: the door sees EOF and leaves; wait for it. */
 static void worker_reap_door(void)
@@ -580,14 +599,16 @@ void smtpd_door_wait_ready(void)
 	daemon_watch_fd(worker_sock);
 }
 
-int smtpd_door_open(char id[QUEUE_ID_SIZE])
+int smtpd_door_open(char id[QUEUE_ID_SIZE], off_t *size)
 {
 	struct ipc_msg req, rep;
 	int fd = -1;
 
+	*size = -1;
 	if (worker_next.fd >= 0) {
 		/* Made ahead: no request at all. */
 		fd = worker_next.fd;
+		*size = worker_next.size;
 		strlcpy(id, worker_next.id, QUEUE_ID_SIZE);
 		worker_next.fd = -1;
 		worker_next.id[0] = '\0';
@@ -602,6 +623,7 @@ int smtpd_door_open(char id[QUEUE_ID_SIZE])
 	if (strcmp(rep.type, "ok") == 0 && fd >= 0 && got != NULL &&
 	    queue_id_valid(got)) {
 		strlcpy(id, got, QUEUE_ID_SIZE);
+		*size = door_size(&rep);
 	} else {
 		const char *why = ipc_get(&rep, "reason");
 		if (fd >= 0)
@@ -635,6 +657,7 @@ static bool file_request(const char *type, const char *id)
 	if (ok && fd >= 0 && next != NULL && queue_id_valid(next) &&
 	    worker_next.fd < 0) {
 		worker_next.fd = fd;
+		worker_next.size = door_size(&rep);
 		strlcpy(worker_next.id, next, sizeof(worker_next.id));
 	} else if (fd >= 0) {
 		close(fd);
