@@ -292,10 +292,11 @@ struct queue_writer *queue_writer_open_as(const char *queue_directory,
  * queue_file_create: a new queue ID into id and "<dirfd>/.<ID>" open for
  * writing only (O_WRONLY: a recycled file still holds a finished message
  * until it is overwritten), claimed from recycle/ when recycle is true,
- * else created with O_EXCL and mode 0600. -1 with err and errno.
+ * else created with O_EXCL and mode 0600. -1 with err and errno. *size
+ * gets the file's length (a recycled file's old one, else 0).
  */
 int queue_file_create(const char *queue_directory, int dirfd, bool recycle,
-    char id[QUEUE_ID_SIZE], char *err, size_t errsize);
+    char id[QUEUE_ID_SIZE], off_t *size, char *err, size_t errsize);
 /*
  * Rename "<dirfd>/.<ID>" to ID, fsync fd (the file), then the directory
  * (syncfs when dir_readable is false), as queue_writer_commit() does.
@@ -311,6 +312,10 @@ bool queue_file_publish(int dirfd, bool dir_readable, const char *id, int fd,
  */
 struct queue_writer *queue_writer_attach(int fd, const char *id,
     struct queue_envelope *env, char *err, size_t errsize);
+/* The same when the file's length is known (the maker's *size from
+ * queue_file_create()): no fstat(); size < 0 is unknown. */
+struct queue_writer *queue_writer_attach_sized(int fd, const char *id,
+    off_t size, struct queue_envelope *env, char *err, size_t errsize);
 /*
  * For an attached writer: the C record, the D length, the cut of a
  * recycled file; not fsync'd, not renamed (the maker publishes it).

@@ -116,6 +116,11 @@ static bool queue_recycle_refill(const char *queue_directory)
 int queue_recycle_claim(const char *queue_directory, int dirfd,
     const char *tmpname, off_t *old_size)
 {
+	static uid_t euid = (uid_t)-1;
+	bool fresh = false;	/* the names were read during this claim */
+
+	if (euid == (uid_t)-1)
+		euid = geteuid();	/* at worst stale: a file refused, not taken */
 	for (int tries = 0; tries < QUEUE_RECYCLE_TRIES; tries++) {
 		if (recycle.next == recycle.count) {
 			long long now = queue_now_ms();
@@ -126,20 +131,30 @@ int queue_recycle_claim(const char *queue_directory, int dirfd,
 				    QUEUE_RECYCLE_BACKOFF_MS;
 				return -1;
 			}
+			fresh = true;
 		}
 		const char *name = recycle.names[(recycle.start +
 		    recycle.next++) % recycle.count];
 		if (renameat2(recycle.dirfd, name, dirfd, tmpname,
 		    RENAME_NOREPLACE) < 0) {
-			if (errno == ENOENT)
-				continue;	/* another writer took it */
-			return -1;
+			if (errno != ENOENT)
+				return -1;
+			/*
+			 * Another writer took it since the names were read.
+			 * With many writers (smtpd's doors, one per session)
+			 * a list read a few messages ago is mostly gone and
+			 * trying its names one by one ends in a new file:
+			 * read it again, once per claim.
+			 */
+			if (!fresh)
+				recycle.next = recycle.count;
+			continue;
 		}
 		int fd = openat(dirfd, tmpname, O_WRONLY | O_NOFOLLOW |
 		    O_NONBLOCK | O_CLOEXEC);
 		struct stat st;
 		if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-		    st.st_uid == geteuid() && st.st_nlink == 1 &&
+		    st.st_uid == euid && st.st_nlink == 1 &&
 		    (st.st_mode & 07777) == 0600) {
 			*old_size = st.st_size;
 			return fd;

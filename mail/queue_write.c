@@ -258,19 +258,20 @@ static bool queue_writer_envelope(struct queue_writer *w,
 }
 
 int queue_file_create(const char *queue_directory, int dirfd,
-    bool recycle, char id[QUEUE_ID_SIZE], char *err, size_t errsize)
+    bool recycle, char id[QUEUE_ID_SIZE], off_t *size, char *err,
+    size_t errsize)
 {
 	char tmpname[QUEUE_ID_SIZE + 1];
 	int fd = -1;
 
+	*size = 0;
+
 	for (int tries = 0; fd < 0; tries++) {
 		queue_id_new(id);
 		snprintf(tmpname, sizeof(tmpname), ".%s", id);
-		if (recycle && tries == 0) {
-			off_t old_size;
+		if (recycle && tries == 0)
 			fd = queue_recycle_claim(queue_directory, dirfd,
-			    tmpname, &old_size);
-		}
+			    tmpname, size);
 		/* Write only: a recycled file holds a finished message's
 		 * bytes until they are overwritten, and whoever gets this
 		 * descriptor (smtpd's worker) must not read them. */
@@ -409,6 +410,7 @@ static struct queue_writer *queue_writer_open_id(const char *queue_directory,
 	bool maildrop = strcmp(subdir, QUEUE_MAILDROP) == 0;
 	bool incoming = strcmp(subdir, QUEUE_INCOMING) == 0;
 	char cerr[256];
+	off_t size = 0;		/* a new file's, or a recycled one's old */
 	if (want_id != NULL) {
 		strlcpy(w->id, want_id, sizeof(w->id));
 		w->no_replace = true;
@@ -416,7 +418,7 @@ static struct queue_writer *queue_writer_open_id(const char *queue_directory,
 		    sizeof(cerr));
 	} else {
 		w->fd = queue_file_create(queue_directory, w->dirfd, incoming,
-		    w->id, cerr, sizeof(cerr));
+		    w->id, &size, cerr, sizeof(cerr));
 	}
 	if (w->fd < 0) {
 		int e = errno;
@@ -427,9 +429,7 @@ static struct queue_writer *queue_writer_open_id(const char *queue_directory,
 		return NULL;
 	}
 	snprintf(w->tmpname, sizeof(w->tmpname), ".%s", w->id);
-	struct stat st;
-	if (incoming && fstat(w->fd, &st) == 0)
-		w->old_size = st.st_size;	/* a recycled file */
+	w->old_size = size;	/* a recycled file is cut to length at the end */
 	/* qmgr (the directory's owner) must read what sendmail wrote; the
 	 * directory keeps other users out. fchmod: umask must not matter. */
 	if (maildrop && fchmod(w->fd, 0644) < 0) {
@@ -444,6 +444,12 @@ static struct queue_writer *queue_writer_open_id(const char *queue_directory,
 struct queue_writer *queue_writer_attach(int fd, const char *id,
     struct queue_envelope *env, char *err, size_t errsize)
 {
+	return queue_writer_attach_sized(fd, id, -1, env, err, errsize);
+}
+
+struct queue_writer *queue_writer_attach_sized(int fd, const char *id,
+    off_t size, struct queue_envelope *env, char *err, size_t errsize)
+{
 	struct stat st;
 
 	if (!queue_id_valid(id)) {
@@ -452,7 +458,10 @@ struct queue_writer *queue_writer_attach(int fd, const char *id,
 		errno = EINVAL;
 		return NULL;
 	}
-	if (!queue_envelope_writable(env, err, errsize) || fstat(fd, &st) < 0) {
+	if (size >= 0)
+		st.st_size = size;	/* the maker said: one call less */
+	if (!queue_envelope_writable(env, err, errsize) ||
+	    (size < 0 && fstat(fd, &st) < 0)) {
 		int e = errno;
 		close(fd);
 		errno = e;

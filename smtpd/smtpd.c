@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <bsd/string.h>
@@ -42,10 +43,10 @@ static void smtpd_serve(struct daemon_conn *conn)
 		    "the connection from [%s]", conn->peer_addr);
 		return;
 	}
-	/* Non-blocking, so that writes to a stalled client also time out. */
-	int fl = fcntl(conn->fd, F_GETFL);
-	bool nonblocking = fl >= 0 &&
-	    fcntl(conn->fd, F_SETFL, fl | O_NONBLOCK) == 0;
+	/* Non-blocking, so that writes to a stalled client also time out.
+	 * FIONBIO sets O_NONBLOCK alone: one call, not F_GETFL and F_SETFL. */
+	int on = 1;
+	bool nonblocking = ioctl(conn->fd, FIONBIO, &on) == 0;
 	/* Behind a load balancer: the real client, before anything uses
 	 * the peer's address. */
 	if (conn->proxy && !smtpd_proxy_accept(conn))

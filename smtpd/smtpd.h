@@ -168,11 +168,14 @@ enum smtpd_door_auth smtpd_auth_door_verify(const char *user,
 void smtpd_door_start(void);
 /* Worker, after its drop: wait for the door to be ready; fatal if not. */
 void smtpd_door_wait_ready(void);
-/* A new incoming/.ID open for writing only, ID into id; -1 on failure. */
-int smtpd_door_open(char id[QUEUE_ID_SIZE]);
-/* The file is complete: have it renamed and fsync'd. false: not queued. */
+/* A new incoming/.ID open for writing only, ID into id, its length into
+ * *size (-1: unknown); -1 on failure. The file the door passed ahead
+ * with its last answer, if any: then no request. */
+int smtpd_door_open(char id[QUEUE_ID_SIZE], off_t *size);
+/* The file is complete: have it renamed and fsync'd. false: not queued.
+ * The answer may pass the next message's file ahead. */
 bool smtpd_door_commit(const char *id);
-/* Have the unfinished file removed. */
+/* Have the unfinished file removed (the answer may pass the next). */
 void smtpd_door_abort(const char *id);
 enum smtpd_door_auth smtpd_door_auth(const char *user, const char *password);
 

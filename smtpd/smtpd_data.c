@@ -143,7 +143,8 @@ static bool open_message(struct smtpd_session *s, struct open_failure *why)
 	}
 	/* The door makes the file; this process may only write it. */
 	char id[QUEUE_ID_SIZE];
-	int fd = smtpd_door_open(id);
+	off_t size;
+	int fd = smtpd_door_open(id, &size);
 	if (fd < 0) {
 		bool full = errno == ENOSPC;
 		log_warning("NOQUEUE: cannot create queue file: %s",
@@ -198,7 +199,8 @@ static bool open_message(struct smtpd_session *s, struct open_failure *why)
 		smtpd_rewrite_hold_start(s, t);
 		return true;
 	}
-	t->writer = queue_writer_attach(fd, id, env, err, sizeof(err));
+	t->writer = queue_writer_attach_sized(fd, id, size, env, err,
+	    sizeof(err));
 	if (t->writer == NULL) {
 		bool full = errno == ENOSPC || errno == EDQUOT;
 		log_warning("%s: cannot write queue file: %s", id, err);

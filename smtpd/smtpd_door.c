@@ -15,9 +15,11 @@
  *
  * Requests (worker to door), one util/ipc.c message per datagram:
  *   type=open                    the door creates incoming/.ID (recycled
- *                                or new) and answers type=ok id=ID with
- *                                the file open O_WRONLY (SCM_RIGHTS): a
- *                                recycled file's old bytes cannot be read
+ *                                or new) and answers type=ok id=ID
+ *                                size=N (its length: a recycled file's
+ *                                old one, else 0) with the file open
+ *                                O_WRONLY (SCM_RIGHTS): a recycled
+ *                                file's old bytes cannot be read
  *   type=commit id=ID            the worker wrote the whole file; the
  *                                door renames it to ID, fsyncs the file
  *                                and incoming/, then answers type=ok
@@ -25,14 +27,21 @@
  *                                quarantine, smtpd_milter.c): renamed
  *                                there, the file and hold/ fsync'd
  *   type=abort id=ID             the door removes .ID; type=ok
+ * The type=ok that ends a message (commit, hold, abort) carries the next
+ * message's file as type=open's answer would (next=ID, size=N and the
+ * descriptor),
+ * made ahead: the worker keeps it for its next DATA, so that one request
+ * and one answer, one round trip between the processes, cost a message
+ * instead of two (open at DATA, commit at its end).
  *   type=auth user=U password=P  checked against smtpd_sasl_users;
  *                                type=ok result=yes|no|tempfail
  * Failures answer type=error reason=TEXT. SOCK_SEQPACKET keeps each
  * message whole, so a descriptor arrives with exactly its answer.
  *
  * Trust: the door trusts nothing from the worker. It holds at most one
- * unfinished file, made by itself, and acts only on that file's ID; the
- * worker names no path. Sizes are bounded, a malformed request is logged
+ * unfinished file, made by itself (passed ahead or in use, the door does
+ * not care which), and acts only on that file's ID; the worker names no
+ * path. Sizes are bounded, a malformed request is logged
  * and ends the door (the worker then finishes its session and exits,
  * and master starts a new pair). When the worker is gone (EOF: it exited
  * or was killed), the door removes its unfinished file and exits.
@@ -195,6 +204,7 @@ static struct {
 	int holdfd;		/* hold/ */
 	int fd;			/* the unfinished file, or -1 */
 	char id[QUEUE_ID_SIZE];
+	off_t size;		/* its length when it was made */
 } door = { .sock = -1, .dirfd = -1, .holdfd = -1, .fd = -1 };
 
 static void door_answer(const char *type, const char *reason)
@@ -229,20 +239,31 @@ static bool door_is_current(const struct ipc_msg *m)
 	return door.fd >= 0 && id != NULL && strcmp(id, door.id) == 0;
 }
 
-static void door_open(void)
+/* The door's one unfinished file, made now; false (logged, errno set)
+ * when it cannot be. */
+static bool door_make_file(void)
 {
 	char err[256];
 
+	door.fd = queue_file_create(cfg.queue_directory, door.dirfd, true,
+	    door.id, &door.size, err, sizeof(err));
+	if (door.fd >= 0)
+		return true;
+	int e = errno;
+	log_warning("NOQUEUE: cannot create queue file in %s/%s: %s",
+	    cfg.queue_directory, QUEUE_INCOMING, err);
+	door.id[0] = '\0';
+	errno = e;
+	return false;
+}
+
+static void door_open(void)
+{
 	/* One message at a time: an older unfinished one is abandoned. */
 	door_drop_file();
-	door.fd = queue_file_create(cfg.queue_directory, door.dirfd, true,
-	    door.id, err, sizeof(err));
-	if (door.fd < 0) {
+	if (!door_make_file()) {
 		/* No blocks or no inodes: the worker answers 452 4.3.1. */
 		bool full = errno == ENOSPC || errno == EDQUOT;
-		log_warning("NOQUEUE: cannot create queue file in %s/%s: %s",
-		    cfg.queue_directory, QUEUE_INCOMING, err);
-		door.id[0] = '\0';
 		door_answer("error", full ? "no space" :
 		    "cannot create queue file");
 		return;
@@ -250,6 +271,30 @@ static void door_open(void)
 	struct ipc_msg m;
 	ipc_msg_init(&m, "ok");
 	ipc_add(&m, "id", "%s", door.id);
+	ipc_add(&m, "size", "%lld", (long long)door.size);
+	if (!door_send(door.sock, &m, door.fd)) {
+		log_warning("door: cannot pass the queue file: %m");
+		door_drop_file();
+	}
+	ipc_msg_free(&m);
+}
+
+/*
+ * type=ok at the end of a message, with the next message's file made
+ * ahead (next=ID and its descriptor) when the door holds none and one can
+ * be made; without it otherwise (the worker asks type=open at its next
+ * DATA, and hears then why there is none).
+ */
+static void door_answer_ok_next(void)
+{
+	if (door.fd >= 0 || !door_make_file()) {
+		door_answer("ok", NULL);
+		return;
+	}
+	struct ipc_msg m;
+	ipc_msg_init(&m, "ok");
+	ipc_add(&m, "next", "%s", door.id);
+	ipc_add(&m, "size", "%lld", (long long)door.size);
 	if (!door_send(door.sock, &m, door.fd)) {
 		log_warning("door: cannot pass the queue file: %m");
 		door_drop_file();
@@ -282,7 +327,10 @@ static void door_commit(const struct ipc_msg *req)
 	close(door.fd);
 	door.fd = -1;
 	door.id[0] = '\0';
-	door_answer(ok ? "ok" : "error", ok ? NULL : "cannot commit");
+	if (ok)
+		door_answer_ok_next();
+	else
+		door_answer("error", "cannot commit");
 }
 
 /*
@@ -322,7 +370,10 @@ static void door_hold(const struct ipc_msg *req)
 		close(door.fd);
 	door.fd = -1;
 	door.id[0] = '\0';
-	door_answer(ok ? "ok" : "error", ok ? NULL : "cannot hold");
+	if (ok)
+		door_answer_ok_next();
+	else
+		door_answer("error", "cannot hold");
 }
 
 static void door_auth(struct ipc_msg *req)
@@ -406,7 +457,7 @@ static void door_main(int sock)
 		} else if (strcmp(req.type, "abort") == 0 && req.count == 1) {
 			if (door_is_current(&req))
 				door_drop_file();
-			door_answer("ok", NULL);
+			door_answer_ok_next();
 		} else if (strcmp(req.type, "auth") == 0 && req.count == 2) {
 			door_auth(&req);
 		} else {
@@ -423,6 +474,25 @@ static void door_main(int sock)
 
 static int worker_sock = -1;
 static pid_t door_pid = -1;
+/* The next message's file, passed ahead with the door's last type=ok
+ * (kept across connections: the door removes it when the worker goes). */
+static struct {
+	int fd;
+	char id[QUEUE_ID_SIZE];
+	off_t size;
+} worker_next = { .fd = -1 };
+
+/* A file's length as the door said it (size=N), or -1. */
+static off_t door_size(const struct ipc_msg *m)
+{
+	const char *v = ipc_get(m, "size");
+	char *end;
+	if (v == NULL || *v < '0' || *v > '9')
+		return -1;
+	errno = 0;
+	long long n = strtoll(v, &end, 10);
+	return errno != 0 || *end != '\0' ? -1 : (off_t)n;
+}
 
 /* At the worker's exit: the door sees EOF and leaves; wait for it. */
 static void worker_reap_door(void)
@@ -529,11 +599,21 @@ void smtpd_door_wait_ready(void)
 	daemon_watch_fd(worker_sock);
 }
 
-int smtpd_door_open(char id[QUEUE_ID_SIZE])
+int smtpd_door_open(char id[QUEUE_ID_SIZE], off_t *size)
 {
 	struct ipc_msg req, rep;
 	int fd = -1;
 
+	*size = -1;
+	if (worker_next.fd >= 0) {
+		/* Made ahead: no request at all. */
+		fd = worker_next.fd;
+		*size = worker_next.size;
+		strlcpy(id, worker_next.id, QUEUE_ID_SIZE);
+		worker_next.fd = -1;
+		worker_next.id[0] = '\0';
+		return fd;
+	}
 	ipc_msg_init(&req, "open");
 	bool ok = worker_call(&req, &rep, &fd);
 	ipc_msg_free(&req);
@@ -543,6 +623,7 @@ int smtpd_door_open(char id[QUEUE_ID_SIZE])
 	if (strcmp(rep.type, "ok") == 0 && fd >= 0 && got != NULL &&
 	    queue_id_valid(got)) {
 		strlcpy(id, got, QUEUE_ID_SIZE);
+		*size = door_size(&rep);
 	} else {
 		const char *why = ipc_get(&rep, "reason");
 		if (fd >= 0)
@@ -555,20 +636,33 @@ int smtpd_door_open(char id[QUEUE_ID_SIZE])
 	return fd;
 }
 
-/* One request about one queue file ("commit", "hold", "abort"): true
- * when the door answered "ok". */
+/*
+ * One request that ends a message ("commit", "hold", "abort"): true when
+ * the door answered "ok". Its ok may carry the next message's file
+ * (next=ID), kept for smtpd_door_open().
+ */
 static bool file_request(const char *type, const char *id)
 {
 	struct ipc_msg req, rep;
+	int fd = -1;
 
 	ipc_msg_init(&req, type);
 	ipc_add(&req, "id", "%s", id);
-	bool ok = worker_call(&req, &rep, NULL);
+	bool ok = worker_call(&req, &rep, &fd);
 	ipc_msg_free(&req);
-	if (ok) {
-		ok = strcmp(rep.type, "ok") == 0;
-		ipc_msg_free(&rep);
+	if (!ok)
+		return false;
+	ok = strcmp(rep.type, "ok") == 0;
+	const char *next = ipc_get(&rep, "next");
+	if (ok && fd >= 0 && next != NULL && queue_id_valid(next) &&
+	    worker_next.fd < 0) {
+		worker_next.fd = fd;
+		worker_next.size = door_size(&rep);
+		strlcpy(worker_next.id, next, sizeof(worker_next.id));
+	} else if (fd >= 0) {
+		close(fd);
 	}
+	ipc_msg_free(&rep);
 	return ok;
 }
 

@@ -168,7 +168,7 @@ PY
 	wait_for_log "milter inet:127.0.0.1:$BAD_PORT: can't read SMFIC_BODYEOB reply packet header: Connection timed out"
 	wait_for_log "milter-reject: END-OF-MESSAGE from unknown\[127.0.0.1\]: 4.7.1 Service unavailable - try again later"
 	# No temporary file left behind either.
-	[ -z "$(find "$T/queue/incoming" -name '.*' -type f)" ]
+	[ -z "$(queue_stray_temporaries)" ]
 }
 
 @test "a filter that cannot be reached: milter_default_action (tempfail, then accept)" {

@@ -114,16 +114,21 @@ PY
 }
 
 # The worker serving the held session, and its queue file descriptor.
+# The worker is the one holding the session's connection: an idle worker
+# may hold a queue file too, the next message's, passed ahead by its door.
 held_fd() {
 	local pid fd
-	for pid in $(listener_pids); do
-		fd=$(find "/proc/$pid/fd" -maxdepth 1 -lname "$T/queue/incoming/.*" -printf '%f\n' 2>/dev/null | head -n1)
-		if [ -n "$fd" ]; then
-			echo "$pid $fd"
-			return 0
-		fi
-	done
-	return 1
+	pid=$(ss -tnpH state established "( sport = :$SMTP_PORT )" |
+		grep -o 'pid=[0-9]*' | head -n1 | cut -d= -f2)
+	[ -n "$pid" ] || return 1
+	fd=$(find "/proc/$pid/fd" -maxdepth 1 -lname "$T/queue/incoming/.*" -printf '%f\n' 2>/dev/null | head -n1)
+	[ -n "$fd" ] || return 1
+	echo "$pid $fd"
+}
+
+# The queue files a process holds open: "fd path" lines.
+queue_fds() {
+	find "/proc/$1/fd" -maxdepth 1 -lname "$T/queue/*" -printf '%f %l\n' 2>/dev/null
 }
 
 @test "the worker runs as smtpd_user, apart from qmgr; its door runs as qmgr's user" {
@@ -169,17 +174,36 @@ held_fd() {
 	run as_worker "$worker" cat "$T/conf/sasl_users.db"
 	[ "$status" -ne 0 ]
 	echo "$output" | grep -q 'Permission denied'
-	# Not a held descriptor either: the worker has none into the queue
-	# or the table between messages.
-	! ls -l "/proc/$worker/fd" | grep -qE "$T/queue|sasl_users"
+	# Not a held descriptor either: between messages the worker has none
+	# into the table, and into the queue at most the next message's
+	# file (incoming/.ID), write only, passed ahead by its door.
+	! ls -l "/proc/$worker/fd" | grep -q sasl_users
+	for w in $(listener_pids); do
+		[ "$(queue_fds "$w" | wc -l)" -le 1 ]
+		queue_fds "$w" | while read -r fd path; do
+			[[ "$path" == "$T/queue/incoming/."* ]]
+			flags=$(awk '/^flags:/ { print $2 }' "/proc/$w/fdinfo/$fd")
+			[ $((8#$flags & 3)) -eq 1 ]
+		done
+	done
 }
 
 @test "a recycled queue file reaches the worker open for writing only" {
-	# One message delivered and removed: its file waits in recycle/.
+	# One worker, so that which file it holds is known: its first
+	# message's file is new (recycle/ is empty), and the door passes the
+	# second's ahead with the first's commit, new too. The first
+	# message, delivered and removed, leaves its file in recycle/; the
+	# second's commit passes that one ahead for the third message.
+	"$POSTERN" -c "$T/conf" stop
+	wait_for_exit "$SUITE_PID" 20
+	suite_conf smtpd_processes 1
+	suite_start
 	run send_mail --from a@example.org --to alice@postern.test
 	[ "$status" -eq 0 ]
 	wait_until "[ -n \"\$(ls -A '$T/queue/recycle')\" ]" 20 "a file in recycle/"
 	recycled=$(stat -c %i "$T/queue/recycle/"*)
+	run send_mail --from a@example.org --to alice@postern.test
+	[ "$status" -eq 0 ]
 	start_held_data
 	wait_until "held_fd > /dev/null" 10 "the worker's queue file"
 	read -r worker fd < <(held_fd)

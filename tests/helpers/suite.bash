@@ -199,3 +199,24 @@ queue_count() {
 		-path "$T/queue/tls" -prune -o \
 		-type f ! -name '.*' -print 2>/dev/null | wc -l
 }
+
+# Temporary files (".ID") in incoming/ that no process holds open: what a
+# refused or broken message would leave behind. Between messages each of
+# smtpd's workers holds one, open: the next message's file, which its
+# door passed ahead (smtpd/smtpd_door.c); the door removes it when the
+# worker goes.
+queue_stray_temporaries() {
+	local f held
+	held=$(find /proc/[0-9]*/fd -lname "$T/queue/incoming/.*" -printf '%l\n' 2>/dev/null | sort -u)
+	find "$T/queue/incoming" -name '.*' -type f 2>/dev/null | while read -r f; do
+		grep -qxF "$f" <<<"$held" || echo "$f"
+	done
+}
+
+# The files of the queue, the temporaries held ahead by smtpd's workers
+# left out (see queue_stray_temporaries).
+queue_files_but_ahead() {
+	local held
+	held=$(find /proc/[0-9]*/fd -lname "$T/queue/incoming/.*" -printf '%l\n' 2>/dev/null | sort -u)
+	find "$T/queue" -type f 2>/dev/null | grep -vxF "${held:-/nonexistent}" || true
+}
