@@ -78,6 +78,7 @@ static bool use_starttls;		/* -S */
 static bool resume_sessions;		/* -R */
 static SSL_CTX *tls_ctx;
 static atomic_long next_message;
+static long my_pid;		/* in every Message-Id, looked up once */
 static char *body;		/* body lines, CRLF, without the final "." */
 static size_t body_size;
 
@@ -308,7 +309,7 @@ static bool send_message(struct session *s, long seq)
 	int hlen = snprintf(hdr, sizeof(hdr),
 	    "From: <%s>\r\nTo: <%s>\r\nSubject: bench %s %ld\r\n"
 	    "Message-Id: <%s.%ld.%ld@source.bench.test>\r\n\r\n",
-	    from_addr, to_addr, tag, seq, tag, (long)getpid(), seq);
+	    from_addr, to_addr, tag, seq, tag, my_pid, seq);
 	if (hlen < 0 || hlen >= HDR_ROOM) {
 		snprintf(s->last_error, sizeof(s->last_error), "header too long");
 		return false;
@@ -494,6 +495,7 @@ int main(int argc, char **argv)
 		}
 	}
 	build_body();
+	my_pid = (long)getpid();
 	sessions = calloc((size_t)nsessions, sizeof(*sessions));
 	if (sessions == NULL) {
 		fprintf(stderr, "smtp-latency: out of memory\n");
