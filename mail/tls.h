@@ -42,6 +42,8 @@ bool tls_policy_parse(const struct cfg_list *protocols, const char *grade,
  * forward-secret AEAD suites only), the server's cipher preference, no
  * compression, no renegotiation, no session tickets unless the caller
  * gives the keys all pre-forked processes share (tls_ticket.h). NULL with err naming the file or key that failed.
+ * It reads ahead (a client's flight in one read(2)); the bio's pending
+ * op counts the records so held, so nothing waits on the socket for them.
  */
 SSL_CTX *tls_server_context(const char *cert_file, const char *key_file,
     char *err, size_t errsize);

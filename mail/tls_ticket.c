@@ -3,9 +3,14 @@
  * tls_ticket.h).
  *
  * The memfd holds one struct ticket_block, rewritten whole by master at
- * each rotation. Readers (smtpd, at each ticket made or opened) take it
- * with one pread and check its SHA-256 digest, so a block caught in the
- * middle of a rewrite is read again, never used.
+ * each rotation. Readers (smtpd, at each ticket made or opened) map it
+ * read-only once and keep a copy they have checked: a ticket costs no
+ * system call and no digest while the block's seq is the copy's. A new
+ * seq means a rotation: the block is copied again and its SHA-256 digest
+ * checked, so a block caught in the middle of a rewrite is read again,
+ * never used (seq leads the block, and master writes it whole; a reader
+ * that still sees the old seq uses the old keys, which stay valid as the
+ * previous ones).
  * Tickets are AES-256-CBC with HMAC-SHA256, as OpenSSL's own.
  */
 #include <errno.h>
@@ -37,6 +42,10 @@ struct ticket_block {
 };
 
 static int ticket_fd = -1;
+static const struct ticket_block *shared;	/* the memfd, mapped read-only */
+static struct ticket_block checked;	/* last copy whose digest matched */
+static bool have_checked;
+static EVP_CIPHER *ticket_cipher;	/* AES-256-CBC, fetched once */
 
 static bool key_fresh(struct ticket_key *k)
 {
@@ -67,6 +76,29 @@ static bool block_read(int fd, struct ticket_block *b)
 		block_digest(b, digest);
 		if (memcmp(digest, b->digest, sizeof(digest)) == 0)
 			return true;
+	}
+	return false;
+}
+
+/* The keys now in force: from the checked copy while seq has not moved. */
+static bool keys_current(struct ticket_block *b)
+{
+	if (shared == NULL)
+		return block_read(ticket_fd, b);
+	uint64_t seq = __atomic_load_n(&shared->seq, __ATOMIC_ACQUIRE);
+	if (have_checked && seq == checked.seq) {
+		*b = checked;
+		return true;
+	}
+	unsigned char digest[32];
+	for (int tries = 0; tries < 100; tries++) {
+		memcpy(b, (const void *)shared, sizeof(*b));
+		block_digest(b, digest);
+		if (memcmp(digest, b->digest, sizeof(digest)) == 0) {
+			checked = *b;
+			have_checked = true;
+			return true;
+		}
 	}
 	return false;
 }
@@ -122,8 +154,8 @@ static bool ticket_crypto(const struct ticket_key *k, unsigned char *iv,
 	};
 	if (EVP_MAC_CTX_set_params(hctx, params) != 1)
 		return false;
-	return enc ? EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes,
-	    iv) == 1 : EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes,
+	return enc ? EVP_EncryptInit_ex(cctx, ticket_cipher, NULL, k->aes,
+	    iv) == 1 : EVP_DecryptInit_ex(cctx, ticket_cipher, NULL, k->aes,
 	    iv) == 1;
 }
 
@@ -134,11 +166,11 @@ static int ticket_cb(SSL *ssl, unsigned char key_name[16],
 {
 	struct ticket_block b;
 	int r = 0;
-	if (!block_read(ticket_fd, &b))
+	if (!keys_current(&b))
 		return enc ? -1 : 0;
 	if (enc) {
 		memcpy(key_name, b.current.name, 16);
-		r = RAND_bytes(iv, EVP_CIPHER_get_iv_length(EVP_aes_256_cbc()))
+		r = RAND_bytes(iv, EVP_CIPHER_get_iv_length(ticket_cipher))
 		    == 1 && ticket_crypto(&b.current, iv, cctx, hctx, 1) ? 1 :
 		    -1;
 	} else if (memcmp(key_name, b.current.name, 16) == 0) {
@@ -163,7 +195,15 @@ bool tls_ticket_keys_use(SSL_CTX *ctx, int fd)
 	if (fd < 0 || !block_read(fd, &b))
 		return false;
 	explicit_bzero(&b, sizeof(b));
+	if (ticket_cipher == NULL)
+		ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+	if (ticket_cipher == NULL)
+		return false;
 	ticket_fd = fd;
+	/* Without a mapping every ticket reads the block (block_read). */
+	void *map = mmap(NULL, sizeof(struct ticket_block), PROT_READ,
+	    MAP_SHARED, fd, 0);
+	shared = map == MAP_FAILED ? NULL : map;
 	SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
 	SSL_CTX_set_num_tickets(ctx, 1);
 	return SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb) == 1;
