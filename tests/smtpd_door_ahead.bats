@@ -33,9 +33,13 @@ teardown() {
 	suite_stop
 }
 
-# The one network worker: master's smtpd child.
+# The one network worker of the smtp service: master's smtpd child
+# started with "-s smtp" (the submission service has its own worker,
+# and which of the two has the lower pid depends on which zygote was
+# ready first).
 the_worker() {
-	ps -o pid=,comm= --ppid "$(master_pid)" | awk '$2 == "smtpd" { print $1 }' | head -n1
+	ps -o pid=,comm=,args= --ppid "$(master_pid)" |
+		awk '$2 == "smtpd" && $NF == "smtp" { print $1 }' | head -n1
 }
 
 door_of() {
