@@ -10,8 +10,17 @@
  * each sum over the run is the figure: the memory the server needed at
  * its busiest moment. Sums of VmHWM would add peaks that never coexisted.
  *
+ * With -s PORT it also counts, at each sample, the server's established
+ * TCP connections on local port PORT (/proc/net/tcp and tcp6, state 01):
+ * the sessions open at that moment, so that memory per session divides
+ * by the sessions that were open at the peak, not by the ones the load
+ * generator meant to keep open (with a connection per message, some of
+ * them are always between connections).
+ *
  * Runs until SIGTERM or SIGINT, then prints one line for bench/run:
  *   peak_rss_kb=N peak_pss_kb=N procs_at_peak=N max_procs=N samples=N
+ * and with -s: sessions_at_peak=N (at the RSS peak) sessions_at_pss_peak=N
+ * max_sessions=N
  *
  * Trusts: /proc. Reads only; never signals the processes it watches.
  */
@@ -135,6 +144,39 @@ static size_t scan_procs(void)
 	return n;
 }
 
+/* Established connections whose local port is port, from one of
+ * /proc/net/tcp or tcp6 ("sl local:port remote:port st ...", hex). */
+static int count_sessions_in(const char *path, unsigned port)
+{
+	char line[512];
+	FILE *f = fopen(path, "re");
+	int n = 0;
+
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char local[64];
+		unsigned st, lport;
+		char *colon;
+
+		if (sscanf(line, " %*s %63s %*s %x", local, &st) != 2 || st != 1)
+			continue;
+		colon = strrchr(local, ':');
+		if (colon == NULL || sscanf(colon + 1, "%x", &lport) != 1)
+			continue;
+		if (lport == port)
+			n++;
+	}
+	fclose(f);
+	return n;
+}
+
+static int count_sessions(unsigned port)
+{
+	return count_sessions_in("/proc/net/tcp", port) +
+	    count_sessions_in("/proc/net/tcp6", port);
+}
+
 /* True if pid is root or descends from it. */
 static bool in_tree(int pid, int root, size_t n)
 {
@@ -160,10 +202,11 @@ int main(int argc, char **argv)
 	bool want_pss = false;
 	long peak_rss = 0, peak_pss = 0;
 	int procs_at_peak = 0, max_procs = 0;
+	int port = 0, sessions_at_peak = 0, sessions_at_pss_peak = 0, max_sessions = 0;
 	unsigned long samples = 0;
 	struct sigaction sa;
 
-	while ((opt = getopt(argc, argv, "f:P:i:p")) != -1) {
+	while ((opt = getopt(argc, argv, "f:P:i:ps:")) != -1) {
 		switch (opt) {
 		case 'f':
 			pidfile = optarg;
@@ -177,13 +220,16 @@ int main(int argc, char **argv)
 		case 'p':
 			want_pss = true;
 			break;
+		case 's':
+			port = atoi(optarg);
+			break;
 		default:
-			fprintf(stderr, "usage: procmem (-P pid | -f pidfile) [-i ms] [-p]\n");
+			fprintf(stderr, "usage: procmem (-P pid | -f pidfile) [-i ms] [-p] [-s port]\n");
 			return 2;
 		}
 	}
-	if ((pidfile == NULL) == (root < 0) || interval_ms < 10) {
-		fprintf(stderr, "usage: procmem (-P pid | -f pidfile) [-i ms] [-p]\n");
+	if ((pidfile == NULL) == (root < 0) || interval_ms < 10 || port < 0 || port > 65535) {
+		fprintf(stderr, "usage: procmem (-P pid | -f pidfile) [-i ms] [-p] [-s port]\n");
 		return 2;
 	}
 	memset(&sa, 0, sizeof(sa));
@@ -197,7 +243,7 @@ int main(int argc, char **argv)
 		if (r > 0) {
 			size_t n = scan_procs();
 			long rss = 0, pss = 0;
-			int count = 0;
+			int count = 0, sessions = port > 0 ? count_sessions((unsigned)port) : 0;
 
 			for (size_t i = 0; i < n; i++) {
 				if (!in_tree(procs[i].pid, r, n))
@@ -212,18 +258,27 @@ int main(int argc, char **argv)
 				if (rss > peak_rss) {
 					peak_rss = rss;
 					procs_at_peak = count;
+					sessions_at_peak = sessions;
 				}
-				if (pss > peak_pss)
+				if (pss > peak_pss) {
 					peak_pss = pss;
+					sessions_at_pss_peak = sessions;
+				}
 				if (count > max_procs)
 					max_procs = count;
+				if (sessions > max_sessions)
+					max_sessions = sessions;
 			}
 		}
 		struct timespec ts = { interval_ms / 1000, (long)(interval_ms % 1000) * 1000000L };
 
 		nanosleep(&ts, NULL);
 	}
-	printf("peak_rss_kb=%ld peak_pss_kb=%ld procs_at_peak=%d max_procs=%d samples=%lu\n",
+	printf("peak_rss_kb=%ld peak_pss_kb=%ld procs_at_peak=%d max_procs=%d samples=%lu",
 	    peak_rss, peak_pss, procs_at_peak, max_procs, samples);
+	if (port > 0)
+		printf(" sessions_at_peak=%d sessions_at_pss_peak=%d max_sessions=%d",
+		    sessions_at_peak, sessions_at_pss_peak, max_sessions);
+	printf("\n");
 	return 0;
 }
