@@ -30,10 +30,14 @@ site_netns_init() {
 }
 
 # site_cleanup: stop every process of SITE_PIDS (TERM, then KILL of its
-# whole tree), remove the namespaces and $T, print the file's time.
+# whole tree), remove the namespaces and $T, print the file's time. In a
+# sanitizer build it fails when an instance's log ($T/NAME/log) holds a
+# report, and keeps $T; a grandchild (smtpd's door) may write its report
+# after master is gone, so the whole tree is given time to exit first.
 site_cleanup() {
-	local pid ns
+	local pid ns tree=() status=0
 	for pid in "${SITE_PIDS[@]}"; do
+		tree+=($(tree_pids "$pid"))
 		kill -TERM "$pid" 2>/dev/null || true
 	done
 	for pid in "${SITE_PIDS[@]}"; do
@@ -42,15 +46,20 @@ site_cleanup() {
 		fi
 		wait "$pid" 2>/dev/null || true
 	done
+	for pid in "${tree[@]}"; do
+		wait_for_exit "$pid" 10 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+	done
 	for ns in "${SITE_NS[@]}"; do
 		ip netns del "$ns" 2>/dev/null || true
 	done
-	if [ -n "${KEEP_TEST_DIR:-}" ]; then
+	sanitizer_check_instances "$T" || status=1
+	if [ -n "${KEEP_TEST_DIR:-}" ] || [ $status -ne 0 ]; then
 		echo "# kept $T" >&3
 	else
 		rm -rf "$T"
 	fi
 	echo "# ${BATS_TEST_FILENAME##*/}: ${SECONDS}s" >&3
+	return $status
 }
 
 # on NAME COMMAND...: run COMMAND in host NAME's namespace.
@@ -158,18 +167,4 @@ site_queue_count() {
 		-o -type f ! -name '.*' -print 2>/dev/null | wc -l
 }
 
-# tree_pids PID: PID and all its descendants, from one ps (a walk with
-# a ps per process is slow enough to let a killed tree move on).
-tree_pids() {
-	ps -e -o pid=,ppid= | awk -v root="$1" '
-		{ kids[$2] = kids[$2] " " $1 }
-		END {
-			n = 1; queue[1] = root
-			for (i = 1; i <= n; i++) {
-				print queue[i]
-				m = split(kids[queue[i]], k, " ")
-				for (j = 1; j <= m; j++)
-					queue[++n] = k[j]
-			}
-		}'
-}
+# tree_pids PID: in suite.bash.

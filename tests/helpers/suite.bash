@@ -143,9 +143,11 @@ if grep -q __asan_init "$BUILD/master" 2>/dev/null; then
 fi
 
 # What AddressSanitizer, UBSan and LeakSanitizer print when they find
-# something (or cannot run). A report inside a daemon does not fail a test
-# by itself: master restarts the daemon and the test may still pass.
-SANITIZER_REPORT='runtime error:|ERROR: (AddressSanitizer|LeakSanitizer)|Sanitizer has encountered a fatal error'
+# something (or cannot run: a process that cannot read the suppressions
+# file or open its log_path dies with one line instead of its report). A
+# report inside a daemon does not fail a test by itself: master restarts
+# the daemon and the test may still pass.
+SANITIZER_REPORT='runtime error:|ERROR: (AddressSanitizer|LeakSanitizer)|Sanitizer has encountered a fatal error|Sanitizer: failed to|ERROR: Can.t open file'
 
 # In a sanitizer build: print the reports in FILE and fail if there are any.
 sanitizer_check() {
@@ -157,24 +159,67 @@ sanitizer_check() {
 	return 1
 }
 
+# sanitizer_check_instances DIR: sanitizer_check on DIR/log and on the
+# log of every second instance a test keeps in a folder of DIR ($T/b/log,
+# $T/c/log, a site's $T/NAME/log), so that a test stopping its own
+# instance need not remember to.
+sanitizer_check_instances() {
+	local dir=$1 log status=0
+	[ -n "$SUITE_SANITIZED" ] && [ -d "$dir" ] || return 0
+	for log in "$dir/log" "$dir"/*/log; do
+		sanitizer_check "$log" || status=1
+	done
+	return $status
+}
+
+# tree_pids PID: PID and all its descendants, from one ps (a walk with
+# a ps per process is slow enough to let a killed tree move on).
+tree_pids() {
+	ps -e -o pid=,ppid= | awk -v root="$1" '
+		{ kids[$2] = kids[$2] " " $1 }
+		END {
+			n = 1; queue[1] = root
+			for (i = 1; i <= n; i++) {
+				print queue[i]
+				m = split(kids[queue[i]], k, " ")
+				for (j = 1; j <= m; j++)
+					queue[++n] = k[j]
+			}
+		}'
+}
+
 # Stop the suite. In a sanitizer build it fails (after the cleanup) when
-# the log holds a sanitizer report, and keeps $T for a look. A teardown
-# that does more after suite_stop must return its status.
+# the log of the instance, or of a second instance in a folder of $T,
+# holds a sanitizer report, and keeps $T for a look. A teardown that
+# does more after suite_stop must return its status.
+#
+# Master waits for its children, not for their children: smtpd's door
+# (a grandchild) writes its LeakSanitizer report when its worker is
+# gone, after master may have exited. So every process of the tree is
+# given time to exit (LSan's scan at exit takes a while) before the log
+# is read, and only then are the stragglers killed.
 suite_stop() {
-	[ -n "${SUITE_PID:-}" ] || return 0
-	local kids i
-	kids=$(child_pids "$SUITE_PID")
+	if [ -z "${SUITE_PID:-}" ]; then
+		# Started some other way, or stopped already: still read
+		# what is left of its logs.
+		[ -n "${T:-}" ] || return 0
+		sanitizer_check_instances "$T" || { echo "# kept $T"; return 1; }
+		return 0
+	fi
+	local tree pid
+	tree=$(tree_pids "$SUITE_PID")
 	if kill -0 "$SUITE_PID" 2>/dev/null; then
 		kill -TERM "$SUITE_PID" 2>/dev/null
 		wait_for_exit "$SUITE_PID" 20 || true
 		kill -KILL "$SUITE_PID" 2>/dev/null || true
 	fi
-	for pid in $kids; do
-		kill -KILL "$pid" 2>/dev/null || true
+	for pid in $tree; do
+		[ "$pid" = "$SUITE_PID" ] && continue
+		wait_for_exit "$pid" 10 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
 	done
 	wait "$SUITE_PID" 2>/dev/null || true
 	SUITE_PID=
-	if ! sanitizer_check "$T/log"; then
+	if ! sanitizer_check_instances "$T"; then
 		echo "# kept $T"
 		return 1
 	fi
