@@ -448,11 +448,71 @@ static bool precheck(struct deliver_session *s, struct deliver_job *job)
 	return deliver_requiretls_check(s, job);
 }
 
+/*
+ * Can the whole transaction, content included, go in one write and its
+ * replies come back in one read (RFC 2920 with RFC 3030 4.2's pipelined
+ * BDAT LAST)? One round trip per message instead of two: the wait for
+ * 354 goes. Only to an LMTP server (ours, or another on this host: a
+ * refused recipient costs a local copy of the content, nothing on a
+ * network), for a message deliver.c read whole (a larger one waits for
+ * the RCPT replies before it is sent) and that needs no 7-bit downgrade.
+ */
+static bool one_trip(const struct deliver_session *s,
+    const struct deliver_job *job)
+{
+	unsigned need = SESS_EXT_PIPELINING | SESS_EXT_CHUNKING |
+	    SESS_EXT_8BITMIME;
+	return s->lmtp && (s->ext & need) == need &&
+	    job->j.body != QUEUE_BODY_BINARYMIME &&
+	    job->head_len == (size_t)job->j.content_length;
+}
+
+/* The content, already in memory, as one BDAT LAST chunk (RFC 3030 2):
+ * not stuffed; a last line without CRLF is ended by the server. */
+static void queue_content_chunk(struct deliver_session *s,
+    const struct deliver_job *job)
+{
+	bio_printf(&s->bio, "BDAT %zu LAST\r\n", job->head_len +
+	    dkim_fields.len);
+	if (dkim_fields.len > 0)
+		bio_write(&s->bio, dkim_fields.data, dkim_fields.len);
+	bio_write(&s->bio, job->head, job->head_len);
+}
+
+/*
+ * The replies after the pipelined BDAT LAST: one per accepted recipient
+ * (LMTP, RFC 2033 4.2); one for the command when none was accepted or
+ * MAIL failed, and then the session is reset as after a refused DATA.
+ */
+static bool one_trip_replies(struct deliver_session *s,
+    struct deliver_job *job, bool mail_ok, size_t naccepted)
+{
+	deliver_session_enter(s, SESS_DOT);
+	if (!mail_ok || naccepted == 0) {
+		if (!deliver_session_read_reply(s))
+			return false;
+		reset(s);
+		return true;
+	}
+	for (size_t i = 0; i < job->nrcpts; i++) {
+		struct deliver_rcpt *r = &job->rcpts[i];
+		if (!r->accepted)
+			continue;
+		if (!deliver_session_read_reply(s))
+			return false;
+		rcpt_reply(s, r);
+	}
+	s->uses++;
+	deliver_session_enter(s, SESS_READY);
+	return true;
+}
+
 bool deliver_smtp_transaction(struct deliver_session *s,
     struct deliver_job *job, bool may_retry)
 {
 	bool pipelining = (s->ext & SESS_EXT_PIPELINING) != 0;
 	bool bdat = job->j.body == QUEUE_BODY_BINARYMIME;
+	bool whole = false;	/* one_trip(), decided after the signing */
 	size_t naccepted = 0;
 	char err[512];
 
@@ -484,16 +544,20 @@ bool deliver_smtp_transaction(struct deliver_session *s,
 		job->rcpts[i].accepted = false;
 	}
 
-	/* MAIL, then RCPT for each open recipient, then DATA. */
+	/* MAIL, then RCPT for each open recipient, then DATA (or the
+	 * content itself, one_trip()). */
 	deliver_session_enter(s, SESS_MAIL);
 	/* The DSN parameters go along (RFC 3461 4.1): this peer reports. */
 	job->dsn_passed = (s->ext & SESS_EXT_DSN) != 0;
+	whole = one_trip(s, job);
 	queue_mail_command(s, job);
 	if (pipelining) {
 		for (size_t i = 0; i < job->nrcpts; i++)
 			if (job->rcpts[i].in_txn)
 				queue_rcpt_command(s, &job->rcpts[i]);
-		if (!bdat)
+		if (whole)
+			queue_content_chunk(s, job);
+		else if (!bdat)
 			bio_puts(&s->bio, "DATA\r\n");
 	}
 	if (!deliver_session_flush(s) || !deliver_session_read_reply(s))
@@ -537,6 +601,12 @@ bool deliver_smtp_transaction(struct deliver_session *s,
 		} else {
 			rcpt_reply(s, r);
 		}
+	}
+
+	if (whole) {
+		if (!one_trip_replies(s, job, mail_ok, naccepted))
+			goto broken;
+		return true;
 	}
 
 	/* DATA */
