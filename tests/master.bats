@@ -163,9 +163,13 @@ need_smtpd() {
 	SUITE_PID=$!
 	wait_for_log 'fails at start-up -- throttling'
 	sleep 2
-	# Without the throttle this would be hundreds of attempts.
-	attempts=$(grep -c 'exit status 1' "$T/log")
+	# Without the throttle this would be hundreds of attempts: each
+	# service's zygote fails once, then its first workers (fork and
+	# exec) once, and the service is throttled.
+	attempts=$(grep -c 'process [0-9]* exit status 1' "$T/log")
 	[ "$attempts" -le 4 ]
+	zygote_attempts=$(grep -c 'zygote [0-9]* exit status 1' "$T/log")
+	[ "$zygote_attempts" -le 2 ]
 	kill -0 "$SUITE_PID"
 }
 
