@@ -480,6 +480,32 @@ static void queue_content_chunk(struct deliver_session *s,
 }
 
 /*
+ * The replies to the end of the content: one (SMTP), or one per accepted
+ * recipient (LMTP, RFC 2033 4.2). False when the connection broke.
+ */
+static bool end_of_data_replies(struct deliver_session *s,
+    struct deliver_job *job)
+{
+	deliver_session_enter(s, SESS_DOT);
+	for (size_t i = 0; i < job->nrcpts; i++) {
+		struct deliver_rcpt *r = &job->rcpts[i];
+		if (!r->accepted)
+			continue;
+		if (!deliver_session_read_reply(s))
+			return false;
+		if (s->lmtp) {
+			rcpt_reply(s, r);
+		} else {
+			accepted_reply(s, job);
+			break;
+		}
+	}
+	s->uses++;
+	deliver_session_enter(s, SESS_READY);
+	return true;
+}
+
+/*
  * The replies after the pipelined BDAT LAST: one per accepted recipient
  * (LMTP, RFC 2033 4.2); one for the command when none was accepted or
  * MAIL failed, and then the session is reset as after a refused DATA.
@@ -494,17 +520,7 @@ static bool one_trip_replies(struct deliver_session *s,
 		reset(s);
 		return true;
 	}
-	for (size_t i = 0; i < job->nrcpts; i++) {
-		struct deliver_rcpt *r = &job->rcpts[i];
-		if (!r->accepted)
-			continue;
-		if (!deliver_session_read_reply(s))
-			return false;
-		rcpt_reply(s, r);
-	}
-	s->uses++;
-	deliver_session_enter(s, SESS_READY);
-	return true;
+	return end_of_data_replies(s, job);
 }
 
 bool deliver_smtp_transaction(struct deliver_session *s,
@@ -666,23 +682,8 @@ bool deliver_smtp_transaction(struct deliver_session *s,
 	if (!deliver_session_flush(s))
 		goto broken;
 
-	/* One reply (SMTP), or one per accepted recipient (LMTP). */
-	deliver_session_enter(s, SESS_DOT);
-	for (size_t i = 0; i < job->nrcpts; i++) {
-		struct deliver_rcpt *r = &job->rcpts[i];
-		if (!r->accepted)
-			continue;
-		if (!deliver_session_read_reply(s))
-			goto broken;
-		if (s->lmtp) {
-			rcpt_reply(s, r);
-		} else {
-			accepted_reply(s, job);
-			break;
-		}
-	}
-	s->uses++;
-	deliver_session_enter(s, SESS_READY);
+	if (!end_of_data_replies(s, job))
+		goto broken;
 	return true;
 
 broken_early:
