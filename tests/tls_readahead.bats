@@ -12,11 +12,7 @@ load helpers/smtp_common
 setup_file() {
 	suite_init
 	smtp_maps
-	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=mx.postern.test \
-		-keyout "$T/conf/key.pem" -out "$T/conf/cert.pem" 2>/dev/null
-	chmod 600 "$T/conf/key.pem"
-	suite_conf tls_cert_file "$T/conf/cert.pem"
-	suite_conf tls_key_file "$T/conf/key.pem"
+	suite_tls_selfsigned
 	suite_conf smtpd_peername_lookup no
 	suite_start
 }

@@ -9,11 +9,7 @@ load helpers/suite
 
 setup_file() {
 	suite_init
-	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=mx.postern.test \
-		-keyout "$T/conf/key.pem" -out "$T/conf/cert.pem" 2>/dev/null
-	chmod 600 "$T/conf/key.pem"
-	suite_conf tls_cert_file "$T/conf/cert.pem"
-	suite_conf tls_key_file "$T/conf/key.pem"
+	suite_tls_selfsigned
 	suite_conf smtpd_peername_lookup no
 	suite_conf smtpd_tls_ticket_rotation 1s
 	# Few processes, so that the ones that made the first tickets serve

@@ -265,3 +265,14 @@ queue_files_but_ahead() {
 	held=$(find /proc/[0-9]*/fd -lname "$T/queue/incoming/.*" -printf '%l\n' 2>/dev/null | sort -u)
 	find "$T/queue" -type f 2>/dev/null | grep -vxF "${held:-/nonexistent}" || true
 }
+
+# A self-signed RSA certificate for mx.postern.test in $T/conf, made
+# smtpd's (tls_cert_file, tls_key_file): for tests that need STARTTLS
+# with no particular PKI.
+suite_tls_selfsigned() {
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=mx.postern.test \
+		-keyout "$T/conf/key.pem" -out "$T/conf/cert.pem" 2>/dev/null
+	chmod 600 "$T/conf/key.pem"
+	suite_conf tls_cert_file "$T/conf/cert.pem"
+	suite_conf tls_key_file "$T/conf/key.pem"
+}
