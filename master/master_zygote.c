@@ -143,7 +143,7 @@ void master_zygote_ensure(struct master_service *s, unsigned int generation,
 		return;
 	if (s->zygote != NULL) {
 		if (s->zygote->state == 0 && !zygote_take_ready(s->zygote))
-			zygote_drop(s->zygote, "sent a bad message");
+			zygote_drop(s->zygote, "sent a bad message or is gone");
 		return;
 	}
 	if (s->zygote_throttled_until > time(NULL))
