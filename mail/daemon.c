@@ -22,6 +22,7 @@
 
 #include "cfg.h"
 #include "daemon.h"
+#include "daemon_scoreboard.h"
 #include "handoff.h"
 #include "log.h"
 #include "mem.h"
@@ -73,6 +74,7 @@ void daemon_close_inherited(void)
 {
 	close(DAEMON_STATUS_FD);
 	close(DAEMON_ALIVE_FD);
+	daemon_scoreboard_close_inherited();
 	for (size_t i = 0; i < listener_count; i++)
 		close(listener_fds[i]);
 	listener_count = 0;
@@ -93,8 +95,18 @@ bool daemon_stop_requested(void)
 	return stop_requested;
 }
 
+/*
+ * Tell master of a change of state. Busy and idle go first to the
+ * service's scoreboard (daemon_scoreboard.h), which master reads when it
+ * wakes anyway; the status pipe, whose every record wakes master, only
+ * when master must act now.
+ */
 static void report(enum daemon_state state)
 {
+	if (state == DAEMON_BUSY && !daemon_scoreboard_busy())
+		return;
+	if (state == DAEMON_IDLE && !daemon_scoreboard_idle())
+		return;
 	struct daemon_status st = {
 		.pid = log_pid(),
 		.state = (int)state,
@@ -285,6 +297,8 @@ static void accept_loop(const struct daemon_service *svc)
 			log_fatal("epoll_ctl: %m");
 	}
 
+	/* A slot of its own, before master hears it is ready. */
+	daemon_scoreboard_attach((int32_t)getpid());
 	report(DAEMON_READY);
 	for (;;) {
 		if (master_gone)

@@ -376,6 +376,10 @@ int main(int argc, char **argv)
 
 	while (!got_term) {
 		master_tls_tickets_rotate();
+		/* What the workers' scoreboards say now: master is woken
+		 * per connection only when it must act (master_scoreboard.c),
+		 * else by its one-second timer. */
+		master_scoreboard_sync(ms.services, ms.nservices);
 		master_spawn_needed(ms.services, ms.nservices, ms.generation,
 		    ms.status_pipe[1], ms.alive_pipe[0]);
 		struct pollfd pfds[2 + 3 * DAEMON_MAX_LISTENERS + 16] = {
@@ -403,6 +407,7 @@ int main(int argc, char **argv)
 			got_chld = 0;
 			master_reap();
 		}
+		master_scoreboard_sync(ms.services, ms.nservices);
 		/* After the status records: a process that just turned idle
 		 * takes the connection itself. */
 		if (n > 0 && nbusy > 0)

@@ -11,6 +11,8 @@
 
 #include "daemon.h"
 
+struct scoreboard_page;	/* mail/daemon_scoreboard.h */
+
 struct master_listener {
 	char *name;		/* endpoint text, e.g. "127.0.0.1:25" */
 	int fd;
@@ -40,6 +42,12 @@ struct master_service {
 	bool zygote_wanted;
 	struct master_child *zygote;	/* NULL: none running */
 	time_t zygote_throttled_until;
+	/* master_scoreboard.c: the workers' busy/idle page */
+	struct scoreboard_page *sb;	/* NULL: none, the pipe says all */
+	int sb_fd;
+	size_t sb_slots;
+	int sb_starting;		/* children not yet ready */
+	int sb_logged_procs, sb_logged_busy;	/* last logged counts */
 };
 
 struct master_child {
@@ -53,6 +61,7 @@ struct master_child {
 	bool zygote;
 	int zygote_fd;
 	bool cloned;		/* a worker made by the zygote */
+	size_t sb_slot;		/* master_scoreboard.c: where its slot was */
 	struct master_child *next;
 };
 
@@ -95,6 +104,21 @@ size_t master_zygote_pollfds(struct master_service *services, size_t count,
 void master_zygote_reaped(struct master_child *c, int status);
 void master_zygote_worker_reaped(struct master_child *c, int status);
 void master_zygote_forget(struct master_child *c);
+
+/*
+ * master_scoreboard.c: the accept services' busy/idle pages
+ * (mail/daemon_scoreboard.h). create/close with the service table; pass
+ * in a child before exec; sync sets each child's state and every
+ * service's nidle from the pages and the status records (call it before
+ * deciding anything on nidle); want_idle marks a service full (true when
+ * that is new: sync again); release frees a reaped child's slot.
+ */
+void master_scoreboard_create(struct master_service *s);
+void master_scoreboard_close(struct master_service *s);
+int master_scoreboard_pass(const struct master_service *s, int next_fd);
+void master_scoreboard_sync(struct master_service *services, size_t count);
+bool master_scoreboard_want_idle(struct master_service *s, bool want);
+void master_scoreboard_release(struct master_child *c);
 
 /* master_notify.c */
 void master_notify(const char *state);

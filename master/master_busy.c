@@ -53,6 +53,11 @@ size_t master_busy_pollfds(struct master_service *services, size_t count,
 	long long now = monotonic_ms();
 	for (size_t i = 0; i < count; i++) {
 		struct master_service *s = &services[i];
+		/* A full service's workers report going idle at once
+		 * (master_scoreboard.c); marking it may race with one that
+		 * just did: look again after the mark. */
+		if (master_scoreboard_want_idle(s, service_full(s)))
+			master_scoreboard_sync(services, count);
 		if (s->enabled && strcmp(s->program, "smtpd") == 0)
 			master_stress_update(s, service_full(s));
 		if (!service_full(s)) {

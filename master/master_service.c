@@ -265,6 +265,7 @@ bool master_services_setup(struct master_service **services, size_t *count,
 		}
 		cfg_list_free(&priv);
 		s->enabled = ok && s->nlisteners > 0;
+		master_scoreboard_create(s);
 	}
 	free(deliver_sock);
 	free(qmgr_sock);
@@ -289,6 +290,7 @@ void master_services_close(struct master_service *services, size_t count)
 				close(services[i].listeners[j].fd);
 			free(services[i].listeners[j].name);
 		}
+		master_scoreboard_close(&services[i]);
 		free(services[i].path);
 	}
 	free(services);
@@ -347,6 +349,8 @@ static void exec_child(struct master_service *s, unsigned int generation,
 		snprintf(num, sizeof(num), "%d", next_fd++);
 		setenv(DAEMON_ZYGOTE_ENV, num, 1);
 	}
+	/* The busy/idle page (mail/daemon_scoreboard.h). */
+	next_fd = master_scoreboard_pass(s, next_fd);
 	closefrom(next_fd);
 	snprintf(num, sizeof(num), "%zu", s->nlisteners);
 	setenv("POSTERN_LISTEN_FDS", num, 1);
@@ -461,22 +465,14 @@ static struct master_child *find_child(pid_t pid, struct master_child ***link)
 	return NULL;
 }
 
+/* The counts follow in master_scoreboard_sync(), where a child's slot,
+ * if it has one, has the last word. */
 void master_status_record(const struct daemon_status *st)
 {
 	struct master_child *c = find_child(st->pid, NULL);
 	if (c == NULL || c->zygote || st->state < DAEMON_READY || st->state > DAEMON_IDLE)
 		return;
-	struct master_service *s = c->svc;
-	bool was_idle = c->state == 0 || c->state == DAEMON_READY ||
-	    c->state == DAEMON_IDLE;
-	bool now_idle = st->state != DAEMON_BUSY;
 	c->state = st->state;
-	if (s == NULL || c->generation != st->generation)
-		return;
-	if (was_idle && !now_idle)
-		s->nidle--;
-	else if (!was_idle && now_idle)
-		s->nidle++;
 }
 
 void master_reap(void)
@@ -509,6 +505,7 @@ void master_reap(void)
 			    name, (long)pid, WEXITSTATUS(status));
 		if (s != NULL && c->cloned)
 			master_zygote_worker_reaped(c, status);
+		master_scoreboard_release(c);
 		if (s != NULL) {
 			s->nprocs--;
 			if (idle)
