@@ -32,6 +32,11 @@ teardown_file() {
 	echo "# master_scoreboard.bats: $(( ($(date +%s%N) - FILE_START) / 1000000 )) ms" >&3
 }
 
+# Times master has slept and been woken (voluntary context switches).
+ctxt() {
+	awk '/^voluntary_ctxt_switches/ { print $2 }' "/proc/$SUITE_PID/status"
+}
+
 # The last counts master logged for the smtp service: "N M".
 smtp_counts() {
 	sed -n 's/.*master.*service smtp: \([0-9]*\) processes, \([0-9]*\) busy$/\1 \2/p' \
@@ -93,9 +98,6 @@ PY
 
 @test "master wakes far less than twice per connection" {
 	wait_until '[ "$(smtp_counts | cut -d" " -f2)" = 0 ]' 10
-	ctxt() {
-		awk '/^voluntary_ctxt_switches/ { print $2 }' "/proc/$SUITE_PID/status"
-	}
 	before=$(ctxt)
 	run /usr/bin/python3 - "$SMTP_PORT" <<'PY'
 import smtplib, sys
@@ -147,4 +149,38 @@ PY
 	touch "$T/release-a" "$T/release-b"
 	wait_until '[ "$(smtp_counts | cut -d" " -f2)" = 0 ]' 10
 	wait
+}
+
+@test "garbage written into the scoreboard does not make master misbehave" {
+	# The smtp zygote holds the page's descriptor: write random bytes
+	# over all of it, as a compromised worker could.
+	zygote=$(ps -o pid=,comm=,args= --ppid "$SUITE_PID" |
+		awk '$2 == "smtpd-zygote" && / -s smtp$/ { print $1 }')
+	[ -n "$zygote" ]
+	page=$(find "/proc/$zygote/fd" -lname '/memfd:postern-scoreboard*' | head -n 1)
+	[ -n "$page" ]
+	woken=$(ctxt)
+	/usr/bin/python3 - "$page" <<'PY'
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+size = os.fstat(fd).st_size
+os.pwrite(fd, os.urandom(size), 0)
+# Shrinking it would make master fault reading it: the seal refuses.
+try:
+    os.ftruncate(fd, 0)
+    print("shrunk")
+    sys.exit(1)
+except OSError:
+    pass
+PY
+	# Master reads it within a second; it is still there, its counts
+	# stay within the limit, and clients are still served.
+	wait_until '[ "$(ctxt)" -ge $((woken + 2)) ]' 5
+	kill -0 "$SUITE_PID"
+	read -r procs busy <<<"$(smtp_counts)"
+	[ "$procs" -le 4 ] && [ "$busy" -ge 0 ] && [ "$busy" -le "$procs" ]
+	run greeting
+	echo "$output"
+	[[ "$output" == "220 "* ]]
+	kill -0 "$SUITE_PID"
 }
