@@ -11,13 +11,16 @@
  *   POSTERN_LISTEN_HANDOFF: one '1' or '0' each, a Unix socket on which
  *   screen passes clients (mail/handoff.h), not a listener of clients)
  *   POSTERN_LISTEN_NAMES: their endpoint texts, separated by spaces
+ *   POSTERN_SCOREBOARD_FD: accept services: the busy/idle page
+ *   (daemon_scoreboard.h)
  * The skeleton loads the config, runs the service's pre_drop hook (still
  * root: open keys), drops privileges, runs init, and then either accepts
  * connections one at a time (serve) or hands over to run() for
- * long-running single processes such as qmgr. An accept server tells
- * master when it is busy or idle, exits after max_use connections, after
- * max_idle without work, and when master goes away (after finishing the
- * connection in hand). If master dies (kill -9), an accept server lets go
+ * long-running single processes such as qmgr. An accept server marks
+ * itself busy or idle in its service's scoreboard (daemon_scoreboard.h),
+ * which says when master must also hear it on fd 3, exits after max_use
+ * connections, after max_idle without work, and when master goes away
+ * (after finishing the connection in hand). If master dies (kill -9), an accept server lets go
  * of its listening sockets at once, even mid-session, so that a new
  * master can bind the same addresses while old sessions finish.
  *
