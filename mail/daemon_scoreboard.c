@@ -47,7 +47,8 @@ bool daemon_scoreboard_attach(int32_t pid)
 		return false;
 	struct stat st;
 	void *p = MAP_FAILED;
-	if (fstat(fd, &st) == 0 && st.st_size >= (off_t)scoreboard_size(1))
+	if (fstat(fd, &st) == 0 &&
+	    st.st_size >= (off_t)daemon_scoreboard_size(1))
 		p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE,
 		    MAP_SHARED, fd, 0);
 	close(fd);

@@ -69,7 +69,7 @@ struct scoreboard_page {
 };
 
 /* Bytes of a page with nslots slots. */
-static inline size_t scoreboard_size(size_t nslots)
+static inline size_t daemon_scoreboard_size(size_t nslots)
 {
 	return sizeof(struct scoreboard_head) +
 	    nslots * sizeof(struct scoreboard_slot);

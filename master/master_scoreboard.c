@@ -37,7 +37,7 @@ void master_scoreboard_create(struct master_service *s)
 	size_t nslots = (size_t)s->max_procs;
 	if (nslots > SCOREBOARD_MAX_SLOTS)
 		nslots = SCOREBOARD_MAX_SLOTS;
-	size_t size = scoreboard_size(nslots);
+	size_t size = daemon_scoreboard_size(nslots);
 	int fd = memfd_create("postern-scoreboard", MFD_CLOEXEC |
 	    MFD_ALLOW_SEALING);
 	void *p = MAP_FAILED;
@@ -70,7 +70,7 @@ void master_scoreboard_create(struct master_service *s)
 void master_scoreboard_close(struct master_service *s)
 {
 	if (s->sb != NULL)
-		munmap(s->sb, scoreboard_size(s->sb_slots));
+		munmap(s->sb, daemon_scoreboard_size(s->sb_slots));
 	if (s->sb_fd >= 0)
 		close(s->sb_fd);
 	s->sb = NULL;
