@@ -57,27 +57,33 @@ bool daemon_scoreboard_attach(int32_t pid)
 		    "goes to master");
 		return false;
 	}
-	page = p;
-	if (page->head.magic != SCOREBOARD_MAGIC) {
+	struct scoreboard_page *pg = p;
+	if (pg->head.magic != SCOREBOARD_MAGIC) {
 		log_warning("scoreboard of another layout: not used");
+		munmap(p, (size_t)st.st_size);
 		return false;
 	}
-	nslots = ((size_t)st.st_size - sizeof(struct scoreboard_head)) /
+	size_t n = ((size_t)st.st_size - sizeof(struct scoreboard_head)) /
 	    sizeof(struct scoreboard_slot);
-	if (nslots > SCOREBOARD_MAX_SLOTS)
-		nslots = SCOREBOARD_MAX_SLOTS;
-	for (size_t i = 0; i < nslots && mine == NULL; i++) {
+	if (n > SCOREBOARD_MAX_SLOTS)
+		n = SCOREBOARD_MAX_SLOTS;
+	struct scoreboard_slot *taken = NULL;
+	for (size_t i = 0; i < n && taken == NULL; i++) {
 		int32_t free_pid = 0;
-		if (atomic_compare_exchange_strong(&page->slot[i].pid,
+		if (atomic_compare_exchange_strong(&pg->slot[i].pid,
 		    &free_pid, pid))
-			mine = &page->slot[i];
+			taken = &pg->slot[i];
 	}
-	if (mine == NULL) {
+	if (taken == NULL) {
 		log_warning("scoreboard: no free slot: every busy and idle "
 		    "goes to master");
+		munmap(p, (size_t)st.st_size);
 		return false;
 	}
-	atomic_store(&mine->state, SCOREBOARD_IDLE);
+	atomic_store(&taken->state, SCOREBOARD_IDLE);
+	page = pg;
+	nslots = n;
+	mine = taken;
 	return true;
 }
 
@@ -93,6 +99,11 @@ bool daemon_scoreboard_busy(void)
 	    memory_order_relaxed);
 	long want = atomic_load_explicit(&page->head.min_idle,
 	    memory_order_relaxed);
+	/* Hints: bounded by the slots, whatever they say. */
+	if (idle < 0 || idle > (long)nslots)
+		idle = 0;
+	if (want > (long)nslots)
+		want = (long)nslots;
 	if (want < 1)
 		want = 1;	/* none left: master may have to mark it full */
 	for (size_t i = 0; i < nslots && idle < want; i++)
