@@ -66,13 +66,15 @@ void master_scoreboard_create(struct master_service *s)
 	atomic_store(&s->sb->head.min_idle, s->min_idle);
 }
 
-/* Old processes keep their own mapping of a retired service's page. */
+/* Old processes keep their own mapping of a retired service's page.
+ * Only a page made here is closed: a service the table left before
+ * create (zeroed: sb_fd 0) has none. */
 void master_scoreboard_close(struct master_service *s)
 {
-	if (s->sb != NULL)
+	if (s->sb != NULL) {
 		munmap(s->sb, daemon_scoreboard_size(s->sb_slots));
-	if (s->sb_fd >= 0)
 		close(s->sb_fd);
+	}
 	s->sb = NULL;
 	s->sb_fd = -1;
 	s->sb_slots = 0;
@@ -81,7 +83,7 @@ void master_scoreboard_close(struct master_service *s)
 int master_scoreboard_pass(const struct master_service *s, int next_fd)
 {
 	unsetenv(SCOREBOARD_ENV);
-	if (s->sb_fd < 0 || dup2(s->sb_fd, next_fd) < 0)
+	if (s->sb == NULL || dup2(s->sb_fd, next_fd) < 0)
 		return next_fd;
 	char num[16];
 	snprintf(num, sizeof(num), "%d", next_fd);

@@ -215,6 +215,7 @@ bool master_services_setup(struct master_service **services, size_t *count,
 		s->max_procs = d->single ? 1 : (int)d->max_procs;
 		s->min_idle = d->single ? 1 : (int)cfg.process_min_idle;
 		s->zygote_wanted = master_zygote_supported(s);
+		s->sb_fd = -1;	/* master_scoreboard_create(), if enabled */
 		if (s->min_idle > s->max_procs)
 			s->min_idle = s->max_procs;
 		if (access(s->path, X_OK) != 0) {

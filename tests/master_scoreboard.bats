@@ -184,3 +184,18 @@ PY
 	[[ "$output" == "220 "* ]]
 	kill -0 "$SUITE_PID"
 }
+
+@test "after a reload the new generation is counted from its own scoreboard" {
+	run "$POSTERN" -c "$T/conf" reload
+	[ "$status" -eq 0 ]
+	wait_for_log 'reload -- configuration'
+	# Only the new generation counts: the old processes finish and go.
+	wait_until '[ "$(smtp_counts | cut -d" " -f2)" = 0 ]' 10
+	hold 2 c
+	wait_for_file "$T/held-c" 20
+	[ "$(sort -u "$T/held-c")" = 220 ]
+	wait_until '[ "$(smtp_counts | cut -d" " -f2)" = 2 ]' 10
+	touch "$T/release-c"
+	wait_until '[ "$(smtp_counts | cut -d" " -f2)" = 0 ]' 10
+	wait
+}
