@@ -15,10 +15,14 @@
 #include "unit.h"
 
 #define NSLOTS 4
+#define FREE SCOREBOARD_FREE
+#define IDLE SCOREBOARD_IDLE
+#define BUSY SCOREBOARD_BUSY
 
 static struct scoreboard_page *page;	/* the test's view, as master's */
 
-static int make_page(size_t nslots, uint32_t magic, struct scoreboard_page **view)
+static int make_page(size_t nslots, uint32_t magic,
+    struct scoreboard_page **view)
 {
 	size_t size = daemon_scoreboard_size(nslots);
 	int fd = memfd_create("test-scoreboard", MFD_ALLOW_SEALING);
@@ -66,21 +70,19 @@ static void test_busy_tells_master_below_min_idle(void)
 		int min_idle, starting, s0, s2, s3;
 		bool tell;
 	} rows[] = {
-		{ 2, 0, SCOREBOARD_IDLE, SCOREBOARD_IDLE, SCOREBOARD_FREE, false },
-		{ 2, 0, SCOREBOARD_IDLE, SCOREBOARD_BUSY, SCOREBOARD_FREE, true },
-		{ 2, 1, SCOREBOARD_IDLE, SCOREBOARD_BUSY, SCOREBOARD_FREE, false },
-		{ 2, 0, SCOREBOARD_BUSY, SCOREBOARD_BUSY, SCOREBOARD_BUSY, true },
+		{ 2, 0, IDLE, IDLE, FREE, false },
+		{ 2, 0, IDLE, BUSY, FREE, true },
+		{ 2, 1, IDLE, BUSY, FREE, false },
+		{ 2, 0, BUSY, BUSY, BUSY, true },
 		/* process_min_idle 0: still told when none is left (full). */
-		{ 0, 0, SCOREBOARD_BUSY, SCOREBOARD_BUSY, SCOREBOARD_BUSY, true },
-		{ 0, 0, SCOREBOARD_IDLE, SCOREBOARD_BUSY, SCOREBOARD_BUSY, false },
-		{ 3, 0, SCOREBOARD_IDLE, SCOREBOARD_IDLE, SCOREBOARD_IDLE, false },
+		{ 0, 0, BUSY, BUSY, BUSY, true },
+		{ 0, 0, IDLE, BUSY, BUSY, false },
+		{ 3, 0, IDLE, IDLE, IDLE, false },
 		/* Garbage in a state is not idle. */
-		{ 1, 0, 77, -5, SCOREBOARD_BUSY, true },
-		/* Garbage in the hints: bounded by the slots, no harm. */
-		{ 2000000000, 0, SCOREBOARD_IDLE, SCOREBOARD_IDLE,
-		  SCOREBOARD_IDLE, true },
-		{ 2, -2000000000, SCOREBOARD_IDLE, SCOREBOARD_IDLE,
-		  SCOREBOARD_IDLE, false },
+		{ 1, 0, 77, -5, BUSY, true },
+		/* Garbage in the hints: bounded by the slots. */
+		{ 2000000000, 0, IDLE, IDLE, IDLE, true },
+		{ 2, -2000000000, IDLE, IDLE, IDLE, false },
 	};
 	if (page == NULL)
 		return;
