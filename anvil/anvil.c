@@ -21,7 +21,8 @@
  * Trusts: nothing a client sends. The socket is mode 0666 as master
  * binds it; anvil takes requests only from root, `user` and
  * `smtpd_user` (SO_PEERCRED), so a local user cannot lock an account
- * out. Requests are ipc.c messages, one reply each; a malformed one ends
+ * out. Requests are ipc.c messages, one reply each (but "release", the
+ * end of a session, which smtpd does not wait for); a malformed one ends
  * that client. Memory is bounded: at most ANVIL_MAX_ENTRIES keys (a key
  * past it is not counted: fail open, logged once) and ANVIL_MAX_CLIENTS
  * connections.
@@ -247,6 +248,13 @@ static bool handle_limits(struct anvil_client *c, const struct ipc_msg *m,
 		release_held(c);
 		return reply_counts(c, NULL, false);
 	}
+	/* The same, unanswered: the worker does not wait for us at the
+	 * end of its session (one round trip less), and its next request
+	 * on this connection comes after it. */
+	if (strcmp(m->type, "release") == 0) {
+		release_held(c);
+		return true;
+	}
 	struct anvil_entry *e = entry_find(key, true, now);
 	bool new_episode = false;
 	if (e != NULL) {
@@ -332,6 +340,7 @@ static bool handle(struct anvil_client *c, const struct ipc_msg *m)
 	}
 	if (strcmp(m->type, "connect") == 0 ||
 	    strcmp(m->type, "disconnect") == 0 ||
+	    strcmp(m->type, "release") == 0 ||
 	    strcmp(m->type, "message") == 0 || strcmp(m->type, "rcpt") == 0)
 		return handle_limits(c, m, client, now);
 	if (strcmp(m->type, "greylist") == 0)

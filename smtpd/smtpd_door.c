@@ -38,13 +38,20 @@
  * Failures answer type=error reason=TEXT. SOCK_SEQPACKET keeps each
  * message whole, so a descriptor arrives with exactly its answer.
  *
+ * The door makes the file after that one, its spare, once its answer is
+ * out: the rename from recycle/ that makes a file waits for the journal
+ * like the fsyncs do, and the client's 250 need not wait for it. The
+ * spare is never sent until an answer passes it on.
+ *
  * Trust: the door trusts nothing from the worker. It holds at most one
- * unfinished file, made by itself (passed ahead or in use, the door does
- * not care which), and acts only on that file's ID; the worker names no
+ * unfinished file the worker knows of, made by itself (passed ahead or in
+ * use, the door does not care which), and acts only on that file's ID,
+ * plus the spare, which the worker cannot name; the worker names no
  * path. Sizes are bounded, a malformed request is logged
  * and ends the door (the worker then finishes its session and exits,
  * and master starts a new pair). When the worker is gone (EOF: it exited
- * or was killed), the door removes its unfinished file and exits.
+ * or was killed), the door removes its unfinished file and its spare
+ * and exits.
  * The worker trusts the door's answers (it forked it, from the same
  * binary), but checks their shape all the same.
  */
@@ -205,7 +212,15 @@ static struct {
 	int fd;			/* the unfinished file, or -1 */
 	char id[QUEUE_ID_SIZE];
 	off_t size;		/* its length when it was made */
-} door = { .sock = -1, .dirfd = -1, .holdfd = -1, .fd = -1 };
+	/* The file after that one, made once an answer is out, so that
+	 * the rename from recycle/ (or the create) and its wait for the
+	 * journal are off the path to the client's 250: the next answer
+	 * that ends a message only passes it on. Never sent yet. */
+	int spare_fd;
+	char spare_id[QUEUE_ID_SIZE];
+	off_t spare_size;
+} door = { .sock = -1, .dirfd = -1, .holdfd = -1, .fd = -1,
+    .spare_fd = -1 };
 
 static void door_answer(const char *type, const char *reason)
 {
@@ -239,12 +254,53 @@ static bool door_is_current(const struct ipc_msg *m)
 	return door.fd >= 0 && id != NULL && strcmp(id, door.id) == 0;
 }
 
-/* The door's one unfinished file, made now; false (logged, errno set)
- * when it cannot be. */
-static bool door_make_file(void)
+/* Remove the spare file, if any. */
+static void door_drop_spare(void)
+{
+	if (door.spare_fd < 0)
+		return;
+	char tmpname[QUEUE_ID_SIZE + 1];
+	snprintf(tmpname, sizeof(tmpname), ".%s", door.spare_id);
+	if (unlinkat(door.dirfd, tmpname, 0) < 0 && errno != ENOENT)
+		log_warning("%s: cannot remove %s/%s/%s: %m", door.spare_id,
+		    cfg.queue_directory, QUEUE_INCOMING, tmpname);
+	close(door.spare_fd);
+	door.spare_fd = -1;
+	door.spare_id[0] = '\0';
+}
+
+/*
+ * The spare, made after an answer went out, while the worker holds the
+ * current file (passed ahead or in use): the next one it will need. A
+ * failure is not logged here: the file is made again, and the failure
+ * logged and answered, when it is asked for (door_take_file()).
+ */
+static void door_make_spare(void)
 {
 	char err[256];
 
+	if (door.fd < 0 || door.spare_fd >= 0)
+		return;
+	door.spare_fd = queue_file_create(cfg.queue_directory, door.dirfd,
+	    true, door.spare_id, &door.spare_size, err, sizeof(err));
+	if (door.spare_fd < 0)
+		door.spare_id[0] = '\0';
+}
+
+/* The door's unfinished file: the spare when there is one, else made
+ * now; false (logged, errno set) when it cannot be. */
+static bool door_take_file(void)
+{
+	char err[256];
+
+	if (door.spare_fd >= 0) {
+		door.fd = door.spare_fd;
+		door.size = door.spare_size;
+		strlcpy(door.id, door.spare_id, sizeof(door.id));
+		door.spare_fd = -1;
+		door.spare_id[0] = '\0';
+		return true;
+	}
 	door.fd = queue_file_create(cfg.queue_directory, door.dirfd, true,
 	    door.id, &door.size, err, sizeof(err));
 	if (door.fd >= 0)
@@ -261,7 +317,7 @@ static void door_open(void)
 {
 	/* One message at a time: an older unfinished one is abandoned. */
 	door_drop_file();
-	if (!door_make_file()) {
+	if (!door_take_file()) {
 		/* No blocks or no inodes: the worker answers 452 4.3.1. */
 		bool full = errno == ENOSPC || errno == EDQUOT;
 		door_answer("error", full ? "no space" :
@@ -287,7 +343,7 @@ static void door_open(void)
  */
 static void door_answer_ok_next(void)
 {
-	if (door.fd >= 0 || !door_make_file()) {
+	if (door.fd >= 0 || !door_take_file()) {
 		door_answer("ok", NULL);
 		return;
 	}
@@ -324,13 +380,15 @@ static void door_commit(const struct ipc_msg *req)
 	    sizeof(err));
 	if (!ok)
 		log_warning("%s: cannot queue message: %s", door.id, err);
-	close(door.fd);
+	/* Closed after the answer: nothing the client waits for. */
+	int published = door.fd;
 	door.fd = -1;
 	door.id[0] = '\0';
 	if (ok)
 		door_answer_ok_next();
 	else
 		door_answer("error", "cannot commit");
+	close(published);
 }
 
 /*
@@ -405,6 +463,7 @@ static void door_exit(int status) __attribute__((noreturn));
 static void door_exit(int status)
 {
 	door_drop_file();
+	door_drop_spare();
 	exit(status);
 }
 
@@ -467,6 +526,8 @@ static void door_main(int sock)
 			door_exit(1);
 		}
 		door_msg_wipe(&req);
+		/* The answer is out: the file after the worker's, now. */
+		door_make_spare();
 	}
 }
 

@@ -92,6 +92,26 @@ bool smtpd_anvil_call(const struct ipc_msg *req, struct ipc_msg *reply)
 	return false;
 }
 
+/*
+ * One request without a reply (anvil's "release"): sent on the
+ * connection kept open, never opening one. If it cannot be sent, the
+ * connection is closed, which releases the session in anvil all the
+ * same (anvil.c: client_close).
+ */
+static void anvil_tell(const char *type, const struct smtpd_session *s)
+{
+	char key[80];
+	struct ipc_msg req;
+	if (anvil_fd < 0)
+		return;
+	client_key(s, key, sizeof(key));
+	ipc_msg_init(&req, type);
+	ipc_add(&req, "client", "%s", key);
+	if (!ipc_send(&anvil_bio, &req))
+		anvil_close();
+	ipc_msg_free(&req);
+}
+
 static bool anvil_ask(const char *type, const struct smtpd_session *s,
     const char *user, struct ipc_msg *reply)
 {
@@ -210,11 +230,12 @@ int smtpd_limits_connect(struct smtpd_session *s, char *text, size_t size)
 	return 421;
 }
 
+/* The session's end: told, not asked, so that the worker does not wait
+ * for anvil between its 221 and its next client. */
 void smtpd_limits_disconnect(struct smtpd_session *s)
 {
-	struct ipc_msg r;
-	if (s->limits_counted && anvil_ask("disconnect", s, NULL, &r))
-		ipc_msg_free(&r);
+	if (s->limits_counted)
+		anvil_tell("release", s);
 	s->limits_counted = false;
 }
 

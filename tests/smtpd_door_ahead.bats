@@ -4,8 +4,10 @@
 # of a refused one) carries the next file, so that the worker asks its
 # door once per message, not twice. Checked from outside, with one
 # worker: the file the worker holds between messages is the one the next
-# message is queued as; it is write only; the door removes it when the
-# worker goes, whether it is killed or leaves (a reload).
+# message is queued as; it is write only; the door makes the one after it
+# (its spare) once its answer is out, and passes that one with its next
+# answer; the door removes both when the worker goes, whether it is
+# killed or leaves (a reload).
 
 bats_require_minimum_version 1.5.0
 load helpers/suite
@@ -66,6 +68,16 @@ temporaries() {
 	ls -A "$T/queue/incoming" | grep '^\.' || true
 }
 
+# The IDs a process holds in incoming/, sorted, on one line.
+held_ids() {
+	held_file "$1" | awk '{ print $2 }' | sort | paste -sd' '
+}
+
+# The temporary files' IDs, sorted, on one line.
+temporary_ids() {
+	temporaries | sed 's/^\.//' | sort | paste -sd' '
+}
+
 @test "the next message's file is passed ahead, used by the next message, dropped with its worker" {
 	# The worker's first message: no file ahead yet, asked at DATA.
 	queued=()
@@ -76,18 +88,26 @@ temporaries() {
 	[ -n "$door" ]
 	# Three messages in three sessions: each is queued under the ID of
 	# the file its worker held before it; the worker holds one file,
-	# write only, which its door holds too.
+	# write only, which its door holds too, with one spare made after
+	# its last answer (never passed yet): the file the worker gets next.
+	# The temporary files in incoming/ are those two and no other.
 	for i in 1 2 3; do
 		read -r fd id < <(held_file "$worker")
 		[ -n "$id" ]
 		[ "$(held_file "$worker" | wc -l)" -eq 1 ]
 		flags=$(awk '/^flags:/ { print $2 }' "/proc/$worker/fdinfo/$fd")
 		[ $((8#$flags & 3)) -eq 1 ]
-		[ "$(held_file "$door" | awk '{ print $2 }')" = "$id" ]
-		[ "$(temporaries)" = ".$id" ]
+		wait_until "[ \"\$(held_file $door | wc -l)\" -eq 2 ]" 10 "the door's spare"
+		spare=$(held_file "$door" | awk -v id="$id" '$2 != id { print $2 }')
+		[ -n "$spare" ]
+		[ "$(held_ids "$door")" = "$(printf '%s\n' "$id" "$spare" | sort | paste -sd' ')" ]
+		[ "$(temporary_ids)" = "$(held_ids "$door")" ]
 		send_one
 		[ "${queued[-1]}" = "$id" ]
 		[ "$(the_worker)" = "$worker" ]
+		# The spare is what the door passed ahead with its answer.
+		read -r fd next < <(held_file "$worker")
+		[ "$next" = "$spare" ]
 	done
 	# A message refused at its end (a bare LF: 550): its file is removed,
 	# and the door's answer to the abort passes the next one ahead.
@@ -100,7 +120,9 @@ temporaries() {
 	[ -n "$next" ]
 	[ "$next" != "$id" ]
 	[ ! -e "$T/queue/incoming/.$id" ]
-	[ "$(temporaries)" = ".$next" ]
+	wait_until "[ \"\$(held_file $door | wc -l)\" -eq 2 ]" 10 "the door's spare"
+	held_ids "$door" | grep -qw "$next"
+	[ "$(temporary_ids)" = "$(held_ids "$door")" ]
 	# A reload: the worker leaves, and its door removes the file it held
 	# ahead.
 	kill -HUP "$(master_pid)"
