@@ -7,8 +7,17 @@
  * stays the network worker: it drops to smtpd_user, serves connections
  * and reports to master exactly as before, so master's supervision,
  * max_use, reload and stop see nothing new. The child is the door: it
- * drops to `user` (the queue's owner), closes everything master handed
- * over, and serves the worker's requests on a SOCK_SEQPACKET socketpair.
+ * closes everything master handed over and execs the program smtpd-door
+ * (this file again, built with SMTPD_DOOR_PROGRAM: the door's side
+ * below), which loads the config, drops to `user` (the queue's owner)
+ * and serves the worker's requests on a SOCK_SEQPACKET socketpair, its
+ * descriptor SMTPD_DOOR_FD. Exec'd rather than only forked so that a
+ * session's second process maps little (issue 20): smtpd-door links
+ * libc, libcrypt, libdb and our util/ and queue code, no OpenSSL, and
+ * none of the worker's pages (the relocated libraries, the heap) are
+ * counted again in it. It refuses to run unless its parent, a process
+ * of its own uid, holds the other end of that socket: started by hand
+ * it says so and exits.
  * The worker has no right on the queue and cannot read smtpd_sasl_users;
  * the door is the only part of smtpd that can, and it parses nothing from
  * the network.
@@ -45,8 +54,8 @@
  * and ends the door (the worker then finishes its session and exits,
  * and master starts a new pair). When the worker is gone (EOF: it exited
  * or was killed), the door removes its unfinished file and exits.
- * The worker trusts the door's answers (it forked it, from the same
- * binary), but checks their shape all the same.
+ * The worker trusts the door's answers (it started it, from
+ * daemon_directory, root's), but checks their shape all the same.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -55,6 +64,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -196,7 +207,8 @@ static enum door_recv door_recv(int sock, struct ipc_msg *m, int *fd)
 	return DOOR_RECV_OK;
 }
 
-/* ---- the door ---- */
+#ifdef SMTPD_DOOR_PROGRAM
+/* ---- the door: the program smtpd-door ---- */
 
 static struct {
 	int sock;
@@ -408,16 +420,56 @@ static void door_exit(int status)
 	exit(status);
 }
 
+/*
+ * The door's start-up ran code it never runs again (the config parser,
+ * the tables' checks, Landlock and seccomp set-up): drop the page-table
+ * entries of every clean read-only file mapping, so that what stays
+ * resident in the door is the code its loop runs, mapped back from the
+ * page cache as it runs (issue 20: RSS counts every mapped page of each
+ * process, and a session is two). Only mappings without a page of their
+ * own (smaps' Anonymous: 0): MADV_DONTNEED there only unmaps page-cache
+ * pages, whereas a relocated page would be lost.
+ */
+static void door_unmap_startup_code(void)
+{
+	FILE *f = fopen("/proc/self/smaps", "re");
+	char line[512];
+	unsigned long start = 0, end = 0, kb;
+	bool clean_file_ro = false;
+
+	if (f == NULL)
+		return;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char perms[5];
+		unsigned long s, e;
+		int path = 0;
+		/* A mapping's first line (a field's, "Anonymous:", would
+		 * begin as hex: hence s and e, kept only on a whole match). */
+		if (sscanf(line, "%lx-%lx %4s %*s %*s %*s %n", &s, &e, perms,
+		    &path) == 3 && path > 0) {
+			start = s;
+			end = e;
+			clean_file_ro = perms[1] == '-' && perms[3] == 'p' &&
+			    line[path] == '/';
+			continue;
+		}
+		if (clean_file_ro && sscanf(line, "Anonymous: %lu kB",
+		    &kb) == 1) {
+			if (kb == 0)
+				madvise((void *)start, end - start,
+				    MADV_DONTNEED);
+			clean_file_ro = false;
+		}
+	}
+	fclose(f);
+}
+
 static void door_main(int sock) __attribute__((noreturn));
 static void door_main(int sock)
 {
 	char path[4096];
 
 	door.sock = sock;
-	daemon_close_inherited();
-	/* Master signals the worker alone; the door follows it by EOF. */
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGUSR2, SIG_IGN);
 	priv_drop(cfg.user);
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", cfg.queue_directory,
 	    QUEUE_INCOMING) >= sizeof(path))
@@ -433,6 +485,7 @@ static void door_main(int sock)
 		log_fatal("door: open %s: %m", path);
 	smtpd_auth_door_init();
 	daemon_confine("smtpd-door");
+	door_unmap_startup_code();
 	door_answer("ready", NULL);
 
 	for (;;) {
@@ -470,6 +523,82 @@ static void door_main(int sock)
 	}
 }
 
+/*
+ * Started by a worker, or not at all: sock must be a SOCK_SEQPACKET
+ * Unix socket whose peer is this process's parent, of the same uid (the
+ * worker makes the pair while still root, forks and execs us). false,
+ * with why, otherwise: someone ran smtpd-door by hand.
+ */
+static bool door_started_by_worker(int sock, char *why, size_t whysize)
+{
+	int domain = 0, type = 0;
+	struct ucred peer;
+	socklen_t len = sizeof(domain);
+
+	if (getsockopt(sock, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0) {
+		snprintf(why, whysize, "descriptor %d is not a socket", sock);
+		return false;
+	}
+	len = sizeof(type);
+	if (getsockopt(sock, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
+	    domain != AF_UNIX || type != SOCK_SEQPACKET) {
+		snprintf(why, whysize, "descriptor %d is not a worker's "
+		    "socket pair", sock);
+		return false;
+	}
+	len = sizeof(peer);
+	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &peer, &len) < 0 ||
+	    peer.pid != getppid() || peer.uid != getuid()) {
+		snprintf(why, whysize, "the other end of descriptor %d is not "
+		    "the parent process", sock);
+		return false;
+	}
+	return true;
+}
+
+int main(int argc, char **argv)
+{
+	const char *config_dir = NULL;
+	char err[512];
+	int c;
+
+	enum log_dest dest = getenv("POSTERN_LOG_STDERR") ? LOG_DEST_STDERR :
+	    LOG_DEST_SYSLOG;
+	/* Its lines are smtpd's, as when the door was a fork. */
+	log_init("smtpd", dest);
+	if (getenv("POSTERN_VERBOSE"))
+		log_set_verbose(atoi(getenv("POSTERN_VERBOSE")));
+	/* -s: the worker's service, for ps (its args), as master gives. */
+	while ((c = getopt(argc, argv, "c:s:")) != -1 && (c == 'c' ||
+	    c == 's'))
+		if (c == 'c')
+			config_dir = optarg;
+	if (c != -1 || config_dir == NULL || optind != argc) {
+		fprintf(stderr, "usage: smtpd-door -c config_dir -s service "
+		    "(started by smtpd only)\n");
+		exit(2);
+	}
+	if (!door_started_by_worker(SMTPD_DOOR_FD, err, sizeof(err))) {
+		fprintf(stderr, "smtpd-door: not started by an smtpd worker "
+		    "(%s): refusing to run\n", err);
+		log_error("smtpd-door: not started by an smtpd worker (%s): "
+		    "refusing to run", err);
+		exit(1);
+	}
+	/* Still smtpd to ps -o comm and pgrep, as the forked door was (its
+	 * args and /proc/PID/exe name smtpd-door). */
+	prctl(PR_SET_NAME, "smtpd", 0, 0, 0);
+	/* Master signals the worker alone; the door follows it by EOF. */
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGUSR2, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+	if (!cfg_load(config_dir, false, err, sizeof(err)))
+		log_fatal("door: %s", err);
+	door_main(SMTPD_DOOR_FD);
+}
+
+#else
 /* ---- the worker's side ---- */
 
 static int worker_sock = -1;
@@ -543,6 +672,40 @@ static bool worker_call(const struct ipc_msg *req, struct ipc_msg *rep,
 	return false;
 }
 
+/*
+ * In the child of the fork: nothing of master's (its pipes, the
+ * listeners, the TLS ticket and metrics segments) and nothing of the
+ * worker's goes on, only the door's end of the pair, as SMTPD_DOOR_FD.
+ */
+static void door_exec(int sock) __attribute__((noreturn));
+static void door_exec(int sock)
+{
+	char path[4096];
+
+	daemon_close_inherited();
+	if (sock != SMTPD_DOOR_FD) {
+		if (dup2(sock, SMTPD_DOOR_FD) < 0) {
+			log_warning("door: dup2: %m");
+			_exit(1);
+		}
+	} else if (fcntl(sock, F_SETFD, 0) < 0) {
+		log_warning("door: fcntl: %m");
+		_exit(1);
+	}
+	close_range(SMTPD_DOOR_FD + 1, ~0U, 0);
+	if ((size_t)snprintf(path, sizeof(path), "%s/smtpd-door",
+	    cfg.daemon_directory) >= sizeof(path)) {
+		log_warning("door: daemon_directory is too long");
+		_exit(1);
+	}
+	const char *service = daemon_service_name();
+	char *const argv[] = { "smtpd-door", "-c", cfg.config_directory,
+		"-s", (char *)(service != NULL ? service : "smtp"), NULL };
+	execv(path, argv);
+	log_warning("door: cannot run %s: %m", path);
+	_exit(1);
+}
+
 void smtpd_door_start(void)
 {
 	int sv[2];
@@ -562,10 +725,8 @@ void smtpd_door_start(void)
 	pid_t pid = fork();
 	if (pid < 0)
 		log_fatal("fork: %m");
-	if (pid == 0) {
-		close(sv[0]);
-		door_main(sv[1]);
-	}
+	if (pid == 0)
+		door_exec(sv[1]);
 	close(sv[1]);
 	/* The worker waits for each answer at most this long. */
 	struct timeval answer_timeout = {
@@ -703,3 +864,4 @@ enum smtpd_door_auth smtpd_door_auth(const char *user, const char *password)
 	ipc_msg_free(&rep);
 	return r;
 }
+#endif
