@@ -64,7 +64,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -81,6 +80,7 @@
 #include "mem.h"
 #include "priv.h"
 #include "queue.h"
+#include "resident.h"
 #include "smtpd.h"
 #include "str.h"
 
@@ -420,50 +420,6 @@ static void door_exit(int status)
 	exit(status);
 }
 
-/*
- * The door's start-up ran code it never runs again (the config parser,
- * the tables' checks, Landlock and seccomp set-up): drop the page-table
- * entries of every clean read-only file mapping, so that what stays
- * resident in the door is the code its loop runs, mapped back from the
- * page cache as it runs (issue 20: RSS counts every mapped page of each
- * process, and a session is two). Only mappings without a page of their
- * own (smaps' Anonymous: 0): MADV_DONTNEED there only unmaps page-cache
- * pages, whereas a relocated page would be lost.
- */
-static void door_unmap_startup_code(void)
-{
-	FILE *f = fopen("/proc/self/smaps", "re");
-	char line[512];
-	unsigned long start = 0, end = 0, kb;
-	bool clean_file_ro = false;
-
-	if (f == NULL)
-		return;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		char perms[5];
-		unsigned long s, e;
-		int path = 0;
-		/* A mapping's first line (a field's, "Anonymous:", would
-		 * begin as hex: hence s and e, kept only on a whole match). */
-		if (sscanf(line, "%lx-%lx %4s %*s %*s %*s %n", &s, &e, perms,
-		    &path) == 3 && path > 0) {
-			start = s;
-			end = e;
-			clean_file_ro = perms[1] == '-' && perms[3] == 'p' &&
-			    line[path] == '/';
-			continue;
-		}
-		if (clean_file_ro && sscanf(line, "Anonymous: %lu kB",
-		    &kb) == 1) {
-			if (kb == 0)
-				madvise((void *)start, end - start,
-				    MADV_DONTNEED);
-			clean_file_ro = false;
-		}
-	}
-	fclose(f);
-}
-
 static void door_main(int sock) __attribute__((noreturn));
 static void door_main(int sock)
 {
@@ -485,7 +441,9 @@ static void door_main(int sock)
 		log_fatal("door: open %s: %m", path);
 	smtpd_auth_door_init();
 	daemon_confine("smtpd-door");
-	door_unmap_startup_code();
+	/* What its start-up ran (the config parser, the tables' checks,
+	 * Landlock): only the loop's code stays mapped (util/resident.h). */
+	resident_drop_startup_pages();
 	door_answer("ready", NULL);
 
 	for (;;) {
