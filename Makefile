@@ -194,6 +194,8 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 	install -m 0644 admin/postern.bash-completion \
 		$(DESTDIR)$(PREFIX)/share/bash-completion/completions/postern
+	# smtpd's door, which each smtpd worker execs (issue 20, rss)
+	install -m 0755 $(BUILD)/smtpd-door $(DESTDIR)$(LIBEXECDIR)/smtpd-door
 
 clean:
 	rm -rf build build-san
@@ -217,3 +219,27 @@ $(BUILD)/deliver: LDLIBS += -lcurl
 # instructions an smtpd start spends in the loader (the rest is the
 # relocation of libcrypto and libssl, which are BIND_NOW themselves).
 LDFLAGS += -Wl,-O1 -Wl,--as-needed
+
+# smtpd's door (issue 20, rss): its own small program, smtpd-door, which
+# each smtpd worker execs once at start (smtpd/smtpd_door.c built again
+# with SMTPD_DOOR_PROGRAM: the door's side and its main). It links only
+# what the door runs: util/, the queue writer, the config, the tables of
+# smtpd_sasl_users and libcrypt; no OpenSSL. Linked statically (static
+# PIE) so that a session's second process maps its own few hundred KiB of
+# code instead of all of libc's text and the loader: per session RSS is
+# counted per process (bench/RESULTS.md, "The door exec'd"). Sanitizer
+# builds link it dynamically (ASan has no static runtime).
+DOOR_OBJ := $(BUILD)/obj/smtpd-door/smtpd_door.o $(BUILD)/obj/smtpd/smtpd_auth_door.o
+DOOR_LDFLAGS := $(if $(SANITIZE),$(LDFLAGS),$(filter-out -pie,$(LDFLAGS)) -static-pie)
+# libmd: libbsd's static archive needs it; libresolv: mail/dns.c, which
+# the config's checks use. glibc warns that getpwnam and getaddrinfo in a
+# static program load its NSS modules at run time: the door looks up
+# `user` before it confines itself, from the same glibc package.
+DOOR_LDLIBS := -lbsd -lmd -ldb -lcrypt -lresolv
+$(BUILD)/obj/smtpd-door/smtpd_door.o: smtpd/smtpd_door.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DSMTPD_DOOR_PROGRAM $(INCLUDES) $(CFLAGS) -c $< -o $@
+$(BUILD)/smtpd-door: $(DOOR_OBJ) $(LIB)
+	$(CC) $(DOOR_LDFLAGS) -o $@ $(DOOR_OBJ) $(LIB) $(DOOR_LDLIBS)
+all: $(BUILD)/smtpd-door
+-include $(BUILD)/obj/smtpd-door/smtpd_door.d

@@ -21,33 +21,6 @@
 #include "mem.h"
 #include "tls_policy.h"
 
-static const char *const level_names[] = {
-	[TLS_LEVEL_NONE] = "none",
-	[TLS_LEVEL_MAY] = "may",
-	[TLS_LEVEL_DANE] = "dane",
-	[TLS_LEVEL_ENCRYPT] = "encrypt",
-	[TLS_LEVEL_FINGERPRINT] = "fingerprint",
-	[TLS_LEVEL_DANE_ONLY] = "dane-only",
-	[TLS_LEVEL_VERIFY] = "verify",
-	[TLS_LEVEL_SECURE] = "secure",
-};
-
-bool tls_level_parse(const char *name, enum tls_level *level)
-{
-	for (size_t i = 0; i < sizeof(level_names) / sizeof(*level_names); i++) {
-		if (strcasecmp(name, level_names[i]) == 0) {
-			*level = (enum tls_level)i;
-			return true;
-		}
-	}
-	return false;
-}
-
-const char *tls_level_name(enum tls_level level)
-{
-	return level_names[level];
-}
-
 bool tls_level_optional(enum tls_level level)
 {
 	/* dane: RFC 7672 2.2, without usable TLSA records it is "may". */

@@ -151,7 +151,7 @@ void smtpd_cmd_auth(struct smtpd_session *s, const char *arg);
 /* The command table's row for AUTH (smtpd_auth.c keeps its signature). */
 void smtpd_cmd_auth_row(struct smtp_server *srv, const char *arg);
 
-/* smtpd_auth.c, run in the door only (smtpd_door.c) */
+/* smtpd_auth_door.c, run in the door only (smtpd-door, smtpd_door.c) */
 enum smtpd_door_auth {
 	SMTPD_DOOR_AUTH_YES,
 	SMTPD_DOOR_AUTH_NO,
@@ -164,7 +164,10 @@ enum smtpd_door_auth smtpd_auth_door_verify(const char *user,
     const char *password);
 
 /* smtpd_door.c: the door process and the worker's requests to it */
-/* Fork the door (still root, before the TLS key is loaded). */
+/* The descriptor smtpd-door finds its end of the socket pair on. */
+#define SMTPD_DOOR_FD 3
+/* Fork and exec the door, smtpd-door (still root, before the TLS key is
+ * loaded). */
 void smtpd_door_start(void);
 /* Worker, after its drop: wait for the door to be ready; fatal if not. */
 void smtpd_door_wait_ready(void);

@@ -7,8 +7,17 @@
  * stays the network worker: it drops to smtpd_user, serves connections
  * and reports to master exactly as before, so master's supervision,
  * max_use, reload and stop see nothing new. The child is the door: it
- * drops to `user` (the queue's owner), closes everything master handed
- * over, and serves the worker's requests on a SOCK_SEQPACKET socketpair.
+ * closes everything master handed over and execs the program smtpd-door
+ * (this file again, built with SMTPD_DOOR_PROGRAM: the door's side
+ * below), which loads the config, drops to `user` (the queue's owner)
+ * and serves the worker's requests on a SOCK_SEQPACKET socketpair, its
+ * descriptor SMTPD_DOOR_FD. Exec'd rather than only forked so that a
+ * session's second process maps little (issue 20): smtpd-door links
+ * libc, libcrypt, libdb and our util/ and queue code, no OpenSSL, and
+ * none of the worker's pages (the relocated libraries, the heap) are
+ * counted again in it. It refuses to run unless its parent, a process
+ * of its own uid, holds the other end of that socket: started by hand
+ * it says so and exits.
  * The worker has no right on the queue and cannot read smtpd_sasl_users;
  * the door is the only part of smtpd that can, and it parses nothing from
  * the network.
@@ -52,16 +61,18 @@
  * and master starts a new pair). When the worker is gone (EOF: it exited
  * or was killed), the door removes its unfinished file and its spare
  * and exits.
- * The worker trusts the door's answers (it forked it, from the same
- * binary), but checks their shape all the same.
+ * The worker trusts the door's answers (it started it, from
+ * daemon_directory, root's), but checks their shape all the same.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -77,6 +88,7 @@
 #include "mem.h"
 #include "priv.h"
 #include "queue.h"
+#include "resident.h"
 #include "smtpd.h"
 #include "str.h"
 
@@ -203,7 +215,8 @@ static enum door_recv door_recv(int sock, struct ipc_msg *m, int *fd)
 	return DOOR_RECV_OK;
 }
 
-/* ---- the door ---- */
+#ifdef SMTPD_DOOR_PROGRAM
+/* ---- the door: the program smtpd-door ---- */
 
 static struct {
 	int sock;
@@ -473,10 +486,6 @@ static void door_main(int sock)
 	char path[4096];
 
 	door.sock = sock;
-	daemon_close_inherited();
-	/* Master signals the worker alone; the door follows it by EOF. */
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGUSR2, SIG_IGN);
 	priv_drop(cfg.user);
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", cfg.queue_directory,
 	    QUEUE_INCOMING) >= sizeof(path))
@@ -492,6 +501,9 @@ static void door_main(int sock)
 		log_fatal("door: open %s: %m", path);
 	smtpd_auth_door_init();
 	daemon_confine("smtpd-door");
+	/* What its start-up ran (the config parser, the tables' checks,
+	 * Landlock): only the loop's code stays mapped (util/resident.h). */
+	resident_drop_startup_pages();
 	door_answer("ready", NULL);
 
 	for (;;) {
@@ -531,6 +543,82 @@ static void door_main(int sock)
 	}
 }
 
+/*
+ * Started by a worker, or not at all: sock must be a SOCK_SEQPACKET
+ * Unix socket whose peer is this process's parent, of the same uid (the
+ * worker makes the pair while still root, forks and execs us). false,
+ * with why, otherwise: someone ran smtpd-door by hand.
+ */
+static bool door_started_by_worker(int sock, char *why, size_t whysize)
+{
+	int domain = 0, type = 0;
+	struct ucred peer;
+	socklen_t len = sizeof(domain);
+
+	if (getsockopt(sock, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0) {
+		snprintf(why, whysize, "descriptor %d is not a socket", sock);
+		return false;
+	}
+	len = sizeof(type);
+	if (getsockopt(sock, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
+	    domain != AF_UNIX || type != SOCK_SEQPACKET) {
+		snprintf(why, whysize, "descriptor %d is not a worker's "
+		    "socket pair", sock);
+		return false;
+	}
+	len = sizeof(peer);
+	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &peer, &len) < 0 ||
+	    peer.pid != getppid() || peer.uid != getuid()) {
+		snprintf(why, whysize, "the other end of descriptor %d is not "
+		    "the parent process", sock);
+		return false;
+	}
+	return true;
+}
+
+int main(int argc, char **argv)
+{
+	const char *config_dir = NULL;
+	char err[512];
+	int c;
+
+	enum log_dest dest = getenv("POSTERN_LOG_STDERR") ? LOG_DEST_STDERR :
+	    LOG_DEST_SYSLOG;
+	/* Its lines are smtpd's, as when the door was a fork. */
+	log_init("smtpd", dest);
+	if (getenv("POSTERN_VERBOSE"))
+		log_set_verbose(atoi(getenv("POSTERN_VERBOSE")));
+	/* -s: the worker's service, for ps (its args), as master gives. */
+	while ((c = getopt(argc, argv, "c:s:")) != -1 && (c == 'c' ||
+	    c == 's'))
+		if (c == 'c')
+			config_dir = optarg;
+	if (c != -1 || config_dir == NULL || optind != argc) {
+		fprintf(stderr, "usage: smtpd-door -c config_dir -s service "
+		    "(started by smtpd only)\n");
+		exit(2);
+	}
+	if (!door_started_by_worker(SMTPD_DOOR_FD, err, sizeof(err))) {
+		fprintf(stderr, "smtpd-door: not started by an smtpd worker "
+		    "(%s): refusing to run\n", err);
+		log_error("smtpd-door: not started by an smtpd worker (%s): "
+		    "refusing to run", err);
+		exit(1);
+	}
+	/* Still smtpd to ps -o comm and pgrep, as the forked door was (its
+	 * args and /proc/PID/exe name smtpd-door). */
+	prctl(PR_SET_NAME, "smtpd", 0, 0, 0);
+	/* Master signals the worker alone; the door follows it by EOF. */
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGUSR2, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+	if (!cfg_load(config_dir, false, err, sizeof(err)))
+		log_fatal("door: %s", err);
+	door_main(SMTPD_DOOR_FD);
+}
+
+#else
 /* ---- the worker's side ---- */
 
 static int worker_sock = -1;
@@ -604,6 +692,53 @@ static bool worker_call(const struct ipc_msg *req, struct ipc_msg *rep,
 	return false;
 }
 
+/*
+ * Start smtpd-door with nothing of master's (its pipes, the listeners,
+ * the TLS ticket and metrics segments) and nothing of the worker's but
+ * the door's end of the pair, as SMTPD_DOOR_FD. posix_spawn, not fork
+ * and exec: glibc's shares the worker's memory with the child until the
+ * exec (CLONE_VM | CLONE_VFORK), so no page table is copied and the
+ * worker takes no copy-on-write fault after it. Its pid, or a fatal
+ * error naming the program.
+ */
+static pid_t door_spawn(int sock)
+{
+	char path[4096];
+	posix_spawn_file_actions_t actions;
+	pid_t pid;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/smtpd-door",
+	    cfg.daemon_directory) >= sizeof(path))
+		log_fatal("door: daemon_directory is too long");
+	/* dup2 onto itself would leave close-on-exec set. */
+	if (sock == SMTPD_DOOR_FD) {
+		int moved = fcntl(sock, F_DUPFD_CLOEXEC, SMTPD_DOOR_FD + 1);
+		if (moved < 0)
+			log_fatal("door socket: %m");
+		close(sock);
+		sock = moved;
+	}
+	const char *service = daemon_service_name();
+	char *const argv[] = { "smtpd-door", "-c", cfg.config_directory,
+		"-s", (char *)(service != NULL ? service : "smtp"), NULL };
+	/* fd 3 (master's status pipe in the worker) becomes the pair;
+	 * everything above it goes (fd 4, the alive pipe, the listeners,
+	 * and whatever else the worker holds without close-on-exec). */
+	if (posix_spawn_file_actions_init(&actions) != 0 ||
+	    posix_spawn_file_actions_adddup2(&actions, sock,
+	    SMTPD_DOOR_FD) != 0 ||
+	    posix_spawn_file_actions_addclosefrom_np(&actions,
+	    SMTPD_DOOR_FD + 1) != 0)
+		log_fatal("door: posix_spawn_file_actions: %m");
+	int err = posix_spawn(&pid, path, &actions, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&actions);
+	if (err != 0) {
+		errno = err;
+		log_fatal("door: cannot run %s: %m", path);
+	}
+	return pid;
+}
+
 void smtpd_door_start(void)
 {
 	int sv[2];
@@ -620,13 +755,7 @@ void smtpd_door_start(void)
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		log_fatal("socketpair: %m");
-	pid_t pid = fork();
-	if (pid < 0)
-		log_fatal("fork: %m");
-	if (pid == 0) {
-		close(sv[0]);
-		door_main(sv[1]);
-	}
+	pid_t pid = door_spawn(sv[1]);
 	close(sv[1]);
 	/* The worker waits for each answer at most this long. */
 	struct timeval answer_timeout = {
@@ -764,3 +893,4 @@ enum smtpd_door_auth smtpd_door_auth(const char *user, const char *password)
 	ipc_msg_free(&rep);
 	return r;
 }
+#endif

@@ -1,0 +1,128 @@
+#!/usr/bin/env bats
+# smtpd's door is a program of its own, smtpd-door, that each smtpd
+# worker forks and execs once at start (issue 20, branch h-rss;
+# smtpd/smtpd_door.c, SMTPD_DOOR_PROGRAM). Checked from outside: the
+# door of a live worker runs smtpd-door, as `user`, with no new
+# privileges and a seccomp filter, maps no OpenSSL (and, linked
+# statically, no shared library at all), holds neither the listener nor
+# master's pipes, and still makes the worker's queue files; smtpd-door
+# run by hand, or handed a socket pair by a process that is not its
+# parent, refuses to run.
+
+bats_require_minimum_version 1.5.0
+load helpers/suite
+
+setup_file() {
+	FILE_START=$(date +%s)
+	export FILE_START
+}
+
+teardown_file() {
+	echo "# smtpd_door_process.bats: $(( $(date +%s) - FILE_START )) s" >&3
+}
+
+setup() {
+	suite_init
+	suite_conf smtpd_peername_lookup no
+	suite_conf process_min_idle 1
+	suite_conf smtpd_processes 1
+}
+
+teardown() {
+	suite_stop
+}
+
+# The network worker of the smtp service, and its door (its child).
+the_worker() {
+	ps -o pid=,comm=,args= --ppid "$(master_pid)" |
+		awk '$2 == "smtpd" && $NF == "smtp" { print $1 }' | head -n1
+}
+
+door_of() {
+	ps -o pid=,comm= --ppid "$1" 2>/dev/null | awk '$2 == "smtpd" { print $1 }' | head -n1
+}
+
+# The socket inode of the smtp listener.
+listener_inode() {
+	local hex
+	hex=$(printf '%04X' "$SMTP_PORT")
+	awk -v p=":$hex" '$2 ~ p"$" && $4 == "0A" { print $10 }' /proc/net/tcp | head -n1
+}
+
+@test "the door runs smtpd-door as user, confined, without OpenSSL or master's descriptors, and queues mail" {
+	suite_start
+	wait_until "[ -n \"\$(the_worker)\" ]" 10 "an smtp worker"
+	worker=$(the_worker)
+	wait_until "[ -n \"\$(door_of $worker)\" ]" 10 "its door"
+	door=$(door_of "$worker")
+	# The program, and the name ps knows it by.
+	[ "$(readlink "/proc/$door/exe")" = "$(readlink -f "$BUILD/smtpd-door")" ]
+	[ "$(cat "/proc/$door/comm")" = smtpd ]
+	grep -q -- "-c $T/conf -s smtp" <(tr '\0' ' ' < "/proc/$door/cmdline")
+	# Its identity: the queue's owner, no new privileges, a filter.
+	[ "$(awk '/^Uid:/ { print $2 }' "/proc/$door/status")" = "$(id -u "$TEST_USER")" ]
+	[ "$(awk '/^NoNewPrivs:/ { print $2 }' "/proc/$door/status")" = 1 ]
+	[ "$(awk '/^Seccomp:/ { print $2 }' "/proc/$door/status")" = 2 ]
+	# What it maps: no OpenSSL; when linked statically, no library.
+	! grep -E 'libssl|libcrypto' "/proc/$door/maps"
+	if ! readelf -d "$BUILD/smtpd-door" | grep -q NEEDED; then
+		! grep -E '\.so' "/proc/$door/maps"
+	fi
+	# The worker's RSS is not counted again in it: far less than the
+	# worker's (a forked door mapped about as much as its worker).
+	w=$(awk '/^Rss:/ { print $2 }' "/proc/$worker/smaps_rollup")
+	d=$(awk '/^Rss:/ { print $2 }' "/proc/$door/smaps_rollup")
+	echo "worker RSS $w KiB, door RSS $d KiB"
+	[ "$d" -lt $((w * 2 / 3)) ]
+	# Nothing of master's: not the listener, not fd 4 (the alive pipe).
+	inode=$(listener_inode)
+	[ -n "$inode" ]
+	! find "/proc/$door/fd" -maxdepth 1 -lname "socket:\[$inode\]" | grep -q .
+	[ ! -e "/proc/$door/fd/4" ] || [ "$(readlink "/proc/$door/fd/4")" != "$(readlink "/proc/$worker/fd/4")" ]
+	# The worker still gets its queue files: two messages queued.
+	run swaks --server 127.0.0.1 --port "$SMTP_PORT" \
+		--from a@example.org --to postmaster@postern.test
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"250 2.0.0 Ok: queued as "* ]]
+	run swaks --server 127.0.0.1 --port "$SMTP_PORT" \
+		--from a@example.org --to postmaster@postern.test
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"250 2.0.0 Ok: queued as "* ]]
+	[ "$(door_of "$worker")" = "$door" ]
+}
+
+@test "smtpd-door refuses to run when not started by an smtpd worker" {
+	# By hand: descriptor 3 is no socket.
+	run "$BUILD/smtpd-door" -c "$T/conf" -s smtp 3</dev/null
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"not started by an smtpd worker (descriptor 3 is not a socket)"* ]]
+	# A stream socket is not a worker's socket pair.
+	run /usr/bin/python3 -c '
+import os, socket, sys
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+os.dup2(b.fileno(), 3, inheritable=True)
+os.execv(sys.argv[1], ["smtpd-door", "-c", sys.argv[2], "-s", "smtp"])
+' "$BUILD/smtpd-door" "$T/conf"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"descriptor 3 is not a worker's socket pair"* ]]
+	# A pair made by a process that is not its parent (its grandparent).
+	run /usr/bin/python3 -c '
+import os, socket, sys
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+pid = os.fork()
+if pid == 0:
+    door = os.fork()
+    if door == 0:
+        os.dup2(b.fileno(), 3, inheritable=True)
+        os.execv(sys.argv[1], ["smtpd-door", "-c", sys.argv[2], "-s", "smtp"])
+    _, st = os.waitpid(door, 0)
+    os._exit(os.waitstatus_to_exitcode(st))
+_, st = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(st))
+' "$BUILD/smtpd-door" "$T/conf"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"the other end of descriptor 3 is not the parent process"* ]]
+	# No instance was started: nothing of it to keep.
+	rm -rf "$T"
+}
