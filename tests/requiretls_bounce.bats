@@ -101,8 +101,8 @@ notice_of() {
 	[[ "$output" == *'"requiretls": true'* ]]
 	[[ "$output" == *'"kind": "DELAY"'* ]]
 
-	# The plain relay got nothing at all, and nothing went out without
-	# REQUIRETLS's checks.
+	# The plain relay got nothing at all: neither the messages nor
+	# their notifications went out in clear.
 	[ "$(sink_count sink)" -eq 0 ]
-	! grep -E 'status=sent' "$T/log"
+	! grep -E "relay=[^ ]*:$sink_PORT, .*status=sent" "$T/log"
 }
