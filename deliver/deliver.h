@@ -319,6 +319,12 @@ bool deliver_dane_ssl(struct deliver_session *s, SSL *ssl,
 enum tls_trust deliver_dane_trust(struct deliver_session *s, SSL *ssl,
     char *matched, size_t matchedsize, char *why, size_t whysize);
 void deliver_dane_free(struct deliver_session *s);
+/* The job whose lookups follow (for the log lines below). */
+void deliver_dane_job(const struct deliver_job *job);
+/* host's addresses were found, but the lookup of one family failed
+ * (what): log that only the other family is used, and how secure. */
+void deliver_dane_address_note(const char *host, const char *what,
+    bool secure);
 
 /* deliver_auth.c: SMTP AUTH as a client (RFC 4954). */
 void deliver_auth_init(void);

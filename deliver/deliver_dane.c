@@ -41,6 +41,7 @@
 
 static bool dnssec_on;		/* DNSSEC lookups, and their AD bit believed */
 static char dnssec_off_why[300];
+static const char *job_queue_id = "NOQUEUE";	/* deliver_dane_job */
 
 void deliver_dane_init(void)
 {
@@ -62,6 +63,26 @@ void deliver_dane_init(void)
 bool deliver_dane_dnssec(void)
 {
 	return dnssec_on;
+}
+
+void deliver_dane_job(const struct deliver_job *job)
+{
+	job_queue_id = job->j.queue_id;
+}
+
+/*
+ * One address family of an MX host failed to resolve with DNSSEC (a
+ * bogus or indeterminate answer, or a resolver failure) while the other
+ * answered: the host is used with the family that answered, and keeps
+ * DANE when that family validated (mail/dns.c). Said in the log, since
+ * an attacker forging one family's answers would show up here.
+ */
+void deliver_dane_address_note(const char *host, const char *what,
+    bool secure)
+{
+	log_info("%s: %s: only the other address family of %s is used (%s)",
+	    job_queue_id, what, host, secure ? "DNSSEC-validated" :
+	    "not DNSSEC-validated");
 }
 
 /* Is the session's level one of DANE's? */

@@ -87,13 +87,15 @@ static void targets_add_host(struct target_list *tl, const char *host,
 {
 	struct dns_addr *addrs;
 	size_t n;
-	char err[512];
+	char err[512] = "";
 	bool secure = false;
 
 	enum dns_result r = deliver_dane_dnssec() ?
 	    dns_lookup_addrs_dnssec(host, port, &addrs, &n, &secure, err,
 	    sizeof(err)) :
 	    dns_lookup_addrs(host, port, &addrs, &n, err, sizeof(err));
+	if (r == DNS_OK && err[0] != '\0' && deliver_dane_dnssec())
+		deliver_dane_address_note(host, err, mx_secure && secure);
 	if (r != DNS_OK) {
 		if (r == DNS_TEMPFAIL)
 			tl->tempfail = true;
@@ -336,6 +338,7 @@ static bool dest_targets(struct deliver_job *job, struct target_list *tl)
 	free(tl->v);
 	memset(tl, 0, sizeof(*tl));
 	deliver_mtasts_job(job);
+	deliver_dane_job(job);
 	if (!parsed)
 		snprintf(err, sizeof(err), "empty next hop");
 	for (size_t i = 0; parsed && i < hops.count; i++)

@@ -138,18 +138,19 @@ static enum dns_result txt_id(const char *domain, char *id, size_t idsize)
 	return found == 1 ? DNS_OK : DNS_NOTFOUND;
 }
 
-/* Fetch, check and cache the policy; true with text on success. */
+/* Fetch, check and cache the policy; true with text on success, else
+ * false with err saying why (logged, and recorded for TLS-RPT, here). */
 static bool fetch(const char *domain, const char *id, char **text,
-    size_t *len)
+    size_t *len, char *err, size_t errsize)
 {
-	char host[300], err[700], addrs[1000] = "";
+	char host[300], addrs[1000] = "";
 	struct dns_addr *a;
 	size_t n;
 	const char *result_type = "sts-policy-fetch-error";
 
 	snprintf(host, sizeof(host), "mta-sts.%s", domain);
 	enum dns_result r = dns_lookup_addrs(host, 443, &a, &n, err,
-	    sizeof(err));
+	    errsize);
 	if (r == DNS_OK) {
 		for (size_t i = 0; i < n; i++) {
 			char one[64];
@@ -174,13 +175,13 @@ static bool fetch(const char *domain, const char *id, char **text,
 		    cfg.smtp_mta_sts_CAfile : cfg.smtp_tls_CAfile;
 		ok = mtasts_fetch(domain, addrs, cafile, cfg.smtp_tls_CApath,
 		    cfg.smtp_mta_sts_timeout * 1000, text, len, &result_type,
-		    err, sizeof(err));
+		    err, errsize);
 	}
 	struct mtasts_policy pol = { 0 };
 	char perr[200];
 	if (ok && !mtasts_policy_parse(*text, *len, &pol, perr,
 	    sizeof(perr))) {
-		snprintf(err, sizeof(err), "https://%s/.well-known/mta-sts.txt:"
+		snprintf(err, errsize, "https://%s/.well-known/mta-sts.txt:"
 		    " %s", host, perr);
 		result_type = "sts-policy-invalid";
 		free(*text);
@@ -194,17 +195,94 @@ static bool fetch(const char *domain, const char *id, char **text,
 		record("sts", result_type, "", "", "", err);
 		return false;
 	}
+	char cerr[700];
 	if (!mtasts_cache_write(cache_dir, domain, id, time(NULL), *text, *len,
-	    err, sizeof(err)))
-		log_warning("%s: MTA-STS cache: %s", cur.queue_id, err);
+	    cerr, sizeof(cerr)))
+		log_warning("%s: MTA-STS cache: %s", cur.queue_id, cerr);
 	return true;
+}
+
+/* The domain's cached policy, while its max_age lasts (RFC 8461 5.1);
+ * what the arguments held before is freed. */
+static bool cache_load(const char *domain, time_t now, char *cid,
+    size_t cidsize, char **ctext, size_t *clen, struct mtasts_policy *cpol)
+{
+	char err[200];
+	time_t fetched = 0;
+	free(*ctext);
+	*ctext = NULL;
+	mtasts_policy_free(cpol);
+	return state_ok && mtasts_cache_read(cache_dir, domain, cid, cidsize,
+	    &fetched, ctext, clen) &&
+	    mtasts_policy_parse(*ctext, *clen, cpol, err, sizeof(err)) &&
+	    fetched + cpol->max_age > now;
+}
+
+/*
+ * The TXT record has an id the cache does not hold: fetch, unless
+ * another deliver process is fetching it right now, or a fetch of this
+ * id failed less than smtp_mta_sts_negative_cache_time ago (the record
+ * in the cache directory, mtasts_fetch_claim). Either way the mail goes
+ * on at once with what the cache holds, or as without a policy (RFC
+ * 8461 5.1), rather than waiting for a policy host that does not
+ * answer, and the host is asked once per window, not once per message.
+ * Returns how the policy was had (for the log), or NULL for none.
+ */
+static const char *fetch_guarded(const char *domain, const char *txtid,
+    bool *cached, char *cid, size_t cidsize, char **ctext, size_t *clen,
+    struct mtasts_policy *cpol, char **text, size_t *len)
+{
+	struct mtasts_failure failed;
+	char why[700];
+	int lock = -1;
+	time_t now = time(NULL);
+	enum mtasts_claim claim = state_ok ? mtasts_fetch_claim(cache_dir,
+	    domain, txtid, now, &lock, &failed) : MTASTS_CLAIM_FETCH;
+
+	switch (claim) {
+	case MTASTS_CLAIM_BUSY:
+		log_info("%s: MTA-STS policy of %s is being fetched by another "
+		    "deliver process: %s", cur.queue_id, domain, *cached ?
+		    "the cached one is used" : "none for this delivery");
+		return *cached ? "from the cache (a new one is being fetched)" :
+		    NULL;
+	case MTASTS_CLAIM_FAILED:
+		log_info("%s: MTA-STS policy of %s: its fetch failed, not tried "
+		    "again for %llds (%s): %s", cur.queue_id, domain,
+		    (long long)(failed.until - now), failed.why, *cached ?
+		    "the cached one is used" : "none for this delivery");
+		return *cached ? "from the cache (the last fetch failed)" :
+		    NULL;
+	case MTASTS_CLAIM_FETCH:
+		break;
+	}
+	/* The lock is ours: another process may have fetched it while we
+	 * looked. */
+	if (lock >= 0) {
+		*cached = cache_load(domain, now, cid, cidsize, ctext, clen,
+		    cpol);
+		if (*cached && strcmp(cid, txtid) == 0) {
+			mtasts_fetch_release(lock, txtid, 0, NULL);
+			return "from the cache (just fetched by another deliver "
+			    "process)";
+		}
+	}
+	bool ok = fetch(domain, txtid, text, len, why, sizeof(why));
+	mtasts_fetch_release(lock, txtid, time(NULL) +
+	    cfg.smtp_mta_sts_negative_cache_time, ok ? NULL : why);
+	if (ok)
+		return "fetched";
+	if (lock >= 0)
+		log_info("%s: MTA-STS policy of %s: not fetched again for %llds",
+		    cur.queue_id, domain,
+		    (long long)cfg.smtp_mta_sts_negative_cache_time);
+	return *cached ? "from the cache (the fetch failed)" : NULL;
 }
 
 void deliver_mtasts_domain(const char *domain)
 {
 	char txtid[MTASTS_ID_MAX + 1] = "", cid[MTASTS_ID_MAX + 1] = "";
 	char err[200];
-	time_t fetched = 0, now = time(NULL);
 	char *text = NULL, *ctext = NULL;
 	size_t len = 0, clen = 0;
 	struct mtasts_policy cpol = { 0 };
@@ -215,25 +293,19 @@ void deliver_mtasts_domain(const char *domain)
 	if (!cfg.smtp_mta_sts)
 		return;
 	/* RFC 8461 5.1: a policy in the cache counts until max_age ends. */
-	bool cached = state_ok && mtasts_cache_read(cache_dir, domain, cid,
-	    sizeof(cid), &fetched, &ctext, &clen) &&
-	    mtasts_policy_parse(ctext, clen, &cpol, err, sizeof(err)) &&
-	    fetched + cpol.max_age > now;
+	bool cached = cache_load(domain, time(NULL), cid, sizeof(cid), &ctext,
+	    &clen, &cpol);
 	enum dns_result r = txt_id(domain, txtid, sizeof(txtid));
 	const char *how;
 	const char *id;
 	if (r == DNS_OK && !(cached && strcmp(cid, txtid) == 0)) {
 		/* RFC 8461 3.3 and 5.1: a new id (or none cached): fetch. A
 		 * failed fetch keeps the cached policy. */
-		if (fetch(domain, txtid, &text, &len)) {
-			how = "fetched";
-			id = txtid;
-		} else if (cached) {
-			how = "from the cache (the fetch failed)";
-			id = cid;
-		} else {
+		how = fetch_guarded(domain, txtid, &cached, cid, sizeof(cid),
+		    &ctext, &clen, &cpol, &text, &len);
+		if (how == NULL)
 			goto none;
-		}
+		id = text != NULL || strcmp(cid, txtid) == 0 ? txtid : cid;
 	} else if (cached) {
 		how = r == DNS_OK ? "from the cache" :
 		    "from the cache (no TXT record now)";

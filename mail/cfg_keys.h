@@ -215,6 +215,11 @@
 #define CFG_KEYS_ZYGOTE(X) \
 	X(BOOL, process_zygote, "yes")
 
+/* MTA-STS: how long a failed policy fetch is remembered (issue 16
+ * follow-ups): deliver/deliver_mtasts.c */
+#define CFG_KEYS_TRUST(X) \
+	X(DURATION, smtp_mta_sts_negative_cache_time, "5m")
+
 #define CFG_KEYS(X) \
 	CFG_KEYS_CORE(X) \
 	CFG_KEYS_SMTPD(X) \
@@ -229,4 +234,5 @@
 	CFG_KEYS_REWRITE(X) \
 	CFG_KEYS_MTASTS(X) \
 	CFG_KEYS_LIMITS(X) \
-	CFG_KEYS_ZYGOTE(X)
+	CFG_KEYS_ZYGOTE(X) \
+	CFG_KEYS_TRUST(X)

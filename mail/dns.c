@@ -412,9 +412,20 @@ enum dns_result dns_lookup_addrs_dnssec(const char *host, int port,
 	if (count > 0) {
 		*addrsp = addrs;
 		*countp = count;
-		/* Both answers validated, a denial of one included. */
-		if (secure != NULL)
-			*secure = secure6 && secure4;
+		if (secure == NULL)
+			return DNS_OK;
+		/*
+		 * Both answers validated, a denial of one included. A family
+		 * that failed (bogus, indeterminate) gave nothing to use and
+		 * has no say: else one forged answer would strip DANE from
+		 * the host's validated addresses (RFC 7672 2.1.1, 2.2).
+		 */
+		bool failed6 = r6 == DNS_TEMPFAIL, failed4 = r4 == DNS_TEMPFAIL;
+		*secure = (failed6 || secure6) && (failed4 || secure4);
+		if (failed6 || failed4)
+			snprintf(err, errsize, "%s", failed6 ? err6 : err4);
+		else if (errsize > 0)
+			err[0] = '\0';
 		return DNS_OK;
 	}
 	free(addrs);

@@ -139,7 +139,12 @@ bool dns_dnsbl_listed(const struct dns_dnsbl *list,
  * for DNS_NOTFOUND) was validated. Whether the resolver is to be trusted
  * is the caller's decision (dns_server_addrs). An address lookup is
  * secure when both the AAAA and the A answers are; an IP literal never
- * is. dns_lookup_rr_dnssec returns the raw RDATA of each record of type
+ * is. A family whose lookup failed for now (SERVFAIL: with a validating
+ * resolver, a bogus or indeterminate answer) gives no address and has
+ * no say in *secure: the host's other family is returned alone with its
+ * own verdict (RFC 7672 2.1.1, 2.2), and err says what failed even
+ * though the result is DNS_OK (empty when nothing did).
+ * dns_lookup_rr_dnssec returns the raw RDATA of each record of type
  * (TLSA: usage, selector, matching type, data).
  */
 enum dns_result dns_lookup_mx_dnssec(const char *domain, struct dns_mx **mx,

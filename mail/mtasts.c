@@ -5,7 +5,8 @@
  *
  * The TXT record and the policy text are untrusted (DNS, a web server):
  * a record or policy that does not parse is refused whole. The cache
- * files are ours, but a torn or foreign file only counts as no cache.
+ * files are ours, but a torn or foreign file only counts as no cache
+ * (and a torn record of a failed fetch as no failure).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -334,4 +336,67 @@ bool mtasts_cache_write(const char *dir, const char *domain, const char *id,
 		return false;
 	}
 	return true;
+}
+
+/* The first line of a failed fetch's record: "... ID UNTIL". */
+#define FAILED_MAGIC "postern-mta-sts-failed 1 "
+
+enum mtasts_claim mtasts_fetch_claim(const char *dir, const char *domain,
+    const char *id, time_t now, int *fd, struct mtasts_failure *f)
+{
+	char path[4096];
+	*fd = -1;
+	if (!mtasts_domain_ok(domain))
+		return MTASTS_CLAIM_FETCH;
+	cache_name(path, sizeof(path), dir, domain, "+");
+	int lfd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (lfd < 0)
+		return MTASTS_CLAIM_FETCH;
+	if (flock(lfd, LOCK_EX | LOCK_NB) != 0) {
+		bool busy = errno == EWOULDBLOCK;
+		close(lfd);
+		return busy ? MTASTS_CLAIM_BUSY : MTASTS_CLAIM_FETCH;
+	}
+	char buf[700];
+	ssize_t n = pread(lfd, buf, sizeof(buf) - 1, 0);
+	buf[n > 0 ? n : 0] = '\0';
+	char fid[MTASTS_ID_MAX + 2];
+	long long until;
+	char *nl = strchr(buf, '\n');
+	if (nl != NULL && strncmp(buf, FAILED_MAGIC,
+	    strlen(FAILED_MAGIC)) == 0 &&
+	    sscanf(buf + strlen(FAILED_MAGIC), "%33s %lld", fid, &until) == 2 &&
+	    strcmp(fid, id) == 0 && (time_t)until > now) {
+		/* Remembered: this id failed, and not long ago. */
+		char *end = strchr(nl + 1, '\n');
+		if (end != NULL)
+			*end = '\0';
+		f->until = (time_t)until;
+		strlcpy(f->why, nl + 1, sizeof(f->why));
+		close(lfd);	/* drops the lock */
+		return MTASTS_CLAIM_FAILED;
+	}
+	*fd = lfd;
+	return MTASTS_CLAIM_FETCH;
+}
+
+void mtasts_fetch_release(int fd, const char *id, time_t until,
+    const char *why)
+{
+	if (fd < 0)
+		return;
+	/* Rewritten in place under the lock: the next holder reads it
+	 * whole. A crash in between leaves a torn record: no failure. */
+	if (ftruncate(fd, 0) == 0 && why != NULL) {
+		char buf[700];
+		int n = snprintf(buf, sizeof(buf), FAILED_MAGIC "%s %lld\n",
+		    id, (long long)until);
+		for (const char *p = why; *p && n < (int)sizeof(buf) - 2; p++)
+			buf[n++] = *p == '\n' || *p == '\r' ? ' ' : *p;
+		buf[n++] = '\n';
+		/* Like the cache, a lost record only costs a fetch: no
+		 * fsync. */
+		(void)!pwrite(fd, buf, (size_t)n, 0);
+	}
+	close(fd);
 }

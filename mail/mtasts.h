@@ -73,6 +73,39 @@ bool mtasts_cache_read(const char *dir, const char *domain, char *id,
 bool mtasts_cache_write(const char *dir, const char *domain, const char *id,
     time_t fetched, const char *text, size_t len, char *err, size_t errsize);
 
+/*
+ * Failed fetches, the negative cache. RFC 8461 3.3 and 5.1 let a sender
+ * that cannot fetch a policy, and has none cached, deliver as without
+ * MTA-STS; how soon it tries again is left to the sender. Each failed
+ * fetch is remembered in the cache directory, in "+DOMAIN" beside the
+ * domain's policy file ('+' is not in a domain name), as
+ * "postern-mta-sts-failed 1 ID UNTIL" and a line saying why: until
+ * UNTIL no deliver process fetches that domain's policy for that TXT id
+ * again. The same file is the lock of the domain's fetch, so that of
+ * many deliver processes wanting the policy at once only one fetches.
+ *
+ * mtasts_fetch_claim: MTASTS_CLAIM_FETCH with *fd holding the lock (or
+ * -1 when the file cannot be opened: fetch unguarded); BUSY when another
+ * process holds it; FAILED with *f filled when a failure for this id is
+ * remembered until after now. mtasts_fetch_release records the outcome
+ * (why NULL: it worked, nothing to remember) and drops the lock.
+ */
+enum mtasts_claim {
+	MTASTS_CLAIM_FETCH,
+	MTASTS_CLAIM_BUSY,
+	MTASTS_CLAIM_FAILED,
+};
+
+struct mtasts_failure {
+	time_t until;
+	char why[512];
+};
+
+enum mtasts_claim mtasts_fetch_claim(const char *dir, const char *domain,
+    const char *id, time_t now, int *fd, struct mtasts_failure *f);
+void mtasts_fetch_release(int fd, const char *id, time_t until,
+    const char *why);
+
 /* Is domain fit to be a file name and a URL's host (A-labels, letters,
  * digits, '-' and '.')? */
 bool mtasts_domain_ok(const char *domain);

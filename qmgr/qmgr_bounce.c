@@ -15,6 +15,14 @@
  * is returned as headers only. Mail that used SMTPUTF8 gets the RFC 6533
  * types (message/global-delivery-status, message/global).
  *
+ * REQUIRETLS (RFC 8689 5): a report about a message that came with
+ * REQUIRETLS may hold what the sender wanted kept off clear-text links,
+ * so the report is queued with REQUIRETLS too (the Q record: deliver then
+ * sends it only over authenticated TLS to a server that offers
+ * REQUIRETLS, or not at all), and it returns the header section only,
+ * never the body, whatever RET asked. A postmaster copy of such a report
+ * keeps both rules.
+ *
  * Trusts the queue file; every text taken from it or from a peer's reply
  * is reduced to printable ASCII before it goes into the report.
  */
@@ -316,7 +324,7 @@ bool qmgr_bounce_write(struct qmsg *msg, enum qdsn_kind kind,
 		double_bounce = true;
 	}
 
-	bool headers_only = kind != QDSN_FAILED ||
+	bool headers_only = kind != QDSN_FAILED || env->requiretls ||
 	    env->body == QUEUE_BODY_BINARYMIME ||
 	    env->ret == QUEUE_RET_HDRS ||
 	    (env->ret == QUEUE_RET_DEFAULT &&
@@ -329,6 +337,7 @@ bool qmgr_bounce_write(struct qmsg *msg, enum qdsn_kind kind,
 	out.sender = xstrdup("");
 	out.body = eight_bit ? QUEUE_BODY_8BITMIME : QUEUE_BODY_7BIT;
 	out.smtputf8 = env->smtputf8 && !double_bounce;
+	out.requiretls = env->requiretls;	/* RFC 8689 5 */
 	out.kind = double_bounce ? QUEUE_KIND_DOUBLE :
 	    kind == QDSN_FAILED ? QUEUE_KIND_BOUNCE :
 	    kind == QDSN_DELAYED ? QUEUE_KIND_DELAY : QUEUE_KIND_SUCCESS;
@@ -419,10 +428,11 @@ bool qmgr_bounce_write(struct qmsg *msg, enum qdsn_kind kind,
 		ok = false;
 	} else {
 		qmgr_metrics_notice();
-		log_info("%s: %s %s notification: %s", msg->id,
+		log_info("%s: %s %s notification: %s%s", msg->id,
 		    double_bounce ? "postmaster" : "sender",
 		    kind == QDSN_FAILED ? "non-delivery" :
-		    kind == QDSN_DELAYED ? "delay" : "delivery status", newid);
+		    kind == QDSN_DELAYED ? "delay" : "delivery status", newid,
+		    out.requiretls ? " (REQUIRETLS, headers only)" : "");
 		qmgr_scan_wakeup();
 	}
 	queue_envelope_free(&out);

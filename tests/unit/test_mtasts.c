@@ -1,6 +1,7 @@
 /* Unit tests for mail/mtasts.c and mail/tlsrpt.c: the MTA-STS TXT
  * record, policy and MX patterns (RFC 8461), the cache files, the TLS-RPT
  * record, store, JSON and gzip (RFC 8460). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -156,6 +157,74 @@ static void test_cache(void)
 	rmdir(dir);
 }
 
+/* The negative cache: one step each, in order, on one domain's record. */
+struct claim_case {
+	const char *what;	/* release: NULL claim only; "ok"; or a reason */
+	const char *id;
+	long now, until;	/* the claim's now; the release's until */
+	enum mtasts_claim want;
+	bool hold;		/* keep the lock across the next step */
+};
+
+static const struct claim_case claim_cases[] = {
+	{ "nothing remembered: fetch", "d1", 100, 0, MTASTS_CLAIM_FETCH, true },
+	{ "held by another: busy", "d1", 100, 0, MTASTS_CLAIM_BUSY, false },
+	{ "fetch failed", "d1", 101, 400, MTASTS_CLAIM_FETCH, false },
+	{ "remembered", "d1", 399, 0, MTASTS_CLAIM_FAILED, false },
+	{ "another id: fetch", "d2", 200, 0, MTASTS_CLAIM_FETCH, false },
+	{ "the window is over: fetch", "d1", 400, 0, MTASTS_CLAIM_FETCH,
+	    false },
+	{ "fetch failed again", "d1", 401, 700, MTASTS_CLAIM_FETCH, false },
+	{ "fetch worked", "d1", 700, 0, MTASTS_CLAIM_FETCH, false },
+	{ "nothing remembered after success", "d1", 701, 0,
+	    MTASTS_CLAIM_FETCH, false },
+};
+
+static void test_fetch_claim(void)
+{
+	char dir[] = "/tmp/test_mtasts.XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	int held = -1;
+	for (size_t i = 0; i < sizeof(claim_cases) / sizeof(claim_cases[0]);
+	    i++) {
+		const struct claim_case *c = &claim_cases[i];
+		struct mtasts_failure f = { 0 };
+		int fd = -1;
+		enum mtasts_claim got = mtasts_fetch_claim(dir, "Down.Example",
+		    c->id, (time_t)c->now, &fd, &f);
+		if (got != c->want)
+			fprintf(stderr, "case %zu (%s): claim %d, want %d\n", i,
+			    c->what, (int)got, (int)c->want);
+		CHECK_INT(got, c->want);
+		CHECK(got == MTASTS_CLAIM_FETCH ? fd >= 0 : fd == -1);
+		if (got == MTASTS_CLAIM_FAILED) {
+			CHECK_INT(f.until, 400);
+			CHECK_STR(f.why, "connect: refused");
+		}
+		if (c->hold) {
+			held = fd;
+			continue;
+		}
+		if (held >= 0) {
+			mtasts_fetch_release(held, c->id, 0, NULL);
+			held = -1;
+		}
+		const char *why = strstr(c->what, "failed") ? "connect: refused" :
+		    NULL;
+		mtasts_fetch_release(fd, c->id, (time_t)c->until, why);
+	}
+	/* A name not fit for a file: fetch, unguarded. */
+	int fd = 0;
+	struct mtasts_failure f;
+	CHECK_INT(mtasts_fetch_claim(dir, "../x", "d1", 1, &fd, &f),
+	    MTASTS_CLAIM_FETCH);
+	CHECK_INT(fd, -1);
+	char path[200];
+	snprintf(path, sizeof(path), "%s/+down.example", dir);
+	CHECK(unlink(path) == 0);
+	CHECK(rmdir(dir) == 0);
+}
+
 static void test_rua(void)
 {
 	char rua[4][256];
@@ -247,6 +316,7 @@ int main(void)
 	RUN(test_policy);
 	RUN(test_mx);
 	RUN(test_cache);
+	RUN(test_fetch_claim);
 	RUN(test_rua);
 	RUN(test_store_json_gzip);
 	return unit_done();
