@@ -28,7 +28,6 @@
 #include "mem.h"
 #include "metrics.h"
 #include "priv.h"
-#include "resident.h"
 #include "sock.h"
 
 static size_t listener_count;
@@ -419,10 +418,6 @@ int daemon_main(int argc, char **argv, const struct daemon_service *svc)
 		svc->run(service_name);
 		exit(0);
 	}
-	/* What the start-up ran and serving does not (the loader's work in
-	 * an exec'd worker, init, Landlock): unmapped, so that a worker's
-	 * RSS is what its connections run (util/resident.h, issue 20). */
-	resident_drop_startup_pages();
 	watch_master_death();
 	accept_loop(svc);
 	exit(0);
