@@ -66,9 +66,10 @@ struct qmsg {
 	bool unsynced;		/* results written but not yet fsync'd */
 	double active_wall;	/* when it entered active (for delays=) */
 	bool hold_requested;	/* to hold/ once its jobs are back */
-	/* active/ID, kept open from activation or a result until the
-	 * job is done, so that the results and the finish of one job share
-	 * one open; -1 between jobs (no descriptor per waiting message). */
+	/* active/ID, opened at activation and kept until the message is
+	 * finished, so that its jobs' results and the finish share that
+	 * open (qmgr_message.c, msg_keep_fd); beyond a budget of open
+	 * files, -1 between jobs and reopened for each result. */
 	int fd;
 	struct qmsg *prev, *next;	/* the active messages */
 };
