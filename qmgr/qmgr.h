@@ -259,8 +259,11 @@ size_t qmgr_scan_pollfds(struct pollfd *pfds, size_t room);
 void qmgr_scan_events(const struct pollfd *pfds, size_t n);
 /* Make every deferred message due now (flush). */
 void qmgr_scan_flush(void);
-/* Move due mail into active/ while the active queue has room. */
+/* Move due mail into active/ while the active queue has room (new mail
+ * under a steady flow in batches, see qmgr_scan.c). */
 void qmgr_scan_feed(void);
+/* When the batch being gathered is due (0: none). */
+long long qmgr_scan_gather_deadline(void);
 long long qmgr_scan_timer(long long now_ms);
 /* Move a message out of active/ into deferred/ with its next-try time. */
 bool qmgr_scan_defer(const char *id, time_t next_try);
