@@ -29,7 +29,7 @@
 struct queue_input {
 	int fd;
 	off_t pos;		/* file offset of buf[0] */
-	off_t end;		/* file size when reading started */
+	off_t end;		/* file size, -1 until a read has met the end */
 	char *buf;
 	size_t start, len;	/* unread bytes are buf[start..len) */
 	size_t cap;
@@ -66,17 +66,21 @@ static enum queue_line queue_input_line(struct queue_input *in,
 		in->len -= in->start;
 		in->start = 0;
 		off_t at = in->pos + (off_t)in->len;
-		if (at >= in->end)
+		if (in->end >= 0 && at >= in->end)
 			return in->len == 0 ? QUEUE_LINE_EOF : QUEUE_LINE_PARTIAL;
 		size_t want = in->cap - in->len;
-		if ((off_t)want > in->end - at)
+		if (in->end >= 0 && (off_t)want > in->end - at)
 			want = (size_t)(in->end - at);
 		ssize_t n = pread(in->fd, in->buf + in->len, want, at);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return QUEUE_LINE_ERROR;
-		if (n == 0)	/* the file shrank under us */
+		/* A regular file reads short only at its end: the size is
+		 * known without an fstat (a small file: by the first read). */
+		if ((size_t)n < want)
+			in->end = at + n;
+		if (n == 0)
 			return in->len == 0 ? QUEUE_LINE_EOF : QUEUE_LINE_PARTIAL;
 		in->len += (size_t)n;
 	}
@@ -388,7 +392,6 @@ static bool queue_parse_trailer_record(struct queue_envelope *env,
 enum queue_read_result queue_read(int fd, struct queue_envelope *env,
     char *err, size_t errsize)
 {
-	struct stat st;
 	struct queue_input in = { .fd = fd };
 	const char *line, *why = NULL;
 	size_t len = 0;
@@ -398,15 +401,9 @@ enum queue_read_result queue_read(int fd, struct queue_envelope *env,
 	enum queue_line lr = QUEUE_LINE_OK;
 
 	queue_envelope_free(env);
-	if (fstat(fd, &st) < 0) {
-		snprintf(err, errsize, "fstat: %s", strerror(errno));
-		return QUEUE_READ_ERROR;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		snprintf(err, errsize, "not a regular file");
-		return QUEUE_READ_CORRUPT;
-	}
-	in.end = st.st_size;
+	/* No fstat: the reads find the size (queue_input_line), and a
+	 * directory or a FIFO fails the first one (see bad:). */
+	in.end = -1;
 	in.cap = QUEUE_MAX_RECORD + 2;
 	in.buf = xmalloc(in.cap);
 
@@ -463,6 +460,17 @@ enum queue_read_result queue_read(int fd, struct queue_envelope *env,
 		done = letter == 'D';
 	}
 	env->content_offset = off + (off_t)len + 1;
+	if (in.end < 0) {
+		/* Larger than the buffer: its size only now matters. */
+		struct stat st;
+		if (fstat(fd, &st) < 0) {
+			snprintf(err, errsize, "fstat: %s", strerror(errno));
+			free(in.buf);
+			queue_envelope_free(env);
+			return QUEUE_READ_ERROR;
+		}
+		in.end = st.st_size;
+	}
 	if (env->content_length > in.end - env->content_offset) {
 		why = "content length goes beyond the end of the file";
 		goto bad;
@@ -495,6 +503,12 @@ enum queue_read_result queue_read(int fd, struct queue_envelope *env,
 
 bad:
 	free(in.buf);
+	if (lr == QUEUE_LINE_ERROR && (errno == EISDIR || errno == ESPIPE ||
+	    errno == EINVAL)) {
+		snprintf(err, errsize, "not a regular file");
+		queue_envelope_free(env);
+		return QUEUE_READ_CORRUPT;
+	}
 	if (lr == QUEUE_LINE_ERROR) {
 		int e = errno;
 		snprintf(err, errsize, "read: %s", strerror(e));

@@ -66,9 +66,10 @@ struct qmsg {
 	bool unsynced;		/* results written but not yet fsync'd */
 	double active_wall;	/* when it entered active (for delays=) */
 	bool hold_requested;	/* to hold/ once its jobs are back */
-	/* active/ID, kept open from activation or a result until the
-	 * job is done, so that the results and the finish of one job share
-	 * one open; -1 between jobs (no descriptor per waiting message). */
+	/* active/ID, opened at activation and kept until the message is
+	 * finished, so that its jobs' results and the finish share that
+	 * open (qmgr_message.c, msg_keep_fd); beyond a budget of open
+	 * files, -1 between jobs and reopened for each result. */
 	int fd;
 	struct qmsg *prev, *next;	/* the active messages */
 };
@@ -258,8 +259,11 @@ size_t qmgr_scan_pollfds(struct pollfd *pfds, size_t room);
 void qmgr_scan_events(const struct pollfd *pfds, size_t n);
 /* Make every deferred message due now (flush). */
 void qmgr_scan_flush(void);
-/* Move due mail into active/ while the active queue has room. */
+/* Move due mail into active/ while the active queue has room (new mail
+ * under a steady flow in batches, see qmgr_scan.c). */
 void qmgr_scan_feed(void);
+/* When the batch being gathered is due (0: none). */
+long long qmgr_scan_gather_deadline(void);
 long long qmgr_scan_timer(long long now_ms);
 /* Move a message out of active/ into deferred/ with its next-try time. */
 bool qmgr_scan_defer(const char *id, time_t next_try);

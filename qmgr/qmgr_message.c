@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -77,11 +78,53 @@ void qmgr_message_grow(struct qmsg *msg)
 	msg->out_cap = cap;
 }
 
+/*
+ * Queue files held open between the activation and the last result of
+ * their message (see msg_keep_fd). The budget is half of what the open
+ * file limit leaves beside a reserve for the deliver connections and
+ * the control clients (master raises the limit to the hard one), so
+ * that a burst filling active/ (qmgr_active_limit, 20,000 by default)
+ * never starves them: the messages beyond it reopen their file for
+ * their results, as every message did before.
+ */
+#define KEPT_FDS_RESERVE 4096
+static size_t open_fds;
+static size_t kept_fds_max;
+
+static size_t kept_budget(void)
+{
+	if (kept_fds_max == 0) {
+		struct rlimit rl;
+		rlim_t cur = getrlimit(RLIMIT_NOFILE, &rl) == 0 ?
+		    rl.rlim_cur : 1024;
+		kept_fds_max = cur > KEPT_FDS_RESERVE + 64 ?
+		    (size_t)(cur - KEPT_FDS_RESERVE) / 2 : 32;
+		if (kept_fds_max > (size_t)cfg.qmgr_active_limit)
+			kept_fds_max = (size_t)cfg.qmgr_active_limit;
+	}
+	return kept_fds_max;
+}
+
 static void msg_close_fd(struct qmsg *msg)
 {
-	if (msg->fd >= 0)
+	if (msg->fd >= 0) {
 		close(msg->fd);
+		open_fds--;
+	}
 	msg->fd = -1;
+}
+
+/*
+ * Between jobs: keep active/ID open while the budget allows, so that the
+ * job's results and the finish use the descriptor of the activation (an
+ * open and a close less per message). A file that "postern queue
+ * delete" unlinks meanwhile is still written through it, harmlessly;
+ * finish() sees the link count drop to 0 before it acts on the message.
+ */
+static void msg_keep_fd(struct qmsg *msg)
+{
+	if (open_fds > kept_budget())
+		msg_close_fd(msg);
 }
 
 static void msg_free(struct qmsg *msg)
@@ -104,8 +147,11 @@ static int open_active(const char *id)
 /* The message's file, opened once per job (msg_close_fd ends it). */
 static int msg_fd(struct qmsg *msg)
 {
-	if (msg->fd < 0)
+	if (msg->fd < 0) {
 		msg->fd = open_active(msg->id);
+		if (msg->fd >= 0)
+			open_fds++;
+	}
 	return msg->fd;
 }
 
@@ -305,17 +351,38 @@ static void forget(struct qmsg *msg)
 	msg_free(msg);
 }
 
+static bool any_pending(const struct qmsg *msg)
+{
+	for (size_t i = 0; i < msg->env.nrcpts; i++)
+		if (qmgr_message_rcpt_pending(msg, i))
+			return true;
+	return false;
+}
+
+/* Has the file behind fd lost its name (an administrator's delete)? */
+static bool unlinked(int fd)
+{
+	struct stat st;
+	return fstat(fd, &st) == 0 && st.st_nlink == 0;
+}
+
 static void finish(struct qmsg *msg)
 {
 	char path[4096];
 
 	/* Deleted meanwhile ("postern queue delete"): nothing to record.
-	 * The descriptor is the one the results were written through, if
-	 * any: both in the same turn of the event loop. */
+	 * A file opened here is in active/; one held since the activation
+	 * (msg_keep_fd) may have been unlinked since, which its link count
+	 * says. That is asked only when the finish would act on the file
+	 * (a bounce, a delay notice, a deferral): a message whose every
+	 * recipient is done is removed, and a remove of a file that is gone
+	 * already finds that out by itself. */
 	queue_path(path, sizeof(path), cfg.queue_directory, QUEUE_ACTIVE,
 	    msg->id);
+	bool held = msg->fd >= 0;
 	int fd = msg_fd(msg);
-	if (fd < 0 && errno == ENOENT) {
+	if ((fd < 0 && errno == ENOENT) ||
+	    (held && any_pending(msg) && unlinked(fd))) {
 		log_info("%s: no longer in %s; forgotten", msg->id,
 		    QUEUE_ACTIVE);
 		forget(msg);
@@ -436,10 +503,13 @@ static void finish(struct qmsg *msg)
 	msg_close_fd(msg);
 
 	if (npending == 0) {
-		if (!queue_remove(cfg.queue_directory, path) && errno != ENOENT)
-			log_warning("%s: remove %s: %m", msg->id, path);
-		else
+		if (queue_remove(cfg.queue_directory, path))
 			log_info("%s: removed", msg->id);
+		else if (errno == ENOENT)
+			log_info("%s: no longer in %s; forgotten", msg->id,
+			    QUEUE_ACTIVE);
+		else
+			log_warning("%s: remove %s: %m", msg->id, path);
 	} else if (msg->hold_requested) {
 		char err[512];
 		if (queue_move(cfg.queue_directory, QUEUE_ACTIVE, QUEUE_HOLD,
@@ -461,7 +531,7 @@ void qmgr_message_job_done(struct qmsg *msg)
 	if (--msg->jobs_pending == 0)
 		finish(msg);
 	else
-		msg_close_fd(msg);
+		msg_keep_fd(msg);
 }
 
 /* ---- activation ---- */
@@ -581,8 +651,10 @@ void qmgr_message_activate(const char *id)
 
 	/* Expansion first: it may add recipients (and decide some). */
 	bool expanded_ok = qmgr_resolve_expand(msg, fd);
-	/* Kept for the results decided here and a finish at once. */
+	/* Kept for the results decided here, a finish at once, and
+	 * while the budget allows for the results of its jobs. */
 	msg->fd = fd;
+	open_fds++;
 	if (!expanded_ok) {
 		/* The file could not be updated: try the whole message
 		 * again later rather than deliver half-recorded work. */

@@ -58,6 +58,21 @@ static int watch_fd = -1;		/* inotify on incoming/ */
 static long long clean_due_ms = 1;	/* look for stale temporaries */
 
 static void watch_start(void);
+static void watch_read(void);
+
+/*
+ * Gathering: under a steady flow of new mail, incoming/ is taken in
+ * batches at most FEED_GATHER_MS apart instead of one message per
+ * inotify event. A name that arrives within that time of the last batch
+ * waits, unwatched, for the rest of it: qmgr then wakes once for the
+ * batch, not once per message, and moves it into active/ with one fsync
+ * of the directory (the rename and its fsync stay together, in the same
+ * feed: the wait is before both). A message after a quiet spell is
+ * taken at once; none waits longer than FEED_GATHER_MS.
+ */
+#define FEED_GATHER_MS 20
+static long long last_feed_ms;		/* when the last batch was moved */
+static long long gather_until_ms;	/* 0: not gathering */
 
 static void idlist_clear(struct idlist *l)
 {
@@ -218,7 +233,8 @@ static void watch_start(void)
 
 size_t qmgr_scan_pollfds(struct pollfd *pfds, size_t room)
 {
-	if (watch_fd < 0 || room == 0)
+	/* Gathering: the events wait in the kernel for the batch. */
+	if (watch_fd < 0 || room == 0 || gather_until_ms != 0)
 		return 0;
 	pfds[0].fd = watch_fd;
 	pfds[0].events = POLLIN;
@@ -237,6 +253,12 @@ void qmgr_scan_events(const struct pollfd *pfds, size_t n)
 {
 	if (n == 0 || pfds[0].revents == 0)
 		return;
+	watch_read();
+}
+
+/* The names the watch has queued since its last read. */
+static void watch_read(void)
+{
 	char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
 	bool lost = false;
 	ssize_t len;
@@ -325,21 +347,49 @@ static bool feed_from(struct idlist *l, const char *subdir)
 	return false;
 }
 
-/* One fsync of active/ for a batch of moves into it (qmgr_util.c). */
+/*
+ * One fsync of active/ for a batch of moves into it. Its descriptor is
+ * opened once and kept: at a light load a batch is one message, and an
+ * open and a close of the directory per message cost as much again.
+ * The queue's directories are never replaced while qmgr runs.
+ */
 static void sync_active_dir(void)
 {
-	char *path = queue_subdir_path(QUEUE_ACTIVE);
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) < 0)
-		log_warning("fsync %s: %m", path);
-	if (fd >= 0)
-		close(fd);
-	free(path);
+	static int active_fd = -1;
+
+	if (active_fd < 0) {
+		char *path = queue_subdir_path(QUEUE_ACTIVE);
+		active_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (active_fd < 0)
+			log_warning("open %s: %m", path);
+		free(path);
+	}
+	if (active_fd >= 0 && fsync(active_fd) < 0)
+		log_warning("fsync %s/%s: %m", cfg.queue_directory,
+		    QUEUE_ACTIVE);
+}
+
+long long qmgr_scan_gather_deadline(void)
+{
+	return gather_until_ms;
 }
 
 void qmgr_scan_feed(void)
 {
 	size_t moved = 0;
+	long long now = qmgr_now_ms();
+
+	if (gather_until_ms != 0) {
+		if (now < gather_until_ms)
+			return;
+		gather_until_ms = 0;
+		watch_read();	/* what came while the watch was not polled */
+	} else if (watch_fd >= 0 && incoming_list.pos < incoming_list.count &&
+	    now - last_feed_ms < FEED_GATHER_MS &&
+	    qmgr_active_count < (size_t)cfg.qmgr_active_limit) {
+		gather_until_ms = last_feed_ms + FEED_GATHER_MS;
+		return;
+	}
 
 	while (qmgr_active_count < (size_t)cfg.qmgr_active_limit) {
 		bool took;
@@ -354,8 +404,10 @@ void qmgr_scan_feed(void)
 		moved++;
 		prefer_deferred = !prefer_deferred;
 	}
-	if (moved > 0)
+	if (moved > 0) {
 		sync_active_dir();
+		last_feed_ms = now;
+	}
 	if (incoming_list.pos >= incoming_list.count && incoming_list.count) {
 		idlist_clear(&incoming_list);
 		/* Used up: without the watch, look again soon for what
