@@ -150,13 +150,16 @@ static void take_listeners(void)
 }
 
 /*
- * What is known of an accepted connection. false when a network client
- * is gone already (reset between accept and here: getpeername fails):
- * it must not be taken for a local Unix-socket peer, which skips checks
- * and limits. Whether the peer is local is the listener's family, never
- * the absence of a peer address.
+ * What is known of an accepted connection; accept4() filled in the
+ * peer's address (peer, peer_len). false when a network client is gone
+ * already (reset between accept and here: getsockname fails) or its
+ * address is not of the listener's family: it must not be taken for a
+ * local Unix-socket peer, which skips checks and limits. Whether the
+ * peer is local is the listener's family, never the absence of a peer
+ * address.
  */
-static bool fill_conn(struct daemon_conn *conn, int fd, size_t li)
+static bool fill_conn(struct daemon_conn *conn, int fd, size_t li,
+    const struct sockaddr_storage *peer, socklen_t peer_len)
 {
 	memset(conn, 0, sizeof(*conn));
 	conn->fd = fd;
@@ -167,9 +170,12 @@ static bool fill_conn(struct daemon_conn *conn, int fd, size_t li)
 	if (getsockname(fd, (struct sockaddr *)&conn->local,
 	    &conn->local_len) < 0)
 		return false;
-	conn->peer_len = sizeof(conn->peer);
-	bool have_peer = getpeername(fd, (struct sockaddr *)&conn->peer,
-	    &conn->peer_len) == 0;
+	/* The address accept4() gave: a getpeername() less per connection. */
+	bool have_peer = peer_len > 0 && peer_len <= sizeof(conn->peer);
+	if (have_peer) {
+		memcpy(&conn->peer, peer, peer_len);
+		conn->peer_len = peer_len;
+	}
 	conn->peer_uid = (uid_t)-1;
 	if (conn->local.ss_family != AF_UNIX &&
 	    (!have_peer || conn->peer.ss_family != conn->local.ss_family))
@@ -320,7 +326,10 @@ static void accept_loop(const struct daemon_service *svc)
 		/* One connection per wake-up, from the first ready listener:
 		 * the others stay ready and are reported again. */
 		size_t i = (size_t)events[0].data.u64;
-		int fd = accept4(listener_fds[i], NULL, NULL, SOCK_CLOEXEC);
+		struct sockaddr_storage peer;
+		socklen_t peer_len = sizeof(peer);
+		int fd = accept4(listener_fds[i], (struct sockaddr *)&peer,
+		    &peer_len, SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK &&
 			    errno != EINTR && errno != ECONNABORTED)
@@ -344,7 +353,7 @@ static void accept_loop(const struct daemon_service *svc)
 				exit(0);
 			continue;
 		}
-		if (!fill_conn(&conn, fd, i)) {
+		if (!fill_conn(&conn, fd, i, &peer, peer_len)) {
 			log_debug("%s: a client left before it was served",
 			    listener_names[i]);
 			close(fd);
