@@ -7,7 +7,8 @@
  * never replaced; see move_to_new), and only then acknowledged. Readers
  * only look at new/ and cur/ so they never see a partial file. We also
  * fsync new/ so that the new name itself survives a crash before the 250
- * goes out.
+ * goes out; that fsync is a group commit with the other lmtpd processes
+ * storing into the same Maildir (mail/dirsync.c).
  *
  * Trusts: the Maildir path (it comes from mailbox_maps through
  * lmtpd_rcpt.c, which refuses ".." and absolute paths). File names found in
@@ -26,6 +27,7 @@
 
 #include <bsd/string.h>
 
+#include "dirsync.h"
 #include "lmtpd.h"
 #include "log.h"
 #include "mem.h"
@@ -236,18 +238,6 @@ static enum lmtpd_store_result errno_result(int e)
 	    LMTPD_STORE_TEMPFAIL;
 }
 
-static bool fsync_dir(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	bool ok = fsync(fd) == 0;
-	int saved = errno;
-	close(fd);
-	errno = saved;
-	return ok;
-}
-
 /* Write one copy into tmp/name and flush it to disk. */
 static bool write_copy(const char *tmppath, const char *header,
     size_t header_len, struct lmtpd_spool *sp)
@@ -358,8 +348,13 @@ enum lmtpd_store_result lmtpd_maildir_store(const char *maildir,
 			    strerror(e));
 			return errno_result(e);
 		}
-		if (!fsync_dir(newdir)) {
-			e = errno;
+		/*
+		 * new/'s fsync, shared with the other lmtpd processes that
+		 * store into this Maildir now: one that started after our
+		 * rename and succeeded is as good as our own.
+		 */
+		e = dirsync_commit(newdir);
+		if (e != 0) {
 			/* Not known to be on disk: take it back, try later. */
 			unlink(newpath);
 			snprintf(err, errsize, "fsync %s: %s", newdir,
