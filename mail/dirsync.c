@@ -18,7 +18,10 @@
  *   leader   pid of the process whose fsync runs, 0 when none
  *   epoch    even while the key is valid, odd while it changes; a key
  *            change adds 2
- *   wake     a futex word, bumped when an fsync ends
+ *   wake     a futex word, bumped when an fsync ends; a waiter sleeps
+ *            on the bit of its target generation (FUTEX_WAIT_BITSET), so
+ *            that the end of generation g wakes those it served and one
+ *            waiter for g + 1, to lead it, and no one else
  * A caller, after its rename: checks that the slot holds its directory
  * (epoch e, even, the same before and after the key), reads started and
  * needs target = started + 1: any generation handed out from then on
@@ -161,11 +164,29 @@ bool dirsync_counts(struct dirsync_counts *out)
 	return true;
 }
 
-static long futex(_Atomic uint32_t *word, int op, uint32_t val,
-    const struct timespec *timeout)
+/* The futex bit of waiters for generation gen. */
+static uint32_t gen_bit(uint64_t gen)
 {
-	/* Not FUTEX_PRIVATE_FLAG: the word is shared between processes. */
-	return syscall(SYS_futex, word, op, val, timeout, NULL, 0);
+	return 1u << (gen & 31);
+}
+
+/*
+ * Sleep on the slot's wake word while it is seen, until deadline (an
+ * absolute CLOCK_MONOTONIC time: FUTEX_WAIT_BITSET takes one), or until
+ * a wake for the bit of our target generation. Not FUTEX_PRIVATE_FLAG:
+ * the word is shared between processes.
+ */
+static long futex_wait_gen(_Atomic uint32_t *word, uint32_t seen,
+    uint64_t target, const struct timespec *deadline)
+{
+	return syscall(SYS_futex, word, FUTEX_WAIT_BITSET, seen, deadline,
+	    NULL, gen_bit(target));
+}
+
+static void futex_wake_gen(_Atomic uint32_t *word, int count, uint64_t gen)
+{
+	syscall(SYS_futex, word, FUTEX_WAKE_BITSET, count, NULL, NULL,
+	    gen_bit(gen));
 }
 
 static int64_t now_ms(void)
@@ -285,7 +306,10 @@ static int slot_lead(struct dirsync_slot *s, uint64_t epoch, const char *dir,
 	uint32_t mine = me;
 	atomic_compare_exchange_strong(&s->leader, &mine, 0);
 	atomic_fetch_add(&s->wake, 1);
-	futex(&s->wake, FUTEX_WAKE, INT_MAX, NULL);
+	/* Those this fsync served, then one of those who need the next,
+	 * to lead it (any other caller may win that race: no harm). */
+	futex_wake_gen(&s->wake, INT_MAX, gen);
+	futex_wake_gen(&s->wake, 1, gen + 1);
 	return e;
 }
 
@@ -350,9 +374,14 @@ int dirsync_commit(const char *dir)
 		}
 		if (left > DIRSYNC_SLICE_MS)
 			left = DIRSYNC_SLICE_MS;
-		struct timespec ts = { .tv_sec = 0,
-		    .tv_nsec = (long)left * 1000000L };
-		if (futex(&s->wake, FUTEX_WAIT, seen, &ts) != 0 &&
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += (long)left * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		if (futex_wait_gen(&s->wake, seen, target, &ts) != 0 &&
 		    errno == ETIMEDOUT && pid_gone(leader)) {
 			/* Killed mid-fsync: its generation never completes. */
 			atomic_compare_exchange_strong(&s->leader, &leader, 0);
