@@ -18,6 +18,8 @@
  *   leader   pid of the process whose fsync runs, 0 when none
  *   epoch    even while the key is valid, odd while it changes; a key
  *            change adds 2
+ *   waiters  how many sleep on wake (the end of an fsync makes no
+ *            futex call when none does)
  *   wake     a futex word, bumped when an fsync ends; a waiter sleeps
  *            on the bit of its target generation (FUTEX_WAIT_BITSET), so
  *            that the end of generation g wakes those it served and one
@@ -45,9 +47,9 @@
  * from it can only make a caller wait (bounded: DIRSYNC_WAIT_MS) or fsync
  * alone, never skip its fsync, except a done counter that such a writer
  * forges: the same writer could as well unlink the mail. Every wait is
- * bounded: a leader killed mid-fsync (leader's pid gone) is replaced at
- * once, a stuck one after DIRSYNC_WAIT_MS, and the caller then fsyncs
- * alone.
+ * bounded: a leader killed mid-fsync (leader's pid gone) is replaced
+ * within DIRSYNC_SLICE_MS, a stuck one after DIRSYNC_WAIT_MS, and the
+ * caller then fsyncs alone.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -72,7 +74,7 @@
 /* How long a caller waits for other processes' fsyncs before its own. */
 #define DIRSYNC_WAIT_MS 1000
 /* How often a waiter checks that the leader still lives. */
-#define DIRSYNC_SLICE_MS 50
+#define DIRSYNC_SLICE_MS 200
 
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2 && ATOMIC_INT_LOCK_FREE == 2,
     "the table's atomics must work across processes");
@@ -87,7 +89,8 @@ struct dirsync_slot {
 	_Atomic uint32_t lock;		/* pid changing the key, 0 = none */
 	_Atomic uint32_t leader;	/* pid fsyncing, 0 = none */
 	_Atomic uint32_t wake;		/* futex word */
-	_Atomic uint32_t fail_errno;
+	_Atomic uint16_t fail_errno;
+	_Atomic uint16_t waiters;	/* asleep on wake, or about to be */
 };
 
 /*
@@ -107,6 +110,9 @@ _Static_assert(sizeof(struct dirsync_slot) == 64, "slot layout");
 _Static_assert(offsetof(struct dirsync_table, slot) == 64, "table layout");
 
 static struct dirsync_table *table;
+/* Our pid, asked once: glibc no longer caches it, and the callers never
+ * fork after attaching. */
+static uint32_t dirsync_pid;
 
 bool dirsync_attach(const char *path)
 {
@@ -149,6 +155,7 @@ bool dirsync_attach(const char *path)
 		return false;
 	}
 	t->nslots = DIRSYNC_SLOTS;
+	dirsync_pid = (uint32_t)getpid();
 	table = t;
 	return true;
 }
@@ -299,7 +306,7 @@ static int slot_lead(struct dirsync_slot *s, uint64_t epoch, const char *dir,
 		if (e == 0) {
 			raise_to(&s->done, gen);
 		} else {
-			atomic_store(&s->fail_errno, (uint32_t)e);
+			atomic_store(&s->fail_errno, (uint16_t)e);
 			raise_to(&s->failed, gen);
 		}
 	}
@@ -307,9 +314,13 @@ static int slot_lead(struct dirsync_slot *s, uint64_t epoch, const char *dir,
 	atomic_compare_exchange_strong(&s->leader, &mine, 0);
 	atomic_fetch_add(&s->wake, 1);
 	/* Those this fsync served, then one of those who need the next,
-	 * to lead it (any other caller may win that race: no harm). */
-	futex_wake_gen(&s->wake, INT_MAX, gen);
-	futex_wake_gen(&s->wake, 1, gen + 1);
+	 * to lead it (any other caller may win that race: no harm). A
+	 * waiter counts itself before its futex wait, which returns at
+	 * once when wake moved past what it saw: none is missed. */
+	if (atomic_load(&s->waiters) != 0) {
+		futex_wake_gen(&s->wake, INT_MAX, gen);
+		futex_wake_gen(&s->wake, 1, gen + 1);
+	}
 	return e;
 }
 
@@ -325,7 +336,7 @@ int dirsync_commit(const char *dir)
 	if (stat(dir, &st) != 0)
 		return errno;
 
-	uint32_t me = (uint32_t)getpid();
+	uint32_t me = dirsync_pid;
 	struct dirsync_slot *s = &table->slot[slot_index(&st)];
 	uint64_t epoch = slot_epoch_for(s, &st);
 	if (epoch == 1)
@@ -381,8 +392,13 @@ int dirsync_commit(const char *dir)
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000L;
 		}
-		if (futex_wait_gen(&s->wake, seen, target, &ts) != 0 &&
-		    errno == ETIMEDOUT && pid_gone(leader)) {
+		/* Counted before the kernel compares wake with seen: a
+		 * leader that bumped wake since finds us, or we return. */
+		atomic_fetch_add(&s->waiters, 1);
+		long r = futex_wait_gen(&s->wake, seen, target, &ts);
+		int why = errno;
+		atomic_fetch_sub(&s->waiters, 1);
+		if (r != 0 && why == ETIMEDOUT && pid_gone(leader)) {
 			/* Killed mid-fsync: its generation never completes. */
 			atomic_compare_exchange_strong(&s->leader, &leader, 0);
 		}
