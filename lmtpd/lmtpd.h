@@ -179,9 +179,10 @@ long long lmtpd_maildir_usage(const char *maildir);
 void lmtpd_maildir_name(char *out, size_t outsize, long long size);
 /*
  * Store one copy: header (our trace fields) then the spooled message, into
- * maildir/tmp/, fsync, rename into maildir/new/ (never replacing a
- * name), fsync new/ (or wait for another lmtpd's fsync of it that
- * started after the rename: mail/dirsync.c). quota > 0
+ * an unnamed file in maildir/tmp/ (or one by name where that cannot be),
+ * fsync, link (or rename) into maildir/new/ (never replacing a name),
+ * fsync new/ (or wait for another lmtpd's fsync of it that started
+ * after the link: mail/dirsync.c). quota > 0
  * refuses a copy that would take the mailbox past it. On success name
  * (optional) gets the file name in new/.
  */
