@@ -16,6 +16,12 @@ setup_file() {
 	FILE_START=$(date +%s.%N)
 	export FILE_START
 	suite_init
+	# The Maildirs on a disk, where an fsync takes time for others to
+	# arrive during it: /tmp may be a tmpfs, where it takes none.
+	MB=$(mktemp -d /var/tmp/postern-group-commit.XXXXXX)
+	export MB
+	[ "$(id -u)" -eq 0 ] && chown "$TEST_USER" "$MB"
+	suite_conf mailbox_base "$MB"
 	printf 'list@postern.test\tpostern.test/list/\nsolo@postern.test\tpostern.test/solo/\n' \
 		> "$T/conf/mailboxes"
 	"$BUILD/postern" -c "$T/conf" map build "$T/conf/mailboxes"
@@ -27,6 +33,7 @@ setup_file() {
 
 teardown_file() {
 	suite_stop
+	[ -n "${MB:-}" ] && rm -rf "$MB"
 	echo "# lmtpd_group_commit.bats: $(echo "$(date +%s.%N) - $FILE_START" | bc) s" >&3
 }
 
@@ -120,24 +127,28 @@ leader_of() {
 	read -r c1 f1 v1 a1 < <(counts)
 	echo "commits $((c1 - c0)) fsyncs $((f1 - f0)) covered $((v1 - v0)) alone $((a1 - a0))"
 	# Each of the 200 copies is there once, nothing in tmp/.
-	new=$T/mail/postern.test/list/new
+	new=$MB/postern.test/list/new
 	[ "$(find "$new" -type f | wc -l)" -eq 200 ]
-	[ -z "$(find "$T/mail/postern.test/list/tmp" -type f)" ]
+	[ -z "$(find "$MB/postern.test/list/tmp" -type f)" ]
 	run bash -c "grep -h '^Subject: grp ' '$new'/* | sort | uniq -d"
 	[ -z "$output" ]
 	[ "$(grep -h '^Subject: grp ' "$new"/* | sort -u | wc -l)" -eq 200 ]
 	# One commit per copy; fewer fsyncs than copies, the rest covered by
 	# another process's fsync; every commit either fsynced or was covered.
 	[ $((c1 - c0)) -eq 200 ]
-	[ $((f1 - f0)) -lt 200 ]
-	[ $((v1 - v0)) -gt 0 ]
+	if [ "$(stat -f -c %T "$MB")" = tmpfs ]; then
+		echo "# $MB is a tmpfs: its fsyncs take no time to share" >&3
+	else
+		[ $((f1 - f0)) -lt 200 ]
+		[ $((v1 - v0)) -gt 0 ]
+	fi
 	[ $((f1 - f0 + v1 - v0)) -eq 200 ]
 	# lmtpd logged each one stored.
 	[ "$(grep -c 'rcpt=<list@postern.test>.*result=stored' "$T/log")" -eq 200 ]
 }
 
 @test "a lone delivery fsyncs new/ itself at once; a leader killed mid-fsync is replaced, a stuck one waited for only a bounded time" {
-	solo=$T/mail/postern.test/solo
+	solo=$MB/postern.test/solo
 	# 1. Alone: its own fsync, nobody to wait for, no delay.
 	read -r c0 f0 v0 a0 < <(counts)
 	send_lmtp solo@postern.test 1 1 lone
