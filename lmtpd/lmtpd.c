@@ -9,10 +9,12 @@
  * Trusts the configuration and the tables it names; trusts nothing that
  * arrives on a connection (lmtpd_proto.c).
  */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "cfg.h"
 #include "daemon.h"
+#include "dirsync.h"
 #include "lmtpd.h"
 #include "log.h"
 
@@ -36,6 +38,21 @@ static void lmtpd_init(const char *service)
 	lmtpd_rcpt_init();
 }
 
+/*
+ * Still root: map the group-commit table of new/'s fsyncs
+ * (mail/dirsync.c), a root file in run_directory that no process of
+ * mailbox_owner can open, shared by every lmtpd of this master.
+ */
+static void lmtpd_pre_drop(const char *service)
+{
+	char path[4096];
+
+	(void)service;
+	snprintf(path, sizeof(path), "%s/%s", cfg.run_directory,
+	    LMTPD_DIRSYNC_FILE);
+	dirsync_attach(path);
+}
+
 static void lmtpd_serve(struct daemon_conn *conn)
 {
 	lmtpd_session_run(conn);
@@ -46,6 +63,7 @@ int main(int argc, char **argv)
 	static const struct daemon_service service = {
 		.program = "lmtpd",
 		.run_as_mailbox_owner = true,
+		.pre_drop = lmtpd_pre_drop,
 		.init = lmtpd_init,
 		.serve = lmtpd_serve,
 	};

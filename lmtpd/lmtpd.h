@@ -10,7 +10,8 @@
  *   lmtpd_spool.c    message data held once per transaction (memory, then
  *                    a temporary file), lines stored with LF ends
  *   lmtpd_rcpt.c     recipient address -> Maildir path (mailbox_maps)
- *   lmtpd_maildir.c  the Maildir store: tmp/, fsync, rename into new/, quota
+ *   lmtpd_maildir.c  the Maildir store: tmp/, fsync, rename into new/, quota;
+ *                    new/'s fsync is a group commit (mail/dirsync.c)
  */
 #ifndef POSTERN_LMTPD_H
 #define POSTERN_LMTPD_H
@@ -38,6 +39,9 @@ struct lmtpd_settings {
 	int timeout_ms;			/* per network wait */
 };
 extern struct lmtpd_settings lmtpd_settings;
+
+/* In run_directory: the shared table of new/'s group commit. */
+#define LMTPD_DIRSYNC_FILE "lmtpd-dirsync"
 
 /* ---- lmtpd_spool.c: the message data of one transaction ---- */
 
@@ -175,8 +179,10 @@ long long lmtpd_maildir_usage(const char *maildir);
 void lmtpd_maildir_name(char *out, size_t outsize, long long size);
 /*
  * Store one copy: header (our trace fields) then the spooled message, into
- * maildir/tmp/, fsync, rename into maildir/new/ (never replacing a
- * name), fsync new/. quota > 0
+ * an unnamed file in maildir/tmp/ (or one by name where that cannot be),
+ * fsync, link (or rename) into maildir/new/ (never replacing a name),
+ * fsync new/ (or wait for another lmtpd's fsync of it that started
+ * after the link: mail/dirsync.c). quota > 0
  * refuses a copy that would take the mailbox past it. On success name
  * (optional) gets the file name in new/.
  */

@@ -3,11 +3,15 @@
  *
  * The Maildir convention (no RFC; as its author describes it): a message
  * is written under a unique name into tmp/, flushed to disk, then moved
- * into new/ (one renameat2 with RENAME_NOREPLACE, so an existing name is
- * never replaced; see move_to_new), and only then acknowledged. Readers
+ * into new/ without ever replacing a name there, and only then
+ * acknowledged. We write it as an unnamed file in tmp/ (O_TMPFILE) and
+ * give it its name in new/ with linkat() (store_unnamed), or, where that
+ * cannot be done, under its name in tmp/ moved by one renameat2 with
+ * RENAME_NOREPLACE (store_named, move_to_new). Readers
  * only look at new/ and cur/ so they never see a partial file. We also
  * fsync new/ so that the new name itself survives a crash before the 250
- * goes out.
+ * goes out; that fsync is a group commit with the other lmtpd processes
+ * storing into the same Maildir (mail/dirsync.c).
  *
  * Trusts: the Maildir path (it comes from mailbox_maps through
  * lmtpd_rcpt.c, which refuses ".." and absolute paths). File names found in
@@ -26,6 +30,7 @@
 
 #include <bsd/string.h>
 
+#include "dirsync.h"
 #include "lmtpd.h"
 #include "log.h"
 #include "mem.h"
@@ -236,18 +241,6 @@ static enum lmtpd_store_result errno_result(int e)
 	    LMTPD_STORE_TEMPFAIL;
 }
 
-static bool fsync_dir(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	bool ok = fsync(fd) == 0;
-	int saved = errno;
-	close(fd);
-	errno = saved;
-	return ok;
-}
-
 /* Write one copy into tmp/name and flush it to disk. */
 static bool write_copy(const char *tmppath, const char *header,
     size_t header_len, struct lmtpd_spool *sp)
@@ -295,12 +288,132 @@ static int move_to_new(const char *tmppath, const char *newpath)
 	return e;
 }
 
+/* linkat() through /proc was refused once (no /proc, a confinement that
+ * forbids it): every later copy goes by name at once. */
+static bool unnamed_refused;
+
+/*
+ * The copy as an unnamed file in tmp/ (O_TMPFILE), written and flushed,
+ * then given its name in new/ by linkat(), which never replaces a file
+ * (the Maildir rule, as link() in qmail). Why unnamed: on ext4 without a
+ * journal the fsync of a file made by name also writes the directory
+ * that names it (tmp/), one more disk write and wait per copy; a crash
+ * leaves nothing in tmp/ either. 0 (file and newpath set), an errno
+ * value, or EOPNOTSUPP when this way is not open here (the file system
+ * has no O_TMPFILE or hard links, /proc is missing): then by name.
+ */
+static int store_unnamed(const char *maildir, const char *header,
+    size_t header_len, struct lmtpd_spool *sp, long long size, char *file,
+    size_t filesize, char *newpath, size_t newpathsize)
+{
+	char tmpdir[4096], proc[64];
+
+	if (unnamed_refused)
+		return EOPNOTSUPP;
+	snprintf(tmpdir, sizeof(tmpdir), "%stmp", maildir);
+	int fd = open(tmpdir, O_WRONLY | O_TMPFILE | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return errno == ENOENT ? ENOENT : errno == EACCES ||
+		    errno == ENOSPC || errno == EDQUOT || errno == EMFILE ||
+		    errno == ENFILE ? errno : EOPNOTSUPP;
+	if (!lmtpd_spool_copy_after(sp, fd, header, header_len) ||
+	    fsync(fd) != 0) {
+		int e = errno;
+		close(fd);	/* unnamed: nothing to remove */
+		return e;
+	}
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	int e = EEXIST;
+	for (int attempt = 0; attempt < MAILDIR_NAME_TRIES && e == EEXIST;
+	    attempt++) {
+		lmtpd_maildir_name(file, filesize, size);
+		snprintf(newpath, newpathsize, "%snew/%s", maildir, file);
+		e = linkat(AT_FDCWD, proc, AT_FDCWD, newpath,
+		    AT_SYMLINK_FOLLOW) == 0 ? 0 : errno;
+	}
+	if (e == 0 && close(fd) != 0) {
+		e = errno;	/* a late write error: not known to be stored */
+		unlink(newpath);
+		return e;
+	}
+	if (e != 0)
+		close(fd);
+	/* Refused by the file system or by a confinement (Landlock says
+	 * EXDEV or EACCES): by name from now on, which reports a real
+	 * permission problem of new/ itself. */
+	if (e == EXDEV || e == EPERM || e == ENOTSUP || e == EMLINK ||
+	    e == EACCES ||
+	    (e == ENOENT && access("/proc/self/fd", F_OK) != 0)) {
+		unnamed_refused = true;
+		return EOPNOTSUPP;
+	}
+	return e;
+}
+
+/*
+ * By name, where store_unnamed() cannot go: tmp/NAME, fsync, then the
+ * move into new/ (move_to_new). LMTPD_STORE_OK with file and newpath
+ * set, else a failure explained in err.
+ */
+static enum lmtpd_store_result store_named(const char *maildir,
+    const char *header, size_t header_len, struct lmtpd_spool *sp,
+    long long size, bool *created, char *file, size_t filesize,
+    char *newpath, size_t newpathsize, char *err, size_t errsize)
+{
+	char tmppath[4096];
+
+	for (int attempt = 0; attempt < MAILDIR_NAME_TRIES; attempt++) {
+		lmtpd_maildir_name(file, filesize, size);
+		snprintf(tmppath, sizeof(tmppath), "%stmp/%s", maildir, file);
+		snprintf(newpath, newpathsize, "%snew/%s", maildir, file);
+
+		bool ok = write_copy(tmppath, header, header_len, sp);
+		if (!ok && errno == ENOENT && !*created) {
+			/* The first delivery: make the Maildir, then again. */
+			if (!lmtpd_maildir_create(maildir, err, errsize))
+				return errno_result(errno);
+			*created = true;
+			ok = write_copy(tmppath, header, header_len, sp);
+		}
+		if (!ok) {
+			if (errno == EEXIST)
+				continue;
+			snprintf(err, errsize, "write %s: %s", tmppath,
+			    strerror(errno));
+			return errno_result(errno);
+		}
+		int e = move_to_new(tmppath, newpath);
+		if (e == ENOENT && !*created) {
+			/* new/ is missing: make the Maildir whole again. */
+			if (!lmtpd_maildir_create(maildir, err, errsize)) {
+				unlink(tmppath);
+				return errno_result(errno);
+			}
+			*created = true;
+			e = move_to_new(tmppath, newpath);
+		}
+		if (e == EEXIST) {
+			unlink(tmppath);
+			continue;
+		}
+		if (e != 0) {
+			unlink(tmppath);
+			snprintf(err, errsize, "rename to %s: %s", newpath,
+			    strerror(e));
+			return errno_result(e);
+		}
+		return LMTPD_STORE_OK;
+	}
+	snprintf(err, errsize, "no unique file name in %stmp", maildir);
+	return LMTPD_STORE_TEMPFAIL;
+}
+
 enum lmtpd_store_result lmtpd_maildir_store(const char *maildir,
     const char *header, size_t header_len, struct lmtpd_spool *sp,
     long long quota, char *name, size_t namesize, char *err, size_t errsize)
 {
 	long long size = (long long)header_len + (long long)sp->size;
-	char file[512], tmppath[4096], newpath[4096], newdir[4096];
+	char file[512], newpath[4096], newdir[4096];
 
 	if (quota > 0) {
 		long long used = lmtpd_maildir_usage(maildir);
@@ -316,60 +429,43 @@ enum lmtpd_store_result lmtpd_maildir_store(const char *maildir,
 		}
 	}
 
-	snprintf(newdir, sizeof(newdir), "%snew", maildir);
 	bool created = false;	/* lmtpd_maildir_create() ran already */
-	for (int attempt = 0; attempt < MAILDIR_NAME_TRIES; attempt++) {
-		lmtpd_maildir_name(file, sizeof(file), size);
-		snprintf(tmppath, sizeof(tmppath), "%stmp/%s", maildir, file);
-		snprintf(newpath, sizeof(newpath), "%snew/%s", maildir, file);
-
-		bool ok = write_copy(tmppath, header, header_len, sp);
-		if (!ok && errno == ENOENT && !created) {
-			/* The first delivery: make the Maildir, then again. */
-			if (!lmtpd_maildir_create(maildir, err, errsize))
-				return errno_result(errno);
-			created = true;
-			ok = write_copy(tmppath, header, header_len, sp);
-		}
-		if (!ok) {
-			if (errno == EEXIST)
-				continue;
-			snprintf(err, errsize, "write %s: %s", tmppath,
-			    strerror(errno));
+	int e = store_unnamed(maildir, header, header_len, sp, size, file,
+	    sizeof(file), newpath, sizeof(newpath));
+	if (e == ENOENT) {
+		/* The first delivery, or a Maildir missing a part. */
+		if (!lmtpd_maildir_create(maildir, err, errsize))
 			return errno_result(errno);
-		}
-		int e = move_to_new(tmppath, newpath);
-		if (e == ENOENT && !created) {
-			/* new/ is missing: make the Maildir whole again. */
-			if (!lmtpd_maildir_create(maildir, err, errsize)) {
-				unlink(tmppath);
-				return errno_result(errno);
-			}
-			created = true;
-			e = move_to_new(tmppath, newpath);
-		}
-		if (e == EEXIST) {
-			unlink(tmppath);
-			continue;
-		}
-		if (e != 0) {
-			unlink(tmppath);
-			snprintf(err, errsize, "rename to %s: %s", newpath,
-			    strerror(e));
-			return errno_result(e);
-		}
-		if (!fsync_dir(newdir)) {
-			e = errno;
-			/* Not known to be on disk: take it back, try later. */
-			unlink(newpath);
-			snprintf(err, errsize, "fsync %s: %s", newdir,
-			    strerror(e));
-			return errno_result(e);
-		}
-		if (name != NULL)
-			strlcpy(name, file, namesize);
-		return LMTPD_STORE_OK;
+		created = true;
+		e = store_unnamed(maildir, header, header_len, sp, size, file,
+		    sizeof(file), newpath, sizeof(newpath));
 	}
-	snprintf(err, errsize, "no unique file name in %stmp", maildir);
-	return LMTPD_STORE_TEMPFAIL;
+	if (e == EOPNOTSUPP) {
+		enum lmtpd_store_result res = store_named(maildir, header,
+		    header_len, sp, size, &created, file, sizeof(file),
+		    newpath, sizeof(newpath), err, errsize);
+		if (res != LMTPD_STORE_OK)
+			return res;
+	} else if (e != 0) {
+		snprintf(err, errsize, "store into %s: %s", maildir,
+		    strerror(e));
+		return errno_result(e);
+	}
+
+	/*
+	 * new/'s fsync, shared with the other lmtpd processes that store
+	 * into this Maildir now: one that started after our link or rename
+	 * and succeeded is as good as our own.
+	 */
+	snprintf(newdir, sizeof(newdir), "%snew", maildir);
+	e = dirsync_commit(newdir);
+	if (e != 0) {
+		/* Not known to be on disk: take it back, try later. */
+		unlink(newpath);
+		snprintf(err, errsize, "fsync %s: %s", newdir, strerror(e));
+		return errno_result(e);
+	}
+	if (name != NULL)
+		strlcpy(name, file, namesize);
+	return LMTPD_STORE_OK;
 }

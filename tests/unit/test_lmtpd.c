@@ -1,6 +1,6 @@
 /*
  * Unit tests for lmtpd's message spool and Maildir store (lmtpd/lmtpd_spool.c,
- * lmtpd/lmtpd_maildir.c). The program's files are compiled in here: they
+ * lmtpd/lmtpd_maildir.c: the unnamed O_TMPFILE way and the named one). The program's files are compiled in here: they
  * are not part of libmail or libutil. Works in a fresh temporary directory.
  */
 #include <dirent.h>
@@ -248,6 +248,33 @@ static void test_maildir_store_and_quota(void)
 	lmtpd_spool_free(&sp);
 }
 
+/* Where O_TMPFILE or linkat() through /proc cannot be used: the copy
+ * goes by name through tmp/, with the same result. */
+static void test_maildir_store_by_name(void)
+{
+	char maildir[256], dir[300], name[512], first[512], err[512], path[900];
+	struct lmtpd_spool sp;
+
+	snprintf(maildir, sizeof(maildir), "%s/mail/example.org/bob/", tmpdir);
+	lmtpd_spool_init(&sp, 0);
+	lmtpd_spool_put_line(&sp, "body", 4, true);
+	lmtpd_spool_finish(&sp);
+	unnamed_refused = true;
+	CHECK_INT(lmtpd_maildir_store(maildir, "H: 1\n", 5, &sp, 0, name,
+	    sizeof(name), err, sizeof(err)), LMTPD_STORE_OK);
+	unnamed_refused = false;
+	snprintf(dir, sizeof(dir), "%snew", maildir);
+	CHECK_INT(count_files(dir, first, sizeof(first)), 1);
+	CHECK_STR(first, name);
+	snprintf(dir, sizeof(dir), "%stmp", maildir);
+	CHECK_INT(count_files(dir, NULL, 0), 0);
+	snprintf(path, sizeof(path), "%snew/%s", maildir, name);
+	char *t = slurp(path, NULL);
+	CHECK_STR(t, "H: 1\nbody\n");
+	free(t);
+	lmtpd_spool_free(&sp);
+}
+
 static void test_maildir_unwritable(void)
 {
 	char maildir[256], err[512];
@@ -279,6 +306,7 @@ int main(void)
 	RUN(test_maildir_path);
 	RUN(test_maildir_name);
 	RUN(test_maildir_store_and_quota);
+	RUN(test_maildir_store_by_name);
 	RUN(test_maildir_unwritable);
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);

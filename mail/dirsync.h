@@ -1,0 +1,51 @@
+/*
+ * dirsync.h - group commit of directory fsyncs across processes.
+ *
+ * Several processes that rename files into one directory each need an
+ * fsync of that directory that starts after their rename. One such fsync
+ * serves them all: a process whose rename completed before another
+ * process's fsync of the same directory began may wait for that fsync
+ * instead of issuing its own. The processes meet in a small table in a
+ * shared file mapping (dirsync.c says how and why it is safe).
+ *
+ * lmtpd uses it for Maildir new/; the same table would serve smtpd's
+ * doors for incoming/ (hence mail/, not lmtpd/).
+ */
+#ifndef POSTERN_DIRSYNC_H
+#define POSTERN_DIRSYNC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/*
+ * Map the table file at path, creating it (mode 0600) when missing. Call
+ * while the process can still open it (before dropping root): the file
+ * lives where only root writes (run_directory). false, with a warning
+ * logged, when it cannot be used; dirsync_commit() then fsyncs alone.
+ */
+bool dirsync_attach(const char *path);
+
+/*
+ * Make durable every entry this process has renamed into dir (a path):
+ * returns once an fsync of dir that started after this call began has
+ * completed, its own or another process's. 0 or an errno value (the
+ * fsync's failure, also when another process's fsync that covered this
+ * call failed).
+ */
+int dirsync_commit(const char *dir);
+
+/* What the table's users did, summed over every process (for tests and
+ * benchmarks). */
+struct dirsync_counts {
+	uint64_t commits;	/* dirsync_commit() calls */
+	uint64_t fsyncs;	/* directory fsyncs issued by them */
+	uint64_t covered;	/* commits another process's fsync served */
+	uint64_t alone;		/* commits that fsynced without the table's
+				 * help: slot taken by another directory,
+				 * a wait past its bound, no table */
+};
+
+/* false when no table is attached. */
+bool dirsync_counts(struct dirsync_counts *out);
+
+#endif
