@@ -82,7 +82,9 @@ static void ensure_dir(const char *path, mode_t mode, uid_t uid, gid_t gid)
  * run_directory holds what root writes and later trusts: master.pid and
  * the listening sockets. It is root's and writable by root alone, so the
  * daemon user can neither plant a symlink there nor swap a socket
- * between bind and chown (issue 12); the daemons write nothing there.
+ * between bind and chown (issue 12); the daemons write nothing there,
+ * but for lmtpd's group-commit table, which lmtpd makes while it is
+ * still root (mail/dirsync.c).
  * Older versions gave it to the daemon user: take it back, through the
  * descriptor, never by a path that could be swapped meanwhile.
  */
@@ -148,6 +150,19 @@ static void prepare_directories(void)
 	queue_recycle_clear(cfg.queue_directory);
 	open_run_directory();
 	master_state_dirs_prepare();
+}
+
+/*
+ * lmtpd's group-commit table of new/'s fsyncs (mail/dirsync.c,
+ * LMTPD_DIRSYNC_FILE) outlives the processes that mapped it. A new
+ * master, once it holds the pid file (no other instance runs), starts
+ * its lmtpds on a new one: a leader's pid left in the old table could
+ * have been reused by now and make a first delivery wait for it.
+ */
+static void forget_lmtpd_dirsync(void)
+{
+	if (unlinkat(run_dir_fd, "lmtpd-dirsync", 0) < 0 && errno != ENOENT)
+		log_warning("remove %s/lmtpd-dirsync: %m", cfg.run_directory);
 }
 
 /* A pid file we wrote: a plain file of ours with no other name. */
@@ -355,6 +370,7 @@ int main(int argc, char **argv)
 
 	prepare_directories();
 	int pid_fd = take_pid_file();
+	forget_lmtpd_dirsync();
 	daemon_confine_probe();
 	setup_signals();
 
