@@ -224,18 +224,16 @@ LDFLAGS += -Wl,-O1 -Wl,--as-needed
 # each smtpd worker execs once at start (smtpd/smtpd_door.c built again
 # with SMTPD_DOOR_PROGRAM: the door's side and its main). It links only
 # what the door runs: util/, the queue writer, the config, the tables of
-# smtpd_sasl_users and libcrypt; no OpenSSL. Linked statically (static
-# PIE) so that a session's second process maps its own few hundred KiB of
-# code instead of all of libc's text and the loader: per session RSS is
-# counted per process (bench/RESULTS.md, "The door exec'd"). Sanitizer
-# builds link it dynamically (ASan has no static runtime).
+# smtpd_sasl_users and libcrypt; no OpenSSL. Linked dynamically like
+# every other program: a static door would carry its own copy of glibc,
+# whose NSS (the door looks up `user`) loads the system's modules at run
+# time and breaks when glibc is upgraded under it, and Debian wants no
+# static binaries. The door drops its start-up pages instead
+# (util/resident.c), so that libc's code its start-up ran does not stay
+# counted in every session's RSS.
 DOOR_OBJ := $(BUILD)/obj/smtpd-door/smtpd_door.o $(BUILD)/obj/smtpd/smtpd_auth_door.o
-DOOR_LDFLAGS := $(if $(SANITIZE),$(LDFLAGS),$(filter-out -pie,$(LDFLAGS)) -static-pie)
-# libmd: libbsd's static archive needs it; libresolv: mail/dns.c, which
-# the config's checks use. glibc warns that getpwnam and getaddrinfo in a
-# static program load its NSS modules at run time: the door looks up
-# `user` before it confines itself, from the same glibc package.
-DOOR_LDLIBS := -lbsd -lmd -ldb -lcrypt -lresolv
+DOOR_LDFLAGS := $(LDFLAGS)
+DOOR_LDLIBS := -lbsd -ldb -lcrypt -lresolv
 $(BUILD)/obj/smtpd-door/smtpd_door.o: smtpd/smtpd_door.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -DSMTPD_DOOR_PROGRAM $(INCLUDES) $(CFLAGS) -c $< -o $@
