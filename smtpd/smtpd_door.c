@@ -246,19 +246,25 @@ static void door_answer(const char *type, const char *reason)
 	ipc_msg_free(&m);
 }
 
-/* Remove the unfinished file, if any. */
-static void door_drop_file(void)
+/* Remove an unfinished file of the door's (incoming/.ID), if any. */
+static void door_remove_unfinished(int *fd, char *id)
 {
-	if (door.fd < 0)
+	if (*fd < 0)
 		return;
 	char tmpname[QUEUE_ID_SIZE + 1];
-	snprintf(tmpname, sizeof(tmpname), ".%s", door.id);
+	snprintf(tmpname, sizeof(tmpname), ".%s", id);
 	if (unlinkat(door.dirfd, tmpname, 0) < 0 && errno != ENOENT)
-		log_warning("%s: cannot remove %s/%s/%s: %m", door.id,
+		log_warning("%s: cannot remove %s/%s/%s: %m", id,
 		    cfg.queue_directory, QUEUE_INCOMING, tmpname);
-	close(door.fd);
-	door.fd = -1;
-	door.id[0] = '\0';
+	close(*fd);
+	*fd = -1;
+	id[0] = '\0';
+}
+
+/* Remove the unfinished file the worker knows of, if any. */
+static void door_drop_file(void)
+{
+	door_remove_unfinished(&door.fd, door.id);
 }
 
 static bool door_is_current(const struct ipc_msg *m)
@@ -270,16 +276,7 @@ static bool door_is_current(const struct ipc_msg *m)
 /* Remove the spare file, if any. */
 static void door_drop_spare(void)
 {
-	if (door.spare_fd < 0)
-		return;
-	char tmpname[QUEUE_ID_SIZE + 1];
-	snprintf(tmpname, sizeof(tmpname), ".%s", door.spare_id);
-	if (unlinkat(door.dirfd, tmpname, 0) < 0 && errno != ENOENT)
-		log_warning("%s: cannot remove %s/%s/%s: %m", door.spare_id,
-		    cfg.queue_directory, QUEUE_INCOMING, tmpname);
-	close(door.spare_fd);
-	door.spare_fd = -1;
-	door.spare_id[0] = '\0';
+	door_remove_unfinished(&door.spare_fd, door.spare_id);
 }
 
 /*
