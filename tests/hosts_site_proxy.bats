@@ -305,15 +305,21 @@ accepted() {
 	# Duplicates only from messages in flight at the kill: at most one
 	# a cut session.
 	[ "$duplicates" -le "$cut" ]
-	# ... so each copy of a duplicate came through another front end
-	# (fe1's copy from its queue, the retry's through fe2): one front
-	# end never delivered a message twice.
-	local same_fe
-	same_fe=$(delivered_files | xargs -0 -r awk '
-		FNR == 1 { fe = "" }
-		/^Received: from fe[12]\.site\.test/ && fe == "" { fe = $3 }
-		/^X-Site-Seq:/ { print $2, fe }' | sort | uniq -d | wc -l)
-	[ "$same_fe" -eq 0 ]
+	# ... and each copy of a duplicate is another queue file: fe1's copy
+	# from its queue and the retry's, taken anew by fe2 (or by fe1 once
+	# it is back, when the retries met fe1 down until then: a second
+	# file, as SMTP allows). No front end delivered one queue file
+	# twice: its Received line's "by FE ... id QUEUEID" is unique.
+	local same_file
+	same_file=$(delivered_files | xargs -0 -r awk '
+		/^[ \t]+by fe[12]\.site\.test \(postern\)/ &&
+		    match($0, / id [0-9A-Za-z]+/) {
+			print $2, substr($0, RSTART + 4, RLENGTH - 4)
+		}' | sort | uniq -d | wc -l)
+	[ "$same_file" -eq 0 ]
+	local fe_ids
+	fe_ids=$(delivered_files | xargs -0 -r grep -cH -E '^[[:space:]]+by fe[12]\.site\.test \(postern\)' | awk -F: '$NF == 1' | wc -l)
+	[ "$fe_ids" -eq "$delivered" ]
 	[ "$from_sender" -eq "$delivered" ]
 	[ "$from_lb" -eq 0 ]
 	# Both took mail, fe1 again after its restart, and delivered its queue.
