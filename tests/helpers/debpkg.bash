@@ -74,7 +74,12 @@ debpkg_build() {
 		tmp=$(mktemp -d "$DEBPKG_CACHE/postern-deb-build.XXXXXX")
 		mkdir "$tmp/postern"
 		(cd "$top" && git ls-files -z | tar --null -T - -cf -) | tar -C "$tmp/postern" -xf -
-		if ! (cd "$tmp/postern" && DEB_BUILD_OPTIONS=nocheck \
+		# Without the calling make's variables: under make
+		# check-sanitize, MAKEFLAGS carries SANITIZE= and BUILD=, which
+		# debian/rules' make would obey, and a sanitized package would
+		# then sit in the cache under the sources' key.
+		if ! (cd "$tmp/postern" && env -u MAKEFLAGS -u MFLAGS \
+			-u MAKELEVEL -u MAKEOVERRIDES DEB_BUILD_OPTIONS=nocheck \
 			dpkg-buildpackage -b -us -uc -j2 >"$tmp/build.log" 2>&1); then
 			tail -n 30 "$tmp/build.log"
 			rm -rf "$tmp"
