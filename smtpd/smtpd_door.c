@@ -438,7 +438,7 @@ static void door_hold(const struct ipc_msg *req)
 		log_warning("%s: cannot move the message to hold: %m", door.id);
 		door_drop_file();
 	} else if (fsync(door.fd) < 0 ||
-	    (errno = dirsync_commit_fd(door.holdfd)) != 0) {
+	    (errno = dirsync_commit_fd(door.holdfd)) != 0) {	/* its errno */
 		log_warning("%s: cannot sync the held message: %m", door.id);
 		unlinkat(door.holdfd, door.id, 0);
 		ok = false;

@@ -128,6 +128,21 @@ static void test_attach_and_lone_commit(void)
 	    (atomic_load(&s->epoch) & 1) == 0 && atomic_load(&s->done) >= 1);
 }
 
+/* The next generation's fsync failed (EIO), under a live leader: a
+ * commit now must fail. */
+static void slot_fail_next(struct dirsync_slot *s)
+{
+	atomic_store(&s->fail_errno, EIO);
+	atomic_store(&s->failed, atomic_load(&s->started) + 1);
+	atomic_store(&s->leader, (uint32_t)getppid());	/* alive */
+}
+
+static void slot_clear_failure(struct dirsync_slot *s)
+{
+	atomic_store(&s->leader, 0);
+	atomic_store(&s->failed, 0);
+}
+
 /* What a commit does with each state a slot can be left in. */
 static void test_left_states(void)
 {
@@ -156,14 +171,11 @@ static void test_left_states(void)
 
 	/* An fsync that covered us failed: our entry is not known to be on
 	 * disk, so we fail too (never a success we cannot vouch for). */
-	atomic_store(&s->fail_errno, EIO);
-	atomic_store(&s->failed, atomic_load(&s->started) + 1);
-	atomic_store(&s->leader, (uint32_t)getppid());	/* alive */
 	/* ... published before we look: the failure is for a generation
 	 * past started, so it must count for our target. */
+	slot_fail_next(s);
 	CHECK_INT(dirsync_commit(dir), EIO);
-	atomic_store(&s->leader, 0);
-	atomic_store(&s->failed, 0);
+	slot_clear_failure(s);
 	CHECK_INT(dirsync_commit(dir), 0);
 
 	/* The slot holds another directory whose fsync runs: no takeover,
@@ -236,12 +248,9 @@ static void test_commit_fd(void)
 	CHECK_INT(b.alone - a.alone, 0);
 	CHECK(atomic_load(&s->done) == done + 1);
 
-	atomic_store(&s->fail_errno, EIO);
-	atomic_store(&s->failed, atomic_load(&s->started) + 1);
-	atomic_store(&s->leader, (uint32_t)getppid());	/* alive */
+	slot_fail_next(s);
 	CHECK_INT(dirsync_commit_fd(dfd), EIO);
-	atomic_store(&s->leader, 0);
-	atomic_store(&s->failed, 0);
+	slot_clear_failure(s);
 	close(dfd);
 }
 
