@@ -209,34 +209,43 @@ static bool pid_gone(uint32_t pid)
 	return pid != 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
 }
 
-/* The fsync itself: dir must still be the directory the caller
+/*
+ * The fsync itself: of dirfd when the caller holds the directory open
+ * (>= 0), else of dir, which must still be the directory the caller
  * stat()ed, else *same is cleared (its result then counts for no one
- * else). */
-static int fsync_dir(const char *dir, const struct stat *want, bool *same)
+ * else).
+ */
+static int fsync_dir(const char *dir, int dirfd, const struct stat *want,
+    bool *same)
 {
 	struct stat st;
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int e;
 
-	if (fd < 0) {
-		*same = false;
-		return errno;
+	if (dirfd >= 0) {
+		e = fsync(dirfd) == 0 ? 0 : errno;
+	} else {
+		int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0) {
+			*same = false;
+			return errno;
+		}
+		if (want != NULL && (fstat(fd, &st) != 0 ||
+		    st.st_dev != want->st_dev || st.st_ino != want->st_ino))
+			*same = false;
+		e = fsync(fd) == 0 ? 0 : errno;
+		close(fd);
 	}
-	if (want != NULL && (fstat(fd, &st) != 0 || st.st_dev != want->st_dev ||
-	    st.st_ino != want->st_ino))
-		*same = false;
-	int e = fsync(fd) == 0 ? 0 : errno;
-	close(fd);
 	if (table != NULL)
 		atomic_fetch_add(&table->fsyncs, 1);
 	return e;
 }
 
-static int fsync_alone(const char *dir)
+static int fsync_alone(const char *dir, int dirfd)
 {
 	bool same = true;
 	if (table != NULL)
 		atomic_fetch_add(&table->alone, 1);
-	return fsync_dir(dir, NULL, &same);
+	return fsync_dir(dir, dirfd, NULL, &same);
 }
 
 static void raise_to(_Atomic uint64_t *v, uint64_t to)
@@ -296,11 +305,11 @@ static uint64_t slot_take(struct dirsync_slot *s, const struct stat *st,
 
 /* Leader: one fsync for everyone whose target is at most our generation. */
 static int slot_lead(struct dirsync_slot *s, uint64_t epoch, const char *dir,
-    const struct stat *st, uint32_t me)
+    int dirfd, const struct stat *st, uint32_t me)
 {
 	uint64_t gen = atomic_fetch_add(&s->started, 1) + 1;
 	bool same = atomic_load(&s->epoch) == epoch;
-	int e = fsync_dir(dir, st, &same);
+	int e = fsync_dir(dir, dirfd, st, &same);
 
 	if (same) {
 		if (e == 0) {
@@ -324,25 +333,16 @@ static int slot_lead(struct dirsync_slot *s, uint64_t epoch, const char *dir,
 	return e;
 }
 
-int dirsync_commit(const char *dir)
+/* A commit through the table: dir, or dirfd when >= 0, whose stat is st. */
+static int commit_shared(const char *dir, int dirfd, const struct stat *st)
 {
-	struct stat st;
-
-	if (table == NULL) {
-		bool same = true;
-		return fsync_dir(dir, NULL, &same);
-	}
-	atomic_fetch_add(&table->commits, 1);
-	if (stat(dir, &st) != 0)
-		return errno;
-
 	uint32_t me = dirsync_pid;
-	struct dirsync_slot *s = &table->slot[slot_index(&st)];
-	uint64_t epoch = slot_epoch_for(s, &st);
+	struct dirsync_slot *s = &table->slot[slot_index(st)];
+	uint64_t epoch = slot_epoch_for(s, st);
 	if (epoch == 1)
-		epoch = slot_take(s, &st, me);
+		epoch = slot_take(s, st, me);
 	if (epoch == 1)
-		return fsync_alone(dir);
+		return fsync_alone(dir, dirfd);
 	/*
 	 * Generations handed out from here on are fsyncs after our rename.
 	 * A read-modify-write, not a load: the leader's increment then
@@ -351,7 +351,7 @@ int dirsync_commit(const char *dir)
 	 */
 	uint64_t target = atomic_fetch_add(&s->started, 0) + 1;
 	if (atomic_load(&s->epoch) != epoch)
-		return fsync_alone(dir);
+		return fsync_alone(dir, dirfd);
 
 	int64_t deadline = now_ms() + DIRSYNC_WAIT_MS;
 	for (;;) {
@@ -361,12 +361,12 @@ int dirsync_commit(const char *dir)
 		if (atomic_load(&s->failed) >= target) {
 			int e = (int)atomic_load(&s->fail_errno);
 			if (atomic_load(&s->epoch) != epoch)
-				return fsync_alone(dir);
+				return fsync_alone(dir, dirfd);
 			return e > 0 ? e : EIO;
 		}
 		if (atomic_load(&s->done) >= target) {
 			if (atomic_load(&s->epoch) != epoch)
-				return fsync_alone(dir);
+				return fsync_alone(dir, dirfd);
 			atomic_fetch_add(&table->covered, 1);
 			return 0;
 		}
@@ -374,14 +374,14 @@ int dirsync_commit(const char *dir)
 		if (leader == 0) {
 			if (atomic_compare_exchange_strong(&s->leader, &leader,
 			    me))
-				return slot_lead(s, epoch, dir, &st, me);
+				return slot_lead(s, epoch, dir, dirfd, st, me);
 			continue;
 		}
 		int64_t left = deadline - now_ms();
 		if (left <= 0) {
 			/* A stuck leader: stop others from waiting on it. */
 			atomic_compare_exchange_strong(&s->leader, &leader, 0);
-			return fsync_alone(dir);
+			return fsync_alone(dir, dirfd);
 		}
 		if (left > DIRSYNC_SLICE_MS)
 			left = DIRSYNC_SLICE_MS;
@@ -403,4 +403,30 @@ int dirsync_commit(const char *dir)
 			atomic_compare_exchange_strong(&s->leader, &leader, 0);
 		}
 	}
+}
+
+int dirsync_commit(const char *dir)
+{
+	struct stat st;
+	bool same = true;
+
+	if (table == NULL)
+		return fsync_dir(dir, -1, NULL, &same);
+	atomic_fetch_add(&table->commits, 1);
+	if (stat(dir, &st) != 0)
+		return errno;
+	return commit_shared(dir, -1, &st);
+}
+
+int dirsync_commit_fd(int dirfd)
+{
+	struct stat st;
+	bool same = true;
+
+	if (table == NULL)
+		return fsync_dir(NULL, dirfd, NULL, &same);
+	atomic_fetch_add(&table->commits, 1);
+	if (fstat(dirfd, &st) != 0)
+		return errno;
+	return commit_shared(NULL, dirfd, &st);
 }

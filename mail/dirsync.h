@@ -8,8 +8,9 @@
  * instead of issuing its own. The processes meet in a small table in a
  * shared file mapping (dirsync.c says how and why it is safe).
  *
- * lmtpd uses it for Maildir new/; the same table would serve smtpd's
- * doors for incoming/ (hence mail/, not lmtpd/).
+ * lmtpd uses it for Maildir new/ (run_directory/lmtpd-dirsync), smtpd's
+ * doors for incoming/ and hold/ (run_directory/smtpd-dirsync, through
+ * queue_file_publish()): hence mail/, not lmtpd/.
  */
 #ifndef POSTERN_DIRSYNC_H
 #define POSTERN_DIRSYNC_H
@@ -33,6 +34,13 @@ bool dirsync_attach(const char *path);
  * call failed).
  */
 int dirsync_commit(const char *dir);
+
+/*
+ * The same for a directory the caller holds open: dirfd is what is
+ * fsync'd, so no open per call. Without a table it is fsync(dirfd) and
+ * nothing else.
+ */
+int dirsync_commit_fd(int dirfd);
 
 /* What the table's users did, summed over every process (for tests and
  * benchmarks). */

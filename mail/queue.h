@@ -299,7 +299,10 @@ int queue_file_create(const char *queue_directory, int dirfd, bool recycle,
     char id[QUEUE_ID_SIZE], off_t *size, char *err, size_t errsize);
 /*
  * Rename "<dirfd>/.<ID>" to ID, fsync fd (the file), then the directory
- * (syncfs when dir_readable is false), as queue_writer_commit() does.
+ * (syncfs when dir_readable is false), as queue_writer_commit() does. The
+ * directory's fsync is dirsync_commit_fd()'s: one that began after the
+ * rename, shared with other processes when this one attached a table
+ * (smtpd's doors: mail/dirsync.h), else its own.
  * On false the file is gone under both names (unless qmgr took it
  * between the rename and a failed fsync: then a duplicate, never a loss).
  */

@@ -7,7 +7,8 @@
  * ends at a space): queue_envelope_writable() refuses the rest before any
  * file exists. A new file gets exactly one fsync of itself and one of its
  * directory, after which it has its final name (doc/architecture.md,
- * "Where the fsyncs are").
+ * "Where the fsyncs are"); the directory's may be another process's
+ * that began after the rename (smtpd's doors share one: dirsync.h).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -26,6 +27,7 @@
 
 #include <bsd/string.h>
 
+#include "dirsync.h"
 #include "log.h"
 #include "mem.h"
 #include "queue.h"
@@ -613,8 +615,18 @@ static bool queue_file_publish_flags(int dirfd, bool dir_readable,
 	if (fsync(fd) < 0)
 		goto fail_renamed;
 	step = "fsync directory";
-	if ((dir_readable ? fsync(dirfd) : syncfs(fd)) < 0)
+	/* An fsync of the directory that began after the rename: ours, or
+	 * another door's when the process shares a table (mail/dirsync.h;
+	 * without one, fsync(dirfd) alone). */
+	if (dir_readable) {
+		int e = dirsync_commit_fd(dirfd);
+		if (e != 0) {
+			errno = e;
+			goto fail_renamed;
+		}
+	} else if (syncfs(fd) < 0) {
 		goto fail_renamed;
+	}
 	return true;
 
 fail_renamed:;

@@ -83,8 +83,8 @@ static void ensure_dir(const char *path, mode_t mode, uid_t uid, gid_t gid)
  * the listening sockets. It is root's and writable by root alone, so the
  * daemon user can neither plant a symlink there nor swap a socket
  * between bind and chown (issue 12); the daemons write nothing there,
- * but for lmtpd's group-commit table, which lmtpd makes while it is
- * still root (mail/dirsync.c).
+ * but for the group-commit tables of lmtpd and of smtpd's doors, which
+ * each makes while it is still root (mail/dirsync.c).
  * Older versions gave it to the daemon user: take it back, through the
  * descriptor, never by a path that could be swapped meanwhile.
  */
@@ -153,16 +153,22 @@ static void prepare_directories(void)
 }
 
 /*
- * lmtpd's group-commit table of new/'s fsyncs (mail/dirsync.c,
- * LMTPD_DIRSYNC_FILE) outlives the processes that mapped it. A new
+ * The group-commit tables of directory fsyncs (mail/dirsync.c): lmtpd's
+ * of new/ (LMTPD_DIRSYNC_FILE) and smtpd's doors' of incoming/ and hold/
+ * (smtpd/smtpd_door.c) outlive the processes that mapped them. A new
  * master, once it holds the pid file (no other instance runs), starts
- * its lmtpds on a new one: a leader's pid left in the old table could
- * have been reused by now and make a first delivery wait for it.
+ * its daemons on new ones: a leader's pid left in an old table could
+ * have been reused by now and make a first commit wait for it.
  */
-static void forget_lmtpd_dirsync(void)
+static void forget_dirsync_tables(void)
 {
-	if (unlinkat(run_dir_fd, "lmtpd-dirsync", 0) < 0 && errno != ENOENT)
-		log_warning("remove %s/lmtpd-dirsync: %m", cfg.run_directory);
+	static const char *const tables[] = { "lmtpd-dirsync",
+		"smtpd-dirsync" };
+
+	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++)
+		if (unlinkat(run_dir_fd, tables[i], 0) < 0 && errno != ENOENT)
+			log_warning("remove %s/%s: %m", cfg.run_directory,
+			    tables[i]);
 }
 
 /* A pid file we wrote: a plain file of ours with no other name. */
@@ -370,7 +376,7 @@ int main(int argc, char **argv)
 
 	prepare_directories();
 	int pid_fd = take_pid_file();
-	forget_lmtpd_dirsync();
+	forget_dirsync_tables();
 	daemon_confine_probe();
 	setup_signals();
 

@@ -31,10 +31,15 @@
  *                                file's old bytes cannot be read
  *   type=commit id=ID            the worker wrote the whole file; the
  *                                door renames it to ID, fsyncs the file
- *                                and incoming/, then answers type=ok
+ *                                and incoming/ (an fsync of incoming/
+ *                                that began after the rename, its own or
+ *                                another door's: the doors share them
+ *                                through run_directory/smtpd-dirsync,
+ *                                mail/dirsync.c), then answers type=ok
  *   type=hold id=ID              as commit, but into hold/ (a milter's
  *                                quarantine, smtpd_milter.c): renamed
  *                                there, the file and hold/ fsync'd
+ *                                (hold/'s shared as incoming/'s)
  *   type=abort id=ID             the door removes .ID; type=ok
  * The type=ok that ends a message (commit, hold, abort) carries the next
  * message's file as type=open's answer would (next=ID, size=N and the
@@ -83,6 +88,7 @@
 
 #include "cfg.h"
 #include "daemon.h"
+#include "dirsync.h"
 #include "ipc.h"
 #include "log.h"
 #include "mem.h"
@@ -92,6 +98,8 @@
 #include "smtpd.h"
 #include "str.h"
 
+/* In run_directory: the doors' group commit of incoming/'s fsync. */
+#define SMTPD_DOOR_DIRSYNC_FILE "smtpd-dirsync"
 /* Large enough for a user name and a password, %-escaped. */
 #define DOOR_MESSAGE_MAX (16 * 1024)
 /* How long the worker waits for an answer (fsyncs, crypt). */
@@ -429,7 +437,8 @@ static void door_hold(const struct ipc_msg *req)
 	if (!ok) {
 		log_warning("%s: cannot move the message to hold: %m", door.id);
 		door_drop_file();
-	} else if (fsync(door.fd) < 0 || fsync(door.holdfd) < 0) {
+	} else if (fsync(door.fd) < 0 ||
+	    (errno = dirsync_commit_fd(door.holdfd)) != 0) {	/* its errno */
 		log_warning("%s: cannot sync the held message: %m", door.id);
 		unlinkat(door.holdfd, door.id, 0);
 		ok = false;
@@ -483,6 +492,12 @@ static void door_main(int sock)
 	char path[4096];
 
 	door.sock = sock;
+	/* Still root: the doors' shared table of incoming/'s and hold/'s
+	 * fsyncs (mail/dirsync.c), root's, in run_directory. Without it
+	 * each door fsyncs alone. */
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", cfg.run_directory,
+	    SMTPD_DOOR_DIRSYNC_FILE) < sizeof(path))
+		dirsync_attach(path);
 	priv_drop(cfg.user);
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", cfg.queue_directory,
 	    QUEUE_INCOMING) >= sizeof(path))

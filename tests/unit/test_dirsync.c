@@ -2,8 +2,8 @@
  * Unit tests for the group commit of directory fsyncs (mail/dirsync.c):
  * which table files it trusts, and what a commit does with each state a
  * slot can be left in (a dead leader, a failed fsync, another directory
- * with its fsync running), then real concurrency between forked
- * processes renaming into one directory. The module is compiled in here
+ * with its fsync running), commits by descriptor, then real concurrency
+ * between forked processes renaming into one directory. The module is compiled in here
  * to reach its slots. Works in a fresh temporary directory.
  */
 #include <errno.h>
@@ -79,6 +79,11 @@ static void test_attach_refuses(void)
 	CHECK(!dirsync_counts(&c));
 	/* Without a table: a plain fsync, and the error of a missing dir. */
 	CHECK_INT(dirsync_commit(tmpdir), 0);
+	/* By descriptor: fsync(dirfd) and nothing else. */
+	int dfd = open(tmpdir, O_RDONLY | O_DIRECTORY);
+	CHECK_INT(dirsync_commit_fd(dfd), 0);
+	close(dfd);
+	CHECK_INT(dirsync_commit_fd(dfd), EBADF);
 	path_in(p, sizeof(p), "missing");
 	CHECK_INT(dirsync_commit(p), ENOENT);
 }
@@ -123,6 +128,21 @@ static void test_attach_and_lone_commit(void)
 	    (atomic_load(&s->epoch) & 1) == 0 && atomic_load(&s->done) >= 1);
 }
 
+/* The next generation's fsync failed (EIO), under a live leader: a
+ * commit now must fail. */
+static void slot_fail_next(struct dirsync_slot *s)
+{
+	atomic_store(&s->fail_errno, EIO);
+	atomic_store(&s->failed, atomic_load(&s->started) + 1);
+	atomic_store(&s->leader, (uint32_t)getppid());	/* alive */
+}
+
+static void slot_clear_failure(struct dirsync_slot *s)
+{
+	atomic_store(&s->leader, 0);
+	atomic_store(&s->failed, 0);
+}
+
 /* What a commit does with each state a slot can be left in. */
 static void test_left_states(void)
 {
@@ -151,14 +171,11 @@ static void test_left_states(void)
 
 	/* An fsync that covered us failed: our entry is not known to be on
 	 * disk, so we fail too (never a success we cannot vouch for). */
-	atomic_store(&s->fail_errno, EIO);
-	atomic_store(&s->failed, atomic_load(&s->started) + 1);
-	atomic_store(&s->leader, (uint32_t)getppid());	/* alive */
 	/* ... published before we look: the failure is for a generation
 	 * past started, so it must count for our target. */
+	slot_fail_next(s);
 	CHECK_INT(dirsync_commit(dir), EIO);
-	atomic_store(&s->leader, 0);
-	atomic_store(&s->failed, 0);
+	slot_clear_failure(s);
 	CHECK_INT(dirsync_commit(dir), 0);
 
 	/* The slot holds another directory whose fsync runs: no takeover,
@@ -207,6 +224,36 @@ static void test_left_states(void)
 	CHECK_INT(dirsync_commit(other), ENOENT);
 }
 
+/* A commit by descriptor (smtpd's doors) meets those by path (same
+ * directory, same slot): it leads, or fails with a failed fsync that
+ * covered it, exactly as they do. */
+static void test_commit_fd(void)
+{
+	char dir[256];
+	struct dirsync_counts a, b;
+
+	path_in(dir, sizeof(dir), "d1");
+	struct dirsync_slot *s = slot_of(dir);
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+	if (s == NULL || dfd < 0) {
+		CHECK(s != NULL && dfd >= 0);
+		return;
+	}
+	uint64_t done = atomic_load(&s->done);
+	counts(&a);
+	CHECK_INT(dirsync_commit_fd(dfd), 0);
+	counts(&b);
+	CHECK_INT(b.commits - a.commits, 1);
+	CHECK_INT(b.fsyncs - a.fsyncs, 1);
+	CHECK_INT(b.alone - a.alone, 0);
+	CHECK(atomic_load(&s->done) == done + 1);
+
+	slot_fail_next(s);
+	CHECK_INT(dirsync_commit_fd(dfd), EIO);
+	slot_clear_failure(s);
+	close(dfd);
+}
+
 #define WRITERS 6
 #define RENAMES 40
 
@@ -226,6 +273,8 @@ static void test_concurrent_writers(void)
 		kids[k] = fork();
 		if (kids[k] != 0)
 			continue;
+		/* Half by path (lmtpd), half by descriptor (the doors). */
+		int dfd = open(dir, O_RDONLY | O_DIRECTORY);
 		for (int i = 0; i < RENAMES; i++) {
 			char from[512], to[512];
 			snprintf(from, sizeof(from), "%s/%d.%d", tmp, k, i);
@@ -233,7 +282,8 @@ static void test_concurrent_writers(void)
 			int fd = open(from, O_WRONLY | O_CREAT | O_EXCL, 0600);
 			if (fd < 0 || write(fd, "x\n", 2) != 2 || fsync(fd) != 0 ||
 			    close(fd) != 0 || rename(from, to) != 0 ||
-			    dirsync_commit(dir) != 0)
+			    (k % 2 == 0 ? dirsync_commit(dir) :
+			    dirsync_commit_fd(dfd)) != 0)
 				_exit(1);
 		}
 		_exit(0);
@@ -268,6 +318,7 @@ int main(void)
 	RUN(test_attach_refuses);
 	RUN(test_attach_and_lone_commit);
 	RUN(test_left_states);
+	RUN(test_commit_fd);
 	RUN(test_concurrent_writers);
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
