@@ -315,7 +315,7 @@ static int store_without_proc(const char *maildir)
 	struct lmtpd_spool sp;
 
 	if (unshare(CLONE_NEWNS) != 0 ||
-	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+	    mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0 ||
 	    mount("none", "/proc", "tmpfs", 0, NULL) != 0)
 		return 2;
 	if (access("/proc/self/fd", F_OK) == 0 ||
@@ -328,8 +328,10 @@ static int store_without_proc(const char *maildir)
 	lmtpd_spool_init(&sp, 0);
 	lmtpd_spool_put_line(&sp, "body", 4, true);
 	lmtpd_spool_finish(&sp);
-	if (lmtpd_maildir_store(maildir, "H: 1\n", 5, &sp, 0, name,
-	    sizeof(name), err, sizeof(err)) != LMTPD_STORE_OK) {
+	enum lmtpd_store_result res = lmtpd_maildir_store(maildir, "H: 1\n", 5,
+	    &sp, 0, name, sizeof(name), err, sizeof(err));
+	lmtpd_spool_free(&sp);
+	if (res != LMTPD_STORE_OK) {
 		fprintf(stderr, "store: %s\n", err);
 		return 1;
 	}
