@@ -369,11 +369,12 @@ static int store_unnamed(const char *maildir, const char *header,
 	if (e != 0)
 		close(fd);
 	/* Refused by the file system or by a confinement (Landlock says
-	 * EXDEV or EACCES): by name from now on, which reports a real
-	 * permission problem of new/ itself. */
+	 * EXDEV or EACCES), or no way to name it (an older kernel without
+	 * /proc): by name from now on, which reports a real permission
+	 * problem of new/ itself. */
 	if (e == EXDEV || e == EPERM || e == ENOTSUP || e == EMLINK ||
-	    e == EACCES ||
-	    (e == ENOENT && access("/proc/self/fd", F_OK) != 0)) {
+	    e == EACCES || (e == ENOENT && flink != FLINK_YES &&
+	    access("/proc/self/fd", F_OK) != 0)) {
 		unnamed_refused = true;
 		return EOPNOTSUPP;
 	}

@@ -338,6 +338,13 @@ static int store_without_proc(const char *maildir)
 	lmtpd_spool_finish(&sp);
 	enum lmtpd_store_result res = lmtpd_maildir_store(maildir, "H: 1\n", 5,
 	    &sp, 0, name, sizeof(name), err, sizeof(err));
+	/* new/ gone under a Maildir that keeps tmp/: made again, and the
+	 * copy still goes unnamed (the ENOENT is new/'s, not the kernel's). */
+	char cmd[400];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%snew'", maildir);
+	if (res == LMTPD_STORE_OK && system(cmd) == 0)
+		res = lmtpd_maildir_store(maildir, "H: 1\n", 5, &sp, 0, name,
+		    sizeof(name), err, sizeof(err));
 	lmtpd_spool_free(&sp);
 	if (res != LMTPD_STORE_OK) {
 		fprintf(stderr, "store: %s\n", err);
