@@ -5,9 +5,9 @@
  * is written under a unique name into tmp/, flushed to disk, then moved
  * into new/ without ever replacing a name there, and only then
  * acknowledged. We write it as an unnamed file in tmp/ (O_TMPFILE) and
- * give it its name in new/ with linkat() (store_unnamed), or, where that
- * cannot be done, under its name in tmp/ moved by one renameat2 with
- * RENAME_NOREPLACE (store_named, move_to_new). Readers
+ * give it its name in new/ with linkat() (store_unnamed, link_unnamed),
+ * or, where that cannot be done, under its name in tmp/ moved by one
+ * renameat2 with RENAME_NOREPLACE (store_named, move_to_new). Readers
  * only look at new/ and cur/ so they never see a partial file. We also
  * fsync new/ so that the new name itself survives a crash before the 250
  * goes out; that fsync is a group commit with the other lmtpd processes
@@ -292,6 +292,38 @@ static int move_to_new(const char *tmppath, const char *newpath)
  * forbids it): every later copy goes by name at once. */
 static bool unnamed_refused;
 
+/* Whether linkat(fd, "", AT_EMPTY_PATH) names a file for its opener
+ * here: Linux 6.10 and later; before, it wants CAP_DAC_READ_SEARCH and
+ * says ENOENT. */
+static enum { FLINK_UNKNOWN, FLINK_YES, FLINK_NO } flink;
+
+/*
+ * Give the unnamed file fd the name newpath: 0 or an errno value. By the
+ * descriptor itself where the kernel allows it, else through
+ * /proc/self/fd/N, which costs a walk of that path, a read of the link
+ * and a ptrace check per copy (about a third of linkat's time in lmtpd).
+ */
+static int link_unnamed(int fd, const char *newpath)
+{
+	char proc[64];
+
+	if (flink != FLINK_NO) {
+		if (linkat(fd, "", AT_FDCWD, newpath, AT_EMPTY_PATH) == 0) {
+			flink = FLINK_YES;
+			return 0;
+		}
+		/* Once it worked, ENOENT means what it says (new/ gone). */
+		if (flink == FLINK_YES || errno != ENOENT)
+			return errno;
+	}
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	if (linkat(AT_FDCWD, proc, AT_FDCWD, newpath, AT_SYMLINK_FOLLOW) != 0)
+		return errno;
+	/* ENOENT above was the kernel's refusal, not a missing new/. */
+	flink = FLINK_NO;
+	return 0;
+}
+
 /*
  * The copy as an unnamed file in tmp/ (O_TMPFILE), written and flushed,
  * then given its name in new/ by linkat(), which never replaces a file
@@ -306,7 +338,7 @@ static int store_unnamed(const char *maildir, const char *header,
     size_t header_len, struct lmtpd_spool *sp, long long size, char *file,
     size_t filesize, char *newpath, size_t newpathsize)
 {
-	char tmpdir[4096], proc[64];
+	char tmpdir[4096];
 
 	if (unnamed_refused)
 		return EOPNOTSUPP;
@@ -322,14 +354,12 @@ static int store_unnamed(const char *maildir, const char *header,
 		close(fd);	/* unnamed: nothing to remove */
 		return e;
 	}
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
 	int e = EEXIST;
 	for (int attempt = 0; attempt < MAILDIR_NAME_TRIES && e == EEXIST;
 	    attempt++) {
 		lmtpd_maildir_name(file, filesize, size);
 		snprintf(newpath, newpathsize, "%snew/%s", maildir, file);
-		e = linkat(AT_FDCWD, proc, AT_FDCWD, newpath,
-		    AT_SYMLINK_FOLLOW) == 0 ? 0 : errno;
+		e = link_unnamed(fd, newpath);
 	}
 	if (e == 0 && close(fd) != 0) {
 		e = errno;	/* a late write error: not known to be stored */
@@ -339,11 +369,12 @@ static int store_unnamed(const char *maildir, const char *header,
 	if (e != 0)
 		close(fd);
 	/* Refused by the file system or by a confinement (Landlock says
-	 * EXDEV or EACCES): by name from now on, which reports a real
-	 * permission problem of new/ itself. */
+	 * EXDEV or EACCES), or no way to name it (an older kernel without
+	 * /proc): by name from now on, which reports a real permission
+	 * problem of new/ itself. */
 	if (e == EXDEV || e == EPERM || e == ENOTSUP || e == EMLINK ||
-	    e == EACCES ||
-	    (e == ENOENT && access("/proc/self/fd", F_OK) != 0)) {
+	    e == EACCES || (e == ENOENT && flink != FLINK_YES &&
+	    access("/proc/self/fd", F_OK) != 0)) {
 		unnamed_refused = true;
 		return EOPNOTSUPP;
 	}

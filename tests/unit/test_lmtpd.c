@@ -1,6 +1,7 @@
 /*
  * Unit tests for lmtpd's message spool and Maildir store (lmtpd/lmtpd_spool.c,
- * lmtpd/lmtpd_maildir.c: the unnamed O_TMPFILE way and the named one). The program's files are compiled in here: they
+ * lmtpd/lmtpd_maildir.c: the unnamed O_TMPFILE way, named in new/ by its
+ * descriptor or through /proc, and the named one). The program's files are compiled in here: they
  * are not part of libmail or libutil. Works in a fresh temporary directory.
  */
 #include <dirent.h>
@@ -8,7 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/inotify.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../../lmtpd/lmtpd_maildir.c"
@@ -275,6 +280,103 @@ static void test_maildir_store_by_name(void)
 	lmtpd_spool_free(&sp);
 }
 
+/* The copy's name in new/ through /proc/self/fd, where the kernel does
+ * not let linkat() take the descriptor itself (before Linux 6.10). */
+static void test_maildir_store_through_proc(void)
+{
+	char maildir[256], dir[300], name[512], err[512];
+	struct lmtpd_spool sp;
+
+	snprintf(maildir, sizeof(maildir), "%s/mail/example.org/carol/",
+	    tmpdir);
+	lmtpd_spool_init(&sp, 0);
+	lmtpd_spool_put_line(&sp, "body", 4, true);
+	lmtpd_spool_finish(&sp);
+	flink = FLINK_NO;
+	CHECK_INT(lmtpd_maildir_store(maildir, "H: 1\n", 5, &sp, 0, name,
+	    sizeof(name), err, sizeof(err)), LMTPD_STORE_OK);
+	flink = FLINK_UNKNOWN;
+	CHECK(!unnamed_refused);
+	snprintf(dir, sizeof(dir), "%snew", maildir);
+	CHECK_INT(count_files(dir, NULL, 0), 1);
+	lmtpd_spool_free(&sp);
+}
+
+/*
+ * Where /proc is not mounted (a chroot, a confinement) the copy still
+ * never has a name in tmp/: linkat() names it by its descriptor. Run in a
+ * child with a mount namespace of its own where an empty tmpfs hides
+ * /proc; inotify on tmp/ sees any name made there. The child's exit
+ * status: 0 passed, 1 failed, 2 skipped: no namespace here (not root),
+ * or a kernel before 6.10, which links no descriptor for its opener.
+ */
+static int store_without_proc(const char *maildir)
+{
+	char dir[300], name[512], err[512], buf[4096];
+	struct lmtpd_spool sp;
+
+	if (!lmtpd_maildir_create(maildir, err, sizeof(err)))
+		return 1;
+	snprintf(dir, sizeof(dir), "%stmp", maildir);
+	int probe = open(dir, O_WRONLY | O_TMPFILE, 0600);
+	snprintf(name, sizeof(name), "%sprobe", maildir);
+	if (probe < 0 || linkat(probe, "", AT_FDCWD, name, AT_EMPTY_PATH) != 0)
+		return 2;
+	close(probe);
+	unlink(name);
+	if (unshare(CLONE_NEWNS) != 0 ||
+	    mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0 ||
+	    mount("none", "/proc", "tmpfs", 0, NULL) != 0)
+		return 2;
+	if (access("/proc/self/fd", F_OK) == 0)
+		return 1;
+	int in = inotify_init1(IN_NONBLOCK);
+	if (in < 0 || inotify_add_watch(in, dir, IN_CREATE | IN_MOVED_FROM) < 0)
+		return 1;
+	lmtpd_spool_init(&sp, 0);
+	lmtpd_spool_put_line(&sp, "body", 4, true);
+	lmtpd_spool_finish(&sp);
+	enum lmtpd_store_result res = lmtpd_maildir_store(maildir, "H: 1\n", 5,
+	    &sp, 0, name, sizeof(name), err, sizeof(err));
+	/* new/ gone under a Maildir that keeps tmp/: made again, and the
+	 * copy still goes unnamed (the ENOENT is new/'s, not the kernel's). */
+	char cmd[400];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%snew'", maildir);
+	if (res == LMTPD_STORE_OK && system(cmd) == 0)
+		res = lmtpd_maildir_store(maildir, "H: 1\n", 5, &sp, 0, name,
+		    sizeof(name), err, sizeof(err));
+	lmtpd_spool_free(&sp);
+	if (res != LMTPD_STORE_OK) {
+		fprintf(stderr, "store: %s\n", err);
+		return 1;
+	}
+	if (read(in, buf, sizeof(buf)) > 0) {
+		fprintf(stderr, "a name was made in %s\n", dir);
+		return 1;
+	}
+	snprintf(dir, sizeof(dir), "%snew", maildir);
+	return count_files(dir, NULL, 0) == 1 ? 0 : 1;
+}
+
+static void test_maildir_store_without_proc(void)
+{
+	char maildir[256];
+	int status;
+
+	snprintf(maildir, sizeof(maildir), "%s/mail/example.org/dave/",
+	    tmpdir);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(store_without_proc(maildir));
+	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+	if (WEXITSTATUS(status) == 2) {
+		printf("# skipped: no mount namespace (not root) or a kernel "
+		    "before 6.10\n");
+		return;
+	}
+	CHECK_INT(WEXITSTATUS(status), 0);
+}
+
 static void test_maildir_unwritable(void)
 {
 	char maildir[256], err[512];
@@ -307,6 +409,8 @@ int main(void)
 	RUN(test_maildir_name);
 	RUN(test_maildir_store_and_quota);
 	RUN(test_maildir_store_by_name);
+	RUN(test_maildir_store_through_proc);
+	RUN(test_maildir_store_without_proc);
 	RUN(test_maildir_unwritable);
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
