@@ -91,6 +91,8 @@ records() {
 	wait_for_log "$(last_qid): MTA-STS policy of good.test: mode enforce, id g1, fetched"
 	wait_for_log "$(last_qid): Verified TLS connection established to mx.tls.test\[127.0.0.1\]:$PF_GOOD"
 	[ -f "$T/queue/tls/mta-sts/good.test" ]
+	# The fetch's lock file goes with the fetch that worked.
+	[ ! -e "$T/queue/tls/mta-sts/+good.test" ]
 
 	# enforce, a certificate for another name or self-signed: deferred.
 	job "bad.test:$PF_WRONG"
@@ -120,6 +122,7 @@ records() {
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	grep -q "$(last_qid): MTA-STS policy of redir.test cannot be had: https://mta-sts.redir.test/.well-known/mta-sts.txt: HTTP 301: redirects are refused" "$T/log"
 	grep -q "GET mta-sts.redir.test /.well-known/mta-sts.txt 301" "$T/https.out"
+	grep -q '^postern-mta-sts-failed 1 redir1 ' "$T/queue/tls/mta-sts/+redir.test"
 	! grep -q "GET mta-sts.good.test .*" <(grep -v "^GET mta-sts.good.test /.well-known/mta-sts.txt 200" "$T/https.out")
 	job "big.test:$PF_WRONG"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
@@ -144,4 +147,7 @@ records() {
 	grep -q "$(last_qid): MTA-STS policy of good.test: mode testing, id g2, fetched" "$T/log"
 	[ "$(grep -c "GET mta-sts.good.test" "$T/https.out")" -eq 2 ]
 	head -n1 "$T/queue/tls/mta-sts/good.test" | grep -q "^postern-mta-sts 1 g2 "
+	# Of the lock files only the failures' stay, holding their record:
+	# none for the six policies fetched.
+	[ "$(cd "$T/queue/tls/mta-sts" && ls -A | grep '^+' | sort | xargs)" = "+big.test +redir.test" ]
 }
