@@ -42,7 +42,10 @@ static struct timespec written_at;
 static bool status_text(const struct master_service *services, size_t count,
     char *buf, size_t size)
 {
-	size_t len = (size_t)snprintf(buf, size, "pid %ld\n", (long)getpid());
+	static pid_t pid;	/* asked once: getpid() is a system call */
+	if (pid == 0)
+		pid = getpid();
+	size_t len = (size_t)snprintf(buf, size, "pid %ld\n", (long)pid);
 	for (size_t i = 0; i < count && len < size; i++) {
 		const struct master_service *s = &services[i];
 		if (!s->enabled || s->single)
