@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """smtp_script.py PORT - run the Python script read from stdin against
 the SMTP server on 127.0.0.1:PORT, with these in its scope (the client
-pieces the per-client limit tests share: tests/front_limits.bats,
-tests/smtpd_hops.bats, through smtp_common.bash's smtp_script):
+pieces that tests/front_limits.bats, tests/smtpd_hops.bats and
+tests/front_deadline.bats share, through smtp_common.bash's
+smtp_script):
 
   open_from(SOURCE)    connect from address SOURCE (127.0.0.N); returns
                        (socket, greeting), the greeting's last line
@@ -11,10 +12,10 @@ tests/smtpd_hops.bats, through smtp_common.bash's smtp_script):
   say(sock, LINE)      send LINE with CRLF; returns reply(sock)
   session(SOURCE)      a whole session from SOURCE, greeting, EHLO and
                        QUIT: "220 250 221" (their codes)
-  open_when_free(SOURCE)  open_from until the greeting is a 220 (a slot
-                       freed by a session's end is told to anvil just
-                       after its 221), for 5 s at most; the last
-                       (socket, greeting)
+  open_when_free(SOURCE, SECONDS=5)  open_from until the greeting is a
+                       220 (a slot freed by a session's end is told to
+                       anvil, or master, just after its 221), for SECONDS
+                       at most; the last (socket, greeting)
 """
 import socket
 import sys
@@ -55,8 +56,8 @@ def session(source):
     return g[:3] + " " + e[:3] + " " + q[:3]
 
 
-def open_when_free(source):
-    deadline = time.monotonic() + 5
+def open_when_free(source, seconds=5):
+    deadline = time.monotonic() + seconds
     while True:
         s, g = open_from(source)
         if g.startswith("220") or time.monotonic() > deadline:
