@@ -4,7 +4,8 @@
  *   postern [-c DIR] start [-f]   start master (in the foreground with -f)
  *   postern [-c DIR] stop         stop gracefully, wait until gone
  *   postern [-c DIR] reload       re-read the configuration
- *   postern [-c DIR] status       exit 0 if running, 1 if not
+ *   postern [-c DIR] status       exit 0 if running, 1 if not; the
+ *                      accept services' busy and idle processes
  *   postern [-c DIR] check        validate configuration and directories
  *   postern [-c DIR] config [-n|-d] [KEY...]  print effective values
  *                      (-n: set in the file, -d: defaults); -e KEY=VALUE,
@@ -276,11 +277,56 @@ static int cmd_reload(int argc, char **argv)
 	return 0;
 }
 
+/*
+ * The accept services' processes, from the counts master leaves in
+ * run_directory/master.status (master/master_status.c; at most about two
+ * seconds old), under the names of master.cf's columns. Nothing when the
+ * file is not the running master's (pid), is not a plain file of the
+ * directory's owner, or is not there yet.
+ */
+static void print_service_counts(pid_t master_pid)
+{
+	int dfd = open(cfg.run_directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = dfd < 0 ? -1 : openat(dfd, "master.status", O_RDONLY |
+	    O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	struct stat dst, st;
+	FILE *f = NULL;
+	if (fd >= 0 && fstat(dfd, &dst) == 0 && fstat(fd, &st) == 0 &&
+	    S_ISREG(st.st_mode) && st.st_uid == dst.st_uid)
+		f = fdopen(fd, "r");
+	if (dfd >= 0)
+		close(dfd);
+	if (f == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	char line[512];
+	long pid = 0;
+	if (fgets(line, sizeof(line), f) == NULL ||
+	    sscanf(line, "pid %ld", &pid) != 1 || pid != (long)master_pid) {
+		fclose(f);
+		return;
+	}
+	printf("%-12s %-8s %7s %9s %5s %5s\n", "service", "command",
+	    "maxproc", "processes", "busy", "idle");
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char name[64], command[64];
+		int maxproc, procs, busy;
+		if (sscanf(line, "service %63s %63s %d %d %d", name, command,
+		    &maxproc, &procs, &busy) == 5)
+			printf("%-12s %-8s %7d %9d %5d %5d\n", name, command,
+			    maxproc, procs, busy, procs - busy);
+	}
+	fclose(f);
+}
+
 static int cmd_status(int argc, char **argv)
 {
 	pid_t pid = running_master();
 	if (pid > 0) {
 		printf("postern is running (master pid %ld)\n", (long)pid);
+		print_service_counts(pid);
 		return 0;
 	}
 	printf("postern is not running\n");
@@ -297,7 +343,7 @@ static const struct command commands[] = {
 	{ "start", cmd_start, "start [-f]      start postern (-f: foreground)" },
 	{ "stop", cmd_stop, "stop            stop postern gracefully" },
 	{ "reload", cmd_reload, "reload          re-read the configuration" },
-	{ "status", cmd_status, "status          is postern running?" },
+	{ "status", cmd_status, "status          is postern running? its busy and idle processes" },
 	{ "check", admin_check_main, "check           validate configuration and directories" },
 	{ "config", admin_config_main, "config [-n|-d] [KEY...] | -e KEY=VALUE... | -X KEY...\n"
 	    "                  print the configuration, or edit postern.conf" },

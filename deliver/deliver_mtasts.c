@@ -262,13 +262,14 @@ static const char *fetch_guarded(const char *domain, const char *txtid,
 		*cached = cache_load(domain, now, cid, cidsize, ctext, clen,
 		    cpol);
 		if (*cached && strcmp(cid, txtid) == 0) {
-			mtasts_fetch_release(lock, txtid, 0, NULL);
+			mtasts_fetch_release(cache_dir, domain, lock, txtid, 0,
+			    NULL);
 			return "from the cache (just fetched by another deliver "
 			    "process)";
 		}
 	}
 	bool ok = fetch(domain, txtid, text, len, why, sizeof(why));
-	mtasts_fetch_release(lock, txtid, time(NULL) +
+	mtasts_fetch_release(cache_dir, domain, lock, txtid, time(NULL) +
 	    cfg.smtp_mta_sts_negative_cache_time, ok ? NULL : why);
 	if (ok)
 		return "fetched";

@@ -341,6 +341,36 @@ bool mtasts_cache_write(const char *dir, const char *domain, const char *id,
 /* The first line of a failed fetch's record: "... ID UNTIL". */
 #define FAILED_MAGIC "postern-mta-sts-failed 1 "
 
+/*
+ * Open and lock "+DOMAIN" without waiting: the descriptor, or -1 with
+ * *busy set when another process holds it (else it cannot be had). A
+ * fetch that worked removes the file while it holds the lock (release):
+ * a process that locked it after that holds a file with no name, no
+ * longer the domain's lock, and opens the name again.
+ */
+static int lock_open(const char *path, bool *busy)
+{
+	*busy = false;
+	for (int tries = 0; tries < 3; tries++) {
+		int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+		    0600);
+		if (fd < 0)
+			return -1;
+		if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+			*busy = errno == EWOULDBLOCK;
+			close(fd);
+			return -1;
+		}
+		struct stat st;
+		if (fstat(fd, &st) == 0 && st.st_nlink > 0)
+			return fd;
+		close(fd);	/* removed under us: the name is free again */
+	}
+	/* Three fetches ended while we looked: a policy was just had. */
+	*busy = true;
+	return -1;
+}
+
 enum mtasts_claim mtasts_fetch_claim(const char *dir, const char *domain,
     const char *id, time_t now, int *fd, struct mtasts_failure *f)
 {
@@ -349,14 +379,10 @@ enum mtasts_claim mtasts_fetch_claim(const char *dir, const char *domain,
 	if (!mtasts_domain_ok(domain))
 		return MTASTS_CLAIM_FETCH;
 	cache_name(path, sizeof(path), dir, domain, "+");
-	int lfd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	bool busy;
+	int lfd = lock_open(path, &busy);
 	if (lfd < 0)
-		return MTASTS_CLAIM_FETCH;
-	if (flock(lfd, LOCK_EX | LOCK_NB) != 0) {
-		bool busy = errno == EWOULDBLOCK;
-		close(lfd);
 		return busy ? MTASTS_CLAIM_BUSY : MTASTS_CLAIM_FETCH;
-	}
 	char buf[700];
 	ssize_t n = pread(lfd, buf, sizeof(buf) - 1, 0);
 	buf[n > 0 ? n : 0] = '\0';
@@ -380,14 +406,25 @@ enum mtasts_claim mtasts_fetch_claim(const char *dir, const char *domain,
 	return MTASTS_CLAIM_FETCH;
 }
 
-void mtasts_fetch_release(int fd, const char *id, time_t until,
-    const char *why)
+void mtasts_fetch_release(const char *dir, const char *domain, int fd,
+    const char *id, time_t until, const char *why)
 {
 	if (fd < 0)
 		return;
+	if (why == NULL) {
+		/* Nothing to remember: the file goes, under the lock, so
+		 * that the cache directory does not keep an empty one per
+		 * domain ever fetched (lock_open sees it went). */
+		char path[4096];
+		cache_name(path, sizeof(path), dir, domain, "+");
+		if (unlink(path) != 0)
+			(void)!ftruncate(fd, 0);
+		close(fd);
+		return;
+	}
 	/* Rewritten in place under the lock: the next holder reads it
 	 * whole. A crash in between leaves a torn record: no failure. */
-	if (ftruncate(fd, 0) == 0 && why != NULL) {
+	if (ftruncate(fd, 0) == 0) {
 		char buf[700];
 		int n = snprintf(buf, sizeof(buf), FAILED_MAGIC "%s %lld\n",
 		    id, (long long)until);

@@ -88,7 +88,8 @@ bool mtasts_cache_write(const char *dir, const char *domain, const char *id,
  * -1 when the file cannot be opened: fetch unguarded); BUSY when another
  * process holds it; FAILED with *f filled when a failure for this id is
  * remembered until after now. mtasts_fetch_release records the outcome
- * (why NULL: it worked, nothing to remember) and drops the lock.
+ * and drops the lock; why NULL: it worked, nothing to remember, and the
+ * file is removed (a domain's file stays only while it holds a failure).
  */
 enum mtasts_claim {
 	MTASTS_CLAIM_FETCH,
@@ -103,8 +104,8 @@ struct mtasts_failure {
 
 enum mtasts_claim mtasts_fetch_claim(const char *dir, const char *domain,
     const char *id, time_t now, int *fd, struct mtasts_failure *f);
-void mtasts_fetch_release(int fd, const char *id, time_t until,
-    const char *why);
+void mtasts_fetch_release(const char *dir, const char *domain, int fd,
+    const char *id, time_t until, const char *why);
 
 /* Is domain fit to be a file name and a URL's host (A-labels, letters,
  * digits, '-' and '.')? */

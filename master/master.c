@@ -430,6 +430,7 @@ int main(int argc, char **argv)
 			master_reap();
 		}
 		master_scoreboard_sync(ms.services, ms.nservices);
+		master_status_update(run_dir_fd, ms.services, ms.nservices);
 		/* After the status records: a process that just turned idle
 		 * takes the connection itself. */
 		if (n > 0 && nbusy > 0)
@@ -442,6 +443,7 @@ int main(int argc, char **argv)
 	}
 	log_info("terminating on signal %d", (int)got_term);
 	shutdown_children(&ms);
+	master_status_remove(run_dir_fd);
 	remove_pid_file();
 	close(pid_fd);
 	log_info("stopped");

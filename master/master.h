@@ -120,6 +120,15 @@ void master_scoreboard_sync(struct master_service *services, size_t count);
 bool master_scoreboard_want_idle(struct master_service *s, bool want);
 void master_scoreboard_release(struct master_child *c);
 
+/*
+ * master_status.c: run_directory/master.status, the accept services'
+ * processes and busy counts for `postern status`. update after a sync
+ * (it writes only on a change, at most once a second); remove at exit.
+ */
+void master_status_update(int run_dir_fd, const struct master_service
+    *services, size_t count);
+void master_status_remove(int run_dir_fd);
+
 /* master_notify.c */
 void master_notify(const char *state);
 

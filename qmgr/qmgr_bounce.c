@@ -21,7 +21,8 @@
  * sends it only over authenticated TLS to a server that offers
  * REQUIRETLS, or not at all), and it returns the header section only,
  * never the body, whatever RET asked. A postmaster copy of such a report
- * keeps both rules.
+ * keeps both rules. The report's text says what is attached, and when the
+ * body of a non-delivery report is left out, why.
  *
  * Trusts the queue file; every text taken from it or from a peer's reply
  * is reduced to printable ASCII before it goes into the report.
@@ -111,11 +112,49 @@ static const char *action_of(enum qdsn_kind kind)
 	}
 }
 
+/*
+ * Why a non-delivery report returns the header section only, or NULL
+ * when it returns the whole message (and for delay and success notices,
+ * which never return more than the headers). RFC 3461 4.3, RFC 8689 5.
+ */
+static const char *body_left_out(const struct queue_envelope *env,
+    enum qdsn_kind kind)
+{
+	if (kind != QDSN_FAILED)
+		return NULL;	/* a notice: the headers, always */
+	if (env->requiretls)
+		return "it was sent with REQUIRETLS";
+	if (env->body == QUEUE_BODY_BINARYMIME)
+		return "its binary content cannot be attached";
+	if (env->ret == QUEUE_RET_HDRS)
+		return "the headers only were asked for (RET=HDRS)";
+	if (env->ret == QUEUE_RET_DEFAULT &&
+	    env->content_length > QMGR_BOUNCE_FULL_LIMIT)
+		return "the message is too large to return";
+	return NULL;
+}
+
+/* What is attached, as the last sentences of the text: never "your
+ * message" when only its headers are (left_out: body_left_out's). */
+static void attachment_text(struct str *s, bool headers_only,
+    const char *left_out, const char *what)
+{
+	if (!headers_only)
+		str_appendf(s, "A copy of %s is attached.\r\n\r\n", what);
+	else if (left_out == NULL)
+		str_appendf(s, "The header section of %s is attached.\r\n"
+		    "\r\n", what);
+	else
+		str_appendf(s, "The header section of %s is attached.\r\n"
+		    "Its body is not: %s.\r\n\r\n", what, left_out);
+}
+
 static void human_text(struct str *s, const struct qmsg *msg,
-    enum qdsn_kind kind, bool double_bounce, const struct qdsn_rcpt *rcpts,
-    size_t count)
+    enum qdsn_kind kind, bool double_bounce, bool headers_only,
+    const struct qdsn_rcpt *rcpts, size_t count)
 {
 	bool utf8 = msg->env.smtputf8;
+	const char *left_out = body_left_out(&msg->env, kind);
 
 	str_appendf(s, "This is the mail system at %s.\r\n\r\n",
 	    cfg.myhostname);
@@ -131,25 +170,30 @@ static void human_text(struct str *s, const struct qmsg *msg,
 			str_appendf(s, " until the message is %lld day%s old",
 			    days, days == 1 ? "" : "s");
 		str_append_cstr(s, ".\r\nYou do not need to send it "
-		    "again.\r\n\r\n");
+		    "again.\r\n");
+		attachment_text(s, headers_only, left_out, "your message");
 		break;
 	}
 	case QDSN_DELIVERED:
 	case QDSN_RELAYED:
 		str_append_cstr(s, "Your message was delivered to the "
-		    "recipients below, as you asked\r\nto be told.\r\n\r\n");
+		    "recipients below, as you asked\r\nto be told.\r\n");
+		attachment_text(s, headers_only, left_out, "your message");
 		break;
 	default:
-		if (double_bounce)
+		if (double_bounce) {
 			str_append_cstr(s, "A delivery status notification "
 			    "could not be delivered. Its report\r\nis "
-			    "below, with the notification it was "
-			    "about.\r\n\r\n");
-		else
+			    "below.\r\n");
+			attachment_text(s, headers_only, left_out,
+			    "the notification");
+		} else {
 			str_append_cstr(s, "Your message could not be "
-			    "delivered to the recipients below.\r\nThe "
-			    "reasons follow; your message is attached.\r\n"
-			    "\r\n");
+			    "delivered to the recipients below,\r\nfor the "
+			    "reasons given with each.\r\n");
+			attachment_text(s, headers_only, left_out,
+			    "your message");
+		}
 		break;
 	}
 	for (size_t k = 0; k < count; k++) {
@@ -324,11 +368,8 @@ bool qmgr_bounce_write(struct qmsg *msg, enum qdsn_kind kind,
 		double_bounce = true;
 	}
 
-	bool headers_only = kind != QDSN_FAILED || env->requiretls ||
-	    env->body == QUEUE_BODY_BINARYMIME ||
-	    env->ret == QUEUE_RET_HDRS ||
-	    (env->ret == QUEUE_RET_DEFAULT &&
-	    env->content_length > QMGR_BOUNCE_FULL_LIMIT);
+	bool headers_only = kind != QDSN_FAILED ||
+	    body_left_out(env, kind) != NULL;
 	bool eight_bit = env->body == QUEUE_BODY_8BITMIME ||
 	    (env->smtputf8 && headers_only);
 
@@ -390,7 +431,7 @@ bool qmgr_bounce_write(struct qmsg *msg, enum qdsn_kind kind,
 	str_appendf(&s, "--%s\r\n", boundary);
 	str_append_cstr(&s, "Content-Description: Notification\r\n"
 	    "Content-Type: text/plain; charset=us-ascii\r\n\r\n");
-	human_text(&s, msg, kind, double_bounce, rcpts, count);
+	human_text(&s, msg, kind, double_bounce, headers_only, rcpts, count);
 	str_append_cstr(&s, "\r\n");
 
 	str_appendf(&s, "--%s\r\n", boundary);

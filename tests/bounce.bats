@@ -59,6 +59,7 @@ notifications() {
 	echo "$output" | grep -q '^returned=message/rfc822$'
 	echo "$output" | grep -q '^returned-subject=mixed fortunes$'
 	echo "$output" | grep -q '^returned-body=yes$'
+	echo "$output" | grep -qx 'says-attached=A copy of your message is attached.'
 	grep -Eq ': sender non-delivery notification: [0-9A-Za-z]{14}$' "$T/log"
 	[ "$(queue_count)" -eq 0 ]
 }
@@ -91,8 +92,9 @@ notifications() {
 	[ "$status" -eq 0 ]
 	echo "$output" | grep -q '^subject=Delayed Mail'
 	echo "$output" | grep -q '^rcpt=<soft2@example.net> action=delayed status=4.2.0'
-	# Only the headers come back with a delay notice.
+	# Only the headers come back with a delay notice, and it says so.
 	echo "$output" | grep -q '^returned=text/rfc822-headers$'
+	echo "$output" | grep -qx 'says-attached=The header section of your message is attached.'
 	# The message stays queued; a few more retries send no second notice.
 	wait_for_count "log_count 'to=<soft2@example.net>.*status=deferred'" 4
 	[ "$(notifications)" -eq 1 ]
@@ -136,6 +138,8 @@ PY
 	# RET=HDRS: headers only, even in the bounce.
 	[ "$(grep -c '^returned=text/rfc822-headers$' "$T/dsns")" -eq 1 ]
 	grep -q '^returned-subject=dsn parameters$' "$T/dsns"
+	# The text says so, and why: not "your message is attached".
+	grep -qx 'says-attached=The header section of your message is attached. Its body is not: the headers only were asked for (RET=HDRS).' "$T/dsns"
 }
 
 @test "mail from <> is never bounced back; postmaster gets one copy, once" {
@@ -174,6 +178,7 @@ PY
 	[ "$status" -eq 0 ]
 	echo "$output" | grep -q '^returned=text/rfc822-headers$'
 	echo "$output" | grep -q '^returned-subject=big one$'
+	echo "$output" | grep -qx 'says-attached=The header section of your message is attached. Its body is not: the message is too large to return.'
 	! grep -q 'line 00001 of a long message' "$b"
 }
 

@@ -14,29 +14,11 @@ load helpers/tls_peers
 load helpers/dane_dns
 
 setup() {
-	suite_init
-	suite_conf smtp_timeout 5s
-	suite_conf smtp_connect_timeout 2s
-	SECONDS=0
+	peers_setup
 }
 
 teardown() {
-	local status=0
-	suite_stop || status=$?
-	peers_stop
-	postfix_peer_stop
-	echo "# $BATS_TEST_DESCRIPTION: ${SECONDS}s" >&3
-	return $status
-}
-
-# job NEXTHOP: one message to ok@pf.test; its result in $output.
-job() {
-	run deliver_job --nexthop "$1" --from a@example.org --to ok@pf.test
-	echo "$output"
-}
-
-last_qid() {
-	sed -n 's/^queue_id=//p' <<<"$output" | tail -n1
+	peers_teardown
 }
 
 # The signed TLSA record of mx-bogus is changed after signing: its
@@ -119,58 +101,58 @@ dane_tamper() {
 	suite_start
 
 	# DANE-TA(2): the CA's certificate, the MX name in the server's.
-	job "ta.tls.test:$PF_GOOD"
+	pf_job "ta.tls.test:$PF_GOOD"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	wait_for_log "$(last_qid): Verified TLS connection established to mx.tls.test\[127.0.0.1\]:$PF_GOOD: TLSv1.3 with cipher .* \(DANE\)$"
 	wait_for_log "$(last_qid): DANE TLSA 2 0 1 $ca matched the certificate at depth 1 of mx.tls.test"
 	# DANE-EE(3): the key alone; the certificate names wrong.example.
-	job "ee.tls.test:$PF_WRONG"
+	pf_job "ee.tls.test:$PF_WRONG"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	wait_for_log "$(last_qid): Verified TLS connection established to mx-ee.tls.test\[127.0.0.1\]:$PF_WRONG: .* \(DANE\)$"
 	wait_for_log "$(last_qid): DANE TLSA 3 1 1 $wrong matched the certificate at depth 0"
 	# An MX host that is an alias (RFC 7672 2.2.2): the TLSA records at
 	# its CNAME target count first, then those at the name itself.
-	job "alias.tls.test:$PF_GOOD"
+	pf_job "alias.tls.test:$PF_GOOD"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	wait_for_log "$(last_qid): TLSA records of mx-alias.tls.test:$PF_GOOD found at its alias target mx-real.tls.test"
 	wait_for_log "$(last_qid): Verified TLS connection established to mx-alias.tls.test\[127.0.0.1\]:$PF_GOOD: .* \(DANE\)$"
-	job "alias2.tls.test:$PF_GOOD"
+	pf_job "alias2.tls.test:$PF_GOOD"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	wait_for_log "$(last_qid): Verified TLS connection established to mx-alias2.tls.test\[127.0.0.1\]:$PF_GOOD: .* \(DANE\)$"
 	wait_for_log "$(last_qid): DANE TLSA 3 1 1 $good matched the certificate at depth 0"
 	# DANE-TA(2) checks names: a good chain for another name is refused.
-	job "taw.tls.test:$PF_WRONG"
+	pf_job "taw.tls.test:$PF_WRONG"
 	[[ "$output" == *"rcpt=0 D 4.7.5 TLS is required, but the certificate of host mx-taw.tls.test[127.0.0.1]:$PF_WRONG could not be verified (level dane): no TLSA record of mx-taw.tls.test matches"* ]]
 	# A TLSA record the certificate does not match defers; no plain text.
-	job "bad.tls.test:$PF_SELF"
+	pf_job "bad.tls.test:$PF_SELF"
 	[[ "$output" == *"rcpt=0 D 4.7.5 TLS is required, but the certificate of host mx-bad.tls.test[127.0.0.1]:$PF_SELF could not be verified (level dane)"* ]]
 	wait_for_log "$(last_qid): Untrusted TLS connection established to mx-bad.tls.test"
 	! grep -q "$(last_qid): .*trying again without TLS" "$T/log"
 	# TLSA records with STARTTLS stripped: deferred, never plain text.
-	job "plain.tls.test:$PF_PLAIN"
+	pf_job "plain.tls.test:$PF_PLAIN"
 	[[ "$output" == *"rcpt=0 D 4.7.4 TLS is required, but was not offered by host mx-plain.tls.test[127.0.0.1]:$PF_PLAIN"* ]]
 	# Only PKIX usages (RFC 7672 3.1.3): unusable, TLS without checks.
-	job "pkix.tls.test:$PF_SELF"
+	pf_job "pkix.tls.test:$PF_SELF"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	wait_for_log "$(last_qid): TLSA records of mx-pkix.tls.test:$PF_SELF are all unusable"
 	wait_for_log "$(last_qid): Untrusted TLS connection established to mx-pkix.tls.test"
 	# A signed zone without TLSA records: dane is may ...
-	job "none.tls.test:$PF_SELF"
+	pf_job "none.tls.test:$PF_SELF"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	wait_for_log "$(last_qid): Untrusted TLS connection established to mx-none.tls.test\[127.0.0.1\]:$PF_SELF: TLSv1.3 with cipher .*bits\)$"
 	# ... and dane-only defers.
-	job "only.tls.test:$PF_SELF"
+	pf_job "only.tls.test:$PF_SELF"
 	[[ "$output" == *"rcpt=0 D 4.7.5 TLS is required, but no DNSSEC-validated TLSA records were found for host mx-none.tls.test[127.0.0.1]:$PF_SELF (mx-none.tls.test publishes no TLSA records)"* ]]
 	# A bogus TLSA answer (SERVFAIL from unbound) defers the host.
-	job "tamper.tls.test:$PF_SELF"
+	pf_job "tamper.tls.test:$PF_SELF"
 	[[ "$output" == *"rcpt=0 D 4.7.5 TLSA lookup error for mx-bogus.tls.test:$PF_SELF"* ]]
 	# An unsigned zone: its TLSA record (which matches nothing) is not
 	# believed, and TLS is opportunistic.
-	job "insecure.test:$PF_SELF"
+	pf_job "insecure.test:$PF_SELF"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	wait_for_log "$(last_qid): Untrusted TLS connection established to mx.insecure.test"
 	# A bogus zone: the MX lookup fails, the mail waits.
-	job "bogus.test:$PF_SELF"
+	pf_job "bogus.test:$PF_SELF"
 	[[ "$output" == *"rcpt=0 D 4.4.3 "* ]]
 	grep -q "validation failure <mx.bogus.test\|validation failure <bogus.test" "$T/dns/unbound.out"
 

@@ -17,27 +17,11 @@ load helpers/tls_peers
 load helpers/dane_dns
 
 setup() {
-	suite_init
-	suite_conf smtp_timeout 5s
-	suite_conf smtp_connect_timeout 2s
-	SECONDS=0
+	peers_setup
 }
 
 teardown() {
-	local status=0
-	suite_stop || status=$?
-	peers_stop
-	echo "# $BATS_TEST_DESCRIPTION: ${SECONDS}s" >&3
-	return $status
-}
-
-job() {
-	run deliver_job --nexthop "$1" --from a@example.org --to ok@pf.test
-	echo "$output"
-}
-
-last_qid() {
-	sed -n 's/^queue_id=//p' <<<"$output" | tail -n1
+	peers_teardown
 }
 
 # After signing: the AAAA of mx6bad and mx6bad-wrong and the A of mx4bad
@@ -85,7 +69,7 @@ dane_tamper() {
 	suite_start
 
 	# AAAA bogus, A validated: DANE over IPv4, the TLSA record matches.
-	job "v4.tls.test:$PF_SELF"
+	pf_job "v4.tls.test:$PF_SELF"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	local q
 	q=$(last_qid)
@@ -95,7 +79,7 @@ dane_tamper() {
 
 	# The same with a TLSA record the certificate does not match: DANE
 	# still holds, so the host defers (it used to go as "may").
-	job "wrong.tls.test:$PF_SELF"
+	pf_job "wrong.tls.test:$PF_SELF"
 	[[ "$output" == *"rcpt=0 D 4.7.5 TLS is required, but the certificate of host mx6bad-wrong.tls.test[127.0.0.1]:$PF_SELF could not be verified (level dane)"* ]]
 	! grep -q "$(last_qid): .*status=sent" "$T/log"
 	# The relay got one message, inside TLS, and nothing in clear.
@@ -104,7 +88,7 @@ dane_tamper() {
 
 	# A bogus, AAAA validated: only [::1] is tried, where nothing
 	# listens; the forged IPv4 address is never used.
-	job "v6.tls.test:$PF_SELF"
+	pf_job "v6.tls.test:$PF_SELF"
 	[[ "$output" == *"rcpt=0 D "* ]]
 	q=$(last_qid)
 	grep -q "$q: .*name=mx4bad.tls.test type=A: .*: only the other address family of mx4bad.tls.test is used (DNSSEC-validated)" "$T/log"

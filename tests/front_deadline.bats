@@ -10,6 +10,7 @@
 
 bats_require_minimum_version 1.5.0
 load helpers/suite
+load helpers/smtp_common
 
 setup_file() {
 	FILE_START=$(date +%s%N)
@@ -86,27 +87,12 @@ PY
 }
 
 @test "all processes busy: idle sessions are cut at smtpd_stress_timeout; a free process has smtpd_timeout again" {
-	run /usr/bin/python3 - "$SMTP_PORT" <<'PY'
-import socket, sys, time
-port = int(sys.argv[1])
-
-def reply(s):
-    data = b""
-    while True:
-        chunk = s.recv(4096)
-        if not chunk:
-            return data.decode().strip()
-        data += chunk
-        for line in data.split(b"\r\n")[:-1]:
-            if line[3:4] == b" ":
-                return line.decode()
-
+	run smtp_script <<'PY'
+import time
 held = []
 for i in range(3):
-    s = socket.create_connection(("127.0.0.1", port), timeout=20)
-    reply(s)
-    s.sendall(b"EHLO idle.example.org\r\n")
-    reply(s)
+    s, g = open_from("127.0.0.1")
+    say(s, "EHLO idle.example.org")
     held.append(s)
 # The third session made the service full: each idle one is cut soon.
 start = time.monotonic()
@@ -115,21 +101,11 @@ for i, s in enumerate(held):
     print("held%d after %.1f s: %s" % (i, time.monotonic() - start, answer))
     s.close()
 # Free again: a new session waits longer than the stress timeout.
-deadline = time.monotonic() + 10
-while True:
-    s = socket.create_connection(("127.0.0.1", port), timeout=20)
-    g = reply(s)
-    if g.startswith("220") or time.monotonic() > deadline:
-        break
-    s.close()
-    time.sleep(0.05)    # a retry interval, not synchronisation
-s.sendall(b"EHLO calm.example.org\r\n")
-reply(s)
+s, g = open_when_free("127.0.0.1", 10)
+say(s, "EHLO calm.example.org")
 time.sleep(2.5)         # idle longer than smtpd_stress_timeout, on purpose
-s.sendall(b"NOOP\r\n")
-print("calm:", reply(s))
-s.sendall(b"QUIT\r\n")
-reply(s)
+print("calm:", say(s, "NOOP"))
+say(s, "QUIT")
 PY
 	echo "$output"
 	[ "$status" -eq 0 ]

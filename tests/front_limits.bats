@@ -4,7 +4,7 @@
 # minute, per client address; clients in
 # smtpd_client_event_limit_exceptions ($mynetworks: 127.0.0.1 here) are
 # not counted. Real clients: Python sockets bound to 127.0.0.2 ...
-# 127.0.0.6, one suite for the whole file.
+# 127.0.0.6 (tests/helpers/smtp_script.py), one suite for the whole file.
 
 bats_require_minimum_version 1.5.0
 load helpers/suite
@@ -28,37 +28,8 @@ teardown_file() {
 	echo "# front_limits.bats: $(( ($(date +%s%N) - FILE_START) / 1000000 )) ms" >&3
 }
 
-# A scripted client: python3 - PORT, then the script on stdin, with
-# open_from(SOURCE) -> (socket, greeting) and say(sock, line) -> reply.
-client() {
-	python3 -c "$(cat <<'PY'
-import socket, sys
-PORT = int(sys.argv[1])
-def open_from(source):
-    s = socket.create_connection(("127.0.0.1", PORT), timeout=10,
-                                 source_address=(source, 0))
-    return s, reply(s)
-def reply(s):
-    data = b""
-    while True:
-        chunk = s.recv(4096)
-        if not chunk:
-            return data.decode().strip()
-        data += chunk
-        lines = data.split(b"\r\n")
-        for line in lines[:-1]:
-            if line[3:4] == b" ":
-                return line.decode()
-def say(s, line):
-    s.sendall(line.encode() + b"\r\n")
-    return reply(s)
-PY
-)
-$(cat)" "$SMTP_PORT"
-}
-
 @test "concurrent connections per client: the one past the limit gets 421 4.7.0; it recovers" {
-	run client <<'PY'
+	run smtp_script <<'PY'
 a, ga = open_from("127.0.0.2")
 b, gb = open_from("127.0.0.2")
 c, gc = open_from("127.0.0.2")
@@ -69,14 +40,7 @@ e = [open_from("127.0.0.1") for i in range(3)]
 print("mynetworks:", " | ".join(g for _, g in e))
 say(a, "QUIT"); a.close()
 # a's smtpd tells anvil right after its 221: retry until it has.
-import time
-deadline = time.monotonic() + 5
-while True:
-    f, gf = open_from("127.0.0.2")
-    if gf.startswith("220") or time.monotonic() > deadline:
-        break
-    f.close()
-    time.sleep(0.05)    # a retry interval, not synchronisation
+f, gf = open_when_free("127.0.0.2")
 print("after:", gf)
 PY
 	echo "$output"
@@ -91,7 +55,7 @@ PY
 }
 
 @test "connections per minute: the sixth from one client gets 421 4.7.0" {
-	run client <<'PY'
+	run smtp_script <<'PY'
 for i in range(6):
     s, g = open_from("127.0.0.4")
     print(i + 1, g)
@@ -106,7 +70,7 @@ PY
 }
 
 @test "messages and recipients per minute: 450 4.7.1 past the limits" {
-	run client <<'PY'
+	run smtp_script <<'PY'
 s, g = open_from("127.0.0.5")
 say(s, "EHLO limits.example")
 for i in range(3):

@@ -49,6 +49,7 @@ need_smtpd() {
 	run "$POSTERN" -c "$T/conf" status
 	[ "$status" -eq 1 ]
 	[ ! -e "$T/run/master.pid" ]
+	[ ! -e "$T/run/master.status" ]
 	grep -q 'terminating on signal 15' "$T/log"
 }
 

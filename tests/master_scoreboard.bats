@@ -120,6 +120,32 @@ PY
 	[ "$wakes" -lt 60 ]
 }
 
+# The smtp row of `postern status`: "PROCESSES BUSY IDLE MAXPROC".
+status_smtp() {
+	"$POSTERN" -c "$T/conf" status |
+		awk '$1 == "smtp" && $2 == "smtpd" { print $4, $5, $6, $3 }'
+}
+
+@test "postern status shows the busy and idle processes of each accept service" {
+	wait_until '[ "$(status_smtp | cut -d" " -f2)" = 0 ]' 10
+	run "$POSTERN" -c "$T/conf" status
+	[ "$status" -eq 0 ]
+	echo "$output"
+	[[ "${lines[0]}" == "postern is running (master pid $SUITE_PID)" ]]
+	[[ "${lines[1]}" =~ ^service\ +command\ +maxproc\ +processes\ +busy\ +idle$ ]]
+	# Accept services only: qmgr, anvil and pickup run one process.
+	[[ "$output" =~ $'\n'"deliver "+deliver ]]
+	[[ ! "$output" =~ $'\n'qmgr ]]
+	# Three sessions held open: three busy, the fourth process idle.
+	hold 3 s
+	wait_for_file "$T/held-s" 20
+	[ "$(sort -u "$T/held-s")" = 220 ]
+	wait_until '[ "$(status_smtp)" = "4 3 1 4" ]' 10
+	touch "$T/release-s"
+	wait_until '[ "$(status_smtp | cut -d" " -f2)" = 0 ]' 10
+	wait
+}
+
 @test "process_min_idle is refilled, 421 at the limit, a busy worker killed is counted out" {
 	# Two sessions take both idle processes: master must start two.
 	hold 2 a

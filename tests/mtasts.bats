@@ -20,28 +20,12 @@ load helpers/tls_peers
 load helpers/mtasts
 
 setup() {
-	suite_init
-	suite_conf smtp_timeout 5s
-	suite_conf smtp_connect_timeout 2s
+	peers_setup
 	suite_conf smtp_mta_sts_timeout 2s
 }
 
 teardown() {
-	local status=0
-	suite_stop || status=$?
-	peers_stop
-	postfix_peer_stop
-	echo "# mtasts.bats: ${SECONDS}s" >&3
-	return $status
-}
-
-job() {
-	run deliver_job --nexthop "$1" --from a@example.org --to ok@pf.test
-	echo "$output"
-}
-
-last_qid() {
-	sed -n 's/^queue_id=//p' <<<"$output" | tail -n1
+	peers_teardown
 }
 
 ENFORCE=$'version: STSv1\r\nmode: enforce\r\nmx: mx.tls.test\r\nmax_age: 86400\r\n'
@@ -86,42 +70,45 @@ records() {
 	suite_start
 
 	# enforce, the certificate names the MX: verified and sent.
-	job "good.test:$PF_GOOD"
+	pf_job "good.test:$PF_GOOD"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	wait_for_log "$(last_qid): MTA-STS policy of good.test: mode enforce, id g1, fetched"
 	wait_for_log "$(last_qid): Verified TLS connection established to mx.tls.test\[127.0.0.1\]:$PF_GOOD"
 	[ -f "$T/queue/tls/mta-sts/good.test" ]
+	# The fetch's lock file goes with the fetch that worked.
+	[ ! -e "$T/queue/tls/mta-sts/+good.test" ]
 
 	# enforce, a certificate for another name or self-signed: deferred.
-	job "bad.test:$PF_WRONG"
+	pf_job "bad.test:$PF_WRONG"
 	[[ "$output" == *"rcpt=0 D 4.7.5 TLS is required, but the certificate of host mx.tls.test[127.0.0.1]:$PF_WRONG could not be verified (level verify): the certificate names none of mx.tls.test"* ]]
-	job "bad.test:$PF_SELF"
+	pf_job "bad.test:$PF_SELF"
 	[[ "$output" == *"rcpt=0 D 4.7.5 TLS is required, but the certificate of host mx.tls.test[127.0.0.1]:$PF_SELF could not be verified (level verify): untrusted issuer"* ]]
 	# The same server, a domain without a policy: the default, may.
-	job "plain.test:$PF_WRONG"
+	pf_job "plain.test:$PF_WRONG"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	! grep -q "$(last_qid): MTA-STS" "$T/log"
 
 	# testing: delivered, the failure only logged.
-	job "testing.test:$PF_WRONG"
+	pf_job "testing.test:$PF_WRONG"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	wait_for_log "$(last_qid): MTA-STS policy of testing.test \(mode testing\) would refuse mx.tls.test\[127.0.0.1\]:$PF_WRONG: certificate-host-mismatch"
 
 	# An MX host the policy does not name is skipped; none left: deferred.
-	job "skip.test:$PF_GOOD"
+	pf_job "skip.test:$PF_GOOD"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	grep -q "$(last_qid): MX host other.tls.test is not in the MTA-STS policy of skip.test (mode enforce): skipped" "$T/log"
 	grep -q "$(last_qid): to=<ok@pf.test>, relay=mx.tls.test\[127.0.0.1\]:$PF_GOOD, .*status=sent" "$T/log"
-	job "nomx.test:$PF_GOOD"
+	pf_job "nomx.test:$PF_GOOD"
 	[[ "$output" == *"rcpt=0 D 4.4.3 no MX host of nomx.test is in its MTA-STS policy (mode enforce)"* ]]
 
 	# A redirect and an oversize policy are refused: no policy applies.
-	job "redir.test:$PF_WRONG"
+	pf_job "redir.test:$PF_WRONG"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	grep -q "$(last_qid): MTA-STS policy of redir.test cannot be had: https://mta-sts.redir.test/.well-known/mta-sts.txt: HTTP 301: redirects are refused" "$T/log"
 	grep -q "GET mta-sts.redir.test /.well-known/mta-sts.txt 301" "$T/https.out"
+	grep -q '^postern-mta-sts-failed 1 redir1 ' "$T/queue/tls/mta-sts/+redir.test"
 	! grep -q "GET mta-sts.good.test .*" <(grep -v "^GET mta-sts.good.test /.well-known/mta-sts.txt 200" "$T/https.out")
-	job "big.test:$PF_WRONG"
+	pf_job "big.test:$PF_WRONG"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	grep -q "$(last_qid): MTA-STS policy of big.test cannot be had: https://mta-sts.big.test/.well-known/mta-sts.txt: the policy is over 65536 octets" "$T/log"
 	[ ! -e "$T/queue/tls/mta-sts/big.test" ]
@@ -131,7 +118,7 @@ records() {
 	local fetches
 	fetches=$(grep -c "GET mta-sts.good.test" "$T/https.out")
 	[ "$fetches" -eq 1 ]
-	job "good.test:$PF_WRONG"
+	pf_job "good.test:$PF_WRONG"
 	[[ "$output" == *"rcpt=0 D 4.7.5 TLS is required, but the certificate"* ]]
 	grep -q "$(last_qid): MTA-STS policy of good.test: mode enforce, id g1, from the cache" "$T/log"
 
@@ -139,9 +126,12 @@ records() {
 	mtasts_policy good.test "$TESTING"
 	mtasts_https_start
 	records g2
-	job "good.test:$PF_WRONG"
+	pf_job "good.test:$PF_WRONG"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	grep -q "$(last_qid): MTA-STS policy of good.test: mode testing, id g2, fetched" "$T/log"
 	[ "$(grep -c "GET mta-sts.good.test" "$T/https.out")" -eq 2 ]
 	head -n1 "$T/queue/tls/mta-sts/good.test" | grep -q "^postern-mta-sts 1 g2 "
+	# Of the lock files only the failures' stay, holding their record:
+	# none for the six policies fetched.
+	[ "$(cd "$T/queue/tls/mta-sts" && ls -A | grep '^+' | sort | xargs)" = "+big.test +redir.test" ]
 }

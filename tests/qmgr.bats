@@ -115,15 +115,10 @@ EOF
 @test "kill -9 of qmgr during a delivery: the message is taken again from active/" {
 	# smtp-sink waits before answering DATA, so the message sits in
 	# active/ while qmgr is killed.
-	port=$(free_port)
-	mkdir -p "$T/slow"
 	# -w 8: wide enough that a loaded machine still kills qmgr while
 	# the delivery is in flight.
-	smtp-sink -u "$(id -un)" -w 8 -d "$T/slow/%M." "127.0.0.1:$port" 100 \
-		2>>"$T/slow.log" &
-	SINK_PIDS+=($!)
-	wait_for_port "$port" 10
-	suite_conf relayhost "[127.0.0.1]:$port"
+	smtp_sink_start slow -w 8 -d "$T/slow/%M."
+	suite_conf relayhost "[127.0.0.1]:$slow_PORT"
 	suite_start
 	send_mail --from a@example.org --to slow@example.net
 	wait_for_count "queue_count active" 1

@@ -30,16 +30,11 @@ qid_of() {
 
 @test "results go through the kept descriptor; a message deleted in flight is forgotten; relayed mail arrives once" {
 	sink_start sink
-	slow_port=$(free_port)
-	mkdir -p "$T/slow"
 	# DATA answered after 2 s, the end of data with 450: the job is out
 	# while we act, and comes back deferred.
-	smtp-sink -u "$(id -un)" -w 2 -r . "127.0.0.1:$slow_port" 100 \
-		2>>"$T/slow.log" &
-	SINK_PIDS+=($!)
-	wait_for_port "$slow_port" 10
+	smtp_sink_start slow -w 2 -r .
 	table transport <<EOF
-slow.test	smtp:[127.0.0.1]:$slow_port
+slow.test	smtp:[127.0.0.1]:$slow_PORT
 EOF
 	suite_conf transport_maps "hash:$T/conf/transport"
 	suite_conf relayhost "[127.0.0.1]:$sink_PORT"

@@ -33,13 +33,8 @@ sink_messages() {
 }
 
 @test "kill -9 of qmgr and deliver during 2,000 deliveries loses nothing" {
-	port=$(free_port)
-	mkdir -p "$T/sink"
-	smtp-sink -u "$(id -un)" -d "$T/sink/%M." "127.0.0.1:$port" 256 \
-		2>>"$T/sink.log" &
-	SINK_PIDS+=($!)
-	wait_for_port "$port" 10
-	suite_conf relayhost "[127.0.0.1]:$port"
+	smtp_sink_start sink -d "$T/sink/%M."
+	suite_conf relayhost "[127.0.0.1]:$sink_PORT"
 	suite_conf destination_concurrency_limit 10
 	suite_start
 
@@ -84,15 +79,10 @@ sink_messages() {
 }
 
 @test "20 reloads while 500 messages flow: nothing lost, nothing delivered twice" {
-	port=$(free_port)
-	mkdir -p "$T/sink"
 	# A sink that takes a while over each message (-w: delay before the
 	# reply to the end of data), so deliveries are in flight at a reload.
-	smtp-sink -u "$(id -un)" -w 1 -d "$T/sink/%M." "127.0.0.1:$port" 256 \
-		2>>"$T/sink.log" &
-	SINK_PIDS+=($!)
-	wait_for_port "$port" 10
-	suite_conf relayhost "[127.0.0.1]:$port"
+	smtp_sink_start sink -w 1 -d "$T/sink/%M."
+	suite_conf relayhost "[127.0.0.1]:$sink_PORT"
 	suite_conf destination_concurrency_limit 20
 	# A delivery in flight past shutdown_timeout is tried again by design
 	# (doc/architecture.md): give a slow machine (a sanitized build under

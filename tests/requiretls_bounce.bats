@@ -80,6 +80,9 @@ notice_of() {
 	[[ "$output" == *"Subject: secret plans"* ]]
 	[[ "$output" != *"SECRET-BODY-LINE"* ]]
 	[[ "$output" != *"message/rfc822"* ]]
+	# Its text says what is attached, and why not the body.
+	[[ "$output" == *"The header section of your message is attached."$'\r\n'"Its body is not: it was sent with REQUIRETLS."* ]]
+	[[ "$output" != *"A copy of your message"* ]]
 
 	# 2. A bounce whose own destination is the plain relay: refused
 	# there as its original was (5.7.10), never sent; the postmaster

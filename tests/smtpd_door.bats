@@ -63,11 +63,6 @@ first_worker() {
 	listener_pids | head -n1
 }
 
-# The door of a worker: its child running smtpd.
-door_of() {
-	ps -o pid=,comm= --ppid "$1" 2>/dev/null | awk '$2 == "smtpd" { print $1 }' | head -n1
-}
-
 uid_of() {
 	awk '/^Uid:/ { print $2 }' "/proc/$1/status"
 }
@@ -135,7 +130,7 @@ queue_fds() {
 	[ "$(id -u)" -eq 0 ] || skip "needs root: one uid otherwise"
 	worker=$(first_worker)
 	[ -n "$worker" ]
-	door=$(door_of "$worker")
+	door=$(smtp_door_of "$worker")
 	[ -n "$door" ]
 	qmgr=$(qmgr_pid)
 	[ -n "$qmgr" ]
@@ -261,7 +256,7 @@ queue_fds() {
 	start_held_data
 	wait_until "held_fd > /dev/null" 10 "the worker's queue file"
 	read -r worker fd < <(held_fd)
-	door=$(door_of "$worker")
+	door=$(smtp_door_of "$worker")
 	[ -n "$door" ]
 	ls -A "$T/queue/incoming" | grep -q '^\.'
 	kill -KILL "$worker"
@@ -276,18 +271,18 @@ queue_fds() {
 
 @test "kill -9 of the door: the worker leaves, master starts a new pair, mail flows" {
 	worker=$(first_worker)
-	door=$(door_of "$worker")
+	door=$(smtp_door_of "$worker")
 	[ -n "$door" ]
 	kill -KILL "$door"
 	wait_for_exit "$worker" 10
-	wait_until "[ -n \"\$(first_worker)\" ] && [ -n \"\$(door_of \"\$(first_worker)\")\" ]" 10 "a new worker and door"
+	wait_until "[ -n \"\$(first_worker)\" ] && [ -n \"\$(smtp_door_of \"\$(first_worker)\")\" ]" 10 "a new worker and door"
 	run send_mail --from a@example.org --to alice@postern.test
 	[ "$status" -eq 0 ]
 	# A door killed in the middle of a message: 451 at the end, not 250.
 	start_held_data
 	wait_until "held_fd > /dev/null" 10 "the worker's queue file"
 	read -r worker fd < <(held_fd)
-	kill -KILL "$(door_of "$worker")"
+	kill -KILL "$(smtp_door_of "$worker")"
 	touch "$T/release"
 	wait "$HELD_PID" || true
 	grep -q '^end 451' "$T/held.out"

@@ -25,27 +25,12 @@ teardown_file() {
 setup() {
 	suite_init
 	smtp_maps
-	suite_conf smtpd_peername_lookup no
-	suite_conf process_min_idle 1
-	suite_conf smtpd_processes 1
+	smtp_one_worker
 	suite_start
 }
 
 teardown() {
 	suite_stop
-}
-
-# The one network worker of the smtp service: master's smtpd child
-# started with "-s smtp" (the submission service has its own worker,
-# and which of the two has the lower pid depends on which zygote was
-# ready first).
-the_worker() {
-	ps -o pid=,comm=,args= --ppid "$(master_pid)" |
-		awk '$2 == "smtpd" && $NF == "smtp" { print $1 }' | head -n1
-}
-
-door_of() {
-	ps -o pid=,comm= --ppid "$1" 2>/dev/null | awk '$2 == "smtpd" { print $1 }' | head -n1
 }
 
 # "fd ID" of the queue file a process holds in incoming/ (as ".ID").
@@ -82,9 +67,9 @@ temporary_ids() {
 	# The worker's first message: no file ahead yet, asked at DATA.
 	queued=()
 	send_one
-	worker=$(the_worker)
+	worker=$(smtp_worker)
 	[ -n "$worker" ]
-	door=$(door_of "$worker")
+	door=$(smtp_door_of "$worker")
 	[ -n "$door" ]
 	# Three messages in three sessions: each is queued under the ID of
 	# the file its worker held before it; the worker holds one file,
@@ -104,7 +89,7 @@ temporary_ids() {
 		[ "$(temporary_ids)" = "$(held_ids "$door")" ]
 		send_one
 		[ "${queued[-1]}" = "$id" ]
-		[ "$(the_worker)" = "$worker" ]
+		[ "$(smtp_worker)" = "$worker" ]
 		# The spare is what the door passed ahead with its answer.
 		read -r fd next < <(held_file "$worker")
 		[ "$next" = "$spare" ]
@@ -130,17 +115,17 @@ temporary_ids() {
 	wait_for_exit "$door" 10
 	wait_until "[ -z \"\$(temporaries)\" ]" 10 "incoming/ without a temporary file"
 	# A new pair: its first message asks for its file, then one ahead.
-	wait_until "[ -n \"\$(the_worker)\" ]" 10 "a new worker"
+	wait_until "[ -n \"\$(smtp_worker)\" ]" 10 "a new worker"
 	send_one
-	worker=$(the_worker)
+	worker=$(smtp_worker)
 	read -r fd id < <(held_file "$worker")
 	[ -n "$id" ]
 	# kill -9 of a worker that holds a file ahead: its door removes it.
-	door=$(door_of "$worker")
+	door=$(smtp_door_of "$worker")
 	kill -KILL "$worker"
 	wait_for_exit "$door" 10
 	wait_until "[ -z \"\$(temporaries)\" ]" 10 "incoming/ without a temporary file"
-	wait_until "[ -n \"\$(the_worker)\" ]" 10 "a new worker"
+	wait_until "[ -n \"\$(smtp_worker)\" ]" 10 "a new worker"
 	send_one
 	# Nothing acknowledged was lost: each message is in the queue under
 	# the ID it was acknowledged with, complete.

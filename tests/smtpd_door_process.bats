@@ -11,6 +11,7 @@
 
 bats_require_minimum_version 1.5.0
 load helpers/suite
+load helpers/smtp_common
 
 setup_file() {
 	FILE_START=$(date +%s)
@@ -23,23 +24,11 @@ teardown_file() {
 
 setup() {
 	suite_init
-	suite_conf smtpd_peername_lookup no
-	suite_conf process_min_idle 1
-	suite_conf smtpd_processes 1
+	smtp_one_worker
 }
 
 teardown() {
 	suite_stop
-}
-
-# The network worker of the smtp service, and its door (its child).
-the_worker() {
-	ps -o pid=,comm=,args= --ppid "$(master_pid)" |
-		awk '$2 == "smtpd" && $NF == "smtp" { print $1 }' | head -n1
-}
-
-door_of() {
-	ps -o pid=,comm= --ppid "$1" 2>/dev/null | awk '$2 == "smtpd" { print $1 }' | head -n1
 }
 
 # The socket inode of the smtp listener.
@@ -51,10 +40,10 @@ listener_inode() {
 
 @test "the door runs smtpd-door as user, confined, without OpenSSL or master's descriptors, and queues mail" {
 	suite_start
-	wait_until "[ -n \"\$(the_worker)\" ]" 10 "an smtp worker"
-	worker=$(the_worker)
-	wait_until "[ -n \"\$(door_of $worker)\" ]" 10 "its door"
-	door=$(door_of "$worker")
+	wait_until "[ -n \"\$(smtp_worker)\" ]" 10 "an smtp worker"
+	worker=$(smtp_worker)
+	wait_until "[ -n \"\$(smtp_door_of $worker)\" ]" 10 "its door"
+	door=$(smtp_door_of "$worker")
 	# The program, and the name ps knows it by.
 	[ "$(readlink "/proc/$door/exe")" = "$(readlink -f "$BUILD/smtpd-door")" ]
 	[ "$(cat "/proc/$door/comm")" = smtpd ]
@@ -88,7 +77,7 @@ listener_inode() {
 		--from a@example.org --to postmaster@postern.test
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"250 2.0.0 Ok: queued as "* ]]
-	[ "$(door_of "$worker")" = "$door" ]
+	[ "$(smtp_door_of "$worker")" = "$door" ]
 }
 
 @test "smtpd-door refuses to run when not started by an smtpd worker" {

@@ -8,7 +8,8 @@
 # request or batch of requests, one write per answer. The limit still
 # holds: the session past it gets 421, and a slot freed by a release
 # is free for the next session. One suite for the file; real clients
-# (Python sockets bound to 127.0.0.1, in mynetworks, and 127.0.0.2).
+# (Python sockets bound to 127.0.0.1, in mynetworks, and 127.0.0.2;
+# tests/helpers/smtp_script.py).
 
 bats_require_minimum_version 1.5.0
 load helpers/suite
@@ -39,54 +40,18 @@ anvil_io() {
 		"/proc/$(anvil_pid)/io"
 }
 
-# python3 - PORT: sessions from a source address; open_from(SOURCE) ->
-# (socket, greeting), say(sock, line) -> the last reply line.
-client() {
-	python3 -c "$(cat <<'PY'
-import socket, sys
-PORT = int(sys.argv[1])
-def open_from(source):
-    s = socket.create_connection(("127.0.0.1", PORT), timeout=10,
-                                 source_address=(source, 0))
-    return s, reply(s)
-def reply(s):
-    data = b""
-    while True:
-        chunk = s.recv(4096)
-        if not chunk:
-            return data.decode().strip()
-        data += chunk
-        lines = data.split(b"\r\n")
-        for line in lines[:-1]:
-            if line[3:4] == b" ":
-                return line.decode()
-def say(s, line):
-    s.sendall(line.encode() + b"\r\n")
-    return reply(s)
-def session(source):
-    s, g = open_from(source)
-    e = say(s, "EHLO hops.test")
-    q = say(s, "QUIT")
-    s.recv(100)
-    s.close()
-    return g[:3] + " " + e[:3] + " " + q[:3]
-PY
-)
-$(cat)" "$SMTP_PORT"
-}
-
 @test "a client the limits do not apply to costs anvil nothing; a stranger one answered request a session, and the limit holds" {
 	[ -r "/proc/$(anvil_pid)/io" ] || skip "cannot read anvil's /proc/PID/io"
 	# Every worker has met a stranger first, so that the connections
 	# to anvil are open: the counts below are requests, not connects.
-	run client <<'PY'
+	run smtp_script <<'PY'
 for i in range(4):
     print(session("127.0.0.2"))
 PY
 	[ "$status" -eq 0 ]
 	# mynetworks (smtpd_client_event_limit_exceptions): not counted.
 	read -r r0 w0 < <(anvil_io)
-	run client <<'PY'
+	run smtp_script <<'PY'
 for i in range(5):
     print(session("127.0.0.1"))
 PY
@@ -98,7 +63,7 @@ PY
 	# A stranger, one session after the other: each connect answered
 	# (one write each), each release not (none). The release of the
 	# one session is read before, or with, the next one's connect.
-	run client <<'PY'
+	run smtp_script <<'PY'
 for i in range(5):
     print(session("127.0.0.2"))
 PY
@@ -112,20 +77,13 @@ PY
 	[ "$((r2 - r1))" -le 10 ]
 	# The limit (1 session at once) holds: the second gets 421 4.7.0;
 	# after the first ends, its release frees the slot.
-	run client <<'PY'
-import time
+	run smtp_script <<'PY'
 a, ga = open_from("127.0.0.2")
 b, gb = open_from("127.0.0.2")
 print("first:", ga)
 print("second:", gb)
 say(a, "QUIT"); a.close()
-deadline = time.monotonic() + 5
-while True:
-    c, gc = open_from("127.0.0.2")
-    if gc.startswith("220") or time.monotonic() > deadline:
-        break
-    c.close()
-    time.sleep(0.05)    # a retry interval, not synchronisation
+c, gc = open_when_free("127.0.0.2")
 print("after:", gc)
 PY
 	[ "$status" -eq 0 ]

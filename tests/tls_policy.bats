@@ -10,28 +10,11 @@ load helpers/peers
 load helpers/tls_peers
 
 setup() {
-	suite_init
-	suite_conf smtp_timeout 5s
-	suite_conf smtp_connect_timeout 2s
+	peers_setup
 }
 
 teardown() {
-	local status=0
-	suite_stop || status=$?
-	peers_stop
-	postfix_peer_stop
-	return $status
-}
-
-# job NEXTHOP: one message to ok@pf.test; its result in $output.
-job() {
-	run deliver_job --nexthop "$1" --from a@example.org --to ok@pf.test
-	echo "$output"
-}
-
-# The queue ID of the last job, for its deliver log lines.
-last_qid() {
-	sed -n 's/^queue_id=//p' <<<"$output" | tail -n1
+	peers_teardown
 }
 
 @test "TLS levels: may, encrypt, verify, secure, fingerprint, none, dane, per destination" {
@@ -70,72 +53,75 @@ last_qid() {
 	suite_start
 
 	# may (the default): any certificate, logged for what it is.
-	job "may.test:$PF_GOOD"
+	pf_job "may.test:$PF_GOOD"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	wait_for_log "$(last_qid): Trusted TLS connection established to mx.tls.test\[127.0.0.1\]:$PF_GOOD: TLSv1.3 with cipher "
-	job "may.test:$PF_SELF"
+	pf_job "may.test:$PF_SELF"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	wait_for_log "$(last_qid): Untrusted TLS connection established to mx.tls.test\[127.0.0.1\]:$PF_SELF: "
-	job "may.test:$PF_PLAIN"
+	pf_job "may.test:$PF_PLAIN"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 
 	# encrypt: TLS or nothing, whatever the certificate.
-	job "enc.test:$PF_SELF"
+	pf_job "enc.test:$PF_SELF"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	wait_for_log "$(last_qid): Untrusted TLS connection established to mx.tls.test"
-	job "enc.test:$PF_PLAIN"
+	pf_job "enc.test:$PF_PLAIN"
 	[[ "$output" == *"rcpt=0 D 4.7.4 TLS is required, but was not offered by host mx.tls.test[127.0.0.1]:$PF_PLAIN"* ]]
 
 	# verify: the CA chain and the MX name from DNS.
-	job "ver.test:$PF_GOOD"
+	pf_job "ver.test:$PF_GOOD"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	wait_for_log "$(last_qid): Verified TLS connection established to mx.tls.test\[127.0.0.1\]:$PF_GOOD: TLSv1.3 with cipher "
-	job "ver.test:$PF_WRONG"
+	pf_job "ver.test:$PF_WRONG"
 	[[ "$output" == *"rcpt=0 D 4.7.5 TLS is required, but the certificate of host mx.tls.test[127.0.0.1]:$PF_WRONG could not be verified (level verify): the certificate names none of mx.tls.test"* ]]
 	wait_for_log "$(last_qid): Trusted TLS connection established to mx.tls.test"
-	job "ver.test:$PF_SELF"
+	pf_job "ver.test:$PF_SELF"
 	[[ "$output" == *"rcpt=0 D 4.7.5 TLS is required, but the certificate of host mx.tls.test[127.0.0.1]:$PF_SELF could not be verified (level verify): untrusted issuer or chain: self-signed certificate"* ]]
-	job "ver.test:$PF_PLAIN"
+	pf_job "ver.test:$PF_PLAIN"
 	[[ "$output" == *"rcpt=0 D 4.7.4 TLS is required, but was not offered"* ]]
 
 	# secure: the nexthop domain, not the MX name DNS gave (unsigned).
-	job "sec.test:$PF_GOOD"
+	pf_job "sec.test:$PF_GOOD"
 	[[ "$output" == *"rcpt=0 D 4.7.5 TLS is required, but the certificate of host mx.tls.test[127.0.0.1]:$PF_GOOD could not be verified (level secure): the certificate names none of sec.test .sec.test"* ]]
-	job "tls.test:$PF_GOOD"
+	pf_job "tls.test:$PF_GOOD"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	wait_for_log "$(last_qid): Verified TLS connection established to mx.tls.test"
 	# The same server at the same level: the session is resumed, and the
 	# certificate (kept in the session) judged again for the new names.
-	job "secm.test:$PF_GOOD"
+	pf_job "secm.test:$PF_GOOD"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	wait_for_log "$(last_qid): Verified TLS connection reused to mx.tls.test\[127.0.0.1\]:$PF_GOOD: TLSv1.3 with cipher "
-	job "[mx.tls.test]:$PF_GOOD"
+	# A full handshake or a resumption: the resumed session above may
+	# have brought no new ticket. (Until the jobs were followed by their
+	# queue IDs, "reused" here matched the line of the job above.)
+	pf_job "[mx.tls.test]:$PF_GOOD"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
-	wait_for_log "$(last_qid): Verified TLS connection reused to mx.tls.test"
-	job "[mx.tls.test]:$PF_SELF"
+	wait_for_log "$(last_qid): Verified TLS connection (established|reused) to mx.tls.test"
+	pf_job "[mx.tls.test]:$PF_SELF"
 	[[ "$output" == *"rcpt=0 D 4.7.5 TLS is required, but the certificate of host mx.tls.test[127.0.0.1]:$PF_SELF could not be verified (level secure): untrusted issuer"* ]]
 
 	# fingerprint: the pinned certificate, self-signed or not.
-	job "fp.test:$PF_SELF"
+	pf_job "fp.test:$PF_SELF"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	wait_for_log "$(last_qid): Verified TLS connection established to mx.tls.test\[127.0.0.1\]:$PF_SELF"
-	job "fpbad.test:$PF_SELF"
+	pf_job "fpbad.test:$PF_SELF"
 	[[ "$output" == *"rcpt=0 D 4.7.5 TLS is required, but the certificate of host mx.tls.test[127.0.0.1]:$PF_SELF could not be verified (level fingerprint): certificate fingerprint "*" matches no match= fingerprint"* ]]
 
 	# protocols= and ciphers= of an entry.
-	job "proto.test:$PF_GOOD"
+	pf_job "proto.test:$PF_GOOD"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	wait_for_log "$(last_qid): Trusted TLS connection established to mx.tls.test\[127.0.0.1\]:$PF_GOOD: TLSv1.2 with cipher ECDHE-ECDSA-"
 
 	# none: no STARTTLS at all, though offered.
-	job "none.test:$PF_GOOD"
+	pf_job "none.test:$PF_GOOD"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
 	! grep -q "$(last_qid): .*TLS connection established" "$T/log"
 
 	# dane without DNSSEC is may; dane-only defers (RFC 7672 2.2).
-	job "dane.test:$PF_SELF"
+	pf_job "dane.test:$PF_SELF"
 	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
-	job "daneonly.test:$PF_GOOD"
+	pf_job "daneonly.test:$PF_GOOD"
 	[[ "$output" == *"rcpt=0 D 4.7.5 TLS is required, but no DNSSEC-validated TLSA records were found for host mx.tls.test[127.0.0.1]:$PF_GOOD"* ]]
 
 	# Postfix got exactly the mail that was sent: 12 messages.

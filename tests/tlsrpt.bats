@@ -19,19 +19,12 @@ load helpers/tls_peers
 load helpers/mtasts
 
 setup() {
-	suite_init
-	suite_conf smtp_timeout 5s
-	suite_conf smtp_connect_timeout 2s
+	peers_setup
 	suite_conf smtp_mta_sts_timeout 2s
 }
 
 teardown() {
-	local status=0
-	suite_stop || status=$?
-	peers_stop
-	postfix_peer_stop
-	echo "# tlsrpt.bats: ${SECONDS}s" >&3
-	return $status
+	peers_teardown
 }
 
 @test "TLS-RPT: sessions recorded, the daily report printed and sent to the rua mailbox" {

@@ -12,6 +12,8 @@ line:
     returned=message/rfc822        (or text/rfc822-headers)
     returned-subject=...           (Subject of the returned message)
     returned-body=yes|no           (does the returned part carry a body?)
+    says-attached=...              (the text's sentences on what is
+                                    attached, joined by one space)
 
 Exits 1 if the message is not a well-formed multipart/report with a
 delivery-status part.
@@ -53,6 +55,16 @@ if len(parts) < 2:
     sys.exit(1)
 if parts[0].get_content_type() != "text/plain":
     sys.exit(1)
+# What the human-readable text says is attached: from the sentence
+# that names the attachment to the end of its paragraph.
+said, saying = [], False
+for line in u(parts[0].get_payload()).splitlines():
+    saying = saying or " attached" in line
+    if saying and not line.strip():
+        break
+    if saying:
+        said.append(line.strip())
+print("says-attached=%s" % " ".join(said))
 status = parts[1]
 if status.get_content_type() not in ("message/delivery-status",
                                      "message/global-delivery-status"):

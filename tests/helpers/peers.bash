@@ -7,6 +7,15 @@
 #   start_dnsmasq --mx-host=two.test,mx1.two.test,10 ...   sets DNS_PORT
 #   start_sink NAME [smtp-sink options] ADDR:PORT           output $T/NAME.out
 #   deliver_job [deliver-job options]                        runs a job
+#
+# For files whose tests hand deliver jobs against these peers (dane,
+# mtasts, tlsrpt, tls_policy...):
+#   peers_setup       suite_init with short SMTP timers (smtp_timeout 5s,
+#                     smtp_connect_timeout 2s); starts the test's clock
+#   peers_teardown    stops the suite, every peer and the Postfix peer;
+#                     prints the test's time
+#   pf_job NEXTHOP    one message to ok@pf.test; its result in $output
+#   last_qid          the queue ID in that $output, for deliver's log lines
 
 PEER_PIDS=()
 
@@ -90,6 +99,31 @@ start_capture() {
 deliver_job() {
 	"$BATS_TEST_DIRNAME/helpers/deliver-job" --run "$T/run" \
 		--queue "$T/queue" "$@"
+}
+
+peers_setup() {
+	suite_init
+	suite_conf smtp_timeout 5s
+	suite_conf smtp_connect_timeout 2s
+	SECONDS=0
+}
+
+peers_teardown() {
+	local status=0
+	suite_stop || status=$?
+	peers_stop
+	postfix_peer_stop
+	echo "# $BATS_TEST_DESCRIPTION: ${SECONDS}s" >&3
+	return $status
+}
+
+pf_job() {
+	run deliver_job --nexthop "$1" --from a@example.org --to ok@pf.test
+	echo "$output"
+}
+
+last_qid() {
+	sed -n 's/^queue_id=//p' <<<"$output" | tail -n1
 }
 
 # A private Postfix instance as an SMTP peer: its smtpd on 127.0.0.1:$PF_PORT

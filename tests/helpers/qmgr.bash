@@ -3,6 +3,10 @@
 # sink_start NAME   start tests/helpers/qmgr_sink.py on a free port; sets
 #                   ${NAME}_PORT and stores mail under $T/NAME
 # sink_files NAME   the stored messages (*.eml), one per line
+# smtp_sink_start NAME [smtp-sink options]
+#                   Postfix's smtp-sink on a free port (sets ${NAME}_PORT;
+#                   $T/NAME/ for its -d files, $T/NAME.log), killed by
+#                   sinks_stop
 # (wait_for_count CMD N [secs] and the other waits: helpers/wait.bash)
 # qmgr_flush        ask qmgr to retry deferred mail now (postern queue flush)
 
@@ -18,6 +22,19 @@ sink_start() {
 	printf -v "${name}_PORT" '%s' "$port"
 	export "${name}_PORT"
 	wait_for_port "$port" 30
+}
+
+smtp_sink_start() {
+	local name=$1 port
+	shift
+	port=$(free_port)
+	mkdir -p "$T/$name"
+	smtp-sink -u "$(id -un)" "$@" "127.0.0.1:$port" 256 \
+		2>>"$T/$name.log" &
+	SINK_PIDS+=($!)
+	printf -v "${name}_PORT" '%s' "$port"
+	export "${name}_PORT"
+	wait_for_port "$port" 10
 }
 
 sinks_stop() {

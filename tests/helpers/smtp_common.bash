@@ -9,6 +9,13 @@
 # smtp_maps           mailbox and alias tables built with Postfix's postmap
 # queued_id TEXT      the queue ID from a "queued as" reply in TEXT
 # suite_halt          stop master (and so smtpd) but keep $T for inspection
+# smtp_script         run the Python script on stdin against the smtp port
+#                     with open_from, reply, say and session in scope
+#                     (tests/helpers/smtp_script.py)
+# smtp_one_worker     configure one network worker per service, no peer
+#                     name lookup (after suite_init)
+# smtp_worker         the pid of the smtp service's network worker (one)
+# smtp_door_of PID    the pid of that worker's door (its smtpd child)
 
 HELPERS=$BATS_TEST_DIRNAME/helpers
 
@@ -18,6 +25,30 @@ raw() {
 
 raw_port() {
 	python3 "$HELPERS/smtp_raw.py" "$@"
+}
+
+smtp_one_worker() {
+	suite_conf smtpd_peername_lookup no
+	suite_conf process_min_idle 1
+	suite_conf smtpd_processes 1
+}
+
+# The network worker of the smtp service, for files that run one
+# (smtpd_processes 1): master's smtpd child started with "-s smtp" (the
+# submission service has its own worker, and which of the two has the
+# lower pid depends on which zygote was ready first).
+smtp_worker() {
+	ps -o pid=,comm=,args= --ppid "$(master_pid)" |
+		awk '$2 == "smtpd" && $NF == "smtp" { print $1 }' | head -n1
+}
+
+# A worker's door: its smtpd child (smtpd-door names itself smtpd).
+smtp_door_of() {
+	ps -o pid=,comm= --ppid "$1" 2>/dev/null | awk '$2 == "smtpd" { print $1 }' | head -n1
+}
+
+smtp_script() {
+	/usr/bin/python3 "$HELPERS/smtp_script.py" "$SMTP_PORT"
 }
 
 psend() {
