@@ -18,6 +18,8 @@ setup_file() {
 	# One worker: every connection goes to the process strace watches.
 	suite_conf smtpd_processes 1
 	suite_conf process_min_idle 1
+	# A new worker, and its new door, after 20 connections (the last test).
+	suite_conf max_use 20
 	suite_conf smtpd_peername_lookup no
 	suite_start
 }
@@ -104,12 +106,16 @@ PY
 	[ -n "$inodes" ]
 	for f in /proc/"$w"/fd/*; do
 		local target ino
-		target=$(readlink "$f") || continue
+		# (a descriptor may close while we look: the door's files)
+		target=$(readlink "$f" 2>/dev/null) || continue
+		[[ "$target" == socket:\[*\] ]] || continue
 		ino=${target#socket:[}
 		ino=${ino%]}
-		grep -qx "$ino" <<<"$inodes" || continue
-		flags=$(awk '/^flags:/ { print $2 }' "/proc/$w/fdinfo/${f##*/}")
-		(( (8#$flags & 8#4000) != 0 )) && found=yes
+		grep -qxF "$ino" <<<"$inodes" || continue
+		flags=$(awk '/^flags:/ { print $2 }' "/proc/$w/fdinfo/${f##*/}" 2>/dev/null) || continue
+		if (( (8#$flags & 8#4000) != 0 )); then
+			found=yes
+		fi
 	done
 	printf 'QUIT\r\n' >&"$fd"
 	local bye
@@ -117,4 +123,43 @@ PY
 	exec {fd}>&-
 	[[ "$bye" == 221* ]]
 	[ "$found" = yes ]
+}
+
+@test "a new door unmaps its start-up pages with one madvise per run of mappings" {
+	command -v strace >/dev/null || skip "strace is not installed"
+	[ "$(id -u)" -eq 0 ] || skip "attaching to the zygote needs root"
+	local zygote old door n files
+	zygote=$(ps -o pid=,comm=,args= --ppid "$SUITE_PID" |
+		awk '$2 == "smtpd-zygote" && / -s smtp$/ { print $1 }' | head -n 1)
+	[ -n "$zygote" ] || skip "no smtpd zygote (process_zygote = no)"
+	old=$(smtp_worker)
+	strace -q -f -e trace=madvise -o "$T/zygote.strace" -p "$zygote" \
+		2>"$T/zygote.err" &
+	STRACE_PID=$!
+	wait_until 'grep -q "TracerPid:[[:space:]]*[1-9]" "/proc/$zygote/status"' 20
+	# The worker goes at max_use: connections until a new one is there
+	# (bounded by max_use).
+	local i
+	for ((i = 0; i < 25; i++)); do
+		[ "$(smtp_worker)" != "$old" ] && [ -n "$(smtp_worker)" ] && break
+		/usr/bin/python3 -c 'import smtplib, sys
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20); s.quit()' "$SMTP_PORT"
+	done
+	wait_until '[ -n "$(smtp_worker)" ] && [ "$(smtp_worker)" != "$old" ] &&
+		door=$(ps -o pid= --ppid "$(smtp_worker)" | tr -d " ") && [ -n "$door" ] &&
+		grep -q "^$door  *madvise" "$T/zygote.strace"' 30
+	local w
+	w=$(smtp_worker)
+	door=$(ps -o pid= --ppid "$w" | tr -d " ")
+	kill "$STRACE_PID"
+	wait "$STRACE_PID" || true
+	STRACE_PID=
+	n=$(grep -c "^$door  *madvise(.*MADV_DONTNEED" "$T/zygote.strace")
+	# The door's mapped files: each file's clean segments (headers, text,
+	# constants) lie side by side, so one call covers them; a call per
+	# segment was three or more a file.
+	files=$(awk '$6 ~ /^\// { print $6 }' "/proc/$door/maps" | sort -u | wc -l)
+	echo "# door $door: $n madvise calls, $files files mapped" >&3
+	[ "$n" -ge 1 ]
+	[ "$n" -lt $((2 * files)) ]
 }
