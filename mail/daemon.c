@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
+#include <netinet/in.h>
 #include <sys/epoll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -35,6 +36,11 @@ static int listener_fds[DAEMON_MAX_LISTENERS];
 static char *listener_names[DAEMON_MAX_LISTENERS];
 static bool listener_proxy[DAEMON_MAX_LISTENERS];
 static bool listener_handoff[DAEMON_MAX_LISTENERS];
+/* The address a listener is bound to, when every connection it accepts
+ * has that same local address (not a wildcard): kept once per process,
+ * so that a connection costs no getsockname(). */
+static struct sockaddr_storage listener_local[DAEMON_MAX_LISTENERS];
+static socklen_t listener_local_len[DAEMON_MAX_LISTENERS];
 static const char *service_name = "";
 static unsigned int generation;
 static bool stop_requested;
@@ -117,6 +123,34 @@ static void report(enum daemon_state state)
 	(void)n;
 }
 
+/*
+ * A connection accepted on a listener bound to one address (127.0.0.1:25,
+ * [2001:db8::1]:25, a Unix socket's path) has the listener's address as
+ * its own; one bound to a wildcard (0.0.0.0, ::) has the address the
+ * client connected to, which only getsockname() of the connection says.
+ */
+static void keep_listener_address(size_t i)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	static const struct in6_addr any6 = IN6ADDR_ANY_INIT;
+
+	if (getsockname(listener_fds[i], (struct sockaddr *)&ss, &len) < 0 ||
+	    len > sizeof(ss))
+		return;
+	if (ss.ss_family == AF_INET &&
+	    ((struct sockaddr_in *)&ss)->sin_addr.s_addr == htonl(INADDR_ANY))
+		return;
+	if (ss.ss_family == AF_INET6 && memcmp(&((struct sockaddr_in6 *)
+	    &ss)->sin6_addr, &any6, sizeof(any6)) == 0)
+		return;
+	if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6 &&
+	    ss.ss_family != AF_UNIX)
+		return;
+	listener_local[i] = ss;
+	listener_local_len[i] = len;
+}
+
 static void take_listeners(void)
 {
 	const char *count = getenv("POSTERN_LISTEN_FDS");
@@ -145,6 +179,8 @@ static void take_listeners(void)
 		fcntl(listener_fds[i], F_SETFD, FD_CLOEXEC);
 	}
 	free(copy);
+	for (size_t i = 0; i < listener_count; i++)
+		keep_listener_address(i);
 	fcntl(DAEMON_STATUS_FD, F_SETFD, FD_CLOEXEC);
 	fcntl(DAEMON_ALIVE_FD, F_SETFD, FD_CLOEXEC);
 }
@@ -152,8 +188,9 @@ static void take_listeners(void)
 /*
  * What is known of an accepted connection; accept4() filled in the
  * peer's address (peer, peer_len). false when a network client is gone
- * already (reset between accept and here: getsockname fails) or its
- * address is not of the listener's family: it must not be taken for a
+ * already (reset between accept and here: getsockname fails, where the
+ * listener's address is not known) or its address is not of the
+ * listener's family: it must not be taken for a
  * local Unix-socket peer, which skips checks and limits. Whether the
  * peer is local is the listener's family, never the absence of a peer
  * address.
@@ -167,9 +204,14 @@ static bool fill_conn(struct daemon_conn *conn, int fd, size_t li,
 	conn->listener = listener_names[li];
 	conn->proxy = listener_proxy[li];
 	conn->local_len = sizeof(conn->local);
-	if (getsockname(fd, (struct sockaddr *)&conn->local,
-	    &conn->local_len) < 0)
+	if (listener_local_len[li] > 0) {
+		memcpy(&conn->local, &listener_local[li],
+		    listener_local_len[li]);
+		conn->local_len = listener_local_len[li];
+	} else if (getsockname(fd, (struct sockaddr *)&conn->local,
+	    &conn->local_len) < 0) {
 		return false;
+	}
 	/* The address accept4() gave: a getpeername() less per connection. */
 	bool have_peer = peer_len > 0 && peer_len <= sizeof(conn->peer);
 	if (have_peer) {
@@ -329,7 +371,8 @@ static void accept_loop(const struct daemon_service *svc)
 		struct sockaddr_storage peer;
 		socklen_t peer_len = sizeof(peer);
 		int fd = accept4(listener_fds[i], (struct sockaddr *)&peer,
-		    &peer_len, SOCK_CLOEXEC);
+		    &peer_len, SOCK_CLOEXEC |
+		    (svc->accept_nonblocking ? SOCK_NONBLOCK : 0));
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK &&
 			    errno != EINTR && errno != ECONNABORTED)
@@ -349,7 +392,7 @@ static void accept_loop(const struct daemon_service *svc)
 			close(conn.fd);
 			handoff_client_free(&h);
 			report(DAEMON_IDLE);
-			if (++served >= cfg.max_use || daemon_stop_requested())
+			if (++served >= cfg.max_use)
 				exit(0);
 			continue;
 		}
@@ -359,11 +402,15 @@ static void accept_loop(const struct daemon_service *svc)
 			close(fd);
 			continue;
 		}
+		conn.nonblocking = svc->accept_nonblocking;
 		report(DAEMON_BUSY);
 		svc->serve(&conn);
 		close(fd);
 		report(DAEMON_IDLE);
-		if (++served >= cfg.max_use || daemon_stop_requested())
+		/* A stop from master is seen by the next epoll_wait(), which
+		 * reports the alive pipe with the listeners: no poll() of it
+		 * here per connection. */
+		if (++served >= cfg.max_use)
 			exit(0);
 	}
 }

@@ -75,6 +75,8 @@ struct daemon_conn {
 	bool greeted;
 	const char *preread;
 	size_t preread_len;
+	/* Accepted with O_NONBLOCK set (daemon_service.accept_nonblocking). */
+	bool nonblocking;
 };
 
 struct daemon_service {
@@ -85,6 +87,10 @@ struct daemon_service {
 	 * its own, as Postfix's local(8) does; see doc/architecture.md,
 	 * "Local delivery to system users". */
 	bool keep_root;
+	/* Accept connections non-blocking (accept4's SOCK_NONBLOCK): the
+	 * service's I/O has deadlines of its own, and sets no flag per
+	 * connection. */
+	bool accept_nonblocking;
 	/* Still root (if started so): open private keys, etc. May be NULL. */
 	void (*pre_drop)(const char *service);
 	/* After privileges are dropped. May be NULL. */

@@ -166,6 +166,21 @@ void smtp_server_message_done(struct smtp_server *srv)
 	srv->junk = 0;
 }
 
+/* " name=ok" when every one succeeded, else " name=ok/total": the
+ * disconnect line's counts, made once per session without printf. */
+static void append_count(struct str *line, const char *name, unsigned ok,
+    unsigned total)
+{
+	str_append_char(line, ' ');
+	str_append_cstr(line, name);
+	str_append_char(line, '=');
+	str_append_uint(line, ok);
+	if (ok != total) {
+		str_append_char(line, '/');
+		str_append_uint(line, total);
+	}
+}
+
 void smtp_server_append_counts(const struct smtp_server *srv,
     struct str *line)
 {
@@ -181,21 +196,15 @@ void smtp_server_append_counts(const struct smtp_server *srv,
 		    j++)
 			verb[j] = (char)(srv->commands[i].verb[j] | 0x20);
 		verb[j] = '\0';
-		if (c->ok == c->total)
-			str_appendf(line, " %s=%u", verb, c->total);
-		else
-			str_appendf(line, " %s=%u/%u", verb, c->ok, c->total);
+		append_count(line, verb, c->ok, c->total);
 		ok += c->ok;
 		total += c->total;
 	}
 	if (srv->unknown.total) {
-		str_appendf(line, " unknown=0/%u", srv->unknown.total);
+		append_count(line, "unknown", 0, srv->unknown.total);
 		total += srv->unknown.total;
 	}
-	if (ok == total)
-		str_appendf(line, " commands=%u", total);
-	else
-		str_appendf(line, " commands=%u/%u", ok, total);
+	append_count(line, "commands", ok, total);
 }
 
 /* Is a whole command line already buffered (so replies may wait)? */

@@ -43,10 +43,13 @@ static void smtpd_serve(struct daemon_conn *conn)
 		    "the connection from [%s]", conn->peer_addr);
 		return;
 	}
-	/* Non-blocking, so that writes to a stalled client also time out.
-	 * FIONBIO sets O_NONBLOCK alone: one call, not F_GETFL and F_SETFL. */
+	/* Non-blocking, so that writes to a stalled client also time out:
+	 * accepted so (accept_nonblocking below), or a client screen passed
+	 * on. FIONBIO sets O_NONBLOCK alone: one call, not F_GETFL and
+	 * F_SETFL. */
 	int on = 1;
-	bool nonblocking = ioctl(conn->fd, FIONBIO, &on) == 0;
+	bool nonblocking = conn->nonblocking ||
+	    ioctl(conn->fd, FIONBIO, &on) == 0;
 	/* Behind a load balancer: the real client, before anything uses
 	 * the peer's address. */
 	if (conn->proxy && !smtpd_proxy_accept(conn))
@@ -109,6 +112,7 @@ static void smtpd_init(const char *service)
 static const struct daemon_service smtpd_service = {
 	.program = "smtpd",
 	.run_as_smtpd_user = true,
+	.accept_nonblocking = true,
 	.pre_drop = smtpd_pre_drop,
 	.init = smtpd_init,
 	.serve = smtpd_serve,

@@ -81,13 +81,26 @@ const char *log_program(void)
 	return log_prog;
 }
 
+/* Append text to line (n bytes used of size), keeping a byte for the
+ * line's newline. */
+static void line_put(char *line, size_t size, size_t *n, const char *text)
+{
+	size_t len = strlen(text);
+	size_t room = size - 1 - *n;
+
+	if (len > room)
+		len = room;
+	memcpy(line + *n, text, len);
+	*n += len;
+}
+
 /*
  * The sink: every message is escaped here, once, whatever its caller did,
  * so that text from outside (a DNSBL's TXT record, a peer's reply, a
  * client's name) can never end a log line early, forge another one or
  * reach an administrator's terminal as a control sequence.
  */
-static void log_emit_tag(const char *tag, const char *ident, int priority,
+static void log_emit_tag(const char *ident, int priority,
     const char *prefix, const char *fmt, va_list ap)
 {
 	char text[2048];
@@ -99,22 +112,23 @@ static void log_emit_tag(const char *tag, const char *ident, int priority,
 	vsnprintf(text, sizeof(text), fmt, ap);
 	log_escape_line(safe, sizeof(safe), text);
 	if (log_destination == LOG_DEST_SYSLOG) {
-		/* openlog() only keeps the pointer: tag outlives the call. */
+		/* openlog() only keeps the pointer: ident outlives the call. */
 		if (ident != log_ident)
 			openlog(ident, LOG_NDELAY, LOG_MAIL);
 		syslog(priority, "%s%s", prefix, safe);
 		if (ident != log_ident)
 			openlog(log_ident, LOG_NDELAY, LOG_MAIL);
 	} else {
-		/* One write per line, so lines of many processes do not mix. */
+		/* One write per line, so lines of many processes do not mix.
+		 * ident is "tag[pid]", made once per process (log_pid). */
 		char line[LOG_LINE_MAX + 128];
-		int n = snprintf(line, sizeof(line), "%s[%ld]: %s%s\n", tag,
-		    (long)log_pid(), prefix, safe);
-		if (n > (int)sizeof(line) - 1) {
-			n = (int)sizeof(line) - 1;
-			line[n - 1] = '\n';
-		}
-		ssize_t w = write(STDERR_FILENO, line, (size_t)n);
+		size_t n = 0;
+		line_put(line, sizeof(line), &n, ident);
+		line_put(line, sizeof(line), &n, ": ");
+		line_put(line, sizeof(line), &n, prefix);
+		line_put(line, sizeof(line), &n, safe);
+		line[n++] = '\n';
+		ssize_t w = write(STDERR_FILENO, line, n);
 		(void)w;
 	}
 	errno = saved_errno;
@@ -124,7 +138,7 @@ static void log_emit(int priority, const char *prefix, const char *fmt,
     va_list ap)
 {
 	(void)log_pid();	/* log_ident holds the pid from here on */
-	log_emit_tag(log_tag, log_ident, priority, prefix, fmt, ap);
+	log_emit_tag(log_ident, priority, prefix, fmt, ap);
 }
 
 void log_info_as(const char *program, const char *fmt, ...)
@@ -135,7 +149,7 @@ void log_info_as(const char *program, const char *fmt, ...)
 	snprintf(log_other_ident, sizeof(log_other_ident), "%s[%ld]",
 	    log_other_tag, (long)log_pid());
 	va_start(ap, fmt);
-	log_emit_tag(log_other_tag, log_other_ident, LOG_INFO, "", fmt, ap);
+	log_emit_tag(log_other_ident, LOG_INFO, "", fmt, ap);
 	va_end(ap);
 }
 
@@ -269,6 +283,19 @@ static size_t escape_into(char *out, size_t outsize, const void *in,
 	for (size_t i = 0; i < inlen;) {
 		char piece[5];
 		size_t plen;
+		unsigned char c = p[i];
+
+		/* Printable ASCII, most of every line: itself. */
+		if (c >= 0x20 && c < 0x7f && (c != '\\' || !backslash)) {
+			if (o + 2 > outsize) {
+				truncated = true;
+				break;
+			}
+			starts[npieces++ % 4] = o;
+			out[o++] = (char)c;
+			i++;
+			continue;
+		}
 		size_t used = escape_piece(p + i, inlen - i, backslash, piece,
 		    &plen);
 

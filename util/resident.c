@@ -20,12 +20,37 @@
 
 #include "resident.h"
 
+/*
+ * A library's clean segments (headers, text, constants) and the
+ * program's own lie next to each other: one madvise() for each run of
+ * adjacent ones, not one per mapping, since every call ends in a TLB
+ * flush (an interrupt to the other CPUs the process has run on).
+ */
+struct drop_run {
+	unsigned long start, end;	/* end == start: nothing pending */
+};
+
+static void drop_add(struct drop_run *run, unsigned long start,
+    unsigned long end)
+{
+	if (run->end != run->start && run->end == start) {
+		run->end = end;
+		return;
+	}
+	if (run->end != run->start)
+		madvise((void *)run->start, run->end - run->start,
+		    MADV_DONTNEED);
+	run->start = start;
+	run->end = end;
+}
+
 void resident_drop_startup_pages(void)
 {
 	FILE *f = fopen("/proc/self/smaps", "re");
 	char line[512];
 	unsigned long start = 0, end = 0, kb;
 	bool clean_file_ro = false;
+	struct drop_run run = { 0, 0 };
 
 	if (f == NULL)
 		return;
@@ -46,10 +71,10 @@ void resident_drop_startup_pages(void)
 		if (clean_file_ro && sscanf(line, "Anonymous: %lu kB",
 		    &kb) == 1) {
 			if (kb == 0)
-				madvise((void *)start, end - start,
-				    MADV_DONTNEED);
+				drop_add(&run, start, end);
 			clean_file_ro = false;
 		}
 	}
 	fclose(f);
+	drop_add(&run, 0, 0);	/* the last run */
 }

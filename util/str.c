@@ -70,6 +70,18 @@ bool str_append_char(struct str *s, char c)
 	return str_append(s, &c, 1);
 }
 
+bool str_append_uint(struct str *s, unsigned long long n)
+{
+	char digits[20];	/* 2^64 - 1 has 20 */
+	size_t i = sizeof(digits);
+
+	do {
+		digits[--i] = (char)('0' + n % 10);
+		n /= 10;
+	} while (n > 0);
+	return str_append(s, digits + i, sizeof(digits) - i);
+}
+
 bool str_vappendf(struct str *s, const char *fmt, va_list ap)
 {
 	va_list ap2;

@@ -30,6 +30,9 @@ bool str_reserve(struct str *s, size_t extra);
 bool str_append(struct str *s, const void *p, size_t n);
 bool str_append_cstr(struct str *s, const char *cstr);
 bool str_append_char(struct str *s, char c);
+/* The decimal digits of n: what str_appendf(s, "%llu", n) appends,
+ * without the cost of printf. */
+bool str_append_uint(struct str *s, unsigned long long n);
 bool str_appendf(struct str *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 bool str_vappendf(struct str *s, const char *fmt, va_list ap)

@@ -59,6 +59,32 @@ static void test_appendf_respects_max(void)
 	str_free(&s);
 }
 
+/* str_append_uint: what "%llu" gives, at both ends of the range. */
+static void test_append_uint(void)
+{
+	static const struct {
+		unsigned long long n;
+		const char *text;
+	} cases[] = {
+		{ 0, "0" }, { 7, "7" }, { 10, "10" }, { 4294967295u, "4294967295" },
+		{ 18446744073709551615ull, "18446744073709551615" },
+	};
+	struct str s;
+	str_init(&s, STR_NO_MAX);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		str_set(&s, "n=");
+		CHECK(str_append_uint(&s, cases[i].n));
+		CHECK(strcmp(str_cstr(&s) + 2, cases[i].text) == 0);
+		CHECK_INT(s.len, 2 + strlen(cases[i].text));
+	}
+	str_free(&s);
+	str_init(&s, 3);
+	CHECK(str_append_uint(&s, 123));
+	CHECK(!str_append_uint(&s, 4));		/* would pass max */
+	CHECK_STR(str_cstr(&s), "123");
+	str_free(&s);
+}
+
 static void test_consume_truncate_steal(void)
 {
 	struct str s;
@@ -97,6 +123,7 @@ int main(void)
 	RUN(test_binary_safe);
 	RUN(test_appendf_grows);
 	RUN(test_appendf_respects_max);
+	RUN(test_append_uint);
 	RUN(test_consume_truncate_steal);
 	RUN(test_log_escape);
 	return unit_done();

@@ -1,0 +1,165 @@
+#!/usr/bin/env bats
+# What an smtpd worker does per connection in the daemon skeleton
+# (mail/daemon.c): the listener's own address is known once per process
+# when it is bound to one address (no getsockname() per connection),
+# the connection is accepted non-blocking (no ioctl(FIONBIO) per
+# connection), and master's alive pipe is watched by epoll_wait() alone
+# (no poll() of it after each connection). Counted with strace attached
+# to the one worker of the smtp service; the sessions are real
+# (smtplib: EHLO, a message, QUIT) and must all be accepted.
+
+bats_require_minimum_version 1.5.0
+load helpers/suite
+
+setup_file() {
+	FILE_START=$(date +%s%N)
+	export FILE_START
+	suite_init
+	# One worker: every connection goes to the process strace watches.
+	suite_conf smtpd_processes 1
+	suite_conf process_min_idle 1
+	# A new worker, and its new door, after 20 connections (the last test).
+	suite_conf max_use 20
+	suite_conf smtpd_peername_lookup no
+	suite_start
+}
+
+teardown_file() {
+	suite_stop
+	echo "# smtpd_accept_calls.bats: $(( ($(date +%s%N) - FILE_START) / 1000000 )) ms" >&3
+}
+
+teardown() {
+	if [ -n "${STRACE_PID:-}" ]; then
+		kill "$STRACE_PID" 2>/dev/null || true
+		wait "$STRACE_PID" 2>/dev/null || true
+		STRACE_PID=
+	fi
+}
+
+# The one worker of the smtp service (its zygote is no worker).
+smtp_worker() {
+	ps -o pid=,comm=,args= --ppid "$SUITE_PID" |
+		awk '$2 == "smtpd" && / -s smtp$/ { print $1 }'
+}
+
+# send N: N sessions one after another, each EHLO, one message, QUIT;
+# prints one line per session: the code of the reply to the message.
+send() {
+	/usr/bin/python3 - "$SMTP_PORT" "$1" <<'PY'
+import smtplib, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+for i in range(n):
+    s = smtplib.SMTP("127.0.0.1", port, timeout=20)
+    s.ehlo("client.example")
+    s.mail("a@client.example")
+    s.rcpt("b@postern.test")
+    code, _ = s.data(b"Subject: %d\r\n\r\nbody\r\n" % i)
+    s.quit()
+    print(code)
+PY
+}
+
+@test "a worker makes no getsockname, ioctl or poll of master's pipe per connection" {
+	command -v strace >/dev/null || skip "strace is not installed"
+	[ "$(id -u)" -eq 0 ] || skip "attaching to a worker that changed user needs root"
+	local w
+	wait_until 'w=$(smtp_worker); [ -n "$w" ]' 20
+	w=$(smtp_worker)
+	strace -q -e trace=accept4,getsockname,ioctl,poll -o "$T/strace" \
+		-p "$w" 2>"$T/strace.err" &
+	STRACE_PID=$!
+	# Attached once the worker's blocked epoll_wait shows as resumed
+	# or strace says so; bounded.
+	wait_until 'grep -q "attached" "$T/strace.err" || [ -s "$T/strace" ] ||
+		grep -q "TracerPid:[[:space:]]*[1-9]" "/proc/$w/status"' 20
+	run --separate-stderr send 10
+	[ "$status" -eq 0 ]
+	[ "$(grep -c '^250$' <<<"$output")" -eq 10 ]
+	kill "$STRACE_PID"
+	wait "$STRACE_PID" || true
+	STRACE_PID=
+	# Every connection went to this worker, or the counts below say
+	# nothing.
+	[ "$(grep -c '^accept4(.*) = [0-9]' "$T/strace")" -eq 10 ]
+	[ "$(grep -c '^getsockname(' "$T/strace")" -eq 0 ]
+	[ "$(grep -c '^ioctl(.*FIONBIO' "$T/strace")" -eq 0 ]
+	# fd 4 is master's alive pipe (mail/daemon.h, DAEMON_ALIVE_FD).
+	[ "$(grep -c '^poll(\[{fd=4,' "$T/strace")" -eq 0 ]
+}
+
+@test "a connection accepted non-blocking is non-blocking in the session" {
+	local w fd flags
+	wait_until 'w=$(smtp_worker); [ -n "$w" ]' 20
+	w=$(smtp_worker)
+	# A session held open after its greeting, until the test closes it.
+	exec {fd}<>"/dev/tcp/127.0.0.1/$SMTP_PORT"
+	local greeting
+	read -r -t 10 greeting <&"$fd"
+	[[ "$greeting" == 220* ]]
+	# The worker's end of this session (established, local port
+	# SMTP_PORT, in /proc/net/tcp): its file status flags have
+	# O_NONBLOCK (04000), so that a write to a stalled client times out.
+	local port_hex inodes found= f
+	port_hex=$(printf '%04X' "$SMTP_PORT")
+	inodes=$(awk -v p=":$port_hex" '$4 == "01" && substr($2, length($2) - 4) == p { print $10 }' /proc/net/tcp)
+	[ -n "$inodes" ]
+	for f in /proc/"$w"/fd/*; do
+		local target ino
+		# (a descriptor may close while we look: the door's files)
+		target=$(readlink "$f" 2>/dev/null) || continue
+		[[ "$target" == socket:\[*\] ]] || continue
+		ino=${target#socket:[}
+		ino=${ino%]}
+		grep -qxF "$ino" <<<"$inodes" || continue
+		flags=$(awk '/^flags:/ { print $2 }' "/proc/$w/fdinfo/${f##*/}" 2>/dev/null) || continue
+		if (( (8#$flags & 8#4000) != 0 )); then
+			found=yes
+		fi
+	done
+	printf 'QUIT\r\n' >&"$fd"
+	local bye
+	read -r -t 10 bye <&"$fd"
+	exec {fd}>&-
+	[[ "$bye" == 221* ]]
+	[ "$found" = yes ]
+}
+
+@test "a new door unmaps its start-up pages with one madvise per run of mappings" {
+	command -v strace >/dev/null || skip "strace is not installed"
+	[ "$(id -u)" -eq 0 ] || skip "attaching to the zygote needs root"
+	local zygote old door n files
+	zygote=$(ps -o pid=,comm=,args= --ppid "$SUITE_PID" |
+		awk '$2 == "smtpd-zygote" && / -s smtp$/ { print $1 }' | head -n 1)
+	[ -n "$zygote" ] || skip "no smtpd zygote (process_zygote = no)"
+	old=$(smtp_worker)
+	strace -q -f -e trace=madvise -o "$T/zygote.strace" -p "$zygote" \
+		2>"$T/zygote.err" &
+	STRACE_PID=$!
+	wait_until 'grep -q "TracerPid:[[:space:]]*[1-9]" "/proc/$zygote/status"' 20
+	# The worker goes at max_use: connections until a new one is there
+	# (bounded by max_use).
+	local i
+	for ((i = 0; i < 25; i++)); do
+		[ "$(smtp_worker)" != "$old" ] && [ -n "$(smtp_worker)" ] && break
+		/usr/bin/python3 -c 'import smtplib, sys
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20); s.quit()' "$SMTP_PORT"
+	done
+	wait_until '[ -n "$(smtp_worker)" ] && [ "$(smtp_worker)" != "$old" ] &&
+		door=$(ps -o pid= --ppid "$(smtp_worker)" | tr -d " ") && [ -n "$door" ] &&
+		grep -q "^$door  *madvise" "$T/zygote.strace"' 30
+	local w
+	w=$(smtp_worker)
+	door=$(ps -o pid= --ppid "$w" | tr -d " ")
+	kill "$STRACE_PID"
+	wait "$STRACE_PID" || true
+	STRACE_PID=
+	n=$(grep -c "^$door  *madvise(.*MADV_DONTNEED" "$T/zygote.strace")
+	# The door's mapped files: each file's clean segments (headers, text,
+	# constants) lie side by side, so one call covers them; a call per
+	# segment was three or more a file.
+	files=$(awk '$6 ~ /^\// { print $6 }' "/proc/$door/maps" | sort -u | wc -l)
+	echo "# door $door: $n madvise calls, $files files mapped" >&3
+	[ "$n" -ge 1 ]
+	[ "$n" -lt $((2 * files)) ]
+}
