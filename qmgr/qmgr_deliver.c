@@ -6,10 +6,17 @@
  * and sends job after job on it (doc/architecture.md: type=job, one
  * type=result). A connection whose last job went to the same destination
  * is preferred, since deliver keeps that SMTP/LMTP session open.
+ * When jobs wait (no free connection, or their destination's window is
+ * full), a connection to deliver that works for their destination gets
+ * the next ones behind its current job, at most QMGR_CONN_JOBS in all:
+ * deliver takes them in turn and finds each already read, so under a
+ * backlog it does not wait for qmgr between jobs, and qmgr sends several
+ * jobs in one write. Results come back in the order of the jobs, and
+ * each names its queue ID, which must be the oldest job's.
  * Jobs for transport "local" go the same way to the local delivery agent
  * on run_directory/local, which speaks the same messages.
  * Everything is non-blocking; a connection that dies, sends something
- * malformed or takes too long loses its job, whose recipients are
+ * malformed or takes too long loses its jobs, whose recipients are
  * deferred (never bounced: nothing is known about them).
  *
  * Trusts deliver no more than ipc.c's checks plus ours: every result must
@@ -47,10 +54,13 @@ struct qconn {
 	struct str out;
 	size_t out_off;
 	struct str in;
-	struct qjob *job;
+	/* jobs[0] is the one the agent works on, the others wait behind it
+	 * in the agent's socket, all for one destination. */
+	struct qjob *jobs[QMGR_CONN_JOBS];
+	size_t njobs;
 	char *last_key;
 	long long idle_since_ms;
-	long long deadline_ms;
+	long long deadline_ms;	/* for jobs[0]'s result */
 	bool local;		/* to the local agent, not deliver */
 	struct qconn *next;
 };
@@ -120,15 +130,34 @@ static struct qconn *conn_open(bool local)
 	return c;
 }
 
+/* The oldest job, whose result came or is lost, leaves the connection;
+ * the next one is now the one the agent works on. */
+static struct qjob *conn_pop(struct qconn *c)
+{
+	struct qjob *job = c->jobs[0];
+
+	c->njobs--;
+	memmove(c->jobs, c->jobs + 1, c->njobs * sizeof(c->jobs[0]));
+	c->jobs[c->njobs] = NULL;
+	if (c->njobs > 0) {
+		qmgr_sched_job_promoted(c->jobs[0]);
+		c->deadline_ms = qmgr_now_ms() + job_timeout_ms();
+	} else {
+		c->idle_since_ms = qmgr_now_ms();
+	}
+	return job;
+}
+
 static void conn_close(struct qconn *c, const char *why)
 {
-	if (c->job != NULL) {
-		struct qjob *job = c->job;
+	/* Every job it held is deferred, the ones behind too: whether the
+	 * agent had begun them is not known. */
+	while (c->njobs > 0) {
+		struct qjob *job = conn_pop(c);
 		char esc[200];
 		log_escape(esc, sizeof(esc), why, strlen(why));
 		log_warning("%s: delivery agent for %s: %s; recipients "
 		    "deferred", job->msg->id, qmgr_dest_key(job->dest), esc);
-		c->job = NULL;
 		qmgr_sched_job_lost(job, "lost connection with the delivery "
 		    "agent");
 	}
@@ -156,7 +185,7 @@ struct qconn *qmgr_deliver_get(const char *key)
 	bool local = strncmp(key, "local:", 6) == 0;
 
 	for (struct qconn *c = conns; c != NULL; c = c->next) {
-		if (c->job != NULL)
+		if (c->njobs > 0)
 			continue;
 		if (c->local != local) {
 			if (other == NULL ||
@@ -187,7 +216,8 @@ struct qconn *qmgr_deliver_get(const char *key)
 	return oldest;
 }
 
-void qmgr_deliver_start(struct qconn *c, struct qjob *job)
+/* Append job to what c sends, behind the jobs it holds. */
+static void conn_send(struct qconn *c, struct qjob *job)
 {
 	const struct qmsg *msg = job->msg;
 	const struct queue_envelope *env = &msg->env;
@@ -232,11 +262,32 @@ void qmgr_deliver_start(struct qconn *c, struct qjob *job)
 	}
 	job_encode(&j, &c->out);
 	free(j.rcpts);
+	c->jobs[c->njobs++] = job;
+}
 
-	c->job = job;
+void qmgr_deliver_start(struct qconn *c, struct qjob *job)
+{
+	conn_send(c, job);
 	free(c->last_key);
 	c->last_key = xstrdup(qmgr_dest_key(job->dest));
 	c->deadline_ms = qmgr_now_ms() + job_timeout_ms();
+}
+
+void qmgr_deliver_fill(void)
+{
+	/* One more job per connection and pass, so that the waiting jobs
+	 * spread over the connections of their destination. The local
+	 * agent takes one job at a time. */
+	for (size_t held = 1; held < QMGR_CONN_JOBS; held++) {
+		for (struct qconn *c = conns; c != NULL; c = c->next) {
+			if (c->local || c->njobs != held)
+				continue;
+			struct qjob *job = qmgr_sched_take_waiting(
+			    c->jobs[0]->dest);
+			if (job != NULL)
+				conn_send(c, job);
+		}
+	}
 }
 
 /* "5.1.1"-shaped, class digit matching the verdict. */
@@ -285,10 +336,9 @@ static long job_index(const struct qjob *job, size_t n)
  * result ('A' in res). One whose forwarding cannot be recorded is
  * deferred whole. Addresses are checked here again.
  */
-static void adopt_forwarded(struct qconn *c, const struct ipc_msg *m,
+static void adopt_forwarded(struct qjob *job, const struct ipc_msg *m,
     struct qresult *res)
 {
-	struct qjob *job = c->job;
 
 	for (size_t k = 0; k < job->nrcpts; k++) {
 		if (res[k].what != 'S' && res[k].what != 'B')
@@ -338,8 +388,13 @@ static void adopt_forwarded(struct qconn *c, const struct ipc_msg *m,
 /* Check and apply one type=result. false: protocol error. */
 static bool handle_result(struct qconn *c, const struct ipc_msg *m)
 {
-	struct qjob *job = c->job;
-	if (job == NULL || strcmp(m->type, "result") != 0)
+	if (c->njobs == 0 || strcmp(m->type, "result") != 0)
+		return false;
+	/* The oldest job's: deliver answers its jobs in order, and says
+	 * which message (the local agent, one job at a time, need not). */
+	struct qjob *job = c->jobs[0];
+	const char *qid = ipc_get(m, "queue_id");
+	if (qid != NULL && strcmp(qid, job->msg->id) != 0)
 		return false;
 
 	/* The job is freed when it finishes: keep its size. */
@@ -386,7 +441,7 @@ static bool handle_result(struct qconn *c, const struct ipc_msg *m)
 		}
 	}
 	if (ok)
-		adopt_forwarded(c, m, res);
+		adopt_forwarded(job, m, res);
 	if (ok) {
 		/* A recipient without a verdict is deferred, not lost. */
 		for (size_t k = 0; k < job->nrcpts; k++) {
@@ -411,8 +466,7 @@ static bool handle_result(struct qconn *c, const struct ipc_msg *m)
 		    qmgr_dest_transport(job->dest),
 		    dsn_passed != NULL && strcmp(dsn_passed, "yes") == 0, relay,
 		    remote && *remote ? remote : NULL, false);
-		c->job = NULL;
-		c->idle_since_ms = qmgr_now_ms();
+		conn_pop(c);
 		bool up = status != NULL && strcmp(status, "ok") == 0;
 		bool down = status != NULL && strcmp(status, "down") == 0;
 		qmgr_sched_job_finished(job, up, down, first_defer_dsn,
@@ -527,7 +581,7 @@ long long qmgr_deliver_timer(long long now_ms)
 	while (c != NULL) {
 		struct qconn *following = c->next;
 		long long due;
-		if (c->job != NULL) {
+		if (c->njobs > 0) {
 			due = c->deadline_ms;
 			if (due <= now_ms) {
 				conn_close(c, "no result in time");
@@ -567,8 +621,7 @@ size_t qmgr_deliver_in_flight(void)
 {
 	size_t n = 0;
 	for (struct qconn *c = conns; c != NULL; c = c->next)
-		if (c->job != NULL)
-			n++;
+		n += c->njobs;
 	return n;
 }
 
@@ -577,7 +630,7 @@ void qmgr_deliver_close_idle(void)
 	struct qconn *c = conns;
 	while (c != NULL) {
 		struct qconn *following = c->next;
-		if (c->job == NULL)
+		if (c->njobs == 0)
 			conn_close(c, "stopping");
 		c = following;
 	}
