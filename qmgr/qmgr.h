@@ -213,7 +213,8 @@ void qmgr_sched_commit(struct qmsg *msg);
 void qmgr_sched_dispatch(void);
 /* The next queued job of d, for a connection that works for d (it goes
  * behind that connection's current job: d's window, which counts
- * connections, is unchanged), or NULL. */
+ * connections, is unchanged), or NULL: none, or another destination
+ * waits for a free deliver process. */
 struct qjob *qmgr_sched_take_waiting(struct qdest *d);
 /* The job behind another on its connection is now the one delivered
  * (its predecessor's end follows at once). */

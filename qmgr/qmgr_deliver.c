@@ -6,9 +6,10 @@
  * and sends job after job on it (doc/architecture.md: type=job, one
  * type=result). A connection whose last job went to the same destination
  * is preferred, since deliver keeps that SMTP/LMTP session open.
- * When jobs wait (no free connection, or their destination's window is
- * full), a connection to deliver that works for their destination gets
- * the next ones behind its current job, at most QMGR_CONN_JOBS in all:
+ * When jobs wait and no other destination waits for a free deliver
+ * process (qmgr_sched.c), a connection to deliver that works for their
+ * destination gets the next ones behind its current job, at most
+ * QMGR_CONN_JOBS in all:
  * deliver takes them in turn and finds each already read, so under a
  * backlog it does not wait for qmgr between jobs, and qmgr sends several
  * jobs in one write. Results come back in the order of the jobs, and

@@ -18,11 +18,14 @@
  * processes and never starves the others. Dispatch is O(1) per job.
  *
  * The window counts connections (active: jobs being delivered, one per
- * connection). Jobs that still wait after dispatch, for a free deliver
- * process or for room in their window, go behind the current job of a
- * connection that already works for their destination (behind), a few
- * per connection (QMGR_CONN_JOBS): deliver then finds the next job read
- * when it is done with one, without a wait for qmgr.
+ * connection). When no destination waits for a free deliver process
+ * but one (the ring is empty, or holds only that one), the jobs that
+ * still wait after dispatch go behind the current job of a connection
+ * that already works for their destination (behind), a few per
+ * connection (QMGR_CONN_JOBS): deliver then finds the next job read
+ * when it is done with one, without a wait for qmgr. While others wait
+ * for a deliver process, no connection takes jobs behind, so each comes
+ * free after its jobs and goes round the ring as before.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -291,6 +294,11 @@ void qmgr_sched_dispatch(void)
 struct qjob *qmgr_sched_take_waiting(struct qdest *d)
 {
 	if (d->queued == 0 || d->dead_until_ms != 0)
+		return NULL;
+	/* Not while another destination waits for a free deliver process
+	 * (the ready ring): a connection that took d's next jobs would not
+	 * come free for it. */
+	if (ring != NULL && (ring != d || d->ring_next != d))
 		return NULL;
 	struct qjob *job = dest_pop(d);
 	d->behind++;

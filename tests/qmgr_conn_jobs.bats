@@ -6,9 +6,11 @@
 # process (one delivered, two behind it, sent in one write) and keeps
 # the fourth in qmgr. Killing that process (-9) defers all three, never
 # bounces them; a flush then delivers each once, and the fourth goes by
-# the next deliver process. One suite start; the test's Python sink
-# refuses mail while DIR/tempfail exists and keeps the end of data's
-# reply back while DIR/hold exists.
+# the next deliver process. While another destination waits for the
+# one deliver process, no job goes behind the current one (that process
+# must come free for it). One suite start per test; the test's Python
+# sink refuses mail while DIR/tempfail exists and keeps the end of
+# data's reply back while DIR/hold exists.
 
 load helpers/suite
 load helpers/qmgr
@@ -104,4 +106,40 @@ copies() {
 		[ "$(grep -c "$id: to=<.*status=sent" "$T/log")" -eq 1 ]
 		[ "$(grep -c "$id: removed" "$T/log")" -eq 1 ]
 	done
+}
+
+@test "no job goes behind another while a destination waits for a free deliver process" {
+	sink_start sink
+	sink_start other
+	table transport <<EOF2
+other.test	smtp:[127.0.0.1]:$other_PORT
+EOF2
+	suite_conf transport_maps "hash:$T/conf/transport"
+	suite_conf relayhost "[127.0.0.1]:$sink_PORT"
+	suite_conf deliver_processes 1
+	suite_conf initial_destination_concurrency 1
+	suite_conf destination_concurrency_limit 1
+	METRICS_PORT=$(free_port)
+	suite_conf metrics_listen "127.0.0.1:$METRICS_PORT"
+	suite_start
+
+	# a1 in flight on the only deliver process; b1 waits for it; a2
+	# would fit behind a1, but b1 was first.
+	touch "$T/sink/hold"
+	send_mail --from a1@example.org --to a1@example.net
+	wait_for_file "$T/sink/holding" 20
+	send_mail --from b1@example.org --to b1@other.test
+	wait_for_log 'from=<b1@example.org>.*queue active' 10
+	send_mail --from a2@example.org --to a2@example.net
+	wait_for_log 'from=<a2@example.org>.*queue active' 10
+	metrics | grep -qx 'postern_deliveries_in_flight 1'
+
+	rm "$T/sink/hold"
+	wait_for_queue_count 0 30
+	[ "$(sink_count sink)" -eq 2 ]
+	[ "$(sink_count other)" -eq 1 ]
+	# b1 went before a2, which came after it.
+	b=$(grep -n 'to=<b1@other.test>.*status=sent' "$T/log" | cut -d: -f1)
+	a=$(grep -n 'to=<a2@example.net>.*status=sent' "$T/log" | cut -d: -f1)
+	[ -n "$b" ] && [ -n "$a" ] && [ "$b" -lt "$a" ]
 }
