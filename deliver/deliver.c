@@ -245,9 +245,6 @@ static bool send_result(struct bio *b, const struct deliver_job *job)
 	struct ipc_msg m;
 
 	ipc_msg_init(&m, "result");
-	/* qmgr may have sent more jobs behind this one: it checks that the
-	 * result is for the oldest. */
-	ipc_add(&m, "queue_id", "%s", job->j.queue_id);
 	for (size_t i = 0; i < job->nrcpts; i++) {
 		const struct deliver_rcpt *r = &job->rcpts[i];
 		ipc_add(&m, "rcpt", "%ld %c %s %s", r->number, r->out.status,

@@ -12,8 +12,8 @@
  * QMGR_CONN_JOBS in all:
  * deliver takes them in turn and finds each already read, so under a
  * backlog it does not wait for qmgr between jobs, and qmgr sends several
- * jobs in one write. Results come back in the order of the jobs, and
- * each names its queue ID, which must be the oldest job's.
+ * jobs in one write. Results come back in the order of the jobs:
+ * deliver answers each before it reads the next, on one stream.
  * Jobs for transport "local" go the same way to the local delivery agent
  * on run_directory/local, which speaks the same messages.
  * Everything is non-blocking; a connection that dies, sends something
@@ -391,12 +391,8 @@ static bool handle_result(struct qconn *c, const struct ipc_msg *m)
 {
 	if (c->njobs == 0 || strcmp(m->type, "result") != 0)
 		return false;
-	/* The oldest job's: deliver answers its jobs in order, and says
-	 * which message (the local agent, one job at a time, need not). */
+	/* The oldest job's: deliver answers its jobs in order. */
 	struct qjob *job = c->jobs[0];
-	const char *qid = ipc_get(m, "queue_id");
-	if (qid != NULL && strcmp(qid, job->msg->id) != 0)
-		return false;
 
 	/* The job is freed when it finishes: keep its size. */
 	size_t nrcpts = job->nrcpts;
