@@ -375,9 +375,11 @@ bool queue_move(const char *queue_directory, const char *from_subdir,
  * Remove a finished queue file (path, anywhere in the queue): recycled
  * when it is small enough (see "Recycling" above), else unlinked. No
  * fsync: a removal lost in a power cut means a duplicate, never a loss.
- * false with errno when the file could not be removed.
+ * fd: the file open at path, whose fstat spares a lookup of the path,
+ * or -1. false with errno when the file could not be removed (ENOENT
+ * when it is gone, also when it was unlinked behind fd).
  */
-bool queue_remove(const char *queue_directory, const char *path);
+bool queue_remove(const char *queue_directory, const char *path, int fd);
 /*
  * Unlink everything in recycle/ (master, at start, before any writer).
  * After a power cut on a file system without a journal, a rename out of

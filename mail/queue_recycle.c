@@ -187,17 +187,27 @@ void queue_recycle_clear(const char *queue_directory)
 	closedir(d);
 }
 
-bool queue_remove(const char *queue_directory, const char *path)
+bool queue_remove(const char *queue_directory, const char *path, int fd)
 {
 	/* Slots are used in turn, from a random start in each process. */
 	static unsigned slot;
 	static bool slot_set;
+	/* Asked once: the remover (qmgr) has dropped its privileges for
+	 * good before it removes anything. */
+	static uid_t euid;
+	static bool euid_set;
 	struct stat st;
 
-	if (lstat(path, &st) < 0)
+	if ((fd >= 0 ? fstat(fd, &st) : lstat(path, &st)) < 0)
 		return false;
+	if (!euid_set) {
+		euid = geteuid();
+		euid_set = true;
+	}
+	/* A file unlinked behind the descriptor has no link: not ours to
+	 * recycle, and the unlink below finds it gone (ENOENT). */
 	if (S_ISREG(st.st_mode) && st.st_size <= QUEUE_RECYCLE_MAX_SIZE &&
-	    st.st_uid == geteuid() && st.st_nlink == 1) {
+	    st.st_uid == euid && st.st_nlink == 1) {
 		if (!slot_set) {
 			slot = arc4random_uniform(QUEUE_RECYCLE_SLOTS);
 			slot_set = true;

@@ -13,7 +13,9 @@
  *   qjob   some recipients of one message for one destination
  *   qdest  a destination (transport + nexthop): queue of jobs, concurrency
  *          window, dead/alive state
- *   qconn  a connection to a deliver process, carrying one job at a time
+ *   qconn  a connection to a deliver process: the job it works on, and
+ *          under a backlog up to two more of the same destination behind
+ *          it, sent ahead so that deliver finds them already read
  */
 #ifndef POSTERN_QMGR_H
 #define POSTERN_QMGR_H
@@ -41,6 +43,10 @@
  * the control clients. */
 #define QMGR_MAX_POLLFDS 4096
 #define QMGR_MAX_DELIVER_CONNS (QMGR_MAX_POLLFDS - 128)
+/* Jobs on one deliver connection at most: the one in hand and two sent
+ * behind it under a backlog. More would only make a job wait behind a
+ * slow one while another connection may come free. */
+#define QMGR_CONN_JOBS 3
 
 /* ---- time (qmgr.c) ---- */
 
@@ -192,7 +198,7 @@ struct qjob {
 	size_t nrcpts;
 	size_t cap;
 	struct qjob *next;	/* in the destination's queue */
-	long long started_ms;	/* handed to an agent (for job times) */
+	long long started_ms;	/* the agent began it (for job times) */
 };
 
 /* Find or create the destination and append recipient i of msg to a job
@@ -201,8 +207,18 @@ void qmgr_sched_add(struct qmsg *msg, const char *transport,
     const char *nexthop, size_t i);
 /* The message's jobs are complete: queue them. */
 void qmgr_sched_commit(struct qmsg *msg);
-/* Hand queued jobs to deliver connections while slots are free. */
+/* Hand queued jobs to deliver connections while slots are free; the
+ * jobs still waiting then go behind the current job of a connection
+ * already working for their destination (qmgr_deliver_fill()). */
 void qmgr_sched_dispatch(void);
+/* The next queued job of d, for a connection that works for d (it goes
+ * behind that connection's current job: d's window, which counts
+ * connections, is unchanged), or NULL: none, or another destination
+ * waits for a free deliver process. */
+struct qjob *qmgr_sched_take_waiting(struct qdest *d);
+/* The job behind another on its connection is now the one delivered
+ * (its predecessor's end follows at once). */
+void qmgr_sched_job_promoted(struct qjob *job);
 /* A job came back (result parsed and recorded by the caller). */
 void qmgr_sched_job_finished(struct qjob *job, bool nexthop_ok,
     bool nexthop_down, const char *down_dsn, const char *down_text);
@@ -223,7 +239,8 @@ struct qmgr_dest_view {
 	const char *key;	/* "smtp:example.net" */
 	int active;		/* jobs in flight */
 	int limit;		/* its concurrency window now */
-	size_t queued;		/* jobs waiting */
+	size_t queued;		/* jobs waiting (also those sent behind
+				 * another job on a connection) */
 	bool dead;		/* suspended after failures */
 	const char *dead_text;	/* why, or NULL */
 	double job_seconds;	/* moving average of a job's time */
@@ -237,14 +254,19 @@ void qmgr_sched_each(void (*fn)(void *arg, const struct qmgr_dest_view *v),
 void qmgr_deliver_init(void);
 /* A connection ready for a job to this destination key, or NULL. */
 struct qconn *qmgr_deliver_get(const char *key);
-/* Send job on conn (takes ownership until the result). */
+/* Send job on conn, which has no job (takes ownership until the
+ * result). */
 void qmgr_deliver_start(struct qconn *conn, struct qjob *job);
+/* Connections to deliver that work for a destination with jobs waiting
+ * take the next of them behind their current one (at most
+ * QMGR_CONN_JOBS in all per connection). */
+void qmgr_deliver_fill(void);
 /* poll() plumbing: add our fds, handle their events, timers. */
 size_t qmgr_deliver_pollfds(struct pollfd *pfds, size_t max);
 void qmgr_deliver_events(struct pollfd *pfds, size_t n);
 long long qmgr_deliver_timer(long long now_ms);
 void qmgr_deliver_close_all(void);
-/* Connections with a job out, whose result is still to come. */
+/* Jobs handed to agents whose results are still to come. */
 size_t qmgr_deliver_in_flight(void);
 /* Close the connections without a job (stopping: their agents may go). */
 void qmgr_deliver_close_idle(void);

@@ -6,10 +6,18 @@
  * and sends job after job on it (doc/architecture.md: type=job, one
  * type=result). A connection whose last job went to the same destination
  * is preferred, since deliver keeps that SMTP/LMTP session open.
+ * When jobs wait and no other destination waits for a free deliver
+ * process (qmgr_sched.c), a connection to deliver that works for their
+ * destination gets the next ones behind its current job, at most
+ * QMGR_CONN_JOBS in all:
+ * deliver takes them in turn and finds each already read, so under a
+ * backlog it does not wait for qmgr between jobs, and qmgr sends several
+ * jobs in one write. Results come back in the order of the jobs:
+ * deliver answers each before it reads the next, on one stream.
  * Jobs for transport "local" go the same way to the local delivery agent
  * on run_directory/local, which speaks the same messages.
  * Everything is non-blocking; a connection that dies, sends something
- * malformed or takes too long loses its job, whose recipients are
+ * malformed or takes too long loses its jobs, whose recipients are
  * deferred (never bounced: nothing is known about them).
  *
  * Trusts deliver no more than ipc.c's checks plus ours: every result must
@@ -47,10 +55,13 @@ struct qconn {
 	struct str out;
 	size_t out_off;
 	struct str in;
-	struct qjob *job;
+	/* jobs[0] is the one the agent works on, the others wait behind it
+	 * in the agent's socket, all for one destination. */
+	struct qjob *jobs[QMGR_CONN_JOBS];
+	size_t njobs;
 	char *last_key;
 	long long idle_since_ms;
-	long long deadline_ms;
+	long long deadline_ms;	/* for jobs[0]'s result */
 	bool local;		/* to the local agent, not deliver */
 	struct qconn *next;
 };
@@ -120,15 +131,34 @@ static struct qconn *conn_open(bool local)
 	return c;
 }
 
+/* The oldest job, whose result came or is lost, leaves the connection;
+ * the next one is now the one the agent works on. */
+static struct qjob *conn_pop(struct qconn *c)
+{
+	struct qjob *job = c->jobs[0];
+
+	c->njobs--;
+	memmove(c->jobs, c->jobs + 1, c->njobs * sizeof(c->jobs[0]));
+	c->jobs[c->njobs] = NULL;
+	if (c->njobs > 0) {
+		qmgr_sched_job_promoted(c->jobs[0]);
+		c->deadline_ms = qmgr_now_ms() + job_timeout_ms();
+	} else {
+		c->idle_since_ms = qmgr_now_ms();
+	}
+	return job;
+}
+
 static void conn_close(struct qconn *c, const char *why)
 {
-	if (c->job != NULL) {
-		struct qjob *job = c->job;
+	/* Every job it held is deferred, the ones behind too: whether the
+	 * agent had begun them is not known. */
+	while (c->njobs > 0) {
+		struct qjob *job = conn_pop(c);
 		char esc[200];
 		log_escape(esc, sizeof(esc), why, strlen(why));
 		log_warning("%s: delivery agent for %s: %s; recipients "
 		    "deferred", job->msg->id, qmgr_dest_key(job->dest), esc);
-		c->job = NULL;
 		qmgr_sched_job_lost(job, "lost connection with the delivery "
 		    "agent");
 	}
@@ -156,7 +186,7 @@ struct qconn *qmgr_deliver_get(const char *key)
 	bool local = strncmp(key, "local:", 6) == 0;
 
 	for (struct qconn *c = conns; c != NULL; c = c->next) {
-		if (c->job != NULL)
+		if (c->njobs > 0)
 			continue;
 		if (c->local != local) {
 			if (other == NULL ||
@@ -187,7 +217,8 @@ struct qconn *qmgr_deliver_get(const char *key)
 	return oldest;
 }
 
-void qmgr_deliver_start(struct qconn *c, struct qjob *job)
+/* Append job to what c sends, behind the jobs it holds. */
+static void conn_send(struct qconn *c, struct qjob *job)
 {
 	const struct qmsg *msg = job->msg;
 	const struct queue_envelope *env = &msg->env;
@@ -232,11 +263,32 @@ void qmgr_deliver_start(struct qconn *c, struct qjob *job)
 	}
 	job_encode(&j, &c->out);
 	free(j.rcpts);
+	c->jobs[c->njobs++] = job;
+}
 
-	c->job = job;
+void qmgr_deliver_start(struct qconn *c, struct qjob *job)
+{
+	conn_send(c, job);
 	free(c->last_key);
 	c->last_key = xstrdup(qmgr_dest_key(job->dest));
 	c->deadline_ms = qmgr_now_ms() + job_timeout_ms();
+}
+
+void qmgr_deliver_fill(void)
+{
+	/* One more job per connection and pass, so that the waiting jobs
+	 * spread over the connections of their destination. The local
+	 * agent takes one job at a time. */
+	for (size_t held = 1; held < QMGR_CONN_JOBS; held++) {
+		for (struct qconn *c = conns; c != NULL; c = c->next) {
+			if (c->local || c->njobs != held)
+				continue;
+			struct qjob *job = qmgr_sched_take_waiting(
+			    c->jobs[0]->dest);
+			if (job != NULL)
+				conn_send(c, job);
+		}
+	}
 }
 
 /* "5.1.1"-shaped, class digit matching the verdict. */
@@ -285,10 +337,9 @@ static long job_index(const struct qjob *job, size_t n)
  * result ('A' in res). One whose forwarding cannot be recorded is
  * deferred whole. Addresses are checked here again.
  */
-static void adopt_forwarded(struct qconn *c, const struct ipc_msg *m,
+static void adopt_forwarded(struct qjob *job, const struct ipc_msg *m,
     struct qresult *res)
 {
-	struct qjob *job = c->job;
 
 	for (size_t k = 0; k < job->nrcpts; k++) {
 		if (res[k].what != 'S' && res[k].what != 'B')
@@ -338,9 +389,10 @@ static void adopt_forwarded(struct qconn *c, const struct ipc_msg *m,
 /* Check and apply one type=result. false: protocol error. */
 static bool handle_result(struct qconn *c, const struct ipc_msg *m)
 {
-	struct qjob *job = c->job;
-	if (job == NULL || strcmp(m->type, "result") != 0)
+	if (c->njobs == 0 || strcmp(m->type, "result") != 0)
 		return false;
+	/* The oldest job's: deliver answers its jobs in order. */
+	struct qjob *job = c->jobs[0];
 
 	/* The job is freed when it finishes: keep its size. */
 	size_t nrcpts = job->nrcpts;
@@ -386,7 +438,7 @@ static bool handle_result(struct qconn *c, const struct ipc_msg *m)
 		}
 	}
 	if (ok)
-		adopt_forwarded(c, m, res);
+		adopt_forwarded(job, m, res);
 	if (ok) {
 		/* A recipient without a verdict is deferred, not lost. */
 		for (size_t k = 0; k < job->nrcpts; k++) {
@@ -411,8 +463,7 @@ static bool handle_result(struct qconn *c, const struct ipc_msg *m)
 		    qmgr_dest_transport(job->dest),
 		    dsn_passed != NULL && strcmp(dsn_passed, "yes") == 0, relay,
 		    remote && *remote ? remote : NULL, false);
-		c->job = NULL;
-		c->idle_since_ms = qmgr_now_ms();
+		conn_pop(c);
 		bool up = status != NULL && strcmp(status, "ok") == 0;
 		bool down = status != NULL && strcmp(status, "down") == 0;
 		qmgr_sched_job_finished(job, up, down, first_defer_dsn,
@@ -527,7 +578,7 @@ long long qmgr_deliver_timer(long long now_ms)
 	while (c != NULL) {
 		struct qconn *following = c->next;
 		long long due;
-		if (c->job != NULL) {
+		if (c->njobs > 0) {
 			due = c->deadline_ms;
 			if (due <= now_ms) {
 				conn_close(c, "no result in time");
@@ -567,8 +618,7 @@ size_t qmgr_deliver_in_flight(void)
 {
 	size_t n = 0;
 	for (struct qconn *c = conns; c != NULL; c = c->next)
-		if (c->job != NULL)
-			n++;
+		n += c->njobs;
 	return n;
 }
 
@@ -577,7 +627,7 @@ void qmgr_deliver_close_idle(void)
 	struct qconn *c = conns;
 	while (c != NULL) {
 		struct qconn *following = c->next;
-		if (c->job == NULL)
+		if (c->njobs == 0)
 			conn_close(c, "stopping");
 		c = following;
 	}

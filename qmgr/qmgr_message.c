@@ -500,10 +500,10 @@ static void finish(struct qmsg *msg)
 	if (fd >= 0 && npending > 0 && (wrote || msg->unsynced) &&
 	    fsync(fd) < 0)
 		log_warning("%s: fsync: %m", msg->id);
-	msg_close_fd(msg);
-
+	/* The descriptor stays open until forget(): queue_remove() asks it,
+	 * not the path, what the file is. */
 	if (npending == 0) {
-		if (queue_remove(cfg.queue_directory, path))
+		if (queue_remove(cfg.queue_directory, path, fd))
 			log_info("%s: removed", msg->id);
 		else if (errno == ENOENT)
 			log_info("%s: no longer in %s; forgotten", msg->id,

@@ -16,6 +16,16 @@
  * window are on the ready ring, and dispatch takes one job from each in
  * turn, so one slow destination holds at most its own window of deliver
  * processes and never starves the others. Dispatch is O(1) per job.
+ *
+ * The window counts connections (active: jobs being delivered, one per
+ * connection). When no destination waits for a free deliver process
+ * but one (the ring is empty, or holds only that one), the jobs that
+ * still wait after dispatch go behind the current job of a connection
+ * that already works for their destination (behind), a few per
+ * connection (QMGR_CONN_JOBS): deliver then finds the next job read
+ * when it is done with one, without a wait for qmgr. While others wait
+ * for a deliver process, no connection takes jobs behind, so each comes
+ * free after its jobs and goes round the ring as before.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +51,8 @@ struct qdest {
 	char *nexthop;
 	struct qjob *head, *tail;
 	size_t queued;
-	int active;
+	int active;		/* jobs being delivered: connections */
+	int behind;		/* jobs sent behind another on a connection */
 	int limit;
 	bool success_seen;
 	int down_count;
@@ -249,26 +260,59 @@ void qmgr_sched_commit(struct qmsg *msg)
 
 /* ---- dispatch and feedback ---- */
 
+/* The first of d's queued jobs, out of the queue. */
+static struct qjob *dest_pop(struct qdest *d)
+{
+	struct qjob *job = d->head;
+	d->head = job->next;
+	if (d->head == NULL)
+		d->tail = NULL;
+	job->next = NULL;
+	d->queued--;
+	jobs_queued--;
+	return job;
+}
+
 void qmgr_sched_dispatch(void)
 {
 	while (ring != NULL) {
 		struct qdest *d = ring;
 		struct qconn *conn = qmgr_deliver_get(d->key);
 		if (conn == NULL)
-			return;		/* no free delivery slot */
-		struct qjob *job = d->head;
-		d->head = job->next;
-		if (d->head == NULL)
-			d->tail = NULL;
-		job->next = NULL;
-		d->queued--;
-		jobs_queued--;
+			break;		/* no free delivery slot */
+		struct qjob *job = dest_pop(d);
 		d->active++;
 		ring = d->ring_next;	/* round robin */
 		ring_update(d);
 		job->started_ms = qmgr_now_ms();
 		qmgr_deliver_start(conn, job);
 	}
+	if (jobs_queued > 0)
+		qmgr_deliver_fill();
+}
+
+struct qjob *qmgr_sched_take_waiting(struct qdest *d)
+{
+	if (d->queued == 0 || d->dead_until_ms != 0)
+		return NULL;
+	/* Not while another destination waits for a free deliver process
+	 * (the ready ring): a connection that took d's next jobs would not
+	 * come free for it. */
+	if (ring != NULL && (ring != d || d->ring_next != d))
+		return NULL;
+	struct qjob *job = dest_pop(d);
+	d->behind++;
+	ring_update(d);
+	return job;
+}
+
+void qmgr_sched_job_promoted(struct qjob *job)
+{
+	struct qdest *d = job->dest;
+
+	d->behind--;
+	d->active++;
+	job->started_ms = qmgr_now_ms();
 }
 
 static void dest_kill(struct qdest *d, const char *dsn, const char *text)
@@ -288,15 +332,8 @@ static void dest_kill(struct qdest *d, const char *dsn, const char *text)
 	log_info("destination %s is not reachable; suspended for %llds (%s)",
 	    d->key, pause, d->dead_text);
 	/* Its queued jobs wait for their next try instead of a slot. */
-	while (d->head != NULL) {
-		struct qjob *job = d->head;
-		d->head = job->next;
-		if (d->head == NULL)
-			d->tail = NULL;
-		d->queued--;
-		jobs_queued--;
-		job_defer_dead(job);
-	}
+	while (d->head != NULL)
+		job_defer_dead(dest_pop(d));
 }
 
 /* A job's time, into its destination's moving average (weight 1/5). */
@@ -315,7 +352,8 @@ void qmgr_sched_each(void (*fn)(void *arg, const struct qmgr_dest_view *v),
 		for (struct qdest *d = buckets[b]; d; d = d->hash_next) {
 			struct qmgr_dest_view v = {
 				.key = d->key, .active = d->active,
-				.limit = d->limit, .queued = d->queued,
+				.limit = d->limit,
+				.queued = d->queued + (size_t)d->behind,
 				.dead = d->dead_until_ms != 0,
 				.dead_text = d->dead_text,
 				.job_seconds = d->job_seconds,
@@ -345,7 +383,7 @@ void qmgr_sched_job_finished(struct qjob *job, bool nexthop_ok,
 		if (!d->success_seen || d->down_count >= DEST_DOWN_LIMIT)
 			dest_kill(d, down_dsn, down_text);
 	}
-	if (d->active == 0 && d->queued == 0)
+	if (d->active == 0 && d->behind == 0 && d->queued == 0)
 		d->idle_since_ms = qmgr_now_ms();
 	ring_update(d);
 	qmgr_job_free(job);
@@ -358,7 +396,7 @@ void qmgr_sched_job_lost(struct qjob *job, const char *text)
 
 	dest_note_job(d, job);
 	d->active--;
-	if (d->active == 0 && d->queued == 0)
+	if (d->active == 0 && d->behind == 0 && d->queued == 0)
 		d->idle_since_ms = qmgr_now_ms();
 	ring_update(d);
 	job_defer(job, "4.3.0", text);
@@ -392,6 +430,7 @@ static void dest_gc(long long now_ms)
 		while (*pp != NULL) {
 			struct qdest *d = *pp;
 			if (d->queued == 0 && d->active == 0 &&
+			    d->behind == 0 &&
 			    d->dead_until_ms == 0 &&
 			    now_ms - d->idle_since_ms > DEST_IDLE_MS) {
 				*pp = d->hash_next;

@@ -1197,7 +1197,12 @@ static void test_recycle(void)
 	    sizeof(err)));
 	queue_path(path, sizeof(path), qdir, QUEUE_ACTIVE, a.id);
 	CHECK(stat(path, &st_a) == 0);
-	CHECK(queue_remove(qdir, path));
+	/* As qmgr removes it: through the descriptor it holds. */
+	int held = open(path, O_RDWR | O_CLOEXEC);
+	CHECK(held >= 0);
+	CHECK(queue_remove(qdir, path, held));
+	if (held >= 0)
+		close(held);
 	CHECK(stat(path, &st_b) < 0 && errno == ENOENT);
 	CHECK_INT(count_entries(QUEUE_RECYCLE), 1);
 
@@ -1229,7 +1234,7 @@ static void test_recycle(void)
 	queue_path(path, sizeof(path), qdir, QUEUE_INCOMING, a.id);
 	CHECK(stat(path, &st_a) == 0 && st_a.st_ino != st_b.st_ino);
 	CHECK(truncate(path, QUEUE_RECYCLE_MAX_SIZE + 1) == 0);
-	CHECK(queue_remove(qdir, path));
+	CHECK(queue_remove(qdir, path, -1));
 	CHECK_INT(count_entries(QUEUE_RECYCLE), 0);
 	CHECK(stat(path, &st_a) < 0 && errno == ENOENT);
 
@@ -1278,9 +1283,21 @@ static void test_recycle(void)
 	    st_a.st_size > 0);
 	queue_envelope_free(&a);
 
-	/* Removing a file that is gone reports ENOENT. */
-	CHECK(!queue_remove(qdir, "/nonexistent/queue/file"));
+	/* Removing a file that is gone reports ENOENT, also one unlinked
+	 * behind the descriptor (postern queue delete); nothing is
+	 * recycled then. */
+	CHECK(!queue_remove(qdir, "/nonexistent/queue/file", -1));
 	CHECK_INT(errno, ENOENT);
+	queue_envelope_free(&a);
+	make_three(&a);
+	queue_path(path, sizeof(path), qdir, QUEUE_INCOMING, a.id);
+	held = open(path, O_RDWR | O_CLOEXEC);
+	CHECK(held >= 0 && unlink(path) == 0);
+	CHECK(!queue_remove(qdir, path, held));
+	CHECK_INT(errno, ENOENT);
+	CHECK_INT(count_entries(QUEUE_RECYCLE), 0);
+	if (held >= 0)
+		close(held);
 	queue_envelope_free(&a);
 	queue_envelope_free(&b);
 }
