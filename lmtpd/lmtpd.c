@@ -49,7 +49,7 @@ static void lmtpd_pre_drop(const char *service)
 
 	(void)service;
 	snprintf(path, sizeof(path), "%s/%s", cfg.run_directory,
-	    LMTPD_DIRSYNC_FILE);
+	    DIRSYNC_TABLE_LMTPD);
 	dirsync_attach(path);
 }
 

@@ -40,9 +40,6 @@ struct lmtpd_settings {
 };
 extern struct lmtpd_settings lmtpd_settings;
 
-/* In run_directory: the shared table of new/'s group commit. */
-#define LMTPD_DIRSYNC_FILE "lmtpd-dirsync"
-
 /* ---- lmtpd_spool.c: the message data of one transaction ---- */
 
 /*

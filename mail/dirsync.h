@@ -18,6 +18,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* The tables, in run_directory: lmtpd's of Maildir new/, and smtpd's
+ * doors' of incoming/ and hold/. master removes both at start. */
+#define DIRSYNC_TABLE_LMTPD "lmtpd-dirsync"
+#define DIRSYNC_TABLE_SMTPD_DOOR "smtpd-dirsync"
+
 /*
  * Map the table file at path, creating it (mode 0600) when missing. Call
  * while the process can still open it (before dropping root): the file

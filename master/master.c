@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "cfg.h"
+#include "dirsync.h"
 #include "log.h"
 #include "master.h"
 #include "metrics.h"
@@ -154,16 +155,16 @@ static void prepare_directories(void)
 
 /*
  * The group-commit tables of directory fsyncs (mail/dirsync.c): lmtpd's
- * of new/ (LMTPD_DIRSYNC_FILE) and smtpd's doors' of incoming/ and hold/
- * (smtpd/smtpd_door.c) outlive the processes that mapped them. A new
+ * of new/ and smtpd's doors' of incoming/ and hold/ (dirsync.h names
+ * them) outlive the processes that mapped them. A new
  * master, once it holds the pid file (no other instance runs), starts
  * its daemons on new ones: a leader's pid left in an old table could
  * have been reused by now and make a first commit wait for it.
  */
 static void forget_dirsync_tables(void)
 {
-	static const char *const tables[] = { "lmtpd-dirsync",
-		"smtpd-dirsync" };
+	static const char *const tables[] = { DIRSYNC_TABLE_LMTPD,
+		DIRSYNC_TABLE_SMTPD_DOOR };
 
 	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++)
 		if (unlinkat(run_dir_fd, tables[i], 0) < 0 && errno != ENOENT)

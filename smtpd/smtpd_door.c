@@ -98,8 +98,6 @@
 #include "smtpd.h"
 #include "str.h"
 
-/* In run_directory: the doors' group commit of incoming/'s fsync. */
-#define SMTPD_DOOR_DIRSYNC_FILE "smtpd-dirsync"
 /* Large enough for a user name and a password, %-escaped. */
 #define DOOR_MESSAGE_MAX (16 * 1024)
 /* How long the worker waits for an answer (fsyncs, crypt). */
@@ -496,7 +494,7 @@ static void door_main(int sock)
 	 * fsyncs (mail/dirsync.c), root's, in run_directory. Without it
 	 * each door fsyncs alone. */
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", cfg.run_directory,
-	    SMTPD_DOOR_DIRSYNC_FILE) < sizeof(path))
+	    DIRSYNC_TABLE_SMTPD_DOOR) < sizeof(path))
 		dirsync_attach(path);
 	priv_drop(cfg.user);
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", cfg.queue_directory,
