@@ -22,6 +22,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/err.h>
 
@@ -34,25 +35,53 @@
 static SSL_CTX *tls_ctx;
 
 /*
- * Client session cache: the last TLS session (or TLS 1.3 ticket) per
- * server and level, so that the next connection to it resumes instead
- * of a full handshake (RFC 8446 2.2, RFC 5077). In this process only:
- * qmgr sends a destination's jobs to few deliver processes.
+ * Client session cache (RFC 8446 2.2 and 4.6.1, RFC 5077): for each
+ * server and policy, the newest resumable session that any connection
+ * to it brought, from a full handshake or a resumed one. In this
+ * process only: qmgr sends a destination's jobs to few deliver
+ * processes.
+ *
+ * A TLS 1.3 server sends its tickets after the handshake (OpenSSL hands
+ * them to session_new(), perhaps several, with the first reply read);
+ * after a resumption it may send none (Postfix's smtpd and OpenSSL's
+ * default ticket callback send one only when the ticket's key is old).
+ * OpenSSL marks a TLS 1.3 session it has resumed as used up (RFC 8446
+ * C.4: clients SHOULD NOT reuse a ticket), so each connection is offered
+ * a copy, and an entry serves until a newer session replaces it, the
+ * server refuses it, it expires, or a handshake fails; as Postfix's
+ * smtp(8) does with its tlsmgr cache. A newer ticket always wins, so a
+ * server that sends one per connection is offered each ticket once.
+ *
+ * The key: the relay ("host[addr]:port": the address, and the host name
+ * that is also the SNI, by which a server may pick its certificate),
+ * the level and the entry's protocols and ciphers. Names, MTA-STS names
+ * and fingerprints need not be in it: the certificate and its chain's
+ * verdict are kept in the session, and handshake() judges them again
+ * for every connection, resumed or not. DANE sessions are neither
+ * offered nor kept: OpenSSL's TLSA check runs only in a full handshake.
  */
 #define SESSION_CACHE_SIZE 32
+#define SESSION_MAX_AGE (7 * 24 * 3600)	/* RFC 8446 4.6.1 */
 
 static struct {
-	char key[400];		/* "relay level" */
+	char key[512];		/* session_key() */
 	SSL_SESSION *session;
 	unsigned long long used;	/* for evicting the oldest */
+	unsigned long long stored;	/* tells one session from its successor */
 } session_cache[SESSION_CACHE_SIZE];
 static unsigned long long session_clock;
 
-static void session_key(const struct deliver_session *s, char *out,
+/* false when the key does not fit: such a session is not cached. */
+static bool session_key(const struct deliver_session *s, char *out,
     size_t outsize)
 {
-	snprintf(out, outsize, "%s %s", s->relay,
-	    tls_level_name(s->tls_policy.level));
+	const struct tls_dest_policy *p = &s->tls_policy;
+	int n = p->has_protocols ?
+	    snprintf(out, outsize, "%s %s protocols=%d-%d ciphers=%s",
+	    s->relay, tls_level_name(p->level), p->protocols.min_version,
+	    p->protocols.max_version, p->protocols.ciphers) :
+	    snprintf(out, outsize, "%s %s", s->relay, tls_level_name(p->level));
+	return n > 0 && (size_t)n < outsize;
 }
 
 static int session_slot(const char *key, bool for_new)
@@ -68,32 +97,98 @@ static int session_slot(const char *key, bool for_new)
 	return for_new ? oldest : -1;
 }
 
-static void session_forget(const char *key)
+static void session_drop(int i)
 {
-	int i = session_slot(key, false);
-	if (i >= 0) {
-		SSL_SESSION_free(session_cache[i].session);
-		session_cache[i].session = NULL;
-		session_cache[i].used = 0;
+	SSL_SESSION_free(session_cache[i].session);
+	session_cache[i].session = NULL;
+	session_cache[i].used = 0;
+}
+
+static void session_forget(const struct deliver_session *s)
+{
+	char key[sizeof(session_cache[0].key)];
+	int i = session_key(s, key, sizeof(key)) ? session_slot(key, false) : -1;
+	if (i >= 0)
+		session_drop(i);
+}
+
+/* May the session be offered? Not when OpenSSL says it cannot be
+ * resumed (used up, or its connection ended with an alert), nor past
+ * its lifetime: the ticket's, the session's, and 7 days at most. */
+static bool session_usable(const SSL_SESSION *session)
+{
+	if (!SSL_SESSION_is_resumable(session))
+		return false;
+	long lifetime = SSL_SESSION_get_timeout(session);
+	if (SSL_SESSION_has_ticket(session)) {
+		unsigned long hint = SSL_SESSION_get_ticket_lifetime_hint(session);
+		if (hint > 0 && hint < (unsigned long)lifetime)
+			lifetime = (long)hint;
 	}
+	if (lifetime > SESSION_MAX_AGE)
+		lifetime = SESSION_MAX_AGE;
+	return time(NULL) - SSL_SESSION_get_time(session) < lifetime;
 }
 
 /* OpenSSL hands over each new session (a TLS 1.3 ticket may come after
- * the handshake, with the first reply read). */
+ * the handshake, with the first reply read); the newest replaces the
+ * entry. A connection without app data keeps nothing (DANE, or a
+ * server that failed its check). */
 static int session_new(SSL *ssl, SSL_SESSION *session)
 {
 	const struct deliver_session *s = SSL_get_app_data(ssl);
-	if (s == NULL || !SSL_SESSION_is_resumable(session))
-		return 0;
 	char key[sizeof(session_cache[0].key)];
-	session_key(s, key, sizeof(key));
+	if (s == NULL || !SSL_SESSION_is_resumable(session) ||
+	    !session_key(s, key, sizeof(key)))
+		return 0;
 	int i = session_slot(key, true);
 	if (session_cache[i].session != NULL)
 		SSL_SESSION_free(session_cache[i].session);
 	snprintf(session_cache[i].key, sizeof(session_cache[i].key), "%s", key);
 	session_cache[i].session = session;
 	session_cache[i].used = ++session_clock;
+	session_cache[i].stored = session_clock;
 	return 1;	/* ours now */
+}
+
+/*
+ * Offer ssl the cached session for s, if there is a usable one; returns
+ * the entry's stored stamp (0: none offered), for session_not_resumed().
+ */
+static unsigned long long session_offer(const struct deliver_session *s,
+    SSL *ssl)
+{
+	char key[sizeof(session_cache[0].key)];
+	int i = session_key(s, key, sizeof(key)) ? session_slot(key, false) : -1;
+	if (i < 0)
+		return 0;
+	if (!session_usable(session_cache[i].session)) {
+		session_drop(i);
+		return 0;
+	}
+	/* A copy, for OpenSSL to use up (above). A stale or refused
+	 * session only costs a full handshake. */
+	SSL_SESSION *copy = SSL_SESSION_dup(session_cache[i].session);
+	bool set = copy != NULL && SSL_set_session(ssl, copy) == 1;
+	SSL_SESSION_free(copy);		/* ssl holds its own reference */
+	if (!set) {
+		ERR_clear_error();
+		return 0;
+	}
+	session_cache[i].used = ++session_clock;
+	return session_cache[i].stored;
+}
+
+/* A full handshake though a session was offered: the server refused it,
+ * so drop it, unless the handshake already brought a newer one (TLS 1.2
+ * hands it over during the handshake, TLS 1.3 only later). */
+static void session_not_resumed(const struct deliver_session *s,
+    unsigned long long offered)
+{
+	char key[sizeof(session_cache[0].key)];
+	int i = session_key(s, key, sizeof(key)) ? session_slot(key, false) : -1;
+	if (i >= 0 && session_cache[i].stored == offered)
+		session_drop(i);
 }
 
 void deliver_tls_init(void)
@@ -160,9 +255,12 @@ static void tls_required(const struct deliver_session *s,
 }
 
 /* A new SSL for s: SNI, the destination's protocols and ciphers, and
- * at DANE the server's TLSA records (nexthop: the next-hop domain). */
-static SSL *session_ssl(struct deliver_session *s, const char *nexthop)
+ * at DANE the server's TLSA records (nexthop: the next-hop domain);
+ * else the cached session, if any (offered: session_offer()). */
+static SSL *session_ssl(struct deliver_session *s, const char *nexthop,
+    unsigned long long *offered)
 {
+	*offered = 0;
 	SSL *ssl = SSL_new(tls_ctx);
 	if (ssl == NULL)
 		return NULL;
@@ -188,15 +286,7 @@ static SSL *session_ssl(struct deliver_session *s, const char *nexthop)
 		return ssl;
 	}
 	SSL_set_app_data(ssl, (void *)s);
-	char key[sizeof(session_cache[0].key)];
-	session_key(s, key, sizeof(key));
-	int i = session_slot(key, false);
-	if (i >= 0) {
-		/* A stale or refused session only costs a full handshake. */
-		if (SSL_set_session(ssl, session_cache[i].session) != 1)
-			ERR_clear_error();
-		session_cache[i].used = ++session_clock;
-	}
+	*offered = session_offer(s, ssl);
 	return ssl;
 }
 
@@ -212,7 +302,8 @@ static enum deliver_tls_step handshake(struct deliver_session *s,
 	char err[256];
 	struct endpoint ep;
 	bool have_ep = endpoint_parse(job->j.nexthop, 25, &ep, err, sizeof(err));
-	SSL *ssl = session_ssl(s, have_ep ? ep.host : NULL);
+	unsigned long long offered;
+	SSL *ssl = session_ssl(s, have_ep ? ep.host : NULL, &offered);
 	if (ssl == NULL) {
 		snprintf(err, sizeof(err), s->dane_active ? "OpenSSL takes none "
 		    "of the TLSA records" : "the protocols or ciphers of its "
@@ -221,9 +312,7 @@ static enum deliver_tls_step handshake(struct deliver_session *s,
 	if (ssl == NULL || !tls_start_ssl(&s->bio, ssl, TLS_ROLE_CLIENT,
 	    s->bio.timeout_ms, err, sizeof(err))) {
 		/* Whatever failed, the next try starts afresh. */
-		char key[sizeof(session_cache[0].key)];
-		session_key(s, key, sizeof(key));
-		session_forget(key);
+		session_forget(s);
 		deliver_tlsrpt_note(s, "validation-failure", err);
 		if (!required) {
 			log_info("%s: TLS handshake failed with %s: %s; trying "
@@ -236,6 +325,8 @@ static enum deliver_tls_step handshake(struct deliver_session *s,
 		return DELIVER_TLS_FAILED;
 	}
 	s->tls = s->bio.transport;
+	if (offered != 0 && !SSL_session_reused(tls_ssl(&s->bio)))
+		session_not_resumed(s, offered);
 	tls_describe(&s->bio, job->tls_info, sizeof(job->tls_info));
 
 	const struct tls_dest_policy *p = &s->tls_policy;
