@@ -158,6 +158,66 @@ static pid_t running_master(void)
 	return pid > 0 ? pid : 0;
 }
 
+static long long monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Wait until the master we started (child) holds its pid file, for at
+ * most start_timeout: a loaded machine can take long (a sanitized build
+ * at a load of 30 took more than 10 s). A master that exits meanwhile
+ * is reported at once, with its status; one still starting at the
+ * bound is left running, and said to be.
+ */
+static int wait_for_master(pid_t child)
+{
+	char pid_file[PATH_MAX];
+	snprintf(pid_file, sizeof(pid_file), "%s/master.pid", cfg.run_directory);
+	long long start = monotonic_ms(), limit = cfg.start_timeout * 1000;
+	bool told = false;
+	for (;;) {
+		pid_t pid = running_master();
+		if (pid > 0) {
+			printf("postern: started (master pid %ld)\n", (long)pid);
+			return 0;
+		}
+		int status;
+		if (waitpid(child, &status, WNOHANG) == child) {
+			char how[96];
+			if (WIFSIGNALED(status))
+				snprintf(how, sizeof(how), "was killed by signal "
+				    "%d (%s)", WTERMSIG(status),
+				    strsignal(WTERMSIG(status)));
+			else
+				snprintf(how, sizeof(how), "exited with status %d",
+				    WEXITSTATUS(status));
+			fprintf(stderr, "postern: master (pid %ld) %s while "
+			    "starting; see the mail log (or run \"postern start "
+			    "-f\")\n", (long)child, how);
+			return 1;
+		}
+		long long waited = monotonic_ms() - start;
+		if (waited >= limit) {
+			fprintf(stderr, "postern: master (pid %ld) did not write "
+			    "%s within %lld seconds (start_timeout); it is still "
+			    "running and may yet start: see the mail log and "
+			    "\"postern status\"\n", (long)child, pid_file,
+			    cfg.start_timeout);
+			return 1;
+		}
+		if (waited >= 10000 && !told) {
+			fprintf(stderr, "postern: waiting for master (pid %ld) to "
+			    "write %s, up to %lld seconds (start_timeout)\n",
+			    (long)child, pid_file, cfg.start_timeout);
+			told = true;
+		}
+		usleep(100 * 1000);
+	}
+}
+
 static int cmd_start(int argc, char **argv)
 {
 	bool foreground = argc > 1 && strcmp(argv[1], "-f") == 0;
@@ -208,22 +268,7 @@ static int cmd_start(int argc, char **argv)
 		_exit(127);
 	}
 	free(path);
-	for (int i = 0; i < 100; i++) {
-		pid = running_master();
-		if (pid > 0) {
-			printf("postern: started (master pid %ld)\n", (long)pid);
-			return 0;
-		}
-		int status;
-		if (waitpid(child, &status, WNOHANG) == child) {
-			fprintf(stderr, "postern: master did not start; see the "
-			    "mail log (or run \"postern start -f\")\n");
-			return 1;
-		}
-		usleep(100 * 1000);
-	}
-	fprintf(stderr, "postern: master did not report in 10 seconds\n");
-	return 1;
+	return wait_for_master(child);
 }
 
 static int signal_master(int sig, const char *what)

@@ -25,6 +25,7 @@
 	X(INT, process_min_idle, "2") \
 	X(DURATION, service_throttle_time, "60s") \
 	X(DURATION, shutdown_timeout, "30s") \
+	X(DURATION, start_timeout, "90s") \
 	X(LIST, dns_servers, "") \
 	X(STRING, tls_cert_file, "") \
 	X(STRING, tls_key_file, "") \
