@@ -421,12 +421,22 @@ int dirsync_commit(const char *dir)
 int dirsync_commit_fd(int dirfd)
 {
 	struct stat st;
+
+	if (table != NULL && fstat(dirfd, &st) != 0) {
+		int e = errno;
+		atomic_fetch_add(&table->commits, 1);
+		return e;
+	}
+	/* Without a table st is not looked at. */
+	return dirsync_commit_fd_known(dirfd, table != NULL ? &st : NULL);
+}
+
+int dirsync_commit_fd_known(int dirfd, const struct stat *st)
+{
 	bool same = true;
 
 	if (table == NULL)
 		return fsync_dir(NULL, dirfd, NULL, &same);
 	atomic_fetch_add(&table->commits, 1);
-	if (fstat(dirfd, &st) != 0)
-		return errno;
-	return commit_shared(NULL, dirfd, &st);
+	return commit_shared(NULL, dirfd, st);
 }

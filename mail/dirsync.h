@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 /* The tables, in run_directory: lmtpd's of Maildir new/, and smtpd's
  * doors' of incoming/ and hold/. master removes both at start. */
@@ -47,10 +48,17 @@ int dirsync_commit(const char *dir);
  */
 int dirsync_commit_fd(int dirfd);
 
+/*
+ * The same where the caller knows dirfd's device and inode (st, from
+ * an fstat of dirfd when it opened it: they cannot change while it is
+ * open), so there is no fstat per call either: lmtpd's new/ kept open.
+ */
+int dirsync_commit_fd_known(int dirfd, const struct stat *st);
+
 /* What the table's users did, summed over every process (for tests and
  * benchmarks). */
 struct dirsync_counts {
-	uint64_t commits;	/* dirsync_commit() calls */
+	uint64_t commits;	/* dirsync_commit*() calls */
 	uint64_t fsyncs;	/* directory fsyncs issued by them */
 	uint64_t covered;	/* commits another process's fsync served */
 	uint64_t alone;		/* commits that fsynced without the table's

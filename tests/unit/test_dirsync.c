@@ -82,6 +82,7 @@ static void test_attach_refuses(void)
 	/* By descriptor: fsync(dirfd) and nothing else. */
 	int dfd = open(tmpdir, O_RDONLY | O_DIRECTORY);
 	CHECK_INT(dirsync_commit_fd(dfd), 0);
+	CHECK_INT(dirsync_commit_fd_known(dfd, NULL), 0);
 	close(dfd);
 	CHECK_INT(dirsync_commit_fd(dfd), EBADF);
 	path_in(p, sizeof(p), "missing");
@@ -248,8 +249,23 @@ static void test_commit_fd(void)
 	CHECK_INT(b.alone - a.alone, 0);
 	CHECK(atomic_load(&s->done) == done + 1);
 
+	/* With the device and inode given (lmtpd's new/): the same slot,
+	 * no fstat. */
+	struct stat st;
+	CHECK(fstat(dfd, &st) == 0);
+	counts(&a);
+	CHECK_INT(dirsync_commit_fd_known(dfd, &st), 0);
+	counts(&b);
+	CHECK_INT(b.commits - a.commits, 1);
+	CHECK_INT(b.fsyncs - a.fsyncs, 1);
+	CHECK_INT(b.alone - a.alone, 0);
+	CHECK(atomic_load(&s->done) == done + 2);
+
 	slot_fail_next(s);
 	CHECK_INT(dirsync_commit_fd(dfd), EIO);
+	slot_clear_failure(s);
+	slot_fail_next(s);
+	CHECK_INT(dirsync_commit_fd_known(dfd, &st), EIO);
 	slot_clear_failure(s);
 	close(dfd);
 }
@@ -273,8 +289,12 @@ static void test_concurrent_writers(void)
 		kids[k] = fork();
 		if (kids[k] != 0)
 			continue;
-		/* Half by path (lmtpd), half by descriptor (the doors). */
+		/* By path, by descriptor (the doors), by descriptor with
+		 * its stat (lmtpd). */
 		int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+		struct stat st;
+		if (fstat(dfd, &st) != 0)
+			_exit(1);
 		for (int i = 0; i < RENAMES; i++) {
 			char from[512], to[512];
 			snprintf(from, sizeof(from), "%s/%d.%d", tmp, k, i);
@@ -282,8 +302,9 @@ static void test_concurrent_writers(void)
 			int fd = open(from, O_WRONLY | O_CREAT | O_EXCL, 0600);
 			if (fd < 0 || write(fd, "x\n", 2) != 2 || fsync(fd) != 0 ||
 			    close(fd) != 0 || rename(from, to) != 0 ||
-			    (k % 2 == 0 ? dirsync_commit(dir) :
-			    dirsync_commit_fd(dfd)) != 0)
+			    (k % 3 == 0 ? dirsync_commit(dir) : k % 3 == 1 ?
+			    dirsync_commit_fd(dfd) :
+			    dirsync_commit_fd_known(dfd, &st)) != 0)
 				_exit(1);
 		}
 		_exit(0);
