@@ -190,9 +190,10 @@ static long futex_wait_gen(_Atomic uint32_t *word, uint32_t seen,
 	    NULL, gen_bit(target));
 }
 
-static void futex_wake_gen(_Atomic uint32_t *word, int count, uint64_t gen)
+/* How many it woke, or -1. */
+static long futex_wake_gen(_Atomic uint32_t *word, int count, uint64_t gen)
 {
-	syscall(SYS_futex, word, FUTEX_WAKE_BITSET, count, NULL, NULL,
+	return syscall(SYS_futex, word, FUTEX_WAKE_BITSET, count, NULL, NULL,
 	    gen_bit(gen));
 }
 
@@ -325,10 +326,16 @@ static int slot_lead(struct dirsync_slot *s, uint64_t epoch, const char *dir,
 	/* Those this fsync served, then one of those who need the next,
 	 * to lead it (any other caller may win that race: no harm). A
 	 * waiter counts itself before its futex wait, which returns at
-	 * once when wake moved past what it saw: none is missed. */
-	if (atomic_load(&s->waiters) != 0) {
-		futex_wake_gen(&s->wake, INT_MAX, gen);
-		futex_wake_gen(&s->wake, 1, gen + 1);
+	 * once when wake moved past what it saw: none is missed. Every
+	 * sleeper the first wake finds was counted in asleep, so when it
+	 * woke them all none waits for gen + 1 (one that counts itself
+	 * later saw wake move, or leader cleared, and does not sleep on
+	 * this fsync). */
+	uint32_t asleep = atomic_load(&s->waiters);
+	if (asleep != 0) {
+		long woken = futex_wake_gen(&s->wake, INT_MAX, gen);
+		if (woken < 0 || (uint32_t)woken < asleep)
+			futex_wake_gen(&s->wake, 1, gen + 1);
 	}
 	return e;
 }
