@@ -210,43 +210,21 @@ static bool pid_gone(uint32_t pid)
 	return pid != 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
 }
 
-/*
- * The fsync itself: of dirfd when the caller holds the directory open
- * (>= 0), else of dir, which must still be the directory the caller
- * stat()ed, else *same is cleared (its result then counts for no one
- * else).
- */
-static int fsync_dir(const char *dir, int dirfd, const struct stat *want,
-    bool *same)
+/* The fsync itself, counted. */
+static int fsync_dir(int dirfd)
 {
-	struct stat st;
-	int e;
+	int e = fsync(dirfd) == 0 ? 0 : errno;
 
-	if (dirfd >= 0) {
-		e = fsync(dirfd) == 0 ? 0 : errno;
-	} else {
-		int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd < 0) {
-			*same = false;
-			return errno;
-		}
-		if (want != NULL && (fstat(fd, &st) != 0 ||
-		    st.st_dev != want->st_dev || st.st_ino != want->st_ino))
-			*same = false;
-		e = fsync(fd) == 0 ? 0 : errno;
-		close(fd);
-	}
 	if (table != NULL)
 		atomic_fetch_add(&table->fsyncs, 1);
 	return e;
 }
 
-static int fsync_alone(const char *dir, int dirfd)
+static int fsync_alone(int dirfd)
 {
-	bool same = true;
 	if (table != NULL)
 		atomic_fetch_add(&table->alone, 1);
-	return fsync_dir(dir, dirfd, NULL, &same);
+	return fsync_dir(dirfd);
 }
 
 static void raise_to(_Atomic uint64_t *v, uint64_t to)
@@ -305,12 +283,12 @@ static uint64_t slot_take(struct dirsync_slot *s, const struct stat *st,
 }
 
 /* Leader: one fsync for everyone whose target is at most our generation. */
-static int slot_lead(struct dirsync_slot *s, uint64_t epoch, const char *dir,
-    int dirfd, const struct stat *st, uint32_t me)
+static int slot_lead(struct dirsync_slot *s, uint64_t epoch, int dirfd,
+    uint32_t me)
 {
 	uint64_t gen = atomic_fetch_add(&s->started, 1) + 1;
 	bool same = atomic_load(&s->epoch) == epoch;
-	int e = fsync_dir(dir, dirfd, st, &same);
+	int e = fsync_dir(dirfd);
 
 	if (same) {
 		if (e == 0) {
@@ -340,8 +318,8 @@ static int slot_lead(struct dirsync_slot *s, uint64_t epoch, const char *dir,
 	return e;
 }
 
-/* A commit through the table: dir, or dirfd when >= 0, whose stat is st. */
-static int commit_shared(const char *dir, int dirfd, const struct stat *st)
+/* A commit through the table of dirfd, whose stat is st. */
+static int commit_shared(int dirfd, const struct stat *st)
 {
 	uint32_t me = dirsync_pid;
 	struct dirsync_slot *s = &table->slot[slot_index(st)];
@@ -349,7 +327,7 @@ static int commit_shared(const char *dir, int dirfd, const struct stat *st)
 	if (epoch == 1)
 		epoch = slot_take(s, st, me);
 	if (epoch == 1)
-		return fsync_alone(dir, dirfd);
+		return fsync_alone(dirfd);
 	/*
 	 * Generations handed out from here on are fsyncs after our rename.
 	 * A read-modify-write, not a load: the leader's increment then
@@ -358,7 +336,7 @@ static int commit_shared(const char *dir, int dirfd, const struct stat *st)
 	 */
 	uint64_t target = atomic_fetch_add(&s->started, 0) + 1;
 	if (atomic_load(&s->epoch) != epoch)
-		return fsync_alone(dir, dirfd);
+		return fsync_alone(dirfd);
 
 	int64_t deadline = now_ms() + DIRSYNC_WAIT_MS;
 	for (;;) {
@@ -368,12 +346,12 @@ static int commit_shared(const char *dir, int dirfd, const struct stat *st)
 		if (atomic_load(&s->failed) >= target) {
 			int e = (int)atomic_load(&s->fail_errno);
 			if (atomic_load(&s->epoch) != epoch)
-				return fsync_alone(dir, dirfd);
+				return fsync_alone(dirfd);
 			return e > 0 ? e : EIO;
 		}
 		if (atomic_load(&s->done) >= target) {
 			if (atomic_load(&s->epoch) != epoch)
-				return fsync_alone(dir, dirfd);
+				return fsync_alone(dirfd);
 			atomic_fetch_add(&table->covered, 1);
 			return 0;
 		}
@@ -381,14 +359,14 @@ static int commit_shared(const char *dir, int dirfd, const struct stat *st)
 		if (leader == 0) {
 			if (atomic_compare_exchange_strong(&s->leader, &leader,
 			    me))
-				return slot_lead(s, epoch, dir, dirfd, st, me);
+				return slot_lead(s, epoch, dirfd, me);
 			continue;
 		}
 		int64_t left = deadline - now_ms();
 		if (left <= 0) {
 			/* A stuck leader: stop others from waiting on it. */
 			atomic_compare_exchange_strong(&s->leader, &leader, 0);
-			return fsync_alone(dir, dirfd);
+			return fsync_alone(dirfd);
 		}
 		if (left > DIRSYNC_SLICE_MS)
 			left = DIRSYNC_SLICE_MS;
@@ -412,19 +390,6 @@ static int commit_shared(const char *dir, int dirfd, const struct stat *st)
 	}
 }
 
-int dirsync_commit(const char *dir)
-{
-	struct stat st;
-	bool same = true;
-
-	if (table == NULL)
-		return fsync_dir(dir, -1, NULL, &same);
-	atomic_fetch_add(&table->commits, 1);
-	if (stat(dir, &st) != 0)
-		return errno;
-	return commit_shared(dir, -1, &st);
-}
-
 int dirsync_commit_fd(int dirfd)
 {
 	struct stat st;
@@ -440,10 +405,8 @@ int dirsync_commit_fd(int dirfd)
 
 int dirsync_commit_fd_known(int dirfd, const struct stat *st)
 {
-	bool same = true;
-
 	if (table == NULL)
-		return fsync_dir(NULL, dirfd, NULL, &same);
+		return fsync_dir(dirfd);
 	atomic_fetch_add(&table->commits, 1);
-	return commit_shared(NULL, dirfd, st);
+	return commit_shared(dirfd, st);
 }
