@@ -11,7 +11,9 @@
  * only look at new/ and cur/ so they never see a partial file. We also
  * fsync new/ so that the new name itself survives a crash before the 250
  * goes out; that fsync is a group commit with the other lmtpd processes
- * storing into the same Maildir (mail/dirsync.c).
+ * storing into the same Maildir (mail/dirsync.c). new/ stays open
+ * between copies (struct newdir): the link and the fsync go through its
+ * descriptor, checked by one stat() per copy against the path.
  *
  * Trusts: the Maildir path (it comes from mailbox_maps through
  * lmtpd_rcpt.c, which refuses ".." and absolute paths). File names found in
@@ -41,6 +43,71 @@
 
 static char maildir_host[256];
 static unsigned long maildir_counter;
+
+/*
+ * new/ of the last Maildirs this process stored into, kept open: a copy
+ * is linked into new/ through this descriptor and new/'s fsync is done
+ * on it, so neither opens new/ again. Before each copy a stat() of the
+ * path checks that new/ is still the directory held: one replaced or
+ * removed (an administrator moving a Maildir) is opened again, so that a
+ * copy lands in the directory the path names now, and the directory
+ * fsync'd is the one that names it.
+ */
+#define NEWDIR_KEEP 8
+struct newdir {
+	char *maildir;		/* as given, ending in "/"; NULL: unused */
+	int fd;
+	struct stat st;		/* fd's device and inode */
+};
+static struct newdir newdirs[NEWDIR_KEEP];
+static size_t newdir_victim;	/* the slot a Maildir not held takes */
+
+static void newdir_forget(struct newdir *nd)
+{
+	if (nd->maildir == NULL)
+		return;
+	close(nd->fd);
+	free(nd->maildir);
+	nd->maildir = NULL;
+}
+
+/* maildir's new/, open: 0 with *out set, or an errno value (ENOENT when
+ * new/ is missing). */
+static int newdir_get(const char *maildir, struct newdir **out)
+{
+	char path[4096];
+	struct newdir *nd = NULL;
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%snew", maildir);
+	for (size_t i = 0; i < NEWDIR_KEEP && nd == NULL; i++)
+		if (newdirs[i].maildir != NULL &&
+		    strcmp(newdirs[i].maildir, maildir) == 0)
+			nd = &newdirs[i];
+	if (nd != NULL) {
+		if (stat(path, &st) == 0 && st.st_dev == nd->st.st_dev &&
+		    st.st_ino == nd->st.st_ino) {
+			*out = nd;
+			return 0;
+		}
+	} else {
+		nd = &newdirs[newdir_victim];
+		newdir_victim = (newdir_victim + 1) % NEWDIR_KEEP;
+	}
+	newdir_forget(nd);
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return errno;
+	if (fstat(fd, &nd->st) != 0) {
+		int e = errno;
+		close(fd);
+		return e;
+	}
+	nd->fd = fd;
+	nd->maildir = xstrdup(maildir);
+	*out = nd;
+	return 0;
+}
 
 char *lmtpd_maildir_path(const char *base, const char *value)
 {
@@ -267,23 +334,27 @@ static bool write_copy(const char *tmppath, const char *header,
  * tmp/name -> new/name without ever replacing a file there (the Maildir
  * rule that qmail meets with link() and unlink()): one rename with
  * RENAME_NOREPLACE, or link and unlink where the file system lacks it,
- * or a plain rename where it lacks hard links too. 0 or an errno value;
- * on failure tmp/name is still there.
+ * or a plain rename where it lacks hard links too. 0 with *nd set (new/
+ * held open), or an errno value; on failure tmp/name is still there.
  */
-static int move_to_new(const char *tmppath, const char *newpath)
+static int move_to_new(const char *tmppath, const char *maildir,
+    const char *name, struct newdir **nd)
 {
-	if (renameat2(AT_FDCWD, tmppath, AT_FDCWD, newpath,
-	    RENAME_NOREPLACE) == 0)
+	int e = newdir_get(maildir, nd);
+	if (e != 0)
+		return e;
+	int newfd = (*nd)->fd;
+	if (renameat2(AT_FDCWD, tmppath, newfd, name, RENAME_NOREPLACE) == 0)
 		return 0;
 	if (errno != EINVAL && errno != ENOSYS)
 		return errno;
-	if (link(tmppath, newpath) == 0) {
+	if (linkat(AT_FDCWD, tmppath, newfd, name, 0) == 0) {
 		unlink(tmppath);
 		return 0;
 	}
-	int e = errno;
+	e = errno;
 	if ((e == EPERM || e == ENOTSUP || e == EXDEV) &&
-	    rename(tmppath, newpath) == 0)
+	    renameat(AT_FDCWD, tmppath, newfd, name) == 0)
 		return 0;
 	return e;
 }
@@ -298,17 +369,18 @@ static bool unnamed_refused;
 static enum { FLINK_UNKNOWN, FLINK_YES, FLINK_NO } flink;
 
 /*
- * Give the unnamed file fd the name newpath: 0 or an errno value. By the
- * descriptor itself where the kernel allows it, else through
- * /proc/self/fd/N, which costs a walk of that path, a read of the link
- * and a ptrace check per copy (about a third of linkat's time in lmtpd).
+ * Give the unnamed file fd the name new/name (newfd is new/): 0 or an
+ * errno value. By the descriptor itself where the kernel allows it,
+ * else through /proc/self/fd/N, which costs a walk of that path, a read
+ * of the link and a ptrace check per copy (about a third of linkat's
+ * time in lmtpd).
  */
-static int link_unnamed(int fd, const char *newpath)
+static int link_unnamed(int fd, int newfd, const char *name)
 {
 	char proc[64];
 
 	if (flink != FLINK_NO) {
-		if (linkat(fd, "", AT_FDCWD, newpath, AT_EMPTY_PATH) == 0) {
+		if (linkat(fd, "", newfd, name, AT_EMPTY_PATH) == 0) {
 			flink = FLINK_YES;
 			return 0;
 		}
@@ -317,7 +389,7 @@ static int link_unnamed(int fd, const char *newpath)
 			return errno;
 	}
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-	if (linkat(AT_FDCWD, proc, AT_FDCWD, newpath, AT_SYMLINK_FOLLOW) != 0)
+	if (linkat(AT_FDCWD, proc, newfd, name, AT_SYMLINK_FOLLOW) != 0)
 		return errno;
 	/* ENOENT above was the kernel's refusal, not a missing new/. */
 	flink = FLINK_NO;
@@ -330,13 +402,14 @@ static int link_unnamed(int fd, const char *newpath)
  * (the Maildir rule, as link() in qmail). Why unnamed: on ext4 without a
  * journal the fsync of a file made by name also writes the directory
  * that names it (tmp/), one more disk write and wait per copy; a crash
- * leaves nothing in tmp/ either. 0 (file and newpath set), an errno
- * value, or EOPNOTSUPP when this way is not open here (the file system
- * has no O_TMPFILE or hard links, /proc is missing): then by name.
+ * leaves nothing in tmp/ either. 0 (the copy is new/file, *nd the new/
+ * it is in), an errno value (ENOENT: tmp/ or new/ missing), or
+ * EOPNOTSUPP when this way is not open here (the file system has no
+ * O_TMPFILE or hard links, /proc is missing): then by name.
  */
 static int store_unnamed(const char *maildir, const char *header,
     size_t header_len, struct lmtpd_spool *sp, long long size, char *file,
-    size_t filesize, char *newpath, size_t newpathsize)
+    size_t filesize, struct newdir **nd)
 {
 	char tmpdir[4096];
 
@@ -354,16 +427,21 @@ static int store_unnamed(const char *maildir, const char *header,
 		close(fd);	/* unnamed: nothing to remove */
 		return e;
 	}
-	int e = EEXIST;
+	/* new/ checked after the file's fsync, the nearest to the link. */
+	int e = newdir_get(maildir, nd);
+	if (e != 0) {
+		close(fd);
+		return e;
+	}
+	e = EEXIST;
 	for (int attempt = 0; attempt < MAILDIR_NAME_TRIES && e == EEXIST;
 	    attempt++) {
 		lmtpd_maildir_name(file, filesize, size);
-		snprintf(newpath, newpathsize, "%snew/%s", maildir, file);
-		e = link_unnamed(fd, newpath);
+		e = link_unnamed(fd, (*nd)->fd, file);
 	}
 	if (e == 0 && close(fd) != 0) {
 		e = errno;	/* a late write error: not known to be stored */
-		unlink(newpath);
+		unlinkat((*nd)->fd, file, 0);
 		return e;
 	}
 	if (e != 0)
@@ -383,20 +461,19 @@ static int store_unnamed(const char *maildir, const char *header,
 
 /*
  * By name, where store_unnamed() cannot go: tmp/NAME, fsync, then the
- * move into new/ (move_to_new). LMTPD_STORE_OK with file and newpath
- * set, else a failure explained in err.
+ * move into new/ (move_to_new). LMTPD_STORE_OK with file and *nd set
+ * as by store_unnamed(), else a failure explained in err.
  */
 static enum lmtpd_store_result store_named(const char *maildir,
     const char *header, size_t header_len, struct lmtpd_spool *sp,
     long long size, bool *created, char *file, size_t filesize,
-    char *newpath, size_t newpathsize, char *err, size_t errsize)
+    struct newdir **nd, char *err, size_t errsize)
 {
 	char tmppath[4096];
 
 	for (int attempt = 0; attempt < MAILDIR_NAME_TRIES; attempt++) {
 		lmtpd_maildir_name(file, filesize, size);
 		snprintf(tmppath, sizeof(tmppath), "%stmp/%s", maildir, file);
-		snprintf(newpath, newpathsize, "%snew/%s", maildir, file);
 
 		bool ok = write_copy(tmppath, header, header_len, sp);
 		if (!ok && errno == ENOENT && !*created) {
@@ -413,7 +490,7 @@ static enum lmtpd_store_result store_named(const char *maildir,
 			    strerror(errno));
 			return errno_result(errno);
 		}
-		int e = move_to_new(tmppath, newpath);
+		int e = move_to_new(tmppath, maildir, file, nd);
 		if (e == ENOENT && !*created) {
 			/* new/ is missing: make the Maildir whole again. */
 			if (!lmtpd_maildir_create(maildir, err, errsize)) {
@@ -421,7 +498,7 @@ static enum lmtpd_store_result store_named(const char *maildir,
 				return errno_result(errno);
 			}
 			*created = true;
-			e = move_to_new(tmppath, newpath);
+			e = move_to_new(tmppath, maildir, file, nd);
 		}
 		if (e == EEXIST) {
 			unlink(tmppath);
@@ -429,8 +506,8 @@ static enum lmtpd_store_result store_named(const char *maildir,
 		}
 		if (e != 0) {
 			unlink(tmppath);
-			snprintf(err, errsize, "rename to %s: %s", newpath,
-			    strerror(e));
+			snprintf(err, errsize, "rename to %snew/%s: %s",
+			    maildir, file, strerror(e));
 			return errno_result(e);
 		}
 		return LMTPD_STORE_OK;
@@ -444,7 +521,8 @@ enum lmtpd_store_result lmtpd_maildir_store(const char *maildir,
     long long quota, char *name, size_t namesize, char *err, size_t errsize)
 {
 	long long size = (long long)header_len + (long long)sp->size;
-	char file[512], newpath[4096], newdir[4096];
+	char file[512];
+	struct newdir *nd = NULL;
 
 	if (quota > 0) {
 		long long used = lmtpd_maildir_usage(maildir);
@@ -462,19 +540,19 @@ enum lmtpd_store_result lmtpd_maildir_store(const char *maildir,
 
 	bool created = false;	/* lmtpd_maildir_create() ran already */
 	int e = store_unnamed(maildir, header, header_len, sp, size, file,
-	    sizeof(file), newpath, sizeof(newpath));
+	    sizeof(file), &nd);
 	if (e == ENOENT) {
 		/* The first delivery, or a Maildir missing a part. */
 		if (!lmtpd_maildir_create(maildir, err, errsize))
 			return errno_result(errno);
 		created = true;
 		e = store_unnamed(maildir, header, header_len, sp, size, file,
-		    sizeof(file), newpath, sizeof(newpath));
+		    sizeof(file), &nd);
 	}
 	if (e == EOPNOTSUPP) {
 		enum lmtpd_store_result res = store_named(maildir, header,
-		    header_len, sp, size, &created, file, sizeof(file),
-		    newpath, sizeof(newpath), err, errsize);
+		    header_len, sp, size, &created, file, sizeof(file), &nd,
+		    err, errsize);
 		if (res != LMTPD_STORE_OK)
 			return res;
 	} else if (e != 0) {
@@ -488,12 +566,11 @@ enum lmtpd_store_result lmtpd_maildir_store(const char *maildir,
 	 * into this Maildir now: one that started after our link or rename
 	 * and succeeded is as good as our own.
 	 */
-	snprintf(newdir, sizeof(newdir), "%snew", maildir);
-	e = dirsync_commit(newdir);
+	e = dirsync_commit_fd_known(nd->fd, &nd->st);
 	if (e != 0) {
 		/* Not known to be on disk: take it back, try later. */
-		unlink(newpath);
-		snprintf(err, errsize, "fsync %s: %s", newdir, strerror(e));
+		unlinkat(nd->fd, file, 0);
+		snprintf(err, errsize, "fsync %snew: %s", maildir, strerror(e));
 		return errno_result(e);
 	}
 	if (name != NULL)

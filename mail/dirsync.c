@@ -190,9 +190,10 @@ static long futex_wait_gen(_Atomic uint32_t *word, uint32_t seen,
 	    NULL, gen_bit(target));
 }
 
-static void futex_wake_gen(_Atomic uint32_t *word, int count, uint64_t gen)
+/* How many it woke, or -1. */
+static long futex_wake_gen(_Atomic uint32_t *word, int count, uint64_t gen)
 {
-	syscall(SYS_futex, word, FUTEX_WAKE_BITSET, count, NULL, NULL,
+	return syscall(SYS_futex, word, FUTEX_WAKE_BITSET, count, NULL, NULL,
 	    gen_bit(gen));
 }
 
@@ -209,43 +210,21 @@ static bool pid_gone(uint32_t pid)
 	return pid != 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
 }
 
-/*
- * The fsync itself: of dirfd when the caller holds the directory open
- * (>= 0), else of dir, which must still be the directory the caller
- * stat()ed, else *same is cleared (its result then counts for no one
- * else).
- */
-static int fsync_dir(const char *dir, int dirfd, const struct stat *want,
-    bool *same)
+/* The fsync itself, counted. */
+static int fsync_dir(int dirfd)
 {
-	struct stat st;
-	int e;
+	int e = fsync(dirfd) == 0 ? 0 : errno;
 
-	if (dirfd >= 0) {
-		e = fsync(dirfd) == 0 ? 0 : errno;
-	} else {
-		int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd < 0) {
-			*same = false;
-			return errno;
-		}
-		if (want != NULL && (fstat(fd, &st) != 0 ||
-		    st.st_dev != want->st_dev || st.st_ino != want->st_ino))
-			*same = false;
-		e = fsync(fd) == 0 ? 0 : errno;
-		close(fd);
-	}
 	if (table != NULL)
 		atomic_fetch_add(&table->fsyncs, 1);
 	return e;
 }
 
-static int fsync_alone(const char *dir, int dirfd)
+static int fsync_alone(int dirfd)
 {
-	bool same = true;
 	if (table != NULL)
 		atomic_fetch_add(&table->alone, 1);
-	return fsync_dir(dir, dirfd, NULL, &same);
+	return fsync_dir(dirfd);
 }
 
 static void raise_to(_Atomic uint64_t *v, uint64_t to)
@@ -304,12 +283,12 @@ static uint64_t slot_take(struct dirsync_slot *s, const struct stat *st,
 }
 
 /* Leader: one fsync for everyone whose target is at most our generation. */
-static int slot_lead(struct dirsync_slot *s, uint64_t epoch, const char *dir,
-    int dirfd, const struct stat *st, uint32_t me)
+static int slot_lead(struct dirsync_slot *s, uint64_t epoch, int dirfd,
+    uint32_t me)
 {
 	uint64_t gen = atomic_fetch_add(&s->started, 1) + 1;
 	bool same = atomic_load(&s->epoch) == epoch;
-	int e = fsync_dir(dir, dirfd, st, &same);
+	int e = fsync_dir(dirfd);
 
 	if (same) {
 		if (e == 0) {
@@ -325,16 +304,22 @@ static int slot_lead(struct dirsync_slot *s, uint64_t epoch, const char *dir,
 	/* Those this fsync served, then one of those who need the next,
 	 * to lead it (any other caller may win that race: no harm). A
 	 * waiter counts itself before its futex wait, which returns at
-	 * once when wake moved past what it saw: none is missed. */
-	if (atomic_load(&s->waiters) != 0) {
-		futex_wake_gen(&s->wake, INT_MAX, gen);
-		futex_wake_gen(&s->wake, 1, gen + 1);
+	 * once when wake moved past what it saw: none is missed. Every
+	 * sleeper the first wake finds was counted in asleep, so when it
+	 * woke them all none waits for gen + 1 (one that counts itself
+	 * later saw wake move, or leader cleared, and does not sleep on
+	 * this fsync). */
+	uint32_t asleep = atomic_load(&s->waiters);
+	if (asleep != 0) {
+		long woken = futex_wake_gen(&s->wake, INT_MAX, gen);
+		if (woken < 0 || (uint32_t)woken < asleep)
+			futex_wake_gen(&s->wake, 1, gen + 1);
 	}
 	return e;
 }
 
-/* A commit through the table: dir, or dirfd when >= 0, whose stat is st. */
-static int commit_shared(const char *dir, int dirfd, const struct stat *st)
+/* A commit through the table of dirfd, whose stat is st. */
+static int commit_shared(int dirfd, const struct stat *st)
 {
 	uint32_t me = dirsync_pid;
 	struct dirsync_slot *s = &table->slot[slot_index(st)];
@@ -342,7 +327,7 @@ static int commit_shared(const char *dir, int dirfd, const struct stat *st)
 	if (epoch == 1)
 		epoch = slot_take(s, st, me);
 	if (epoch == 1)
-		return fsync_alone(dir, dirfd);
+		return fsync_alone(dirfd);
 	/*
 	 * Generations handed out from here on are fsyncs after our rename.
 	 * A read-modify-write, not a load: the leader's increment then
@@ -351,7 +336,7 @@ static int commit_shared(const char *dir, int dirfd, const struct stat *st)
 	 */
 	uint64_t target = atomic_fetch_add(&s->started, 0) + 1;
 	if (atomic_load(&s->epoch) != epoch)
-		return fsync_alone(dir, dirfd);
+		return fsync_alone(dirfd);
 
 	int64_t deadline = now_ms() + DIRSYNC_WAIT_MS;
 	for (;;) {
@@ -361,12 +346,12 @@ static int commit_shared(const char *dir, int dirfd, const struct stat *st)
 		if (atomic_load(&s->failed) >= target) {
 			int e = (int)atomic_load(&s->fail_errno);
 			if (atomic_load(&s->epoch) != epoch)
-				return fsync_alone(dir, dirfd);
+				return fsync_alone(dirfd);
 			return e > 0 ? e : EIO;
 		}
 		if (atomic_load(&s->done) >= target) {
 			if (atomic_load(&s->epoch) != epoch)
-				return fsync_alone(dir, dirfd);
+				return fsync_alone(dirfd);
 			atomic_fetch_add(&table->covered, 1);
 			return 0;
 		}
@@ -374,14 +359,14 @@ static int commit_shared(const char *dir, int dirfd, const struct stat *st)
 		if (leader == 0) {
 			if (atomic_compare_exchange_strong(&s->leader, &leader,
 			    me))
-				return slot_lead(s, epoch, dir, dirfd, st, me);
+				return slot_lead(s, epoch, dirfd, me);
 			continue;
 		}
 		int64_t left = deadline - now_ms();
 		if (left <= 0) {
 			/* A stuck leader: stop others from waiting on it. */
 			atomic_compare_exchange_strong(&s->leader, &leader, 0);
-			return fsync_alone(dir, dirfd);
+			return fsync_alone(dirfd);
 		}
 		if (left > DIRSYNC_SLICE_MS)
 			left = DIRSYNC_SLICE_MS;
@@ -405,28 +390,23 @@ static int commit_shared(const char *dir, int dirfd, const struct stat *st)
 	}
 }
 
-int dirsync_commit(const char *dir)
-{
-	struct stat st;
-	bool same = true;
-
-	if (table == NULL)
-		return fsync_dir(dir, -1, NULL, &same);
-	atomic_fetch_add(&table->commits, 1);
-	if (stat(dir, &st) != 0)
-		return errno;
-	return commit_shared(dir, -1, &st);
-}
-
 int dirsync_commit_fd(int dirfd)
 {
 	struct stat st;
-	bool same = true;
 
+	if (table != NULL && fstat(dirfd, &st) != 0) {
+		int e = errno;
+		atomic_fetch_add(&table->commits, 1);
+		return e;
+	}
+	/* Without a table st is not looked at. */
+	return dirsync_commit_fd_known(dirfd, table != NULL ? &st : NULL);
+}
+
+int dirsync_commit_fd_known(int dirfd, const struct stat *st)
+{
 	if (table == NULL)
-		return fsync_dir(NULL, dirfd, NULL, &same);
+		return fsync_dir(dirfd);
 	atomic_fetch_add(&table->commits, 1);
-	if (fstat(dirfd, &st) != 0)
-		return errno;
-	return commit_shared(NULL, dirfd, &st);
+	return commit_shared(dirfd, st);
 }

@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 /* The tables, in run_directory: lmtpd's of Maildir new/, and smtpd's
  * doors' of incoming/ and hold/. master removes both at start. */
@@ -27,30 +28,31 @@
  * Map the table file at path, creating it (mode 0600) when missing. Call
  * while the process can still open it (before dropping root): the file
  * lives where only root writes (run_directory). false, with a warning
- * logged, when it cannot be used; dirsync_commit() then fsyncs alone.
+ * logged, when it cannot be used; a commit then fsyncs alone.
  */
 bool dirsync_attach(const char *path);
 
 /*
- * Make durable every entry this process has renamed into dir (a path):
- * returns once an fsync of dir that started after this call began has
- * completed, its own or another process's. 0 or an errno value (the
- * fsync's failure, also when another process's fsync that covered this
- * call failed).
- */
-int dirsync_commit(const char *dir);
-
-/*
- * The same for a directory the caller holds open: dirfd is what is
- * fsync'd, so no open per call. Without a table it is fsync(dirfd) and
- * nothing else.
+ * Make durable every entry this process has renamed into the directory
+ * it holds open as dirfd: returns once an fsync of it that started
+ * after this call began has completed, its own or another process's. 0
+ * or an errno value (the fsync's failure, also when another process's
+ * fsync that covered this call failed). Without a table it is
+ * fsync(dirfd) and nothing else.
  */
 int dirsync_commit_fd(int dirfd);
+
+/*
+ * The same where the caller knows dirfd's device and inode (st, from
+ * an fstat of dirfd when it opened it: they cannot change while it is
+ * open), so there is no fstat per call either: lmtpd's new/ kept open.
+ */
+int dirsync_commit_fd_known(int dirfd, const struct stat *st);
 
 /* What the table's users did, summed over every process (for tests and
  * benchmarks). */
 struct dirsync_counts {
-	uint64_t commits;	/* dirsync_commit() calls */
+	uint64_t commits;	/* dirsync_commit_fd*() calls */
 	uint64_t fsyncs;	/* directory fsyncs issued by them */
 	uint64_t covered;	/* commits another process's fsync served */
 	uint64_t alone;		/* commits that fsynced without the table's

@@ -39,6 +39,17 @@ static void make_file(const char *name, mode_t mode, off_t size)
 	}
 }
 
+/* A commit of the directory at path: open, commit by descriptor, close. */
+static int commit_path(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return errno;
+	int e = dirsync_commit_fd(fd);
+	close(fd);
+	return e;
+}
+
 /* Tables it must refuse (then each commit fsyncs alone). Runs first:
  * a refused attach leaves no table. */
 static void test_attach_refuses(void)
@@ -77,15 +88,13 @@ static void test_attach_refuses(void)
 
 	struct dirsync_counts c;
 	CHECK(!dirsync_counts(&c));
-	/* Without a table: a plain fsync, and the error of a missing dir. */
-	CHECK_INT(dirsync_commit(tmpdir), 0);
-	/* By descriptor: fsync(dirfd) and nothing else. */
+	/* Without a table: fsync(dirfd) and nothing else, and its error. */
 	int dfd = open(tmpdir, O_RDONLY | O_DIRECTORY);
 	CHECK_INT(dirsync_commit_fd(dfd), 0);
+	CHECK_INT(dirsync_commit_fd_known(dfd, NULL), 0);
 	close(dfd);
 	CHECK_INT(dirsync_commit_fd(dfd), EBADF);
-	path_in(p, sizeof(p), "missing");
-	CHECK_INT(dirsync_commit(p), ENOENT);
+	CHECK_INT(dirsync_commit_fd_known(dfd, NULL), EBADF);
 }
 
 static struct dirsync_slot *slot_of(const char *dir)
@@ -117,7 +126,7 @@ static void test_attach_and_lone_commit(void)
 	path_in(dir, sizeof(dir), "d1");
 	CHECK(mkdir(dir, 0700) == 0);
 	counts(&a);
-	CHECK_INT(dirsync_commit(dir), 0);
+	CHECK_INT(commit_path(dir), 0);
 	counts(&b);
 	CHECK_INT(b.commits - a.commits, 1);
 	CHECK_INT(b.fsyncs - a.fsyncs, 1);
@@ -146,7 +155,7 @@ static void slot_clear_failure(struct dirsync_slot *s)
 /* What a commit does with each state a slot can be left in. */
 static void test_left_states(void)
 {
-	char dir[256], other[256];
+	char dir[256];
 	struct dirsync_counts a, b;
 
 	path_in(dir, sizeof(dir), "d1");
@@ -163,7 +172,7 @@ static void test_left_states(void)
 	waitpid(dead, NULL, 0);
 	atomic_store(&s->leader, (uint32_t)dead);
 	counts(&a);
-	CHECK_INT(dirsync_commit(dir), 0);
+	CHECK_INT(commit_path(dir), 0);
 	counts(&b);
 	CHECK_INT(b.fsyncs - a.fsyncs, 1);
 	CHECK_INT(b.alone - a.alone, 0);
@@ -174,9 +183,9 @@ static void test_left_states(void)
 	/* ... published before we look: the failure is for a generation
 	 * past started, so it must count for our target. */
 	slot_fail_next(s);
-	CHECK_INT(dirsync_commit(dir), EIO);
+	CHECK_INT(commit_path(dir), EIO);
 	slot_clear_failure(s);
-	CHECK_INT(dirsync_commit(dir), 0);
+	CHECK_INT(commit_path(dir), 0);
 
 	/* The slot holds another directory whose fsync runs: no takeover,
 	 * we fsync alone and leave its key. */
@@ -184,14 +193,14 @@ static void test_left_states(void)
 	atomic_store(&s->ino, ino + 1000003);
 	atomic_store(&s->leader, (uint32_t)getppid());
 	counts(&a);
-	CHECK_INT(dirsync_commit(dir), 0);
+	CHECK_INT(commit_path(dir), 0);
 	counts(&b);
 	CHECK_INT(b.alone - a.alone, 1);
 	CHECK(atomic_load(&s->ino) == ino + 1000003);
 	/* Its fsync over: the slot is taken over, with a new even epoch. */
 	atomic_store(&s->leader, 0);
 	uint64_t e = atomic_load(&s->epoch);
-	CHECK_INT(dirsync_commit(dir), 0);
+	CHECK_INT(commit_path(dir), 0);
 	CHECK(atomic_load(&s->dev) == dev && atomic_load(&s->ino) == ino);
 	CHECK(atomic_load(&s->epoch) == (e | 1) + 1);
 
@@ -204,7 +213,7 @@ static void test_left_states(void)
 	atomic_store(&s->lock, (uint32_t)gone);
 	atomic_store(&s->epoch, atomic_load(&s->epoch) | 1);
 	counts(&a);
-	CHECK_INT(dirsync_commit(dir), 0);
+	CHECK_INT(commit_path(dir), 0);
 	counts(&b);
 	CHECK_INT(b.alone - a.alone, 0);
 	CHECK_INT(atomic_load(&s->lock), 0);
@@ -214,18 +223,15 @@ static void test_left_states(void)
 	atomic_store(&s->lock, (uint32_t)getppid());
 	atomic_store(&s->epoch, atomic_load(&s->epoch) | 1);
 	counts(&a);
-	CHECK_INT(dirsync_commit(dir), 0);
+	CHECK_INT(commit_path(dir), 0);
 	counts(&b);
 	CHECK_INT(b.alone - a.alone, 1);
 	atomic_store(&s->lock, 0);
 	atomic_store(&s->epoch, atomic_load(&s->epoch) + 1);
-
-	path_in(other, sizeof(other), "missing");
-	CHECK_INT(dirsync_commit(other), ENOENT);
 }
 
-/* A commit by descriptor (smtpd's doors) meets those by path (same
- * directory, same slot): it leads, or fails with a failed fsync that
+/* A commit by a descriptor kept open (smtpd's doors) meets those by one
+ * opened per commit (same directory, same slot): it leads, or fails with a failed fsync that
  * covered it, exactly as they do. */
 static void test_commit_fd(void)
 {
@@ -248,8 +254,23 @@ static void test_commit_fd(void)
 	CHECK_INT(b.alone - a.alone, 0);
 	CHECK(atomic_load(&s->done) == done + 1);
 
+	/* With the device and inode given (lmtpd's new/): the same slot,
+	 * no fstat. */
+	struct stat st;
+	CHECK(fstat(dfd, &st) == 0);
+	counts(&a);
+	CHECK_INT(dirsync_commit_fd_known(dfd, &st), 0);
+	counts(&b);
+	CHECK_INT(b.commits - a.commits, 1);
+	CHECK_INT(b.fsyncs - a.fsyncs, 1);
+	CHECK_INT(b.alone - a.alone, 0);
+	CHECK(atomic_load(&s->done) == done + 2);
+
 	slot_fail_next(s);
 	CHECK_INT(dirsync_commit_fd(dfd), EIO);
+	slot_clear_failure(s);
+	slot_fail_next(s);
+	CHECK_INT(dirsync_commit_fd_known(dfd, &st), EIO);
 	slot_clear_failure(s);
 	close(dfd);
 }
@@ -273,8 +294,12 @@ static void test_concurrent_writers(void)
 		kids[k] = fork();
 		if (kids[k] != 0)
 			continue;
-		/* Half by path (lmtpd), half by descriptor (the doors). */
+		/* By a descriptor opened per commit, by one kept (the
+		 * doors), by one kept with its stat (lmtpd). */
 		int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+		struct stat st;
+		if (fstat(dfd, &st) != 0)
+			_exit(1);
 		for (int i = 0; i < RENAMES; i++) {
 			char from[512], to[512];
 			snprintf(from, sizeof(from), "%s/%d.%d", tmp, k, i);
@@ -282,8 +307,9 @@ static void test_concurrent_writers(void)
 			int fd = open(from, O_WRONLY | O_CREAT | O_EXCL, 0600);
 			if (fd < 0 || write(fd, "x\n", 2) != 2 || fsync(fd) != 0 ||
 			    close(fd) != 0 || rename(from, to) != 0 ||
-			    (k % 2 == 0 ? dirsync_commit(dir) :
-			    dirsync_commit_fd(dfd)) != 0)
+			    (k % 3 == 0 ? commit_path(dir) : k % 3 == 1 ?
+			    dirsync_commit_fd(dfd) :
+			    dirsync_commit_fd_known(dfd, &st)) != 0)
 				_exit(1);
 		}
 		_exit(0);

@@ -1,7 +1,8 @@
 /*
  * Unit tests for lmtpd's message spool and Maildir store (lmtpd/lmtpd_spool.c,
  * lmtpd/lmtpd_maildir.c: the unnamed O_TMPFILE way, named in new/ by its
- * descriptor or through /proc, and the named one). The program's files are compiled in here: they
+ * descriptor or through /proc, and the named one; new/ kept open
+ * between copies). The program's files are compiled in here: they
  * are not part of libmail or libutil. Works in a fresh temporary directory.
  */
 #include <dirent.h>
@@ -377,6 +378,79 @@ static void test_maildir_store_without_proc(void)
 	CHECK_INT(WEXITSTATUS(status), 0);
 }
 
+/* Open descriptors of this process that are directories. */
+static int open_dirs(void)
+{
+	int n = 0;
+	for (int fd = 0; fd < 1024; fd++) {
+		struct stat st;
+		if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode))
+			n++;
+	}
+	return n;
+}
+
+/*
+ * new/ is kept open between copies (struct newdir), and a new/ that an
+ * administrator replaced meanwhile is not the one written: the copy goes
+ * into the directory the path names now, unnamed and by name alike.
+ */
+static void test_maildir_newdir_kept(void)
+{
+	char maildir[256], dir[300], old[300], name[512], err[512];
+	struct lmtpd_spool sp;
+
+	snprintf(maildir, sizeof(maildir), "%s/mail/example.org/erin/",
+	    tmpdir);
+	snprintf(dir, sizeof(dir), "%snew", maildir);
+	snprintf(old, sizeof(old), "%snew.old", maildir);
+	lmtpd_spool_init(&sp, 0);
+	lmtpd_spool_put_line(&sp, "body", 4, true);
+	lmtpd_spool_finish(&sp);
+	for (int by_name = 0; by_name < 2; by_name++) {
+		unnamed_refused = by_name;
+		CHECK_INT(lmtpd_maildir_store(maildir, "H: 1\n", 5, &sp, 0,
+		    name, sizeof(name), err, sizeof(err)), LMTPD_STORE_OK);
+		/* The same descriptor serves the next copy. */
+		struct newdir *held = NULL;
+		for (size_t i = 0; i < NEWDIR_KEEP; i++)
+			if (newdirs[i].maildir != NULL &&
+			    strcmp(newdirs[i].maildir, maildir) == 0)
+				held = &newdirs[i];
+		CHECK(held != NULL);
+		int fd = held != NULL ? held->fd : -1;
+		CHECK_INT(lmtpd_maildir_store(maildir, "H: 1\n", 5, &sp, 0,
+		    name, sizeof(name), err, sizeof(err)), LMTPD_STORE_OK);
+		CHECK(held != NULL && held->fd == fd);
+		CHECK_INT(count_files(dir, NULL, 0), 2);
+
+		/* new/ moved away and made again while it is held. */
+		CHECK(rename(dir, old) == 0 && mkdir(dir, 0700) == 0);
+		CHECK_INT(lmtpd_maildir_store(maildir, "H: 1\n", 5, &sp, 0,
+		    name, sizeof(name), err, sizeof(err)), LMTPD_STORE_OK);
+		CHECK_INT(count_files(dir, NULL, 0), 1);
+		CHECK_INT(count_files(old, NULL, 0), 2);
+		char cmd[700];
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s'", dir, old);
+		CHECK(system(cmd) == 0);
+	}
+	unnamed_refused = false;
+
+	/* More Maildirs than are kept: each copy still lands, and no more
+	 * than NEWDIR_KEEP directories stay open. */
+	int before = open_dirs();
+	for (int i = 0; i < NEWDIR_KEEP + 3; i++) {
+		snprintf(maildir, sizeof(maildir), "%s/mail/many/u%d/", tmpdir,
+		    i);
+		CHECK_INT(lmtpd_maildir_store(maildir, "H: 1\n", 5, &sp, 0,
+		    name, sizeof(name), err, sizeof(err)), LMTPD_STORE_OK);
+		snprintf(dir, sizeof(dir), "%snew", maildir);
+		CHECK_INT(count_files(dir, NULL, 0), 1);
+	}
+	CHECK(open_dirs() <= before + NEWDIR_KEEP);
+	lmtpd_spool_free(&sp);
+}
+
 static void test_maildir_unwritable(void)
 {
 	char maildir[256], err[512];
@@ -411,6 +485,7 @@ int main(void)
 	RUN(test_maildir_store_by_name);
 	RUN(test_maildir_store_through_proc);
 	RUN(test_maildir_store_without_proc);
+	RUN(test_maildir_newdir_kept);
 	RUN(test_maildir_unwritable);
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
