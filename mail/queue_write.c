@@ -40,30 +40,9 @@
 
 /* ---- writing a new queue file ---- */
 
-/*
- * The last writer's buffer, kept for the next one: a process writes
- * message after message (smtpd's worker one per session), and a 64 KiB
- * malloc() and free() per message cost more than the message's own
- * copying (free() of a chunk that large consolidates the heap's bins and
- * checks whether to trim it). One is kept; a second writer open at the
- * same time (qmgr's bounces) allocates its own.
- */
-static char *spare_buffer;
-
-static char *queue_buffer_take(void)
-{
-	char *buf = spare_buffer;
-	spare_buffer = NULL;
-	return buf != NULL ? buf : xmalloc(QUEUE_WRITE_BUFFER);
-}
-
-static void queue_buffer_give(char *buf)
-{
-	if (spare_buffer == NULL)
-		spare_buffer = buf;
-	else
-		free(buf);
-}
+/* The last writer's buffer, kept for the next one (mem.h): a process
+ * writes message after message, smtpd's worker one per session. */
+static void *spare_buffer;
 
 struct queue_writer;
 void queue_writer_abort(struct queue_writer *w);
@@ -344,7 +323,7 @@ static struct queue_writer *queue_writer_start(struct queue_writer *w,
 		errno = EINVAL;
 		return NULL;
 	}
-	w->buf = queue_buffer_take();
+	w->buf = xmalloc_spare(&spare_buffer, QUEUE_WRITE_BUFFER);
 	if (!queue_writer_envelope(w, env)) {
 		snprintf(err, errsize, "write %s/%s: %s", w->dirpath,
 		    w->tmpname, strerror(w->saved_errno));
@@ -531,7 +510,7 @@ static void queue_writer_free(struct queue_writer *w)
 	if (w->dirfd >= 0)
 		close(w->dirfd);
 	if (w->buf != NULL)
-		queue_buffer_give(w->buf);
+		free_to_spare(&spare_buffer, w->buf);
 	free(w->dirpath);
 	free(w);
 }
