@@ -300,9 +300,9 @@ static void confine_landlock(const struct confine_policy *p)
 
 void daemon_confine_prepare(const char *program)
 {
-	if (prepared.fd < 0 && !confine_landlock_rules(policy_of(program),
-	    &prepared))
-		prepared.fd = -1;
+	/* Where there is no ruleset (false), prepared.fd stays -1. */
+	if (prepared.fd < 0)
+		(void)confine_landlock_rules(policy_of(program), &prepared);
 }
 
 void daemon_confine(const char *program)
