@@ -91,6 +91,10 @@ struct daemon_service {
 	 * service's I/O has deadlines of its own, and sets no flag per
 	 * connection. */
 	bool accept_nonblocking;
+	/* Its Landlock rules follow from the config alone, not from what
+	 * pre_drop or init make: its zygote builds the ruleset once and
+	 * each worker only enforces it (daemon_confine_prepare). */
+	bool confine_from_zygote;
 	/* Still root (if started so): open private keys, etc. May be NULL. */
 	void (*pre_drop)(const char *service);
 	/* After privileges are dropped. May be NULL. */
@@ -165,6 +169,13 @@ void daemon_zygote_serve(int fd, const char *program);
  * skeleton calls it after init; fatal if it cannot be installed.
  */
 void daemon_confine(const char *program);
+/*
+ * In a zygote, before its first clone: build program's Landlock ruleset
+ * now, so that daemon_confine() in each worker enforces it (and closes
+ * the worker's descriptor of it) instead of building its own. The
+ * zygote keeps the ruleset; it reads no network input.
+ */
+void daemon_confine_prepare(const char *program);
 /* For master: warn once if the kernel cannot confine the daemons. */
 void daemon_confine_probe(void);
 

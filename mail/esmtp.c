@@ -469,30 +469,54 @@ bool esmtp_body_from_name(const char *name, enum queue_body *body)
 
 /* ---- replies ---- */
 
+const char *esmtp_reply_format(char *buf, size_t size, const char *fmt,
+    va_list ap)
+{
+	if (strchr(fmt, '%') == NULL)
+		return fmt;
+	if (strcmp(fmt, "%s") == 0)
+		return va_arg(ap, const char *);
+	vsnprintf(buf, size, fmt, ap);
+	return buf;
+}
+
+void esmtp_reply_text(struct bio *b, int code, const char *enhanced,
+    bool last, const char *text)
+{
+	char line[ESMTP_MAX_REPLY_TEXT + 32];
+	size_t n = 0;
+
+	if (code < 200 || code > 599)
+		code = 451;
+	line[n++] = (char)('0' + code / 100);
+	line[n++] = (char)('0' + code / 10 % 10);
+	line[n++] = (char)('0' + code % 10);
+	line[n++] = last ? ' ' : '-';
+	if (enhanced != NULL && *enhanced != '\0') {
+		/* Ours ("2.1.5"); bounded all the same. */
+		size_t len = strnlen(enhanced, 16);
+		memcpy(line + n, enhanced, len);
+		n += len;
+		line[n++] = ' ';
+	}
+	/* Only printable ASCII leaves: no CR/LF injection, no raw bytes. */
+	for (size_t i = 0; text[i] != '\0' && i < ESMTP_MAX_REPLY_TEXT; i++) {
+		unsigned char c = (unsigned char)text[i];
+		line[n++] = c < 0x20 || c > 0x7e ? '?' : (char)c;
+	}
+	line[n++] = '\r';
+	line[n++] = '\n';
+	bio_write(b, line, n);
+}
+
 void esmtp_reply(struct bio *b, int code, const char *enhanced, bool last,
     const char *fmt, ...)
 {
-	char text[ESMTP_MAX_REPLY_TEXT + 1];
-	char line[ESMTP_MAX_REPLY_TEXT + 32];
+	char buf[ESMTP_MAX_REPLY_TEXT + 1];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
+	const char *text = esmtp_reply_format(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	/* Only printable ASCII leaves: no CR/LF injection, no raw bytes. */
-	for (char *p = text; *p; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
-			*p = '?';
-	if (code < 200 || code > 599)
-		code = 451;
-	int n;
-	if (enhanced != NULL && *enhanced != '\0')
-		n = snprintf(line, sizeof(line), "%03d%c%s %s\r\n", code,
-		    last ? ' ' : '-', enhanced, text);
-	else
-		n = snprintf(line, sizeof(line), "%03d%c%s\r\n", code,
-		    last ? ' ' : '-', text);
-	if (n > 0)
-		bio_write(b, line, (size_t)n < sizeof(line) ? (size_t)n :
-		    sizeof(line) - 1);
+	esmtp_reply_text(b, code, enhanced, last, text);
 }

@@ -8,6 +8,7 @@
 #ifndef POSTERN_ESMTP_H
 #define POSTERN_ESMTP_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -98,5 +99,16 @@ bool esmtp_body_from_name(const char *name, enum queue_body *body);
  */
 void esmtp_reply(struct bio *b, int code, const char *enhanced, bool last,
     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* The same with the text as it is (still filtered and cut to length). */
+void esmtp_reply_text(struct bio *b, int code, const char *enhanced,
+    bool last, const char *text);
+/*
+ * A reply's text from its format: the format itself when it has no
+ * conversion, the one string when it is "%s", else vsnprintf into buf.
+ * Most replies are one of the first two and need no printf (each reply
+ * passes through smtpd's, the server core's and this helper).
+ */
+const char *esmtp_reply_format(char *buf, size_t size, const char *fmt,
+    va_list ap) __attribute__((format(printf, 3, 0)));
 
 #endif

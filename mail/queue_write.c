@@ -40,6 +40,10 @@
 
 /* ---- writing a new queue file ---- */
 
+/* The last writer's buffer, kept for the next one (mem.h): a process
+ * writes message after message, smtpd's worker one per session. */
+static void *spare_buffer;
+
 struct queue_writer;
 void queue_writer_abort(struct queue_writer *w);
 
@@ -52,7 +56,7 @@ struct queue_writer {
 	int saved_errno;
 	char id[QUEUE_ID_SIZE];
 	char tmpname[QUEUE_ID_SIZE + 1];
-	char dirpath[PATH_MAX];
+	char *dirpath;		/* for messages: where the file is */
 	char *buf;
 	size_t buflen;
 	off_t flushed;		/* bytes of the file already written */
@@ -319,7 +323,7 @@ static struct queue_writer *queue_writer_start(struct queue_writer *w,
 		errno = EINVAL;
 		return NULL;
 	}
-	w->buf = xmalloc(QUEUE_WRITE_BUFFER);
+	w->buf = xmalloc_spare(&spare_buffer, QUEUE_WRITE_BUFFER);
 	if (!queue_writer_envelope(w, env)) {
 		snprintf(err, errsize, "write %s/%s: %s", w->dirpath,
 		    w->tmpname, strerror(w->saved_errno));
@@ -385,9 +389,10 @@ static struct queue_writer *queue_writer_open_id(const char *queue_directory,
 	struct queue_writer *w = xcalloc(1, sizeof(*w));
 	w->fd = -1;
 	w->env = env;
-	if ((size_t)snprintf(w->dirpath, sizeof(w->dirpath), "%s/%s",
-	    queue_directory, subdir) >= sizeof(w->dirpath)) {
+	w->dirpath = xasprintf("%s/%s", queue_directory, subdir);
+	if (strlen(w->dirpath) >= PATH_MAX) {
 		snprintf(err, errsize, "queue directory path too long");
+		free(w->dirpath);
 		free(w);
 		errno = ENAMETOOLONG;
 		return NULL;
@@ -405,6 +410,7 @@ static struct queue_writer *queue_writer_open_id(const char *queue_directory,
 		snprintf(err, errsize, "open %s: %s", w->dirpath,
 		    strerror(errno));
 		int e = errno;
+		free(w->dirpath);
 		free(w);
 		errno = e;
 		return NULL;
@@ -426,6 +432,7 @@ static struct queue_writer *queue_writer_open_id(const char *queue_directory,
 		int e = errno;
 		snprintf(err, errsize, "%s in %s", cerr, w->dirpath);
 		close(w->dirfd);
+		free(w->dirpath);
 		free(w);
 		errno = e;
 		return NULL;
@@ -476,8 +483,9 @@ struct queue_writer *queue_writer_attach_sized(int fd, const char *id,
 	w->env = env;
 	w->old_size = st.st_size;
 	memcpy(w->id, id, QUEUE_ID_SIZE);
-	snprintf(w->tmpname, sizeof(w->tmpname), ".%s", w->id);
-	strlcpy(w->dirpath, QUEUE_INCOMING, sizeof(w->dirpath));
+	w->tmpname[0] = '.';
+	memcpy(w->tmpname + 1, w->id, QUEUE_ID_SIZE);
+	w->dirpath = xstrdup(QUEUE_INCOMING);
 	return queue_writer_start(w, env, err, errsize);
 }
 
@@ -501,7 +509,9 @@ static void queue_writer_free(struct queue_writer *w)
 		close(w->fd);
 	if (w->dirfd >= 0)
 		close(w->dirfd);
-	free(w->buf);
+	if (w->buf != NULL)
+		free_to_spare(&spare_buffer, w->buf);
+	free(w->dirpath);
 	free(w);
 }
 

@@ -76,13 +76,19 @@ void smtp_server_enter_state(struct smtp_server *srv,
 void smtp_server_reply(struct smtp_server *srv, int code,
     const char *enhanced, const char *fmt, ...)
 {
-	char text[512];
+	char buf[512];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
+	const char *text = esmtp_reply_format(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	esmtp_reply(srv->out, code, enhanced, true, "%s", text);
+	smtp_server_reply_text(srv, code, enhanced, text);
+}
+
+void smtp_server_reply_text(struct smtp_server *srv, int code,
+    const char *enhanced, const char *text)
+{
+	esmtp_reply_text(srv->out, code, enhanced, true, text);
 	srv->last_code = code;
 }
 

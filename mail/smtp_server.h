@@ -125,6 +125,9 @@ void smtp_server_enter_state(struct smtp_server *srv,
 void smtp_server_reply(struct smtp_server *srv, int code,
     const char *enhanced, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* The same with the text as it is, no format: no printf. */
+void smtp_server_reply_text(struct smtp_server *srv, int code,
+    const char *enhanced, const char *text);
 /* Send buffered replies now; false if the peer is gone. */
 bool smtp_server_flush(struct smtp_server *srv);
 

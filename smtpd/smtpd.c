@@ -113,6 +113,7 @@ static const struct daemon_service smtpd_service = {
 	.program = "smtpd",
 	.run_as_smtpd_user = true,
 	.accept_nonblocking = true,
+	.confine_from_zygote = true,
 	.pre_drop = smtpd_pre_drop,
 	.init = smtpd_init,
 	.serve = smtpd_serve,

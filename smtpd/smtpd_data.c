@@ -49,23 +49,25 @@ void smtpd_received_header(struct smtpd_session *s, struct str *h)
 	char date[RFC5322_DATE_SIZE];
 
 	rfc5322_date(time(NULL), date, sizeof(date));
-	str_appendf(h, "Received: from %s (%s [%s%s])\r\n", s->helo,
-	    s->client_name, strchr(s->client_addr, ':') ? "IPv6:" : "",
-	    s->client_addr);
+	/* Pieces, not printf: once per message in every worker. */
+	str_append_cstrs(h, "Received: from ", s->helo ? s->helo : "", " (",
+	    s->client_name, strchr(s->client_addr, ':') ? " [IPv6:" : " [",
+	    s->client_addr, "])\r\n", (char *)NULL);
 	/* As Postfix writes it, so that readers of headers know it. */
 	if (s->tls_active && s->tls_info[0] != '\0')
-		str_appendf(h, "\t(using %s)\r\n", s->tls_info);
-	str_appendf(h, "\tby %s (postern) with %s id %s", cfg.myhostname,
-	    smtpd_protocol_name(s), t->queue_id);
+		str_append_cstrs(h, "\t(using ", s->tls_info, ")\r\n",
+		    (char *)NULL);
+	str_append_cstrs(h, "\tby ", cfg.myhostname, " (postern) with ",
+	    smtpd_protocol_name(s), " id ", t->queue_id, (char *)NULL);
 	if (t->nrcpts == 1) {
 		/* A UTF-8 domain as A-labels: an ASCII header section can
 		 * still go to a next hop without SMTPUTF8 (RFC 6531 3.2). */
 		char *ascii = idna_address_to_ascii(t->rcpts[0].address);
-		str_appendf(h, "\r\n\tfor <%s>", ascii ? ascii :
-		    t->rcpts[0].address);
+		str_append_cstrs(h, "\r\n\tfor <", ascii ? ascii :
+		    t->rcpts[0].address, ">", (char *)NULL);
 		free(ascii);
 	}
-	str_appendf(h, "; %s\r\n", date);
+	str_append_cstrs(h, "; ", date, "\r\n", (char *)NULL);
 }
 
 static bool write_received(struct smtpd_session *s)

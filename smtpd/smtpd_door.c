@@ -740,7 +740,24 @@ static pid_t door_spawn(int sock)
 	    posix_spawn_file_actions_addclosefrom_np(&actions,
 	    SMTPD_DOOR_FD + 1) != 0)
 		log_fatal("door: posix_spawn_file_actions: %m");
-	int err = posix_spawn(&pid, path, &actions, NULL, argv, environ);
+	/*
+	 * The child must run no handler of the worker's before the exec:
+	 * told nothing, glibc's child asks each of the 64 signals' action
+	 * and then sets it (124 system calls); told to default them all, it
+	 * only sets (64). SIGINT and SIGPIPE stay ignored, as the worker
+	 * has them (daemon.c), until the door ignores them itself.
+	 */
+	posix_spawnattr_t attr;
+	sigset_t defaults;
+	sigfillset(&defaults);
+	sigdelset(&defaults, SIGINT);
+	sigdelset(&defaults, SIGPIPE);
+	if (posix_spawnattr_init(&attr) != 0 ||
+	    posix_spawnattr_setsigdefault(&attr, &defaults) != 0 ||
+	    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF) != 0)
+		log_fatal("door: posix_spawnattr: %m");
+	int err = posix_spawn(&pid, path, &actions, &attr, argv, environ);
+	posix_spawnattr_destroy(&attr);
 	posix_spawn_file_actions_destroy(&actions);
 	if (err != 0) {
 		errno = err;

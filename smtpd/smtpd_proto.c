@@ -135,13 +135,13 @@ void smtpd_enter_state(struct smtpd_session *s, enum smtp_server_state st)
 void smtpd_reply(struct smtpd_session *s, int code, const char *enhanced,
     const char *fmt, ...)
 {
-	char text[512];
+	char buf[512];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
+	const char *text = esmtp_reply_format(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	smtp_server_reply(&s->srv, code, enhanced, "%s", text);
+	smtp_server_reply_text(&s->srv, code, enhanced, text);
 }
 
 bool smtpd_flush(struct smtpd_session *s)

@@ -125,35 +125,41 @@ PY
 	[ "$found" = yes ]
 }
 
-@test "a new door unmaps its start-up pages with one madvise per run of mappings" {
-	command -v strace >/dev/null || skip "strace is not installed"
-	[ "$(id -u)" -eq 0 ] || skip "attaching to the zygote needs root"
-	local zygote old door n files
+# trace_new_worker CALLS PATTERN WHO: strace -f the smtp service's
+# zygote for CALLS (into $T/zygote.strace) while connections wear the
+# worker out (max_use), until the new worker (WHO=worker) or its door
+# (WHO=door) has made a call that matches PATTERN; sets worker and door
+# to their pids. Bounded.
+trace_new_worker() {
+	local zygote old i pattern=$2 who=$3
 	zygote=$(ps -o pid=,comm=,args= --ppid "$SUITE_PID" |
 		awk '$2 == "smtpd-zygote" && / -s smtp$/ { print $1 }' | head -n 1)
 	[ -n "$zygote" ] || skip "no smtpd zygote (process_zygote = no)"
 	old=$(smtp_worker)
-	strace -q -f -e trace=madvise -o "$T/zygote.strace" -p "$zygote" \
+	strace -q -f -e trace="$1" -o "$T/zygote.strace" -p "$zygote" \
 		2>"$T/zygote.err" &
 	STRACE_PID=$!
 	wait_until 'grep -q "TracerPid:[[:space:]]*[1-9]" "/proc/$zygote/status"' 20
 	# The worker goes at max_use: connections until a new one is there
 	# (bounded by max_use).
-	local i
 	for ((i = 0; i < 25; i++)); do
 		[ "$(smtp_worker)" != "$old" ] && [ -n "$(smtp_worker)" ] && break
 		/usr/bin/python3 -c 'import smtplib, sys
 s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20); s.quit()' "$SMTP_PORT"
 	done
-	wait_until '[ -n "$(smtp_worker)" ] && [ "$(smtp_worker)" != "$old" ] &&
-		door=$(ps -o pid= --ppid "$(smtp_worker)" | tr -d " ") && [ -n "$door" ] &&
-		grep -q "^$door  *madvise" "$T/zygote.strace"' 30
-	local w
-	w=$(smtp_worker)
-	door=$(ps -o pid= --ppid "$w" | tr -d " ")
+	wait_until 'worker=$(smtp_worker) && [ -n "$worker" ] && [ "$worker" != "$old" ] &&
+		door=$(ps -o pid= --ppid "$worker" | tr -d " ") && [ -n "$door" ] &&
+		grep -q "^${!who}  *$pattern" "$T/zygote.strace"' 30
 	kill "$STRACE_PID"
 	wait "$STRACE_PID" || true
 	STRACE_PID=
+}
+
+@test "a new door unmaps its start-up pages with one madvise per run of mappings" {
+	command -v strace >/dev/null || skip "strace is not installed"
+	[ "$(id -u)" -eq 0 ] || skip "attaching to the zygote needs root"
+	local worker door n files
+	trace_new_worker madvise madvise door
 	n=$(grep -c "^$door  *madvise(.*MADV_DONTNEED" "$T/zygote.strace")
 	# The door's mapped files: each file's clean segments (headers, text,
 	# constants) lie side by side, so one call covers them; a call per
@@ -162,4 +168,55 @@ s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20); s.quit()' "$SMTP_PO
 	echo "# door $door: $n madvise calls, $files files mapped" >&3
 	[ "$n" -ge 1 ]
 	[ "$n" -lt $((2 * files)) ]
+}
+
+@test "a door is spawned with its signals set to default, not asked one by one, SIGINT still ignored" {
+	command -v strace >/dev/null || skip "strace is not installed"
+	[ "$(id -u)" -eq 0 ] || skip "attaching to the zygote needs root"
+	local worker door asked set
+	# Up to the door's own SIGINT (smtpd_door.c's main, after the exec).
+	trace_new_worker rt_sigaction,execve \
+		'rt_sigaction(SIGINT, {sa_handler=SIG_IGN' door
+	# The door's calls between the spawn and its exec.
+	awk -v d="$door" '$1 == d && /execve\(/ { exit } $1 == d' \
+		"$T/zygote.strace" > "$T/spawn"
+	asked=$(grep -c 'rt_sigaction([A-Z0-9_]*, NULL' "$T/spawn" || true)
+	set=$(grep -c 'sa_handler=SIG_DFL' "$T/spawn" || true)
+	echo "# door $door before its exec: $asked actions asked, $set set to default" >&3
+	# glibc's child asked all 64 and set them (124 calls); told which to
+	# default, it asks only those left out: SIGINT and SIGPIPE.
+	[ "$set" -ge 30 ]
+	[ "$asked" -le 4 ]
+	# Ignored from the spawn on: a Ctrl-C to the process group under
+	# postern start -f never reaches the door before it ignores SIGINT.
+	grep -q 'rt_sigaction(SIGINT, NULL' "$T/spawn"
+	! grep -q 'rt_sigaction(SIGINT, {sa_handler=SIG_DFL' "$T/spawn"
+}
+
+@test "a worker enforces the Landlock ruleset its zygote built, and keeps no descriptor of it" {
+	command -v strace >/dev/null || skip "strace is not installed"
+	[ "$(id -u)" -eq 0 ] || skip "attaching to the zygote needs root"
+	local worker door zygote f held
+	trace_new_worker landlock_create_ruleset,landlock_add_rule,landlock_restrict_self \
+		'landlock_restrict_self' worker
+	# The worker added no rule and made no ruleset: it enforced the
+	# zygote's (18 rules, each an open, fstat, add and close, before).
+	grep "^$worker " "$T/zygote.strace" > "$T/worker"
+	[ "$(grep -c 'landlock_restrict_self(' "$T/worker")" -eq 1 ]
+	[ "$(grep -c 'landlock_add_rule(' "$T/worker")" -eq 0 ]
+	[ "$(grep -c 'landlock_create_ruleset(' "$T/worker")" -eq 0 ]
+	# The zygote holds the ruleset; the worker (which parses the
+	# network) and its door hold none.
+	zygote=$(ps -o pid=,comm=,args= --ppid "$SUITE_PID" |
+		awk '$2 == "smtpd-zygote" && / -s smtp$/ { print $1 }' | head -n 1)
+	held=$(for f in /proc/"$zygote"/fd/*; do readlink "$f"; done 2>/dev/null |
+		grep -c landlock-ruleset || true)
+	[ "$held" -eq 1 ]
+	held=$(for f in /proc/"$worker"/fd/* /proc/"$door"/fd/*; do readlink "$f"; done 2>/dev/null |
+		grep -c landlock-ruleset || true)
+	[ "$held" -eq 0 ]
+	# And it serves, confined as before (the queue is its door's).
+	run --separate-stderr send 1
+	[ "$status" -eq 0 ]
+	[ "$output" = 250 ]
 }

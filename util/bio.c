@@ -19,6 +19,18 @@
 #define BIO_READ_SIZE 65536
 #define BIO_WRITE_FLUSH 65536
 
+/* The last read buffer of BIO_READ_SIZE given back, for the next bio
+ * (mem.h): a worker serves session after session. */
+static void *spare_rbuf;
+
+static void rbuf_free(struct bio *b)
+{
+	if (b->rbuf != NULL && b->rcap == BIO_READ_SIZE)
+		free_to_spare(&spare_rbuf, b->rbuf);
+	else
+		free(b->rbuf);
+}
+
 static ssize_t plain_read(struct bio *b, void *buf, size_t len)
 {
 	return read(b->fd, buf, len);
@@ -56,7 +68,7 @@ void bio_init(struct bio *b, int fd, int timeout_ms)
 
 void bio_free(struct bio *b)
 {
-	free(b->rbuf);
+	rbuf_free(b);
 	free(b->wbuf);
 	b->rbuf = b->wbuf = NULL;
 	b->rpos = b->rlen = b->rcap = b->wlen = b->wcap = 0;
@@ -156,7 +168,7 @@ void bio_prefill(struct bio *b, const void *p, size_t len)
 	memcpy(buf, p, len);
 	if (have > 0)
 		memcpy(buf + len, b->rbuf + b->rpos, have);
-	free(b->rbuf);
+	rbuf_free(b);
 	b->rbuf = buf;
 	b->rcap = cap;
 	b->rpos = 0;
@@ -170,7 +182,7 @@ static enum bio_status fill(struct bio *b, long long *deadline)
 		b->rpos = b->rlen = 0;
 	if (b->rcap == 0) {
 		b->rcap = BIO_READ_SIZE;
-		b->rbuf = xmalloc(b->rcap);
+		b->rbuf = xmalloc_spare(&spare_rbuf, b->rcap);
 	}
 	if (b->rpos > 0 && b->rlen == b->rcap) {
 		memmove(b->rbuf, b->rbuf + b->rpos, b->rlen - b->rpos);

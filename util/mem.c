@@ -50,6 +50,21 @@ void *xreallocarray(void *ptr, size_t count, size_t size)
 	return p;
 }
 
+void *xmalloc_spare(void **spare, size_t size)
+{
+	void *p = *spare;
+	*spare = NULL;
+	return p != NULL ? p : xmalloc(size);
+}
+
+void free_to_spare(void **spare, void *p)
+{
+	if (*spare == NULL)
+		*spare = p;
+	else
+		free(p);
+}
+
 char *xstrdup(const char *s)
 {
 	char *p = strdup(s);

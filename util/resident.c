@@ -47,6 +47,10 @@ static void drop_add(struct drop_run *run, unsigned long start,
 void resident_drop_startup_pages(void)
 {
 	FILE *f = fopen("/proc/self/smaps", "re");
+	/* stdio reads /proc 1 KiB at a time (its st_blksize): smaps is
+	 * some 40 KiB, a read() each. On the stack, which start-up has
+	 * already made resident deeper than this. */
+	char readbuf[8192];
 	char line[512];
 	unsigned long start = 0, end = 0, kb;
 	bool clean_file_ro = false;
@@ -54,6 +58,7 @@ void resident_drop_startup_pages(void)
 
 	if (f == NULL)
 		return;
+	setvbuf(f, readbuf, _IOFBF, sizeof(readbuf));
 	while (fgets(line, sizeof(line), f) != NULL) {
 		char perms[5];
 		unsigned long s, e;

@@ -82,6 +82,19 @@ bool str_append_uint(struct str *s, unsigned long long n)
 	return str_append(s, digits + i, sizeof(digits) - i);
 }
 
+bool str_append_cstrs(struct str *s, ...)
+{
+	va_list ap;
+	const char *piece;
+	bool ok = true;
+
+	va_start(ap, s);
+	while (ok && (piece = va_arg(ap, const char *)) != NULL)
+		ok = str_append_cstr(s, piece);
+	va_end(ap);
+	return ok;
+}
+
 bool str_vappendf(struct str *s, const char *fmt, va_list ap)
 {
 	va_list ap2;

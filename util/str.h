@@ -33,6 +33,9 @@ bool str_append_char(struct str *s, char c);
 /* The decimal digits of n: what str_appendf(s, "%llu", n) appends,
  * without the cost of printf. */
 bool str_append_uint(struct str *s, unsigned long long n);
+/* Each string in turn up to a NULL: str_appendf(s, "%s%s...") without
+ * printf. false (and nothing more appended) once one would pass max. */
+bool str_append_cstrs(struct str *s, ...) __attribute__((sentinel));
 bool str_appendf(struct str *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 bool str_vappendf(struct str *s, const char *fmt, va_list ap)

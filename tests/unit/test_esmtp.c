@@ -207,6 +207,11 @@ static void test_reply(void)
 	esmtp_reply(&b, 250, NULL, true, "PIPELINING");
 	esmtp_reply(&b, 550, "5.1.1", true, "<%s>: unknown", "x\r\ny@z");
 	esmtp_reply(&b, 999, "4.0.0", true, "bad code");
+	/* No printf for "%s" or a text without conversions: still
+	 * filtered; "%%" still formatted. */
+	esmtp_reply(&b, 554, "5.7.1", true, "%s", "a\tb\x80" "c");
+	esmtp_reply(&b, 452, "4.3.1", true, "100%% full");
+	esmtp_reply_text(&b, 250, "2.0.0", true, "Ok\r\n250 x");
 	char big[2000];
 	memset(big, 'a', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
@@ -223,7 +228,9 @@ static void test_reply(void)
 	buf[got] = '\0';
 	close(fds[0]);
 	const char *want = "250-mx.example\r\n250 PIPELINING\r\n"
-	    "550 5.1.1 <x??y@z>: unknown\r\n451 4.0.0 bad code\r\n";
+	    "550 5.1.1 <x??y@z>: unknown\r\n451 4.0.0 bad code\r\n"
+	    "554 5.7.1 a?b?c\r\n452 4.3.1 100% full\r\n"
+	    "250 2.0.0 Ok??250 x\r\n";
 	CHECK(strncmp(buf, want, strlen(want)) == 0);
 	const char *last = buf + strlen(want);
 	CHECK(strncmp(last, "500 5.5.2 aaaa", 14) == 0);

@@ -127,9 +127,75 @@ static void test_landlock_grants_only_its_tree(void)
 	rmdir(top);
 }
 
+/*
+ * A zygote's ruleset (mail/daemon_confine.c, daemon_confine_prepare):
+ * built once in the parent, enforced by each child it forks. Each child
+ * is confined to the one tree; the parent, which only built it, is not.
+ */
+static struct priv_landlock built_once;
+
+static int enforce_built_once(void *arg)
+{
+	char err[256];
+	struct priv_landlock ll = built_once;
+	if (!priv_landlock_enforce(&ll, err, sizeof(err)))
+		return 94;
+	/* The child's descriptor of the ruleset is gone with it. */
+	if (fcntl(built_once.fd, F_GETFD) >= 0)
+		return 96;
+	int fd = open(arg, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	if (fd < 0)
+		return errno == EACCES ? 13 : 95;
+	close(fd);
+	return 0;
+}
+
+static void test_landlock_built_once_holds_in_each_child(void)
+{
+	char err[256];
+
+	if (priv_landlock_abi() < 2) {
+		printf("# no usable Landlock here: skipped\n");
+		return;
+	}
+	char top[] = "/tmp/postern-test-priv.XXXXXX";
+	if (mkdtemp(top) == NULL) {
+		CHECK(!"mkdtemp");
+		return;
+	}
+	char in[256], inside[300], outside[300], later[300];
+	snprintf(in, sizeof(in), "%s/in", top);
+	mkdir(in, 0700);
+	snprintf(inside, sizeof(inside), "%s/file", in);
+	snprintf(outside, sizeof(outside), "%s/file", top);
+	snprintf(later, sizeof(later), "%s/later", top);
+	CHECK(priv_landlock_begin(&built_once, true, false, err, sizeof(err)));
+	CHECK(priv_landlock_allow(&built_once, in, PRIV_FS_READ |
+	    PRIV_FS_WRITE));
+	for (int i = 0; i < 2; i++) {
+		int st = in_child(enforce_built_once, inside);
+		CHECK_INT(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 0);
+		unlink(inside);
+		st = in_child(enforce_built_once, outside);
+		CHECK_INT(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 13);
+		CHECK(access(outside, F_OK) < 0);
+	}
+	/* The parent kept its descriptor and is free. */
+	CHECK(fcntl(built_once.fd, F_GETFD) >= 0);
+	int fd = open(later, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	CHECK(fd >= 0);
+	if (fd >= 0)
+		close(fd);
+	close(built_once.fd);
+	unlink(later);
+	rmdir(in);
+	rmdir(top);
+}
+
 int main(void)
 {
 	RUN(test_seccomp_kills_denied_calls);
 	RUN(test_landlock_grants_only_its_tree);
+	RUN(test_landlock_built_once_holds_in_each_child);
 	return unit_done();
 }

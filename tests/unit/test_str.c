@@ -85,6 +85,23 @@ static void test_append_uint(void)
 	str_free(&s);
 }
 
+/* str_append_cstrs: the pieces in order; stops at the max. */
+static void test_append_cstrs(void)
+{
+	struct str s;
+	str_init(&s, STR_NO_MAX);
+	str_set(&s, ">");
+	CHECK(str_append_cstrs(&s, "a", "", "bc", "d", (char *)NULL));
+	CHECK_STR(str_cstr(&s), ">abcd");
+	CHECK(str_append_cstrs(&s, (char *)NULL));
+	CHECK_INT(s.len, 5);
+	str_free(&s);
+	str_init(&s, 4);
+	CHECK(!str_append_cstrs(&s, "ab", "cde", "f", (char *)NULL));
+	CHECK_STR(str_cstr(&s), "ab");
+	str_free(&s);
+}
+
 static void test_consume_truncate_steal(void)
 {
 	struct str s;
@@ -124,6 +141,7 @@ int main(void)
 	RUN(test_appendf_grows);
 	RUN(test_appendf_respects_max);
 	RUN(test_append_uint);
+	RUN(test_append_cstrs);
 	RUN(test_consume_truncate_steal);
 	RUN(test_log_escape);
 	return unit_done();
