@@ -354,7 +354,7 @@ static void exec_child(struct master_service *s, unsigned int generation,
 		 * start, libc's and libdb's lazy ones too: a worker cloned
 		 * later would otherwise bind them on first use, each time
 		 * reading the symbol tables of every library (and the
-		 * loader's code) into its own page tables, about 550 KiB
+		 * loader's code) into its own page tables, about 500 KiB
 		 * of RSS per worker. The zygote unsets it (daemon.c).
 		 */
 		setenv("LD_BIND_NOW", "1", 1);
