@@ -224,7 +224,9 @@ LDFLAGS += -Wl,-O1 -Wl,--as-needed
 # each smtpd worker execs once at start (smtpd/smtpd_door.c built again
 # with SMTPD_DOOR_PROGRAM: the door's side and its main). It links only
 # what the door runs: util/, the queue writer, the config, the tables of
-# smtpd_sasl_users and libcrypt; no OpenSSL. Linked dynamically like
+# smtpd_sasl_users and libcrypt; no OpenSSL, no libresolv (the config's
+# DNSBL sites are parsed in mail/dnsbl_parse.c, apart from the lookups
+# of mail/dns.c). Linked dynamically like
 # every other program: a static door would carry its own copy of glibc,
 # whose NSS (the door looks up `user`) loads the system's modules at run
 # time and breaks when glibc is upgraded under it, and Debian wants no
@@ -233,7 +235,7 @@ LDFLAGS += -Wl,-O1 -Wl,--as-needed
 # counted in every session's RSS.
 DOOR_OBJ := $(BUILD)/obj/smtpd-door/smtpd_door.o $(BUILD)/obj/smtpd/smtpd_auth_door.o
 DOOR_LDFLAGS := $(LDFLAGS)
-DOOR_LDLIBS := -lbsd -ldb -lcrypt -lresolv
+DOOR_LDLIBS := -lbsd -ldb -lcrypt
 $(BUILD)/obj/smtpd-door/smtpd_door.o: smtpd/smtpd_door.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -DSMTPD_DOOR_PROGRAM $(INCLUDES) $(CFLAGS) -c $< -o $@

@@ -457,6 +457,9 @@ int daemon_main(int argc, char **argv, const struct daemon_service *svc)
 	if (zygote_fd >= 0 && svc->serve != NULL) {
 		pid_t zygote = getpid();
 		unsetenv(DAEMON_ZYGOTE_ENV);
+		/* master's, for the zygote's own start: the workers' doors
+		 * and whatever they exec bind lazily again. */
+		unsetenv("LD_BIND_NOW");
 		if (svc->confine_from_zygote)
 			daemon_confine_prepare(svc->program);
 		daemon_zygote_serve(zygote_fd, svc->program);

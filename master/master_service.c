@@ -349,6 +349,15 @@ static void exec_child(struct master_service *s, unsigned int generation,
 			_exit(127);
 		snprintf(num, sizeof(num), "%d", next_fd++);
 		setenv(DAEMON_ZYGOTE_ENV, num, 1);
+		/*
+		 * The loader binds every library's calls at the zygote's
+		 * start, libc's and libdb's lazy ones too: a worker cloned
+		 * later would otherwise bind them on first use, each time
+		 * reading the symbol tables of every library (and the
+		 * loader's code) into its own page tables, about 500 KiB
+		 * of RSS per worker. The zygote unsets it (daemon.c).
+		 */
+		setenv("LD_BIND_NOW", "1", 1);
 	}
 	/* The busy/idle page (mail/daemon_scoreboard.h). */
 	next_fd = master_scoreboard_pass(s, next_fd);

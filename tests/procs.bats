@@ -91,6 +91,11 @@ libdb_rss() {
 	done
 	# master reads no map and no domain in UTF-8.
 	[ -z "$(needed master | grep -E '^(libdb|libidn2)')" ]
+	# Loading the config asks no DNS (mail/dnsbl_parse.c): only the
+	# programs that look names up load libresolv (issue 20, h-mem).
+	for p in master qmgr lmtpd smtpd-door; do
+		[ -z "$(needed "$p" | grep '^libresolv')" ]
+	done
 }
 
 @test "smtpd reads the Public Suffix List at its first DMARC check only, through the descriptor opened before confinement" {

@@ -110,6 +110,42 @@ check_cloned() {
 	echo "# zygote $z: Private_Dirty $(kib "$z" Private_Dirty) KiB" >&3
 }
 
+# KiB resident of the dynamic loader's code (ld-linux's executable
+# mapping) in PID.
+loader_code_kib() {
+	awk '/^[0-9a-f]+-[0-9a-f]+ / { ld = ($2 ~ /x/ && $6 ~ /\/ld-linux/) }
+		ld && /^Rss:/ { kb += $2 } END { print kb + 0 }' /proc/"$1"/smaps
+}
+
+@test "the zygote binds every call at its start: a worker runs no loader code, and its door binds lazily" {
+	[ -z "$SUITE_SANITIZED" ] || skip "the sanitizer runtime looks symbols up itself"
+	# A worker made after this start (its first connection binds libc's
+	# and libdb's lazy calls unless the zygote bound them all), which
+	# then serves a session.
+	before=$(workers)
+	for w in $before; do kill -TERM "$w"; done
+	for w in $before; do wait_for_exit "$w" 10; done
+	wait_until '[ "$(workers | wc -l)" -ge 2 ]' 10
+	for i in 1 2 3; do
+		run send_mail --from a@example.org --to postmaster@postern.test
+		[ "$status" -eq 0 ]
+	done
+	local w d kib
+	for w in $(workers); do
+		[ -d /proc/"$w" ] || continue
+		kib=$(loader_code_kib "$w")
+		echo "# worker $w: loader code resident $kib KiB" >&3
+		[ "$kib" -eq 0 ]
+		# master's LD_BIND_NOW is the zygote's alone (a worker's
+		# /proc/PID/environ shows the zygote's start; its door's
+		# shows what the worker passed on).
+		for d in $(child_pids "$w"); do
+			[ -z "$(tr '\0' '\n' < /proc/"$d"/environ | grep '^LD_BIND_NOW=')" ]
+		done
+	done
+	tr '\0' '\n' < /proc/"$(zygote)"/environ | grep -qx 'LD_BIND_NOW=1'
+}
+
 @test "a killed zygote is replaced and the service goes on; a crashed worker replaces it" {
 	old=$(zygote)
 	kill -KILL "$old"
