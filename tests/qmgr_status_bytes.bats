@@ -11,8 +11,7 @@ load helpers/qmgr
 
 setup() {
 	suite_init
-	sink_start sink
-	suite_conf relayhost "[127.0.0.1]:$sink_PORT"
+	relay_to_sink
 	suite_start
 }
 
