@@ -242,22 +242,24 @@ static void job_run(struct deliver_job *job)
 
 static bool send_result(struct bio *b, const struct deliver_job *job)
 {
-	struct ipc_msg m;
+	struct str out;
 
-	ipc_msg_init(&m, "result");
+	str_init(&out, STR_NO_MAX);
+	ipc_put_type(&out, "result");
 	for (size_t i = 0; i < job->nrcpts; i++) {
 		const struct deliver_rcpt *r = &job->rcpts[i];
-		ipc_add(&m, "rcpt", "%ld %c %s %s", r->number, r->out.status,
+		ipc_putf(&out, "rcpt", "%ld %c %s %s", r->number, r->out.status,
 		    r->out.dsn, r->out.diag ? r->out.diag : "");
 	}
-	ipc_add(&m, "relay", "%s", job->relay);
+	ipc_put(&out, "relay", job->relay);
 	if (job->remote_mta[0] != '\0')
-		ipc_add(&m, "remote_mta", "%s", job->remote_mta);
-	ipc_add(&m, "nexthop_status", "%s", job->nexthop_down ? "down" : "ok");
-	ipc_add(&m, "dsn_passed", "%s", job->dsn_passed ? "yes" : "no");
+		ipc_put(&out, "remote_mta", job->remote_mta);
+	ipc_put(&out, "nexthop_status", job->nexthop_down ? "down" : "ok");
+	ipc_put(&out, "dsn_passed", job->dsn_passed ? "yes" : "no");
+	ipc_put_end(&out);
 	bio_set_timeout(b, RESULT_WRITE_TIMEOUT_MS);
-	bool ok = ipc_send(b, &m);
-	ipc_msg_free(&m);
+	bool ok = bio_write(b, out.data, out.len) && bio_flush(b) == BIO_OK;
+	str_free(&out);
 	return ok;
 }
 

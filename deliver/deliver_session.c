@@ -197,11 +197,13 @@ bool deliver_session_read_reply(struct deliver_session *s)
 			break;
 		}
 		const char *body = line.len > 4 ? l + 4 : "";
-		str_appendf(&r->lines, "%s\n", body);
+		/* Appends, not printf: three or four replies a message. */
+		str_append_cstr(&r->lines, body);
+		str_append_char(&r->lines, '\n');
 		if (lines == 0) {
 			r->code = code;
 			reply_enhanced(code, body, r->enhanced, sizeof(r->enhanced));
-			str_appendf(&r->text, "%d", code);
+			str_append(&r->text, l, 3);
 		}
 		/* Continuation lines: their text only, the code said once. */
 		if (r->text.len + strlen(body) + 2 < REPLY_TEXT_MAX) {
@@ -212,8 +214,10 @@ bool deliver_session_read_reply(struct deliver_session *s)
 				while (*t == ' ')
 					t++;
 			}
-			if (*t != '\0' || lines == 0)
-				str_appendf(&r->text, " %s", t);
+			if (*t != '\0' || lines == 0) {
+				str_append_char(&r->text, ' ');
+				str_append_cstr(&r->text, t);
+			}
 		}
 		lines++;
 		if (line.len == 3 || l[3] == ' ')

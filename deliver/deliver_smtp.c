@@ -230,20 +230,26 @@ static void stuff_write(void *ctx, const char *data, size_t len)
 	struct stuffer *st = ctx;
 	size_t from = 0;
 
-	if (st->failed)
+	if (st->failed || len == 0)
 		return;
 	/* Each flush of the body within what is left of the session. */
 	deliver_session_set_timeout(st->s);
-	for (size_t i = 0; i < len; i++) {
-		bool line_start = st->prev == '\n' ||
-		    (st->prev == '\r' && data[i] != '\n');
-		if (data[i] == '.' && line_start) {
+	/*
+	 * A dot needs its double only at a line start, that is after LF or
+	 * CR: look at the dots alone (memchr), not at every byte.
+	 */
+	const char *dot = memchr(data, '.', len);
+	while (dot != NULL) {
+		size_t i = (size_t)(dot - data);
+		char before = i > 0 ? data[i - 1] : st->prev;
+		if (before == '\n' || before == '\r') {
 			bio_write(&st->s->bio, data + from, i - from);
 			bio_write(&st->s->bio, ".", 1);
 			from = i;
 		}
-		st->prev = data[i];
+		dot = memchr(dot + 1, '.', len - i - 1);
 	}
+	st->prev = data[len - 1];
 	if (!bio_write(&st->s->bio, data + from, len - from))
 		st->failed = true;	/* the flush reports the failure */
 }

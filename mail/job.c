@@ -26,7 +26,7 @@
 #include "job.h"
 #include "mem.h"
 
-static void add_time(struct ipc_msg *m, const char *name, double t)
+static void put_time(struct str *out, const char *name, double t)
 {
 	if (t < 0)
 		t = 0;
@@ -34,7 +34,7 @@ static void add_time(struct ipc_msg *m, const char *name, double t)
 	long usec = (long)((t - (double)sec) * 1e6);
 	if (usec > 999999)
 		usec = 999999;
-	ipc_add(m, name, "%lld.%06ld", sec, usec);
+	ipc_putf(out, name, "%lld.%06ld", sec, usec);
 }
 
 static const char *notify_letters(unsigned notify, char buf[8])
@@ -56,44 +56,42 @@ static const char *notify_letters(unsigned notify, char buf[8])
 
 void job_encode(const struct job *job, struct str *out)
 {
-	struct ipc_msg m;
 	char letters[8];
 
-	ipc_msg_init(&m, "job");
-	ipc_add(&m, "transport", "%s", job->transport);
-	ipc_add(&m, "nexthop", "%s", job->nexthop);
-	ipc_add(&m, "queue_id", "%s", job->queue_id);
-	ipc_add(&m, "queue_file", "%s", job->queue_file);
-	ipc_add(&m, "content_offset", "%lld", (long long)job->content_offset);
-	ipc_add(&m, "content_length", "%lld", (long long)job->content_length);
-	ipc_add(&m, "sender", "%s", job->sender ? job->sender : "");
-	ipc_add(&m, "body", "%s", esmtp_body_name(job->body));
-	ipc_add(&m, "smtputf8", "%s", job->smtputf8 ? "yes" : "no");
+	ipc_put_type(out, "job");
+	ipc_put(out, "transport", job->transport);
+	ipc_put(out, "nexthop", job->nexthop);
+	ipc_put(out, "queue_id", job->queue_id);
+	ipc_put(out, "queue_file", job->queue_file);
+	ipc_put_ll(out, "content_offset", (long long)job->content_offset);
+	ipc_put_ll(out, "content_length", (long long)job->content_length);
+	ipc_put(out, "sender", job->sender ? job->sender : "");
+	ipc_put(out, "body", esmtp_body_name(job->body));
+	ipc_put(out, "smtputf8", job->smtputf8 ? "yes" : "no");
 	/* The queue file's Q record, so that the agent need not parse the
 	 * envelope again for it. */
 	if (job->requiretls)
-		ipc_add(&m, "requiretls", "yes");
+		ipc_put(out, "requiretls", "yes");
 	if (job->envid != NULL)
-		ipc_add(&m, "envid", "%s", job->envid);
+		ipc_put(out, "envid", job->envid);
 	if (job->auth != NULL)
-		ipc_add(&m, "auth", "%s", job->auth);
+		ipc_put(out, "auth", job->auth);
 	if (job->ret != QUEUE_RET_DEFAULT)
-		ipc_add(&m, "ret", "%s", job->ret == QUEUE_RET_FULL ? "FULL" :
+		ipc_put(out, "ret", job->ret == QUEUE_RET_FULL ? "FULL" :
 		    "HDRS");
-	add_time(&m, "arrival", job->arrival);
-	add_time(&m, "job_time", job->job_time);
+	put_time(out, "arrival", job->arrival);
+	put_time(out, "job_time", job->job_time);
 	for (size_t k = 0; k < job->nrcpts; k++) {
 		const struct job_rcpt *r = &job->rcpts[k];
-		ipc_add(&m, "rcpt", "%ld %s %s %s", r->number,
+		ipc_putf(out, "rcpt", "%ld %s %s %s", r->number,
 		    notify_letters(r->notify, letters),
 		    r->orcpt && *r->orcpt ? r->orcpt : "-", r->address);
 		if (r->orig_to != NULL)
-			ipc_add(&m, "orig_to", "%ld %s", r->number, r->orig_to);
+			ipc_putf(out, "orig_to", "%ld %s", r->number, r->orig_to);
 		if (r->noexpand)
-			ipc_add(&m, "noexpand", "%ld", r->number);
+			ipc_put_ll(out, "noexpand", r->number);
 	}
-	ipc_encode(&m, out);
-	ipc_msg_free(&m);
+	ipc_put_end(out);
 }
 
 /* ---- decoding ---- */

@@ -104,21 +104,35 @@ static char queue_hash_digit(const char *id)
 	return "0123456789abcdef"[h % QUEUE_DEFERRED_HASH];
 }
 
+/* Append n bytes of p at *at within out; false when they do not fit. */
+static bool path_put(char *out, size_t outsize, size_t *at, const char *p,
+    size_t n)
+{
+	if (n >= outsize - *at)
+		return false;
+	memcpy(out + *at, p, n);
+	*at += n;
+	return true;
+}
+
+/* By memcpy, not snprintf: qmgr makes a few of these per message. */
 void queue_path(char *out, size_t outsize, const char *queue_directory,
     const char *subdir, const char *id)
 {
-	int n;
-	if (strcmp(subdir, QUEUE_DEFERRED) == 0)
-		n = snprintf(out, outsize, "%s/%s/%c/%s", queue_directory,
-		    subdir, queue_hash_digit(id), id);
-	else
-		n = snprintf(out, outsize, "%s/%s/%s", queue_directory, subdir,
-		    id);
+	size_t at = 0;
+	bool deferred = strcmp(subdir, QUEUE_DEFERRED) == 0;
+	char hash[2] = { deferred ? queue_hash_digit(id) : '0', '/' };
+	bool ok = outsize > 0 &&
+	    path_put(out, outsize, &at, queue_directory,
+	    strlen(queue_directory)) &&
+	    path_put(out, outsize, &at, "/", 1) &&
+	    path_put(out, outsize, &at, subdir, strlen(subdir)) &&
+	    path_put(out, outsize, &at, "/", 1) &&
+	    (!deferred || path_put(out, outsize, &at, hash, sizeof(hash))) &&
+	    path_put(out, outsize, &at, id, strlen(id));
 	/* A truncated path must not name some other file: make it unusable. */
-	if (n < 0 || (size_t)n >= outsize) {
-		if (outsize > 0)
-			out[0] = '\0';
-	}
+	if (outsize > 0)
+		out[ok ? at : 0] = '\0';
 }
 
 /* The directory a queue file lives in ("deferred/7" for deferred/). */

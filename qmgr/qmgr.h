@@ -61,6 +61,10 @@ struct qoutcome {
 	char *dsn;		/* "5.1.1" */
 	char *text;		/* the diagnostic */
 	char *remote_mta;	/* "mx.example.net" or NULL */
+	/* 'S' in memory, its status byte not yet in the file: the
+	 * message's last result (qmgr_message_results), written by
+	 * finish() only if the file stays. */
+	bool unwritten;
 };
 
 struct qmsg {

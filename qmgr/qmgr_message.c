@@ -308,6 +308,14 @@ void qmgr_message_results(struct qmsg *msg, const struct qresult *r,
 				log_warning("%s: success notification for "
 				    "recipient %zu lost", msg->id, i);
 			}
+			/* The last job's result: finish() follows at once,
+			 * and removes a message with nothing left to do
+			 * without this byte (finish_unwritten()). */
+			if (msg->jobs_pending == 1) {
+				msg->env.rcpts[i].status = QUEUE_RCPT_SENT;
+				msg->out[i].unwritten = true;
+				continue;
+			}
 			qmgr_message_set_status(msg, fd, i, QUEUE_RCPT_SENT);
 			wrote = true;
 		} else if (r[k].what == 'D') {
@@ -366,6 +374,29 @@ static bool unlinked(int fd)
 	return fstat(fd, &st) == 0 && st.st_nlink == 0;
 }
 
+/*
+ * The S bytes the last result left in memory (qmgr_message_results): a
+ * message with nothing left to do is removed without them, since neither
+ * they nor the remove would be synced (a crash before the remove sends
+ * those recipients again either way: doc/architecture.md, "Queue states
+ * and crash invariants"); one that stays in the queue writes them before
+ * anything else happens to the file. true when any was written.
+ */
+static bool finish_unwritten(struct qmsg *msg, int fd, bool stays)
+{
+	bool wrote = false;
+	for (size_t i = 0; i < msg->env.nrcpts; i++) {
+		if (!msg->out[i].unwritten)
+			continue;
+		msg->out[i].unwritten = false;
+		if (stays && fd >= 0) {
+			qmgr_message_set_status(msg, fd, i, QUEUE_RCPT_SENT);
+			wrote = true;
+		}
+	}
+	return wrote;
+}
+
 static void finish(struct qmsg *msg)
 {
 	char path[4096];
@@ -390,6 +421,8 @@ static void finish(struct qmsg *msg)
 	}
 	if (fd < 0)
 		log_warning("%s: open to finish: %m", msg->id);
+	if (finish_unwritten(msg, fd, any_pending(msg)))
+		msg->unsynced = true;
 
 	time_t now = time(NULL);
 	long long age = (long long)now - msg->env.arrival_sec;

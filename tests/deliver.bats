@@ -458,6 +458,45 @@ sasl_passwords() {
 	grep -q '^last line without CRLF' "$T"/dump/*
 }
 
+@test "dot-stuffing at the content's chunk boundary, after a bare CR, never mid-line" {
+	mkdir "$T/dump"
+	[ "$(id -u)" -ne 0 ] || chown "$TEST_USER" "$T/dump"
+	start_sink sink -d "$T/dump/%M." 127.0.0.1:$SINK_PORT
+	suite_start
+	# deliver reads the first 64 KiB, then the rest: the line ".boundary"
+	# starts at byte 65536 of the content, after an LF in the first read.
+	/usr/bin/python3 - "$T/msg" <<'PY'
+import sys
+head = b"Subject: boundary\r\n\r\n.first\r\na.b mid-line\r\nbare\r.dot\r\n"
+pad = 65536 - len(head)
+lines = b""
+while pad > 80:
+    lines += b"x" * 76 + b"\r\n"
+    pad -= 78
+lines += b"y" * (pad - 2) + b"\r\n"
+body = head + lines
+assert len(body) == 65536
+body += b".boundary\r\n..two at the end\r\n"
+open(sys.argv[1], "wb").write(body)
+PY
+	run deliver_job --nexthop "[127.0.0.1]:$SINK_PORT" --from a@example.org \
+		--to b@example.net --message "$T/msg"
+	echo "$output"
+	[[ "$output" == *"rcpt=0 S 2.0.0"* ]]
+	# The sink undoes the stuffing of line starts (LF): what arrives is
+	# the message as written, but for the dot after the bare CR, which
+	# deliver doubles (a CR may end a line for some peers) and the sink
+	# keeps.
+	f=$(ls "$T"/dump/*)
+	grep -q '^\.first' "$f"
+	grep -q '^a\.b mid-line' "$f"
+	grep -q '^bare\.\.dot' "$f"	# smtp-sink drops the bare CR
+	grep -q '^\.boundary' "$f"
+	grep -q '^\.\.two at the end' "$f"
+	run grep -c '^\.\.boundary\|^\.\.first\|^\.\.\.two\|^a\.\.b' "$f"
+	[ "$output" = 0 ]
+}
+
 @test "8-bit mail to a peer without 8BITMIME goes as quoted-printable, and decodes to what was sent" {
 	mkdir "$T/dump"
 	[ "$(id -u)" -ne 0 ] || chown "$TEST_USER" "$T/dump"

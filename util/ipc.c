@@ -80,28 +80,88 @@ bool ipc_get_ll(const struct ipc_msg *m, const char *name, long long *out)
 	return true;
 }
 
+static bool needs_escape(unsigned char c)
+{
+	return c == '%' || c < 0x20 || c == 0x7f;
+}
+
+/* The value with its plain runs appended whole: a job is some 500
+ * bytes, and a call per byte was most of qmgr's cost of writing one. */
 static void encode_value(struct str *out, const char *v)
 {
-	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
-		if (*p == '%' || *p < 0x20 || *p == 0x7f)
-			str_appendf(out, "%%%02X", *p);
-		else
-			str_append_char(out, (char)*p);
+	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *p = (const unsigned char *)v;
+
+	for (;;) {
+		size_t n = 0;
+		while (p[n] != '\0' && !needs_escape(p[n]))
+			n++;
+		str_append(out, p, n);
+		p += n;
+		if (*p == '\0')
+			return;
+		char esc[3] = { '%', hex[*p >> 4], hex[*p & 15] };
+		str_append(out, esc, sizeof(esc));
+		p++;
 	}
+}
+
+void ipc_put_type(struct str *out, const char *type)
+{
+	ipc_put(out, "type", type);
+}
+
+void ipc_put(struct str *out, const char *name, const char *value)
+{
+	str_append_cstr(out, name);
+	str_append_char(out, '=');
+	encode_value(out, value);
+	str_append_char(out, '\n');
+}
+
+void ipc_putf(struct str *out, const char *name, const char *fmt, ...)
+{
+	char small[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	int n = vsnprintf(small, sizeof(small), fmt, ap);
+	va_end(ap);
+	if (n >= 0 && (size_t)n < sizeof(small)) {
+		ipc_put(out, name, small);
+		return;
+	}
+	struct str v;
+	str_init(&v, STR_NO_MAX);
+	va_start(ap, fmt);
+	str_vappendf(&v, fmt, ap);
+	va_end(ap);
+	ipc_put(out, name, v.data != NULL ? v.data : "");
+	str_free(&v);
+}
+
+void ipc_put_ll(struct str *out, const char *name, long long value)
+{
+	str_append_cstr(out, name);
+	str_append_char(out, '=');
+	if (value < 0)
+		str_append_char(out, '-');
+	str_append_uint(out, value < 0 ? -(unsigned long long)value :
+	    (unsigned long long)value);
+	str_append_char(out, '\n');
+}
+
+void ipc_put_end(struct str *out)
+{
+	str_append_char(out, '\n');
 }
 
 void ipc_encode(const struct ipc_msg *m, struct str *out)
 {
-	str_append_cstr(out, "type=");
-	encode_value(out, m->type);
-	str_append_char(out, '\n');
-	for (size_t i = 0; i < m->count; i++) {
-		str_append_cstr(out, m->attrs[i].name);
-		str_append_char(out, '=');
-		encode_value(out, m->attrs[i].value);
-		str_append_char(out, '\n');
-	}
-	str_append_char(out, '\n');
+	ipc_put_type(out, m->type);
+	for (size_t i = 0; i < m->count; i++)
+		ipc_put(out, m->attrs[i].name, m->attrs[i].value);
+	ipc_put_end(out);
 }
 
 static int hexval(int c)
@@ -217,6 +277,32 @@ bool ipc_send(struct bio *b, const struct ipc_msg *m)
 	return ok;
 }
 
+/* One line through its LF into line (bounded by its maximum). */
+static enum bio_status read_line(struct bio *b, struct str *line)
+{
+	for (;;) {
+		const char *p;
+		size_t avail = bio_peek(b, &p);
+		if (avail == 0) {
+			/* Nothing buffered: wait for input, with the bio's
+			 * deadline, and take its first byte. */
+			enum bio_status st = bio_read_exact(b, line, 1);
+			if (st != BIO_OK)
+				return st;
+			if (line->data[line->len - 1] == '\n')
+				return BIO_OK;
+			continue;
+		}
+		const char *nl = memchr(p, '\n', avail);
+		size_t n = nl != NULL ? (size_t)(nl - p) + 1 : avail;
+		if (!str_append(line, p, n))
+			return BIO_TOOLONG;
+		bio_consume(b, n);
+		if (nl != NULL)
+			return BIO_OK;
+	}
+}
+
 enum bio_status ipc_recv(struct bio *b, struct ipc_msg *m)
 {
 	struct str line;
@@ -227,21 +313,10 @@ enum bio_status ipc_recv(struct bio *b, struct ipc_msg *m)
 	str_init(&line, IPC_MAX_MESSAGE);
 	ipc_msg_init(m, "");
 	for (;;) {
-		/* Lines are LF-terminated here: read through the LF. */
+		/* Lines are LF-terminated here: read through the LF, a
+		 * buffered run at a time. */
 		str_clear(&line);
-		st = BIO_OK;
-		for (;;) {
-			/* Buffered: this costs no system call per byte. */
-			st = bio_read_exact(b, &line, 1);
-			if (st != BIO_OK)
-				break;
-			if (line.data[line.len - 1] == '\n')
-				break;
-			if (line.len > IPC_MAX_MESSAGE) {
-				st = BIO_TOOLONG;
-				break;
-			}
-		}
+		st = read_line(b, &line);
 		if (st != BIO_OK)
 			break;
 		total += line.len;

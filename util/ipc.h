@@ -53,6 +53,18 @@ bool ipc_get_ll(const struct ipc_msg *m, const char *name, long long *out);
 
 /* Append the encoded message to out. */
 void ipc_encode(const struct ipc_msg *m, struct str *out);
+/*
+ * The same bytes written straight into out, without a struct ipc_msg
+ * (its allocations and its printf per attribute): ipc_put_type() first,
+ * then one ipc_put*() per attribute, ipc_put_end() last. For the
+ * messages sent per delivery (the job, its result).
+ */
+void ipc_put_type(struct str *out, const char *type);
+void ipc_put(struct str *out, const char *name, const char *value);
+void ipc_putf(struct str *out, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void ipc_put_ll(struct str *out, const char *name, long long value);
+void ipc_put_end(struct str *out);
 
 enum ipc_decode_result {
 	IPC_NEED_MORE,		/* no complete message in buf yet */

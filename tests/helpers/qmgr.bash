@@ -64,6 +64,12 @@ table() {
 	"$BUILD/postern" -c "$T/conf" map build ${2:-} "$file"
 }
 
+# Start the sink "sink" and relay everything to it.
+relay_to_sink() {
+	sink_start sink
+	suite_conf relayhost "[127.0.0.1]:$sink_PORT"
+}
+
 # Start a sink, relay everything to it, but route dead.test to a port
 # nobody listens on (mail for it is deferred and stays in the queue).
 sink_and_dead_destination() {

@@ -300,6 +300,46 @@ static void test_send_recv(void)
 	close(sv[0]);
 }
 
+/* ipc_put*() write the bytes ipc_add() and ipc_encode() write. */
+static void test_put_matches_encode(void)
+{
+	static const char *const values[] = {
+		"", "plain", "100%", "a\r\nb", "\x01\x7f", "caf\xc3\xa9", "%0A",
+	};
+	char big[1500];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	big[700] = '\n';	/* an escape past printf's small buffer */
+
+	struct ipc_msg m;
+	struct str want, got;
+	ipc_msg_init(&m, "job\n%");
+	str_init(&got, STR_NO_MAX);
+	ipc_put_type(&got, "job\n%");
+	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+		ipc_add(&m, "v", "%s", values[i]);
+		ipc_put(&got, "v", values[i]);
+		ipc_add(&m, "f", "%zu %s", i, values[i]);
+		ipc_putf(&got, "f", "%zu %s", i, values[i]);
+	}
+	ipc_add(&m, "big", "%s", big);
+	ipc_putf(&got, "big", "%s", big);
+	ipc_add(&m, "n", "%lld", -9223372036854775807LL - 1);
+	ipc_put_ll(&got, "n", -9223372036854775807LL - 1);
+	ipc_add(&m, "z", "%lld", 0LL);
+	ipc_put_ll(&got, "z", 0);
+	ipc_add(&m, "p", "%lld", 4096LL);
+	ipc_put_ll(&got, "p", 4096);
+	ipc_put_end(&got);
+	str_init(&want, STR_NO_MAX);
+	ipc_encode(&m, &want);
+	CHECK_INT(got.len, want.len);
+	CHECK(got.len == want.len && memcmp(got.data, want.data, got.len) == 0);
+	str_free(&want);
+	str_free(&got);
+	ipc_msg_free(&m);
+}
+
 int main(void)
 {
 	RUN(test_encode_escapes);
@@ -308,5 +348,6 @@ int main(void)
 	RUN(test_limits);
 	RUN(test_get);
 	RUN(test_send_recv);
+	RUN(test_put_matches_encode);
 	return unit_done();
 }

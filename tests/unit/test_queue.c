@@ -543,6 +543,17 @@ static void test_paths(void)
 	char small[12];
 	queue_path(small, sizeof(small), "/q", QUEUE_INCOMING, "4Kq3xY1z2B0000");
 	CHECK_STR(small, "");
+	/* Room for the path and its NUL exactly, and one byte less. */
+	char fit[sizeof("/q/incoming/4Kq3xY1z2B0000")];
+	queue_path(fit, sizeof(fit), "/q", QUEUE_INCOMING, "4Kq3xY1z2B0000");
+	CHECK_STR(fit, "/q/incoming/4Kq3xY1z2B0000");
+	queue_path(fit, sizeof(fit) - 1, "/q", QUEUE_INCOMING, "4Kq3xY1z2B0000");
+	CHECK_STR(fit, "");
+	char dfit[sizeof("/q/deferred/7/4Kq3xY1z2B0000")];
+	queue_path(dfit, sizeof(dfit), "/q", QUEUE_DEFERRED, "4Kq3xY1z2B0000");
+	CHECK_STR(dfit + 14, "4Kq3xY1z2B0000");
+	queue_path(dfit, sizeof(dfit) - 1, "/q", QUEUE_DEFERRED, "4Kq3xY1z2B0000");
+	CHECK_STR(dfit, "");
 }
 
 static void test_dirs(void)
