@@ -280,7 +280,7 @@ log_line_re() {	# ADDRESS DSN STATUS
 	    conn.close()
 	PY
 	PEER_PIDS+=($!)
-	wait_for_log listening 5 "$T/flaky.out"
+	wait_for_log listening 30 "$T/flaky.out"
 	start_sink sink 127.0.0.1:$SINK_PORT
 	suite_start
 	run deliver_job --nexthop "flaky.test:$SINK_PORT" --repeat 2 \
@@ -366,7 +366,7 @@ sasl_passwords() {
 	    conn.close()
 	PY
 	PEER_PIDS+=($!)
-	wait_for_log listening 5 "$T/login.out"
+	wait_for_log listening 30 "$T/login.out"
 	suite_start
 	run deliver_job --nexthop "[127.0.0.1]:$SINK_PORT" --from a@example.org \
 		--to b@example.net
