@@ -105,7 +105,7 @@ print("end", s.getreply()[0], flush=True)
 s.quit()
 PY
 	HELD_PID=$!
-	wait_until "grep -q '^data 354' '$T/held.out'" 10 "the held session's 354"
+	wait_until "grep -q '^data 354' '$T/held.out'" 30 "the held session's 354"
 }
 
 # The worker serving the held session, and its queue file descriptor.
@@ -213,7 +213,7 @@ queue_fds() {
 			recycled="$recycled$(stat -c %i "$T/queue/recycle/"* | paste -sd' ') "
 	done
 	start_held_data
-	wait_until "held_fd > /dev/null" 10 "the worker's queue file"
+	wait_until "held_fd > /dev/null" 30 "the worker's queue file"
 	read -r worker fd < <(held_fd)
 	# The very inode that held a finished message...
 	[[ "$recycled" == *" $(stat -L -c %i "/proc/$worker/fd/$fd") "* ]]
@@ -254,14 +254,14 @@ queue_fds() {
 
 @test "kill -9 of the worker mid-DATA: its door removes the unfinished file and exits; mail flows again" {
 	start_held_data
-	wait_until "held_fd > /dev/null" 10 "the worker's queue file"
+	wait_until "held_fd > /dev/null" 30 "the worker's queue file"
 	read -r worker fd < <(held_fd)
 	door=$(smtp_door_of "$worker")
 	[ -n "$door" ]
 	ls -A "$T/queue/incoming" | grep -q '^\.'
 	kill -KILL "$worker"
-	wait_for_exit "$door" 10
-	wait_until "! ls -A '$T/queue/incoming' | grep -q '^\\.'" 10 "incoming/ without a temporary file"
+	wait_for_exit "$door" 30
+	wait_until "! ls -A '$T/queue/incoming' | grep -q '^\\.'" 30 "incoming/ without a temporary file"
 	touch "$T/release"
 	wait "$HELD_PID" || true
 	! grep -q '^end 250' "$T/held.out"
@@ -274,19 +274,19 @@ queue_fds() {
 	door=$(smtp_door_of "$worker")
 	[ -n "$door" ]
 	kill -KILL "$door"
-	wait_for_exit "$worker" 10
-	wait_until "[ -n \"\$(first_worker)\" ] && [ -n \"\$(smtp_door_of \"\$(first_worker)\")\" ]" 10 "a new worker and door"
+	wait_for_exit "$worker" 30
+	wait_until "[ -n \"\$(first_worker)\" ] && [ -n \"\$(smtp_door_of \"\$(first_worker)\")\" ]" 30 "a new worker and door"
 	run send_mail --from a@example.org --to alice@postern.test
 	[ "$status" -eq 0 ]
 	# A door killed in the middle of a message: 451 at the end, not 250.
 	start_held_data
-	wait_until "held_fd > /dev/null" 10 "the worker's queue file"
+	wait_until "held_fd > /dev/null" 30 "the worker's queue file"
 	read -r worker fd < <(held_fd)
 	kill -KILL "$(smtp_door_of "$worker")"
 	touch "$T/release"
 	wait "$HELD_PID" || true
 	grep -q '^end 451' "$T/held.out"
-	wait_for_exit "$worker" 10
+	wait_for_exit "$worker" 30
 }
 
 @test "reload and stop leave no smtpd process behind" {
@@ -295,9 +295,9 @@ queue_fds() {
 	[ -n "$workers" ]
 	kill -HUP "$(master_pid)"
 	for pid in $old; do
-		wait_for_exit "$pid" 10
+		wait_for_exit "$pid" 30
 	done
-	wait_until "[ -n \"\$(first_worker)\" ]" 10 "a new worker"
+	wait_until "[ -n \"\$(first_worker)\" ]" 30 "a new worker"
 	# Each worker has exactly one door, and nothing else runs.
 	for pid in $(listener_pids); do
 		[ "$(ps -o pid= --ppid "$pid" | wc -l)" -eq 1 ]
