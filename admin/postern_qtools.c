@@ -19,38 +19,9 @@
 
 #include "admin.h"
 #include "mem.h"
+#include "str.h"
 
 /* ---- list --json ---- */
-
-/* Length of the valid UTF-8 sequence at p (n bytes left), 0 if none. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-	size_t len;
-	unsigned min;
-	unsigned cp;
-
-	if (p[0] < 0x80)
-		return 1;
-	if ((p[0] & 0xe0) == 0xc0) {
-		len = 2; cp = p[0] & 0x1f; min = 0x80;
-	} else if ((p[0] & 0xf0) == 0xe0) {
-		len = 3; cp = p[0] & 0x0f; min = 0x800;
-	} else if ((p[0] & 0xf8) == 0xf0) {
-		len = 4; cp = p[0] & 0x07; min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (p[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
 
 static void json_string(FILE *out, const char *s)
 {
@@ -64,7 +35,7 @@ static void json_string(FILE *out, const char *s)
 		} else if (*p < 0x20 || *p == 0x7f) {
 			fprintf(out, "\\u%04x", *p);
 		} else if (*p >= 0x80) {
-			size_t len = utf8_len(p, n);
+			size_t len = str_utf8_len(p, n);
 			if (len == 0) {
 				fputs("\\ufffd", out);
 				len = 1;

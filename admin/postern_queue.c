@@ -373,7 +373,8 @@ enum qmgr_request_result {
 /*
  * Connect to qmgr's control socket and send one request of the given
  * type; the caller reads the answer from *b, then closes b->fd and frees
- * b. path gets the socket's path for error messages.
+ * b. path gets the socket's path for error messages. A request that did
+ * not go out is said here, and b already closed (errno kept).
  */
 static enum qmgr_request_result qmgr_request(const char *type, const char *id,
     int timeout_ms, struct bio *b, char *path, size_t pathsize)
@@ -391,8 +392,36 @@ static enum qmgr_request_result qmgr_request(const char *type, const char *id,
 	bool sent = ipc_send(b, &req);
 	int saved = errno;
 	ipc_msg_free(&req);
+	if (!sent) {
+		fprintf(stderr, "%s: %s: sending to qmgr: %s\n", QUEUE_CMD,
+		    type, strerror(saved));
+		close(b->fd);
+		bio_free(b);
+	}
 	errno = saved;
 	return sent ? QMGR_SENT : QMGR_SEND_FAILED;
+}
+
+/* qmgr's one answer to a request of type (hold, flush); false with a
+ * message when none came. */
+static bool qmgr_answer(const char *type, struct bio *b, struct ipc_msg *reply)
+{
+	enum bio_status st = ipc_recv(b, reply);
+	if (st == BIO_OK)
+		return true;
+	fprintf(stderr, "%s: %s: no answer from qmgr (%s)\n", QUEUE_CMD, type,
+	    bio_status_name(st));
+	return false;
+}
+
+/* qmgr said no to a request of type: its reason, masked. */
+static void print_refusal(const char *type, const struct ipc_msg *reply)
+{
+	const char *reason = ipc_get(reply, "reason");
+
+	fprintf(stderr, "%s: %s: qmgr refused: ", QUEUE_CMD, type);
+	print_masked(stderr, reason ? reason : reply->type);
+	fputc('\n', stderr);
 }
 
 /*
@@ -413,9 +442,7 @@ static int queue_list_qmgr(struct list_state *lsp)
 		    "at %s: %s\n", QUEUE_CMD, path, strerror(errno));
 		return 1;
 	case QMGR_SEND_FAILED:
-		fprintf(stderr, "%s: list: sending to qmgr: %s\n", QUEUE_CMD,
-		    strerror(errno));
-		goto out;
+		return 1;
 	case QMGR_SENT:
 		break;
 	}
@@ -436,15 +463,11 @@ static int queue_list_qmgr(struct list_state *lsp)
 			print_list_end(&ls);
 			rc = 0;
 		} else {
-			const char *reason = ipc_get(&m, "reason");
-			fprintf(stderr, "%s: list: qmgr refused: ", QUEUE_CMD);
-			print_masked(stderr, reason ? reason : m.type);
-			fputc('\n', stderr);
+			print_refusal("list", &m);
 		}
 		ipc_msg_free(&m);
 		break;
 	}
-out:
 	close(b.fd);
 	bio_free(&b);
 	return rc;
@@ -651,16 +674,11 @@ static enum hold_by_qmgr hold_by_qmgr(const char *id)
 	case QMGR_UNREACHABLE:
 		return HOLD_BY_QMGR_DOWN;
 	case QMGR_SEND_FAILED:
-		fprintf(stderr, "%s: hold: sending to qmgr: %s\n", QUEUE_CMD,
-		    strerror(errno));
-		goto out;
+		return HOLD_BY_QMGR_FAILED;
 	case QMGR_SENT:
 		break;
 	}
-	enum bio_status st = ipc_recv(&b, &reply);
-	if (st != BIO_OK) {
-		fprintf(stderr, "%s: hold: no answer from qmgr (%s)\n",
-		    QUEUE_CMD, bio_status_name(st));
+	if (!qmgr_answer("hold", &b, &reply)) {
 		errno = EIO;
 		goto out;
 	}
@@ -675,9 +693,7 @@ static enum hold_by_qmgr hold_by_qmgr(const char *id)
 	} else if (reason != NULL && strcmp(reason, "not in active") == 0) {
 		errno = ENOENT;	/* moved on meanwhile: look again */
 	} else {
-		fprintf(stderr, "%s: hold: qmgr refused: ", QUEUE_CMD);
-		print_masked(stderr, reason ? reason : reply.type);
-		fputc('\n', stderr);
+		print_refusal("hold", &reply);
 		errno = EPERM;
 	}
 out:
@@ -1070,26 +1086,17 @@ static int queue_flush(void)
 		    "(is postern running?)\n", QUEUE_CMD, path, strerror(errno));
 		return 1;
 	case QMGR_SEND_FAILED:
-		fprintf(stderr, "%s: flush: sending to qmgr: %s\n", QUEUE_CMD,
-		    strerror(errno));
-		goto out;
+		return 1;
 	case QMGR_SENT:
 		break;
 	}
-	enum bio_status st = ipc_recv(&b, &reply);
-	if (st != BIO_OK) {
-		fprintf(stderr, "%s: flush: no answer from qmgr (%s)\n",
-		    QUEUE_CMD, bio_status_name(st));
+	if (!qmgr_answer("flush", &b, &reply))
 		goto out;
-	}
 	if (strcmp(reply.type, "ok") == 0) {
 		printf("flush: qmgr is retrying every deferred message now\n");
 		rc = 0;
 	} else {
-		const char *reason = ipc_get(&reply, "reason");
-		fprintf(stderr, "%s: flush: qmgr refused: ", QUEUE_CMD);
-		print_masked(stderr, reason ? reason : reply.type);
-		fputc('\n', stderr);
+		print_refusal("flush", &reply);
 	}
 out:
 	ipc_msg_free(&reply);

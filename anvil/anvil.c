@@ -194,6 +194,22 @@ static bool key_ok(const char *v)
 	    strpbrk(v, " \t\r\n") == NULL;
 }
 
+/*
+ * Send reply r to the client and free it; false when it did not go out
+ * whole. Replies are small; a client that does not read them is gone.
+ */
+static bool send_reply(struct anvil_client *c, struct ipc_msg *r)
+{
+	struct str out;
+	str_init(&out, STR_NO_MAX);
+	ipc_encode(r, &out);
+	ipc_msg_free(r);
+	ssize_t w = write(c->fd, out.data, out.len);
+	bool sent = w == (ssize_t)out.len;
+	str_free(&out);
+	return sent;
+}
+
 static bool reply_counts(struct anvil_client *c, const struct anvil_entry *e,
     bool new_episode)
 {
@@ -204,14 +220,7 @@ static bool reply_counts(struct anvil_client *c, const struct anvil_entry *e,
 	ipc_add(&r, "connection_rate", "%lld", e ? e->conn_events : 0);
 	ipc_add(&r, "message_rate", "%lld", e ? e->msg_events : 0);
 	ipc_add(&r, "recipient_rate", "%lld", e ? e->rcpt_events : 0);
-	struct str out;
-	str_init(&out, STR_NO_MAX);
-	ipc_encode(&r, &out);
-	ipc_msg_free(&r);
-	ssize_t w = write(c->fd, out.data, out.len);
-	bool sent = w == (ssize_t)out.len;
-	str_free(&out);
-	return sent;
+	return send_reply(c, &r);
 }
 
 static void release_held(struct anvil_client *c)
@@ -313,14 +322,7 @@ static bool handle_greylist(struct anvil_client *c, const struct ipc_msg *m,
 	    "pass");
 	ipc_add(&r, "seconds", "%lld", seconds);
 	ipc_add(&r, "first_pass", "%d", g == ANVIL_GREYLIST_FIRST_PASS);
-	struct str out;
-	str_init(&out, STR_NO_MAX);
-	ipc_encode(&r, &out);
-	ipc_msg_free(&r);
-	ssize_t w = write(c->fd, out.data, out.len);
-	bool sent = w == (ssize_t)out.len;
-	str_free(&out);
-	return sent;
+	return send_reply(c, &r);
 }
 
 /*
@@ -374,15 +376,7 @@ static bool handle(struct anvil_client *c, const struct ipc_msg *m)
 	ipc_add(&r, "client_locked", "%lld", locked_for(ce, now));
 	ipc_add(&r, "user_failures", "%lld", ue ? ue->failures : 0);
 	ipc_add(&r, "user_locked", "%lld", locked_for(ue, now));
-	struct str out;
-	str_init(&out, STR_NO_MAX);
-	ipc_encode(&r, &out);
-	ipc_msg_free(&r);
-	/* Replies are small; a client that does not read them is gone. */
-	ssize_t w = write(c->fd, out.data, out.len);
-	bool sent = w == (ssize_t)out.len;
-	str_free(&out);
-	return sent;
+	return send_reply(c, &r);
 }
 
 static void client_close(size_t i)

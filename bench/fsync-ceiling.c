@@ -31,6 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_stats.h"
+
 #define MAX_WRITERS 256
 #define MAX_SAMPLES_PER_WRITER 200000
 
@@ -50,14 +52,6 @@ static double run_seconds = 3.0;
 static char *payload;
 static int incoming_fd = -1;
 static volatile bool stop_flag;
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void usage(void)
 {
@@ -182,28 +176,6 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of a sorted array. */
-static double percentile(const double *v, size_t n, double p)
-{
-	size_t rank;
-
-	if (n == 0)
-		return 0.0;
-	rank = (size_t)(p / 100.0 * (double)n + 0.999999);
-	if (rank < 1)
-		rank = 1;
-	if (rank > n)
-		rank = n;
-	return v[rank - 1];
-}
-
 static void make_dir(const char *parent, const char *name)
 {
 	char path[4096];
@@ -315,7 +287,7 @@ int main(int argc, char **argv)
 		memcpy(all + nall, writers[i].lat_ms, writers[i].nlat * sizeof(double));
 		nall += writers[i].nlat;
 	}
-	qsort(all, nall, sizeof(double), cmp_double);
+	sort_samples(all, nall);
 
 	/* Leave the directory as we found it (the files are already gone). */
 	snprintf(path, sizeof(path), "%s/incoming", base_dir);

@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,12 +44,12 @@ enum { REPLY_ACCEPT = 'a', REPLY_CONTINUE = 'c', REPLY_ADDHEADER = 'h' };
 
 static atomic_long connections, messages;
 
-static int read_full(int fd, void *buf, size_t len)
+/* All len bytes read into p (writing: written from p); -1 at an end of
+ * file or error. */
+static int transfer_full(int fd, char *p, size_t len, bool writing)
 {
-	char *p = buf;
-
 	while (len > 0) {
-		ssize_t n = read(fd, p, len);
+		ssize_t n = writing ? write(fd, p, len) : read(fd, p, len);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -60,21 +61,14 @@ static int read_full(int fd, void *buf, size_t len)
 	return 0;
 }
 
+static int read_full(int fd, void *buf, size_t len)
+{
+	return transfer_full(fd, buf, len, false);
+}
+
 static int write_full(int fd, const void *buf, size_t len)
 {
-	const char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return transfer_full(fd, (char *)buf, len, true);
 }
 
 static int send_packet(int fd, char cmd, const void *data, uint32_t len)

@@ -352,13 +352,11 @@ static void process_input(struct conn *c)
 	c->in_len -= pos;
 }
 
-/* The connection's reads and writes, through TLS once it is on. -1 with
- * errno EAGAIN: try again when the socket is ready. */
-static ssize_t conn_read(struct conn *c, void *buf, size_t len)
+/* What SSL_read or SSL_write returning n comes to, as read(2) and
+ * write(2) say it: -1 with errno EAGAIN to try again when the socket is
+ * ready, 0 for the peer's close_notify (a read's end of file). */
+static ssize_t ssl_result(struct conn *c, int n)
 {
-	if (c->ssl == NULL)
-		return read(c->fd, buf, len);
-	int n = SSL_read(c->ssl, buf, (int)len);
 	if (n > 0)
 		return n;
 	int e = SSL_get_error(c->ssl, n);
@@ -373,21 +371,19 @@ static ssize_t conn_read(struct conn *c, void *buf, size_t len)
 	return -1;
 }
 
+/* The connection's reads and writes, through TLS once it is on. */
+static ssize_t conn_read(struct conn *c, void *buf, size_t len)
+{
+	if (c->ssl == NULL)
+		return read(c->fd, buf, len);
+	return ssl_result(c, SSL_read(c->ssl, buf, (int)len));
+}
+
 static ssize_t conn_write(struct conn *c, const void *buf, size_t len)
 {
 	if (c->ssl == NULL)
 		return write(c->fd, buf, len);
-	int n = SSL_write(c->ssl, buf, (int)len);
-	if (n > 0)
-		return n;
-	int e = SSL_get_error(c->ssl, n);
-	ERR_clear_error();
-	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-		errno = EAGAIN;
-		return -1;
-	}
-	errno = EIO;
-	return -1;
+	return ssl_result(c, SSL_write(c->ssl, buf, (int)len));
 }
 
 /* The 220 to STARTTLS is out: the server side of the handshake starts
@@ -410,6 +406,8 @@ static bool flush_output(int ep, struct conn *c)
 	while (c->out_len > 0) {
 		ssize_t n = conn_write(c, c->out, c->out_len);
 
+		if (n == 0)
+			return false;	/* the peer closed TLS */
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;

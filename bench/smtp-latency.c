@@ -46,6 +46,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_stats.h"
+
 #define REPLY_TIMEOUT_S 120
 #define RBUF_SIZE 4096
 #define HDR_ROOM 1024		/* room for a message's header lines */
@@ -81,14 +83,6 @@ static atomic_long next_message;
 static long my_pid;		/* in every Message-Id, looked up once */
 static char *body;		/* body lines, CRLF, without the final "." */
 static size_t body_size;
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int write_all(struct session *s, const char *buf, size_t len)
 {
@@ -365,27 +359,6 @@ static void *session_main(void *arg)
 	return NULL;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-static double percentile(const double *v, size_t n, double p)
-{
-	size_t rank;
-
-	if (n == 0)
-		return 0.0;
-	rank = (size_t)(p / 100.0 * (double)n + 0.999999);
-	if (rank < 1)
-		rank = 1;
-	if (rank > n)
-		rank = n;
-	return v[rank - 1];
-}
-
 /* Body of about body_len octets: lines of 76 'X' (and one shorter). */
 static void build_body(void)
 {
@@ -535,7 +508,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "smtp-latency: session %d: %lu failed, last: %s\n",
 			    i, sessions[i].failed, sessions[i].last_error);
 	}
-	qsort(all, nall, sizeof(double), cmp_double);
+	sort_samples(all, nall);
 	printf("sent=%ld ok=%lu failed=%lu seconds=%.2f rate=%.1f p50_ms=%.2f "
 	    "p90_ms=%.2f p99_ms=%.2f max_ms=%.2f",
 	    total_messages, ok, failed, elapsed, (double)ok / elapsed,

@@ -334,15 +334,8 @@ static void deliver_serve(struct daemon_conn *conn)
 		char err[256];
 
 		bio_set_timeout(&b, JOB_READ_TIMEOUT_MS);
-		enum bio_status st = ipc_recv(&b, &m);
-		if (st == BIO_EOF)
+		if (!job_recv(&b, &m))
 			break;
-		if (st != BIO_OK) {
-			log_warning("reading a job from qmgr: %s",
-			    st == BIO_TOOLONG ? "malformed message" :
-			    bio_status_name(st));
-			break;
-		}
 		if (!job_parse(&m, &job, err, sizeof(err))) {
 			log_warning("malformed job from qmgr: %s", err);
 			ipc_msg_free(&m);

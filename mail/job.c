@@ -24,6 +24,7 @@
 #include "addr.h"
 #include "esmtp.h"
 #include "job.h"
+#include "log.h"
 #include "mem.h"
 
 static void put_time(struct str *out, const char *name, double t)
@@ -326,4 +327,16 @@ void job_clear(struct job *job)
 	}
 	free(job->rcpts);
 	memset(job, 0, sizeof(*job));
+}
+
+bool job_recv(struct bio *b, struct ipc_msg *m)
+{
+	enum bio_status st = ipc_recv(b, m);
+	if (st == BIO_OK)
+		return true;
+	if (st != BIO_EOF)
+		log_warning("reading a job from qmgr: %s",
+		    st == BIO_TOOLONG ? "malformed message" :
+		    bio_status_name(st));
+	return false;
 }

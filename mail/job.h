@@ -63,5 +63,11 @@ bool job_decode(const struct ipc_msg *m, struct job *job, char *err,
 /* Free what job_decode() allocated (not for an encoder's borrowed
  * struct). */
 void job_clear(struct job *job);
+/*
+ * A delivery agent: read qmgr's next message into m (the caller frees
+ * it). false at the end of qmgr's stream, or after a failed read
+ * (logged): the agent then ends the connection.
+ */
+bool job_recv(struct bio *b, struct ipc_msg *m);
 
 #endif

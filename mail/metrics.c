@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,54 +293,58 @@ static void hist(struct str *out, const char *name, const char *labels,
 	    plain, labels, plain ? "}" : "", (unsigned long long)cum);
 }
 
+/*
+ * One counter of smtpd's, by service and, when names is not NULL, by a
+ * second label: the n values at offset in each service's counters.
+ */
+static void smtpd_counter(struct str *out,
+    const struct metrics_smtpd_segment *m, const char *name,
+    const char *help, size_t offset, const char *label,
+    const char *const *names, int n)
+{
+	head(out, name, "counter", help);
+	for (int v = 0; v < METRICS_NSVC; v++) {
+		const uint64_t *c = (const uint64_t *)
+		    ((const char *)&m->svc[v] + offset);
+		for (int i = 0; i < n; i++) {
+			unsigned long long value = load(&c[i]);
+			if (names == NULL)
+				str_appendf(out, "%s{service=\"%s\"} %llu\n",
+				    name, svc_names[v], value);
+			else
+				str_appendf(out, "%s{service=\"%s\",%s=\"%s\"} "
+				    "%llu\n", name, svc_names[v], label,
+				    names[i], value);
+		}
+	}
+}
+
+#define SMTPD_AT(field) offsetof(struct metrics_smtpd_counters, field)
+
 static void render_smtpd(struct str *out, const struct metrics_smtpd_segment *m)
 {
 	char lab[64];
 
-	head(out, "postern_smtpd_connections_total", "counter",
-	    "SMTP connections smtpd served, by service.");
-	for (int v = 0; v < METRICS_NSVC; v++)
-		str_appendf(out, "postern_smtpd_connections_total{service="
-		    "\"%s\"} %llu\n", svc_names[v],
-		    (unsigned long long)load(&m->svc[v].connections));
-	head(out, "postern_smtpd_messages_total", "counter",
-	    "Messages smtpd accepted into the queue (250 after DATA).");
-	for (int v = 0; v < METRICS_NSVC; v++)
-		str_appendf(out, "postern_smtpd_messages_total{service="
-		    "\"%s\"} %llu\n", svc_names[v],
-		    (unsigned long long)load(&m->svc[v].messages));
-	head(out, "postern_smtpd_received_bytes_total", "counter",
-	    "Octets of the messages smtpd accepted.");
-	for (int v = 0; v < METRICS_NSVC; v++)
-		str_appendf(out, "postern_smtpd_received_bytes_total{service="
-		    "\"%s\"} %llu\n", svc_names[v],
-		    (unsigned long long)load(&m->svc[v].bytes));
-	head(out, "postern_smtpd_rejects_total", "counter",
+	smtpd_counter(out, m, "postern_smtpd_connections_total",
+	    "SMTP connections smtpd served, by service.",
+	    SMTPD_AT(connections), NULL, NULL, 1);
+	smtpd_counter(out, m, "postern_smtpd_messages_total",
+	    "Messages smtpd accepted into the queue (250 after DATA).",
+	    SMTPD_AT(messages), NULL, NULL, 1);
+	smtpd_counter(out, m, "postern_smtpd_received_bytes_total",
+	    "Octets of the messages smtpd accepted.",
+	    SMTPD_AT(bytes), NULL, NULL, 1);
+	smtpd_counter(out, m, "postern_smtpd_rejects_total",
 	    "Commands and messages smtpd refused (the reject: log lines), "
-	    "by reason.");
-	for (int v = 0; v < METRICS_NSVC; v++)
-		for (int r = 0; r < METRICS_NREJECT; r++)
-			str_appendf(out, "postern_smtpd_rejects_total{service="
-			    "\"%s\",reason=\"%s\"} %llu\n", svc_names[v],
-			    reject_names[r],
-			    (unsigned long long)load(&m->svc[v].rejects[r]));
-	head(out, "postern_smtpd_tls_sessions_total", "counter",
+	    "by reason.", SMTPD_AT(rejects), "reason", reject_names,
+	    METRICS_NREJECT);
+	smtpd_counter(out, m, "postern_smtpd_tls_sessions_total",
 	    "TLS handshakes (STARTTLS or smtps), by protocol version; "
-	    "\"failed\" for a handshake that failed.");
-	for (int v = 0; v < METRICS_NSVC; v++)
-		for (int t = 0; t < METRICS_NTLS; t++)
-			str_appendf(out, "postern_smtpd_tls_sessions_total{"
-			    "service=\"%s\",version=\"%s\"} %llu\n",
-			    svc_names[v], tls_names[t],
-			    (unsigned long long)load(&m->svc[v].tls[t]));
-	head(out, "postern_smtpd_auth_total", "counter",
-	    "SMTP AUTH attempts, by result.");
-	for (int v = 0; v < METRICS_NSVC; v++)
-		for (int a = 0; a < METRICS_NAUTH; a++)
-			str_appendf(out, "postern_smtpd_auth_total{service="
-			    "\"%s\",result=\"%s\"} %llu\n", svc_names[v],
-			    auth_names[a],
-			    (unsigned long long)load(&m->svc[v].auth[a]));
+	    "\"failed\" for a handshake that failed.", SMTPD_AT(tls),
+	    "version", tls_names, METRICS_NTLS);
+	smtpd_counter(out, m, "postern_smtpd_auth_total",
+	    "SMTP AUTH attempts, by result.", SMTPD_AT(auth), "result",
+	    auth_names, METRICS_NAUTH);
 	head(out, "postern_smtpd_accept_seconds", "histogram",
 	    "Time from the end of the message (DATA's dot or BDAT LAST) to "
 	    "the 250 reply: filters, the two fsyncs of the commit.");

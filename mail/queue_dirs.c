@@ -44,6 +44,18 @@ static const struct queue_dir_spec queue_dir_specs[] = {
 	{ QUEUE_TLS, 0700, false },
 };
 
+/* path gets the directory of d under queue_directory; false
+ * with err when it would not fit. */
+static bool spec_path(char path[PATH_MAX], const char *queue_directory,
+    const struct queue_dir_spec *d, char *err, size_t errsize)
+{
+	if ((size_t)snprintf(path, PATH_MAX, "%s/%s", queue_directory,
+	    d->name) < PATH_MAX)
+		return true;
+	snprintf(err, errsize, "queue_directory is too long");
+	return false;
+}
+
 /*
  * Make path a directory with this mode (and, as root, these owners). An
  * existing directory is corrected; a symlink or other file is an error.
@@ -91,11 +103,8 @@ bool queue_dirs_create(const char *queue_directory, uid_t uid, gid_t gid,
 	}
 	for (size_t i = 0; i < sizeof(queue_dir_specs) / sizeof(queue_dir_specs[0]); i++) {
 		const struct queue_dir_spec *d = &queue_dir_specs[i];
-		if ((size_t)snprintf(path, sizeof(path), "%s/%s",
-		    queue_directory, d->name) >= sizeof(path)) {
-			snprintf(err, errsize, "queue_directory is too long");
+		if (!spec_path(path, queue_directory, d, err, errsize))
 			return false;
-		}
 		if (!queue_make_dir(path, d->mode, root, uid,
 		    d->drop_group ? gid_drop : gid, err, errsize))
 			return false;
@@ -227,11 +236,8 @@ bool queue_dirs_plan(const char *queue_directory, uid_t uid, struct str *note,
 	}
 	for (size_t i = 0; i < sizeof(queue_dir_specs) / sizeof(queue_dir_specs[0]); i++) {
 		const struct queue_dir_spec *d = &queue_dir_specs[i];
-		if ((size_t)snprintf(path, sizeof(path), "%s/%s",
-		    queue_directory, d->name) >= sizeof(path)) {
-			snprintf(err, errsize, "queue_directory is too long");
+		if (!spec_path(path, queue_directory, d, err, errsize))
 			return false;
-		}
 		if (!queue_plan_dir(path, d->mode, uid, root, note, err,
 		    errsize))
 			return false;

@@ -70,6 +70,18 @@ struct rewrite *rewrite_open(enum rewrite_role role, char *err,
 	return rw;
 }
 
+struct rewrite *rewrite_open_configured(enum rewrite_role role)
+{
+	char err[512];
+	if (!rewrite_configured(role))
+		return NULL;
+	struct rewrite *rw = rewrite_open(role, err, sizeof(err));
+	if (rw == NULL)
+		log_fatal("%s: %s", role == REWRITE_CANONICAL ?
+		    "canonical maps" : "smtp_generic_maps", err);
+	return rw;
+}
+
 void rewrite_close(struct rewrite *rw)
 {
 	if (rw == NULL)

@@ -46,6 +46,9 @@ bool rewrite_configured(enum rewrite_role role);
 struct rewrite *rewrite_open(enum rewrite_role role, char *err,
     size_t errsize);
 void rewrite_close(struct rewrite *rw);
+/* The tables of role when the config asks for it, else NULL; a table
+ * that cannot be opened ends the process (a program's start-up). */
+struct rewrite *rewrite_open_configured(enum rewrite_role role);
 
 /*
  * One address: the new one (malloc'd) or NULL when it stays. envelope:

@@ -27,12 +27,7 @@ static struct rewrite *canonical;
 
 void smtpd_rewrite_init(void)
 {
-	char err[512];
-	if (!rewrite_configured(REWRITE_CANONICAL))
-		return;
-	canonical = rewrite_open(REWRITE_CANONICAL, err, sizeof(err));
-	if (canonical == NULL)
-		log_fatal("canonical maps: %s", err);
+	canonical = rewrite_open_configured(REWRITE_CANONICAL);
 }
 
 bool smtpd_rewrite_applies(const struct smtpd_session *s)

@@ -22,8 +22,7 @@ load helpers/dkim
 load helpers/authres
 
 setup_file() {
-	FILE_START=$(date +%s)
-	export FILE_START
+	file_timer_start
 	# The MX.
 	suite_init
 	MX_T=$T MX_SMTP_PORT=$SMTP_PORT
@@ -31,16 +30,9 @@ setup_file() {
 	# The sender: submission with AUTH over TLS, DKIM keys for sign.test.
 	suite_init
 	SUB_T=$T SUB_SMTP_PORT=$SMTP_PORT SUB_SUBMISSION_PORT=$SUBMISSION_PORT
-	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=out.sign.test \
-		-keyout "$T/conf/key.pem" -out "$T/conf/cert.pem" 2>/dev/null
-	printf 'alice %s\n' "$(openssl passwd -6 'alice secret')" > "$T/conf/sasl_users"
-	"$POSTERN" -c "$T/conf" map build "$T/conf/sasl_users"
-	"$POSTERN" -c "$T/conf" dkim keygen sign.test rsa1 > "$T/rsa1.out"
-	"$POSTERN" -c "$T/conf" dkim keygen sign.test ed1 --type ed25519 > "$T/ed1.out"
-	for k in rsa1 ed1; do
-		printf '%s._domainkey.sign.test %s\n' "$k" "$(sed -n '/IN TXT/,$p' "$T/$k.out" |
-			grep -o '"[^"]*"' | tr -d '"\n')"
-	done > "$MX_T/records"
+	suite_tls_selfsigned out.sign.test
+	suite_sasl_users alice 'alice secret'
+	dkim_sign_test_keys "$MX_T/records"
 	printf 'sign.test rsa1:%s, ed1:%s\n' "$T/conf/dkim/sign.test.rsa1.key" \
 		"$T/conf/dkim/sign.test.ed1.key" > "$T/conf/dkim_signing"
 	"$POSTERN" -c "$T/conf" map build "$T/conf/dkim_signing"
@@ -50,9 +42,6 @@ setup_file() {
 	suite_conf mydomains localhost
 	suite_conf transport_maps "hash:$T/conf/transport"
 	suite_conf dkim_signing_maps "hash:$T/conf/dkim_signing"
-	suite_conf tls_cert_file "$T/conf/cert.pem"
-	suite_conf tls_key_file "$T/conf/key.pem"
-	suite_conf smtpd_sasl_users "hash:$T/conf/sasl_users"
 
 	# DNS for both, from the MX's directory.
 	T=$MX_T SMTP_PORT=$MX_SMTP_PORT
@@ -76,7 +65,7 @@ teardown_file() {
 	local rc=0
 	T=$SUB_T SUITE_PID=${SUB_PID:-} suite_stop || rc=1
 	T=$MX_T SUITE_PID=${MX_PID:-} suite_stop || rc=1
-	echo "# authres.bats: $(($(date +%s) - FILE_START)) s" >&3
+	file_timer_report
 	return $rc
 }
 

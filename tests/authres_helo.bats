@@ -21,8 +21,7 @@ load helpers/peers
 load helpers/authres
 
 setup_file() {
-	FILE_START=$(date +%s)
-	export FILE_START
+	file_timer_start
 	suite_init
 	authres_mx_conf
 	local args=()
@@ -50,7 +49,7 @@ setup_file() {
 teardown_file() {
 	peers_stop
 	suite_stop
-	echo "# authres_helo.bats: $(($(date +%s) - FILE_START)) s" >&3
+	file_timer_report
 }
 
 # session HELO MAILFROM [HELO MAILFROM]...: one SMTP session from

@@ -8,18 +8,12 @@ load helpers/suite
 load helpers/peers
 
 setup() {
-	suite_init
-	suite_conf smtp_timeout 10s
-	suite_conf smtp_connect_timeout 5s
+	peers_setup 10s 5s
 	SINK_PORT=$(free_port)
 }
 
 teardown() {
-	local status=0
-	suite_stop || status=$?
-	peers_stop
-	postfix_peer_stop
-	return $status
+	peers_teardown
 }
 
 # The log line of one recipient, per doc/logging.md.

@@ -15,10 +15,15 @@ setup() {
 }
 
 teardown() {
-	local status=0
-	suite_stop || status=$?
-	peers_stop
-	return $status
+	peers_teardown
+}
+
+# slow_job LIMIT: one job to b@example.net through the slow server,
+# ended after LIMIT seconds (status 124); its result in $output.
+slow_job() {
+	run timeout "$1" "$BATS_TEST_DIRNAME/helpers/deliver-job" --run "$T/run" \
+		--queue "$T/queue" --nexthop "[127.0.0.1]:$SLOW_PORT" \
+		--from a@example.org --to b@example.net
 }
 
 start_slow() {	# slow_smtp.py arguments after the port
@@ -40,9 +45,7 @@ start_slow() {	# slow_smtp.py arguments after the port
 	SECONDS=0
 	# Each line comes well within 3s; only a deadline for the whole
 	# reply ends it (without one: 100 lines, 100 s, then "malformed").
-	run timeout 60 "$BATS_TEST_DIRNAME/helpers/deliver-job" --run "$T/run" \
-		--queue "$T/queue" --nexthop "[127.0.0.1]:$SLOW_PORT" \
-		--from a@example.org --to b@example.net
+	slow_job 60
 	echo "$output (in ${SECONDS}s)"
 	[[ "$output" == *"rcpt=0 D 4.4.2 conversation with 127.0.0.1[127.0.0.1]:$SLOW_PORT timed out while receiving the initial server greeting"* ]]
 	[ "$SECONDS" -lt 30 ]
@@ -57,9 +60,7 @@ start_slow() {	# slow_smtp.py arguments after the port
 	run "$BUILD/postern" -c "$T/conf" config smtp_per_request_deadline
 	[[ "$output" == *"no"* ]]
 	# Still going after twice the timeout: the lines keep it alive.
-	run timeout 8 "$BATS_TEST_DIRNAME/helpers/deliver-job" --run "$T/run" \
-		--queue "$T/queue" --nexthop "[127.0.0.1]:$SLOW_PORT" \
-		--from a@example.org --to b@example.net
+	slow_job 8
 	echo "$output"
 	[ "$status" -eq 124 ]
 }
@@ -70,9 +71,7 @@ start_slow() {	# slow_smtp.py arguments after the port
 	start_slow slow 2
 	suite_start
 	SECONDS=0
-	run timeout 60 "$BATS_TEST_DIRNAME/helpers/deliver-job" --run "$T/run" \
-		--queue "$T/queue" --nexthop "[127.0.0.1]:$SLOW_PORT" \
-		--from a@example.org --to b@example.net
+	slow_job 60
 	echo "$output (in ${SECONDS}s)"
 	# Greeting 2 s, EHLO 2 s, MAIL would end at 6 s: past the limit.
 	[[ "$output" == *"rcpt=0 D 4.4.2 conversation with 127.0.0.1[127.0.0.1]:$SLOW_PORT exceeded smtp_session_time_limit (5s) while sending MAIL FROM"* ]]
@@ -84,9 +83,7 @@ start_slow() {	# slow_smtp.py arguments after the port
 	suite_conf smtp_session_time_limit 60s
 	start_slow slow 1
 	suite_start
-	run timeout 60 "$BATS_TEST_DIRNAME/helpers/deliver-job" --run "$T/run" \
-		--queue "$T/queue" --nexthop "[127.0.0.1]:$SLOW_PORT" \
-		--from a@example.org --to b@example.net
+	slow_job 60
 	echo "$output"
 	[[ "$output" == *"rcpt=0 S 2.0.0 250 "*"2.0.0 queued"* ]]
 }

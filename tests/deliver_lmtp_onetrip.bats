@@ -16,8 +16,7 @@ setup_file() {
 	for p in smtpd qmgr deliver lmtpd; do
 		[ -x "$BUILD/$p" ] || skip "$p is not built"
 	done
-	FILE_START=$(date +%s.%N)
-	export FILE_START
+	file_timer_start
 	suite_init
 	# alice's Maildir path leaves mailbox_base: lmtpd refuses her at
 	# RCPT (451 4.3.5), after smtpd took her.
@@ -43,7 +42,7 @@ teardown_file() {
 	[ -n "${DOVE_PID:-}" ] && kill "$DOVE_PID" 2>/dev/null
 	[ -n "${DOVE_PID:-}" ] && wait "$DOVE_PID" 2>/dev/null
 	suite_stop
-	echo "# deliver_lmtp_onetrip.bats: $(echo "$(date +%s.%N) - $FILE_START" | bc) s" >&3
+	file_timer_report
 }
 
 # LMTP sessions to lmtpd not yet ended.

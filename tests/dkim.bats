@@ -21,19 +21,11 @@ load helpers/dkim
 
 setup_file() {
 	suite_init
-	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=mx.postern.test \
-		-keyout "$T/conf/key.pem" -out "$T/conf/cert.pem" 2>/dev/null
-	printf 'alice %s\n' "$(openssl passwd -6 'alice secret')" > "$T/conf/sasl_users"
-	"$POSTERN" -c "$T/conf" map build "$T/conf/sasl_users"
+	suite_tls_selfsigned
+	suite_sasl_users alice 'alice secret'
 
 	# Keys: an RSA one and an Ed25519 one for sign.test.
-	"$POSTERN" -c "$T/conf" dkim keygen sign.test rsa1 > "$T/rsa1.out"
-	"$POSTERN" -c "$T/conf" dkim keygen sign.test ed1 --type ed25519 > "$T/ed1.out"
-	# The records, one line each: "NAME TXT" (the keygen's strings joined).
-	for k in rsa1 ed1; do
-		printf '%s._domainkey.sign.test %s\n' "$k" "$(sed -n '/IN TXT/,$p' "$T/$k.out" |
-			grep -o '"[^"]*"' | tr -d '"\n')"
-	done > "$T/records"
+	dkim_sign_test_keys "$T/records"
 	{
 		printf 'sign.test rsa1:%s, ed1:%s\n' "$T/conf/dkim/sign.test.rsa1.key" \
 			"$T/conf/dkim/sign.test.ed1.key"
@@ -66,9 +58,6 @@ setup_file() {
 	suite_conf alias_maps "hash:$T/conf/aliases"
 	suite_conf transport_maps "hash:$T/conf/transport"
 	suite_conf dkim_signing_maps "hash:$T/conf/dkim_signing"
-	suite_conf tls_cert_file "$T/conf/cert.pem"
-	suite_conf tls_key_file "$T/conf/key.pem"
-	suite_conf smtpd_sasl_users "hash:$T/conf/sasl_users"
 	# 127.0.0.1 is a stranger; [::1] is mynetworks.
 	suite_conf mynetworks "[::1]/128"
 	suite_conf smtp_listen "127.0.0.1:$SMTP_PORT, [::1]:$SMTP_PORT"

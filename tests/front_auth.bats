@@ -13,20 +13,11 @@ load helpers/suite
 load helpers/smtp_common
 
 setup_file() {
-	FILE_START=$(date +%s%N)
-	export FILE_START
+	file_timer_start
 	suite_init
 	smtp_maps
-	openssl req -x509 -newkey rsa:2048 -nodes -days 2 \
-		-subj /CN=mx.postern.test -keyout "$T/conf/key.pem" \
-		-out "$T/conf/cert.pem" 2>/dev/null
-	chmod 600 "$T/conf/key.pem"
-	printf 'alice %s\nbob %s\n' "$(openssl passwd -6 'alice-pw')" \
-		"$(openssl passwd -6 'bob-pw')" > "$T/conf/sasl_users"
-	"$POSTERN" -c "$T/conf" map build "$T/conf/sasl_users"
-	suite_conf tls_cert_file "$T/conf/cert.pem"
-	suite_conf tls_key_file "$T/conf/key.pem"
-	suite_conf smtpd_sasl_users "hash:$T/conf/sasl_users"
+	suite_tls_selfsigned
+	suite_sasl_users alice alice-pw bob bob-pw
 	suite_conf smtpd_client_auth_rate_limit 3
 	suite_conf smtpd_auth_lockout_time 1m
 	suite_conf smtpd_auth_failure_delay 1s
@@ -36,7 +27,7 @@ setup_file() {
 
 teardown_file() {
 	suite_stop
-	echo "# front_auth.bats: $(( ($(date +%s%N) - FILE_START) / 1000000 )) ms" >&3
+	file_timer_report
 }
 
 # AUTH PLAIN on the submission port: SOURCE USER PASSWORD

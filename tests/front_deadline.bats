@@ -13,8 +13,7 @@ load helpers/suite
 load helpers/smtp_common
 
 setup_file() {
-	FILE_START=$(date +%s%N)
-	export FILE_START
+	file_timer_start
 	suite_init
 	suite_conf smtpd_processes 3
 	suite_conf process_min_idle 3
@@ -26,7 +25,7 @@ setup_file() {
 
 teardown_file() {
 	suite_stop
-	echo "# front_deadline.bats: $(( ($(date +%s%N) - FILE_START) / 1000000 )) ms" >&3
+	file_timer_report
 }
 
 @test "a trickled command and an endless command line are cut at smtpd_timeout with 421 4.4.2" {

@@ -15,8 +15,7 @@ load helpers/suite
 load helpers/smtp_common
 
 setup_file() {
-	FILE_START=$(date +%s%N)
-	export FILE_START
+	file_timer_start
 	suite_init
 	suite_conf mynetworks 127.0.0.1/32
 	suite_conf smtpd_greylist yes
@@ -26,21 +25,14 @@ setup_file() {
 	suite_conf smtpd_greylist_database "$T/var/greylist/greylist.db"
 	suite_conf smtpd_peername_lookup no
 	# AUTH (over TLS) for the exemption of authenticated clients.
-	openssl req -x509 -newkey rsa:2048 -nodes -days 2 \
-		-subj /CN=mx.postern.test -keyout "$T/conf/key.pem" \
-		-out "$T/conf/cert.pem" 2>/dev/null
-	chmod 600 "$T/conf/key.pem"
-	printf 'alice %s\n' "$(openssl passwd -6 'alice-pw')" > "$T/conf/sasl_users"
-	"$POSTERN" -c "$T/conf" map build "$T/conf/sasl_users"
-	suite_conf tls_cert_file "$T/conf/cert.pem"
-	suite_conf tls_key_file "$T/conf/key.pem"
-	suite_conf smtpd_sasl_users "hash:$T/conf/sasl_users"
+	suite_tls_selfsigned
+	suite_sasl_users alice alice-pw
 	suite_start
 }
 
 teardown_file() {
 	suite_stop
-	echo "# front_greylist.bats: $(( ($(date +%s%N) - FILE_START) / 1000000 )) ms" >&3
+	file_timer_report
 }
 
 # from SOURCE SENDER RCPT [RCPT...] [swaks options]: one swaks session

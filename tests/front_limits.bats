@@ -11,8 +11,7 @@ load helpers/suite
 load helpers/smtp_common
 
 setup_file() {
-	FILE_START=$(date +%s%N)
-	export FILE_START
+	file_timer_start
 	suite_init
 	suite_conf mynetworks 127.0.0.1/32
 	suite_conf smtpd_client_connection_count_limit 2
@@ -25,7 +24,7 @@ setup_file() {
 
 teardown_file() {
 	suite_stop
-	echo "# front_limits.bats: $(( ($(date +%s%N) - FILE_START) / 1000000 )) ms" >&3
+	file_timer_report
 }
 
 @test "concurrent connections per client: the one past the limit gets 421 4.7.0; it recovers" {

@@ -14,8 +14,7 @@ load helpers/suite
 load helpers/smtp_common
 
 setup_file() {
-	FILE_START=$(date +%s%N)
-	export FILE_START
+	file_timer_start
 	command -v haproxy >/dev/null || skip "haproxy is not installed"
 	suite_init
 	smtp_maps
@@ -59,7 +58,7 @@ teardown_file() {
 	pid=$(cat "$T/haproxy.pid" 2>/dev/null) && kill "$pid" 2>/dev/null
 	[ -n "$pid" ] && wait_for_exit "$pid" 10
 	suite_stop
-	echo "# front_proxy.bats: $(( ($(date +%s%N) - FILE_START) / 1000000 )) ms" >&3
+	file_timer_report
 }
 
 # swaks through haproxy: PORT SOURCE RCPT [swaks options]

@@ -15,8 +15,7 @@ load helpers/suite
 load helpers/peers
 
 setup_file() {
-	FILE_START=$(date +%s%N)
-	export FILE_START
+	file_timer_start
 	suite_init
 	PORT=$(free_port)
 	export PORT
@@ -59,7 +58,7 @@ teardown_file() {
 	read -r -a PEER_PIDS < "$T/peer_pids"
 	suite_stop
 	peers_stop
-	echo "# front_relay.bats: $(( ($(date +%s%N) - FILE_START) / 1000000 )) ms" >&3
+	file_timer_report
 }
 
 # stranger RCPT: one swaks session from 127.0.0.2 (outside mynetworks).

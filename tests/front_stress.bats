@@ -12,8 +12,7 @@ load helpers/suite
 load helpers/smtp_common
 
 setup_file() {
-	FILE_START=$(date +%s%N)
-	export FILE_START
+	file_timer_start
 	suite_init
 	suite_conf smtpd_processes 2
 	suite_conf process_min_idle 2
@@ -24,7 +23,7 @@ setup_file() {
 
 teardown_file() {
 	suite_stop
-	echo "# front_stress.bats: $(( ($(date +%s%N) - FILE_START) / 1000000 )) ms" >&3
+	file_timer_report
 }
 
 @test "all smtpd processes busy for a second: 421 4.3.2; a freed process serves again" {

@@ -11,26 +11,17 @@ load helpers/suite
 load helpers/smtp_common
 
 setup_file() {
-	FILE_START=$(date +%s%N)
-	export FILE_START
+	file_timer_start
 	suite_init
 	smtp_maps
-	openssl req -x509 -newkey rsa:2048 -nodes -days 2 \
-		-subj /CN=mx.postern.test -keyout "$T/conf/key.pem" \
-		-out "$T/conf/cert.pem" 2>/dev/null
-	chmod 600 "$T/conf/key.pem"
-	printf 'alice %s\nbob %s\n' "$(openssl passwd -6 'alice-pw')" \
-		"$(openssl passwd -6 'bob-pw')" > "$T/conf/sasl_users"
-	"$POSTERN" -c "$T/conf" map build "$T/conf/sasl_users"
+	suite_tls_selfsigned
+	suite_sasl_users alice alice-pw bob bob-pw
 	cat > "$T/conf/senders" <<'MAP'
 alice@postern.test	alice
 shared@postern.test	alice, bob
 @example.org		bob
 MAP
 	"$POSTERN" -c "$T/conf" map build "$T/conf/senders"
-	suite_conf tls_cert_file "$T/conf/cert.pem"
-	suite_conf tls_key_file "$T/conf/key.pem"
-	suite_conf smtpd_sasl_users "hash:$T/conf/sasl_users"
 	suite_conf smtpd_sender_login_maps "hash:$T/conf/senders"
 	suite_conf submission_require_auth no
 	suite_conf mynetworks 127.0.0.1/32
@@ -56,17 +47,9 @@ MAP
 # AUTH (carol) and keeps what it gets in its queue.
 start_peer_b() {
 	B=$T/b
-	mkdir -p "$B/conf"
-	cat > "$B/conf/postern.conf" <<CONF
-myhostname = mx2.postern.test
+	instance_conf "$B" mx2.postern.test
+	cat >> "$B/conf/postern.conf" <<CONF
 mydomains = authrelay.test
-queue_directory = $B/queue
-run_directory = $B/run
-daemon_directory = $BUILD
-user = $TEST_USER
-smtpd_user = $TEST_SMTPD_USER
-mailbox_owner = $TEST_USER
-postdrop_group = $(id -gn "$TEST_USER")
 smtp_listen = 127.0.0.1:$(free_port)
 submission_listen = 127.0.0.1:$B_SUB_PORT
 mynetworks = [::1]/128
@@ -81,10 +64,8 @@ process_min_idle = 1
 minimal_backoff = 60s
 queue_run_delay = 60s
 CONF
-	printf 'carol %s\n' "$(openssl passwd -6 'carol-pw')" > "$B/conf/sasl_users"
-	"$POSTERN" -c "$B/conf" map build "$B/conf/sasl_users"
-	: > "$B/log"
-	"$POSTERN" -c "$B/conf" start -f >>"$B/log" 2>&1 &
+	sasl_users_build "$B/conf" carol carol-pw
+	instance_start "$B"
 	echo $! > "$T/b.pid"
 	export B
 	wait_for_port "$B_SUB_PORT" 10
@@ -93,12 +74,9 @@ CONF
 teardown_file() {
 	local pid
 	pid=$(cat "$T/b.pid" 2>/dev/null)
-	if [ -n "$pid" ]; then
-		kill -TERM "$pid" 2>/dev/null || true
-		wait_for_exit "$pid" 10 || kill -KILL "$pid" 2>/dev/null || true
-	fi
+	[ -z "$pid" ] || instance_stop "$pid"
 	suite_stop
-	echo "# front_submission.bats: $(( ($(date +%s%N) - FILE_START) / 1000000 )) ms" >&3
+	file_timer_report
 }
 
 # MAIL on the submission port: SOURCE SENDER [swaks options]

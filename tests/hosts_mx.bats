@@ -12,17 +12,11 @@ load helpers/suite
 load helpers/peers
 
 setup() {
-	suite_init
-	suite_conf smtp_timeout 5s
-	suite_conf smtp_connect_timeout 2s
+	peers_setup
 }
 
 teardown() {
-	local status=0
-	suite_stop || status=$?
-	peers_stop
-	echo "# hosts_mx.bats: ${SECONDS}s" >&3
-	return $status
+	peers_teardown
 }
 
 # sink_mail NAME: how many messages the sink NAME took.

@@ -31,6 +31,7 @@
 
 load helpers/suite
 load helpers/netns_site
+load helpers/dovecot
 
 # A sanitized build runs several times slower: the same checks on fewer
 # messages, so the test's bounded waits still mean what they say.
@@ -54,36 +55,7 @@ teardown() {
 # Back end 2: Dovecot's LMTP on 192.0.2.22:24.
 site_dovecot() {
 	local DV="$T/store2/dovecot"
-	mkdir -p "$DV/mail"
-	chown "$TEST_USER" "$DV/mail"
-	cat > "$DV/dovecot.conf" <<-EOF
-	base_dir = $DV/run
-	state_dir = $DV/state
-	log_path = $DV/log
-	protocols = lmtp
-	ssl = no
-	listen = 192.0.2.22
-	default_internal_user = dovecot
-	default_login_user = dovenull
-	mail_location = maildir:$DV/mail/%n
-	passdb {
-	  driver = static
-	  args = nopassword=y
-	}
-	userdb {
-	  driver = static
-	  args = uid=$TEST_USER gid=$(id -gn "$TEST_USER") home=$DV/mail/%n allow_all_users=yes
-	}
-	service lmtp {
-	  inet_listener lmtp {
-	    address = 192.0.2.22
-	    port = 24
-	  }
-	}
-	service anvil {
-	  chroot =
-	}
-	EOF
+	dovecot_conf "$DV" 192.0.2.22 24
 	on_bg store2 /usr/sbin/dovecot -F -c "$DV/dovecot.conf" >"$DV/stdout" 2>&1 &
 	SITE_PIDS+=($!)
 }

@@ -13,8 +13,7 @@ load helpers/suite
 
 setup_file() {
 	[ -x "$BUILD/lmtpd" ] || skip "lmtpd is not built"
-	FILE_START=$(date +%s.%N)
-	export FILE_START
+	file_timer_start
 	suite_init
 	# The Maildirs on a disk, where an fsync takes time for others to
 	# arrive during it: /tmp may be a tmpfs, where it takes none.
@@ -34,7 +33,7 @@ setup_file() {
 teardown_file() {
 	suite_stop
 	[ -n "${MB:-}" ] && rm -rf "$MB"
-	echo "# lmtpd_group_commit.bats: $(echo "$(date +%s.%N) - $FILE_START" | bc) s" >&3
+	file_timer_report
 }
 
 teardown() {

@@ -20,8 +20,7 @@ U2=posternf2
 setup_file() {
 	[ "$(id -u)" -eq 0 ] || skip "needs root: delivers as other users"
 	[ -x "$BUILD/local" ] || skip "local is not built"
-	FILE_START=$(date +%s.%N)
-	export FILE_START
+	file_timer_start
 	suite_init
 	mkdir -p "$T/home" "$T/spool" "$T/out"
 	for u in $U1 $U2; do
@@ -90,7 +89,7 @@ setup_file() {
 teardown_file() {
 	suite_stop
 	for u in $U1 $U2; do passwd_locked usermod --home /nonexistent "$u" 2>/dev/null || true; done
-	echo "# local_forward.bats: $(echo "$(date +%s.%N) - $FILE_START" | bc) s" >&3
+	file_timer_report
 }
 
 send() {	# RCPT [swaks options]

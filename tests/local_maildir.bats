@@ -12,8 +12,7 @@ U3=posternl3
 setup_file() {
 	[ "$(id -u)" -eq 0 ] || skip "needs root: delivers as other users"
 	[ -x "$BUILD/local" ] || skip "local is not built"
-	FILE_START=$(date +%s.%N)
-	export FILE_START
+	file_timer_start
 	suite_init
 	id "$U3" >/dev/null 2>&1 ||
 		passwd_locked useradd --no-create-home --shell /usr/sbin/nologin "$U3"
@@ -34,7 +33,7 @@ setup_file() {
 teardown_file() {
 	suite_stop
 	passwd_locked usermod -d /nonexistent "$U3" 2>/dev/null || true
-	echo "# local_maildir.bats: $(echo "$(date +%s.%N) - $FILE_START" | bc) s" >&3
+	file_timer_report
 }
 
 @test "home_mailbox = Maildir/: the user's ~/Maildir/new gets one file, the user's own, that mutt and Python read" {

@@ -16,8 +16,7 @@ U2=posternl2
 setup_file() {
 	[ "$(id -u)" -eq 0 ] || skip "needs root: delivers as other users"
 	[ -x "$BUILD/local" ] || skip "local is not built"
-	FILE_START=$(date +%s.%N)
-	export FILE_START
+	file_timer_start
 	for u in $U1 $U2; do
 		id "$u" >/dev/null 2>&1 ||
 			passwd_locked useradd --no-create-home --home-dir /nonexistent \
@@ -43,7 +42,7 @@ setup_file() {
 teardown_file() {
 	umount "$T/spool" 2>/dev/null || umount -l "$T/spool" 2>/dev/null || true
 	suite_stop
-	echo "# local_mbox.bats: $(echo "$(date +%s.%N) - $FILE_START" | bc) s" >&3
+	file_timer_report
 }
 
 send() {	# RCPT [swaks options]

@@ -12,8 +12,7 @@ bats_require_minimum_version 1.5.0
 load helpers/suite
 
 setup_file() {
-	FILE_START=$(date +%s%N)
-	export FILE_START
+	file_timer_start
 	suite_init
 	suite_conf smtpd_processes 4
 	suite_conf process_min_idle 2
@@ -29,7 +28,7 @@ setup_file() {
 
 teardown_file() {
 	suite_stop
-	echo "# master_scoreboard.bats: $(( ($(date +%s%N) - FILE_START) / 1000000 )) ms" >&3
+	file_timer_report
 }
 
 # Times master has slept and been woken (voluntary context switches).

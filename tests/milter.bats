@@ -14,7 +14,7 @@ load helpers/smtp_common
 PY=/usr/bin/python3
 
 setup_file() {
-	FILE_START=$(date +%s.%N)
+	file_timer_start
 	suite_init
 	smtp_maps
 	MILTER_PORT=$(free_port)
@@ -33,19 +33,14 @@ setup_file() {
 	suite_conf smtpd_peername_lookup no
 	suite_conf process_min_idle 1
 	suite_start
-	echo "$MILTER_PORT $BAD_PORT $FILE_START" > "$T/ports"
 	export MILTER_PORT BAD_PORT
 }
 
 teardown_file() {
 	# The filters first: suite_stop removes $T, and their pid files.
-	for f in milter bad unix; do
-		[ -f "$T/$f.pid" ] && kill "$(cat "$T/$f.pid")" 2>/dev/null || true
-	done
-	read -r _ _ start < "$T/ports" 2>/dev/null || true
+	pidfile_kill milter bad unix
 	suite_stop || true
-	[ -z "${start:-}" ] || awk -v a="$start" -v b="$(date +%s.%N)" \
-		'BEGIN { printf "# milter.bats: %.1f s\n", b - a }' >&3
+	file_timer_report
 }
 
 send() {	# FROM TO SUBJECT [swaks options]

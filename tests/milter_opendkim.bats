@@ -9,54 +9,25 @@
 bats_require_minimum_version 1.5.0
 load helpers/suite
 load helpers/smtp_common
+load helpers/dkim
 
 setup_file() {
-	FILE_START=$(date +%s.%N)
+	file_timer_start
 	command -v opendkim >/dev/null || skip "opendkim is not installed"
 	suite_init
 	smtp_maps
-	OPENDKIM_PORT=$(free_port)
-	mkdir -p "$T/dkim"
-	opendkim-genkey -D "$T/dkim" -d example.org -s test
-	local user=
-	if [ "$(id -u)" -eq 0 ]; then
-		chown -R "$TEST_USER" "$T/dkim"
-		user="UserID $TEST_USER"
-	fi
-	cat > "$T/dkim/opendkim.conf" <<CONF
-Mode s
-Domain example.org
-Selector test
-KeyFile $T/dkim/test.private
-Socket inet:$OPENDKIM_PORT@127.0.0.1
-Background no
-PidFile $T/dkim/opendkim.pid
-Syslog no
-Canonicalization relaxed/simple
-InternalHosts 127.0.0.1
-# The key lives under /tmp (world-writable): OpenDKIM refuses that
-# unless told the test key need not be safe.
-RequireSafeKeys false
-$user
-CONF
-	opendkim -f -x "$T/dkim/opendkim.conf" >"$T/dkim/out" 2>&1 3>&- &
-	echo $! > "$T/opendkim.pid"
-	wait_for_port "$OPENDKIM_PORT" 30
+	opendkim_start test
 	suite_conf smtpd_milters "inet:127.0.0.1:$OPENDKIM_PORT"
 	suite_conf submission_require_auth no
 	suite_conf smtpd_peername_lookup no
 	suite_conf process_min_idle 1
 	suite_start
-	echo "$FILE_START" > "$T/start"
 }
 
 teardown_file() {
-	local start=
-	[ -f "$T/opendkim.pid" ] && kill "$(cat "$T/opendkim.pid")" 2>/dev/null
-	read -r start < "$T/start" 2>/dev/null || true
+	pidfile_kill opendkim
 	suite_stop || true
-	[ -z "$start" ] || awk -v a="$start" -v b="$(date +%s.%N)" \
-		'BEGIN { printf "# milter_opendkim.bats: %.1f s\n", b - a }' >&3
+	file_timer_report
 }
 
 @test "OpenDKIM: mail from submission is queued DKIM-signed and python3-dkim verifies it" {

@@ -16,7 +16,7 @@ load helpers/suite
 load helpers/smtp_common
 
 setup_file() {
-	FILE_START=$(date +%s.%N)
+	file_timer_start
 	command -v rspamd >/dev/null || skip "rspamd is not installed"
 	suite_init
 	smtp_maps
@@ -69,17 +69,13 @@ CONF
 	suite_conf smtpd_peername_lookup no
 	suite_conf process_min_idle 1
 	suite_start
-	echo "$FILE_START" > "$T/start"
 	export RSPAMD_ADDR
 }
 
 teardown_file() {
-	local start=
-	[ -f "$T/rspamd.pid" ] && kill "$(cat "$T/rspamd.pid")" 2>/dev/null
-	read -r start < "$T/start" 2>/dev/null || true
+	pidfile_kill rspamd
 	suite_stop || true
-	[ -z "$start" ] || awk -v a="$start" -v b="$(date +%s.%N)" \
-		'BEGIN { printf "# milter_rspamd.bats: %.1f s\n", b - a }' >&3
+	file_timer_report
 }
 
 @test "rspamd: GTUBE is rejected at end of data with rspamd's reply; a clean message gets rspamd's headers" {

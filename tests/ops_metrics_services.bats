@@ -24,15 +24,8 @@ setup_file() {
 	suite_conf mynetworks 127.0.0.1/32
 	suite_conf smtpd_peername_lookup no
 	suite_conf submission_require_auth no
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-		-subj /CN=mx.postern.test -keyout "$T/conf/key.pem" \
-		-out "$T/conf/cert.pem" 2>/dev/null
-	chmod 600 "$T/conf/key.pem"
-	printf 'alice %s\n' "$(openssl passwd -6 'alice-pw')" > "$T/conf/sasl_users"
-	"$POSTERN" -c "$T/conf" map build "$T/conf/sasl_users"
-	suite_conf tls_cert_file "$T/conf/cert.pem"
-	suite_conf tls_key_file "$T/conf/key.pem"
-	suite_conf smtpd_sasl_users "hash:$T/conf/sasl_users"
+	suite_tls_selfsigned mx.postern.test ec
+	suite_sasl_users alice alice-pw
 	METRICS_PORT=$(free_port)
 	export METRICS_PORT
 	suite_conf metrics_listen "127.0.0.1:$METRICS_PORT"

@@ -12,12 +12,13 @@
 bats_require_minimum_version 1.5.0
 load helpers/suite
 load helpers/smtp_common
+load helpers/dkim
 load helpers/qmgr
 
 PY=/usr/bin/python3
 
 setup_file() {
-	FILE_START=$(date +%s.%N)
+	file_timer_start
 	suite_init
 	sink_start sink
 	suite_conf relayhost "[127.0.0.1]:$sink_PORT"
@@ -29,31 +30,7 @@ setup_file() {
 	wait_for_port "$MILTER_PORT" 10
 	local milters="inet:127.0.0.1:$MILTER_PORT"
 	if command -v opendkim >/dev/null; then
-		OPENDKIM_PORT=$(free_port)
-		mkdir -p "$T/dkim"
-		opendkim-genkey -D "$T/dkim" -d example.org -s local
-		local user=
-		if [ "$(id -u)" -eq 0 ]; then
-			chown -R "$TEST_USER" "$T/dkim"
-			user="UserID $TEST_USER"
-		fi
-		cat > "$T/dkim/opendkim.conf" <<CONF
-Mode s
-Domain example.org
-Selector local
-KeyFile $T/dkim/local.private
-Socket inet:$OPENDKIM_PORT@127.0.0.1
-Background no
-PidFile $T/dkim/opendkim.pid
-Syslog no
-Canonicalization relaxed/simple
-InternalHosts 127.0.0.1
-RequireSafeKeys false
-$user
-CONF
-		opendkim -f -x "$T/dkim/opendkim.conf" >"$T/dkim/out" 2>&1 3>&- &
-		echo $! > "$T/opendkim.pid"
-		wait_for_port "$OPENDKIM_PORT" 30
+		opendkim_start local
 		milters="$milters, inet:127.0.0.1:$OPENDKIM_PORT"
 	fi
 	suite_conf non_smtpd_milters "$milters"
@@ -62,20 +39,14 @@ CONF
 	suite_conf milter_content_timeout 2s
 	suite_start
 	wait_for_log "postern/pickup.*starting" 10
-	echo "$MILTER_PORT $FILE_START" > "$T/ports"
 	export MILTER_PORT OPENDKIM_PORT
 }
 
 teardown_file() {
-	local start=
-	for f in milter opendkim; do
-		[ -f "$T/$f.pid" ] && kill "$(cat "$T/$f.pid")" 2>/dev/null || true
-	done
-	read -r _ start < "$T/ports" 2>/dev/null || true
+	pidfile_kill milter opendkim
 	sinks_stop || true
 	suite_stop || true
-	[ -z "$start" ] || awk -v a="$start" -v b="$(date +%s.%N)" \
-		'BEGIN { printf "# pickup_milter.bats: %.1f s\n", b - a }' >&3
+	file_timer_report
 }
 
 # local_send SUBJECT FROM TO...: a message as cron or mail(1) submits it

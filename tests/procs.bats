@@ -18,8 +18,7 @@ load helpers/peers
 load helpers/authres
 
 setup_file() {
-	FILE_START=$(date +%s)
-	export FILE_START
+	file_timer_start
 	suite_init
 	authres_mx_conf
 	start_dnsmasq --local=/uk/ \
@@ -32,7 +31,7 @@ setup_file() {
 teardown_file() {
 	peers_stop
 	suite_stop
-	echo "# procs.bats: $(($(date +%s) - FILE_START)) s" >&3
+	file_timer_report
 }
 
 # NEEDED entries of a program, one a line.

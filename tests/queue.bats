@@ -9,26 +9,12 @@ load helpers/suite
 setup() {
 	suite_init
 	CONF="$T/conf"
-	install -d -m 0755 "$T/queue"
-	for d in incoming active hold corrupt deferred; do
-		install -d -m 0700 "$T/queue/$d"
-	done
-	for h in 0 1 2 3 4 5 6 7 8 9 a b c d e f; do
-		install -d -m 0700 "$T/queue/deferred/$h"
-	done
-	install -d -m 0730 "$T/queue/maildrop"
+	suite_queue_tree
 }
 
 teardown() {
 	suite_stop || return
 	[ -n "${KEEP_TEST_DIR:-}" ] || rm -rf "$T"
-}
-
-refute() {
-	if "$@"; then
-		echo "# unexpectedly succeeded: $*" >&3
-		return 1
-	fi
 }
 
 pq() {

@@ -14,25 +14,13 @@ load helpers/peers
 load helpers/tls_peers
 
 setup() {
-	suite_init
-	suite_conf smtp_timeout 5s
-	suite_conf smtp_connect_timeout 2s
+	peers_setup
 	B_PID=
-	SECONDS=0
 }
 
 teardown() {
-	local status=0
-	if [ -n "$B_PID" ]; then
-		kill -TERM "$B_PID" 2>/dev/null || true
-		wait_for_exit "$B_PID" 20 || kill -KILL "$B_PID" 2>/dev/null
-		wait "$B_PID" 2>/dev/null || true
-	fi
-	suite_stop || status=$?
-	peers_stop
-	postfix_peer_stop
-	echo "# $BATS_TEST_DESCRIPTION: ${SECONDS}s" >&3
-	return $status
+	[ -z "$B_PID" ] || instance_stop "$B_PID" 20
+	peers_teardown
 }
 
 # B: a second postern with the suite's settings, its own places and
@@ -59,8 +47,7 @@ b_start() {
 	transport_maps = hash:$B/conf/transport
 	smtps_listen = 127.0.0.1:$B_SMTPS
 	EOF
-	: > "$B/log"
-	"$BUILD/postern" -c "$B/conf" start -f >> "$B/log" 2>&1 &
+	instance_start "$B"
 	B_PID=$!
 	wait_for_log 'daemon started' 30 "$B/log" && wait_for_port "$B_PORT" 30
 }

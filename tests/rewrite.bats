@@ -13,7 +13,7 @@ load helpers/suite
 load helpers/qmgr
 
 setup_file() {
-	FILE_START=$(date +%s.%N)
+	file_timer_start
 	suite_init
 	sink_start sink
 	suite_conf relayhost "[127.0.0.1]:$sink_PORT"
@@ -48,16 +48,12 @@ setup_file() {
 	suite_conf smtp_listen "127.0.0.1:$SMTP_PORT, [::1]:$SMTP_PORT"
 	suite_conf smtpd_peername_lookup no
 	suite_start
-	echo "$FILE_START" > "$T/start"
 }
 
 teardown_file() {
-	local start=
-	read -r start < "$T/start" 2>/dev/null || true
 	sinks_stop || true
 	suite_stop || true
-	[ -z "$start" ] || awk -v a="$start" -v b="$(date +%s.%N)" \
-		'BEGIN { printf "# rewrite.bats: %.1f s\n", b - a }' >&3
+	file_timer_report
 }
 
 # sink_message RCPT: the message file the sink holds for RCPT

@@ -10,12 +10,11 @@ bats_require_minimum_version 1.5.0
 load helpers/suite
 
 setup_file() {
-	FILE_START=$(date +%s%N)
-	export FILE_START
+	file_timer_start
 }
 
 teardown_file() {
-	echo "# sanitize.bats: $(( ($(date +%s%N) - FILE_START) / 1000000 )) ms" >&3
+	file_timer_report
 }
 
 setup() {

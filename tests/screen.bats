@@ -21,8 +21,7 @@ load helpers/peers
 load helpers/smtp_common
 
 setup_file() {
-	FILE_START=$(date +%s%N)
-	export FILE_START
+	file_timer_start
 	suite_init
 	smtp_maps
 	start_dnsmasq --log-queries --log-facility=- \
@@ -61,7 +60,7 @@ teardown_file() {
 	suite_stop
 	read -r -a PEER_PIDS < "$T/peer_pids" || true
 	peers_stop
-	echo "# screen.bats: $(( ($(date +%s%N) - FILE_START) / 1000000 )) ms" >&3
+	file_timer_report
 }
 
 send_from() {	# CLIENT_ADDR [swaks options]

@@ -17,8 +17,7 @@ load helpers/smtp_common
 IDLE=2000
 
 setup_file() {
-	FILE_START=$(date +%s%N)
-	export FILE_START
+	file_timer_start
 	suite_init
 	smtp_maps
 	mkdir -p "$T/screen"
@@ -78,7 +77,7 @@ PY
 
 teardown_file() {
 	suite_stop
-	echo "# screen_many.bats: $(( ($(date +%s%N) - FILE_START) / 1000000 )) ms" >&3
+	file_timer_report
 }
 
 screen_pid() {

@@ -15,31 +15,12 @@ load helpers/suite
 setup() {
 	suite_init
 	CONF="$T/conf"
-	make_queue_tree
+	suite_queue_tree
 }
 
 teardown() {
 	suite_stop || return
 	[ -n "${KEEP_TEST_DIR:-}" ] || rm -rf "$T"
-}
-
-make_queue_tree() {
-	install -d -m 0755 "$T/queue"
-	for d in incoming active hold corrupt deferred; do
-		install -d -m 0700 "$T/queue/$d"
-	done
-	for h in 0 1 2 3 4 5 6 7 8 9 a b c d e f; do
-		install -d -m 0700 "$T/queue/deferred/$h"
-	done
-	install -d -m 0730 "$T/queue/maildrop"
-}
-
-# "! cmd" does not fail a bats test; this does.
-refute() {
-	if "$@"; then
-		echo "# unexpectedly succeeded: $*" >&3
-		return 1
-	fi
 }
 
 sm() {

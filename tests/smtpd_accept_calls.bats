@@ -12,8 +12,7 @@ bats_require_minimum_version 1.5.0
 load helpers/suite
 
 setup_file() {
-	FILE_START=$(date +%s%N)
-	export FILE_START
+	file_timer_start
 	suite_init
 	# One worker: every connection goes to the process strace watches.
 	suite_conf smtpd_processes 1
@@ -26,7 +25,7 @@ setup_file() {
 
 teardown_file() {
 	suite_stop
-	echo "# smtpd_accept_calls.bats: $(( ($(date +%s%N) - FILE_START) / 1000000 )) ms" >&3
+	file_timer_report
 }
 
 teardown() {

@@ -16,8 +16,7 @@ load helpers/suite
 load helpers/smtp_common
 
 setup_file() {
-	FILE_START=$(date +%s%N)
-	export FILE_START
+	file_timer_start
 	suite_init
 	suite_conf mynetworks 127.0.0.1/32
 	suite_conf smtpd_client_connection_count_limit 1
@@ -27,7 +26,7 @@ setup_file() {
 
 teardown_file() {
 	suite_stop
-	echo "# smtpd_hops.bats: $(( ($(date +%s%N) - FILE_START) / 1000000 )) ms" >&3
+	file_timer_report
 }
 
 anvil_pid() {

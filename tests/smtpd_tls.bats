@@ -26,9 +26,7 @@ setup_file() {
 	B_PORT=$(free_port)
 	B_SUB_PORT=$(free_port)
 	export SMTPS_PORT B_PORT B_SUB_PORT
-	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=mx.postern.test \
-		-keyout "$T/conf/key.pem" -out "$T/conf/cert.pem" 2>/dev/null
-	chmod 600 "$T/conf/key.pem"
+	suite_tls_selfsigned
 	# alice: sha512-crypt (openssl passwd -6); bob: yescrypt (libcrypt).
 	printf 'alice %s\nbob %s\n' "$(openssl passwd -6 'alice secret')" \
 		"$(perl -e 'print crypt("bob-pw", "\$y\$j9T\$F5Jx5fExrKuPp53xLKQ..1\$")')" \
@@ -47,8 +45,6 @@ setup_file() {
 	# B's certificate is self-signed: the password may go over any TLS
 	# (the default, secure, would defer; tests/tls_sasl.bats).
 	suite_conf smtp_sasl_tls_security_level encrypt
-	suite_conf tls_cert_file "$T/conf/cert.pem"
-	suite_conf tls_key_file "$T/conf/key.pem"
 	suite_conf smtps_listen "127.0.0.1:$SMTPS_PORT"
 	suite_conf submission_listen "127.0.0.1:$SUBMISSION_PORT, [::1]:$SUBMISSION_PORT"
 	suite_conf smtpd_sasl_users "hash:$T/conf/sasl_users"
@@ -63,19 +59,11 @@ setup_file() {
 # and keeps what it gets in its queue (its LMTP server does not exist).
 start_peer_b() {
 	B=$T/b
-	mkdir -p "$B/conf"
+	instance_conf "$B" mx2.postern.test
 	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=mx2.postern.test \
 		-keyout "$B/conf/key.pem" -out "$B/conf/cert.pem" 2>/dev/null
-	cat > "$B/conf/postern.conf" <<CONF
-myhostname = mx2.postern.test
+	cat >> "$B/conf/postern.conf" <<CONF
 mydomains = remote.test
-queue_directory = $B/queue
-run_directory = $B/run
-daemon_directory = $BUILD
-user = $TEST_USER
-smtpd_user = $TEST_SMTPD_USER
-mailbox_owner = $TEST_USER
-postdrop_group = $(id -gn "$TEST_USER")
 smtp_listen = 127.0.0.1:$B_PORT
 submission_listen = 127.0.0.1:$B_SUB_PORT, 127.0.0.2:$B_SUB_PORT
 mynetworks = [::1]/128
@@ -90,10 +78,8 @@ process_min_idle = 1
 minimal_backoff = 60s
 queue_run_delay = 60s
 CONF
-	printf 'carol %s\n' "$(openssl passwd -6 'carol pw')" > "$B/conf/sasl_users"
-	"$POSTERN" -c "$B/conf" map build "$B/conf/sasl_users"
-	: > "$B/log"
-	"$POSTERN" -c "$B/conf" start -f >>"$B/log" 2>&1 &
+	sasl_users_build "$B/conf" carol 'carol pw'
+	instance_start "$B"
 	B_PID=$!
 	export B B_PID
 	wait_for_port "$B_PORT" 10
@@ -102,10 +88,7 @@ CONF
 teardown_file() {
 	local b_ok=0
 	if [ -n "${B_PID:-}" ]; then
-		kill -TERM "$B_PID" 2>/dev/null || true
-		wait_for_exit "$B_PID" 10 || true
-		kill -KILL "$B_PID" 2>/dev/null || true
-		wait "$B_PID" 2>/dev/null || true
+		instance_stop "$B_PID"
 		sanitizer_check "$B/log" || b_ok=1
 	fi
 	suite_stop || return 1

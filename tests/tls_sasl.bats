@@ -10,17 +10,12 @@ load helpers/peers
 load helpers/tls_peers
 
 setup() {
-	suite_init
-	suite_conf smtp_timeout 5s
-	suite_conf smtp_connect_timeout 2s
+	peers_setup
 	SINK_PORT=$(free_port)
 }
 
 teardown() {
-	local status=0
-	suite_stop || status=$?
-	peers_stop
-	return $status
+	peers_teardown
 }
 
 job() {

@@ -11,15 +11,14 @@ bats_require_minimum_version 1.5.0
 load helpers/suite
 
 setup_file() {
-	FILE_START=$(date +%s)
-	export FILE_START
+	file_timer_start
 	suite_init
 	suite_start
 }
 
 teardown_file() {
 	suite_stop
-	echo "# zygote.bats: $(($(date +%s) - FILE_START)) s" >&3
+	file_timer_report
 }
 
 # master's children named NAME (comm), oldest first.

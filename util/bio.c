@@ -363,10 +363,11 @@ enum bio_status bio_readline(struct bio *b, struct str *line, size_t max,
 	return st == BIO_OK ? BIO_TOOLONG : st;
 }
 
-enum bio_status bio_read_exact(struct bio *b, struct str *out, size_t len)
+/* The next len bytes, appended to out, or passed over when out is NULL. */
+static enum bio_status take_exact(struct bio *b, struct str *out, size_t len)
 {
 	long long deadline = deadline_for(b);
-	if (!str_reserve(out, len))
+	if (out != NULL && !str_reserve(out, len))
 		return BIO_TOOLONG;
 	while (len > 0) {
 		size_t avail = b->rlen - b->rpos;
@@ -377,29 +378,22 @@ enum bio_status bio_read_exact(struct bio *b, struct str *out, size_t len)
 			continue;
 		}
 		size_t n = avail < len ? avail : len;
-		str_append(out, b->rbuf + b->rpos, n);
+		if (out != NULL)
+			str_append(out, b->rbuf + b->rpos, n);
 		b->rpos += n;
 		len -= n;
 	}
 	return BIO_OK;
 }
 
+enum bio_status bio_read_exact(struct bio *b, struct str *out, size_t len)
+{
+	return take_exact(b, out, len);
+}
+
 enum bio_status bio_skip_exact(struct bio *b, size_t len)
 {
-	long long deadline = deadline_for(b);
-	while (len > 0) {
-		size_t avail = b->rlen - b->rpos;
-		if (avail == 0) {
-			enum bio_status st = fill_with_deadline(b, &deadline);
-			if (st != BIO_OK)
-				return st;
-			continue;
-		}
-		size_t n = avail < len ? avail : len;
-		b->rpos += n;
-		len -= n;
-	}
-	return BIO_OK;
+	return take_exact(b, NULL, len);
 }
 
 size_t bio_buffered(const struct bio *b)

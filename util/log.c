@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "str.h"
 
 /* An escaped message: 2047 bytes, each at worst \xNN. */
 #define LOG_LINE_MAX (2047 * 4 + 1)
@@ -195,41 +196,6 @@ void log_panic(const char *fmt, ...)
 }
 
 /*
- * The length of the valid UTF-8 sequence of 2 to 4 bytes at p (RFC 3629
- * 4: shortest form, no surrogates, nothing above U+10FFFF), or 0. C1
- * controls (U+0080-U+009F) count as invalid: a terminal obeys them.
- */
-static size_t utf8_sequence(const unsigned char *p, size_t n)
-{
-	size_t len;
-	unsigned cp;
-
-	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
-		len = 2;
-		cp = p[0] & 0x1fu;
-	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-		len = 3;
-		cp = p[0] & 0x0fu;
-	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-		len = 4;
-		cp = p[0] & 0x07u;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3fu);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff || cp < 0xa0)
-		return 0;
-	return len;
-}
-
-/*
  * The escaped form of the character at p into piece (at most 4 bytes):
  * printable ASCII and valid UTF-8 as they are, \r \n \t, every other
  * byte (C0, DEL, C1, invalid UTF-8) as \xNN. A backslash is doubled only
@@ -248,7 +214,10 @@ static size_t escape_piece(const unsigned char *p, size_t n, bool backslash,
 		*plen = 1;
 		return 1;
 	}
-	if (c >= 0x80 && (u = utf8_sequence(p, n)) > 0) {
+	/* Valid UTF-8 as it is, but for the C1 controls (U+0080-U+009F,
+	 * 0xC2 0x80-0x9F): a terminal obeys them. */
+	if (c >= 0x80 && (u = str_utf8_len(p, n)) > 0 &&
+	    !(c == 0xc2 && p[1] < 0xa0)) {
 		memcpy(piece, p, u);
 		*plen = u;
 		return u;

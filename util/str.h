@@ -48,5 +48,11 @@ void str_truncate(struct str *s, size_t len);
 const char *str_cstr(const struct str *s);
 /* Detach the buffer (caller frees); the string becomes empty. */
 char *str_steal(struct str *s);
+/*
+ * The length of the valid UTF-8 sequence at p (n bytes left, n > 0): 1
+ * for ASCII, 2 to 4 for a character in shortest form that is no
+ * surrogate and not above U+10FFFF (RFC 3629 4), 0 for anything else.
+ */
+size_t str_utf8_len(const unsigned char *p, size_t n);
 
 #endif

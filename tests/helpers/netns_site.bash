@@ -105,17 +105,10 @@ site_postern() {
 	local name=$1 host=$2 kv
 	shift 2
 	local D="$T/$name"
-	mkdir -p "$D/conf" "$D/mail"
+	mkdir -p "$D/mail"
 	chown "$TEST_USER" "$D/mail"
-	cat > "$D/conf/postern.conf" <<-CONF
-	myhostname = $host
-	queue_directory = $D/queue
-	run_directory = $D/run
-	daemon_directory = $BUILD
-	user = $TEST_USER
-	smtpd_user = $TEST_SMTPD_USER
-	mailbox_owner = $TEST_USER
-	postdrop_group = $(id -gn "$TEST_USER")
+	instance_conf "$D" "$host"
+	cat >> "$D/conf/postern.conf" <<-CONF
 	mailbox_base = $D/mail
 	lmtp_listen = unix:$D/run/lmtp
 	lmtp_destination = unix:$D/run/lmtp

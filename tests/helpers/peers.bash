@@ -10,8 +10,10 @@
 #
 # For files whose tests hand deliver jobs against these peers (dane,
 # mtasts, tlsrpt, tls_policy...):
-#   peers_setup       suite_init with short SMTP timers (smtp_timeout 5s,
-#                     smtp_connect_timeout 2s); starts the test's clock
+#   peers_setup [SMTP_TIMEOUT [CONNECT_TIMEOUT]]
+#                     suite_init with short SMTP timers (smtp_timeout 5s,
+#                     smtp_connect_timeout 2s unless given); starts the
+#                     test's clock
 #   peers_teardown    stops the suite, every peer and the Postfix peer;
 #                     prints the test's time
 #   pf_job NEXTHOP    one message to ok@pf.test; its result in $output
@@ -103,8 +105,8 @@ deliver_job() {
 
 peers_setup() {
 	suite_init
-	suite_conf smtp_timeout 5s
-	suite_conf smtp_connect_timeout 2s
+	suite_conf smtp_timeout "${1:-5s}"
+	suite_conf smtp_connect_timeout "${2:-2s}"
 	SECONDS=0
 }
 

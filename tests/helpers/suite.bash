@@ -59,6 +59,40 @@ suite_smtpd_user() {
 	fi
 }
 
+# instance_conf DIR HOSTNAME: the start of the config of an instance in
+# DIR (DIR/conf/postern.conf): its queue and sockets under DIR, the
+# programs of the build, the test users. The caller appends the rest.
+instance_conf() {
+	local dir=$1
+	mkdir -p "$dir/conf"
+	cat > "$dir/conf/postern.conf" <<CONF
+# postern test instance in $dir
+myhostname = $2
+queue_directory = $dir/queue
+run_directory = $dir/run
+daemon_directory = $BUILD
+user = $TEST_USER
+smtpd_user = $TEST_SMTPD_USER
+mailbox_owner = $TEST_USER
+postdrop_group = $(id -gn "$TEST_USER")
+CONF
+}
+
+# instance_start DIR: start the instance of DIR/conf in the foreground,
+# as a background job of the test ($! is its PID), logging to DIR/log.
+instance_start() {
+	: > "$1/log"
+	"$POSTERN" -c "$1/conf" start -f >>"$1/log" 2>&1 &
+}
+
+# instance_stop PID [SECONDS]: stop an instance that instance_start
+# started (TERM, then KILL after SECONDS, default 10) and reap it.
+instance_stop() {
+	kill -TERM "$1" 2>/dev/null || true
+	wait_for_exit "$1" "${2:-10}" || kill -KILL "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+}
+
 suite_init() {
 	T=$(mktemp -d /tmp/postern-test.XXXXXX)
 	chmod 755 "$T"
@@ -71,17 +105,9 @@ suite_init() {
 		chown "$TEST_USER" "$T/mail"
 	fi
 	export T SMTP_PORT SUBMISSION_PORT TEST_USER TEST_SMTPD_USER
-	cat > "$T/conf/postern.conf" <<CONF
-# postern test instance in $T
-myhostname = mx.postern.test
+	instance_conf "$T" mx.postern.test
+	cat >> "$T/conf/postern.conf" <<CONF
 mydomains = localhost, postern.test
-queue_directory = $T/queue
-run_directory = $T/run
-daemon_directory = $BUILD
-user = $TEST_USER
-smtpd_user = $TEST_SMTPD_USER
-mailbox_owner = $TEST_USER
-postdrop_group = $(id -gn "$TEST_USER")
 smtp_listen = 127.0.0.1:$SMTP_PORT
 submission_listen = 127.0.0.1:$SUBMISSION_PORT
 lmtp_listen = unix:$T/run/lmtp
@@ -113,13 +139,57 @@ master_pid() {
 
 # Start master in the foreground (as a background job of the test).
 suite_start() {
-	: > "$T/log"
-	"$POSTERN" -c "$T/conf" start -f >>"$T/log" 2>&1 &
+	instance_start "$T"
 	SUITE_PID=$!
 	export SUITE_PID
 	wait_for_log 'daemon started' 30 || return 1
 	if [ -x "$BUILD/smtpd" ]; then
 		wait_for_port "$SMTP_PORT" 30 || return 1
+	fi
+}
+
+# How long a file took, for the log of a run (never asserted):
+# file_timer_start first in setup_file, file_timer_report last in
+# teardown_file, which prints "# NAME.bats: N.N s" to bats' fd 3.
+file_timer_start() {
+	FILE_START=$(date +%s.%N)
+	export FILE_START
+}
+
+file_timer_report() {
+	[ -n "${FILE_START:-}" ] || return 0
+	awk -v a="$FILE_START" -v b="$(date +%s.%N)" -v f="${BATS_TEST_FILENAME##*/}" \
+		'BEGIN { printf "# %s: %.1f s\n", f, b - a }' >&3
+}
+
+# pidfile_kill NAME...: kill the helpers (filters, peers) a test started
+# and wrote the PIDs of to $T/NAME.pid; before suite_stop removes $T.
+pidfile_kill() {
+	local name
+	for name; do
+		[ -f "$T/$name.pid" ] && kill "$(cat "$T/$name.pid")" 2>/dev/null || true
+	done
+}
+
+# suite_queue_tree: the queue's directories as master makes them, for a
+# test that works on queue files without starting the suite.
+suite_queue_tree() {
+	install -d -m 0755 "$T/queue"
+	for d in incoming active hold corrupt deferred; do
+		install -d -m 0700 "$T/queue/$d"
+	done
+	for h in 0 1 2 3 4 5 6 7 8 9 a b c d e f; do
+		install -d -m 0700 "$T/queue/deferred/$h"
+	done
+	install -d -m 0730 "$T/queue/maildrop"
+}
+
+# refute CMD...: fail when CMD succeeds ("! cmd" does not fail a bats
+# test).
+refute() {
+	if "$@"; then
+		echo "# unexpectedly succeeded: $*" >&3
+		return 1
 	fi
 }
 
@@ -266,13 +336,37 @@ queue_files_but_ahead() {
 	find "$T/queue" -type f 2>/dev/null | grep -vxF "${held:-/nonexistent}" || true
 }
 
-# A self-signed RSA certificate for mx.postern.test in $T/conf, made
-# smtpd's (tls_cert_file, tls_key_file): for tests that need STARTTLS
-# with no particular PKI.
+# suite_tls_selfsigned [CN [ec]]: a self-signed certificate for CN
+# (default mx.postern.test; an RSA key, or P-256 with "ec") in $T/conf,
+# made smtpd's (tls_cert_file, tls_key_file): for tests that need
+# STARTTLS with no particular PKI.
 suite_tls_selfsigned() {
-	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=mx.postern.test \
+	local cn=${1:-mx.postern.test} key=(-newkey rsa:2048)
+	[ "${2:-}" != ec ] || key=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1)
+	openssl req -x509 "${key[@]}" -nodes -days 2 -subj "/CN=$cn" \
 		-keyout "$T/conf/key.pem" -out "$T/conf/cert.pem" 2>/dev/null
 	chmod 600 "$T/conf/key.pem"
 	suite_conf tls_cert_file "$T/conf/cert.pem"
 	suite_conf tls_key_file "$T/conf/key.pem"
+}
+
+# sasl_users_build CONF NAME PASSWORD [NAME PASSWORD...]: the table
+# CONF/sasl_users of these accounts (SHA-512 crypt), built with the
+# config in CONF.
+sasl_users_build() {
+	local conf=$1 file=$1/sasl_users
+	shift
+	: > "$file"
+	while [ $# -ge 2 ]; do
+		printf '%s %s\n' "$1" "$(openssl passwd -6 "$2")" >> "$file"
+		shift 2
+	done
+	"$POSTERN" -c "$conf" map build "$file"
+}
+
+# suite_sasl_users NAME PASSWORD [NAME PASSWORD...]: smtpd's AUTH
+# accounts (smtpd_sasl_users) in the suite.
+suite_sasl_users() {
+	sasl_users_build "$T/conf" "$@" || return 1
+	suite_conf smtpd_sasl_users "hash:$T/conf/sasl_users"
 }

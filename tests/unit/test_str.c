@@ -134,6 +134,36 @@ static void test_log_escape(void)
 	CHECK_STR(log_escape(small, sizeof(small), "\x01\x02", 2), "\\x01...");
 }
 
+/* RFC 3629 4: shortest form only, no surrogates, nothing past U+10FFFF. */
+static void test_utf8_len(void)
+{
+	static const struct {
+		const char *in;
+		size_t len;
+	} cases[] = {
+		{ "a", 1 },
+		{ "\xc3\xb6", 2 },		/* U+00F6 */
+		{ "\xc2\x9b", 2 },		/* U+009B: a C1 control, valid */
+		{ "\xe2\x82\xac", 3 },	/* U+20AC */
+		{ "\xf0\x9f\x93\xa7", 4 },	/* U+1F4E7 */
+		{ "\xc0\xaf", 0 },		/* overlong "/" */
+		{ "\xe0\x80\xaf", 0 },	/* overlong, three bytes */
+		{ "\xed\xa0\x80", 0 },	/* U+D800, a surrogate */
+		{ "\xf4\x90\x80\x80", 0 },	/* U+110000 */
+		{ "\x80", 0 },			/* a lone continuation byte */
+		{ "\xe2\x82", 0 },		/* cut short */
+		{ "\xc3(", 0 },			/* no continuation byte */
+		{ "\xf8\x88\x80\x80\x80", 0 },	/* five bytes */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *in = cases[i].in;
+		size_t got = str_utf8_len((const unsigned char *)in, strlen(in));
+		if (got != cases[i].len)
+			printf("# case %zu: %zu\n", i, got);
+		CHECK_INT(got, cases[i].len);
+	}
+}
+
 int main(void)
 {
 	RUN(test_append_and_max);
@@ -144,5 +174,6 @@ int main(void)
 	RUN(test_append_cstrs);
 	RUN(test_consume_truncate_steal);
 	RUN(test_log_escape);
+	RUN(test_utf8_len);
 	return unit_done();
 }
