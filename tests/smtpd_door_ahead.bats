@@ -14,12 +14,11 @@ load helpers/suite
 load helpers/smtp_common
 
 setup_file() {
-	FILE_START=$(date +%s)
-	export FILE_START
+	file_timer_start
 }
 
 teardown_file() {
-	echo "# smtpd_door_ahead.bats: $(( $(date +%s) - FILE_START )) s" >&3
+	file_timer_report
 }
 
 setup() {

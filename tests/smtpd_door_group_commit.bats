@@ -16,8 +16,7 @@ load helpers/smtp_common
 PY=/usr/bin/python3
 
 setup_file() {
-	FILE_START=$(date +%s.%N)
-	export FILE_START
+	file_timer_start
 	suite_init
 	smtp_maps
 	MILTER_PORT=$(free_port)
@@ -42,9 +41,9 @@ setup_file() {
 }
 
 teardown_file() {
-	[ -f "$T/milter.pid" ] && kill "$(cat "$T/milter.pid")" 2>/dev/null
+	pidfile_kill milter
 	suite_stop
-	echo "# smtpd_door_group_commit.bats: $(echo "$(date +%s.%N) - $FILE_START" | bc) s" >&3
+	file_timer_report
 }
 
 # The table's counters: "commits fsyncs covered alone".
