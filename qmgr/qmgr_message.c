@@ -378,9 +378,10 @@ static bool unlinked(int fd)
  * The S bytes the last result left in memory (qmgr_message_results): a
  * message with nothing left to do is removed without them, since neither
  * they nor the remove would be synced (a crash before the remove sends
- * those recipients again either way: doc/architecture.md, "Queue states
- * and crash invariants"); one that stays in the queue writes them before
- * anything else happens to the file. true when any was written.
+ * those recipients again either way, as doc/architecture.md says in
+ * "Queue states and crash invariants"); one that stays in the queue
+ * writes them before anything else happens to the file. true when any
+ * was written.
  */
 static bool finish_unwritten(struct qmsg *msg, int fd, bool stays)
 {
