@@ -82,6 +82,44 @@ struct ll_case {
 	const char *target;	/* file the child tries to create */
 };
 
+/* A confined child's exit status for creating path: 0 made, 13 EACCES
+ * (what Landlock answers), 95 any other error. */
+static int create_status(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	if (fd < 0)
+		return errno == EACCES ? 13 : 95;
+	close(fd);
+	return 0;
+}
+
+/* A temp dir "top" with a granted subtree "top/in", and the paths of a
+ * file inside and one outside it; false (and a failed check) without. */
+struct ll_tree {
+	char top[64], in[256], inside[300], outside[300];
+};
+
+static bool ll_tree_make(struct ll_tree *t)
+{
+	snprintf(t->top, sizeof(t->top), "/tmp/postern-test-priv.XXXXXX");
+	if (mkdtemp(t->top) == NULL) {
+		CHECK(!"mkdtemp");
+		return false;
+	}
+	snprintf(t->in, sizeof(t->in), "%s/in", t->top);
+	mkdir(t->in, 0700);
+	snprintf(t->inside, sizeof(t->inside), "%s/file", t->in);
+	snprintf(t->outside, sizeof(t->outside), "%s/file", t->top);
+	return true;
+}
+
+static void ll_tree_remove(struct ll_tree *t)
+{
+	unlink(t->inside);
+	rmdir(t->in);
+	rmdir(t->top);
+}
+
 static int try_create(void *arg)
 {
 	const struct ll_case *c = arg;
@@ -93,11 +131,7 @@ static int try_create(void *arg)
 		return 93;
 	if (!priv_landlock_enforce(&ll, err, sizeof(err)))
 		return 94;
-	int fd = open(c->target, O_WRONLY | O_CREAT | O_EXCL, 0600);
-	if (fd < 0)
-		return errno == EACCES ? 13 : 95;
-	close(fd);
-	return 0;
+	return create_status(c->target);
 }
 
 static void test_landlock_grants_only_its_tree(void)
@@ -106,25 +140,16 @@ static void test_landlock_grants_only_its_tree(void)
 		printf("# no usable Landlock here: skipped\n");
 		return;
 	}
-	char top[] = "/tmp/postern-test-priv.XXXXXX";
-	if (mkdtemp(top) == NULL) {
-		CHECK(!"mkdtemp");
+	struct ll_tree t;
+	if (!ll_tree_make(&t))
 		return;
-	}
-	char in[256], inside[300], outside[300];
-	snprintf(in, sizeof(in), "%s/in", top);
-	mkdir(in, 0700);
-	snprintf(inside, sizeof(inside), "%s/file", in);
-	snprintf(outside, sizeof(outside), "%s/file", top);
-	struct ll_case ok = { in, inside }, denied = { in, outside };
+	struct ll_case ok = { t.in, t.inside }, denied = { t.in, t.outside };
 	int st = in_child(try_create, &ok);
 	CHECK_INT(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 0);
 	st = in_child(try_create, &denied);
 	CHECK_INT(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 13);
-	CHECK(access(outside, F_OK) < 0);
-	unlink(inside);
-	rmdir(in);
-	rmdir(top);
+	CHECK(access(t.outside, F_OK) < 0);
+	ll_tree_remove(&t);
 }
 
 /*
@@ -143,11 +168,7 @@ static int enforce_built_once(void *arg)
 	/* The child's descriptor of the ruleset is gone with it. */
 	if (fcntl(built_once.fd, F_GETFD) >= 0)
 		return 96;
-	int fd = open(arg, O_WRONLY | O_CREAT | O_EXCL, 0600);
-	if (fd < 0)
-		return errno == EACCES ? 13 : 95;
-	close(fd);
-	return 0;
+	return create_status(arg);
 }
 
 static void test_landlock_built_once_holds_in_each_child(void)
@@ -158,27 +179,21 @@ static void test_landlock_built_once_holds_in_each_child(void)
 		printf("# no usable Landlock here: skipped\n");
 		return;
 	}
-	char top[] = "/tmp/postern-test-priv.XXXXXX";
-	if (mkdtemp(top) == NULL) {
-		CHECK(!"mkdtemp");
+	struct ll_tree t;
+	if (!ll_tree_make(&t))
 		return;
-	}
-	char in[256], inside[300], outside[300], later[300];
-	snprintf(in, sizeof(in), "%s/in", top);
-	mkdir(in, 0700);
-	snprintf(inside, sizeof(inside), "%s/file", in);
-	snprintf(outside, sizeof(outside), "%s/file", top);
-	snprintf(later, sizeof(later), "%s/later", top);
+	char later[300];
+	snprintf(later, sizeof(later), "%s/later", t.top);
 	CHECK(priv_landlock_begin(&built_once, true, false, err, sizeof(err)));
-	CHECK(priv_landlock_allow(&built_once, in, PRIV_FS_READ |
+	CHECK(priv_landlock_allow(&built_once, t.in, PRIV_FS_READ |
 	    PRIV_FS_WRITE));
 	for (int i = 0; i < 2; i++) {
-		int st = in_child(enforce_built_once, inside);
+		int st = in_child(enforce_built_once, t.inside);
 		CHECK_INT(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 0);
-		unlink(inside);
-		st = in_child(enforce_built_once, outside);
+		unlink(t.inside);
+		st = in_child(enforce_built_once, t.outside);
 		CHECK_INT(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 13);
-		CHECK(access(outside, F_OK) < 0);
+		CHECK(access(t.outside, F_OK) < 0);
 	}
 	/* The parent kept its descriptor and is free. */
 	CHECK(fcntl(built_once.fd, F_GETFD) >= 0);
@@ -188,8 +203,7 @@ static void test_landlock_built_once_holds_in_each_child(void)
 		close(fd);
 	close(built_once.fd);
 	unlink(later);
-	rmdir(in);
-	rmdir(top);
+	ll_tree_remove(&t);
 }
 
 int main(void)
