@@ -187,31 +187,40 @@ queue_fds() {
 	# One worker, so that which file it holds is known: its first
 	# message's file is new (recycle/ is empty), and so are the files
 	# its door makes ahead (passed with the first's commit, and the
-	# spare made after it). The first message, delivered and removed,
-	# leaves its file in recycle/; a file made ahead after that is that
-	# one: within two messages the worker holds it.
+	# spare made after it). A delivered message leaves its file in
+	# recycle/, where it stays until the door's next commit claims it as
+	# the spare: so recycle/ is listed after each message has left the
+	# queue and before the next is sent, and no recycled file is missed.
+	# Within a few messages the worker holds one.
 	"$POSTERN" -c "$T/conf" stop
 	wait_for_exit "$SUITE_PID" 20
 	suite_conf smtpd_processes 1
 	suite_start
-	run send_mail --from a@example.org --to alice@postern.test
-	[ "$status" -eq 0 ]
-	wait_until "[ -n \"\$(ls -A '$T/queue/recycle')\" ]" 20 "a file in recycle/"
-	recycled=" $(stat -c %i "$T/queue/recycle/"* | paste -sd' ') "
-	worker=$(ps -o pid=,comm=,args= --ppid "$(master_pid)" |
-		awk '$2 == "smtpd" && $NF == "smtp" { print $1 }' | head -n1)
-	[ -n "$worker" ]
 	held_inode() {
+		local worker
+		worker=$(ps -o pid=,comm=,args= --ppid "$(master_pid)" |
+			awk '$2 == "smtpd" && $NF == "smtp" { print $1 }' | head -n1)
+		[ -n "$worker" ] || return 0
 		find "/proc/$worker/fd" -maxdepth 1 -lname "$T/queue/incoming/.*" \
 			-printf '%f\n' | head -n1 | xargs -I{} stat -L -c %i "/proc/$worker/fd/{}"
 	}
-	for i in 1 2; do
-		[[ "$recycled" == *" $(held_inode) "* ]] && break
+	# A message file (not a dot file being written) outside recycle/.
+	queued() {
+		find "$T/queue" -path "$T/queue/recycle" -prune -o -path "$T/queue/tls" -prune \
+			-o -type f ! -name '.*' -print | grep -q .
+	}
+	recycled=" "
+	for i in 1 2 3 4 5 6; do
 		run send_mail --from a@example.org --to alice@postern.test
 		[ "$status" -eq 0 ]
-		[ -n "$(ls -A "$T/queue/recycle")" ] &&
+		wait_until "[ \"\$(find '$T/mail' -path '*/new/*' -type f | wc -l)\" -ge $i ] && ! queued" \
+			30 "message $i delivered and out of the queue"
+		[ -z "$(ls -A "$T/queue/recycle")" ] ||
 			recycled="$recycled$(stat -c %i "$T/queue/recycle/"* | paste -sd' ') "
+		[[ "$recycled" == *" $(held_inode) "* ]] && break
 	done
+	echo "recycled:$recycled held: $(held_inode)"
+	[[ "$recycled" == *" $(held_inode) "* ]]
 	start_held_data
 	wait_until "held_fd > /dev/null" 30 "the worker's queue file"
 	read -r worker fd < <(held_fd)
