@@ -37,12 +37,7 @@ static struct rewrite *generic;
 
 void deliver_generic_init(void)
 {
-	char err[512];
-	if (!rewrite_configured(REWRITE_GENERIC))
-		return;
-	generic = rewrite_open(REWRITE_GENERIC, err, sizeof(err));
-	if (generic == NULL)
-		log_fatal("smtp_generic_maps: %s", err);
+	generic = rewrite_open_configured(REWRITE_GENERIC);
 }
 
 const char *deliver_generic_sender(const struct deliver_job *job)
