@@ -5,8 +5,8 @@
  * arguments and the answer: mail/mtasts.h). deliver runs it when a
  * fetch is due (deliver/deliver_mtasts_fetch.c), so that no deliver
  * process maps libcurl and the libraries it brings (gnutls, krb5, ldap,
- * ssh...), nor relocates them at its start (doc/architecture.md, "MTA-STS
- * and TLS-RPT").
+ * ssh...), nor relocates them at its start (why and how:
+ * doc/architecture.md, "MTA-STS and TLS-RPT").
  *
  * The name is resolved by deliver with postern's own resolver
  * (dns_servers) and handed to libcurl by CURLOPT_RESOLVE, port 443 as
