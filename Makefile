@@ -196,6 +196,8 @@ install: all
 		$(DESTDIR)$(PREFIX)/share/bash-completion/completions/postern
 	# smtpd's door, which each smtpd worker execs (issue 20, rss)
 	install -m 0755 $(BUILD)/smtpd-door $(DESTDIR)$(LIBEXECDIR)/smtpd-door
+	# the MTA-STS policy fetch, which deliver runs (issue 20, fetch)
+	install -m 0755 $(BUILD)/mtasts-fetch $(DESTDIR)$(LIBEXECDIR)/mtasts-fetch
 
 clean:
 	rm -rf build build-san
@@ -204,9 +206,14 @@ clean:
 
 -include $(shell find $(BUILD)/obj $(BUILD)/tests $(BUILD)/fuzz -name '*.d' 2>/dev/null)
 
-# MTA-STS (issue 16): deliver fetches policies over HTTPS with libcurl
-# (mail/mtasts_fetch.c, which no other program pulls out of libmail.a).
-$(BUILD)/deliver: LDLIBS += -lcurl
+# MTA-STS (issue 16): the HTTPS fetch of a policy is the program
+# mtasts-fetch (mtasts-fetch/), which deliver runs when a fetch is due
+# (issue 20): it alone links libcurl, and what libcurl brings (gnutls,
+# krb5, ldap, ssh...) is mapped in no deliver process.
+FETCH_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard mtasts-fetch/*.c))
+$(BUILD)/mtasts-fetch: $(FETCH_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $(FETCH_OBJ) $(LIB) -lcurl -lbsd
+all: $(BUILD)/mtasts-fetch
 
 # What a process costs (issue 20, procs): each program links only the
 # libraries its objects use. One list above, and --as-needed drops from

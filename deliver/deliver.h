@@ -364,7 +364,8 @@ const char *deliver_generic_sender(const struct deliver_job *job);
 const char *deliver_generic_rcpt(const struct deliver_rcpt *r);
 /* ---- deliver_mtasts.c: MTA-STS (RFC 8461) and TLS-RPT (RFC 8460) ---- */
 
-/* Make queue_directory/tls (before the confinement); libcurl's init. */
+/* Make queue_directory/tls and open mtasts-fetch (before the
+ * confinement). */
 void deliver_mtasts_init(void);
 /* A new job: forget the last one's policy. */
 void deliver_mtasts_job(const struct deliver_job *job);
@@ -390,5 +391,20 @@ void deliver_tlsrpt_event(const struct deliver_session *s,
 /* The event for a finished handshake, from the certificate's judgement. */
 void deliver_tlsrpt_trust(const struct deliver_session *s, SSL *ssl,
     enum tls_trust trust, const char *why);
+
+/* ---- deliver_mtasts_fetch.c: running mtasts-fetch (mail/mtasts.h) ---- */
+
+/* Open daemon_directory/mtasts-fetch and let the confinement run it. */
+void deliver_mtasts_fetch_init(void);
+/*
+ * Fetch domain's policy from addrs ("192.0.2.1,[2001:db8::1]") within
+ * timeout_ms, fetcher's start included: true with *body (malloc'd, NUL
+ * ended) and *len, else false with *result_type (RFC 8460 4.3.2:
+ * "sts-webpki-invalid" or "sts-policy-fetch-error") and err. A fetcher
+ * that is missing, crashes, answers badly or late is a failed fetch.
+ */
+bool deliver_mtasts_fetch(const char *domain, const char *addrs,
+    const char *cafile, const char *capath, long timeout_ms, char **body,
+    size_t *len, const char **result_type, char *err, size_t errsize);
 
 #endif

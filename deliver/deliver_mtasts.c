@@ -4,10 +4,10 @@
  * (TXT record, disk cache, HTTPS fetch), which MX hosts it allows, the
  * TLS level it asks of a session, and one TLS-RPT event per session.
  *
- * Why deliver fetches policies itself is in
- * doc/architecture.md, "MTA-STS and TLS-RPT": it already has the network,
- * DNS and the CA files, and a fetch happens at most once per domain and
- * max_age. The cache and the TLS-RPT store are under
+ * Who fetches is in doc/architecture.md, "MTA-STS and TLS-RPT": deliver
+ * decides, resolves mta-sts.DOMAIN and keeps the cache; the HTTPS fetch
+ * itself is the program mtasts-fetch, which deliver runs when a fetch is
+ * due (deliver_mtasts_fetch.c). The cache and the TLS-RPT store are under
  * queue_directory/tls, the one place deliver may write
  * (mail/daemon_confine.c).
  *
@@ -80,7 +80,7 @@ void deliver_mtasts_init(void)
 		}
 	}
 	if (cfg.smtp_mta_sts)
-		mtasts_fetch_init();
+		deliver_mtasts_fetch_init();
 }
 
 static void forget_job(void)
@@ -161,7 +161,8 @@ static bool fetch(const char *domain, const char *id, char **text,
 				break;
 			if (addrs[0] != '\0')
 				strlcat(addrs, ",", sizeof(addrs));
-			/* libcurl's RESOLVE wants IPv6 in brackets. */
+			/* libcurl's RESOLVE wants IPv6 in brackets
+			 * (mtasts-fetch hands them on as they are). */
 			bool v6 = strchr(one, ':') != NULL;
 			strlcat(addrs, v6 ? "[" : "", sizeof(addrs));
 			strlcat(addrs, one, sizeof(addrs));
@@ -173,9 +174,9 @@ static bool fetch(const char *domain, const char *id, char **text,
 	if (ok) {
 		const char *cafile = cfg.smtp_mta_sts_CAfile[0] ?
 		    cfg.smtp_mta_sts_CAfile : cfg.smtp_tls_CAfile;
-		ok = mtasts_fetch(domain, addrs, cafile, cfg.smtp_tls_CApath,
-		    cfg.smtp_mta_sts_timeout * 1000, text, len, &result_type,
-		    err, errsize);
+		ok = deliver_mtasts_fetch(domain, addrs, cafile,
+		    cfg.smtp_tls_CApath, cfg.smtp_mta_sts_timeout * 1000, text,
+		    len, &result_type, err, errsize);
 	}
 	struct mtasts_policy pol = { 0 };
 	char perr[200];

@@ -178,5 +178,12 @@ void daemon_confine(const char *program);
 void daemon_confine_prepare(const char *program);
 /* For master: warn once if the kernel cannot confine the daemons. */
 void daemon_confine_probe(void);
+/*
+ * The one program this process may exec once confined: fd is open
+ * (O_PATH) on it, made before daemon_confine(), which lets exactly that
+ * through (execveat on fd with AT_EMPTY_PATH; Landlock's execute right
+ * on the file and its loader). deliver's mtasts-fetch.
+ */
+void daemon_confine_exec(int fd);
 
 #endif

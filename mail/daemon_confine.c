@@ -47,7 +47,8 @@
  *                   are wherever passwd and the users say; and no
  *                   seccomp filter while allow_mail_to_commands is set,
  *                   since the commands it runs would inherit it.
- *    Nothing may be executed. No daemon may bind a TCP port (listeners
+ *    Nothing may be executed, but for deliver's mtasts-fetch (below).
+ *    No daemon may bind a TCP port (listeners
  *    come from master; ABI 4); qmgr and lmtpd may not connect over TCP
  *    either. Signals and abstract Unix sockets cannot reach outside the
  *    process's own sandbox (ABI 6): a compromised daemon cannot signal
@@ -62,6 +63,16 @@
  *    namespaces, module and kernel loading, keyrings, BPF, perf,
  *    userfaultfd, io_uring, clock and host name changes; master logs
  *    the death as "killed by signal 31" (SIGSYS).
+ *
+ * deliver runs one program, mtasts-fetch, the HTTPS fetch of an MTA-STS
+ * policy (deliver/deliver_mtasts_fetch.c), and only through the O_PATH
+ * descriptor it opened before confinement (daemon_confine_exec): its
+ * seccomp filter lets execveat on that descriptor with AT_EMPTY_PATH
+ * through and still kills on every other exec, and Landlock grants
+ * execute on that one file and on the ELF loader, which the kernel
+ * opens with it. The fetcher inherits all of deliver's confinement (uid,
+ * no new privileges, the Landlock domain, the filter) and adds its own
+ * layer on top (mtasts-fetch/mtasts_fetch.c).
  *
  * A sanitizer build (make check-sanitize) relaxes two things and says so
  * here: seccomp allows exec, ptrace, personality and process_vm_readv
@@ -79,17 +90,6 @@
 #include "daemon.h"
 #include "log.h"
 #include "priv_confine.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED true
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED true
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED false
-#endif
 
 struct confine_policy {
 	const char *program;
@@ -189,6 +189,15 @@ static void allow_config(struct priv_landlock *ll)
 #undef CONFINE_BOOL
 }
 
+/* The one program this process may run once confined (an O_PATH
+ * descriptor, daemon_confine_exec), -1 for none. */
+static int exec_fd = -1;
+
+void daemon_confine_exec(int fd)
+{
+	exec_fd = fd;
+}
+
 static const struct confine_policy *policy_of(const char *program)
 {
 	static const struct confine_policy strictest = { "", 0, false, false };
@@ -230,7 +239,7 @@ static bool confine_landlock_rules(const struct confine_policy *p,
 		"/lib64", "/proc", "/sys" };
 	for (size_t i = 0; i < sizeof(system_ro) / sizeof(system_ro[0]); i++)
 		priv_landlock_allow(ll, system_ro[i], PRIV_FS_READ |
-		    (SANITIZED && strcmp(system_ro[i], "/usr") == 0 ?
+		    (PRIV_SANITIZED && strcmp(system_ro[i], "/usr") == 0 ?
 		    PRIV_FS_EXEC : 0));
 	const char *devices[] = { "/dev/null", "/dev/zero", "/dev/urandom" };
 	for (size_t i = 0; i < sizeof(devices) / sizeof(devices[0]); i++)
@@ -278,6 +287,16 @@ static bool confine_landlock_rules(const struct confine_policy *p,
 		priv_landlock_allow(ll, tls_state, PRIV_FS_READ |
 		    PRIV_FS_WRITE);
 	}
+	/* deliver's mtasts-fetch: that file and its loader may be
+	 * executed (the kernel opens both), no other. */
+	if (exec_fd >= 0) {
+		priv_landlock_allow_fd(ll, exec_fd, PRIV_FS_READ |
+		    PRIV_FS_EXEC);
+		const char *interp = priv_interpreter();
+		if (interp != NULL)
+			priv_landlock_allow(ll, interp, PRIV_FS_READ |
+			    PRIV_FS_EXEC);
+	}
 	return true;
 }
 
@@ -320,7 +339,8 @@ void daemon_confine(const char *program)
 		return;
 	}
 	/* A kernel built without seccomp filters: say so, and serve. */
-	if (!priv_seccomp_deny(SANITIZED, err, sizeof(err)))
+	if (!priv_seccomp_deny(PRIV_SANITIZED, exec_fd, err,
+	    sizeof(err)))
 		log_warning("no seccomp filter: %s", err);
 }
 

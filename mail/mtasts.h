@@ -1,7 +1,7 @@
 /*
  * mtasts.h - SMTP MTA Strict Transport Security (RFC 8461): the
  * `_mta-sts` TXT record, the policy file, MX pattern matching, the
- * policy cache on disk and the HTTPS fetch.
+ * policy cache on disk, and the answer of mtasts-fetch, the HTTPS fetch.
  *
  * Everything parsed here comes from the network (DNS, a web server) and
  * is untrusted: bounded, parsed strictly, refused whole when malformed.
@@ -112,21 +112,23 @@ void mtasts_fetch_release(const char *dir, const char *domain, int fd,
 bool mtasts_domain_ok(const char *domain);
 
 /*
- * mtasts_fetch.c: GET https://mta-sts.DOMAIN/.well-known/mta-sts.txt
- * (RFC 8461 3.3) with libcurl, connecting to addrs (host names resolved
- * by the caller through postern's resolver; "192.0.2.1" or "2001:db8::1",
- * comma separated) on port 443. Redirects are refused, the body is
- * capped at MTASTS_POLICY_MAX, the status must be 200 and the type
- * text/plain, the certificate must verify for the name against cafile
- * or capath (NULL: libcurl's default). *body is malloc'd.
- * fetch_error says whether a failure was the web PKI's
- * ("sts-webpki-invalid") or anything else ("sts-policy-fetch-error"),
- * in RFC 8460 4.3.2's words.
+ * The HTTPS fetch of a policy (RFC 8461 3.3) is a program of its own,
+ * mtasts-fetch (mtasts-fetch/mtasts_fetch.c) in daemon_directory, which
+ * deliver runs when a fetch is due (deliver/deliver_mtasts_fetch.c), so
+ * that only that program links libcurl:
+ *
+ *   mtasts-fetch -t TIMEOUT_MS [-f CAFILE] [-p CAPATH] DOMAIN ADDRS
+ *
+ * It GETs https://mta-sts.DOMAIN/.well-known/mta-sts.txt from ADDRS (the
+ * addresses of mta-sts.DOMAIN that deliver resolved with postern's
+ * resolver, comma separated, IPv6 in brackets) on port 443. Its answer,
+ * on standard output, is one line and, on success, the body:
+ *   "ok LEN\n" and then exactly LEN octets (LEN <= MTASTS_POLICY_MAX)
+ *   "fail RESULT TEXT\n": RESULT is RFC 8460 4.3.2's
+ *       sts-webpki-invalid (the certificate) or sts-policy-fetch-error
+ *       (anything else), TEXT printable ASCII saying why.
  */
-bool mtasts_fetch(const char *domain, const char *addrs, const char *cafile,
-    const char *capath, long timeout_ms, char **body, size_t *len,
-    const char **result_type, char *err, size_t errsize);
-/* curl_global_init, once, before any confinement. */
-void mtasts_fetch_init(void);
+#define MTASTS_FETCH_PROGRAM "mtasts-fetch"
+#define MTASTS_FETCH_LINE_MAX 1024	/* the answer's first line, with \n */
 
 #endif

@@ -15,7 +15,7 @@ teardown() {
 @test "make install DESTDIR PREFIX" {
 	run make -s -C "$TOP" install BUILD="$BUILD" DESTDIR="$D" PREFIX=/opt/pt
 	[ "$status" -eq 0 ]
-	for p in master smtpd qmgr deliver lmtpd; do
+	for p in master smtpd qmgr deliver mtasts-fetch lmtpd; do
 		[ -x "$D/opt/pt/lib/postern/$p" ]
 	done
 	[ -x "$D/opt/pt/sbin/postern" ]

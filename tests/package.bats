@@ -22,7 +22,8 @@ teardown() {
 	run dpkg-deb -c "$deb"
 	[ "$status" -eq 0 ]
 	for f in ./usr/lib/postern/master ./usr/lib/postern/smtpd ./usr/lib/postern/qmgr \
-		./usr/lib/postern/deliver ./usr/lib/postern/lmtpd ./usr/sbin/postern \
+		./usr/lib/postern/deliver ./usr/lib/postern/mtasts-fetch \
+		./usr/lib/postern/lmtpd ./usr/sbin/postern \
 		./usr/sbin/sendmail ./lib/systemd/system/postern.service \
 		./usr/share/postern/postern.conf ./usr/share/man/man5/postern.conf.5.gz \
 		./usr/share/man/man8/postern.8.gz; do

@@ -4,14 +4,17 @@
  * kernel's answers decide what is used: a kernel without Landlock, or
  * with an older ABI, gets the rights it knows, or none and a message.
  */
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/landlock.h>
 #include <linux/seccomp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -96,6 +99,19 @@ bool priv_landlock_begin(struct priv_landlock *ll, bool deny_tcp_bind,
 bool priv_landlock_allow(struct priv_landlock *ll, const char *path,
     unsigned rights)
 {
+	int pfd = open(path, O_PATH | O_CLOEXEC);
+	if (pfd < 0)
+		return false;
+	bool ok = priv_landlock_allow_fd(ll, pfd, rights);
+	int saved = errno;
+	close(pfd);
+	errno = saved;
+	return ok;
+}
+
+bool priv_landlock_allow_fd(struct priv_landlock *ll, int pfd,
+    unsigned rights)
+{
 	uint64_t want = 0;
 	if (rights & PRIV_FS_READ)
 		want |= LANDLOCK_ACCESS_FS_READ_FILE |
@@ -108,26 +124,32 @@ bool priv_landlock_allow(struct priv_landlock *ll, const char *path,
 		    LANDLOCK_ACCESS_FS_REFER | LL_FS_TRUNCATE;
 	if (rights & PRIV_FS_EXEC)
 		want |= LANDLOCK_ACCESS_FS_EXECUTE;
-	int pfd = open(path, O_PATH | O_CLOEXEC);
-	if (pfd < 0)
-		return false;
 	struct stat st;
-	if (fstat(pfd, &st) < 0) {
-		close(pfd);
+	if (fstat(pfd, &st) < 0)
 		return false;
-	}
 	if (!S_ISDIR(st.st_mode))
 		want &= LL_FS_FILE;
 	struct landlock_path_beneath_attr rule = {
 		.allowed_access = want & ll->handled_fs,
 		.parent_fd = pfd,
 	};
-	long r = syscall(SYS_landlock_add_rule, ll->fd,
-	    LANDLOCK_RULE_PATH_BENEATH, &rule, 0);
-	int saved = errno;
-	close(pfd);
-	errno = saved;
-	return r == 0;
+	return syscall(SYS_landlock_add_rule, ll->fd,
+	    LANDLOCK_RULE_PATH_BENEATH, &rule, 0) == 0;
+}
+
+const char *priv_interpreter(void)
+{
+	const ElfW(Phdr) *ph = (const ElfW(Phdr) *)getauxval(AT_PHDR);
+	size_t n = getauxval(AT_PHNUM);
+	uintptr_t base = 0;
+	/* The load address: where PT_PHDR landed against its p_vaddr. */
+	for (size_t i = 0; ph != NULL && i < n; i++)
+		if (ph[i].p_type == PT_PHDR)
+			base = (uintptr_t)ph - ph[i].p_vaddr;
+	for (size_t i = 0; ph != NULL && i < n; i++)
+		if (ph[i].p_type == PT_INTERP)
+			return (const char *)(base + ph[i].p_vaddr);
+	return NULL;
 }
 
 bool priv_landlock_enforce(struct priv_landlock *ll, char *err,
@@ -151,6 +173,13 @@ bool priv_landlock_enforce(struct priv_landlock *ll, char *err,
 #define NATIVE_ARCH AUDIT_ARCH_X86_64
 #elif defined(__aarch64__)
 #define NATIVE_ARCH AUDIT_ARCH_AARCH64
+#endif
+
+/* The low 32 bits of a 64-bit system call argument. */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define ARG_LOW 0
+#else
+#define ARG_LOW 4
 #endif
 
 /* No daemon makes these after start-up; a compromised one would. */
@@ -185,19 +214,21 @@ static const int denied[] = {
 #endif
 };
 
-/* Denied too, except in a sanitizer build (priv_confine.h). */
+/* Denied too, except in a sanitizer build (priv_confine.h); execveat
+ * is let through for the one program exec_fd names. */
 static const int denied_unsanitized[] = {
 	SYS_execve, SYS_execveat, SYS_ptrace, SYS_personality,
 	SYS_process_vm_readv, SYS_process_vm_writev,
 };
 
-bool priv_seccomp_deny(bool sanitizer, char *err, size_t errsize)
+bool priv_seccomp_deny(bool sanitizer, int exec_fd, char *err,
+    size_t errsize)
 {
 #ifndef NATIVE_ARCH
 	snprintf(err, errsize, "no seccomp filter for this architecture");
 	return false;
 #else
-	enum { MAX = 8 + 2 * (sizeof(denied) / sizeof(denied[0]) +
+	enum { MAX = 16 + 2 * (sizeof(denied) / sizeof(denied[0]) +
 	    sizeof(denied_unsanitized) / sizeof(denied_unsanitized[0])) };
 	struct sock_filter f[MAX];
 	size_t n = 0;
@@ -220,6 +251,25 @@ bool priv_seccomp_deny(bool sanitizer, char *err, size_t errsize)
 		f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
 		    (uint32_t)denied[i], 0, 1);
 		f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, kill);
+	}
+	if (!sanitizer && exec_fd >= 0) {
+		/* execveat(exec_fd, "", ..., AT_EMPTY_PATH), and no other:
+		 * the descriptor, opened before confinement, names the file
+		 * (both arguments are ints: the low 32 bits are all the
+		 * kernel reads). Anything else falls to the kill below. */
+		f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+		    SYS_execveat, 0, 6);
+		f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+		    offsetof(struct seccomp_data, args[0]) + ARG_LOW);
+		f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+		    (uint32_t)exec_fd, 0, 2);
+		f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+		    offsetof(struct seccomp_data, args[4]) + ARG_LOW);
+		f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+		    AT_EMPTY_PATH, 1, 0);
+		f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, kill);
+		f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
+		    SECCOMP_RET_ALLOW);
 	}
 	for (size_t i = 0; !sanitizer && i < sizeof(denied_unsanitized) /
 	    sizeof(denied_unsanitized[0]); i++) {

@@ -41,10 +41,22 @@ static int in_child(int (*fn)(void *), void *arg)
 
 /* ---- seccomp: a denied call kills with SIGSYS, others go on ---- */
 
+/* A child's wait status: killed by the filter, or a clean exit. */
+static void check_killed(int st, bool killed)
+{
+	if (killed) {
+		CHECK(WIFSIGNALED(st));
+		CHECK_INT(WIFSIGNALED(st) ? WTERMSIG(st) : -1, SIGSYS);
+	} else {
+		CHECK(WIFEXITED(st));
+		CHECK_INT(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 0);
+	}
+}
+
 static int try_syscall(void *arg)
 {
 	char err[256];
-	if (!priv_seccomp_deny(SANITIZED, err, sizeof(err)))
+	if (!priv_seccomp_deny(SANITIZED, -1, err, sizeof(err)))
 		return 91;
 	syscall((long)(intptr_t)arg, 0, 0, 0, 0, 0);
 	return 0;
@@ -65,13 +77,45 @@ static void test_seccomp_kills_denied_calls(void)
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int st = in_child(try_syscall, (void *)(intptr_t)cases[i].nr);
-		if (cases[i].killed) {
-			CHECK(WIFSIGNALED(st));
-			CHECK_INT(WIFSIGNALED(st) ? WTERMSIG(st) : -1, SIGSYS);
-		} else {
-			CHECK(WIFEXITED(st));
-			CHECK_INT(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 0);
-		}
+		check_killed(st, cases[i].killed);
+	}
+}
+
+/* ---- seccomp: one program may be exec'd, by its descriptor ---- */
+
+enum exec_how { EXEC_BY_FD, EXEC_OTHER_FD, EXEC_BY_PATH };
+
+/* Open /bin/true (O_PATH) as deliver opens mtasts-fetch, install the
+ * filter for that descriptor, then exec as told: true exits 0. */
+static int try_exec(void *arg)
+{
+	enum exec_how how = (enum exec_how)(intptr_t)arg;
+	char err[256];
+	char *const argv[] = { "true", NULL };
+	int fd = open("/bin/true", O_PATH | O_CLOEXEC);
+	int other = open("/bin/true", O_PATH | O_CLOEXEC);
+	if (fd < 0 || other < 0)
+		return 92;
+	if (!priv_seccomp_deny(SANITIZED, fd, err, sizeof(err)))
+		return 91;
+	if (how == EXEC_BY_PATH)
+		execv("/bin/true", argv);
+	else
+		syscall(SYS_execveat, how == EXEC_BY_FD ? fd : other, "", argv,
+		    environ, AT_EMPTY_PATH);
+	return 93;
+}
+
+static void test_seccomp_lets_one_program_run(void)
+{
+	static const struct { enum exec_how how; bool killed; } cases[] = {
+		{ EXEC_BY_FD, false },
+		{ EXEC_OTHER_FD, !SANITIZED },
+		{ EXEC_BY_PATH, !SANITIZED },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int st = in_child(try_exec, (void *)(intptr_t)cases[i].how);
+		check_killed(st, cases[i].killed);
 	}
 }
 
@@ -209,6 +253,7 @@ static void test_landlock_built_once_holds_in_each_child(void)
 int main(void)
 {
 	RUN(test_seccomp_kills_denied_calls);
+	RUN(test_seccomp_lets_one_program_run);
 	RUN(test_landlock_grants_only_its_tree);
 	RUN(test_landlock_built_once_holds_in_each_child);
 	return unit_done();
