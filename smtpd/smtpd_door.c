@@ -946,7 +946,18 @@ static pid_t door_zygote_spawn(int sock, bool single)
 	    posix_spawnattr_setsigdefault(&attr, &defaults) != 0 ||
 	    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF) != 0)
 		log_fatal("door: posix_spawnattr: %m");
-	int err = posix_spawn(&pid, path, &actions, &attr, argv, environ);
+	/* A door zygote binds every call once, at its start, as master's
+	 * zygotes do (LD_BIND_NOW): its doors then share those pages and
+	 * bind nothing themselves. A worker's own (-1) forks none: lazily. */
+	size_t n = 0;
+	while (environ[n] != NULL)
+		n++;
+	char **envp = xreallocarray(NULL, n + 2, sizeof(*envp));
+	memcpy(envp, environ, n * sizeof(*envp));
+	envp[n] = single ? NULL : "LD_BIND_NOW=1";
+	envp[n + 1] = NULL;
+	int err = posix_spawn(&pid, path, &actions, &attr, argv, envp);
+	free(envp);
 	posix_spawnattr_destroy(&attr);
 	posix_spawn_file_actions_destroy(&actions);
 	if (err != 0) {
