@@ -713,6 +713,7 @@ static void door_zygote_serve(uid_t starter, bool single)
 			 * door always was. */
 			prctl(PR_SET_NAME, "smtpd", 0, 0, 0);
 			log_init("smtpd", door_log_dest());	/* its pid */
+			dirsync_forked();	/* and the table's */
 			door_serve(fd);
 		}
 		/* A failed fork: the worker reads end of file on its pair
