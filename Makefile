@@ -194,7 +194,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 	install -m 0644 admin/postern.bash-completion \
 		$(DESTDIR)$(PREFIX)/share/bash-completion/completions/postern
-	# smtpd's door, which each smtpd worker execs (issue 20, rss)
+	# smtpd's door zygote, which each smtpd zygote execs (issue 20)
 	install -m 0755 $(BUILD)/smtpd-door $(DESTDIR)$(LIBEXECDIR)/smtpd-door
 	# the MTA-STS policy fetch, which deliver runs (issue 20, fetch)
 	install -m 0755 $(BUILD)/mtasts-fetch $(DESTDIR)$(LIBEXECDIR)/mtasts-fetch
@@ -228,8 +228,9 @@ all: $(BUILD)/mtasts-fetch
 LDFLAGS += -Wl,-O1 -Wl,--as-needed
 
 # smtpd's door (issue 20, rss): its own small program, smtpd-door, which
-# each smtpd worker execs once at start (smtpd/smtpd_door.c built again
-# with SMTPD_DOOR_PROGRAM: the door's side and its main). It links only
+# each smtpd zygote execs once as its door zygote, which forks a door for
+# each worker (issue 20, doorzyg; smtpd/smtpd_door.c built again with
+# SMTPD_DOOR_PROGRAM: the door's side and its main). It links only
 # what the door runs: util/, the queue writer, the config, the tables of
 # smtpd_sasl_users and libcrypt; no OpenSSL, no libresolv (the config's
 # DNSBL sites are parsed in mail/dnsbl_parse.c, apart from the lookups

@@ -462,7 +462,9 @@ int daemon_main(int argc, char **argv, const struct daemon_service *svc)
 		unsetenv("LD_BIND_NOW");
 		if (svc->confine_from_zygote)
 			daemon_confine_prepare(svc->program);
-		daemon_zygote_serve(zygote_fd, svc->program);
+		int helper_fd = svc->zygote_start != NULL ?
+		    svc->zygote_start(service_name) : -1;
+		daemon_zygote_serve(zygote_fd, svc->program, helper_fd);
 		log_init(svc->program, dest);	/* log.h: after a raw clone */
 		log_debug("worker made by zygote %ld", (long)zygote);
 	}

@@ -95,6 +95,11 @@ struct daemon_service {
 	 * pre_drop or init make: its zygote builds the ruleset once and
 	 * each worker only enforces it (daemon_confine_prepare). */
 	bool confine_from_zygote;
+	/* In a zygote, before it serves (root, if started so): start what
+	 * every worker it makes will ask (smtpd's door zygote). Returns a
+	 * descriptor that reads end of file or hangs up when that is gone:
+	 * the zygote then exits, and master starts a new one. May be NULL. */
+	int (*zygote_start)(const char *service);
 	/* Still root (if started so): open private keys, etc. May be NULL. */
 	void (*pre_drop)(const char *service);
 	/* After privileges are dropped. May be NULL. */
@@ -160,8 +165,9 @@ struct daemon_zygote_msg {
 /* The zygote's request socket, or -1 in a process started normally. */
 int daemon_zygote_fd(void);
 /* Serve master's requests; returns only in a new worker (fd closed).
- * The zygote is named "PROGRAM-zygote" in ps; the worker PROGRAM. */
-void daemon_zygote_serve(int fd, const char *program);
+ * The zygote is named "PROGRAM-zygote" in ps; the worker PROGRAM. It
+ * exits when helper_fd (-1: none) hangs up or becomes readable. */
+void daemon_zygote_serve(int fd, const char *program, int helper_fd);
 
 /*
  * daemon_confine.c: confine this process to what program's job needs

@@ -75,7 +75,7 @@ static pid_t zygote_clone(void)
 	    NULL, NULL, NULL, 0UL);
 }
 
-void daemon_zygote_serve(int fd, const char *program)
+void daemon_zygote_serve(int fd, const char *program, int helper_fd)
 {
 	pid_t master = getppid();
 	char name[16];
@@ -93,11 +93,12 @@ void daemon_zygote_serve(int fd, const char *program)
 	zygote_send(fd, DAEMON_ZYGOTE_READY, getpid(), 0);
 	log_debug("zygote ready");
 	for (;;) {
-		struct pollfd pfd[2] = {
+		struct pollfd pfd[3] = {
 			{ .fd = fd, .events = POLLIN },
 			{ .fd = DAEMON_ALIVE_FD, .events = POLLIN },
+			{ .fd = helper_fd, .events = POLLIN },
 		};
-		if (poll(pfd, 2, -1) < 0) {
+		if (poll(pfd, helper_fd >= 0 ? 3 : 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			log_fatal("poll: %m");
@@ -105,6 +106,14 @@ void daemon_zygote_serve(int fd, const char *program)
 		/* The alive pipe at EOF: master stops or reloads. */
 		if (pfd[1].revents)
 			exit(0);
+		/* Its helper (smtpd's door zygote) is gone: the workers made
+		 * now could not start, so this generation ends here, loudly,
+		 * and master starts a new zygote and helper. */
+		if (helper_fd >= 0 && pfd[2].revents) {
+			log_warning("zygote: its helper process is gone: "
+			    "exiting, to be replaced");
+			exit(1);
+		}
 		struct daemon_zygote_msg m;
 		ssize_t n = recv(fd, &m, sizeof(m), 0);
 		if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))

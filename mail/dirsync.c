@@ -110,9 +110,14 @@ _Static_assert(sizeof(struct dirsync_slot) == 64, "slot layout");
 _Static_assert(offsetof(struct dirsync_table, slot) == 64, "table layout");
 
 static struct dirsync_table *table;
-/* Our pid, asked once: glibc no longer caches it, and the callers never
- * fork after attaching. */
+/* Our pid, asked once: glibc no longer caches it; a process that forks
+ * after attaching calls dirsync_forked() in the child. */
 static uint32_t dirsync_pid;
+
+void dirsync_forked(void)
+{
+	dirsync_pid = (uint32_t)getpid();
+}
 
 bool dirsync_attach(const char *path)
 {

@@ -31,6 +31,12 @@
  * logged, when it cannot be used; a commit then fsyncs alone.
  */
 bool dirsync_attach(const char *path);
+/*
+ * In a child forked after dirsync_attach() (smtpd's doors, forked by
+ * the door zygote): the table marks leaders and key changers by pid, so
+ * the child takes its own before its first commit.
+ */
+void dirsync_forked(void);
 
 /*
  * Make durable every entry this process has renamed into the directory

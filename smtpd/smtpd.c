@@ -2,9 +2,10 @@
  * smtpd.c - postern's SMTP server: main() and the per-connection entry.
  *
  * master pre-forks this program for the services "smtp" (port 25 role),
- * "submission" (587) and "smtps" (465, implicit TLS). Each process forks
+ * "submission" (587) and "smtps" (465, implicit TLS). Each process gets
  * its door first (smtpd_door.c: the queue and smtpd_sasl_users, as
- * `user`); the daemon skeleton then drops this process, the network
+ * `user`, forked by the door zygote that smtpd's zygote started); the
+ * daemon skeleton then drops this process, the network
  * worker, to smtpd_user and hands over one accepted connection at a
  * time. Everything that arrives on a connection is untrusted; the config
  * and the inherited sockets are trusted.
@@ -83,8 +84,8 @@ static void smtpd_serve(struct daemon_conn *conn)
 }
 
 /*
- * Still root. The door is forked first, so that it never holds the TLS
- * key; then the key, which may be readable by root alone.
+ * Still root. The door first (made by the door zygote, which never holds
+ * the TLS key), then the key, which may be readable by root alone.
  */
 static void smtpd_pre_drop(const char *service)
 {
@@ -114,6 +115,7 @@ static const struct daemon_service smtpd_service = {
 	.run_as_smtpd_user = true,
 	.accept_nonblocking = true,
 	.confine_from_zygote = true,
+	.zygote_start = smtpd_door_zygote_start,
 	.pre_drop = smtpd_pre_drop,
 	.init = smtpd_init,
 	.serve = smtpd_serve,

@@ -164,10 +164,15 @@ enum smtpd_door_auth smtpd_auth_door_verify(const char *user,
     const char *password);
 
 /* smtpd_door.c: the door process and the worker's requests to it */
-/* The descriptor smtpd-door finds its end of the socket pair on. */
+/* The descriptor smtpd-door finds its request socket on. */
 #define SMTPD_DOOR_FD 3
-/* Fork and exec the door, smtpd-door (still root, before the TLS key is
- * loaded). */
+/* smtpd's zygote, before it serves (its zygote_start hook): start the
+ * door zygote, smtpd-door; its request socket, which the zygote watches
+ * and each worker it clones inherits. */
+int smtpd_door_zygote_start(const char *service);
+/* Worker, still root, before the TLS key is loaded: ask the door zygote
+ * (the zygote's, or one of its own) for a door, and close the request
+ * socket. */
 void smtpd_door_start(void);
 /* Worker, after its drop: wait for the door to be ready; fatal if not. */
 void smtpd_door_wait_ready(void);

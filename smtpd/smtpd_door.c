@@ -2,25 +2,45 @@
  * smtpd_door.c - smtpd's door: privilege separation inside smtpd, in the
  * OpenSSH style (doc/architecture.md, "Processes" and "Confinement").
  *
- * Each smtpd process that master starts forks once, before it loads the
- * TLS key and before any privilege is dropped. The process master started
- * stays the network worker: it drops to smtpd_user, serves connections
- * and reports to master exactly as before, so master's supervision,
- * max_use, reload and stop see nothing new. The child is the door: it
- * closes everything master handed over and execs the program smtpd-door
- * (this file again, built with SMTPD_DOOR_PROGRAM: the door's side
- * below), which loads the config, drops to `user` (the queue's owner)
- * and serves the worker's requests on a SOCK_SEQPACKET socketpair, its
- * descriptor SMTPD_DOOR_FD. Exec'd rather than only forked so that a
- * session's second process maps little (issue 20): smtpd-door links
- * libc, libcrypt, libdb and our util/ and queue code, no OpenSSL, and
- * none of the worker's pages (the relocated libraries, the heap) are
- * counted again in it. It refuses to run unless its parent, a process
- * of its own uid, holds the other end of that socket: started by hand
- * it says so and exits.
- * The worker has no right on the queue and cannot read smtpd_sasl_users;
- * the door is the only part of smtpd that can, and it parses nothing from
- * the network.
+ * Each smtpd worker gets a door of its own, before it loads the TLS key
+ * and before any privilege is dropped. The worker stays the network
+ * worker: it drops to smtpd_user, serves connections and reports to
+ * master exactly as before, so master's supervision, max_use, reload and
+ * stop see nothing new. The door serves the worker's requests on a
+ * SOCK_SEQPACKET socketpair the worker made, as `user` (the queue's
+ * owner).
+ *
+ * Doors are made by a door zygote (issue 20, doorzyg): the program
+ * smtpd-door (this file again, built with SMTPD_DOOR_PROGRAM: the door's
+ * side below), exec'd once per smtpd zygote (smtpd_door_zygote_start(),
+ * its zygote_start hook) with nothing of master's or the zygote's but
+ * its request socket, SMTPD_DOOR_FD. It loads the config, maps
+ * run_directory/smtpd-dirsync, drops to `user`, opens incoming/, hold/
+ * and smtpd_sasl_users, confines itself as a door and says ready. A new
+ * worker, still root, sends it type=door with its end of a fresh pair
+ * (SCM_RIGHTS) and closes its copy of the request socket before it drops
+ * root: a dropped worker has no way to ask for another door. The door
+ * zygote forks a door for that pair and closes its copy: a door holds
+ * nothing of another worker's. Exec'd, not forked from the worker, so
+ * that a session's second process maps little (smtpd-door links libc,
+ * libcrypt, libdb and our util/ and queue code, no OpenSSL); forked from
+ * the door zygote, so that a door's relocated libraries, config and heap
+ * are the door zygote's pages, shared until written, and a door's birth
+ * is a fork rather than an exec, a config parse and a confinement. A
+ * worker master forked and exec'd (no smtpd zygote) starts a door
+ * zygote of its own with -1: that one serves the one request itself,
+ * without a fork.
+ *
+ * The door zygote takes a request only from a process of root's uid or
+ * its starter's (SCM_CREDENTIALS, the starter's uid in test mode), with
+ * exactly one descriptor: a SOCK_SEQPACKET Unix socket that the same
+ * process made (its SO_PEERCRED pid is the sender's). It answers
+ * nothing on the request socket after its own ready: the new door says
+ * ready on the worker's pair. It reaps its doors; when every holder of
+ * the request socket is gone (the smtpd zygote ended: reload, stop, or
+ * master gone) it waits for its doors and exits. When it dies, the
+ * smtpd zygote sees its end hang up and exits (daemon_zygote_serve()),
+ * and master starts a new zygote and door zygote.
  *
  * Requests (worker to door), one util/ipc.c message per datagram:
  *   type=open                    the door creates incoming/.ID (recycled
@@ -66,8 +86,9 @@
  * and master starts a new pair). When the worker is gone (EOF: it exited
  * or was killed), the door removes its unfinished file and its spare
  * and exits.
- * The worker trusts the door's answers (it started it, from
- * daemon_directory, root's), but checks their shape all the same.
+ * The worker trusts the door's answers (its zygote or itself started the
+ * door zygote, from daemon_directory, root's), but checks their shape
+ * all the same.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -158,6 +179,9 @@ enum door_recv {
 /*
  * Receive one whole message into m (initialised here on OK); *fd gets a
  * passed descriptor when fd is not NULL, else any descriptor is refused.
+ * *who gets the sender's credentials when who is not NULL (the socket
+ * has SO_PASSCRED: the door zygote's requests); a message without them
+ * is then refused.
  */
 /* Static, not on the stack: a message fills a page or so of it, while
  * a 16 KiB frame pushed the door loop's calls (a log line: 18 KiB of
@@ -166,13 +190,16 @@ enum door_recv {
  * threaded; the buffer is wiped after each message as before. */
 static char door_recv_buf[DOOR_MESSAGE_MAX];
 
-static enum door_recv door_recv(int sock, struct ipc_msg *m, int *fd)
+static enum door_recv door_recv(int sock, struct ipc_msg *m, int *fd,
+    struct ucred *who)
 {
 	char *buf = door_recv_buf;
 	union {
 		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int))];
+		char buf[CMSG_SPACE(sizeof(int)) +
+		    CMSG_SPACE(sizeof(struct ucred))];
 	} ctl;
+	bool have_who = false;
 	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(door_recv_buf) };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
 	    .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf) };
@@ -191,7 +218,13 @@ static enum door_recv door_recv(int sock, struct ipc_msg *m, int *fd)
 	int passed = -1;
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c != NULL;
 	    c = CMSG_NXTHDR(&mh, c)) {
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+		if (c->cmsg_level == SOL_SOCKET &&
+		    c->cmsg_type == SCM_CREDENTIALS && who != NULL &&
+		    c->cmsg_len == CMSG_LEN(sizeof(*who))) {
+			memcpy(who, CMSG_DATA(c), sizeof(*who));
+			have_who = true;
+		} else if (c->cmsg_level == SOL_SOCKET &&
+		    c->cmsg_type == SCM_RIGHTS &&
 		    c->cmsg_len == CMSG_LEN(sizeof(int)) && passed < 0) {
 			memcpy(&passed, CMSG_DATA(c), sizeof(int));
 		} else if (c->cmsg_level == SOL_SOCKET &&
@@ -209,7 +242,7 @@ static enum door_recv door_recv(int sock, struct ipc_msg *m, int *fd)
 	}
 	size_t consumed = 0;
 	bool bad = (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0 ||
-	    (passed >= 0 && fd == NULL);
+	    (passed >= 0 && fd == NULL) || (who != NULL && !have_who);
 	if (!bad) {
 		enum ipc_decode_result r = ipc_decode(buf, (size_t)n, m,
 		    &consumed);
@@ -491,41 +524,22 @@ static void door_exit(int status)
 	exit(status);
 }
 
-static void door_main(int sock) __attribute__((noreturn));
-static void door_main(int sock)
+/* Its lines go where smtpd's go. */
+static enum log_dest door_log_dest(void)
 {
-	char path[4096];
+	return getenv("POSTERN_LOG_STDERR") ? LOG_DEST_STDERR : LOG_DEST_SYSLOG;
+}
 
+/* One door: serve the worker at the other end of sock until it is gone. */
+static void door_serve(int sock) __attribute__((noreturn));
+static void door_serve(int sock)
+{
 	door.sock = sock;
-	/* Still root: the doors' shared table of incoming/'s and hold/'s
-	 * fsyncs (mail/dirsync.c), root's, in run_directory. Without it
-	 * each door fsyncs alone. */
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s", cfg.run_directory,
-	    DIRSYNC_TABLE_SMTPD_DOOR) < sizeof(path))
-		dirsync_attach(path);
-	priv_drop(cfg.user);
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s", cfg.queue_directory,
-	    QUEUE_INCOMING) >= sizeof(path))
-		log_fatal("queue_directory is too long");
-	door.dirfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-	    O_CLOEXEC);
-	if (door.dirfd < 0)
-		log_fatal("door: open %s: %m", path);
-	snprintf(path, sizeof(path), "%s/%s", cfg.queue_directory, QUEUE_HOLD);
-	door.holdfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-	    O_CLOEXEC);
-	if (door.holdfd < 0)
-		log_fatal("door: open %s: %m", path);
-	smtpd_auth_door_init();
-	daemon_confine("smtpd-door");
-	/* What its start-up ran (the config parser, the tables' checks,
-	 * Landlock): only the loop's code stays mapped (util/resident.h). */
-	resident_drop_startup_pages();
 	door_answer("ready", NULL);
 
 	for (;;) {
 		struct ipc_msg req;
-		switch (door_recv(door.sock, &req, NULL)) {
+		switch (door_recv(door.sock, &req, NULL, NULL)) {
 		case DOOR_RECV_EOF:
 			door_exit(0);	/* the worker is gone */
 		case DOOR_RECV_BAD:
@@ -561,12 +575,163 @@ static void door_main(int sock)
 }
 
 /*
- * Started by a worker, or not at all: sock must be a SOCK_SEQPACKET
- * Unix socket whose peer is this process's parent, of the same uid (the
- * worker makes the pair while still root, forks and execs us). false,
- * with why, otherwise: someone ran smtpd-door by hand.
+ * The door zygote's start, once: everything a door needs before its
+ * first request, done here so that each door forked after it has it.
  */
-static bool door_started_by_worker(int sock, char *why, size_t whysize)
+static void door_zygote_setup(void)
+{
+	char path[4096];
+
+	/* Still root: the doors' shared table of incoming/'s and hold/'s
+	 * fsyncs (mail/dirsync.c), root's, in run_directory. Without it
+	 * each door fsyncs alone. */
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", cfg.run_directory,
+	    DIRSYNC_TABLE_SMTPD_DOOR) < sizeof(path))
+		dirsync_attach(path);
+	priv_drop(cfg.user);
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", cfg.queue_directory,
+	    QUEUE_INCOMING) >= sizeof(path))
+		log_fatal("queue_directory is too long");
+	door.dirfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	if (door.dirfd < 0)
+		log_fatal("door: open %s: %m", path);
+	snprintf(path, sizeof(path), "%s/%s", cfg.queue_directory, QUEUE_HOLD);
+	door.holdfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	if (door.holdfd < 0)
+		log_fatal("door: open %s: %m", path);
+	/* The table's handle is shared by the doors forked later: libdb
+	 * reads it with pread(), so no door moves another's offset. */
+	smtpd_auth_door_init();
+	daemon_confine("smtpd-door");
+	/* What its start-up ran (the config parser, the tables' checks,
+	 * Landlock): only the loop's code stays mapped (util/resident.h). */
+	resident_drop_startup_pages();
+}
+
+/*
+ * A request the door zygote may act on: from root or its starter's uid
+ * (a worker that has dropped root is refused, should it still hold the
+ * request socket), with a SOCK_SEQPACKET Unix socket that the sender
+ * made itself. false, with why, otherwise.
+ */
+static bool door_request_acceptable(int fd, const struct ucred *who,
+    uid_t starter, char *why, size_t whysize)
+{
+	int domain = 0, type = 0;
+	struct ucred maker;
+	socklen_t len = sizeof(domain);
+
+	if (who->uid != 0 && who->uid != starter) {
+		snprintf(why, whysize, "from uid %ld", (long)who->uid);
+		return false;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 ||
+	    (len = sizeof(type), getsockopt(fd, SOL_SOCKET, SO_TYPE, &type,
+	    &len)) < 0 || domain != AF_UNIX || type != SOCK_SEQPACKET) {
+		snprintf(why, whysize, "from pid %ld: not a socket pair",
+		    (long)who->pid);
+		return false;
+	}
+	len = sizeof(maker);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &maker, &len) < 0 ||
+	    maker.pid != who->pid) {
+		snprintf(why, whysize, "from pid %ld: a socket pair it did not "
+		    "make", (long)who->pid);
+		return false;
+	}
+	return true;
+}
+
+static void door_zygote_sigchld(int sig)
+{
+	(void)sig;	/* only ends ppoll(): the loop reaps */
+}
+
+/*
+ * The door zygote's loop: a door for each acceptable request, reaped
+ * when it exits. single (a worker's own door zygote): the first door is
+ * this process. Ends when the request socket reads end of file, once
+ * the doors are gone.
+ */
+static void door_zygote_serve(uid_t starter, bool single)
+    __attribute__((noreturn));
+static void door_zygote_serve(uid_t starter, bool single)
+{
+	sigset_t chld, unblocked;
+	char why[256];
+
+	/* SIGCHLD only inside ppoll(): no exit of a door is missed
+	 * between the reaping and the wait. */
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, &unblocked);
+	signal(SIGCHLD, door_zygote_sigchld);
+	for (;;) {
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
+		struct pollfd p = { .fd = SMTPD_DOOR_FD, .events = POLLIN };
+		if (ppoll(&p, 1, NULL, &unblocked) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_fatal("door zygote: ppoll: %m");
+		}
+		struct ipc_msg req;
+		struct ucred who;
+		int fd;
+		switch (door_recv(SMTPD_DOOR_FD, &req, &fd, &who)) {
+		case DOOR_RECV_EOF:
+			/* No smtpd process can ask any more. */
+			while (wait(NULL) > 0 || errno == EINTR)
+				;
+			exit(0);
+		case DOOR_RECV_BAD:
+		case DOOR_RECV_TIMEOUT:
+			log_warning("door zygote: malformed request: refused");
+			continue;
+		case DOOR_RECV_OK:
+			break;
+		}
+		bool asks = strcmp(req.type, "door") == 0 && req.count == 0;
+		ipc_msg_free(&req);
+		if (!asks || fd < 0 ||
+		    !door_request_acceptable(fd, &who, starter, why,
+		    sizeof(why))) {
+			log_warning("door zygote: request refused (%s)", asks ?
+			    why : "not a request for a door");
+			if (fd >= 0)
+				close(fd);
+			continue;
+		}
+		pid_t pid = single ? 0 : fork();
+		if (pid == 0) {
+			close(SMTPD_DOOR_FD);
+			sigprocmask(SIG_SETMASK, &unblocked, NULL);
+			signal(SIGCHLD, SIG_DFL);
+			/* Still smtpd to ps -o comm and pgrep, as a worker's
+			 * door always was. */
+			prctl(PR_SET_NAME, "smtpd", 0, 0, 0);
+			log_init("smtpd", door_log_dest());	/* its pid */
+			dirsync_forked();	/* and the table's */
+			door_serve(fd);
+		}
+		/* A failed fork: the worker reads end of file on its pair
+		 * and says its door did not start. */
+		if (pid < 0)
+			log_warning("door zygote: fork: %m");
+		close(fd);
+	}
+}
+
+/*
+ * Started by an smtpd zygote or worker, or not at all: sock must be a
+ * SOCK_SEQPACKET Unix socket whose peer is this process's parent, of the
+ * same uid (the parent makes the pair, then spawns us). false, with why,
+ * otherwise: someone ran smtpd-door by hand.
+ */
+static bool door_zygote_started_by_smtpd(int sock, char *why,
+    size_t whysize)
 {
 	int domain = 0, type = 0;
 	struct ucred peer;
@@ -579,8 +744,8 @@ static bool door_started_by_worker(int sock, char *why, size_t whysize)
 	len = sizeof(type);
 	if (getsockopt(sock, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
 	    domain != AF_UNIX || type != SOCK_SEQPACKET) {
-		snprintf(why, whysize, "descriptor %d is not a worker's "
-		    "socket pair", sock);
+		snprintf(why, whysize, "descriptor %d is not smtpd's socket "
+		    "pair", sock);
 		return false;
 	}
 	len = sizeof(peer);
@@ -596,50 +761,67 @@ static bool door_started_by_worker(int sock, char *why, size_t whysize)
 int main(int argc, char **argv)
 {
 	const char *config_dir = NULL;
+	bool single = false;
 	char err[512];
 	int c;
 
-	enum log_dest dest = getenv("POSTERN_LOG_STDERR") ? LOG_DEST_STDERR :
-	    LOG_DEST_SYSLOG;
 	/* Its lines are smtpd's, as when the door was a fork. */
-	log_init("smtpd", dest);
+	log_init("smtpd", door_log_dest());
 	if (getenv("POSTERN_VERBOSE"))
 		log_set_verbose(atoi(getenv("POSTERN_VERBOSE")));
-	/* -s: the worker's service, for ps (its args), as master gives. */
-	while ((c = getopt(argc, argv, "c:s:")) != -1 && (c == 'c' ||
-	    c == 's'))
+	/* -s: the worker's service, for ps (its args), as master gives;
+	 * -1: one door only, this process (a worker's own door zygote). */
+	while ((c = getopt(argc, argv, "c:s:1")) != -1 && (c == 'c' ||
+	    c == 's' || c == '1'))
 		if (c == 'c')
 			config_dir = optarg;
+		else if (c == '1')
+			single = true;
 	if (c != -1 || config_dir == NULL || optind != argc) {
 		fprintf(stderr, "usage: smtpd-door -c config_dir -s service "
-		    "(started by smtpd only)\n");
+		    "[-1] (started by smtpd only)\n");
 		exit(2);
 	}
-	if (!door_started_by_worker(SMTPD_DOOR_FD, err, sizeof(err))) {
-		fprintf(stderr, "smtpd-door: not started by an smtpd worker "
-		    "(%s): refusing to run\n", err);
-		log_error("smtpd-door: not started by an smtpd worker (%s): "
-		    "refusing to run", err);
+	if (!door_zygote_started_by_smtpd(SMTPD_DOOR_FD, err, sizeof(err))) {
+		fprintf(stderr, "smtpd-door: not started by smtpd (%s): "
+		    "refusing to run\n", err);
+		log_error("smtpd-door: not started by smtpd (%s): refusing "
+		    "to run", err);
 		exit(1);
 	}
-	/* Still smtpd to ps -o comm and pgrep, as the forked door was (its
-	 * args and /proc/PID/exe name smtpd-door). */
-	prctl(PR_SET_NAME, "smtpd", 0, 0, 0);
-	/* Master signals the worker alone; the door follows it by EOF. */
+	/* Who may ask for doors: root, or whoever started us (test mode,
+	 * where every process is that user). */
+	uid_t starter = getuid();
+	int on = 1;
+	if (setsockopt(SMTPD_DOOR_FD, SOL_SOCKET, SO_PASSCRED, &on,
+	    sizeof(on)) < 0)
+		log_fatal("door zygote: SO_PASSCRED: %m");
+	prctl(PR_SET_NAME, single ? "smtpd" : "smtpd-doorzyg", 0, 0, 0);
+	/* Master signals the workers alone; the door zygote follows its
+	 * smtpd zygote by end of file, each door its worker. */
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGUSR2, SIG_IGN);
 	signal(SIGINT, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
 	if (!cfg_load(config_dir, false, err, sizeof(err)))
 		log_fatal("door: %s", err);
-	door_main(SMTPD_DOOR_FD);
+	door_zygote_setup();
+	door.sock = SMTPD_DOOR_FD;
+	door_answer("ready", NULL);
+	door.sock = -1;
+	door_zygote_serve(starter, single);
 }
-
 #else
 /* ---- the worker's side ---- */
 
 static int worker_sock = -1;
-static pid_t door_pid = -1;
+/* The door zygote's request socket: from smtpd_door_zygote_start() (in
+ * the smtpd zygote, and so in each worker it clones) or from a worker's
+ * own start, until smtpd_door_start() closes it, before the drop. */
+static int zygote_sock = -1;
+/* The door zygote this process started and reaps at its exit (a worker
+ * exec'd by master: its own, which is its door), else -1. */
+static pid_t door_zygote_pid = -1;
 /* The next message's file, passed ahead with the door's last type=ok
  * (kept across connections: the door removes it when the worker goes). */
 static struct {
@@ -660,16 +842,17 @@ static off_t door_size(const struct ipc_msg *m)
 	return errno != 0 || *end != '\0' ? -1 : (off_t)n;
 }
 
-/* At the worker's exit: the door sees EOF and leaves; wait for it. */
+/* At the worker's exit: the door sees EOF and leaves; a door this
+ * worker started itself (-1) is its child: wait for it. */
 static void worker_reap_door(void)
 {
 	if (worker_sock >= 0)
 		close(worker_sock);
 	worker_sock = -1;
-	if (door_pid > 0)
-		while (waitpid(door_pid, NULL, 0) < 0 && errno == EINTR)
+	if (door_zygote_pid > 0)
+		while (waitpid(door_zygote_pid, NULL, 0) < 0 && errno == EINTR)
 			;
-	door_pid = -1;
+	door_zygote_pid = -1;
 }
 
 /*
@@ -692,7 +875,7 @@ static bool worker_call(const struct ipc_msg *req, struct ipc_msg *rep,
 	}
 	/* A blocking receive bounded by SO_RCVTIMEO (smtpd_door_start()),
 	 * not poll() first: one call less per request. */
-	switch (door_recv(worker_sock, rep, fd)) {
+	switch (door_recv(worker_sock, rep, fd, NULL)) {
 	case DOOR_RECV_OK:
 		broken = false;
 		return true;
@@ -710,15 +893,15 @@ static bool worker_call(const struct ipc_msg *req, struct ipc_msg *rep,
 }
 
 /*
- * Start smtpd-door with nothing of master's (its pipes, the listeners,
- * the TLS ticket and metrics segments) and nothing of the worker's but
- * the door's end of the pair, as SMTPD_DOOR_FD. posix_spawn, not fork
- * and exec: glibc's shares the worker's memory with the child until the
- * exec (CLONE_VM | CLONE_VFORK), so no page table is copied and the
- * worker takes no copy-on-write fault after it. Its pid, or a fatal
- * error naming the program.
+ * Start smtpd-door, the door zygote, with nothing of master's (its
+ * pipes, the listeners, the TLS ticket and metrics segments) and nothing
+ * of this process's but its end of the request pair, as SMTPD_DOOR_FD;
+ * single (-1) when it is to be this worker's one door. posix_spawn, not
+ * fork and exec: glibc's shares this process's memory with the child
+ * until the exec (CLONE_VM | CLONE_VFORK), so no page table is copied.
+ * Its pid, or a fatal error naming the program.
  */
-static pid_t door_spawn(int sock)
+static pid_t door_zygote_spawn(int sock, bool single)
 {
 	char path[4096];
 	posix_spawn_file_actions_t actions;
@@ -737,10 +920,11 @@ static pid_t door_spawn(int sock)
 	}
 	const char *service = daemon_service_name();
 	char *const argv[] = { "smtpd-door", "-c", cfg.config_directory,
-		"-s", (char *)(service != NULL ? service : "smtp"), NULL };
-	/* fd 3 (master's status pipe in the worker) becomes the pair;
-	 * everything above it goes (fd 4, the alive pipe, the listeners,
-	 * and whatever else the worker holds without close-on-exec). */
+		"-s", (char *)(service != NULL ? service : "smtp"),
+		single ? "-1" : NULL, NULL };
+	/* fd 3 (master's status pipe here) becomes the pair; everything
+	 * above it goes (fd 4, the alive pipe, the listeners, master's
+	 * zygote socket, and whatever else is open without close-on-exec). */
 	if (posix_spawn_file_actions_init(&actions) != 0 ||
 	    posix_spawn_file_actions_adddup2(&actions, sock,
 	    SMTPD_DOOR_FD) != 0 ||
@@ -748,11 +932,11 @@ static pid_t door_spawn(int sock)
 	    SMTPD_DOOR_FD + 1) != 0)
 		log_fatal("door: posix_spawn_file_actions: %m");
 	/*
-	 * The child must run no handler of the worker's before the exec:
+	 * The child must run no handler of this process's before the exec:
 	 * told nothing, glibc's child asks each of the 64 signals' action
 	 * and then sets it (124 system calls); told to default them all, it
-	 * only sets (64). SIGINT and SIGPIPE stay ignored, as the worker
-	 * has them (daemon.c), until the door ignores them itself.
+	 * only sets (64). SIGINT and SIGPIPE stay ignored, as smtpd has them
+	 * (daemon.c), until smtpd-door ignores them itself.
 	 */
 	posix_spawnattr_t attr;
 	sigset_t defaults;
@@ -763,7 +947,18 @@ static pid_t door_spawn(int sock)
 	    posix_spawnattr_setsigdefault(&attr, &defaults) != 0 ||
 	    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF) != 0)
 		log_fatal("door: posix_spawnattr: %m");
-	int err = posix_spawn(&pid, path, &actions, &attr, argv, environ);
+	/* A door zygote binds every call once, at its start, as master's
+	 * zygotes do (LD_BIND_NOW): its doors then share those pages and
+	 * bind nothing themselves. A worker's own (-1) forks none: lazily. */
+	size_t n = 0;
+	while (environ[n] != NULL)
+		n++;
+	char **envp = xreallocarray(NULL, n + 2, sizeof(*envp));
+	memcpy(envp, environ, n * sizeof(*envp));
+	envp[n] = single ? NULL : "LD_BIND_NOW=1";
+	envp[n + 1] = NULL;
+	int err = posix_spawn(&pid, path, &actions, &attr, argv, envp);
+	free(envp);
 	posix_spawnattr_destroy(&attr);
 	posix_spawn_file_actions_destroy(&actions);
 	if (err != 0) {
@@ -773,7 +968,28 @@ static pid_t door_spawn(int sock)
 	return pid;
 }
 
-void smtpd_door_start(void)
+/* Wait, bounded, for the first message on sock: the door zygote's or a
+ * door's type=ready. Fatal otherwise, naming what did not start. */
+static void door_wait_ready(int sock, const char *what)
+{
+	struct ipc_msg m;
+	struct pollfd p = { .fd = sock, .events = POLLIN };
+	int n;
+
+	do
+		n = poll(&p, 1, DOOR_ANSWER_TIMEOUT_MS);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0 || door_recv(sock, &m, NULL, NULL) != DOOR_RECV_OK)
+		log_fatal("the %s did not start (see its messages above)",
+		    what);
+	bool ready = strcmp(m.type, "ready") == 0;
+	ipc_msg_free(&m);
+	if (!ready)
+		log_fatal("the %s did not start", what);
+}
+
+/* The door zygote's request socket (this process's end), ready. */
+static int door_zygote_start(bool single)
 {
 	int sv[2];
 	uid_t uid, worker_uid;
@@ -789,8 +1005,46 @@ void smtpd_door_start(void)
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		log_fatal("socketpair: %m");
-	pid_t pid = door_spawn(sv[1]);
+	door_zygote_pid = door_zygote_spawn(sv[1], single);
 	close(sv[1]);
+	door_wait_ready(sv[0], "door zygote");
+	zygote_sock = sv[0];
+	return zygote_sock;
+}
+
+int smtpd_door_zygote_start(const char *service)
+{
+	(void)service;	/* daemon_service_name() names it */
+	return door_zygote_start(false);
+}
+
+void smtpd_door_start(void)
+{
+	int sv[2];
+
+	/* A worker master exec'd: a door zygote of its own, its one door.
+	 * A cloned one asks its zygote's (and reaps none: not its child). */
+	if (zygote_sock < 0)
+		(void)door_zygote_start(true);
+	else
+		door_zygote_pid = -1;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		log_fatal("socketpair: %m");
+	struct ipc_msg req;
+	ipc_msg_init(&req, "door");
+	bool sent = door_send(zygote_sock, &req, sv[1]);
+	int sent_errno = errno;
+	ipc_msg_free(&req);
+	close(sv[1]);
+	/* Still root: after this no request for a door can be made from
+	 * this process, whatever it runs once it has dropped root. */
+	close(zygote_sock);
+	zygote_sock = -1;
+	if (!sent) {
+		errno = sent_errno;
+		log_fatal("door: the door zygote is gone (%m): no door for "
+		    "this worker");
+	}
 	/* The worker waits for each answer at most this long. */
 	struct timeval answer_timeout = {
 		.tv_sec = DOOR_ANSWER_TIMEOUT_MS / 1000,
@@ -800,29 +1054,14 @@ void smtpd_door_start(void)
 	    sizeof(answer_timeout)) < 0)
 		log_fatal("door socket: SO_RCVTIMEO: %m");
 	worker_sock = sv[0];
-	door_pid = pid;
 	atexit(worker_reap_door);
 }
 
 void smtpd_door_wait_ready(void)
 {
-	struct ipc_msg m;
-	struct pollfd p = { .fd = worker_sock, .events = POLLIN };
-	int n;
-
-	do
-		n = poll(&p, 1, DOOR_ANSWER_TIMEOUT_MS);
-	while (n < 0 && errno == EINTR);
-	if (n <= 0 || door_recv(worker_sock, &m, NULL) != DOOR_RECV_OK)
-		log_fatal("the door process did not start (see its messages "
-		    "above)");
-	bool ready = strcmp(m.type, "ready") == 0;
-	ipc_msg_free(&m);
-	if (!ready)
-		log_fatal("the door process did not start");
+	door_wait_ready(worker_sock, "door process");
 	daemon_watch_fd(worker_sock);
 }
-
 int smtpd_door_open(char id[QUEUE_ID_SIZE], off_t *size)
 {
 	struct ipc_msg req, rep;

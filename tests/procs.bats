@@ -39,7 +39,8 @@ needed() {
 	readelf -d "$BUILD/$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'
 }
 
-# The smtpd workers of the instance (their doors are their children).
+# The smtpd workers of the instance (master's children; their doors are
+# the door zygote's).
 workers() {
 	ps -o pid= -o comm= --ppid "$(master_pid)" | awk '$2 == "smtpd" { print $1 }'
 }
@@ -114,10 +115,9 @@ libdb_rss() {
 		# Tables are opened at the first lookup (mail/map.c): an
 		# idle worker has not run libdb's code (1.4 MiB once it has).
 		[ "$db" -lt 512 ]
-		# The door was forked before: it never holds the list.
-		for d in $(child_pids "$w"); do
-			[[ "$(psl_state "$d")" == @(none|gone) ]]
-		done
+		# The door (the door zygote's child): it never holds the list.
+		d=$(smtp_door_of "$w")
+		[ -z "$d" ] || [[ "$(psl_state "$d")" == @(none|gone) ]]
 	done
 
 	# A client in mynetworks is not checked: nothing is read.

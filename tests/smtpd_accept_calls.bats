@@ -10,6 +10,7 @@
 
 bats_require_minimum_version 1.5.0
 load helpers/suite
+load helpers/smtp_common
 
 setup_file() {
 	file_timer_start
@@ -34,12 +35,6 @@ teardown() {
 		wait "$STRACE_PID" 2>/dev/null || true
 		STRACE_PID=
 	fi
-}
-
-# The one worker of the smtp service (its zygote is no worker).
-smtp_worker() {
-	ps -o pid=,comm=,args= --ppid "$SUITE_PID" |
-		awk '$2 == "smtpd" && / -s smtp$/ { print $1 }'
 }
 
 # send N: N sessions one after another, each EHLO, one message, QUIT;
@@ -124,13 +119,12 @@ PY
 	[ "$found" = yes ]
 }
 
-# trace_new_worker CALLS PATTERN WHO: strace -f the smtp service's
-# zygote for CALLS (into $T/zygote.strace) while connections wear the
-# worker out (max_use), until the new worker (WHO=worker) or its door
-# (WHO=door) has made a call that matches PATTERN; sets worker and door
-# to their pids. Bounded.
+# trace_new_worker CALLS PATTERN: strace -f the smtp service's zygote
+# for CALLS (into $T/zygote.strace) while connections wear the worker
+# out (max_use), until the new worker has made a call that matches
+# PATTERN and has its door; sets worker and door to their pids. Bounded.
 trace_new_worker() {
-	local zygote old i pattern=$2 who=$3
+	local zygote old i pattern=$2
 	zygote=$(ps -o pid=,comm=,args= --ppid "$SUITE_PID" |
 		awk '$2 == "smtpd-zygote" && / -s smtp$/ { print $1 }' | head -n 1)
 	[ -n "$zygote" ] || skip "no smtpd zygote (process_zygote = no)"
@@ -147,19 +141,51 @@ trace_new_worker() {
 s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20); s.quit()' "$SMTP_PORT"
 	done
 	wait_until 'worker=$(smtp_worker) && [ -n "$worker" ] && [ "$worker" != "$old" ] &&
-		door=$(ps -o pid= --ppid "$worker" | tr -d " ") && [ -n "$door" ] &&
-		grep -q "^${!who}  *$pattern" "$T/zygote.strace"' 30
+		door=$(smtp_door_of "$worker") && [ -n "$door" ] &&
+		grep -q "^$worker  *$pattern" "$T/zygote.strace"' 30
 	kill "$STRACE_PID"
 	wait "$STRACE_PID" || true
 	STRACE_PID=
 }
 
-@test "a new door unmaps its start-up pages with one madvise per run of mappings" {
+# trace_new_door_zygote CALLS PATTERN: strace -f master for CALLS (into
+# $T/master.strace) while the smtp service's door zygote is killed and
+# master starts a new smtpd zygote, which spawns a new door zygote,
+# until that one has made a call that matches PATTERN; sets door to its
+# pid (the doors' start-up is the door zygote's, done once). Bounded.
+smtp_zygote_now() {
+	ps -o pid=,comm=,args= --ppid "$SUITE_PID" |
+		awk '$2 == "smtpd-zygote" && / -s smtp$/ { print $1 }' | head -n 1
+}
+
+door_zygote_of() {
+	ps -o pid=,comm= --ppid "$1" | awk '$2 == "smtpd-doorzyg" { print $1 }'
+}
+
+trace_new_door_zygote() {
+	local zygote old pattern=$2
+	zygote=$(smtp_zygote_now)
+	[ -n "$zygote" ] || skip "no smtpd zygote (process_zygote = no)"
+	old=$(door_zygote_of "$zygote")
+	[ -n "$old" ]
+	strace -q -f -e trace="$1" -o "$T/master.strace" -p "$SUITE_PID" \
+		2>"$T/master.err" &
+	STRACE_PID=$!
+	wait_until 'grep -q "TracerPid:[[:space:]]*[1-9]" "/proc/$SUITE_PID/status"' 20
+	kill -KILL "$old"
+	wait_until 'door=$(door_zygote_of "$(smtp_zygote_now)") && [ -n "$door" ] &&
+		grep -q "^$door  *$pattern" "$T/master.strace"' 30
+	kill "$STRACE_PID"
+	wait "$STRACE_PID" || true
+	STRACE_PID=
+}
+
+@test "the door zygote unmaps its start-up pages with one madvise per run of mappings" {
 	command -v strace >/dev/null || skip "strace is not installed"
-	[ "$(id -u)" -eq 0 ] || skip "attaching to the zygote needs root"
-	local worker door n files
-	trace_new_worker madvise madvise door
-	n=$(grep -c "^$door  *madvise(.*MADV_DONTNEED" "$T/zygote.strace")
+	[ "$(id -u)" -eq 0 ] || skip "attaching to master needs root"
+	local door n files
+	trace_new_door_zygote madvise,sendmsg 'sendmsg(3,'
+	n=$(grep -c "^$door  *madvise(.*MADV_DONTNEED" "$T/master.strace")
 	# The door's mapped files: each file's clean segments (headers, text,
 	# constants) lie side by side, so one call covers them; a call per
 	# segment was three or more a file.
@@ -169,16 +195,16 @@ s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20); s.quit()' "$SMTP_PO
 	[ "$n" -lt $((2 * files)) ]
 }
 
-@test "a door is spawned with its signals set to default, not asked one by one, SIGINT still ignored" {
+@test "the door zygote is spawned with its signals set to default, not asked one by one, SIGINT still ignored" {
 	command -v strace >/dev/null || skip "strace is not installed"
-	[ "$(id -u)" -eq 0 ] || skip "attaching to the zygote needs root"
-	local worker door asked set
-	# Up to the door's own SIGINT (smtpd_door.c's main, after the exec).
-	trace_new_worker rt_sigaction,execve \
-		'rt_sigaction(SIGINT, {sa_handler=SIG_IGN' door
-	# The door's calls between the spawn and its exec.
+	[ "$(id -u)" -eq 0 ] || skip "attaching to master needs root"
+	local door asked set
+	# Up to the door zygote's own SIGINT (smtpd_door.c's main).
+	trace_new_door_zygote rt_sigaction,execve \
+		'rt_sigaction(SIGINT, {sa_handler=SIG_IGN'
+	# Its calls between the spawn and its exec.
 	awk -v d="$door" '$1 == d && /execve\(/ { exit } $1 == d' \
-		"$T/zygote.strace" > "$T/spawn"
+		"$T/master.strace" > "$T/spawn"
 	asked=$(grep -c 'rt_sigaction([A-Z0-9_]*, NULL' "$T/spawn" || true)
 	set=$(grep -c 'sa_handler=SIG_DFL' "$T/spawn" || true)
 	echo "# door $door before its exec: $asked actions asked, $set set to default" >&3
@@ -197,7 +223,7 @@ s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20); s.quit()' "$SMTP_PO
 	[ "$(id -u)" -eq 0 ] || skip "attaching to the zygote needs root"
 	local worker door zygote f held
 	trace_new_worker landlock_create_ruleset,landlock_add_rule,landlock_restrict_self \
-		'landlock_restrict_self' worker
+		'landlock_restrict_self'
 	# The worker added no rule and made no ruleset: it enforced the
 	# zygote's (18 rules, each an open, fstat, add and close, before).
 	grep "^$worker " "$T/zygote.strace" > "$T/worker"

@@ -1,13 +1,14 @@
 #!/usr/bin/env bats
-# smtpd's door is a program of its own, smtpd-door, that each smtpd
-# worker forks and execs once at start (issue 20, branch h-rss;
-# smtpd/smtpd_door.c, SMTPD_DOOR_PROGRAM). Checked from outside: the
+# smtpd's door is a program of its own, smtpd-door (issue 20, branch
+# h-rss; smtpd/smtpd_door.c, SMTPD_DOOR_PROGRAM), exec'd once per smtpd
+# zygote as the door zygote, which forks each worker's door (h-doorzyg;
+# tests/smtpd_door_zygote.bats). Checked from outside: the
 # door of a live worker runs smtpd-door, as `user`, with no new
 # privileges and a seccomp filter, maps no OpenSSL (and, linked
 # statically, no shared library at all), holds neither the listener nor
 # master's pipes, and still makes the worker's queue files; smtpd-door
 # run by hand, or handed a socket pair by a process that is not its
-# parent, refuses to run.
+# parent, refuses to run (the door zygote's start check).
 
 bats_require_minimum_version 1.5.0
 load helpers/suite
@@ -89,12 +90,12 @@ listener_inode() {
 	fi
 }
 
-@test "smtpd-door refuses to run when not started by an smtpd worker" {
+@test "smtpd-door refuses to run when not started by smtpd" {
 	# By hand: descriptor 3 is no socket.
 	run "$BUILD/smtpd-door" -c "$T/conf" -s smtp 3</dev/null
 	[ "$status" -eq 1 ]
-	[[ "$output" == *"not started by an smtpd worker (descriptor 3 is not a socket)"* ]]
-	# A stream socket is not a worker's socket pair.
+	[[ "$output" == *"not started by smtpd (descriptor 3 is not a socket)"* ]]
+	# A stream socket is not smtpd's socket pair.
 	run /usr/bin/python3 -c '
 import os, socket, sys
 a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -102,7 +103,7 @@ os.dup2(b.fileno(), 3, inheritable=True)
 os.execv(sys.argv[1], ["smtpd-door", "-c", sys.argv[2], "-s", "smtp"])
 ' "$BUILD/smtpd-door" "$T/conf"
 	[ "$status" -eq 1 ]
-	[[ "$output" == *"descriptor 3 is not a worker's socket pair"* ]]
+	[[ "$output" == *"descriptor 3 is not smtpd's socket pair"* ]]
 	# A pair made by a process that is not its parent (its grandparent).
 	run /usr/bin/python3 -c '
 import os, socket, sys

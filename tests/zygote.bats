@@ -9,6 +9,7 @@
 
 bats_require_minimum_version 1.5.0
 load helpers/suite
+load helpers/smtp_common
 
 setup_file() {
 	file_timer_start
@@ -116,7 +117,7 @@ loader_code_kib() {
 		ld && /^Rss:/ { kb += $2 } END { print kb + 0 }' /proc/"$1"/smaps
 }
 
-@test "the zygote binds every call at its start: a worker runs no loader code, and its door binds lazily" {
+@test "the zygote binds every call at its start: a worker runs no loader code, nor its door (the door zygote bound them)" {
 	[ -z "$SUITE_SANITIZED" ] || skip "the sanitizer runtime looks symbols up itself"
 	# A worker made after this start (its first connection binds libc's
 	# and libdb's lazy calls unless the zygote bound them all), which
@@ -135,12 +136,15 @@ loader_code_kib() {
 		kib=$(loader_code_kib "$w")
 		echo "# worker $w: loader code resident $kib KiB" >&3
 		[ "$kib" -eq 0 ]
-		# master's LD_BIND_NOW is the zygote's alone (a worker's
-		# /proc/PID/environ shows the zygote's start; its door's
-		# shows what the worker passed on).
-		for d in $(child_pids "$w"); do
-			[ -z "$(tr '\0' '\n' < /proc/"$d"/environ | grep '^LD_BIND_NOW=')" ]
-		done
+		# Its door, forked by the door zygote, which the smtpd zygote
+		# spawned with LD_BIND_NOW=1 (a door's /proc/PID/environ is
+		# the door zygote's start).
+		d=$(smtp_door_of "$w")
+		[ -n "$d" ]
+		kib=$(loader_code_kib "$d")
+		echo "# door $d: loader code resident $kib KiB" >&3
+		[ "$kib" -eq 0 ]
+		tr '\0' '\n' < /proc/"$d"/environ | grep -qx 'LD_BIND_NOW=1'
 	done
 	tr '\0' '\n' < /proc/"$(zygote)"/environ | grep -qx 'LD_BIND_NOW=1'
 }

@@ -42,9 +42,20 @@ smtp_worker() {
 		awk '$2 == "smtpd" && $NF == "smtp" { print $1 }' | head -n1
 }
 
-# A worker's door: its smtpd child (smtpd-door names itself smtpd).
+# A worker's door: the process at the other end of the worker's socket
+# pair, named smtpd (smtpd-door names itself so). Doors are the door
+# zygote's children, not the worker's (smtpd/smtpd_door.c).
 smtp_door_of() {
-	ps -o pid=,comm= --ppid "$1" 2>/dev/null | awk '$2 == "smtpd" { print $1 }' | head -n1
+	ss -xpH 2>/dev/null | awk -v w="pid=$1," '
+		$1 == "u_seq" { owner[$6] = $0; if (index($0, w)) peer[$8] = 1 }
+		END {
+			for (i in peer)
+				if ((i in owner) && owner[i] ~ /"smtpd",pid=/ &&
+				    !index(owner[i], w)) {
+					match(owner[i], /pid=[0-9]+/)
+					print substr(owner[i], RSTART + 4, RLENGTH - 4)
+				}
+		}' | head -n1
 }
 
 smtp_script() {
