@@ -371,8 +371,7 @@ static void accept_loop(const struct daemon_service *svc)
 		struct sockaddr_storage peer;
 		socklen_t peer_len = sizeof(peer);
 		int fd = accept4(listener_fds[i], (struct sockaddr *)&peer,
-		    &peer_len, SOCK_CLOEXEC |
-		    (svc->accept_nonblocking ? SOCK_NONBLOCK : 0));
+		    &peer_len, SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK &&
 			    errno != EINTR && errno != ECONNABORTED)
@@ -402,7 +401,6 @@ static void accept_loop(const struct daemon_service *svc)
 			close(fd);
 			continue;
 		}
-		conn.nonblocking = svc->accept_nonblocking;
 		report(DAEMON_BUSY);
 		svc->serve(&conn);
 		close(fd);

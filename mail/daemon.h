@@ -75,8 +75,6 @@ struct daemon_conn {
 	bool greeted;
 	const char *preread;
 	size_t preread_len;
-	/* Accepted with O_NONBLOCK set (daemon_service.accept_nonblocking). */
-	bool nonblocking;
 };
 
 struct daemon_service {
@@ -87,10 +85,6 @@ struct daemon_service {
 	 * its own, as Postfix's local(8) does; see doc/architecture.md,
 	 * "Local delivery to system users". */
 	bool keep_root;
-	/* Accept connections non-blocking (accept4's SOCK_NONBLOCK): the
-	 * service's I/O has deadlines of its own, and sets no flag per
-	 * connection. */
-	bool accept_nonblocking;
 	/* Its Landlock rules follow from the config alone, not from what
 	 * pre_drop or init make: its zygote builds the ruleset once and
 	 * each worker only enforces it (daemon_confine_prepare). */

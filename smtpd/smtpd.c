@@ -44,12 +44,18 @@ static void smtpd_serve(struct daemon_conn *conn)
 		    "the connection from [%s]", conn->peer_addr);
 		return;
 	}
-	/* Non-blocking, so that writes to a stalled client also time out:
-	 * accepted so (accept_nonblocking below), or a client screen passed
-	 * on. FIONBIO sets O_NONBLOCK alone: one call, not F_GETFL and
-	 * F_SETFL. */
+	/*
+	 * A plain session on a socket accepted here keeps it blocking and
+	 * waits for each command in read(2) itself, under SO_RCVTIMEO
+	 * (bio_timed_reads): no poll(2) per command. What reads the
+	 * socket before the bio (the PROXY header, smtps' handshake) and
+	 * a descriptor screen passed on get O_NONBLOCK and wait in poll,
+	 * as STARTTLS does from its handshake on (smtpd_tls.c). Writes to
+	 * a stalled client time out either way.
+	 */
+	bool timed_reads = !conn->greeted && !conn->proxy && !s.implicit_tls;
 	int on = 1;
-	bool nonblocking = conn->nonblocking ||
+	bool nonblocking = !timed_reads &&
 	    ioctl(conn->fd, FIONBIO, &on) == 0;
 	/* Behind a load balancer: the real client, before anything uses
 	 * the peer's address. */
@@ -59,6 +65,8 @@ static void smtpd_serve(struct daemon_conn *conn)
 	if (timeout_ms <= 0 || timeout_ms > 24LL * 3600 * 1000)
 		timeout_ms = 300 * 1000;
 	bio_init(&s.bio, conn->fd, (int)timeout_ms);
+	if (timed_reads)
+		bio_timed_reads(&s.bio);
 	s.bio.fd_nonblocking = nonblocking;
 	/* Passed on by screen: its client's first bytes come first. */
 	bio_prefill(&s.bio, conn->preread, conn->preread_len);
@@ -113,7 +121,6 @@ static void smtpd_init(const char *service)
 static const struct daemon_service smtpd_service = {
 	.program = "smtpd",
 	.run_as_smtpd_user = true,
-	.accept_nonblocking = true,
 	.confine_from_zygote = true,
 	.zygote_start = smtpd_door_zygote_start,
 	.pre_drop = smtpd_pre_drop,

@@ -64,6 +64,13 @@ bool smtpd_tls_handshake(struct smtpd_session *s)
 {
 	char err[256];
 
+	/* The handshake and TLS's records wait in poll(2). */
+	if (!bio_timed_reads_end(&s->bio)) {
+		log_info("SSL_accept error from %s: O_NONBLOCK: %m",
+		    s->client_log);
+		smtpd_metrics_tls(s, false);
+		return false;
+	}
 	if (!tls_start(&s->bio, server_ctx, TLS_ROLE_SERVER, NULL,
 	    s->bio.timeout_ms, err, sizeof(err))) {
 		log_info("SSL_accept error from %s: %s", s->client_log, err);

@@ -589,3 +589,38 @@ postfix_private_stop() {
 	grep -q "^Received: from .* (unix uid=$uid)\$" "$f"
 	grep -q "connect from unix uid=$uid\$" "$T/log"
 }
+
+@test "lmtpd waits for each command in read(2), not poll(2); a client stalled mid-command gets 421 4.4.2 at lmtpd_timeout" {
+	command -v strace >/dev/null || skip "strace is not installed"
+	[ "$(id -u)" -eq 0 ] || skip "attaching to a worker that changed user needs root"
+	suite_conf lmtpd_timeout 3s
+	suite_conf lmtpd_processes 1
+	suite_conf process_min_idle 1
+	start
+	local w
+	wait_until 'w=$(ps -o pid=,comm=,args= --ppid "$SUITE_PID" | awk '"'"'$2 == "lmtpd" { print $1 }'"'"' | head -n 1); [ -n "$w" ]' 20
+	strace -q -e trace=poll,read,setsockopt -o "$T/strace" -p "$w" 2>"$T/strace.err" &
+	local strace_pid=$!
+	wait_until 'grep -q "TracerPid:[[:space:]]*[1-9]" "/proc/$w/status"' 20
+	run lmtp_py <<-'PY'
+	import lmtp, os
+	s = lmtp.Session(os.environ["LMTP"])
+	s.expect("220")
+	s.send("LHLO client.test\r\n"); s.expect("250")
+	s.send("MAIL FROM:<a@example.org>\r\n"); s.expect("250")
+	s.send("RCPT TO:<alice@postern.test>\r\n"); s.expect("250")
+	s.send("RSET\r\n"); s.expect("250")
+	# Half a command, then silence: cut at lmtpd_timeout.
+	s.send("NOOP")
+	print(s.expect("421"))
+	PY
+	kill "$strace_pid"
+	wait "$strace_pid" || true
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"4.4.2"* ]]
+	# Before timed reads: a poll before each of the 5 reads, and the
+	# stalled one. Now none, and the socket's SO_RCVTIMEO set once.
+	[ "$(grep -c '^poll(' "$T/strace")" -eq 0 ]
+	[ "$(grep -c '^read(' "$T/strace")" -ge 5 ]
+	[ "$(grep -c '^setsockopt(.*SO_RCVTIMEO' "$T/strace")" -ge 1 ]
+}

@@ -1,12 +1,15 @@
 #!/usr/bin/env bats
 # What an smtpd worker does per connection in the daemon skeleton
-# (mail/daemon.c): the listener's own address is known once per process
-# when it is bound to one address (no getsockname() per connection),
-# the connection is accepted non-blocking (no ioctl(FIONBIO) per
-# connection), and master's alive pipe is watched by epoll_wait() alone
-# (no poll() of it after each connection). Counted with strace attached
-# to the one worker of the smtp service; the sessions are real
-# (smtplib: EHLO, a message, QUIT) and must all be accepted.
+# (mail/daemon.c) and its session: the listener's own address is known
+# once per process when it is bound to one address (no getsockname()
+# per connection), master's alive pipe is watched by epoll_wait() alone
+# (no poll() of it after each connection), and a plain session's socket
+# stays blocking: each command is waited for in read(2) under
+# SO_RCVTIMEO (util/bio.c's timed reads), with no ioctl(FIONBIO) and no
+# poll() per command, and a client that stalls still gets its 421 at
+# smtpd_timeout. Counted with strace attached to the one worker of the
+# smtp service; the sessions are real (smtplib: EHLO, a message, QUIT)
+# and must all be accepted.
 
 bats_require_minimum_version 1.5.0
 load helpers/suite
@@ -21,6 +24,9 @@ setup_file() {
 	# A new worker, and its new door, after 20 connections (the last test).
 	suite_conf max_use 20
 	suite_conf smtpd_peername_lookup no
+	# The stalled client's wait (below); every other session here
+	# answers at once.
+	suite_conf smtpd_timeout 4s
 	suite_start
 }
 
@@ -54,13 +60,14 @@ for i in range(n):
 PY
 }
 
-@test "a worker makes no getsockname, ioctl or poll of master's pipe per connection" {
+@test "a worker makes no getsockname, ioctl or poll per connection, and one SO_RCVTIMEO" {
 	command -v strace >/dev/null || skip "strace is not installed"
 	[ "$(id -u)" -eq 0 ] || skip "attaching to a worker that changed user needs root"
 	local w
 	wait_until 'w=$(smtp_worker); [ -n "$w" ]' 20
 	w=$(smtp_worker)
-	strace -q -e trace=accept4,getsockname,ioctl,poll -o "$T/strace" \
+	strace -q -e trace=accept4,getsockname,ioctl,poll,setsockopt,read \
+		-o "$T/strace" \
 		-p "$w" 2>"$T/strace.err" &
 	STRACE_PID=$!
 	# Attached once the worker's blocked epoll_wait shows as resumed
@@ -78,27 +85,29 @@ PY
 	[ "$(grep -c '^accept4(.*) = [0-9]' "$T/strace")" -eq 10 ]
 	[ "$(grep -c '^getsockname(' "$T/strace")" -eq 0 ]
 	[ "$(grep -c '^ioctl(.*FIONBIO' "$T/strace")" -eq 0 ]
-	# fd 4 is master's alive pipe (mail/daemon.h, DAEMON_ALIVE_FD).
-	[ "$(grep -c '^poll(\[{fd=4,' "$T/strace")" -eq 0 ]
+	# No poll at all: not of fd 4, master's alive pipe (mail/daemon.h,
+	# DAEMON_ALIVE_FD), nor before each command (6 a session before
+	# timed reads).
+	[ "$(grep -c '^poll(' "$T/strace")" -eq 0 ]
+	# The commands were read: EHLO, MAIL, RCPT, DATA, the text, QUIT.
+	[ "$(grep -c '^read(' "$T/strace")" -ge 60 ]
+	# SO_RCVTIMEO set once a session, a little under smtpd_timeout
+	# (3.938 s of 4: util/bio.c's arm_timed_read), and not again for
+	# each command; strace shows the struct timeval as bytes, tv_sec
+	# first.
+	local armed
+	armed=$(grep -c '^setsockopt(.*SO_RCVTIMEO[_A-Z]*, "\\3\\0\\0\\0\\0\\0\\0\\0' "$T/strace") || true
+	[ "$armed" -ge 10 ] && [ "$armed" -le 20 ]
 }
 
-@test "a connection accepted non-blocking is non-blocking in the session" {
-	local w fd flags
-	wait_until 'w=$(smtp_worker); [ -n "$w" ]' 20
-	w=$(smtp_worker)
-	# A session held open after its greeting, until the test closes it.
-	exec {fd}<>"/dev/tcp/127.0.0.1/$SMTP_PORT"
-	local greeting
-	read -r -t 10 greeting <&"$fd"
-	[[ "$greeting" == 220* ]]
-	# The worker's end of this session (established, local port
-	# SMTP_PORT, in /proc/net/tcp): its file status flags have
-	# O_NONBLOCK (04000), so that a write to a stalled client times out.
-	local port_hex inodes found= f
+# session_socket_flags PID: the file status flags (octal) of PID's end of
+# the one established session on SMTP_PORT (in /proc/net/tcp).
+session_socket_flags() {
+	local port_hex inodes f
 	port_hex=$(printf '%04X' "$SMTP_PORT")
 	inodes=$(awk -v p=":$port_hex" '$4 == "01" && substr($2, length($2) - 4) == p { print $10 }' /proc/net/tcp)
-	[ -n "$inodes" ]
-	for f in /proc/"$w"/fd/*; do
+	[ -n "$inodes" ] || return 1
+	for f in /proc/"$1"/fd/*; do
 		local target ino
 		# (a descriptor may close while we look: the door's files)
 		target=$(readlink "$f" 2>/dev/null) || continue
@@ -106,17 +115,30 @@ PY
 		ino=${target#socket:[}
 		ino=${ino%]}
 		grep -qxF "$ino" <<<"$inodes" || continue
-		flags=$(awk '/^flags:/ { print $2 }' "/proc/$w/fdinfo/${f##*/}" 2>/dev/null) || continue
-		if (( (8#$flags & 8#4000) != 0 )); then
-			found=yes
-		fi
+		awk '/^flags:/ { print $2 }' "/proc/$1/fdinfo/${f##*/}" 2>/dev/null
+		return 0
 	done
-	printf 'QUIT\r\n' >&"$fd"
-	local bye
-	read -r -t 10 bye <&"$fd"
+	return 1
+}
+
+@test "a plain session's socket stays blocking; a client stalled mid-command gets 421 4.4.2 at smtpd_timeout" {
+	local w fd flags
+	wait_until 'w=$(smtp_worker); [ -n "$w" ]' 20
+	w=$(smtp_worker)
+	exec {fd}<>"/dev/tcp/127.0.0.1/$SMTP_PORT"
+	local greeting reply
+	read -r -t 10 greeting <&"$fd"
+	[[ "$greeting" == 220* ]]
+	# No O_NONBLOCK (04000): the worker waits in read(2) itself.
+	flags=$(session_socket_flags "$w")
+	[ -n "$flags" ]
+	(( (8#$flags & 8#4000) == 0 ))
+	# Half a command, then nothing: the read's deadline still holds
+	# (smtpd_timeout 4s; read -t bounds the test's own wait).
+	printf 'MAIL FROM:<a@client.exam' >&"$fd"
+	read -r -t 30 reply <&"$fd"
 	exec {fd}>&-
-	[[ "$bye" == 221* ]]
-	[ "$found" = yes ]
+	[[ "$reply" == "421 4.4.2 "* ]]
 }
 
 # trace_new_worker CALLS PATTERN: strace -f the smtp service's zygote

@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -58,6 +61,19 @@ static const struct bio_ops plain_ops = {
 	.want = plain_want,
 };
 
+/* Timed reads: the socket blocks, so a write must ask not to. */
+static ssize_t timed_write(struct bio *b, const void *buf, size_t len)
+{
+	return send(b->fd, buf, len, MSG_DONTWAIT);
+}
+
+static const struct bio_ops timed_ops = {
+	.read = plain_read,
+	.write = timed_write,
+	.pending = plain_pending,
+	.want = plain_want,
+};
+
 void bio_init(struct bio *b, int fd, int timeout_ms)
 {
 	memset(b, 0, sizeof(*b));
@@ -99,14 +115,21 @@ static long long deadline_for(struct bio *b)
 	return BIO_DEADLINE_UNSET;
 }
 
-static long long deadline_fix(struct bio *b, long long deadline)
+static long long deadline_fix_at(struct bio *b, long long deadline,
+    long long now)
 {
 	if (deadline != BIO_DEADLINE_UNSET)
 		return deadline;
-	long long d = b->timeout_ms < 0 ? -1 : now_ms() + b->timeout_ms;
+	long long d = b->timeout_ms < 0 ? -1 : now + b->timeout_ms;
 	if (b->hard_deadline > 0 && (d < 0 || b->hard_deadline < d))
 		d = b->hard_deadline;
 	return d;
+}
+
+static long long deadline_fix(struct bio *b, long long deadline)
+{
+	return deadline == BIO_DEADLINE_UNSET ?
+	    deadline_fix_at(b, deadline, now_ms()) : deadline;
 }
 
 /* The check_timeout hook lowered timeout_ms: the read in hand ends at
@@ -175,6 +198,57 @@ void bio_prefill(struct bio *b, const void *p, size_t len)
 	b->rlen = have + len;
 }
 
+void bio_timed_reads(struct bio *b)
+{
+	b->ops = &timed_ops;
+	b->rcvtimeo_ms = -1;
+}
+
+bool bio_timed_reads_end(struct bio *b)
+{
+	if (b->ops != &timed_ops)
+		return true;
+	int on = 1;
+	if (ioctl(b->fd, FIONBIO, &on) < 0)
+		return false;
+	b->ops = &plain_ops;
+	b->fd_nonblocking = true;
+	return true;
+}
+
+/*
+ * SO_RCVTIMEO is set a little below a read's time left (1/64 of it), and
+ * kept while it stays within 1/32 below: each command's deadline is fixed
+ * a moment before its read (smtp_server.c's command deadline), a few ms
+ * nearer each time, and the socket need not hear of every such change.
+ * Never above the time left: a read that wakes before its deadline finds
+ * it ahead and waits for the rest; none ends late.
+ */
+static enum bio_status arm_timed_read(struct bio *b, long long *read_deadline)
+{
+	long long now = now_ms();
+	long long deadline = *read_deadline =
+	    deadline_fix_at(b, *read_deadline, now);
+	deadline = apply_check(b, deadline);
+	long long left = 0;	/* 0: no limit */
+	if (deadline >= 0) {
+		left = deadline - now;
+		if (left <= 0)
+			return BIO_TIMEOUT;
+	}
+	long long held = b->rcvtimeo_ms;
+	if (left == 0 ? held == 0 :
+	    held > 0 && held <= left && left - held <= left / 32)
+		return BIO_OK;
+	long long set = left - left / 64;
+	struct timeval tv = { .tv_sec = (time_t)(set / 1000),
+	    .tv_usec = (suseconds_t)(set % 1000) * 1000 };
+	if (setsockopt(b->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
+		return BIO_ERROR;
+	b->rcvtimeo_ms = set;
+	return BIO_OK;
+}
+
 /* Read more input into rbuf; at least one byte or a status. */
 static enum bio_status fill(struct bio *b, long long *deadline)
 {
@@ -189,7 +263,13 @@ static enum bio_status fill(struct bio *b, long long *deadline)
 		b->rlen -= b->rpos;
 		b->rpos = 0;
 	}
+	bool timed = b->ops == &timed_ops;
 	for (;;) {
+		if (timed) {
+			enum bio_status st = arm_timed_read(b, deadline);
+			if (st != BIO_OK)
+				return st;
+		}
 		size_t room = b->rcap - b->rlen;
 		ssize_t n = b->ops->read(b, b->rbuf + b->rlen, room);
 		b->last_read_full = n > 0 && (size_t)n == room;
@@ -204,6 +284,8 @@ static enum bio_status fill(struct bio *b, long long *deadline)
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			return BIO_ERROR;
+		if (timed)
+			continue;	/* SO_RCVTIMEO ran out: check again */
 		short want = b->ops->want(b);
 		enum bio_status st = wait_fd(b, want ? want : POLLIN, deadline);
 		if (st != BIO_OK)
@@ -213,11 +295,12 @@ static enum bio_status fill(struct bio *b, long long *deadline)
 
 /*
  * Before blocking in read(2), a plain fd is polled first so that the
- * deadline holds even on a blocking socket.
+ * deadline holds even on a blocking socket; with timed reads the read
+ * waits itself, under SO_RCVTIMEO.
  */
 static enum bio_status fill_with_deadline(struct bio *b, long long *deadline)
 {
-	if (b->ops->pending(b) == 0 &&
+	if (b->ops != &timed_ops && b->ops->pending(b) == 0 &&
 	    !(b->fd_nonblocking && b->last_read_full)) {
 		enum bio_status st = wait_fd(b, POLLIN, deadline);
 		if (st != BIO_OK)

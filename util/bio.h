@@ -77,6 +77,9 @@ struct bio {
 	 */
 	bool fd_nonblocking;
 	bool last_read_full;	/* bio's own: the last read filled its room */
+	/* Timed reads (bio_timed_reads): what SO_RCVTIMEO holds now, in
+	 * ms (0: no limit; < 0: not known yet). */
+	long long rcvtimeo_ms;
 	unsigned long long bytes_in, bytes_out;
 };
 
@@ -90,6 +93,22 @@ void bio_set_timeout(struct bio *b, int timeout_ms);
  * Each wait still has timeout_ms too; the sooner one counts.
  */
 void bio_set_deadline(struct bio *b, long long ms_from_now);
+
+/*
+ * fd is a blocking socket: a read that must wait waits in read(2)
+ * itself, bounded by SO_RCVTIMEO a little under the time left to its
+ * deadline (set when the socket holds more, or much less: about once
+ * per connection), instead of poll(2) then read(2): one call per wait
+ * where there were two. A read that wakes before its deadline waits again for
+ * the rest; every deadline and check_timeout hold as with poll. Writes
+ * go with MSG_DONTWAIT and wait in poll(2), as on a non-blocking socket,
+ * so a peer that stops reading still times out. The plain transport
+ * only: bio_timed_reads_end() before TLS.
+ */
+void bio_timed_reads(struct bio *b);
+/* Back to waiting in poll(2) on fd, made O_NONBLOCK (what TLS needs);
+ * false when that fails. A bio without timed reads is left as it is. */
+bool bio_timed_reads_end(struct bio *b);
 
 /*
  * Read one line, without its CRLF, into line (replacing its contents).

@@ -2,11 +2,14 @@
  * Unit tests for util/bio.c: the bounded line reader over a socket pair,
  * with partial reads, long lines, bare CR/LF, timeouts and EOF.
  */
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bio.h"
@@ -292,6 +295,122 @@ static void test_discard_input(void)
 	close(p.writer);
 }
 
+/* What SO_RCVTIMEO holds on fd, in ms (0: no limit): the kernel keeps
+ * it in jiffies, rounded up (4 ms at HZ 250). */
+static long long rcvtimeo_ms(int fd)
+{
+	struct timeval tv;
+	socklen_t len = sizeof(tv);
+	if (getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &len) < 0)
+		return -1;
+	return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static void lower_to_50ms(struct bio *b)
+{
+	b->timeout_ms = 50;
+}
+
+/*
+ * Timed reads on a blocking socket: lines whole or in pieces, the
+ * socket's SO_RCVTIMEO at the read's timeout, a silent peer's timeout,
+ * a lowered timeout (check_timeout) that cuts the wait in progress, and
+ * the socket left blocking. alarm() turns a read that would wait for
+ * ever into a failed run.
+ */
+static void test_timed_reads(void)
+{
+	struct pair p = make_pair();
+	struct bio b;
+	struct str line;
+
+	alarm(20);
+	bio_init(&b, p.reader, 2000);
+	bio_timed_reads(&b);
+	str_init(&line, 512);
+	put(p.writer, "EHLO a\r\n");
+	CHECK_INT(bio_readline(&b, &line, 512, NULL), BIO_OK);
+	CHECK_STR(str_cstr(&line), "EHLO a");
+	CHECK(rcvtimeo_ms(p.reader) >= 2000 - 2000 / 64 &&
+	    rcvtimeo_ms(p.reader) <= 2000 - 2000 / 64 + 10);
+	const char *const pieces[] = { "QU", "IT\r", "\nNO", "OP\r\n", NULL };
+	pid_t pid = dribble(p.writer, pieces, 20);
+	CHECK_INT(bio_readline(&b, &line, 512, NULL), BIO_OK);
+	CHECK_STR(str_cstr(&line), "QUIT");
+	CHECK_INT(bio_readline(&b, &line, 512, NULL), BIO_OK);
+	CHECK_STR(str_cstr(&line), "NOOP");
+	waitpid(pid, NULL, 0);
+	CHECK_INT(fcntl(p.reader, F_GETFL) & O_NONBLOCK, 0);
+
+	/* A peer that stops mid-line. */
+	bio_set_timeout(&b, 100);
+	put(p.writer, "no end of line");
+	CHECK_INT(bio_readline(&b, &line, 512, NULL), BIO_TIMEOUT);
+	bio_discard_input(&b);
+
+	/* SO_RCVTIMEO a little under the time left (1,477 ms of 1,500),
+	 * kept for a read with 1,510 ms left: that read wakes early, waits
+	 * for the rest, and ends at its deadline, not before. */
+	bio_set_timeout(&b, 1500);
+	put(p.writer, "NOOP\r\n");
+	CHECK_INT(bio_readline(&b, &line, 512, NULL), BIO_OK);
+	CHECK(rcvtimeo_ms(p.reader) >= 1477 && rcvtimeo_ms(p.reader) <= 1487);
+	bio_set_timeout(&b, 1510);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	CHECK_INT(bio_readline(&b, &line, 512, NULL), BIO_TIMEOUT);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	CHECK((t1.tv_sec - t0.tv_sec) * 1000 +
+	    (t1.tv_nsec - t0.tv_nsec) / 1000000 >= 1500);
+
+	/* A deadline over the whole read ends it before timeout_ms. */
+	bio_set_timeout(&b, 5000);
+	bio_set_deadline(&b, 100);
+	CHECK_INT(bio_readline(&b, &line, 512, NULL), BIO_TIMEOUT);
+	bio_set_deadline(&b, -1);
+
+	/* Stress: the hook lowers timeout_ms before the wait. */
+	b.check_timeout = lower_to_50ms;
+	bio_set_timeout(&b, 5000);
+	alarm(3);
+	CHECK_INT(bio_readline(&b, &line, 512, NULL), BIO_TIMEOUT);
+	CHECK_INT(b.timeout_ms, 50);
+	alarm(0);
+	str_free(&line);
+	bio_free(&b);
+	close(p.reader);
+	close(p.writer);
+}
+
+/*
+ * With timed reads the socket blocks, yet a write to a peer that reads
+ * nothing still ends at the deadline (MSG_DONTWAIT, then poll);
+ * bio_timed_reads_end() makes the socket non-blocking for TLS.
+ */
+static void test_timed_reads_write_deadline(void)
+{
+	struct pair p = make_pair();
+	struct bio b;
+	int small = 4096;
+
+	alarm(20);
+	setsockopt(p.reader, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	setsockopt(p.writer, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	bio_init(&b, p.reader, 100);
+	bio_timed_reads(&b);
+	char *big = calloc(1, 60000);
+	CHECK(big != NULL);
+	CHECK(bio_write(&b, big, 60000));
+	CHECK_INT(bio_flush(&b), BIO_TIMEOUT);
+	free(big);
+	CHECK(bio_timed_reads_end(&b));
+	CHECK(fcntl(p.reader, F_GETFL) & O_NONBLOCK);
+	alarm(0);
+	bio_free(&b);
+	close(p.reader);
+	close(p.writer);
+}
+
 /*
  * A transport that hands out scripted reads, one piece per read(2), so a
  * test decides exactly where the peer's segments end (no timing).
@@ -403,5 +522,7 @@ int main(void)
 	RUN(test_write_nothing);
 	RUN(test_discard_input);
 	RUN(test_line_of_exactly_max_octets);
+	RUN(test_timed_reads);
+	RUN(test_timed_reads_write_deadline);
 	return unit_done();
 }
