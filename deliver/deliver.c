@@ -264,24 +264,6 @@ static bool send_result(struct bio *b, const struct deliver_job *job)
 }
 
 /*
- * A job that poll() found waiting, read into the bio at once: bio polls
- * before each read it makes, and this poll already waited. A job larger
- * than the buffer is read on by ipc_recv(); end of file is left for it
- * to find.
- */
-static void take_job_bytes(struct bio *b)
-{
-	char buf[4096];
-	ssize_t n;
-
-	do
-		n = read(b->fd, buf, sizeof(buf));
-	while (n < 0 && errno == EINTR);
-	if (n > 0)
-		bio_prefill(b, buf, (size_t)n);
-}
-
-/*
  * Wait for qmgr's next job. A cached session is closed after
  * CONN_CACHE_IDLE_MS without one, or when its peer says something while
  * idle (421 or EOF): its socket is watched in the same poll, which
@@ -313,7 +295,11 @@ static bool wait_for_job(struct bio *b)
 		if (pfd[2].fd >= 0)
 			deliver_conn_cache_polled(pfd[2].revents == 0);
 		if (pfd[0].revents & POLLIN) {
-			take_job_bytes(b);
+			/* Read at once into the bio's own buffer: bio polls
+			 * before each read it makes, and this poll has waited.
+			 * A longer job is read on by job_recv(), which also
+			 * finds an error or end of file. */
+			(void)bio_read_ready(b);
 			return true;
 		}
 		if (pfd[0].revents)

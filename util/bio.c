@@ -502,6 +502,12 @@ void bio_discard_input(struct bio *b)
 	b->rpos = b->rlen = 0;
 }
 
+enum bio_status bio_read_ready(struct bio *b)
+{
+	long long deadline = BIO_DEADLINE_UNSET;
+	return fill(b, &deadline);
+}
+
 bool bio_input_ready(struct bio *b, int timeout_ms)
 {
 	if (bio_buffered(b) > 0 || b->ops->pending(b) > 0)

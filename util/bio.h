@@ -152,6 +152,12 @@ void bio_prefill(struct bio *b, const void *p, size_t len);
 void bio_discard_input(struct bio *b);
 /* Wait up to timeout_ms for input to be available (0: just check). */
 bool bio_input_ready(struct bio *b, int timeout_ms);
+/*
+ * One read into the input buffer, for a caller whose own poll of several
+ * descriptors found this one readable: no poll of its own, and the bio's
+ * buffer, kept from read to read, takes the bytes (deliver's next job).
+ */
+enum bio_status bio_read_ready(struct bio *b);
 
 /* Buffer output; false once a write has failed. */
 bool bio_write(struct bio *b, const void *p, size_t len);

@@ -412,6 +412,37 @@ static void test_timed_reads_write_deadline(void)
 }
 
 /*
+ * bio_read_ready(): what the caller's own poll found waiting is read into
+ * the bio's buffer, the same buffer job after job (deliver's next job:
+ * it was a read into the stack and a new 64 KiB buffer per job), and
+ * end of file is a status, not a change.
+ */
+static void test_read_ready_keeps_buffer(void)
+{
+	struct pair p = make_pair();
+	struct bio b;
+	const char *first, *second;
+
+	bio_init(&b, p.reader, 2000);
+	put(p.writer, "type=job\n\n");
+	CHECK_INT(bio_read_ready(&b), BIO_OK);
+	CHECK_INT(bio_peek(&b, &first), 10);
+	CHECK(memcmp(first, "type=job\n\n", 10) == 0);
+	bio_consume(&b, 10);
+	put(p.writer, "type=job\nid=2\n\n");
+	CHECK_INT(bio_read_ready(&b), BIO_OK);
+	CHECK_INT(bio_peek(&b, &second), 15);
+	CHECK(memcmp(second, "type=job\nid=2\n\n", 15) == 0);
+	CHECK(second == first);
+	bio_consume(&b, 15);
+	close(p.writer);
+	CHECK_INT(bio_read_ready(&b), BIO_EOF);
+	CHECK_INT(bio_buffered(&b), 0);
+	bio_free(&b);
+	close(p.reader);
+}
+
+/*
  * A transport that hands out scripted reads, one piece per read(2), so a
  * test decides exactly where the peer's segments end (no timing).
  */
@@ -521,6 +552,7 @@ int main(void)
 	RUN(test_read_exact_and_write);
 	RUN(test_write_nothing);
 	RUN(test_discard_input);
+	RUN(test_read_ready_keeps_buffer);
 	RUN(test_line_of_exactly_max_octets);
 	RUN(test_timed_reads);
 	RUN(test_timed_reads_write_deadline);
