@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <limits.h>
+#include <poll.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -98,10 +99,13 @@ static bool runs_master(pid_t pid, char *why, size_t whysize)
  * pid file must be in a directory of root's (ours, when not root)
  * writable by nobody else, be a plain file of the same owner, be locked
  * as a running master locks it, and name a process running the master
- * program.
+ * program. *starting is set (and 0 returned) for a master that holds the
+ * file but has not written its pid: it writes it once its listeners are
+ * bound (master/master.c).
  */
-static pid_t find_master(char *why, size_t whysize)
+static pid_t read_master_pid(char *why, size_t whysize, bool *starting)
 {
+	*starting = false;
 	int dfd = open(cfg.run_directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
 		return 0;
@@ -134,6 +138,10 @@ static pid_t find_master(char *why, size_t whysize)
 	char buf[32] = "";
 	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
 	buf[n > 0 ? n : 0] = '\0';
+	if (strchr(buf, '\n') == NULL && strspn(buf, "0123456789") == strlen(buf)) {
+		*starting = true;	/* empty, or its pid half written */
+		goto out;
+	}
 	char *end;
 	long v = strtol(buf, &end, 10);
 	if (v <= 1 || (*end != '\n' && *end != '\0')) {
@@ -150,6 +158,34 @@ out:
 	return pid;
 }
 
+static long long monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* read_master_pid(), waiting (up to start_timeout) for a master that is
+ * starting to write its pid. */
+static pid_t find_master(char *why, size_t whysize)
+{
+	long long start = monotonic_ms();
+	for (;;) {
+		bool starting;
+		pid_t pid = read_master_pid(why, whysize, &starting);
+		if (!starting)
+			return pid;
+		if (monotonic_ms() - start >= cfg.start_timeout * 1000) {
+			snprintf(why, whysize, "master is still starting: "
+			    "%s/master.pid has no pid after %lld seconds "
+			    "(start_timeout)", cfg.run_directory,
+			    cfg.start_timeout);
+			return -1;
+		}
+		usleep(100 * 1000);
+	}
+}
+
 /* find_master() for commands that only need to know; untrusted is "no". */
 static pid_t running_master(void)
 {
@@ -158,34 +194,60 @@ static pid_t running_master(void)
 	return pid > 0 ? pid : 0;
 }
 
-static long long monotonic_ms(void)
+/*
+ * Read what master wrote to its stderr while starting (its fatal
+ * lines, master -s) into report, at most size - 1 bytes kept; false at
+ * end of file.
+ */
+static bool read_report(int fd, char *report, size_t size, size_t *len)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	char buf[1024];
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n == 0)
+			return false;
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR;
+		size_t room = size - 1 - *len;
+		size_t take = (size_t)n < room ? (size_t)n : room;
+		memcpy(report + *len, buf, take);
+		*len += take;
+		report[*len] = '\0';
+	}
 }
 
 /*
- * Wait until the master we started (child) holds its pid file, for at
- * most start_timeout: a loaded machine can take long (a sanitized build
- * at a load of 30 took more than 10 s). A master that exits meanwhile
- * is reported at once, with its status; one still starting at the
- * bound is left running, and said to be.
+ * Wait until the master we started (child) has written its pid, which
+ * it does once every listener is bound, for at most start_timeout: a
+ * loaded machine can take long (a sanitized build at a load of 30 took
+ * more than 10 s). A master that exits meanwhile is reported at once,
+ * with what it wrote to its stderr (report_fd: its fatal error, as a
+ * bind's) and its status; one still starting at the bound is left
+ * running, and said to be.
  */
-static int wait_for_master(pid_t child)
+static int wait_for_master(pid_t child, int report_fd)
 {
+	char report[4096] = "";
+	size_t report_len = 0;
+	bool report_open = true;
 	char pid_file[PATH_MAX];
 	snprintf(pid_file, sizeof(pid_file), "%s/master.pid", cfg.run_directory);
 	long long start = monotonic_ms(), limit = cfg.start_timeout * 1000;
 	bool told = false;
 	for (;;) {
-		pid_t pid = running_master();
+		char why[PATH_MAX + 256];
+		bool starting;
+		pid_t pid = read_master_pid(why, sizeof(why), &starting);
 		if (pid > 0) {
 			printf("postern: started (master pid %ld)\n", (long)pid);
 			return 0;
 		}
 		int status;
 		if (waitpid(child, &status, WNOHANG) == child) {
+			if (report_open)
+				read_report(report_fd, report, sizeof(report),
+				    &report_len);
+			fputs(report, stderr);
 			char how[96];
 			if (WIFSIGNALED(status))
 				snprintf(how, sizeof(how), "was killed by signal "
@@ -201,6 +263,7 @@ static int wait_for_master(pid_t child)
 		}
 		long long waited = monotonic_ms() - start;
 		if (waited >= limit) {
+			fputs(report, stderr);
 			fprintf(stderr, "postern: master (pid %ld) did not write "
 			    "%s within %lld seconds (start_timeout); it is still "
 			    "running and may yet start: see the mail log and "
@@ -214,7 +277,13 @@ static int wait_for_master(pid_t child)
 			    (long)child, pid_file, cfg.start_timeout);
 			told = true;
 		}
-		usleep(100 * 1000);
+		/* Wake at once when master's stderr closes: it exited. */
+		struct pollfd pfd = { .fd = report_fd, .events = POLLIN };
+		if (!report_open)
+			pfd.fd = -1;
+		if (poll(&pfd, 1, 100) > 0)
+			report_open = read_report(report_fd, report,
+			    sizeof(report), &report_len);
 	}
 }
 
@@ -236,18 +305,23 @@ static int cmd_start(int argc, char **argv)
 		return 1;
 	}
 	char *args[] = { "master", "-c", (char *)config_dir,
-		foreground ? "-e" : NULL, verbose ? "-v" : NULL, NULL };
-	if (!foreground && verbose) {
-		args[3] = "-v";
-		args[4] = NULL;
-	}
+		foreground ? "-e" : "-s", verbose ? "-v" : NULL, NULL };
 	if (foreground) {
 		execv(path, args);
 		fprintf(stderr, "postern: exec %s: %s\n", path, strerror(errno));
 		free(path);
 		return 1;
 	}
-	/* Background: detach, log to syslog, wait until it is up. */
+	/*
+	 * Background: detach, log to syslog, wait until it is up. master's
+	 * stderr is a pipe to us until it has bound its listeners (-s): a
+	 * fatal error on the way, as a port in use, is printed here.
+	 */
+	int report[2];
+	if (pipe2(report, O_CLOEXEC) < 0) {
+		perror("postern: pipe");
+		return 1;
+	}
 	pid_t child = fork();
 	if (child < 0) {
 		perror("postern: fork");
@@ -259,16 +333,20 @@ static int cmd_start(int argc, char **argv)
 		if (null >= 0) {
 			dup2(null, 0);
 			dup2(null, 1);
-			dup2(null, 2);
 			if (null > 2)
 				close(null);
 		}
+		dup2(report[1], 2);
 		closefrom(3);	/* nothing of ours leaks into the daemon */
 		execv(path, args);
 		_exit(127);
 	}
 	free(path);
-	return wait_for_master(child);
+	close(report[1]);
+	fcntl(report[0], F_SETFL, O_NONBLOCK);
+	int status = wait_for_master(child, report[0]);
+	close(report[0]);
+	return status;
 }
 
 static int signal_master(int sig, const char *what)

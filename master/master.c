@@ -4,7 +4,8 @@
  * and supervises the daemons, reloads on SIGHUP, stops gracefully on
  * SIGTERM, and talks to systemd. It parses no network input.
  *
- * Usage: master [-c config_dir] [-e] [-v]   (-e: log to stderr)
+ * Usage: master [-c config_dir] [-e] [-s] [-v]   (-e: log to stderr;
+ * -s: fatal errors to stderr too until started, for "postern start")
  * Normally started by "postern start".
  */
 #include <errno.h>
@@ -181,10 +182,13 @@ static bool pid_file_is_ours(int fd)
 }
 
 /*
- * Lock and write the pid file; refuse a second master. O_NOFOLLOW and
- * the checks on the open file: whatever an older, daemon-owned
- * run_directory may hold under this name (a symlink to a root file, a
- * hard link) is removed, never truncated.
+ * Lock the pid file, empty; refuse a second master. The pid is written
+ * only once every listener is bound (write_pid_file), so that "postern
+ * start", which waits for it, hears of a failed bind; a reader that finds
+ * the file locked and empty waits. O_NOFOLLOW and the checks on the open
+ * file: whatever an older, daemon-owned run_directory may hold under this
+ * name (a symlink to a root file, a hard link) is removed, never
+ * truncated.
  */
 static int take_pid_file(void)
 {
@@ -215,11 +219,29 @@ static int take_pid_file(void)
 		    "configuration %s)", buf[0] ? buf : "unknown",
 		    cfg.config_directory);
 	}
+	if (ftruncate(fd, 0) < 0)
+		log_fatal("truncate %s/%s: %m", cfg.run_directory, PID_FILE_NAME);
+	return fd;
+}
+
+/* The pid, in one write ending in a newline: a reader takes a number
+ * without its newline for one still being written. */
+static void write_pid_file(int fd)
+{
 	char pid[32];
 	int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) != len)
+	if (pwrite(fd, pid, (size_t)len, 0) != len)
 		log_fatal("write %s/%s: %m", cfg.run_directory, PID_FILE_NAME);
-	return fd;
+}
+
+/* Started: "postern start" has stopped reading our stderr (-s). */
+static void detach_stderr(void)
+{
+	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	if (null < 0 || dup2(null, STDERR_FILENO) < 0)
+		log_fatal("/dev/null: %m");
+	close(null);
+	log_set_fatal_to_stderr(false);
 }
 
 static void remove_pid_file(void)
@@ -333,24 +355,27 @@ static void shutdown_children(struct master_state *ms)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: master [-c config_dir] [-e] [-v]\n");
+	fprintf(stderr, "usage: master [-c config_dir] [-e] [-s] [-v]\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
 	const char *config_dir = CFG_DEFAULT_DIRECTORY;
-	bool to_stderr = false;
+	bool to_stderr = false, start_report = false;
 	int verbose = 0, c;
 	char err[512];
 
-	while ((c = getopt(argc, argv, "c:ev")) != -1) {
+	while ((c = getopt(argc, argv, "c:esv")) != -1) {
 		switch (c) {
 		case 'c':
 			config_dir = optarg;
 			break;
 		case 'e':
 			to_stderr = true;
+			break;
+		case 's':
+			start_report = true;
 			break;
 		case 'v':
 			verbose++;
@@ -361,6 +386,7 @@ int main(int argc, char **argv)
 	}
 	log_init("master", to_stderr ? LOG_DEST_STDERR : LOG_DEST_SYSLOG);
 	log_set_verbose(verbose);
+	log_set_fatal_to_stderr(start_report && !to_stderr);
 	if (to_stderr)
 		setenv("POSTERN_LOG_STDERR", "1", 1);
 	else
@@ -387,13 +413,18 @@ int main(int argc, char **argv)
 		log_fatal("pipe: %m");
 	new_alive_pipe(&ms);
 	if (!master_services_setup(&ms.services, &ms.nservices, NULL, 0, err,
-	    sizeof(err)))
+	    sizeof(err))) {
+		remove_pid_file();
 		log_fatal("%s", err);
+	}
 	if (!priv_is_root())
 		log_info("not running as root: every process runs as uid %ld",
 		    (long)getuid());
 	master_tls_tickets_init();
 	metrics_master_init();	/* mail/metrics.h: before the first child */
+	write_pid_file(pid_fd);
+	if (start_report && !to_stderr)
+		detach_stderr();
 	log_info("daemon started -- configuration %s", cfg.config_directory);
 	master_notify("READY=1");
 

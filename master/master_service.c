@@ -252,6 +252,11 @@ bool master_services_setup(struct master_service **services, size_t *count,
 			if (fd == -2)
 				continue;
 			if (fd < 0) {
+				/* Which service: the admin's way to the key. */
+				char why[512];
+				strlcpy(why, err, sizeof(why));
+				snprintf(err, errsize, "service %s: %s", s->name,
+				    why);
 				ok = false;
 				break;
 			}

@@ -21,10 +21,10 @@ setup_file() {
 	suite_conf message_size_limit 100000
 	suite_conf smtpd_recipient_limit 3
 	# 127.0.0.1 is a stranger here, so MAIL runs smtpd_spf's check
-	# (recorded, never a different reply): its look-ups go to a loopback
-	# port where nothing answers, not to the machine's resolver, whose
-	# delays once held a MAIL reply past the client's 3 s.
-	suite_conf dns_servers "127.0.0.1:$(free_dns_port)"
+	# (recorded, never a different reply): its look-ups go to the
+	# suite's loopback dns_servers, where nothing answers, not to the
+	# machine's resolver, whose delays once held a MAIL reply past the
+	# client's 3 s.
 	suite_start
 	# Later lines of main.cf win: these replace the peer's relay set-up
 	# with a local domain like postern's.

@@ -30,6 +30,7 @@ static char log_other_ident[96];
 static const char *log_prog = "postern";
 static enum log_dest log_destination = LOG_DEST_STDERR;
 static int log_verbose;
+static bool log_fatal_to_stderr;
 static pid_t log_cached_pid;
 static bool log_atfork_set;
 
@@ -82,6 +83,11 @@ const char *log_program(void)
 	return log_prog;
 }
 
+void log_set_fatal_to_stderr(bool on)
+{
+	log_fatal_to_stderr = on;
+}
+
 /* Append text to line (n bytes used of size), keeping a byte for the
  * line's newline. */
 static void line_put(char *line, size_t size, size_t *n, const char *text)
@@ -93,6 +99,22 @@ static void line_put(char *line, size_t size, size_t *n, const char *text)
 		len = room;
 	memcpy(line + *n, text, len);
 	*n += len;
+}
+
+/* One line to stderr in one write, so lines of many processes do not
+ * mix. ident is "tag[pid]", made once per process (log_pid). */
+static void stderr_line(const char *ident, const char *prefix,
+    const char *safe)
+{
+	char line[LOG_LINE_MAX + 128];
+	size_t n = 0;
+	line_put(line, sizeof(line), &n, ident);
+	line_put(line, sizeof(line), &n, ": ");
+	line_put(line, sizeof(line), &n, prefix);
+	line_put(line, sizeof(line), &n, safe);
+	line[n++] = '\n';
+	ssize_t w = write(STDERR_FILENO, line, n);
+	(void)w;
 }
 
 /*
@@ -119,18 +141,10 @@ static void log_emit_tag(const char *ident, int priority,
 		syslog(priority, "%s%s", prefix, safe);
 		if (ident != log_ident)
 			openlog(log_ident, LOG_NDELAY, LOG_MAIL);
+		if (log_fatal_to_stderr && priority == LOG_CRIT)
+			stderr_line(ident, prefix, safe);
 	} else {
-		/* One write per line, so lines of many processes do not mix.
-		 * ident is "tag[pid]", made once per process (log_pid). */
-		char line[LOG_LINE_MAX + 128];
-		size_t n = 0;
-		line_put(line, sizeof(line), &n, ident);
-		line_put(line, sizeof(line), &n, ": ");
-		line_put(line, sizeof(line), &n, prefix);
-		line_put(line, sizeof(line), &n, safe);
-		line[n++] = '\n';
-		ssize_t w = write(STDERR_FILENO, line, n);
-		(void)w;
+		stderr_line(ident, prefix, safe);
 	}
 	errno = saved_errno;
 }

@@ -32,6 +32,12 @@ void log_set_verbose(int level);
 int log_verbose_level(void);
 const char *log_program(void);
 /*
+ * While on, a process logging to syslog also writes its fatal and panic
+ * lines to stderr, in the stderr shape: master's start-up, whose stderr
+ * "postern start" reads to say why a start failed (master(8), -s).
+ */
+void log_set_fatal_to_stderr(bool on);
+/*
  * This process's pid, cached: fetched once and again in the child of
  * every fork() (pthread_atfork), so a log line or a queue ID costs no
  * getpid() call. A child made by a raw clone() must call log_init().

@@ -3,8 +3,8 @@
 # served by nsd on a loopback port, and unbound on another loopback port
 # validating them (stub zones to nsd, the zones' DS records as trust
 # anchors, no root hints, RFC 6761's default "test." zone lifted). Needs
-# peers.bash (free_dns_port, PEER_PIDS: peers_stop kills nsd and
-# unbound by PID).
+# suite.bash (free_dns_port) and peers.bash (PEER_PIDS: peers_stop kills
+# nsd and unbound by PID).
 #
 #   dane_zone NAME KIND < RECORDS  a zone in $T/dns: KIND signed (its DS
 #                                  is a trust anchor), unsigned (no

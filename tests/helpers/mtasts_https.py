@@ -15,8 +15,18 @@ import http.server
 import os
 import random
 import socket
+import socketserver
 import ssl
 import sys
+
+
+class Server(http.server.HTTPServer):
+    # HTTPServer.server_bind asks getfqdn() for the bound address: a
+    # reverse look-up of 127.0.1.N that goes to the machine's resolver.
+    # Tests ask loopback only, and the server needs no name of its own.
+    def server_bind(self):
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -63,7 +73,7 @@ def main():
     for i in range(250):
         addr = '127.0.1.%d' % ((start + i) % 250 + 2)
         try:
-            httpd = http.server.HTTPServer((addr, 443), Handler)
+            httpd = Server((addr, 443), Handler)
             break
         except OSError:
             continue

@@ -32,22 +32,6 @@ peers_stop() {
 	PEER_PIDS=()
 }
 
-# A free port for both UDP and TCP on 127.0.0.1 (dnsmasq needs both).
-free_dns_port() {
-	python3 -c 'import socket
-for _ in range(50):
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    u.bind(("127.0.0.1", 0))
-    p = u.getsockname()[1]
-    t = socket.socket()
-    try:
-        t.bind(("127.0.0.1", p))
-    except OSError:
-        continue
-    print(p)
-    break'
-}
-
 # dnsmasq answering only from its command line; everything under .test
 # not listed is NXDOMAIN. Sets DNS_PORT and the suite's dns_servers.
 start_dnsmasq() {

@@ -23,6 +23,23 @@ s.bind(("127.0.0.1", 0))
 print(s.getsockname()[1])'
 }
 
+# A loopback port free for both UDP and TCP, for a DNS server (a test's
+# dnsmasq or nsd), or for none: see instance_conf.
+free_dns_port() {
+	/usr/bin/python3 -c 'import socket
+for _ in range(50):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("127.0.0.1", 0))
+    p = u.getsockname()[1]
+    t = socket.socket()
+    try:
+        t.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    print(p)
+    break'
+}
+
 # passwd_locked CMD...: run useradd/usermod one at a time across the bats
 # files that run side by side (they fail, not wait, on a locked passwd).
 passwd_locked() {
@@ -62,6 +79,12 @@ suite_smtpd_user() {
 # instance_conf DIR HOSTNAME: the start of the config of an instance in
 # DIR (DIR/conf/postern.conf): its queue and sockets under DIR, the
 # programs of the build, the test users. The caller appends the rest.
+#
+# dns_servers is a loopback port where nothing answers: every look-up of
+# the daemons fails at once (a temporary failure) instead of asking the
+# machine's resolver, whose answers and delays are not the test's. A
+# test that needs an answer, or an NXDOMAIN, gets it from its own
+# dnsmasq (peers.bash: start_dnsmasq replaces the key).
 instance_conf() {
 	local dir=$1
 	mkdir -p "$dir/conf"
@@ -75,6 +98,7 @@ user = $TEST_USER
 smtpd_user = $TEST_SMTPD_USER
 mailbox_owner = $TEST_USER
 postdrop_group = $(id -gn "$TEST_USER")
+dns_servers = 127.0.0.1:$(free_dns_port)
 CONF
 }
 
