@@ -105,7 +105,7 @@ int main(int argc, char **argv)
 		}
 		abi = ll.abi;
 	}
-	if (!priv_seccomp_deny(false, err, sizeof(err))) {
+	if (!priv_seccomp_deny(false, -1, err, sizeof(err))) {
 		fprintf(stderr, "seccomp: %s\n", err);
 		return 1;
 	}

@@ -7,6 +7,7 @@
 
 load helpers/suite
 load helpers/qmgr
+load helpers/smtp_common
 
 setup() {
 	suite_init
@@ -292,9 +293,10 @@ PY
 	# (Killing the worker alone, the door removes it at once.)
 	# Both are stopped first: killed one after the other, the door
 	# could see the worker's end and remove the file in between.
-	doorA=$(pgrep -P "$pidA" || true)
-	kill -STOP $doorA "$pidA"
-	kill -9 "$pidA" $doorA
+	doorA=$(smtp_door_of "$pidA")
+	[ -n "$doorA" ]
+	kill -STOP "$doorA" "$pidA"
+	kill -9 "$pidA" "$doorA"
 	[ -n "$fileA" ]
 	# Old enough for the cleaner (10 s of ctime), then a new qmgr.
 	wait_for_count 'echo $(( $(date +%s) - $(stat -c %Z "$fileA") ))' 11 20

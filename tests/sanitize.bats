@@ -8,6 +8,7 @@
 
 bats_require_minimum_version 1.5.0
 load helpers/suite
+load helpers/smtp_common
 
 setup_file() {
 	file_timer_start
@@ -44,7 +45,7 @@ teardown() {
 	local qmgr worker door pid
 	qmgr=$(ps -o pid=,comm= --ppid "$SUITE_PID" | awk '$2 == "qmgr" { print $1; exit }')
 	for worker in $(ps -o pid=,comm= --ppid "$SUITE_PID" | awk '$2 == "smtpd" { print $1 }'); do
-		door=$(ps -o pid= --ppid "$worker" | tr -d ' ' | head -n 1)
+		door=$(smtp_door_of "$worker")
 		[ -n "$door" ] && break
 	done
 	[ -n "$qmgr" ] && [ -n "$door" ]
