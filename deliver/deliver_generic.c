@@ -27,6 +27,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "bio.h"
 #include "deliver.h"
 #include "log.h"
 #include "mem.h"
@@ -48,21 +49,6 @@ const char *deliver_generic_sender(const struct deliver_job *job)
 const char *deliver_generic_rcpt(const struct deliver_rcpt *r)
 {
 	return r->generic ? r->generic : r->address;
-}
-
-static bool write_all(int fd, const void *p, size_t n)
-{
-	const char *c = p;
-	while (n > 0) {
-		ssize_t w = write(fd, c, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return false;
-		c += w;
-		n -= (size_t)w;
-	}
-	return true;
 }
 
 /*
@@ -96,12 +82,12 @@ static bool swap_content(struct deliver_job *job, const char *base,
 		snprintf(err, errsize, "memfd_create: %s", strerror(errno));
 		return false;
 	}
-	bool ok = write_all(fd, env, env_len - dlen + 2) &&
-	    write_all(fd, digits, QUEUE_LENGTH_DIGITS) &&
-	    write_all(fd, "\n", 1) &&
-	    write_all(fd, block, block_len) &&
-	    write_all(fd, content + hdr_end, clen - hdr_end) &&
-	    write_all(fd, trailer, (size_t)tlen);
+	bool ok = fd_write_all(fd, env, env_len - dlen + 2) &&
+	    fd_write_all(fd, digits, QUEUE_LENGTH_DIGITS) &&
+	    fd_write_all(fd, "\n", 1) &&
+	    fd_write_all(fd, block, block_len) &&
+	    fd_write_all(fd, content + hdr_end, clen - hdr_end) &&
+	    fd_write_all(fd, trailer, (size_t)tlen);
 	/* The same descriptor number: whoever holds it reads the copy. */
 	if (!ok || dup3(fd, job->content_fd, O_CLOEXEC) < 0) {
 		snprintf(err, errsize, "cannot copy the message: %s",

@@ -17,6 +17,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "bio.h"
 #include "cfg.h"
 #include "lmtpd.h"
 #include "log.h"
@@ -79,26 +80,12 @@ static int spool_open_file(void)
 	return -1;
 }
 
-static bool write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return false;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return true;
-}
-
 static void spool_flush(struct lmtpd_spool *sp)
 {
 	if (sp->fd < 0 || sp->mem.len == 0)
 		return;
-	if (!sp->write_failed && !write_all(sp->fd, sp->mem.data, sp->mem.len)) {
+	if (!sp->write_failed &&
+	    !fd_write_all(sp->fd, sp->mem.data, sp->mem.len)) {
 		sp->write_failed = true;
 		sp->write_errno = errno;
 	}
@@ -168,7 +155,7 @@ static bool writev_all(int fd, const char *a, size_t alen, const char *b,
 			alen = 0;
 		}
 	}
-	return write_all(fd, b, blen);
+	return fd_write_all(fd, b, blen);
 }
 
 bool lmtpd_spool_copy_to(struct lmtpd_spool *sp, int fd)
@@ -186,7 +173,7 @@ bool lmtpd_spool_copy_after(struct lmtpd_spool *sp, int fd,
 	if (sp->fd < 0)
 		return writev_all(fd, prefix, prefix_len, str_cstr(&sp->mem),
 		    sp->mem.len);
-	if (!write_all(fd, prefix, prefix_len))
+	if (!fd_write_all(fd, prefix, prefix_len))
 		return false;
 	spool_flush(sp);
 	if (sp->write_failed) {
@@ -207,7 +194,7 @@ bool lmtpd_spool_copy_after(struct lmtpd_spool *sp, int fd,
 			errno = EIO;	/* the file is shorter than we wrote */
 			return false;
 		}
-		if (!write_all(fd, buf, (size_t)n))
+		if (!fd_write_all(fd, buf, (size_t)n))
 			return false;
 		off += n;
 	}

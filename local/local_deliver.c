@@ -45,6 +45,7 @@
 
 #include <bsd/string.h>
 
+#include "bio.h"
 #include "cfg.h"
 #include "local.h"
 #include "local_user.h"
@@ -148,20 +149,6 @@ struct mbox_target {
 	const char *file;	/* a "/file" target: fd is unused */
 };
 
-static bool write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return false;
-		p += n;
-		len -= (size_t)n;
-	}
-	return true;
-}
-
 /* Become the user: every id, and the user's group alone. */
 bool local_become_user(uid_t uid, gid_t gid, char *why, size_t whysize)
 {
@@ -206,7 +193,7 @@ static bool copy_message(const struct local_job *job,
 		if (out.len >= COPY_CHUNK || done == job->content_length) {
 			if (done == job->content_length)
 				mbox_body_finish(&body, &out);
-			if (!write_all(fd, out.data, out.len)) {
+			if (!fd_write_all(fd, out.data, out.len)) {
 				snprintf(why, whysize, "cannot write %s: %s",
 				    mbox ? "mailbox" : "Maildir file",
 				    strerror(errno));

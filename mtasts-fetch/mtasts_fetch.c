@@ -33,6 +33,7 @@
 #include <bsd/string.h>
 #include <curl/curl.h>
 
+#include "bio.h"
 #include "mem.h"
 #include "mtasts.h"
 #include "priv_confine.h"
@@ -184,21 +185,6 @@ static bool confine(const char *cafile, const char *capath, char *err,
 	return priv_seccomp_deny(PRIV_SANITIZED, -1, err, errsize);
 }
 
-/* Write all of buf to standard output; false if deliver has gone. */
-static bool put(const char *buf, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(STDOUT_FILENO, buf, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return false;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return true;
-}
-
 /* "fail RESULT TEXT\n", TEXT made printable and short enough. */
 static int answer_fail(const char *result_type, const char *text)
 {
@@ -211,7 +197,7 @@ static int answer_fail(const char *result_type, const char *text)
 		if (line[i] < 0x20 || line[i] > 0x7e)
 			line[i] = '?';
 	line[len++] = '\n';
-	return put(line, len) ? 0 : 1;
+	return fd_write_all(STDOUT_FILENO, line, len) ? 0 : 1;
 }
 
 static _Noreturn void usage(void)
@@ -262,7 +248,8 @@ int main(int argc, char **argv)
 	if (fetch(domain, addrs, cafile, capath, timeout_ms, &body, &len,
 	    &result_type, err, sizeof(err))) {
 		int n = snprintf(head, sizeof(head), "ok %zu\n", len);
-		status = put(head, (size_t)n) && put(body, len) ? 0 : 1;
+		status = fd_write_all(STDOUT_FILENO, head, (size_t)n) &&
+		    fd_write_all(STDOUT_FILENO, body, len) ? 0 : 1;
 		free(body);
 	} else {
 		status = answer_fail(result_type, err);

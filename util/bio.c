@@ -604,3 +604,18 @@ const char *bio_status_name(enum bio_status st)
 	}
 	return "unknown";
 }
+
+bool fd_write_all(int fd, const void *p, size_t len)
+{
+	const char *c = p;
+	while (len > 0) {
+		ssize_t n = write(fd, c, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		c += n;
+		len -= (size_t)n;
+	}
+	return true;
+}

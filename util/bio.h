@@ -169,4 +169,11 @@ enum bio_status bio_flush(struct bio *b);
 
 const char *bio_status_name(enum bio_status st);
 
+/*
+ * Unbuffered: write all len bytes of p to a blocking fd (a file, a
+ * pipe), again after EINTR and short writes. false with errno when a
+ * write fails.
+ */
+bool fd_write_all(int fd, const void *p, size_t len);
+
 #endif
