@@ -76,16 +76,6 @@ void daemon_watch_fd(int fd)
 	watched_fd = fd;
 }
 
-void daemon_close_inherited(void)
-{
-	close(DAEMON_STATUS_FD);
-	close(DAEMON_ALIVE_FD);
-	daemon_scoreboard_close_inherited();
-	for (size_t i = 0; i < listener_count; i++)
-		close(listener_fds[i]);
-	listener_count = 0;
-}
-
 const char *daemon_service_name(void)
 {
 	return service_name;

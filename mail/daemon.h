@@ -123,12 +123,6 @@ bool daemon_stop_requested(void);
  * to, after the connection in hand. One such fd.
  */
 void daemon_watch_fd(int fd);
-/*
- * For a helper process forked by a daemon (smtpd's door): close what
- * master handed over (status and alive pipes, listeners), which belongs
- * to the process master started and must not outlive it.
- */
-void daemon_close_inherited(void);
 /* The service name given with -s. */
 const char *daemon_service_name(void);
 

@@ -31,14 +31,6 @@ static int inherited_fd(void)
 	return (int)fd;
 }
 
-void daemon_scoreboard_close_inherited(void)
-{
-	int fd = inherited_fd();
-	if (fd >= 0)
-		close(fd);
-	unsetenv(SCOREBOARD_ENV);
-}
-
 bool daemon_scoreboard_attach(int32_t pid)
 {
 	int fd = inherited_fd();

@@ -84,8 +84,5 @@ static inline size_t daemon_scoreboard_size(size_t nslots)
 bool daemon_scoreboard_attach(int32_t pid);
 bool daemon_scoreboard_busy(void);
 bool daemon_scoreboard_idle(void);
-/* For a helper process forked before attach (smtpd's door): close the
- * descriptor, which belongs to the worker. */
-void daemon_scoreboard_close_inherited(void);
 
 #endif
