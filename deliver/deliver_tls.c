@@ -195,13 +195,30 @@ void deliver_tls_init(void)
 {
 	deliver_tls_policy_init();
 	deliver_dane_init();
-	if (tls_ctx != NULL)
-		return;
+}
+
+/*
+ * The client context, made at the first session that would start TLS,
+ * not at the process's start (issue 20): OpenSSL's initialisation and
+ * the context are some 2.9 MiB of RSS and 390 KiB of heap in every
+ * deliver process, and one that only speaks LMTP or to servers without
+ * STARTTLS never needs them. Made once: a failure is logged once and
+ * leaves STARTTLS off for this process, as it did at the start. The
+ * files it reads (OpenSSL's config, smtp_tls_CAfile) are under /etc
+ * or named by a key, which deliver's Landlock rules let it read.
+ */
+static SSL_CTX *tls_context(void)
+{
+	static bool tried;
+
+	if (tried)
+		return tls_ctx;
+	tried = true;
 	tls_ctx = tls_client_context();
 	if (tls_ctx == NULL) {
 		log_warning("cannot create a TLS client context: STARTTLS "
 		    "disabled");
-		return;
+		return NULL;
 	}
 	/* OpenSSL's DANE verifier, used by sessions with TLSA records. */
 	if (SSL_CTX_dane_enable(tls_ctx) <= 0) {
@@ -226,6 +243,7 @@ void deliver_tls_init(void)
 		    "%s: %s: no certificate can be verified", file ? file : "",
 		    dir ? dir : "", why);
 	}
+	return tls_ctx;
 }
 
 /*
@@ -388,11 +406,11 @@ enum deliver_tls_step deliver_tls_negotiate(struct deliver_session *s,
 		    s->relay);
 		return DELIVER_TLS_FAILED;
 	}
-	if (tls_ctx == NULL) {
+	if (tls_context() == NULL) {
 		if (!required)
 			return DELIVER_TLS_PLAIN;
 		tls_required(s, out, "4.7.5", "no TLS client context could be "
-		    "made (see the log of deliver's start)");
+		    "made (see deliver's log)");
 		return DELIVER_TLS_FAILED;
 	}
 	if (!deliver_session_command(s, SESS_STARTTLS, "STARTTLS")) {
@@ -426,9 +444,9 @@ bool deliver_tls_implicit(const struct deliver_session *s)
 enum deliver_tls_step deliver_tls_wrap(struct deliver_session *s,
     struct deliver_job *job, struct deliver_outcome *out)
 {
-	if (tls_ctx == NULL) {
+	if (tls_context() == NULL) {
 		tls_required(s, out, "4.7.5", "no TLS client context could be "
-		    "made (see the log of deliver's start)");
+		    "made (see deliver's log)");
 		return DELIVER_TLS_FAILED;
 	}
 	if (s->tls_policy.level == TLS_LEVEL_DANE_ONLY && !s->dane_active) {
