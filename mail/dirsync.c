@@ -113,10 +113,36 @@ static struct dirsync_table *table;
 /* Our pid, asked once: glibc no longer caches it; a process that forks
  * after attaching calls dirsync_forked() in the child. */
 static uint32_t dirsync_pid;
+/* The table's pages this process has mapped (slot_page_map), at most
+ * one entry per 4 KiB. */
+static bool page_mapped[(sizeof(struct dirsync_table) + 4095) / 4096];
+static size_t page_size;
 
 void dirsync_forked(void)
 {
 	dirsync_pid = (uint32_t)getpid();
+	/* A child does not inherit the entries of a shared mapping. */
+	memset(page_mapped, 0, sizeof(page_mapped));
+}
+
+/*
+ * Map the page of slot s into this process by a write fault, once
+ * (issue 20): its first access being a read, the kernel would map the
+ * 64 KiB around it (fault-around, for a read fault on a file), that is
+ * the whole table in every smtpd door and lmtpd, 60 KiB of RSS each,
+ * where each uses one or two slots. Every commit writes its slot anyway.
+ * A kernel without MADV_POPULATE_WRITE (before 5.14) answers EINVAL and
+ * the first read maps the page as before.
+ */
+static void slot_page_map(const struct dirsync_slot *s)
+{
+	size_t page = (size_t)((const char *)s - (const char *)table) /
+	    page_size;
+	if (page >= sizeof(page_mapped) || page_mapped[page])
+		return;
+	page_mapped[page] = true;
+	(void)madvise((char *)table + page * page_size, page_size,
+	    MADV_POPULATE_WRITE);
 }
 
 bool dirsync_attach(const char *path)
@@ -161,6 +187,8 @@ bool dirsync_attach(const char *path)
 	}
 	t->nslots = DIRSYNC_SLOTS;
 	dirsync_pid = (uint32_t)getpid();
+	page_size = (size_t)sysconf(_SC_PAGESIZE);
+	memset(page_mapped, 0, sizeof(page_mapped));
 	table = t;
 	return true;
 }
@@ -328,6 +356,7 @@ static int commit_shared(int dirfd, const struct stat *st)
 {
 	uint32_t me = dirsync_pid;
 	struct dirsync_slot *s = &table->slot[slot_index(st)];
+	slot_page_map(s);
 	uint64_t epoch = slot_epoch_for(s, st);
 	if (epoch == 1)
 		epoch = slot_take(s, st, me);
