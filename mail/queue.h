@@ -68,7 +68,8 @@
  *
  * Recycling: qmgr does not unlink a finished file of up to
  * QUEUE_RECYCLE_MAX_SIZE bytes; it renames it to recycle/<slot>, one of
- * QUEUE_RECYCLE_SLOTS names used in turn (a rename onto a taken slot
+ * QUEUE_RECYCLE_SLOTS names used in turn (a slot still holding a file is
+ * passed over for the next; a rename onto the second taken slot in a row
  * frees the older file, so recycle/ never holds more). A writer into
  * incoming/ claims such a file by renaming it to its ".<ID>" and
  * overwriting it (cut to its new length at commit), instead of creating a

@@ -35,6 +35,8 @@
 #define QUEUE_RECYCLE_TRIES 8
 /* How long to create new files outright after recycle/ was found empty. */
 #define QUEUE_RECYCLE_BACKOFF_MS 100
+/* Slots tried in turn for a finished file before one is replaced. */
+#define QUEUE_RECYCLE_PLACE_TRIES 2
 
 /*
  * A writer process's view of recycle/: the names it read last time, tried
@@ -212,12 +214,40 @@ bool queue_remove(const char *queue_directory, const char *path, int fd)
 			slot = arc4random_uniform(QUEUE_RECYCLE_SLOTS);
 			slot_set = true;
 		}
-		char to[PATH_MAX];
-		if ((size_t)snprintf(to, sizeof(to), "%s/%s/%u", queue_directory,
-		    QUEUE_RECYCLE, slot) < sizeof(to) && rename(path, to) == 0) {
+		/*
+		 * A slot whose file no writer has claimed yet is passed over
+		 * for the next one, and only the last slot tried is taken
+		 * whatever it holds (which frees the file there, so that
+		 * recycle/ never holds more than its slots). A free
+		 * inode is dear: with many writers recycle/ is nearly empty
+		 * yet a slot in turn may still hold a file, and replacing
+		 * it freed an inode that a writer then had to create again
+		 * (ext4 without a journal scans past every inode freed in
+		 * the last five minutes for each create; bench/RESULTS.md,
+		 * "acc100's CPU per message").
+		 */
+		bool placed = false;
+		for (int tries = 0; tries < QUEUE_RECYCLE_PLACE_TRIES; tries++) {
+			char to[PATH_MAX];
+			if ((size_t)snprintf(to, sizeof(to), "%s/%s/%u",
+			    queue_directory, QUEUE_RECYCLE, slot) >= sizeof(to))
+				break;
+			bool last = tries == QUEUE_RECYCLE_PLACE_TRIES - 1;
+			int r = renameat2(AT_FDCWD, path, AT_FDCWD, to,
+			    last ? 0 : RENAME_NOREPLACE);
+			/* A file system without RENAME_NOREPLACE: replace. */
+			if (r < 0 && errno == EINVAL && !last)
+				r = rename(path, to);
 			slot = (slot + 1) % QUEUE_RECYCLE_SLOTS;
-			return true;
+			if (r == 0) {
+				placed = true;
+				break;
+			}
+			if (errno != EEXIST)
+				break;
 		}
+		if (placed)
+			return true;
 		if (errno == ENOENT && access(path, F_OK) < 0)
 			return false;
 		/* recycle/ missing or unusable: an unlink does the job. */

@@ -1356,6 +1356,73 @@ static void test_recycle(void)
 	queue_envelope_free(&b);
 }
 
+/* A finished file in recycle/, made by hand: what slot it takes and what
+ * it replaces is queue_remove()'s choice alone (no writer claims here). */
+static bool make_finished(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	bool ok = fd >= 0 && write(fd, text, strlen(text)) ==
+	    (ssize_t)strlen(text);
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+/*
+ * A slot still holding a file no writer took is passed over for the next
+ * one: a finished file frees another only when the slots it tries are
+ * all taken, so recycle/ keeps what it can hold and never holds more.
+ */
+static void test_recycle_slots(void)
+{
+	char path[512];
+	ino_t kept[QUEUE_RECYCLE_SLOTS] = { 0 };
+	struct stat st;
+
+	queue_recycle_clear(qdir);
+	/* Every other slot taken: each remove finds a free one next door. */
+	for (unsigned slot = 0; slot < QUEUE_RECYCLE_SLOTS; slot += 2) {
+		snprintf(path, sizeof(path), "%s/%s/%u", qdir, QUEUE_RECYCLE,
+		    slot);
+		CHECK(make_finished(path, "old"));
+		CHECK(stat(path, &st) == 0);
+		kept[slot] = st.st_ino;
+	}
+	for (int i = 0; i < 8; i++) {
+		snprintf(path, sizeof(path), "%s/%s/slots%d", qdir,
+		    QUEUE_INCOMING, i);
+		CHECK(make_finished(path, "new"));
+		CHECK(queue_remove(qdir, path, -1));
+		CHECK(stat(path, &st) < 0 && errno == ENOENT);
+	}
+	CHECK_INT(count_entries(QUEUE_RECYCLE), QUEUE_RECYCLE_SLOTS / 2 + 8);
+	int replaced = 0;
+	for (unsigned slot = 0; slot < QUEUE_RECYCLE_SLOTS; slot += 2) {
+		snprintf(path, sizeof(path), "%s/%s/%u", qdir, QUEUE_RECYCLE,
+		    slot);
+		if (stat(path, &st) < 0 || st.st_ino != kept[slot])
+			replaced++;
+	}
+	CHECK_INT(replaced, 0);
+
+	/* All slots taken: a finished file takes one, and recycle/ holds
+	 * no more than its slots. */
+	for (unsigned slot = 0; slot < QUEUE_RECYCLE_SLOTS; slot++) {
+		snprintf(path, sizeof(path), "%s/%s/%u", qdir, QUEUE_RECYCLE,
+		    slot);
+		if (stat(path, &st) < 0)
+			CHECK(make_finished(path, "old"));
+	}
+	CHECK_INT(count_entries(QUEUE_RECYCLE), QUEUE_RECYCLE_SLOTS);
+	snprintf(path, sizeof(path), "%s/%s/slots-full", qdir, QUEUE_INCOMING);
+	CHECK(make_finished(path, "new"));
+	CHECK(queue_remove(qdir, path, -1));
+	CHECK(stat(path, &st) < 0 && errno == ENOENT);
+	CHECK_INT(count_entries(QUEUE_RECYCLE), QUEUE_RECYCLE_SLOTS);
+	queue_recycle_clear(qdir);
+	CHECK_INT(count_entries(QUEUE_RECYCLE), 0);
+}
+
 int main(void)
 {
 	setup_queue();
@@ -1377,6 +1444,7 @@ int main(void)
 	RUN(test_truncations_and_mutations);
 	RUN(test_unfinished_files);
 	RUN(test_recycle);
+	RUN(test_recycle_slots);
 	remove_tree(qdir);
 	return unit_done();
 }
