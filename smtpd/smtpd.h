@@ -232,6 +232,8 @@ void smtpd_throttle_auth_ok(struct smtpd_session *s, const char *user);
  * many connections: close) or 450 (too many messages or recipients)
  * with the reply text.
  */
+/* Does anvil count this client (a limit is set, the client is not exempt)? */
+bool smtpd_limits_wanted(const struct smtpd_session *s);
 int smtpd_limits_connect(struct smtpd_session *s, char *text, size_t size);
 void smtpd_limits_disconnect(struct smtpd_session *s);
 int smtpd_limits_event(struct smtpd_session *s, bool recipient, char *text,

@@ -564,8 +564,27 @@ static void log_disconnect(struct smtpd_session *s)
 	str_free(&line);
 }
 
+/*
+ * Does the greeting go out before the connect line is written? In a plain
+ * session, where nothing is asked before it (no anvil limit, no TLS
+ * handshake, no milter's connect verdict) and screen has not greeted the
+ * client: the client waits for the 220, no one for the log line. The
+ * line stays the session's first either way.
+ */
+static bool greeting_first(const struct smtpd_session *s)
+{
+	return !s->conn->greeted && !s->implicit_tls &&
+	    !smtpd_limits_wanted(s) && cfg.smtpd_milters.count == 0;
+}
+
 void smtpd_session_run(struct smtpd_session *s)
 {
+	bool greeted = greeting_first(s);
+	if (greeted) {
+		/* RFC 5321 4.3.1: the greeting; no enhanced code (RFC 2034). */
+		esmtp_reply(&s->bio, 220, NULL, true, "%s", cfg.smtpd_banner);
+		smtpd_flush(s);
+	}
 	log_info("connect from %s", s->client_log);
 	smtpd_metrics_connect(s);
 	/* smtpd_throttle.c: per-client limits counted by anvil. */
@@ -585,7 +604,7 @@ void smtpd_session_run(struct smtpd_session *s)
 	}
 	/* RFC 5321 4.3.1: the greeting; no enhanced code (RFC 2034).
 	 * screen (mail/handoff.h) has greeted a client it passes on. */
-	if (!s->conn->greeted)
+	if (!s->conn->greeted && !greeted)
 		esmtp_reply(&s->bio, 220, NULL, true, "%s", cfg.smtpd_banner);
 	smtpd_milter_connect(s);
 	smtp_server_run(&s->srv);
