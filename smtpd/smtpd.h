@@ -230,8 +230,10 @@ void smtpd_throttle_auth_ok(struct smtpd_session *s, const char *user);
  * Per-client limits, counted by anvil across smtpd processes, for
  * clients outside smtpd_client_event_limit_exceptions: 250, or 421 (too
  * many connections: close) or 450 (too many messages or recipients)
- * with the reply text.
+ * with the reply text. smtpd_limits_wanted: does anvil count this client
+ * at all (a limit is set and the client is not exempt)?
  */
+bool smtpd_limits_wanted(const struct smtpd_session *s);
 int smtpd_limits_connect(struct smtpd_session *s, char *text, size_t size);
 void smtpd_limits_disconnect(struct smtpd_session *s);
 int smtpd_limits_event(struct smtpd_session *s, bool recipient, char *text,

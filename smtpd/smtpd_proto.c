@@ -564,8 +564,33 @@ static void log_disconnect(struct smtpd_session *s)
 	str_free(&line);
 }
 
+/* RFC 5321 4.3.1: the greeting; no enhanced code (RFC 2034). screen
+ * (mail/handoff.h) has greeted a client it passes on. */
+static void send_greeting(struct smtpd_session *s)
+{
+	if (!s->conn->greeted)
+		esmtp_reply(&s->bio, 220, NULL, true, "%s", cfg.smtpd_banner);
+}
+
+/*
+ * Does the greeting go out before the connect line is written? In a plain
+ * session, where nothing is asked before it (no anvil limit, no TLS
+ * handshake, no milter's connect verdict): the client waits for the 220,
+ * no one for the log line. The line stays the session's first either way.
+ */
+static bool greeting_first(const struct smtpd_session *s)
+{
+	return !s->implicit_tls && !smtpd_limits_wanted(s) &&
+	    cfg.smtpd_milters.count == 0;
+}
+
 void smtpd_session_run(struct smtpd_session *s)
 {
+	bool greeted_first = greeting_first(s);
+	if (greeted_first) {
+		send_greeting(s);
+		smtpd_flush(s);
+	}
 	log_info("connect from %s", s->client_log);
 	smtpd_metrics_connect(s);
 	/* smtpd_throttle.c: per-client limits counted by anvil. */
@@ -583,10 +608,8 @@ void smtpd_session_run(struct smtpd_session *s)
 		log_disconnect(s);
 		return;
 	}
-	/* RFC 5321 4.3.1: the greeting; no enhanced code (RFC 2034).
-	 * screen (mail/handoff.h) has greeted a client it passes on. */
-	if (!s->conn->greeted)
-		esmtp_reply(&s->bio, 220, NULL, true, "%s", cfg.smtpd_banner);
+	if (!greeted_first)
+		send_greeting(s);
 	smtpd_milter_connect(s);
 	smtp_server_run(&s->srv);
 	smtpd_txn_free(s);

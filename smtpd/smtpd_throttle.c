@@ -190,7 +190,7 @@ static bool limits_exempt(const struct smtpd_session *s)
 	    cfg.smtpd_client_event_limit_exceptions.count);
 }
 
-static bool limits_wanted(const struct smtpd_session *s)
+bool smtpd_limits_wanted(const struct smtpd_session *s)
 {
 	return (cfg.smtpd_client_connection_count_limit > 0 ||
 	    cfg.smtpd_client_connection_rate_limit > 0 ||
@@ -201,7 +201,7 @@ static bool limits_wanted(const struct smtpd_session *s)
 int smtpd_limits_connect(struct smtpd_session *s, char *text, size_t size)
 {
 	struct ipc_msg r;
-	if (!limits_wanted(s) || !anvil_ask("connect", s, NULL, &r))
+	if (!smtpd_limits_wanted(s) || !anvil_ask("connect", s, NULL, &r))
 		return 250;
 	s->limits_counted = true;
 	long long count = get(&r, "connections");
@@ -245,7 +245,7 @@ int smtpd_limits_event(struct smtpd_session *s, bool recipient, char *text,
 	long long limit = recipient ? cfg.smtpd_client_recipient_rate_limit :
 	    cfg.smtpd_client_message_rate_limit;
 	struct ipc_msg r;
-	if (limit <= 0 || !limits_wanted(s) ||
+	if (limit <= 0 || !smtpd_limits_wanted(s) ||
 	    !anvil_ask(recipient ? "rcpt" : "message", s, NULL, &r))
 		return 250;
 	long long rate = get(&r, recipient ? "recipient_rate" :

@@ -100,6 +100,38 @@ PY
 	[ "$armed" -ge 10 ] && [ "$armed" -le 20 ]
 }
 
+@test "a plain session's greeting goes out before its connect line is written" {
+	command -v strace >/dev/null || skip "strace is not installed"
+	[ "$(id -u)" -eq 0 ] || skip "attaching to a worker that changed user needs root"
+	local w
+	wait_until 'w=$(smtp_worker); [ -n "$w" ]' 20
+	w=$(smtp_worker)
+	strace -q -e trace=sendto,write -s 64 -o "$T/greet.strace" -p "$w" \
+		2>"$T/greet.err" &
+	STRACE_PID=$!
+	wait_until 'grep -q "attached" "$T/greet.err" || [ -s "$T/greet.strace" ] ||
+		grep -q "TracerPid:[[:space:]]*[1-9]" "/proc/$w/status"' 20
+	run --separate-stderr send 5
+	[ "$status" -eq 0 ]
+	[ "$(grep -c '^250$' <<<"$output")" -eq 5 ]
+	kill "$STRACE_PID"
+	wait "$STRACE_PID" || true
+	STRACE_PID=
+	# The client waits for the 220, no one for the log line
+	# (smtpd_proto.c, greeting_first): each "connect from" is written
+	# after its session's 220 was sent (before: the line, then the
+	# 220).
+	local order
+	order=$(awk '
+		/^sendto\(.*"220 / { greeted = 1 }
+		/^write\(2, ".*: connect from / { n++; if (!greeted) late++; greeted = 0 }
+		END { print n + 0, late + 0 }' "$T/greet.strace")
+	[ "$order" = "5 0" ]
+	# What no client sees stays: the connect line is still each
+	# session's first (doc/logging.md), before its client= line.
+	awk '/smtpd\[/ && / connect from / { c++ } /smtpd\[/ && / client=/ { if (c == 0) bad++; c = 0 } END { exit bad }' "$T/log"
+}
+
 # session_socket_flags PID: the file status flags (octal) of PID's end of
 # the one established session on SMTP_PORT (in /proc/net/tcp).
 session_socket_flags() {
