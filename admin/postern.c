@@ -349,7 +349,7 @@ static int cmd_start(int argc, char **argv)
 	return status;
 }
 
-static int signal_master(int sig, const char *what)
+static int signal_master(int sig, const char *what, pid_t *signalled)
 {
 	char why[PATH_MAX + 256];
 	pid_t pid = find_master(why, sizeof(why));
@@ -366,17 +366,44 @@ static int signal_master(int sig, const char *what)
 		    strerror(errno));
 		return 1;
 	}
+	if (signalled != NULL)
+		*signalled = pid;
 	return 0;
+}
+
+/* Has the process gone: no such pid, or a zombie its parent has not
+ * reaped yet? */
+static bool process_gone(pid_t pid)
+{
+	char path[64], stat[256];
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return kill(pid, 0) < 0 && errno == ESRCH;
+	ssize_t n = read(fd, stat, sizeof(stat) - 1);
+	close(fd);
+	if (n <= 0)
+		return true;
+	stat[n] = '\0';
+	/* "pid (comm) S ...": the state follows the last ')'. */
+	const char *end = strrchr(stat, ')');
+	return end != NULL && end[1] == ' ' && (end[2] == 'Z' || end[2] == 'X');
 }
 
 static int cmd_stop(int argc, char **argv)
 {
-	if (signal_master(SIGTERM, "stop") != 0)
+	pid_t pid;
+	if (signal_master(SIGTERM, "stop", &pid) != 0)
 		return 1;
-	/* Wait for master to finish sessions and exit (bounded). */
+	/*
+	 * Wait for master to finish sessions and exit (bounded). Its pid
+	 * file goes before its last steps (closing the listeners at exit
+	 * among them), so "stopped" waits for the process itself: a start
+	 * right after must find the ports free.
+	 */
 	long long limit = (cfg.shutdown_timeout + 15) * 10;
 	for (long long i = 0; i < limit; i++) {
-		if (running_master() == 0) {
+		if (running_master() == 0 && process_gone(pid)) {
 			printf("postern: stopped\n");
 			return 0;
 		}
@@ -394,7 +421,7 @@ static int cmd_reload(int argc, char **argv)
 		fprintf(stderr, "postern: %s\n", err);
 		return 1;
 	}
-	if (signal_master(SIGHUP, "reload") != 0)
+	if (signal_master(SIGHUP, "reload", NULL) != 0)
 		return 1;
 	printf("postern: reloading\n");
 	return 0;
