@@ -529,11 +529,13 @@ static bool end_of_data_replies(struct deliver_session *s,
 
 /*
  * The replies after the pipelined BDAT LAST. MAIL refused or no
- * recipient accepted: the server still reads the chunk (RFC 3030 2) and
- * refuses it (503, 554); that reply only keeps us in step. Otherwise one
- * reply per accepted recipient (LMTP, RFC 2033 4.2) or one for all
- * (SMTP), which decides them as the reply to DATA's final dot would. A
- * refused BDAT leaves the server's state undefined (RFC 3030 2): RSET.
+ * recipient accepted: the server reads the chunk all the same (its
+ * octets follow the command whatever the reply, RFC 3030 2) and refuses
+ * it (503, 554); that reply only keeps us in step. Otherwise one reply
+ * per accepted recipient (LMTP, RFC 2033 4.2) or one for all (SMTP),
+ * which decides them as the reply to DATA's final dot would. A refused
+ * BDAT fails the transaction (RFC 3030 2), in a state the RFC does not
+ * spell out: RSET, as after its other BDAT errors.
  */
 static bool one_trip_replies(struct deliver_session *s,
     struct deliver_job *job, bool mail_ok, size_t naccepted)

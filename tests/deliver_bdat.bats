@@ -115,7 +115,7 @@ job() {
 	[[ "$output" == *"rcpt=0 D 4.3.1 452 4.3.1 Insufficient system storage"* ]]
 	[[ "$output" == *"rcpt=0 S 2.0.0 250 2.0.0 Ok: queued as 3"* ]]
 	# One connection per case, two transactions on it; a refused BDAT
-	# leaves the server's state undefined (RFC 3030 2): RSET follows.
+	# fails the transaction (RFC 3030 2): RSET follows, to be sure.
 	# The last case's server hangs up: a new connection for its second.
 	[ "$(grep -c '^batch: EHLO' "$T/chunk/transcript")" -eq 9 ]
 	[ "$(grep -c '^batch: RSET$' "$T/chunk/transcript")" -eq 10 ]
