@@ -8,6 +8,7 @@
 # DATA path's answers, and Postfix's smtpd, which offers CHUNKING
 # (Postfix's smtp-sink does not). deliver is driven through its socket
 # as qmgr drives it (tests/helpers/deliver-job), started by master.
+# test-runner: long
 
 load helpers/suite
 load helpers/peers
