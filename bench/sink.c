@@ -2,13 +2,24 @@
  * sink - the far end of the relay benchmarks: an SMTP server that accepts
  * every message at once, keeps nothing, and counts what arrived.
  *
- * It answers EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP and QUIT (with
- * PIPELINING), so that Postfix's smtp client and postern's deliver can
- * relay to it. Every completed DATA counts one message; the Message-Id
- * header of each message is remembered (as a 64-bit hash) so that the
- * count of distinct messages, and of duplicates, is exact: bench/run
- * compares the distinct count with the number of messages it sent and
- * reports the difference as lost.
+ * It answers EHLO/HELO, MAIL, RCPT, DATA, BDAT, RSET, NOOP and QUIT
+ * (with PIPELINING and CHUNKING, as most MX hosts offer them today), so
+ * that Postfix's smtp client (which uses DATA) and postern's deliver
+ * (which uses BDAT for small messages) can relay to it. Every completed
+ * DATA or BDAT LAST counts one message; the Message-Id header of each
+ * message is remembered (as a 64-bit hash) so that the count of distinct
+ * messages, and of duplicates, is exact: bench/run compares the distinct
+ * count with the number of messages it sent and reports the difference
+ * as lost.
+ *
+ * BDAT (RFC 3030 2): a chunk's octets are read whatever the reply will
+ * be, so that the session stays in step; a chunk with no MAIL before it
+ * gets 503, one with no recipient accepted 554, and each good chunk 250
+ * (the LAST one after the message is counted). The header section is
+ * read across chunk boundaries, so a Message-Id split between two
+ * chunks still counts. A BDAT line that is not "BDAT size [LAST]"
+ * leaves no way to find the next command: 521 and the connection is
+ * closed, as smtpd does. DATA after BDAT in one transaction is 503.
  *
  * Messages from the null sender (MAIL FROM:<>) are delivery status
  * notifications: a benchmark that makes any has gone wrong, so they are
@@ -60,6 +71,7 @@
 enum sink_state {
 	SINK_COMMAND,		/* reading SMTP commands */
 	SINK_DATA,		/* inside DATA, until CRLF . CRLF */
+	SINK_CHUNK,		/* inside a BDAT chunk, until its octets are read */
 };
 
 struct conn {
@@ -75,6 +87,13 @@ struct conn {
 	bool counted_tls;	/* its handshake is in counts.tls */
 	SSL *ssl;		/* inside TLS, else NULL */
 	unsigned int rcpts;	/* recipients of the current transaction */
+	bool in_mail;		/* MAIL accepted: a transaction is open */
+	bool bdat_used;		/* this transaction's content came by BDAT */
+	uint64_t chunk_left;	/* octets of the current chunk still to read */
+	bool chunk_last;	/* the current chunk is the LAST one */
+	const char *chunk_refusal;	/* its reply when refused, else NULL */
+	size_t hdr_len;		/* BDAT: the header line so far, across chunks */
+	char hdr[CMD_MAX];
 	uint64_t msg_bytes;
 	size_t in_len;
 	size_t out_len;
@@ -202,6 +221,18 @@ static bool is_null_sender(const char *arg, size_t len)
 	return len >= 2 && arg[0] == '<' && arg[1] == '>';
 }
 
+/* A message's content begins (DATA, or its first BDAT chunk). */
+static void start_message(struct conn *c)
+{
+	c->in_header = true;
+	c->msgid_hash = 0;
+	c->dkim_signed = false;
+	c->msg_bytes = 0;
+	c->hdr_len = 0;
+}
+
+static void start_chunk(struct conn *c, const char *arg, size_t len);
+
 /* One command line, without its line end. */
 static void do_command(struct conn *c, const char *line, size_t len)
 {
@@ -211,13 +242,15 @@ static void do_command(struct conn *c, const char *line, size_t len)
 		reply(c, "500 5.5.2 Line too long\r\n");
 	} else if (verb_is(line, len, "EHLO") || verb_is(line, len, "LHLO")) {
 		snprintf(buf, sizeof(buf), "250-%s\r\n250-PIPELINING\r\n"
-		    "250-SIZE 0\r\n250-8BITMIME\r\n%s250 ENHANCEDSTATUSCODES\r\n",
+		    "250-SIZE 0\r\n250-8BITMIME\r\n250-CHUNKING\r\n"
+		    "%s250 ENHANCEDSTATUSCODES\r\n",
 		    hostname, tls_offered && c->ssl == NULL ? "250-STARTTLS\r\n" : "");
 		reply(c, buf);
 	} else if (verb_is(line, len, "STARTTLS") && tls_offered && c->ssl == NULL) {
 		reply(c, "220 2.0.0 Ready to start TLS\r\n");
 		c->tls_next = true;
 		c->rcpts = 0;
+		c->in_mail = false;
 	} else if (verb_is(line, len, "XTLS")) {
 		if (tls_ctx == NULL) {
 			reply(c, "454 4.7.0 no certificate (-c, -k)\r\n");
@@ -231,24 +264,31 @@ static void do_command(struct conn *c, const char *line, size_t len)
 		reply(c, buf);
 	} else if (verb_is(line, len, "MAIL")) {
 		c->rcpts = 0;
+		c->in_mail = true;
+		c->bdat_used = false;
 		c->null_sender = is_null_sender(line + 4, len - 4);
 		reply(c, "250 2.1.0 Ok\r\n");
 	} else if (verb_is(line, len, "RCPT")) {
 		c->rcpts++;
 		reply(c, "250 2.1.5 Ok\r\n");
+	} else if (verb_is(line, len, "BDAT")) {
+		start_chunk(c, line + 4, len - 4);
 	} else if (verb_is(line, len, "DATA")) {
+		if (c->bdat_used) {
+			reply(c, "503 5.5.1 DATA after BDAT\r\n");
+			return;
+		}
 		if (c->rcpts == 0) {
 			reply(c, "554 5.5.1 No valid recipients\r\n");
 			return;
 		}
 		c->state = SINK_DATA;
-		c->in_header = true;
-		c->msgid_hash = 0;
-		c->dkim_signed = false;
-		c->msg_bytes = 0;
+		start_message(c);
 		reply(c, "354 End data with <CR><LF>.<CR><LF>\r\n");
 	} else if (verb_is(line, len, "RSET")) {
 		c->rcpts = 0;
+		c->in_mail = false;
+		c->bdat_used = false;
 		reply(c, "250 2.0.0 Ok\r\n");
 	} else if (verb_is(line, len, "NOOP")) {
 		reply(c, "250 2.0.0 Ok\r\n");
@@ -279,23 +319,18 @@ static void end_of_message(struct conn *c)
 	}
 	c->state = SINK_COMMAND;
 	c->rcpts = 0;
+	c->in_mail = false;
+	c->bdat_used = false;
 	reply(c, "250 2.0.0 Ok: queued\r\n");
 }
 
-/* One DATA line (without line end); start says it began at a line start. */
-static void do_data_line(struct conn *c, const char *line, size_t len, bool start)
+/* One line of the header section (without line end), from DATA or BDAT. */
+static void header_line(struct conn *c, const char *line, size_t len)
 {
 	static const char hdr[] = "Message-Id:";
 	static const char dkim[] = "DKIM-Signature:";
 	size_t hlen = sizeof(hdr) - 1;
 
-	if (start && len == 1 && line[0] == '.') {
-		end_of_message(c);
-		return;
-	}
-	c->msg_bytes += len + 2;
-	if (!c->in_header || !start)
-		return;
 	if (len == 0) {
 		c->in_header = false;
 	} else if (len >= sizeof(dkim) - 1 && strncasecmp(line, dkim, sizeof(dkim) - 1) == 0) {
@@ -312,6 +347,95 @@ static void do_data_line(struct conn *c, const char *line, size_t len, bool star
 	}
 }
 
+/* One DATA line (without line end); start says it began at a line start. */
+static void do_data_line(struct conn *c, const char *line, size_t len, bool start)
+{
+	if (start && len == 1 && line[0] == '.') {
+		end_of_message(c);
+		return;
+	}
+	c->msg_bytes += len + 2;
+	if (c->in_header && start)
+		header_line(c, line, len);
+}
+
+/*
+ * Octets of a BDAT chunk: not stuffed, no end marker. Header lines are
+ * gathered in c->hdr, which a chunk boundary does not clear; the
+ * first CMD_MAX octets of a longer line are enough for what is counted.
+ */
+static void chunk_data(struct conn *c, const char *data, size_t len)
+{
+	c->msg_bytes += len;
+	while (len > 0 && c->in_header) {
+		const char *lf = memchr(data, '\n', len);
+		size_t n = lf != NULL ? (size_t)(lf - data) : len;
+		size_t room = sizeof(c->hdr) - c->hdr_len;
+
+		memcpy(c->hdr + c->hdr_len, data, n < room ? n : room);
+		c->hdr_len += n < room ? n : room;
+		if (lf == NULL)
+			return;
+		if (c->hdr_len > 0 && c->hdr[c->hdr_len - 1] == '\r')
+			c->hdr_len--;
+		header_line(c, c->hdr, c->hdr_len);
+		c->hdr_len = 0;
+		data += n + 1;
+		len -= n + 1;
+	}
+}
+
+/* The current chunk is read: its reply, and the message's end after LAST. */
+static void end_chunk(struct conn *c)
+{
+	char buf[96];
+
+	c->state = SINK_COMMAND;
+	c->mid_line = false;
+	if (c->chunk_refusal != NULL) {
+		reply(c, c->chunk_refusal);
+	} else if (c->chunk_last) {
+		if (c->in_header && c->hdr_len > 0)
+			header_line(c, c->hdr, c->hdr_len);
+		end_of_message(c);
+	} else {
+		snprintf(buf, sizeof(buf), "250 2.0.0 %llu octets received\r\n",
+		    (unsigned long long)c->msg_bytes);
+		reply(c, buf);
+	}
+}
+
+/* "BDAT size [LAST]" (RFC 3030 2); arg is what follows the verb. */
+static void start_chunk(struct conn *c, const char *arg, size_t len)
+{
+	uint64_t size = 0;
+	size_t i = 0, digits = 0;
+
+	while (i < len && arg[i] == ' ')
+		i++;
+	for (; i < len && isdigit((unsigned char)arg[i]); i++, digits++)
+		size = size * 10 + (uint64_t)(arg[i] - '0');
+	while (i < len && arg[i] == ' ')
+		i++;
+	bool last = len - i == 4 && strncasecmp(arg + i, "LAST", 4) == 0;
+	if (digits == 0 || digits > 15 || (i < len && !last)) {
+		reply(c, "521 5.5.4 Syntax: BDAT size [LAST]; closing\r\n");
+		c->closing = true;
+		return;
+	}
+	c->chunk_refusal = !c->in_mail ? "503 5.5.1 Error: send MAIL first\r\n" :
+	    c->rcpts == 0 ? "554 5.5.1 No valid recipients\r\n" : NULL;
+	if (c->chunk_refusal == NULL && !c->bdat_used) {
+		c->bdat_used = true;
+		start_message(c);
+	}
+	c->state = SINK_CHUNK;
+	c->chunk_left = size;
+	c->chunk_last = last;
+	if (size == 0)
+		end_chunk(c);
+}
+
 /* Consumes the complete lines in c->in; keeps a partial line for later. */
 static void process_input(struct conn *c)
 {
@@ -319,6 +443,18 @@ static void process_input(struct conn *c)
 
 	while (pos < c->in_len && !c->closing && !c->tls_next) {
 		char *start = c->in + pos;
+		if (c->state == SINK_CHUNK) {
+			size_t n = c->in_len - pos;
+			if ((uint64_t)n > c->chunk_left)
+				n = (size_t)c->chunk_left;
+			if (c->chunk_refusal == NULL)
+				chunk_data(c, start, n);
+			pos += n;
+			c->chunk_left -= n;
+			if (c->chunk_left == 0)
+				end_chunk(c);
+			continue;
+		}
 		char *lf = memchr(start, '\n', c->in_len - pos);
 		size_t len;
 		bool at_start = !c->mid_line;

@@ -1,11 +1,13 @@
 /*
  * deliver_smtp.c - one mail transaction on an open SMTP or LMTP session:
- * MAIL, RCPT, DATA (or BDAT for BINARYMIME), the dot-stuffed content, and
- * the replies that decide each recipient's fate.
+ * MAIL, RCPT, DATA (or BDAT), the content, and the replies that decide
+ * each recipient's fate.
  *
  * Rules this file carries out:
  * - PIPELINING (RFC 2920): MAIL, every RCPT and DATA leave in one write;
- *   the replies are read back in order.
+ *   the replies are read back in order. With CHUNKING too (RFC 3030), a
+ *   message of up to 64 KiB goes with them as one BDAT LAST chunk, and
+ *   every reply comes back in one read (one_trip()).
  * - SIZE (RFC 1870): a message larger than the peer's limit is not sent.
  * - SMTPUTF8 (RFC 6531 3.7.5): mail that needs it, to a peer without it,
  *   fails permanently.
@@ -456,33 +458,47 @@ static bool precheck(struct deliver_session *s, struct deliver_job *job)
 
 /*
  * Can the whole transaction, content included, go in one write and its
- * replies come back in one read (RFC 2920 with RFC 3030 4.2's pipelined
+ * replies come back in one read (RFC 2920 with RFC 3030 2's pipelined
  * BDAT LAST)? One round trip per message instead of two: the wait for
- * 354 goes. Only to an LMTP server (ours, or another on this host: a
- * refused recipient costs a local copy of the content, nothing on a
- * network), for a message deliver.c read whole (a larger one waits for
- * the RCPT replies before it is sent) and that needs no 7-bit downgrade.
+ * 354, and a wake-up of deliver, go. Only for a message deliver.c read
+ * whole (DELIVER_HEAD_MAX, 64 KiB): a server that refuses every
+ * recipient has been sent the content for nothing, and 64 KiB is a few
+ * milliseconds on a WAN link, less than the round trip saved; a larger
+ * message waits for the RCPT replies before it is sent.
+ * Content that would need a 7-bit downgrade (8-bit, a peer without
+ * 8BITMIME) keeps DATA, where the conversion lives. To SMTP servers
+ * only while smtp_chunking is on (a peer that offers CHUNKING and
+ * mishandles BDAT).
  */
 static bool one_trip(const struct deliver_session *s,
     const struct deliver_job *job)
 {
-	unsigned need = SESS_EXT_PIPELINING | SESS_EXT_CHUNKING |
-	    SESS_EXT_8BITMIME;
-	return s->lmtp && (s->ext & need) == need &&
-	    job->j.body != QUEUE_BODY_BINARYMIME &&
-	    job->head_len == (size_t)job->j.content_length;
+	unsigned need = SESS_EXT_PIPELINING | SESS_EXT_CHUNKING;
+	if ((s->ext & need) != need || (!s->lmtp && !cfg.smtp_chunking) ||
+	    job->j.body == QUEUE_BODY_BINARYMIME ||
+	    job->head_len != (size_t)job->j.content_length)
+		return false;
+	return (s->ext & SESS_EXT_8BITMIME) ||
+	    !deliver_mime_has_8bit(job->head, job->head_len);
 }
 
-/* The content, already in memory, as one BDAT LAST chunk (RFC 3030 2):
- * not stuffed; a last line without CRLF is ended by the server. */
+/*
+ * The content, already in memory, as one BDAT LAST chunk (RFC 3030 2),
+ * not stuffed. A last line without CRLF gets one, as the DATA path's
+ * end of data gives it: the server stores the same bytes either way.
+ */
 static void queue_content_chunk(struct deliver_session *s,
     const struct deliver_job *job)
 {
-	bio_printf(&s->bio, "BDAT %zu LAST\r\n", job->head_len +
-	    dkim_fields.len);
+	bool end_line = job->head_len > 0 &&
+	    job->head[job->head_len - 1] != '\n';
+	bio_printf(&s->bio, "BDAT %zu LAST\r\n", dkim_fields.len +
+	    job->head_len + (end_line ? 2 : 0));
 	if (dkim_fields.len > 0)
 		bio_write(&s->bio, dkim_fields.data, dkim_fields.len);
 	bio_write(&s->bio, job->head, job->head_len);
+	if (end_line)
+		bio_write(&s->bio, "\r\n", 2);
 }
 
 /*
@@ -512,9 +528,14 @@ static bool end_of_data_replies(struct deliver_session *s,
 }
 
 /*
- * The replies after the pipelined BDAT LAST: one per accepted recipient
- * (LMTP, RFC 2033 4.2); one for the command when none was accepted or
- * MAIL failed, and then the session is reset as after a refused DATA.
+ * The replies after the pipelined BDAT LAST. MAIL refused or no
+ * recipient accepted: the server reads the chunk all the same (its
+ * octets follow the command whatever the reply, RFC 3030 2) and refuses
+ * it (503, 554); that reply only keeps us in step. Otherwise one reply
+ * per accepted recipient (LMTP, RFC 2033 4.2) or one for all (SMTP),
+ * which decides them as the reply to DATA's final dot would. A refused
+ * BDAT fails the transaction (RFC 3030 2), in a state the RFC does not
+ * spell out: RSET, as after its other BDAT errors.
  */
 static bool one_trip_replies(struct deliver_session *s,
     struct deliver_job *job, bool mail_ok, size_t naccepted)
@@ -526,7 +547,11 @@ static bool one_trip_replies(struct deliver_session *s,
 		reset(s);
 		return true;
 	}
-	return end_of_data_replies(s, job);
+	if (!end_of_data_replies(s, job))
+		return false;
+	if (!s->lmtp && s->reply.code / 100 != 2)
+		reset(s);
+	return true;
 }
 
 bool deliver_smtp_transaction(struct deliver_session *s,

@@ -93,6 +93,7 @@
 	X(DURATION, smtp_timeout, "300s") \
 	X(BOOL, smtp_per_request_deadline, "yes") \
 	X(DURATION, smtp_session_time_limit, "3600s") \
+	X(BOOL, smtp_chunking, "yes") \
 	X(STRING, lmtp_destination, "unix:$run_directory/lmtp") \
 	X(LIST, smtp_sasl_password_maps, "") \
 	X(BOOL, smtp_sasl_allow_plaintext, "no") \
