@@ -16,28 +16,22 @@ source "${BASH_SOURCE[0]%/*}/wait.bash"
 export BUILD
 POSTERN="$BUILD/postern"
 
+# Loopback ports for a test's servers, picked below the kernel's
+# ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 here): a
+# port the kernel handed out by bind(0) and that was closed again may go
+# to the next outgoing connection, and the test files that run side by
+# side open thousands (smtp-source); one such connection took a port
+# between its picking and master's bind. A random port in 20000-32767
+# that binds now is free of that race; two pickers meeting on one is
+# left to chance (1 in 12,768).
 free_port() {
-	/usr/bin/python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
+	/usr/bin/python3 "${BASH_SOURCE[0]%/*}/free_port.py" tcp
 }
 
 # A loopback port free for both UDP and TCP, for a DNS server (a test's
 # dnsmasq or nsd), or for none: see instance_conf.
 free_dns_port() {
-	/usr/bin/python3 -c 'import socket
-for _ in range(50):
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    u.bind(("127.0.0.1", 0))
-    p = u.getsockname()[1]
-    t = socket.socket()
-    try:
-        t.bind(("127.0.0.1", p))
-    except OSError:
-        continue
-    print(p)
-    break'
+	/usr/bin/python3 "${BASH_SOURCE[0]%/*}/free_port.py" tcp udp
 }
 
 # passwd_locked CMD...: run useradd/usermod one at a time across the bats
