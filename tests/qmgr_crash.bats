@@ -3,8 +3,10 @@
 # smtp-source into smtpd, relayed by qmgr and deliver to Postfix's
 # smtp-sink, while qmgr and then every deliver process are killed with
 # SIGKILL. After master has restarted them, every message must arrive;
-# duplicates may only come from deliveries in flight at a kill (each
-# kill can leave at most one window of the destination's concurrency).
+# duplicates may only come from deliveries in flight at a kill: on each
+# of the destination's connections (its concurrency window) the job in
+# progress and the jobs qmgr sent behind it (QMGR_CONN_JOBS, 3), whose
+# results a killed qmgr may not have read.
 # test-runner: long
 
 load helpers/suite
@@ -74,8 +76,8 @@ sink_messages() {
 	echo "# accepted $accepted, stored $total, distinct $distinct, duplicates $((total - distinct))" >&3
 	[ "$accepted" -eq "$MESSAGES" ]
 	[ "$distinct" -eq "$MESSAGES" ]
-	# At most one concurrency window (10) per kill was in flight.
-	[ $((total - distinct)) -le 20 ]
+	# At most 10 connections x (1 + 3 jobs behind) per kill in flight.
+	[ $((total - distinct)) -le 80 ]
 }
 
 @test "20 reloads while 500 messages flow: nothing lost, nothing delivered twice" {
