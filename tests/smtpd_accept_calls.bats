@@ -60,26 +60,37 @@ for i in range(n):
 PY
 }
 
-@test "a worker makes no getsockname, ioctl or poll per connection, and one SO_RCVTIMEO" {
-	command -v strace >/dev/null || skip "strace is not installed"
-	[ "$(id -u)" -eq 0 ] || skip "attaching to a worker that changed user needs root"
-	local w
+# trace_worker CALLS OUT [STRACE-OPTIONS...]: strace the smtp service's
+# one worker for CALLS into OUT (its stderr in OUT.err), in the
+# background (STRACE_PID), once attached: the worker's blocked
+# epoll_wait shows as resumed, or strace says so; bounded. Needs root
+# (the worker changed user).
+trace_worker() {
+	local calls=$1 out=$2 w
+	shift 2
 	wait_until 'w=$(smtp_worker); [ -n "$w" ]' 20
 	w=$(smtp_worker)
-	strace -q -e trace=accept4,getsockname,ioctl,poll,setsockopt,read \
-		-o "$T/strace" \
-		-p "$w" 2>"$T/strace.err" &
+	strace -q -e trace="$calls" "$@" -o "$out" -p "$w" 2>"$out.err" &
 	STRACE_PID=$!
-	# Attached once the worker's blocked epoll_wait shows as resumed
-	# or strace says so; bounded.
-	wait_until 'grep -q "attached" "$T/strace.err" || [ -s "$T/strace" ] ||
-		grep -q "TracerPid:[[:space:]]*[1-9]" "/proc/$w/status"' 20
-	run --separate-stderr send 10
-	[ "$status" -eq 0 ]
-	[ "$(grep -c '^250$' <<<"$output")" -eq 10 ]
+	wait_until "grep -q attached '$out.err' || [ -s '$out' ] ||
+		grep -q 'TracerPid:[[:space:]]*[1-9]' /proc/$w/status" 20
+}
+
+# trace_stop: end the strace trace_worker started.
+trace_stop() {
 	kill "$STRACE_PID"
 	wait "$STRACE_PID" || true
 	STRACE_PID=
+}
+
+@test "a worker makes no getsockname, ioctl or poll per connection, and one SO_RCVTIMEO" {
+	command -v strace >/dev/null || skip "strace is not installed"
+	[ "$(id -u)" -eq 0 ] || skip "attaching to a worker that changed user needs root"
+	trace_worker accept4,getsockname,ioctl,poll,setsockopt,read "$T/strace"
+	run --separate-stderr send 10
+	[ "$status" -eq 0 ]
+	[ "$(grep -c '^250$' <<<"$output")" -eq 10 ]
+	trace_stop
 	# Every connection went to this worker, or the counts below say
 	# nothing.
 	[ "$(grep -c '^accept4(.*) = [0-9]' "$T/strace")" -eq 10 ]
@@ -103,20 +114,11 @@ PY
 @test "a plain session's greeting goes out before its connect line is written" {
 	command -v strace >/dev/null || skip "strace is not installed"
 	[ "$(id -u)" -eq 0 ] || skip "attaching to a worker that changed user needs root"
-	local w
-	wait_until 'w=$(smtp_worker); [ -n "$w" ]' 20
-	w=$(smtp_worker)
-	strace -q -e trace=sendto,write -s 64 -o "$T/greet.strace" -p "$w" \
-		2>"$T/greet.err" &
-	STRACE_PID=$!
-	wait_until 'grep -q "attached" "$T/greet.err" || [ -s "$T/greet.strace" ] ||
-		grep -q "TracerPid:[[:space:]]*[1-9]" "/proc/$w/status"' 20
+	trace_worker sendto,write "$T/greet.strace" -s 64
 	run --separate-stderr send 5
 	[ "$status" -eq 0 ]
 	[ "$(grep -c '^250$' <<<"$output")" -eq 5 ]
-	kill "$STRACE_PID"
-	wait "$STRACE_PID" || true
-	STRACE_PID=
+	trace_stop
 	# The client waits for the 220, no one for the log line
 	# (smtpd_proto.c, greeting_first): each "connect from" is written
 	# after its session's 220 was sent (before: the line, then the
