@@ -40,3 +40,25 @@ setup() {
 	grep -E '^messages duplicated \(all runs\) +same Message-Id +0 +(0|n/a)$' <<<"$table"
 	grep -E '^bounces \(all runs\) +DSNs at the sink +0 +(0|n/a)$' <<<"$table"
 }
+
+# The memory sampler beside a case's load: only acc100, whose memory per
+# session needs them, has procmem sum Pss and count the sessions open (a
+# read of all /proc/net/tcp, whose cost grows with the TIME_WAIT sockets
+# each run leaves: bench/RESULTS.md, "acc20's drift: the memory
+# sampler"); the other cases' sampler reads VmRSS alone.
+@test "bench/run samples Pss and sessions in acc100 only" {
+	run env BENCH_QUICK=1 BENCH_KEEP=1 BENCH_CASES="acc20 acc100" "$TOP/bench/run"
+	echo "$output"
+	kept=$(sed -n 's/.*kept \(\/var\/tmp\/postern-bench\.[A-Za-z0-9]*\)$/\1/p' <<<"$output" | tail -n1)
+	[ -n "$kept" ] && [ -d "$kept/logs" ]
+	logs=$kept/logs
+	cleanup_kept() { rm -rf "$kept"; }
+	trap cleanup_kept RETURN
+	[ "$status" -eq 0 ]
+	for sys in postfix postern; do
+		[ -s "$logs/acc20.$sys.1.mem" ]
+		grep -E '^peak_rss_kb=[1-9][0-9]* peak_pss_kb=0 ' "$logs/acc20.$sys.1.mem"
+		! grep -q 'sessions' "$logs/acc20.$sys.1.mem"
+		grep -E 'peak_pss_kb=[1-9][0-9]* .*max_sessions=[0-9]+$' "$logs/acc100.$sys.1.mem"
+	done
+}
