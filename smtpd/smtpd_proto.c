@@ -545,10 +545,15 @@ static void cmd_quit(struct smtp_server *srv, const char *arg)
 	smtp_server_enter_state(srv, SMTP_SERVER_CLOSING);
 }
 
+/* HELP names the commands this session can use now, as EHLO offers them. */
 static void cmd_help(struct smtp_server *srv, const char *arg)
 {
-	smtp_server_reply(srv, 214, "2.0.0", "Commands: EHLO HELO STARTTLS "
-	    "AUTH MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
+	struct smtpd_session *s = session_of(srv);
+	bool starttls = smtpd_tls_available() && !s->tls_active;
+
+	smtp_server_reply(srv, 214, "2.0.0", "Commands: EHLO HELO%s%s MAIL "
+	    "RCPT DATA BDAT RSET NOOP QUIT VRFY HELP",
+	    starttls ? " STARTTLS" : "", smtpd_auth_offered(s) ? " AUTH" : "");
 }
 
 /* ---- the session ---- */

@@ -96,15 +96,17 @@ teardown_file() {
 }
 
 @test "in clear: STARTTLS offered, AUTH neither offered nor accepted" {
-	run raw 'EHLO client.test\r\nAUTH PLAIN AGFsaWNlAGFsaWNlIHNlY3JldA==\r\nQUIT\r\n'
+	run raw 'EHLO client.test\r\nAUTH PLAIN AGFsaWNlAGFsaWNlIHNlY3JldA==\r\nHELP\r\nQUIT\r\n'
 	[ "$status" -eq 0 ]
 	printf '%s\n' "${lines[@]}" | grep -qx '250-STARTTLS'
 	! printf '%s\n' "${lines[@]}" | grep -q 'AUTH'
+	# HELP names what EHLO offers, no more
+	printf '%s\n' "${lines[@]}" | grep -qx '214 2.0.0 Commands: EHLO HELO STARTTLS MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP'
 	printf '%s\n' "${lines[@]}" | grep -qx '538 5.7.11 Encryption required for requested authentication mechanism'
 }
 
 @test "after STARTTLS: AUTH offered, STARTTLS not; the session starts over" {
-	run tls "$SMTP_PORT" 'MAIL FROM:<a@example.org>' 'EHLO again.test' 'STARTTLS' 'QUIT'
+	run tls "$SMTP_PORT" 'MAIL FROM:<a@example.org>' 'EHLO again.test' 'STARTTLS' 'HELP' 'QUIT'
 	[ "$status" -eq 0 ]
 	echo "$output" | grep -qx '220 2.0.0 Ready to start TLS'
 	echo "$output" | grep -Eq '^TLS TLSv1\.[23] '
@@ -114,6 +116,7 @@ teardown_file() {
 	echo "$after" | grep -qx '250-AUTH PLAIN LOGIN'
 	! echo "$after" | grep -q 'STARTTLS$'
 	echo "$after" | grep -qx '554 5.5.1 Error: TLS already active'
+	echo "$after" | grep -qx '214 2.0.0 Commands: EHLO HELO AUTH MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP'
 	wait_for_log 'Anonymous TLS connection established from unknown\[127.0.0.1\]: TLSv1.[23] with cipher [A-Z0-9_-]+ \([0-9]+/[0-9]+ bits\)'
 }
 
