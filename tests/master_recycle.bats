@@ -51,14 +51,49 @@ sink_message() {
 	grep -l "^Subject: $2" "$T/$1"/msg-*.eml
 }
 
+# send_batch TAG N TOTAL: N messages through the sink, "Subject: TAG i"
+# and "the body TAG i" to TAGi@example.net, then wait until the sink
+# holds TOTAL. Writers take recycled files meanwhile.
+send_batch() {
+	local n
+	for n in $(seq "$2"); do
+		send_mail --from a@example.org --to "$1$n@example.net" \
+			--header "Subject: $1 $n" --body "the body $1 $n"
+	done
+	wait_for_count "sink_count sink" "$3"
+}
+
+# The bytes of inode $1, found under the directories that follow; qmgr
+# moves a deferred message to active/ and back for its retries, so the
+# look is tried again if the file moved under it.
+inode_content() {
+	local ino=$1 try f
+	shift
+	for try in 1 2 3 4 5; do
+		f=$(find "$@" -inum "$ino" | head -n1)
+		[ -n "$f" ] && cat "$f" 2>/dev/null && return 0
+	done
+	return 1
+}
+
+# The dead destination comes up (qmgr_sink.py on its port) and qmgr is
+# told to retry: the queued message arrives whole.
+dead_destination_delivers() {
+	mkdir -p "$T/dead"
+	/usr/bin/python3 "$QMGR_SINK" "$dead_port" "$T/dead" 2>>"$T/dead.log" &
+	SINK_PIDS+=($!)
+	wait_for_port "$dead_port" 30
+	qmgr_flush
+	wait_for_count "sink_count dead" 1 30
+	m=$(sink_message dead "the queued one")
+	grep -q '^the queued body' "$m"
+	[ "$(grep -c '^Subject: ' "$m")" -eq 1 ]
+}
+
 @test "a restart keeps recycle/'s files, and mail written into them is intact" {
 	relay_to_sink
 	suite_start
-	for n in 1 2 3 4 5 6; do
-		send_mail --from a@example.org --to "r$n@example.net" \
-			--header "Subject: before $n" --body "the body before $n"
-	done
-	wait_for_count "sink_count sink" 6
+	send_batch before 6 6
 	wait_for_queue_count 0
 	wait_until '[ -n "$(recycle_inodes)" ]'
 	before=$(recycle_inodes)
@@ -76,17 +111,13 @@ sink_message() {
 		[ "$(stat -c %s "$f")" -gt 0 ]
 	done
 	# Mail written into them holds its own bytes only.
-	for n in 1 2 3 4 5 6; do
-		send_mail --from a@example.org --to "s$n@example.net" \
-			--header "Subject: after $n" --body "the body after $n"
-	done
-	wait_for_count "sink_count sink" 12
+	send_batch after 6 12
 	for n in 1 2 3 4 5 6; do
 		m=$(sink_message sink "after $n")
 		[ "$(grep -c '^Subject: ' "$m")" -eq 1 ]
 		grep -q "^the body after $n" "$m"
 		! grep -q 'before' "$m"
-		grep -q "^RCPT TO:<s$n@example.net>" "${m%.eml}.env"
+		grep -q "^RCPT TO:<after$n@example.net>" "${m%.eml}.env"
 	done
 	# Nothing was set aside or removed at either start.
 	! grep -q 'corrupt/' "$T/log"
@@ -109,34 +140,14 @@ sink_message() {
 	wait_for_log "recycle/7: a second name of a queue file's inode $ino"
 	[ ! -e "$T/queue/recycle/7" ]
 	# Other mail goes through recycled files meanwhile; the message's
-	# inode keeps its one name and its message.
-	for n in 1 2 3 4; do
-		send_mail --from a@example.org --to "r$n@example.net" \
-			--header "Subject: other $n"
-	done
-	wait_for_count "sink_count sink" 4
-	# qmgr moves it between deferred/ and active/ for its retries: read
-	# its names, links and bytes together, again if it moved.
-	local names= links= content=
-	for try in 1 2 3 4 5; do
-		names=$(find "$T/queue" -inum "$ino")
-		links=$(stat -c %h "$names" 2>/dev/null) &&
-			content=$(cat "$names" 2>/dev/null) && break
-	done
+	# inode keeps its message and one name, with one link.
+	send_batch other 4 4
+	inode_content "$ino" "$T/queue" | grep -q '^Subject: the queued one'
+	names=$(find "$T/queue" -inum "$ino")
 	echo "names of $ino: $names"
 	[ "$(wc -l <<< "$names")" -eq 1 ]
-	[ "$links" -eq 1 ]
-	grep -q '^Subject: the queued one' <<< "$content"
-	# The destination comes up: the message arrives as it was sent.
-	mkdir -p "$T/dead"
-	/usr/bin/python3 "$QMGR_SINK" "$dead_port" "$T/dead" 2>>"$T/dead.log" &
-	SINK_PIDS+=($!)
-	wait_for_port "$dead_port" 30
-	qmgr_flush
-	wait_for_count "sink_count dead" 1 30
-	m=$(sink_message dead "the queued one")
-	grep -q '^the queued body' "$m"
-	[ "$(grep -c '^Subject: ' "$m")" -eq 1 ]
+	[ "$(find "$T/queue" -inum "$ino" -links 1 | wc -l)" -eq 1 ]
+	dead_destination_delivers
 	[ -z "$(ls -A "$T/queue/corrupt")" ]
 }
 
@@ -206,24 +217,9 @@ sink_message() {
 	# The message's inode was not freed: it still reads as the message,
 	# while other mail goes through recycled files, and it is delivered
 	# whole once its destination comes up.
-	for n in 1 2 3 4; do
-		send_mail --from a@example.org --to "r$n@example.net" \
-			--header "Subject: other $n"
-	done
-	wait_for_count "sink_count sink" 4
-	local content=
-	for try in 1 2 3 4 5; do
-		content=$(cat "$(find "$q/deferred" "$q/active" -inum "$ino" | head -n1)" 2>/dev/null) && break
-	done
-	grep -q '^Subject: the queued one' <<< "$content"
-	mkdir -p "$T/dead"
-	/usr/bin/python3 "$QMGR_SINK" "$dead_port" "$T/dead" 2>>"$T/dead.log" &
-	SINK_PIDS+=($!)
-	wait_for_port "$dead_port" 30
-	qmgr_flush
-	wait_for_count "sink_count dead" 1 30
-	m=$(sink_message dead "the queued one")
-	grep -q '^the queued body' "$m"
+	send_batch other 4 4
+	inode_content "$ino" "$q/deferred" "$q/active" | grep -q '^Subject: the queued one'
+	dead_destination_delivers
 	# The recycle/ name was moved, not unlinked, and said why.
 	grep -q "recycle/7: inode $ino has 2 name(s) in the queue but a link count of 1" "$T/log"
 	[ ! -e "$q/recycle/7" ]
