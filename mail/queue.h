@@ -4,7 +4,8 @@
  * The code is in one file per job: queue_id.c (IDs, paths), queue_dirs.c
  * (the directories), queue_envelope.c (the envelope in memory and the
  * field rules), queue_write.c (new files and their durable commit),
- * queue_recycle.c (reusing finished files), queue_read.c (the strict
+ * queue_recycle.c (reusing finished files), queue_recycle_keep.c (what
+ * master keeps of recycle/ at start), queue_read.c (the strict
  * reader), queue_update.c (in-place updates, trailer records, moves);
  * queue_format.h is what they share and nobody else needs.
  *
