@@ -19,7 +19,9 @@ teardown() {
 	if [ -n "$QFS" ]; then
 		umount "$QFS" 2>/dev/null || umount -l "$QFS" 2>/dev/null || true
 	fi
-	suite_stop
+	# halt_instance has stopped it: suite_stop only reads the logs.
+	suite_stop || return
+	[ -n "${KEEP_TEST_DIR:-}" ] || rm -rf "$T"
 }
 
 # Stop the instance and every process of its tree (smtpd's doors are
