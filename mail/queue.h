@@ -4,7 +4,8 @@
  * The code is in one file per job: queue_id.c (IDs, paths), queue_dirs.c
  * (the directories), queue_envelope.c (the envelope in memory and the
  * field rules), queue_write.c (new files and their durable commit),
- * queue_recycle.c (reusing finished files), queue_read.c (the strict
+ * queue_recycle.c (reusing finished files), queue_recycle_keep.c (what
+ * master keeps of recycle/ at start), queue_read.c (the strict
  * reader), queue_update.c (in-place updates, trailer records, moves);
  * queue_format.h is what they share and nobody else needs.
  *
@@ -79,8 +80,11 @@
  * two renames and an overwrite are cheaper on every file system. recycle/
  * is mode 0700 like the rest of the queue; its files are finished
  * messages' bytes until reused, never read. A writer takes only a regular
- * file of its own with mode 0600 and one link; master empties recycle/ at
- * start (queue_recycle_clear()). A power cut before the commit's fsyncs
+ * file of its own with mode 0600 and one link. recycle/ outlives a
+ * restart: at start master keeps each file no queue file shares an inode
+ * with, and moves or removes the other names (queue_recycle_keep()), so
+ * that a fresh instance does not create its first few hundred files
+ * anew. A power cut before the commit's fsyncs
  * may leave old bytes under the new name, as a new file may hold garbage:
  * their I record names another ID, which qmgr reads as corrupt.
  *
@@ -214,6 +218,13 @@ bool queue_dirs_create(const char *queue_directory, uid_t uid, gid_t gid,
 /* Report (in err) the first missing directory or wrong owner/mode. */
 bool queue_dirs_check(const char *queue_directory, uid_t uid, char *err,
     size_t errsize);
+/*
+ * Call visit(path, arg) for each directory queue_dirs_create() makes (the
+ * deferred/ hash subdirectories too) but the one named skip (NULL: none);
+ * false as soon as visit returns false, or when a path would not fit.
+ */
+bool queue_dirs_each(const char *queue_directory, const char *skip,
+    bool (*visit)(const char *path, void *arg), void *arg);
 struct str;
 /*
  * For postern check, before or after the first start: what
@@ -382,12 +393,23 @@ bool queue_move(const char *queue_directory, const char *from_subdir,
  */
 bool queue_remove(const char *queue_directory, const char *path, int fd);
 /*
- * Unlink everything in recycle/ (master, at start, before any writer).
- * After a power cut on a file system without a journal, a rename out of
- * recycle/ may be on disk only in its target directory; the stale name
- * would give the file of an acknowledged message to the next writer. A
- * name removed here never takes the bytes of a file that has another.
+ * What master does with recycle/ at start, before any writer runs
+ * (queue_recycle_keep.c): a file qmgr could have left there (a regular
+ * file of owner's, mode 0600, one link, a slot's name, at most
+ * QUEUE_RECYCLE_MAX_SIZE bytes) whose inode no other queue directory
+ * names is kept for the writers. Any other name is unlinked when the
+ * inode's link count covers every name the queue has for it, which frees
+ * no inode a queue file names; else (a rename cut short by a power cut,
+ * on a file system that fsck has not checked since) it is moved into
+ * corrupt/ as "recycle.<inode>.<n>", logged. false with err when a queue
+ * directory cannot be read; nothing is removed then.
  */
-void queue_recycle_clear(const char *queue_directory);
+struct queue_recycle_kept {
+	size_t kept;		/* files left for the writers */
+	size_t removed;		/* names unlinked */
+	size_t set_aside;	/* names moved into corrupt/ */
+};
+bool queue_recycle_keep(const char *queue_directory, uid_t owner,
+    struct queue_recycle_kept *done, char *err, size_t errsize);
 
 #endif

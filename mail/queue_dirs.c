@@ -118,6 +118,28 @@ bool queue_dirs_create(const char *queue_directory, uid_t uid, gid_t gid,
 	return true;
 }
 
+bool queue_dirs_each(const char *queue_directory, const char *skip,
+    bool (*visit)(const char *path, void *arg), void *arg)
+{
+	char path[PATH_MAX];
+	for (size_t i = 0; i < sizeof(queue_dir_specs) / sizeof(queue_dir_specs[0]); i++) {
+		const struct queue_dir_spec *d = &queue_dir_specs[i];
+		if (skip != NULL && strcmp(d->name, skip) == 0)
+			continue;
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s",
+		    queue_directory, d->name) >= sizeof(path) ||
+		    !visit(path, arg))
+			return false;
+	}
+	for (int h = 0; h < QUEUE_DEFERRED_HASH; h++) {
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s/%x",
+		    queue_directory, QUEUE_DEFERRED, h) >= sizeof(path) ||
+		    !visit(path, arg))
+			return false;
+	}
+	return true;
+}
+
 static bool queue_check_dir(const char *path, mode_t mode, uid_t uid,
     char *err, size_t errsize)
 {

@@ -1,8 +1,8 @@
 /*
  * queue_recycle.c - recycling finished queue files (queue.h,
  * "Recycling"): qmgr parks them in recycle/, a writer into incoming/
- * claims one instead of creating a new inode, master empties recycle/
- * at start.
+ * claims one instead of creating a new inode. What master keeps of it
+ * at start is queue_recycle_keep.c's.
  *
  * Trust: recycle/ belongs to the postern user; a writer still takes only
  * a regular file of its own with mode 0600 and one link, and removes
@@ -166,27 +166,6 @@ int queue_recycle_claim(const char *queue_directory, int dirfd,
 		unlinkat(dirfd, tmpname, 0);
 	}
 	return -1;
-}
-
-void queue_recycle_clear(const char *queue_directory)
-{
-	char path[PATH_MAX];
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s", queue_directory,
-	    QUEUE_RECYCLE) >= sizeof(path))
-		return;
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (d == NULL) {
-		if (fd >= 0)
-			close(fd);
-		return;
-	}
-	struct dirent *e;
-	while ((e = readdir(d)) != NULL)
-		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
-		    unlinkat(fd, e->d_name, 0) < 0 && errno != ENOENT)
-			log_warning("remove %s/%s: %m", path, e->d_name);
-	closedir(d);
 }
 
 bool queue_remove(const char *queue_directory, const char *path, int fd)

@@ -119,7 +119,9 @@ static void open_run_directory(void)
 	run_dir_fd = fd;
 }
 
-static void prepare_directories(void)
+/* The queue's and run_directory's directories; returns the queue's
+ * owner (the "user" setting, or whoever runs master when not root). */
+static uid_t prepare_directories(void)
 {
 	uid_t uid = getuid(), qroot_uid = getuid();
 	gid_t gid = getgid(), qroot_gid = getgid(), drop_gid = getgid();
@@ -149,10 +151,11 @@ static void prepare_directories(void)
 	if (!queue_dirs_create(cfg.queue_directory, uid, gid, drop_gid, err,
 	    sizeof(err)))
 		log_fatal("%s", err);
-	queue_recycle_clear(cfg.queue_directory);
 	open_run_directory();
 	master_state_dirs_prepare();
+	return uid;
 }
+
 
 /*
  * The group-commit tables of directory fsyncs (mail/dirsync.c): lmtpd's
@@ -247,6 +250,28 @@ static void detach_stderr(void)
 static void remove_pid_file(void)
 {
 	unlinkat(run_dir_fd, PID_FILE_NAME, 0);
+}
+
+/*
+ * recycle/ outlives a restart, so that a fresh instance's writers take
+ * files instead of creating them (on ext4 without a journal each create
+ * scans past the inodes freed in the last minutes). Only once the pid
+ * file is ours: no other master's qmgr or doors move files meanwhile.
+ */
+static void keep_recycled(uid_t queue_owner)
+{
+	struct queue_recycle_kept done;
+	char err[512];
+
+	if (!queue_recycle_keep(cfg.queue_directory, queue_owner, &done, err,
+	    sizeof(err))) {
+		remove_pid_file();
+		log_fatal("%s", err);
+	}
+	if (done.removed > 0 || done.set_aside > 0)
+		log_info("%s/%s: %zu files kept for reuse, %zu removed, %zu "
+		    "moved to %s/", cfg.queue_directory, QUEUE_RECYCLE,
+		    done.kept, done.removed, done.set_aside, QUEUE_CORRUPT);
 }
 
 struct master_state {
@@ -401,9 +426,10 @@ int main(int argc, char **argv)
 	umask(022);
 	master_limits_raise();
 
-	prepare_directories();
+	uid_t queue_owner = prepare_directories();
 	int pid_fd = take_pid_file();
 	forget_dirsync_tables();
+	keep_recycled(queue_owner);
 	daemon_confine_probe();
 	setup_signals();
 

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -62,6 +63,21 @@ static int count_entries(const char *subdir)
 			n++;
 	closedir(d);
 	return n;
+}
+
+/* Unlink every name in a queue subdirectory (none is a directory). */
+static void empty_dir(const char *subdir)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", qdir, subdir);
+	DIR *d = opendir(path);
+	if (d == NULL)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL)
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			unlinkat(dirfd(d), e->d_name, 0);
+	closedir(d);
 }
 
 static int open_queue_file(const char *subdir, const char *id, int flags)
@@ -1316,8 +1332,9 @@ static void test_recycle(void)
 		close(fd);
 
 	/* A stale second name of a queued file (a power cut kept only the
-	 * rename's target): never claimed, and clearing recycle/ at start
-	 * removes the name, not the message. */
+	 * rename's target; fsck counted both names): never claimed, and
+	 * master's look at recycle/ at start removes the name, not the
+	 * message. */
 	char link_path[512];
 	queue_path(path, sizeof(path), qdir, QUEUE_INCOMING, b.id);
 	snprintf(link_path, sizeof(link_path), "%s/%s/9", qdir, QUEUE_RECYCLE);
@@ -1331,7 +1348,10 @@ static void test_recycle(void)
 	    QUEUE_READ_OK);
 	queue_envelope_free(&got);
 	CHECK(link(path, link_path) == 0 || errno == EEXIST);
-	queue_recycle_clear(qdir);
+	struct queue_recycle_kept done;
+	CHECK(queue_recycle_keep(qdir, geteuid(), &done, err, sizeof(err)));
+	CHECK_INT(done.kept, 0);
+	CHECK_INT(done.removed, 1);
 	CHECK_INT(count_entries(QUEUE_RECYCLE), 0);
 	CHECK(stat(path, &st_a) == 0 && st_a.st_nlink == 1 &&
 	    st_a.st_size > 0);
@@ -1379,7 +1399,7 @@ static void test_recycle_slots(void)
 	ino_t kept[QUEUE_RECYCLE_SLOTS] = { 0 };
 	struct stat st;
 
-	queue_recycle_clear(qdir);
+	empty_dir(QUEUE_RECYCLE);
 	/* Every other slot taken: each remove finds a free one next door. */
 	for (unsigned slot = 0; slot < QUEUE_RECYCLE_SLOTS; slot += 2) {
 		snprintf(path, sizeof(path), "%s/%s/%u", qdir, QUEUE_RECYCLE,
@@ -1419,8 +1439,112 @@ static void test_recycle_slots(void)
 	CHECK(queue_remove(qdir, path, -1));
 	CHECK(stat(path, &st) < 0 && errno == ENOENT);
 	CHECK_INT(count_entries(QUEUE_RECYCLE), QUEUE_RECYCLE_SLOTS);
-	queue_recycle_clear(qdir);
+	/* Across a restart every one of them stays (none has another name). */
+	char err[256];
+	struct queue_recycle_kept done;
+	CHECK(queue_recycle_keep(qdir, geteuid(), &done, err, sizeof(err)));
+	CHECK_INT(done.kept, QUEUE_RECYCLE_SLOTS);
+	CHECK_INT(done.removed + done.set_aside, 0);
+	empty_dir(QUEUE_RECYCLE);
+}
+
+/* Inode number of qdir/rel, 0 when it is gone. */
+static ino_t inode_of(const char *rel)
+{
+	char path[512];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/%s", qdir, rel);
+	return lstat(path, &st) == 0 ? st.st_ino : 0;
+}
+
+static bool make_in(const char *rel, const char *text, mode_t mode)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", qdir, rel);
+	return make_finished(path, text) && chmod(path, mode) == 0;
+}
+
+/*
+ * What master keeps of recycle/ at start: what qmgr leaves there and no
+ * queue file shares; every other name goes, and a second name of a
+ * queued file goes without its file.
+ */
+static void test_recycle_keep(void)
+{
+	char err[256], path[512], to[512];
+	struct queue_recycle_kept done;
+	struct stat st;
+
+	empty_dir(QUEUE_RECYCLE);
+	CHECK(queue_recycle_keep(qdir, geteuid(), &done, err, sizeof(err)));
+	CHECK_INT(done.kept + done.removed + done.set_aside, 0);
+
+	CHECK(make_in("recycle/3", "old", 0600));
+	CHECK(make_in("recycle/255", "old", 0600));
+	ino_t kept3 = inode_of("recycle/3"), kept255 = inode_of("recycle/255");
+	CHECK(make_in("recycle/5", "old", 0644));	/* another mode */
+	CHECK(make_in("recycle/256", "old", 0600));	/* no slot's name */
+	CHECK(make_in("recycle/07", "old", 0600));
+	CHECK(make_in("recycle/.8", "old", 0600));
+	CHECK(make_in("recycle/9", "old", 0600));	/* too big */
+	snprintf(path, sizeof(path), "%s/recycle/9", qdir);
+	CHECK(truncate(path, QUEUE_RECYCLE_MAX_SIZE + 1) == 0);
+	/* Not files: removed, and a symlink's target untouched. */
+	CHECK(make_in("hold/target", "target", 0600));
+	snprintf(path, sizeof(path), "%s/recycle/10", qdir);
+	snprintf(to, sizeof(to), "%s/hold/target", qdir);
+	CHECK(symlink(to, path) == 0);
+	snprintf(path, sizeof(path), "%s/recycle/11", qdir);
+	CHECK(mkfifo(path, 0600) == 0);
+	snprintf(path, sizeof(path), "%s/recycle/12", qdir);
+	CHECK(mkdir(path, 0700) == 0);
+	/* A directory that cannot be removed goes to corrupt/. */
+	snprintf(path, sizeof(path), "%s/recycle/13", qdir);
+	CHECK(mkdir(path, 0700) == 0);
+	CHECK(make_in("recycle/13/x", "x", 0600));
+	ino_t dir13 = inode_of("recycle/13");
+	/* Second names of a queued file and of a file outside the queue. */
+	CHECK(make_in("deferred/3/Queued", "queued", 0600));
+	snprintf(path, sizeof(path), "%s/deferred/3/Queued", qdir);
+	snprintf(to, sizeof(to), "%s/recycle/14", qdir);
+	CHECK(link(path, to) == 0);
+	CHECK(make_in("outside", "outside", 0600));
+	snprintf(path, sizeof(path), "%s/outside", qdir);
+	snprintf(to, sizeof(to), "%s/recycle/15", qdir);
+	CHECK(link(path, to) == 0);
+
+	CHECK(queue_recycle_keep(qdir, geteuid(), &done, err, sizeof(err)));
+	CHECK_INT(done.kept, 2);
+	CHECK_INT(done.removed, 10);
+	CHECK_INT(done.set_aside, 1);
+	CHECK_INT(count_entries(QUEUE_RECYCLE), 2);
+	CHECK(inode_of("recycle/3") == kept3 && inode_of("recycle/255") == kept255);
+	CHECK(lstat(to, &st) < 0);
+	snprintf(path, sizeof(path), "%s/deferred/3/Queued", qdir);
+	CHECK(stat(path, &st) == 0 && st.st_nlink == 1 && st.st_size == 6);
+	snprintf(path, sizeof(path), "%s/outside", qdir);
+	CHECK(stat(path, &st) == 0 && st.st_nlink == 1);
+	snprintf(path, sizeof(path), "%s/hold/target", qdir);
+	CHECK(stat(path, &st) == 0 && st.st_size == 6);
+	char aside[64];
+	snprintf(aside, sizeof(aside), "corrupt/recycle.%ju.0", (uintmax_t)dir13);
+	CHECK(inode_of(aside) == dir13);
+
+	/* Another owner's file is not kept. */
+	CHECK(queue_recycle_keep(qdir, geteuid() + 1, &done, err,
+	    sizeof(err)));
+	CHECK_INT(done.kept, 0);
+	CHECK_INT(done.removed, 2);
 	CHECK_INT(count_entries(QUEUE_RECYCLE), 0);
+
+	snprintf(path, sizeof(path), "%s/%s", qdir, aside);
+	remove_tree(path);
+	snprintf(path, sizeof(path), "%s/outside", qdir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/deferred/3/Queued", qdir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/hold/target", qdir);
+	unlink(path);
 }
 
 int main(void)
@@ -1445,6 +1569,7 @@ int main(void)
 	RUN(test_unfinished_files);
 	RUN(test_recycle);
 	RUN(test_recycle_slots);
+	RUN(test_recycle_keep);
 	remove_tree(qdir);
 	return unit_done();
 }
