@@ -1,9 +1,12 @@
 #!/usr/bin/env bats
 # qmgr's system calls for a lone relayed message, seen by strace:
-# it writes the jobs a dispatch pass queued before it sleeps in poll()
-# (qmgr/qmgr_deliver.c, qmgr_deliver_flush): a message taken into
-# active/ is in deliver's socket without a poll of every connection in
-# between that only reports the sockets writable.
+# - it writes the jobs a dispatch pass queued before it sleeps in poll()
+#   (qmgr/qmgr_deliver.c, qmgr_deliver_flush): a message taken into
+#   active/ is in deliver's socket without a poll of every connection in
+#   between that only reports the sockets writable;
+# - it reads the inotify watch on incoming/ once per wake-up: a read that
+#   left room in the buffer emptied the queue (qmgr_scan.c, watch_read),
+#   so no second read comes back EAGAIN.
 
 load helpers/suite
 load helpers/qmgr
@@ -58,4 +61,12 @@ strace_lone_messages() {
 	cat "$T/polls"
 	[ "$(grep -c . "$T/polls")" -eq 3 ]
 	[ "$(grep -vc '^0$' "$T/polls")" -eq 0 ]
+}
+
+@test "qmgr reads the inotify watch once per wake-up, not again until EAGAIN" {
+	strace_lone_messages read
+	# The watch's reads are the ones of its 16 KiB buffer: each one
+	# that a wake-up made found events, and no read came back empty.
+	[ "$(grep -c '^read(.*, 16384) *= [1-9]' "$T/strace")" -ge 3 ]
+	[ "$(grep -c '^read(.*, 16384) *= -1 EAGAIN' "$T/strace")" -eq 0 ]
 }
