@@ -136,6 +136,7 @@ static void qmgr_run(const char *service)
 		if (!draining) {
 			qmgr_scan_feed();
 			qmgr_sched_dispatch();
+			qmgr_deliver_flush();
 			next = min_deadline(next, qmgr_scan_gather_deadline());
 		}
 

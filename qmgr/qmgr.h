@@ -265,6 +265,8 @@ void qmgr_deliver_start(struct qconn *conn, struct qjob *job);
  * take the next of them behind their current one (at most
  * QMGR_CONN_JOBS in all per connection). */
 void qmgr_deliver_fill(void);
+/* Write the jobs dispatch queued (qmgr_deliver.c). */
+void qmgr_deliver_flush(void);
 /* poll() plumbing: add our fds, handle their events, timers. */
 size_t qmgr_deliver_pollfds(struct pollfd *pfds, size_t max);
 void qmgr_deliver_events(struct pollfd *pfds, size_t n);

@@ -515,6 +515,25 @@ static void conn_write(struct qconn *c)
 	c->out_off = 0;
 }
 
+/*
+ * Write what dispatch has just queued, before qmgr sleeps in poll(): the
+ * jobs reach deliver at once, and the loop no longer goes round a poll
+ * of every connection that only says these sockets are writable (a
+ * socket to an agent that has read its last job always is). What a full
+ * socket does not take waits for POLLOUT, as before.
+ */
+void qmgr_deliver_flush(void)
+{
+	struct qconn *c = conns;
+
+	while (c != NULL) {
+		struct qconn *following = c->next;
+		if (c->out.len > c->out_off)
+			conn_write(c);
+		c = following;
+	}
+}
+
 static void conn_read(struct qconn *c)
 {
 	if (!str_reserve(&c->in, READ_CHUNK)) {

@@ -256,13 +256,20 @@ void qmgr_scan_events(const struct pollfd *pfds, size_t n)
 	watch_read();
 }
 
-/* The names the watch has queued since its last read. */
+/*
+ * The names the watch has queued since its last read. A read returns
+ * every whole event that fits, so one that left room for the longest
+ * event has emptied the queue: no second read to hear EAGAIN. What
+ * arrives later makes the watch readable for the next poll.
+ */
 static void watch_read(void)
 {
 	char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+	const ssize_t longest = sizeof(struct inotify_event) + NAME_MAX + 1;
 	bool lost = false;
 	ssize_t len;
-	while ((len = read(watch_fd, buf, sizeof(buf))) > 0) {
+	do {
+		len = read(watch_fd, buf, sizeof(buf));
 		for (ssize_t off = 0; off + (ssize_t)sizeof(struct inotify_event) <=
 		    len;) {
 			const struct inotify_event *ev =
@@ -280,7 +287,7 @@ static void watch_read(void)
 				continue;
 			idlist_add(&incoming_list, ev->name);
 		}
-	}
+	} while (len > (ssize_t)sizeof(buf) - longest);
 	if (lost) {
 		idlist_clear(&incoming_list);
 		incoming_due_ms = 1;
