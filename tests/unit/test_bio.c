@@ -412,6 +412,42 @@ static void test_timed_reads_write_deadline(void)
 }
 
 /*
+ * bio_poll_waits() (lmtpd's Unix sockets): the socket becomes
+ * non-blocking, a read waits in poll and ends at its deadline, and a
+ * write to a peer that reads nothing does too (without O_NONBLOCK it
+ * would block for ever: alarm() fails the run).
+ */
+static void test_poll_waits(void)
+{
+	struct pair p = make_pair();
+	struct bio b;
+	struct str line;
+	int small = 4096;
+
+	alarm(20);
+	setsockopt(p.reader, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	setsockopt(p.writer, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	bio_init(&b, p.reader, 100);
+	CHECK(bio_poll_waits(&b));
+	CHECK(fcntl(p.reader, F_GETFL) & O_NONBLOCK);
+	str_init(&line, 1000);
+	put(p.writer, "LHLO x\r\n");
+	CHECK_INT(bio_readline(&b, &line, 512, NULL), BIO_OK);
+	CHECK(strcmp(str_cstr(&line), "LHLO x") == 0);
+	CHECK_INT(bio_readline(&b, &line, 512, NULL), BIO_TIMEOUT);
+	char *big = calloc(1, 60000);
+	CHECK(big != NULL);
+	CHECK(bio_write(&b, big, 60000));
+	CHECK_INT(bio_flush(&b), BIO_TIMEOUT);
+	free(big);
+	alarm(0);
+	str_free(&line);
+	bio_free(&b);
+	close(p.reader);
+	close(p.writer);
+}
+
+/*
  * bio_read_ready(): what the caller's own poll found waiting is read into
  * the bio's buffer, the same buffer job after job (deliver's next job:
  * it was a read into the stack and a new 64 KiB buffer per job), and
@@ -556,5 +592,6 @@ int main(void)
 	RUN(test_line_of_exactly_max_octets);
 	RUN(test_timed_reads);
 	RUN(test_timed_reads_write_deadline);
+	RUN(test_poll_waits);
 	return unit_done();
 }
