@@ -387,25 +387,34 @@ static void test_timed_reads(void)
  * nothing still ends at the deadline (MSG_DONTWAIT, then poll);
  * bio_timed_reads_end() makes the socket non-blocking for TLS.
  */
+/* Small socket buffers, so that a write of 60,000 bytes to a peer that
+ * reads nothing must wait: it ends at the bio's deadline (alarm(): a
+ * write that blocks for ever fails the run). */
+static void check_write_times_out(struct bio *b, const struct pair *p)
+{
+	int small = 4096;
+
+	setsockopt(p->reader, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	setsockopt(p->writer, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	alarm(20);
+	char *big = calloc(1, 60000);
+	CHECK(big != NULL);
+	CHECK(bio_write(b, big, 60000));
+	CHECK_INT(bio_flush(b), BIO_TIMEOUT);
+	free(big);
+	alarm(0);
+}
+
 static void test_timed_reads_write_deadline(void)
 {
 	struct pair p = make_pair();
 	struct bio b;
-	int small = 4096;
 
-	alarm(20);
-	setsockopt(p.reader, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
-	setsockopt(p.writer, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
 	bio_init(&b, p.reader, 100);
 	bio_timed_reads(&b);
-	char *big = calloc(1, 60000);
-	CHECK(big != NULL);
-	CHECK(bio_write(&b, big, 60000));
-	CHECK_INT(bio_flush(&b), BIO_TIMEOUT);
-	free(big);
+	check_write_times_out(&b, &p);
 	CHECK(bio_timed_reads_end(&b));
 	CHECK(fcntl(p.reader, F_GETFL) & O_NONBLOCK);
-	alarm(0);
 	bio_free(&b);
 	close(p.reader);
 	close(p.writer);
@@ -422,11 +431,7 @@ static void test_poll_waits(void)
 	struct pair p = make_pair();
 	struct bio b;
 	struct str line;
-	int small = 4096;
 
-	alarm(20);
-	setsockopt(p.reader, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
-	setsockopt(p.writer, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
 	bio_init(&b, p.reader, 100);
 	CHECK(bio_poll_waits(&b));
 	CHECK(fcntl(p.reader, F_GETFL) & O_NONBLOCK);
@@ -435,12 +440,7 @@ static void test_poll_waits(void)
 	CHECK_INT(bio_readline(&b, &line, 512, NULL), BIO_OK);
 	CHECK(strcmp(str_cstr(&line), "LHLO x") == 0);
 	CHECK_INT(bio_readline(&b, &line, 512, NULL), BIO_TIMEOUT);
-	char *big = calloc(1, 60000);
-	CHECK(big != NULL);
-	CHECK(bio_write(&b, big, 60000));
-	CHECK_INT(bio_flush(&b), BIO_TIMEOUT);
-	free(big);
-	alarm(0);
+	check_write_times_out(&b, &p);
 	str_free(&line);
 	bio_free(&b);
 	close(p.reader);
