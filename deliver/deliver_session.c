@@ -478,11 +478,27 @@ static enum open_step open_once(struct deliver_session *s,
 	}
 	/* A server answered: from now on it is the relay of the log line. */
 	strlcpy(job->relay, s->relay, sizeof(job->relay));
-	/* Non-blocking, so that writes too honour the bio's deadlines. */
-	int fl = fcntl(s->fd, F_GETFL);
-	if (fl >= 0)
-		fcntl(s->fd, F_SETFL, fl | O_NONBLOCK);
 	bio_init(&s->bio, s->fd, 0);
+	if (s->lmtp && unix_path == NULL) {
+		/*
+		 * LMTP over TCP: the socket stays blocking, a reply is waited
+		 * for in read(2) under SO_RCVTIMEO, not in poll(2) then
+		 * read(2), and a write still has its deadline (bio.h). With
+		 * one round trip per message (one_trip()) that is one call
+		 * less per message; MAIL's timeout, the stage of that wait,
+		 * is set once a connection. Not on a Unix socket, where each
+		 * wait in read(2) is woken once more, nor to SMTP servers,
+		 * whose waits alternate between the stages' timeouts. A TLS
+		 * handshake switches back (handshake(), deliver_tls.c).
+		 */
+		bio_timed_reads(&s->bio);
+	} else {
+		/* Non-blocking, so that writes too honour the bio's
+		 * deadlines. */
+		int fl = fcntl(s->fd, F_GETFL);
+		if (fl >= 0)
+			fcntl(s->fd, F_SETFL, fl | O_NONBLOCK);
+	}
 	s->usable = true;
 	if (deliver_tls_implicit(s) &&
 	    deliver_tls_wrap(s, job, out) != DELIVER_TLS_OK)

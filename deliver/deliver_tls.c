@@ -19,6 +19,7 @@
  * tls_peer_trust() judges it, so that an opportunistic session is not
  * broken by a certificate nobody asked to check.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -326,6 +327,13 @@ static enum deliver_tls_step handshake(struct deliver_session *s,
 		snprintf(err, sizeof(err), s->dane_active ? "OpenSSL takes none "
 		    "of the TLSA records" : "the protocols or ciphers of its "
 		    "smtp_tls_policy_maps entry are refused by OpenSSL");
+	}
+	/* The handshake waits in poll(2) on a non-blocking socket: an LMTP
+	 * session's timed reads (deliver_session.c) end here. */
+	if (ssl != NULL && !bio_timed_reads_end(&s->bio)) {
+		snprintf(err, sizeof(err), "%s", strerror(errno));
+		SSL_free(ssl);
+		ssl = NULL;
 	}
 	if (ssl == NULL || !tls_start_ssl(&s->bio, ssl, TLS_ROLE_CLIENT,
 	    s->bio.timeout_ms, err, sizeof(err))) {

@@ -454,9 +454,17 @@ void lmtpd_session_run(struct daemon_conn *conn)
 	s.conn = conn;
 	describe_peer(conn, s.peer, sizeof(s.peer));
 	bio_init(&s.bio, conn->fd, lmtpd_settings.timeout_ms);
-	/* The socket stays blocking: a command is waited for in read(2)
-	 * under SO_RCVTIMEO, not in poll(2) then read(2) (bio.h). */
-	bio_timed_reads(&s.bio);
+	/*
+	 * A TCP client's socket stays blocking: a command is waited for in
+	 * read(2) under SO_RCVTIMEO, not in poll(2) then read(2). On a Unix
+	 * socket (deliver's) that wait would be woken once more per message,
+	 * when the client reads our replies: poll(2) there (bio.h).
+	 */
+	if (!conn->peer_is_unix)
+		bio_timed_reads(&s.bio);
+	else if (!bio_poll_waits(&s.bio))
+		log_warning("%s: cannot make the socket non-blocking: %m; "
+		    "replies are written without a deadline", s.peer);
 	lmtpd_spool_init(&s.spool, lmtpd_settings.size_limit);
 	smtp_server_init(&s.srv, &s, lmtpd_commands, NCOMMANDS,
 	    SMTP_SERVER_LMTP, &s.bio, &s.bio, lmtpd_settings.hostname, s.peer);

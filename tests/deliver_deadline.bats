@@ -23,7 +23,7 @@ teardown() {
 slow_job() {
 	run timeout "$1" "$BATS_TEST_DIRNAME/helpers/deliver-job" --run "$T/run" \
 		--queue "$T/queue" --nexthop "[127.0.0.1]:$SLOW_PORT" \
-		--from a@example.org --to b@example.net
+		--from a@example.org --to b@example.net ${2:+--transport "$2"}
 }
 
 start_slow() {	# slow_smtp.py arguments after the port
@@ -86,4 +86,36 @@ start_slow() {	# slow_smtp.py arguments after the port
 	slow_job 60
 	echo "$output"
 	[[ "$output" == *"rcpt=0 S 2.0.0 250 "*"2.0.0 queued"* ]]
+}
+
+@test "LMTP over TCP: deliver waits for the replies in read(2), not poll(2); a silent server is cut at smtp_timeout" {
+	command -v strace >/dev/null || skip "strace is not installed"
+	[ "$(id -u)" -eq 0 ] || skip "attaching to a process that changed user needs root"
+	suite_conf smtp_timeout 3s
+	suite_conf deliver_processes 1
+	start_slow lmtp-silent
+	suite_start
+	local d strace_pid
+	wait_until 'd=$(ps -o pid=,comm= --ppid "$SUITE_PID" | awk '"'"'$2 == "deliver" { print $1 }'"'"' | head -n 1); [ -n "$d" ]' 20
+	strace -q -e trace=poll,read,setsockopt,sendto,write -o "$T/strace" -p "$d" 2>"$T/strace.err" &
+	strace_pid=$!
+	wait_until 'grep -q "TracerPid:[[:space:]]*[1-9]" "/proc/$d/status"' 20
+	SECONDS=0
+	slow_job 60 lmtp
+	echo "$output (in ${SECONDS}s)"
+	kill "$strace_pid"
+	wait "$strace_pid" || true
+	cat "$T/strace"
+	# The transaction went in one write; the wait for its replies ends
+	# at MAIL's timeout (smtp_timeout), as a wait in poll(2) did.
+	[[ "$output" == *"rcpt=0 D 4.4.2 conversation with 127.0.0.1[127.0.0.1]:$SLOW_PORT timed out while sending MAIL FROM"* ]]
+	[ "$SECONDS" -lt 30 ]
+	# The LMTP socket (LHLO went out on it): SO_RCVTIMEO set, never
+	# polled for input (the connect waits for POLLOUT); before, a poll
+	# before each of its three reads.
+	fd=$(sed -n 's/^[a-z]*(\([0-9]*\), "LHLO .*/\1/p' "$T/strace" | head -n 1)
+	[ -n "$fd" ]
+	[ "$(grep -c "^setsockopt($fd, SOL_SOCKET, SO_RCVTIMEO" "$T/strace")" -ge 1 ]
+	[ "$(grep -c "^poll(.*{fd=$fd, events=POLLIN}" "$T/strace")" -eq 0 ]
+	[ "$(grep -c "^read($fd," "$T/strace")" -ge 3 ]
 }

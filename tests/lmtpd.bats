@@ -590,19 +590,17 @@ postfix_private_stop() {
 	grep -q "connect from unix uid=$uid\$" "$T/log"
 }
 
-@test "lmtpd waits for each command in read(2), not poll(2); a client stalled mid-command gets 421 4.4.2 at lmtpd_timeout" {
-	command -v strace >/dev/null || skip "strace is not installed"
-	[ "$(id -u)" -eq 0 ] || skip "attaching to a worker that changed user needs root"
-	suite_conf lmtpd_timeout 3s
-	suite_conf lmtpd_processes 1
-	suite_conf process_min_idle 1
-	start
-	local w
+# stalled_session ADDR OUT: with lmtpd's one process under strace
+# (poll, read, setsockopt and ioctl calls into OUT), a transaction's
+# commands on ADDR, then half a command and silence; lmtpd's 421 in
+# $output.
+stalled_session() {
+	local w strace_pid
 	wait_until 'w=$(ps -o pid=,comm=,args= --ppid "$SUITE_PID" | awk '"'"'$2 == "lmtpd" { print $1 }'"'"' | head -n 1); [ -n "$w" ]' 20
-	strace -q -e trace=poll,read,setsockopt -o "$T/strace" -p "$w" 2>"$T/strace.err" &
-	local strace_pid=$!
+	strace -q -e trace=poll,read,setsockopt,ioctl -o "$2" -p "$w" 2>"$2.err" &
+	strace_pid=$!
 	wait_until 'grep -q "TracerPid:[[:space:]]*[1-9]" "/proc/$w/status"' 20
-	run lmtp_py <<-'PY'
+	LMTP=$1 run lmtp_py <<-'PY'
 	import lmtp, os
 	s = lmtp.Session(os.environ["LMTP"])
 	s.expect("220")
@@ -616,11 +614,35 @@ postfix_private_stop() {
 	PY
 	kill "$strace_pid"
 	wait "$strace_pid" || true
+	cat "$2"
+}
+
+@test "lmtpd waits for a TCP client's commands in read(2), for a Unix socket's in poll(2); a client stalled mid-command gets 421 4.4.2 at lmtpd_timeout on either" {
+	command -v strace >/dev/null || skip "strace is not installed"
+	[ "$(id -u)" -eq 0 ] || skip "attaching to a worker that changed user needs root"
+	LMTP_PORT=$(free_port)
+	suite_conf lmtp_listen "unix:$T/run/lmtp, 127.0.0.1:$LMTP_PORT"
+	suite_conf lmtpd_timeout 3s
+	suite_conf lmtpd_processes 1
+	suite_conf process_min_idle 1
+	start
+	wait_for_port "$LMTP_PORT"
+	stalled_session "127.0.0.1:$LMTP_PORT" "$T/strace.tcp"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"4.4.2"* ]]
-	# Before timed reads: a poll before each of the 5 reads, and the
-	# stalled one. Now none, and the socket's SO_RCVTIMEO set once.
-	[ "$(grep -c '^poll(' "$T/strace")" -eq 0 ]
-	[ "$(grep -c '^read(' "$T/strace")" -ge 5 ]
-	[ "$(grep -c '^setsockopt(.*SO_RCVTIMEO' "$T/strace")" -ge 1 ]
+	# TCP: no poll, and the socket's SO_RCVTIMEO set once (before timed
+	# reads: a poll before each of the 5 reads, and the stalled one).
+	[ "$(grep -c '^poll(' "$T/strace.tcp")" -eq 0 ]
+	[ "$(grep -c '^read(' "$T/strace.tcp")" -ge 5 ]
+	[ "$(grep -c '^setsockopt(.*SO_RCVTIMEO' "$T/strace.tcp")" -ge 1 ]
+	stalled_session "unix:$T/run/lmtp" "$T/strace.unix"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"4.4.2"* ]]
+	# Unix socket: a poll before each read, no SO_RCVTIMEO, and the
+	# socket made non-blocking, so that a write too has its deadline
+	# (a wait in read(2) would be woken once more per message there,
+	# each time the client reads our replies: util/bio.h).
+	[ "$(grep -c '^poll(' "$T/strace.unix")" -ge 5 ]
+	[ "$(grep -c '^setsockopt(.*SO_RCVTIMEO' "$T/strace.unix")" -eq 0 ]
+	[ "$(grep -c '^ioctl(.*FIONBIO' "$T/strace.unix")" -eq 1 ]
 }

@@ -208,6 +208,11 @@ bool bio_timed_reads_end(struct bio *b)
 {
 	if (b->ops != &timed_ops)
 		return true;
+	return bio_poll_waits(b);
+}
+
+bool bio_poll_waits(struct bio *b)
+{
 	int on = 1;
 	if (ioctl(b->fd, FIONBIO, &on) < 0)
 		return false;

@@ -103,12 +103,22 @@ void bio_set_deadline(struct bio *b, long long ms_from_now);
  * the rest; every deadline and check_timeout hold as with poll. Writes
  * go with MSG_DONTWAIT and wait in poll(2), as on a non-blocking socket,
  * so a peer that stops reading still times out. The plain transport
- * only: bio_timed_reads_end() before TLS.
+ * only: bio_timed_reads_end() before TLS. TCP sockets: on a Unix-domain
+ * one, bio_poll_waits().
  */
 void bio_timed_reads(struct bio *b);
 /* Back to waiting in poll(2) on fd, made O_NONBLOCK (what TLS needs);
  * false when that fails. A bio without timed reads is left as it is. */
 bool bio_timed_reads_end(struct bio *b);
+/*
+ * Every wait in poll(2) on fd, made O_NONBLOCK here, so that writes have
+ * their deadline too; false when that fails. For a Unix-domain stream
+ * socket, where timed reads cost a wake-up: a reader asleep in read(2)
+ * is woken each time the peer takes in what it sent (the kernel's
+ * unix_write_space wakes every sleeper on the socket), a poll(2) for
+ * POLLIN is not.
+ */
+bool bio_poll_waits(struct bio *b);
 
 /*
  * Read one line, without its CRLF, into line (replacing its contents).

@@ -7,6 +7,9 @@ tests of deliver's deadlines (tests/deliver_deadline.bats).
   slow_smtp.py PORT slow SECS     every reply is complete, but takes SECS
                                   seconds: a continuation line a second
                                   before its last line
+  slow_smtp.py PORT lmtp-silent   an LMTP server that greets, answers LHLO
+                                  (PIPELINING, CHUNKING, 8BITMIME), then
+                                  reads the transaction and answers nothing
 
 Serves one connection at a time, until killed. Writes "listening" to
 standard output once the port is bound.
@@ -44,6 +47,18 @@ def serve_slow(conn, secs):
             reply(conn, 250, b"2.0.0 ok", secs)
 
 
+def serve_lmtp_silent(conn):
+    f = conn.makefile("rb")
+    conn.sendall(b"220 silent.test LMTP\r\n")
+    for line in f:
+        if line[:4].upper() == b"LHLO":
+            conn.sendall(b"250-silent.test\r\n250-PIPELINING\r\n"
+                         b"250-CHUNKING\r\n250 8BITMIME\r\n")
+            break
+    while conn.recv(65536):
+        pass
+
+
 def serve_dribble(conn):
     while True:
         conn.sendall(b"220-dribble.test still greeting\r\n")
@@ -62,6 +77,8 @@ def main():
         try:
             if mode == "dribble":
                 serve_dribble(conn)
+            elif mode == "lmtp-silent":
+                serve_lmtp_silent(conn)
             else:
                 serve_slow(conn, int(sys.argv[3]))
         except OSError:

@@ -387,25 +387,61 @@ static void test_timed_reads(void)
  * nothing still ends at the deadline (MSG_DONTWAIT, then poll);
  * bio_timed_reads_end() makes the socket non-blocking for TLS.
  */
+/* Small socket buffers, so that a write of 60,000 bytes to a peer that
+ * reads nothing must wait: it ends at the bio's deadline (alarm(): a
+ * write that blocks for ever fails the run). */
+static void check_write_times_out(struct bio *b, const struct pair *p)
+{
+	int small = 4096;
+
+	setsockopt(p->reader, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	setsockopt(p->writer, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	alarm(20);
+	char *big = calloc(1, 60000);
+	CHECK(big != NULL);
+	CHECK(bio_write(b, big, 60000));
+	CHECK_INT(bio_flush(b), BIO_TIMEOUT);
+	free(big);
+	alarm(0);
+}
+
 static void test_timed_reads_write_deadline(void)
 {
 	struct pair p = make_pair();
 	struct bio b;
-	int small = 4096;
 
-	alarm(20);
-	setsockopt(p.reader, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
-	setsockopt(p.writer, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
 	bio_init(&b, p.reader, 100);
 	bio_timed_reads(&b);
-	char *big = calloc(1, 60000);
-	CHECK(big != NULL);
-	CHECK(bio_write(&b, big, 60000));
-	CHECK_INT(bio_flush(&b), BIO_TIMEOUT);
-	free(big);
+	check_write_times_out(&b, &p);
 	CHECK(bio_timed_reads_end(&b));
 	CHECK(fcntl(p.reader, F_GETFL) & O_NONBLOCK);
-	alarm(0);
+	bio_free(&b);
+	close(p.reader);
+	close(p.writer);
+}
+
+/*
+ * bio_poll_waits() (lmtpd's Unix sockets): the socket becomes
+ * non-blocking, a read waits in poll and ends at its deadline, and a
+ * write to a peer that reads nothing does too (without O_NONBLOCK it
+ * would block for ever: alarm() fails the run).
+ */
+static void test_poll_waits(void)
+{
+	struct pair p = make_pair();
+	struct bio b;
+	struct str line;
+
+	bio_init(&b, p.reader, 100);
+	CHECK(bio_poll_waits(&b));
+	CHECK(fcntl(p.reader, F_GETFL) & O_NONBLOCK);
+	str_init(&line, 1000);
+	put(p.writer, "LHLO x\r\n");
+	CHECK_INT(bio_readline(&b, &line, 512, NULL), BIO_OK);
+	CHECK(strcmp(str_cstr(&line), "LHLO x") == 0);
+	CHECK_INT(bio_readline(&b, &line, 512, NULL), BIO_TIMEOUT);
+	check_write_times_out(&b, &p);
+	str_free(&line);
 	bio_free(&b);
 	close(p.reader);
 	close(p.writer);
@@ -556,5 +592,6 @@ int main(void)
 	RUN(test_line_of_exactly_max_octets);
 	RUN(test_timed_reads);
 	RUN(test_timed_reads_write_deadline);
+	RUN(test_poll_waits);
 	return unit_done();
 }
