@@ -18,10 +18,7 @@ setup() {
 }
 
 teardown() {
-	if [ -n "${STRACE_PID:-}" ]; then
-		kill "$STRACE_PID" 2>/dev/null || true
-		wait "$STRACE_PID" 2>/dev/null || true
-	fi
+	strace_end
 	sinks_stop
 	suite_stop
 }

@@ -36,11 +36,7 @@ teardown_file() {
 }
 
 teardown() {
-	if [ -n "${STRACE_PID:-}" ]; then
-		kill "$STRACE_PID" 2>/dev/null || true
-		wait "$STRACE_PID" 2>/dev/null || true
-		STRACE_PID=
-	fi
+	strace_end
 }
 
 # send N: N sessions one after another, each EHLO, one message, QUIT;

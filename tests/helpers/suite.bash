@@ -318,6 +318,16 @@ suite_stop() {
 	fi
 }
 
+# strace_end: stop the strace a test started in the background
+# (STRACE_PID), if there is one; for teardown.
+strace_end() {
+	if [ -n "${STRACE_PID:-}" ]; then
+		kill "$STRACE_PID" 2>/dev/null || true
+		wait "$STRACE_PID" 2>/dev/null || true
+		STRACE_PID=
+	fi
+}
+
 # Send one message with swaks; extra swaks options may follow.
 send_mail() {
 	swaks --server 127.0.0.1 --port "$SMTP_PORT" --silent 2 "$@"
