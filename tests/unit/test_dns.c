@@ -243,13 +243,45 @@ static void test_ipv6_server(void)
 	free(mx);
 }
 
+/*
+ * A port nothing listens on, for as long as the test needs: one below
+ * 1024 when we may bind there (root), which neither the kernel's
+ * ephemeral ports nor the test servers that run beside the unit tests
+ * (tests/helpers/free_port.py) ever take; else a free port of the
+ * ephemeral range, which such a server may take meanwhile (a DNS server
+ * of another test file once answered NXDOMAIN there).
+ */
+static int unit_dead_port(void)
+{
+	for (int port = 999; port >= 900; port--) {
+		struct sockaddr_in sin = { .sin_family = AF_INET,
+			.sin_port = htons((uint16_t)port),
+			.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		int u = socket(AF_INET, SOCK_DGRAM, 0);
+		int t = socket(AF_INET, SOCK_STREAM, 0);
+		bool free_here = u >= 0 && t >= 0 &&
+		    bind(u, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+		    bind(t, (struct sockaddr *)&sin, sizeof(sin)) == 0;
+		int bind_errno = errno;
+		if (u >= 0)
+			close(u);
+		if (t >= 0)
+			close(t);
+		if (free_here)
+			return port;
+		if (bind_errno == EACCES)
+			break;		/* not root */
+	}
+	return unit_free_port();
+}
+
 static void test_unreachable_server_tempfails_quickly(void)
 {
 	struct dns_mx *mx;
 	struct dns_addr *addrs;
 	size_t count;
 	char server[64], err[256];
-	int port = unit_free_port();		/* nothing listens there */
+	int port = unit_dead_port();		/* nothing listens there */
 	struct timespec t0, t1;
 
 	snprintf(server, sizeof(server), "127.0.0.1:%d", port);
