@@ -130,6 +130,30 @@ trace_stop() {
 	awk '/smtpd\[/ && / connect from / { c++ } /smtpd\[/ && / client=/ { if (c == 0) bad++; c = 0 } END { exit bad }' "$T/log"
 }
 
+@test "a worker sends its message's bytes to the disk before it asks the door to commit" {
+	command -v strace >/dev/null || skip "strace is not installed"
+	[ "$(id -u)" -eq 0 ] || skip "attaching to a worker that changed user needs root"
+	trace_worker writev,sync_file_range,sendmsg "$T/wb.strace" -s 32
+	# 3: with the 15 sessions before and suite_start's probe, under
+	# max_use (20), so the worker strace watches is still there at the
+	# end.
+	run --separate-stderr send 3
+	[ "$status" -eq 0 ]
+	[ "$(grep -c '^250$' <<<"$output")" -eq 3 ]
+	trace_stop
+	# mail/queue_write.c: the file's writeback starts (SYNC_FILE_RANGE_WRITE,
+	# no wait) on the descriptor just written, before the commit's round
+	# trip to the door, whose fsync then finds it under way.
+	local order
+	order=$(awk '
+		/^writev\([0-9]+, / { fd = $0; sub(/^writev\(/, "", fd); sub(/,.*/, "", fd) }
+		/^sync_file_range\(/ { s = $0; sub(/^sync_file_range\(/, "", s); sub(/,.*/, "", s);
+			if (s == fd && /SYNC_FILE_RANGE_WRITE/) started = 1 }
+		/^sendmsg\(.*type=commit/ { n++; if (started) ok++; started = 0 }
+		END { print n + 0, ok + 0 }' "$T/wb.strace")
+	[ "$order" = "3 3" ]
+}
+
 # session_socket_flags PID: the file status flags (octal) of PID's end of
 # the one established session on SMTP_PORT (in /proc/net/tcp).
 session_socket_flags() {
