@@ -247,6 +247,57 @@ PY
 	wait_for_log 'client=unknown\[127.0.0.1\], sasl_method=PLAIN, sasl_username=bob'
 }
 
+@test "a session's TCP socket has TCP_NODELAY: after STARTTLS the EHLO reply does not wait behind the session ticket" {
+	[ "$(id -u)" -eq 0 ] || skip "reading a worker's socket (pidfd_getfd) needs root"
+	# util/sock.c sets it on the listener; Linux copies it into each
+	# accepted socket. Without it the reply written after OpenSSL's
+	# ticket waited for the client's delayed ACK of the ticket, 40 ms
+	# a session. Checked on the worker's own end of a live session.
+	run /usr/bin/python3 - "$SMTP_PORT" "$(master_pid)" <<'PY'
+import ctypes, os, smtplib, socket, ssl, sys
+port, master = int(sys.argv[1]), int(sys.argv[2])
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP("127.0.0.1", port, timeout=20)
+s.starttls(context=ctx)
+s.ehlo("client.example")
+mine = s.sock.getsockname()
+libc = ctypes.CDLL(None, use_errno=True)
+found = []
+for child in open(f"/proc/{master}/task/{master}/children").read().split():
+    pid = int(child)
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        continue
+    for fd in names:
+        try:
+            if not os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
+                continue
+        except OSError:
+            continue
+        dup = libc.syscall(438, pidfd, int(fd), 0)  # pidfd_getfd
+        if dup < 0:
+            continue
+        sk = socket.socket(fileno=dup)
+        try:
+            if sk.family == socket.AF_INET and sk.type == socket.SOCK_STREAM \
+                    and sk.getpeername() == mine:
+                found.append(sk.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        except OSError:
+            pass
+        finally:
+            sk.close()
+    os.close(pidfd)
+s.quit()
+print("found", len(found), "nodelay", found)
+PY
+	[ "$status" -eq 0 ]
+	[ "$output" = "found 1 nodelay [1]" ]
+}
+
 @test "AUTH edge cases: base64, cancel, mechanism, authzid, twice, in a transaction" {
 	run tls "$SMTP_PORT" 'EHLO edge.test' \
 		'AUTH PLAIN not*base64' \

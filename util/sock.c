@@ -283,6 +283,17 @@ int sock_listen_owned(const struct endpoint *ep, int backlog,
 		if (ss.ss_family == AF_INET6)
 			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one,
 			    sizeof(one));
+		/*
+		 * No Nagle on what this listener accepts (Linux copies the
+		 * option into each accepted socket: no call per connection).
+		 * Our replies are written whole, so it never merges anything
+		 * useful; what it did was hold back the second of two small
+		 * writes until the peer's ACK of the first, and a lockstep
+		 * client delays that ACK by 40 ms: after STARTTLS, the EHLO
+		 * reply waited behind OpenSSL's session ticket
+		 * (doc/architecture.md, "TCP_NODELAY").
+		 */
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		if (bind(fd, (struct sockaddr *)&ss, len) < 0)
 			goto fail_close;
 	}

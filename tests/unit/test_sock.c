@@ -6,10 +6,14 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include "sock.h"
 #include "unit.h"
@@ -297,6 +301,52 @@ static void test_addr_parse_format(void)
 	}
 }
 
+/* One accepted connection on a listener of sock_listen(): TCP_NODELAY on
+ * the listener and on what it accepts (Linux copies it), so that no
+ * reply waits for the peer's delayed ACK (util/sock.c). */
+static void check_nodelay_listener(const char *host)
+{
+	/* Port 0: the kernel picks a free one (endpoint_parse() would
+	 * refuse it in a configuration). */
+	struct endpoint ep = { .kind = ENDPOINT_INET, .port = 0 };
+	char err[256];
+	int on = 0;
+	socklen_t len = sizeof(on);
+
+	snprintf(ep.host, sizeof(ep.host), "%s", host);
+	int l = sock_listen(&ep, 4, 0600, err, sizeof(err));
+	if (l < 0) {
+		/* No IPv6 on this host: nothing to check there. */
+		printf("# %s: %s\n", host, err);
+		CHECK(strchr(host, ':') != NULL);
+		return;
+	}
+	CHECK(getsockopt(l, IPPROTO_TCP, TCP_NODELAY, &on, &len) == 0 &&
+	    on == 1);
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof(ss);
+	CHECK(getsockname(l, (struct sockaddr *)&ss, &sslen) == 0);
+	int c = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(c >= 0 && connect(c, (struct sockaddr *)&ss, sslen) == 0);
+	struct pollfd pfd = { .fd = l, .events = POLLIN };
+	CHECK(poll(&pfd, 1, 5000) == 1);
+	int a = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	CHECK(a >= 0);
+	on = 0;
+	len = sizeof(on);
+	CHECK(getsockopt(a, IPPROTO_TCP, TCP_NODELAY, &on, &len) == 0 &&
+	    on == 1);
+	close(a);
+	close(c);
+	close(l);
+}
+
+static void test_listener_nodelay(void)
+{
+	check_nodelay_listener("127.0.0.1");
+	check_nodelay_listener("::1");
+}
+
 int main(void)
 {
 	RUN(test_endpoint_parse);
@@ -304,5 +354,6 @@ int main(void)
 	RUN(test_in_networks);
 	RUN(test_network_valid);
 	RUN(test_addr_parse_format);
+	RUN(test_listener_nodelay);
 	return unit_done();
 }
