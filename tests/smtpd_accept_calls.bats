@@ -79,14 +79,23 @@ trace_stop() {
 	STRACE_PID=
 }
 
-@test "a worker makes no getsockname, ioctl or poll per connection, and one SO_RCVTIMEO" {
+# traced_send CALLS OUT N [STRACE-OPTIONS...]: N sessions (send) while
+# strace watches the worker for CALLS (trace_worker, into OUT); every
+# message must be accepted. Skips without strace or root.
+traced_send() {
+	local calls=$1 out=$2 n=$3
+	shift 3
 	command -v strace >/dev/null || skip "strace is not installed"
 	[ "$(id -u)" -eq 0 ] || skip "attaching to a worker that changed user needs root"
-	trace_worker accept4,getsockname,ioctl,poll,setsockopt,read "$T/strace"
-	run --separate-stderr send 10
+	trace_worker "$calls" "$out" "$@"
+	run --separate-stderr send "$n"
 	[ "$status" -eq 0 ]
-	[ "$(grep -c '^250$' <<<"$output")" -eq 10 ]
+	[ "$(grep -c '^250$' <<<"$output")" -eq "$n" ]
 	trace_stop
+}
+
+@test "a worker makes no getsockname, ioctl or poll per connection, and one SO_RCVTIMEO" {
+	traced_send accept4,getsockname,ioctl,poll,setsockopt,read "$T/strace" 10
 	# Every connection went to this worker, or the counts below say
 	# nothing.
 	[ "$(grep -c '^accept4(.*) = [0-9]' "$T/strace")" -eq 10 ]
@@ -108,13 +117,7 @@ trace_stop() {
 }
 
 @test "a plain session's greeting goes out before its connect line is written" {
-	command -v strace >/dev/null || skip "strace is not installed"
-	[ "$(id -u)" -eq 0 ] || skip "attaching to a worker that changed user needs root"
-	trace_worker sendto,write "$T/greet.strace" -s 64
-	run --separate-stderr send 5
-	[ "$status" -eq 0 ]
-	[ "$(grep -c '^250$' <<<"$output")" -eq 5 ]
-	trace_stop
+	traced_send sendto,write "$T/greet.strace" 5 -s 64
 	# The client waits for the 220, no one for the log line
 	# (smtpd_proto.c, greeting_first): each "connect from" is written
 	# after its session's 220 was sent (before: the line, then the
@@ -131,16 +134,10 @@ trace_stop() {
 }
 
 @test "a worker sends its message's bytes to the disk before it asks the door to commit" {
-	command -v strace >/dev/null || skip "strace is not installed"
-	[ "$(id -u)" -eq 0 ] || skip "attaching to a worker that changed user needs root"
-	trace_worker writev,sync_file_range,sendmsg "$T/wb.strace" -s 32
 	# 3: with the 15 sessions before and suite_start's probe, under
 	# max_use (20), so the worker strace watches is still there at the
 	# end.
-	run --separate-stderr send 3
-	[ "$status" -eq 0 ]
-	[ "$(grep -c '^250$' <<<"$output")" -eq 3 ]
-	trace_stop
+	traced_send writev,sync_file_range,sendmsg "$T/wb.strace" 3 -s 32
 	# mail/queue_write.c: the file's writeback starts (SYNC_FILE_RANGE_WRITE,
 	# no wait) on the descriptor just written, before the commit's round
 	# trip to the door, whose fsync then finds it under way.
