@@ -58,11 +58,13 @@ listener_inode() {
 		! grep -E '\.so' "/proc/$door/maps"
 	fi
 	# The worker's RSS is not counted again in it: far less than the
-	# worker's (a forked door mapped about as much as its worker).
+	# worker's (a forked door mapped about as much as its worker). Not
+	# in a sanitizer build: there both carry the ASan runtime's own
+	# pages, most of the door's RSS (8,488 against 5,660 KiB, 0.67).
 	w=$(awk '/^Rss:/ { print $2 }' "/proc/$worker/smaps_rollup")
 	d=$(awk '/^Rss:/ { print $2 }' "/proc/$door/smaps_rollup")
 	echo "worker RSS $w KiB, door RSS $d KiB"
-	[ "$d" -lt $((w * 2 / 3)) ]
+	[ -n "$SUITE_SANITIZED" ] || [ "$d" -lt $((w * 2 / 3)) ]
 	# Nothing of master's: not the listener, not fd 4 (the alive pipe).
 	inode=$(listener_inode)
 	[ -n "$inode" ]
